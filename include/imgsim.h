@@ -1,0 +1,227 @@
+/*
+ * imgsim.h: the public C API of libimgsim.
+ *
+ * imgsim turns images into CNN feature vectors and answers cosine-similarity queries over them.
+ * This header is the contract: what is not declared here is not API.
+ *
+ * Conventions (after oneDNN and SQLite):
+ *  - Every call that can fail returns an imgsim_status; results come back through the output
+ *    pointer given first.
+ *  - Handles are opaque. imgsim_xxx_destroy(NULL) is a no-op.
+ *  - A failing call on a handle leaves a message in that handle (imgsim_xxx_errmsg); every failing
+ *    call also leaves it in a thread-local slot read by imgsim_last_error(). Messages name the
+ *    file and the reason.
+ *  - The library never exits or aborts, and never takes ownership of caller buffers unless a
+ *    comment says so.
+ */
+#ifndef IMGSIM_H
+#define IMGSIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IMGSIM_VERSION_MAJOR 0
+#define IMGSIM_VERSION_MINOR 1
+#define IMGSIM_VERSION_PATCH 0
+
+/* ---- status ---------------------------------------------------------------------------- */
+
+typedef enum imgsim_status {
+    IMGSIM_OK = 0,
+    IMGSIM_ERR_INVALID_ARG,  /* a bad argument or option value */
+    IMGSIM_ERR_NOMEM,        /* an allocation failed */
+    IMGSIM_ERR_IO,           /* a file could not be opened, read or written */
+    IMGSIM_ERR_FORMAT,       /* corrupt, truncated or malformed input (image, model, store) */
+    IMGSIM_ERR_UNSUPPORTED,  /* well-formed input that imgsim does not handle */
+    IMGSIM_ERR_TOO_LARGE,    /* an input over a configured or arithmetic limit */
+    IMGSIM_ERR_MISMATCH,     /* stores, models or engine files that do not belong together */
+    IMGSIM_ERR_NO_DEVICE,    /* the requested device (CUDA) is absent or was not built in */
+    IMGSIM_ERR_BACKEND,      /* the compute library (oneDNN, CUDA, cuDNN, ...) reported an error */
+    IMGSIM_ERR_INTERNAL      /* a bug in imgsim */
+} imgsim_status;
+
+/* A short constant description of a status ("corrupt or malformed input", ...). */
+const char *imgsim_status_str(imgsim_status s);
+
+/* The message of the last failing imgsim call on this thread ("" if none). Valid until the next
+ * imgsim call on this thread. */
+const char *imgsim_last_error(void);
+
+/* "MAJOR.MINOR.PATCH" */
+const char *imgsim_version(void);
+
+typedef enum imgsim_log_level {
+    IMGSIM_LOG_QUIET = 0,
+    IMGSIM_LOG_ERROR = 1,
+    IMGSIM_LOG_WARN = 2,
+    IMGSIM_LOG_INFO = 3,
+    IMGSIM_LOG_DEBUG = 4
+} imgsim_log_level;
+
+/* Log messages go to stderr at or below this level (default IMGSIM_LOG_INFO). Process-wide. */
+void imgsim_set_log_level(imgsim_log_level level);
+
+/* ---- element types, devices, precisions ------------------------------------------------- */
+
+typedef enum imgsim_dtype { IMGSIM_F32 = 0, IMGSIM_F16 = 1 } imgsim_dtype;
+
+typedef enum imgsim_device { IMGSIM_DEVICE_CPU = 0, IMGSIM_DEVICE_CUDA = 1 } imgsim_device;
+
+typedef enum imgsim_precision {
+    IMGSIM_PREC_FP32 = 0, /* strict float32 */
+    IMGSIM_PREC_BF16 = 1, /* bfloat16 weights/activations, float32 accumulation (CPU with AVX-512 BF16/AMX) */
+    IMGSIM_PREC_FP16 = 2, /* float16 tensor cores (CUDA) */
+    IMGSIM_PREC_TF32 = 3  /* float32 storage, TF32 tensor-core math (CUDA) */
+} imgsim_precision;
+
+/* "fp32", "bf16", "fp16", "tf32" */
+const char *imgsim_precision_str(imgsim_precision p);
+
+/* ---- preprocessing ---------------------------------------------------------------------- */
+
+/* How an image file becomes a network input: decode (JPEG/PNG/WebP, detected by content), apply
+ * EXIF orientation, drop alpha like PIL's convert('RGB'), resize to height x width with PIL's
+ * antialiased bilinear filter, scale to [0,1], normalise per channel: (x - mean) / std. */
+typedef struct imgsim_preprocess_opts {
+    int height, width;     /* network input size; default 224 x 224 */
+    float mean[3], std[3]; /* default ImageNet mean/std */
+    uint64_t max_pixels;   /* refuse larger images before allocating; default 89,478,485 (PIL's) */
+    int exif_rotate;       /* apply EXIF orientation; default 1 */
+    int dct_scaling;       /* let libjpeg-turbo downscale in the DCT domain when the image is at
+                              least twice the target size (within stated tolerance); default 1 */
+} imgsim_preprocess_opts;
+
+void imgsim_preprocess_opts_init(imgsim_preprocess_opts *opt);
+
+/* Decode and preprocess one image into out (float32, CHW, 3 * height * width elements, owned by
+ * the caller). opt may be NULL for the defaults. */
+imgsim_status imgsim_preprocess_file(float *out, const char *path, const imgsim_preprocess_opts *opt);
+imgsim_status imgsim_preprocess_mem(float *out, const void *data, size_t size,
+                                    const imgsim_preprocess_opts *opt);
+
+/* ---- model ------------------------------------------------------------------------------ */
+
+typedef struct imgsim_model imgsim_model;
+
+/* Loads and validates an ONNX model and picks its embedding layer: layer = NULL picks the input of
+ * the final classifier (…→GlobalAveragePool→Flatten→Gemm) when the graph ends in one, else the
+ * graph output; otherwise the named value. The graph is optimised (BN folding, fusion, dead-head
+ * removal) once here. */
+imgsim_status imgsim_model_load(imgsim_model **out, const char *path, const char *layer);
+void imgsim_model_destroy(imgsim_model *m);
+const char *imgsim_model_errmsg(const imgsim_model *m);
+
+typedef struct imgsim_model_info {
+    int dim;                 /* feature dimension of the chosen layer */
+    int in_channels, in_height, in_width;
+    int opset;
+    char layer[256];         /* name of the chosen value */
+    char sha256[65];         /* of the model file, lowercase hex */
+    int n_nodes;             /* after optimisation */
+} imgsim_model_info;
+
+imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *info);
+
+/* Writes a torchvision-layout ResNet ("resnet18", "resnet50") with Kaiming-normal random
+ * weights as an ONNX file (opset 13, dynamic batch axis), for demos and tests. */
+imgsim_status imgsim_model_init(const char *path, const char *arch, uint64_t seed);
+
+/* ---- engine ----------------------------------------------------------------------------- */
+
+typedef struct imgsim_engine imgsim_engine;
+
+typedef struct imgsim_engine_opts {
+    imgsim_device device;        /* default CPU */
+    int device_index;            /* CUDA device ordinal; default 0 */
+    imgsim_precision precision;  /* default FP32 on CPU, FP16 on CUDA */
+    int precision_set;           /* 0: use the device default */
+    int max_batch;               /* largest batch run() accepts; default 32 */
+    int threads;                 /* CPU threads; 0 = all cores */
+    int normalize;               /* L2-normalise output rows; default 1 */
+    const char *engine_cache;    /* CUDA engine-file cache folder; NULL = $XDG_CACHE_HOME/imgsim,
+                                    "off" = none */
+    const char *engine_file;     /* explicit CUDA engine file to load or build; NULL = cache */
+} imgsim_engine_opts;
+
+void imgsim_engine_opts_init(imgsim_engine_opts *opt);
+
+/* Plans an engine for one device and precision: weights converted, kernels chosen, one arena
+ * allocated. The model may be destroyed afterwards. */
+imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m,
+                                   const imgsim_engine_opts *opt);
+void imgsim_engine_destroy(imgsim_engine *e);
+const char *imgsim_engine_errmsg(const imgsim_engine *e);
+
+/* Runs n (1..max_batch) preprocessed images: input is float32 NCHW [n, C, H, W], out is
+ * float32 [n, dim]. Both owned by the caller. Does not allocate. */
+imgsim_status imgsim_engine_run(imgsim_engine *e, const float *input, int n, float *out);
+
+typedef struct imgsim_engine_info {
+    int dim, in_channels, in_height, in_width, max_batch;
+    imgsim_device device;
+    imgsim_precision precision;
+    size_t device_bytes;     /* memory the engine holds (weights + arena) */
+    char device_name[128];   /* "cpu (oneDNN ...)" or the GPU's name */
+    double build_seconds;    /* time to build or load the engine */
+    int loaded_from_file;    /* CUDA: 1 if an engine file was loaded */
+} imgsim_engine_info;
+
+imgsim_status imgsim_engine_get_info(const imgsim_engine *e, imgsim_engine_info *info);
+
+/* ---- feature stores --------------------------------------------------------------------- */
+
+/* A store is a folder: features.npy ([N, D] float32 or float16, C order), manifest.tsv (one line
+ * per input: row, path, label, status, error) and meta.json. */
+
+typedef struct imgsim_extract_opts {
+    imgsim_preprocess_opts pre;
+    int workers;          /* decode/preprocess threads; 0 = all cores */
+    int batch_size;       /* default: the engine's max_batch */
+    imgsim_dtype dtype;   /* features.npy element type; default F32 */
+    int quiet;            /* no progress output */
+} imgsim_extract_opts;
+
+void imgsim_extract_opts_init(imgsim_extract_opts *opt);
+
+typedef struct imgsim_extract_stats {
+    int64_t inputs, ok, failed, skipped; /* skipped: listed files that are not images */
+    double seconds_total;
+    double seconds_list, seconds_decode_busy, seconds_infer_busy, seconds_write;
+    double images_per_s;
+} imgsim_extract_stats;
+
+/* Extracts features for every image of input (an ImageFolder-layout folder, a TSV list
+ * "path<TAB>label" with a header line, or a single image file) into the store folder store_dir.
+ * Files are written under temporary names and renamed when complete. A bad image is recorded in
+ * the manifest and never fails the job. stats may be NULL. */
+imgsim_status imgsim_extract(imgsim_engine *e, const char *model_path, const char *input,
+                             const char *store_dir, const imgsim_extract_opts *opt,
+                             imgsim_extract_stats *stats);
+
+/* ---- search ----------------------------------------------------------------------------- */
+
+typedef struct imgsim_search_opts {
+    int threads;          /* 0 = all cores */
+    imgsim_device device; /* default CPU */
+    int device_index;
+    size_t gpu_memory;    /* CUDA: cap on device memory for the gallery (0 = no cap) */
+} imgsim_search_opts;
+
+void imgsim_search_opts_init(imgsim_search_opts *opt);
+
+/* Exact top-k by inner product (cosine for L2-normalised rows). gallery is [n, dim], queries
+ * [q, dim], both of element type dtype, C order. Writes idx[q * k] (gallery row, -1 where
+ * n < k) and score[q * k] (float32), best first, ties broken by lower gallery row. Memory used is
+ * bounded by a tile, not by n x q. */
+imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int64_t n,
+                            const void *queries, int64_t q, int dim, imgsim_dtype dtype, int k,
+                            const imgsim_search_opts *opt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IMGSIM_H */

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages imgsim needs to build and test (idempotent; quiet when all
+# are present). Run as root, or with sudo available.
+#   scripts/install-deps.sh          build + test dependencies
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config
+      libdnnl-dev libprotobuf-c-dev protobuf-c-compiler
+      libturbojpeg0-dev libspng-dev libwebp-dev libexif-dev libcjson-dev
+      libcmocka-dev
+      python3-numpy python3-pil python3-torch python3-torchvision python3-onnx python3-faiss)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,67 @@
+/*
+ * backend.h: the interface every compute backend implements (after ggml-backend-impl.h).
+ *
+ * A backend is planned once from an optimised graph (prepare: weights converted, primitives and
+ * algorithms chosen, one activation arena allocated) and then run many times without allocating.
+ * Input is the float32 NCHW batch the preprocessing produces; output is float32 [n, dim] in host
+ * memory, L2-normalised when cfg.normalize is set.
+ */
+#ifndef IMGSIM_BACKEND_H
+#define IMGSIM_BACKEND_H
+
+#include <stddef.h>
+
+#include "core/core.h"
+#include "model/graph.h"
+
+typedef struct is_backend_cfg {
+    imgsim_precision precision;
+    int max_batch;
+    int threads;          /* CPU threads, 0 = all cores */
+    int device_index;     /* CUDA ordinal */
+    int normalize;        /* L2-normalise each output row */
+    const char *engine_cache; /* CUDA: cache folder, NULL = default, "off" = none */
+    const char *engine_file;  /* CUDA: explicit engine file */
+    int batch_auto;       /* CUDA: shrink max_batch to what fits in device memory */
+} is_backend_cfg;
+
+typedef struct is_backend is_backend;
+
+typedef struct is_backend_ops {
+    const char *name; /* "cpu", "cuda" */
+    /* Plans g (which the backend may keep pointers into only during prepare). */
+    imgsim_status (*prepare)(is_backend *b, const is_graph *g, const is_backend_cfg *cfg, is_err *e);
+    /* Synchronous: input [n, C, H, W] float32 host, out [n, dim] float32 host; 1 <= n <= max_batch. */
+    imgsim_status (*run)(is_backend *b, const float *input, int n, float *out, is_err *e);
+
+    /* Optional asynchronous pair (NULL if absent), for overlapping copies with compute:
+     * input_buffer(slot) is a host buffer of max_batch inputs (pinned on CUDA) the caller fills;
+     * submit starts slot's batch of n; collect waits for it and copies the features to out.
+     * Slots are 0..n_slots-1 and the caller collects in submit order. */
+    int n_slots;
+    float *(*input_buffer)(is_backend *b, int slot);
+    imgsim_status (*submit)(is_backend *b, int slot, int n, is_err *e);
+    imgsim_status (*collect)(is_backend *b, int slot, float *out, is_err *e);
+
+    /* Fills what it knows into info (device_name, device_bytes, loaded_from_file, max_batch). */
+    void (*info)(const is_backend *b, imgsim_engine_info *info);
+    void (*destroy)(is_backend *b);
+} is_backend_ops;
+
+struct is_backend {
+    const is_backend_ops *ops;
+    void *impl;
+    int64_t dim;
+    int in_c, in_h, in_w;
+    int max_batch;
+};
+
+/* Constructors: allocate the backend object (not yet prepared). Return NO_DEVICE where the
+ * backend is not built in or no device exists. */
+imgsim_status is_backend_cpu_new(is_backend **out, is_err *e);
+imgsim_status is_backend_cuda_new(is_backend **out, is_err *e);
+
+/* Whether CUDA support was compiled in and a device is present (for skipping tests). */
+int is_cuda_available(void);
+
+#endif /* IMGSIM_BACKEND_H */

@@ -1,0 +1,257 @@
+/* args.c: the option parser shared by every subcommand (see cli.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int takes_value(const char *const *value_opts, const char *name, size_t len) {
+    for (int i = 0; value_opts && value_opts[i]; i++)
+        if (strlen(value_opts[i]) == len && strncmp(value_opts[i], name, len) == 0) return 1;
+    return 0;
+}
+
+int cli_init(cli_args *a, int argc, char **argv, const char *const *value_opts) {
+    memset(a, 0, sizeof *a);
+    a->argc = argc;
+    a->argv = argv;
+    a->cmd = argc > 0 ? argv[0] : "imgsim";
+    a->used = calloc((size_t)argc + 1, 1);
+    if (!a->used) return -1;
+    a->used[0] = 1;
+    /* "--name value": join into the "--name" entry by marking the value as belonging to it */
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--") == 0) break;
+        if (s[0] == '-' && s[1] == '-' && !strchr(s, '=') && takes_value(value_opts, s + 2, strlen(s + 2)) &&
+            i + 1 < argc)
+            a->used[i + 1] = 2; /* 2: value of the previous option, not positional */
+    }
+    return 0;
+}
+
+void cli_free(cli_args *a) {
+    free(a->used);
+    a->used = NULL;
+}
+
+/* Finds --name or --name=value; returns the value (or "" for a bare flag) or NULL. */
+static const char *find(cli_args *a, const char *name) {
+    size_t len = strlen(name);
+    const char *found = NULL;
+    for (int i = 1; i < a->argc; i++) {
+        const char *s = a->argv[i];
+        if (strcmp(s, "--") == 0) break;
+        if (a->used[i] == 2) continue;
+        if (s[0] != '-' || s[1] != '-' || strncmp(s + 2, name, len) != 0) continue;
+        if (s[2 + len] == '=') {
+            a->used[i] = 1;
+            found = s + 3 + len;
+        } else if (s[2 + len] == '\0') {
+            a->used[i] = 1;
+            if (i + 1 < a->argc && a->used[i + 1] == 2) {
+                a->used[i + 1] = 3;
+                found = a->argv[i + 1];
+            } else {
+                found = "";
+            }
+        }
+    }
+    return found; /* the last occurrence wins */
+}
+
+const char *cli_str(cli_args *a, const char *name, const char *def) {
+    const char *v = find(a, name);
+    if (v && !*v) {
+        fprintf(stderr, "imgsim %s: --%s needs a value\n", a->cmd, name);
+        a->error = 1;
+        return def;
+    }
+    return v ? v : def;
+}
+
+int cli_flag(cli_args *a, const char *name) {
+    const char *v = find(a, name);
+    if (v && *v) {
+        if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no")) return 0;
+        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes")) return 1;
+        fprintf(stderr, "imgsim %s: --%s takes no value\n", a->cmd, name);
+        a->error = 1;
+    }
+    return v != NULL;
+}
+
+long cli_int(cli_args *a, const char *name, long def, long min, long max) {
+    const char *v = cli_str(a, name, NULL);
+    if (!v) return def;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < min || x > max) {
+        fprintf(stderr, "imgsim %s: --%s=%s: expected an integer in [%ld, %ld]\n", a->cmd, name, v, min, max);
+        a->error = 1;
+        return def;
+    }
+    return x;
+}
+
+uint64_t cli_u64(cli_args *a, const char *name, uint64_t def) {
+    const char *v = cli_str(a, name, NULL);
+    if (!v) return def;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || end == v || *end || v[0] == '-') {
+        fprintf(stderr, "imgsim %s: --%s=%s: expected a non-negative integer\n", a->cmd, name, v);
+        a->error = 1;
+        return def;
+    }
+    return (uint64_t)x;
+}
+
+double cli_double(cli_args *a, const char *name, double def, double min, double max) {
+    const char *v = cli_str(a, name, NULL);
+    if (!v) return def;
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= min && x <= max)) {
+        fprintf(stderr, "imgsim %s: --%s=%s: expected a number in [%g, %g]\n", a->cmd, name, v, min, max);
+        a->error = 1;
+        return def;
+    }
+    return x;
+}
+
+static int is_positional(cli_args *a, int i) {
+    const char *s = a->argv[i];
+    if (a->used[i] >= 2) return 0;
+    for (int j = 1; j < i; j++)
+        if (strcmp(a->argv[j], "--") == 0) return 1;
+    return !(s[0] == '-' && s[1] != '\0') && strcmp(s, "--") != 0;
+}
+
+int cli_npos(cli_args *a) {
+    int n = 0;
+    for (int i = 1; i < a->argc; i++) n += is_positional(a, i);
+    return n;
+}
+
+const char *cli_pos(cli_args *a, int n) {
+    for (int i = 1; i < a->argc; i++) {
+        if (!is_positional(a, i)) continue;
+        if (n-- == 0) {
+            a->used[i] = 1;
+            return a->argv[i];
+        }
+    }
+    return NULL;
+}
+
+int cli_finish(cli_args *a, const char *usage) {
+    int bad = a->error;
+    for (int i = 1; i < a->argc; i++) {
+        if (strcmp(a->argv[i], "--") == 0) break;
+        if (a->used[i] == 0) {
+            if (a->argv[i][0] == '-')
+                fprintf(stderr, "imgsim %s: unknown option '%s'\n", a->cmd, a->argv[i]);
+            else
+                fprintf(stderr, "imgsim %s: unexpected argument '%s'\n", a->cmd, a->argv[i]);
+            bad = 1;
+        } else if (a->used[i] == 2) {
+            fprintf(stderr, "imgsim %s: unexpected argument '%s'\n", a->cmd, a->argv[i]);
+            bad = 1;
+        }
+    }
+    if (bad && usage) fprintf(stderr, "usage: %s\n", usage);
+    return bad ? 2 : 0;
+}
+
+void cli_log_opts(cli_args *a) {
+    int quiet = cli_flag(a, "quiet");
+    int verbose = cli_flag(a, "verbose");
+    for (int i = 1; i < a->argc; i++) {
+        if (!strcmp(a->argv[i], "-q")) a->used[i] = 1, quiet = 1;
+        if (!strcmp(a->argv[i], "-v")) a->used[i] = 1, verbose = 1;
+    }
+    imgsim_set_log_level(quiet ? IMGSIM_LOG_ERROR : verbose ? IMGSIM_LOG_DEBUG : IMGSIM_LOG_INFO);
+}
+
+int cli_engine_opts(cli_args *a, imgsim_engine_opts *o) {
+    imgsim_engine_opts_init(o);
+    const char *dev = cli_str(a, "device", "cpu");
+    if (!strcmp(dev, "cpu")) {
+        o->device = IMGSIM_DEVICE_CPU;
+    } else if (!strncmp(dev, "cuda", 4) && (dev[4] == '\0' || dev[4] == ':')) {
+        o->device = IMGSIM_DEVICE_CUDA;
+        if (dev[4] == ':') {
+            char *end;
+            long n = strtol(dev + 5, &end, 10);
+            if (end == dev + 5 || *end || n < 0 || n > 1024) {
+                fprintf(stderr, "imgsim %s: --device=%s: expected cpu, cuda or cuda:N\n", a->cmd, dev);
+                a->error = 1;
+            }
+            o->device_index = (int)n;
+        }
+    } else {
+        fprintf(stderr, "imgsim %s: --device=%s: expected cpu, cuda or cuda:N\n", a->cmd, dev);
+        a->error = 1;
+    }
+    const char *prec = cli_str(a, "precision", NULL);
+    if (prec) {
+        static const char *names[] = {"fp32", "bf16", "fp16", "tf32"};
+        int found = -1;
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(prec, names[i])) found = i;
+        if (found < 0) {
+            fprintf(stderr, "imgsim %s: --precision=%s: expected fp32, bf16, fp16 or tf32\n", a->cmd, prec);
+            a->error = 1;
+        } else {
+            o->precision = (imgsim_precision)found;
+            o->precision_set = 1;
+        }
+    }
+    const char *bs = cli_str(a, "batch-size", NULL);
+    if (bs && !strcmp(bs, "auto")) {
+        o->max_batch = 0; /* 0: pick the largest that fits (CUDA), default elsewhere */
+    } else if (bs) {
+        char *end;
+        long n = strtol(bs, &end, 10);
+        if (end == bs || *end || n < 1 || n > 65536) {
+            fprintf(stderr, "imgsim %s: --batch-size=%s: expected 1..65536 or auto\n", a->cmd, bs);
+            a->error = 1;
+        } else {
+            o->max_batch = (int)n;
+        }
+    }
+    o->threads = (int)cli_int(a, "threads", 0, 0, 4096);
+    o->engine_cache = cli_str(a, "engine-cache", NULL);
+    o->engine_file = cli_str(a, "engine", NULL);
+    return a->error ? 2 : 0;
+}
+
+int cli_extract_opts(cli_args *a, imgsim_extract_opts *o) {
+    imgsim_extract_opts_init(o);
+    o->workers = (int)cli_int(a, "workers", 0, 0, 4096);
+    o->quiet = cli_flag(a, "quiet");
+    o->pre.max_pixels = cli_u64(a, "max-pixels", o->pre.max_pixels);
+    if (cli_flag(a, "no-exif-rotate")) o->pre.exif_rotate = 0;
+    if (cli_flag(a, "no-dct-scaling")) o->pre.dct_scaling = 0;
+    const char *dt = cli_str(a, "dtype", "float32");
+    if (!strcmp(dt, "float32"))
+        o->dtype = IMGSIM_F32;
+    else if (!strcmp(dt, "float16"))
+        o->dtype = IMGSIM_F16;
+    else {
+        fprintf(stderr, "imgsim %s: --dtype=%s: expected float32 or float16\n", a->cmd, dt);
+        a->error = 1;
+    }
+    return a->error ? 2 : 0;
+}
+
+int cli_fail(const char *cmd, imgsim_status st) {
+    const char *msg = imgsim_last_error();
+    fprintf(stderr, "imgsim %s: %s\n", cmd, msg && *msg ? msg : imgsim_status_str(st));
+    return 1;
+}

@@ -1,0 +1,62 @@
+/*
+ * cli.h: the imgsim command-line tool: one file per subcommand (cmd_<name>.c), each an
+ * int cmd_<name>(int argc, char **argv) returning the process exit status (0 ok, 1 failure,
+ * 2 usage error), and a small option parser shared by all of them.
+ */
+#ifndef IMGSIM_CLI_H
+#define IMGSIM_CLI_H
+
+#include <stdint.h>
+
+#include "imgsim.h"
+
+int cmd_split(int argc, char **argv);
+int cmd_preprocess(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_dedup(int argc, char **argv);
+int cmd_engine(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* Options: "--name=value", "--name value" (for options declared as taking a value) and flags
+ * "--name". Everything else is positional. argv[0] is the subcommand. */
+typedef struct cli_args {
+    int argc;
+    char **argv;
+    unsigned char *used; /* per argv entry */
+    const char *cmd;     /* for messages */
+    int error;           /* set when a value is malformed or an option is unknown */
+} cli_args;
+
+/* Parses; value_opts lists the options (without "--") that take a value, NULL-terminated. */
+int cli_init(cli_args *a, int argc, char **argv, const char *const *value_opts);
+void cli_free(cli_args *a);
+const char *cli_str(cli_args *a, const char *name, const char *def);
+int cli_flag(cli_args *a, const char *name); /* 1 if present */
+long cli_int(cli_args *a, const char *name, long def, long min, long max);
+double cli_double(cli_args *a, const char *name, double def, double min, double max);
+uint64_t cli_u64(cli_args *a, const char *name, uint64_t def);
+/* n-th positional argument (0-based, after the subcommand), or NULL. */
+const char *cli_pos(cli_args *a, int n);
+int cli_npos(cli_args *a);
+/* After reading every option: reports unknown options and errors. Returns 0 if all is well, else
+ * prints to stderr and returns 2. */
+int cli_finish(cli_args *a, const char *usage);
+
+/* Shared option groups (parsed the same way by every command that has them). */
+/* --device=cpu|cuda[:N], --precision=fp32|bf16|fp16|tf32, --batch-size=N|auto, --threads=N,
+ * --engine-cache=DIR|off, --engine=FILE */
+int cli_engine_opts(cli_args *a, imgsim_engine_opts *o);
+/* --workers=N, --max-pixels=N, --no-exif-rotate, --no-dct-scaling, --dtype=float32|float16,
+ * --quiet */
+int cli_extract_opts(cli_args *a, imgsim_extract_opts *o);
+/* -q/--quiet, -v/--verbose: set the log level */
+void cli_log_opts(cli_args *a);
+
+/* Prints "imgsim <cmd>: <msg>" for a failed status with imgsim_last_error() and returns 1. */
+int cli_fail(const char *cmd, imgsim_status st);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * image.h: decoding (libjpeg-turbo, libspng, libwebp), EXIF orientation and the preprocessing
+ * that matches torchvision's Resize((H, W)) + ToTensor + Normalize.
+ */
+#ifndef IMGSIM_IMAGE_H
+#define IMGSIM_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+typedef enum is_imgfmt { IS_FMT_UNKNOWN = 0, IS_FMT_JPEG, IS_FMT_PNG, IS_FMT_WEBP } is_imgfmt;
+
+/* Detects the format from the first bytes (at least 12 are looked at when present). */
+is_imgfmt is_image_sniff(const uint8_t *buf, size_t len);
+const char *is_imgfmt_name(is_imgfmt f);
+
+/* An 8-bit RGB image, interleaved, rows of w * 3 bytes. */
+typedef struct is_image {
+    int w, h;
+    uint8_t *px; /* is_malloc'ed, w * h * 3 bytes */
+} is_image;
+
+void is_image_free(is_image *img);
+
+typedef struct is_decode_opts {
+    uint64_t max_pixels; /* refuse larger images (declared size) before allocating */
+    int exif_rotate;     /* apply EXIF orientation (JPEG APP1, PNG eXIf, WebP EXIF) */
+    int target_w, target_h; /* when > 0 and dct_scaling: JPEG may be decoded at a DCT-domain
+                               scale (1/2, 1/4, 1/8) as long as the result stays large enough
+                               for the stated tolerance versus full decode + resize */
+    int dct_scaling;
+} is_decode_opts;
+
+/* Decodes buf (any supported format) into RGB. name is used in error messages (a path). */
+imgsim_status is_image_decode(is_image *out, const uint8_t *buf, size_t len, const is_decode_opts *opt,
+                              const char *name, is_err *e);
+
+/* PIL-equivalent antialiased bilinear resize of an RGB8 image to (oh, ow) followed by
+ * ToTensor + Normalize: out is float32 CHW [3, oh, ow]. scratch: optional workspace of
+ * is_preprocess_scratch_size(img, oh, ow) bytes (NULL: allocates internally). */
+size_t is_preprocess_scratch_size(int iw, int ih, int ow, int oh);
+imgsim_status is_preprocess_rgb(float *out, const is_image *img, int oh, int ow, const float mean[3],
+                                 const float std[3], void *scratch, is_err *e);
+
+/* File or memory -> normalised tensor, with imgsim_preprocess_opts. */
+imgsim_status is_preprocess_mem(float *out, const uint8_t *buf, size_t len, const imgsim_preprocess_opts *o,
+                                const char *name, is_err *e);
+imgsim_status is_preprocess_file(float *out, const char *path, const imgsim_preprocess_opts *o, is_err *e);
+
+#endif /* IMGSIM_IMAGE_H */

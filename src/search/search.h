@@ -1,0 +1,27 @@
+/*
+ * search.h: exact top-k inner-product search (CPU), a blocked matrix product fused with a
+ * per-query top-k selection; memory bounded by the tile size.
+ */
+#ifndef IMGSIM_SEARCH_H
+#define IMGSIM_SEARCH_H
+
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* gallery [n, dim], queries [q, dim], element type dtype; idx/score [q, k]; see imgsim_search. */
+imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
+                            int64_t q, int dim, imgsim_dtype dtype, int k, int threads, is_err *e);
+
+/* CUDA implementation (search/cuda); NO_DEVICE where not built or no GPU. */
+imgsim_status is_search_cuda(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
+                             int64_t q, int dim, imgsim_dtype dtype, int k, int device_index,
+                             size_t gpu_memory, is_err *e);
+
+/* Near-duplicate pairs within one set: calls fn(ctx, i, j, score) for every i < j with
+ * score >= threshold, blockwise (no n x n matrix). */
+typedef void (*is_pair_fn)(void *ctx, int64_t i, int64_t j, float score);
+imgsim_status is_dedup_cpu(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold, int threads,
+                           is_pair_fn fn, void *ctx, is_err *e);
+
+#endif /* IMGSIM_SEARCH_H */
