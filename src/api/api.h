@@ -1,0 +1,25 @@
+/* api.h: the structs behind the public handles, shared by the files of src/api/. */
+#ifndef IMGSIM_API_H
+#define IMGSIM_API_H
+
+#include "backend/backend.h"
+#include "core/core.h"
+#include "model/graph.h"
+
+struct imgsim_model {
+    is_graph *g;
+    char *path;
+    char layer[256];
+    is_err err;
+};
+
+struct imgsim_engine {
+    is_backend *b;
+    imgsim_engine_info info;
+    char sha256[65];   /* of the model file */
+    char layer[256];
+    char *model_path;
+    is_err err;
+};
+
+#endif

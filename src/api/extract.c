@@ -1,0 +1,478 @@
+/*
+ * extract.c: the extraction pipeline: files -> decode/preprocess workers -> batch ring ->
+ * engine -> normalised features -> store (features.npy + manifest.tsv + meta.json).
+ *
+ * Items are numbered in dataset order; item i belongs to batch b = i / B and is written by a
+ * worker into ring slot b % S at position i % B. A slot is handed to workers for batch b only
+ * after the consumer has finished batch b - S with it, so memory is bounded by S batches however
+ * large the dataset. The consumer (the calling thread) takes batches in order: with an
+ * asynchronous backend (CUDA) it submits batch b before collecting batch b - 1, so copies and
+ * inference overlap decoding; with a synchronous one (CPU) it runs each batch in turn while the
+ * workers fill the next slot. A failed image leaves a hole: its row of the batch is computed and
+ * dropped, and its manifest line records the reason.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "api/api.h"
+#include "api/extract.h"
+#include "data/dataset.h"
+#include "image/image.h"
+
+void imgsim_extract_opts_init(imgsim_extract_opts *o) {
+    memset(o, 0, sizeof *o);
+    imgsim_preprocess_opts_init(&o->pre);
+    o->dtype = IMGSIM_F32;
+}
+
+typedef struct item_result {
+    imgsim_status st;
+    char *error; /* is_malloc'ed message for failures */
+} item_result;
+
+typedef struct pipeline {
+    imgsim_engine *eng;
+    const is_dataset *ds;
+    const imgsim_extract_opts *opt;
+    int B, S;
+    int64_t n_items, n_batches;
+    size_t img_floats; /* C * H * W */
+    float **slot_buf;  /* S buffers of B images */
+    int own_buffers;
+    item_result *res;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv_slot_free, cv_slot_full;
+    int64_t *slot_batch; /* batch each slot currently serves */
+    int *slot_done;      /* items finished in the slot's current batch */
+    atomic_llong next_item;
+    int abort;
+
+    double *busy; /* per worker decode seconds */
+    is_progress *progress;
+} pipeline;
+
+typedef struct worker_arg {
+    pipeline *p;
+    int id;
+} worker_arg;
+
+static int batch_count(const pipeline *p, int64_t b) {
+    int64_t left = p->n_items - b * p->B;
+    return (int)(left < p->B ? left : p->B);
+}
+
+static void *worker_main(void *arg) {
+    worker_arg *wa = arg;
+    pipeline *p = wa->p;
+    is_err err;
+    for (;;) {
+        int64_t i = atomic_fetch_add(&p->next_item, 1);
+        if (i >= p->n_items) break;
+        int64_t b = i / p->B;
+        int slot = (int)(b % p->S);
+        pthread_mutex_lock(&p->mu);
+        while (p->slot_batch[slot] != b && !p->abort) pthread_cond_wait(&p->cv_slot_free, &p->mu);
+        int aborted = p->abort;
+        pthread_mutex_unlock(&p->mu);
+        if (aborted) break;
+
+        double t0 = is_now();
+        float *dst = p->slot_buf[slot] + (size_t)(i % p->B) * p->img_floats;
+        err.msg[0] = 0;
+        imgsim_status st = is_preprocess_file(dst, p->ds->items[i].path, &p->opt->pre, &err);
+        p->res[i].st = st;
+        if (st) {
+            p->res[i].error = is_strdup(err.msg[0] ? err.msg : imgsim_status_str(st));
+            memset(dst, 0, p->img_floats * sizeof(float)); /* a defined input for the dropped row */
+        }
+        p->busy[wa->id] += is_now() - t0;
+
+        pthread_mutex_lock(&p->mu);
+        if (++p->slot_done[slot] == batch_count(p, b)) pthread_cond_broadcast(&p->cv_slot_full);
+        pthread_mutex_unlock(&p->mu);
+    }
+    return NULL;
+}
+
+/* Removes tabs and newlines so a message fits one TSV field. */
+static void tsv_clean(char *s) {
+    for (; *s; s++)
+        if (*s == '\t' || *s == '\n' || *s == '\r') *s = ' ';
+}
+
+/* Writes the features of batch b (out: [count, dim]) for its successful items, and its
+ * manifest lines. */
+static imgsim_status write_batch(pipeline *p, int64_t b, const float *out, is_npy_writer *npy, FILE *man,
+                                 int64_t *row, is_err *e) {
+    int count = batch_count(p, b);
+    int64_t dim = p->eng->info.dim;
+    for (int j = 0; j < count; j++) {
+        int64_t i = b * p->B + j;
+        const is_item *it = &p->ds->items[i];
+        if (p->res[i].st == IMGSIM_OK) {
+            imgsim_status st = is_npy_append_f32(npy, out + (size_t)j * (size_t)dim, 1, e);
+            if (st) return st;
+            fprintf(man, "%lld\t%s\t%s\tok\t\n", (long long)*row, it->rel, it->label);
+            (*row)++;
+        } else {
+            tsv_clean(p->res[i].error);
+            fprintf(man, "-1\t%s\t%s\tfailed\t%s\n", it->rel, it->label, p->res[i].error);
+        }
+    }
+    return IMGSIM_OK;
+}
+
+imgsim_status is_dataset_fingerprint(const is_dataset *d, char out[65], is_err *e) {
+    is_sha256 s;
+    is_sha256_init(&s);
+    for (size_t i = 0; i < d->n; i++) {
+        struct stat st;
+        long long size = -1, mt = 0;
+        if (stat(d->items[i].path, &st) == 0) {
+            size = (long long)st.st_size;
+            mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+        }
+        char buf[64];
+        is_sha256_update(&s, d->items[i].rel, strlen(d->items[i].rel) + 1);
+        is_sha256_update(&s, d->items[i].label, strlen(d->items[i].label) + 1);
+        int n = snprintf(buf, sizeof buf, "%lld:%lld;", size, mt);
+        is_sha256_update(&s, buf, (size_t)n);
+    }
+    uint8_t dg[32];
+    is_sha256_final(&s, dg);
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hx[dg[i] >> 4];
+        out[2 * i + 1] = hx[dg[i] & 15];
+    }
+    out[64] = 0;
+    (void)e;
+    return IMGSIM_OK;
+}
+
+static cJSON *json_floats(const float *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
+    return a;
+}
+
+cJSON *is_preprocess_json(const imgsim_preprocess_opts *pre) {
+    cJSON *p = cJSON_CreateObject();
+    cJSON *size = cJSON_CreateArray();
+    cJSON_AddItemToArray(size, cJSON_CreateNumber(pre->height));
+    cJSON_AddItemToArray(size, cJSON_CreateNumber(pre->width));
+    cJSON_AddItemToObject(p, "resize", size);
+    cJSON_AddStringToObject(p, "interpolation", "bilinear-antialias (PIL)");
+    cJSON_AddItemToObject(p, "mean", json_floats(pre->mean, 3));
+    cJSON_AddItemToObject(p, "std", json_floats(pre->std, 3));
+    cJSON_AddBoolToObject(p, "exif_rotate", pre->exif_rotate != 0);
+    cJSON_AddBoolToObject(p, "dct_scaling", pre->dct_scaling != 0);
+    return p;
+}
+
+static imgsim_status write_meta(const char *path, const pipeline *p, const char *input, const char *fingerprint,
+                                const imgsim_extract_stats *s, is_err *e) {
+    const imgsim_engine *eng = p->eng;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "format", "imgsim-store-1");
+    cJSON_AddStringToObject(root, "imgsim_version", imgsim_version());
+    cJSON *m = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(m, "path", eng->model_path ? eng->model_path : "");
+    cJSON_AddStringToObject(m, "sha256", eng->sha256);
+    cJSON_AddStringToObject(m, "layer", eng->layer);
+    cJSON_AddNumberToObject(m, "dim", eng->info.dim);
+    cJSON *in = cJSON_CreateArray();
+    cJSON_AddItemToArray(in, cJSON_CreateNumber(eng->info.in_channels));
+    cJSON_AddItemToArray(in, cJSON_CreateNumber(eng->info.in_height));
+    cJSON_AddItemToArray(in, cJSON_CreateNumber(eng->info.in_width));
+    cJSON_AddItemToObject(m, "input_chw", in);
+    cJSON_AddStringToObject(root, "layer", eng->layer);
+    cJSON_AddNumberToObject(root, "dim", eng->info.dim);
+    cJSON_AddItemToObject(root, "preprocessing", is_preprocess_json(&p->opt->pre));
+    cJSON_AddStringToObject(root, "precision", imgsim_precision_str(eng->info.precision));
+    cJSON_AddStringToObject(root, "device", eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu");
+    cJSON_AddStringToObject(root, "device_name", eng->info.device_name);
+    cJSON_AddStringToObject(root, "dtype", p->opt->dtype == IMGSIM_F16 ? "float16" : "float32");
+    cJSON_AddBoolToObject(root, "normalized", 1);
+    cJSON_AddNumberToObject(root, "batch_size", p->B);
+    cJSON_AddStringToObject(root, "input", input);
+    cJSON_AddStringToObject(root, "inputs_fingerprint", fingerprint);
+    cJSON *c = cJSON_AddObjectToObject(root, "counts");
+    cJSON_AddNumberToObject(c, "inputs", (double)s->inputs);
+    cJSON_AddNumberToObject(c, "ok", (double)s->ok);
+    cJSON_AddNumberToObject(c, "failed", (double)s->failed);
+    cJSON_AddNumberToObject(c, "skipped", (double)s->skipped);
+    cJSON *t = cJSON_AddObjectToObject(root, "timings");
+    cJSON_AddNumberToObject(t, "total_s", s->seconds_total);
+    cJSON_AddNumberToObject(t, "list_s", s->seconds_list);
+    cJSON_AddNumberToObject(t, "decode_busy_s", s->seconds_decode_busy);
+    cJSON_AddNumberToObject(t, "infer_busy_s", s->seconds_infer_busy);
+    cJSON_AddNumberToObject(t, "write_s", s->seconds_write);
+    cJSON_AddNumberToObject(t, "images_per_s", s->images_per_s);
+    cJSON_AddNumberToObject(t, "engine_build_s", eng->info.build_seconds);
+    time_t now = time(NULL);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON_AddStringToObject(root, "created", ts);
+    char *txt = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!txt) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
+    size_t n = strlen(txt);
+    txt[n] = '\n'; /* replace the terminator: written with its length */
+    imgsim_status st = is_write_file_atomic(path, txt, n + 1, e);
+    free(txt);
+    return st;
+}
+
+/* Creates the ring buffers: the backend's (pinned) input buffers when it is asynchronous. */
+static imgsim_status ring_init(pipeline *p, is_err *e) {
+    is_backend *b = p->eng->b;
+    int async = b->ops->submit && b->ops->collect && b->ops->input_buffer && b->ops->n_slots >= 2;
+    p->S = async ? b->ops->n_slots : 2;
+    p->slot_buf = is_calloc((size_t)p->S, sizeof(float *));
+    p->slot_batch = is_calloc((size_t)p->S, sizeof(int64_t));
+    p->slot_done = is_calloc((size_t)p->S, sizeof(int));
+    if (!p->slot_buf || !p->slot_batch || !p->slot_done) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    p->own_buffers = !async;
+    for (int s = 0; s < p->S; s++) {
+        p->slot_batch[s] = s;
+        if (async) {
+            p->slot_buf[s] = b->ops->input_buffer(b, s);
+        } else {
+            p->slot_buf[s] = is_malloc_array((size_t)p->B * p->img_floats, sizeof(float));
+        }
+        if (!p->slot_buf[s]) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory for the batch ring");
+    }
+    return IMGSIM_OK;
+}
+
+static void pipeline_free(pipeline *p) {
+    if (p->own_buffers && p->slot_buf)
+        for (int s = 0; s < p->S; s++) free(p->slot_buf[s]);
+    free(p->slot_buf);
+    free(p->slot_batch);
+    free(p->slot_done);
+    if (p->res)
+        for (int64_t i = 0; i < p->n_items; i++) free(p->res[i].error);
+    free(p->res);
+    free(p->busy);
+}
+
+/* Waits until batch b's slot is completely filled. */
+static void wait_full(pipeline *p, int64_t b) {
+    int slot = (int)(b % p->S);
+    pthread_mutex_lock(&p->mu);
+    while (p->slot_done[slot] < batch_count(p, b)) pthread_cond_wait(&p->cv_slot_full, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Gives batch b's slot to batch b + S. */
+static void release_slot(pipeline *p, int64_t b) {
+    int slot = (int)(b % p->S);
+    pthread_mutex_lock(&p->mu);
+    p->slot_done[slot] = 0;
+    p->slot_batch[slot] = b + p->S;
+    pthread_cond_broadcast(&p->cv_slot_free);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void count_batch(pipeline *p, int64_t b) {
+    is_progress_add(p->progress, batch_count(p, b));
+}
+
+/* The consumer: runs every batch in order and writes the results. */
+static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double *infer_s, double *write_s,
+                             is_err *e) {
+    is_backend *be = p->eng->b;
+    int async = !p->own_buffers;
+    int64_t dim = p->eng->info.dim, row = 0;
+    float *out = is_malloc_array((size_t)p->B * (size_t)dim, sizeof(float));
+    if (!out) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    imgsim_status st = IMGSIM_OK;
+    for (int64_t b = 0; b < p->n_batches && !st; b++) {
+        wait_full(p, b);
+        double t0 = is_now();
+        if (async) {
+            st = be->ops->submit(be, (int)(b % p->S), batch_count(p, b), e);
+            if (!st && b > 0) {
+                st = be->ops->collect(be, (int)((b - 1) % p->S), out, e);
+                *infer_s += is_now() - t0;
+                double t1 = is_now();
+                if (!st) st = write_batch(p, b - 1, out, npy, man, &row, e);
+                *write_s += is_now() - t1;
+                count_batch(p, b - 1);
+                release_slot(p, b - 1);
+            } else {
+                *infer_s += is_now() - t0;
+            }
+        } else {
+            st = be->ops->run(be, p->slot_buf[b % p->S], batch_count(p, b), out, e);
+            *infer_s += is_now() - t0;
+            double t1 = is_now();
+            if (!st) st = write_batch(p, b, out, npy, man, &row, e);
+            *write_s += is_now() - t1;
+            count_batch(p, b);
+            release_slot(p, b);
+        }
+    }
+    if (async && !st && p->n_batches > 0) {
+        int64_t b = p->n_batches - 1;
+        double t0 = is_now();
+        st = be->ops->collect(be, (int)(b % p->S), out, e);
+        *infer_s += is_now() - t0;
+        double t1 = is_now();
+        if (!st) st = write_batch(p, b, out, npy, man, &row, e);
+        *write_s += is_now() - t1;
+        count_batch(p, b);
+        release_slot(p, b);
+    }
+    free(out);
+    return st;
+}
+
+imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const char *input_desc,
+                                 const char *store_dir, const imgsim_extract_opts *opt, double list_seconds,
+                                 imgsim_extract_stats *stats, is_err *e) {
+    double t_start = is_now() - list_seconds;
+    imgsim_extract_stats s = {0};
+    s.seconds_list = list_seconds;
+    s.inputs = (int64_t)ds->n;
+    s.skipped = (int64_t)ds->n_skipped;
+    imgsim_status st = is_mkdir_p(store_dir, e);
+    if (st) return st;
+
+    pipeline p = {0};
+    p.eng = eng;
+    p.ds = ds;
+    p.opt = opt;
+    p.B = opt->batch_size > 0 && opt->batch_size <= eng->b->max_batch ? opt->batch_size : eng->b->max_batch;
+    p.n_items = (int64_t)ds->n;
+    p.n_batches = (p.n_items + p.B - 1) / p.B;
+    p.img_floats = (size_t)eng->info.in_channels * (size_t)eng->info.in_height * (size_t)eng->info.in_width;
+    if (opt->pre.height != eng->info.in_height || opt->pre.width != eng->info.in_width)
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
+                       opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
+    int workers = opt->workers > 0 ? opt->workers : is_num_cores();
+    p.res = is_calloc(ds->n ? ds->n : 1, sizeof(item_result));
+    p.busy = is_calloc((size_t)workers, sizeof(double));
+    if (!p.res || !p.busy) {
+        pipeline_free(&p);
+        return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    }
+    if ((st = ring_init(&p, e))) {
+        pipeline_free(&p);
+        return st;
+    }
+
+    /* a store without meta.json is incomplete: remove the old marker before anything else */
+    char *meta_path = is_path_join(store_dir, "meta.json");
+    char *feat_path = is_path_join(store_dir, "features.npy");
+    char *man_path = is_path_join(store_dir, "manifest.tsv");
+    is_npy_writer npy = {0};
+    is_atomic_file man = {0};
+    if (!meta_path || !feat_path || !man_path) {
+        st = is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    remove(meta_path);
+    if ((st = is_npy_begin(&npy, feat_path, opt->dtype, eng->info.dim, e))) goto done;
+    if ((st = is_atomic_open(&man, man_path, e))) goto done;
+    fprintf(man.f, "row\tpath\tlabel\tstatus\terror\n");
+
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv_slot_free, NULL);
+    pthread_cond_init(&p.cv_slot_full, NULL);
+    p.progress = is_progress_start("extract", p.n_items, opt->quiet);
+    pthread_t *th = is_calloc((size_t)workers, sizeof(pthread_t));
+    worker_arg *wa = is_calloc((size_t)workers, sizeof(worker_arg));
+    int started = 0;
+    if (th && wa) {
+        for (int w = 0; w < workers; w++) {
+            wa[w].p = &p;
+            wa[w].id = w;
+            if (pthread_create(&th[w], NULL, worker_main, &wa[w]) != 0) break;
+            started++;
+        }
+    }
+    double infer_s = 0, write_s = 0;
+    if (started == 0 && p.n_items > 0) {
+        st = is_fail(e, IMGSIM_ERR_INTERNAL, "cannot start worker threads");
+    } else {
+        st = consume(&p, &npy, man.f, &infer_s, &write_s, e);
+    }
+    pthread_mutex_lock(&p.mu);
+    p.abort = 1; /* wakes workers still waiting for a slot after a failure */
+    pthread_cond_broadcast(&p.cv_slot_free);
+    pthread_mutex_unlock(&p.mu);
+    for (int w = 0; w < started; w++) pthread_join(th[w], NULL);
+    free(th);
+    free(wa);
+    is_progress_end(p.progress);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv_slot_free);
+    pthread_cond_destroy(&p.cv_slot_full);
+    if (st) goto done;
+
+    for (int64_t i = 0; i < p.n_items; i++) {
+        if (p.res[i].st == IMGSIM_OK)
+            s.ok++;
+        else
+            s.failed++;
+    }
+    for (int w = 0; w < workers; w++) s.seconds_decode_busy += p.busy[w];
+    s.seconds_infer_busy = infer_s;
+    double tw = is_now();
+    if ((st = is_npy_finish(&npy, e))) goto done;
+    if ((st = is_atomic_commit(&man, e))) goto done;
+    s.seconds_write = write_s + (is_now() - tw);
+    s.seconds_total = is_now() - t_start;
+    s.images_per_s = s.seconds_total > 0 ? (double)s.ok / s.seconds_total : 0;
+    char fp[65];
+    is_dataset_fingerprint(ds, fp, e);
+    st = write_meta(meta_path, &p, input_desc, fp, &s, e);
+done:
+    if (st) {
+        is_npy_abort(&npy);
+        if (man.f) is_atomic_abort(&man);
+    }
+    free(meta_path);
+    free(feat_path);
+    free(man_path);
+    pipeline_free(&p);
+    if (stats) *stats = s;
+    return st;
+}
+
+imgsim_status imgsim_extract(imgsim_engine *eng, const char *model_path, const char *input, const char *store_dir,
+                             const imgsim_extract_opts *opt, imgsim_extract_stats *stats) {
+    if (!eng || !input || !store_dir)
+        return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_extract: NULL argument");
+    imgsim_extract_opts def;
+    if (!opt) {
+        imgsim_extract_opts_init(&def);
+        opt = &def;
+    }
+    if (model_path && !eng->model_path) eng->model_path = is_strdup(model_path);
+    double t0 = is_now();
+    is_dataset *ds = NULL;
+    imgsim_status st = is_dataset_open(&ds, input, &eng->err);
+    if (st) return is_fail_copy(NULL, &eng->err, st);
+    double tl = is_now() - t0;
+    for (size_t i = 0; i < ds->n_skipped; i++)
+        is_log_warn("skipped %s: %s", ds->skipped[i].path, ds->skipped[i].reason);
+    imgsim_extract_stats s;
+    st = is_extract_dataset(eng, ds, input, store_dir, opt, tl, &s, &eng->err);
+    is_dataset_free(ds);
+    if (stats) *stats = s;
+    if (st) is_fail_copy(NULL, &eng->err, st);
+    return st;
+}

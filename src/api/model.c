@@ -1,0 +1,59 @@
+/* model.c: the public model handle: ONNX import, output selection and optimisation, once. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+
+imgsim_status imgsim_model_load(imgsim_model **out, const char *path, const char *layer) {
+    if (!out || !path) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_model_load: NULL argument");
+    *out = NULL;
+    imgsim_model *m = is_calloc(1, sizeof *m);
+    if (!m) return is_fail(NULL, IMGSIM_ERR_NOMEM, "out of memory");
+    m->path = is_strdup(path);
+    imgsim_status st;
+    if (!m->path) {
+        st = is_fail(&m->err, IMGSIM_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((st = is_onnx_load(&m->g, path, &m->err))) goto fail;
+    if ((st = is_graph_infer_shapes(m->g, &m->err))) goto prefixed;
+    if ((st = is_graph_select_output(m->g, layer, &m->err))) goto prefixed;
+    snprintf(m->layer, sizeof m->layer, "%s", m->g->vals[m->g->output].name);
+    if ((st = is_graph_optimize(m->g, &m->err))) goto prefixed;
+    *out = m;
+    return IMGSIM_OK;
+prefixed:
+    if (strncmp(m->err.msg, path, strlen(path)) != 0) is_fail_prefix(&m->err, st, path);
+fail:
+    is_fail_copy(NULL, &m->err, st);
+    imgsim_model_destroy(m);
+    return st;
+}
+
+void imgsim_model_destroy(imgsim_model *m) {
+    if (!m) return;
+    is_graph_free(m->g);
+    free(m->path);
+    free(m);
+}
+
+const char *imgsim_model_errmsg(const imgsim_model *m) {
+    return m ? m->err.msg : "no model";
+}
+
+imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *info) {
+    if (!m || !info) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_model_get_info: NULL argument");
+    memset(info, 0, sizeof *info);
+    const is_graph *g = m->g;
+    info->dim = (int)g->dim;
+    info->in_channels = g->in_c;
+    info->in_height = g->in_h;
+    info->in_width = g->in_w;
+    info->opset = g->opset;
+    snprintf(info->layer, sizeof info->layer, "%s", m->layer);
+    snprintf(info->sha256, sizeof info->sha256, "%s", g->sha256);
+    int live = 0;
+    for (int i = 0; i < g->n_nodes; i++) live += !g->nodes[i].dead;
+    info->n_nodes = live;
+    return IMGSIM_OK;
+}
