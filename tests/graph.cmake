@@ -1,0 +1,2 @@
+# Graph IR tests (link, shape inference, passes, ResNet builder): owned by the graph area.
+imgsim_c_test(test_graph_link test_graph_link.c ASAN)
