@@ -1,11 +1,98 @@
-/* cmd_search.c: imgsim search (placeholder until implemented). */
+/* cmd_search.c: imgsim search: exact cosine top-k of queries (a store, or images extracted on the
+ * fly with the gallery's model) against a gallery store; results.tsv and accuracies. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "cli.h"
+#include "cli/job.h"
+#include "core/core.h"
+
+static const char *usage =
+    "imgsim search --gallery=STORE --query=STORE|FOLDER|LIST.tsv|IMAGE --out=results.tsv [--k=5]\n"
+    "       [--model=M.onnx] [--metrics=FILE.json] [--threads=N] [--device=cpu|cuda[:N]] [--gpu-memory=BYTES]\n"
+    "       [--precision] [--batch-size] [--workers] [--quiet]";
+
+/* out.tsv -> out.metrics.json */
+static char *metrics_path(const char *out) {
+    size_t n = strlen(out);
+    char *p = malloc(n + 16);
+    if (!p) return NULL;
+    memcpy(p, out, n + 1);
+    if (n > 4 && !strcmp(p + n - 4, ".tsv")) p[n - 4] = 0;
+    strcat(p, ".metrics.json");
+    return p;
+}
 
 int cmd_search(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "imgsim search: not implemented yet\n");
-    return 1;
+    static const char *const vals[] = {"gallery", "query",   "out",     "k",          "model",      "metrics",
+                                       "threads", "device",  "gpu-memory", "precision", "batch-size", "workers",
+                                       "engine-cache", "engine", "max-pixels", NULL};
+    cli_args a;
+    if (cli_init(&a, argc, argv, vals)) return 1;
+    if (cli_flag(&a, "help")) {
+        printf("usage: %s\n", usage);
+        cli_free(&a);
+        return 0;
+    }
+    cli_log_opts(&a);
+    const char *gdir = cli_str(&a, "gallery", NULL), *query = cli_str(&a, "query", NULL);
+    const char *out = cli_str(&a, "out", NULL), *model = cli_str(&a, "model", NULL);
+    const char *mpath = cli_str(&a, "metrics", NULL);
+    int k = (int)cli_int(&a, "k", 5, 1, 1 << 20);
+    imgsim_engine_opts eo;
+    imgsim_extract_opts xo;
+    cli_engine_opts(&a, &eo);
+    cli_extract_opts(&a, &xo);
+    imgsim_search_opts so;
+    imgsim_search_opts_init(&so);
+    so.threads = eo.threads;
+    so.device = eo.device;
+    so.device_index = eo.device_index;
+    so.gpu_memory = (size_t)cli_u64(&a, "gpu-memory", 0);
+    int rc = cli_finish(&a, usage);
+    if (!rc && (!gdir || !query || !out)) {
+        fprintf(stderr, "imgsim search: --gallery, --query and --out are required\nusage: %s\n", usage);
+        rc = 2;
+    }
+    if (rc) {
+        cli_free(&a);
+        return rc;
+    }
+    is_store *g = NULL, *q = NULL;
+    is_err e;
+    char *tmp = NULL, *mp = NULL;
+    cJSON *metrics = NULL;
+    rc = 1;
+    if (is_store_open(&g, gdir, &e)) {
+        fprintf(stderr, "imgsim search: %s\n", e.msg);
+        goto done;
+    }
+    char *qmeta = is_path_join(query, "meta.json");
+    int query_is_store = qmeta && is_is_dir(query) && is_path_exists(qmeta);
+    free(qmeta);
+    if (!query_is_store) {
+        if (job_extract_queries(g, query, model, &eo, &xo, &tmp)) goto done;
+    }
+    if (is_store_open(&q, tmp ? tmp : query, &e)) {
+        fprintf(stderr, "imgsim search: %s\n", e.msg);
+        goto done;
+    }
+    if (query_is_store && job_check_compatible(g, q)) goto done;
+    if (job_search(g, q, k, &so, out, &metrics)) goto done;
+    mp = mpath ? is_strdup(mpath) : metrics_path(out);
+    if (!mp || job_write_json(mp, metrics)) goto done;
+    fprintf(stderr, "imgsim: %lld queries x %lld gallery, top-%d in %.3f s (%.0f queries/s) -> %s\n",
+            (long long)q->n, (long long)g->n, k, cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "search_seconds")),
+            cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "queries_per_s")), out);
+    job_print_metrics(metrics);
+    rc = 0;
+done:
+    cJSON_Delete(metrics);
+    free(mp);
+    is_store_free(g);
+    is_store_free(q);
+    if (tmp) job_remove_store(tmp);
+    free(tmp);
+    cli_free(&a);
+    return rc;
 }

@@ -1,0 +1,313 @@
+/* job.c: search of a query store against a gallery store, results.tsv and accuracies (job.h). */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/extract.h"
+#include "cli/job.h"
+#include "core/core.h"
+
+/* The JSON object at key (or NULL). */
+static const cJSON *jget(const cJSON *o, const char *key) {
+    return o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+}
+
+static const char *jstr(const cJSON *o, const char *key) {
+    const cJSON *v = jget(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+int job_check_compatible(const is_store *g, const is_store *q) {
+    const cJSON *gm = jget(g->meta, "model"), *qm = jget(q->meta, "model");
+    const char *why = NULL;
+    if (strcmp(jstr(gm, "sha256"), jstr(qm, "sha256")) != 0)
+        why = "were extracted with different models (sha256 differs)";
+    else if (strcmp(jstr(g->meta, "layer"), jstr(q->meta, "layer")) != 0)
+        why = "use different layers";
+    else if (!cJSON_Compare(jget(g->meta, "preprocessing"), jget(q->meta, "preprocessing"), 1))
+        why = "use different preprocessing";
+    else if (g->dim != q->dim)
+        why = "have different feature dimensions";
+    if (why) {
+        fprintf(stderr, "imgsim: gallery %s and query store %s %s; re-extract the queries with the gallery's settings\n",
+                g->dir, q->dir, why);
+        return 1;
+    }
+    return 0;
+}
+
+int job_write_json(const char *path, const cJSON *v) {
+    char *txt = cJSON_Print(v);
+    if (!txt) {
+        fprintf(stderr, "imgsim: out of memory writing %s\n", path);
+        return 1;
+    }
+    size_t n = strlen(txt);
+    txt[n] = '\n';
+    is_err e;
+    imgsim_status st = is_write_file_atomic(path, txt, n + 1, &e);
+    free(txt);
+    if (st) {
+        fprintf(stderr, "imgsim: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Per-class tallies. */
+typedef struct class_stat {
+    const char *label;
+    int64_t n, top1, topk, knn;
+} class_stat;
+
+static class_stat *class_find(class_stat **cs, int *ncs, int *cap, const char *label) {
+    for (int i = 0; i < *ncs; i++)
+        if (!strcmp((*cs)[i].label, label)) return &(*cs)[i];
+    if (*ncs == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        class_stat *n = realloc(*cs, (size_t)*cap * sizeof **cs);
+        if (!n) return NULL;
+        *cs = n;
+    }
+    class_stat *c = &(*cs)[(*ncs)++];
+    memset(c, 0, sizeof *c);
+    c->label = label;
+    return c;
+}
+
+static int cmp_class(const void *a, const void *b) {
+    return strcmp(((const class_stat *)a)->label, ((const class_stat *)b)->label);
+}
+
+/* Majority label among the first k matches; ties go to the label whose best match ranks first. */
+static const char *knn_vote(const is_store *g, const int64_t *idx, int k) {
+    const char *best = NULL;
+    int best_n = 0;
+    for (int r = 0; r < k; r++) {
+        if (idx[r] < 0) break;
+        const char *l = g->labels[idx[r]];
+        int seen = 0;
+        for (int s = 0; s < r; s++)
+            if (!strcmp(g->labels[idx[s]], l)) seen = 1;
+        if (seen) continue; /* counted at its first (best-ranked) occurrence */
+        int n = 0;
+        for (int s = r; s < k && idx[s] >= 0; s++) n += !strcmp(g->labels[idx[s]], l);
+        if (n > best_n) {
+            best_n = n;
+            best = l;
+        }
+    }
+    return best;
+}
+
+static void tsv_field(FILE *f, const char *s) {
+    for (; *s; s++) fputc(*s == '\t' || *s == '\n' ? ' ' : *s, f);
+}
+
+int job_search(const is_store *g, const is_store *q, int k, const imgsim_search_opts *so, const char *out_tsv,
+               cJSON **metrics) {
+    *metrics = NULL;
+    if (g->dim != q->dim) {
+        fprintf(stderr, "imgsim: gallery has %d-d features, queries %d-d\n", g->dim, q->dim);
+        return 1;
+    }
+    int64_t nq = q->n;
+    int64_t *idx = is_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(int64_t));
+    float *score = is_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(float));
+    const void *gal = g->features, *qry = q->features;
+    float *g32 = NULL, *q32 = NULL;
+    imgsim_dtype dt = g->dtype;
+    if (g->dtype != q->dtype) { /* mixed: compare in float32 */
+        dt = IMGSIM_F32;
+        if (g->dtype == IMGSIM_F16) gal = g32 = is_store_features_f32(g);
+        if (q->dtype == IMGSIM_F16) qry = q32 = is_store_features_f32(q);
+    }
+    if (!idx || !score || !gal || !qry) {
+        fprintf(stderr, "imgsim search: out of memory\n");
+        free(idx), free(score), free(g32), free(q32);
+        return 1;
+    }
+    double t0 = is_now();
+    imgsim_status st = imgsim_search(idx, score, gal, g->n, qry, nq, g->dim, dt, k, so);
+    double secs = is_now() - t0;
+    free(g32);
+    free(q32);
+    if (st) {
+        free(idx), free(score);
+        return cli_fail("search", st);
+    }
+
+    is_atomic_file af;
+    is_err e;
+    if (is_atomic_open(&af, out_tsv, &e)) {
+        fprintf(stderr, "imgsim search: %s\n", e.msg);
+        free(idx), free(score);
+        return 1;
+    }
+    fprintf(af.f, "query_path\tquery_label\trank\tmatch_path\tmatch_label\tscore\n");
+    class_stat *cs = NULL;
+    int ncs = 0, cap = 0;
+    int64_t labelled = 0, top1 = 0, topk = 0, knn = 0;
+    int gallery_labelled = 0;
+    for (int64_t i = 0; i < g->n && !gallery_labelled; i++) gallery_labelled = g->labels[i][0] != 0;
+    for (int64_t i = 0; i < nq; i++) {
+        const int64_t *ix = idx + i * k;
+        const float *sc = score + i * k;
+        for (int r = 0; r < k && ix[r] >= 0; r++) {
+            tsv_field(af.f, q->paths[i]);
+            fputc('\t', af.f);
+            tsv_field(af.f, q->labels[i]);
+            fprintf(af.f, "\t%d\t", r + 1);
+            tsv_field(af.f, g->paths[ix[r]]);
+            fputc('\t', af.f);
+            tsv_field(af.f, g->labels[ix[r]]);
+            fprintf(af.f, "\t%.6f\n", sc[r]);
+        }
+        const char *ql = q->labels[i];
+        if (!*ql || !gallery_labelled) continue;
+        class_stat *c = class_find(&cs, &ncs, &cap, ql);
+        if (!c) continue;
+        int h1 = ix[0] >= 0 && !strcmp(g->labels[ix[0]], ql), hk = 0;
+        for (int r = 0; r < k && ix[r] >= 0; r++) hk |= !strcmp(g->labels[ix[r]], ql);
+        const char *v = knn_vote(g, ix, k);
+        int hv = v && !strcmp(v, ql);
+        labelled++, top1 += h1, topk += hk, knn += hv;
+        c->n++, c->top1 += h1, c->topk += hk, c->knn += hv;
+    }
+    free(idx);
+    free(score);
+    if (is_atomic_commit(&af, &e)) {
+        fprintf(stderr, "imgsim search: %s\n", e.msg);
+        free(cs);
+        return 1;
+    }
+
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddNumberToObject(m, "k", k);
+    cJSON_AddNumberToObject(m, "gallery", (double)g->n);
+    cJSON_AddNumberToObject(m, "queries", (double)nq);
+    cJSON_AddNumberToObject(m, "labelled_queries", (double)labelled);
+    cJSON_AddNumberToObject(m, "search_seconds", secs);
+    cJSON_AddNumberToObject(m, "queries_per_s", secs > 0 ? (double)nq / secs : 0);
+    if (labelled > 0) {
+        cJSON *acc = cJSON_AddObjectToObject(m, "accuracy");
+        cJSON_AddNumberToObject(acc, "top1", (double)top1 / (double)labelled);
+        cJSON_AddNumberToObject(acc, "topk", (double)topk / (double)labelled);
+        cJSON_AddNumberToObject(acc, "knn_vote", (double)knn / (double)labelled);
+        qsort(cs, (size_t)ncs, sizeof *cs, cmp_class);
+        cJSON *pc = cJSON_AddObjectToObject(m, "per_class");
+        for (int i = 0; i < ncs; i++) {
+            cJSON *c = cJSON_AddObjectToObject(pc, cs[i].label);
+            cJSON_AddNumberToObject(c, "queries", (double)cs[i].n);
+            cJSON_AddNumberToObject(c, "top1", (double)cs[i].top1 / (double)cs[i].n);
+            cJSON_AddNumberToObject(c, "topk", (double)cs[i].topk / (double)cs[i].n);
+            cJSON_AddNumberToObject(c, "knn_vote", (double)cs[i].knn / (double)cs[i].n);
+        }
+    }
+    free(cs);
+    *metrics = m;
+    return 0;
+}
+
+void job_print_metrics(const cJSON *m) {
+    const cJSON *acc = jget(m, "accuracy");
+    int k = (int)cJSON_GetNumberValue(jget(m, "k"));
+    if (!acc) {
+        fprintf(stderr, "imgsim: no labels on both sides: accuracies not computed\n");
+        return;
+    }
+    fprintf(stderr, "imgsim: accuracy over %d labelled queries: top-1 %.4f, top-%d %.4f, %d-NN vote %.4f\n",
+            (int)cJSON_GetNumberValue(jget(m, "labelled_queries")), cJSON_GetNumberValue(jget(acc, "top1")), k,
+            cJSON_GetNumberValue(jget(acc, "topk")), k, cJSON_GetNumberValue(jget(acc, "knn_vote")));
+    const cJSON *pc = jget(m, "per_class"), *c;
+    if (!is_log_enabled(IMGSIM_LOG_INFO) || !pc) return;
+    fprintf(stderr, "  %-24s %8s %8s %8s %8s\n", "class", "queries", "top-1", "top-k", "k-NN");
+    cJSON_ArrayForEach(c, pc) {
+        fprintf(stderr, "  %-24s %8d %8.4f %8.4f %8.4f\n", c->string, (int)cJSON_GetNumberValue(jget(c, "queries")),
+                cJSON_GetNumberValue(jget(c, "top1")), cJSON_GetNumberValue(jget(c, "topk")),
+                cJSON_GetNumberValue(jget(c, "knn_vote")));
+    }
+}
+
+/* Reads the gallery's preprocessing settings back into xo. */
+static void preprocess_from_meta(const cJSON *pre, imgsim_extract_opts *xo) {
+    const cJSON *sz = jget(pre, "resize"), *mean = jget(pre, "mean"), *std = jget(pre, "std");
+    if (cJSON_GetArraySize(sz) == 2) {
+        xo->pre.height = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 0));
+        xo->pre.width = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 1));
+    }
+    for (int c = 0; c < 3; c++) {
+        if (cJSON_GetArraySize(mean) == 3) xo->pre.mean[c] = (float)cJSON_GetNumberValue(cJSON_GetArrayItem(mean, c));
+        if (cJSON_GetArraySize(std) == 3) xo->pre.std[c] = (float)cJSON_GetNumberValue(cJSON_GetArrayItem(std, c));
+    }
+    xo->pre.exif_rotate = cJSON_IsTrue(jget(pre, "exif_rotate"));
+    xo->pre.dct_scaling = cJSON_IsTrue(jget(pre, "dct_scaling"));
+}
+
+int job_extract_queries(const is_store *g, const char *input, const char *model_override,
+                        const imgsim_engine_opts *eo, const imgsim_extract_opts *xo_in, char **tmp_dir) {
+    *tmp_dir = NULL;
+    const cJSON *gm = jget(g->meta, "model");
+    const char *model = model_override ? model_override : jstr(gm, "path");
+    const char *layer = jstr(g->meta, "layer");
+    if (!*model) {
+        fprintf(stderr, "imgsim search: the gallery does not name its model; give --model\n");
+        return 1;
+    }
+    imgsim_model *m = NULL;
+    imgsim_status st = imgsim_model_load(&m, model, *layer ? layer : NULL);
+    if (st) return cli_fail("search", st);
+    imgsim_model_info mi;
+    imgsim_model_get_info(m, &mi);
+    if (strcmp(mi.sha256, jstr(gm, "sha256")) != 0) {
+        fprintf(stderr, "imgsim search: %s is not the model the gallery %s was extracted with (sha256 differs)\n",
+                model, g->dir);
+        imgsim_model_destroy(m);
+        return 1;
+    }
+    imgsim_engine *e = NULL;
+    st = imgsim_engine_create(&e, m, eo);
+    imgsim_model_destroy(m);
+    if (st) return cli_fail("search", st);
+    imgsim_extract_opts xo = *xo_in;
+    preprocess_from_meta(jget(g->meta, "preprocessing"), &xo);
+    char tmpl[] = "/tmp/imgsim-queries-XXXXXX";
+    const char *base = getenv("TMPDIR");
+    char *dir = NULL;
+    if (base && *base) {
+        dir = is_path_join(base, "imgsim-queries-XXXXXX");
+    } else {
+        dir = is_strdup(tmpl);
+    }
+    if (!dir || !mkdtemp(dir)) {
+        fprintf(stderr, "imgsim search: cannot create a temporary folder\n");
+        free(dir);
+        imgsim_engine_destroy(e);
+        return 1;
+    }
+    imgsim_extract_stats s;
+    st = imgsim_extract(e, model, input, dir, &xo, &s);
+    imgsim_engine_destroy(e);
+    if (st) {
+        job_remove_store(dir);
+        free(dir);
+        return cli_fail("search", st);
+    }
+    fprintf(stderr, "imgsim: queries: %lld images ok, %lld failed (%.1f images/s)\n", (long long)s.ok,
+            (long long)s.failed, s.images_per_s);
+    *tmp_dir = dir;
+    return 0;
+}
+
+void job_remove_store(const char *dir) {
+    static const char *files[] = {"features.npy", "manifest.tsv", "meta.json"};
+    for (int i = 0; i < 3; i++) {
+        char *p = is_path_join(dir, files[i]);
+        if (p) unlink(p);
+        free(p);
+    }
+    rmdir(dir);
+}
