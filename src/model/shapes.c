@@ -569,6 +569,11 @@ imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e) {
             goto done;
         }
     }
+    if (in->dims[1] * in->dims[2] * in->dims[3] > SH_MAX_NUMEL) { /* each <= 65536: no overflow */
+        st = is_fail(e, IMGSIM_ERR_TOO_LARGE, "graph input '%s' is %s: too large", value_label(in),
+                     dims_str(b1, sizeof b1, in->rank, in->dims));
+        goto done;
+    }
     in->dims[0] = -1;
     g->in_c = (int)in->dims[1];
     g->in_h = (int)in->dims[2];
