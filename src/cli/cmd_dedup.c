@@ -1,11 +1,163 @@
-/* cmd_dedup.c: imgsim dedup (placeholder until implemented). */
+/*
+ * cmd_dedup.c: imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N]
+ *
+ * Finds every pair of rows i < j of a feature store whose inner product (cosine, for the
+ * normalised features imgsim writes) is >= threshold, blockwise (is_dedup_cpu: no n x n matrix),
+ * and writes JSON {path_i: [[path_j, score], ...], ...}: each pair once, under the path of the
+ * lower row, each list sorted by score descending (then row ascending); only rows with at least
+ * one pair appear, in row order. Written atomically to --out, or to stdout without it. A summary
+ * line goes to stderr.
+ */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "core/core.h"
+#include "data/store.h"
+#include "search/search.h"
+
+static const char usage[] =
+    "imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N] [--quiet]\n"
+    "  near-duplicate pairs (score >= threshold) within a feature store, as JSON\n"
+    "  {path: [[other_path, score], ...]} (each pair once, under the lower row's path)";
+
+typedef struct found {
+    int64_t i, j;
+    float s;
+} found;
+
+typedef struct collect {
+    found *p;
+    size_t n, cap;
+    int oom;
+} collect;
+
+static void on_pair(void *ctx, int64_t i, int64_t j, float s) {
+    collect *c = ctx;
+    if (c->oom) return;
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 1024;
+        found *p = realloc(c->p, nc * sizeof *p);
+        if (!p) {
+            c->oom = 1;
+            return;
+        }
+        c->p = p;
+        c->cap = nc;
+    }
+    c->p[c->n].i = i;
+    c->p[c->n].j = j;
+    c->p[c->n].s = s;
+    c->n++;
+}
+
+/* Orders by lower row, then score descending, then other row. */
+static int found_cmp(const void *pa, const void *pb) {
+    const found *a = pa, *b = pb;
+    if (a->i != b->i) return a->i < b->i ? -1 : 1;
+    if (a->s != b->s) return a->s > b->s ? -1 : 1;
+    if (a->j != b->j) return a->j < b->j ? -1 : 1;
+    return 0;
+}
+
+/* Builds the JSON text of the pairs (sorted by found_cmp). NULL when out of memory. */
+static char *pairs_json(const is_store *s, const found *p, size_t n) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return NULL;
+    for (size_t a = 0; a < n;) {
+        cJSON *list = cJSON_CreateArray();
+        if (!list || !cJSON_AddItemToObject(root, s->paths[p[a].i], list)) {
+            cJSON_Delete(list);
+            cJSON_Delete(root);
+            return NULL;
+        }
+        size_t b = a;
+        for (; b < n && p[b].i == p[a].i; b++) {
+            cJSON *pair = cJSON_CreateArray();
+            /* the float32 score printed with the shortest decimal that reads back the same */
+            char num[32];
+            snprintf(num, sizeof num, "%.9g", (double)p[b].s);
+            cJSON *path = cJSON_CreateString(s->paths[p[b].j]), *score = cJSON_CreateNumber(strtod(num, NULL));
+            if (!pair || !path || !score) {
+                cJSON_Delete(pair);
+                cJSON_Delete(path);
+                cJSON_Delete(score);
+                cJSON_Delete(root);
+                return NULL;
+            }
+            cJSON_AddItemToArray(pair, path);
+            cJSON_AddItemToArray(pair, score);
+            cJSON_AddItemToArray(list, pair);
+        }
+        a = b;
+    }
+    char *txt = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return txt;
+}
 
 int cmd_dedup(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "imgsim dedup: not implemented yet\n");
-    return 1;
+    static const char *const value_opts[] = {"threshold", "out", "threads", NULL};
+    cli_args a;
+    if (cli_init(&a, argc, argv, value_opts)) return 1;
+    if (cli_flag(&a, "help")) {
+        printf("usage: %s\n", usage);
+        cli_free(&a);
+        return 0;
+    }
+    cli_log_opts(&a);
+    double thr = cli_double(&a, "threshold", 0.95, -1e30, 1e30);
+    const char *out = cli_str(&a, "out", NULL);
+    int threads = (int)cli_int(&a, "threads", 0, 0, 4096);
+    int quiet = cli_flag(&a, "quiet");
+    const char *dir = cli_pos(&a, 0);
+    int rc = cli_finish(&a, usage);
+    if (!rc && (!dir || cli_npos(&a) != 1)) {
+        fprintf(stderr, "imgsim dedup: expected one STORE folder\nusage: %s\n", usage);
+        rc = 2;
+    }
+    if (rc) {
+        cli_free(&a);
+        return rc;
+    }
+
+    is_store *s = NULL;
+    collect c = {0};
+    char *txt = NULL;
+    double t0 = is_now();
+    imgsim_status st = is_store_open(&s, dir, NULL);
+    if (st == IMGSIM_OK)
+        st = is_dedup_cpu(s->features, s->n, s->dim, s->dtype, (float)thr, threads, on_pair, &c, NULL);
+    if (st == IMGSIM_OK && c.oom) st = is_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory holding the pairs");
+    if (st == IMGSIM_OK) {
+        if (c.n) qsort(c.p, c.n, sizeof *c.p, found_cmp);
+        txt = pairs_json(s, c.p, c.n);
+        if (!txt) st = is_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory writing JSON");
+    }
+    if (st == IMGSIM_OK) {
+        if (out) {
+            st = is_write_file_atomic(out, txt, strlen(txt), NULL);
+        } else {
+            fputs(txt, stdout);
+            fputc('\n', stdout);
+        }
+    }
+    if (st == IMGSIM_OK && !quiet) {
+        size_t rows = 0;
+        for (size_t p = 0; p < c.n; p++)
+            if (p == 0 || c.p[p].i != c.p[p - 1].i) rows++;
+        fprintf(stderr, "imgsim dedup: %lld rows, %zu pairs with score >= %g (%zu rows have a near-duplicate), %.2f s%s%s\n",
+                (long long)s->n, c.n, (double)(float)thr, rows, is_now() - t0, out ? ", written to " : "",
+                out ? out : "");
+    }
+    cli_free(&a);
+    free(txt);
+    free(c.p);
+    is_store_free(s);
+    if (st != IMGSIM_OK) return cli_fail("dedup", st);
+    return 0;
 }

@@ -21,6 +21,8 @@ static const command commands[] = {
     {"model", cmd_model, "create (init) or inspect (info) ONNX models"},
     {"bench", cmd_bench, "time the inference engine alone"},
     {"demo", cmd_demo, "generate a small dataset and model and run the whole job"},
+    {"topk", cmd_topk, "exact top-k over raw .npy matrices (tests, benchmarks)"},
+    {"synth", cmd_synth, "generate a labelled photo-like JPEG dataset (demos, tests, benchmarks)"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,215 @@
+/*
+ * dedup.c: near-duplicate pairs within one set of rows: every i < j with x_i . x_j >= threshold.
+ *
+ * Shapes: x [n, dim] (float32 or float16). The upper triangle of the n x n similarity matrix is
+ * covered by tile pairs (bi <= bj) of TILE rows each; a work item multiplies the two tiles
+ * (one-thread oneDNN sgemm, C [TILE, TILE] per thread) and keeps the entries above the diagonal
+ * whose float32 score is >= threshold - delta, where delta bounds the float32 error for the
+ * tiles' largest row norms (topk.h). Those candidates are re-scored in float64 and kept when the
+ * float64 score is >= threshold, so the pair set equals the exact (float64) one; the reported
+ * score is the float64 score rounded to float32. No n x n matrix exists: memory is the tiles plus
+ * the pairs found. Pairs are delivered to the callback on the calling thread, sorted by (i, j).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "search/search.h"
+#include "search/topk.h"
+
+enum { TILE = 512 };
+
+typedef struct pair {
+    int64_t i, j;
+    float s;
+} pair;
+
+typedef struct dworker {
+    float *a, *b;  /* [TILE, dim] float32 copies of float16 tiles */
+    float *c;      /* [TILE, TILE] */
+    pair *pairs;   /* found pairs */
+    size_t np, cap;
+} dworker;
+
+typedef struct dedup_ctx {
+    const void *x;
+    int64_t n, nb;
+    int dim;
+    imgsim_dtype dt;
+    float threshold;
+    double *tilemax; /* [nb] max row norm per tile */
+    dworker *w;
+    volatile int failed;
+    imgsim_status fst;
+    is_err err;
+} dedup_ctx;
+
+/* Tile t as float32 rows (a pointer into x, or converted into buf); *rows gets its row count. */
+static const float *tile_rows(const dedup_ctx *x, int64_t t, float *buf, int64_t *rows) {
+    int64_t r0 = t * TILE;
+    *rows = x->n - r0 < TILE ? x->n - r0 : TILE;
+    if (x->dt == IMGSIM_F32) return (const float *)x->x + (size_t)r0 * (size_t)x->dim;
+    is_f16_to_f32_n(buf, (const uint16_t *)x->x + (size_t)r0 * (size_t)x->dim, (size_t)(*rows * x->dim));
+    return buf;
+}
+
+/* Pre-pass item: the largest row norm of tile t. */
+static void norm_item(void *vctx, int64_t t, int wi) {
+    dedup_ctx *x = vctx;
+    int64_t rows;
+    const float *a = tile_rows(x, t, x->w[wi].a, &rows);
+    double mx = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+        double nr = is_norm64(a + (size_t)r * (size_t)x->dim, x->dim);
+        if (nr > mx || nr != nr) mx = nr;
+    }
+    x->tilemax[t] = mx;
+}
+
+static int push_pair(dworker *w, int64_t i, int64_t j, float s) {
+    if (w->np == w->cap) {
+        size_t nc = w->cap ? w->cap * 2 : 1024;
+        pair *p = is_realloc(w->pairs, nc * sizeof *p);
+        if (!p) return -1;
+        w->pairs = p;
+        w->cap = nc;
+    }
+    w->pairs[w->np].i = i;
+    w->pairs[w->np].j = j;
+    w->pairs[w->np].s = s;
+    w->np++;
+    return 0;
+}
+
+/* Item (bi, bj) with bi <= bj (items with bi > bj do nothing). */
+static void pair_item(void *vctx, int64_t item, int wi) {
+    dedup_ctx *x = vctx;
+    if (x->failed) return;
+    int64_t bi = item / x->nb, bj = item % x->nb;
+    if (bi > bj) return;
+    dworker *w = &x->w[wi];
+    const int dim = x->dim;
+    int64_t ra, rb;
+    const float *a = tile_rows(x, bi, w->a, &ra);
+    const float *b = bi == bj ? a : tile_rows(x, bj, w->b, &rb);
+    if (bi == bj) rb = ra;
+    is_err e;
+    if (is_sgemm_nt(w->c, TILE, a, ra, b, rb, dim, &e) != IMGSIM_OK) {
+        if (!x->failed) {
+            x->err = e;
+            x->fst = IMGSIM_ERR_BACKEND;
+            x->failed = 1;
+        }
+        return;
+    }
+    double delta = is_dot_error_bound(dim, x->tilemax[bi], x->tilemax[bj]);
+    float cut = (float)((double)x->threshold - delta);
+    if (cut > -INFINITY) cut = nextafterf(cut, -INFINITY); /* the float rounding of the cut */
+    size_t esz = x->dt == IMGSIM_F32 ? 4 : 2;
+    for (int64_t r = 0; r < ra; r++) {
+        const float *crow = w->c + (size_t)r * TILE;
+        int64_t i = bi * TILE + r;
+        for (int64_t cidx = bi == bj ? r + 1 : 0; cidx < rb; cidx++) {
+            if (!(crow[cidx] >= cut)) continue;
+            int64_t j = bj * TILE + cidx;
+            double s = is_dot64(a + (size_t)r * (size_t)dim, (const char *)x->x + (size_t)j * (size_t)dim * esz, dim,
+                                x->dt);
+            if (s >= (double)x->threshold && push_pair(w, i, j, (float)s) != 0) {
+                if (!x->failed) {
+                    x->fst = is_fail(&x->err, IMGSIM_ERR_NOMEM, "dedup: out of memory holding %zu pairs", w->np);
+                    x->failed = 1;
+                }
+                return;
+            }
+        }
+    }
+}
+
+static int pair_cmp(const void *pa, const void *pb) {
+    const pair *a = pa, *b = pb;
+    if (a->i != b->i) return a->i < b->i ? -1 : 1;
+    if (a->j != b->j) return a->j < b->j ? -1 : 1;
+    return 0;
+}
+
+imgsim_status is_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype dtype, float threshold, int threads,
+                           is_pair_fn fn, void *ctx, is_err *e) {
+    if (dim < 1) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: dim must be >= 1 (got %d)", dim);
+    if (n < 0) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: negative row count");
+    if (threshold != threshold) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: threshold is NaN");
+    if (dtype != IMGSIM_F32 && dtype != IMGSIM_F16)
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: unknown element type %d", (int)dtype);
+    if (n < 2) return IMGSIM_OK;
+    if (!xdata || !fn) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: NULL argument");
+    uint64_t tmp;
+    if (is_mul_overflow_u64((uint64_t)n, (uint64_t)dim, &tmp))
+        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "dedup: sizes overflow");
+
+    is_pool *pool = NULL;
+    imgsim_status st = is_pool_create(&pool, threads, e);
+    if (st != IMGSIM_OK) return st;
+    int nw = is_pool_size(pool);
+    dedup_ctx x;
+    memset(&x, 0, sizeof x);
+    x.x = xdata;
+    x.n = n;
+    x.dim = dim;
+    x.dt = dtype;
+    x.threshold = threshold;
+    x.nb = (n + TILE - 1) / TILE;
+    x.tilemax = is_calloc((size_t)x.nb, sizeof(double));
+    x.w = is_calloc((size_t)nw, sizeof(dworker));
+    pair *all = NULL;
+    int ok = x.tilemax && x.w;
+    for (int t = 0; ok && t < nw; t++) {
+        dworker *w = &x.w[t];
+        w->c = is_malloc_array((size_t)TILE * TILE, sizeof(float));
+        if (dtype == IMGSIM_F16) {
+            w->a = is_malloc_array((size_t)TILE * (size_t)dim, sizeof(float));
+            w->b = is_malloc_array((size_t)TILE * (size_t)dim, sizeof(float));
+        }
+        ok = w->c && (dtype == IMGSIM_F32 || (w->a && w->b));
+    }
+    if (!ok) {
+        st = is_fail(e, IMGSIM_ERR_NOMEM, "dedup: out of memory (%d threads, dim %d)", nw, dim);
+        goto done;
+    }
+    is_pool_for(pool, x.nb, norm_item, &x);
+    is_pool_for(pool, x.nb * x.nb, pair_item, &x);
+    if (x.failed) {
+        st = is_fail_copy(e, &x.err, x.fst);
+        goto done;
+    }
+    size_t total = 0;
+    for (int t = 0; t < nw; t++) total += x.w[t].np;
+    if (total) {
+        all = is_malloc_array(total, sizeof *all);
+        if (!all) {
+            st = is_fail(e, IMGSIM_ERR_NOMEM, "dedup: out of memory sorting %zu pairs", total);
+            goto done;
+        }
+        size_t o = 0;
+        for (int t = 0; t < nw; t++) {
+            if (x.w[t].np) memcpy(all + o, x.w[t].pairs, x.w[t].np * sizeof *all);
+            o += x.w[t].np;
+            free(x.w[t].pairs);
+            x.w[t].pairs = NULL;
+        }
+        qsort(all, total, sizeof *all, pair_cmp);
+        for (size_t p = 0; p < total; p++) fn(ctx, all[p].i, all[p].j, all[p].s);
+    }
+
+done:
+    if (x.w)
+        for (int t = 0; t < nw; t++) {
+            free(x.w[t].a);
+            free(x.w[t].b);
+            free(x.w[t].c);
+            free(x.w[t].pairs);
+        }
+    free(x.w);
+    free(x.tilemax);
+    free(all);
+    is_pool_destroy(pool);
+    return st;
+}
