@@ -27,6 +27,7 @@ imgsim_status is_store_open(is_store **out, const char *dir, is_err *e);
 void is_store_free(is_store *s);
 /* meta.json string/number fields, NULL/def when absent. */
 const char *is_store_meta_str(const is_store *s, const char *key);
+double is_store_meta_num(const is_store *s, const char *key, double def);
 /* Features of rows as float32 (converting from float16), is_malloc'ed [n, dim]. */
 float *is_store_features_f32(const is_store *s);
 

@@ -1,0 +1,598 @@
+/*
+ * dataset.c: listing the images a job works on (see dataset.h).
+ *
+ * Three inputs are accepted:
+ *  - a folder in ImageFolder layout, walked recursively. Entries whose name starts with '.' are
+ *    ignored; symbolic links are followed, except ones that lead back to a folder already on the
+ *    current walk (a loop). Every file is sniffed by its first bytes (JPEG, PNG, WebP); others
+ *    are recorded in `skipped` with a reason. Items are sorted bytewise by their path relative to
+ *    the root, so the order never depends on how the filesystem lists entries. The label is the
+ *    first path component under the root ("" for files directly in the root).
+ *  - a TSV list: a file whose first line is exactly "path\tlabel". Paths are relative to the
+ *    list's folder (absolute ones are kept). Entries are not sniffed here: a missing or broken
+ *    file fails later, when it is decoded, with its own error.
+ *  - a single image file (sniffed; label "").
+ * Paths containing a tab or a newline cannot be written to a TSV list or a manifest, so listing
+ * refuses them with an error naming the path.
+ */
+#define _XOPEN_SOURCE 700
+#define _DEFAULT_SOURCE
+
+#include "data/dataset.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Largest TSV list we read into memory (a list of a few million paths is well under this). */
+#define IS_TSV_MAX_BYTES ((uint64_t)4 << 30)
+/* Deepest folder nesting we walk (far beyond any real dataset; guards the stack). */
+#define IS_WALK_MAX_DEPTH 256
+
+/* ---- growable arrays ------------------------------------------------------------------------ */
+
+typedef struct list_builder {
+    is_item *items;
+    size_t n, cap;
+    is_skip *skipped;
+    size_t n_skipped, cap_skipped;
+} list_builder;
+
+/* Makes room for one more element in an array of `size`-byte elements. Returns 0 or -1. */
+static int grow(void **arr, size_t *cap, size_t n, size_t size) {
+    if (n < *cap) return 0;
+    size_t ncap = *cap ? *cap * 2 : 64;
+    if (ncap < *cap) return -1;
+    void *q;
+    uint64_t bytes;
+    if (is_mul_overflow_u64(ncap, size, &bytes) || bytes > SIZE_MAX) return -1;
+    q = is_realloc(*arr, (size_t)bytes);
+    if (!q) return -1;
+    *arr = q;
+    *cap = ncap;
+    return 0;
+}
+
+/* Appends an item; path/rel/label are copied. */
+static imgsim_status add_item(list_builder *b, const char *path, const char *rel, const char *label,
+                              is_err *e) {
+    if (grow((void **)&b->items, &b->cap, b->n, sizeof(is_item)))
+        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
+    is_item *it = &b->items[b->n];
+    it->path = is_strdup(path);
+    it->rel = is_strdup(rel);
+    it->label = is_strdup(label);
+    if (!it->path || !it->rel || !it->label) {
+        free(it->path);
+        free(it->rel);
+        free(it->label);
+        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
+    }
+    b->n++;
+    return IMGSIM_OK;
+}
+
+/* Appends a skipped file with its reason. */
+static imgsim_status add_skip(list_builder *b, const char *path, const char *reason, is_err *e) {
+    if (grow((void **)&b->skipped, &b->cap_skipped, b->n_skipped, sizeof(is_skip)))
+        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
+    is_skip *s = &b->skipped[b->n_skipped];
+    s->path = is_strdup(path);
+    s->reason = is_strdup(reason);
+    if (!s->path || !s->reason) {
+        free(s->path);
+        free(s->reason);
+        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
+    }
+    b->n_skipped++;
+    return IMGSIM_OK;
+}
+
+static void builder_free(list_builder *b) {
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->items[i].path);
+        free(b->items[i].rel);
+        free(b->items[i].label);
+    }
+    for (size_t i = 0; i < b->n_skipped; i++) {
+        free(b->skipped[i].path);
+        free(b->skipped[i].reason);
+    }
+    free(b->items);
+    free(b->skipped);
+    memset(b, 0, sizeof *b);
+}
+
+void is_dataset_free(is_dataset *d) {
+    if (!d) return;
+    list_builder b = {d->items, d->n, d->n, d->skipped, d->n_skipped, d->n_skipped};
+    builder_free(&b);
+    free(d->root);
+    free(d);
+}
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+/* "a" + "/" + "b" without doubling the slash; is_malloc'ed. */
+static char *join2(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    int slash = la > 0 && a[la - 1] != '/';
+    char *s = is_malloc(la + (size_t)slash + lb + 1);
+    if (!s) return NULL;
+    memcpy(s, a, la);
+    if (slash) s[la] = '/';
+    memcpy(s + la + slash, b, lb + 1);
+    return s;
+}
+
+/* Returns 1 if s holds a tab, newline or carriage return (characters a TSV line cannot hold). */
+static int has_tsv_special(const char *s) {
+    return strpbrk(s, "\t\n\r") != NULL;
+}
+
+typedef enum sniff_kind { SNIFF_IMAGE, SNIFF_EMPTY, SNIFF_OTHER } sniff_kind;
+
+/* Classifies the first bytes of a file: JPEG (FF D8 FF), PNG (89 'PNG' 0D 0A 1A 0A) or WebP
+ * ("RIFF" size "WEBP"). */
+static sniff_kind sniff(const uint8_t *h, size_t n) {
+    static const uint8_t png[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+    if (n == 0) return SNIFF_EMPTY;
+    if (n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF) return SNIFF_IMAGE;
+    if (n >= 8 && memcmp(h, png, 8) == 0) return SNIFF_IMAGE;
+    if (n >= 12 && memcmp(h, "RIFF", 4) == 0 && memcmp(h + 8, "WEBP", 4) == 0) return SNIFF_IMAGE;
+    return SNIFF_OTHER;
+}
+
+/* Sniffs one file. Returns 1 (image), 0 (not an image; *reason set) or -1 (unreadable; reason
+ * holds the error). */
+static int sniff_file(const char *path, char *reason, size_t reason_size) {
+    uint8_t head[16];
+    size_t got = 0;
+    is_err err;
+    is_err_clear(&err);
+    if (is_read_head(head, sizeof head, &got, path, &err) != IMGSIM_OK) {
+        /* core's message is "<path>: <why>"; keep only the why */
+        const char *why = err.msg;
+        size_t lp = strlen(path);
+        if (strncmp(why, path, lp) == 0 && why[lp] == ':') why += lp + 1;
+        while (*why == ' ') why++;
+        if (strncmp(why, "cannot open: ", 13) == 0) why += 13;
+        snprintf(reason, reason_size, "cannot read: %s", *why ? why : "I/O error");
+        return -1;
+    }
+    switch (sniff(head, got)) {
+    case SNIFF_IMAGE:
+        return 1;
+    case SNIFF_EMPTY:
+        snprintf(reason, reason_size, "not an image (empty file)");
+        return 0;
+    default:
+        snprintf(reason, reason_size, "not an image (unrecognised content)");
+        return 0;
+    }
+}
+
+/* ---- folder walk ----------------------------------------------------------------------------- */
+
+typedef struct dir_id {
+    dev_t dev;
+    ino_t ino;
+} dir_id;
+
+typedef struct walker {
+    list_builder *b;
+    const char *root;        /* as given (trailing slashes stripped) */
+    dir_id stack[IS_WALK_MAX_DEPTH]; /* folders on the current walk, for loop detection */
+    int depth;
+} walker;
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Lists folder `rel` (relative to the root; "" for the root itself) whose identity is id, and
+ * everything under it. Entries are visited in bytewise name order; the final sort by rel makes the
+ * order canonical anyway. */
+static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    char *dpath = *rel ? join2(w->root, rel) : is_strdup(w->root);
+    if (!dpath) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", w->root);
+    if (w->depth >= IS_WALK_MAX_DEPTH) {
+        st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: folders nested deeper than %d levels", dpath,
+                     IS_WALK_MAX_DEPTH);
+        free(dpath);
+        return st;
+    }
+    w->stack[w->depth++] = id;
+
+    DIR *dir = opendir(dpath);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    if (!dir) {
+        if (*rel) {
+            /* an unreadable sub-folder is recorded, the rest of the dataset is still listed */
+            char reason[512];
+            snprintf(reason, sizeof reason, "cannot read: %s", strerror(errno));
+            st = add_skip(w->b, dpath, reason, e);
+        } else {
+            st = is_fail(e, IMGSIM_ERR_IO, "%s: cannot open folder: %s", dpath, strerror(errno));
+        }
+        goto done;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(dir);
+        if (!de) {
+            if (errno) st = is_fail(e, IMGSIM_ERR_IO, "%s: cannot read folder: %s", dpath, strerror(errno));
+            break;
+        }
+        if (de->d_name[0] == '.') continue; /* ".", ".." and hidden entries */
+        if (grow((void **)&names, &cap, n, sizeof(char *)) || !(names[n] = is_strdup(de->d_name))) {
+            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dpath);
+            break;
+        }
+        n++;
+    }
+    closedir(dir);
+    if (st != IMGSIM_OK) goto done;
+    if (n > 1) qsort(names, n, sizeof(char *), cmp_names);
+
+    for (size_t i = 0; i < n && st == IMGSIM_OK; i++) {
+        char *crel = *rel ? join2(rel, names[i]) : is_strdup(names[i]);
+        char *cpath = crel ? join2(w->root, crel) : NULL;
+        if (!crel || !cpath) {
+            free(crel);
+            free(cpath);
+            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dpath);
+            break;
+        }
+        struct stat sb;
+        if (has_tsv_special(crel)) {
+            st = is_fail(e, IMGSIM_ERR_UNSUPPORTED,
+                         "%s: path contains a tab or newline, which TSV lists and manifests cannot hold; "
+                         "rename it",
+                         cpath);
+        } else if (stat(cpath, &sb) != 0) {
+            /* a dangling symlink or a file that vanished */
+            char reason[512];
+            snprintf(reason, sizeof reason, "cannot read: %s", strerror(errno));
+            st = add_skip(w->b, cpath, reason, e);
+        } else if (S_ISDIR(sb.st_mode)) {
+            dir_id cid = {sb.st_dev, sb.st_ino};
+            int loop = 0;
+            for (int k = 0; k < w->depth; k++)
+                if (w->stack[k].dev == cid.dev && w->stack[k].ino == cid.ino) loop = 1;
+            if (loop)
+                is_log_warn("%s: symbolic link loop, not followed", cpath);
+            else
+                st = walk(w, crel, cid, e);
+        } else if (!S_ISREG(sb.st_mode)) {
+            st = add_skip(w->b, cpath, "not a regular file", e);
+        } else {
+            char reason[600];
+            int r = sniff_file(cpath, reason, sizeof reason);
+            if (r == 1) {
+                /* label: the first component of rel, "" for files directly in the root */
+                const char *slash = strchr(crel, '/');
+                if (slash) {
+                    size_t ll = (size_t)(slash - crel);
+                    char *label = is_malloc(ll + 1);
+                    if (!label) {
+                        st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", cpath);
+                    } else {
+                        memcpy(label, crel, ll);
+                        label[ll] = '\0';
+                        st = add_item(w->b, cpath, crel, label, e);
+                        free(label);
+                    }
+                } else {
+                    st = add_item(w->b, cpath, crel, "", e);
+                }
+            } else {
+                st = add_skip(w->b, cpath, reason, e);
+            }
+        }
+        free(crel);
+        free(cpath);
+    }
+
+done:
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    free(dpath);
+    w->depth--;
+    return st;
+}
+
+static int cmp_items_rel(const void *a, const void *b) {
+    return strcmp(((const is_item *)a)->rel, ((const is_item *)b)->rel);
+}
+
+/* Lists an ImageFolder-layout folder into b (items sorted by rel). */
+static imgsim_status open_folder(list_builder *b, const char *root, is_err *e) {
+    struct stat sb;
+    if (stat(root, &sb) != 0) return is_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", root, strerror(errno));
+    walker *w = is_calloc(1, sizeof *w);
+    if (!w) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", root);
+    w->b = b;
+    w->root = root;
+    dir_id id = {sb.st_dev, sb.st_ino};
+    imgsim_status st = walk(w, "", id, e);
+    free(w);
+    if (st != IMGSIM_OK) return st;
+    if (b->n > 1) qsort(b->items, b->n, sizeof(is_item), cmp_items_rel);
+    return IMGSIM_OK;
+}
+
+/* ---- TSV list -------------------------------------------------------------------------------- */
+
+/* Returns 1 if the file starts with the line "path\tlabel" (LF or CRLF ended, or the whole file). */
+static int is_tsv_list(const char *path) {
+    uint8_t head[16];
+    size_t got = 0;
+    if (is_read_head(head, sizeof head, &got, path, NULL) != IMGSIM_OK) return 0;
+    static const char hdr[] = "path\tlabel";
+    size_t lh = sizeof hdr - 1;
+    if (got < lh || memcmp(head, hdr, lh) != 0) return 0;
+    if (got == lh) return 1;
+    if (head[lh] == '\n') return 1;
+    if (head[lh] == '\r' && (got == lh + 1 || head[lh + 1] == '\n')) return 1;
+    return 0;
+}
+
+/* Reads a TSV list into b, in list order. Blank lines are ignored; a line without a tab has label
+ * ""; a line with more than one tab, or an empty path, is an error naming the line. */
+static imgsim_status open_tsv(list_builder *b, const char *list, const char *root, is_err *e) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    imgsim_status st = is_read_file(&buf, &len, list, IS_TSV_MAX_BYTES, e);
+    if (st != IMGSIM_OK) return st;
+    if (memchr(buf, '\0', len)) {
+        free(buf);
+        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: not a text file (contains NUL bytes)", list);
+    }
+    char *text = is_malloc(len + 1);
+    if (!text) {
+        free(buf);
+        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", list);
+    }
+    memcpy(text, buf, len);
+    text[len] = '\0';
+    free(buf);
+
+    char *p = text;
+    size_t lineno = 0;
+    while (*p && st == IMGSIM_OK) {
+        char *line = p;
+        char *nl = strchr(p, '\n');
+        if (nl) {
+            *nl = '\0';
+            p = nl + 1;
+        } else {
+            p += strlen(p);
+        }
+        lineno++;
+        size_t ll = strlen(line);
+        if (ll > 0 && line[ll - 1] == '\r') line[--ll] = '\0';
+        if (lineno == 1) continue; /* the header, checked by is_tsv_list */
+        if (ll == 0) continue;
+        char *tab = strchr(line, '\t');
+        const char *label = "";
+        if (tab) {
+            *tab = '\0';
+            label = tab + 1;
+            if (strchr(label, '\t')) {
+                st = is_fail(e, IMGSIM_ERR_FORMAT,
+                             "%s:%zu: expected 2 tab-separated columns (path, label), found more", list,
+                             lineno);
+                break;
+            }
+        }
+        if (!*line) {
+            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: empty path", list, lineno);
+            break;
+        }
+        if (strchr(line, '\r') || strchr(label, '\r')) {
+            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: stray carriage return inside the line", list, lineno);
+            break;
+        }
+        char *full = line[0] == '/' ? is_strdup(line) : join2(root, line);
+        if (!full) {
+            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", list);
+            break;
+        }
+        st = add_item(b, full, line, label, e);
+        free(full);
+    }
+    free(text);
+    return st;
+}
+
+/* ---- entry point ----------------------------------------------------------------------------- */
+
+imgsim_status is_dataset_open(is_dataset **out, const char *path, is_err *e) {
+    *out = NULL;
+    if (!path || !*path) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dataset path is empty");
+    if (has_tsv_special(path))
+        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: path contains a tab or newline", path);
+
+    /* the path as given, without trailing slashes (except a lone "/") */
+    char *given = is_strdup(path);
+    if (!given) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t l = strlen(given); l > 1 && given[l - 1] == '/'; l--) given[l - 1] = '\0';
+
+    list_builder b;
+    memset(&b, 0, sizeof b);
+    char *root = NULL;
+    imgsim_status st;
+    struct stat sb;
+    if (stat(given, &sb) != 0) {
+        st = is_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", given, strerror(errno));
+    } else if (S_ISDIR(sb.st_mode)) {
+        root = is_strdup(given);
+        st = root ? open_folder(&b, given, e) : is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", given);
+    } else if (!S_ISREG(sb.st_mode)) {
+        st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: not a folder, a TSV list or an image file", given);
+    } else {
+        root = is_path_dirname(given);
+        if (!root) {
+            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", given);
+        } else if (is_tsv_list(given)) {
+            st = open_tsv(&b, given, root, e);
+        } else {
+            char reason[600];
+            int r = sniff_file(given, reason, sizeof reason);
+            if (r == 1) {
+                const char *base = strrchr(given, '/');
+                base = base ? base + 1 : given;
+                st = add_item(&b, given, base, "", e);
+            } else if (r == 0) {
+                st = is_fail(e, IMGSIM_ERR_FORMAT,
+                             "%s: %s, and not a TSV list (whose first line must be \"path<TAB>label\")", given,
+                             reason);
+            } else {
+                st = is_fail(e, IMGSIM_ERR_IO, "%s: %s", given, reason);
+            }
+        }
+    }
+    free(given);
+    if (st != IMGSIM_OK) {
+        builder_free(&b);
+        free(root);
+        return st;
+    }
+    is_dataset *d = is_calloc(1, sizeof *d);
+    if (!d) {
+        builder_free(&b);
+        free(root);
+        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    d->root = root;
+    d->items = b.items;
+    d->n = b.n;
+    d->skipped = b.skipped;
+    d->n_skipped = b.n_skipped;
+    *out = d;
+    return IMGSIM_OK;
+}
+
+/* ---- writing a TSV list ---------------------------------------------------------------------- */
+
+/* Absolute form of path without resolving anything: cwd-prefixed when relative, "." components and
+ * repeated slashes removed (".." is kept: resolving it lexically is wrong across symlinks). */
+static char *abs_lexical(const char *path) {
+    char *cwd = NULL;
+    if (path[0] != '/') {
+        size_t cap = 256;
+        for (;;) {
+            char *c = is_malloc(cap);
+            if (!c) return NULL;
+            if (getcwd(c, cap)) {
+                cwd = c;
+                break;
+            }
+            free(c);
+            if (errno != ERANGE || cap > (1u << 20)) return NULL;
+            cap *= 2;
+        }
+    }
+    char *joined = cwd ? join2(cwd, path) : is_strdup(path);
+    free(cwd);
+    if (!joined) return NULL;
+    /* normalise in place: drop repeated slashes and "." components */
+    char *r = joined, *w = joined;
+    while (*r) {
+        if (r[0] == '/' && (r[1] == '/' || (r[1] == '.' && (r[2] == '/' || r[2] == '\0')))) {
+            r += r[1] == '/' ? 1 : 2;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    if (w == joined) *w++ = '/';
+    *w = '\0';
+    size_t l = strlen(joined);
+    if (l > 1 && joined[l - 1] == '/') joined[l - 1] = '\0';
+    return joined;
+}
+
+/* Canonical absolute path of the folder holding `path` (symlinks resolved when the folder exists),
+ * plus the file's own name (a symlinked file stays itself). cache_dir and cache_real remember the
+ * last folder looked up, since consecutive items usually share one. */
+static char *canonical_file_path(const char *path, char **cache_dir, char **cache_real) {
+    char *dir = is_path_dirname(path);
+    if (!dir) return NULL;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (!*cache_dir || strcmp(*cache_dir, dir) != 0) {
+        char *real = realpath(dir, NULL);
+        char *r = real ? is_strdup(real) : abs_lexical(dir);
+        free(real);
+        if (!r) {
+            free(dir);
+            return NULL;
+        }
+        free(*cache_dir);
+        free(*cache_real);
+        *cache_dir = dir;
+        *cache_real = r;
+    } else {
+        free(dir);
+    }
+    return join2(*cache_real, base);
+}
+
+imgsim_status is_dataset_write_tsv(const is_dataset *d, const size_t *idx, size_t n, const char *path,
+                                   is_err *e) {
+    char *tdir = is_path_dirname(path);
+    if (!tdir) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+    char *treal_c = realpath(tdir, NULL);
+    free(tdir);
+    if (!treal_c) return is_fail(e, IMGSIM_ERR_IO, "%s: cannot resolve its folder: %s", path, strerror(errno));
+    char *treal = is_strdup(treal_c);
+    free(treal_c);
+    if (!treal) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+    size_t lt = strlen(treal);
+    if (lt == 1) lt = 0; /* "/" : every absolute path is under it */
+
+    is_atomic_file af;
+    imgsim_status st = is_atomic_open(&af, path, e);
+    if (st != IMGSIM_OK) {
+        free(treal);
+        return st;
+    }
+    char *cache_dir = NULL, *cache_real = NULL;
+    if (fputs("path\tlabel\n", af.f) == EOF) st = is_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
+    for (size_t i = 0; i < n && st == IMGSIM_OK; i++) {
+        if (idx[i] >= d->n) {
+            st = is_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: item index %zu out of range", path, idx[i]);
+            break;
+        }
+        const is_item *it = &d->items[idx[i]];
+        if (has_tsv_special(it->path) || has_tsv_special(it->label)) {
+            st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: path or label contains a tab or newline", it->path);
+            break;
+        }
+        char *full = canonical_file_path(it->path, &cache_dir, &cache_real);
+        if (!full) {
+            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+            break;
+        }
+        const char *out = full;
+        if (strncmp(full, treal, lt) == 0 && full[lt] == '/' && full[lt + 1]) out = full + lt + 1;
+        if (fprintf(af.f, "%s\t%s\n", out, it->label) < 0)
+            st = is_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        free(full);
+    }
+    free(cache_dir);
+    free(cache_real);
+    free(treal);
+    if (st != IMGSIM_OK) {
+        is_atomic_abort(&af);
+        return st;
+    }
+    return is_atomic_commit(&af, e);
+}

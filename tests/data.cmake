@@ -1,0 +1,3 @@
+# Data area: dataset listing, stratified split, feature-store reading, synthetic datasets.
+imgsim_py_test(data_split test_data_split.py)
+imgsim_py_test(data_listing test_data_listing.py)
