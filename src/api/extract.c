@@ -430,6 +430,12 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     }
     for (int w = 0; w < workers; w++) s.seconds_decode_busy += p.busy[w];
     s.seconds_infer_busy = infer_s;
+    for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
+        char *why = is_strdup(ds->skipped[i].reason);
+        if (why) tsv_clean(why);
+        fprintf(man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].path, why ? why : "not an image");
+        free(why);
+    }
     double tw = is_now();
     if ((st = is_npy_finish(&npy, e))) goto done;
     if ((st = is_atomic_commit(&man, e))) goto done;

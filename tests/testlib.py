@@ -1,0 +1,83 @@
+"""Shared helpers for imgsim's Python tests (run by CTest with IMGSIM_PYTHON)."""
+import os
+import shutil
+import subprocess
+import sys
+
+CLI = os.environ.get("IMGSIM_CLI", "imgsim")
+CLI_ASAN = os.environ.get("IMGSIM_CLI_ASAN")
+SRC = os.environ.get("IMGSIM_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def workdir(name=None):
+    """A fresh scratch folder for this test."""
+    base = os.environ.get("IMGSIM_TEST_DIR") or os.path.join("/tmp", "imgsim-test")
+    d = os.path.join(base, name) if name else base
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def run(args, cli=None, check=True, env=None):
+    """Runs the CLI; returns CompletedProcess with text stdout/stderr."""
+    cmd = [cli or CLI] + [str(a) for a in args]
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=e)
+    if check and p.returncode != 0:
+        sys.stderr.write("command failed: %s\nstdout:\n%s\nstderr:\n%s\n" % (" ".join(cmd), p.stdout, p.stderr))
+        raise SystemExit(1)
+    return p
+
+
+def skip(reason):
+    print("SKIP: " + reason)
+    sys.exit(77)
+
+
+def photo_like(w, h, cls, seed):
+    """A deterministic photo-like RGB PIL image of class cls (gradient sky/ground + shapes + noise)."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    palette = np.array([[200, 60, 40], [40, 160, 70], [50, 80, 200], [220, 200, 60],
+                        [150, 60, 180], [60, 190, 200]], np.float32)
+    base = palette[cls % len(palette)]
+    img = np.empty((h, w, 3), np.float32)
+    t = (y / max(h - 1, 1))[..., None]
+    img[:] = base * (1 - 0.5 * t) + 40 * t
+    freq = 0.02 + 0.03 * (cls % 4)
+    ang = cls * 0.7
+    img += 40 * np.sin(freq * (x * np.cos(ang) + y * np.sin(ang)))[..., None]
+    for _ in range(4):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.3) * min(w, h)
+        m = (x - cx) ** 2 + (y - cy) ** 2 < r * r
+        img[m] = img[m] * 0.4 + rng.uniform(0, 255, 3) * 0.6
+    img += rng.normal(0, 6, img.shape)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def make_dataset(root, classes, per_class, seed=0, sizes=((320, 240), (500, 375), (240, 320))):
+    """ImageFolder dataset of JPEGs; returns list of (relpath, label)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(classes):
+        d = os.path.join(root, "class_%02d" % c)
+        os.makedirs(d, exist_ok=True)
+        n = per_class[c] if isinstance(per_class, (list, tuple)) else per_class
+        for i in range(n):
+            w, h = sizes[int(rng.integers(len(sizes)))]
+            p = os.path.join(d, "img_%03d.jpg" % i)
+            photo_like(w, h, c, seed * 100003 + c * 1009 + i).save(p, quality=90)
+            out.append((os.path.relpath(p, root), "class_%02d" % c))
+    return out
+
+
+def read_tsv(path):
+    with open(path) as f:
+        lines = f.read().splitlines()
+    head = lines[0].split("\t")
+    return [dict(zip(head, l.split("\t"))) for l in lines[1:] if l]
