@@ -1,0 +1,208 @@
+/*
+ * resize.c: the preprocessing of torchvision's Resize((H, W)) on a PIL image + ToTensor +
+ * Normalize, reproduced exactly.
+ *
+ * torchvision resizes PIL images with Image.resize((W, H), BILINEAR), i.e. PIL's
+ * ImagingResample (libImaging/Resample.c): a separable triangle filter whose support is
+ * scaled by the downscale factor (antialiasing), coefficients computed in double, normalised
+ * to sum 1 and converted to 22-bit fixed point; a horizontal pass over only the source rows
+ * the vertical pass needs, rounded to uint8, then a vertical pass rounded to uint8. Each step
+ * here is the same arithmetic, so the resized pixels are bit-identical to PIL's. A pass whose
+ * size does not change is skipped, as in PIL. ToTensor + Normalize ((v / 255 - mean) / std in
+ * float32) becomes a 256-entry table per channel.
+ *
+ * Shapes: input RGB8 interleaved (ih, iw, 3); temp RGB8 (rows, ow, 3) where rows is the span
+ * of source rows the vertical filter touches; output float32 CHW (3, oh, ow).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image/image_priv.h"
+
+#define PREC_BITS 22 /* PIL's PRECISION_BITS: 32 - 8 - 2 */
+
+/* Filter taps per output sample for a 1-D resize of in -> out (PIL's ksize). */
+static int ksize_of(int in, int out) {
+    double fs = (double)in / out;
+    if (fs < 1.0) fs = 1.0;
+    return (int)ceil(fs) * 2 + 1;
+}
+
+
+/* Layout of the scratch buffer; returns the total size (SIZE_MAX on overflow). */
+typedef struct rs_layout {
+    size_t kh, kv, bh, bv, tmp, acc, total;
+    int ksh, ksv;
+} rs_layout;
+
+static rs_layout layout(int iw, int ih, int ow, int oh) {
+    rs_layout L;
+    memset(&L, 0, sizeof L);
+    L.ksh = ksize_of(iw, ow);
+    L.ksv = ksize_of(ih, oh);
+    uint64_t kh = (uint64_t)ow * L.ksh * 4, kv = (uint64_t)oh * L.ksv * 4;
+    uint64_t bh = (uint64_t)ow * 2 * 4, bv = (uint64_t)oh * 2 * 4;
+    uint64_t tmp = (uint64_t)ow * ih * 3, acc = (uint64_t)ow * 3 * 4;
+    uint64_t total = 0;
+    uint64_t parts[6] = {kh, kv, bh, bv, tmp, acc};
+    size_t offs[6];
+    for (int i = 0; i < 6; i++) {
+        offs[i] = (size_t)total;
+        total += (parts[i] + 63) & ~(uint64_t)63;
+    }
+    if (total > (uint64_t)SIZE_MAX / 2) {
+        L.total = SIZE_MAX;
+        return L;
+    }
+    L.kh = offs[0], L.kv = offs[1], L.bh = offs[2], L.bv = offs[3], L.tmp = offs[4], L.acc = offs[5];
+    L.total = (size_t)total;
+    return L;
+}
+
+size_t is_preprocess_scratch_size(int iw, int ih, int ow, int oh) {
+    if (iw <= 0 || ih <= 0 || ow <= 0 || oh <= 0) return 0;
+    return layout(iw, ih, ow, oh).total;
+}
+
+static double tri(double x) {
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+/* PIL's precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter: for each output
+ * index, bounds[2i] = first source index, bounds[2i+1] = tap count, k[i*ksize ..] = taps.
+ * k must hold out * ksize ints. */
+static void coeffs(int32_t *k, int32_t *bounds, int in, int out, int ksize) {
+    double scale = (double)((float)in - 0.0f) / out;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * filterscale;
+    double ss = 1.0 / filterscale;
+    for (int xx = 0; xx < out; xx++) {
+        double center = 0.0 + (xx + 0.5) * scale;
+        double ww = 0.0;
+        int xmin = (int)(center - support + 0.5);
+        if (xmin < 0) xmin = 0;
+        int xmax = (int)(center + support + 0.5);
+        if (xmax > in) xmax = in;
+        xmax -= xmin;
+        /* two sweeps (sum, then normalise) instead of a ksize-long temporary */
+        for (int x = 0; x < xmax; x++) ww += tri((x + xmin - center + 0.5) * ss);
+        int32_t *kk = k + (size_t)xx * ksize;
+        for (int x = 0; x < ksize; x++) {
+            double v = 0.0;
+            if (x < xmax) {
+                v = tri((x + xmin - center + 0.5) * ss);
+                if (ww != 0.0) v /= ww;
+            }
+            kk[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PREC_BITS)) : (int32_t)(0.5 + v * (1 << PREC_BITS));
+        }
+        bounds[2 * xx] = xmin;
+        bounds[2 * xx + 1] = xmax;
+    }
+}
+
+static inline uint8_t clip8(int32_t v) {
+    v >>= PREC_BITS;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/* Horizontal pass. dst (rows, ow, 3) from src rows [y0, y0 + rows) of (ih, iw, 3). */
+static void pass_h(uint8_t *dst, const uint8_t *src, int iw, int y0, int rows, int ow, const int32_t *k,
+                   const int32_t *bounds, int ksize) {
+    for (int y = 0; y < rows; y++) {
+        const uint8_t *s = src + (size_t)(y0 + y) * iw * 3;
+        uint8_t *d = dst + (size_t)y * ow * 3;
+        for (int xx = 0; xx < ow; xx++) {
+            const int xmin = bounds[2 * xx], n = bounds[2 * xx + 1];
+            const int32_t *kk = k + (size_t)xx * ksize;
+            const uint8_t *p = s + (size_t)xmin * 3;
+            int32_t s0 = 1 << (PREC_BITS - 1), s1 = s0, s2 = s0;
+            for (int x = 0; x < n; x++) {
+                s0 += p[3 * x + 0] * kk[x];
+                s1 += p[3 * x + 1] * kk[x];
+                s2 += p[3 * x + 2] * kk[x];
+            }
+            d[3 * xx + 0] = clip8(s0);
+            d[3 * xx + 1] = clip8(s1);
+            d[3 * xx + 2] = clip8(s2);
+        }
+    }
+}
+
+/* Writes one output row (ow, 3) of uint8 values into the CHW float output through the
+ * per-channel normalisation tables. */
+static inline void emit_row(float *out, const uint8_t *row, int yy, int ow, int oh, const float lut[3][256]) {
+    const size_t plane = (size_t)oh * ow;
+    float *o0 = out + (size_t)yy * ow, *o1 = o0 + plane, *o2 = o1 + plane;
+    for (int x = 0; x < ow; x++) {
+        o0[x] = lut[0][row[3 * x + 0]];
+        o1[x] = lut[1][row[3 * x + 1]];
+        o2[x] = lut[2][row[3 * x + 2]];
+    }
+}
+
+/* Vertical pass. src (rows, ow, 3); output rows yy in [0, oh), each through acc (ow*3 ints)
+ * and then the tables into out (3, oh, ow). */
+static void pass_v(float *out, const uint8_t *src, int ow, int oh, const int32_t *k, const int32_t *bounds,
+                   int ksize, int32_t *acc, const float lut[3][256]) {
+    const int n3 = ow * 3;
+    uint8_t *row = (uint8_t *)acc; /* results overwrite the accumulators' front, in order */
+    for (int yy = 0; yy < oh; yy++) {
+        const int ymin = bounds[2 * yy], n = bounds[2 * yy + 1];
+        const int32_t *kk = k + (size_t)yy * ksize;
+        for (int j = 0; j < n3; j++) acc[j] = 1 << (PREC_BITS - 1);
+        for (int t = 0; t < n; t++) {
+            const uint8_t *s = src + (size_t)(ymin + t) * n3;
+            const int32_t c = kk[t];
+            for (int j = 0; j < n3; j++) acc[j] += s[j] * c;
+        }
+        for (int j = 0; j < n3; j++) row[j] = clip8(acc[j]);
+        emit_row(out, row, yy, ow, oh, lut);
+    }
+}
+
+imgsim_status is_preprocess_rgb(float *out, const is_image *img, int oh, int ow, const float mean[3],
+                                 const float std[3], void *scratch, is_err *e) {
+    if (!out || !img || !img->px || img->w <= 0 || img->h <= 0 || oh <= 0 || ow <= 0)
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocess: bad image or output size");
+    for (int c = 0; c < 3; c++)
+        if (!(std[c] != 0.0f)) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocess: std[%d] is zero", c);
+    const int iw = img->w, ih = img->h;
+    rs_layout L = layout(iw, ih, ow, oh);
+    if (L.total == SIZE_MAX) return is_fail(e, IMGSIM_ERR_TOO_LARGE, "preprocess: %dx%d -> %dx%d is too large", iw, ih, ow, oh);
+    uint8_t *mem = scratch;
+    void *owned = NULL;
+    if (!mem) {
+        owned = is_malloc(L.total + 64);
+        if (!owned) return is_fail(e, IMGSIM_ERR_NOMEM, "preprocess: out of memory");
+        mem = (uint8_t *)(((uintptr_t)owned + 63) & ~(uintptr_t)63);
+    }
+    float lut[3][256];
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
+
+    int32_t *kh = (int32_t *)(mem + L.kh), *kv = (int32_t *)(mem + L.kv);
+    int32_t *bh = (int32_t *)(mem + L.bh), *bv = (int32_t *)(mem + L.bv);
+    uint8_t *tmp = mem + L.tmp;
+    int32_t *acc = (int32_t *)(mem + L.acc);
+    const int need_h = ow != iw, need_v = oh != ih;
+
+    coeffs(kv, bv, ih, oh, L.ksv);
+    const int y_first = bv[0], y_last = bv[2 * (oh - 1)] + bv[2 * (oh - 1) + 1];
+    const uint8_t *vsrc = img->px;
+    if (need_h) {
+        coeffs(kh, bh, iw, ow, L.ksh);
+        for (int i = 0; i < oh; i++) bv[2 * i] -= y_first;
+        pass_h(tmp, img->px, iw, y_first, y_last - y_first, ow, kh, bh, L.ksh);
+        vsrc = tmp;
+    }
+    if (need_v) {
+        pass_v(out, vsrc, ow, oh, kv, bv, L.ksv, acc, lut);
+    } else {
+        /* no vertical change: (after the horizontal pass, if any) rows map 1:1 */
+        for (int y = 0; y < oh; y++) emit_row(out, vsrc + (size_t)y * ow * 3, y, ow, oh, lut);
+    }
+    free(owned);
+    return IMGSIM_OK;
+}
