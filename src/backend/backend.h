@@ -14,6 +14,10 @@
 #include "core/core.h"
 #include "model/graph.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct is_backend_cfg {
     imgsim_precision precision;
     int max_batch;
@@ -64,4 +68,7 @@ imgsim_status is_backend_cuda_new(is_backend **out, is_err *e);
 /* Whether CUDA support was compiled in and a device is present (for skipping tests). */
 int is_cuda_available(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif /* IMGSIM_BACKEND_H */

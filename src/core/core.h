@@ -12,6 +12,10 @@
 
 #include "imgsim.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #if defined(__GNUC__)
 #define IS_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
@@ -149,4 +153,7 @@ void is_sha256_final(is_sha256 *s, uint8_t out[32]);
 void is_sha256_hex(const void *data, size_t n, char out[65]);
 imgsim_status is_sha256_file(const char *path, char out[65], is_err *e);
 
+#ifdef __cplusplus
+}
+#endif
 #endif /* IMGSIM_CORE_H */

@@ -17,6 +17,10 @@
 
 #include "core/core.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define IS_MAX_RANK 8
 #define IS_MAX_INPUTS 16 /* Concat may have more: see is_node.n_in / extra_in */
 
@@ -150,4 +154,7 @@ imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t s
  * "input", output "output"). */
 imgsim_status is_onnx_save(const is_graph *g, const char *path, is_err *e);
 
+#ifdef __cplusplus
+}
+#endif
 #endif /* IMGSIM_GRAPH_H */

@@ -9,6 +9,10 @@
 
 #include "core/core.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* gallery [n, dim], queries [q, dim], element type dtype; idx/score [q, k]; see imgsim_search. */
 imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
                             int64_t q, int dim, imgsim_dtype dtype, int k, int threads, is_err *e);
@@ -24,4 +28,7 @@ typedef void (*is_pair_fn)(void *ctx, int64_t i, int64_t j, float score);
 imgsim_status is_dedup_cpu(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold, int threads,
                            is_pair_fn fn, void *ctx, is_err *e);
 
+#ifdef __cplusplus
+}
+#endif
 #endif /* IMGSIM_SEARCH_H */

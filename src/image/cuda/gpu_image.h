@@ -1,0 +1,62 @@
+/*
+ * gpu_image.h: the GPU half of the input pipeline: JPEG decoding with nvJPEG (batched; the
+ * hardware engines where the GPU has them, else the CUDA/hybrid backends) and one fused kernel
+ * that turns decoded RGB8 images into network input: PIL-equivalent antialiased bilinear resize,
+ * ToTensor scaling, Normalize, layout change (NCHW or NHWC) and cast (float32 or float16), written
+ * straight into the engine's input buffer.
+ */
+#ifndef IMGSIM_GPU_IMAGE_H
+#define IMGSIM_GPU_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "core/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One decoded image in device memory: RGB8 interleaved rows of `pitch` bytes. */
+typedef struct is_gpu_src {
+    const uint8_t *px;
+    int w, h, pitch;
+} is_gpu_src;
+
+typedef struct is_gpu_pre_params {
+    int oh, ow;        /* output size */
+    int nhwc;          /* 1: [n, oh, ow, 3]; 0: [n, 3, oh, ow] */
+    int fp16;          /* 1: __half output; 0: float */
+    float mean[3], std[3];
+} is_gpu_pre_params;
+
+/* dst[i] = preprocess(srcs[i]) for i < n. srcs_dev is a device array of n descriptors. Skips
+ * (leaves untouched) images whose px is NULL. Asynchronous on stream. */
+imgsim_status is_gpu_preprocess(void *dst, const is_gpu_src *srcs_dev, int n, const is_gpu_pre_params *p,
+                                cudaStream_t stream, is_err *e);
+
+/* ---- nvJPEG (only where built with IMGSIM_HAVE_NVJPEG) ---- */
+
+typedef struct is_gpu_jpeg is_gpu_jpeg;
+
+/* A batched decoder for up to max_batch images, decoding into its own device buffers. */
+imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, int cpu_threads, is_err *e);
+void is_gpu_jpeg_destroy(is_gpu_jpeg *d);
+/* Name of the nvJPEG backend in use ("hardware", "gpu-hybrid", "hybrid"). */
+const char *is_gpu_jpeg_backend(const is_gpu_jpeg *d);
+
+/* Decodes n JPEG buffers (host memory) into device RGB8 images. srcs_host[i] gets the decoded
+ * image or px = NULL with item_st[i] set (and item_msg[i] filled) when this image must go to the
+ * CPU path (unsupported by nvJPEG: CMYK, arithmetic coding, too large, corrupt). Returns an error
+ * only for failures that are not the images' fault. The images stay valid until the next call.
+ * Synchronises stream before returning the per-image results. */
+imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, const size_t *lens, int n,
+                                 uint64_t max_pixels, is_gpu_src *srcs_host, imgsim_status *item_st,
+                                 is_err *item_msg, cudaStream_t stream, is_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

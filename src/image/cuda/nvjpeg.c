@@ -1,0 +1,242 @@
+/*
+ * nvjpeg.c: batched JPEG decoding on the GPU with nvJPEG (see gpu_image.h).
+ *
+ * Two decoders: the hardware engines (NVJPEG_BACKEND_HARDWARE, A100/H100-class chips) when
+ * nvjpegGetHardwareDecoderInfo reports engines, for the baseline JPEGs they support; and the
+ * GPU-assisted hybrid backend for every other JPEG nvJPEG can do. What nvJPEG should not take goes
+ * back to the CPU workers with a reason: CMYK/YCCK and other component counts (colour conversion
+ * must match PIL), EXIF orientation other than 1 (applied on the CPU path), streams without an EOI
+ * marker (a truncated JPEG must be an error, and nvJPEG may decode it silently), images over
+ * max_pixels, and anything nvJPEG fails on. Output: RGB8 interleaved in one device arena per call,
+ * grown (rarely) when a batch needs more.
+ */
+#ifdef IMGSIM_HAVE_NVJPEG
+#include <stdlib.h>
+#include <string.h>
+
+#include <nvjpeg.h>
+
+#include "image/cuda/gpu_image.h"
+
+typedef struct decoder {
+    nvjpegHandle_t h;
+    nvjpegJpegState_t state;
+    int ready;
+    int init_batch; /* batch size last given to nvjpegDecodeBatchedInitialize */
+} decoder;
+
+struct is_gpu_jpeg {
+    int device, max_batch, cpu_threads;
+    decoder hw, hyb; /* hw.ready only where engines exist */
+    nvjpegJpegStream_t stream_info;
+    uint8_t *arena;
+    size_t arena_bytes;
+    /* per-call scratch, max_batch entries */
+    const unsigned char **bufs;
+    size_t *lens;
+    nvjpegImage_t *dst;
+    int *which; /* index into the caller's arrays */
+};
+
+static const char *nvj_str(nvjpegStatus_t s) {
+    switch (s) {
+    case NVJPEG_STATUS_SUCCESS: return "success";
+    case NVJPEG_STATUS_NOT_INITIALIZED: return "not initialised";
+    case NVJPEG_STATUS_INVALID_PARAMETER: return "invalid parameter";
+    case NVJPEG_STATUS_BAD_JPEG: return "bad JPEG";
+    case NVJPEG_STATUS_JPEG_NOT_SUPPORTED: return "JPEG not supported";
+    case NVJPEG_STATUS_ALLOCATOR_FAILURE: return "allocator failure";
+    case NVJPEG_STATUS_EXECUTION_FAILED: return "execution failed";
+    case NVJPEG_STATUS_ARCH_MISMATCH: return "architecture mismatch";
+    case NVJPEG_STATUS_INTERNAL_ERROR: return "internal error";
+    case NVJPEG_STATUS_IMPLEMENTATION_NOT_SUPPORTED: return "implementation not supported";
+    default: return "unknown nvJPEG error";
+    }
+}
+
+static int decoder_init(decoder *d, nvjpegBackend_t backend) {
+    memset(d, 0, sizeof *d);
+    if (nvjpegCreateEx(backend, NULL, NULL, 0, &d->h) != NVJPEG_STATUS_SUCCESS) return -1;
+    if (nvjpegJpegStateCreate(d->h, &d->state) != NVJPEG_STATUS_SUCCESS) {
+        nvjpegDestroy(d->h);
+        return -1;
+    }
+    d->ready = 1;
+    return 0;
+}
+
+static void decoder_free(decoder *d) {
+    if (!d->ready) return;
+    nvjpegJpegStateDestroy(d->state);
+    nvjpegDestroy(d->h);
+    d->ready = 0;
+}
+
+imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, int cpu_threads, is_err *e) {
+    *out = NULL;
+    if (cudaSetDevice(device) != cudaSuccess) return is_fail(e, IMGSIM_ERR_NO_DEVICE, "nvJPEG: no CUDA device %d", device);
+    is_gpu_jpeg *d = is_calloc(1, sizeof *d);
+    if (!d) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    d->device = device;
+    d->max_batch = max_batch;
+    d->cpu_threads = cpu_threads > 0 ? cpu_threads : 1;
+    if (decoder_init(&d->hw, NVJPEG_BACKEND_HARDWARE) == 0) {
+        unsigned engines = 0, cores = 0;
+        if (nvjpegGetHardwareDecoderInfo(d->hw.h, &engines, &cores) != NVJPEG_STATUS_SUCCESS || engines == 0)
+            decoder_free(&d->hw);
+        else
+            is_log_info("nvJPEG: %u hardware decode engines", engines);
+    }
+    if (decoder_init(&d->hyb, NVJPEG_BACKEND_GPU_HYBRID) != 0 && decoder_init(&d->hyb, NVJPEG_BACKEND_DEFAULT) != 0) {
+        is_gpu_jpeg_destroy(d);
+        return is_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: cannot create a decoder");
+    }
+    if (nvjpegJpegStreamCreate(d->hyb.h, &d->stream_info) != NVJPEG_STATUS_SUCCESS) {
+        is_gpu_jpeg_destroy(d);
+        return is_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: cannot create a stream parser");
+    }
+    d->bufs = is_calloc((size_t)max_batch, sizeof *d->bufs);
+    d->lens = is_calloc((size_t)max_batch, sizeof *d->lens);
+    d->dst = is_calloc((size_t)max_batch, sizeof *d->dst);
+    d->which = is_calloc((size_t)max_batch, sizeof *d->which);
+    if (!d->bufs || !d->lens || !d->dst || !d->which) {
+        is_gpu_jpeg_destroy(d);
+        return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    }
+    *out = d;
+    return IMGSIM_OK;
+}
+
+void is_gpu_jpeg_destroy(is_gpu_jpeg *d) {
+    if (!d) return;
+    if (d->stream_info) nvjpegJpegStreamDestroy(d->stream_info);
+    decoder_free(&d->hw);
+    decoder_free(&d->hyb);
+    if (d->arena) cudaFree(d->arena);
+    free(d->bufs);
+    free(d->lens);
+    free(d->dst);
+    free(d->which);
+    free(d);
+}
+
+const char *is_gpu_jpeg_backend(const is_gpu_jpeg *d) {
+    return d->hw.ready ? "hardware + gpu-hybrid" : "gpu-hybrid";
+}
+
+/* 1 if the stream ends with an EOI marker (allowing trailing padding bytes). */
+static int has_eoi(const uint8_t *b, size_t n) {
+    size_t end = n;
+    while (end > 2 && n - end < 64 && b[end - 1] != 0xD9) end--;
+    return end >= 2 && b[end - 2] == 0xFF && b[end - 1] == 0xD9;
+}
+
+/* Decodes m images (d->bufs/lens/dst) with one decoder; on a batch failure retries one by one.
+ * ok[j] is set to 1 for each image decoded. */
+static void decode_set(is_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream_t stream) {
+    if (m == 0) return;
+    nvjpegStatus_t s = NVJPEG_STATUS_SUCCESS;
+    if (dec->init_batch != m) {
+        s = nvjpegDecodeBatchedInitialize(dec->h, dec->state, m, d->cpu_threads, NVJPEG_OUTPUT_RGBI);
+        dec->init_batch = s == NVJPEG_STATUS_SUCCESS ? m : 0;
+    }
+    if (s == NVJPEG_STATUS_SUCCESS) s = nvjpegDecodeBatched(dec->h, dec->state, d->bufs, d->lens, d->dst, stream);
+    if (s == NVJPEG_STATUS_SUCCESS && cudaStreamSynchronize(stream) == cudaSuccess) {
+        for (int j = 0; j < m; j++) ok[j] = 1;
+        return;
+    }
+    is_log_debug("nvJPEG batch of %d failed (%s); decoding one by one", m, nvj_str(s));
+    dec->init_batch = 0;
+    for (int j = 0; j < m; j++) {
+        s = nvjpegDecode(d->hyb.h, d->hyb.state, d->bufs[j], d->lens[j], NVJPEG_OUTPUT_RGBI, &d->dst[j], stream);
+        ok[j] = s == NVJPEG_STATUS_SUCCESS && cudaStreamSynchronize(stream) == cudaSuccess;
+    }
+    cudaGetLastError(); /* clear a sticky launch error from a failed image */
+}
+
+imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, const size_t *lens, int n,
+                                 uint64_t max_pixels, is_gpu_src *srcs, imgsim_status *item_st, is_err *item_msg,
+                                 cudaStream_t stream, is_err *e) {
+    if (n > d->max_batch) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "nvJPEG: batch %d over %d", n, d->max_batch);
+    /* 1. sort images: hardware, hybrid, or back to the CPU */
+    int route[n > 0 ? n : 1]; /* 0 cpu, 1 hybrid, 2 hardware */
+    size_t off[n > 0 ? n : 1], total = 0;
+    for (int i = 0; i < n; i++) {
+        memset(&srcs[i], 0, sizeof srcs[i]);
+        item_st[i] = IMGSIM_ERR_UNSUPPORTED;
+        route[i] = 0;
+        int nc = 0, ws[NVJPEG_MAX_COMPONENT], hs[NVJPEG_MAX_COMPONENT];
+        nvjpegChromaSubsampling_t css;
+        const char *why = NULL;
+        if (!has_eoi(bufs[i], lens[i])) {
+            why = "no EOI marker (truncated?)";
+        } else if (nvjpegGetImageInfo(d->hyb.h, bufs[i], lens[i], &nc, &css, ws, hs) != NVJPEG_STATUS_SUCCESS) {
+            why = "nvJPEG cannot parse the header";
+        } else if (nc != 1 && nc != 3) {
+            why = "not grayscale or YCbCr (CMYK/YCCK are decoded on the CPU)";
+        } else if (ws[0] <= 0 || hs[0] <= 0 || (uint64_t)ws[0] * (uint64_t)hs[0] > max_pixels) {
+            why = "size outside the GPU path's limits";
+        } else if (nvjpegJpegStreamParseHeader(d->hyb.h, bufs[i], lens[i], d->stream_info) != NVJPEG_STATUS_SUCCESS) {
+            why = "nvJPEG cannot parse the stream";
+        } else {
+            nvjpegExifOrientation_t o = NVJPEG_ORIENTATION_NORMAL;
+            if (nvjpegJpegStreamGetExifOrientation(d->stream_info, &o) == NVJPEG_STATUS_SUCCESS &&
+                o != NVJPEG_ORIENTATION_NORMAL && o != NVJPEG_ORIENTATION_UNKNOWN)
+                why = "EXIF orientation is applied on the CPU path";
+        }
+        if (why) {
+            snprintf(item_msg[i].msg, sizeof item_msg[i].msg, "%s", why);
+            continue;
+        }
+        route[i] = 1;
+        if (d->hw.ready) {
+            int sup = 1;
+            if (nvjpegDecodeBatchedSupported(d->hw.h, d->stream_info, &sup) == NVJPEG_STATUS_SUCCESS && sup == 0)
+                route[i] = 2;
+        }
+        srcs[i].w = ws[0];
+        srcs[i].h = hs[0];
+        srcs[i].pitch = ws[0] * 3;
+        off[i] = total;
+        total += ((size_t)srcs[i].pitch * (size_t)hs[0] + 255) & ~(size_t)255;
+    }
+    /* 2. one arena for the batch's decoded images */
+    if (total > d->arena_bytes) {
+        if (d->arena) cudaFree(d->arena);
+        d->arena = NULL;
+        size_t want = total + total / 2;
+        if (cudaMalloc((void **)&d->arena, want) != cudaSuccess) {
+            d->arena_bytes = 0;
+            return is_fail(e, IMGSIM_ERR_NOMEM, "nvJPEG: cannot allocate %zu bytes of device memory for decoding", want);
+        }
+        d->arena_bytes = want;
+    }
+    /* 3. decode each route as one batch */
+    for (int r = 2; r >= 1; r--) {
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            if (route[i] != r) continue;
+            d->which[m] = i;
+            d->bufs[m] = bufs[i];
+            d->lens[m] = lens[i];
+            memset(&d->dst[m], 0, sizeof d->dst[m]);
+            d->dst[m].channel[0] = d->arena + off[i];
+            d->dst[m].pitch[0] = (size_t)srcs[i].pitch;
+            m++;
+        }
+        int ok[m > 0 ? m : 1];
+        memset(ok, 0, sizeof ok);
+        decode_set(d, r == 2 ? &d->hw : &d->hyb, m, ok, stream);
+        for (int j = 0; j < m; j++) {
+            int i = d->which[j];
+            if (ok[j]) {
+                srcs[i].px = d->arena + off[i];
+                item_st[i] = IMGSIM_OK;
+            } else {
+                snprintf(item_msg[i].msg, sizeof item_msg[i].msg, "nvJPEG failed to decode it");
+            }
+        }
+    }
+    return IMGSIM_OK;
+}
+#endif /* IMGSIM_HAVE_NVJPEG */
