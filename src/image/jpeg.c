@@ -97,6 +97,8 @@ imgsim_status is_jpeg_decode(is_image *out, int *orient, const uint8_t *buf, siz
     int w = 0, h = 0, subsamp = 0, cs = 0;
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs) != 0)
         return is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated JPEG header: %s", name, tjGetErrorStr2(tj));
+    if (w < 1 || h < 1) /* the data ended (or a table-only stream) before a frame header */
+        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated JPEG header: no frame header before the end of data", name);
     int cmyk = (cs == TJCS_CMYK || cs == TJCS_YCCK);
     imgsim_status st = is_check_dims((uint64_t)w, (uint64_t)h, cmyk ? 4 : 3, opt->max_pixels, name, "JPEG", e);
     if (st != IMGSIM_OK) return st;

@@ -19,6 +19,16 @@
 imgsim_status is_png_decode(is_image *out, int *orient, const uint8_t *buf, size_t len,
                             const is_decode_opts *opt, const char *name, is_img_ws *ws, is_err *e) {
     *orient = 1;
+    /* the size limit first, from the raw IHDR (PNG requires it first), so that absurd sizes
+     * get the same "over the limit" error whatever libspng thinks of them */
+    if (len >= 24 && memcmp(buf + 12, "IHDR", 4) == 0) {
+        uint32_t w = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 | buf[19];
+        uint32_t h = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 | buf[23];
+        if (w && h) {
+            imgsim_status st0 = is_check_dims(w, h, 3, opt->max_pixels, name, "PNG", e);
+            if (st0 != IMGSIM_OK) return st0;
+        }
+    }
     spng_ctx *ctx = spng_ctx_new(0);
     if (!ctx) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: cannot create a PNG decoder", name);
     imgsim_status st = IMGSIM_OK;
