@@ -1,0 +1,594 @@
+/*
+ * search_cuda.c: exact top-k inner-product search on a CUDA GPU (is_search_cuda, and the
+ * gallery handle of search_cuda.h). Kernels are in search_kernels.cu.
+ *
+ * Shapes: gallery G [n, dim], queries Q [q, dim] (both float16 or both float32), outputs
+ * idx/score [q, k] (row -1 and score -inf past n), best first, ties by lower row.
+ *
+ * Plan. The gallery lives on the device in its own type when it fits (and fits gpu_memory);
+ * otherwise it is streamed per search in segments from pinned host memory (the caller's memory
+ * registered with cudaHostRegister, or two pinned staging buffers), double-buffered, the copy of
+ * segment j+1 on its own stream overlapping the work on segment j. Queries go in super-batches
+ * (bounded device workspace) and, within one, in blocks of up to 1024. For every (gallery tile of
+ * nc rows, query block) a cuBLAS GEMM writes the score tile S [qb, nc] (float16 x float16 ->
+ * float32 accumulate -> float16 out, or float32 inputs with TF32 tensor cores -> float32 out) and
+ * k_select folds it into per-query lists of the best kp approximate scores; two streams alternate
+ * between query blocks so one block's selection overlaps the next block's GEMM. Only two tiles of
+ * scores ever exist.
+ *
+ * Exactness. Let s be a row's exact score, a its approximate one. For the GEMM,
+ * |a - s| <= eps(q) = |q| * gmax * rel + 2^-24, with gmax the largest gallery row norm and
+ * rel = dim * 2^-21 (float32 accumulation of dim exact fp16 products, any order, round or truncate,
+ * with a 4x margin over gamma(dim) = dim * 2^-23) + 2^-11 (rounding the tile to float16; or 2^-8 for
+ * TF32 inputs, each rounded to 10 bits) + 2^-18 (slack covering the float64 re-scoring error and
+ * the bound's own rounding); 2^-24 covers float16 subnormal outputs. Let a_k be the k-th best
+ * approximate score among the kept candidates. k of them have s >= a_k - eps. Any row not kept
+ * has a <= (last kept a of a full list); when that is < a_k - 2 eps for every full list, every
+ * row outside the candidates with a >= a_k - 2 eps has s < a_k - eps: it can neither enter nor
+ * tie into the exact top k. Those candidates are re-scored in float64 (the same compensated sum,
+ * same order, as the CPU search's is_dot64, so scores are bit-identical) and ranked by (score desc,
+ * row asc): the result equals the CPU exact search. A query whose proof fails (many near-ties:
+ * duplicated rows, clusters) is redone on the GPU with kp = 2048, then, if still unproven, by the
+ * CPU exact search.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "search/cuda/search_cuda.h"
+#include "search/cuda/search_cuda_kernels.h"
+#include "search/search.h"
+#include "search/topk.h"
+
+enum {
+    TILE_ELEMS = 1 << 23, /* scores per tile (one of two buffers) */
+    QB_MAX = 1024,        /* queries per GEMM */
+    KP_MAX = 2048,        /* longest candidate list (the kernels' shared buffers) */
+    MAX_SPLITS = 64
+};
+#define QWS_BUDGET ((size_t)256 << 20) /* query-side device workspace per super-batch */
+#define SLACK_BYTES ((size_t)384 << 20) /* device memory left for cuBLAS, the context, others */
+
+struct is_gsearch {
+    int dev;
+    imgsim_dtype dt;
+    int64_t n;
+    int dim;
+    size_t esz, rowbytes;
+    const void *host_g; /* borrowed */
+    int resident;
+    void *d_g;               /* resident gallery [n, dim] */
+    int64_t seg_rows;        /* streamed: rows per segment */
+    void *d_seg[2];          /* streamed: device segments */
+    void *h_pin[2];          /* streamed: pinned staging (NULL when host_g is registered) */
+    int registered;          /* host_g registered with cudaHostRegister */
+    unsigned int *d_gmax;    /* max gallery row norm, float bits */
+    void *d_score[2];        /* score tiles [TILE_ELEMS] */
+    cudaStream_t cs[2], copy;
+    cublasHandle_t blas[2];
+    cudaEvent_t ev_h2d[2], ev_use[2][2], ev_join;
+    int sms;
+    int64_t qb_max; /* queries per GEMM (QB_MAX; IMGSIM_GS_QB overrides, for tuning) */
+    /* query-side workspace, grown on demand */
+    size_t ws_bytes;
+    void *ws;
+    int64_t cnt_first, cnt_second, cnt_cpu;
+};
+
+#define CU(call, what)                                                                                       \
+    do {                                                                                                     \
+        cudaError_t cu_ = (call);                                                                            \
+        if (cu_ != cudaSuccess) {                                                                            \
+            st = is_fail(e, cu_ == cudaErrorMemoryAllocation ? IMGSIM_ERR_NOMEM : IMGSIM_ERR_BACKEND,        \
+                         "cuda search: %s: %s", what, cudaGetErrorString(cu_));                              \
+            goto done;                                                                                       \
+        }                                                                                                    \
+    } while (0)
+
+#define CB(call, what)                                                                                       \
+    do {                                                                                                     \
+        cublasStatus_t cb_ = (call);                                                                         \
+        if (cb_ != CUBLAS_STATUS_SUCCESS) {                                                                  \
+            st = is_fail(e, IMGSIM_ERR_BACKEND, "cuda search: %s: cuBLAS status %d", what, (int)cb_);        \
+            goto done;                                                                                       \
+        }                                                                                                    \
+    } while (0)
+
+static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+int is_gsearch_resident(const is_gsearch *g) { return g ? g->resident : 0; }
+
+void is_gsearch_counts(const is_gsearch *g, int64_t *first, int64_t *second, int64_t *cpu) {
+    if (first) *first = g ? g->cnt_first : 0;
+    if (second) *second = g ? g->cnt_second : 0;
+    if (cpu) *cpu = g ? g->cnt_cpu : 0;
+}
+
+void is_gsearch_free(is_gsearch *g) {
+    if (!g) return;
+    cudaSetDevice(g->dev);
+    for (int i = 0; i < 2; i++) {
+        if (g->cs[i]) cudaStreamSynchronize(g->cs[i]);
+    }
+    if (g->copy) cudaStreamSynchronize(g->copy);
+    for (int i = 0; i < 2; i++) {
+        if (g->blas[i]) cublasDestroy(g->blas[i]);
+        cudaFree(g->d_score[i]);
+        cudaFree(g->d_seg[i]);
+        if (g->h_pin[i]) cudaFreeHost(g->h_pin[i]);
+        if (g->cs[i]) cudaStreamDestroy(g->cs[i]);
+        if (g->ev_h2d[i]) cudaEventDestroy(g->ev_h2d[i]);
+        for (int j = 0; j < 2; j++)
+            if (g->ev_use[i][j]) cudaEventDestroy(g->ev_use[i][j]);
+    }
+    if (g->ev_join) cudaEventDestroy(g->ev_join);
+    if (g->copy) cudaStreamDestroy(g->copy);
+    if (g->registered) cudaHostUnregister((void *)g->host_g);
+    cudaFree(g->d_g);
+    cudaFree(g->d_gmax);
+    cudaFree(g->ws);
+    free(g);
+}
+
+imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n, int dim, imgsim_dtype dtype,
+                                int device_index, size_t gpu_memory, is_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    *out = NULL;
+    if (n < 0 || dim < 1 || (n > 0 && !gallery) || (dtype != IMGSIM_F32 && dtype != IMGSIM_F16))
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: bad gallery (n %lld, dim %d, dtype %d)",
+                       (long long)n, dim, (int)dtype);
+    if (n >= (int64_t)0xffffffffLL)
+        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: %lld gallery rows (at most 4294967294)", (long long)n);
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
+        cudaGetLastError();
+        return is_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda search: no CUDA device");
+    }
+    if (device_index < 0 || device_index >= count)
+        return is_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda search: no CUDA device %d (%d present)", device_index, count);
+    is_gsearch *g = is_calloc(1, sizeof *g);
+    if (!g) return is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+    g->dev = device_index;
+    g->dt = dtype;
+    g->n = n;
+    g->dim = dim;
+    g->esz = dtype == IMGSIM_F16 ? 2 : 4;
+    g->rowbytes = (size_t)dim * g->esz;
+    g->host_g = gallery;
+    g->qb_max = QB_MAX;
+    const char *env = getenv("IMGSIM_GS_QB");
+    if (env && atoi(env) >= 1 && atoi(env) <= TILE_ELEMS / 256) g->qb_max = atoi(env);
+    CU(cudaSetDevice(device_index), "cudaSetDevice");
+    CU(cudaDeviceGetAttribute(&g->sms, cudaDevAttrMultiProcessorCount, device_index), "device attributes");
+    for (int i = 0; i < 2; i++) {
+        CU(cudaStreamCreateWithFlags(&g->cs[i], cudaStreamNonBlocking), "cudaStreamCreate");
+        CU(cudaEventCreateWithFlags(&g->ev_h2d[i], cudaEventDisableTiming), "cudaEventCreate");
+        for (int j = 0; j < 2; j++) CU(cudaEventCreateWithFlags(&g->ev_use[i][j], cudaEventDisableTiming), "cudaEventCreate");
+        CB(cublasCreate(&g->blas[i]), "cublasCreate");
+        CB(cublasSetStream(g->blas[i], g->cs[i]), "cublasSetStream");
+        CU(cudaMalloc(&g->d_score[i], (size_t)TILE_ELEMS * g->esz), "cudaMalloc(score tile)");
+    }
+    CU(cudaStreamCreateWithFlags(&g->copy, cudaStreamNonBlocking), "cudaStreamCreate");
+    CU(cudaEventCreateWithFlags(&g->ev_join, cudaEventDisableTiming), "cudaEventCreate");
+    CU(cudaMalloc((void **)&g->d_gmax, sizeof(unsigned int)), "cudaMalloc");
+    CU(cudaMemset(g->d_gmax, 0, sizeof(unsigned int)), "cudaMemset");
+
+    size_t free_b = 0, total_b = 0;
+    CU(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+    uint64_t gbytes;
+    if (is_mul_overflow_u64((uint64_t)n, g->rowbytes, &gbytes) || gbytes > SIZE_MAX) {
+        st = is_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: gallery size overflows");
+        goto done;
+    }
+    size_t reserve = QWS_BUDGET + SLACK_BYTES;
+    g->resident = (gpu_memory == 0 || gbytes <= gpu_memory) && gbytes + reserve <= free_b;
+    if (g->resident) {
+        if (n > 0) {
+            CU(cudaMalloc(&g->d_g, gbytes ? gbytes : 1), "cudaMalloc(gallery)");
+            CU(cudaMemcpy(g->d_g, gallery, gbytes, cudaMemcpyHostToDevice), "upload gallery");
+            CU(is_gs_launch_rownorm_max(g->cs[0], g->d_g, n, dim, dtype == IMGSIM_F16, g->d_gmax), "norm kernel");
+            CU(cudaStreamSynchronize(g->cs[0]), "gallery norms");
+        }
+    } else {
+        size_t budget = free_b > reserve ? free_b - reserve : 0;
+        if (gpu_memory && gpu_memory < budget) budget = gpu_memory;
+        int64_t rows = (int64_t)(budget / 2 / g->rowbytes);
+        if (rows < 1) {
+            st = is_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: %zu bytes of device memory are too few for 2 rows of %zu bytes",
+                         budget, g->rowbytes);
+            goto done;
+        }
+        if (rows > n) rows = n;
+        g->seg_rows = rows;
+        size_t sb = (size_t)rows * g->rowbytes;
+        for (int i = 0; i < 2; i++) CU(cudaMalloc(&g->d_seg[i], sb), "cudaMalloc(gallery segment)");
+        if (cudaHostRegister((void *)gallery, gbytes, cudaHostRegisterDefault) == cudaSuccess) {
+            g->registered = 1;
+        } else {
+            cudaGetLastError();
+            for (int i = 0; i < 2; i++) CU(cudaHostAlloc(&g->h_pin[i], sb, cudaHostAllocDefault), "cudaHostAlloc(staging)");
+        }
+    }
+    is_log_debug("cuda search: gallery %lld x %d %s, %s (%zu MB free of %zu MB%s)", (long long)n, dim,
+                 dtype == IMGSIM_F16 ? "float16" : "float32", g->resident ? "resident" : "streamed",
+                 free_b >> 20, total_b >> 20, g->registered ? ", host gallery registered" : "");
+done:
+    if (st != IMGSIM_OK) {
+        is_gsearch_free(g);
+        return st;
+    }
+    *out = g;
+    return IMGSIM_OK;
+}
+
+/* One search pass's workspace, carved from g->ws. */
+typedef struct pass_ws {
+    void *q;        /* [qs, dim] queries, gallery dtype */
+    float *qf;      /* [qs, dim] float32 queries (== q for float32) */
+    uint64_t *keys; /* [qs * splits, kp] */
+    int *cnt;       /* [qs * splits] */
+    uint32_t *cand; /* [qs, mmax] */
+    int *candn;     /* [qs] */
+    int64_t *oidx;  /* [qs, k] */
+    float *osc;     /* [qs, k] */
+} pass_ws;
+
+/* Bytes of workspace per query. */
+static size_t ws_per_query(const is_gsearch *g, int splits, int kp, int k) {
+    size_t b = g->rowbytes + (g->dt == IMGSIM_F16 ? (size_t)g->dim * 4 : 0);
+    b += (size_t)splits * (size_t)kp * 8 + (size_t)splits * 4 + (size_t)splits * (size_t)kp * 4 + 4 + (size_t)k * 12;
+    return b;
+}
+
+/* Host re-scoring of streamed candidates (the gallery is not on the device). */
+typedef struct host_rescore {
+    const is_gsearch *g;
+    const void *Q; /* this super-batch's queries [qs, dim] */
+    const uint32_t *cand;
+    const int *candn;
+    int mmax, k;
+    int64_t *idx;
+    float *score;
+    float *qbuf;     /* [workers, dim] */
+    is_cand64 *cbuf; /* [workers, mmax] */
+} host_rescore;
+
+static void host_rescore_one(void *vctx, int64_t i, int w) {
+    host_rescore *h = vctx;
+    const int mc = h->candn[i];
+    if (mc < 0) return;
+    const int dim = h->g->dim;
+    const float *qf = is_row_f32(h->Q, i, dim, h->g->dt, h->qbuf + (size_t)w * (size_t)dim);
+    is_cand64 *c = h->cbuf + (size_t)w * (size_t)h->mmax;
+    for (int j = 0; j < mc; j++) {
+        int64_t row = h->cand[i * h->mmax + j];
+        c[j].s = is_dot64(qf, (const char *)h->g->host_g + (size_t)row * h->g->rowbytes, dim, h->g->dt);
+        c[j].i = row;
+    }
+    int64_t m = is_cand64_sort_unique(c, mc);
+    for (int j = 0; j < h->k; j++) {
+        h->idx[i * h->k + j] = j < m ? c[j].i : -1;
+        h->score[i * h->k + j] = j < m ? (float)c[j].s : -INFINITY;
+    }
+}
+
+/* Copies gallery segment j into device buffer j % 2 on the copy stream (see the plan above). */
+static imgsim_status stage_segment(is_gsearch *g, int64_t j, int used[2], is_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    const int slot = (int)(j & 1);
+    const int64_t r0 = j * g->seg_rows;
+    const int64_t rows = g->n - r0 < g->seg_rows ? g->n - r0 : g->seg_rows;
+    const size_t bytes = (size_t)rows * g->rowbytes;
+    const char *src = (const char *)g->host_g + (size_t)r0 * g->rowbytes;
+    if (used[slot]) { /* the compute streams must be done with this slot's previous segment */
+        CU(cudaStreamWaitEvent(g->copy, g->ev_use[slot][0], 0), "cudaStreamWaitEvent");
+        CU(cudaStreamWaitEvent(g->copy, g->ev_use[slot][1], 0), "cudaStreamWaitEvent");
+    }
+    if (!g->registered) {
+        CU(cudaEventSynchronize(g->ev_h2d[slot]), "staging copy"); /* staging buffer free again */
+        memcpy(g->h_pin[slot], src, bytes);
+        src = g->h_pin[slot];
+    }
+    CU(cudaMemcpyAsync(g->d_seg[slot], src, bytes, cudaMemcpyHostToDevice, g->copy), "copy gallery segment");
+    CU(cudaEventRecord(g->ev_h2d[slot], g->copy), "cudaEventRecord");
+    used[slot] = 1;
+done:
+    return st;
+}
+
+/*
+ * One pass over queries Q [nq, dim] with candidate lists of kp: writes idx/score [nq, k] for the
+ * queries it proves and sets failed[i] = 1 for the others.
+ */
+static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, int kp, int64_t *idx, float *score,
+                              unsigned char *failed, is_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    const int f16 = g->dt == IMGSIM_F16;
+    const int dim = g->dim;
+    int *h_candn = NULL;
+    uint32_t *h_cand = NULL;
+    is_pool *pool = NULL;
+    host_rescore hr;
+    memset(&hr, 0, sizeof hr);
+
+    /* tile shape: queries per GEMM qb, gallery rows per tile nc (ld of the tile, multiple of 256) */
+    const int64_t qb_all = nq < g->qb_max ? nq : g->qb_max;
+    int64_t nc = (TILE_ELEMS / qb_all) & ~(int64_t)255;
+    if (nc < 256) nc = 256;
+    const int64_t seg_max = g->resident ? g->n : g->seg_rows;
+    const int64_t seg_pad = (seg_max + 255) & ~(int64_t)255;
+    if (nc > seg_pad) nc = seg_pad;
+    /* splits: enough (query, split) blocks for two per multiprocessor, each >= 2048 columns */
+    int64_t splits = (2 * (int64_t)g->sms + qb_all - 1) / qb_all;
+    if (splits > MAX_SPLITS) splits = MAX_SPLITS;
+    if (splits > KP_MAX / kp) splits = KP_MAX / kp;
+    if (splits > nc / 2048) splits = nc / 2048;
+    if (splits < 1) splits = 1;
+    const int mmax = (int)splits * kp;
+
+    /* super-batch size from the workspace budget */
+    const size_t pq = ws_per_query(g, (int)splits, kp, k);
+    int64_t qs_max = (int64_t)(QWS_BUDGET / pq);
+    if (qs_max < 1) qs_max = 1;
+    if (qs_max > nq) qs_max = nq;
+    if (qs_max > ((int64_t)1 << 20)) qs_max = (int64_t)1 << 20;
+    const size_t Q_ = (size_t)qs_max;
+    size_t need = align256(Q_ * g->rowbytes) + (f16 ? align256(Q_ * (size_t)dim * 4) : 0) +
+                  align256(Q_ * (size_t)splits * (size_t)kp * 8) + align256(Q_ * (size_t)splits * 4) +
+                  align256(Q_ * (size_t)mmax * 4) + align256(Q_ * 4) + align256(Q_ * (size_t)k * 8) +
+                  align256(Q_ * (size_t)k * 4);
+    if (need > g->ws_bytes) {
+        cudaFree(g->ws);
+        g->ws = NULL;
+        g->ws_bytes = 0;
+        CU(cudaMalloc(&g->ws, need), "cudaMalloc(query workspace)");
+        g->ws_bytes = need;
+    }
+    pass_ws w;
+    {
+        char *p = g->ws;
+        w.q = p, p += align256(Q_ * g->rowbytes);
+        if (f16) {
+            w.qf = (float *)p;
+            p += align256(Q_ * (size_t)dim * 4);
+        } else {
+            w.qf = (float *)w.q;
+        }
+        w.keys = (uint64_t *)p, p += align256(Q_ * (size_t)splits * (size_t)kp * 8);
+        w.cnt = (int *)p, p += align256(Q_ * (size_t)splits * 4);
+        w.cand = (uint32_t *)p, p += align256(Q_ * (size_t)mmax * 4);
+        w.candn = (int *)p, p += align256(Q_ * 4);
+        w.oidx = (int64_t *)p, p += align256(Q_ * (size_t)k * 8);
+        w.osc = (float *)p;
+    }
+    h_candn = is_malloc_array(Q_, sizeof *h_candn);
+    if (!h_candn) {
+        st = is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+        goto done;
+    }
+    if (!g->resident) {
+        h_cand = is_malloc_array(Q_ * (size_t)mmax, sizeof *h_cand);
+        st = is_pool_create(&pool, 0, e);
+        if (st != IMGSIM_OK) goto done;
+        int nw = is_pool_size(pool);
+        hr.qbuf = is_malloc_array((size_t)nw * (size_t)dim, sizeof(float));
+        hr.cbuf = is_malloc_array((size_t)nw * (size_t)mmax, sizeof(is_cand64));
+        if (!h_cand || !hr.qbuf || !hr.cbuf) {
+            st = is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+            goto done;
+        }
+        CU(cudaMemset(g->d_gmax, 0, sizeof(unsigned int)), "cudaMemset");
+    }
+    const float one = 1.0f, zero = 0.0f;
+    const cudaDataType_t ab_t = f16 ? CUDA_R_16F : CUDA_R_32F;
+    const cublasComputeType_t ct = f16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+    const double rel = (double)dim * 0x1p-21 + (f16 ? 0x1p-11 : 0x1p-8) + 0x1p-18;
+    const double abs_err = 0x1p-24;
+    const double amax = f16 ? 32768.0 : 1e30;
+    is_log_debug("cuda search pass: %lld queries, k %d, kp %d, tile %lld x %lld, splits %lld, super-batch %lld",
+                 (long long)nq, k, kp, (long long)qb_all, (long long)nc, (long long)splits, (long long)qs_max);
+
+    for (int64_t sb0 = 0; sb0 < nq; sb0 += qs_max) {
+        const int64_t qs = nq - sb0 < qs_max ? nq - sb0 : qs_max;
+        const void *Qsb = (const char *)Q + (size_t)sb0 * g->rowbytes;
+        CU(cudaMemcpyAsync(w.q, Qsb, (size_t)qs * g->rowbytes, cudaMemcpyHostToDevice, g->cs[0]), "copy queries");
+        if (f16) CU(is_gs_launch_half_to_float(g->cs[0], w.qf, w.q, qs * dim), "convert queries");
+        CU(cudaMemsetAsync(w.cnt, 0, (size_t)qs * (size_t)splits * 4, g->cs[0]), "cudaMemsetAsync");
+        CU(cudaEventRecord(g->ev_join, g->cs[0]), "cudaEventRecord");
+        CU(cudaStreamWaitEvent(g->cs[1], g->ev_join, 0), "cudaStreamWaitEvent");
+        const int64_t qb = qs < qb_all ? qs : qb_all;
+        const int64_t nb = (qs + qb - 1) / qb;
+        const int64_t nseg = g->resident ? (g->n > 0 ? 1 : 0) : (g->n + g->seg_rows - 1) / g->seg_rows;
+        int used[2] = {0, 0};
+        if (!g->resident && nseg > 0) {
+            st = stage_segment(g, 0, used, e);
+            if (st != IMGSIM_OK) goto done;
+        }
+        for (int64_t j = 0; j < nseg; j++) {
+            const int slot = (int)(j & 1);
+            const int64_t seg0 = g->resident ? 0 : j * g->seg_rows;
+            const int64_t seglen = g->resident ? g->n : (g->n - seg0 < g->seg_rows ? g->n - seg0 : g->seg_rows);
+            const char *G = g->resident ? g->d_g : g->d_seg[slot];
+            if (!g->resident) {
+                for (int s = 0; s < 2; s++) CU(cudaStreamWaitEvent(g->cs[s], g->ev_h2d[slot], 0), "cudaStreamWaitEvent");
+                CU(is_gs_launch_rownorm_max(g->cs[0], G, seglen, dim, f16, g->d_gmax), "norm kernel");
+            }
+            for (int64_t t0 = 0; t0 < seglen; t0 += nc) {
+                const int64_t ncur = seglen - t0 < nc ? seglen - t0 : nc;
+                for (int64_t b = 0; b < nb; b++) {
+                    const int s = (int)(b & 1);
+                    const int64_t rows = qs - b * qb < qb ? qs - b * qb : qb;
+                    CB(cublasGemmEx(g->blas[s], CUBLAS_OP_T, CUBLAS_OP_N, (int)ncur, (int)rows, dim, &one,
+                                    G + (size_t)t0 * g->rowbytes, ab_t, dim,
+                                    (const char *)w.q + (size_t)(b * qb) * g->rowbytes, ab_t, dim, &zero,
+                                    g->d_score[s], ab_t, (int)nc, ct, CUBLAS_GEMM_DEFAULT),
+                       "score GEMM");
+                    CU(is_gs_launch_select(g->cs[s], f16, g->d_score[s], nc, (int)rows, (int)ncur,
+                                           (uint32_t)(seg0 + t0), (int)splits, b * qb, w.keys, w.cnt, kp),
+                       "select kernel");
+                }
+            }
+            if (!g->resident) {
+                for (int s = 0; s < 2; s++) CU(cudaEventRecord(g->ev_use[slot][s], g->cs[s]), "cudaEventRecord");
+                if (j + 1 < nseg) {
+                    st = stage_segment(g, j + 1, used, e);
+                    if (st != IMGSIM_OK) goto done;
+                }
+            }
+        }
+        CU(cudaEventRecord(g->ev_join, g->cs[1]), "cudaEventRecord");
+        CU(cudaStreamWaitEvent(g->cs[0], g->ev_join, 0), "cudaStreamWaitEvent");
+        CU(is_gs_launch_candidates(g->cs[0], (int)qs, w.keys, w.cnt, (int)splits, kp, k, w.q, dim, f16, g->d_gmax, rel,
+                                   abs_err, amax, w.cand, w.candn, mmax),
+           "candidate kernel");
+        CU(cudaMemcpyAsync(h_candn, w.candn, (size_t)qs * 4, cudaMemcpyDeviceToHost, g->cs[0]), "copy counts");
+        if (g->resident) {
+            CU(is_gs_launch_rescore(g->cs[0], (int)qs, w.cand, w.candn, mmax, g->d_g, f16, w.qf, dim, k, w.oidx, w.osc),
+               "rescore kernel");
+            CU(cudaMemcpyAsync(idx + sb0 * k, w.oidx, (size_t)qs * (size_t)k * 8, cudaMemcpyDeviceToHost, g->cs[0]),
+               "copy results");
+            CU(cudaMemcpyAsync(score + sb0 * k, w.osc, (size_t)qs * (size_t)k * 4, cudaMemcpyDeviceToHost, g->cs[0]),
+               "copy results");
+            CU(cudaStreamSynchronize(g->cs[0]), "search");
+        } else {
+            CU(cudaMemcpyAsync(h_cand, w.cand, (size_t)qs * (size_t)mmax * 4, cudaMemcpyDeviceToHost, g->cs[0]),
+               "copy candidates");
+            CU(cudaStreamSynchronize(g->cs[0]), "search");
+            hr.g = g;
+            hr.Q = Qsb;
+            hr.cand = h_cand;
+            hr.candn = h_candn;
+            hr.mmax = mmax;
+            hr.k = k;
+            hr.idx = idx + sb0 * k;
+            hr.score = score + sb0 * k;
+            is_pool_for(pool, qs, host_rescore_one, &hr);
+        }
+        for (int64_t i = 0; i < qs; i++) failed[sb0 + i] = h_candn[i] < 0;
+    }
+done:
+    if (st != IMGSIM_OK) {
+        cudaStreamSynchronize(g->cs[0]);
+        cudaStreamSynchronize(g->cs[1]);
+        cudaStreamSynchronize(g->copy);
+    }
+    is_pool_destroy(pool);
+    free(hr.qbuf);
+    free(hr.cbuf);
+    free(h_cand);
+    free(h_candn);
+    return st;
+}
+
+/* Gathers rows sel (count m) of X [*, rowbytes] into a new buffer. */
+static void *gather_rows(const void *X, size_t rowbytes, const int64_t *sel, int64_t m) {
+    char *out = is_malloc_array((size_t)(m ? m : 1), rowbytes);
+    if (!out) return NULL;
+    for (int64_t i = 0; i < m; i++) memcpy(out + (size_t)i * rowbytes, (const char *)X + (size_t)sel[i] * rowbytes, rowbytes);
+    return out;
+}
+
+/* Re-runs the queries flagged in failed[nq] with kp (on the GPU) or on the CPU (kp 0), writing
+ * their results into idx/score and clearing their flags when proven. *redone: how many ran. */
+static imgsim_status redo_failed(is_gsearch *g, const void *Q, int64_t nq, int k, int kp, int64_t *idx,
+                                 float *score, unsigned char *failed, int64_t *redone, is_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    int64_t m = 0;
+    for (int64_t i = 0; i < nq; i++) m += failed[i] != 0;
+    *redone = m;
+    if (m == 0) return IMGSIM_OK;
+    int64_t *sel = is_malloc_array((size_t)m, sizeof *sel);
+    int64_t *sidx = is_malloc_array((size_t)m * (size_t)k, sizeof *sidx);
+    float *ssc = is_malloc_array((size_t)m * (size_t)k, sizeof *ssc);
+    unsigned char *sf = is_calloc((size_t)m, 1);
+    void *sq = NULL;
+    if (!sel || !sidx || !ssc || !sf) {
+        st = is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+        goto done;
+    }
+    for (int64_t i = 0, j = 0; i < nq; i++)
+        if (failed[i]) sel[j++] = i;
+    sq = gather_rows(Q, g->rowbytes, sel, m);
+    if (!sq) {
+        st = is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+        goto done;
+    }
+    if (kp > 0)
+        st = run_pass(g, sq, m, k, kp, sidx, ssc, sf, e);
+    else
+        st = is_search_cpu(sidx, ssc, g->host_g, g->n, sq, m, g->dim, g->dt, k, 0, e);
+    if (st != IMGSIM_OK) goto done;
+    for (int64_t j = 0; j < m; j++) {
+        if (sf[j]) continue;
+        memcpy(idx + sel[j] * k, sidx + j * k, (size_t)k * sizeof *idx);
+        memcpy(score + sel[j] * k, ssc + j * k, (size_t)k * sizeof *score);
+        failed[sel[j]] = 0;
+    }
+done:
+    free(sel);
+    free(sidx);
+    free(ssc);
+    free(sf);
+    free(sq);
+    return st;
+}
+
+imgsim_status is_gsearch_run(is_gsearch *g, int64_t *idx, float *score, const void *queries, int64_t q, int k,
+                             is_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    g->cnt_first = g->cnt_second = g->cnt_cpu = 0;
+    if (q < 0 || k < 1 || (q > 0 && (!queries || !idx || !score)))
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: bad arguments (q %lld, k %d)", (long long)q, k);
+    if (q == 0) return IMGSIM_OK;
+    uint64_t qk;
+    if (is_mul_overflow_u64((uint64_t)q, (uint64_t)k, &qk) || qk > ((uint64_t)1 << 40))
+        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: %lld x %d results", (long long)q, k);
+    if (g->n == 0) {
+        for (uint64_t i = 0; i < qk; i++) {
+            idx[i] = -1;
+            score[i] = -INFINITY;
+        }
+        return IMGSIM_OK;
+    }
+    if (k >= KP_MAX) { /* longer than the device lists: exact CPU search */
+        is_log_info("cuda search: k = %d is over %d, searching on the CPU", k, KP_MAX - 1);
+        g->cnt_cpu = q;
+        return is_search_cpu(idx, score, g->host_g, g->n, queries, q, g->dim, g->dt, k, 0, e);
+    }
+    cudaError_t ce = cudaSetDevice(g->dev);
+    if (ce != cudaSuccess) return is_fail(e, IMGSIM_ERR_BACKEND, "cuda search: cudaSetDevice: %s", cudaGetErrorString(ce));
+    unsigned char *failed = is_calloc((size_t)q, 1);
+    if (!failed) return is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+    int kp = k + (k / 4 > 64 ? k / 4 : 64);
+    if (kp > KP_MAX) kp = KP_MAX;
+    st = run_pass(g, queries, q, k, kp, idx, score, failed, e);
+    int64_t m2 = 0, m3 = 0;
+    if (st == IMGSIM_OK && kp < KP_MAX) st = redo_failed(g, queries, q, k, KP_MAX, idx, score, failed, &m2, e);
+    if (st == IMGSIM_OK) st = redo_failed(g, queries, q, k, 0, idx, score, failed, &m3, e);
+    if (st == IMGSIM_OK) {
+        g->cnt_cpu = m3;
+        g->cnt_second = kp < KP_MAX ? m2 - m3 : 0;
+        g->cnt_first = q - (kp < KP_MAX ? m2 : m3);
+        if (m2 || m3)
+            is_log_debug("cuda search: %lld queries redone with longer lists, %lld on the CPU", (long long)m2,
+                         (long long)m3);
+    }
+    free(failed);
+    return st;
+}
+
+imgsim_status is_search_cuda(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
+                             int64_t q, int dim, imgsim_dtype dtype, int k, int device_index, size_t gpu_memory,
+                             is_err *e) {
+    if (k < 1) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: k must be >= 1 (got %d)", k);
+    if (q < 0) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: negative query count");
+    is_gsearch *g = NULL;
+    imgsim_status st = is_gsearch_create(&g, gallery, n, dim, dtype, device_index, gpu_memory, e);
+    if (st != IMGSIM_OK) return st;
+    st = is_gsearch_run(g, idx, score, queries, q, k, e);
+    is_gsearch_free(g);
+    return st;
+}
