@@ -1,11 +1,159 @@
-/* cmd_engine.c: imgsim engine (placeholder until implemented). */
+/*
+ * cmd_engine.c: imgsim engine: build and inspect CUDA engine files (imgsim's equivalent of a
+ * serialized TensorRT engine).
+ *
+ *   imgsim engine build --model=M.onnx [--device=cuda[:N]] [--precision=fp16|tf32|fp32]
+ *                       [--max-batch=256] [--layer=NAME] [--out=FILE | --engine-cache=DIR]
+ *   imgsim engine info FILE
+ *
+ * build always plans and autotunes afresh and writes the file atomically (default: into the
+ * engine cache, where extract/run/search --device=cuda find it).
+ */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
+#ifdef IMGSIM_HAVE_CUDA
+#include "api/api.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_plan.h"
+#endif
+
+static const char *usage =
+    "usage: imgsim engine build --model=M.onnx [--device=cuda[:N]] [--precision=fp16|tf32|fp32]\n"
+    "                           [--max-batch=256] [--layer=NAME] [--out=FILE | --engine-cache=DIR]\n"
+    "       imgsim engine info FILE\n";
+
+#ifdef IMGSIM_HAVE_CUDA
+static int engine_info(int argc, char **argv) {
+    cli_args a;
+    if (cli_init(&a, argc, argv, NULL)) return 1;
+    cli_log_opts(&a);
+    const char *path = cli_pos(&a, 0);
+    int rc = cli_finish(&a, usage);
+    if (rc || !path) {
+        cli_free(&a);
+        if (!path && !rc) fputs(usage, stderr);
+        return 2;
+    }
+    is_cuda_plan p;
+    is_err e;
+    if (is_cuda_plan_load(&p, path, &e)) {
+        fprintf(stderr, "imgsim engine: %s\n", e.msg);
+        cli_free(&a);
+        return 1;
+    }
+    printf("file             %s\n", path);
+    is_cuda_plan_print(&p, stdout);
+    is_cuda_plan_free(&p);
+    cli_free(&a);
+    return 0;
+}
+
+static int engine_build(int argc, char **argv) {
+    static const char *const vopts[] = {"model", "device", "precision", "max-batch", "out", "layer", "engine-cache",
+                                        NULL};
+    cli_args a;
+    if (cli_init(&a, argc, argv, vopts)) return 1;
+    cli_log_opts(&a);
+    const char *model = cli_str(&a, "model", NULL);
+    const char *dev = cli_str(&a, "device", "cuda");
+    const char *prec = cli_str(&a, "precision", "fp16");
+    long max_batch = cli_int(&a, "max-batch", 256, 1, 65536);
+    const char *out = cli_str(&a, "out", NULL);
+    const char *layer = cli_str(&a, "layer", NULL);
+    const char *cache = cli_str(&a, "engine-cache", NULL);
+    int rc = cli_finish(&a, usage);
+    if (rc) {
+        cli_free(&a);
+        return rc;
+    }
+    if (!model) {
+        fprintf(stderr, "imgsim engine build: --model is required\n%s", usage);
+        cli_free(&a);
+        return 2;
+    }
+    imgsim_engine_opts o;
+    imgsim_engine_opts_init(&o);
+    o.device = IMGSIM_DEVICE_CUDA;
+    if (strncmp(dev, "cuda", 4) || (dev[4] && dev[4] != ':')) {
+        fprintf(stderr, "imgsim engine build: --device=%s: engine files are for cuda or cuda:N\n", dev);
+        cli_free(&a);
+        return 2;
+    }
+    if (dev[4] == ':') o.device_index = atoi(dev + 5);
+    o.precision_set = 1;
+    if (!strcmp(prec, "fp16")) o.precision = IMGSIM_PREC_FP16;
+    else if (!strcmp(prec, "tf32")) o.precision = IMGSIM_PREC_TF32;
+    else if (!strcmp(prec, "fp32")) o.precision = IMGSIM_PREC_FP32;
+    else {
+        fprintf(stderr, "imgsim engine build: --precision=%s: expected fp16, tf32 or fp32\n", prec);
+        cli_free(&a);
+        return 2;
+    }
+    o.max_batch = (int)max_batch;
+    o.engine_file = out;
+    o.engine_cache = cache;
+    if (cache && !strcmp(cache, "off") && !out) {
+        fprintf(stderr, "imgsim engine build: --engine-cache=off needs --out=FILE\n");
+        cli_free(&a);
+        return 2;
+    }
+    if (out) unlink(out); /* build means build: never reuse what is there */
+    imgsim_model *m = NULL;
+    imgsim_status st = imgsim_model_load(&m, model, layer);
+    if (st) {
+        cli_free(&a);
+        return cli_fail("engine", st);
+    }
+    imgsim_engine *eng = NULL;
+    st = imgsim_engine_create(&eng, m, &o);
+    imgsim_engine_info first;
+    if (!st && !imgsim_engine_get_info(eng, &first) && first.loaded_from_file) {
+        /* the cache already held one: remove it and build afresh */
+        char path[4096];
+        snprintf(path, sizeof path, "%s", is_cuda_engine_path(eng->b));
+        imgsim_engine_destroy(eng);
+        eng = NULL;
+        unlink(path);
+        st = imgsim_engine_create(&eng, m, &o);
+    }
+    imgsim_model_destroy(m);
+    if (st) {
+        cli_free(&a);
+        return cli_fail("engine", st);
+    }
+    imgsim_engine_info info;
+    imgsim_engine_get_info(eng, &info);
+    const char *path = is_cuda_engine_path(eng->b);
+    if (!path[0] || access(path, R_OK) != 0) {
+        fprintf(stderr, "imgsim engine build: the engine file was not written (see the messages above)\n");
+        imgsim_engine_destroy(eng);
+        cli_free(&a);
+        return 1;
+    }
+    printf("wrote %s\n", path);
+    printf("built in %.2f s on %s; %.1f MiB of device memory at batch %d\n", info.build_seconds, info.device_name,
+           info.device_bytes / 1048576.0, info.max_batch);
+    imgsim_engine_destroy(eng);
+    cli_free(&a);
+    return 0;
+}
+#endif
+
 int cmd_engine(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "imgsim engine: not implemented yet\n");
+    const char *verb = argc > 1 ? argv[1] : NULL;
+    if (!verb || (strcmp(verb, "build") && strcmp(verb, "info"))) {
+        fputs(usage, stderr);
+        return 2;
+    }
+#ifdef IMGSIM_HAVE_CUDA
+    return !strcmp(verb, "build") ? engine_build(argc - 1, argv + 1) : engine_info(argc - 1, argv + 1);
+#else
+    fprintf(stderr, "imgsim engine: imgsim was built without CUDA support\n");
     return 1;
+#endif
 }

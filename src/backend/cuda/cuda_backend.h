@@ -1,0 +1,17 @@
+/*
+ * cuda_backend.h: CUDA-backend extras beyond backend.h, for the engine CLI, tests and benchmarks.
+ */
+#ifndef IMGSIM_CUDA_BACKEND_H
+#define IMGSIM_CUDA_BACKEND_H
+
+#include "backend/backend.h"
+
+/* Times the forward pass alone on the device-resident input of slot 0 (no host copies): fills
+ * that input with pseudo-random values, warms up, then replays n-image batches iters times.
+ * *ms is the mean time per batch in milliseconds. */
+imgsim_status is_cuda_bench_device(is_backend *b, int n, int iters, double *ms, is_err *e);
+
+/* The engine file this backend loaded or wrote ("" if none). */
+const char *is_cuda_engine_path(const is_backend *b);
+
+#endif

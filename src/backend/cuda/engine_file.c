@@ -1,0 +1,464 @@
+/*
+ * engine_file.c: the CUDA engine file (imgsim's equivalent of a serialized TensorRT engine).
+ *
+ * Layout (all integers little-endian as written by this machine, fields written one by one so
+ * that struct padding never reaches the file):
+ *   "IMGSIMCE" u32 version u32 reserved
+ *   key       (is_cuda_key fields; strings as u32 length + bytes)
+ *   plan      in_c in_h in_w dim elt arena_per_image ws_bytes
+ *             u32 n_tensors, tensors; u32 n_steps, steps; u64 weights_bytes, weights
+ *   sha256    32 bytes over everything above
+ * Plain C with no CUDA calls: unit-tested without a GPU (tests/test_cuda_engine_file.c).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_plan.h"
+
+#define MAX_TENSORS 100000
+#define MAX_STEPS 100000
+#define MAX_WEIGHTS ((uint64_t)1 << 38) /* 256 GiB: sanity bound only */
+
+void is_cuda_plan_free(is_cuda_plan *p) {
+    if (!p) return;
+    free(p->tensors);
+    free(p->steps);
+    free(p->weights);
+    p->tensors = NULL;
+    p->steps = NULL;
+    p->weights = NULL;
+    p->n_tensors = p->n_steps = 0;
+    p->weights_bytes = 0;
+}
+
+const char *is_cuda_step_name(int kind) {
+    static const char *names[IS_CS_COUNT] = {"input", "conv", "maxpool", "avgpool", "gap", "add", "mul",
+                                             "sigmoid", "act", "concat", "flatten", "gemm", "output"};
+    return kind >= 0 && kind < IS_CS_COUNT ? names[kind] : "?";
+}
+
+/* ---- writer ---------------------------------------------------------------------------- */
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom;
+} wbuf;
+
+/* Appends n bytes, growing the buffer geometrically. */
+static void put(wbuf *w, const void *src, size_t n) {
+    if (w->oom) return;
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap < w->len + n) cap *= 2;
+        uint8_t *q = is_realloc(w->p, cap);
+        if (!q) {
+            w->oom = 1;
+            return;
+        }
+        w->p = q;
+        w->cap = cap;
+    }
+    memcpy(w->p + w->len, src, n);
+    w->len += n;
+}
+static void put_i32(wbuf *w, int32_t v) { put(w, &v, 4); }
+static void put_i64(wbuf *w, int64_t v) { put(w, &v, 8); }
+static void put_f32(wbuf *w, float v) { put(w, &v, 4); }
+static void put_str(wbuf *w, const char *s) {
+    uint32_t n = (uint32_t)strlen(s);
+    put(w, &n, 4);
+    put(w, s, n);
+}
+
+/* ---- reader ---------------------------------------------------------------------------- */
+
+typedef struct rbuf {
+    const uint8_t *p;
+    size_t len, pos;
+    int bad;
+} rbuf;
+
+static void get(rbuf *r, void *dst, size_t n) {
+    if (r->bad || n > r->len - r->pos) {
+        r->bad = 1;
+        memset(dst, 0, n);
+        return;
+    }
+    memcpy(dst, r->p + r->pos, n);
+    r->pos += n;
+}
+static int32_t get_i32(rbuf *r) {
+    int32_t v;
+    get(r, &v, 4);
+    return v;
+}
+static int64_t get_i64(rbuf *r) {
+    int64_t v;
+    get(r, &v, 8);
+    return v;
+}
+static float get_f32(rbuf *r) {
+    float v;
+    get(r, &v, 4);
+    return v;
+}
+/* Reads a length-prefixed string into dst[cap] (refusing strings that do not fit). */
+static void get_str(rbuf *r, char *dst, size_t cap) {
+    uint32_t n = 0;
+    get(r, &n, 4);
+    if (r->bad || n >= cap || n > r->len - r->pos) {
+        r->bad = 1;
+        dst[0] = 0;
+        return;
+    }
+    memcpy(dst, r->p + r->pos, n);
+    dst[n] = 0;
+    r->pos += n;
+}
+
+/* ---- key ------------------------------------------------------------------------------- */
+
+static void put_key(wbuf *w, const is_cuda_key *k) {
+    put_i32(w, k->format_version);
+    put_str(w, k->model_sha256);
+    put_str(w, k->layer);
+    put_str(w, k->gpu_name);
+    put_i32(w, k->cc_major);
+    put_i32(w, k->cc_minor);
+    put_i32(w, k->driver_version);
+    put_i32(w, k->runtime_version);
+    put_i64(w, k->cudnn_version);
+    put_i64(w, k->cublas_version);
+    put_i32(w, k->precision);
+    put_i32(w, k->max_batch);
+}
+
+static void get_key(rbuf *r, is_cuda_key *k) {
+    memset(k, 0, sizeof *k);
+    k->format_version = get_i32(r);
+    get_str(r, k->model_sha256, sizeof k->model_sha256);
+    get_str(r, k->layer, sizeof k->layer);
+    get_str(r, k->gpu_name, sizeof k->gpu_name);
+    k->cc_major = get_i32(r);
+    k->cc_minor = get_i32(r);
+    k->driver_version = get_i32(r);
+    k->runtime_version = get_i32(r);
+    k->cudnn_version = get_i64(r);
+    k->cublas_version = get_i64(r);
+    k->precision = get_i32(r);
+    k->max_batch = get_i32(r);
+}
+
+static const char *prec_name(int p) {
+    return imgsim_precision_str((imgsim_precision)p);
+}
+
+int is_cuda_key_equal(const is_cuda_key *a, const is_cuda_key *b, char *why, size_t n) {
+    if (why && n) why[0] = 0;
+#define DIFF(...)                                     \
+    do {                                              \
+        if (why && n) snprintf(why, n, __VA_ARGS__);  \
+        return 0;                                     \
+    } while (0)
+    if (a->format_version != b->format_version)
+        DIFF("format version %d (this imgsim writes %d)", a->format_version, b->format_version);
+    if (strcmp(a->model_sha256, b->model_sha256))
+        DIFF("model sha256 %.12s..., this model is %.12s...", a->model_sha256, b->model_sha256);
+    if (strcmp(a->layer, b->layer)) DIFF("layer '%s', requested '%s'", a->layer, b->layer);
+    if (strcmp(a->gpu_name, b->gpu_name) || a->cc_major != b->cc_major || a->cc_minor != b->cc_minor)
+        DIFF("GPU '%s' (sm_%d%d), this is '%s' (sm_%d%d)", a->gpu_name, a->cc_major, a->cc_minor, b->gpu_name,
+             b->cc_major, b->cc_minor);
+    if (a->driver_version != b->driver_version)
+        DIFF("CUDA driver %d, this is %d", a->driver_version, b->driver_version);
+    if (a->runtime_version != b->runtime_version)
+        DIFF("CUDA runtime %d, this is %d", a->runtime_version, b->runtime_version);
+    if (a->cudnn_version != b->cudnn_version)
+        DIFF("cuDNN %lld, this is %lld", (long long)a->cudnn_version, (long long)b->cudnn_version);
+    if (a->cublas_version != b->cublas_version)
+        DIFF("cuBLAS %lld, this is %lld", (long long)a->cublas_version, (long long)b->cublas_version);
+    if (a->precision != b->precision)
+        DIFF("precision %s, requested %s", prec_name(a->precision), prec_name(b->precision));
+    if (a->max_batch != b->max_batch) DIFF("max batch %d, requested %d", a->max_batch, b->max_batch);
+#undef DIFF
+    return 1;
+}
+
+/* ---- plan ------------------------------------------------------------------------------ */
+
+static void put_step(wbuf *w, const is_cuda_step *s) {
+    put_i32(w, s->kind);
+    put_i32(w, s->in[0]);
+    put_i32(w, s->in[1]);
+    put_i32(w, s->out);
+    int32_t geo[13] = {s->kh, s->kw, s->sh, s->sw, s->dh, s->dw, s->pt,
+                       s->pl, s->pb, s->pr, s->group, s->count_include_pad, s->act};
+    for (int i = 0; i < 13; i++) put_i32(w, geo[i]);
+    put_f32(w, s->act_min);
+    put_f32(w, s->act_max);
+    put_f32(w, s->alpha);
+    put_i64(w, s->w_off);
+    put_i64(w, s->w_bytes);
+    put_i64(w, s->b_off);
+    put_i64(w, s->bh_off);
+    put_i32(w, s->algo);
+    put_i32(w, s->math);
+    put_i32(w, s->fused);
+    put_i64(w, s->ws_bytes);
+    put_f32(w, s->tuned_ms);
+    put_i32(w, s->gap);
+    put_i32(w, s->coff);
+}
+
+static void get_step(rbuf *r, is_cuda_step *s) {
+    s->kind = get_i32(r);
+    s->in[0] = get_i32(r);
+    s->in[1] = get_i32(r);
+    s->out = get_i32(r);
+    int32_t geo[13];
+    for (int i = 0; i < 13; i++) geo[i] = get_i32(r);
+    s->kh = geo[0], s->kw = geo[1], s->sh = geo[2], s->sw = geo[3], s->dh = geo[4], s->dw = geo[5];
+    s->pt = geo[6], s->pl = geo[7], s->pb = geo[8], s->pr = geo[9], s->group = geo[10];
+    s->count_include_pad = geo[11], s->act = geo[12];
+    s->act_min = get_f32(r);
+    s->act_max = get_f32(r);
+    s->alpha = get_f32(r);
+    s->w_off = get_i64(r);
+    s->w_bytes = get_i64(r);
+    s->b_off = get_i64(r);
+    s->bh_off = get_i64(r);
+    s->algo = get_i32(r);
+    s->math = get_i32(r);
+    s->fused = get_i32(r);
+    s->ws_bytes = get_i64(r);
+    s->tuned_ms = get_f32(r);
+    s->gap = get_i32(r);
+    s->coff = get_i32(r);
+}
+
+imgsim_status is_cuda_plan_serialize(const is_cuda_plan *p, uint8_t **buf, size_t *len, is_err *e) {
+    wbuf w = {0};
+    put(&w, IS_CUDA_ENGINE_MAGIC, 8);
+    put_i32(&w, IS_CUDA_ENGINE_VERSION);
+    put_i32(&w, 0);
+    put_key(&w, &p->key);
+    put_i32(&w, p->in_c);
+    put_i32(&w, p->in_h);
+    put_i32(&w, p->in_w);
+    put_i64(&w, p->dim);
+    put_i32(&w, p->elt);
+    put_i64(&w, p->arena_per_image);
+    put_i64(&w, p->ws_bytes);
+    put_i32(&w, p->n_tensors);
+    for (int i = 0; i < p->n_tensors; i++) {
+        const is_cuda_tensor *t = &p->tensors[i];
+        put_i32(&w, t->c);
+        put_i32(&w, t->h);
+        put_i32(&w, t->w);
+        put_i64(&w, t->offset);
+        put_i64(&w, t->size);
+    }
+    put_i32(&w, p->n_steps);
+    for (int i = 0; i < p->n_steps; i++) put_step(&w, &p->steps[i]);
+    put_i64(&w, p->weights_bytes);
+    if (p->weights_bytes) put(&w, p->weights, (size_t)p->weights_bytes);
+    if (!w.oom) {
+        is_sha256 h;
+        uint8_t dig[32];
+        is_sha256_init(&h);
+        is_sha256_update(&h, w.p, w.len);
+        is_sha256_final(&h, dig);
+        put(&w, dig, 32);
+    }
+    if (w.oom) {
+        free(w.p);
+        return is_fail(e, IMGSIM_ERR_NOMEM, "engine file: out of memory serialising %lld bytes of weights",
+                       (long long)p->weights_bytes);
+    }
+    *buf = w.p;
+    *len = w.len;
+    return IMGSIM_OK;
+}
+
+/* Checks that every tensor index, weight range and arena slot in p lies in bounds. */
+static int plan_valid(const is_cuda_plan *p) {
+    if (p->elt != 2 && p->elt != 4) return 0;
+    if (p->in_c <= 0 || p->in_h <= 0 || p->in_w <= 0 || p->dim <= 0) return 0;
+    if (p->arena_per_image < 0 || p->ws_bytes < 0) return 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        const is_cuda_tensor *t = &p->tensors[i];
+        if (t->c <= 0 || t->h <= 0 || t->w <= 0 || t->offset < 0 || t->size < 0) return 0;
+        if ((int64_t)t->c * t->h * t->w * p->elt > t->size) return 0;
+        if (t->offset > p->arena_per_image || t->size > p->arena_per_image - t->offset) return 0;
+    }
+    for (int i = 0; i < p->n_steps; i++) {
+        const is_cuda_step *s = &p->steps[i];
+        if (s->kind < 0 || s->kind >= IS_CS_COUNT) return 0;
+        for (int j = 0; j < 2; j++)
+            if (s->in[j] < -1 || s->in[j] >= p->n_tensors) return 0;
+        if (s->out < -1 || s->out >= p->n_tensors) return 0;
+        if (s->kind != IS_CS_OUTPUT && s->kind != IS_CS_INPUT && s->in[0] < 0) return 0;
+        if (s->kind != IS_CS_OUTPUT && s->out < 0) return 0;
+        int64_t offs[3] = {s->w_off, s->b_off, s->bh_off};
+        for (int j = 0; j < 3; j++)
+            if (offs[j] < -1 || offs[j] > p->weights_bytes) return 0;
+        if (s->w_off >= 0 && (s->w_bytes < 0 || s->w_bytes > p->weights_bytes - s->w_off)) return 0;
+        if (s->ws_bytes < 0 || s->ws_bytes > p->ws_bytes) return 0;
+    }
+    return 1;
+}
+
+imgsim_status is_cuda_plan_deserialize(is_cuda_plan *p, const uint8_t *buf, size_t len, const char *path,
+                                       is_err *e) {
+    memset(p, 0, sizeof *p);
+    if (len < 16 + 32 || memcmp(buf, IS_CUDA_ENGINE_MAGIC, 8) != 0)
+        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: not an imgsim CUDA engine file", path);
+    is_sha256 h;
+    uint8_t dig[32];
+    is_sha256_init(&h);
+    is_sha256_update(&h, buf, len - 32);
+    is_sha256_final(&h, dig);
+    if (memcmp(dig, buf + len - 32, 32) != 0)
+        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: checksum mismatch (corrupt or truncated engine file)", path);
+    rbuf r = {buf, len - 32, 8, 0};
+    int32_t version = get_i32(&r);
+    (void)get_i32(&r);
+    if (version != IS_CUDA_ENGINE_VERSION)
+        return is_fail(e, IMGSIM_ERR_MISMATCH, "%s: engine file format version %d, this imgsim reads %d", path,
+                       version, IS_CUDA_ENGINE_VERSION);
+    get_key(&r, &p->key);
+    p->in_c = get_i32(&r);
+    p->in_h = get_i32(&r);
+    p->in_w = get_i32(&r);
+    p->dim = get_i64(&r);
+    p->elt = get_i32(&r);
+    p->arena_per_image = get_i64(&r);
+    p->ws_bytes = get_i64(&r);
+    int32_t nt = get_i32(&r);
+    if (r.bad || nt < 0 || nt > MAX_TENSORS) goto bad;
+    p->n_tensors = nt;
+    p->tensors = is_calloc((size_t)nt + 1, sizeof *p->tensors);
+    if (!p->tensors) goto nomem;
+    for (int i = 0; i < nt; i++) {
+        is_cuda_tensor *t = &p->tensors[i];
+        t->c = get_i32(&r);
+        t->h = get_i32(&r);
+        t->w = get_i32(&r);
+        t->offset = get_i64(&r);
+        t->size = get_i64(&r);
+    }
+    int32_t ns = get_i32(&r);
+    if (r.bad || ns < 0 || ns > MAX_STEPS) goto bad;
+    p->n_steps = ns;
+    p->steps = is_calloc((size_t)ns + 1, sizeof *p->steps);
+    if (!p->steps) goto nomem;
+    for (int i = 0; i < ns; i++) get_step(&r, &p->steps[i]);
+    int64_t wb = get_i64(&r);
+    if (r.bad || wb < 0 || (uint64_t)wb > MAX_WEIGHTS || (uint64_t)wb > r.len - r.pos) goto bad;
+    p->weights_bytes = wb;
+    p->weights = is_malloc(wb ? (size_t)wb : 1);
+    if (!p->weights) goto nomem;
+    get(&r, p->weights, (size_t)wb);
+    if (r.bad || r.pos != r.len || !plan_valid(p)) goto bad;
+    return IMGSIM_OK;
+bad:
+    is_cuda_plan_free(p);
+    return is_fail(e, IMGSIM_ERR_FORMAT, "%s: malformed engine file (inconsistent sizes or indices)", path);
+nomem:
+    is_cuda_plan_free(p);
+    return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory reading engine file", path);
+}
+
+imgsim_status is_cuda_plan_save(const is_cuda_plan *p, const char *path, is_err *e) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    imgsim_status st = is_cuda_plan_serialize(p, &buf, &len, e);
+    if (st) return st;
+    char *dir = is_path_dirname(path);
+    if (dir) {
+        st = is_mkdir_p(dir, e);
+        free(dir);
+        if (st) {
+            free(buf);
+            return st;
+        }
+    }
+    st = is_write_file_atomic(path, buf, len, e);
+    free(buf);
+    return st;
+}
+
+imgsim_status is_cuda_plan_load(is_cuda_plan *p, const char *path, is_err *e) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    memset(p, 0, sizeof *p);
+    imgsim_status st = is_read_file(&buf, &len, path, MAX_WEIGHTS, e);
+    if (st) return st;
+    st = is_cuda_plan_deserialize(p, buf, len, path, e);
+    free(buf);
+    return st;
+}
+
+char *is_cuda_cache_path(const char *dir, const is_cuda_key *k) {
+    wbuf w = {0};
+    put_key(&w, k);
+    if (w.oom) {
+        free(w.p);
+        return NULL;
+    }
+    char hex[65];
+    is_sha256_hex(w.p, w.len, hex);
+    free(w.p);
+    char name[96];
+    snprintf(name, sizeof name, "%.32s.engine", hex);
+    return is_path_join(dir, name);
+}
+
+char *is_cuda_default_cache_dir(void) {
+    const char *x = getenv("XDG_CACHE_HOME");
+    if (x && *x) return is_path_join(x, "imgsim");
+    const char *home = getenv("HOME");
+    if (home && *home) return is_path_join(home, ".cache/imgsim");
+    return NULL;
+}
+
+void is_cuda_plan_print(const is_cuda_plan *p, FILE *f) {
+    const is_cuda_key *k = &p->key;
+    fprintf(f, "format version   %d\n", k->format_version);
+    fprintf(f, "model sha256     %s\n", k->model_sha256);
+    fprintf(f, "layer            %s\n", k->layer);
+    fprintf(f, "gpu              %s (sm_%d%d)\n", k->gpu_name, k->cc_major, k->cc_minor);
+    fprintf(f, "driver/runtime   %d / %d\n", k->driver_version, k->runtime_version);
+    fprintf(f, "cudnn / cublas   %lld / %lld\n", (long long)k->cudnn_version, (long long)k->cublas_version);
+    fprintf(f, "precision        %s\n", prec_name(k->precision));
+    fprintf(f, "max batch        %d\n", k->max_batch);
+    fprintf(f, "input            %d x %d x %d\n", p->in_c, p->in_h, p->in_w);
+    fprintf(f, "dim              %lld\n", (long long)p->dim);
+    fprintf(f, "arena            %.1f MiB per image, %.1f MiB at max batch\n", p->arena_per_image / 1048576.0,
+            (double)p->arena_per_image * k->max_batch / 1048576.0);
+    fprintf(f, "workspace        %.1f MiB\n", p->ws_bytes / 1048576.0);
+    fprintf(f, "weights          %.1f MiB\n", p->weights_bytes / 1048576.0);
+    int counts[IS_CS_COUNT] = {0}, fused = 0;
+    double tuned = 0;
+    for (int i = 0; i < p->n_steps; i++) {
+        counts[p->steps[i].kind]++;
+        if (p->steps[i].kind == IS_CS_CONV) {
+            fused += p->steps[i].fused;
+            tuned += p->steps[i].tuned_ms;
+        }
+    }
+    fprintf(f, "steps            %d:", p->n_steps);
+    for (int i = 0; i < IS_CS_COUNT; i++)
+        if (counts[i]) fprintf(f, " %s %d", is_cuda_step_name(i), counts[i]);
+    fprintf(f, "\n");
+    fprintf(f, "convolutions     %d (%d fused bias+residual+act in cuDNN), %.3f ms tuned at max batch\n",
+            counts[IS_CS_CONV], fused, tuned);
+    for (int i = 0; i < p->n_steps; i++) {
+        const is_cuda_step *s = &p->steps[i];
+        if (s->kind != IS_CS_CONV) continue;
+        const is_cuda_tensor *t = &p->tensors[s->out];
+        fprintf(f, "  conv %3d  %dx%d/%d  -> %4dx%3dx%3d  algo %d math %d %s  %.3f ms\n", i, s->kh, s->kw, s->sh,
+                t->c, t->h, t->w, s->algo, s->math, s->fused ? "fused  " : "unfused", s->tuned_ms);
+    }
+}

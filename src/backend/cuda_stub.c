@@ -1,0 +1,20 @@
+/*
+ * cuda_stub.c: the CUDA backend's entry points for builds without CUDA support (the real ones are
+ * in src/backend/cuda/, compiled only when CUDA and cuDNN are found).
+ */
+#ifndef IMGSIM_HAVE_CUDA
+
+#include <stddef.h>
+
+#include "backend/backend.h"
+
+imgsim_status is_backend_cuda_new(is_backend **out, is_err *e) {
+    if (out) *out = NULL;
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA support");
+}
+
+int is_cuda_available(void) { return 0; }
+
+#else
+typedef int is_cuda_stub_unused; /* ISO C forbids an empty translation unit */
+#endif

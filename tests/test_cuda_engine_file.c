@@ -1,0 +1,304 @@
+/*
+ * test_cuda_engine_file.c: the CUDA engine file and plan without a GPU (runs in CI): serialise /
+ * parse round trip, every single corrupted byte rejected by the checksum, truncation rejected,
+ * key comparison naming the differing field, cache file names, atomic save/load; and the plan
+ * compiled from a ResNet-18 graph (one conv step per live Conv node, fused GAP output, no
+ * step's output overlapping its inputs in the arena, weights in OHWI layout).
+ */
+#define _XOPEN_SOURCE 700
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "backend/cuda/cuda_plan.h"
+#include "core/core.h"
+#include "model/graph.h"
+
+static void fill_key(is_cuda_key *k) {
+    memset(k, 0, sizeof *k);
+    k->format_version = IS_CUDA_ENGINE_VERSION;
+    strcpy(k->model_sha256, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    strcpy(k->layer, "flatten_out");
+    strcpy(k->gpu_name, "NVIDIA H100 80GB HBM3");
+    k->cc_major = 9, k->cc_minor = 0;
+    k->driver_version = 13000, k->runtime_version = 13000;
+    k->cudnn_version = 91400, k->cublas_version = 130000;
+    k->precision = IMGSIM_PREC_FP16;
+    k->max_batch = 256;
+}
+
+/* A small hand-made plan: input -> conv -> output, with 1000 bytes of weights. */
+static void small_plan(is_cuda_plan *p) {
+    memset(p, 0, sizeof *p);
+    fill_key(&p->key);
+    p->in_c = 3, p->in_h = 8, p->in_w = 8, p->dim = 16, p->elt = 2;
+    p->n_tensors = 2;
+    p->tensors = calloc(2, sizeof *p->tensors);
+    p->tensors[0] = (is_cuda_tensor){8, 8, 8, 0, 1024};
+    p->tensors[1] = (is_cuda_tensor){16, 1, 1, 1024, 256};
+    p->arena_per_image = 1280;
+    p->n_steps = 3;
+    p->steps = calloc(3, sizeof *p->steps);
+    for (int i = 0; i < 3; i++) {
+        p->steps[i].in[0] = p->steps[i].in[1] = p->steps[i].out = -1;
+        p->steps[i].w_off = p->steps[i].b_off = p->steps[i].bh_off = -1;
+    }
+    p->steps[0].kind = IS_CS_INPUT, p->steps[0].out = 0;
+    p->steps[1] = (is_cuda_step){.kind = IS_CS_CONV, .in = {0, -1}, .out = 1, .kh = 8, .kw = 8, .sh = 1, .sw = 1,
+                                 .dh = 1, .dw = 1, .group = 1, .act = 1, .w_off = 0, .w_bytes = 512, .b_off = 512,
+                                 .bh_off = 768, .algo = 1, .math = 1, .fused = 1, .ws_bytes = 4096, .tuned_ms = 0.5f};
+    p->steps[2].kind = IS_CS_OUTPUT, p->steps[2].in[0] = 1, p->steps[2].gap = 1;
+    p->ws_bytes = 4096;
+    p->weights_bytes = 1000;
+    p->weights = malloc(1000);
+    for (int i = 0; i < 1000; i++) p->weights[i] = (uint8_t)(i * 7 + 3);
+}
+
+static void test_round_trip(void **state) {
+    (void)state;
+    is_cuda_plan p, q;
+    small_plan(&p);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(is_cuda_plan_serialize(&p, &buf, &len, NULL), IMGSIM_OK);
+    assert_int_equal(is_cuda_plan_deserialize(&q, buf, len, "mem", NULL), IMGSIM_OK);
+    char why[256];
+    assert_true(is_cuda_key_equal(&q.key, &p.key, why, sizeof why));
+    assert_int_equal(q.n_tensors, 2);
+    assert_int_equal(q.n_steps, 3);
+    assert_memory_equal(q.tensors, p.tensors, 2 * sizeof *p.tensors);
+    assert_int_equal(q.steps[1].algo, 1);
+    assert_int_equal(q.steps[1].fused, 1);
+    assert_int_equal(q.steps[1].kh, 8);
+    assert_int_equal(q.steps[1].act, 1);
+    assert_true(q.steps[1].tuned_ms == 0.5f);
+    assert_int_equal(q.steps[2].gap, 1);
+    assert_int_equal(q.weights_bytes, 1000);
+    assert_memory_equal(q.weights, p.weights, 1000);
+    assert_int_equal(q.arena_per_image, 1280);
+    /* serialising the parsed plan gives the same bytes */
+    uint8_t *buf2 = NULL;
+    size_t len2 = 0;
+    assert_int_equal(is_cuda_plan_serialize(&q, &buf2, &len2, NULL), IMGSIM_OK);
+    assert_int_equal(len2, len);
+    assert_memory_equal(buf2, buf, len);
+    free(buf2);
+    free(buf);
+    is_cuda_plan_free(&p);
+    is_cuda_plan_free(&q);
+}
+
+static void test_corruption_rejected(void **state) {
+    (void)state;
+    is_cuda_plan p, q;
+    small_plan(&p);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(is_cuda_plan_serialize(&p, &buf, &len, NULL), IMGSIM_OK);
+    /* flipping any single byte (header, key, plan, weights or the checksum) is detected */
+    for (size_t i = 0; i < len; i++) {
+        buf[i] ^= 0x40;
+        is_err e;
+        imgsim_status st = is_cuda_plan_deserialize(&q, buf, len, "f.engine", &e);
+        assert_int_not_equal(st, IMGSIM_OK);
+        assert_non_null(strstr(e.msg, "f.engine"));
+        buf[i] ^= 0x40;
+    }
+    /* every truncation is detected */
+    for (size_t n = 0; n < len; n += (n < 64 ? 1 : 97)) {
+        is_err e;
+        assert_int_not_equal(is_cuda_plan_deserialize(&q, buf, n, "t.engine", &e), IMGSIM_OK);
+    }
+    /* trailing garbage too */
+    uint8_t *big = malloc(len + 5);
+    memcpy(big, buf, len);
+    memset(big + len, 0, 5);
+    assert_int_not_equal(is_cuda_plan_deserialize(&q, big, len + 5, "g.engine", NULL), IMGSIM_OK);
+    free(big);
+    free(buf);
+    is_cuda_plan_free(&p);
+}
+
+/* A plan whose checksum is right but whose indices point outside the plan is refused too. */
+static void test_bad_indices_rejected(void **state) {
+    (void)state;
+    is_cuda_plan p, q;
+    small_plan(&p);
+    p.steps[1].in[0] = 5; /* no such tensor */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(is_cuda_plan_serialize(&p, &buf, &len, NULL), IMGSIM_OK);
+    assert_int_equal(is_cuda_plan_deserialize(&q, buf, len, "x", NULL), IMGSIM_ERR_FORMAT);
+    free(buf);
+    p.steps[1].in[0] = 0;
+    p.steps[1].w_bytes = 5000; /* past the weights */
+    assert_int_equal(is_cuda_plan_serialize(&p, &buf, &len, NULL), IMGSIM_OK);
+    assert_int_equal(is_cuda_plan_deserialize(&q, buf, len, "x", NULL), IMGSIM_ERR_FORMAT);
+    free(buf);
+    is_cuda_plan_free(&p);
+}
+
+static void test_key_mismatch(void **state) {
+    (void)state;
+    is_cuda_key a, b;
+    char why[256];
+    fill_key(&a);
+    fill_key(&b);
+    assert_true(is_cuda_key_equal(&a, &b, why, sizeof why));
+    b.cc_minor = 9;
+    strcpy(b.gpu_name, "NVIDIA L4");
+    assert_false(is_cuda_key_equal(&a, &b, why, sizeof why));
+    assert_non_null(strstr(why, "NVIDIA L4"));
+    assert_non_null(strstr(why, "sm_90"));
+    fill_key(&b);
+    b.precision = IMGSIM_PREC_TF32;
+    assert_false(is_cuda_key_equal(&a, &b, why, sizeof why));
+    assert_non_null(strstr(why, "precision"));
+    fill_key(&b);
+    b.model_sha256[0] = 'f';
+    assert_false(is_cuda_key_equal(&a, &b, why, sizeof why));
+    assert_non_null(strstr(why, "model"));
+    fill_key(&b);
+    b.cudnn_version = 91900;
+    assert_false(is_cuda_key_equal(&a, &b, why, sizeof why));
+    assert_non_null(strstr(why, "cuDNN"));
+    fill_key(&b);
+    b.max_batch = 32;
+    assert_false(is_cuda_key_equal(&a, &b, why, sizeof why));
+    fill_key(&b);
+    strcpy(b.layer, "other");
+    assert_false(is_cuda_key_equal(&a, &b, why, sizeof why));
+    /* the cache file name depends on every key field */
+    char *p1 = is_cuda_cache_path("/c", &a);
+    char *p2 = is_cuda_cache_path("/c", &b);
+    char *p3 = is_cuda_cache_path("/c", &a);
+    assert_string_not_equal(p1, p2);
+    assert_string_equal(p1, p3);
+    assert_non_null(strstr(p1, ".engine"));
+    free(p1), free(p2), free(p3);
+}
+
+static void test_save_load_file(void **state) {
+    (void)state;
+    const char *dir = getenv("IMGSIM_TEST_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cuda_engine_file/sub/a.engine", dir ? dir : "/tmp");
+    is_cuda_plan p, q;
+    small_plan(&p);
+    assert_int_equal(is_cuda_plan_save(&p, path, NULL), IMGSIM_OK);
+    assert_int_equal(is_cuda_plan_load(&q, path, NULL), IMGSIM_OK);
+    assert_memory_equal(q.weights, p.weights, 1000);
+    is_cuda_plan_free(&q);
+    /* corrupt one byte in the middle of the file on disk */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 200, SEEK_SET);
+    int ch = fgetc(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(ch ^ 1, f);
+    fclose(f);
+    is_err e;
+    assert_int_equal(is_cuda_plan_load(&q, path, &e), IMGSIM_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "checksum"));
+    /* truncate it */
+    assert_int_equal(is_cuda_plan_save(&p, path, NULL), IMGSIM_OK);
+    assert_int_equal(truncate(path, 100), 0);
+    assert_int_not_equal(is_cuda_plan_load(&q, path, NULL), IMGSIM_OK);
+    unlink(path);
+    is_cuda_plan_free(&p);
+}
+
+/* Ranges [a, a+as) and [b, b+bs) overlap. */
+static int overlap(int64_t a, int64_t as, int64_t b, int64_t bs) { return a < b + bs && b < a + as; }
+
+static void test_compile_resnet18(void **state) {
+    (void)state;
+    is_graph *g = NULL;
+    is_err e;
+    assert_int_equal(is_graph_build_resnet(&g, "resnet18", 1, &e), IMGSIM_OK);
+    assert_int_equal(is_graph_infer_shapes(g, &e), IMGSIM_OK);
+    assert_int_equal(is_graph_select_output(g, NULL, &e), IMGSIM_OK);
+    assert_int_equal(is_graph_optimize(g, &e), IMGSIM_OK);
+    int convs = 0, residual = 0;
+    const is_node *first = NULL;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].dead || g->nodes[i].op != IS_OP_CONV) continue;
+        if (!first) first = &g->nodes[i];
+        convs++;
+        residual += g->nodes[i].residual >= 0;
+    }
+    assert_int_equal(convs, 20);
+    for (int elt = 2; elt <= 4; elt += 2) {
+        is_cuda_plan p;
+        assert_int_equal(is_cuda_compile(&p, g, elt, &e), IMGSIM_OK);
+        int pconv = 0, pres = 0;
+        for (int i = 0; i < p.n_steps; i++) {
+            const is_cuda_step *s = &p.steps[i];
+            if (s->kind == IS_CS_CONV) {
+                pconv++;
+                pres += s->in[1] >= 0;
+            }
+            /* a step's output never shares arena bytes with its inputs */
+            for (int j = 0; j < 2; j++) {
+                if (s->in[j] < 0 || s->out < 0 || s->in[j] == s->out) continue;
+                const is_cuda_tensor *a = &p.tensors[s->in[j]], *b = &p.tensors[s->out];
+                assert_false(overlap(a->offset, a->size, b->offset, b->size));
+            }
+        }
+        assert_int_equal(pconv, convs);
+        assert_int_equal(pres, residual);
+        assert_int_equal(p.steps[p.n_steps - 1].kind, IS_CS_OUTPUT);
+        assert_int_equal(p.steps[p.n_steps - 1].gap, 1); /* GAP fused into the output */
+        assert_int_equal(p.dim, 512);
+        /* input padded to 8 channels for fp16 only */
+        assert_int_equal(p.tensors[p.steps[0].out].c, elt == 2 ? 8 : 3);
+        /* the first conv's weights in OHWI: w[o=1][ky=2][kx=3][i=1] == W[1][1][2][3] */
+        const is_cuda_step *c1 = NULL;
+        for (int i = 0; i < p.n_steps && !c1; i++)
+            if (p.steps[i].kind == IS_CS_CONV) c1 = &p.steps[i];
+        const float *W = g->vals[first->in[1]].data;
+        int icp = elt == 2 ? 8 : 3;
+        int64_t idx = ((1 * 7 + 2) * 7 + 3) * icp + 1;
+        float got;
+        if (elt == 2) {
+            uint16_t h;
+            memcpy(&h, p.weights + c1->w_off + idx * 2, 2);
+            got = is_f16_to_f32(h);
+            assert_true(fabsf(got - W[((1 * 3 + 1) * 7 + 2) * 7 + 3]) <= 1e-3f * (1 + fabsf(got)));
+            /* zero padding channels */
+            memcpy(&h, p.weights + c1->w_off + (idx + 4) * 2, 2);
+            assert_int_equal(h, 0);
+        } else {
+            memcpy(&got, p.weights + c1->w_off + idx * 4, 4);
+            assert_true(got == W[((1 * 3 + 1) * 7 + 2) * 7 + 3]);
+        }
+        /* the compiled plan survives the file format */
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        fill_key(&p.key);
+        assert_int_equal(is_cuda_plan_serialize(&p, &buf, &len, NULL), IMGSIM_OK);
+        is_cuda_plan q;
+        assert_int_equal(is_cuda_plan_deserialize(&q, buf, len, "mem", &e), IMGSIM_OK);
+        assert_int_equal(q.n_steps, p.n_steps);
+        free(buf);
+        is_cuda_plan_free(&q);
+        is_cuda_plan_free(&p);
+    }
+    is_graph_free(g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_corruption_rejected),
+        cmocka_unit_test(test_bad_indices_rejected), cmocka_unit_test(test_key_mismatch),
+        cmocka_unit_test(test_save_load_file),      cmocka_unit_test(test_compile_resnet18),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
