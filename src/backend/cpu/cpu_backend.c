@@ -1,0 +1,309 @@
+/*
+ * cpu_backend.c: the CPU backend's is_backend_ops on oneDNN (C API): prepare (plans for the
+ * batch sizes, arena and scratchpad), run, info, destroy.
+ *
+ * Batches: plans are built for max_batch and for every power of two below it. A run of n images
+ * is split greedily into the largest planned batches that fit (n = 13 with max_batch 16: 8 + 4 +
+ * 1), so a partial last batch costs about what its images cost, not a full padded batch. The
+ * smaller plans reuse the weights the largest plan converted (same layout where oneDNN accepts
+ * it), so they add primitives, not weights.
+ *
+ * Threads: Debian's libdnnl is built with the OpenMP runtime (dnnl_version()->cpu_runtime ==
+ * DNNL_RUNTIME_OMP), so the thread count is OpenMP's. libgomp comes with libdnnl, and
+ * omp_set_num_threads is looked up at run time (no link-time dependency on OpenMP) and called
+ * on the calling thread at prepare and at every run (the setting is per thread in OpenMP).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_priv.h"
+
+typedef void (*omp_set_fn)(int);
+
+/* omp_set_num_threads from the OpenMP runtime oneDNN uses, or NULL (sequential build). */
+static omp_set_fn omp_setter(void) {
+    omp_set_fn fn = NULL;
+    void *sym = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    memcpy(&fn, &sym, sizeof fn);
+    return fn;
+}
+
+static void set_threads(int n) {
+    omp_set_fn fn = omp_setter();
+    if (fn && n > 0) fn(n);
+}
+
+/* A readable name for oneDNN's effective ISA. */
+static const char *isa_name(dnnl_cpu_isa_t isa) {
+    switch (isa) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+    }
+}
+
+/* Whether oneDNN can run bf16 math natively here (AVX-512 BF16 or AMX). */
+static int have_bf16(dnnl_cpu_isa_t isa) {
+    return ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+           (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
+/* Union-find root with path halving. */
+static int uf_find(int *par, int v) {
+    while (par[v] != v) {
+        par[v] = par[par[v]];
+        v = par[v];
+    }
+    return v;
+}
+
+/* c->group_last[v]: the last live node that reads v or any value sharing its storage through
+ * Identity/Flatten/Reshape views; INT_MAX for the chosen output. */
+static imgsim_status compute_lifetimes(cpu_impl *c, is_err *e) {
+    const is_graph *g = c->g;
+    int *par = is_malloc_array((size_t)g->n_vals, sizeof(int));
+    int *last = is_malloc_array((size_t)g->n_vals, sizeof(int));
+    c->group_last = is_malloc_array((size_t)g->n_vals, sizeof(int));
+    if (!par || !last || !c->group_last) {
+        free(par);
+        free(last);
+        return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    }
+    for (int v = 0; v < g->n_vals; v++) {
+        par[v] = v;
+        last[v] = -1;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const is_node *nd = &g->nodes[i];
+        if (nd->dead) continue;
+        if ((nd->op == IS_OP_IDENTITY || nd->op == IS_OP_FLATTEN || nd->op == IS_OP_RESHAPE) &&
+            nd->in[0] >= 0) {
+            int a = uf_find(par, nd->in[0]), b = uf_find(par, nd->out);
+            if (a != b) par[b] = a;
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const is_node *nd = &g->nodes[i];
+        if (nd->dead) continue;
+        for (int k = 0; k <= nd->n_in; k++) {
+            int v = k < nd->n_in ? nd->in[k] : nd->residual;
+            if (v < 0 || v >= g->n_vals) continue;
+            int r = uf_find(par, v);
+            if (last[r] < i) last[r] = i;
+        }
+    }
+    last[uf_find(par, g->output)] = 0x7fffffff;
+    for (int v = 0; v < g->n_vals; v++) c->group_last[v] = last[uf_find(par, v)];
+    free(par);
+    free(last);
+    return IMGSIM_OK;
+}
+
+static void *aligned_alloc_raw(size_t size, void **raw) {
+    *raw = is_malloc(size + CPU_ALIGN);
+    if (!*raw) return NULL;
+    return (void *)(((uintptr_t)*raw + CPU_ALIGN - 1) & ~(uintptr_t)(CPU_ALIGN - 1));
+}
+
+static void impl_free(cpu_impl *c) {
+    if (!c) return;
+    for (int k = 0; k < c->n_plans; k++) cpu_plan_free(&c->plans[k]);
+    free(c->plans);
+    cpu_const_free_all(c);
+    free(c->arena_raw);
+    free(c->scratch_raw);
+    free(c->group_last);
+    if (c->stream) dnnl_stream_destroy(c->stream);
+    if (c->eng) dnnl_engine_destroy(c->eng);
+    free(c);
+}
+
+/* Plans g for cfg: validates precision, creates the oneDNN engine and stream, builds the plans
+ * (largest batch first), allocates the arena and scratchpad, and binds every tensor. */
+static imgsim_status cpu_prepare(is_backend *b, const is_graph *g, const is_backend_cfg *cfg, is_err *e) {
+    if (b->impl) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: already prepared");
+    if (cfg->max_batch < 1 || cfg->max_batch > 65536)
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: batch size %d out of range 1..65536", cfg->max_batch);
+    if (cfg->precision != IMGSIM_PREC_FP32 && cfg->precision != IMGSIM_PREC_BF16)
+        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: precision %s is not available on the CPU (use fp32 or bf16)",
+                       imgsim_precision_str(cfg->precision));
+    if (g->input < 0 || g->output < 0 || g->input >= g->n_vals || g->output >= g->n_vals)
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: graph has no input or output");
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (cfg->precision == IMGSIM_PREC_BF16 && !have_bf16(isa))
+        return is_fail(e, IMGSIM_ERR_UNSUPPORTED,
+                       "cpu backend: bf16 needs a CPU with AVX-512 BF16 or AMX; oneDNN reports ISA %s here",
+                       isa_name(isa));
+    double t0 = is_now();
+    cpu_impl *c = is_calloc(1, sizeof *c);
+    if (!c) return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    c->g = g;
+    c->cur_node = -1;
+    c->precision = cfg->precision;
+    c->act_dt = cfg->precision == IMGSIM_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
+    c->normalize = cfg->normalize;
+    c->max_batch = cfg->max_batch;
+    c->threads = cfg->threads > 0 ? cfg->threads : is_num_cores();
+    c->dim = g->dim;
+    c->in_c = g->in_c;
+    c->in_h = g->in_h;
+    c->in_w = g->in_w;
+    snprintf(c->isa, sizeof c->isa, "%s", isa_name(isa));
+    set_threads(c->threads);
+
+    imgsim_status s = IMGSIM_OK;
+    dnnl_status_t st = dnnl_engine_create(&c->eng, dnnl_cpu, 0);
+    if (st == dnnl_success) st = dnnl_stream_create(&c->stream, c->eng, dnnl_stream_default_flags);
+    if (st != dnnl_success) s = cpu_dnnl_fail(c, e, st, "engine/stream");
+    if (!s) s = compute_lifetimes(c, e);
+
+    /* plans: max_batch, then the powers of two below it */
+    int batches[32], nb = 0;
+    batches[nb++] = c->max_batch;
+    int pw = 1;
+    while (pw * 2 < c->max_batch) pw *= 2;
+    for (; pw >= 1 && c->max_batch > 1; pw /= 2)
+        if (pw < c->max_batch) batches[nb++] = pw;
+    if (!s) {
+        c->plans = is_calloc((size_t)nb, sizeof(cpu_plan));
+        if (!c->plans) s = is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    }
+    for (int k = 0; !s && k < nb; k++) {
+        c->plans[k].batch = batches[k];
+        c->n_plans = k + 1;
+        s = cpu_plan_build(c, &c->plans[k], e);
+        if (!s && c->plans[k].arena_size > c->arena_size) c->arena_size = c->plans[k].arena_size;
+    }
+    if (!s) {
+        c->arena = aligned_alloc_raw(c->arena_size, &c->arena_raw);
+        c->scratch = aligned_alloc_raw(c->scratch_size, &c->scratch_raw);
+        if (!c->arena || !c->scratch)
+            s = is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes of activations",
+                        c->arena_size + c->scratch_size);
+    }
+    for (int k = 0; !s && k < c->n_plans; k++) s = cpu_plan_bind(c, &c->plans[k], e);
+    free(c->group_last);
+    c->group_last = NULL;
+    c->g = NULL;
+    if (s) {
+        impl_free(c);
+        return s;
+    }
+    b->impl = c;
+    b->dim = c->dim;
+    b->in_c = c->in_c;
+    b->in_h = c->in_h;
+    b->in_w = c->in_w;
+    b->max_batch = c->max_batch;
+    int steps = 0;
+    for (int k = 0; k < c->n_plans; k++) steps += c->plans[k].n_steps;
+    is_log_debug("cpu backend: %s %s, %d threads, %d plans (%d steps), weights %.1f MB, arena %.1f MB, "
+                 "scratchpad %.1f MB, prepared in %.2f s",
+                 c->isa, imgsim_precision_str(c->precision), c->threads, c->n_plans, steps,
+                 c->const_bytes / 1e6, c->arena_size / 1e6, c->scratch_size / 1e6, is_now() - t0);
+    return IMGSIM_OK;
+}
+
+/* Runs plan p on one batch: input [p->batch, C, H, W] float32, out [p->batch, dim] float32. */
+static imgsim_status run_plan(cpu_impl *c, cpu_plan *p, const float *input, float *out, is_err *e) {
+    for (int k = 0; k < p->n_tens; k++) {
+        cpu_tensor *t = &p->tens[k];
+        void *h;
+        if (t->buf == CPU_BUF_INPUT) h = (void *)input;
+        else if (t->buf == CPU_BUF_OUTPUT) h = out;
+        else continue;
+        dnnl_status_t st = dnnl_memory_set_data_handle(t->mem, h);
+        if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "memory_set_data_handle");
+    }
+    for (int k = 0; k < p->n_steps; k++) {
+        const cpu_step *s = &p->steps[k];
+        dnnl_status_t st = dnnl_primitive_execute(s->prim, c->stream, s->nargs, s->args);
+        if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "execute");
+    }
+    dnnl_status_t st = dnnl_stream_wait(c->stream);
+    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "stream_wait");
+    return IMGSIM_OK;
+}
+
+/* input [n, C, H, W] float32 -> out [n, dim] float32 (L2-normalised rows when configured). */
+static imgsim_status cpu_run(is_backend *b, const float *input, int n, float *out, is_err *e) {
+    cpu_impl *c = b->impl;
+    if (!c) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: not prepared");
+    if (n < 1 || n > c->max_batch)
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: batch of %d images outside 1..%d", n, c->max_batch);
+    if (!input || !out) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: NULL buffer");
+    set_threads(c->threads);
+    size_t in_row = (size_t)c->in_c * (size_t)c->in_h * (size_t)c->in_w;
+    int off = 0;
+    while (off < n) {
+        int k = 0;
+        while (c->plans[k].batch > n - off) k++; /* the last plan has batch 1 */
+        imgsim_status s = run_plan(c, &c->plans[k], input + (size_t)off * in_row, out + (size_t)off * (size_t)c->dim, e);
+        if (s) return s;
+        off += c->plans[k].batch;
+    }
+    if (c->normalize) {
+        for (int r = 0; r < n; r++) {
+            float *row = out + (size_t)r * (size_t)c->dim;
+            double ss = 0;
+            for (int64_t j = 0; j < c->dim; j++) ss += (double)row[j] * row[j];
+            if (ss > 0) {
+                float inv = (float)(1.0 / sqrt(ss));
+                for (int64_t j = 0; j < c->dim; j++) row[j] *= inv;
+            }
+        }
+    }
+    return IMGSIM_OK;
+}
+
+static void cpu_info(const is_backend *b, imgsim_engine_info *info) {
+    const cpu_impl *c = b->impl;
+    const dnnl_version_t *v = dnnl_version();
+    if (!c) {
+        snprintf(info->device_name, sizeof info->device_name, "cpu (oneDNN %d.%d.%d)", v->major, v->minor, v->patch);
+        return;
+    }
+    snprintf(info->device_name, sizeof info->device_name, "cpu (oneDNN %d.%d.%d, %s, %d threads)", v->major,
+             v->minor, v->patch, c->isa, c->threads);
+    info->device_bytes = c->const_bytes + c->arena_size + c->scratch_size;
+    info->max_batch = c->max_batch;
+    info->loaded_from_file = 0;
+}
+
+static void cpu_destroy(is_backend *b) {
+    if (!b) return;
+    impl_free(b->impl);
+    free(b);
+}
+
+static const is_backend_ops cpu_ops = {
+    .name = "cpu",
+    .prepare = cpu_prepare,
+    .run = cpu_run,
+    .n_slots = 0,
+    .input_buffer = NULL,
+    .submit = NULL,
+    .collect = NULL,
+    .info = cpu_info,
+    .destroy = cpu_destroy,
+};
+
+imgsim_status is_backend_cpu_new(is_backend **out, is_err *e) {
+    *out = NULL;
+    is_backend *b = is_calloc(1, sizeof *b);
+    if (!b) return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    b->ops = &cpu_ops;
+    *out = b;
+    return IMGSIM_OK;
+}

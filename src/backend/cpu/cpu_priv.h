@@ -1,0 +1,135 @@
+/*
+ * cpu_priv.h: private types of the CPU backend (oneDNN). Not used outside src/backend/cpu/.
+ *
+ * The backend turns an optimised is_graph into "plans", one per batch size it can run (the
+ * engine's max_batch and the powers of two below it, so that a partial batch of n runs as a few
+ * exact smaller batches instead of a padded full one). A plan is a list of steps (one oneDNN
+ * primitive each, with its arguments bound) over "tensors" (a memory descriptor on a buffer).
+ * Buffers are logical activation buffers with a lifetime [first, last] in step order; after a
+ * plan is built they get offsets in one shared activation arena (greedy best fit, cpu_arena.c).
+ * Plans run one at a time, so they share the arena and the scratchpad.
+ *
+ * Constants (convolution weights in the layout oneDNN picked, biases, BN parameters, ...) are
+ * converted once at prepare and shared by the plans (keyed by graph value, a transform tag and
+ * the memory descriptor).
+ */
+#ifndef IMGSIM_CPU_PRIV_H
+#define IMGSIM_CPU_PRIV_H
+
+#include <stddef.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "backend/backend.h"
+
+/* Special buffer ids of a tensor (>= 0: a buffer of the plan, placed in the arena). */
+#define CPU_BUF_INPUT (-2)   /* the caller's input batch (handle set per run) */
+#define CPU_BUF_OUTPUT (-3)  /* the caller's output rows (handle set per run) */
+#define CPU_BUF_SCRATCH (-4) /* the shared scratchpad */
+#define CPU_BUF_CONST (-5)   /* a constant owned by the backend (handle set at creation) */
+
+#define CPU_MAX_ARGS (IS_MAX_INPUTS + 8)
+
+typedef struct cpu_buf {
+    size_t size;   /* bytes, rounded up to the arena alignment */
+    int first;     /* index of the first step that writes it */
+    int last;      /* index of the last step that reads it */
+    size_t offset; /* in the arena, set by cpu_arena_assign */
+} cpu_buf;
+
+typedef struct cpu_tensor {
+    dnnl_memory_desc_t md;
+    int buf;           /* buffer id (see CPU_BUF_*) */
+    dnnl_memory_t mem; /* oneDNN memory object on that buffer (handle bound after planning) */
+} cpu_tensor;
+
+typedef struct cpu_step {
+    dnnl_primitive_t prim;
+    int nargs;
+    dnnl_exec_arg_t args[CPU_MAX_ARGS];
+} cpu_step;
+
+/* A cached layout/type conversion of a tensor (so two consumers share one reorder). */
+typedef struct cpu_conv {
+    int src, dst; /* tensor ids */
+} cpu_conv;
+
+typedef struct cpu_plan {
+    int batch;
+    cpu_buf *bufs;
+    int n_bufs, cap_bufs;
+    cpu_tensor *tens;
+    int n_tens, cap_tens;
+    cpu_step *steps;
+    int n_steps, cap_steps;
+    cpu_conv *convs;
+    int n_convs, cap_convs;
+    int *val_tensor;    /* per graph value: tensor holding it, -1 if none */
+    size_t arena_size;  /* bytes of arena this plan needs */
+} cpu_plan;
+
+typedef struct cpu_const {
+    int value;          /* graph value index */
+    int tag;            /* which transform of it (CPU_CT_*) */
+    dnnl_memory_desc_t md;
+    void *data;         /* is_malloc'ed, 64-byte aligned start inside raw */
+    void *raw;
+    dnnl_memory_t mem;
+} cpu_const;
+
+/* Constant transform tags. */
+enum {
+    CPU_CT_PLAIN = 0,   /* as stored, converted to md */
+    CPU_CT_GEMM_W,      /* Gemm B as [N, K], times alpha */
+    CPU_CT_GEMM_BIAS,   /* Gemm C expanded to [N], times beta */
+    CPU_CT_BCAST        /* a binary operand reshaped to the output rank */
+};
+
+typedef struct cpu_impl {
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    int threads;
+    imgsim_precision precision;
+    dnnl_data_type_t act_dt; /* f32 or bf16 */
+    int normalize;
+    int max_batch;
+    int64_t dim;
+    int in_c, in_h, in_w;
+
+    cpu_plan *plans; /* by decreasing batch; plans[0].batch == max_batch */
+    int n_plans;
+
+    cpu_const *consts;
+    int n_consts, cap_consts;
+    size_t const_bytes;
+
+    void *arena_raw, *arena;
+    size_t arena_size;
+    void *scratch_raw, *scratch;
+    size_t scratch_size;
+
+    char isa[48];
+
+    /* during prepare only */
+    const is_graph *g;
+    int *group_last;   /* per value: last node index reading it or any alias of it */
+    int cur_node;      /* node being planned (for messages), -1 outside nodes */
+} cpu_impl;
+
+/* cpu_plan.c: builds one plan for batch p->batch over c->g. */
+imgsim_status cpu_plan_build(cpu_impl *c, cpu_plan *p, is_err *e);
+void cpu_plan_free(cpu_plan *p);
+/* Binds every tensor of p to the arena / scratchpad once they are allocated. */
+imgsim_status cpu_plan_bind(cpu_impl *c, cpu_plan *p, is_err *e);
+void cpu_const_free_all(cpu_impl *c);
+
+/* cpu_arena.c: assigns arena offsets to p's buffers (greedy best fit over lifetimes); sets
+ * p->arena_size. */
+imgsim_status cpu_arena_assign(cpu_plan *p, is_err *e);
+
+/* Formats a oneDNN failure. */
+imgsim_status cpu_dnnl_fail(cpu_impl *c, is_err *e, dnnl_status_t st, const char *what);
+
+#define CPU_ALIGN 64
+
+#endif /* IMGSIM_CPU_PRIV_H */
