@@ -79,28 +79,37 @@ static rgbf hsv(float h, float s, float v) {
     return (rgbf){r * 255.0f, g * 255.0f, b * 255.0f};
 }
 
-static rgbf mix(rgbf a, rgbf b, float t) {
+static inline rgbf mix(rgbf a, rgbf b, float t) {
     return (rgbf){a.r + (b.r - a.r) * t, a.g + (b.g - a.g) * t, a.b + (b.b - a.b) * t};
 }
 
-static uint8_t clamp8(float x) {
-    return x <= 0.0f ? 0 : x >= 255.0f ? 255 : (uint8_t)(x + 0.5f);
+/* round and clamp to 0..255 (written so the compiler emits min/max, not branches) */
+static inline uint8_t clamp8(float x) {
+    x = x < 0.0f ? 0.0f : x;
+    x = x > 255.0f ? 255.0f : x;
+    return (uint8_t)(int)(x + 0.5f);
 }
 
-static void put(uint8_t *p, rgbf c) {
+static inline void put(uint8_t *p, rgbf c) {
     p[0] = clamp8(c.r);
     p[1] = clamp8(c.g);
     p[2] = clamp8(c.b);
 }
 
+/* floor for |t| < 2^31, without a libm call (floorf is not inlined on baseline x86-64). */
+static inline float ffloor(float t) {
+    float i = (float)(int)t;
+    return i - (float)(t < i);
+}
+
 /* A smooth periodic wave in [0, 1] with period 1 (a smoothstep'ed triangle: close to a cosine). */
-static float wave(float t) {
-    float f = t - floorf(t);
+static inline float wave(float t) {
+    float f = t - ffloor(t);
     float tri = f < 0.5f ? 2.0f * f : 2.0f - 2.0f * f;
     return tri * tri * (3.0f - 2.0f * tri);
 }
 
-static float smooth01(float t) {
+static inline float smooth01(float t) {
     t = t < 0 ? 0 : t > 1 ? 1 : t;
     return t * t * (3.0f - 2.0f * t);
 }
@@ -243,7 +252,7 @@ static void draw_checker(uint8_t *rgb, int w, int h, const look *L) {
         for (int x = 0; x < w; x++) {
             float fx = (float)x - L->cx, fy = (float)y - L->cy;
             float u = (fx * L->ca + fy * L->sa) * s + L->phase, v = (-fx * L->sa + fy * L->ca) * s;
-            int parity = ((int)floorf(u) + (int)floorf(v)) & 1;
+            int parity = ((int)ffloor(u) + (int)ffloor(v)) & 1;
             rgbf c = parity ? L->c0 : L->c1;
             float fall = 1.0f - 0.5f * smooth01((fx * fx + fy * fy) * inv);
             put(row + 3 * x, (rgbf){c.r * fall, c.g * fall, c.b * fall});
@@ -327,21 +336,29 @@ void is_synth_image(uint8_t *rgb, int w, int h, int cls, uint64_t seed) {
     default: draw_rings(rgb, w, h, &L); break;
     }
     draw_clutter(rgb, w, h, &r);
-    /* brightness and per-channel noise: rgb [h, w, 3], one 32-bit xorshift draw per pixel */
-    uint32_t x32 = (uint32_t)rng_u64(&r) | 1u;
+    /* brightness and per-channel noise: rgb [h, w, 3]. Noise comes from a table of random values
+     * in [-amp, amp) read at a random offset per row, so the loop has no dependency chain. */
     int amp = L.noise, bright = (int)(L.bright * 256.0f);
-    size_t n = (size_t)w * (size_t)h;
-    for (size_t i = 0; i < n; i++) {
-        x32 ^= x32 << 13;
-        x32 ^= x32 >> 17;
-        x32 ^= x32 << 5;
-        uint8_t *p = rgb + 3 * i;
-        for (int c = 0; c < 3; c++) {
-            int noise = ((int)((x32 >> (8 * c)) & 0xFF) - 128) * amp / 128;
-            int v = ((int)p[c] * bright >> 8) + noise;
-            p[c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    size_t row = (size_t)w * 3, nt = (size_t)w * (size_t)h * 3;
+    if (nt > 65536) nt = 65536;
+    nt += row;
+    int8_t *tab = malloc(nt);
+    for (size_t i = 0; tab && i < nt; i += 8) { /* tab [nt] */
+        uint64_t b = rng_u64(&r);
+        for (size_t k = 0; k < 8 && i + k < nt; k++, b >>= 8)
+            tab[i + k] = (int8_t)((((int)(b & 0xFF) - 128) * amp) >> 7);
+    }
+    if (!tab) return; /* out of memory: no noise, the image is still valid */
+    for (int y = 0; y < h; y++) {
+        uint8_t *restrict p = rgb + (size_t)y * row;
+        const int8_t *restrict t = tab + rng_u64(&r) % (nt - row + 1);
+        for (size_t j = 0; j < row; j++) {
+            int v = ((int)p[j] * bright >> 8) + t[j];
+            v = v < 0 ? 0 : v;
+            p[j] = (uint8_t)(v > 255 ? 255 : v);
         }
     }
+    free(tab);
 }
 
 void is_synth_size(int *w, int *h, int min_side, int max_side, uint64_t seed) {
