@@ -17,7 +17,8 @@ good = os.path.join(data, items[0][0])
 blob = open(good, "rb").read()
 open(os.path.join(data, "class_00", "truncated.jpg"), "wb").write(blob[: len(blob) // 2])
 open(os.path.join(data, "class_01", "notes.txt"), "w").write("not an image\n")
-open(os.path.join(data, "class_01", "random.jpg"), "wb").write(np.random.default_rng(0).bytes(3000))
+open(os.path.join(data, "class_01", "random.jpg"), "wb").write(b"\xff\xd8\xff\xe0" + np.random.default_rng(0).bytes(3000))
+open(os.path.join(data, "class_01", "noise.bin"), "wb").write(np.random.default_rng(1).bytes(3000))
 T.photo_like(120, 90, 2, 5).save(os.path.join(data, "class_02", "really_png.jpg"), format="PNG")
 n_files = sum(len(fs) for _, _, fs in os.walk(data))
 
@@ -36,14 +37,14 @@ assert len(man) == n_files, (len(man), n_files)
 assert len(ok) + len(failed) + len(skipped) == n_files
 assert len(ok) == len(items) + 1, len(ok)  # the PNG named .jpg decodes
 assert sorted(m["path"].split("/")[-1] for m in failed) == ["random.jpg", "truncated.jpg"], failed
-assert [m["path"].split("/")[-1] for m in skipped] == ["notes.txt"], skipped
+assert sorted(m["path"].split("/")[-1] for m in skipped) == ["noise.bin", "notes.txt"], skipped
 for m in failed:
     assert m["row"] == "-1" and m["path"].split("/")[-1] in m["error"], m
 assert sorted(int(m["row"]) for m in ok) == list(range(len(ok)))
 assert feats.dtype == np.float32 and feats.shape == (len(ok), 512), feats.shape
 assert np.allclose(np.linalg.norm(feats, axis=1), 1, atol=1e-5)
 assert meta["counts"] == {"inputs": len(ok) + len(failed), "ok": len(ok), "failed": len(failed),
-                          "skipped": 1}, meta["counts"]
+                          "skipped": 2}, meta["counts"]
 assert meta["dim"] == 512 and meta["model"]["sha256"] and meta["layer"]
 assert not glob.glob(os.path.join(store, "*.tmp.*"))
 
