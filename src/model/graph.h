@@ -59,7 +59,7 @@ typedef struct is_value {
     int64_t dims[IS_MAX_RANK]; /* dims[0] == -1: the batch axis of an activation */
     float *data;               /* constants only: float32, row-major, owned; NULL for activations */
     int producer;              /* node index, -1 for graph inputs and constants */
-    int n_consumers;           /* computed by is_graph_link */
+    int n_consumers;           /* computed by is_graph_link: node inputs + residuals reading it */
 } is_value;
 
 typedef struct is_node {
@@ -139,7 +139,9 @@ imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e);
  * …→GlobalAveragePool→Flatten→Gemm (or Reshape/MatMul variants), else the graph's output. */
 imgsim_status is_graph_select_output(is_graph *g, const char *layer, is_err *e);
 /* Folds BN into Conv, fuses bias/ReLU/Clip and the residual Add(+ReLU) into Conv, removes
- * Identity and nodes the chosen output does not need. */
+ * Identity and nodes the chosen output does not need. Unused values are dropped, so value
+ * indices change (g->input/g->output are updated; names are kept). Every Conv that had a BN
+ * folded into it ends with a bias input; fusion is applied to Conv nodes only. */
 imgsim_status is_graph_optimize(is_graph *g, is_err *e);
 
 /* ---- ONNX ---- */
