@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# gpu-check.sh: the one-call GPU check: builds imgsim with CUDA on the GPU machine, runs the GPU
+# tests and the GPU benchmarks, writes logs under $OUT and prints a short summary table last.
+#
+# How to run (from the development machine, through the device tool):
+#   run(command="bash scripts/gpu-check.sh", carry=[".device-sysroot"])
+# .device-sysroot/ (oneDNN, protobuf-c, TurboJPEG, spng, webp, cJSON, exif, cmocka) is made by
+# ../shared/device/make-sysroot.sh. Locally (any CUDA machine with those libraries installed):
+#   OUT=/tmp/gpu-out bash scripts/gpu-check.sh
+# Environment: GPU_CHECK_SECTIONS="cuda gpusearch" (default: all) picks sections; BUILD (default
+# build-gpu) is the build folder.
+#
+# Layout: a setup section (environment, configure, build), then one section per area, each
+# clearly separated, each appending "area | check | result" lines to $SUMMARY (printed by an EXIT
+# trap, so it always comes last). Append new sections at the end of this file. Sections keep
+# going after a failure so one call reports everything.
+set -u
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+OUT="${OUT:-/tmp/imgsim-gpu-out}"
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+BUILD="${BUILD:-build-gpu}"
+SECTIONS="${GPU_CHECK_SECTIONS:-all}"
+want() { [ "$SECTIONS" = all ] || [[ " $SECTIONS " == *" $1 "* ]]; }
+note() { echo "$1 | $2 | $3" >> "$SUMMARY"; }
+# the summary prints when the script ends, after every section (sections may be appended below)
+summary() {
+  echo
+  echo "================================ gpu-check summary ================================"
+  cat "$OUT/machine.txt" 2>/dev/null
+  cat "$SUMMARY"
+}
+trap summary EXIT
+
+# ==================================================================================================
+# section: setup (environment, configure, build)
+# ==================================================================================================
+if [ -f scripts/device-env.sh ] && [ -d .device-sysroot ]; then
+  # shellcheck disable=SC1091
+  source scripts/device-env.sh
+fi
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PATH="/usr/local/cuda/bin:$PATH"
+PY="$(command -v python3)"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  nvcc --version | tail -1
+  "$PY" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__, "cudnn", torch.backends.cudnn.version())'
+  lscpu | grep 'Model name'
+} > "$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+t0=$(date +%s)
+if cmake -S . -B "$BUILD" -DIMGSIM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DIMGSIM_PYTHON="$PY" -DIMGSIM_ASAN=OFF \
+     -DCMAKE_BUILD_TYPE=Release > "$OUT/configure.log" 2>&1 &&
+   cmake --build "$BUILD" -j"$(nproc)" > "$OUT/build.log" 2>&1; then
+  note setup build "ok ($(( $(date +%s) - t0 )) s)"
+  BUILD_OK=1
+else
+  note setup build "FAILED (see build.log)"
+  tail -40 "$OUT/configure.log" "$OUT/build.log"
+  BUILD_OK=0
+fi
+
+# ==================================================================================================
+# section: cuda (CUDA engine: engine-file unit test, PyTorch parity, cache, sanitizer; benchmark)
+# ==================================================================================================
+if want cuda && [ "$BUILD_OK" = 1 ]; then
+  (cd "$BUILD" && ctest -R 'test_cuda' --output-on-failure) > "$OUT/cuda_tests.log" 2>&1
+  for t in test_cuda_engine_file test_cuda_parity; do
+    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/cuda_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
+    note cuda "$t" "${r:-not run}"
+  done
+  grep -E 'rel_l2|fresh vs cached|memcheck' "$OUT/cuda_tests.log" | sed 's/^/  /' >> "$SUMMARY"
+  if BENCH_DIR="$OUT/bench_work" IMGSIM_PYTHON="$PY" bash bench/gpu_vs_torch.sh "$BUILD" > "$OUT/cuda_bench.log" 2>&1; then
+    note cuda gpu_vs_torch ok
+    sed -n '/^GPU:/,$p' "$OUT/cuda_bench.log" | sed 's/^/  /' >> "$SUMMARY"
+  else
+    note cuda gpu_vs_torch FAILED
+    tail -30 "$OUT/cuda_bench.log"
+  fi
+  rm -rf "$OUT/bench_work"
+fi
