@@ -602,6 +602,64 @@ static void test_resnet_seeds_and_layers(void **state) {
     is_graph_free(c);
 }
 
+/* ---- allocation failures ---- */
+
+/* The residual test graph again (smaller), for fault injection. */
+static is_graph *small_block(void) {
+    is_graph *g = new_graph(2, 4, 4);
+    int wa = rnd_const(g, "wa", 4, DIMS(2, 2, 3, 3), -0.4f, 0.4f);
+    int wd = rnd_const(g, "wd", 4, DIMS(2, 2, 1, 1), -0.4f, 0.4f);
+    int ca = act(g, "ca"), ba = act(g, "ba"), cd = act(g, "cd"), bd = act(g, "bd"), s = act(g, "s"), o = act(g, "o");
+    int id = act(g, "id");
+    node(g, IS_OP_IDENTITY, "ident", 1, IN(g->input), id);
+    is_node *n = node(g, IS_OP_CONV, "convA", 2, IN(id, wa), ca);
+    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    rnd_bn(g, "bnA", ca, 2, ba);
+    node(g, IS_OP_CONV, "convD", 2, IN(g->input, wd), cd);
+    node(g, IS_OP_CONV, "convD2", 2, IN(g->input, wd), act(g, "unused")); /* shares wd, then dead */
+    rnd_bn(g, "bnD", cd, 2, bd);
+    node(g, IS_OP_ADD, "add", 2, IN(ba, bd), s);
+    node(g, IS_OP_RELU, "relu", 1, IN(s), o);
+    g->output = o;
+    return g;
+}
+
+/* Every allocation inside link + shapes + optimize fails in turn: each run returns NOMEM (or
+ * succeeds once the budget suffices) and leaks nothing (ASan checks), and the graph can still be
+ * freed. */
+static void test_allocation_failures(void **state) {
+    (void)state;
+    int ok = 0;
+    for (long k = 0; k < 400 && !ok; k++) {
+        is_graph *g = small_block();
+        is_err e;
+        is_alloc_fail_after(k);
+        imgsim_status st = is_graph_link(g, &e);
+        if (st == IMGSIM_OK) st = is_graph_infer_shapes(g, &e);
+        if (st == IMGSIM_OK) st = is_graph_optimize(g, &e);
+        is_alloc_fail_after(-1);
+        if (st == IMGSIM_OK) {
+            ok = 1;
+            assert_int_equal(g->n_nodes, 2);
+        } else {
+            assert_int_equal(st, IMGSIM_ERR_NOMEM);
+        }
+        is_graph_free(g);
+    }
+    assert_true(ok);
+    /* the builder at a few failure points */
+    static const long points[] = {0, 1, 3, 10, 57, 150, 301};
+    for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
+        is_graph *g = (is_graph *)1;
+        is_err e;
+        is_alloc_fail_after(points[i]);
+        imgsim_status st = is_graph_build_resnet(&g, "resnet18", 3, &e);
+        is_alloc_fail_after(-1);
+        assert_int_equal(st, IMGSIM_ERR_NOMEM);
+        assert_null(g);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fold_bn_conv_bias_relu),
@@ -616,6 +674,7 @@ int main(void) {
         cmocka_unit_test(test_resnet18),
         cmocka_unit_test(test_resnet50),
         cmocka_unit_test(test_resnet_seeds_and_layers),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
