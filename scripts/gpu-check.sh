@@ -82,3 +82,22 @@ if want cuda && [ "$BUILD_OK" = 1 ]; then
   fi
   rm -rf "$OUT/bench_work"
 fi
+
+# ==================================================================================================
+# section: gpusearch (exact CUDA top-k: API/CLI parity tests vs float64 and the CPU search;
+# benchmark against PyTorch fp16 GEMM + topk, resident and streamed)
+# ==================================================================================================
+if want gpusearch && [ "$BUILD_OK" = 1 ]; then
+  (cd "$BUILD" && ctest -R 'test_gpusearch' --output-on-failure) > "$OUT/gpusearch_tests.log" 2>&1
+  for t in test_gpusearch_api test_gpusearch_parity; do
+    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/gpusearch_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
+    note gpusearch "$t" "${r:-not run}"
+  done
+  if OUT="$OUT" bash bench/search_gpu.sh "$BUILD" > "$OUT/gpusearch_bench.log" 2>&1; then
+    note gpusearch search_gpu ok
+  else
+    note gpusearch search_gpu FAILED
+    tail -30 "$OUT/gpusearch_bench.log"
+  fi
+  sed -n '/^GPU:/,$p' "$OUT/gpusearch_bench.log" | sed 's/^/  /' >> "$SUMMARY"
+fi

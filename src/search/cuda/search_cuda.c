@@ -71,7 +71,8 @@ struct is_gsearch {
     cublasHandle_t blas[2];
     cudaEvent_t ev_h2d[2], ev_use[2][2], ev_join;
     int sms;
-    int64_t qb_max; /* queries per GEMM (QB_MAX; IMGSIM_GS_QB overrides, for tuning) */
+    int64_t qb_max; /* queries per GEMM (QB_MAX; IMGSIM_GS_QB overrides, for tuning and tests) */
+    int64_t qs_cap; /* queries per super-batch cap (IMGSIM_GS_QS, tests), 0: workspace-bound */
     /* query-side workspace, grown on demand */
     size_t ws_bytes;
     void *ws;
@@ -161,6 +162,8 @@ imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n
     g->qb_max = QB_MAX;
     const char *env = getenv("IMGSIM_GS_QB");
     if (env && atoi(env) >= 1 && atoi(env) <= TILE_ELEMS / 256) g->qb_max = atoi(env);
+    env = getenv("IMGSIM_GS_QS");
+    if (env && atoi(env) >= 1) g->qs_cap = atoi(env);
     CU(cudaSetDevice(device_index), "cudaSetDevice");
     CU(cudaDeviceGetAttribute(&g->sms, cudaDevAttrMultiProcessorCount, device_index), "device attributes");
     for (int i = 0; i < 2; i++) {
@@ -174,7 +177,8 @@ imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n
     CU(cudaStreamCreateWithFlags(&g->copy, cudaStreamNonBlocking), "cudaStreamCreate");
     CU(cudaEventCreateWithFlags(&g->ev_join, cudaEventDisableTiming), "cudaEventCreate");
     CU(cudaMalloc((void **)&g->d_gmax, sizeof(unsigned int)), "cudaMalloc");
-    CU(cudaMemset(g->d_gmax, 0, sizeof(unsigned int)), "cudaMemset");
+    CU(cudaMemsetAsync(g->d_gmax, 0, sizeof(unsigned int), g->cs[0]), "cudaMemsetAsync");
+    CU(cudaStreamSynchronize(g->cs[0]), "cudaMemsetAsync");
 
     size_t free_b = 0, total_b = 0;
     CU(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
@@ -188,7 +192,8 @@ imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n
     if (g->resident) {
         if (n > 0) {
             CU(cudaMalloc(&g->d_g, gbytes ? gbytes : 1), "cudaMalloc(gallery)");
-            CU(cudaMemcpy(g->d_g, gallery, gbytes, cudaMemcpyHostToDevice), "upload gallery");
+            /* on cs[0]: a plain cudaMemcpy from pageable memory may return before its DMA ends */
+            CU(cudaMemcpyAsync(g->d_g, gallery, gbytes, cudaMemcpyHostToDevice, g->cs[0]), "upload gallery");
             CU(is_gs_launch_rownorm_max(g->cs[0], g->d_g, n, dim, dtype == IMGSIM_F16, g->d_gmax), "norm kernel");
             CU(cudaStreamSynchronize(g->cs[0]), "gallery norms");
         }
@@ -335,6 +340,7 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
     if (qs_max < 1) qs_max = 1;
     if (qs_max > nq) qs_max = nq;
     if (qs_max > ((int64_t)1 << 20)) qs_max = (int64_t)1 << 20;
+    if (g->qs_cap > 0 && qs_max > g->qs_cap) qs_max = g->qs_cap;
     const size_t Q_ = (size_t)qs_max;
     size_t need = align256(Q_ * g->rowbytes) + (f16 ? align256(Q_ * (size_t)dim * 4) : 0) +
                   align256(Q_ * (size_t)splits * (size_t)kp * 8) + align256(Q_ * (size_t)splits * 4) +
@@ -380,7 +386,7 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
             st = is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
             goto done;
         }
-        CU(cudaMemset(g->d_gmax, 0, sizeof(unsigned int)), "cudaMemset");
+        CU(cudaMemsetAsync(g->d_gmax, 0, sizeof(unsigned int), g->cs[0]), "cudaMemsetAsync");
     }
     const float one = 1.0f, zero = 0.0f;
     const cudaDataType_t ab_t = f16 ? CUDA_R_16F : CUDA_R_32F;
