@@ -371,6 +371,38 @@ static void test_residual_needs_reordering(void **state) {
     is_graph_free(g);
 }
 
+static void test_chains(void **state) {
+    (void)state;
+    /* x -> Identity -> Identity -> Conv -> BN -> BN -> Relu -> Clip -> Identity (output):
+     * both BNs fold (one pass), Relu fuses, Clip stays (the Conv already has an act), the
+     * Identities vanish and the output becomes the Clip's. */
+    is_graph *g = new_graph(3, 5, 4);
+    int w = rnd_const(g, "w", 4, DIMS(4, 3, 3, 3), -0.5f, 0.5f);
+    int i1 = act(g, "i1"), i2 = act(g, "i2"), c = act(g, "c"), y1 = act(g, "y1"), y2 = act(g, "y2");
+    int r = act(g, "r"), cl = act(g, "cl"), i3 = act(g, "i3");
+    node(g, IS_OP_IDENTITY, "id1", 1, IN(g->input), i1);
+    node(g, IS_OP_IDENTITY, "id2", 1, IN(i1), i2);
+    is_node *n = node(g, IS_OP_CONV, "conv", 2, IN(i2, w), c);
+    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    rnd_bn(g, "bn1", c, 4, y1);
+    rnd_bn(g, "bn2", y1, 4, y2);
+    node(g, IS_OP_RELU, "relu", 1, IN(y2), r);
+    n = node(g, IS_OP_CLIP, "clip", 1, IN(r), cl);
+    n->clip_min = 0.1f;
+    n->clip_max = 0.8f;
+    node(g, IS_OP_IDENTITY, "id3", 1, IN(cl), i3);
+    g->output = i3;
+    is_graph *o = optimize_and_compare(g, 2);
+    assert_int_equal(o->n_nodes, 2);
+    assert_int_equal(o->nodes[0].op, IS_OP_CONV);
+    assert_int_equal(o->nodes[0].act, IS_ACT_RELU);
+    assert_int_equal(o->nodes[0].in[0], o->input);
+    assert_int_equal(o->nodes[1].op, IS_OP_CLIP);
+    assert_string_equal(o->vals[o->output].name, "cl");
+    is_graph_free(o);
+    is_graph_free(g);
+}
+
 static void test_unfusable_cases_stay(void **state) {
     (void)state;
     /* BN after a Relu (not a Conv) stays; a Conv whose output is also read elsewhere keeps its BN;
@@ -667,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_fold_shared_weights),
         cmocka_unit_test(test_residual_fusion_numeric),
         cmocka_unit_test(test_residual_needs_reordering),
+        cmocka_unit_test(test_chains),
         cmocka_unit_test(test_unfusable_cases_stay),
         cmocka_unit_test(test_selected_conv_output_not_fused),
         cmocka_unit_test(test_select_classifier_head),

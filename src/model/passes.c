@@ -46,28 +46,32 @@ static is_node *fusable_conv(is_graph *g, int v) {
     return c;
 }
 
-/* Replaces every reference to value from (node inputs, residuals, the graph output) by to. */
-static void rewire(is_graph *g, int from, int to) {
+/* 1. Identity removal: in topological order, each Identity's output is mapped to what its input
+ * maps to (so chains collapse), then every reference is rewritten once. Returns the number
+ * removed, or -1 when out of memory. */
+static int remove_identities(is_graph *g) {
+    int count = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!g->nodes[i].dead && g->nodes[i].op == IS_OP_IDENTITY) count++;
+    if (!count) return 0;
+    int *map = is_malloc_array((size_t)g->n_vals + 1, sizeof(int));
+    if (!map) return -1;
+    for (int v = 0; v < g->n_vals; v++) map[v] = v;
+    for (int i = 0; i < g->n_nodes; i++) {
+        is_node *n = &g->nodes[i];
+        if (n->dead || n->op != IS_OP_IDENTITY) continue;
+        map[n->out] = map[n->in[0]];
+        n->dead = 1;
+    }
     for (int i = 0; i < g->n_nodes; i++) {
         is_node *n = &g->nodes[i];
         if (n->dead) continue;
         for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] == from) n->in[k] = to;
-        if (n->residual == from) n->residual = to;
+            if (n->in[k] >= 0) n->in[k] = map[n->in[k]];
+        if (n->residual >= 0) n->residual = map[n->residual];
     }
-    if (g->output == from) g->output = to;
-}
-
-/* 1. Identity removal. Returns the number removed. */
-static int remove_identities(is_graph *g) {
-    int count = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        is_node *n = &g->nodes[i];
-        if (n->dead || n->op != IS_OP_IDENTITY) continue;
-        n->dead = 1;
-        rewire(g, n->out, n->in[0]);
-        count++;
-    }
+    g->output = map[g->output];
+    free(map);
     return count;
 }
 
@@ -177,6 +181,7 @@ static imgsim_status fold_batchnorms(is_graph *g, int *changed, is_err *e) {
         conv->in[2] = b;
         conv->n_in = 3;
         conv->out = bn->out;
+        g->vals[bn->out].producer = (int)(conv - g->nodes); /* a BN after this one sees the Conv */
         bn->dead = 1;
         (*changed)++;
     }
@@ -217,6 +222,7 @@ static int fuse_residuals(is_graph *g) {
         }
         conv->residual = other;
         conv->out = add->out;
+        g->vals[add->out].producer = (int)(conv - g->nodes);
         add->dead = 1;
         count++;
     }
@@ -244,6 +250,7 @@ static int fuse_activations(is_graph *g) {
             conv->act_max = n->clip_max;
         }
         conv->out = n->out;
+        g->vals[n->out].producer = (int)(conv - g->nodes);
         n->dead = 1;
         count++;
     }
@@ -299,15 +306,16 @@ imgsim_status is_graph_optimize(is_graph *g, is_err *e) {
     if (g->output < 0 || g->output >= g->n_vals || g->vals[g->output].data)
         return is_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: no output selected before optimising");
 
-    if (remove_identities(g) && (st = is_graph_link(g, e)) != IMGSIM_OK) return st;
+    int removed = remove_identities(g);
+    if (removed < 0) return is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory optimising");
+    if (removed && (st = is_graph_link(g, e)) != IMGSIM_OK) return st;
     if ((st = remove_unneeded(g, e)) != IMGSIM_OK) return st;
     if ((st = is_graph_link(g, e)) != IMGSIM_OK) return st;
-    for (;;) { /* repeat: a fold can expose another (Conv -> BN -> BN) */
-        int changed = 0;
-        if ((st = fold_batchnorms(g, &changed, e)) != IMGSIM_OK) return st;
-        if (!changed) break;
-        if ((st = is_graph_link(g, e)) != IMGSIM_OK) return st;
-    }
+    /* Each fusion points the rewritten value's producer at the Conv, so one pass handles chains
+     * (Conv -> BN -> BN); link then recounts. */
+    int changed = 0;
+    if ((st = fold_batchnorms(g, &changed, e)) != IMGSIM_OK) return st;
+    if (changed && (st = is_graph_link(g, e)) != IMGSIM_OK) return st;
     if (fuse_residuals(g) && (st = is_graph_link(g, e)) != IMGSIM_OK) return st;
     if (fuse_activations(g) && (st = is_graph_link(g, e)) != IMGSIM_OK) return st;
     if ((st = compact_values(g, e)) != IMGSIM_OK) return st;
