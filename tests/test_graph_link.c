@@ -23,7 +23,8 @@ static int act(is_graph *g, const char *name) {
 /* A constant filled with 0.5. */
 static int cst(is_graph *g, const char *name, int rank, const int64_t *dims) {
     float buf[4096];
-    for (int i = 0; i < 4096; i++) buf[i] = 0.5f;
+    for (int i = 0; i < 4096; i++)
+        buf[i] = 0.5f;
     int v = is_graph_add_value(g, name, rank, dims, buf);
     assert_true(v >= 0);
     return v;

@@ -50,10 +50,12 @@ static int act(is_graph *g, const char *name) {
 /* A constant with values uniform in [lo, hi). */
 static int rnd_const(is_graph *g, const char *name, int rank, const int64_t *dims, float lo, float hi) {
     int64_t n = 1;
-    for (int i = 0; i < rank; i++) n *= dims[i];
+    for (int i = 0; i < rank; i++)
+        n *= dims[i];
     float *buf = malloc((size_t)n * sizeof(float));
     assert_non_null(buf);
-    for (int64_t i = 0; i < n; i++) buf[i] = frand(lo, hi);
+    for (int64_t i = 0; i < n; i++)
+        buf[i] = frand(lo, hi);
     int v = is_graph_add_value(g, name, rank, dims, buf);
     free(buf);
     assert_true(v >= 0);
@@ -91,7 +93,8 @@ static int count_op(const is_graph *g, is_op op) {
 
 static int64_t per_image(const is_value *v) {
     int64_t n = 1;
-    for (int i = 1; i < v->rank; i++) n *= v->dims[i];
+    for (int i = 1; i < v->rank; i++)
+        n *= v->dims[i];
     return n;
 }
 
@@ -148,7 +151,9 @@ static float *run_naive(const is_graph *g, const float *x, int nb) {
         float *y = buf[n->out];
         const float *a = buf[n->in[0]];
         switch (n->op) {
-        case IS_OP_CONV: ref_conv(g, n, buf, nb); break;
+        case IS_OP_CONV:
+            ref_conv(g, n, buf, nb);
+            break;
         case IS_OP_BATCHNORM: {
             const is_value *xv = &g->vals[n->in[0]];
             int64_t C = xv->dims[1], hw = per_image(xv) / C;
@@ -161,25 +166,32 @@ static float *run_naive(const is_graph *g, const float *x, int nb) {
             break;
         }
         case IS_OP_RELU:
-            for (int64_t j = 0; j < ny; j++) y[j] = a[j] > 0 ? a[j] : 0;
+            for (int64_t j = 0; j < ny; j++)
+                y[j] = a[j] > 0 ? a[j] : 0;
             break;
         case IS_OP_CLIP:
-            for (int64_t j = 0; j < ny; j++) y[j] = a[j] < n->clip_min ? n->clip_min : a[j] > n->clip_max ? n->clip_max : a[j];
+            for (int64_t j = 0; j < ny; j++)
+                y[j] = a[j] < n->clip_min ? n->clip_min : a[j] > n->clip_max ? n->clip_max : a[j];
             break;
         case IS_OP_ADD: {
             const float *b = buf[n->in[1]];
             assert_true(per_image(&g->vals[n->in[0]]) * nb == ny && per_image(&g->vals[n->in[1]]) * nb == ny);
-            for (int64_t j = 0; j < ny; j++) y[j] = a[j] + b[j];
+            for (int64_t j = 0; j < ny; j++)
+                y[j] = a[j] + b[j];
             break;
         }
-        case IS_OP_IDENTITY: memcpy(y, a, (size_t)ny * sizeof(float)); break;
-        default: fail_msg("naive interpreter: op %s", is_op_name(n->op));
+        case IS_OP_IDENTITY:
+            memcpy(y, a, (size_t)ny * sizeof(float));
+            break;
+        default:
+            fail_msg("naive interpreter: op %s", is_op_name(n->op));
         }
     }
     int64_t no = per_image(&g->vals[g->output]) * nb;
     float *out = malloc((size_t)no * sizeof(float));
     memcpy(out, buf[g->output], (size_t)no * sizeof(float));
-    for (int v = 0; v < g->n_vals; v++) free(buf[v]);
+    for (int v = 0; v < g->n_vals; v++)
+        free(buf[v]);
     free(buf);
     return out;
 }
@@ -189,7 +201,8 @@ static is_graph *clone(const is_graph *g) {
     is_graph *c = NULL;
     assert_int_equal(is_graph_new(&c, NULL), IMGSIM_OK);
     for (int v = 0; v < g->n_vals; v++)
-        assert_int_equal(is_graph_add_value(c, g->vals[v].name, g->vals[v].rank, g->vals[v].dims, g->vals[v].data), v);
+        assert_int_equal(
+            is_graph_add_value(c, g->vals[v].name, g->vals[v].rank, g->vals[v].dims, g->vals[v].data), v);
     for (int i = 0; i < g->n_nodes; i++) {
         const is_node *n = &g->nodes[i];
         is_node *m = is_graph_add_node(c, n->op, n->name, n->n_in, n->in, n->out);
@@ -214,15 +227,18 @@ static is_graph *optimize_and_compare(is_graph *g, int nb) {
     if (is_graph_optimize(o, &e) != IMGSIM_OK) fail_msg("optimize: %s", e.msg);
     int64_t nin = per_image(&g->vals[g->input]) * nb;
     float *x = malloc((size_t)nin * sizeof(float));
-    for (int64_t i = 0; i < nin; i++) x[i] = frand(-2.0f, 2.0f);
+    for (int64_t i = 0; i < nin; i++)
+        x[i] = frand(-2.0f, 2.0f);
     float *ref = run_naive(g, x, nb), *got = run_naive(o, x, nb);
     int64_t no = per_image(&g->vals[g->output]) * nb;
     assert_int_equal(per_image(&o->vals[o->output]) * nb, no);
     double mag = 1.0;
-    for (int64_t i = 0; i < no; i++) mag = fmax(mag, fabs(ref[i]));
+    for (int64_t i = 0; i < no; i++)
+        mag = fmax(mag, fabs(ref[i]));
     for (int64_t i = 0; i < no; i++)
         if (fabs((double)ref[i] - got[i]) > 1e-5 * mag)
-            fail_msg("output %lld: optimised %.9g vs reference %.9g (scale %g)", (long long)i, got[i], ref[i], mag);
+            fail_msg("output %lld: optimised %.9g vs reference %.9g (scale %g)", (long long)i, got[i], ref[i],
+                     mag);
     free(x);
     free(ref);
     free(got);
@@ -235,10 +251,12 @@ static void test_fold_bn_conv_bias_relu(void **state) {
     (void)state;
     /* x [N, 3, 7, 6] -> Conv 3x3 pad 1 stride 2 with bias -> BN -> Relu */
     is_graph *g = new_graph(3, 7, 6);
-    int w = rnd_const(g, "w", 4, DIMS(5, 3, 3, 3), -0.5f, 0.5f), b = rnd_const(g, "b", 1, DIMS(5), -1.0f, 1.0f);
+    int w = rnd_const(g, "w", 4, DIMS(5, 3, 3, 3), -0.5f, 0.5f),
+        b = rnd_const(g, "b", 1, DIMS(5), -1.0f, 1.0f);
     int c = act(g, "c"), y = act(g, "y"), r = act(g, "r");
     is_node *n = node(g, IS_OP_CONV, "conv", 3, IN(g->input, w, b), c);
-    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    for (int i = 0; i < 4; i++)
+        n->pad[i] = 1;
     n->stride[0] = n->stride[1] = 2;
     rnd_bn(g, "bn", c, 5, y);
     node(g, IS_OP_RELU, "relu", 1, IN(y), r);
@@ -261,7 +279,8 @@ static void test_fold_bn_grouped_dilated_no_bias_clip(void **state) {
     is_node *n = node(g, IS_OP_CONV, "conv", 2, IN(g->input, w), c);
     n->group = 2;
     n->dilation[0] = n->dilation[1] = 2;
-    for (int i = 0; i < 4; i++) n->pad[i] = 2;
+    for (int i = 0; i < 4; i++)
+        n->pad[i] = 2;
     rnd_bn(g, "bn", c, 6, y);
     is_node *cl = node(g, IS_OP_CLIP, "relu6", 1, IN(y), r);
     cl->clip_min = 0.0f;
@@ -309,19 +328,22 @@ static void test_residual_fusion_numeric(void **state) {
     int cd = act(g, "cd"), bd = act(g, "bd"), s = act(g, "s"), out = act(g, "out");
     int ce = act(g, "ce"), be = act(g, "be"), s2 = act(g, "s2"), out2 = act(g, "out2");
     is_node *n = node(g, IS_OP_CONV, "convA", 2, IN(g->input, wa), ca);
-    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    for (int i = 0; i < 4; i++)
+        n->pad[i] = 1;
     rnd_bn(g, "bnA", ca, 4, ba);
     node(g, IS_OP_RELU, "reluA", 1, IN(ba), ra);
     n = node(g, IS_OP_CONV, "convB", 2, IN(ra, wb), cb);
     n->group = 2;
-    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    for (int i = 0; i < 4; i++)
+        n->pad[i] = 1;
     rnd_bn(g, "bnB", cb, 4, bb);
     node(g, IS_OP_CONV, "convD", 2, IN(g->input, wd), cd);
     rnd_bn(g, "bnD", cd, 4, bd);
     node(g, IS_OP_ADD, "add", 2, IN(bb, bd), s);
     node(g, IS_OP_RELU, "relu", 1, IN(s), out);
     n = node(g, IS_OP_CONV, "convE", 2, IN(out, we), ce);
-    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    for (int i = 0; i < 4; i++)
+        n->pad[i] = 1;
     rnd_bn(g, "bnE", ce, 4, be);
     node(g, IS_OP_ADD, "add2", 2, IN(g->input, be), s2);
     node(g, IS_OP_RELU, "relu2", 1, IN(s2), out2);
@@ -383,7 +405,8 @@ static void test_chains(void **state) {
     node(g, IS_OP_IDENTITY, "id1", 1, IN(g->input), i1);
     node(g, IS_OP_IDENTITY, "id2", 1, IN(i1), i2);
     is_node *n = node(g, IS_OP_CONV, "conv", 2, IN(i2, w), c);
-    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    for (int i = 0; i < 4; i++)
+        n->pad[i] = 1;
     rnd_bn(g, "bn1", c, 4, y1);
     rnd_bn(g, "bn2", y1, 4, y2);
     node(g, IS_OP_RELU, "relu", 1, IN(y2), r);
@@ -409,7 +432,8 @@ static void test_unfusable_cases_stay(void **state) {
      * Identity disappears. */
     is_graph *g = new_graph(3, 4, 4);
     int w = rnd_const(g, "w", 4, DIMS(3, 3, 1, 1), -1.0f, 1.0f);
-    int r = act(g, "r"), id = act(g, "id"), y = act(g, "y"), c = act(g, "c"), y2 = act(g, "y2"), s = act(g, "s");
+    int r = act(g, "r"), id = act(g, "id"), y = act(g, "y"), c = act(g, "c"), y2 = act(g, "y2"),
+        s = act(g, "s");
     node(g, IS_OP_RELU, "relu", 1, IN(g->input), r);
     node(g, IS_OP_IDENTITY, "ident", 1, IN(r), id);
     rnd_bn(g, "bn_alone", id, 3, y);
@@ -528,9 +552,11 @@ static void test_select_named_and_unknown(void **state) {
 
 static double sample_std(const float *x, int64_t n, double *mean) {
     double s = 0, s2 = 0;
-    for (int64_t i = 0; i < n; i++) s += x[i];
+    for (int64_t i = 0; i < n; i++)
+        s += x[i];
     *mean = s / (double)n;
-    for (int64_t i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
+    for (int64_t i = 0; i < n; i++)
+        s2 += (x[i] - *mean) * (x[i] - *mean);
     return sqrt(s2 / (double)n);
 }
 
@@ -558,7 +584,8 @@ static void check_resnet(const char *arch, int64_t dim, int convs, int blocks) {
     double bound = 1.0 / sqrt((double)dim);
     sd = sample_std(g->vals[fc].data, nfc, &mean);
     assert_true(fabs(sd / (bound / sqrt(3.0)) - 1.0) < 0.01);
-    for (int64_t i = 0; i < nfc; i++) assert_true(fabs(g->vals[fc].data[i]) <= bound);
+    for (int64_t i = 0; i < nfc; i++)
+        assert_true(fabs(g->vals[fc].data[i]) <= bound);
 
     /* default layer = the pooled features, then the optimised graph */
     assert_int_equal(is_graph_select_output(g, NULL, &e), IMGSIM_OK);
@@ -623,7 +650,8 @@ static void test_resnet_seeds_and_layers(void **state) {
     assert_string_equal(a->vals[a->output].name, layer);
     assert_int_equal(a->dim, 256 * 14 * 14);
     assert_int_equal(count_op(a, IS_OP_GLOBALAVGPOOL), 0);
-    assert_int_equal(count_op(a, IS_OP_CONV), 1 + 4 + (4 + 1) + (4 + 1)); /* stem, layer1, layer2/3 with downsample */
+    assert_int_equal(count_op(a, IS_OP_CONV),
+                     1 + 4 + (4 + 1) + (4 + 1)); /* stem, layer1, layer2/3 with downsample */
     assert_int_equal(is_graph_select_output(b, "layer3.1.relu", &e), IMGSIM_ERR_INVALID_ARG);
     assert_non_null(strstr(e.msg, "'output'"));
     is_graph *bad = a;
@@ -641,11 +669,13 @@ static is_graph *small_block(void) {
     is_graph *g = new_graph(2, 4, 4);
     int wa = rnd_const(g, "wa", 4, DIMS(2, 2, 3, 3), -0.4f, 0.4f);
     int wd = rnd_const(g, "wd", 4, DIMS(2, 2, 1, 1), -0.4f, 0.4f);
-    int ca = act(g, "ca"), ba = act(g, "ba"), cd = act(g, "cd"), bd = act(g, "bd"), s = act(g, "s"), o = act(g, "o");
+    int ca = act(g, "ca"), ba = act(g, "ba"), cd = act(g, "cd"), bd = act(g, "bd"), s = act(g, "s"),
+        o = act(g, "o");
     int id = act(g, "id");
     node(g, IS_OP_IDENTITY, "ident", 1, IN(g->input), id);
     is_node *n = node(g, IS_OP_CONV, "convA", 2, IN(id, wa), ca);
-    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    for (int i = 0; i < 4; i++)
+        n->pad[i] = 1;
     rnd_bn(g, "bnA", ca, 2, ba);
     node(g, IS_OP_CONV, "convD", 2, IN(g->input, wd), cd);
     node(g, IS_OP_CONV, "convD2", 2, IN(g->input, wd), act(g, "unused")); /* shares wd, then dead */

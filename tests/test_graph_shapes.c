@@ -35,9 +35,11 @@ static int act(is_graph *g, const char *name) {
 /* A constant of the given dims, filled with fill (or with the values in init when given). */
 static int cst(is_graph *g, const char *name, int rank, const int64_t *dims, const float *init, float fill) {
     int64_t n = 1;
-    for (int i = 0; i < rank; i++) n *= dims[i];
+    for (int i = 0; i < rank; i++)
+        n *= dims[i];
     float *buf = test_malloc((size_t)n * sizeof(float));
-    for (int64_t i = 0; i < n; i++) buf[i] = init ? init[i] : fill;
+    for (int64_t i = 0; i < n; i++)
+        buf[i] = init ? init[i] : fill;
     int v = is_graph_add_value(g, name, rank, dims, buf);
     test_free(buf);
     assert_true(v >= 0);
@@ -60,7 +62,8 @@ static imgsim_status infer(is_graph *g, is_err *e) {
 /* Asserts value v has dims d (the batch as -1). */
 static void expect_dims(const is_graph *g, int v, int rank, const int64_t *d) {
     assert_int_equal(g->vals[v].rank, rank);
-    for (int i = 0; i < rank; i++) assert_int_equal(g->vals[v].dims[i], d[i]);
+    for (int i = 0; i < rank; i++)
+        assert_int_equal(g->vals[v].dims[i], d[i]);
 }
 
 #define DIMS(...) ((const int64_t[]){__VA_ARGS__})
@@ -132,9 +135,11 @@ static void test_conv_errors(void **state) {
     is_err e;
     /* 9x9 kernel on 8x8 without padding: no output pixel */
     assert_int_equal(infer(g, &e), IMGSIM_ERR_FORMAT);
-    assert_non_null(strstr(e.msg, "node 'big_kernel' (Conv): kernel extent 9 is larger than the padded input"));
+    assert_non_null(
+        strstr(e.msg, "node 'big_kernel' (Conv): kernel extent 9 is larger than the padded input"));
     /* with pad 1 it fits: 8 + 2 - 9 + 1 = 2 */
-    for (int i = 0; i < 4; i++) g->nodes[0].pad[i] = 1;
+    for (int i = 0; i < 4; i++)
+        g->nodes[0].pad[i] = 1;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, y, 4, DIMS(-1, 4, 2, 2));
     /* a kernel_shape that disagrees with the weight */
@@ -196,7 +201,8 @@ static void test_conv_auto_pad(void **state) {
     assert_int_equal(l->pad[2], 1);
     assert_int_equal(l->pad[1], 1);
     assert_int_equal(l->pad[3], 1);
-    for (int i = 0; i < 4; i++) assert_int_equal(v->pad[i], 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(v->pad[i], 0);
     /* resolved: a second inference gives the same result */
     assert_int_equal(u->auto_pad, 0);
     assert_int_equal(infer(g, &e), IMGSIM_OK);
@@ -225,14 +231,16 @@ static void test_pooling_ceil_mode(void **state) {
     n = node(g, IS_OP_MAXPOOL, "ceil_pad", 1, IN(g->input), y3);
     n->kernel[0] = n->kernel[1] = 2;
     n->stride[0] = n->stride[1] = 2;
-    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    for (int i = 0; i < 4; i++)
+        n->pad[i] = 1;
     n->ceil_mode = 1;
     /* AveragePool 3 stride 2 pad 1 ceil, count_include_pad: H 8 -> ceil(7/2)+1 = 5, (5-1)*2 = 8 >=
      * 8+1? no -> 5; W 5 -> ceil(4/2)+1 = 3 */
     n = node(g, IS_OP_AVGPOOL, "avg", 1, IN(g->input), y4);
     n->kernel[0] = n->kernel[1] = 3;
     n->stride[0] = n->stride[1] = 2;
-    for (int i = 0; i < 4; i++) n->pad[i] = 1;
+    for (int i = 0; i < 4; i++)
+        n->pad[i] = 1;
     n->ceil_mode = 1;
     n->count_include_pad = 1;
     g->output = y4;
@@ -425,9 +433,9 @@ static void test_broadcasting(void **state) {
     int b1 = cst(g, "b1", 4, DIMS(1, 4, 1, 1), NULL, 2.0f);
     int p = act(g, "p"), y1 = act(g, "y1"), y2 = act(g, "y2"), y3 = act(g, "y3"), y4 = act(g, "y4");
     node(g, IS_OP_GLOBALAVGPOOL, "gap", 1, IN(g->input), p);
-    node(g, IS_OP_MUL, "scale", 2, IN(g->input, pc), y1);  /* [N,4,5,6] * [4,1,1] */
+    node(g, IS_OP_MUL, "scale", 2, IN(g->input, pc), y1);    /* [N,4,5,6] * [4,1,1] */
     node(g, IS_OP_ADD, "row_add", 2, IN(row, g->input), y2); /* [6] + [N,4,5,6] */
-    node(g, IS_OP_MUL, "se", 2, IN(g->input, p), y3);      /* [N,4,5,6] * [N,4,1,1] */
+    node(g, IS_OP_MUL, "se", 2, IN(g->input, p), y3);        /* [N,4,5,6] * [N,4,1,1] */
     node(g, IS_OP_ADD, "b1_add", 2, IN(p, b1), y4);          /* [N,4,1,1] + [1,4,1,1] */
     g->output = y1;
     is_err e;
@@ -492,7 +500,8 @@ static void test_bn_unary_clip(void **state) {
     g->output = id;
     is_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
-    for (int k = 0; k < 5; k++) expect_dims(g, y + k, 4, DIMS(-1, 3, 4, 4));
+    for (int k = 0; k < 5; k++)
+        expect_dims(g, y + k, 4, DIMS(-1, 3, 4, 4));
     assert_true(g->nodes[2].clip_min == 0.0f);
     assert_true(g->nodes[2].clip_max == 6.0f);
     /* BN statistics of the wrong length */

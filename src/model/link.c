@@ -29,16 +29,40 @@ static const char *value_label(const is_value *v) {
 static void op_arity(is_op op, int *min_in, int *max_in, int *first_optional) {
     *first_optional = 99;
     switch (op) {
-    case IS_OP_CONV: *min_in = 2; *max_in = 3; *first_optional = 2; break;
-    case IS_OP_BATCHNORM: *min_in = 5; *max_in = 5; break;
-    case IS_OP_CLIP: *min_in = 1; *max_in = 3; *first_optional = 1; break;
+    case IS_OP_CONV:
+        *min_in = 2;
+        *max_in = 3;
+        *first_optional = 2;
+        break;
+    case IS_OP_BATCHNORM:
+        *min_in = 5;
+        *max_in = 5;
+        break;
+    case IS_OP_CLIP:
+        *min_in = 1;
+        *max_in = 3;
+        *first_optional = 1;
+        break;
     case IS_OP_ADD:
     case IS_OP_MUL:
     case IS_OP_MATMUL:
-    case IS_OP_RESHAPE: *min_in = 2; *max_in = 2; break;
-    case IS_OP_GEMM: *min_in = 2; *max_in = 3; *first_optional = 2; break;
-    case IS_OP_CONCAT: *min_in = 1; *max_in = IS_MAX_INPUTS; break;
-    default: *min_in = 1; *max_in = 1; break;
+    case IS_OP_RESHAPE:
+        *min_in = 2;
+        *max_in = 2;
+        break;
+    case IS_OP_GEMM:
+        *min_in = 2;
+        *max_in = 3;
+        *first_optional = 2;
+        break;
+    case IS_OP_CONCAT:
+        *min_in = 1;
+        *max_in = IS_MAX_INPUTS;
+        break;
+    default:
+        *min_in = 1;
+        *max_in = 1;
+        break;
     }
 }
 
@@ -60,8 +84,8 @@ static imgsim_status check_node_refs(const is_graph *g, int i, is_err *e) {
         int v = n->in[k];
         if (v == -1) {
             if (k < first_opt)
-                return is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' (%s): required input %d is missing", node_label(n),
-                               is_op_name(n->op), k);
+                return is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' (%s): required input %d is missing",
+                               node_label(n), is_op_name(n->op), k);
             continue;
         }
         if (v < 0 || v >= g->n_vals)
@@ -134,9 +158,11 @@ static int find_cycle_node(const is_graph *g, const int *placed, const int *prod
 imgsim_status is_graph_link(is_graph *g, is_err *e) {
     if (!g) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
     if (g->n_vals < 0 || g->n_nodes < 0) return is_fail(e, IMGSIM_ERR_INTERNAL, "graph: negative counts");
-    if (g->input < 0 || g->input >= g->n_vals) return is_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
-    if (g->vals[g->input].data) return is_fail(e, IMGSIM_ERR_FORMAT, "graph input '%s' is a constant",
-                                               value_label(&g->vals[g->input]));
+    if (g->input < 0 || g->input >= g->n_vals)
+        return is_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
+    if (g->vals[g->input].data)
+        return is_fail(e, IMGSIM_ERR_FORMAT, "graph input '%s' is a constant",
+                       value_label(&g->vals[g->input]));
     if (g->output >= g->n_vals || g->output < -1)
         return is_fail(e, IMGSIM_ERR_FORMAT, "graph output #%d is not a value", g->output);
 
@@ -172,12 +198,14 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
     }
 
     /* Producers: exactly one writer per activation; constants and the input are never written. */
-    for (int v = 0; v < nv; v++) producer[v] = -1;
+    for (int v = 0; v < nv; v++)
+        producer[v] = -1;
     for (int i = 0; i < nn; i++) {
         const is_node *n = &g->nodes[i];
         const is_value *v = &g->vals[n->out];
         if (v->data) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes constant '%s'", node_label(n), value_label(v));
+            st = is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes constant '%s'", node_label(n),
+                         value_label(v));
             goto done;
         }
         if (n->out == g->input) {
@@ -212,7 +240,8 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
         }
         total_refs += nr;
     }
-    for (int v = 0; v < nv; v++) cons_start[v + 1] += cons_start[v];
+    for (int v = 0; v < nv; v++)
+        cons_start[v + 1] += cons_start[v];
     cons = is_malloc_array((size_t)total_refs + 1, sizeof(int));
     if (!cons) {
         st = is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory linking %d nodes", nn);
@@ -226,7 +255,8 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
                 if (n->in[k] >= 0) cons[cons_start[n->in[k]]++] = i;
             if (n->residual >= 0) cons[cons_start[n->residual]++] = i;
         }
-        for (int v = nv; v > 0; v--) cons_start[v] = cons_start[v - 1];
+        for (int v = nv; v > 0; v--)
+            cons_start[v] = cons_start[v - 1];
         cons_start[0] = 0;
     }
 
@@ -253,7 +283,8 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
     }
     if (no < nn) {
         int first = 0;
-        while (first < nn && placed[first]) first++;
+        while (first < nn && placed[first])
+            first++;
         int at = find_cycle_node(g, placed, producer, first);
         st = is_fail(e, IMGSIM_ERR_FORMAT, "graph is cyclic at node '%s'", node_label(&g->nodes[at]));
         goto done;
@@ -269,7 +300,8 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
             st = is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory sorting %d nodes", nn);
             goto done;
         }
-        for (int i = 0; i < nn; i++) tmp[i] = g->nodes[order[i]];
+        for (int i = 0; i < nn; i++)
+            tmp[i] = g->nodes[order[i]];
         memcpy(g->nodes, tmp, (size_t)nn * sizeof(is_node));
         free(tmp);
     }

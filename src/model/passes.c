@@ -56,7 +56,8 @@ static int remove_identities(is_graph *g) {
     if (!count) return 0;
     int *map = is_malloc_array((size_t)g->n_vals + 1, sizeof(int));
     if (!map) return -1;
-    for (int v = 0; v < g->n_vals; v++) map[v] = v;
+    for (int v = 0; v < g->n_vals; v++)
+        map[v] = v;
     for (int i = 0; i < g->n_nodes; i++) {
         is_node *n = &g->nodes[i];
         if (n->dead || n->op != IS_OP_IDENTITY) continue;
@@ -135,7 +136,8 @@ static imgsim_status fold_batchnorms(is_graph *g, int *changed, is_err *e) {
         int64_t oc = g->vals[conv->in[1]].dims[0];
         const is_value *gv = &g->vals[bn->in[1]];
         if (gv->rank != 1 || gv->dims[0] != oc)
-            return is_fail(e, IMGSIM_ERR_INTERNAL, "node '%s': BN size does not match the Conv (shapes not inferred?)",
+            return is_fail(e, IMGSIM_ERR_INTERNAL,
+                           "node '%s': BN size does not match the Conv (shapes not inferred?)",
                            node_label(bn));
         /* Scale per output channel, checked before anything is modified. */
         double *s = is_malloc_array((size_t)oc, sizeof(double));
@@ -145,7 +147,8 @@ static imgsim_status fold_batchnorms(is_graph *g, int *changed, is_err *e) {
             double den = var + (double)bn->epsilon;
             if (!(den > 0.0) || !isfinite(den) || !isfinite(gamma)) {
                 free(s);
-                return is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' (BatchNormalization): variance + epsilon is %g at channel %lld",
+                return is_fail(e, IMGSIM_ERR_FORMAT,
+                               "node '%s' (BatchNormalization): variance + epsilon is %g at channel %lld",
                                node_label(bn), den, (long long)c);
             }
             s[c] = gamma / sqrt(den);
@@ -171,7 +174,8 @@ static imgsim_status fold_batchnorms(is_graph *g, int *changed, is_err *e) {
         is_value *wv = &g->vals[w];
         int64_t per = is_value_numel(wv) / oc;
         for (int64_t c = 0; c < oc; c++)
-            for (int64_t k = 0; k < per; k++) wv->data[c * per + k] = (float)((double)wv->data[c * per + k] * s[c]);
+            for (int64_t k = 0; k < per; k++)
+                wv->data[c * per + k] = (float)((double)wv->data[c * per + k] * s[c]);
         float *bias = g->vals[b].data;
         const float *beta = g->vals[bn->in[2]].data, *mean = g->vals[bn->in[3]].data;
         for (int64_t c = 0; c < oc; c++)
@@ -262,7 +266,8 @@ static int fuse_activations(is_graph *g) {
 static imgsim_status compact_values(is_graph *g, is_err *e) {
     int *map = is_malloc_array((size_t)g->n_vals + 1, sizeof(int));
     if (!map) return is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory optimising");
-    for (int v = 0; v < g->n_vals; v++) map[v] = -1;
+    for (int v = 0; v < g->n_vals; v++)
+        map[v] = -1;
     map[g->input] = 1;
     map[g->output] = 1;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -322,7 +327,8 @@ imgsim_status is_graph_optimize(is_graph *g, is_err *e) {
     if ((st = is_graph_link(g, e)) != IMGSIM_OK) return st;
     if ((st = is_graph_infer_shapes(g, e)) != IMGSIM_OK) return st;
     int64_t dim = 1;
-    for (int i = 1; i < g->vals[g->output].rank; i++) dim *= g->vals[g->output].dims[i];
+    for (int i = 1; i < g->vals[g->output].rank; i++)
+        dim *= g->vals[g->output].dims[i];
     g->dim = dim;
     return IMGSIM_OK;
 }

@@ -27,10 +27,10 @@
 
 typedef struct rn_builder {
     is_graph *g;
-    uint64_t rng;    /* splitmix64 state */
-    int have_spare;  /* Box-Muller's second normal */
+    uint64_t rng;   /* splitmix64 state */
+    int have_spare; /* Box-Muller's second normal */
     double spare;
-    int failed;      /* an allocation failed */
+    int failed; /* an allocation failed */
 } rn_builder;
 
 static uint64_t splitmix64(uint64_t *s) {
@@ -69,7 +69,8 @@ static int add_const(rn_builder *b, const char *name, int rank, const int64_t *d
 
 /* Adds node op "<scope>/<opname>" reading in[] and writing a new activation
  * "<scope>/<opname>_output_0" (or out_name when given). Returns the node or NULL. */
-static is_node *add_op(rn_builder *b, is_op op, const char *scope, int n_in, const int *in, const char *out_name) {
+static is_node *add_op(rn_builder *b, is_op op, const char *scope, int n_in, const int *in,
+                       const char *out_name) {
     if (b->failed) return NULL;
     for (int k = 0; k < n_in; k++)
         if (in[k] < 0) return NULL;
@@ -88,7 +89,8 @@ static int out_of(is_node *n) {
 
 /* Conv without bias: x [N, ic, H, W] -> [N, oc, H', W'], weight "<param>.weight" [oc, ic, k, k]
  * drawn from N(0, 2 / (oc * k * k)). */
-static int conv(rn_builder *b, int x, const char *scope, const char *param, int ic, int oc, int k, int stride, int pad) {
+static int conv(rn_builder *b, int x, const char *scope, const char *param, int ic, int oc, int k, int stride,
+                int pad) {
     if (b->failed || x < 0) return -1;
     size_t n = (size_t)oc * (size_t)ic * (size_t)k * (size_t)k;
     float *w = is_malloc_array(n, sizeof(float));
@@ -97,7 +99,8 @@ static int conv(rn_builder *b, int x, const char *scope, const char *param, int 
         return -1;
     }
     double std = sqrt(2.0 / ((double)oc * k * k));
-    for (size_t i = 0; i < n; i++) w[i] = (float)(normal(b) * std);
+    for (size_t i = 0; i < n; i++)
+        w[i] = (float)(normal(b) * std);
     char name[256];
     snprintf(name, sizeof name, "%s.weight", param);
     int64_t dims[4] = {oc, ic, k, k};
@@ -108,7 +111,8 @@ static int conv(rn_builder *b, int x, const char *scope, const char *param, int 
     if (!nd) return -1;
     nd->kernel[0] = nd->kernel[1] = k;
     nd->stride[0] = nd->stride[1] = stride;
-    for (int i = 0; i < 4; i++) nd->pad[i] = pad;
+    for (int i = 0; i < 4; i++)
+        nd->pad[i] = pad;
     return nd->out;
 }
 
@@ -122,7 +126,8 @@ static int batchnorm(rn_builder *b, int x, const char *scope, const char *param,
         b->failed = 1;
         return -1;
     }
-    for (int i = 0; i < c; i++) ones[i] = 1.0f;
+    for (int i = 0; i < c; i++)
+        ones[i] = 1.0f;
     static const char *suffix[4] = {"weight", "bias", "running_mean", "running_var"};
     int in[5] = {x, -1, -1, -1, -1};
     int64_t dims[1] = {c};
@@ -170,7 +175,8 @@ static int block(rn_builder *b, int x, int li, int bi, int bottleneck, int inpla
     }
     int identity = x;
     if (stride != 1 || inplanes != outc) {
-        identity = conv(b, x, SC("downsample/downsample.0"), PA("downsample.0"), inplanes, outc, 1, stride, 0);
+        identity =
+            conv(b, x, SC("downsample/downsample.0"), PA("downsample.0"), inplanes, outc, 1, stride, 0);
         identity = batchnorm(b, identity, SC("downsample/downsample.1"), PA("downsample.1"), outc);
     }
     y = out_of(add_op(b, IS_OP_ADD, bs, 2, (int[]){y, identity}, NULL));
@@ -186,7 +192,7 @@ imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t s
         int bottleneck;
         int blocks[4];
     } archs[] = {
-        {"resnet18", 0, {2, 2, 2, 2}},  {"resnet34", 0, {3, 4, 6, 3}},   {"resnet50", 1, {3, 4, 6, 3}},
+        {"resnet18", 0, {2, 2, 2, 2}},   {"resnet34", 0, {3, 4, 6, 3}},   {"resnet50", 1, {3, 4, 6, 3}},
         {"resnet101", 1, {3, 4, 23, 3}}, {"resnet152", 1, {3, 8, 36, 3}},
     };
     *out = NULL;
@@ -194,7 +200,8 @@ imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t s
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (arch && strcmp(arch, archs[i].name) == 0) ai = (int)i;
     if (ai < 0)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "unknown architecture '%.100s' (resnet18, resnet34, resnet50, resnet101, resnet152)",
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+                       "unknown architecture '%.100s' (resnet18, resnet34, resnet50, resnet101, resnet152)",
                        arch ? arch : "(null)");
     rn_builder b = {0};
     b.rng = seed;
@@ -215,7 +222,8 @@ imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t s
     if (mp) {
         mp->kernel[0] = mp->kernel[1] = 3;
         mp->stride[0] = mp->stride[1] = 2;
-        for (int i = 0; i < 4; i++) mp->pad[i] = 1;
+        for (int i = 0; i < 4; i++)
+            mp->pad[i] = 1;
     }
     x = out_of(mp);
 
@@ -241,7 +249,8 @@ imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t s
     int wv = -1, bv = -1;
     if (fw && fb) {
         double bound = 1.0 / sqrt((double)fan_in);
-        for (size_t i = 0; i < (size_t)classes * (size_t)fan_in; i++) fw[i] = (float)((2.0 * uniform01(&b) - 1.0) * bound);
+        for (size_t i = 0; i < (size_t)classes * (size_t)fan_in; i++)
+            fw[i] = (float)((2.0 * uniform01(&b) - 1.0) * bound);
         wv = add_const(&b, "fc.weight", 2, (int64_t[]){classes, fan_in}, fw);
         bv = add_const(&b, "fc.bias", 1, (int64_t[]){classes}, fb);
     } else {

@@ -44,8 +44,10 @@ static int classifier_input(const is_graph *g, int out) {
     if (n->op == IS_OP_ADD) {
         int a = n->in[0], b = n->in[1];
         const is_node *mm = NULL;
-        if (is_const(g, b)) mm = producer_of(g, a);
-        else if (is_const(g, a)) mm = producer_of(g, b);
+        if (is_const(g, b))
+            mm = producer_of(g, a);
+        else if (is_const(g, a))
+            mm = producer_of(g, b);
         if (!mm || mm->op != IS_OP_MATMUL) return -1;
         n = mm;
     }
@@ -90,13 +92,15 @@ imgsim_status is_graph_select_output(is_graph *g, const char *layer, is_err *e) 
         if (chosen < 0) {
             char names[600];
             list_layers(g, names, sizeof names);
-            return is_fail(e, IMGSIM_ERR_INVALID_ARG, "unknown layer '%.200s'; layers include %s", layer, names);
+            return is_fail(e, IMGSIM_ERR_INVALID_ARG, "unknown layer '%.200s'; layers include %s", layer,
+                           names);
         }
         if (chosen == g->input)
-            return is_fail(e, IMGSIM_ERR_INVALID_ARG, "layer '%.200s' is the graph input, not a computed layer", layer);
+            return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+                           "layer '%.200s' is the graph input, not a computed layer", layer);
         if (g->vals[chosen].data)
-            return is_fail(e, IMGSIM_ERR_INVALID_ARG, "layer '%.200s' is a constant (weights), not a computed layer",
-                           layer);
+            return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+                           "layer '%.200s' is a constant (weights), not a computed layer", layer);
         if (!producer_of(g, chosen))
             return is_fail(e, IMGSIM_ERR_INVALID_ARG, "layer '%.200s' is not computed by the graph", layer);
     } else {
@@ -108,9 +112,11 @@ imgsim_status is_graph_select_output(is_graph *g, const char *layer, is_err *e) 
     }
     const is_value *v = &g->vals[chosen];
     if (v->rank < 1 || v->dims[0] != -1)
-        return is_fail(e, IMGSIM_ERR_INTERNAL, "layer '%.200s' has no inferred shape (infer shapes first)", v->name);
+        return is_fail(e, IMGSIM_ERR_INTERNAL, "layer '%.200s' has no inferred shape (infer shapes first)",
+                       v->name);
     int64_t dim = 1;
-    for (int i = 1; i < v->rank; i++) dim *= v->dims[i];
+    for (int i = 1; i < v->rank; i++)
+        dim *= v->dims[i];
     g->output = chosen;
     g->dim = dim;
     return IMGSIM_OK;

@@ -75,20 +75,22 @@ static imgsim_status set_out(sh_ctx *c, const is_node *n, int rank, const int64_
         return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): output rank %d is unsupported",
                        node_label(n), is_op_name(n->op), rank);
     if (d[0] != -1)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): output would not keep the batch as its first axis",
-                       node_label(n), is_op_name(n->op));
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                       "node '%s' (%s): output would not keep the batch as its first axis", node_label(n),
+                       is_op_name(n->op));
     int64_t numel = 1;
     for (int i = 1; i < rank; i++) {
         if (d[i] < 1)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): output dim %d would be %lld", node_label(n),
-                           is_op_name(n->op), i, (long long)d[i]);
+            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): output dim %d would be %lld",
+                           node_label(n), is_op_name(n->op), i, (long long)d[i]);
         if (d[i] > SH_MAX_DIM || numel > SH_MAX_NUMEL / d[i])
-            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): output tensor is too large", node_label(n),
-                           is_op_name(n->op));
+            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): output tensor is too large",
+                           node_label(n), is_op_name(n->op));
         numel *= d[i];
     }
     v->rank = rank;
-    for (int i = 0; i < IS_MAX_RANK; i++) v->dims[i] = i < rank ? d[i] : 0;
+    for (int i = 0; i < IS_MAX_RANK; i++)
+        v->dims[i] = i < rank ? d[i] : 0;
     c->known[n->out] = 1;
     return IMGSIM_OK;
 }
@@ -98,11 +100,13 @@ static imgsim_status need_act(sh_ctx *c, const is_node *n, int k, const is_value
     int vi = n->in[k];
     const is_value *v = &c->g->vals[vi];
     if (v->data)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): input %d ('%s') is a constant; an activation is expected",
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                       "node '%s' (%s): input %d ('%s') is a constant; an activation is expected",
                        node_label(n), is_op_name(n->op), k, value_label(v));
     if (!c->known[vi])
-        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s' (%s) reads '%s' before it is computed (graph not linked?)",
-                       node_label(n), is_op_name(n->op), value_label(v));
+        return is_fail(c->e, IMGSIM_ERR_INTERNAL,
+                       "node '%s' (%s) reads '%s' before it is computed (graph not linked?)", node_label(n),
+                       is_op_name(n->op), value_label(v));
     *out = v;
     return IMGSIM_OK;
 }
@@ -127,7 +131,8 @@ static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int c
     const char *axn = a == 0 ? "height" : "width";
     int64_t k = n->kernel[a], s = n->stride[a], d = n->dilation[a];
     if (k < 1 || s < 1 || d < 1)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): kernel %lld, stride %lld, dilation %lld along %s must be >= 1",
+        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                       "node '%s' (%s): kernel %lld, stride %lld, dilation %lld along %s must be >= 1",
                        node_label(n), is_op_name(n->op), (long long)k, (long long)s, (long long)d, axn);
     int64_t ek = (k - 1) * d + 1; /* effective kernel extent */
     int64_t pb, pe;
@@ -136,8 +141,8 @@ static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int c
         pb = n->pad[a];
         pe = n->pad[a + 2];
         if (pb < 0 || pe < 0)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): negative padding along %s", node_label(n),
-                           is_op_name(n->op), axn);
+            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): negative padding along %s",
+                           node_label(n), is_op_name(n->op), axn);
         break;
     case 1: /* SAME_UPPER */
     case 2: /* SAME_LOWER */
@@ -146,8 +151,8 @@ static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int c
         int64_t total = (o - 1) * s + ek - in;
         if (total < 0) total = 0;
         if (total > SH_MAX_DIM)
-            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): padding along %s is too large", node_label(n),
-                           is_op_name(n->op), axn);
+            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): padding along %s is too large",
+                           node_label(n), is_op_name(n->op), axn);
         if (n->auto_pad == 1) {
             pb = total / 2;
             pe = total - pb;
@@ -167,14 +172,16 @@ static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int c
     }
     int pooling = n->op == IS_OP_MAXPOOL || n->op == IS_OP_AVGPOOL;
     if (pooling && (pb >= ek || pe >= ek))
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): padding %lld/%lld along %s is not smaller than the kernel %lld",
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                       "node '%s' (%s): padding %lld/%lld along %s is not smaller than the kernel %lld",
                        node_label(n), is_op_name(n->op), (long long)pb, (long long)pe, axn, (long long)ek);
     if (pb > SH_MAX_DIM || pe > SH_MAX_DIM)
-        return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): padding along %s is too large", node_label(n),
-                       is_op_name(n->op), axn);
+        return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): padding along %s is too large",
+                       node_label(n), is_op_name(n->op), axn);
     int64_t span = in + pb + pe - ek;
     if (span < 0)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): kernel extent %lld is larger than the padded input %s %lld",
+        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                       "node '%s' (%s): kernel extent %lld is larger than the padded input %s %lld",
                        node_label(n), is_op_name(n->op), (long long)ek, axn, (long long)(in + pb + pe));
     int64_t o;
     if (ceil_mode) {
@@ -201,22 +208,28 @@ static imgsim_status infer_conv(sh_ctx *c, is_node *n) {
     if ((st = need_const(c, n, 1, &w)) != IMGSIM_OK) return st;
     if (n->n_in > 2 && n->in[2] >= 0 && (st = need_const(c, n, 2, &b)) != IMGSIM_OK) return st;
     if (x->rank != 4)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Conv): input '%s' is %s; only 2-D convolution on [N, C, H, W] is supported",
-                       node_label(n), value_label(x), dims_str(b1, sizeof b1, x->rank, x->dims));
+        return is_fail(
+            c->e, IMGSIM_ERR_UNSUPPORTED,
+            "node '%s' (Conv): input '%s' is %s; only 2-D convolution on [N, C, H, W] is supported",
+            node_label(n), value_label(x), dims_str(b1, sizeof b1, x->rank, x->dims));
     if (w->rank != 4)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): weight '%s' is %s, expected [OC, IC/group, KH, KW]",
-                       node_label(n), value_label(w), dims_str(b1, sizeof b1, w->rank, w->dims));
+        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                       "node '%s' (Conv): weight '%s' is %s, expected [OC, IC/group, KH, KW]", node_label(n),
+                       value_label(w), dims_str(b1, sizeof b1, w->rank, w->dims));
     int64_t C = x->dims[1], OC = w->dims[0];
     if (n->group < 1 || n->group > C)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): group %d is not in [1, %lld]", node_label(n), n->group,
-                       (long long)C);
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): group %d is not in [1, %lld]",
+                       node_label(n), n->group, (long long)C);
     if (C % n->group != 0 || OC % n->group != 0)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): %lld input and %lld output channels are not divisible by group %d",
+        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                       "node '%s' (Conv): %lld input and %lld output channels are not divisible by group %d",
                        node_label(n), (long long)C, (long long)OC, n->group);
     if (w->dims[1] != C / n->group)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): weight %s does not fit input %s with group %d (expected dim 1 = %lld)",
-                       node_label(n), dims_str(b1, sizeof b1, w->rank, w->dims), dims_str(b2, sizeof b2, x->rank, x->dims),
-                       n->group, (long long)(C / n->group));
+        return is_fail(
+            c->e, IMGSIM_ERR_FORMAT,
+            "node '%s' (Conv): weight %s does not fit input %s with group %d (expected dim 1 = %lld)",
+            node_label(n), dims_str(b1, sizeof b1, w->rank, w->dims),
+            dims_str(b2, sizeof b2, x->rank, x->dims), n->group, (long long)(C / n->group));
     if (w->dims[2] > SH_MAX_DIM || w->dims[3] > SH_MAX_DIM)
         return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Conv): kernel too large", node_label(n));
     /* kernel_shape is optional in ONNX: unset (0x0) or the builder's default 1x1 takes the
@@ -225,12 +238,14 @@ static imgsim_status infer_conv(sh_ctx *c, is_node *n) {
         n->kernel[0] = (int)w->dims[2];
         n->kernel[1] = (int)w->dims[3];
     } else if (n->kernel[0] != w->dims[2] || n->kernel[1] != w->dims[3]) {
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): kernel_shape %dx%d does not match weight %s", node_label(n),
+        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                       "node '%s' (Conv): kernel_shape %dx%d does not match weight %s", node_label(n),
                        n->kernel[0], n->kernel[1], dims_str(b1, sizeof b1, w->rank, w->dims));
     }
     if (b && (b->rank != 1 || b->dims[0] != OC))
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): bias '%s' is %s, expected [%lld]", node_label(n),
-                       value_label(b), dims_str(b1, sizeof b1, b->rank, b->dims), (long long)OC);
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): bias '%s' is %s, expected [%lld]",
+                       node_label(n), value_label(b), dims_str(b1, sizeof b1, b->rank, b->dims),
+                       (long long)OC);
     int64_t d[4] = {-1, OC, 0, 0};
     if ((st = spatial_out(c, n, 0, x->dims[2], 0, &d[2])) != IMGSIM_OK) return st;
     if ((st = spatial_out(c, n, 1, x->dims[3], 0, &d[3])) != IMGSIM_OK) return st;
@@ -245,8 +260,10 @@ static imgsim_status infer_pool(sh_ctx *c, is_node *n) {
     char b1[128];
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if (x->rank != 4)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): input '%s' is %s; only 2-D pooling on [N, C, H, W] is supported",
-                       node_label(n), is_op_name(n->op), value_label(x), dims_str(b1, sizeof b1, x->rank, x->dims));
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                       "node '%s' (%s): input '%s' is %s; only 2-D pooling on [N, C, H, W] is supported",
+                       node_label(n), is_op_name(n->op), value_label(x),
+                       dims_str(b1, sizeof b1, x->rank, x->dims));
     int64_t d[4] = {-1, x->dims[1], 0, 0};
     if ((st = spatial_out(c, n, 0, x->dims[2], n->ceil_mode, &d[2])) != IMGSIM_OK) return st;
     if ((st = spatial_out(c, n, 1, x->dims[3], n->ceil_mode, &d[3])) != IMGSIM_OK) return st;
@@ -260,12 +277,14 @@ static imgsim_status infer_gap(sh_ctx *c, is_node *n) {
     imgsim_status st;
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if (x->rank < 3)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (GlobalAveragePool): input '%s' has rank %d, expected >= 3",
-                       node_label(n), value_label(x), x->rank);
+        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                       "node '%s' (GlobalAveragePool): input '%s' has rank %d, expected >= 3", node_label(n),
+                       value_label(x), x->rank);
     int64_t d[IS_MAX_RANK];
     d[0] = -1;
     d[1] = x->dims[1];
-    for (int i = 2; i < x->rank; i++) d[i] = 1;
+    for (int i = 2; i < x->rank; i++)
+        d[i] = 1;
     return set_out(c, n, x->rank, d);
 }
 
@@ -277,18 +296,20 @@ static imgsim_status infer_bn(sh_ctx *c, is_node *n) {
     static const char *pname[5] = {"X", "scale", "B", "mean", "var"};
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if (x->rank < 2)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (BatchNormalization): input '%s' has rank %d, expected >= 2",
-                       node_label(n), value_label(x), x->rank);
+        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                       "node '%s' (BatchNormalization): input '%s' has rank %d, expected >= 2", node_label(n),
+                       value_label(x), x->rank);
     for (int k = 1; k < 5; k++) {
         if ((st = need_const(c, n, k, &p)) != IMGSIM_OK) return st;
         if (p->rank != 1 || p->dims[0] != x->dims[1])
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (BatchNormalization): %s '%s' is %s, expected [%lld]",
-                           node_label(n), pname[k], value_label(p), dims_str(b1, sizeof b1, p->rank, p->dims),
+            return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                           "node '%s' (BatchNormalization): %s '%s' is %s, expected [%lld]", node_label(n),
+                           pname[k], value_label(p), dims_str(b1, sizeof b1, p->rank, p->dims),
                            (long long)x->dims[1]);
     }
     if (!(n->epsilon >= 0.0f) || !isfinite(n->epsilon))
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (BatchNormalization): epsilon %g is invalid", node_label(n),
-                       (double)n->epsilon);
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (BatchNormalization): epsilon %g is invalid",
+                       node_label(n), (double)n->epsilon);
     return set_out(c, n, x->rank, x->dims);
 }
 
@@ -304,8 +325,8 @@ static imgsim_status infer_unary(sh_ctx *c, is_node *n) {
             if (n->in[k] < 0) continue;
             if ((st = need_const(c, n, k, &b)) != IMGSIM_OK) return st;
             if (is_value_numel(b) != 1)
-                return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Clip): %s '%s' is not a scalar", node_label(n),
-                               k == 1 ? "min" : "max", value_label(b));
+                return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Clip): %s '%s' is not a scalar",
+                               node_label(n), k == 1 ? "min" : "max", value_label(b));
             if (k == 1)
                 n->clip_min = b->data[0];
             else
@@ -324,8 +345,8 @@ static imgsim_status infer_binary(sh_ctx *c, is_node *n) {
     imgsim_status st;
     char b1[128], b2[128];
     if (a->data && b->data)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s) computes only on constants", node_label(n),
-                       is_op_name(n->op));
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s) computes only on constants",
+                       node_label(n), is_op_name(n->op));
     if (!a->data && (st = need_act(c, n, 0, &a)) != IMGSIM_OK) return st;
     if (!b->data && (st = need_act(c, n, 1, &b)) != IMGSIM_OK) return st;
     if (a->data && (st = need_const(c, n, 0, &a)) != IMGSIM_OK) return st;
@@ -342,14 +363,15 @@ static imgsim_status infer_binary(sh_ctx *c, is_node *n) {
         else if (db == 1)
             d[i] = da;
         else
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): shapes %s and %s do not broadcast", node_label(n),
-                           is_op_name(n->op), dims_str(b1, sizeof b1, a->rank, a->dims),
+            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): shapes %s and %s do not broadcast",
+                           node_label(n), is_op_name(n->op), dims_str(b1, sizeof b1, a->rank, a->dims),
                            dims_str(b2, sizeof b2, b->rank, b->dims));
     }
     for (int i = 1; i < r; i++)
         if (d[i] < 0)
-            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): shapes %s and %s would move the batch axis",
-                           node_label(n), is_op_name(n->op), dims_str(b1, sizeof b1, a->rank, a->dims),
+            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                           "node '%s' (%s): shapes %s and %s would move the batch axis", node_label(n),
+                           is_op_name(n->op), dims_str(b1, sizeof b1, a->rank, a->dims),
                            dims_str(b2, sizeof b2, b->rank, b->dims));
     return set_out(c, n, r, d);
 }
@@ -361,16 +383,18 @@ static imgsim_status infer_flatten(sh_ctx *c, is_node *n) {
     imgsim_status st;
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if (n->axis < 0 || n->axis > x->rank)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Flatten): axis %d is out of range for rank %d", node_label(n),
-                       n->axis, x->rank);
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Flatten): axis %d is out of range for rank %d",
+                       node_label(n), n->axis, x->rank);
     if (n->axis == 0)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Flatten): axis 0 would merge the batch axis", node_label(n));
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Flatten): axis 0 would merge the batch axis",
+                       node_label(n));
     for (int i = 1; i < n->axis; i++)
         if (x->dims[i] != 1)
-            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Flatten): axis %d would merge the batch axis",
-                           node_label(n), n->axis);
+            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                           "node '%s' (Flatten): axis %d would merge the batch axis", node_label(n), n->axis);
     int64_t p = 1;
-    for (int i = n->axis; i < x->rank; i++) p *= x->dims[i]; /* bounded: x passed set_out */
+    for (int i = n->axis; i < x->rank; i++)
+        p *= x->dims[i]; /* bounded: x passed set_out */
     int64_t d[2] = {-1, p};
     return set_out(c, n, 2, d);
 }
@@ -384,58 +408,68 @@ static imgsim_status infer_reshape(sh_ctx *c, is_node *n) {
     if ((st = need_const(c, n, 1, &s)) != IMGSIM_OK) return st;
     int64_t r = is_value_numel(s);
     if (s->rank != 1 || r < 1 || r > IS_MAX_RANK)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Reshape): shape '%s' must be 1-D with 1 to %d entries",
-                       node_label(n), value_label(s), IS_MAX_RANK);
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                       "node '%s' (Reshape): shape '%s' must be 1-D with 1 to %d entries", node_label(n),
+                       value_label(s), IS_MAX_RANK);
     int64_t per = 1; /* elements per image */
-    for (int i = 1; i < x->rank; i++) per *= x->dims[i];
+    for (int i = 1; i < x->rank; i++)
+        per *= x->dims[i];
     int64_t d[IS_MAX_RANK];
     int infer_at = -1;
     int64_t known = 1;
     for (int i = 0; i < r; i++) {
         float f = s->data[i];
         if (!(f == floorf(f)) || f < -1.0f || f > (float)SH_MAX_DIM)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): shape entry %d (%g) is invalid", node_label(n), i,
-                           (double)f);
+            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): shape entry %d (%g) is invalid",
+                           node_label(n), i, (double)f);
         int64_t v = (int64_t)f;
         if (i == 0) {
             if (v != 0 && v != -1 && v != 1)
-                return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Reshape): first dim %lld would change the batch axis",
+                return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                               "node '%s' (Reshape): first dim %lld would change the batch axis",
                                node_label(n), (long long)v);
             d[0] = -1;
             continue;
         }
         if (v == 0) {
             if (i >= x->rank)
-                return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): entry %d is 0 but the input has rank %d",
-                               node_label(n), i, x->rank);
+                return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                               "node '%s' (Reshape): entry %d is 0 but the input has rank %d", node_label(n),
+                               i, x->rank);
             v = x->dims[i];
         }
         if (v == -1) {
             if (infer_at >= 0)
-                return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): more than one -1 in the shape", node_label(n));
+                return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): more than one -1 in the shape",
+                               node_label(n));
             infer_at = i;
             d[i] = -1;
             continue;
         }
         d[i] = v;
         if (known > SH_MAX_NUMEL / v)
-            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Reshape): shape is too large", node_label(n));
+            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Reshape): shape is too large",
+                           node_label(n));
         known *= v;
     }
     float f0 = s->data[0];
     if (f0 == -1.0f && infer_at >= 0)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): more than one -1 in the shape", node_label(n));
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): more than one -1 in the shape",
+                       node_label(n));
     if (infer_at >= 0) {
         if (per % known != 0)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): %lld elements per image cannot be split by %lld",
+            return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                           "node '%s' (Reshape): %lld elements per image cannot be split by %lld",
                            node_label(n), (long long)per, (long long)known);
         d[infer_at] = per / known;
     } else if (known != per) {
         if (f0 == -1.0f)
-            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Reshape): %lld elements per image into %lld would mix the batch axis",
+            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                           "node '%s' (Reshape): %lld elements per image into %lld would mix the batch axis",
                            node_label(n), (long long)per, (long long)known);
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): %lld elements per image cannot become %lld",
-                       node_label(n), (long long)per, (long long)known);
+        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                       "node '%s' (Reshape): %lld elements per image cannot become %lld", node_label(n),
+                       (long long)per, (long long)known);
     }
     return set_out(c, n, (int)r, d);
 }
@@ -450,25 +484,27 @@ static imgsim_status infer_gemm(sh_ctx *c, is_node *n) {
     if ((st = need_const(c, n, 1, &b)) != IMGSIM_OK) return st;
     if (n->n_in > 2 && n->in[2] >= 0 && (st = need_const(c, n, 2, &cc)) != IMGSIM_OK) return st;
     if (a->rank != 2)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): input '%s' is %s, expected 2-D", node_label(n),
-                       value_label(a), dims_str(b1, sizeof b1, a->rank, a->dims));
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): input '%s' is %s, expected 2-D",
+                       node_label(n), value_label(a), dims_str(b1, sizeof b1, a->rank, a->dims));
     if (n->trans_a)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Gemm): transA on the activation is unsupported", node_label(n));
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                       "node '%s' (Gemm): transA on the activation is unsupported", node_label(n));
     if (b->rank != 2)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): B '%s' is %s, expected 2-D", node_label(n), value_label(b),
-                       dims_str(b1, sizeof b1, b->rank, b->dims));
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): B '%s' is %s, expected 2-D", node_label(n),
+                       value_label(b), dims_str(b1, sizeof b1, b->rank, b->dims));
     int64_t K = n->trans_b ? b->dims[1] : b->dims[0], M = n->trans_b ? b->dims[0] : b->dims[1];
     if (K != a->dims[1])
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): A %s and B %s%s do not agree on K", node_label(n),
-                       dims_str(b1, sizeof b1, a->rank, a->dims), dims_str(b2, sizeof b2, b->rank, b->dims),
-                       n->trans_b ? " (transposed)" : "");
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): A %s and B %s%s do not agree on K",
+                       node_label(n), dims_str(b1, sizeof b1, a->rank, a->dims),
+                       dims_str(b2, sizeof b2, b->rank, b->dims), n->trans_b ? " (transposed)" : "");
     if (cc) {
         int ok = (cc->rank == 0) || (cc->rank == 1 && (cc->dims[0] == M || cc->dims[0] == 1)) ||
                  (cc->rank == 2 && cc->dims[0] == 1 && (cc->dims[1] == M || cc->dims[1] == 1));
         if (!ok)
-            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Gemm): C '%s' is %s; expected [%lld], [1, %lld] or a scalar",
-                           node_label(n), value_label(cc), dims_str(b1, sizeof b1, cc->rank, cc->dims), (long long)M,
-                           (long long)M);
+            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                           "node '%s' (Gemm): C '%s' is %s; expected [%lld], [1, %lld] or a scalar",
+                           node_label(n), value_label(cc), dims_str(b1, sizeof b1, cc->rank, cc->dims),
+                           (long long)M, (long long)M);
     }
     int64_t d[2] = {-1, M};
     return set_out(c, n, 2, d);
@@ -482,11 +518,14 @@ static imgsim_status infer_matmul(sh_ctx *c, is_node *n) {
     if ((st = need_act(c, n, 0, &a)) != IMGSIM_OK) return st;
     if ((st = need_const(c, n, 1, &b)) != IMGSIM_OK) return st;
     if (a->rank < 2 || b->rank != 2)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (MatMul): %s x %s is unsupported (need [N, ..., K] x [K, M])",
-                       node_label(n), dims_str(b1, sizeof b1, a->rank, a->dims), dims_str(b2, sizeof b2, b->rank, b->dims));
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                       "node '%s' (MatMul): %s x %s is unsupported (need [N, ..., K] x [K, M])",
+                       node_label(n), dims_str(b1, sizeof b1, a->rank, a->dims),
+                       dims_str(b2, sizeof b2, b->rank, b->dims));
     if (a->dims[a->rank - 1] != b->dims[0])
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (MatMul): %s x %s do not agree on K", node_label(n),
-                       dims_str(b1, sizeof b1, a->rank, a->dims), dims_str(b2, sizeof b2, b->rank, b->dims));
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (MatMul): %s x %s do not agree on K",
+                       node_label(n), dims_str(b1, sizeof b1, a->rank, a->dims),
+                       dims_str(b2, sizeof b2, b->rank, b->dims));
     int64_t d[IS_MAX_RANK];
     memcpy(d, a->dims, sizeof d);
     d[a->rank - 1] = b->dims[1];
@@ -500,10 +539,11 @@ static imgsim_status infer_concat(sh_ctx *c, is_node *n) {
     char b1[128], b2[128];
     if ((st = need_act(c, n, 0, &x0)) != IMGSIM_OK) return st;
     if (n->axis < 0 || n->axis >= x0->rank)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Concat): axis %d is out of range for rank %d", node_label(n),
-                       n->axis, x0->rank);
+        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Concat): axis %d is out of range for rank %d",
+                       node_label(n), n->axis, x0->rank);
     if (n->axis == 0)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Concat): concatenating along the batch axis is unsupported",
+        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                       "node '%s' (Concat): concatenating along the batch axis is unsupported",
                        node_label(n));
     int64_t d[IS_MAX_RANK];
     memcpy(d, x0->dims, sizeof d);
@@ -513,12 +553,14 @@ static imgsim_status infer_concat(sh_ctx *c, is_node *n) {
         for (int i = 1; same && i < x0->rank; i++)
             if (i != n->axis && x->dims[i] != x0->dims[i]) same = 0;
         if (!same)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Concat): input %d %s does not match %s except on axis %d",
+            return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                           "node '%s' (Concat): input %d %s does not match %s except on axis %d",
                            node_label(n), k, dims_str(b1, sizeof b1, x->rank, x->dims),
                            dims_str(b2, sizeof b2, x0->rank, x0->dims), n->axis);
         d[n->axis] += x->dims[n->axis];
         if (d[n->axis] > SH_MAX_DIM)
-            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Concat): output is too large", node_label(n));
+            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Concat): output is too large",
+                           node_label(n));
     }
     return set_out(c, n, x0->rank, d);
 }
@@ -529,22 +571,25 @@ static imgsim_status check_residual(sh_ctx *c, const is_node *n) {
     const is_value *r = &c->g->vals[n->residual], *o = &c->g->vals[n->out];
     char b1[128], b2[128];
     if (n->op != IS_OP_CONV && n->op != IS_OP_GEMM)
-        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s' (%s) has a residual", node_label(n), is_op_name(n->op));
+        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s' (%s) has a residual", node_label(n),
+                       is_op_name(n->op));
     if (r->data || !c->known[n->residual])
-        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s': residual '%s' is not a computed activation", node_label(n),
-                       value_label(r));
+        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s': residual '%s' is not a computed activation",
+                       node_label(n), value_label(r));
     int same = r->rank == o->rank;
     for (int i = 0; same && i < r->rank; i++)
         if (r->dims[i] != o->dims[i]) same = 0;
     if (!same)
-        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s': residual %s does not match output %s", node_label(n),
-                       dims_str(b1, sizeof b1, r->rank, r->dims), dims_str(b2, sizeof b2, o->rank, o->dims));
+        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s': residual %s does not match output %s",
+                       node_label(n), dims_str(b1, sizeof b1, r->rank, r->dims),
+                       dims_str(b2, sizeof b2, o->rank, o->dims));
     return IMGSIM_OK;
 }
 
 imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e) {
     if (!g) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
-    if (g->input < 0 || g->input >= g->n_vals) return is_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
+    if (g->input < 0 || g->input >= g->n_vals)
+        return is_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
     sh_ctx c = {g, is_calloc((size_t)g->n_vals + 1, 1), e};
     if (!c.known) return is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory inferring shapes");
     imgsim_status st = IMGSIM_OK;
@@ -553,14 +598,16 @@ imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e) {
     /* The input: [N, C, H, W] with the batch made symbolic. */
     is_value *in = &g->vals[g->input];
     if (in->rank != 4) {
-        st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "graph input '%s' is %s; an image batch [N, C, H, W] is expected",
-                     value_label(in), dims_str(b1, sizeof b1, in->rank, in->dims));
+        st = is_fail(e, IMGSIM_ERR_UNSUPPORTED,
+                     "graph input '%s' is %s; an image batch [N, C, H, W] is expected", value_label(in),
+                     dims_str(b1, sizeof b1, in->rank, in->dims));
         goto done;
     }
     for (int i = 1; i < 4; i++) {
         if (in->dims[i] < 1) {
-            st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "graph input '%s' is %s; C, H and W must be fixed positive sizes",
-                         value_label(in), dims_str(b1, sizeof b1, in->rank, in->dims));
+            st = is_fail(e, IMGSIM_ERR_UNSUPPORTED,
+                         "graph input '%s' is %s; C, H and W must be fixed positive sizes", value_label(in),
+                         dims_str(b1, sizeof b1, in->rank, in->dims));
             goto done;
         }
         if (in->dims[i] > 65536) {
@@ -586,23 +633,47 @@ imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e) {
         is_node *n = &g->nodes[i];
         if (n->dead) continue;
         switch (n->op) {
-        case IS_OP_CONV: st = infer_conv(&c, n); break;
-        case IS_OP_BATCHNORM: st = infer_bn(&c, n); break;
+        case IS_OP_CONV:
+            st = infer_conv(&c, n);
+            break;
+        case IS_OP_BATCHNORM:
+            st = infer_bn(&c, n);
+            break;
         case IS_OP_RELU:
         case IS_OP_CLIP:
         case IS_OP_SIGMOID:
-        case IS_OP_IDENTITY: st = infer_unary(&c, n); break;
+        case IS_OP_IDENTITY:
+            st = infer_unary(&c, n);
+            break;
         case IS_OP_ADD:
-        case IS_OP_MUL: st = infer_binary(&c, n); break;
+        case IS_OP_MUL:
+            st = infer_binary(&c, n);
+            break;
         case IS_OP_MAXPOOL:
-        case IS_OP_AVGPOOL: st = infer_pool(&c, n); break;
-        case IS_OP_GLOBALAVGPOOL: st = infer_gap(&c, n); break;
-        case IS_OP_FLATTEN: st = infer_flatten(&c, n); break;
-        case IS_OP_RESHAPE: st = infer_reshape(&c, n); break;
-        case IS_OP_GEMM: st = infer_gemm(&c, n); break;
-        case IS_OP_MATMUL: st = infer_matmul(&c, n); break;
-        case IS_OP_CONCAT: st = infer_concat(&c, n); break;
-        default: st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "node '%s': operator %d is unsupported", node_label(n), (int)n->op);
+        case IS_OP_AVGPOOL:
+            st = infer_pool(&c, n);
+            break;
+        case IS_OP_GLOBALAVGPOOL:
+            st = infer_gap(&c, n);
+            break;
+        case IS_OP_FLATTEN:
+            st = infer_flatten(&c, n);
+            break;
+        case IS_OP_RESHAPE:
+            st = infer_reshape(&c, n);
+            break;
+        case IS_OP_GEMM:
+            st = infer_gemm(&c, n);
+            break;
+        case IS_OP_MATMUL:
+            st = infer_matmul(&c, n);
+            break;
+        case IS_OP_CONCAT:
+            st = infer_concat(&c, n);
+            break;
+        default:
+            st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "node '%s': operator %d is unsupported", node_label(n),
+                         (int)n->op);
         }
         if (st == IMGSIM_OK) st = check_residual(&c, n);
     }
@@ -611,11 +682,13 @@ imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e) {
     if (g->output >= 0 && g->output < g->n_vals) {
         const is_value *o = &g->vals[g->output];
         if (!c.known[g->output] || o->data) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "graph output '%s' is not computed by the graph", value_label(o));
+            st = is_fail(e, IMGSIM_ERR_FORMAT, "graph output '%s' is not computed by the graph",
+                         value_label(o));
             goto done;
         }
         int64_t dim = 1;
-        for (int i = 1; i < o->rank; i++) dim *= o->dims[i];
+        for (int i = 1; i < o->rank; i++)
+            dim *= o->dims[i];
         g->dim = dim;
     }
 done:
