@@ -4,3 +4,4 @@
 # tensor conversions and truncated/corrupted files in a cmocka unit test.
 imgsim_py_test(onnx_reject test_onnx_reject.py)
 imgsim_py_test(onnx_models test_onnx_models.py)
+imgsim_c_test(test_onnx_import test_onnx_import.c ASAN)

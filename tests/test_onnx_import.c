@@ -1,0 +1,358 @@
+/*
+ * test_onnx_import.c: the ONNX importer on a model written here with protobuf-c:
+ *   - tensor conversions to float32 from each storage the importer accepts (DOUBLE double_data,
+ *     FLOAT16 raw_data and int32_data, BFLOAT16 int32_data, INT64 int64_data, INT32 raw_data,
+ *     FLOAT float_data, Constant value_floats), checked against values written by hand;
+ *   - Clip bounds taken from constant inputs, Reshape keeping its shape constant, Conv's kernel
+ *     from its weight, the input shape;
+ *   - every truncation of the file is refused, every single-bit corruption is either refused or
+ *     loaded, never a crash (run under ASan+UBSan as test_onnx_import_asan);
+ *   - every allocation failure (is_alloc_fail_after) is reported as an error, without leaks;
+ *   - is_onnx_save -> is_onnx_load keeps the weights bit for bit.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "model/graph.h"
+#include "model/onnx/onnx.pb-c.h"
+
+static char g_dir[512];
+
+static const char *tmp_path(const char *name) {
+    static char buf[4][700];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+    return buf[k];
+}
+
+static void write_bytes(const char *path, const uint8_t *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (n) assert_int_equal(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+/* ---- the model ---------------------------------------------------------------------------- */
+
+static Onnx__AttributeProto attr_ints(const char *name, int64_t *v, size_t n) {
+    Onnx__AttributeProto a = ONNX__ATTRIBUTE_PROTO__INIT;
+    a.name = (char *)name;
+    a.has_type = 1;
+    a.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    a.ints = v;
+    a.n_ints = n;
+    return a;
+}
+
+static Onnx__TensorProto tensor(const char *name, int dt, int64_t *dims, size_t rank) {
+    Onnx__TensorProto t = ONNX__TENSOR_PROTO__INIT;
+    t.name = (char *)name;
+    t.has_data_type = 1;
+    t.data_type = dt;
+    t.dims = dims;
+    t.n_dims = rank;
+    return t;
+}
+
+/* x [N, 2, 4, 4] -> Conv(W 1x1, B) -> Add(K) -> Clip(lo, hi) -> Reshape(S) -> y [N, 32], plus
+ * unused constants of other storages. Packs it into *out (malloc'ed). */
+static size_t build_model(uint8_t **out) {
+    /* W: DOUBLE double_data */
+    int64_t w_dims[] = {2, 2, 1, 1};
+    double w_data[] = {0.5, -1.25, 3.0, 1e40};
+    Onnx__TensorProto W = tensor("W", 11, w_dims, 4);
+    W.double_data = w_data;
+    W.n_double_data = 4;
+    /* B: FLOAT16 raw_data, little-endian 1.0, -2.0 */
+    int64_t b_dims[] = {2};
+    uint8_t b_raw[] = {0x00, 0x3C, 0x00, 0xC0};
+    Onnx__TensorProto B = tensor("B", 10, b_dims, 1);
+    B.has_raw_data = 1;
+    B.raw_data.data = b_raw;
+    B.raw_data.len = 4;
+    /* K: BFLOAT16 int32_data 1.0, -3.0 */
+    int64_t k_dims[] = {1, 2, 1, 1};
+    int32_t k_data[] = {0x3F80, 0xC040};
+    Onnx__TensorProto K = tensor("K", 16, k_dims, 4);
+    K.int32_data = k_data;
+    K.n_int32_data = 2;
+    /* lo, hi: FLOAT scalars */
+    float lo_v = 0.0f, hi_v = 6.0f;
+    Onnx__TensorProto LO = tensor("lo", 1, NULL, 0), HI = tensor("hi", 1, NULL, 0);
+    LO.float_data = &lo_v;
+    LO.n_float_data = 1;
+    HI.float_data = &hi_v;
+    HI.n_float_data = 1;
+    /* S: INT64 int64_data -1, 32 */
+    int64_t s_dims[] = {2}, s_data[] = {-1, 32};
+    Onnx__TensorProto S = tensor("S", 7, s_dims, 1);
+    S.int64_data = s_data;
+    S.n_int64_data = 2;
+    /* S32: INT32 raw_data -1, 32 (unused) */
+    uint8_t s32_raw[] = {0xff, 0xff, 0xff, 0xff, 0x20, 0, 0, 0};
+    Onnx__TensorProto S32 = tensor("S32", 6, s_dims, 1);
+    S32.has_raw_data = 1;
+    S32.raw_data.data = s32_raw;
+    S32.raw_data.len = 8;
+    /* H: FLOAT16 int32_data 0x3555, 0x7BFF (unused) */
+    int32_t h_data[] = {0x3555, 0x7BFF};
+    Onnx__TensorProto H = tensor("H", 10, b_dims, 1);
+    H.int32_data = h_data;
+    H.n_int32_data = 2;
+    Onnx__TensorProto *inits[] = {&W, &B, &K, &LO, &HI, &S, &S32, &H};
+
+    int64_t ks[] = {1, 1}, pads[] = {0, 0, 0, 0};
+    Onnx__AttributeProto a_k = attr_ints("kernel_shape", ks, 2), a_p = attr_ints("pads", pads, 4);
+    Onnx__AttributeProto *conv_attrs[] = {&a_k, &a_p};
+    char *conv_in[] = {"x", "W", "B"}, *conv_out[] = {"c"};
+    char *add_in[] = {"c", "K"}, *add_out[] = {"a"};
+    char *clip_in[] = {"a", "lo", "hi"}, *clip_out[] = {"cl"};
+    char *rs_in[] = {"cl", "S"}, *rs_out[] = {"y"};
+    char *cf_out[] = {"CF"};
+    Onnx__NodeProto conv = ONNX__NODE_PROTO__INIT, add = ONNX__NODE_PROTO__INIT, clip = ONNX__NODE_PROTO__INIT,
+                    rs = ONNX__NODE_PROTO__INIT, cf = ONNX__NODE_PROTO__INIT;
+    conv.op_type = "Conv", conv.name = "conv", conv.input = conv_in, conv.n_input = 3, conv.output = conv_out;
+    conv.n_output = 1, conv.attribute = conv_attrs, conv.n_attribute = 2;
+    add.op_type = "Add", add.name = "add", add.input = add_in, add.n_input = 2, add.output = add_out, add.n_output = 1;
+    clip.op_type = "Clip", clip.name = "clip", clip.input = clip_in, clip.n_input = 3, clip.output = clip_out;
+    clip.n_output = 1;
+    rs.op_type = "Reshape", rs.name = "reshape", rs.input = rs_in, rs.n_input = 2, rs.output = rs_out;
+    rs.n_output = 1;
+    /* Constant value_floats {1.5, 2.5} */
+    float cf_v[] = {1.5f, 2.5f};
+    Onnx__AttributeProto a_cf = ONNX__ATTRIBUTE_PROTO__INIT;
+    a_cf.name = "value_floats", a_cf.has_type = 1, a_cf.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
+    a_cf.floats = cf_v, a_cf.n_floats = 2;
+    Onnx__AttributeProto *cf_attrs[] = {&a_cf};
+    cf.op_type = "Constant", cf.name = "cf", cf.output = cf_out, cf.n_output = 1, cf.attribute = cf_attrs;
+    cf.n_attribute = 1;
+    Onnx__NodeProto *nodes[] = {&cf, &conv, &add, &clip, &rs};
+
+    Onnx__TensorShapeProto__Dimension d[4], *dp[4];
+    for (int i = 0; i < 4; i++) {
+        onnx__tensor_shape_proto__dimension__init(&d[i]);
+        dp[i] = &d[i];
+        d[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+    }
+    d[0].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM, d[0].dim_param = "N";
+    d[1].dim_value = 2, d[2].dim_value = 4, d[3].dim_value = 4;
+    Onnx__TensorShapeProto shape = ONNX__TENSOR_SHAPE_PROTO__INIT;
+    shape.dim = dp, shape.n_dim = 4;
+    Onnx__TypeProto__Tensor tt = ONNX__TYPE_PROTO__TENSOR__INIT;
+    tt.has_elem_type = 1, tt.elem_type = 1, tt.shape = &shape;
+    Onnx__TypeProto tp = ONNX__TYPE_PROTO__INIT;
+    tp.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE, tp.tensor_type = &tt;
+    Onnx__ValueInfoProto in = ONNX__VALUE_INFO_PROTO__INIT, outv = ONNX__VALUE_INFO_PROTO__INIT;
+    in.name = "x", in.type = &tp, outv.name = "y";
+    Onnx__ValueInfoProto *ins[] = {&in}, *outs[] = {&outv};
+
+    Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+    g.name = "t", g.node = nodes, g.n_node = 5, g.initializer = inits, g.n_initializer = 8;
+    g.input = ins, g.n_input = 1, g.output = outs, g.n_output = 1;
+    Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT, *osp[] = {&os};
+    os.domain = "", os.has_version = 1, os.version = 13;
+    Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
+    m.has_ir_version = 1, m.ir_version = 7, m.opset_import = osp, m.n_opset_import = 1, m.graph = &g;
+
+    size_t n = onnx__model_proto__get_packed_size(&m);
+    *out = malloc(n);
+    assert_non_null(*out);
+    assert_int_equal(onnx__model_proto__pack(&m, *out), n);
+    return n;
+}
+
+static const float *vals(const is_graph *g, const char *name, int64_t numel) {
+    int v = is_graph_find_value(g, name);
+    assert_true(v >= 0);
+    assert_non_null(g->vals[v].data);
+    assert_int_equal(is_value_numel(&g->vals[v]), numel);
+    return g->vals[v].data;
+}
+
+static const is_node *find_node(const is_graph *g, is_op op) {
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == op) return &g->nodes[i];
+    fail_msg("no %s node", is_op_name(op));
+    return NULL;
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void test_conversions_and_nodes(void **state) {
+    (void)state;
+    uint8_t *buf;
+    size_t n = build_model(&buf);
+    const char *path = tmp_path("conv.onnx");
+    write_bytes(path, buf, n);
+    is_graph *g = NULL;
+    is_err e;
+    imgsim_status s = is_onnx_load(&g, path, &e);
+    if (s != IMGSIM_OK) fail_msg("load: %s", e.msg);
+
+    const float *w = vals(g, "W", 4);
+    assert_true(w[0] == 0.5f && w[1] == -1.25f && w[2] == 3.0f && isinf(w[3]) && w[3] > 0);
+    const float *b = vals(g, "B", 2);
+    assert_true(b[0] == 1.0f && b[1] == -2.0f);
+    const float *k = vals(g, "K", 2);
+    assert_true(k[0] == 1.0f && k[1] == -3.0f);
+    const float *sh = vals(g, "S", 2);
+    assert_true(sh[0] == -1.0f && sh[1] == 32.0f);
+    const float *s32 = vals(g, "S32", 2);
+    assert_true(s32[0] == -1.0f && s32[1] == 32.0f);
+    const float *h = vals(g, "H", 2);
+    assert_true(h[0] == 0.333251953125f && h[1] == 65504.0f);
+    const float *cf = vals(g, "CF", 2);
+    assert_true(cf[0] == 1.5f && cf[1] == 2.5f);
+
+    assert_int_equal(g->n_nodes, 4); /* the Constant is a value, not a node */
+    assert_int_equal(g->opset, 13);
+    assert_int_equal(g->in_c, 2);
+    assert_int_equal(g->in_h, 4);
+    assert_int_equal(g->in_w, 4);
+    assert_int_equal(g->vals[g->input].dims[0], -1);
+    assert_string_equal(g->vals[g->output].name, "y");
+    assert_int_equal(strlen(g->sha256), 64);
+    const is_node *conv = find_node(g, IS_OP_CONV);
+    assert_int_equal(conv->kernel[0], 1);
+    assert_int_equal(conv->kernel[1], 1);
+    assert_int_equal(conv->n_in, 3);
+    const is_node *clip = find_node(g, IS_OP_CLIP);
+    assert_int_equal(clip->n_in, 1);
+    assert_true(clip->clip_min == 0.0f && clip->clip_max == 6.0f);
+    const is_node *rs = find_node(g, IS_OP_RESHAPE);
+    assert_int_equal(rs->n_in, 2);
+    assert_int_equal(rs->in[1], is_graph_find_value(g, "S"));
+    is_graph_free(g);
+    free(buf);
+}
+
+/* Every proper prefix of the file is refused with a message naming the file. */
+static void test_truncations_refused(void **state) {
+    (void)state;
+    uint8_t *buf;
+    size_t n = build_model(&buf);
+    const char *path = tmp_path("trunc.onnx");
+    for (size_t len = 0; len < n; len++) {
+        write_bytes(path, buf, len);
+        is_graph *g = NULL;
+        is_err e;
+        imgsim_status s = is_onnx_load(&g, path, &e);
+        if (s == IMGSIM_OK) fail_msg("prefix of %zu of %zu bytes loaded", len, n);
+        assert_null(g);
+        assert_non_null(strstr(e.msg, path));
+    }
+    write_bytes(path, buf, n);
+    is_graph *g = NULL;
+    assert_int_equal(is_onnx_load(&g, path, NULL), IMGSIM_OK);
+    is_graph_free(g);
+    free(buf);
+}
+
+/* Every single-bit flip loads or is refused; neither crashes nor leaks (see the ASan build). */
+static void test_bit_flips_never_crash(void **state) {
+    (void)state;
+    uint8_t *buf;
+    size_t n = build_model(&buf);
+    const char *path = tmp_path("flip.onnx");
+    int refused = 0, loaded = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            buf[i] ^= (uint8_t)(1u << bit);
+            write_bytes(path, buf, n);
+            buf[i] ^= (uint8_t)(1u << bit);
+            is_graph *g = NULL;
+            is_err e;
+            e.msg[0] = 0;
+            if (is_onnx_load(&g, path, &e) == IMGSIM_OK) {
+                loaded++;
+                is_graph_free(g);
+            } else {
+                refused++;
+                assert_null(g);
+                assert_true(e.msg[0] != 0);
+            }
+        }
+    }
+    assert_true(refused > 0);
+    assert_true(loaded > 0); /* flips inside weight values are still valid models */
+    free(buf);
+}
+
+/* The n-th allocation failing gives an error, never a crash or a leak, for every n. */
+static void test_allocation_failures(void **state) {
+    (void)state;
+    uint8_t *buf;
+    size_t n = build_model(&buf);
+    const char *path = tmp_path("alloc.onnx");
+    write_bytes(path, buf, n);
+    int ok = 0;
+    for (long k = 0; k < 10000 && !ok; k++) {
+        is_alloc_fail_after(k);
+        is_graph *g = NULL;
+        is_err e;
+        imgsim_status s = is_onnx_load(&g, path, &e);
+        is_alloc_fail_after(-1);
+        if (s == IMGSIM_OK) {
+            ok = 1;
+            is_graph_free(g);
+        } else {
+            assert_null(g);
+        }
+    }
+    assert_true(ok);
+    free(buf);
+}
+
+/* save -> load keeps names, shapes and weights bit for bit. */
+static void test_save_load_roundtrip(void **state) {
+    (void)state;
+    uint8_t *buf;
+    size_t n = build_model(&buf);
+    const char *p1 = tmp_path("rt1.onnx"), *p2 = tmp_path("rt2.onnx");
+    write_bytes(p1, buf, n);
+    is_graph *a = NULL, *b = NULL;
+    is_err e;
+    if (is_onnx_load(&a, p1, &e) != IMGSIM_OK) fail_msg("%s", e.msg);
+    if (is_onnx_save(a, p2, &e) != IMGSIM_OK) fail_msg("%s", e.msg);
+    if (is_onnx_load(&b, p2, &e) != IMGSIM_OK) fail_msg("%s", e.msg);
+    assert_int_equal(b->n_nodes, a->n_nodes);
+    static const char *const names[] = {"W", "B", "K"};
+    for (int i = 0; i < 3; i++) {
+        int va = is_graph_find_value(a, names[i]), vb = is_graph_find_value(b, names[i]);
+        assert_true(va >= 0 && vb >= 0);
+        assert_int_equal(a->vals[va].rank, b->vals[vb].rank);
+        int64_t ne = is_value_numel(&a->vals[va]);
+        assert_int_equal(ne, is_value_numel(&b->vals[vb]));
+        assert_memory_equal(a->vals[va].data, b->vals[vb].data, (size_t)ne * sizeof(float));
+    }
+    const is_node *ca = find_node(a, IS_OP_CLIP), *cb = find_node(b, IS_OP_CLIP);
+    assert_true(ca->clip_min == cb->clip_min && ca->clip_max == cb->clip_max);
+    assert_int_equal(b->in_c, 2);
+    assert_int_equal(b->vals[b->input].dims[0], -1);
+    is_graph_free(a);
+    is_graph_free(b);
+    free(buf);
+}
+
+int main(void) {
+    const char *d = getenv("IMGSIM_TEST_DIR");
+    snprintf(g_dir, sizeof g_dir, "%s/onnx_import", d ? d : "/tmp");
+    if (is_mkdir_p(g_dir, NULL) != IMGSIM_OK) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conversions_and_nodes),
+        cmocka_unit_test(test_truncations_refused),
+        cmocka_unit_test(test_bit_flips_never_crash),
+        cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_save_load_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
