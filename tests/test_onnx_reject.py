@@ -8,6 +8,7 @@ protobuf / the bytes), and runs `imgsim model info` on it: with the ASan+UBSan b
 test environment has it (IMGSIM_CLI_ASAN), else with the normal build. The unbroken model must
 load, so each refusal is caused by the one thing broken.
 """
+import json
 import os
 import sys
 
@@ -354,6 +355,76 @@ def main():
     def dir_as_data(folder):
         os.makedirs(os.path.join(folder, "adir"), exist_ok=True)
     case("external_not_regular", ["not a regular file"], path=external("ext_dir", "adir", setup=dir_as_data))
+
+    # --- variants that are valid and must load (each next to the refusals it could be taken for) ---
+    def accept(name, edit, dim=4):
+        """The variant must load; dim: the expected feature size (None: not checked)."""
+        p = base_parts()
+        m = edit(p) or make(p)
+        path = write(name, m)
+        r = testlib.run(["model", "info", path, "--json"], cli=CLI, check=False)
+        ok = r.returncode == 0 and not any(mk in r.stderr for mk in SANITIZER_MARKS)
+        if ok and dim is not None:
+            ok = json.loads(r.stdout)["dim"] == dim
+        if not ok:
+            failures.append(name)
+            print("FAIL %-28s valid variant refused: %s %s" % (name, r.stderr.strip()[:2000], r.stdout.strip()))
+        else:
+            print("ok   %-28s loads" % name)
+
+    def inits_as_inputs(p):
+        p["inputs"] += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in p["inits"]]
+    accept("initializers_as_inputs", inits_as_inputs)
+
+    def reversed_nodes(p):
+        p["nodes"].reverse()
+    accept("nodes_out_of_order", reversed_nodes)
+
+    def identity_const(p):
+        p["nodes"].insert(0, helper.make_node("Identity", ["B"], ["B2"]))
+        p["nodes"].insert(0, helper.make_node("Identity", ["B2"], ["B3"]))
+        p["nodes"][2] = helper.make_node("Conv", ["input", "W", "B3"], ["c"], pads=[1, 1, 1, 1])
+    accept("identity_of_constants", identity_const)
+
+    def clip_consts(p):
+        p["nodes"].insert(0, helper.make_node("Constant", [], ["lo"], value=helper.make_tensor("v", 1, [], [0.0])))
+        p["nodes"].insert(0, helper.make_node("Constant", [], ["hi"], value_float=6.0))
+        p["nodes"][3] = helper.make_node("Clip", ["c", "lo", "hi"], ["r"])
+    accept("clip_constant_bounds", clip_consts)
+
+    def clip_max_only(p):
+        p["inits"].append(tensor("hi", np.float32(6.0)))
+        p["nodes"][1] = helper.make_node("Clip", ["c", "", "hi"], ["r"])
+    accept("clip_max_only", clip_max_only)
+
+    def static_batch(p):
+        p["inputs"] = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])]
+    accept("static_batch", static_batch)
+
+    def same_upper(p):
+        p["nodes"][0] = helper.make_node("Conv", ["input", "W", "B"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2])
+    accept("auto_pad_same_upper", same_upper)
+
+    def flatten_negative(p):
+        p["nodes"][3] = helper.make_node("Flatten", ["p"], ["f"], axis=-3)
+    accept("flatten_negative_axis", flatten_negative)
+
+    def reshape_int64(p):
+        p["inits"].append(numpy_helper.from_array(np.array([-1, 4], np.int64), "shape"))
+        p["nodes"][3] = helper.make_node("Reshape", ["p", "shape"], ["f"])
+    accept("reshape_int64_shape", reshape_int64)
+
+    def matmul_add(p):
+        p["inits"][2] = tensor("FW", np.ones((4, 2)))
+        p["nodes"][4] = helper.make_node("MatMul", ["f", "FW"], ["mm"])
+        p["nodes"].append(helper.make_node("Add", ["mm", "FB"], ["output"]))
+    accept("matmul_add_head", matmul_add, dim=None)
+
+    def fp16_weights(p):
+        w = numpy_helper.to_array(p["inits"][0]).astype(np.float16)
+        p["inits"][0] = numpy_helper.from_array(w, "W")
+        p["inits"][1] = numpy_helper.from_array(numpy_helper.to_array(p["inits"][1]).astype(np.float64), "B")
+    accept("float16_and_double_weights", fp16_weights)
 
     if failures:
         print("%d case(s) failed: %s" % (len(failures), ", ".join(failures)))
