@@ -177,12 +177,19 @@ imgsim_status imgsim_engine_get_info(const imgsim_engine *e, imgsim_engine_info 
 /* A store is a folder: features.npy ([N, D] float32 or float16, C order), manifest.tsv (one line
  * per input: row, path, label, status, error) and meta.json. */
 
+/* Where JPEG decoding happens when the engine runs on CUDA and imgsim has nvJPEG: AUTO splits
+ * JPEGs between the GPU (nvJPEG) and the CPU workers, adapting the share so neither idles; GPU
+ * sends every JPEG nvJPEG takes to the GPU; CPU decodes everything on the CPU. Other formats and
+ * JPEGs nvJPEG refuses (CMYK, EXIF-rotated, truncated) always go to the CPU workers. */
+typedef enum imgsim_decode { IMGSIM_DECODE_AUTO = 0, IMGSIM_DECODE_CPU = 1, IMGSIM_DECODE_GPU = 2 } imgsim_decode;
+
 typedef struct imgsim_extract_opts {
     imgsim_preprocess_opts pre;
     int workers;          /* decode/preprocess threads; 0 = all cores */
     int batch_size;       /* default: the engine's max_batch */
     imgsim_dtype dtype;   /* features.npy element type; default F32 */
     int quiet;            /* no progress output */
+    imgsim_decode decode; /* where JPEGs are decoded with a CUDA engine; default AUTO */
 } imgsim_extract_opts;
 
 void imgsim_extract_opts_init(imgsim_extract_opts *opt);
@@ -192,6 +199,9 @@ typedef struct imgsim_extract_stats {
     double seconds_total;
     double seconds_list, seconds_decode_busy, seconds_infer_busy, seconds_write;
     double images_per_s;
+    int64_t gpu_decoded;      /* images decoded by nvJPEG */
+    double seconds_gpu_decode; /* consumer time spent in GPU decoding + preprocessing */
+    double seconds_wait_workers; /* consumer time waiting for the CPU workers */
 } imgsim_extract_stats;
 
 /* Extracts features for every image of input (an ImageFolder-layout folder, a TSV list

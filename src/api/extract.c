@@ -26,6 +26,9 @@
 #include "api/extract.h"
 #include "data/dataset.h"
 #include "image/image.h"
+#ifdef IMGSIM_HAVE_CUDA
+#include "image/cuda/gpu_image.h"
+#endif
 
 void imgsim_extract_opts_init(imgsim_extract_opts *o) {
     memset(o, 0, sizeof *o);
@@ -35,7 +38,10 @@ void imgsim_extract_opts_init(imgsim_extract_opts *o) {
 
 typedef struct item_result {
     imgsim_status st;
-    char *error; /* is_malloc'ed message for failures */
+    char *error;  /* is_malloc'ed message for failures */
+    uint8_t *buf; /* GPU mode: the encoded file, for nvJPEG */
+    size_t len;
+    int on_gpu;   /* GPU mode: left for nvJPEG */
 } item_result;
 
 typedef struct pipeline {
@@ -57,7 +63,18 @@ typedef struct pipeline {
     int abort;
 
     double *busy; /* per worker decode seconds */
+    double *idle; /* per worker seconds waiting for a free slot */
     is_progress *progress;
+
+    /* GPU decoding (CUDA engine with nvJPEG) */
+    int gpu_mode;
+    int n_workers;
+    double prev_gap;
+    int adapt;          /* AUTO: adjust cpu_share after each batch */
+    double cpu_share;   /* share of JPEGs the CPU workers decode (per 64 items) */
+    void *feed;         /* is_gpu_feed */
+    int64_t gpu_decoded;
+    double gpu_s, wait_s;
 } pipeline;
 
 typedef struct worker_arg {
@@ -79,6 +96,7 @@ static void *worker_main(void *arg) {
         if (i >= p->n_items) break;
         int64_t b = i / p->B;
         int slot = (int)(b % p->S);
+        double tw = is_now();
         pthread_mutex_lock(&p->mu);
         while (p->slot_batch[slot] != b && !p->abort) pthread_cond_wait(&p->cv_slot_free, &p->mu);
         int aborted = p->abort;
@@ -86,10 +104,27 @@ static void *worker_main(void *arg) {
         if (aborted) break;
 
         double t0 = is_now();
+        p->idle[wa->id] += t0 - tw;
         float *dst = p->slot_buf[slot] + (size_t)(i % p->B) * p->img_floats;
         err.msg[0] = 0;
-        imgsim_status st = is_preprocess_file(dst, p->ds->items[i].path, &p->opt->pre, &err);
-        p->res[i].st = st;
+        imgsim_status st;
+        if (p->gpu_mode) {
+            /* read the file; JPEGs routed to the GPU stay encoded for nvJPEG */
+            item_result *r = &p->res[i];
+            st = is_read_file(&r->buf, &r->len, p->ds->items[i].path, 1u << 30, &err);
+            int share = (int)(p->cpu_share * 64.0 + 0.5);
+            if (st == IMGSIM_OK && is_image_sniff(r->buf, r->len) == IS_FMT_JPEG && (int)(i % 64) >= share) {
+                r->on_gpu = 1;
+                r->st = IMGSIM_OK;
+            } else if (st == IMGSIM_OK) {
+                st = is_preprocess_mem(dst, r->buf, r->len, &p->opt->pre, p->ds->items[i].path, &err);
+                free(r->buf);
+                r->buf = NULL;
+            }
+        } else {
+            st = is_preprocess_file(dst, p->ds->items[i].path, &p->opt->pre, &err);
+        }
+        if (!p->res[i].on_gpu) p->res[i].st = st;
         if (st) {
             p->res[i].error = is_strdup(err.msg[0] ? err.msg : imgsim_status_str(st));
             memset(dst, 0, p->img_floats * sizeof(float)); /* a defined input for the dropped row */
@@ -219,6 +254,9 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     cJSON_AddNumberToObject(t, "write_s", s->seconds_write);
     cJSON_AddNumberToObject(t, "images_per_s", s->images_per_s);
     cJSON_AddNumberToObject(t, "engine_build_s", eng->info.build_seconds);
+    cJSON_AddNumberToObject(t, "gpu_decode_s", s->seconds_gpu_decode);
+    cJSON_AddNumberToObject(t, "wait_for_workers_s", s->seconds_wait_workers);
+    cJSON_AddNumberToObject(c, "gpu_decoded", (double)s->gpu_decoded);
     time_t now = time(NULL);
     char ts[32];
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -262,17 +300,20 @@ static void pipeline_free(pipeline *p) {
     free(p->slot_batch);
     free(p->slot_done);
     if (p->res)
-        for (int64_t i = 0; i < p->n_items; i++) free(p->res[i].error);
+        for (int64_t i = 0; i < p->n_items; i++) free(p->res[i].error), free(p->res[i].buf);
     free(p->res);
     free(p->busy);
+    free(p->idle);
 }
 
 /* Waits until batch b's slot is completely filled. */
 static void wait_full(pipeline *p, int64_t b) {
     int slot = (int)(b % p->S);
+    double t0 = is_now();
     pthread_mutex_lock(&p->mu);
     while (p->slot_done[slot] < batch_count(p, b)) pthread_cond_wait(&p->cv_slot_full, &p->mu);
     pthread_mutex_unlock(&p->mu);
+    p->wait_s += is_now() - t0;
 }
 
 /* Gives batch b's slot to batch b + S. */
@@ -289,6 +330,98 @@ static void count_batch(pipeline *p, int64_t b) {
     is_progress_add(p->progress, batch_count(p, b));
 }
 
+
+#ifdef IMGSIM_HAVE_CUDA
+typedef struct fallback_ctx {
+    pipeline *p;
+    int64_t b;
+    const int *items; /* positions in the batch */
+} fallback_ctx;
+
+/* CPU decode of an image nvJPEG refused, from its bytes in memory. */
+static void fallback_one(void *ctx, int64_t k, int worker) {
+    fallback_ctx *f = ctx;
+    pipeline *p = f->p;
+    int j = f->items[k];
+    int64_t i = f->b * p->B + j;
+    item_result *r = &p->res[i];
+    float *dst = p->slot_buf[f->b % p->S] + (size_t)j * p->img_floats;
+    is_err err;
+    err.msg[0] = 0;
+    r->st = is_preprocess_mem(dst, r->buf, r->len, &p->opt->pre, p->ds->items[i].path, &err);
+    if (r->st) {
+        r->error = is_strdup(err.msg[0] ? err.msg : imgsim_status_str(r->st));
+        memset(dst, 0, p->img_floats * sizeof(float));
+    }
+    (void)worker;
+}
+
+/* GPU mode: decodes batch b's JPEGs with nvJPEG into the engine's device input, decodes what
+ * nvJPEG refuses on the CPU, uploads the CPU-decoded images and starts the batch. */
+static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
+    is_backend *be = p->eng->b;
+    int slot = (int)(b % p->S), n = batch_count(p, b);
+    float *dev_in = be->ops->device_input(be, slot);
+    const uint8_t *bufs[n];
+    size_t lens[n];
+    imgsim_status ist[n];
+    is_err *msg = is_calloc((size_t)n, sizeof(is_err));
+    uint8_t mask[n];
+    int refused[n], nref = 0, ngpu = 0;
+    if (!msg) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    double t0 = is_now();
+    for (int j = 0; j < n; j++) {
+        item_result *r = &p->res[b * p->B + j];
+        bufs[j] = r->on_gpu ? r->buf : NULL;
+        lens[j] = r->on_gpu ? r->len : 0;
+        ngpu += r->on_gpu;
+    }
+    imgsim_status st = IMGSIM_OK;
+    if (ngpu) st = is_gpu_feed_decode(p->feed, bufs, lens, n, dev_in, p->opt->pre.max_pixels, ist, msg, e);
+    for (int j = 0; j < n && !st; j++) {
+        item_result *r = &p->res[b * p->B + j];
+        mask[j] = !r->on_gpu && r->st == IMGSIM_OK;
+        if (!r->on_gpu) continue;
+        if (ist[j] == IMGSIM_OK) {
+            p->gpu_decoded++;
+        } else {
+            is_log_debug("%s: decoding on the CPU: %s", p->ds->items[b * p->B + j].path, msg[j].msg);
+            refused[nref++] = j;
+        }
+    }
+    free(msg);
+    if (!st && nref) {
+        fallback_ctx fc = {p, b, refused};
+        is_pool_for(NULL, nref, fallback_one, &fc);
+        for (int k = 0; k < nref; k++) mask[refused[k]] = p->res[b * p->B + refused[k]].st == IMGSIM_OK;
+    }
+    for (int j = 0; j < n; j++) { /* the encoded bytes are no longer needed */
+        item_result *r = &p->res[b * p->B + j];
+        free(r->buf);
+        r->buf = NULL;
+    }
+    if (!st) st = is_gpu_feed_upload(p->feed, p->slot_buf[slot], mask, n, dev_in, e);
+    if (!st) st = be->ops->submit_device(be, slot, n, is_gpu_feed_event(p->feed), e);
+    p->gpu_s += is_now() - t0;
+    /* AUTO: move JPEGs towards whichever side waited less */
+    if (p->adapt && b > 0) {
+        double worker_idle = 0;
+        for (int w = 0; w < p->n_workers; w++) worker_idle += p->idle[w];
+        worker_idle /= p->n_workers > 0 ? p->n_workers : 1;
+        if (p->wait_s > worker_idle + p->prev_gap) p->cpu_share -= 0.05; /* the CPU is the bottleneck */
+        else p->cpu_share += 0.05;
+        p->prev_gap = p->wait_s - worker_idle;
+        if (p->cpu_share < 0) p->cpu_share = 0;
+        if (p->cpu_share > 0.95) p->cpu_share = 0.95;
+    }
+    return st;
+}
+#else
+static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "GPU decoding was not built in");
+}
+#endif
+
 /* The consumer: runs every batch in order and writes the results. */
 static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double *infer_s, double *write_s,
                              is_err *e) {
@@ -301,9 +434,14 @@ static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double 
     for (int64_t b = 0; b < p->n_batches && !st; b++) {
         wait_full(p, b);
         double t0 = is_now();
-        if (async) {
+        if (async && p->gpu_mode) {
+            st = gpu_feed_batch(p, b, e);
+        } else if (async) {
             st = be->ops->submit(be, (int)(b % p->S), batch_count(p, b), e);
+        }
+        if (async) {
             if (!st && b > 0) {
+                t0 = is_now();
                 st = be->ops->collect(be, (int)((b - 1) % p->S), out, e);
                 *infer_s += is_now() - t0;
                 double t1 = is_now();
@@ -362,9 +500,11 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
         return is_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
                        opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
     int workers = opt->workers > 0 ? opt->workers : is_num_cores();
+    p.n_workers = workers;
     p.res = is_calloc(ds->n ? ds->n : 1, sizeof(item_result));
     p.busy = is_calloc((size_t)workers, sizeof(double));
-    if (!p.res || !p.busy) {
+    p.idle = is_calloc((size_t)workers, sizeof(double));
+    if (!p.res || !p.busy || !p.idle) {
         pipeline_free(&p);
         return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     }
@@ -372,6 +512,26 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
         pipeline_free(&p);
         return st;
     }
+#ifdef IMGSIM_HAVE_CUDA
+    is_backend *be = eng->b;
+    if (eng->info.device == IMGSIM_DEVICE_CUDA && opt->decode != IMGSIM_DECODE_CPU && !p.own_buffers &&
+        be->ops->device_input && be->ops->submit_device) {
+        is_gpu_feed *feed = NULL;
+        is_err fe;
+        int dev = be->ops->device_index_of ? be->ops->device_index_of(be) : 0;
+        if (is_gpu_feed_create(&feed, dev, p.B, workers, eng->info.in_height, eng->info.in_width, opt->pre.mean,
+                               opt->pre.std, &fe) == IMGSIM_OK) {
+            p.feed = feed;
+            p.gpu_mode = 1;
+            p.adapt = opt->decode == IMGSIM_DECODE_AUTO;
+            p.cpu_share = p.adapt ? 0.5 : 0.0;
+            is_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", is_gpu_feed_backend(feed),
+                        p.adapt ? " and the CPU, share adapted as the job runs" : "");
+        } else {
+            is_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);
+        }
+    }
+#endif
 
     /* a store without meta.json is incomplete: remove the old marker before anything else */
     char *meta_path = is_path_join(store_dir, "meta.json");
@@ -430,6 +590,9 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     }
     for (int w = 0; w < workers; w++) s.seconds_decode_busy += p.busy[w];
     s.seconds_infer_busy = infer_s;
+    s.gpu_decoded = p.gpu_decoded;
+    s.seconds_gpu_decode = p.gpu_s;
+    s.seconds_wait_workers = p.wait_s;
     for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
         char *why = is_strdup(ds->skipped[i].reason);
         if (why) tsv_clean(why);
@@ -453,6 +616,9 @@ done:
     free(meta_path);
     free(feat_path);
     free(man_path);
+#ifdef IMGSIM_HAVE_CUDA
+    is_gpu_feed_destroy(p.feed);
+#endif
     pipeline_free(&p);
     if (stats) *stats = s;
     return st;

@@ -47,6 +47,15 @@ typedef struct is_backend_ops {
     imgsim_status (*submit)(is_backend *b, int slot, int n, is_err *e);
     imgsim_status (*collect)(is_backend *b, int slot, float *out, is_err *e);
 
+    /* Optional, for inputs prepared on the device (GPU decoding, CUDA only; NULL elsewhere):
+     * device_input(slot) is the slot's device input buffer (float32 NCHW, max_batch images);
+     * submit_device starts slot's batch of n from that buffer without a host copy, after
+     * ready_event (a cudaEvent_t recorded by the producer; NULL = already ready). Collect as usual.
+     * device_index_of gives the CUDA ordinal the engine runs on. */
+    void *(*device_input)(is_backend *b, int slot);
+    imgsim_status (*submit_device)(is_backend *b, int slot, int n, void *ready_event, is_err *e);
+    int (*device_index_of)(const is_backend *b);
+
     /* Fills what it knows into info (device_name, device_bytes, loaded_from_file, max_batch). */
     void (*info)(const is_backend *b, imgsim_engine_info *info);
     void (*destroy)(is_backend *b);

@@ -238,6 +238,17 @@ int cli_extract_opts(cli_args *a, imgsim_extract_opts *o) {
     o->pre.max_pixels = cli_u64(a, "max-pixels", o->pre.max_pixels);
     if (cli_flag(a, "no-exif-rotate")) o->pre.exif_rotate = 0;
     if (cli_flag(a, "no-dct-scaling")) o->pre.dct_scaling = 0;
+    const char *dec = cli_str(a, "decode", "auto");
+    if (!strcmp(dec, "auto"))
+        o->decode = IMGSIM_DECODE_AUTO;
+    else if (!strcmp(dec, "cpu"))
+        o->decode = IMGSIM_DECODE_CPU;
+    else if (!strcmp(dec, "gpu"))
+        o->decode = IMGSIM_DECODE_GPU;
+    else {
+        fprintf(stderr, "imgsim %s: --decode=%s: expected auto, cpu or gpu\n", a->cmd, dec);
+        a->error = 1;
+    }
     const char *dt = cli_str(a, "dtype", "float32");
     if (!strcmp(dt, "float32"))
         o->dtype = IMGSIM_F32;

@@ -53,7 +53,7 @@ int cli_finish(cli_args *a, const char *usage);
  * --engine-cache=DIR|off, --engine=FILE */
 int cli_engine_opts(cli_args *a, imgsim_engine_opts *o);
 /* --workers=N, --max-pixels=N, --no-exif-rotate, --no-dct-scaling, --dtype=float32|float16,
- * --quiet */
+ * --decode=auto|cpu|gpu, --quiet */
 int cli_extract_opts(cli_args *a, imgsim_extract_opts *o);
 /* -q/--quiet, -v/--verbose: set the log level */
 void cli_log_opts(cli_args *a);

@@ -3,16 +3,17 @@
 #include <string.h>
 
 #include "cli.h"
+#include "core/core.h"
 
 static const char *usage =
     "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32]\n"
     "       [--batch-size=N|auto] [--workers=N] [--threads=N] [--layer=NAME] [--dtype=float32|float16]\n"
     "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--no-dct-scaling]\n"
-    "       [--engine-cache=DIR|off] [--engine=FILE] [--quiet] INPUT";
+    "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--quiet] INPUT";
 
 int cmd_extract(int argc, char **argv) {
     static const char *const vals[] = {"model", "out",         "device",       "precision", "batch-size", "workers",
-                                       "threads", "layer",     "dtype",        "max-pixels", "engine-cache", "engine",
+                                       "threads", "layer",     "dtype",        "max-pixels", "engine-cache", "engine", "decode",
                                        NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, vals)) return 1;
@@ -67,10 +68,15 @@ int cmd_extract(int argc, char **argv) {
     imgsim_engine_destroy(e);
     cli_free(&a);
     if (st) return cli_fail("extract", st);
+    int workers = xo.workers > 0 ? xo.workers : 0;
     fprintf(stderr,
-            "imgsim: %s: %lld images ok, %lld failed, %lld skipped in %.2f s (%.1f images/s; decode busy %.2f s, "
-            "inference %.2f s, write %.2f s)\n",
+            "imgsim: %s: %lld images ok, %lld failed, %lld skipped in %.2f s: %.1f images/s end to end\n"
+            "imgsim: stages: cpu decode+preprocess busy %.2f s (%.0f%% of %s workers), gpu decode %lld images in "
+            "%.2f s, inference %.2f s, write %.2f s, waiting for workers %.2f s\n",
             out, (long long)s.ok, (long long)s.failed, (long long)s.skipped, s.seconds_total, s.images_per_s,
-            s.seconds_decode_busy, s.seconds_infer_busy, s.seconds_write);
+            s.seconds_decode_busy, s.seconds_total > 0 ? 100.0 * s.seconds_decode_busy / (s.seconds_total *
+            (workers ? workers : is_num_cores())) : 0, workers ? "the" : "all",
+            (long long)s.gpu_decoded, s.seconds_gpu_decode, s.seconds_infer_busy, s.seconds_write,
+            s.seconds_wait_workers);
     return 0;
 }

@@ -95,7 +95,7 @@ static cJSON *stage_json(const stage *s) {
 int cmd_run(int argc, char **argv) {
     static const char *const vals[] = {"model",   "out",     "test-size",  "seed",    "k",          "layer",
                                        "device",  "precision", "batch-size", "workers", "threads",   "dtype",
-                                       "engine-cache", "engine", "max-pixels", NULL};
+                                       "engine-cache", "engine", "decode", "max-pixels", NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, vals)) return 1;
     if (cli_flag(&a, "help")) {

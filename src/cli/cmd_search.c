@@ -26,7 +26,7 @@ static char *metrics_path(const char *out) {
 int cmd_search(int argc, char **argv) {
     static const char *const vals[] = {"gallery", "query",   "out",     "k",          "model",      "metrics",
                                        "threads", "device",  "gpu-memory", "precision", "batch-size", "workers",
-                                       "engine-cache", "engine", "max-pixels", NULL};
+                                       "engine-cache", "engine", "decode", "max-pixels", NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, vals)) return 1;
     if (cli_flag(&a, "help")) {

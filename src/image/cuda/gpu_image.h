@@ -56,6 +56,31 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
                                  uint64_t max_pixels, is_gpu_src *srcs_host, imgsim_status *item_st,
                                  is_err *item_msg, cudaStream_t stream, is_err *e);
 
+
+/* ---- the feed: a batch of encoded images -> the engine's device input ---- */
+
+/* Decodes the JPEGs of a batch with nvJPEG and preprocesses them on the GPU straight into the
+ * engine's device input (float32 NCHW); images decoded on the CPU are copied into their places.
+ * Only with IMGSIM_HAVE_NVJPEG; is_gpu_feed_create returns NO_DEVICE otherwise. */
+typedef struct is_gpu_feed is_gpu_feed;
+
+imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int cpu_threads, int oh, int ow,
+                                 const float mean[3], const float std[3], is_err *e);
+void is_gpu_feed_destroy(is_gpu_feed *f);
+const char *is_gpu_feed_backend(const is_gpu_feed *f);
+
+/* For i < n with bufs[i] != NULL: decode and preprocess into dev_in + i * image; on return
+ * item_st[i] is OK, or an error with item_msg[i] for images the caller must decode on the CPU.
+ * Entries with bufs[i] == NULL are left alone. */
+imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, const size_t *lens, int n,
+                                 float *dev_in, uint64_t max_pixels, imgsim_status *item_st, is_err *item_msg,
+                                 is_err *e);
+/* Copies host images (host_in + i * image, for i with mask[i]) into dev_in + i * image. */
+imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uint8_t *mask, int n, float *dev_in,
+                                 is_err *e);
+/* Records and returns an event (cudaEvent_t) after all the feed's work so far. */
+void *is_gpu_feed_event(is_gpu_feed *f);
+
 #ifdef __cplusplus
 }
 #endif

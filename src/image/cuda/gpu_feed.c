@@ -1,0 +1,152 @@
+/*
+ * gpu_feed.c: a batch of encoded images -> the engine's device input (see gpu_image.h): nvJPEG
+ * decoding, the fused preprocessing kernel, and copies of CPU-decoded images, all on one stream
+ * whose completion the engine waits for through an event.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "image/cuda/gpu_image.h"
+
+#ifdef IMGSIM_HAVE_NVJPEG
+struct is_gpu_feed {
+    int device, max_batch;
+    is_gpu_jpeg *jpeg;
+    cudaStream_t stream;
+    cudaEvent_t ev;
+    is_gpu_pre_params pp;
+    is_gpu_src *h_srcs; /* pinned */
+    is_gpu_src *d_srcs;
+};
+
+imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int cpu_threads, int oh, int ow,
+                                 const float mean[3], const float std[3], is_err *e) {
+    *out = NULL;
+    is_gpu_feed *f = is_calloc(1, sizeof *f);
+    if (!f) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    f->device = device;
+    f->max_batch = max_batch;
+    imgsim_status st = is_gpu_jpeg_create(&f->jpeg, device, max_batch, cpu_threads, e);
+    if (st) {
+        free(f);
+        return st;
+    }
+    if (cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaEventCreateWithFlags(&f->ev, cudaEventDisableTiming) != cudaSuccess ||
+        cudaHostAlloc((void **)&f->h_srcs, (size_t)max_batch * sizeof(is_gpu_src), cudaHostAllocDefault) != cudaSuccess ||
+        cudaMalloc((void **)&f->d_srcs, (size_t)max_batch * sizeof(is_gpu_src)) != cudaSuccess) {
+        is_gpu_feed_destroy(f);
+        return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: cannot create a stream or buffers");
+    }
+    f->pp.oh = oh;
+    f->pp.ow = ow;
+    f->pp.nhwc = 0;
+    f->pp.fp16 = 0;
+    memcpy(f->pp.mean, mean, sizeof f->pp.mean);
+    memcpy(f->pp.std, std, sizeof f->pp.std);
+    *out = f;
+    return IMGSIM_OK;
+}
+
+void is_gpu_feed_destroy(is_gpu_feed *f) {
+    if (!f) return;
+    if (f->stream) cudaStreamSynchronize(f->stream);
+    is_gpu_jpeg_destroy(f->jpeg);
+    if (f->h_srcs) cudaFreeHost(f->h_srcs);
+    if (f->d_srcs) cudaFree(f->d_srcs);
+    if (f->ev) cudaEventDestroy(f->ev);
+    if (f->stream) cudaStreamDestroy(f->stream);
+    free(f);
+}
+
+const char *is_gpu_feed_backend(const is_gpu_feed *f) {
+    return is_gpu_jpeg_backend(f->jpeg);
+}
+
+imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, const size_t *lens, int n,
+                                 float *dev_in, uint64_t max_pixels, imgsim_status *item_st, is_err *item_msg,
+                                 is_err *e) {
+    if (n > f->max_batch) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU decoding: batch %d over %d", n, f->max_batch);
+    /* the previous batch's descriptors and kernel must be done before h_srcs is rewritten */
+    if (cudaStreamSynchronize(f->stream) != cudaSuccess)
+        return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: %s", cudaGetErrorString(cudaGetLastError()));
+    /* compact the GPU candidates */
+    const uint8_t *cb[n > 0 ? n : 1];
+    size_t cl[n > 0 ? n : 1];
+    int idx[n > 0 ? n : 1], m = 0;
+    for (int i = 0; i < n; i++) {
+        if (!bufs[i]) continue;
+        cb[m] = bufs[i];
+        cl[m] = lens[i];
+        idx[m++] = i;
+    }
+    is_gpu_src srcs[m > 0 ? m : 1];
+    imgsim_status st_m[m > 0 ? m : 1];
+    is_err msg_m[m > 0 ? m : 1];
+    imgsim_status st = is_gpu_jpeg_decode(f->jpeg, cb, cl, m, max_pixels, srcs, st_m, msg_m, f->stream, e);
+    if (st) return st;
+    /* descriptors for the whole batch: decoded ones in place, the rest skipped (px NULL) */
+    memset(f->h_srcs, 0, (size_t)n * sizeof(is_gpu_src));
+    for (int j = 0; j < m; j++) {
+        int i = idx[j];
+        item_st[i] = st_m[j];
+        if (st_m[j] == IMGSIM_OK)
+            f->h_srcs[i] = srcs[j];
+        else
+            item_msg[i] = msg_m[j];
+    }
+    if (cudaMemcpyAsync(f->d_srcs, f->h_srcs, (size_t)n * sizeof(is_gpu_src), cudaMemcpyHostToDevice, f->stream) !=
+        cudaSuccess)
+        return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: descriptor copy failed");
+    return is_gpu_preprocess(dev_in, f->d_srcs, n, &f->pp, f->stream, e);
+}
+
+imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uint8_t *mask, int n, float *dev_in,
+                                 is_err *e) {
+    size_t img = (size_t)3 * (size_t)f->pp.oh * (size_t)f->pp.ow;
+    for (int i = 0; i < n;) {
+        if (!mask[i]) {
+            i++;
+            continue;
+        }
+        int j = i;
+        while (j < n && mask[j]) j++; /* one copy per run of CPU-decoded images */
+        if (cudaMemcpyAsync(dev_in + (size_t)i * img, host_in + (size_t)i * img, (size_t)(j - i) * img * sizeof(float),
+                            cudaMemcpyHostToDevice, f->stream) != cudaSuccess)
+            return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: input copy failed");
+        i = j;
+    }
+    return IMGSIM_OK;
+}
+
+void *is_gpu_feed_event(is_gpu_feed *f) {
+    cudaEventRecord(f->ev, f->stream);
+    return (void *)f->ev;
+}
+
+#else /* no nvJPEG */
+
+imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int cpu_threads, int oh, int ow,
+                                 const float mean[3], const float std[3], is_err *e) {
+    *out = NULL;
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG: decoding on the CPU");
+}
+void is_gpu_feed_destroy(is_gpu_feed *f) {
+    (void)f;
+}
+const char *is_gpu_feed_backend(const is_gpu_feed *f) {
+    return "none";
+}
+imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, const size_t *lens, int n,
+                                 float *dev_in, uint64_t max_pixels, imgsim_status *item_st, is_err *item_msg,
+                                 is_err *e) {
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+}
+imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uint8_t *mask, int n, float *dev_in,
+                                 is_err *e) {
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+}
+void *is_gpu_feed_event(is_gpu_feed *f) {
+    return NULL;
+}
+#endif
