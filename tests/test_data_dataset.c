@@ -257,8 +257,9 @@ static void test_tsv_errors(void **state) {
         assert_null(d);
         if (!strstr(e.msg, cases[i].needle)) fail_msg("case %zu: '%s' lacks '%s'", i, e.msg, cases[i].needle);
     }
-    /* CRLF list: labels without the CR */
-    write_bytes(p, "path\tlabel\r\nx.jpg\tcat\r\n/abs/y.png\r\n", strlen("path\tlabel\r\nx.jpg\tcat\r\n/abs/y.png\r\n"));
+    /* a CRLF list with a UTF-8 byte-order mark (as spreadsheets save it): labels without the CR */
+    static const char crlf[] = "\xEF\xBB\xBFpath\tlabel\r\nx.jpg\tcat\r\n/abs/y.png\r\n";
+    write_bytes(p, crlf, strlen(crlf));
     is_dataset *d = NULL;
     assert_int_equal(is_dataset_open(&d, p, NULL), IMGSIM_OK);
     assert_int_equal(d->n, 2);

@@ -330,11 +330,14 @@ static imgsim_status open_folder(list_builder *b, const char *root, is_err *e) {
 
 /* ---- TSV list -------------------------------------------------------------------------------- */
 
-/* Returns 1 if the file starts with the line "path\tlabel" (LF or CRLF ended, or the whole file). */
+/* Returns 1 if the file starts with the line "path\tlabel" (LF or CRLF ended, or the whole file),
+ * after an optional UTF-8 byte-order mark (spreadsheets write one). */
 static int is_tsv_list(const char *path) {
-    uint8_t head[16];
+    uint8_t buf[16];
     size_t got = 0;
-    if (is_read_head(head, sizeof head, &got, path, NULL) != IMGSIM_OK) return 0;
+    if (is_read_head(buf, sizeof buf, &got, path, NULL) != IMGSIM_OK) return 0;
+    const uint8_t *head = buf;
+    if (got >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) head += 3, got -= 3;
     static const char hdr[] = "path\tlabel";
     size_t lh = sizeof hdr - 1;
     if (got < lh || memcmp(head, hdr, lh) != 0) return 0;
