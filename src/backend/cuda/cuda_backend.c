@@ -270,6 +270,7 @@ static imgsim_status launch(cuda_impl *c, int slot, int n, is_err *e) {
         cudaGraphExec_t *ge = &c->graphs[slot][n];
         if (!*ge) {
             /* one plain pass first, so that lazily loaded kernels are loaded outside the capture */
+            double tc = is_now();
             imgsim_status st0 = forward(c, slot, n, e);
             if (st0) return st0;
             cudaGraph_t graph = NULL;
@@ -286,6 +287,7 @@ static imgsim_status launch(cuda_impl *c, int slot, int n, is_err *e) {
                 c->use_graphs = 0;
                 return forward(c, slot, n, e);
             }
+            is_log_debug("cuda: captured the graph for slot %d batch %d in %.3f s", slot, n, is_now() - tc);
         }
         CU(cudaGraphLaunch(*ge, c->s_comp), "graph launch");
         return IMGSIM_OK;
@@ -387,10 +389,13 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
         }
         /* the plain candidate pays one epilogue pass; time it */
         int fused_best = 0;
+        float t_find = best, t_plain = -1.f, t_fused[2] = {-1.f, -1.f};
+        int plain_algo = best_algo;
         if (best_algo >= 0) {
             s->algo = best_algo, s->math = best_math, s->fused = 0;
             DNN(cudnnSetConvolutionMathType(d->conv, (cudnnMathType_t)best_math), "math type");
             float t = time_conv(c, si, 3, e);
+            t_plain = t;
             if (t >= 0) best = t;
             else best_algo = -1;
         }
@@ -417,6 +422,7 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
                     s->algo = cands[k], s->math = default_math(c), s->fused = fused;
                     is_err tmp;
                     float t = time_conv(c, si, 3, &tmp);
+                    if (t >= 0) t_fused[k] = t;
                     if (t >= 0 && (best < 0 || t < best)) {
                         best = t;
                         fused_best = fused;
@@ -433,6 +439,14 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
             return is_fail(e, IMGSIM_ERR_BACKEND, "cuDNN: no usable algorithm for convolution step %d", si);
         s->algo = best_algo, s->math = best_math, s->fused = fused_best;
         s->tuned_ms = best;
+        {
+            const is_cuda_tensor *tx = &p->tensors[s->in[0]], *ty = &p->tensors[s->out];
+            is_log_debug("cuda: conv %2d %dx%d/%d %4d->%4d %3dx%3d act %d res %d: find algo %d %.3f ms, +epilogue "
+                         "%.3f ms; fused precomp %.3f ms, fused algo %d %.3f ms -> %s algo %d (%.3f ms)",
+                         si, s->kh, s->kw, s->sh, tx->c, ty->c, ty->h, ty->w, s->act, s->in[1] >= 0, plain_algo,
+                         t_find, t_plain, t_fused[0], cands[1], t_fused[1], s->fused ? "fused" : "plain", s->algo,
+                         best);
+        }
         DNN(cudnnSetConvolutionMathType(d->conv, (cudnnMathType_t)s->math), "math type");
         DNN(cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW, s->fused == 2 ? CUDNN_DATA_FLOAT : data_type(c), 1,
                                        p->tensors[s->out].c, 1, 1),
@@ -602,6 +616,7 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
     DNN(cudnnSetActivationDescriptor(c->act_relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0), "relu");
     DNN(cudnnSetActivationDescriptor(c->act_id, CUDNN_ACTIVATION_IDENTITY, CUDNN_NOT_PROPAGATE_NAN, 0.0), "identity");
 
+    double t_init = is_now();
     is_cuda_key key;
     if ((st = make_key(c, g, &key, e))) return st;
     c->plan.key = key;
@@ -629,8 +644,10 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
         c->plan.key = key;
         for (int i = 0; i < c->plan.n_steps; i++) c->plan.steps[i].algo = -1, c->plan.steps[i].math = -1;
     }
+    double t_plan = is_now();
     if ((st = fit_memory(c, cfg->batch_auto, loaded ? (size_t)c->plan.ws_bytes : ((size_t)256 << 20), e))) return st;
     if ((st = allocate(c, e))) return st;
+    double t_alloc = is_now();
     if (!loaded) {
         if ((st = autotune(c, e))) return st;
         if ((st = set_workspace(c, e))) return st;
@@ -649,6 +666,9 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
     c->loaded_from_file = loaded;
     CU(cudaDeviceSynchronize(), "prepare");
     c->build_seconds = is_now() - t0;
+    is_log_debug("cuda: prepare %.3f s: device+handles %.3f, %s %.3f, allocate %.3f, %s %.3f", c->build_seconds,
+                 t_init - t0, loaded ? "load file" : "plan", t_plan - t_init, t_alloc - t_plan,
+                 loaded ? "finish" : "autotune+write", is_now() - t_alloc);
     b->dim = c->plan.dim;
     b->in_c = c->plan.in_c, b->in_h = c->plan.in_h, b->in_w = c->plan.in_w;
     b->max_batch = c->max_batch;
@@ -692,6 +712,35 @@ static imgsim_status cuda_collect(is_backend *b, int slot, float *out, is_err *e
     memcpy(out, c->h_out[slot], (size_t)c->slot_n[slot] * (size_t)c->plan.dim * 4);
     c->slot_n[slot] = 0;
     return IMGSIM_OK;
+}
+
+/* Like cuda_submit, but the input is already in the slot's device buffer (GPU decoding): the
+ * forward pass waits for the producer's event instead of a host copy. */
+static void *cuda_device_input(is_backend *b, int slot) {
+    cuda_impl *c = b->impl;
+    return slot >= 0 && slot < MAX_SLOTS ? c->d_in[slot] : NULL;
+}
+
+static imgsim_status cuda_submit_device(is_backend *b, int slot, int n, void *ready_event, is_err *e) {
+    cuda_impl *c = b->impl;
+    if (slot < 0 || slot >= MAX_SLOTS || n < 1 || n > c->max_batch)
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: submit slot %d with %d images (max batch %d)", slot, n,
+                       c->max_batch);
+    const is_cuda_plan *p = &c->plan;
+    if (ready_event) CU(cudaStreamWaitEvent(c->s_comp, (cudaEvent_t)ready_event, 0), "event wait");
+    imgsim_status st = launch(c, slot, n, e);
+    if (st) return st;
+    CU(cudaEventRecord(c->ev_comp[slot], c->s_comp), "event");
+    CU(cudaStreamWaitEvent(c->s_out, c->ev_comp[slot], 0), "event wait");
+    CU(cudaMemcpyAsync(c->h_out[slot], c->d_out[slot], (size_t)n * (size_t)p->dim * 4, cudaMemcpyDeviceToHost, c->s_out),
+       "output copy");
+    CU(cudaEventRecord(c->ev_d2h[slot], c->s_out), "event");
+    c->slot_n[slot] = n;
+    return IMGSIM_OK;
+}
+
+static int cuda_device_index_of(const is_backend *b) {
+    return ((const cuda_impl *)b->impl)->dev;
 }
 
 static imgsim_status cuda_run(is_backend *b, const float *input, int n, float *out, is_err *e) {
@@ -797,6 +846,9 @@ static const is_backend_ops cuda_ops = {
     .input_buffer = cuda_input_buffer,
     .submit = cuda_submit,
     .collect = cuda_collect,
+    .device_input = cuda_device_input,
+    .submit_device = cuda_submit_device,
+    .device_index_of = cuda_device_index_of,
     .info = cuda_info,
     .destroy = cuda_destroy,
 };
