@@ -108,7 +108,8 @@ imgsim_status is_graph_select_output(is_graph *g, const char *layer, is_err *e) 
             return is_fail(e, IMGSIM_ERR_FORMAT, "graph has no output");
         chosen = g->output;
         int a = classifier_input(g, g->output);
-        if (a >= 0 && is_flattened_pool(g, a)) chosen = a;
+        if (a >= 0 && is_flattened_pool(g, a))
+            chosen = skip_identity(g, a); /* the Flatten itself, not a Dropout after it */
     }
     const is_value *v = &g->vals[chosen];
     if (v->rank < 1 || v->dims[0] != -1)
