@@ -118,7 +118,8 @@ static void test_split_order_independent(void **state) {
     assert_int_equal(is_split(t1, d, 0.3, 1234, NULL), IMGSIM_OK);
     /* permute the items (a seeded Fisher-Yates with rand_r, unrelated to the split's PRNG) */
     size_t *perm = malloc(n * sizeof *perm);
-    for (size_t i = 0; i < n; i++) perm[i] = i;
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
     unsigned rs = 99;
     for (size_t i = n - 1; i > 0; i--) {
         size_t j = (size_t)rand_r(&rs) % (i + 1), t = perm[i];
@@ -126,10 +127,12 @@ static void test_split_order_independent(void **state) {
         perm[j] = t;
     }
     is_item *orig = d->items, *shuffled = malloc(n * sizeof(is_item));
-    for (size_t i = 0; i < n; i++) shuffled[i] = orig[perm[i]];
+    for (size_t i = 0; i < n; i++)
+        shuffled[i] = orig[perm[i]];
     d->items = shuffled;
     assert_int_equal(is_split(t2, d, 0.3, 1234, NULL), IMGSIM_OK);
-    for (size_t i = 0; i < n; i++) assert_int_equal(t2[i], t1[perm[i]]);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(t2[i], t1[perm[i]]);
     d->items = orig;
     /* a different seed changes the choice but not the per-class counts */
     assert_int_equal(is_split(t2, d, 0.3, 1235, NULL), IMGSIM_OK);
@@ -165,7 +168,8 @@ static void test_split_unbiased(void **state) {
         assert_int_equal(c, 3);
     }
     for (int i = 0; i < 10; i++)
-        if (hits[i] < 775 || hits[i] > 1025) fail_msg("item %d drawn %d times of 3000 (expected ~900)", i, hits[i]);
+        if (hits[i] < 775 || hits[i] > 1025)
+            fail_msg("item %d drawn %d times of 3000 (expected ~900)", i, hits[i]);
     is_dataset_free(d);
 }
 
@@ -182,7 +186,8 @@ static void test_split_bad_sizes(void **state) {
     /* 0.99 of a class of 5 would be 5: clamped to 4, one stays in train */
     assert_int_equal(is_split(t, d, 0.99, 1, &e), IMGSIM_OK);
     int c = 0;
-    for (int i = 0; i < 10; i++) c += t[i];
+    for (int i = 0; i < 10; i++)
+        c += t[i];
     assert_int_equal(c, 8);
     is_dataset_free(d);
 }
@@ -194,7 +199,7 @@ static void test_write_tsv_roundtrip(void **state) {
     assert_int_equal(is_dataset_open(&d, root, NULL), IMGSIM_OK);
     size_t idx[6] = {5, 0, 1, 2, 3, 4};
     char inside[4400], outside[4400];
-    snprintf(inside, sizeof inside, "%s/a/in.tsv", root); /* inside class folder "a" */
+    snprintf(inside, sizeof inside, "%s/a/in.tsv", root);     /* inside class folder "a" */
     snprintf(outside, sizeof outside, "%s/elsewhere", g_dir); /* a sibling of the dataset */
     assert_int_equal(is_mkdir_p(outside, NULL), IMGSIM_OK);
     strcat(outside, "/out.tsv");
@@ -227,7 +232,8 @@ static void test_write_tsv_roundtrip(void **state) {
     assert_int_equal(is_dataset_write_tsv(d, idx, 6, atroot, NULL), IMGSIM_OK);
     is_dataset *r = NULL;
     assert_int_equal(is_dataset_open(&r, atroot, NULL), IMGSIM_OK);
-    for (int i = 0; i < 6; i++) assert_string_equal(r->items[i].rel, d->items[idx[i]].rel);
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(r->items[i].rel, d->items[idx[i]].rel);
     is_dataset_free(r);
     unlink(atroot);
     is_dataset_free(d);
@@ -276,7 +282,8 @@ static void test_alloc_failures(void **state) {
     const char *root = make_folder();
     char tsv[4400], out[4400];
     snprintf(tsv, sizeof tsv, "%s/list.tsv", g_dir);
-    write_bytes(tsv, "path\tlabel\nds/a/1.jpg\ta\nds/top.jpg\n", strlen("path\tlabel\nds/a/1.jpg\ta\nds/top.jpg\n"));
+    write_bytes(tsv, "path\tlabel\nds/a/1.jpg\ta\nds/top.jpg\n",
+                strlen("path\tlabel\nds/a/1.jpg\ta\nds/top.jpg\n"));
     snprintf(out, sizeof out, "%s/fault.tsv", g_dir);
     const char *inputs[2] = {root, tsv};
     for (int k = 0; k < 2; k++) {
@@ -289,7 +296,8 @@ static void test_alloc_failures(void **state) {
                 uint8_t t[16];
                 size_t idx[16];
                 st = is_split(t, d, 0.5, 7, NULL);
-                for (size_t i = 0; i < d->n; i++) idx[i] = i;
+                for (size_t i = 0; i < d->n; i++)
+                    idx[i] = i;
                 if (st == IMGSIM_OK) st = is_dataset_write_tsv(d, idx, d->n, out, NULL);
                 ok = st == IMGSIM_OK;
             } else {
@@ -311,8 +319,8 @@ int main(void) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_folder_listing),     cmocka_unit_test(test_split_order_independent),
-        cmocka_unit_test(test_split_unbiased),     cmocka_unit_test(test_split_bad_sizes),
+        cmocka_unit_test(test_folder_listing),      cmocka_unit_test(test_split_order_independent),
+        cmocka_unit_test(test_split_unbiased),      cmocka_unit_test(test_split_bad_sizes),
         cmocka_unit_test(test_write_tsv_roundtrip), cmocka_unit_test(test_tsv_errors),
         cmocka_unit_test(test_alloc_failures),
     };

@@ -41,8 +41,8 @@ static void write_text(const char *dir, const char *name, const char *text) {
 static void write_npy(const char *dir, const char *descr, int64_t rows, int64_t cols, const void *data,
                       size_t elem) {
     char dict[256];
-    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%lld, %lld), }", descr,
-                     (long long)rows, (long long)cols);
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%lld, %lld), }",
+                     descr, (long long)rows, (long long)cols);
     size_t total = 10 + (size_t)n + 1;
     size_t pad = (64 - total % 64) % 64;
     size_t hlen = (size_t)n + pad + 1;
@@ -67,8 +67,9 @@ static const char k_manifest[] = "row\tpath\tlabel\tstatus\terror\n"
                                  "0\timgs/a.jpg\tcat\tok\t\n"
                                  "2\timgs/c.png\t\tok\t\n";
 
-static const char k_meta[] = "{\"dim\": 4, \"rows\": 3, \"dtype\": \"float32\", \"model_sha256\": \"abc123\", "
-                             "\"layer\": \"flatten\"}";
+static const char k_meta[] =
+    "{\"dim\": 4, \"rows\": 3, \"dtype\": \"float32\", \"model_sha256\": \"abc123\", "
+    "\"layer\": \"flatten\"}";
 
 /* Makes a fresh store folder named name holding the good files; returns its path (static). */
 static const char *good_store(const char *name) {
@@ -123,7 +124,8 @@ static void test_good_f16(void **state) {
     assert_int_equal(s->dtype, IMGSIM_F16);
     float *f = is_store_features_f32(s);
     assert_non_null(f);
-    for (int i = 0; i < 12; i++) assert_true(f[i] == k_feat[i]);
+    for (int i = 0; i < 12; i++)
+        assert_true(f[i] == k_feat[i]);
     free(f);
     is_store_free(s);
 }
@@ -136,8 +138,8 @@ static void expect_fail(const char *dir, imgsim_status st, const char *needle1, 
     imgsim_status got = is_store_open(&s, dir, &e);
     if (got == IMGSIM_OK || !strstr(e.msg, needle1) || (needle2 && !strstr(e.msg, needle2)) ||
         (st != IMGSIM_OK && got != st))
-        fail_msg("%s: status %d (want %d), message '%s' should contain '%s'%s%s", dir, got, st, e.msg, needle1,
-                 needle2 ? " and " : "", needle2 ? needle2 : "");
+        fail_msg("%s: status %d (want %d), message '%s' should contain '%s'%s%s", dir, got, st, e.msg,
+                 needle1, needle2 ? " and " : "", needle2 ? needle2 : "");
     assert_null(s);
 }
 
@@ -151,7 +153,8 @@ static void test_manifest_errors(void **state) {
         {"path\tlabel\n0\ta\tb\tok\t\n", IMGSIM_ERR_FORMAT, "manifest.tsv:1:"},
         {"row\tpath\tlabel\tstatus\terror\n0\ta\tcat\tok\t\n1\tb\tdog\tok\n2\tc\t\tok\t\n", IMGSIM_ERR_FORMAT,
          "manifest.tsv:3: expected 5"},
-        {"row\tpath\tlabel\tstatus\terror\n0\ta\tcat\tok\t\t\n", IMGSIM_ERR_FORMAT, "manifest.tsv:2: expected 5"},
+        {"row\tpath\tlabel\tstatus\terror\n0\ta\tcat\tok\t\t\n", IMGSIM_ERR_FORMAT,
+         "manifest.tsv:2: expected 5"},
         {"row\tpath\tlabel\tstatus\terror\n0\ta\tcat\tok\t\nx1\tb\tdog\tok\t\n", IMGSIM_ERR_FORMAT,
          "manifest.tsv:3: row 'x1'"},
         {"row\tpath\tlabel\tstatus\terror\n0\ta\tcat\tok\t\n-2\tb\tdog\tok\t\n", IMGSIM_ERR_FORMAT,
@@ -170,7 +173,8 @@ static void test_manifest_errors(void **state) {
         snprintf(name, sizeof name, "man%zu", i);
         const char *dir = good_store(name);
         size_t len = strlen(cases[i].body);
-        if (strstr(cases[i].needle, "NUL")) len = sizeof "row\tpath\tlabel\tstatus\terror\n0\ta\0b\tcat\tok\t\n" - 1;
+        if (strstr(cases[i].needle, "NUL"))
+            len = sizeof "row\tpath\tlabel\tstatus\terror\n0\ta\0b\tcat\tok\t\n" - 1;
         write_file(dir, "manifest.tsv", cases[i].body, len);
         expect_fail(dir, cases[i].st, cases[i].needle, NULL);
     }

@@ -22,9 +22,9 @@ static const char usage[] =
     "  [large-min-side, large-min-side*4/3]. The same options always give the same files.";
 
 int cmd_synth(int argc, char **argv) {
-    static const char *const value_opts[] = {"out",        "classes",        "per-class", "min-side",
-                                             "max-side",   "seed",           "large-fraction",
-                                             "large-min-side", "quality",    "threads",   NULL};
+    static const char *const value_opts[] = {
+        "out",     "classes", "per-class", "min-side", "max-side", "seed", "large-fraction", "large-min-side",
+        "quality", "threads", NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, value_opts)) return 1;
     if (cli_flag(&a, "help")) {

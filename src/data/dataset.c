@@ -159,7 +159,8 @@ static int sniff_file(const char *path, char *reason, size_t reason_size) {
         const char *why = err.msg;
         size_t lp = strlen(path);
         if (strncmp(why, path, lp) == 0 && why[lp] == ':') why += lp + 1;
-        while (*why == ' ') why++;
+        while (*why == ' ')
+            why++;
         if (strncmp(why, "cannot open: ", 13) == 0) why += 13;
         snprintf(reason, reason_size, "cannot read: %s", *why ? why : "I/O error");
         return -1;
@@ -185,7 +186,7 @@ typedef struct dir_id {
 
 typedef struct walker {
     list_builder *b;
-    const char *root;        /* as given (trailing slashes stripped) */
+    const char *root;                /* as given (trailing slashes stripped) */
     dir_id stack[IS_WALK_MAX_DEPTH]; /* folders on the current walk, for loop detection */
     int depth;
 } walker;
@@ -301,7 +302,8 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
     }
 
 done:
-    for (size_t i = 0; i < n; i++) free(names[i]);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
     free(names);
     free(dpath);
     w->depth--;
@@ -426,7 +428,8 @@ imgsim_status is_dataset_open(is_dataset **out, const char *path, is_err *e) {
     /* the path as given, without trailing slashes (except a lone "/") */
     char *given = is_strdup(path);
     if (!given) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
-    for (size_t l = strlen(given); l > 1 && given[l - 1] == '/'; l--) given[l - 1] = '\0';
+    for (size_t l = strlen(given); l > 1 && given[l - 1] == '/'; l--)
+        given[l - 1] = '\0';
 
     list_builder b;
     memset(&b, 0, sizeof b);
@@ -455,8 +458,8 @@ imgsim_status is_dataset_open(is_dataset **out, const char *path, is_err *e) {
                 st = add_item(&b, given, base, "", e);
             } else if (r == 0) {
                 st = is_fail(e, IMGSIM_ERR_FORMAT,
-                             "%s: %s, and not a TSV list (whose first line must be \"path<TAB>label\")", given,
-                             reason);
+                             "%s: %s, and not a TSV list (whose first line must be \"path<TAB>label\")",
+                             given, reason);
             } else {
                 st = is_fail(e, IMGSIM_ERR_IO, "%s: %s", given, reason);
             }
@@ -554,7 +557,8 @@ imgsim_status is_dataset_write_tsv(const is_dataset *d, const size_t *idx, size_
     if (!tdir) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     char *treal_c = realpath(tdir, NULL);
     free(tdir);
-    if (!treal_c) return is_fail(e, IMGSIM_ERR_IO, "%s: cannot resolve its folder: %s", path, strerror(errno));
+    if (!treal_c)
+        return is_fail(e, IMGSIM_ERR_IO, "%s: cannot resolve its folder: %s", path, strerror(errno));
     char *treal = is_strdup(treal_c);
     free(treal_c);
     if (!treal) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);

@@ -52,7 +52,8 @@ static uint64_t xoshiro_next(xoshiro *r) {
 static uint64_t xoshiro_below(xoshiro *r, uint64_t bound) {
     uint64_t limit = UINT64_MAX - UINT64_MAX % bound; /* multiples of bound below this are fair */
     uint64_t x;
-    do x = xoshiro_next(r);
+    do
+        x = xoshiro_next(r);
     while (x >= limit);
     return x % bound;
 }
@@ -71,7 +72,8 @@ static void class_stream(xoshiro *r, uint64_t seed, const char *label) {
     uint64_t x = seed;
     uint64_t a = splitmix64(&x);
     x = a ^ fnv1a64(label);
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
 }
 
 /* ---- split ----------------------------------------------------------------------------------- */
@@ -119,7 +121,8 @@ imgsim_status is_split(uint8_t *is_test, const is_dataset *d, double test_size, 
     for (size_t start = 0; start < d->n;) {
         const char *label = order[start].label;
         size_t end = start + 1;
-        while (end < d->n && strcmp(order[end].label, label) == 0) end++;
+        while (end < d->n && strcmp(order[end].label, label) == 0)
+            end++;
         size_t count = end - start, n_test = class_test_count(test_size, count);
         xoshiro r;
         class_stream(&r, seed, label);

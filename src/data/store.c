@@ -24,9 +24,11 @@
 void is_store_free(is_store *s) {
     if (!s) return;
     if (s->paths)
-        for (int64_t i = 0; i < s->n; i++) free(s->paths[i]);
+        for (int64_t i = 0; i < s->n; i++)
+            free(s->paths[i]);
     if (s->labels)
-        for (int64_t i = 0; i < s->n; i++) free(s->labels[i]);
+        for (int64_t i = 0; i < s->n; i++)
+            free(s->labels[i]);
     free(s->paths);
     free(s->labels);
     free(s->features);
@@ -107,7 +109,8 @@ static imgsim_status read_manifest(is_store *s, const char *path, is_err *e) {
         if (lineno == 1) {
             if (strcmp(line, "row\tpath\tlabel\tstatus\terror") != 0) {
                 st = is_fail(e, IMGSIM_ERR_FORMAT,
-                             "%s:1: expected the header \"row<TAB>path<TAB>label<TAB>status<TAB>error\"", path);
+                             "%s:1: expected the header \"row<TAB>path<TAB>label<TAB>status<TAB>error\"",
+                             path);
                 break;
             }
             header_ok = 1;
@@ -117,13 +120,14 @@ static imgsim_status read_manifest(is_store *s, const char *path, is_err *e) {
         char *f[5];
         int nf = split_tabs(line, f, 5);
         if (nf != 5) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: expected 5 tab-separated columns, found %d", path, lineno,
-                         nf);
+            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: expected 5 tab-separated columns, found %d", path,
+                         lineno, nf);
             break;
         }
         int64_t row;
         if (parse_i64(f[0], &row) || row < -1) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: row '%s' is not -1 or a row number", path, lineno, f[0]);
+            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: row '%s' is not -1 or a row number", path, lineno,
+                         f[0]);
             break;
         }
         if (row == -1) {
@@ -156,7 +160,8 @@ static imgsim_status read_manifest(is_store *s, const char *path, is_err *e) {
         for (int64_t i = 0; i < s->n && missing < 0; i++)
             if (!s->paths[i]) missing = i;
         return is_fail(e, IMGSIM_ERR_MISMATCH,
-                       "%s: lists %" PRId64 " rows but features.npy has %" PRId64 " (row %" PRId64 " is missing)",
+                       "%s: lists %" PRId64 " rows but features.npy has %" PRId64 " (row %" PRId64
+                       " is missing)",
                        path, seen, s->n, missing);
     }
     return IMGSIM_OK;
@@ -182,19 +187,22 @@ static imgsim_status read_meta(is_store *s, const char *path, is_err *e) {
 
     const cJSON *dim = cJSON_GetObjectItemCaseSensitive(s->meta, "dim");
     if (dim && (!cJSON_IsNumber(dim) || dim->valuedouble != (double)s->dim))
-        return is_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dim\" does not match features.npy's %d columns", path, s->dim);
+        return is_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dim\" does not match features.npy's %d columns", path,
+                       s->dim);
     const char *row_keys[2] = {"rows", "n"};
     for (int k = 0; k < 2; k++) {
         const cJSON *rows = cJSON_GetObjectItemCaseSensitive(s->meta, row_keys[k]);
         if (rows && (!cJSON_IsNumber(rows) || rows->valuedouble != (double)s->n))
-            return is_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"%s\" does not match features.npy's %" PRId64 " rows", path,
-                           row_keys[k], s->n);
+            return is_fail(e, IMGSIM_ERR_MISMATCH,
+                           "%s: \"%s\" does not match features.npy's %" PRId64 " rows", path, row_keys[k],
+                           s->n);
     }
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(s->meta, "dtype");
     if (dt) {
         const char *want = s->dtype == IMGSIM_F16 ? "float16" : "float32";
         if (!cJSON_IsString(dt) || strcmp(dt->valuestring, want) != 0)
-            return is_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dtype\" does not match features.npy's %s", path, want);
+            return is_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dtype\" does not match features.npy's %s", path,
+                           want);
     }
     return IMGSIM_OK;
 }
@@ -202,8 +210,8 @@ static imgsim_status read_meta(is_store *s, const char *path, is_err *e) {
 imgsim_status is_store_open(is_store **out, const char *dir, is_err *e) {
     *out = NULL;
     if (!is_is_dir(dir))
-        return is_fail(e, is_path_exists(dir) ? IMGSIM_ERR_FORMAT : IMGSIM_ERR_IO, "%s: not a feature store folder",
-                       dir);
+        return is_fail(e, is_path_exists(dir) ? IMGSIM_ERR_FORMAT : IMGSIM_ERR_IO,
+                       "%s: not a feature store folder", dir);
     is_store *s = is_calloc(1, sizeof *s);
     char *fpath = is_path_join(dir, "features.npy");
     char *mpath = is_path_join(dir, "manifest.tsv");
@@ -217,7 +225,8 @@ imgsim_status is_store_open(is_store **out, const char *dir, is_err *e) {
     st = is_npy_read(&s->features, &s->dtype, &rows, &cols, fpath, e);
     if (st != IMGSIM_OK) goto done;
     if (rows < 0 || cols <= 0 || cols > INT_MAX) {
-        st = is_fail(e, IMGSIM_ERR_FORMAT, "%s: unusable shape [%" PRId64 ", %" PRId64 "]", fpath, rows, cols);
+        st =
+            is_fail(e, IMGSIM_ERR_FORMAT, "%s: unusable shape [%" PRId64 ", %" PRId64 "]", fpath, rows, cols);
         goto done;
     }
     s->n = rows;
@@ -260,7 +269,8 @@ float *is_store_features_f32(const is_store *s) {
         if (count) memcpy(out, s->features, (size_t)count * sizeof(float));
     } else {
         const uint16_t *h = s->features;
-        for (uint64_t i = 0; i < count; i++) out[i] = is_f16_to_f32(h[i]);
+        for (uint64_t i = 0; i < count; i++)
+            out[i] = is_f16_to_f32(h[i]);
     }
     return out;
 }

@@ -69,12 +69,24 @@ static rgbf hsv(float h, float s, float v) {
     float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
     float r, g, b;
     switch (i % 6) {
-    case 0: r = v, g = t, b = p; break;
-    case 1: r = q, g = v, b = p; break;
-    case 2: r = p, g = v, b = t; break;
-    case 3: r = p, g = q, b = v; break;
-    case 4: r = t, g = p, b = v; break;
-    default: r = v, g = p, b = q; break;
+    case 0:
+        r = v, g = t, b = p;
+        break;
+    case 1:
+        r = q, g = v, b = p;
+        break;
+    case 2:
+        r = p, g = v, b = t;
+        break;
+    case 3:
+        r = p, g = q, b = v;
+        break;
+    case 4:
+        r = t, g = p, b = v;
+        break;
+    default:
+        r = v, g = p, b = q;
+        break;
     }
     return (rgbf){r * 255.0f, g * 255.0f, b * 255.0f};
 }
@@ -118,13 +130,13 @@ static inline float smooth01(float t) {
 
 typedef struct look {
     int family;
-    rgbf c0, c1, c2;        /* palette */
-    float angle, ca, sa;    /* orientation (radians) and its cosine/sine */
-    float cycles;           /* waves/cells across the shorter side */
-    float cx, cy;           /* a centre, in pixels */
+    rgbf c0, c1, c2;     /* palette */
+    float angle, ca, sa; /* orientation (radians) and its cosine/sine */
+    float cycles;        /* waves/cells across the shorter side */
+    float cx, cy;        /* a centre, in pixels */
     float phase;
-    float bright;           /* brightness multiplier */
-    int noise;              /* noise amplitude, levels */
+    float bright; /* brightness multiplier */
+    int noise;    /* noise amplitude, levels */
 } look;
 
 /* Class traits, then per-image variation drawn from r. */
@@ -159,13 +171,15 @@ static void draw_landscape(uint8_t *rgb, int w, int h, const look *L, rng *r) {
     rgbf sky_top = mix(L->c0, (rgbf){40, 60, 140}, 0.35f), sky_low = mix(L->c0, (rgbf){250, 250, 250}, 0.5f);
     rgbf sun = {255, 240, 200};
     float *hy = malloc((size_t)w * sizeof(float)); /* horizon height per column [w] */
-    if (!hy) { /* out of memory: a plain sky, no allocation needed */
-        for (size_t i = 0; i < (size_t)w * (size_t)h; i++) put(rgb + 3 * i, L->c0);
+    if (!hy) {                                     /* out of memory: a plain sky, no allocation needed */
+        for (size_t i = 0; i < (size_t)w * (size_t)h; i++)
+            put(rgb + 3 * i, L->c0);
         return;
     }
     for (int x = 0; x < w; x++) {
         float t = (float)x / (float)w;
-        hy[x] = horizon + amp * (sinf(2 * PI_F * (hf * t + L->phase)) + 0.4f * sinf(2 * PI_F * (2.7f * hf * t)));
+        hy[x] =
+            horizon + amp * (sinf(2 * PI_F * (hf * t + L->phase)) + 0.4f * sinf(2 * PI_F * (2.7f * hf * t)));
     }
     float furrows = L->cycles * 2.0f;
     for (int y = 0; y < h; y++) {
@@ -212,7 +226,8 @@ static void draw_discs(uint8_t *rgb, int w, int h, const look *L, rng *r) {
     for (int y = 0; y < h; y++) {
         rgbf c = mix(L->c2, (rgbf){L->c2.r * 0.55f, L->c2.g * 0.55f, L->c2.b * 0.55f}, (float)y / (float)h);
         uint8_t *row = rgb + (size_t)y * (size_t)w * 3;
-        for (int x = 0; x < w; x++) put(row + 3 * x, c);
+        for (int x = 0; x < w; x++)
+            put(row + 3 * x, c);
     }
     int n = rng_int(r, 5, 12);
     float side = (float)(w < h ? w : h);
@@ -266,7 +281,8 @@ static void draw_clouds(uint8_t *rgb, int w, int h, const look *L, rng *r) {
     float lat[2][G][G];
     for (int o = 0; o < 2; o++)
         for (int i = 0; i < G; i++)
-            for (int j = 0; j < G; j++) lat[o][i][j] = rng_f(r);
+            for (int j = 0; j < G; j++)
+                lat[o][i][j] = rng_f(r);
     float side = (float)(w < h ? w : h);
     float f0 = L->cycles * 0.5f / side, f1 = f0 * 2.7f;
     float lim = (float)(G - 2);
@@ -311,7 +327,8 @@ static void draw_clutter(uint8_t *rgb, int w, int h, rng *r) {
     int n = rng_int(r, 0, 3);
     float side = (float)(w < h ? w : h);
     for (int k = 0; k < n; k++) {
-        int rw = (int)(rng_range(r, 0.05f, 0.15f) * side) + 1, rh = (int)(rng_range(r, 0.05f, 0.15f) * side) + 1;
+        int rw = (int)(rng_range(r, 0.05f, 0.15f) * side) + 1,
+            rh = (int)(rng_range(r, 0.05f, 0.15f) * side) + 1;
         int x0 = rng_int(r, 0, w - 1), y0 = rng_int(r, 0, h - 1);
         rgbf col = hsv(rng_f(r), rng_range(r, 0.2f, 0.9f), rng_range(r, 0.3f, 1.0f));
         for (int y = y0; y < y0 + rh && y < h; y++)
@@ -328,12 +345,24 @@ void is_synth_image(uint8_t *rgb, int w, int h, int cls, uint64_t seed) {
     rng_u64(&r);
     look L = make_look(cls, w, h, &r);
     switch (L.family) {
-    case 0: draw_landscape(rgb, w, h, &L, &r); break;
-    case 1: draw_stripes(rgb, w, h, &L); break;
-    case 2: draw_discs(rgb, w, h, &L, &r); break;
-    case 3: draw_checker(rgb, w, h, &L); break;
-    case 4: draw_clouds(rgb, w, h, &L, &r); break;
-    default: draw_rings(rgb, w, h, &L); break;
+    case 0:
+        draw_landscape(rgb, w, h, &L, &r);
+        break;
+    case 1:
+        draw_stripes(rgb, w, h, &L);
+        break;
+    case 2:
+        draw_discs(rgb, w, h, &L, &r);
+        break;
+    case 3:
+        draw_checker(rgb, w, h, &L);
+        break;
+    case 4:
+        draw_clouds(rgb, w, h, &L, &r);
+        break;
+    default:
+        draw_rings(rgb, w, h, &L);
+        break;
     }
     draw_clutter(rgb, w, h, &r);
     /* brightness and per-channel noise: rgb [h, w, 3]. Noise comes from a table of random values
@@ -394,9 +423,9 @@ void is_synth_opts_init(is_synth_opts *o) {
 typedef struct synth_job {
     const char *root;
     const is_synth_opts *o;
-    tjhandle *tj;          /* one compressor per worker */
+    tjhandle *tj; /* one compressor per worker */
     atomic_int failed;
-    is_err err;            /* the first failure */
+    is_err err; /* the first failure */
     imgsim_status err_st;
     atomic_flag err_taken;
     is_progress *progress;
@@ -451,13 +480,16 @@ static void synth_one(void *ctx, int64_t i, int worker) {
 
 imgsim_status is_synth_dataset_ex(const char *root, const is_synth_opts *o, is_err *e) {
     if (o->n_classes < 1 || o->n_classes > 10000 || o->per_class < 1 || o->per_class > 10000000)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "synth: need 1..10000 classes and 1..10000000 images per class");
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+                       "synth: need 1..10000 classes and 1..10000000 images per class");
     if (o->min_side < 8 || o->max_side < o->min_side || o->max_side > 16384)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "synth: sides must satisfy 8 <= min (%d) <= max (%d) <= 16384",
-                       o->min_side, o->max_side);
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+                       "synth: sides must satisfy 8 <= min (%d) <= max (%d) <= 16384", o->min_side,
+                       o->max_side);
     if (o->large_fraction < 0 || o->large_fraction > 1 ||
         (o->large_fraction > 0 && (o->large_min_side < 8 || o->large_min_side > 12288)))
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "synth: large fraction must be in [0, 1], large side in 8..12288");
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+                       "synth: large fraction must be in [0, 1], large side in 8..12288");
     if (o->quality < 1 || o->quality > 100)
         return is_fail(e, IMGSIM_ERR_INVALID_ARG, "synth: JPEG quality %d not in 1..100", o->quality);
 

@@ -15,9 +15,9 @@
 #include "core/core.h"
 
 typedef struct is_synth_opts {
-    int n_classes;         /* >= 1 */
-    int per_class;         /* images per class, >= 1 */
-    int min_side, max_side;/* both sides of an ordinary image lie in [min_side, max_side] */
+    int n_classes;          /* >= 1 */
+    int per_class;          /* images per class, >= 1 */
+    int min_side, max_side; /* both sides of an ordinary image lie in [min_side, max_side] */
     uint64_t seed;
     double large_fraction; /* share of images made "large" instead (0 = none) */
     int large_min_side;    /* large images: sides in [large_min_side, large_min_side * 4 / 3] */
