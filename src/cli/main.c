@@ -23,6 +23,7 @@ static const command commands[] = {
     {"demo", cmd_demo, "generate a small dataset and model and run the whole job"},
     {"topk", cmd_topk, "exact top-k over raw .npy matrices (tests, benchmarks)"},
     {"synth", cmd_synth, "generate a labelled photo-like JPEG dataset (demos, tests, benchmarks)"},
+    {"gpupre", cmd_gpupre, "preprocess files through the GPU input path into a .npy (tests)"},
 };
 
 static void usage(FILE *f) {

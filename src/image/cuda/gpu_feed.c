@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "image/cuda/gpu_image.h"
+#include "image/image.h"
 
 #ifdef IMGSIM_HAVE_NVJPEG
 struct is_gpu_feed {
@@ -124,7 +125,66 @@ void *is_gpu_feed_event(is_gpu_feed *f) {
     return (void *)f->ev;
 }
 
+
+imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths, int n, int device,
+                                      const imgsim_preprocess_opts *pre, imgsim_status *item_st, is_err *item_msg,
+                                      int *on_gpu, is_err *e) {
+    size_t img = (size_t)3 * (size_t)pre->height * (size_t)pre->width;
+    is_gpu_feed *f = NULL;
+    imgsim_status st = is_gpu_feed_create(&f, device, n, 1, pre->height, pre->width, pre->mean, pre->std, e);
+    if (st) return st;
+    uint8_t **bufs = is_calloc((size_t)n, sizeof *bufs);
+    size_t *lens = is_calloc((size_t)n, sizeof *lens);
+    uint8_t *mask = is_calloc((size_t)n, 1);
+    float *dev = NULL;
+    if (!bufs || !lens || !mask || cudaMalloc((void **)&dev, (size_t)n * img * sizeof(float)) != cudaSuccess) {
+        st = is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        on_gpu[i] = 0;
+        item_st[i] = is_read_file(&bufs[i], &lens[i], paths[i], 1u << 30, &item_msg[i]);
+        if (item_st[i] == IMGSIM_OK &&
+            lens[i] >= 3 && bufs[i][0] == 0xFF && bufs[i][1] == 0xD8 && bufs[i][2] == 0xFF)
+            on_gpu[i] = 1;
+    }
+    {
+        const uint8_t *cb[n];
+        for (int i = 0; i < n; i++) cb[i] = on_gpu[i] ? bufs[i] : NULL;
+        imgsim_status gst[n];
+        if ((st = is_gpu_feed_decode(f, cb, lens, n, dev, pre->max_pixels, gst, item_msg, e))) goto done;
+        for (int i = 0; i < n; i++) {
+            if (!on_gpu[i]) continue;
+            if (gst[i] != IMGSIM_OK) on_gpu[i] = 0; /* refused: the CPU path decodes it */
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (on_gpu[i] || item_st[i] != IMGSIM_OK) continue;
+        item_st[i] = is_preprocess_mem(out_host + (size_t)i * img, bufs[i], lens[i], pre, paths[i], &item_msg[i]);
+        mask[i] = item_st[i] == IMGSIM_OK;
+    }
+    if ((st = is_gpu_feed_upload(f, out_host, mask, n, dev, e))) goto done;
+    if (cudaStreamSynchronize(f->stream) != cudaSuccess ||
+        cudaMemcpy(out_host, dev, (size_t)n * img * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
+        st = is_fail(e, IMGSIM_ERR_BACKEND, "GPU preprocessing: %s", cudaGetErrorString(cudaGetLastError()));
+done:
+    if (dev) cudaFree(dev);
+    if (bufs)
+        for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(lens);
+    free(mask);
+    is_gpu_feed_destroy(f);
+    return st;
+}
+
 #else /* no nvJPEG */
+
+imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths, int n, int device,
+                                      const imgsim_preprocess_opts *pre, imgsim_status *item_st, is_err *item_msg,
+                                      int *on_gpu, is_err *e) {
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+}
 
 imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int cpu_threads, int oh, int ow,
                                  const float mean[3], const float std[3], is_err *e) {

@@ -81,6 +81,14 @@ imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uin
 /* Records and returns an event (cudaEvent_t) after all the feed's work so far. */
 void *is_gpu_feed_event(is_gpu_feed *f);
 
+
+/* For tests and inspection: decodes and preprocesses n files through the GPU path (nvJPEG for
+ * the JPEGs it takes, the CPU otherwise, exactly as the pipeline does) into out_host
+ * ([n, 3, oh, ow] float32). item_st/item_msg per file; on_gpu[i] says which path decoded it. */
+imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths, int n, int device,
+                                      const imgsim_preprocess_opts *pre, imgsim_status *item_st, is_err *item_msg,
+                                      int *on_gpu, is_err *e);
+
 #ifdef __cplusplus
 }
 #endif
