@@ -419,6 +419,8 @@ static imgsim_status open_tsv(list_builder *b, const char *list, const char *roo
 
 /* ---- entry point ----------------------------------------------------------------------------- */
 
+/* Decides what path is (folder, TSV list, image file) and lists it; see the top of the file. The
+ * root of a list or a single file is its folder. */
 imgsim_status is_dataset_open(is_dataset **out, const char *path, is_err *e) {
     *out = NULL;
     if (!path || !*path) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dataset path is empty");
@@ -551,6 +553,9 @@ static char *canonical_file_path(const char *path, char **cache_dir, char **cach
     return join2(*cache_real, base);
 }
 
+/* Writes "path\tlabel" lines for items idx[0..n): a path is written relative to the TSV's folder when
+ * the item lies under it (comparing canonical folders, so symlinked folders and "." components
+ * do not matter), absolute otherwise, so that the list reads back to the same files from anywhere. */
 imgsim_status is_dataset_write_tsv(const is_dataset *d, const size_t *idx, size_t n, const char *path,
                                    is_err *e) {
     char *tdir = is_path_dirname(path);
