@@ -67,12 +67,12 @@ fi
 # section: cuda (CUDA engine: engine-file unit test, PyTorch parity, cache, sanitizer; benchmark)
 # ==================================================================================================
 if want cuda && [ "$BUILD_OK" = 1 ]; then
-  (cd "$BUILD" && ctest -R 'test_cuda' --output-on-failure) > "$OUT/cuda_tests.log" 2>&1
+  (cd "$BUILD" && ctest -R 'test_cuda' -V) > "$OUT/cuda_tests.log" 2>&1
   for t in test_cuda_engine_file test_cuda_parity; do
     r=$(grep -E "Test +#[0-9]+: $t " "$OUT/cuda_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
     note cuda "$t" "${r:-not run}"
   done
-  grep -E 'rel_l2|fresh vs cached|memcheck' "$OUT/cuda_tests.log" | sed 's/^/  /' >> "$SUMMARY"
+  grep -E 'rel_l2|fresh vs cached|memcheck' "$OUT/cuda_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
   if BENCH_DIR="$OUT/bench_work" IMGSIM_PYTHON="$PY" bash bench/gpu_vs_torch.sh "$BUILD" > "$OUT/cuda_bench.log" 2>&1; then
     note cuda gpu_vs_torch ok
     sed -n '/^GPU:/,$p' "$OUT/cuda_bench.log" | sed 's/^/  /' >> "$SUMMARY"
@@ -100,4 +100,24 @@ if want gpusearch && [ "$BUILD_OK" = 1 ]; then
     tail -30 "$OUT/gpusearch_bench.log"
   fi
   sed -n '/^GPU:/,$p' "$OUT/gpusearch_bench.log" | sed 's/^/  /' >> "$SUMMARY"
+fi
+
+# ==================================================================================================
+# section: e2e (GPU input pipeline: nvJPEG + fused preprocessing vs the CPU path; end-to-end
+# benchmark of imgsim extract on CUDA against the PIL + ThreadPoolExecutor + PyTorch pipeline)
+# ==================================================================================================
+if want e2e && [ "$BUILD_OK" = 1 ]; then
+  (cd "$BUILD" && ctest -R 'gpu_decode|pipeline' --output-on-failure) > "$OUT/e2e_tests.log" 2>&1
+  for t in gpu_decode pipeline_extract pipeline_run; do
+    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/e2e_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
+    note e2e "$t" "${r:-not run}"
+  done
+  grep -E 'GPU vs CPU preprocessing|features GPU pipeline|mixed batch' "$OUT/e2e_tests.log" | sed 's/^/  /' >> "$SUMMARY"
+  if N="${E2E_N:-20000}" BENCH_DIR=/tmp/imgsim-e2e IMGSIM_PYTHON="$PY" bash bench/e2e_gpu.sh "$BUILD" > "$OUT/e2e_bench.log" 2>&1; then
+    note e2e e2e_gpu ok
+  else
+    note e2e e2e_gpu FAILED
+    tail -30 "$OUT/e2e_bench.log"
+  fi
+  sed -n '/^GPU:/,$p' "$OUT/e2e_bench.log" | sed 's/^/  /' >> "$SUMMARY"
 fi
