@@ -5,6 +5,7 @@
  * magnitudes, so every reference score is exact and ties are exact ties. Also argument errors,
  * the CUDA stub and allocation-failure injection (no leaks, a NOMEM status).
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -100,6 +101,17 @@ static void check_search(int64_t n, int64_t q, int dim, int k, int threads, int 
     free(qh);
     free(idx);
     free(score);
+}
+
+/* the bf16 screening pass (where oneDNN has native bf16; elsewhere this is float32 again) */
+static void test_bf16_screen(void **st) {
+    (void)st;
+    setenv("IMGSIM_SEARCH_SCREEN", "bf16", 1);
+    check_search(1300, 70, 64, 10, 2, 30, IMGSIM_F32);
+    check_search(700, 40, 72, 5, 2, 300, IMGSIM_F32); /* mostly duplicates: bf16 -> f32 -> f64 */
+    check_search(900, 33, 64, 6, 2, 10, IMGSIM_F16);
+    check_search(5, 3, 64, 9, 2, 0, IMGSIM_F32);
+    unsetenv("IMGSIM_SEARCH_SCREEN");
 }
 
 static void test_random_ties(void **st) {
@@ -244,6 +256,7 @@ static void test_dedup(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_ties), cmocka_unit_test(test_f16),        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_bf16_screen),
         cmocka_unit_test(test_errors),      cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_dedup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,20 +3,30 @@
  *
  * Shapes: gallery G [n, dim], queries Q [q, dim] (float32 or float16), outputs idx/score [q, k].
  *
- * Queries are taken in blocks of up to QBLOCK rows (converted to float32: [qb, dim]). Within a
- * block the work items are gallery tiles of TILE_G rows (times, when there are too few tiles to
- * keep every thread busy, a split of the block's queries). An item converts its tile to float32
- * if needed (a per-thread buffer [TILE_G, dim]), multiplies it with TILE_Q queries at a time
- * (one-thread oneDNN sgemm, C [TILE_Q, TILE_G] in a per-thread buffer) and, while C is in cache,
- * folds each row of C into that thread's bounded candidate list for the query (best k + MARGIN by
- * float32 score; a "compare with the current last, skip" test rejects nearly every score). The
- * q x n score matrix never exists; memory is O(threads * (qb * (k + MARGIN) + tile)).
+ * Queries are taken in blocks of up to QBLOCK rows (as float32 [qb, dim]). Within a block the
+ * work items are gallery tiles of TILE_G rows (times, when there are too few tiles to keep every
+ * thread busy, a split of the block's queries). An item converts its tile if needed (per-thread
+ * buffers), multiplies it with a sub-block of the queries (C [rows, TILE_G] in a per-thread
+ * buffer) and, while C is in cache, folds each row of C into that thread's bounded candidate list
+ * for the query (the best k + margin by approximate score; a "compare with the current last, skip"
+ * test rejects nearly every score). The q x n score matrix never exists; memory is
+ * O(threads * (qb * (k + margin) + tile)).
  *
- * Each query's candidates (from every thread) are then re-scored in float64 and ranked by
- * (score desc, row asc); the float32 error bound proves the result equals the exact float64
- * top-k, or the query is recomputed by a float64 scan of the whole gallery (topk.h). Scores
- * returned are the float64 scores rounded to float32. Rows past n (k > n) get idx -1 and score
- * -inf. Non-finite feature values give unspecified (but memory-safe) results.
+ * Two screening passes, both exact in the end:
+ *  - bf16: where oneDNN has a native bfloat16 kernel (AVX512-BF16, AMX), queries and gallery
+ *    tiles are rounded to bfloat16 and multiplied at about twice the float32 rate. The rounding
+ *    error is bounded (topk.h: is_dot_error_bound_bf16, ~0.8% of |q||g|), so the candidates are
+ *    proven complete or the query is retried in float32. Used for >= BF16_MIN_Q queries.
+ *  - float32: one-thread oneDNN sgemm tiles; the bound is gamma(dim) |q| max|g|.
+ * Each query's candidates are re-scored in float64 in order of approximate score until no
+ * remaining candidate can reach the current k-th exact score, ranked by (score desc, row asc),
+ * and the dropped rows are proven unable to enter the top k (topk.h); a query that the float32
+ * pass cannot prove (many near-ties, e.g. duplicated rows) is recomputed by a float64 scan of
+ * the gallery. So the result equals the exact float64 top-k with ties broken by lower row.
+ * Scores returned are the float64 scores rounded to float32. Rows past n (k > n) get idx -1 and
+ * score -inf. Non-finite feature values give unspecified (but memory-safe) results.
+ *
+ * IMGSIM_SEARCH_SCREEN=f32|bf16 in the environment forces a screening pass (tests, benchmarks).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -26,20 +36,33 @@
 #include "search/topk.h"
 
 enum {
-    TILE_G = 512,  /* gallery rows per tile */
-    TILE_Q = 256,  /* queries per sgemm */
-    QBLOCK = 4096, /* queries per block (bounds per-thread candidate memory) */
-    MARGIN = 16    /* extra float32 candidates kept per query beyond k */
+    TILE_G = 512,      /* gallery rows per tile */
+    TILE_Q = 1024,     /* queries per float32 sgemm */
+    BF_M = 512,        /* queries per bf16 matmul (the primitive's fixed m) */
+    QBLOCK = 4096,     /* queries per block (bounds per-thread candidate memory) */
+    MARGIN_F32 = 16,   /* extra candidates per query beyond k, float32 pass */
+    MARGIN_BF16 = 48,  /* the same, bf16 pass (its error bound is wider) */
+    BF16_MIN_Q = 32    /* fewer queries: float32 only (bf16 conversions would not pay) */
 };
+
+typedef enum pass_mode { PASS_F32 = 0, PASS_BF16 = 1 } pass_mode;
+
+/* Query status after a pass. */
+enum { Q_DONE = 0, Q_RETRY_F32 = 1, Q_FALLBACK = 2 };
 
 /* Per-thread state. */
 typedef struct worker {
-    float *cs;       /* [qb, kc] candidate float32 scores */
+    float *cs;       /* [qb, kc] candidate approximate scores, best first */
     int64_t *ci;     /* [qb, kc] candidate rows */
     int *cn;         /* [qb] candidates held */
-    float *c;        /* [TILE_Q, TILE_G] GEMM tile */
+    float *c;        /* [max(TILE_Q, BF_M), TILE_G] product tile */
     float *g;        /* [TILE_G, dim] float32 copy of a float16 tile (NULL for float32) */
-    is_cand64 *cand; /* [threads * kc] merge scratch (also the fallback's best-k list) */
+    uint16_t *gb;    /* [TILE_G, dim] bf16 tile (bf16 pass only) */
+    is_cand64 *cand; /* [k] exact top-k being built (also the fallback's list) */
+    struct approx {
+        float a;
+        int64_t i;
+    } *ca;           /* [threads * kc] merge scratch */
 } worker;
 
 typedef struct search_ctx {
@@ -47,22 +70,50 @@ typedef struct search_ctx {
     int64_t n;
     int dim;
     imgsim_dtype dt;
-    int k, kc, nw;
+    int k, nw;
     worker *w;
-    /* current query block */
-    const float *qf; /* [qb, dim] float32 */
-    int64_t qb, q0;
+    /* the current pass */
+    pass_mode mode;
+    int kc, sub;         /* candidates per query; queries per product */
+    const float *qf;     /* [qb, dim] float32 queries */
+    const uint16_t *qbf; /* [qb rounded up to BF_M, dim] bf16 queries (bf16 pass) */
+    const int64_t *qmap; /* [qb] output row of each block row */
+    double *qnorm;       /* [qb] */
+    unsigned char *qst;  /* [qb] Q_* */
+    int64_t qb;
     int64_t ntiles, nsplit, qper;
-    double *tilemax; /* [ntiles] max row norm per tile (filled during the first block) */
+    double *tilemax; /* [ntiles] max row norm per tile (filled during the first pass) */
     int want_norms;
     double gmax; /* max gallery row norm */
+    is_bf16_gemm *bf;
     /* outputs */
     int64_t *idx;
     float *score;
-    unsigned char *fallback; /* [qb] */
     volatile int failed;
     is_err err;
 } search_ctx;
+
+static const void *grow_ptr(const search_ctx *x, int64_t row) {
+    return (const char *)x->gallery + (size_t)row * (size_t)x->dim * (x->dt == IMGSIM_F32 ? 4 : 2);
+}
+
+static void set_failed(search_ctx *x, const is_err *e) {
+    if (!x->failed) {
+        x->err = *e;
+        x->failed = 1;
+    }
+}
+
+/* Folds row r of a product tile (scores of gallery rows g0 .. g0 + gn - 1) into a candidate list. */
+static void fold_row(float *sc, int64_t *ix, int *cnt, int kc, const float *crow, int64_t g0, int64_t gn) {
+    float thr = *cnt == kc ? sc[kc - 1] : -INFINITY;
+    for (int64_t j = 0; j < gn; j++) {
+        if (crow[j] > thr) {
+            is_cand_insert(sc, ix, cnt, kc, crow[j], g0 + j);
+            thr = *cnt == kc ? sc[kc - 1] : -INFINITY;
+        }
+    }
+}
 
 /* One work item: gallery tile (i / nsplit) against query split (i % nsplit). */
 static void tile_item(void *vctx, int64_t item, int wi) {
@@ -71,7 +122,7 @@ static void tile_item(void *vctx, int64_t item, int wi) {
     if (x->failed) return;
     int64_t tile = item / x->nsplit, split = item % x->nsplit;
     int64_t g0 = tile * TILE_G, gn = x->n - g0 < TILE_G ? x->n - g0 : TILE_G;
-    const int dim = x->dim;
+    const int dim = x->dim, kc = x->kc;
     const float *gt;
     if (x->dt == IMGSIM_F32) {
         gt = (const float *)x->gallery + (size_t)g0 * (size_t)dim;
@@ -87,43 +138,59 @@ static void tile_item(void *vctx, int64_t item, int wi) {
         }
         x->tilemax[tile] = mx;
     }
+    if (x->mode == PASS_BF16) is_f32_to_bf16_n(w->gb, gt, (size_t)(gn * dim)); /* rows >= gn: ignored */
     int64_t qa = split * x->qper, qe = qa + x->qper < x->qb ? qa + x->qper : x->qb;
-    const int kc = x->kc;
-    for (int64_t qs = qa; qs < qe; qs += TILE_Q) {
-        int64_t qn = qe - qs < TILE_Q ? qe - qs : TILE_Q;
+    for (int64_t qs = qa; qs < qe; qs += x->sub) {
+        int64_t qn = qe - qs < x->sub ? qe - qs : x->sub;
         is_err e;
-        if (is_sgemm_nt(w->c, TILE_G, x->qf + (size_t)qs * (size_t)dim, qn, gt, gn, dim, &e) != IMGSIM_OK) {
-            if (!x->failed) {
-                x->err = e;
-                x->failed = 1;
-            }
+        imgsim_status st;
+        if (x->mode == PASS_BF16)
+            st = is_bf16_gemm_run(x->bf, wi, w->c, x->qbf + (size_t)qs * (size_t)dim, w->gb, &e);
+        else
+            st = is_sgemm_nt(w->c, TILE_G, x->qf + (size_t)qs * (size_t)dim, qn, gt, gn, dim, &e);
+        if (st != IMGSIM_OK) {
+            set_failed(x, &e);
             return;
         }
-        for (int64_t r = 0; r < qn; r++) {
-            const float *crow = w->c + (size_t)r * TILE_G;
-            float *sc = w->cs + (size_t)(qs + r) * (size_t)kc;
-            int64_t *ix = w->ci + (size_t)(qs + r) * (size_t)kc;
-            int *cnt = &w->cn[qs + r];
-            float thr = *cnt == kc ? sc[kc - 1] : -INFINITY;
-            for (int64_t j = 0; j < gn; j++) {
-                if (crow[j] > thr) {
-                    is_cand_insert(sc, ix, cnt, kc, crow[j], g0 + j);
-                    thr = *cnt == kc ? sc[kc - 1] : -INFINITY;
-                }
-            }
-        }
+        for (int64_t r = 0; r < qn; r++)
+            fold_row(w->cs + (size_t)(qs + r) * (size_t)kc, w->ci + (size_t)(qs + r) * (size_t)kc, &w->cn[qs + r], kc,
+                     w->c + (size_t)r * TILE_G, g0, gn);
     }
 }
 
-/* Merges one query's candidates from every thread, re-scores them in float64 and writes the
- * top k, or marks the query for the float64 fallback when the bound cannot prove exactness. */
+static int approx_cmp(const void *pa, const void *pb) {
+    const struct approx *a = pa, *b = pb;
+    if (a->a > b->a) return -1;
+    if (a->a < b->a) return 1;
+    return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* Inserts (s, i) into an exact top-k list ordered by (s desc, i asc). */
+static void exact_insert(is_cand64 *best, int *cnt, int k, double s, int64_t i) {
+    if (*cnt == k && !(s > best[k - 1].s || (s == best[k - 1].s && i < best[k - 1].i))) return;
+    int pos = *cnt < k ? (*cnt)++ : k - 1;
+    while (pos > 0 && (best[pos - 1].s < s || (best[pos - 1].s == s && best[pos - 1].i > i))) {
+        best[pos] = best[pos - 1];
+        pos--;
+    }
+    best[pos].s = s;
+    best[pos].i = i;
+}
+
+/* Merges one query's candidates from every thread and re-scores them in float64, best
+ * approximate score first, until no remaining candidate can reach the k-th exact score (its
+ * approximate score + delta is below it). The result is exact when every row that no thread kept
+ * is also unable to reach it (s_cut + delta < k-th exact score); otherwise the query is marked
+ * for the next pass (bf16 -> float32 -> float64 scan). */
 static void finish_query(void *vctx, int64_t r, int wi) {
     search_ctx *x = vctx;
     worker *w = &x->w[wi];
     const int kc = x->kc, k = x->k, dim = x->dim;
     const float *qrow = x->qf + (size_t)r * (size_t)dim;
+    double delta = x->mode == PASS_BF16 ? is_dot_error_bound_bf16(dim, x->qnorm[r], x->gmax)
+                                        : is_dot_error_bound(dim, x->qnorm[r], x->gmax);
     int64_t nc = 0;
-    float s_cut = -INFINITY;
+    double s_cut = -INFINITY;
     int any_full = 0;
     for (int t = 0; t < x->nw; t++) {
         const worker *o = &x->w[t];
@@ -131,72 +198,96 @@ static void finish_query(void *vctx, int64_t r, int wi) {
         const int64_t *ix = o->ci + (size_t)r * (size_t)kc;
         const float *sc = o->cs + (size_t)r * (size_t)kc;
         for (int j = 0; j < cnt; j++) {
-            w->cand[nc].i = ix[j];
-            w->cand[nc].s = is_dot64(qrow, (const char *)x->gallery + (size_t)ix[j] * (size_t)dim * (x->dt == IMGSIM_F32 ? 4 : 2), dim, x->dt);
+            w->ca[nc].a = sc[j];
+            w->ca[nc].i = ix[j];
             nc++;
         }
         if (cnt == kc) {
-            /* this thread dropped rows: all of them scored <= its last kept float32 score */
+            /* this thread dropped rows: all of them scored <= its last kept approximate score */
             any_full = 1;
             if (sc[kc - 1] > s_cut || sc[kc - 1] != sc[kc - 1]) s_cut = sc[kc - 1];
         }
     }
-    nc = is_cand64_sort_unique(w->cand, nc);
-    int exact = 1;
-    if (any_full) {
-        if (nc < k) {
-            exact = 0;
-        } else {
-            double delta = is_dot_error_bound(dim, is_norm64(qrow, dim), x->gmax);
-            double kth = w->cand[k - 1].s;
-            if (!(kth > (double)s_cut + delta)) exact = 0;
-        }
+    qsort(w->ca, (size_t)nc, sizeof *w->ca, approx_cmp);
+    int cnt = 0;
+    for (int64_t j = 0; j < nc; j++) {
+        if (cnt == k && (double)w->ca[j].a + delta < w->cand[k - 1].s) break;
+        exact_insert(w->cand, &cnt, k, is_dot64(qrow, grow_ptr(x, w->ca[j].i), dim, x->dt), w->ca[j].i);
     }
-    if (!exact) {
-        x->fallback[r] = 1;
+    if (any_full && !(cnt == k && s_cut + delta < w->cand[k - 1].s)) {
+        x->qst[r] = x->mode == PASS_BF16 ? Q_RETRY_F32 : Q_FALLBACK;
         return;
     }
-    int64_t *oi = x->idx + (size_t)(x->q0 + r) * (size_t)k;
-    float *os = x->score + (size_t)(x->q0 + r) * (size_t)k;
+    x->qst[r] = Q_DONE;
+    int64_t *oi = x->idx + (size_t)x->qmap[r] * (size_t)k;
+    float *os = x->score + (size_t)x->qmap[r] * (size_t)k;
     for (int j = 0; j < k; j++) {
-        if (j < nc) {
-            oi[j] = w->cand[j].i;
-            os[j] = (float)w->cand[j].s;
-        } else {
-            oi[j] = -1;
-            os[j] = -INFINITY;
-        }
+        oi[j] = j < cnt ? w->cand[j].i : -1;
+        os[j] = j < cnt ? (float)w->cand[j].s : -INFINITY;
     }
 }
 
-/* The float64 fallback for one query of the block: scans the whole gallery, keeping the best k
- * by (float64 score desc, row asc). */
+/* The float64 fallback for one query: scans the whole gallery, keeping the best k by (float64
+ * score desc, row asc). */
 static void fallback_query(void *vctx, int64_t r, int wi) {
     search_ctx *x = vctx;
-    if (!x->fallback[r]) return;
+    if (x->qst[r] != Q_FALLBACK) return;
     worker *w = &x->w[wi];
     const int k = x->k, dim = x->dim;
     const float *qrow = x->qf + (size_t)r * (size_t)dim;
-    is_cand64 *best = w->cand; /* capacity nw * kc >= k */
     int cnt = 0;
-    size_t esz = x->dt == IMGSIM_F32 ? 4 : 2;
-    for (int64_t g = 0; g < x->n; g++) {
-        double s = is_dot64(qrow, (const char *)x->gallery + (size_t)g * (size_t)dim * esz, dim, x->dt);
-        if (cnt == k && !(s > best[k - 1].s)) continue;
-        int pos = cnt < k ? cnt++ : k - 1;
-        while (pos > 0 && best[pos - 1].s < s) {
-            best[pos] = best[pos - 1];
-            pos--;
-        }
-        best[pos].s = s;
-        best[pos].i = g;
-    }
-    int64_t *oi = x->idx + (size_t)(x->q0 + r) * (size_t)k;
-    float *os = x->score + (size_t)(x->q0 + r) * (size_t)k;
+    for (int64_t g = 0; g < x->n; g++) exact_insert(w->cand, &cnt, k, is_dot64(qrow, grow_ptr(x, g), dim, x->dt), g);
+    int64_t *oi = x->idx + (size_t)x->qmap[r] * (size_t)k;
+    float *os = x->score + (size_t)x->qmap[r] * (size_t)k;
     for (int j = 0; j < k; j++) {
-        oi[j] = j < cnt ? best[j].i : -1;
-        os[j] = j < cnt ? (float)best[j].s : -INFINITY;
+        oi[j] = j < cnt ? w->cand[j].i : -1;
+        os[j] = j < cnt ? (float)w->cand[j].s : -INFINITY;
     }
+    x->qst[r] = Q_DONE;
+}
+
+/* One screening pass over the whole gallery for the queries qf [qb, dim] (output rows qmap),
+ * then the float64 re-ranking; leaves x->qst[r] = Q_RETRY_F32 for the queries a bf16 pass could
+ * not prove, and runs the float64 scan for those a float32 pass could not. */
+static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, const float *qf, const uint16_t *qbf,
+                              int64_t qb, const int64_t *qmap, is_err *e) {
+    x->mode = mode;
+    x->kc = x->k + (mode == PASS_BF16 ? MARGIN_BF16 : MARGIN_F32);
+    x->sub = mode == PASS_BF16 ? BF_M : TILE_Q;
+    x->qf = qf;
+    x->qbf = qbf;
+    x->qb = qb;
+    x->qmap = qmap;
+    for (int64_t r = 0; r < qb; r++) x->qnorm[r] = is_norm64(qf + (size_t)r * (size_t)x->dim, x->dim);
+    for (int t = 0; t < x->nw; t++) memset(x->w[t].cn, 0, (size_t)qb * sizeof(int));
+    /* split the queries when there are too few tiles to keep every thread busy */
+    int64_t nsub = (qb + x->sub - 1) / x->sub;
+    x->nsplit = 1;
+    if (x->ntiles < 4 * (int64_t)x->nw) {
+        x->nsplit = (4 * (int64_t)x->nw + x->ntiles - 1) / x->ntiles;
+        if (x->nsplit > nsub) x->nsplit = nsub;
+    }
+    x->qper = ((nsub + x->nsplit - 1) / x->nsplit) * x->sub;
+    x->nsplit = (qb + x->qper - 1) / x->qper;
+    is_pool_for(pool, x->ntiles * x->nsplit, tile_item, x);
+    if (x->failed) return is_fail_copy(e, &x->err, IMGSIM_ERR_BACKEND);
+    if (x->want_norms) {
+        x->gmax = 0.0;
+        for (int64_t t = 0; t < x->ntiles; t++)
+            if (x->tilemax[t] > x->gmax || x->tilemax[t] != x->tilemax[t]) x->gmax = x->tilemax[t];
+        x->want_norms = 0;
+    }
+    is_pool_for(pool, qb, finish_query, x);
+    if (mode == PASS_F32) {
+        int64_t nfb = 0;
+        for (int64_t r = 0; r < qb; r++) nfb += x->qst[r] == Q_FALLBACK;
+        if (nfb) {
+            is_log_debug("search: %lld of %lld queries re-ranked by a float64 scan (near-ties)", (long long)nfb,
+                         (long long)qb);
+            is_pool_for(pool, qb, fallback_query, x);
+        }
+    }
+    return IMGSIM_OK;
 }
 
 static void workers_free(worker *w, int nw) {
@@ -207,9 +298,20 @@ static void workers_free(worker *w, int nw) {
         free(w[t].cn);
         free(w[t].c);
         free(w[t].g);
+        free(w[t].gb);
         free(w[t].cand);
+        free(w[t].ca);
     }
     free(w);
+}
+
+/* Whether to screen in bf16: IMGSIM_SEARCH_SCREEN=bf16|f32 forces it, else >= BF16_MIN_Q queries
+ * and dim >= 64 (it is then used only where oneDNN has a native bf16 kernel). */
+static int want_bf16(int64_t q, int dim) {
+    const char *env = getenv("IMGSIM_SEARCH_SCREEN");
+    if (env && !strcmp(env, "f32")) return 0;
+    if (env && !strcmp(env, "bf16")) return 1;
+    return q >= BF16_MIN_Q && dim >= 64;
 }
 
 imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
@@ -243,89 +345,115 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
     x.dim = dim;
     x.dt = dtype;
     x.k = k;
-    x.kc = k + MARGIN;
     x.nw = nw;
     x.idx = idx;
     x.score = score;
     x.ntiles = (n + TILE_G - 1) / TILE_G;
+    const int kc_max = k + (MARGIN_BF16 > MARGIN_F32 ? MARGIN_BF16 : MARGIN_F32);
+
+    /* bf16 screening where it is wanted and oneDNN has a native kernel */
+    int use_bf = 0;
+    if (want_bf16(q, dim)) {
+        is_err be;
+        imgsim_status bs = is_bf16_gemm_create(&x.bf, BF_M, TILE_G, dim, nw, &be);
+        if (bs == IMGSIM_OK)
+            use_bf = 1;
+        else if (bs == IMGSIM_ERR_NOMEM)
+            st = is_fail_copy(e, &be, bs);
+        else
+            is_log_debug("%s; searching in float32", be.msg);
+    }
 
     /* query block: bounded by QBLOCK and by ~256 MiB of candidate lists over all threads */
-    int64_t per_q = (int64_t)nw * x.kc * (int64_t)(sizeof(float) + sizeof(int64_t)) + (int64_t)sizeof(int);
+    int64_t per_q = (int64_t)nw * kc_max * (int64_t)(sizeof(float) + sizeof(int64_t)) + (int64_t)sizeof(int);
     int64_t qb_max = ((int64_t)256 << 20) / per_q;
     if (qb_max > QBLOCK) qb_max = QBLOCK;
     if (qb_max < 1) qb_max = 1;
     int64_t qb_cap = q < qb_max ? q : qb_max;
+    int64_t qb_pad = (qb_cap + BF_M - 1) / BF_M * BF_M;
 
-    float *qf = NULL;
+    float *qf = NULL, *qretry = NULL;
+    uint16_t *qbf = NULL;
+    int64_t *qmap = NULL, *qmap_retry = NULL;
     x.tilemax = is_calloc((size_t)x.ntiles, sizeof(double));
-    x.fallback = is_malloc((size_t)qb_cap);
+    x.qst = is_malloc((size_t)qb_cap);
+    x.qnorm = is_malloc_array((size_t)qb_cap, sizeof(double));
     x.w = is_calloc((size_t)nw, sizeof(worker));
+    qmap = is_malloc_array((size_t)qb_cap, sizeof(int64_t));
     if (dtype == IMGSIM_F16) qf = is_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
-    int ok = x.tilemax && x.fallback && x.w && (dtype == IMGSIM_F32 || qf);
+    if (use_bf) {
+        qbf = is_calloc((size_t)qb_pad * (size_t)dim, sizeof(uint16_t));
+        qretry = is_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
+        qmap_retry = is_malloc_array((size_t)qb_cap, sizeof(int64_t));
+    }
+    int ok = st == IMGSIM_OK && x.tilemax && x.qst && x.qnorm && x.w && qmap && (dtype == IMGSIM_F32 || qf) &&
+             (!use_bf || (qbf && qretry && qmap_retry));
+    const size_t cmax = (size_t)(TILE_Q > BF_M ? TILE_Q : BF_M) * TILE_G;
     for (int t = 0; ok && t < nw; t++) {
         worker *w = &x.w[t];
-        w->cs = is_malloc_array((size_t)qb_cap * (size_t)x.kc, sizeof(float));
-        w->ci = is_malloc_array((size_t)qb_cap * (size_t)x.kc, sizeof(int64_t));
+        w->cs = is_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(float));
+        w->ci = is_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(int64_t));
         w->cn = is_malloc_array((size_t)qb_cap, sizeof(int));
-        w->c = is_malloc_array((size_t)TILE_Q * TILE_G, sizeof(float));
+        w->c = is_malloc_array(cmax, sizeof(float));
         w->g = dtype == IMGSIM_F16 ? is_malloc_array((size_t)TILE_G * (size_t)dim, sizeof(float)) : NULL;
-        w->cand = is_malloc_array((size_t)nw * (size_t)x.kc, sizeof(is_cand64));
-        ok = w->cs && w->ci && w->cn && w->c && w->cand && (dtype == IMGSIM_F32 || w->g);
+        w->gb = use_bf ? is_calloc((size_t)TILE_G * (size_t)dim, sizeof(uint16_t)) : NULL;
+        w->cand = is_malloc_array((size_t)k, sizeof(is_cand64));
+        w->ca = is_malloc_array((size_t)nw * (size_t)kc_max, sizeof *w->ca);
+        ok = w->cs && w->ci && w->cn && w->c && w->cand && w->ca && (dtype == IMGSIM_F32 || w->g) && (!use_bf || w->gb);
     }
     if (!ok) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory (%lld queries per block, %d threads, k = %d)",
-                     (long long)qb_cap, nw, k);
+        if (st == IMGSIM_OK)
+            st = is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory (%lld queries per block, %d threads, k = %d)",
+                         (long long)qb_cap, nw, k);
         goto done;
     }
 
     x.want_norms = 1;
     for (int64_t q0 = 0; q0 < q; q0 += qb_cap) {
         int64_t qb = q - q0 < qb_cap ? q - q0 : qb_cap;
-        x.q0 = q0;
-        x.qb = qb;
+        const float *qblock;
         if (dtype == IMGSIM_F32) {
-            x.qf = (const float *)queries + (size_t)q0 * (size_t)dim;
+            qblock = (const float *)queries + (size_t)q0 * (size_t)dim;
         } else {
             is_f16_to_f32_n(qf, (const uint16_t *)queries + (size_t)q0 * (size_t)dim, (size_t)(qb * dim));
-            x.qf = qf;
+            qblock = qf;
         }
-        for (int t = 0; t < nw; t++) memset(x.w[t].cn, 0, (size_t)qb * sizeof(int));
-        memset(x.fallback, 0, (size_t)qb);
-        /* split the queries when there are too few tiles to keep every thread busy */
-        int64_t qsub = (qb + TILE_Q - 1) / TILE_Q;
-        x.nsplit = 1;
-        if (x.ntiles < 4 * (int64_t)nw) {
-            x.nsplit = (4 * (int64_t)nw + x.ntiles - 1) / x.ntiles;
-            if (x.nsplit > qsub) x.nsplit = qsub;
-        }
-        x.qper = ((qsub + x.nsplit - 1) / x.nsplit) * TILE_Q;
-        x.nsplit = (qb + x.qper - 1) / x.qper;
-        is_pool_for(pool, x.ntiles * x.nsplit, tile_item, &x);
-        if (x.failed) {
-            st = is_fail_copy(e, &x.err, IMGSIM_ERR_BACKEND);
-            goto done;
-        }
-        if (x.want_norms) {
-            x.gmax = 0.0;
-            for (int64_t t = 0; t < x.ntiles; t++)
-                if (x.tilemax[t] > x.gmax || x.tilemax[t] != x.tilemax[t]) x.gmax = x.tilemax[t];
-            x.want_norms = 0;
-        }
-        is_pool_for(pool, qb, finish_query, &x);
-        int64_t nfb = 0;
-        for (int64_t r = 0; r < qb; r++) nfb += x.fallback[r];
-        if (nfb) {
-            is_log_debug("search: %lld of %lld queries re-ranked by a float64 scan (near-ties)", (long long)nfb,
-                         (long long)qb);
-            is_pool_for(pool, qb, fallback_query, &x);
+        for (int64_t r = 0; r < qb; r++) qmap[r] = q0 + r;
+        if (use_bf) {
+            is_f32_to_bf16_n(qbf, qblock, (size_t)(qb * dim));
+            memset(qbf + (size_t)qb * (size_t)dim, 0, (size_t)(qb_pad - qb) * (size_t)dim * sizeof(uint16_t));
+            st = run_pass(&x, pool, PASS_BF16, qblock, qbf, qb, qmap, e);
+            if (st != IMGSIM_OK) goto done;
+            int64_t nr = 0;
+            for (int64_t r = 0; r < qb; r++) {
+                if (x.qst[r] != Q_RETRY_F32) continue;
+                memcpy(qretry + (size_t)nr * (size_t)dim, qblock + (size_t)r * (size_t)dim, (size_t)dim * sizeof(float));
+                qmap_retry[nr++] = q0 + r;
+            }
+            if (nr) {
+                is_log_debug("search: %lld of %lld queries not proven by the bf16 pass, redone in float32",
+                             (long long)nr, (long long)qb);
+                st = run_pass(&x, pool, PASS_F32, qretry, NULL, nr, qmap_retry, e);
+                if (st != IMGSIM_OK) goto done;
+            }
+            if (2 * nr > qb) use_bf = 0; /* near-ties everywhere: bf16 screening does not pay here */
+        } else {
+            st = run_pass(&x, pool, PASS_F32, qblock, NULL, qb, qmap, e);
+            if (st != IMGSIM_OK) goto done;
         }
     }
 
 done:
     workers_free(x.w, nw);
     free(x.tilemax);
-    free(x.fallback);
+    free(x.qst);
+    free(x.qnorm);
     free(qf);
+    free(qbf);
+    free(qretry);
+    free(qmap);
+    free(qmap_retry);
+    is_bf16_gemm_destroy(x.bf);
     is_pool_destroy(pool);
     return st;
 }

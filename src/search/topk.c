@@ -50,6 +50,172 @@ imgsim_status is_sgemm_nt(float *c, int64_t ldc, const float *a, int64_t m, cons
     return IMGSIM_OK;
 }
 
+/* ---- oneDNN bf16 matmul ------------------------------------------------------------------ */
+
+struct is_bf16_gemm {
+    int64_t m, n, k;
+    int workers;
+    dnnl_engine_t eng;
+    dnnl_primitive_t prim;
+    dnnl_stream_t *streams;  /* [workers] */
+    dnnl_memory_t *mem;      /* [workers * 4]: a, b, c, scratchpad */
+    void **scratch;          /* [workers] */
+};
+
+void is_bf16_gemm_destroy(is_bf16_gemm *g) {
+    if (!g) return;
+    for (int w = 0; w < g->workers; w++) {
+        if (g->streams && g->streams[w]) dnnl_stream_destroy(g->streams[w]);
+        for (int j = 0; g->mem && j < 4; j++)
+            if (g->mem[w * 4 + j]) dnnl_memory_destroy(g->mem[w * 4 + j]);
+        if (g->scratch) free(g->scratch[w]);
+    }
+    free(g->streams);
+    free(g->mem);
+    free(g->scratch);
+    if (g->prim) dnnl_primitive_destroy(g->prim);
+    if (g->eng) dnnl_engine_destroy(g->eng);
+    free(g);
+}
+
+imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int64_t k, int workers, is_err *e) {
+    *out = NULL;
+    is_bf16_gemm *g = is_calloc(1, sizeof *g);
+    if (!g) return is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
+    g->m = m, g->n = n, g->k = k, g->workers = workers;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    imgsim_status st = IMGSIM_ERR_BACKEND;
+    const char *what = "engine";
+    if (dnnl_engine_create(&g->eng, dnnl_cpu, 0) != dnnl_success) goto fail;
+    dnnl_memory_desc_t ad, bd, cd;
+    dnnl_dims_t da = {m, k}, db = {k, n}, dc = {m, n};
+    what = "memory descriptors";
+    if (dnnl_memory_desc_init_by_tag(&ad, 2, da, dnnl_bf16, dnnl_ab) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&bd, 2, db, dnnl_bf16, dnnl_ba) != dnnl_success || /* B^T: [n, k] rows */
+        dnnl_memory_desc_init_by_tag(&cd, 2, dc, dnnl_f32, dnnl_ab) != dnnl_success)
+        goto fail;
+    dnnl_matmul_desc_t md;
+    what = "matmul";
+    if (dnnl_matmul_desc_init(&md, &ad, &bd, NULL, &cd) != dnnl_success) goto fail;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success ||
+        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success)
+        goto fail;
+    if (dnnl_primitive_desc_create(&pd, &md, attr, g->eng, NULL) != dnnl_success) {
+        st = IMGSIM_ERR_UNSUPPORTED;
+        goto fail;
+    }
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    if (!impl || (!strstr(impl, "bf16") && !strstr(impl, "amx"))) { /* emulated bf16: slower than f32 */
+        st = IMGSIM_ERR_UNSUPPORTED;
+        what = impl ? impl : "no implementation";
+        goto fail;
+    }
+    what = "primitive";
+    if (dnnl_primitive_create(&g->prim, pd) != dnnl_success) goto fail;
+    const dnnl_memory_desc_t *sd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t ssize = sd ? dnnl_memory_desc_get_size(sd) : 0;
+    g->streams = is_calloc((size_t)workers, sizeof *g->streams);
+    g->mem = is_calloc((size_t)workers * 4, sizeof *g->mem);
+    g->scratch = is_calloc((size_t)workers, sizeof *g->scratch);
+    if (!g->streams || !g->mem || !g->scratch) {
+        st = is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
+        goto fail_msg;
+    }
+    what = "per-thread streams and memory";
+    for (int w = 0; w < workers; w++) {
+        if (dnnl_stream_create(&g->streams[w], g->eng, dnnl_stream_default_flags) != dnnl_success) goto fail;
+        if (dnnl_memory_create(&g->mem[w * 4 + 0], &ad, g->eng, DNNL_MEMORY_NONE) != dnnl_success ||
+            dnnl_memory_create(&g->mem[w * 4 + 1], &bd, g->eng, DNNL_MEMORY_NONE) != dnnl_success ||
+            dnnl_memory_create(&g->mem[w * 4 + 2], &cd, g->eng, DNNL_MEMORY_NONE) != dnnl_success)
+            goto fail;
+        if (ssize) {
+            g->scratch[w] = is_malloc(ssize);
+            if (!g->scratch[w]) {
+                st = is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
+                goto fail_msg;
+            }
+            if (dnnl_memory_create(&g->mem[w * 4 + 3], sd, g->eng, g->scratch[w]) != dnnl_success) goto fail;
+        }
+    }
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_primitive_attr_destroy(attr);
+    *out = g;
+    return IMGSIM_OK;
+fail:
+    st = is_fail(e, st, "search: oneDNN bf16 matmul %lld x %lld x %lld: %s unavailable", (long long)m, (long long)n,
+                 (long long)k, what);
+fail_msg:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    is_bf16_gemm_destroy(g);
+    return st;
+}
+
+imgsim_status is_bf16_gemm_run(is_bf16_gemm *g, int worker, float *c, const uint16_t *a, const uint16_t *b, is_err *e) {
+    dnnl_memory_t *m = g->mem + worker * 4;
+    if (dnnl_memory_set_data_handle(m[0], (void *)a) != dnnl_success ||
+        dnnl_memory_set_data_handle(m[1], (void *)b) != dnnl_success ||
+        dnnl_memory_set_data_handle(m[2], c) != dnnl_success)
+        return is_fail(e, IMGSIM_ERR_BACKEND, "search: oneDNN memory handles");
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, m[0]}, {DNNL_ARG_WEIGHTS, m[1]}, {DNNL_ARG_DST, m[2]},
+                               {DNNL_ARG_SCRATCHPAD, m[3]}};
+    pthread_once(&omp_once, omp_lookup);
+    int old = omp_get_fn ? omp_get_fn() : 1;
+    if (old != 1) omp_set_fn(1);
+    dnnl_status_t st = dnnl_primitive_execute(g->prim, g->streams[worker], m[3] ? 4 : 3, args);
+    if (st == dnnl_success) st = dnnl_stream_wait(g->streams[worker]);
+    if (old != 1) omp_set_fn(old);
+    if (st != dnnl_success)
+        return is_fail(e, IMGSIM_ERR_BACKEND, "search: oneDNN bf16 matmul failed (status %d)", (int)st);
+    return IMGSIM_OK;
+}
+
+/* ---- bfloat16 ------------------------------------------------------------------------------ */
+
+static uint16_t float_to_bf16(float f) {
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x40u); /* quiet NaN */
+    b += 0x7fffu + ((b >> 16) & 1u);
+    return (uint16_t)(b >> 16);
+}
+
+#ifdef IS_HAVE_F16C_PATH
+__attribute__((target("avx512f,avx512bf16"))) static void bf16_convert_avx512(uint16_t *dst, const float *src,
+                                                                              size_t count) {
+    size_t i = 0;
+    for (; i + 32 <= count; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+        _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
+    }
+    for (; i < count; i++) dst[i] = float_to_bf16(src[i]);
+}
+#endif
+
+void is_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count) {
+#ifdef IS_HAVE_F16C_PATH
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f");
+    }
+    if (have) {
+        bf16_convert_avx512(dst, src, count);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < count; i++) dst[i] = float_to_bf16(src[i]);
+}
+
+double is_dot_error_bound_bf16(int dim, double norm_a, double norm_b) {
+    const double u = 0x1p-8;
+    double f = is_dot_error_bound(dim, norm_a, norm_b);
+    /* + the last term: bf16 inputs and products flushed to zero below float32's normal range */
+    return f + 1.01 * (2.0 * u + u * u) * norm_a * norm_b + (double)dim * 0x1p-120 * (1.0 + norm_a + norm_b);
+}
+
 /* ---- float16 ----------------------------------------------------------------------------- */
 
 /* IEEE binary16 -> binary32, exact (subnormals, inf, NaN kept). */

@@ -28,6 +28,21 @@
 imgsim_status is_sgemm_nt(float *c, int64_t ldc, const float *a, int64_t m, const float *b, int64_t n,
                           int64_t k, is_err *e);
 
+/* A planned bfloat16 x bfloat16 -> float32 product C[m, n] = A[m, k] * B[n, k]^T (row-major, fixed
+ * shape; oneDNN matmul, user scratchpad), run from up to `workers` threads at once, each with its
+ * own worker index. Created only where oneDNN has a native bf16 kernel (AVX512-BF16 or AMX):
+ * otherwise IMGSIM_ERR_UNSUPPORTED, and callers use the float32 path. */
+typedef struct is_bf16_gemm is_bf16_gemm;
+imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int64_t k, int workers, is_err *e);
+/* c [m, n] (row stride n); a [m, k], b [n, k] bfloat16 bits; on the calling thread only. */
+imgsim_status is_bf16_gemm_run(is_bf16_gemm *g, int worker, float *c, const uint16_t *a, const uint16_t *b, is_err *e);
+void is_bf16_gemm_destroy(is_bf16_gemm *g);
+/* dst[count] = bfloat16 (round to nearest even) of src[count]. */
+void is_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count);
+/* The bound on |bf16 product of (q, g) rounded to bfloat16, accumulated in float32 - exact dot|:
+ * (2 u + u^2) with u = 2^-8 for the rounding of both inputs, plus the float32 bound. */
+double is_dot_error_bound_bf16(int dim, double norm_a, double norm_b);
+
 /* dst[count] = float32 of the IEEE binary16 values src[count] (exact); F16C when available. */
 void is_f16_to_f32_n(float *dst, const uint16_t *src, size_t count);
 
