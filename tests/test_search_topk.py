@@ -40,13 +40,14 @@ def reference(G, Q, k):
     return idx, sc
 
 
-def run_topk(name, G, Q, k, threads=2, cli=CLI, expect_rc=0):
+def run_topk(name, G, Q, k, threads=2, cli=CLI, expect_rc=0, screen=None):
     g, q = os.path.join(WORK, name + "_g.npy"), os.path.join(WORK, name + "_q.npy")
     oi, osc = os.path.join(WORK, name + "_i.npy"), os.path.join(WORK, name + "_s.npy")
     np.save(g, G)
     np.save(q, Q)
     r = subprocess.run([cli, "topk", "--gallery=" + g, "--query=" + q, "--k=%d" % k, "--threads=%d" % threads,
-                        "--out-idx=" + oi, "--out-score=" + osc], capture_output=True, text=True)
+                        "--out-idx=" + oi, "--out-score=" + osc], capture_output=True, text=True,
+                       env=dict(os.environ, IMGSIM_SEARCH_SCREEN=screen) if screen else None)
     if r.returncode != expect_rc:
         failures.append("%s: exit %d (expected %d): %s" % (name, r.returncode, expect_rc, r.stderr.strip()))
         return None
@@ -55,8 +56,8 @@ def run_topk(name, G, Q, k, threads=2, cli=CLI, expect_rc=0):
     return np.load(oi), np.load(osc)
 
 
-def check(name, G, Q, k, threads=2, cli=CLI):
-    got = run_topk(name, G, Q, k, threads, cli)
+def check(name, G, Q, k, threads=2, cli=CLI, screen=None):
+    got = run_topk(name, G, Q, k, threads, cli, screen=screen)
     if got is None:
         return
     I, S = got
@@ -79,7 +80,8 @@ def check(name, G, Q, k, threads=2, cli=CLI):
     if (err > tol).any():
         failures.append("%s: score error %.3g over 1e-6 relative" % (name, float((err / np.maximum(np.abs(rs[fin]), 1e-37)).max())))
         return
-    print("ok  %-28s n=%d q=%d dim=%d k=%d %s threads=%d" % (name, G.shape[0], Q.shape[0], G.shape[1], k, G.dtype, threads))
+    print("ok  %-28s n=%d q=%d dim=%d k=%d %s threads=%d%s" % (name, G.shape[0], Q.shape[0], G.shape[1], k, G.dtype,
+                                                            threads, " screen=" + screen if screen else ""))
 
 
 def normalised(x):
@@ -93,16 +95,22 @@ G = rng.standard_normal((3001, 64)).astype(np.float32)
 Q = rng.standard_normal((300, 64)).astype(np.float32)
 check("random_f32", G, Q, 7)
 check("random_f32_1thread", G, Q, 7, threads=1)
+check("random_f32_screen_f32", G, Q, 7, screen="f32")
 
 # normalised (cosine), k = 10
 G = normalised(rng.standard_normal((1500, 96)).astype(np.float32))
 Q = normalised(rng.standard_normal((37, 96)).astype(np.float32))
 check("normalised_f32", G, Q, 10)
+# the bf16 screening pass (forced; it is float32 again where oneDNN has no native bf16)
+check("normalised_f32_bf16", G, Q, 10, screen="bf16")
+check("random_f32_bf16", rng.standard_normal((2000, 80)).astype(np.float32),
+      rng.standard_normal((70, 80)).astype(np.float32), 5, screen="bf16")
 
 # float16 stores: the reference is the float16 values upcast
 G = normalised(rng.standard_normal((1200, 48)).astype(np.float32)).astype(np.float16)
 Q = normalised(rng.standard_normal((50, 48)).astype(np.float32)).astype(np.float16)
 check("normalised_f16", G, Q, 5)
+check("normalised_f16_bf16", G, Q, 5, screen="bf16")
 check("unnormalised_f16", (rng.standard_normal((700, 40)) * 3).astype(np.float16),
       (rng.standard_normal((20, 40)) * 3).astype(np.float16), 9)
 
@@ -117,6 +125,8 @@ Q = np.concatenate([G[[3, 500, 777]], np.round(rng.uniform(-1, 1, (5, 64)) * 102
 check("duplicates_f32", G, Q, 10)
 check("duplicates_f16", G.astype(np.float16), Q.astype(np.float16), 12)
 check("duplicates_1thread", G, Q, 50, threads=1)
+check("duplicates_bf16", G, Q, 10, screen="bf16")
+check("duplicates_f16_bf16", G.astype(np.float16), Q.astype(np.float16), 4, screen="bf16")
 
 # exact ties everywhere: few distinct values, short rows
 G = (rng.integers(-2, 3, (2000, 16)) / 4).astype(np.float32)
