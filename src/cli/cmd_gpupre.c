@@ -52,6 +52,7 @@ int cmd_gpupre(int argc, char **argv) {
     }
     free(buf), free(st), free(msg), free(on_gpu);
 #else
+    (void)dev;
     fprintf(stderr, "imgsim gpupre: imgsim was built without CUDA\n");
     rc = 1;
 #endif
