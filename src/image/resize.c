@@ -7,12 +7,12 @@
  * scaled by the downscale factor (antialiasing), coefficients computed in double, normalised
  * to sum 1 and converted to 22-bit fixed point; a horizontal pass over only the source rows
  * the vertical pass needs, rounded to uint8, then a vertical pass rounded to uint8. Each step
- * here is the same arithmetic, so the resized pixels are bit-identical to PIL's. A pass whose
- * size does not change is skipped, as in PIL. ToTensor + Normalize ((v / 255 - mean) / std in
- * float32) becomes a 256-entry table per channel.
+ * here is the same integer arithmetic (scalar, or AVX2 where the CPU has it: the same sums in
+ * another order, exact in int32), so the resized pixels are bit-identical to PIL's. ToTensor +
+ * Normalize is (v / 255 - mean) / std in float32, as torchvision computes it.
  *
- * Shapes: input RGB8 interleaved (ih, iw, 3); temp RGB8 (rows, ow, 3) where rows is the span
- * of source rows the vertical filter touches; output float32 CHW (3, oh, ow).
+ * Shapes: input RGB8 interleaved (ih, iw, 3); temp uint8 planar (3, rows, ow) where rows is
+ * the span of source rows the vertical filter touches; output float32 CHW (3, oh, ow).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -37,7 +37,7 @@ static int ksize_of(int in, int out) {
 
 /* Layout of the scratch buffer; returns the total size (SIZE_MAX on overflow). */
 typedef struct rs_layout {
-    size_t kh, kv, bh, bv, tmp, acc, total;
+    size_t kh, kv, bh, bv, tmp, total;
     int ksh, ksv;
 } rs_layout;
 
@@ -48,11 +48,11 @@ static rs_layout layout(int iw, int ih, int ow, int oh) {
     L.ksv = ksize_of(ih, oh);
     uint64_t kh = (uint64_t)ow * L.ksh * 4, kv = (uint64_t)oh * L.ksv * 4;
     uint64_t bh = (uint64_t)ow * 2 * 4, bv = (uint64_t)oh * 2 * 4;
-    uint64_t tmp = (uint64_t)ow * ih * 3, acc = (uint64_t)ow * 3 * 4;
+    uint64_t tmp = (uint64_t)ow * ih * 3;
     uint64_t total = 0;
-    uint64_t parts[6] = {kh, kv, bh, bv, tmp, acc};
-    size_t offs[6];
-    for (int i = 0; i < 6; i++) {
+    uint64_t parts[5] = {kh, kv, bh, bv, tmp};
+    size_t offs[5];
+    for (int i = 0; i < 5; i++) {
         offs[i] = (size_t)total;
         total += (parts[i] + 63) & ~(uint64_t)63;
     }
@@ -60,7 +60,7 @@ static rs_layout layout(int iw, int ih, int ow, int oh) {
         L.total = SIZE_MAX;
         return L;
     }
-    L.kh = offs[0], L.kv = offs[1], L.bh = offs[2], L.bv = offs[3], L.tmp = offs[4], L.acc = offs[5];
+    L.kh = offs[0], L.kv = offs[1], L.bh = offs[2], L.bv = offs[3], L.tmp = offs[4];
     L.total = (size_t)total;
     return L;
 }
@@ -112,17 +112,28 @@ static inline uint8_t clip8(int32_t v) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* One output pixel of the horizontal pass (scalar): taps n from p (RGB8) with kk. */
-static inline void h_pixel(uint8_t *d, const uint8_t *p, const int32_t *kk, int n) {
+/* The normalisation of ToTensor + Normalize for one channel: (v / 255 - mean) / std in float32,
+ * the same operations torchvision does (also in the vector code: IEEE division is exact). */
+typedef struct norm1 {
+    float mean, std;
+} norm1;
+
+static inline float normalise(uint8_t v, norm1 n) {
+    return ((float)v / 255.0f - n.mean) / n.std;
+}
+
+/* One output pixel of the horizontal pass (scalar): taps n from p (RGB8) with kk; the three
+ * channels go to d0, d1, d2 (planar). */
+static inline void h_pixel(uint8_t *d0, uint8_t *d1, uint8_t *d2, const uint8_t *p, const int32_t *kk, int n) {
     int32_t s0 = 1 << (PREC_BITS - 1), s1 = s0, s2 = s0;
     for (int x = 0; x < n; x++) {
         s0 += p[3 * x + 0] * kk[x];
         s1 += p[3 * x + 1] * kk[x];
         s2 += p[3 * x + 2] * kk[x];
     }
-    d[0] = clip8(s0);
-    d[1] = clip8(s1);
-    d[2] = clip8(s2);
+    *d0 = clip8(s0);
+    *d1 = clip8(s1);
+    *d2 = clip8(s2);
 }
 
 #ifdef IS_HAVE_AVX2_PATH
@@ -130,8 +141,8 @@ static inline void h_pixel(uint8_t *d, const uint8_t *p, const int32_t *kk, int 
  * to 8 int32 lanes [R0 G0 B0 0 R1 G1 B1 0] and multiplied by [k0 x4, k1 x4]; the same integer
  * sums as the scalar code, so the same result. Reads up to 5 bytes past the row's last pixel
  * (the caller guarantees they exist) and one tap past n (zero in the table). */
-__attribute__((target("avx2"))) static void h_row_avx2(uint8_t *d, const uint8_t *s, int ow, const int32_t *k,
-                                                       const int32_t *bounds, int stride) {
+__attribute__((target("avx2"))) static void h_row_avx2(uint8_t *d0, uint8_t *d1, uint8_t *d2, const uint8_t *s, int ow,
+                                                       const int32_t *k, const int32_t *bounds, int stride) {
     const __m128i shuf = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m256i perm = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     for (int xx = 0; xx < ow; xx++) {
@@ -149,33 +160,42 @@ __attribute__((target("avx2"))) static void h_row_avx2(uint8_t *d, const uint8_t
         r = _mm_srai_epi32(_mm_add_epi32(r, _mm_set1_epi32(1 << (PREC_BITS - 1))), PREC_BITS);
         r = _mm_packus_epi16(_mm_packs_epi32(r, r), r); /* clamp to 0..255 */
         uint32_t v = (uint32_t)_mm_cvtsi128_si32(r);
-        d[3 * xx + 0] = (uint8_t)v;
-        d[3 * xx + 1] = (uint8_t)(v >> 8);
-        d[3 * xx + 2] = (uint8_t)(v >> 16);
+        d0[xx] = (uint8_t)v;
+        d1[xx] = (uint8_t)(v >> 8);
+        d2[xx] = (uint8_t)(v >> 16);
     }
 }
 
-/* Vertical pass accumulation for one output row with AVX2: acc[j] = bias + sum_t src[ymin+t][j]
- * * kk[t] for j in [0, n3), 32 columns at a time in registers. Returns how many columns it did
- * (a multiple of 32); the caller finishes the rest. */
-__attribute__((target("avx2"))) static int v_row_avx2(int32_t *acc, const uint8_t *src, int n3, int ymin, int n,
-                                                      const int32_t *kk) {
+/* 8 int32 sums -> clip8 -> normalised floats stored at o. */
+__attribute__((target("avx2"))) static inline void v_store8(float *o, __m256i a, __m256 mean, __m256 std) {
+    a = _mm256_srai_epi32(a, PREC_BITS);
+    a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+    __m256 f = _mm256_div_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(255.0f));
+    _mm256_storeu_ps(o, _mm256_div_ps(_mm256_sub_ps(f, mean), std));
+}
+
+/* One output row of the vertical pass for one plane with AVX2: o[j] = normalise(clip8(bias +
+ * sum_t src[(ymin + t) * w + j] * kk[t])) for j in [0, w), 32 columns at a time in registers.
+ * Returns how many columns it did (a multiple of 32); the caller finishes the rest. */
+__attribute__((target("avx2"))) static int v_row_avx2(float *o, const uint8_t *src, int w, int ymin, int n,
+                                                      const int32_t *kk, norm1 nm) {
     const __m256i bias = _mm256_set1_epi32(1 << (PREC_BITS - 1));
+    const __m256 mean = _mm256_set1_ps(nm.mean), std = _mm256_set1_ps(nm.std);
     int j = 0;
-    for (; j + 32 <= n3; j += 32) {
+    for (; j + 32 <= w; j += 32) {
         __m256i a0 = bias, a1 = bias, a2 = bias, a3 = bias;
-        const uint8_t *s = src + (size_t)ymin * n3 + j;
-        for (int t = 0; t < n; t++, s += n3) {
+        const uint8_t *s = src + (size_t)ymin * w + j;
+        for (int t = 0; t < n; t++, s += w) {
             const __m256i c = _mm256_set1_epi32(kk[t]);
             a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)s)), c));
             a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(s + 8))), c));
             a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(s + 16))), c));
             a3 = _mm256_add_epi32(a3, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(s + 24))), c));
         }
-        _mm256_storeu_si256((__m256i *)(void *)(acc + j), a0);
-        _mm256_storeu_si256((__m256i *)(void *)(acc + j + 8), a1);
-        _mm256_storeu_si256((__m256i *)(void *)(acc + j + 16), a2);
-        _mm256_storeu_si256((__m256i *)(void *)(acc + j + 24), a3);
+        v_store8(o + j, a0, mean, std);
+        v_store8(o + j + 8, a1, mean, std);
+        v_store8(o + j + 16, a2, mean, std);
+        v_store8(o + j + 24, a3, mean, std);
     }
     return j;
 }
@@ -194,17 +214,18 @@ static int have_avx2(void) {
 }
 #endif
 
-/* Horizontal pass. dst (rows, ow, 3) from src rows [y0, y0 + rows) of (ih, iw, 3). */
+/* Horizontal pass: src rows [y0, y0 + rows) of (ih, iw, 3) -> dst planar (3, rows, ow). */
 static void pass_h(uint8_t *dst, const uint8_t *src, int iw, int ih, int y0, int rows, int ow, const int32_t *k,
                    const int32_t *bounds, int stride) {
     const int simd = have_avx2();
+    const size_t plane = (size_t)rows * ow;
     for (int y = 0; y < rows; y++) {
         const uint8_t *s = src + (size_t)(y0 + y) * iw * 3;
-        uint8_t *d = dst + (size_t)y * ow * 3;
+        uint8_t *d0 = dst + (size_t)y * ow, *d1 = d0 + plane, *d2 = d1 + plane;
 #ifdef IS_HAVE_AVX2_PATH
         /* the vector loads may run 5 bytes past this row: only where the image goes on */
         if (simd && (uint64_t)(ih - 1 - (y0 + y)) * (uint64_t)iw * 3 >= 8) {
-            h_row_avx2(d, s, ow, k, bounds, stride);
+            h_row_avx2(d0, d1, d2, s, ow, k, bounds, stride);
             continue;
         }
 #else
@@ -212,46 +233,29 @@ static void pass_h(uint8_t *dst, const uint8_t *src, int iw, int ih, int y0, int
         (void)ih;
 #endif
         for (int xx = 0; xx < ow; xx++)
-            h_pixel(d + 3 * xx, s + (size_t)bounds[2 * xx] * 3, k + (size_t)xx * stride, bounds[2 * xx + 1]);
+            h_pixel(d0 + xx, d1 + xx, d2 + xx, s + (size_t)bounds[2 * xx] * 3, k + (size_t)xx * stride, bounds[2 * xx + 1]);
     }
 }
 
-/* Writes one output row (ow, 3) of uint8 values into the CHW float output through the
- * per-channel normalisation tables. */
-static inline void emit_row(float *out, const uint8_t *row, int yy, int ow, int oh, const float lut[3][256]) {
-    const size_t plane = (size_t)oh * ow;
-    float *o0 = out + (size_t)yy * ow, *o1 = o0 + plane, *o2 = o1 + plane;
-    for (int x = 0; x < ow; x++) {
-        o0[x] = lut[0][row[3 * x + 0]];
-        o1[x] = lut[1][row[3 * x + 1]];
-        o2[x] = lut[2][row[3 * x + 2]];
-    }
-}
-
-/* Vertical pass. src (rows, ow, 3); output rows yy in [0, oh), each through acc (ow*3 ints)
- * and then the tables into out (3, oh, ow). */
-static void pass_v(float *out, const uint8_t *src, int ow, int oh, const int32_t *k, const int32_t *bounds,
-                   int ksize, int32_t *acc, const float lut[3][256]) {
-    const int n3 = ow * 3;
+/* Vertical pass of one plane: src (rows, w) -> out (oh, w) normalised floats. */
+static void pass_v(float *out, const uint8_t *src, int w, int oh, const int32_t *k, const int32_t *bounds,
+                   int ksize, norm1 nm) {
     const int simd = have_avx2();
-    uint8_t *row = (uint8_t *)acc; /* results overwrite the accumulators' front, in order */
     for (int yy = 0; yy < oh; yy++) {
         const int ymin = bounds[2 * yy], n = bounds[2 * yy + 1];
         const int32_t *kk = k + (size_t)yy * ksize;
-        int j0 = 0;
+        float *o = out + (size_t)yy * w;
+        int j = 0;
 #ifdef IS_HAVE_AVX2_PATH
-        if (simd) j0 = v_row_avx2(acc, src, n3, ymin, n, kk);
+        if (simd) j = v_row_avx2(o, src, w, ymin, n, kk, nm);
 #else
         (void)simd;
 #endif
-        for (int j = j0; j < n3; j++) acc[j] = 1 << (PREC_BITS - 1);
-        for (int t = 0; t < n; t++) {
-            const uint8_t *s = src + (size_t)(ymin + t) * n3;
-            const int32_t c = kk[t];
-            for (int j = j0; j < n3; j++) acc[j] += s[j] * c;
+        for (; j < w; j++) {
+            int32_t a = 1 << (PREC_BITS - 1);
+            for (int t = 0; t < n; t++) a += src[(size_t)(ymin + t) * w + j] * kk[t];
+            o[j] = normalise(clip8(a), nm);
         }
-        for (int j = 0; j < n3; j++) row[j] = clip8(acc[j]);
-        emit_row(out, row, yy, ow, oh, lut);
     }
 }
 
@@ -271,30 +275,30 @@ imgsim_status is_preprocess_rgb(float *out, const is_image *img, int oh, int ow,
         if (!owned) return is_fail(e, IMGSIM_ERR_NOMEM, "preprocess: out of memory");
         mem = (uint8_t *)(((uintptr_t)owned + 63) & ~(uintptr_t)63);
     }
-    float lut[3][256];
-    for (int c = 0; c < 3; c++)
-        for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
-
-    int32_t *kh = (int32_t *)(mem + L.kh), *kv = (int32_t *)(mem + L.kv);
-    int32_t *bh = (int32_t *)(mem + L.bh), *bv = (int32_t *)(mem + L.bv);
+    int32_t *kh = (int32_t *)(void *)(mem + L.kh), *kv = (int32_t *)(void *)(mem + L.kv);
+    int32_t *bh = (int32_t *)(void *)(mem + L.bh), *bv = (int32_t *)(void *)(mem + L.bv);
     uint8_t *tmp = mem + L.tmp;
-    int32_t *acc = (int32_t *)(mem + L.acc);
-    const int need_h = ow != iw, need_v = oh != ih;
 
+    /* The horizontal pass always runs: when the width does not change PIL skips it, but its
+     * coefficients are then exactly [1.0, 0] (identity), so running it changes nothing and
+     * gives the vertical pass its planar input. */
     coeffs(kv, bv, ih, oh, L.ksv);
     const int y_first = bv[0], y_last = bv[2 * (oh - 1)] + bv[2 * (oh - 1) + 1];
-    const uint8_t *vsrc = img->px;
-    if (need_h) {
-        coeffs(kh, bh, iw, ow, L.ksh);
-        for (int i = 0; i < oh; i++) bv[2 * i] -= y_first;
-        pass_h(tmp, img->px, iw, ih, y_first, y_last - y_first, ow, kh, bh, L.ksh);
-        vsrc = tmp;
-    }
-    if (need_v) {
-        pass_v(out, vsrc, ow, oh, kv, bv, L.ksv, acc, lut);
-    } else {
-        /* no vertical change: (after the horizontal pass, if any) rows map 1:1 */
-        for (int y = 0; y < oh; y++) emit_row(out, vsrc + (size_t)y * ow * 3, y, ow, oh, lut);
+    const int rows = y_last - y_first;
+    coeffs(kh, bh, iw, ow, L.ksh);
+    for (int i = 0; i < oh; i++) bv[2 * i] -= y_first;
+    pass_h(tmp, img->px, iw, ih, y_first, rows, ow, kh, bh, L.ksh);
+
+    const size_t plane = (size_t)rows * ow, oplane = (size_t)oh * ow;
+    for (int c = 0; c < 3; c++) {
+        norm1 nm = {mean[c], std[c]};
+        const uint8_t *src = tmp + c * plane;
+        float *o = out + c * oplane;
+        if (oh != ih) {
+            pass_v(o, src, ow, oh, kv, bv, L.ksv, nm);
+        } else { /* no vertical change (rows == oh): normalise the rows as they are */
+            for (size_t i = 0; i < oplane; i++) o[i] = normalise(src[i], nm);
+        }
     }
     free(owned);
     return IMGSIM_OK;
