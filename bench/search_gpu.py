@@ -117,6 +117,23 @@ def main():
         print(f"torch block {B}: {tt * 1e3:.1f} ms, {Q / tt:.0f} queries/s, {flop / tt / peak * 100:.1f}% of fp16 peak")
         if tidx is None:
             tidx = torch_search(B)[:NREF].cpu().numpy()
+    # cuBLAS alone on imgsim's tile shapes (queries per GEMM x gallery rows per tile): the GEMM share
+    # of imgsim's time, without its selection
+    res["gemm_only"] = {}
+    for qb, nc in ((1024, 8192), (2048, 8192), (2048, 16384), (4096, 8192)):
+        buf = torch.empty(qb, nc, device="cuda", dtype=torch.float16)
+
+        def tiles():
+            for s in range(0, Q, qb):
+                qq = q[s:s + qb]
+                for c in range(0, N, nc):
+                    gg = g[c:c + nc]
+                    torch.matmul(qq, gg.T, out=buf[:qq.shape[0], :gg.shape[0]])
+        tiles()
+        tt = med_time(tiles, 2)
+        res["gemm_only"][f"{qb}x{nc}"] = tt
+        print(f"cuBLAS tiles {qb} x {nc} only: {tt * 1e3:.1f} ms ({flop / tt / peak * 100:.1f}% of fp16 peak)")
+        del buf
     tq = max(res["torch"].values())
     res["torch_qps"] = tq
     rec = np.mean([len(set(tidx[i]) & set(ref[i])) / K for i in range(NREF)])
@@ -136,7 +153,7 @@ def main():
     # imgsim, resident
     ip = os.path.join(WORK, "imgsim_idx.bin")
     v = run_bench([f"--gallery={gp}", f"--query={qp}", f"--k={K}", "--reps=3", "--latency=50", f"--out-idx={ip}",
-                   "--label=resident"])
+                   "--label=resident"] + ([f"--variants={os.environ['GS_VARIANTS']}"] if os.environ.get("GS_VARIANTS") else []))
     got = np.fromfile(ip, dtype=np.int64).reshape(Q, K)[:NREF]
     res["imgsim_qps"] = v["queries_per_second"]
     res["imgsim_latency_ms"] = v["latency_ms_median"]

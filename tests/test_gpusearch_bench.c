@@ -6,10 +6,11 @@
  * Python side to check against its exact float64 reference.
  *
  *   gpusearch_bench --gallery=G.npy --query=Q.npy --k=10 [--gpu-memory=BYTES] [--reps=3]
- *                   [--latency=50] [--out-idx=I.bin] [--label=NAME]
+ *                   [--latency=50] [--out-idx=I.bin] [--label=NAME] [--variants=QB:TILE,...]
  *
  * Prints "NAME key value" lines.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,30 @@ int main(int argc, char **argv) {
         free(lat);
     }
     is_gsearch_free(h);
+    /* tuning variants "QB:TILE,...": queries per GEMM and scores per tile (IMGSIM_GS_QB/_TILE) */
+    const char *var = opt(argc, argv, "variants", NULL);
+    while (var && *var) {
+        char qbs[32] = "", tls[32] = "";
+        if (sscanf(var, "%31[0-9]:%31[0-9]", qbs, tls) != 2) break;
+        setenv("IMGSIM_GS_QB", qbs, 1);
+        setenv("IMGSIM_GS_TILE", tls, 1);
+        if (is_gsearch_create(&h, g, n, (int)gd, gt, 0, cap, &e) || is_gsearch_run(h, idx, score, q, nw, k, &e)) {
+            fprintf(stderr, "gpusearch_bench: %s\n", e.msg);
+            return 1;
+        }
+        double best = 1e30;
+        for (int r = 0; r < reps; r++) {
+            t0 = is_now();
+            if (is_gsearch_run(h, idx, score, q, nq, k, &e)) return 1;
+            double t = is_now() - t0;
+            best = t < best ? t : best;
+        }
+        printf("%s variant qb=%s tile=%s best_seconds %.5f queries_per_second %.1f\n", label, qbs, tls, best,
+               (double)nq / best);
+        is_gsearch_free(h);
+        var = strchr(var, ',');
+        if (var) var++;
+    }
     free(g), free(q), free(idx), free(score);
     return 0;
 }

@@ -66,7 +66,8 @@ struct is_gsearch {
     void *h_pin[2];          /* streamed: pinned staging (NULL when host_g is registered) */
     int registered;          /* host_g registered with cudaHostRegister */
     unsigned int *d_gmax;    /* max gallery row norm, float bits */
-    void *d_score[2];        /* score tiles [TILE_ELEMS] */
+    void *d_score[2];        /* score tiles [tile_elems] */
+    int64_t tile_elems;      /* TILE_ELEMS (IMGSIM_GS_TILE overrides, for tuning) */
     cudaStream_t cs[2], copy;
     cublasHandle_t blas[2];
     cudaEvent_t ev_h2d[2], ev_use[2][2], ev_join;
@@ -160,8 +161,12 @@ imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n
     g->rowbytes = (size_t)dim * g->esz;
     g->host_g = gallery;
     g->qb_max = QB_MAX;
-    const char *env = getenv("IMGSIM_GS_QB");
-    if (env && atoi(env) >= 1 && atoi(env) <= TILE_ELEMS / 256) g->qb_max = atoi(env);
+    const char *env;
+    g->tile_elems = TILE_ELEMS;
+    env = getenv("IMGSIM_GS_TILE");
+    if (env && atol(env) >= 65536 && atol(env) <= (1L << 28)) g->tile_elems = atol(env);
+    env = getenv("IMGSIM_GS_QB");
+    if (env && atoi(env) >= 1 && atoi(env) <= g->tile_elems / 256) g->qb_max = atoi(env);
     env = getenv("IMGSIM_GS_QS");
     if (env && atoi(env) >= 1) g->qs_cap = atoi(env);
     CU(cudaSetDevice(device_index), "cudaSetDevice");
@@ -172,7 +177,7 @@ imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n
         for (int j = 0; j < 2; j++) CU(cudaEventCreateWithFlags(&g->ev_use[i][j], cudaEventDisableTiming), "cudaEventCreate");
         CB(cublasCreate(&g->blas[i]), "cublasCreate");
         CB(cublasSetStream(g->blas[i], g->cs[i]), "cublasSetStream");
-        CU(cudaMalloc(&g->d_score[i], (size_t)TILE_ELEMS * g->esz), "cudaMalloc(score tile)");
+        CU(cudaMalloc(&g->d_score[i], (size_t)g->tile_elems * g->esz), "cudaMalloc(score tile)");
     }
     CU(cudaStreamCreateWithFlags(&g->copy, cudaStreamNonBlocking), "cudaStreamCreate");
     CU(cudaEventCreateWithFlags(&g->ev_join, cudaEventDisableTiming), "cudaEventCreate");
@@ -321,7 +326,7 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
 
     /* tile shape: queries per GEMM qb, gallery rows per tile nc (ld of the tile, multiple of 256) */
     const int64_t qb_all = nq < g->qb_max ? nq : g->qb_max;
-    int64_t nc = (TILE_ELEMS / qb_all) & ~(int64_t)255;
+    int64_t nc = (g->tile_elems / qb_all) & ~(int64_t)255;
     if (nc < 256) nc = 256;
     const int64_t seg_max = g->resident ? g->n : g->seg_rows;
     const int64_t seg_pad = (seg_max + 255) & ~(int64_t)255;

@@ -105,26 +105,25 @@ __global__ void __launch_bounds__(SEL_THREADS)
     k_select(const T *__restrict__ S, int64_t ld, int cols, uint32_t row0, int splits, int64_t st_row0,
              uint64_t *__restrict__ st_keys, int *__restrict__ st_cnt, int kp) {
     __shared__ uint64_t buf[SEL_P];
-    __shared__ int s_cnt, s_sorted, s_changed;
-    __shared__ uint64_t s_theta;
+    /* appends of round r count in s_add[r % 3]; round r clears s_add[(r + 1) % 3], which every
+     * thread finished reading before round r began, so one barrier per round suffices */
+    __shared__ int s_add[3];
     const int r = blockIdx.x, s = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
     const int64_t sidx = (st_row0 + r) * splits + s;
     uint64_t *keys = st_keys + sidx * kp;
     const int cnt0 = st_cnt[sidx];
     for (int i = tid; i < cnt0; i += SEL_THREADS) buf[i] = keys[i];
-    if (tid == 0) {
-        s_cnt = cnt0;
-        s_sorted = cnt0;
-        s_changed = 0;
-        s_theta = cnt0 >= kp ? keys[kp - 1] : 0;
-    }
+    if (tid < 3) s_add[tid] = 0;
     int per = (cols + splits - 1) / splits;
     per = (per + 7) & ~7;
     const int c0 = s * per, c1 = min(cols, c0 + per);
     const T *row = S + (int64_t)r * ld;
     __syncthreads();
+    /* block-uniform state in registers: list length, sorted prefix, threshold key */
+    int cnt = cnt0, sorted = cnt0, r3 = 0;
+    bool changed = false;
+    uint64_t theta = cnt0 >= kp ? buf[kp - 1] : 0;
     for (int base = c0; base < c1; base += SEL_R) {
-        const uint64_t theta = s_theta;
         const int c = base + tid * 8;
         float v[8];
         if (c < c1)
@@ -132,42 +131,47 @@ __global__ void __launch_bounds__(SEL_THREADS)
         else
 #pragma unroll
             for (int j = 0; j < 8; j++) v[j] = __int_as_float(0x7fc00000);
+        uint64_t key[8];
+        bool anyp = false;
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            uint64_t key = make_key(v[j] + 0.0f, row0 + (uint32_t)(c + j));
-            bool pass = key > theta;
-            unsigned m = __ballot_sync(0xffffffffu, pass);
-            if (m) {
-                int leader = __ffs(m) - 1, pos = 0;
-                if (lane == leader) pos = atomicAdd(&s_cnt, __popc(m));
-                pos = __shfl_sync(0xffffffffu, pos, leader);
-                if (pass) buf[pos + __popc(m & ((1u << lane) - 1u))] = key;
+            key[j] = make_key(v[j] + 0.0f, row0 + (uint32_t)(c + j));
+            anyp |= key[j] > theta;
+        }
+        if (__any_sync(0xffffffffu, anyp)) {
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const bool pass = key[j] > theta;
+                const unsigned m = __ballot_sync(0xffffffffu, pass);
+                if (m) {
+                    const int leader = __ffs(m) - 1;
+                    int pos = 0;
+                    if (lane == leader) pos = atomicAdd(&s_add[r3], __popc(m));
+                    pos = __shfl_sync(0xffffffffu, pos, leader);
+                    if (pass) buf[cnt + pos + __popc(m & ((1u << lane) - 1u))] = key[j];
+                }
             }
         }
+        const int nxt = r3 == 2 ? 0 : r3 + 1;
+        if (tid == 0) s_add[nxt] = 0;
         __syncthreads();
-        const int cnt = s_cnt;
+        cnt += s_add[r3];
+        r3 = nxt;
         const bool last = base + SEL_R >= c1;
-        const bool merge = cnt + SEL_R > SEL_P || (last && cnt > s_sorted);
-        __syncthreads(); /* everyone has read s_cnt before the next round appends */
-        if (merge) {
+        if (cnt + SEL_R > SEL_P || (last && cnt > sorted)) {
             const int m = next_pow2(cnt);
             for (int i = cnt + tid; i < m; i += SEL_THREADS) buf[i] = 0;
             __syncthreads();
             bitonic_desc_u64(buf, m);
-            if (tid == 0) {
-                int nc = cnt < kp ? cnt : kp;
-                s_cnt = nc;
-                s_sorted = nc;
-                s_changed = 1;
-                s_theta = nc >= kp ? buf[kp - 1] : 0;
-            }
-            __syncthreads();
+            cnt = cnt < kp ? cnt : kp;
+            sorted = cnt;
+            changed = true;
+            theta = cnt >= kp ? buf[kp - 1] : 0;
         }
     }
-    if (s_changed) {
-        const int nc = s_cnt;
-        for (int i = tid; i < nc; i += SEL_THREADS) keys[i] = buf[i];
-        if (tid == 0) st_cnt[sidx] = nc;
+    if (changed) {
+        for (int i = tid; i < cnt; i += SEL_THREADS) keys[i] = buf[i];
+        if (tid == 0) st_cnt[sidx] = cnt;
     }
 }
 
