@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define IS_MAX_RANK 8
-#define IS_MAX_INPUTS 16 /* Concat may have more: see is_node.n_in / extra_in */
+#define IS_MAX_INPUTS 16 /* inputs per node (a Concat of more is refused at import) */
 
 typedef enum is_op {
     IS_OP_CONV = 0,
