@@ -111,15 +111,16 @@ static int model_info(int argc, char **argv) {
         fprintf(stderr, "imgsim model info: which model?\nusage: %s\n", usage_info);
         rc = 2;
     }
-    imgsim_model *m = NULL;
-    if (!rc) {
-        imgsim_status s = imgsim_model_load(&m, path, layer);
-        if (s != IMGSIM_OK) rc = cli_fail("model info", s);
-    }
+    /* the file's own counts first, so the two loads do not hold memory at the same time */
     int n_ops = 0;
     int64_t n_params = 0;
     if (!rc) {
         imgsim_status s = file_counts(path, &n_ops, &n_params);
+        if (s != IMGSIM_OK) rc = cli_fail("model info", s);
+    }
+    imgsim_model *m = NULL;
+    if (!rc) {
+        imgsim_status s = imgsim_model_load(&m, path, layer);
         if (s != IMGSIM_OK) rc = cli_fail("model info", s);
     }
     imgsim_model_info mi;

@@ -42,6 +42,7 @@
 
 #define ONNX_MAX_FILE_BYTES (((uint64_t)2 << 30) - 1)  /* protobuf's 2 GiB message limit */
 #define ONNX_MAX_TENSOR_ELEMS ((uint64_t)1 << 30)       /* 4 GiB as float32 */
+#define ONNX_MAX_TENSOR_BYTES ((uint64_t)4 << 30)       /* one tensor's data in the file */
 #define ONNX_MIN_OPSET 11
 #define ONNX_MAX_OPSET 18
 #define ONNX_MIN_IR 3
@@ -402,27 +403,22 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
         return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': data type %s (%d) is not supported",
                        m->path, tname, dtype_name(dt), (int)dt);
     uint64_t need = numel * esize; /* numel <= 2^30, esize <= 8: no overflow */
+    if (need > ONNX_MAX_TENSOR_BYTES)
+        return is_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: tensor '%.200s': %llu bytes is over the limit of %llu",
+                       m->path, tname, (unsigned long long)need, (unsigned long long)ONNX_MAX_TENSOR_BYTES);
 
-    float *data = is_malloc_array((size_t)numel, sizeof(float));
-    if (!data) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory for tensor '%.200s'", m->path, tname);
-    unsigned char inexact = 0;
-    imgsim_status s = IMGSIM_OK;
+    /* the data's size is checked against the dims before anything is allocated for it */
+    const uint8_t *bytes = NULL; /* little-endian source, or NULL for a typed field */
+    uint8_t *ext = NULL;
+    imgsim_status s;
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-        uint8_t *bytes = NULL;
-        s = read_external(m, t, tname, need, &bytes);
-        if (s == IMGSIM_OK) decode_le(data, bytes, numel, dt, &inexact);
-        free(bytes);
+        if ((s = read_external(m, t, tname, need, &ext)) != IMGSIM_OK) return s;
+        bytes = ext;
     } else if (t->has_raw_data) {
-        if ((uint64_t)t->raw_data.len != need) {
-            s = is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': raw_data has %zu bytes, its dims need %llu",
-                        m->path, tname, t->raw_data.len, (unsigned long long)need);
-        } else {
-            decode_le(data, t->raw_data.data, numel, dt, &inexact);
-            free(t->raw_data.data); /* protobuf-c's free_unpacked skips NULL */
-            t->raw_data.data = NULL;
-            t->raw_data.len = 0;
-            t->has_raw_data = 0;
-        }
+        if ((uint64_t)t->raw_data.len != need)
+            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': raw_data has %zu bytes, its dims need %llu",
+                           m->path, tname, t->raw_data.len, (unsigned long long)need);
+        bytes = t->raw_data.data;
     } else {
         size_t have;
         switch (dt) {
@@ -431,32 +427,49 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
         case DT_INT64: have = t->n_int64_data; break;
         default: have = t->n_int32_data; break; /* INT32, FLOAT16 and BFLOAT16 (as bits) */
         }
-        if ((uint64_t)have != numel) {
-            s = is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': has %zu values, its dims need %llu",
-                        m->path, tname, have, (unsigned long long)numel);
-        } else {
-            for (uint64_t i = 0; i < numel; i++) {
-                switch (dt) {
-                case DT_FLOAT: data[i] = t->float_data[i]; break;
-                case DT_DOUBLE: data[i] = f64_to_f32(t->double_data[i]); break;
-                case DT_INT64: data[i] = i64_to_f32(t->int64_data[i], &inexact); break;
-                case DT_INT32: data[i] = i64_to_f32(t->int32_data[i], &inexact); break;
-                case DT_FLOAT16: data[i] = is_f16_to_f32((uint16_t)t->int32_data[i]); break;
-                case DT_BFLOAT16: data[i] = f32_bits((uint32_t)(uint16_t)t->int32_data[i] << 16); break;
-                }
+        if ((uint64_t)have != numel)
+            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': has %zu values, its dims need %llu",
+                           m->path, tname, have, (unsigned long long)numel);
+    }
+
+    float *data = is_malloc_array((size_t)numel, sizeof(float));
+    if (!data) {
+        free(ext);
+        return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory for tensor '%.200s'", m->path, tname);
+    }
+    unsigned char inexact = 0;
+    if (bytes) {
+        decode_le(data, bytes, numel, dt, &inexact);
+    } else {
+        for (uint64_t i = 0; i < numel; i++) {
+            switch (dt) {
+            case DT_FLOAT: data[i] = t->float_data[i]; break;
+            case DT_DOUBLE: data[i] = f64_to_f32(t->double_data[i]); break;
+            case DT_INT64: data[i] = i64_to_f32(t->int64_data[i], &inexact); break;
+            case DT_INT32: data[i] = i64_to_f32(t->int32_data[i], &inexact); break;
+            case DT_FLOAT16: data[i] = is_f16_to_f32((uint16_t)t->int32_data[i]); break;
+            case DT_BFLOAT16: data[i] = f32_bits((uint32_t)(uint16_t)t->int32_data[i] << 16); break;
             }
         }
     }
-    if (s == IMGSIM_OK) {
-        int v = add_value(m, tname, (int)t->n_dims, dims, data, 1);
-        if (v < 0) s = IMGSIM_ERR_NOMEM;
-        else {
-            m->inexact[v] = inexact;
-            *vout = v;
-        }
+    free(ext);
+    if (t->has_raw_data) { /* converted: drop the file's copy now to keep the peak low */
+        free(t->raw_data.data); /* protobuf-c's free_unpacked skips NULL */
+        t->raw_data.data = NULL;
+        t->raw_data.len = 0;
+        t->has_raw_data = 0;
     }
-    free(data);
-    return s;
+    /* the graph takes the buffer over (graph.h: constants own their data, freed by is_graph_free)
+     * rather than copying it */
+    int v = add_value(m, tname, (int)t->n_dims, dims, NULL, 1);
+    if (v < 0) {
+        free(data);
+        return IMGSIM_ERR_NOMEM;
+    }
+    m->g->vals[v].data = data;
+    m->inexact[v] = inexact;
+    *vout = v;
+    return IMGSIM_OK;
 }
 
 /* ---- graph input ------------------------------------------------------------------------ */
