@@ -145,7 +145,55 @@ __attribute__((target("avx2"))) static void h_row_avx2(uint8_t *d0, uint8_t *d1,
                                                        const int32_t *k, const int32_t *bounds, int stride) {
     const __m128i shuf = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m256i perm = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    for (int xx = 0; xx < ow; xx++) {
+    const __m128i bias = _mm_set1_epi32(1 << (PREC_BITS - 1));
+    int xx = 0;
+    /* two output pixels per step: independent chains, one shared pack */
+    for (; xx + 2 <= ow; xx += 2) {
+        const int xa = bounds[2 * xx], na = bounds[2 * xx + 1];
+        const int xb = bounds[2 * xx + 2], nb = bounds[2 * xx + 3];
+        const int32_t *ka = k + (size_t)xx * stride, *kb = ka + stride;
+        const uint8_t *pa = s + (size_t)xa * 3, *pb = s + (size_t)xb * 3;
+        __m256i acca = _mm256_setzero_si256(), accb = _mm256_setzero_si256();
+        const int n = na < nb ? na : nb;
+        int t = 0;
+        for (; t < n; t += 2) {
+            __m128i qa = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(pa + 3 * t)), shuf);
+            __m128i qb = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(pb + 3 * t)), shuf);
+            __m256i wa = _mm256_permutevar8x32_epi32(
+                _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(const void *)(ka + t))), perm);
+            __m256i wb = _mm256_permutevar8x32_epi32(
+                _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(const void *)(kb + t))), perm);
+            acca = _mm256_add_epi32(acca, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(qa), wa));
+            accb = _mm256_add_epi32(accb, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(qb), wb));
+        }
+        /* the longer of the two (each reads only up to its own tap count, as the single loop) */
+        for (int u = t; u < na; u += 2) {
+            __m128i qa = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(pa + 3 * u)), shuf);
+            __m256i wa = _mm256_permutevar8x32_epi32(
+                _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(const void *)(ka + u))), perm);
+            acca = _mm256_add_epi32(acca, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(qa), wa));
+        }
+        for (int u = t; u < nb; u += 2) {
+            __m128i qb = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(pb + 3 * u)), shuf);
+            __m256i wb = _mm256_permutevar8x32_epi32(
+                _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(const void *)(kb + u))), perm);
+            accb = _mm256_add_epi32(accb, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(qb), wb));
+        }
+        __m128i ra = _mm_add_epi32(_mm256_castsi256_si128(acca), _mm256_extracti128_si256(acca, 1));
+        __m128i rb = _mm_add_epi32(_mm256_castsi256_si128(accb), _mm256_extracti128_si256(accb, 1));
+        ra = _mm_srai_epi32(_mm_add_epi32(ra, bias), PREC_BITS);
+        rb = _mm_srai_epi32(_mm_add_epi32(rb, bias), PREC_BITS);
+        __m128i r = _mm_packs_epi32(ra, rb);
+        r = _mm_packus_epi16(r, r); /* clamp to 0..255: [Ra Ga Ba 0 Rb Gb Bb 0 ...] */
+        uint64_t v = (uint64_t)_mm_cvtsi128_si64(r);
+        d0[xx] = (uint8_t)v;
+        d1[xx] = (uint8_t)(v >> 8);
+        d2[xx] = (uint8_t)(v >> 16);
+        d0[xx + 1] = (uint8_t)(v >> 32);
+        d1[xx + 1] = (uint8_t)(v >> 40);
+        d2[xx + 1] = (uint8_t)(v >> 48);
+    }
+    for (; xx < ow; xx++) {
         const int xmin = bounds[2 * xx], n = bounds[2 * xx + 1];
         const int32_t *kk = k + (size_t)xx * stride;
         const uint8_t *p = s + (size_t)xmin * 3;
@@ -157,7 +205,7 @@ __attribute__((target("avx2"))) static void h_row_avx2(uint8_t *d0, uint8_t *d1,
             acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(px), kv));
         }
         __m128i r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-        r = _mm_srai_epi32(_mm_add_epi32(r, _mm_set1_epi32(1 << (PREC_BITS - 1))), PREC_BITS);
+        r = _mm_srai_epi32(_mm_add_epi32(r, bias), PREC_BITS);
         r = _mm_packus_epi16(_mm_packs_epi32(r, r), r); /* clamp to 0..255 */
         uint32_t v = (uint32_t)_mm_cvtsi128_si32(r);
         d0[xx] = (uint8_t)v;
