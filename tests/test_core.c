@@ -105,6 +105,16 @@ static void test_npy_bad(void **state) {
     assert_int_equal(is_npy_read(&data, &dt, &r, &c, path, &e), IMGSIM_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "shorter"));
     assert_int_equal(is_npy_read(&data, &dt, &r, &c, tmpfile_path("does-not-exist.npy"), &e), IMGSIM_ERR_IO);
+    /* float64 is named in the refusal */
+    f = fopen(path, "wb");
+    const char h8[] = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }";
+    unsigned char pre8[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, sizeof h8 - 1, 0};
+    fwrite(pre8, 1, 10, f);
+    fwrite(h8, 1, sizeof h8 - 1, f);
+    fwrite("0123456789abcdef", 1, 16, f);
+    fclose(f);
+    assert_int_equal(is_npy_read(&data, &dt, &r, &c, path, &e), IMGSIM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(e.msg, "element type '<f8' is not"));
 }
 
 static void test_sha256(void **state) {

@@ -194,7 +194,10 @@ imgsim_status is_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int64
         esize = 2;
     } else {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: element type %.8s is not float32 or float16", path, d);
+        int dl = 0; /* the descr between its quotes */
+        while (d[0] == '\'' && d[1 + dl] && d[1 + dl] != '\'' && dl < 16) dl++;
+        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: element type '%.*s' is not float32 ('<f4') or float16 ('<f2')",
+                       path, dl, d + 1);
     }
     if (strncmp(fo, "False", 5) != 0) {
         free(buf);
