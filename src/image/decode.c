@@ -3,7 +3,6 @@
  * png.c, webp.c), the size limit check, EXIF orientation applied the way PIL's
  * ImageOps.exif_transpose does, and the reusable per-thread workspace.
  */
-#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,13 +42,10 @@ uint8_t *is_wsbuf_get(is_wsbuf *b, size_t n) {
     if (b->cap >= n) return b->p;
     free(b->p);
     b->cap = 0;
-    /* 64-byte aligned so the resize loops can use aligned vector loads */
-    size_t sz = (n + 63) & ~(size_t)63;
-    if (sz < n) return (b->p = NULL);
-    void *p = NULL;
-    if (posix_memalign(&p, 64, sz) != 0) return (b->p = NULL);
-    b->p = p;
-    b->cap = sz;
+    /* a little slack: the vector loops may read a few bytes past the last pixel */
+    if (n > SIZE_MAX - 64) return (b->p = NULL);
+    b->p = is_malloc(n + 64);
+    if (b->p) b->cap = n;
     return b->p;
 }
 
