@@ -113,12 +113,18 @@ def main():
     info = {}
     for prec in ("fp16", "tf32"):
         efile = os.path.join(work, "r50_%s.engine" % prec)
-        _, build_s = sh([cli, "engine", "build", "--model=" + onnx_path, "--device=cuda", "--precision=" + prec,
-                         "--max-batch=256", "--out=" + efile])
+        pb, build_s = sh([cli, "engine", "build", "-v", "--model=" + onnx_path, "--device=cuda", "--precision=" + prec,
+                          "--max-batch=256", "--out=" + efile])
+        print("---- imgsim engine build -v (%s)" % prec)
+        print(pb.stderr + pb.stdout)
+        pi, _ = sh([cli, "engine", "info", efile])
+        print(pi.stdout)
         t = time.time()
         p, _ = sh([drv, "--model=" + onnx_path, "--precision=" + prec, "--max-batch=256", "--engine-file=" + efile,
-                   "--input=" + x1, "--out=" + out1])
+                   "--input=" + x1, "--out=" + out1, "--verbose=1"])
         wall = time.time() - t
+        print("---- cached load (%s)" % prec)
+        print(p.stderr + p.stdout)
         kv, _ = kv_lines(p.stdout)
         assert kv["loaded_from_file"] == "1", kv
         p, _ = sh([drv, "--model=" + onnx_path, "--precision=" + prec, "--max-batch=256", "--engine-file=" + efile,

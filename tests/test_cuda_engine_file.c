@@ -257,27 +257,44 @@ static void test_compile_resnet18(void **state) {
         assert_int_equal(p.steps[p.n_steps - 1].kind, IS_CS_OUTPUT);
         assert_int_equal(p.steps[p.n_steps - 1].gap, 1); /* GAP fused into the output */
         assert_int_equal(p.dim, 512);
-        /* input padded to 8 channels for fp16 only */
-        assert_int_equal(p.tensors[p.steps[0].out].c, elt == 2 ? 8 : 3);
-        /* the first conv's weights in OHWI: w[o=1][ky=2][kx=3][i=1] == W[1][1][2][3] */
+        /* the stem conv (7x7/2 on RGB) runs as a 4x4/1 conv over a space-to-depth input:
+         * 4 * 3 = 12 channels (16 for fp16), 112 + 4 - 1 = 115 pixels a side */
+        const is_cuda_tensor *tin = &p.tensors[p.steps[0].out];
+        int icp = elt == 2 ? 16 : 12;
+        assert_int_equal(tin->c, icp);
+        assert_int_equal(tin->h, 115);
+        assert_int_equal(p.steps[0].sh, 2);
+        assert_int_equal(p.steps[0].pt, 3);
         const is_cuda_step *c1 = NULL;
         for (int i = 0; i < p.n_steps && !c1; i++)
             if (p.steps[i].kind == IS_CS_CONV) c1 = &p.steps[i];
+        assert_int_equal(c1->kh, 4);
+        assert_int_equal(c1->sh, 1);
+        assert_int_equal(c1->pt, 0);
+        /* W'[o][ay][ax][(by*2+bx)*3 + c] == W[o][c][2ay+by][2ax+bx]: o=1 ay=1 ax=1 by=0 bx=1 c=1 */
         const float *W = g->vals[first->in[1]].data;
-        int icp = elt == 2 ? 8 : 3;
-        int64_t idx = ((1 * 7 + 2) * 7 + 3) * icp + 1;
-        float got;
-        if (elt == 2) {
+        float want = W[((1 * 3 + 1) * 7 + 2) * 7 + 3];
+        int64_t at[3] = {((1 * 4 + 1) * 4 + 1) * icp + (0 * 2 + 1) * 3 + 1, /* the entry above */
+                         ((1 * 4 + 3) * 4 + 0) * icp + (1 * 2 + 0) * 3 + 0, /* ky = 7: zero */
+                         ((1 * 4 + 1) * 4 + 1) * icp + 11};                  /* c=2 by=1 bx=1: W[1][2][3][3] */
+        float got[3];
+        for (int k = 0; k < 3; k++) {
+            if (elt == 2) {
+                uint16_t h;
+                memcpy(&h, p.weights + c1->w_off + at[k] * 2, 2);
+                got[k] = is_f16_to_f32(h);
+            } else {
+                memcpy(&got[k], p.weights + c1->w_off + at[k] * 4, 4);
+            }
+        }
+        float want2 = W[((1 * 3 + 2) * 7 + 3) * 7 + 3];
+        assert_true(fabsf(got[0] - want) <= 1e-3f * (1 + fabsf(want)));
+        assert_true(got[1] == 0.f);
+        assert_true(fabsf(got[2] - want2) <= 1e-3f * (1 + fabsf(want2)));
+        if (elt == 2) { /* padding channels 12..15 are zero */
             uint16_t h;
-            memcpy(&h, p.weights + c1->w_off + idx * 2, 2);
-            got = is_f16_to_f32(h);
-            assert_true(fabsf(got - W[((1 * 3 + 1) * 7 + 2) * 7 + 3]) <= 1e-3f * (1 + fabsf(got)));
-            /* zero padding channels */
-            memcpy(&h, p.weights + c1->w_off + (idx + 4) * 2, 2);
+            memcpy(&h, p.weights + c1->w_off + (((1 * 4 + 1) * 4 + 1) * icp + 13) * 2, 2);
             assert_int_equal(h, 0);
-        } else {
-            memcpy(&got, p.weights + c1->w_off + idx * 4, 4);
-            assert_true(got == W[((1 * 3 + 1) * 7 + 2) * 7 + 3]);
         }
         /* the compiled plan survives the file format */
         uint8_t *buf = NULL;

@@ -43,6 +43,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: test_cuda_run --model=M.onnx [options]\n");
         return 2;
     }
+    if (arg(argc, argv, "verbose", NULL)) imgsim_set_log_level(IMGSIM_LOG_DEBUG);
     const char *prec = arg(argc, argv, "precision", "fp16");
     imgsim_engine_opts o;
     imgsim_engine_opts_init(&o);

@@ -204,7 +204,9 @@ static imgsim_status forward(cuda_impl *c, int slot, int n, is_err *e) {
         imgsim_status st;
         switch (s->kind) {
         case IS_CS_INPUT:
-            KER(is_k_input(y, c->d_in[slot], elt, n, p->in_c, ty->c, p->in_h, p->in_w, c->s_comp), "input kernel");
+            KER(is_k_input(y, c->d_in[slot], elt, n, p->in_c, ty->c, p->in_h, p->in_w, s->sh == 2, ty->h, ty->w, s->pt,
+                           s->pl, c->s_comp),
+                "input kernel");
             break;
         case IS_CS_CONV:
             if ((st = run_conv(c, i, n, e))) return st;
@@ -394,7 +396,7 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
         if (best_algo >= 0) {
             s->algo = best_algo, s->math = best_math, s->fused = 0;
             DNN(cudnnSetConvolutionMathType(d->conv, (cudnnMathType_t)best_math), "math type");
-            float t = time_conv(c, si, 3, e);
+            float t = time_conv(c, si, 10, e);
             t_plain = t;
             if (t >= 0) best = t;
             else best_algo = -1;
@@ -421,7 +423,7 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
                     int save_algo = s->algo, save_math = s->math, save_fused = s->fused;
                     s->algo = cands[k], s->math = default_math(c), s->fused = fused;
                     is_err tmp;
-                    float t = time_conv(c, si, 3, &tmp);
+                    float t = time_conv(c, si, 10, &tmp);
                     if (t >= 0) t_fused[k] = t;
                     if (t >= 0 && (best < 0 || t < best)) {
                         best = t;

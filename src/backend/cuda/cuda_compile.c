@@ -18,6 +18,7 @@ typedef struct cc {
     const is_graph *g;
     int elt;
     int *val2t; /* value -> tensor, -1 */
+    int s2d_node; /* node index of the stem conv rewritten on a space-to-depth input, or -1 */
     int cap_t, cap_s;
     size_t cap_w;
     is_err *e;
@@ -150,9 +151,11 @@ static imgsim_status compile_conv(cc *c, const is_node *n) {
     if (W->rank != 4) return unsupported(c, n, "weights are not 4-D");
     if (n->pad[0] != n->pad[2] || n->pad[1] != n->pad[3]) return unsupported(c, n, "asymmetric padding");
     int oc = (int)W->dims[0], icg = (int)W->dims[1], kh = (int)W->dims[2], kw = (int)W->dims[3];
+    int s2d = n == &g->nodes[c->s2d_node >= 0 ? c->s2d_node : 0] && c->s2d_node >= 0;
     int grp = n->group > 0 ? n->group : 1;
     int icp = c->p->tensors[x].c / grp;
-    if (icp < icg || c->p->tensors[x].c % grp) return unsupported(c, n, "channel count does not match the input");
+    if (icp < (s2d ? 4 * icg : icg) || c->p->tensors[x].c % grp)
+        return unsupported(c, n, "channel count does not match the input");
     const float *B = n->n_in > 2 && n->in[2] >= 0 ? g->vals[n->in[2]].data : NULL;
     int z = -1;
     if (n->residual >= 0) {
@@ -175,7 +178,12 @@ static imgsim_status compile_conv(cc *c, const is_node *n) {
     s->pt = n->pad[0], s->pl = n->pad[1], s->pb = n->pad[2], s->pr = n->pad[3];
     s->group = grp;
     set_act(s, n);
-    size_t count = (size_t)oc * kh * kw * icp;
+    int kh2 = s2d ? (kh + 1) / 2 : kh, kw2 = s2d ? (kw + 1) / 2 : kw;
+    if (s2d) { /* stride-1, unpadded conv over the space-to-depth input */
+        s->kh = kh2, s->kw = kw2, s->sh = s->sw = 1;
+        s->pt = s->pl = s->pb = s->pr = 0;
+    }
+    size_t count = (size_t)oc * kh2 * kw2 * icp;
     int64_t off = add_weights(c, count * (size_t)c->elt);
     if (off < 0) return nomem(c);
     for (int o = 0; o < oc; o++)
@@ -183,7 +191,12 @@ static imgsim_status compile_conv(cc *c, const is_node *n) {
             for (int kx = 0; kx < kw; kx++)
                 for (int i = 0; i < icg; i++) {
                     float v = W->data[(((size_t)o * icg + i) * kh + ky) * kw + kx];
-                    put_elt(c, off, (((int64_t)o * kh + ky) * kw + kx) * icp + i, v);
+                    int64_t at;
+                    if (s2d) /* W'[o][ky/2][kx/2][((ky%2)*2 + kx%2)*C + i] */
+                        at = (((int64_t)o * kh2 + ky / 2) * kw2 + kx / 2) * icp + ((ky % 2) * 2 + kx % 2) * icg + i;
+                    else
+                        at = (((int64_t)o * kh + ky) * kw + kx) * icp + i;
+                    put_elt(c, off, at, v);
                 }
     s = &c->p->steps[si];
     s->w_off = off;
@@ -411,7 +424,7 @@ static imgsim_status plan_arena(cc *c) {
 
 imgsim_status is_cuda_compile(is_cuda_plan *p, const is_graph *g, int elt, is_err *e) {
     memset(p, 0, sizeof *p);
-    cc c = {p, g, elt, NULL, 0, 0, 0, e};
+    cc c = {p, g, elt, NULL, -1, 0, 0, 0, e};
     c.val2t = is_malloc_array((size_t)g->n_vals + 1, sizeof *c.val2t);
     if (!c.val2t) return nomem(&c);
     for (int i = 0; i < g->n_vals; i++) c.val2t[i] = -1;
@@ -425,20 +438,42 @@ imgsim_status is_cuda_compile(is_cuda_plan *p, const is_graph *g, int elt, is_er
     }
     /* fp16 tensor-core convolutions want channels in multiples of 8: pad the image input with
      * zero channels when every consumer is an ungrouped convolution */
-    int cp = g->in_c;
-    if (elt == 2 && cp % 8) {
-        int ok = 1;
-        for (int i = 0; i < g->n_nodes; i++) {
-            const is_node *n = &g->nodes[i];
-            if (n->dead) continue;
-            for (int j = 0; j < n->n_in && j < IS_MAX_INPUTS; j++)
-                if (n->in[j] == g->input && !(n->op == IS_OP_CONV && j == 0 && n->group <= 1)) ok = 0;
-            if (n->residual == g->input) ok = 0;
-        }
-        if (g->output == g->input) ok = 0;
-        if (ok) cp = (cp + 7) / 8 * 8;
+    int cp = g->in_c, consumers = 0, stem = -1;
+    int ok = 1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const is_node *n = &g->nodes[i];
+        if (n->dead) continue;
+        for (int j = 0; j < n->n_in && j < IS_MAX_INPUTS; j++)
+            if (n->in[j] == g->input) {
+                consumers++;
+                stem = i;
+                if (!(n->op == IS_OP_CONV && j == 0 && n->group <= 1)) ok = 0;
+            }
+        if (n->residual == g->input) ok = 0;
     }
-    int tin = add_tensor(&c, cp, g->in_h, g->in_w);
+    if (g->output == g->input) ok = 0;
+    if (elt == 2 && cp % 8 && ok) cp = (cp + 7) / 8 * 8;
+    /* A stride-2 stem convolution on few channels (ResNet's 7x7/2 on RGB) keeps the tensor cores
+     * nearly idle. Rewrite it as a ceil(k/2) x ceil(k/2) stride-1 convolution over a
+     * space-to-depth input that the input kernel writes directly: S[j][i][(by*2+bx)*C + c] =
+     * padded_in[2j+by][2i+bx][c], so out[oy][ox] = sum_a W'[a] S[oy+a][ox+a']. */
+    int in_h = g->in_h, in_w = g->in_w;
+    if (ok && consumers == 1 && stem >= 0 && g->in_c <= 4) {
+        const is_node *n = &g->nodes[stem];
+        const is_value *W = n->in[1] >= 0 ? &g->vals[n->in[1]] : NULL;
+        const is_value *o = &g->vals[n->out];
+        if (W && W->data && W->rank == 4 && o->rank == 4 && n->stride[0] == 2 && n->stride[1] == 2 &&
+            n->dilation[0] == 1 && n->dilation[1] == 1 && n->pad[0] == n->pad[2] && n->pad[1] == n->pad[3] &&
+            W->dims[2] >= 3 && W->dims[3] >= 3) {
+            int kh2 = (int)(W->dims[2] + 1) / 2, kw2 = (int)(W->dims[3] + 1) / 2;
+            c.s2d_node = stem;
+            in_h = (int)o->dims[2] + kh2 - 1;
+            in_w = (int)o->dims[3] + kw2 - 1;
+            cp = 4 * g->in_c;
+            cp = elt == 2 ? (cp + 7) / 8 * 8 : (cp + 3) / 4 * 4;
+        }
+    }
+    int tin = add_tensor(&c, cp, in_h, in_w);
     if (tin < 0) {
         st = nomem(&c);
         goto done;
@@ -450,6 +485,11 @@ imgsim_status is_cuda_compile(is_cuda_plan *p, const is_graph *g, int elt, is_er
         goto done;
     }
     s->out = tin;
+    if (c.s2d_node >= 0) {
+        const is_node *n = &g->nodes[c.s2d_node];
+        s->sh = s->sw = 2; /* input step: space-to-depth by 2 with these pads */
+        s->pt = n->pad[0], s->pl = n->pad[1];
+    }
     for (int i = 0; i < g->n_nodes && !st; i++) {
         const is_node *n = &g->nodes[i];
         if (n->dead || n->out < 0) continue;

@@ -15,8 +15,11 @@
 extern "C" {
 #endif
 
-/* dst [n, h, w, cp] (elt) <- src [n, c, h, w] float32; channels c..cp-1 are zero. */
-int is_k_input(void *dst, const float *src, int elt, int n, int c, int cp, int h, int w, cudaStream_t s);
+/* dst [n, h, w, cp] (elt) <- src [n, c, h, w] float32; channels c..cp-1 are zero.
+ * s2d: dst is the space-to-depth-by-2 of the zero-padded input instead, [n, oh, ow, cp] with
+ * dst[j][i][(by*2+bx)*c + ch] = src[ch][2j+by-pt][2i+bx-pl] (0 outside). */
+int is_k_input(void *dst, const float *src, int elt, int n, int c, int cp, int h, int w, int s2d, int oh, int ow,
+               int pt, int pl, cudaStream_t s);
 /* y [rows, c] = act(y + bias[c] + z) ; bias float32 (may be NULL), z same shape as y or NULL.
  * act: 0 none, 1 relu, 2 clip(lo, hi). */
 int is_k_epilogue(void *y, const float *bias, const void *z, int elt, int64_t rows, int c, int act, float lo,

@@ -22,9 +22,38 @@ template <typename T>
 static void launch_input(void *dst, const float *src, int n, int c, int cp, int hw, cudaStream_t s) {
     k_input<T><<<is_blocks((int64_t)n * hw * cp), 256, 0, s>>>((T *)dst, src, n, c, cp, hw);
 }
-extern "C" int is_k_input(void *dst, const float *src, int elt, int n, int c, int cp, int h, int w,
-                          cudaStream_t s) {
-    IS_DISPATCH(elt, launch_input, dst, src, n, c, cp, h * w, s);
+/* dst [n, oh, ow, cp] <- space-to-depth(2) of the padded src [n, c, h, w]. */
+template <typename T>
+__global__ void k_input_s2d(T *dst, const float *src, int n, int c, int cp, int h, int w, int oh, int ow, int pt,
+                            int pl) {
+    int64_t count = (int64_t)n * oh * ow * cp;
+    IS_GRID_LOOP(i, count) {
+        int ch = (int)(i % cp);
+        int64_t r = i / cp;
+        int x0 = (int)(r % ow);
+        r /= ow;
+        int y0 = (int)(r % oh);
+        int64_t img = r / oh;
+        float v = 0.f;
+        if (ch < 4 * c) {
+            int q = ch / c, cc = ch % c;
+            int y = 2 * y0 + (q >> 1) - pt, x = 2 * x0 + (q & 1) - pl;
+            if (y >= 0 && y < h && x >= 0 && x < w) v = src[((img * c + cc) * h + y) * w + x];
+        }
+        is_st(dst, i, v);
+    }
+}
+template <typename T>
+static void launch_input_s2d(void *dst, const float *src, int n, int c, int cp, int h, int w, int oh, int ow, int pt,
+                             int pl, cudaStream_t s) {
+    k_input_s2d<T><<<is_blocks((int64_t)n * oh * ow * cp), 256, 0, s>>>((T *)dst, src, n, c, cp, h, w, oh, ow, pt, pl);
+}
+extern "C" int is_k_input(void *dst, const float *src, int elt, int n, int c, int cp, int h, int w, int s2d, int oh,
+                          int ow, int pt, int pl, cudaStream_t s) {
+    if (s2d)
+        IS_DISPATCH(elt, launch_input_s2d, dst, src, n, c, cp, h, w, oh, ow, pt, pl, s);
+    else
+        IS_DISPATCH(elt, launch_input, dst, src, n, c, cp, h * w, s);
     return (int)cudaGetLastError();
 }
 
