@@ -187,15 +187,17 @@ static void one_query_k1024(void **s) {
 }
 
 #ifdef IMGSIM_HAVE_CUDA
-/* 10 distinct rows repeated 400 times: the best group alone is longer than the first pass's
- * lists (k + 64), so that pass cannot prove the top k and the wider pass (or the CPU) must. */
+/* 4 distinct rows repeated 1000 times: the best group alone is longer than all of the first
+ * pass's lists together (splits x (k + 64)), so that pass cannot prove the top k, and the wider
+ * pass (one list of 2048) must. */
 static void duplicates(void **s) {
     (void)s;
     int64_t c[4] = {0};
-    run_case("duplicates_f16", 4000, 48, 20, 150, IMGSIM_F16, GEN_NORMAL, 10, 0, c);
+    run_case("duplicates_f16", 4000, 48, 20, 150, IMGSIM_F16, GEN_NORMAL, 4, 0, c);
     fprintf(stderr, "duplicates_f16: first %lld second %lld cpu %lld\n", (long long)c[0], (long long)c[1],
             (long long)c[2]);
-    assert_true(c[1] + c[2] > 0);
+    assert_int_equal(c[0], 0);
+    assert_true(c[1] > 0);
     assert_int_equal(c[0] + c[1] + c[2], 20);
     /* 2 rows repeated 3000 times: more ties than the longest device list, so the CPU decides */
     run_case("massive_dups", 6000, 16, 4, 10, IMGSIM_F16, GEN_NORMAL, 2, 0, c);
@@ -234,7 +236,7 @@ static void blocks_and_batches(void **s) {
     assert_int_equal(c[3], 0);
     unsetenv("IMGSIM_GS_QB");
     unsetenv("IMGSIM_GS_QS");
-    run_case("two_blocks", 6000, 64, 1100, 5, IMGSIM_F16, GEN_NORMAL, 0, 0, c);
+    run_case("two_blocks", 3000, 64, 2100, 5, IMGSIM_F16, GEN_NORMAL, 0, 0, c);
 }
 #endif
 

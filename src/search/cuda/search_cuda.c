@@ -9,12 +9,13 @@
  * otherwise it is streamed per search in segments from pinned host memory (the caller's memory
  * registered with cudaHostRegister, or two pinned staging buffers), double-buffered, the copy of
  * segment j+1 on its own stream overlapping the work on segment j. Queries go in super-batches
- * (bounded device workspace) and, within one, in blocks of up to 1024. For every (gallery tile of
+ * (bounded device workspace) and, within one, in blocks of up to 2048. For every (gallery tile of
  * nc rows, query block) a cuBLAS GEMM writes the score tile S [qb, nc] (float16 x float16 ->
  * float32 accumulate -> float16 out, or float32 inputs with TF32 tensor cores -> float32 out) and
  * k_select folds it into per-query lists of the best kp approximate scores; two streams alternate
- * between query blocks so one block's selection overlaps the next block's GEMM. Only two tiles of
- * scores ever exist.
+ * between query blocks so one block's selection overlaps the other block's GEMM. Only two tiles of
+ * scores ever exist. Resident galleries go block-major (block b+1's query upload overlaps block
+ * b's tiles); streamed ones segment-major (each segment crosses the bus once per super-batch).
  *
  * Exactness. Let s be a row's exact score, a its approximate one. For the GEMM,
  * |a - s| <= eps(q) = |q| * gmax * rel + 2^-24, with gmax the largest gallery row norm and
@@ -44,8 +45,8 @@
 #include "search/topk.h"
 
 enum {
-    TILE_ELEMS = 1 << 23, /* scores per tile (one of two buffers) */
-    QB_MAX = 1024,        /* queries per GEMM */
+    TILE_ELEMS = 1 << 24, /* scores per tile (one of two buffers) */
+    QB_MAX = 2048,        /* queries per GEMM */
     KP_MAX = 2048,        /* longest candidate list (the kernels' shared buffers) */
     MAX_SPLITS = 64
 };
@@ -309,6 +310,57 @@ done:
     return st;
 }
 
+/* What launch_tile and prep_block need of a super-batch. */
+typedef struct tile_args {
+    is_gsearch *g;
+    const pass_ws *w;
+    const void *Qsb; /* host queries of this super-batch [qs, dim] */
+    int64_t qs, qb, nc;
+    int splits, kp, f16;
+    cudaDataType_t ab_t;
+    cublasComputeType_t ct;
+} tile_args;
+
+/* On query block b's stream (b % 2): upload its queries, their float32 copy, clear its lists. */
+static imgsim_status prep_block(const tile_args *a, int64_t b, is_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    is_gsearch *g = a->g;
+    cudaStream_t s = g->cs[b & 1];
+    const int64_t r0 = b * a->qb, rows = a->qs - r0 < a->qb ? a->qs - r0 : a->qb;
+    CU(cudaMemcpyAsync((char *)a->w->q + (size_t)r0 * g->rowbytes, (const char *)a->Qsb + (size_t)r0 * g->rowbytes,
+                       (size_t)rows * g->rowbytes, cudaMemcpyHostToDevice, s),
+       "copy queries");
+    if (a->f16)
+        CU(is_gs_launch_half_to_float(s, a->w->qf + (size_t)r0 * (size_t)g->dim,
+                                      (const char *)a->w->q + (size_t)r0 * g->rowbytes, rows * g->dim),
+           "convert queries");
+    CU(cudaMemsetAsync(a->w->cnt + (size_t)r0 * (size_t)a->splits, 0, (size_t)rows * (size_t)a->splits * 4, s),
+       "cudaMemsetAsync");
+done:
+    return st;
+}
+
+/* Score tile of query block b against gallery rows [t0, t0 + ncur) of the device rows G (global
+ * row seg0 + t0 first), then its selection, on stream b % 2 with that stream's tile buffer. */
+static imgsim_status launch_tile(const tile_args *a, int64_t b, const void *G, int64_t seg0, int64_t t0, int64_t ncur,
+                                 is_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    is_gsearch *g = a->g;
+    const int s = (int)(b & 1);
+    const int64_t r0 = b * a->qb, rows = a->qs - r0 < a->qb ? a->qs - r0 : a->qb;
+    const float one = 1.0f, zero = 0.0f;
+    CB(cublasGemmEx(g->blas[s], CUBLAS_OP_T, CUBLAS_OP_N, (int)ncur, (int)rows, g->dim, &one,
+                    (const char *)G + (size_t)t0 * g->rowbytes, a->ab_t, g->dim,
+                    (const char *)a->w->q + (size_t)r0 * g->rowbytes, a->ab_t, g->dim, &zero, g->d_score[s], a->ab_t,
+                    (int)a->nc, a->ct, CUBLAS_GEMM_DEFAULT),
+       "score GEMM");
+    CU(is_gs_launch_select(g->cs[s], a->f16, g->d_score[s], a->nc, (int)rows, (int)ncur, (uint32_t)(seg0 + t0),
+                           a->splits, r0, a->w->keys, a->w->cnt, a->kp),
+       "select kernel");
+done:
+    return st;
+}
+
 /*
  * One pass over queries Q [nq, dim] with candidate lists of kp: writes idx/score [nq, k] for the
  * queries it proves and sets failed[i] = 1 for the others.
@@ -393,7 +445,6 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
         }
         CU(cudaMemsetAsync(g->d_gmax, 0, sizeof(unsigned int), g->cs[0]), "cudaMemsetAsync");
     }
-    const float one = 1.0f, zero = 0.0f;
     const cudaDataType_t ab_t = f16 ? CUDA_R_16F : CUDA_R_32F;
     const cublasComputeType_t ct = f16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
     const double rel = (double)dim * 0x1p-21 + (f16 ? 0x1p-11 : 0x1p-8) + 0x1p-18;
@@ -405,44 +456,38 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
     for (int64_t sb0 = 0; sb0 < nq; sb0 += qs_max) {
         const int64_t qs = nq - sb0 < qs_max ? nq - sb0 : qs_max;
         const void *Qsb = (const char *)Q + (size_t)sb0 * g->rowbytes;
-        CU(cudaMemcpyAsync(w.q, Qsb, (size_t)qs * g->rowbytes, cudaMemcpyHostToDevice, g->cs[0]), "copy queries");
-        if (f16) CU(is_gs_launch_half_to_float(g->cs[0], w.qf, w.q, qs * dim), "convert queries");
-        CU(cudaMemsetAsync(w.cnt, 0, (size_t)qs * (size_t)splits * 4, g->cs[0]), "cudaMemsetAsync");
-        CU(cudaEventRecord(g->ev_join, g->cs[0]), "cudaEventRecord");
-        CU(cudaStreamWaitEvent(g->cs[1], g->ev_join, 0), "cudaStreamWaitEvent");
         const int64_t qb = qs < qb_all ? qs : qb_all;
         const int64_t nb = (qs + qb - 1) / qb;
-        const int64_t nseg = g->resident ? (g->n > 0 ? 1 : 0) : (g->n + g->seg_rows - 1) / g->seg_rows;
-        int used[2] = {0, 0};
-        if (!g->resident && nseg > 0) {
+        tile_args ta = {g, &w, Qsb, qs, qb, nc, (int)splits, kp, f16, ab_t, ct};
+        if (g->resident) {
+            /* block-major: block b's query upload overlaps the tiles of the blocks before it */
+            for (int64_t b = 0; b < nb; b++) {
+                st = prep_block(&ta, b, e);
+                for (int64_t t0 = 0; st == IMGSIM_OK && t0 < g->n; t0 += nc)
+                    st = launch_tile(&ta, b, g->d_g, 0, t0, g->n - t0 < nc ? g->n - t0 : nc, e);
+                if (st != IMGSIM_OK) goto done;
+            }
+        } else {
+            /* segment-major: each segment crosses the bus once per super-batch */
+            for (int64_t b = 0; b < nb; b++) {
+                st = prep_block(&ta, b, e);
+                if (st != IMGSIM_OK) goto done;
+            }
+            const int64_t nseg = (g->n + g->seg_rows - 1) / g->seg_rows;
+            int used[2] = {0, 0};
             st = stage_segment(g, 0, used, e);
             if (st != IMGSIM_OK) goto done;
-        }
-        for (int64_t j = 0; j < nseg; j++) {
-            const int slot = (int)(j & 1);
-            const int64_t seg0 = g->resident ? 0 : j * g->seg_rows;
-            const int64_t seglen = g->resident ? g->n : (g->n - seg0 < g->seg_rows ? g->n - seg0 : g->seg_rows);
-            const char *G = g->resident ? g->d_g : g->d_seg[slot];
-            if (!g->resident) {
+            for (int64_t j = 0; j < nseg; j++) {
+                const int slot = (int)(j & 1);
+                const int64_t seg0 = j * g->seg_rows;
+                const int64_t seglen = g->n - seg0 < g->seg_rows ? g->n - seg0 : g->seg_rows;
                 for (int s = 0; s < 2; s++) CU(cudaStreamWaitEvent(g->cs[s], g->ev_h2d[slot], 0), "cudaStreamWaitEvent");
-                CU(is_gs_launch_rownorm_max(g->cs[0], G, seglen, dim, f16, g->d_gmax), "norm kernel");
-            }
-            for (int64_t t0 = 0; t0 < seglen; t0 += nc) {
-                const int64_t ncur = seglen - t0 < nc ? seglen - t0 : nc;
-                for (int64_t b = 0; b < nb; b++) {
-                    const int s = (int)(b & 1);
-                    const int64_t rows = qs - b * qb < qb ? qs - b * qb : qb;
-                    CB(cublasGemmEx(g->blas[s], CUBLAS_OP_T, CUBLAS_OP_N, (int)ncur, (int)rows, dim, &one,
-                                    G + (size_t)t0 * g->rowbytes, ab_t, dim,
-                                    (const char *)w.q + (size_t)(b * qb) * g->rowbytes, ab_t, dim, &zero,
-                                    g->d_score[s], ab_t, (int)nc, ct, CUBLAS_GEMM_DEFAULT),
-                       "score GEMM");
-                    CU(is_gs_launch_select(g->cs[s], f16, g->d_score[s], nc, (int)rows, (int)ncur,
-                                           (uint32_t)(seg0 + t0), (int)splits, b * qb, w.keys, w.cnt, kp),
-                       "select kernel");
-                }
-            }
-            if (!g->resident) {
+                CU(is_gs_launch_rownorm_max(g->cs[0], g->d_seg[slot], seglen, dim, f16, g->d_gmax), "norm kernel");
+                for (int64_t t0 = 0; t0 < seglen; t0 += nc)
+                    for (int64_t b = 0; b < nb; b++) {
+                        st = launch_tile(&ta, b, g->d_seg[slot], seg0, t0, seglen - t0 < nc ? seglen - t0 : nc, e);
+                        if (st != IMGSIM_OK) goto done;
+                    }
                 for (int s = 0; s < 2; s++) CU(cudaEventRecord(g->ev_use[slot][s], g->cs[s]), "cudaEventRecord");
                 if (j + 1 < nseg) {
                     st = stage_segment(g, j + 1, used, e);
