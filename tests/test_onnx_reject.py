@@ -426,6 +426,24 @@ def main():
         p["inits"][1] = numpy_helper.from_array(numpy_helper.to_array(p["inits"][1]).astype(np.float64), "B")
     accept("float16_and_double_weights", fp16_weights)
 
+    def pad_noop(p):  # torch writes these before DenseNet's AveragePool
+        p["inits"].append(numpy_helper.from_array(np.zeros(8, np.int64), "pads"))
+        p["nodes"][2] = helper.make_node("Pad", ["r", "pads"], ["rp"], mode="constant")
+        p["nodes"].insert(3, helper.make_node("GlobalAveragePool", ["rp"], ["p"]))
+    accept("pad_that_pads_nothing", pad_noop)
+
+    def pad_nonzero(p):
+        p["inits"].append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"))
+        p["nodes"][2] = helper.make_node("Pad", ["r", "pads"], ["rp"], name="pad")
+        p["nodes"].insert(3, helper.make_node("GlobalAveragePool", ["rp"], ["p"]))
+    case("pad_nonzero", ["node 'pad'", "Pad with non-zero pads is not supported"], pad_nonzero)
+
+    def concat_many(p):  # DenseNet's blocks concatenate more than 16 inputs: a chain of Concats
+        p["nodes"].insert(2, helper.make_node("Concat", ["r"] * 20, ["cc"], axis=1))
+        p["nodes"][3] = helper.make_node("GlobalAveragePool", ["cc"], ["p"])
+        p["inits"][2] = tensor("FW", np.ones((2, 80)))
+    accept("concat_of_20_inputs", concat_many, dim=80)
+
     if failures:
         print("%d case(s) failed: %s" % (len(failures), ", ".join(failures)))
         sys.exit(1)

@@ -12,7 +12,8 @@
  *      and the data size (raw_data, typed field or external file) must match the dims exactly;
  *   5. the one image input ([N, C, H, W], N free) becomes the graph input;
  *   6. every node output is declared (pass 1, so nodes may be listed out of order; Constant
- *      nodes become constants, Identity nodes of constants other names of them), then every
+ *      nodes become constants, Identity nodes of constants and Pads that pad nothing other
+ *      names of their input), then every
  *      node's inputs are resolved and its attributes checked against what imgsim executes
  *      (pass 2);
  *   7. is_graph_link checks the references as a graph: order, cycles, consumers.
@@ -536,6 +537,7 @@ typedef struct op_desc {
 } op_desc;
 
 #define OP_CONSTANT (-1)
+#define OP_PAD (-2) /* only a Pad that pads nothing (torch writes them before AveragePool) */
 
 static const op_desc op_table[] = {
     {"Conv", IS_OP_CONV, 2, 3, " auto_pad dilations group kernel_shape pads strides "},
@@ -552,9 +554,10 @@ static const op_desc op_table[] = {
     {"Reshape", IS_OP_RESHAPE, 2, 2, " allowzero "},
     {"Gemm", IS_OP_GEMM, 2, 3, " alpha beta transA transB "},
     {"MatMul", IS_OP_MATMUL, 2, 2, " "},
-    {"Concat", IS_OP_CONCAT, 1, IS_MAX_INPUTS, " axis "},
+    {"Concat", IS_OP_CONCAT, 1, IS_MAX_INPUTS, " axis "}, /* more inputs: a chain, see add_concat_chain */
     {"Identity", IS_OP_IDENTITY, 1, 1, " "},
     {"Constant", OP_CONSTANT, 0, 0, " value value_float value_floats value_int value_ints "},
+    {"Pad", OP_PAD, 2, 4, " mode "},
 };
 
 static const op_desc *find_op(const char *name) {
@@ -976,6 +979,79 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     return IMGSIM_OK;
 }
 
+/* Accepts a Pad whose pads are a constant of zeros (it changes nothing, whatever its mode); any
+ * other Pad is refused. */
+static imgsim_status check_noop_pad(imp *m, const Onnx__NodeProto *np, const char *label) {
+    const op_desc *d = find_op("Pad");
+    if (np->n_input < 2 || np->n_input > 4)
+        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Pad has %zu inputs (expected 2 to 4)", m->path,
+                       label, np->n_input);
+    for (size_t i = 0; i < np->n_attribute; i++)
+        if (!attr_allowed(d, S(np->attribute[i]->name)))
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': attribute '%.100s' of Pad is not supported",
+                           m->path, label, S(np->attribute[i]->name));
+    int v = map_get(&m->names, S(np->input[1]));
+    if (v < 0 || !m->g->vals[v].data)
+        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': Pad pads must be a constant", m->path, label);
+    int64_t n = is_value_numel(&m->g->vals[v]);
+    for (int64_t i = 0; i < n; i++)
+        if (m->g->vals[v].data[i] != 0)
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                           "%s: node '%.200s': Pad with non-zero pads is not supported (only a Pad that pads "
+                           "nothing)", m->path, label);
+    if (map_get(&m->names, np->output[0]) >= 0)
+        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path, np->output[0]);
+    return IMGSIM_OK;
+}
+
+/* A Concat of more than IS_MAX_INPUTS inputs (DenseNet's blocks) becomes a chain of Concats on
+ * the same axis, each taking the previous part and up to IS_MAX_INPUTS - 1 more inputs:
+ *   concat(a1..a16) -> t1, concat(t1, a17..a31) -> t2, ..., concat(tk, ..., an) -> output
+ * The intermediate values are named "<output>__concat<k>". */
+static imgsim_status add_concat_chain(imp *m, const Onnx__NodeProto *np, const op_desc *d, const char *label) {
+    const char *prev = NULL;
+    size_t done = 0;
+    for (int k = 0; done < np->n_input; k++) {
+        size_t room = prev ? IS_MAX_INPUTS - 1 : IS_MAX_INPUTS;
+        size_t take = np->n_input - done < room ? np->n_input - done : room;
+        char *ins[IS_MAX_INPUTS], *outs[1];
+        size_t ni = 0;
+        if (prev) ins[ni++] = (char *)prev;
+        for (size_t j = 0; j < take; j++) ins[ni++] = np->input[done + j];
+        done += take;
+        if (done == np->n_input) {
+            outs[0] = np->output[0];
+        } else {
+            size_t len = strlen(np->output[0]) + 32;
+            char *tmp = is_malloc(len);
+            if (!tmp) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
+            snprintf(tmp, len, "%s__concat%d", np->output[0], k);
+            if (map_get(&m->names, tmp) >= 0) {
+                imgsim_status s = is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': value name '%.200s' is taken",
+                                          m->path, label, tmp);
+                free(tmp);
+                return s;
+            }
+            int v = add_value(m, tmp, 0, NULL, NULL, 0);
+            if (v >= 0) map_put(&m->names, m->g->vals[v].name, v); /* re-key with the graph's copy */
+            free(tmp);
+            if (v < 0) return IMGSIM_ERR_NOMEM;
+            outs[0] = m->g->vals[v].name;
+        }
+        Onnx__NodeProto part = *np;
+        part.input = ins;
+        part.n_input = ni;
+        part.output = outs;
+        part.n_output = 1;
+        char plabel[300];
+        snprintf(plabel, sizeof plabel, "%.250s/part%d", label, k);
+        imgsim_status s = add_node(m, &part, d, done == np->n_input && k == 0 ? label : plabel);
+        if (s != IMGSIM_OK) return s;
+        prev = outs[0];
+    }
+    return IMGSIM_OK;
+}
+
 /* ---- the model -------------------------------------------------------------------------- */
 
 /* Checks IR version and the default-domain opset; returns the opset through m->opset. */
@@ -1013,9 +1089,10 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
     /* every name the model can declare: initializers, inputs, node outputs */
     size_t n_names = gp->n_initializer + gp->n_input + 1;
     for (size_t i = 0; i < gp->n_node; i++) {
-        if (gp->node[i]->n_output > SIZE_MAX / 4 - n_names)
+        size_t add = gp->node[i]->n_output + gp->node[i]->n_input / 8 + 1; /* + Concat chain parts */
+        if (gp->node[i]->n_output > SIZE_MAX / 4 || add > SIZE_MAX / 4 - n_names)
             return is_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: too many values", m->path);
-        n_names += gp->node[i]->n_output;
+        n_names += add;
     }
     if (n_names > INT_MAX / 2) return is_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: too many values", m->path);
     if (map_init(&m->names, n_names) != 0) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
@@ -1072,18 +1149,48 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
     }
     for (size_t i = 0; i < gp->n_node; i++) {
         Onnx__NodeProto *np = gp->node[i];
-        if (m->folded[i]) continue;
+        char buf[64];
+        if (!m->folded[i] && !strcmp(S(np->op_type), "Pad")) {
+            if ((s = check_noop_pad(m, np, node_label(np, (int)i, buf))) != IMGSIM_OK) return s;
+            m->folded[i] = 2; /* aliased below */
+        }
+    }
+    for (size_t i = 0; i < gp->n_node; i++) {
+        Onnx__NodeProto *np = gp->node[i];
+        if (m->folded[i] == 1) continue;
         if (map_get(&m->names, np->output[0]) >= 0)
             return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path, np->output[0]);
+        if (m->folded[i] == 2) continue; /* a no-op Pad: named after its input below */
         if (add_value(m, np->output[0], 0, NULL, NULL, 0) < 0) return IMGSIM_ERR_NOMEM;
     }
+    /* a Pad that pads nothing: its output becomes another name of its input (after the outputs
+     * above are declared; repeated for chains of them) */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 0; i < gp->n_node; i++) {
+            Onnx__NodeProto *np = gp->node[i];
+            if (m->folded[i] != 2) continue;
+            int v = map_get(&m->names, S(np->input[0]));
+            if (v < 0) continue;
+            map_put(&m->names, np->output[0], v);
+            m->folded[i] = 1;
+            changed = 1;
+        }
+    }
+    for (size_t i = 0; i < gp->n_node; i++)
+        if (m->folded[i] == 2)
+            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': input '%.200s' is not defined", m->path,
+                           S(gp->node[i]->name), S(gp->node[i]->input[0]));
     /* pass 2: inputs resolved, attributes checked, nodes added */
     for (size_t i = 0; i < gp->n_node; i++) {
         Onnx__NodeProto *np = gp->node[i];
         char buf[64];
         const char *label = node_label(np, (int)i, buf);
         if (m->folded[i]) continue;
-        if ((s = add_node(m, np, find_op(S(np->op_type)), label)) != IMGSIM_OK) return s;
+        const op_desc *d = find_op(S(np->op_type));
+        if (d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS) s = add_concat_chain(m, np, d, label);
+        else s = add_node(m, np, d, label);
+        if (s != IMGSIM_OK) return s;
     }
 
     if (gp->n_output < 1) return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no output", m->path);
