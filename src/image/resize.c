@@ -15,6 +15,7 @@
  * the span of source rows the vertical filter touches; output float32 CHW (3, oh, ow).
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,12 +250,14 @@ __attribute__((target("avx2"))) static int v_row_avx2(float *o, const uint8_t *s
 }
 
 static int have_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
+    static atomic_int cached = -1; /* every thread computes the same value */
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") ? 1 : 0;
+        v = __builtin_cpu_supports("avx2") ? 1 : 0;
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
     }
-    return cached;
+    return v;
 }
 #else
 static int have_avx2(void) {
