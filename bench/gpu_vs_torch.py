@@ -130,6 +130,12 @@ def main():
         p, _ = sh([drv, "--model=" + onnx_path, "--precision=" + prec, "--max-batch=256", "--engine-file=" + efile,
                    "--bench=1,32,256", "--iters=50"])
         _, bench = kv_lines(p.stdout)
+        if prec == "fp16":  # the same without CUDA graphs (direct launches), for comparison
+            pg, _ = sh([drv, "--model=" + onnx_path, "--precision=" + prec, "--max-batch=256", "--engine-file=" + efile,
+                        "--bench=1,32,256", "--iters=50"], env=dict(os.environ, IMGSIM_CUDA_GRAPHS="0"))
+            _, nog = kv_lines(pg.stdout)
+            for n in BATCHES:
+                rows.append(("imgsim fp16 nograph", n, nog[n]))
         info[prec] = dict(build_s=build_s, model_load=float(kv["model_load_seconds"]),
                           first=float(kv["first_batch_seconds"]), wall=wall,
                           mem=int(kv["device_bytes"]) / 2 ** 20)

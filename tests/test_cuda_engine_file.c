@@ -126,6 +126,31 @@ static void test_corruption_rejected(void **state) {
     is_cuda_plan_free(&p);
 }
 
+/* Files over several 4 MiB checksum chunks: a flipped byte in any chunk is caught. */
+static void test_multichunk(void **state) {
+    (void)state;
+    is_cuda_plan p, q;
+    small_plan(&p);
+    free(p.weights);
+    p.weights_bytes = (int64_t)9 << 20;
+    p.weights = malloc((size_t)p.weights_bytes);
+    for (int64_t i = 0; i < p.weights_bytes; i++) p.weights[i] = (uint8_t)(i * 131 + (i >> 12));
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(is_cuda_plan_serialize(&p, &buf, &len, NULL), IMGSIM_OK);
+    assert_int_equal(is_cuda_plan_deserialize(&q, buf, len, "big", NULL), IMGSIM_OK);
+    assert_memory_equal(q.weights, p.weights, (size_t)p.weights_bytes);
+    is_cuda_plan_free(&q);
+    size_t at[5] = {100, ((size_t)4 << 20) - 1, (size_t)4 << 20, ((size_t)8 << 20) + 12345, len - 33};
+    for (int k = 0; k < 5; k++) {
+        buf[at[k]] ^= 1;
+        assert_int_equal(is_cuda_plan_deserialize(&q, buf, len, "big", NULL), IMGSIM_ERR_FORMAT);
+        buf[at[k]] ^= 1;
+    }
+    free(buf);
+    is_cuda_plan_free(&p);
+}
+
 /* A plan whose checksum is right but whose indices point outside the plan is refused too. */
 static void test_bad_indices_rejected(void **state) {
     (void)state;
@@ -316,6 +341,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_corruption_rejected),
         cmocka_unit_test(test_bad_indices_rejected), cmocka_unit_test(test_key_mismatch),
         cmocka_unit_test(test_save_load_file),      cmocka_unit_test(test_compile_resnet18),
+        cmocka_unit_test(test_multichunk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,8 @@
  * engine's element type, batch outermost) placed in one device arena, plus one blob of weights
  * already in device layout and precision (conv filters OHWI, biases float32 and, for fp16, half),
  * plus the convolution algorithms chosen by autotuning. The engine file is this plan behind a
- * header carrying the key it was built for, followed by a SHA-256 of everything before it.
+ * header carrying the key it was built for, followed by a SHA-256 checksum of everything before it
+ * (over the SHA-256s of its 4 MiB chunks, hashed in parallel).
  *
  * Arena layout: each tensor has a per-image slot (offset and size are multiples of 256 bytes);
  * for a batch capacity B the tensor lives at B * offset and takes B * size bytes, so the plan is
@@ -21,7 +22,7 @@
 #include "core/core.h"
 
 #define IS_CUDA_ENGINE_MAGIC "IMGSIMCE"
-#define IS_CUDA_ENGINE_VERSION 1
+#define IS_CUDA_ENGINE_VERSION 2
 #define IS_CUDA_ALIGN 256
 
 /* What an engine file was built for; every field must match for the file to be used. */

@@ -7,7 +7,7 @@
  *   key       (is_cuda_key fields; strings as u32 length + bytes)
  *   plan      in_c in_h in_w dim elt arena_per_image ws_bytes
  *             u32 n_tensors, tensors; u32 n_steps, steps; u64 weights_bytes, weights
- *   sha256    32 bytes over everything above
+ *   checksum  32 bytes: SHA-256 over the SHA-256s of the 4 MiB chunks of everything above
  * Plain C with no CUDA calls: unit-tested without a GPU (tests/test_cuda_engine_file.c).
  */
 #include <errno.h>
@@ -36,6 +36,50 @@ const char *is_cuda_step_name(int kind) {
     static const char *names[IS_CS_COUNT] = {"input", "conv", "maxpool", "avgpool", "gap", "add", "mul",
                                              "sigmoid", "act", "concat", "flatten", "gemm", "output"};
     return kind >= 0 && kind < IS_CS_COUNT ? names[kind] : "?";
+}
+
+/* ---- checksum ------------------------------------------------------------------------------ */
+
+/* The file checksum: SHA-256 over the SHA-256 digests of consecutive 4 MiB chunks (a one-level
+ * hash tree), so that the chunks can be hashed on all cores: loading a ResNet-50 engine file is
+ * then bounded by reading it, not by one core hashing it. */
+#define CHUNK ((size_t)4 << 20)
+
+typedef struct tree_ctx {
+    const uint8_t *p;
+    size_t len;
+    uint8_t (*dig)[32];
+} tree_ctx;
+
+static void hash_chunk(void *ctx, int64_t i, int worker) {
+    (void)worker;
+    tree_ctx *t = ctx;
+    size_t off = (size_t)i * CHUNK, n = t->len - off < CHUNK ? t->len - off : CHUNK;
+    is_sha256 h;
+    is_sha256_init(&h);
+    is_sha256_update(&h, t->p + off, n);
+    is_sha256_final(&h, t->dig[i]);
+}
+
+/* Writes the tree checksum of p[len] into out; returns -1 when out of memory. */
+static int tree_sha256(const uint8_t *p, size_t len, uint8_t out[32]) {
+    size_t n = len / CHUNK + 1;
+    tree_ctx t = {p, len, is_malloc_array(n, 32)};
+    if (!t.dig) return -1;
+    is_pool *pool = NULL;
+    if (n > 1 && is_pool_create(&pool, n < 16 ? (int)n : 0, NULL) == IMGSIM_OK) {
+        is_pool_for(pool, (int64_t)n, hash_chunk, &t);
+        is_pool_destroy(pool);
+    } else {
+        for (size_t i = 0; i < n; i++) hash_chunk(&t, (int64_t)i, 0);
+    }
+    is_sha256 h;
+    is_sha256_init(&h);
+    is_sha256_update(&h, "imgsim-engine-tree", 18);
+    is_sha256_update(&h, t.dig, n * 32);
+    is_sha256_final(&h, out);
+    free(t.dig);
+    return 0;
 }
 
 /* ---- writer ---------------------------------------------------------------------------- */
@@ -264,12 +308,11 @@ imgsim_status is_cuda_plan_serialize(const is_cuda_plan *p, uint8_t **buf, size_
     put_i64(&w, p->weights_bytes);
     if (p->weights_bytes) put(&w, p->weights, (size_t)p->weights_bytes);
     if (!w.oom) {
-        is_sha256 h;
         uint8_t dig[32];
-        is_sha256_init(&h);
-        is_sha256_update(&h, w.p, w.len);
-        is_sha256_final(&h, dig);
-        put(&w, dig, 32);
+        if (tree_sha256(w.p, w.len, dig))
+            w.oom = 1;
+        else
+            put(&w, dig, 32);
     }
     if (w.oom) {
         free(w.p);
@@ -314,11 +357,8 @@ imgsim_status is_cuda_plan_deserialize(is_cuda_plan *p, const uint8_t *buf, size
     memset(p, 0, sizeof *p);
     if (len < 16 + 32 || memcmp(buf, IS_CUDA_ENGINE_MAGIC, 8) != 0)
         return is_fail(e, IMGSIM_ERR_FORMAT, "%s: not an imgsim CUDA engine file", path);
-    is_sha256 h;
     uint8_t dig[32];
-    is_sha256_init(&h);
-    is_sha256_update(&h, buf, len - 32);
-    is_sha256_final(&h, dig);
+    if (tree_sha256(buf, len - 32, dig)) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     if (memcmp(dig, buf + len - 32, 32) != 0)
         return is_fail(e, IMGSIM_ERR_FORMAT, "%s: checksum mismatch (corrupt or truncated engine file)", path);
     rbuf r = {buf, len - 32, 8, 0};
