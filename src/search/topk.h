@@ -1,18 +1,22 @@
 /*
  * topk.h: private helpers of the exact search (search_cpu.c, dedup.c, and the CUDA search, which
- * may reuse the candidate merge and the float64 re-ranking): single-threaded float32 GEMM tiles,
- * float16 row conversion, bounded candidate lists, float64 re-scoring and the error bound that
- * proves a float32 candidate set is complete.
+ * may reuse the candidate lists and the float64 re-ranking): single-threaded float32 GEMM tiles,
+ * a bf16 matmul plan, float16/bfloat16 conversion, bounded candidate lists, float64 re-scoring
+ * and the error bounds that prove an approximate candidate set complete.
  *
- * How search stays exact: scores are first computed in float32 (GEMM), and each query keeps its
- * best k + margin candidates. The candidates are re-scored in float64 (compensated sums of the
- * original rows) and ranked by (score desc, row asc). A float32 dot product of length d differs
- * from the exact one by at most gamma(d) * sum|q_i g_i| <= gamma(d) * |q| * max|g| (= delta), with
- * gamma(d) = d u / (1 - d u), u = 2^-24, whatever the summation order. Every row that was not kept
- * has a float32 score <= the lowest kept float32 score s_cut, so its exact score is <= s_cut +
- * delta. When the k-th re-scored candidate is > s_cut + delta, no dropped row can enter (or tie
- * into) the top k and the answer equals the exact top-k. Otherwise (many near-ties, e.g.
- * duplicated rows) the query falls back to a float64 scan of the whole gallery.
+ * How search stays exact: scores are first computed approximately (float32 GEMM, or bfloat16
+ * inputs with float32 accumulation), and each query keeps its best k + margin candidates by
+ * approximate score. An approximate dot product differs from the exact one by at most delta:
+ *   float32: gamma(d) * sum|q_i g_i| <= gamma(d) |q| max|g|, gamma(d) = d u / (1 - d u),
+ *            u = 2^-24, whatever the summation order (Higham 3.1);
+ *   bf16:    (2 u' + u'^2) |q| max|g| + the float32 bound, u' = 2^-8 (both inputs rounded).
+ * The candidates are re-scored in float64 (float64 sums of the exact products of the original
+ * rows), best approximate score first, stopping once the next approximate score + delta is below
+ * the current k-th exact score, and ranked by (score desc, row asc). Every row that was not kept
+ * has an approximate score <= the lowest kept one, s_cut, so its exact score is <= s_cut + delta.
+ * When s_cut + delta < the k-th exact score, no dropped row can enter (or tie into) the top k and
+ * the answer equals the exact top-k. Otherwise (many near-ties, e.g. duplicated rows) the query
+ * is redone by the next, more exact pass: bf16 -> float32 -> a float64 scan of the gallery.
  */
 #ifndef IMGSIM_SEARCH_TOPK_H
 #define IMGSIM_SEARCH_TOPK_H
@@ -49,8 +53,8 @@ void is_f16_to_f32_n(float *dst, const uint16_t *src, size_t count);
 /* Row r of x ([*, dim] of dtype) as float32 into buf when x is float16, else a pointer into x. */
 const float *is_row_f32(const void *x, int64_t r, int dim, imgsim_dtype dt, float *buf);
 
-/* Float64 dot product (compensated sum of exact products) of a float32 row and a row of dtype
- * dt. Identical rows give bit-identical results. */
+/* Float64 dot product (8-lane float64 sum of the exact products) of a float32 row and a row of
+ * dtype dt. Identical rows give bit-identical results. */
 double is_dot64(const float *q, const void *g, int dim, imgsim_dtype dt);
 
 /* Euclidean norm of n float32 values, in float64. */
