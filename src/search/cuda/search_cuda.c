@@ -48,6 +48,7 @@ enum {
     TILE_ELEMS = 1 << 24, /* scores per tile (one of two buffers) */
     QB_MAX = 2048,        /* queries per GEMM */
     KP_MAX = 2048,        /* longest candidate list (the kernels' shared buffers) */
+    LIST_SLACK = 256,     /* unsorted appends a stored list may carry between tiles */
     MAX_SPLITS = 64
 };
 #define QWS_BUDGET ((size_t)256 << 20) /* query-side device workspace per super-batch */
@@ -239,8 +240,8 @@ done:
 typedef struct pass_ws {
     void *q;        /* [qs, dim] queries, gallery dtype */
     float *qf;      /* [qs, dim] float32 queries (== q for float32) */
-    uint64_t *keys; /* [qs * splits, kp] */
-    int *cnt;       /* [qs * splits] */
+    uint64_t *keys; /* [qs * splits, cap] */
+    int *meta;      /* [qs * splits][2]: count, sorted */
     uint32_t *cand; /* [qs, mmax] */
     int *candn;     /* [qs] */
     int64_t *oidx;  /* [qs, k] */
@@ -248,9 +249,9 @@ typedef struct pass_ws {
 } pass_ws;
 
 /* Bytes of workspace per query. */
-static size_t ws_per_query(const is_gsearch *g, int splits, int kp, int k) {
+static size_t ws_per_query(const is_gsearch *g, int splits, int kp, int cap, int k) {
     size_t b = g->rowbytes + (g->dt == IMGSIM_F16 ? (size_t)g->dim * 4 : 0);
-    b += (size_t)splits * (size_t)kp * 8 + (size_t)splits * 4 + (size_t)splits * (size_t)kp * 4 + 4 + (size_t)k * 12;
+    b += (size_t)splits * (size_t)cap * 8 + (size_t)splits * 8 + (size_t)splits * (size_t)kp * 4 + 4 + (size_t)k * 12;
     return b;
 }
 
@@ -316,7 +317,7 @@ typedef struct tile_args {
     const pass_ws *w;
     const void *Qsb; /* host queries of this super-batch [qs, dim] */
     int64_t qs, qb, nc;
-    int splits, kp, f16;
+    int splits, kp, cap, f16;
     cudaDataType_t ab_t;
     cublasComputeType_t ct;
 } tile_args;
@@ -334,7 +335,7 @@ static imgsim_status prep_block(const tile_args *a, int64_t b, is_err *e) {
         CU(is_gs_launch_half_to_float(s, a->w->qf + (size_t)r0 * (size_t)g->dim,
                                       (const char *)a->w->q + (size_t)r0 * g->rowbytes, rows * g->dim),
            "convert queries");
-    CU(cudaMemsetAsync(a->w->cnt + (size_t)r0 * (size_t)a->splits, 0, (size_t)rows * (size_t)a->splits * 4, s),
+    CU(cudaMemsetAsync(a->w->meta + (size_t)r0 * (size_t)a->splits * 2, 0, (size_t)rows * (size_t)a->splits * 8, s),
        "cudaMemsetAsync");
 done:
     return st;
@@ -343,7 +344,7 @@ done:
 /* Score tile of query block b against gallery rows [t0, t0 + ncur) of the device rows G (global
  * row seg0 + t0 first), then its selection, on stream b % 2 with that stream's tile buffer. */
 static imgsim_status launch_tile(const tile_args *a, int64_t b, const void *G, int64_t seg0, int64_t t0, int64_t ncur,
-                                 is_err *e) {
+                                 int final, is_err *e) {
     imgsim_status st = IMGSIM_OK;
     is_gsearch *g = a->g;
     const int s = (int)(b & 1);
@@ -355,7 +356,7 @@ static imgsim_status launch_tile(const tile_args *a, int64_t b, const void *G, i
                     (int)a->nc, a->ct, CUBLAS_GEMM_DEFAULT),
        "score GEMM");
     CU(is_gs_launch_select(g->cs[s], a->f16, g->d_score[s], a->nc, (int)rows, (int)ncur, (uint32_t)(seg0 + t0),
-                           a->splits, r0, a->w->keys, a->w->cnt, a->kp),
+                           a->splits, r0, a->w->keys, a->w->meta, a->kp, a->cap, final),
        "select kernel");
 done:
     return st;
@@ -390,9 +391,10 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
     if (splits > nc / 2048) splits = nc / 2048;
     if (splits < 1) splits = 1;
     const int mmax = (int)splits * kp;
+    const int cap = kp + LIST_SLACK < KP_MAX ? kp + LIST_SLACK : KP_MAX; /* + one round <= SEL_P */
 
     /* super-batch size from the workspace budget */
-    const size_t pq = ws_per_query(g, (int)splits, kp, k);
+    const size_t pq = ws_per_query(g, (int)splits, kp, cap, k);
     int64_t qs_max = (int64_t)(QWS_BUDGET / pq);
     if (qs_max < 1) qs_max = 1;
     if (qs_max > nq) qs_max = nq;
@@ -400,7 +402,7 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
     if (g->qs_cap > 0 && qs_max > g->qs_cap) qs_max = g->qs_cap;
     const size_t Q_ = (size_t)qs_max;
     size_t need = align256(Q_ * g->rowbytes) + (f16 ? align256(Q_ * (size_t)dim * 4) : 0) +
-                  align256(Q_ * (size_t)splits * (size_t)kp * 8) + align256(Q_ * (size_t)splits * 4) +
+                  align256(Q_ * (size_t)splits * (size_t)cap * 8) + align256(Q_ * (size_t)splits * 8) +
                   align256(Q_ * (size_t)mmax * 4) + align256(Q_ * 4) + align256(Q_ * (size_t)k * 8) +
                   align256(Q_ * (size_t)k * 4);
     if (need > g->ws_bytes) {
@@ -420,8 +422,8 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
         } else {
             w.qf = (float *)w.q;
         }
-        w.keys = (uint64_t *)p, p += align256(Q_ * (size_t)splits * (size_t)kp * 8);
-        w.cnt = (int *)p, p += align256(Q_ * (size_t)splits * 4);
+        w.keys = (uint64_t *)p, p += align256(Q_ * (size_t)splits * (size_t)cap * 8);
+        w.meta = (int *)p, p += align256(Q_ * (size_t)splits * 8);
         w.cand = (uint32_t *)p, p += align256(Q_ * (size_t)mmax * 4);
         w.candn = (int *)p, p += align256(Q_ * 4);
         w.oidx = (int64_t *)p, p += align256(Q_ * (size_t)k * 8);
@@ -458,13 +460,13 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
         const void *Qsb = (const char *)Q + (size_t)sb0 * g->rowbytes;
         const int64_t qb = qs < qb_all ? qs : qb_all;
         const int64_t nb = (qs + qb - 1) / qb;
-        tile_args ta = {g, &w, Qsb, qs, qb, nc, (int)splits, kp, f16, ab_t, ct};
+        tile_args ta = {g, &w, Qsb, qs, qb, nc, (int)splits, kp, cap, f16, ab_t, ct};
         if (g->resident) {
             /* block-major: block b's query upload overlaps the tiles of the blocks before it */
             for (int64_t b = 0; b < nb; b++) {
                 st = prep_block(&ta, b, e);
                 for (int64_t t0 = 0; st == IMGSIM_OK && t0 < g->n; t0 += nc)
-                    st = launch_tile(&ta, b, g->d_g, 0, t0, g->n - t0 < nc ? g->n - t0 : nc, e);
+                    st = launch_tile(&ta, b, g->d_g, 0, t0, g->n - t0 < nc ? g->n - t0 : nc, t0 + nc >= g->n, e);
                 if (st != IMGSIM_OK) goto done;
             }
         } else {
@@ -485,7 +487,8 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
                 CU(is_gs_launch_rownorm_max(g->cs[0], g->d_seg[slot], seglen, dim, f16, g->d_gmax), "norm kernel");
                 for (int64_t t0 = 0; t0 < seglen; t0 += nc)
                     for (int64_t b = 0; b < nb; b++) {
-                        st = launch_tile(&ta, b, g->d_seg[slot], seg0, t0, seglen - t0 < nc ? seglen - t0 : nc, e);
+                        st = launch_tile(&ta, b, g->d_seg[slot], seg0, t0, seglen - t0 < nc ? seglen - t0 : nc,
+                                         j + 1 == nseg && t0 + nc >= seglen, e);
                         if (st != IMGSIM_OK) goto done;
                     }
                 for (int s = 0; s < 2; s++) CU(cudaEventRecord(g->ev_use[slot][s], g->cs[s]), "cudaEventRecord");
@@ -497,7 +500,7 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
         }
         CU(cudaEventRecord(g->ev_join, g->cs[1]), "cudaEventRecord");
         CU(cudaStreamWaitEvent(g->cs[0], g->ev_join, 0), "cudaStreamWaitEvent");
-        CU(is_gs_launch_candidates(g->cs[0], (int)qs, w.keys, w.cnt, (int)splits, kp, k, w.q, dim, f16, g->d_gmax, rel,
+        CU(is_gs_launch_candidates(g->cs[0], (int)qs, w.keys, w.meta, (int)splits, kp, cap, k, w.q, dim, f16, g->d_gmax, rel,
                                    abs_err, amax, w.cand, w.candn, mmax),
            "candidate kernel");
         CU(cudaMemcpyAsync(h_candn, w.candn, (size_t)qs * 4, cudaMemcpyDeviceToHost, g->cs[0]), "copy counts");

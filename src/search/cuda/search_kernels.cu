@@ -94,35 +94,38 @@ static __device__ __forceinline__ void load8(float v[8], const float *row, int c
 /*
  * Folds one score tile into the per-(query, split) candidate lists.
  * S [rows, ld] (T = half or float; row r = tile query r, column c = gallery row row0 + c, c < cols).
- * Grid (rows, splits), SEL_THREADS threads. The block for (r, s) scans its column range in rounds
- * of SEL_R scores: a score whose key beats the list's current last key (theta, once the list is
- * full) is appended to the shared buffer; when the buffer could overflow, or at the end, the
- * buffer is sorted and cut back to kp. Keys are unique, so the kept set is exactly the best kp
- * keys seen.
+ * List (query st_row0 + r, split s): keys [cap] with cap = kp + slack, meta {count, sorted} in
+ * st_meta [2]: keys [0, sorted) are sorted descending (the best seen when they were sorted), keys
+ * [sorted, count) were appended since, unsorted. theta (the kp-th sorted key, once sorted >= kp)
+ * only grows, so a score whose key is <= theta can never be in the best kp and is skipped.
+ * Grid (rows, splits), SEL_THREADS threads. The block scans its column range in rounds of SEL_R
+ * scores, appending keys > theta to a shared buffer that mirrors the list's positions; only when
+ * the buffer could overflow, the list would pass cap, or on the final tile (final = 1) is the
+ * list loaded, sorted and cut back to kp (keys are unique, so the kept set is exactly the best
+ * kp keys seen). Usually nothing passes and the block reads one key and writes nothing.
  */
 template <typename T>
 __global__ void __launch_bounds__(SEL_THREADS)
     k_select(const T *__restrict__ S, int64_t ld, int cols, uint32_t row0, int splits, int64_t st_row0,
-             uint64_t *__restrict__ st_keys, int *__restrict__ st_cnt, int kp) {
+             uint64_t *__restrict__ st_keys, int *__restrict__ st_meta, int kp, int cap, int final) {
     __shared__ uint64_t buf[SEL_P];
     /* appends of round r count in s_add[r % 3]; round r clears s_add[(r + 1) % 3], which every
      * thread finished reading before round r began, so one barrier per round suffices */
     __shared__ int s_add[3];
     const int r = blockIdx.x, s = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
     const int64_t sidx = (st_row0 + r) * splits + s;
-    uint64_t *keys = st_keys + sidx * kp;
-    const int cnt0 = st_cnt[sidx];
-    for (int i = tid; i < cnt0; i += SEL_THREADS) buf[i] = keys[i];
+    uint64_t *keys = st_keys + sidx * cap;
+    const int cnt0 = st_meta[2 * sidx], sorted0 = st_meta[2 * sidx + 1];
     if (tid < 3) s_add[tid] = 0;
     int per = (cols + splits - 1) / splits;
     per = (per + 7) & ~7;
     const int c0 = s * per, c1 = min(cols, c0 + per);
     const T *row = S + (int64_t)r * ld;
-    __syncthreads();
     /* block-uniform state in registers: list length, sorted prefix, threshold key */
-    int cnt = cnt0, sorted = cnt0, r3 = 0;
-    bool changed = false;
-    uint64_t theta = cnt0 >= kp ? buf[kp - 1] : 0;
+    int cnt = cnt0, sorted = sorted0, r3 = 0;
+    bool loaded = false; /* buf [0, cnt0) holds the stored list */
+    uint64_t theta = sorted0 >= kp ? keys[kp - 1] : 0;
+    __syncthreads();
     for (int base = c0; base < c1; base += SEL_R) {
         const int c = base + tid * 8;
         float v[8];
@@ -158,20 +161,39 @@ __global__ void __launch_bounds__(SEL_THREADS)
         cnt += s_add[r3];
         r3 = nxt;
         const bool last = base + SEL_R >= c1;
-        if (cnt + SEL_R > SEL_P || (last && cnt > sorted)) {
+        if (cnt + SEL_R > SEL_P || (last && (cnt > cap || (final && cnt > sorted)))) {
+            if (!loaded) {
+                for (int i = tid; i < cnt0; i += SEL_THREADS) buf[i] = keys[i];
+                loaded = true;
+            }
             const int m = next_pow2(cnt);
             for (int i = cnt + tid; i < m; i += SEL_THREADS) buf[i] = 0;
             __syncthreads();
             bitonic_desc_u64(buf, m);
             cnt = cnt < kp ? cnt : kp;
             sorted = cnt;
-            changed = true;
             theta = cnt >= kp ? buf[kp - 1] : 0;
         }
     }
-    if (changed) {
+    if (final && cnt > sorted) { /* no columns here this tile, but the list must end sorted */
+        if (!loaded)
+            for (int i = tid; i < cnt0; i += SEL_THREADS) buf[i] = keys[i];
+        loaded = true;
+        const int m = next_pow2(cnt);
+        for (int i = cnt + tid; i < m; i += SEL_THREADS) buf[i] = 0;
+        __syncthreads();
+        bitonic_desc_u64(buf, m);
+        cnt = cnt < kp ? cnt : kp;
+        sorted = cnt;
+    }
+    if (loaded) {
         for (int i = tid; i < cnt; i += SEL_THREADS) keys[i] = buf[i];
-        if (tid == 0) st_cnt[sidx] = cnt;
+    } else {
+        for (int i = cnt0 + tid; i < cnt; i += SEL_THREADS) keys[i] = buf[i];
+    }
+    if (tid == 0 && (cnt != cnt0 || sorted != sorted0)) {
+        st_meta[2 * sidx] = cnt;
+        st_meta[2 * sidx + 1] = sorted;
     }
 }
 
@@ -245,8 +267,8 @@ __global__ void k_rownorm_max(const void *X, int64_t rows, int dim, int f16, uns
  * rows to cand [nq, mmax] and their count to cand_n (-1: not proven, the host recomputes the
  * query). Q [nq, dim] (float16 or float32), grid nq, 256 threads; splits * kp <= 2048.
  */
-__global__ void k_candidates(const uint64_t *__restrict__ st_keys, const int *__restrict__ st_cnt, int splits,
-                             int kp, int k, const void *Q, int dim, int f16, const unsigned int *gmax_bits,
+__global__ void k_candidates(const uint64_t *__restrict__ st_keys, const int *__restrict__ st_meta, int splits,
+                             int kp, int cap, int k, const void *Q, int dim, int f16, const unsigned int *gmax_bits,
                              double rel, double abs_err, double amax, uint32_t *cand, int *cand_n, int mmax) {
     __shared__ uint64_t buf[2048];
     __shared__ int off[65];
@@ -256,7 +278,7 @@ __global__ void k_candidates(const uint64_t *__restrict__ st_keys, const int *__
         int o = 0;
         for (int s = 0; s < splits; s++) {
             off[s] = o;
-            o += st_cnt[(int64_t)q * splits + s];
+            o += st_meta[2 * ((int64_t)q * splits + s)];
         }
         off[splits] = o;
         s_fail = 0;
@@ -265,7 +287,7 @@ __global__ void k_candidates(const uint64_t *__restrict__ st_keys, const int *__
     __syncthreads();
     const int total = off[splits];
     for (int s = 0; s < splits; s++) {
-        const uint64_t *keys = st_keys + ((int64_t)q * splits + s) * kp;
+        const uint64_t *keys = st_keys + ((int64_t)q * splits + s) * cap;
         const int n = off[s + 1] - off[s];
         for (int i = tid; i < n; i += blockDim.x) buf[off[s] + i] = keys[i];
     }
@@ -287,7 +309,7 @@ __global__ void k_candidates(const uint64_t *__restrict__ st_keys, const int *__
     if (tid < splits) {
         const int n = off[tid + 1] - off[tid];
         if (n >= kp) {
-            const double last = (double)key_score(st_keys[((int64_t)q * splits + tid) * kp + kp - 1]);
+            const double last = (double)key_score(st_keys[((int64_t)q * splits + tid) * cap + kp - 1]);
             if (!(last < thr)) atomicExch(&s_fail, 1);
         }
     }
@@ -398,14 +420,14 @@ __global__ void k_half_to_float(float *qf, const __half *Q, int64_t count) {
 
 extern "C" cudaError_t is_gs_launch_select(cudaStream_t st, int f16, const void *S, int64_t ld, int rows, int cols,
                                            uint32_t row0, int splits, int64_t st_row0, uint64_t *st_keys,
-                                           int *st_cnt, int kp) {
+                                           int *st_meta, int kp, int cap, int final) {
     dim3 grid((unsigned)rows, (unsigned)splits);
     if (f16)
         k_select<__half><<<grid, SEL_THREADS, 0, st>>>((const __half *)S, ld, cols, row0, splits, st_row0, st_keys,
-                                                        st_cnt, kp);
+                                                        st_meta, kp, cap, final);
     else
         k_select<float><<<grid, SEL_THREADS, 0, st>>>((const float *)S, ld, cols, row0, splits, st_row0, st_keys,
-                                                       st_cnt, kp);
+                                                       st_meta, kp, cap, final);
     return cudaGetLastError();
 }
 
@@ -418,12 +440,12 @@ extern "C" cudaError_t is_gs_launch_rownorm_max(cudaStream_t st, const void *X, 
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t is_gs_launch_candidates(cudaStream_t st, int nq, const uint64_t *st_keys, const int *st_cnt,
-                                               int splits, int kp, int k, const void *Q, int dim, int f16,
+extern "C" cudaError_t is_gs_launch_candidates(cudaStream_t st, int nq, const uint64_t *st_keys, const int *st_meta,
+                                               int splits, int kp, int cap, int k, const void *Q, int dim, int f16,
                                                const unsigned int *gmax_bits, double rel, double abs_err,
                                                double amax, uint32_t *cand, int *cand_n, int mmax) {
     if (nq <= 0) return cudaSuccess;
-    k_candidates<<<(unsigned)nq, 256, 0, st>>>(st_keys, st_cnt, splits, kp, k, Q, dim, f16, gmax_bits, rel, abs_err,
+    k_candidates<<<(unsigned)nq, 256, 0, st>>>(st_keys, st_meta, splits, kp, cap, k, Q, dim, f16, gmax_bits, rel, abs_err,
                                               amax, cand, cand_n, mmax);
     return cudaGetLastError();
 }
