@@ -265,6 +265,47 @@ def main():
     p = testlib.run(["model", "init", "--arch=vgg16", "--out", os.path.join(WORK, "x.onnx")], check=False)
     expect(p.returncode == 2 and not os.path.exists(os.path.join(WORK, "x.onnx")), "model init refuses an unknown arch")
 
+    # ---- what the importer built computes what torch computes (through the CPU engine) ----------
+    # MobileNetV2 (Clip bounds from Constant nodes) and DenseNet-121 (Concat of up to 32 inputs
+    # made a chain, Pads that pad nothing, BatchNorm not after a Conv, Identity-deduplicated
+    # weights) on 224x224 images, so preprocessing is only the normalisation.
+    dn = export("densenet121", 13, "densenet121_op13.onnx", seed=2)
+    check_loaded("densenet121 opset 13", dn, 1024)
+    imgs = os.path.join(WORK, "imgs", "c")
+    os.makedirs(imgs)
+    for i in range(2):
+        testlib.photo_like(224, 224, i, i).save(os.path.join(imgs, "%d.png" % i))
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    from PIL import Image
+    x = torch.stack([(torch.from_numpy(np.asarray(Image.open(os.path.join(imgs, "%d.png" % i)).convert("RGB"),
+                                                  np.float32) / 255.0).permute(2, 0, 1) - mean) / std
+                     for i in range(2)])
+    for arch, path, seed, head in (("mobilenet_v2", mnv2, 1, "classifier"), ("densenet121", dn, 2, "classifier")):
+        torch.manual_seed(seed)
+        tm = getattr(torchvision.models, arch)(weights=None)
+        export_torchvision.randomize_bn(tm, seed)
+        setattr(tm, head, torch.nn.Identity())
+        tm.eval()
+        with torch.no_grad():
+            ref = tm(x).numpy()
+        store = os.path.join(WORK, "store_" + arch)
+        p = testlib.run(["extract", "--model", path, "--out", store, "--quiet", "--no-normalize",
+                         os.path.dirname(imgs)], check=False)
+        if p.returncode != 0:
+            expect(False, "%s: imgsim extract: %s" % (arch, p.stderr.strip()[-500:]))
+            continue
+        feats = np.load(os.path.join(store, "features.npy"))
+        rows = [ln.split("\t") for ln in open(os.path.join(store, "manifest.tsv")).read().splitlines()[1:]]
+        worst = 0.0
+        for r in rows:
+            i = int(os.path.basename(r[1]).split(".")[0])
+            a, b = feats[int(r[0])], ref[i]
+            worst = max(worst, float(np.linalg.norm(a - b) / np.linalg.norm(b)))
+        expect(len(rows) == 2 and worst < 1e-4,
+               "%s: imgsim features == torchvision's penultimate features (worst relative error %.2e)"
+               % (arch, worst))
+
     if failures:
         print("%d check(s) failed" % len(failures))
         sys.exit(1)
