@@ -38,22 +38,29 @@ static int ksize_of(int in, int out) {
 
 /* Layout of the scratch buffer; returns the total size (SIZE_MAX on overflow). */
 typedef struct rs_layout {
-    size_t kh, kv, bh, bv, tmp, total;
+    size_t kh, kv, bh, bv, tmp, k16, total;
     int ksh, ksv;
+    int use16; /* the 16-bit split coefficient table (k16) is built and used */
 } rs_layout;
+
+/* Largest horizontal tap count for the 16-bit split path: its low-half sums stay below 2^31
+ * (255 * 4095 * 1024 < 2^31). */
+#define K16_MAX_TAPS 1024
 
 static rs_layout layout(int iw, int ih, int ow, int oh) {
     rs_layout L;
     memset(&L, 0, sizeof L);
-    L.ksh = (ksize_of(iw, ow) + 1) & ~1; /* even: the AVX2 pass reads taps in pairs */
+    L.ksh = (ksize_of(iw, ow) + 3) & ~3; /* multiple of 4: the AVX2 passes read taps in groups */
+    L.use16 = L.ksh <= K16_MAX_TAPS;
     L.ksv = ksize_of(ih, oh);
     uint64_t kh = (uint64_t)ow * L.ksh * 4, kv = (uint64_t)oh * L.ksv * 4;
     uint64_t bh = (uint64_t)ow * 2 * 4, bv = (uint64_t)oh * 2 * 4;
     uint64_t tmp = (uint64_t)ow * ih * 3;
+    uint64_t k16 = L.use16 ? (uint64_t)ow * L.ksh * 16 : 0;
     uint64_t total = 0;
-    uint64_t parts[5] = {kh, kv, bh, bv, tmp};
-    size_t offs[5];
-    for (int i = 0; i < 5; i++) {
+    uint64_t parts[6] = {kh, kv, bh, bv, tmp, k16};
+    size_t offs[6];
+    for (int i = 0; i < 6; i++) {
         offs[i] = (size_t)total;
         total += (parts[i] + 63) & ~(uint64_t)63;
     }
@@ -61,7 +68,7 @@ static rs_layout layout(int iw, int ih, int ow, int oh) {
         L.total = SIZE_MAX;
         return L;
     }
-    L.kh = offs[0], L.kv = offs[1], L.bh = offs[2], L.bv = offs[3], L.tmp = offs[4];
+    L.kh = offs[0], L.kv = offs[1], L.bh = offs[2], L.bv = offs[3], L.tmp = offs[4], L.k16 = offs[5];
     L.total = (size_t)total;
     return L;
 }
@@ -215,6 +222,63 @@ __attribute__((target("avx2"))) static void h_row_avx2(uint8_t *d0, uint8_t *d1,
     }
 }
 
+/* The horizontal coefficients split for _mm256_madd_epi16: k = hi * 4096 + lo with lo < 4096
+ * and hi <= 1024 both fit int16, and sum(p * k) = 4096 * sum(p * hi) + sum(p * lo) exactly.
+ * Per output pixel, per group of 4 taps: 16 int16 "lo" then 16 int16 "hi", laid out to match
+ * the pixel shuffle of h_row_madd: lane 0 [k0 k1 k0 k1 k0 k1 0 0], lane 1 [k2 k3 k2 k3 k2 k3 0 0].
+ * k: (ow, stride) int32 from coeffs(); k16: (ow, stride / 4, 32) int16. */
+static void split16(int16_t *k16, const int32_t *k, int ow, int stride) {
+    for (int xx = 0; xx < ow; xx++) {
+        const int32_t *kk = k + (size_t)xx * stride;
+        for (int g = 0; g < stride / 4; g++) {
+            int16_t *lo = k16 + ((size_t)xx * (stride / 4) + g) * 32, *hi = lo + 16;
+            for (int lane = 0; lane < 2; lane++) {
+                int32_t ka = kk[4 * g + 2 * lane], kb = kk[4 * g + 2 * lane + 1];
+                for (int c = 0; c < 3; c++) {
+                    lo[8 * lane + 2 * c] = (int16_t)(ka & 4095);
+                    lo[8 * lane + 2 * c + 1] = (int16_t)(kb & 4095);
+                    hi[8 * lane + 2 * c] = (int16_t)(ka >> 12);
+                    hi[8 * lane + 2 * c + 1] = (int16_t)(kb >> 12);
+                }
+                lo[8 * lane + 6] = lo[8 * lane + 7] = hi[8 * lane + 6] = hi[8 * lane + 7] = 0;
+            }
+        }
+    }
+}
+
+/* One row of the horizontal pass with AVX2 multiply-add of 16-bit halves: 4 taps per step (one
+ * 16-byte load broadcast to both lanes, one shuffle to [R0 R1 G0 G1 B0 B1 0 0 | R2 R3 ...] as
+ * int16, two madds). Exact: the integer sum equals the scalar one. Reads up to 13 bytes past the
+ * row's last pixel (the caller guarantees 16 exist) and taps past n up to the next multiple of 4
+ * (zero in the table). */
+__attribute__((target("avx2"))) static void h_row_madd(uint8_t *d0, uint8_t *d1, uint8_t *d2, const uint8_t *s, int ow,
+                                                       const int16_t *k16, const int32_t *bounds, int stride) {
+    const __m256i shuf = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,
+                                          6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1);
+    const __m128i bias = _mm_set1_epi32(1 << (PREC_BITS - 1));
+    const int groups = stride / 4;
+    for (int xx = 0; xx < ow; xx++) {
+        const int xmin = bounds[2 * xx], n = bounds[2 * xx + 1];
+        const int16_t *c = k16 + (size_t)xx * groups * 32;
+        const uint8_t *p = s + (size_t)xmin * 3;
+        __m256i alo = _mm256_setzero_si256(), ahi = _mm256_setzero_si256();
+        for (int t = 0; t < n; t += 4, p += 12, c += 32) {
+            __m256i px = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)), shuf);
+            alo = _mm256_add_epi32(alo, _mm256_madd_epi16(px, _mm256_loadu_si256((const __m256i *)(const void *)c)));
+            ahi = _mm256_add_epi32(ahi, _mm256_madd_epi16(px, _mm256_loadu_si256((const __m256i *)(const void *)(c + 16))));
+        }
+        __m128i lo = _mm_add_epi32(_mm256_castsi256_si128(alo), _mm256_extracti128_si256(alo, 1));
+        __m128i hi = _mm_add_epi32(_mm256_castsi256_si128(ahi), _mm256_extracti128_si256(ahi, 1));
+        __m128i r = _mm_add_epi32(_mm_add_epi32(_mm_slli_epi32(hi, 12), lo), bias);
+        r = _mm_srai_epi32(r, PREC_BITS);
+        r = _mm_packus_epi16(_mm_packs_epi32(r, r), r); /* clamp to 0..255 */
+        uint32_t v = (uint32_t)_mm_cvtsi128_si32(r);
+        d0[xx] = (uint8_t)v;
+        d1[xx] = (uint8_t)(v >> 8);
+        d2[xx] = (uint8_t)(v >> 16);
+    }
+}
+
 /* 8 int32 sums -> clip8 -> normalised floats stored at o. */
 __attribute__((target("avx2"))) static inline void v_store8(float *o, __m256i a, __m256 mean, __m256 std) {
     a = _mm256_srai_epi32(a, PREC_BITS);
@@ -267,7 +331,7 @@ static int have_avx2(void) {
 
 /* Horizontal pass: src rows [y0, y0 + rows) of (ih, iw, 3) -> dst planar (3, rows, ow). */
 static void pass_h(uint8_t *dst, const uint8_t *src, int iw, int ih, int y0, int rows, int ow, const int32_t *k,
-                   const int32_t *bounds, int stride) {
+                   const int16_t *k16, const int32_t *bounds, int stride) {
     const int simd = have_avx2();
     const size_t plane = (size_t)rows * ow;
     for (int y = 0; y < rows; y++) {
@@ -275,13 +339,19 @@ static void pass_h(uint8_t *dst, const uint8_t *src, int iw, int ih, int y0, int
         uint8_t *d0 = dst + (size_t)y * ow, *d1 = d0 + plane, *d2 = d1 + plane;
 #ifdef IS_HAVE_AVX2_PATH
         /* the vector loads may run 5 bytes past this row: only where the image goes on */
-        if (simd && (uint64_t)(ih - 1 - (y0 + y)) * (uint64_t)iw * 3 >= 8) {
+        const uint64_t after = (uint64_t)(ih - 1 - (y0 + y)) * (uint64_t)iw * 3; /* bytes after this row */
+        if (simd && k16 && after >= 16) {
+            h_row_madd(d0, d1, d2, s, ow, k16, bounds, stride);
+            continue;
+        }
+        if (simd && after >= 8) {
             h_row_avx2(d0, d1, d2, s, ow, k, bounds, stride);
             continue;
         }
 #else
         (void)simd;
         (void)ih;
+        (void)k16;
 #endif
         for (int xx = 0; xx < ow; xx++)
             h_pixel(d0 + xx, d1 + xx, d2 + xx, s + (size_t)bounds[2 * xx] * 3, k + (size_t)xx * stride, bounds[2 * xx + 1]);
@@ -338,7 +408,14 @@ imgsim_status is_preprocess_rgb(float *out, const is_image *img, int oh, int ow,
     const int rows = y_last - y_first;
     coeffs(kh, bh, iw, ow, L.ksh);
     for (int i = 0; i < oh; i++) bv[2 * i] -= y_first;
-    pass_h(tmp, img->px, iw, ih, y_first, rows, ow, kh, bh, L.ksh);
+    int16_t *k16 = NULL;
+#ifdef IS_HAVE_AVX2_PATH
+    if (L.use16 && have_avx2()) {
+        k16 = (int16_t *)(void *)(mem + L.k16);
+        split16(k16, kh, ow, L.ksh);
+    }
+#endif
+    pass_h(tmp, img->px, iw, ih, y_first, rows, ow, kh, k16, bh, L.ksh);
 
     const size_t plane = (size_t)rows * ow, oplane = (size_t)oh * ow;
     for (int c = 0; c < 3; c++) {
