@@ -8,7 +8,8 @@
  *   - every truncation of the file is refused, every single-bit corruption is either refused or
  *     loaded, never a crash (run under ASan+UBSan as test_onnx_import_asan);
  *   - every allocation failure (is_alloc_fail_after) is reported as an error, without leaks;
- *   - is_onnx_save -> is_onnx_load keeps the weights bit for bit.
+ *   - is_onnx_save -> is_onnx_load keeps the weights bit for bit, and fused nodes are written
+ *     back as Conv -> Add -> Relu / Clip.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -343,6 +344,53 @@ static void test_save_load_roundtrip(void **state) {
     free(buf);
 }
 
+/* A graph carrying fusion results (residual + ReLU, Clip activation) is written back as plain
+ * ONNX: Conv -> Add -> Relu and Conv -> Clip(min, max), which loads again as such. */
+static void test_save_fused_graph(void **state) {
+    (void)state;
+    is_graph *g = NULL;
+    assert_int_equal(is_graph_new(&g, NULL), IMGSIM_OK);
+    int64_t xd[] = {-1, 2, 4, 4}, wd[] = {2, 2, 1, 1};
+    float w[] = {1, 2, 3, 4};
+    int x = is_graph_add_value(g, "x", 4, xd, NULL);
+    int wv = is_graph_add_value(g, "W", 4, wd, w);
+    int y = is_graph_add_value(g, "y", 0, NULL, NULL), z = is_graph_add_value(g, "z", 0, NULL, NULL);
+    int in1[] = {x, wv}, in2[] = {y, wv};
+    is_node *n = is_graph_add_node(g, IS_OP_CONV, "c1", 2, in1, y);
+    assert_non_null(n);
+    n->kernel[0] = n->kernel[1] = 1;
+    n->residual = x;
+    n->act = IS_ACT_RELU;
+    n = is_graph_add_node(g, IS_OP_CONV, "c2", 2, in2, z);
+    assert_non_null(n);
+    n->kernel[0] = n->kernel[1] = 1;
+    n->act = IS_ACT_CLIP;
+    n->act_min = 0.0f;
+    n->act_max = 6.0f;
+    g->input = x;
+    g->output = z;
+    const char *path = tmp_path("fused.onnx");
+    is_err e;
+    if (is_onnx_save(g, path, &e) != IMGSIM_OK) fail_msg("%s", e.msg);
+    is_graph_free(g);
+
+    g = NULL;
+    if (is_onnx_load(&g, path, &e) != IMGSIM_OK) fail_msg("%s", e.msg);
+    static const is_op ops[] = {IS_OP_CONV, IS_OP_ADD, IS_OP_RELU, IS_OP_CONV, IS_OP_CLIP};
+    assert_int_equal(g->n_nodes, 5);
+    for (int i = 0; i < 5; i++) assert_int_equal(g->nodes[i].op, ops[i]);
+    const is_node *add = &g->nodes[1];
+    assert_int_equal(add->in[0], g->nodes[0].out);
+    assert_int_equal(add->in[1], g->input);
+    assert_int_equal(g->nodes[2].in[0], add->out);
+    assert_int_equal(g->nodes[3].in[0], g->nodes[2].out);
+    assert_true(g->nodes[4].clip_min == 0.0f && g->nodes[4].clip_max == 6.0f);
+    assert_int_equal(g->output, g->nodes[4].out);
+    assert_string_equal(g->vals[g->output].name, "output");
+    assert_string_equal(g->vals[g->input].name, "input");
+    is_graph_free(g);
+}
+
 int main(void) {
     const char *d = getenv("IMGSIM_TEST_DIR");
     snprintf(g_dir, sizeof g_dir, "%s/onnx_import", d ? d : "/tmp");
@@ -353,6 +401,7 @@ int main(void) {
         cmocka_unit_test(test_bit_flips_never_crash),
         cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_save_load_roundtrip),
+        cmocka_unit_test(test_save_fused_graph),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
