@@ -104,17 +104,6 @@ static void set_failed(search_ctx *x, const is_err *e) {
     }
 }
 
-/* Folds row r of a product tile (scores of gallery rows g0 .. g0 + gn - 1) into a candidate list. */
-static void fold_row(float *sc, int64_t *ix, int *cnt, int kc, const float *crow, int64_t g0, int64_t gn) {
-    float thr = *cnt == kc ? sc[kc - 1] : -INFINITY;
-    for (int64_t j = 0; j < gn; j++) {
-        if (crow[j] > thr) {
-            is_cand_insert(sc, ix, cnt, kc, crow[j], g0 + j);
-            thr = *cnt == kc ? sc[kc - 1] : -INFINITY;
-        }
-    }
-}
-
 /* One work item: gallery tile (i / nsplit) against query split (i % nsplit). */
 static void tile_item(void *vctx, int64_t item, int wi) {
     search_ctx *x = vctx;
@@ -153,7 +142,7 @@ static void tile_item(void *vctx, int64_t item, int wi) {
             return;
         }
         for (int64_t r = 0; r < qn; r++)
-            fold_row(w->cs + (size_t)(qs + r) * (size_t)kc, w->ci + (size_t)(qs + r) * (size_t)kc, &w->cn[qs + r], kc,
+            is_fold_row(w->cs + (size_t)(qs + r) * (size_t)kc, w->ci + (size_t)(qs + r) * (size_t)kc, &w->cn[qs + r], kc,
                      w->c + (size_t)r * TILE_G, g0, gn);
     }
 }

@@ -50,6 +50,56 @@ imgsim_status is_sgemm_nt(float *c, int64_t ldc, const float *a, int64_t m, cons
     return IMGSIM_OK;
 }
 
+/* ---- candidate lists ------------------------------------------------------------------------ */
+
+static void fold_row_scalar(float *sc, int64_t *ix, int *cnt, int cap, const float *crow, int64_t g0, int64_t gn) {
+    float thr = *cnt == cap ? sc[cap - 1] : -INFINITY;
+    for (int64_t j = 0; j < gn; j++) {
+        if (crow[j] > thr) {
+            is_cand_insert(sc, ix, cnt, cap, crow[j], g0 + j);
+            thr = *cnt == cap ? sc[cap - 1] : -INFINITY;
+        }
+    }
+}
+
+#ifdef IS_HAVE_F16C_PATH
+__attribute__((target("avx512f"))) static void fold_row_avx512(float *sc, int64_t *ix, int *cnt, int cap,
+                                                               const float *crow, int64_t g0, int64_t gn) {
+    float thr = *cnt == cap ? sc[cap - 1] : -INFINITY;
+    __m512 t = _mm512_set1_ps(thr);
+    int64_t j = 0;
+    for (; j + 16 <= gn; j += 16) {
+        __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(crow + j), t, _CMP_GT_OQ);
+        if (!m) continue;
+        while (m) {
+            int b = __builtin_ctz(m);
+            m &= (__mmask16)(m - 1);
+            if (crow[j + b] > thr) {
+                is_cand_insert(sc, ix, cnt, cap, crow[j + b], g0 + j + b);
+                thr = *cnt == cap ? sc[cap - 1] : -INFINITY;
+            }
+        }
+        t = _mm512_set1_ps(thr);
+    }
+    if (j < gn) fold_row_scalar(sc, ix, cnt, cap, crow + j, g0 + j, gn - j);
+}
+#endif
+
+void is_fold_row(float *sc, int64_t *ix, int *cnt, int cap, const float *crow, int64_t g0, int64_t gn) {
+#ifdef IS_HAVE_F16C_PATH
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx512f");
+    }
+    if (have) {
+        fold_row_avx512(sc, ix, cnt, cap, crow, g0, gn);
+        return;
+    }
+#endif
+    fold_row_scalar(sc, ix, cnt, cap, crow, g0, gn);
+}
+
 /* ---- oneDNN bf16 matmul ------------------------------------------------------------------ */
 
 struct is_bf16_gemm {

@@ -80,6 +80,11 @@ static inline void is_cand_insert(float *sc, int64_t *ix, int *cnt, int cap, flo
     ix[pos] = id;
 }
 
+/* Folds crow[0, gn) (approximate scores of gallery rows g0 .. g0 + gn - 1) into the bounded list
+ * (sc, ix, *cnt, cap): rows are offered in ascending order; AVX-512 compares 16 at a time
+ * against the list's current last score where available. */
+void is_fold_row(float *sc, int64_t *ix, int *cnt, int cap, const float *crow, int64_t g0, int64_t gn);
+
 /* A re-scored candidate. */
 typedef struct is_cand64 {
     double s;
