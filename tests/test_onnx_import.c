@@ -119,11 +119,12 @@ static size_t build_model(uint8_t **out) {
     char *clip_in[] = {"a", "lo", "hi"}, *clip_out[] = {"cl"};
     char *rs_in[] = {"cl", "S"}, *rs_out[] = {"y"};
     char *cf_out[] = {"CF"};
-    Onnx__NodeProto conv = ONNX__NODE_PROTO__INIT, add = ONNX__NODE_PROTO__INIT, clip = ONNX__NODE_PROTO__INIT,
-                    rs = ONNX__NODE_PROTO__INIT, cf = ONNX__NODE_PROTO__INIT;
+    Onnx__NodeProto conv = ONNX__NODE_PROTO__INIT, add = ONNX__NODE_PROTO__INIT,
+                    clip = ONNX__NODE_PROTO__INIT, rs = ONNX__NODE_PROTO__INIT, cf = ONNX__NODE_PROTO__INIT;
     conv.op_type = "Conv", conv.name = "conv", conv.input = conv_in, conv.n_input = 3, conv.output = conv_out;
     conv.n_output = 1, conv.attribute = conv_attrs, conv.n_attribute = 2;
-    add.op_type = "Add", add.name = "add", add.input = add_in, add.n_input = 2, add.output = add_out, add.n_output = 1;
+    add.op_type = "Add", add.name = "add", add.input = add_in, add.n_input = 2, add.output = add_out,
+    add.n_output = 1;
     clip.op_type = "Clip", clip.name = "clip", clip.input = clip_in, clip.n_input = 3, clip.output = clip_out;
     clip.n_output = 1;
     rs.op_type = "Reshape", rs.name = "reshape", rs.input = rs_in, rs.n_input = 2, rs.output = rs_out;
@@ -378,7 +379,8 @@ static void test_save_fused_graph(void **state) {
     if (is_onnx_load(&g, path, &e) != IMGSIM_OK) fail_msg("%s", e.msg);
     static const is_op ops[] = {IS_OP_CONV, IS_OP_ADD, IS_OP_RELU, IS_OP_CONV, IS_OP_CLIP};
     assert_int_equal(g->n_nodes, 5);
-    for (int i = 0; i < 5; i++) assert_int_equal(g->nodes[i].op, ops[i]);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(g->nodes[i].op, ops[i]);
     const is_node *add = &g->nodes[1];
     assert_int_equal(add->in[0], g->nodes[0].out);
     assert_int_equal(add->in[1], g->input);
@@ -396,12 +398,9 @@ int main(void) {
     snprintf(g_dir, sizeof g_dir, "%s/onnx_import", d ? d : "/tmp");
     if (is_mkdir_p(g_dir, NULL) != IMGSIM_OK) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conversions_and_nodes),
-        cmocka_unit_test(test_truncations_refused),
-        cmocka_unit_test(test_bit_flips_never_crash),
-        cmocka_unit_test(test_allocation_failures),
-        cmocka_unit_test(test_save_load_roundtrip),
-        cmocka_unit_test(test_save_fused_graph),
+        cmocka_unit_test(test_conversions_and_nodes), cmocka_unit_test(test_truncations_refused),
+        cmocka_unit_test(test_bit_flips_never_crash), cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_save_load_roundtrip),   cmocka_unit_test(test_save_fused_graph),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,9 +40,12 @@ static const char usage_info[] =
 static void json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
     }
     fputc('"', f);
 }
@@ -71,7 +74,8 @@ static int model_init(int argc, char **argv) {
     }
     if (!rc) {
         imgsim_status s = imgsim_model_init(out, arch, seed);
-        if (s != IMGSIM_OK) rc = cli_fail("model init", s);
+        if (s != IMGSIM_OK)
+            rc = cli_fail("model init", s);
         else if (is_log_enabled(IMGSIM_LOG_INFO))
             fprintf(stderr, "imgsim model init: wrote %s (%s, seed %" PRIu64 ")\n", out, arch, seed);
     }

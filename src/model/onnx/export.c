@@ -30,16 +30,16 @@ typedef struct ex {
     const is_graph *g;
     const char *path;
     is_err *e;
-    int failed;         /* an allocation failed: checked once before packing */
-    void **allocs;      /* everything allocated for the message, freed by ex_free */
+    int failed;    /* an allocation failed: checked once before packing */
+    void **allocs; /* everything allocated for the message, freed by ex_free */
     size_t n_allocs, cap_allocs;
     Onnx__NodeProto **nodes;
     size_t n_nodes, cap_nodes;
     Onnx__TensorProto **inits;
     size_t n_inits, cap_inits;
-    char **vname;             /* per value: its name in the file */
-    unsigned char *use_f32;   /* per value: a float initializer is needed */
-    unsigned char *use_i64;   /* per value: an int64 initializer is needed (Reshape shape) */
+    char **vname;           /* per value: its name in the file */
+    unsigned char *use_f32; /* per value: a float initializer is needed */
+    unsigned char *use_i64; /* per value: an int64 initializer is needed (Reshape shape) */
 } ex;
 
 /* Records p for ex_free; on NULL marks the export failed. Returns p. */
@@ -63,7 +63,9 @@ static void *track(ex *x, void *p) {
     return p;
 }
 
-static void *ex_alloc(ex *x, size_t count, size_t size) { return track(x, is_calloc(count ? count : 1, size)); }
+static void *ex_alloc(ex *x, size_t count, size_t size) {
+    return track(x, is_calloc(count ? count : 1, size));
+}
 
 static char *ex_printf(ex *x, const char *fmt, ...) IS_PRINTF(2, 3);
 static char *ex_printf(ex *x, const char *fmt, ...) {
@@ -84,7 +86,8 @@ static char *ex_printf(ex *x, const char *fmt, ...) {
 }
 
 static void ex_free(ex *x) {
-    for (size_t i = 0; i < x->n_allocs; i++) free(x->allocs[i]);
+    for (size_t i = 0; i < x->n_allocs; i++)
+        free(x->allocs[i]);
     free(x->allocs);
 }
 
@@ -140,7 +143,8 @@ static Onnx__AttributeProto *attr_ints(ex *x, const char *name, const int *v, si
     if (!a) return NULL;
     a->ints = ex_alloc(x, n, sizeof *a->ints);
     if (!a->ints) return NULL;
-    for (size_t i = 0; i < n; i++) a->ints[i] = v[i];
+    for (size_t i = 0; i < n; i++)
+        a->ints[i] = v[i];
     a->n_ints = n;
     return a;
 }
@@ -169,9 +173,11 @@ static Onnx__NodeProto *node_new(ex *x, const char *op, const char *name, const 
     n->output = ex_alloc(x, 1, sizeof *n->output);
     n->attribute = ex_alloc(x, 8, sizeof *n->attribute);
     if (!n->input || !n->output || !n->attribute) return NULL;
-    for (int i = 0; i < n_in; i++) n->input[i] = (char *)(in[i] ? in[i] : "");
+    for (int i = 0; i < n_in; i++)
+        n->input[i] = (char *)(in[i] ? in[i] : "");
     n->n_input = (size_t)n_in;
-    while (n->n_input > 0 && !n->input[n->n_input - 1][0]) n->n_input--; /* trailing absent inputs */
+    while (n->n_input > 0 && !n->input[n->n_input - 1][0])
+        n->n_input--; /* trailing absent inputs */
     n->output[0] = (char *)out;
     n->n_output = 1;
     push(x, (void ***)&x->nodes, &x->n_nodes, &x->cap_nodes, n);
@@ -193,8 +199,10 @@ static void spatial_attrs(ex *x, Onnx__NodeProto *o, const is_node *n, int with_
     node_attr(x, o, attr_ints(x, "kernel_shape", n->kernel, 2));
     node_attr(x, o, attr_ints(x, "strides", n->stride, 2));
     /* resolved pads win; an unresolved auto_pad is written as such */
-    if (!any_pad && n->auto_pad > 0 && n->auto_pad < 4) node_attr(x, o, attr_str(x, "auto_pad", modes[n->auto_pad]));
-    else node_attr(x, o, attr_ints(x, "pads", n->pad, 4));
+    if (!any_pad && n->auto_pad > 0 && n->auto_pad < 4)
+        node_attr(x, o, attr_str(x, "auto_pad", modes[n->auto_pad]));
+    else
+        node_attr(x, o, attr_ints(x, "pads", n->pad, 4));
     if (with_dilations) node_attr(x, o, attr_ints(x, "dilations", n->dilation, 2));
 }
 
@@ -207,7 +215,8 @@ static Onnx__TensorProto *tensor_new(ex *x, const char *name, int rank, const in
     t->name = (char *)name;
     t->dims = ex_alloc(x, (size_t)rank, sizeof *t->dims);
     if (!t->dims) return NULL;
-    for (int i = 0; i < rank; i++) t->dims[i] = dims[i];
+    for (int i = 0; i < rank; i++)
+        t->dims[i] = dims[i];
     t->n_dims = (size_t)rank;
     t->has_data_type = 1;
     push(x, (void ***)&x->inits, &x->n_inits, &x->cap_inits, t);
@@ -229,7 +238,8 @@ static void init_f32(ex *x, const char *name, int rank, const int64_t *dims, con
     for (int64_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, &data[i], 4);
-        for (int k = 0; k < 4; k++) b[4 * i + k] = (uint8_t)(u >> (8 * k));
+        for (int k = 0; k < 4; k++)
+            b[4 * i + k] = (uint8_t)(u >> (8 * k));
     }
     t->raw_data.data = b;
 #endif
@@ -242,7 +252,8 @@ static void init_i64(ex *x, const char *name, int rank, const int64_t *dims, con
     t->data_type = DT_INT64;
     t->int64_data = ex_alloc(x, (size_t)n, sizeof *t->int64_data);
     if (!t->int64_data) return;
-    for (int64_t i = 0; i < n; i++) t->int64_data[i] = (int64_t)data[i];
+    for (int64_t i = 0; i < n; i++)
+        t->int64_data[i] = (int64_t)data[i];
     t->n_int64_data = (size_t)n;
 }
 
@@ -289,23 +300,40 @@ static Onnx__ValueInfoProto *value_info(ex *x, const char *name, int rank, const
 
 static const char *onnx_op(is_op op) {
     switch (op) {
-    case IS_OP_CONV: return "Conv";
-    case IS_OP_BATCHNORM: return "BatchNormalization";
-    case IS_OP_RELU: return "Relu";
-    case IS_OP_CLIP: return "Clip";
-    case IS_OP_ADD: return "Add";
-    case IS_OP_MUL: return "Mul";
-    case IS_OP_SIGMOID: return "Sigmoid";
-    case IS_OP_MAXPOOL: return "MaxPool";
-    case IS_OP_AVGPOOL: return "AveragePool";
-    case IS_OP_GLOBALAVGPOOL: return "GlobalAveragePool";
-    case IS_OP_FLATTEN: return "Flatten";
-    case IS_OP_RESHAPE: return "Reshape";
-    case IS_OP_GEMM: return "Gemm";
-    case IS_OP_MATMUL: return "MatMul";
-    case IS_OP_CONCAT: return "Concat";
-    case IS_OP_IDENTITY: return "Identity";
-    default: return NULL;
+    case IS_OP_CONV:
+        return "Conv";
+    case IS_OP_BATCHNORM:
+        return "BatchNormalization";
+    case IS_OP_RELU:
+        return "Relu";
+    case IS_OP_CLIP:
+        return "Clip";
+    case IS_OP_ADD:
+        return "Add";
+    case IS_OP_MUL:
+        return "Mul";
+    case IS_OP_SIGMOID:
+        return "Sigmoid";
+    case IS_OP_MAXPOOL:
+        return "MaxPool";
+    case IS_OP_AVGPOOL:
+        return "AveragePool";
+    case IS_OP_GLOBALAVGPOOL:
+        return "GlobalAveragePool";
+    case IS_OP_FLATTEN:
+        return "Flatten";
+    case IS_OP_RESHAPE:
+        return "Reshape";
+    case IS_OP_GEMM:
+        return "Gemm";
+    case IS_OP_MATMUL:
+        return "MatMul";
+    case IS_OP_CONCAT:
+        return "Concat";
+    case IS_OP_IDENTITY:
+        return "Identity";
+    default:
+        return NULL;
     }
 }
 
@@ -328,7 +356,8 @@ static imgsim_status emit_node(ex *x, const is_node *n, int idx) {
     const char *name = n->name && n->name[0] ? n->name : ex_printf(x, "%s_%d", op, idx);
     const char *in[IS_MAX_INPUTS + 2];
     int n_in = n->n_in;
-    for (int i = 0; i < n->n_in; i++) in[i] = n->in[i] >= 0 ? x->vname[n->in[i]] : NULL;
+    for (int i = 0; i < n->n_in; i++)
+        in[i] = n->in[i] >= 0 ? x->vname[n->in[i]] : NULL;
     if (n->op == IS_OP_RESHAPE && n->in[1] >= 0 && x->use_f32[n->in[1]])
         in[1] = ex_printf(x, "%s_int64", x->vname[n->in[1]]);
     if (n->op == IS_OP_CLIP) {
@@ -346,7 +375,9 @@ static imgsim_status emit_node(ex *x, const is_node *n, int idx) {
         spatial_attrs(x, o, n, 1);
         node_attr(x, o, attr_int(x, "group", n->group));
         break;
-    case IS_OP_BATCHNORM: node_attr(x, o, attr_float(x, "epsilon", n->epsilon)); break;
+    case IS_OP_BATCHNORM:
+        node_attr(x, o, attr_float(x, "epsilon", n->epsilon));
+        break;
     case IS_OP_MAXPOOL:
         spatial_attrs(x, o, n, n->dilation[0] != 1 || n->dilation[1] != 1);
         if (n->ceil_mode) node_attr(x, o, attr_int(x, "ceil_mode", 1));
@@ -357,14 +388,17 @@ static imgsim_status emit_node(ex *x, const is_node *n, int idx) {
         if (n->count_include_pad) node_attr(x, o, attr_int(x, "count_include_pad", 1));
         break;
     case IS_OP_FLATTEN:
-    case IS_OP_CONCAT: node_attr(x, o, attr_int(x, "axis", n->axis)); break;
+    case IS_OP_CONCAT:
+        node_attr(x, o, attr_int(x, "axis", n->axis));
+        break;
     case IS_OP_GEMM:
         node_attr(x, o, attr_float(x, "alpha", n->alpha));
         node_attr(x, o, attr_float(x, "beta", n->beta));
         node_attr(x, o, attr_int(x, "transA", n->trans_a));
         node_attr(x, o, attr_int(x, "transB", n->trans_b));
         break;
-    default: break;
+    default:
+        break;
     }
     if (!fused) return IMGSIM_OK;
     const char *cur = main_out;
@@ -387,24 +421,32 @@ static imgsim_status emit_node(ex *x, const is_node *n, int idx) {
 /* Builds the ModelProto into x's allocations; returns it through *out. */
 static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
     const is_graph *g = x->g;
-    if (g->input < 0 || g->input >= g->n_vals || g->output < 0 || g->output >= g->n_vals || g->input == g->output)
-        return is_fail(x->e, IMGSIM_ERR_INVALID_ARG, "%s: the graph has no distinct input and output", x->path);
+    if (g->input < 0 || g->input >= g->n_vals || g->output < 0 || g->output >= g->n_vals ||
+        g->input == g->output)
+        return is_fail(x->e, IMGSIM_ERR_INVALID_ARG, "%s: the graph has no distinct input and output",
+                       x->path);
     if (g->vals[g->input].rank != 4)
         return is_fail(x->e, IMGSIM_ERR_INVALID_ARG, "%s: the graph input is not [N, C, H, W]", x->path);
     size_t nv = (size_t)g->n_vals;
     x->vname = ex_alloc(x, nv, sizeof *x->vname);
     x->use_f32 = ex_alloc(x, nv, 1);
     x->use_i64 = ex_alloc(x, nv, 1);
-    if (!x->vname || !x->use_f32 || !x->use_i64) return is_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
+    if (!x->vname || !x->use_f32 || !x->use_i64)
+        return is_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
 
     /* names: the input and output get the torch.onnx.export names; clashes are renamed */
     for (int v = 0; v < g->n_vals; v++) {
         const char *nm = g->vals[v].name;
-        if (v == g->input) x->vname[v] = "input";
-        else if (v == g->output) x->vname[v] = "output";
-        else if (!nm || !nm[0]) x->vname[v] = ex_printf(x, "value_%d", v);
-        else if (!strcmp(nm, "input") || !strcmp(nm, "output")) x->vname[v] = ex_printf(x, "%s_%d", nm, v);
-        else x->vname[v] = (char *)nm;
+        if (v == g->input)
+            x->vname[v] = "input";
+        else if (v == g->output)
+            x->vname[v] = "output";
+        else if (!nm || !nm[0])
+            x->vname[v] = ex_printf(x, "value_%d", v);
+        else if (!strcmp(nm, "input") || !strcmp(nm, "output"))
+            x->vname[v] = ex_printf(x, "%s_%d", nm, v);
+        else
+            x->vname[v] = (char *)nm;
     }
 
     /* which constants are used, and how */
@@ -415,12 +457,16 @@ static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
             return is_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
         for (int k = 0; k < n->n_in; k++) {
             int v = n->in[k];
-            if (v >= g->n_vals) return is_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
+            if (v >= g->n_vals)
+                return is_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
             if (v < 0 || !g->vals[v].data) continue;
-            if (n->op == IS_OP_RESHAPE && k == 1) x->use_i64[v] = 1;
-            else x->use_f32[v] = 1;
+            if (n->op == IS_OP_RESHAPE && k == 1)
+                x->use_i64[v] = 1;
+            else
+                x->use_f32[v] = 1;
         }
-        if (n->residual >= g->n_vals) return is_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
+        if (n->residual >= g->n_vals)
+            return is_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
     }
     for (int v = 0; v < g->n_vals; v++) {
         const is_value *val = &g->vals[v];
@@ -428,8 +474,8 @@ static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
         int64_t numel = is_value_numel(val);
         if (x->use_f32[v]) init_f32(x, x->vname[v], val->rank, val->dims, val->data, numel);
         if (x->use_i64[v])
-            init_i64(x, x->use_f32[v] ? ex_printf(x, "%s_int64", x->vname[v]) : x->vname[v], val->rank, val->dims,
-                     val->data, numel);
+            init_i64(x, x->use_f32[v] ? ex_printf(x, "%s_int64", x->vname[v]) : x->vname[v], val->rank,
+                     val->dims, val->data, numel);
     }
     for (int i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].dead) continue;
@@ -452,9 +498,11 @@ static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
     ins[0] = value_info(x, "input", 4, in_dims);
     int64_t out_dims[IS_MAX_RANK];
     int out_rank = ov->data ? 0 : ov->rank; /* activations only carry a batch axis */
-    for (int i = 0; i < out_rank; i++) out_dims[i] = i == 0 ? -1 : ov->dims[i];
+    for (int i = 0; i < out_rank; i++)
+        out_dims[i] = i == 0 ? -1 : ov->dims[i];
     outs[0] = value_info(x, "output", out_rank, out_dims);
-    if (x->failed || !ins[0] || !outs[0]) return is_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
+    if (x->failed || !ins[0] || !outs[0])
+        return is_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
     gp->name = (char *)"imgsim";
     gp->node = x->nodes;
     gp->n_node = x->n_nodes;
@@ -497,8 +545,9 @@ imgsim_status is_onnx_save(const is_graph *g, const char *path, is_err *e) {
                 s = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, size);
             } else {
                 size_t packed = onnx__model_proto__pack(mp, buf);
-                s = packed == size ? is_write_file_atomic(path, buf, size, e)
-                                   : is_fail(e, IMGSIM_ERR_INTERNAL, "%s: protobuf packing size mismatch", path);
+                s = packed == size
+                        ? is_write_file_atomic(path, buf, size, e)
+                        : is_fail(e, IMGSIM_ERR_INTERNAL, "%s: protobuf packing size mismatch", path);
                 free(buf);
             }
         }

@@ -41,9 +41,9 @@
 #include "model/graph.h"
 #include "model/onnx/onnx.pb-c.h"
 
-#define ONNX_MAX_FILE_BYTES (((uint64_t)2 << 30) - 1)  /* protobuf's 2 GiB message limit */
-#define ONNX_MAX_TENSOR_ELEMS ((uint64_t)1 << 30)       /* 4 GiB as float32 */
-#define ONNX_MAX_TENSOR_BYTES ((uint64_t)4 << 30)       /* one tensor's data in the file */
+#define ONNX_MAX_FILE_BYTES (((uint64_t)2 << 30) - 1) /* protobuf's 2 GiB message limit */
+#define ONNX_MAX_TENSOR_ELEMS ((uint64_t)1 << 30)     /* 4 GiB as float32 */
+#define ONNX_MAX_TENSOR_BYTES ((uint64_t)4 << 30)     /* one tensor's data in the file */
 #define ONNX_MIN_OPSET 11
 #define ONNX_MAX_OPSET 18
 #define ONNX_MIN_IR 3
@@ -51,14 +51,7 @@
 #define ONNX_MAX_SPATIAL 65536 /* kernel, stride, dilation, pad and input side limit */
 
 /* ONNX TensorProto.DataType values */
-enum {
-    DT_FLOAT = 1,
-    DT_INT32 = 6,
-    DT_INT64 = 7,
-    DT_FLOAT16 = 10,
-    DT_DOUBLE = 11,
-    DT_BFLOAT16 = 16
-};
+enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7, DT_FLOAT16 = 10, DT_DOUBLE = 11, DT_BFLOAT16 = 16 };
 
 #define S(s) ((s) ? (s) : "")
 
@@ -72,7 +65,8 @@ typedef struct name_map {
 
 static uint64_t hash_str(const char *s) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
 
@@ -96,7 +90,8 @@ static void map_free(name_map *m) {
 /* Slot of key: where it is, or the empty slot where it would go. */
 static size_t map_slot(const name_map *m, const char *key) {
     size_t i = (size_t)hash_str(key) & (m->cap - 1);
-    while (m->keys[i] && strcmp(m->keys[i], key) != 0) i = (i + 1) & (m->cap - 1);
+    while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+        i = (i + 1) & (m->cap - 1);
     return i;
 }
 
@@ -120,13 +115,13 @@ typedef struct imp {
     is_graph *g;
     int opset;
     name_map names;
-    int *rank;               /* per value: rank, or -1 when not known yet (activation ranks
-                                are propagated in file order, for negative axes) */
-    unsigned char *inexact;  /* per value: a constant converted from integers that float32
-                                does not hold exactly */
-    size_t max_vals;         /* capacity of rank[] and inexact[] */
-    char *dir_real;          /* realpath of the model's folder, for external data (lazy) */
-    unsigned char *folded;   /* per node: a Constant, or an Identity of a constant (no node) */
+    int *rank;              /* per value: rank, or -1 when not known yet (activation ranks
+                               are propagated in file order, for negative axes) */
+    unsigned char *inexact; /* per value: a constant converted from integers that float32
+                               does not hold exactly */
+    size_t max_vals;        /* capacity of rank[] and inexact[] */
+    char *dir_real;         /* realpath of the model's folder, for external data (lazy) */
+    unsigned char *folded;  /* per node: a Constant, or an Identity of a constant (no node) */
 } imp;
 
 /* The node's name, or "<op_type>_<index>" when it has none (for messages and the graph). */
@@ -137,26 +132,33 @@ static const char *node_label(const Onnx__NodeProto *n, int idx, char buf[64]) {
 }
 
 static const char *dtype_name(int32_t t) {
-    static const char *const names[] = {"UNDEFINED", "FLOAT",  "UINT8",     "INT8",       "UINT16",
-                                        "INT16",     "INT32",  "INT64",     "STRING",     "BOOL",
-                                        "FLOAT16",   "DOUBLE", "UINT32",    "UINT64",     "COMPLEX64",
-                                        "COMPLEX128", "BFLOAT16"};
+    static const char *const names[] = {"UNDEFINED", "FLOAT",  "UINT8",     "INT8",       "UINT16",  "INT16",
+                                        "INT32",     "INT64",  "STRING",    "BOOL",       "FLOAT16", "DOUBLE",
+                                        "UINT32",    "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16"};
     return t >= 0 && t < (int32_t)(sizeof names / sizeof names[0]) ? names[t] : "unknown";
 }
 
 /* Bytes per element of the data types imgsim converts to float32; 0 for the others. */
 static size_t dtype_size(int32_t t) {
     switch (t) {
-    case DT_FLOAT: case DT_INT32: return 4;
-    case DT_INT64: case DT_DOUBLE: return 8;
-    case DT_FLOAT16: case DT_BFLOAT16: return 2;
-    default: return 0;
+    case DT_FLOAT:
+    case DT_INT32:
+        return 4;
+    case DT_INT64:
+    case DT_DOUBLE:
+        return 8;
+    case DT_FLOAT16:
+    case DT_BFLOAT16:
+        return 2;
+    default:
+        return 0;
     }
 }
 
 /* Adds a value and its bookkeeping (known_rank: its rank is known now). Returns the index or -1
  * (message set). */
-static int add_value(imp *m, const char *name, int rank, const int64_t *dims, const float *data, int known_rank) {
+static int add_value(imp *m, const char *name, int rank, const int64_t *dims, const float *data,
+                     int known_rank) {
     if ((size_t)m->g->n_vals >= m->max_vals) {
         is_fail(m->e, IMGSIM_ERR_INTERNAL, "%s: value table overflow", m->path);
         return -1;
@@ -174,11 +176,15 @@ static int add_value(imp *m, const char *name, int rank, const int64_t *dims, co
 
 /* ---- tensors ---------------------------------------------------------------------------- */
 
-static uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint16_t ld16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static uint32_t ld32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
-static uint64_t ld64(const uint8_t *p) { return (uint64_t)ld32(p) | ((uint64_t)ld32(p + 4) << 32); }
+static uint64_t ld64(const uint8_t *p) {
+    return (uint64_t)ld32(p) | ((uint64_t)ld32(p + 4) << 32);
+}
 
 static float f32_bits(uint32_t u) {
     float f;
@@ -206,7 +212,8 @@ static void decode_le(float *out, const uint8_t *p, uint64_t n, int32_t dt, unsi
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         memcpy(out, p, (size_t)n * 4);
 #else
-        for (uint64_t i = 0; i < n; i++) out[i] = f32_bits(ld32(p + 4 * i));
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = f32_bits(ld32(p + 4 * i));
 #endif
         break;
     case DT_DOUBLE:
@@ -218,16 +225,20 @@ static void decode_le(float *out, const uint8_t *p, uint64_t n, int32_t dt, unsi
         }
         break;
     case DT_FLOAT16:
-        for (uint64_t i = 0; i < n; i++) out[i] = is_f16_to_f32(ld16(p + 2 * i));
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = is_f16_to_f32(ld16(p + 2 * i));
         break;
     case DT_BFLOAT16:
-        for (uint64_t i = 0; i < n; i++) out[i] = f32_bits((uint32_t)ld16(p + 2 * i) << 16);
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = f32_bits((uint32_t)ld16(p + 2 * i) << 16);
         break;
     case DT_INT32:
-        for (uint64_t i = 0; i < n; i++) out[i] = i64_to_f32((int32_t)ld32(p + 4 * i), inexact);
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = i64_to_f32((int32_t)ld32(p + 4 * i), inexact);
         break;
     case DT_INT64:
-        for (uint64_t i = 0; i < n; i++) out[i] = i64_to_f32((int64_t)ld64(p + 8 * i), inexact);
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = i64_to_f32((int64_t)ld64(p + 8 * i), inexact);
         break;
     }
 }
@@ -252,9 +263,12 @@ static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const cha
     const char *loc = NULL, *off_s = NULL, *len_s = NULL;
     for (size_t i = 0; i < t->n_external_data; i++) {
         const Onnx__StringStringEntryProto *kv = t->external_data[i];
-        if (!strcmp(S(kv->key), "location")) loc = S(kv->value);
-        else if (!strcmp(S(kv->key), "offset")) off_s = S(kv->value);
-        else if (!strcmp(S(kv->key), "length")) len_s = S(kv->value);
+        if (!strcmp(S(kv->key), "location"))
+            loc = S(kv->value);
+        else if (!strcmp(S(kv->key), "offset"))
+            off_s = S(kv->value);
+        else if (!strcmp(S(kv->key), "length"))
+            len_s = S(kv->value);
     }
     if (!loc || !*loc)
         return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': external data without a location",
@@ -262,15 +276,18 @@ static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const cha
     if (loc[0] == '/')
         return is_fail(m->e, IMGSIM_ERR_FORMAT,
                        "%s: tensor '%.200s': external data location '%.200s' is an absolute path "
-                       "(it must be inside the model's folder)", m->path, tname, loc);
+                       "(it must be inside the model's folder)",
+                       m->path, tname, loc);
     for (const char *c = loc; *c;) { /* refuse any ".." component */
         size_t n = strcspn(c, "/");
         if (n == 2 && c[0] == '.' && c[1] == '.')
             return is_fail(m->e, IMGSIM_ERR_FORMAT,
                            "%s: tensor '%.200s': external data location '%.200s' leaves the model's "
-                           "folder ('..')", m->path, tname, loc);
+                           "folder ('..')",
+                           m->path, tname, loc);
         c += n;
-        while (*c == '/') c++;
+        while (*c == '/')
+            c++;
     }
     uint64_t offset = 0, length = 0;
     if (off_s && parse_u64(off_s, &offset) != 0)
@@ -299,25 +316,28 @@ static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const cha
         return is_fail(m->e, IMGSIM_ERR_IO, "%s: tensor '%.200s': external data file '%.200s': %s", m->path,
                        tname, loc, strerror(err));
     size_t dl = strlen(m->dir_real);
-    int inside = strncmp(real, m->dir_real, dl) == 0 && (real[dl] == '/' || (dl == 1 && m->dir_real[0] == '/'));
+    int inside =
+        strncmp(real, m->dir_real, dl) == 0 && (real[dl] == '/' || (dl == 1 && m->dir_real[0] == '/'));
     if (!inside) {
         free(real);
         return is_fail(m->e, IMGSIM_ERR_FORMAT,
                        "%s: tensor '%.200s': external data file '%.200s' resolves outside the model's "
-                       "folder", m->path, tname, loc);
+                       "folder",
+                       m->path, tname, loc);
     }
     int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     err = errno;
     free(real);
     if (fd < 0)
-        return is_fail(m->e, IMGSIM_ERR_IO, "%s: tensor '%.200s': cannot open external data file '%.200s': %s",
-                       m->path, tname, loc, strerror(err));
+        return is_fail(m->e, IMGSIM_ERR_IO,
+                       "%s: tensor '%.200s': cannot open external data file '%.200s': %s", m->path, tname,
+                       loc, strerror(err));
     struct stat st;
     imgsim_status s = IMGSIM_OK;
     uint8_t *buf = NULL;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        s = is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': external data '%.200s' is not a regular file",
-                    m->path, tname, loc);
+        s = is_fail(m->e, IMGSIM_ERR_FORMAT,
+                    "%s: tensor '%.200s': external data '%.200s' is not a regular file", m->path, tname, loc);
         goto done;
     }
     uint64_t size = (uint64_t)st.st_size;
@@ -331,8 +351,9 @@ static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const cha
     if (length > size - offset) {
         s = is_fail(m->e, IMGSIM_ERR_FORMAT,
                     "%s: tensor '%.200s': external data offset %llu + length %llu is past the end of "
-                    "'%.200s' (%llu bytes)", m->path, tname, (unsigned long long)offset,
-                    (unsigned long long)length, loc, (unsigned long long)size);
+                    "'%.200s' (%llu bytes)",
+                    m->path, tname, (unsigned long long)offset, (unsigned long long)length, loc,
+                    (unsigned long long)size);
         goto done;
     }
     if (length != need) {
@@ -375,8 +396,8 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
     if (map_get(&m->names, tname) >= 0)
         return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path, tname);
     if (t->n_dims > IS_MAX_RANK)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': rank %zu is over %d", m->path, tname,
-                       t->n_dims, IS_MAX_RANK);
+        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': rank %zu is over %d", m->path,
+                       tname, t->n_dims, IS_MAX_RANK);
     int64_t dims[IS_MAX_RANK] = {0};
     uint64_t numel = 1;
     for (size_t i = 0; i < t->n_dims; i++) {
@@ -394,19 +415,22 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
     }
     /* checked after the loop too: each dim is positive, so numel only grows */
     if (numel > ONNX_MAX_TENSOR_ELEMS)
-        return is_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: tensor '%.200s': %llu elements is over the limit of %llu",
-                       m->path, tname, (unsigned long long)numel, (unsigned long long)ONNX_MAX_TENSOR_ELEMS);
+        return is_fail(m->e, IMGSIM_ERR_TOO_LARGE,
+                       "%s: tensor '%.200s': %llu elements is over the limit of %llu", m->path, tname,
+                       (unsigned long long)numel, (unsigned long long)ONNX_MAX_TENSOR_ELEMS);
     if (!t->has_data_type || t->data_type == 0)
         return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': no data type", m->path, tname);
     int32_t dt = t->data_type;
     size_t esize = dtype_size(dt);
     if (!esize)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': data type %s (%d) is not supported",
-                       m->path, tname, dtype_name(dt), (int)dt);
+        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                       "%s: tensor '%.200s': data type %s (%d) is not supported", m->path, tname,
+                       dtype_name(dt), (int)dt);
     uint64_t need = numel * esize; /* numel <= 2^30, esize <= 8: no overflow */
     if (need > ONNX_MAX_TENSOR_BYTES)
-        return is_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: tensor '%.200s': %llu bytes is over the limit of %llu",
-                       m->path, tname, (unsigned long long)need, (unsigned long long)ONNX_MAX_TENSOR_BYTES);
+        return is_fail(m->e, IMGSIM_ERR_TOO_LARGE,
+                       "%s: tensor '%.200s': %llu bytes is over the limit of %llu", m->path, tname,
+                       (unsigned long long)need, (unsigned long long)ONNX_MAX_TENSOR_BYTES);
 
     /* the data's size is checked against the dims before anything is allocated for it */
     const uint8_t *bytes = NULL; /* little-endian source, or NULL for a typed field */
@@ -417,16 +441,25 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
         bytes = ext;
     } else if (t->has_raw_data) {
         if ((uint64_t)t->raw_data.len != need)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': raw_data has %zu bytes, its dims need %llu",
-                           m->path, tname, t->raw_data.len, (unsigned long long)need);
+            return is_fail(m->e, IMGSIM_ERR_FORMAT,
+                           "%s: tensor '%.200s': raw_data has %zu bytes, its dims need %llu", m->path, tname,
+                           t->raw_data.len, (unsigned long long)need);
         bytes = t->raw_data.data;
     } else {
         size_t have;
         switch (dt) {
-        case DT_FLOAT: have = t->n_float_data; break;
-        case DT_DOUBLE: have = t->n_double_data; break;
-        case DT_INT64: have = t->n_int64_data; break;
-        default: have = t->n_int32_data; break; /* INT32, FLOAT16 and BFLOAT16 (as bits) */
+        case DT_FLOAT:
+            have = t->n_float_data;
+            break;
+        case DT_DOUBLE:
+            have = t->n_double_data;
+            break;
+        case DT_INT64:
+            have = t->n_int64_data;
+            break;
+        default:
+            have = t->n_int32_data;
+            break; /* INT32, FLOAT16 and BFLOAT16 (as bits) */
         }
         if ((uint64_t)have != numel)
             return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': has %zu values, its dims need %llu",
@@ -444,17 +477,29 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
     } else {
         for (uint64_t i = 0; i < numel; i++) {
             switch (dt) {
-            case DT_FLOAT: data[i] = t->float_data[i]; break;
-            case DT_DOUBLE: data[i] = f64_to_f32(t->double_data[i]); break;
-            case DT_INT64: data[i] = i64_to_f32(t->int64_data[i], &inexact); break;
-            case DT_INT32: data[i] = i64_to_f32(t->int32_data[i], &inexact); break;
-            case DT_FLOAT16: data[i] = is_f16_to_f32((uint16_t)t->int32_data[i]); break;
-            case DT_BFLOAT16: data[i] = f32_bits((uint32_t)(uint16_t)t->int32_data[i] << 16); break;
+            case DT_FLOAT:
+                data[i] = t->float_data[i];
+                break;
+            case DT_DOUBLE:
+                data[i] = f64_to_f32(t->double_data[i]);
+                break;
+            case DT_INT64:
+                data[i] = i64_to_f32(t->int64_data[i], &inexact);
+                break;
+            case DT_INT32:
+                data[i] = i64_to_f32(t->int32_data[i], &inexact);
+                break;
+            case DT_FLOAT16:
+                data[i] = is_f16_to_f32((uint16_t)t->int32_data[i]);
+                break;
+            case DT_BFLOAT16:
+                data[i] = f32_bits((uint32_t)(uint16_t)t->int32_data[i] << 16);
+                break;
             }
         }
     }
     free(ext);
-    if (t->has_raw_data) { /* converted: drop the file's copy now to keep the peak low */
+    if (t->has_raw_data) {      /* converted: drop the file's copy now to keep the peak low */
         free(t->raw_data.data); /* protobuf-c's free_unpacked skips NULL */
         t->raw_data.data = NULL;
         t->raw_data.len = 0;
@@ -489,15 +534,17 @@ static imgsim_status add_input(imp *m, const Onnx__GraphProto *gp) {
     if (n_img != 1)
         return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: the graph has %d inputs besides its weights; imgsim needs exactly one image "
-                       "input", m->path, n_img);
+                       "input",
+                       m->path, n_img);
     const char *nm = in->name;
     const Onnx__TypeProto *tp = in->type;
     if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
         return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: input '%.200s' is not a tensor", m->path, nm);
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
     if (!tt->has_elem_type || tt->elem_type != DT_FLOAT)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: input '%.200s' has element type %s; imgsim needs FLOAT",
-                       m->path, nm, dtype_name(tt->has_elem_type ? tt->elem_type : 0));
+        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                       "%s: input '%.200s' has element type %s; imgsim needs FLOAT", m->path, nm,
+                       dtype_name(tt->has_elem_type ? tt->elem_type : 0));
     if (!tt->shape || tt->shape->n_dim != 4)
         return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: input '%.200s' must have 4 dimensions [N, C, H, W] (it has %d)", m->path, nm,
@@ -507,17 +554,19 @@ static imgsim_status add_input(imp *m, const Onnx__GraphProto *gp) {
     for (int i = 1; i < 4; i++) {
         const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
         if (d->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                           "%s: input '%.200s': dimension %s is not a fixed number; imgsim needs fixed C, H, W",
-                           m->path, nm, axis_names[i]);
+            return is_fail(
+                m->e, IMGSIM_ERR_UNSUPPORTED,
+                "%s: input '%.200s': dimension %s is not a fixed number; imgsim needs fixed C, H, W", m->path,
+                nm, axis_names[i]);
         if (d->dim_value <= 0 || d->dim_value > ONNX_MAX_SPATIAL)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: input '%.200s': dimension %s = %lld is out of range",
-                           m->path, nm, axis_names[i], (long long)d->dim_value);
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                           "%s: input '%.200s': dimension %s = %lld is out of range", m->path, nm,
+                           axis_names[i], (long long)d->dim_value);
         dims[i] = d->dim_value;
     }
     if (dims[1] > 4096)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: input '%.200s': %lld channels is too many", m->path, nm,
-                       (long long)dims[1]);
+        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: input '%.200s': %lld channels is too many", m->path,
+                       nm, (long long)dims[1]);
     int v = add_value(m, nm, 4, dims, NULL, 1);
     if (v < 0) return IMGSIM_ERR_NOMEM;
     m->g->input = v;
@@ -531,7 +580,7 @@ static imgsim_status add_input(imp *m, const Onnx__GraphProto *gp) {
 
 typedef struct op_desc {
     const char *onnx;
-    int op;            /* is_op, or -1 for Constant */
+    int op; /* is_op, or -1 for Constant */
     int min_in, max_in;
     const char *attrs; /* accepted attribute names, space-separated with spaces around */
 } op_desc;
@@ -547,7 +596,8 @@ static const op_desc op_table[] = {
     {"Add", IS_OP_ADD, 2, 2, " "},
     {"Mul", IS_OP_MUL, 2, 2, " "},
     {"Sigmoid", IS_OP_SIGMOID, 1, 1, " "},
-    {"MaxPool", IS_OP_MAXPOOL, 1, 1, " auto_pad ceil_mode dilations kernel_shape pads storage_order strides "},
+    {"MaxPool", IS_OP_MAXPOOL, 1, 1,
+     " auto_pad ceil_mode dilations kernel_shape pads storage_order strides "},
     {"AveragePool", IS_OP_AVGPOOL, 1, 1, " auto_pad ceil_mode count_include_pad kernel_shape pads strides "},
     {"GlobalAveragePool", IS_OP_GLOBALAVGPOOL, 1, 1, " "},
     {"Flatten", IS_OP_FLATTEN, 1, 1, " axis "},
@@ -588,11 +638,11 @@ static int attr_type(const Onnx__AttributeProto *a) {
 
 /* What pass 2 collects from a node besides its inputs. */
 typedef struct node_params {
-    is_node n;          /* the parameter fields of the node to add */
+    is_node n; /* the parameter fields of the node to add */
     int has_kernel;
     int has_pads;
     int has_axis;
-    int64_t axis;       /* as written, maybe negative */
+    int64_t axis; /* as written, maybe negative */
     int allowzero;
     int has_clip_attr;
 } node_params;
@@ -606,8 +656,8 @@ typedef struct actx {
 } actx;
 
 static imgsim_status bad_type(const actx *c, const char *want) {
-    return is_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': attribute '%s' of %s must be %s", c->m->path,
-                   c->node, c->attr, c->op, want);
+    return is_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': attribute '%s' of %s must be %s",
+                   c->m->path, c->node, c->attr, c->op, want);
 }
 
 static imgsim_status get_int(const actx *c, const Onnx__AttributeProto *a, int64_t lo, int64_t hi, int *out) {
@@ -623,14 +673,15 @@ static imgsim_status get_int(const actx *c, const Onnx__AttributeProto *a, int64
 static imgsim_status get_float(const actx *c, const Onnx__AttributeProto *a, float *out) {
     if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) return bad_type(c, "a FLOAT");
     if (isnan(a->f))
-        return is_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s %s is NaN", c->m->path, c->node, c->op,
-                       c->attr);
+        return is_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s %s is NaN", c->m->path, c->node,
+                       c->op, c->attr);
     *out = a->f;
     return IMGSIM_OK;
 }
 
 /* A 2-D spatial list (kernel_shape, strides, dilations: n = 2; pads: n = 4), each in [lo, hi]. */
-static imgsim_status get_ints2d(const actx *c, const Onnx__AttributeProto *a, size_t n, int64_t lo, int *out) {
+static imgsim_status get_ints2d(const actx *c, const Onnx__AttributeProto *a, size_t n, int64_t lo,
+                                int *out) {
     if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) return bad_type(c, "INTS");
     if (a->n_ints != n)
         return is_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
@@ -642,7 +693,8 @@ static imgsim_status get_ints2d(const actx *c, const Onnx__AttributeProto *a, si
                            "%s: node '%.200s': %s %s value %lld is not supported (allowed: %lld to %d)",
                            c->m->path, c->node, c->op, c->attr, (long long)a->ints[i], (long long)lo,
                            ONNX_MAX_SPATIAL);
-    for (size_t i = 0; i < n; i++) out[i] = (int)a->ints[i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = (int)a->ints[i];
     return IMGSIM_OK;
 }
 
@@ -694,8 +746,9 @@ static imgsim_status parse_attr(const actx *c, const Onnx__AttributeProto *a, no
     if (!strcmp(nm, "epsilon")) {
         imgsim_status s = get_float(c, a, &n->epsilon);
         if (s == IMGSIM_OK && !(n->epsilon >= 0 && n->epsilon < INFINITY))
-            return is_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': epsilon %g is not a finite value >= 0",
-                           c->m->path, c->node, (double)n->epsilon);
+            return is_fail(c->m->e, IMGSIM_ERR_FORMAT,
+                           "%s: node '%.200s': epsilon %g is not a finite value >= 0", c->m->path, c->node,
+                           (double)n->epsilon);
         return s;
     }
     if (!strcmp(nm, "momentum")) {
@@ -719,22 +772,22 @@ static imgsim_status parse_attr(const actx *c, const Onnx__AttributeProto *a, no
 /* Converts a Constant node's value into a constant value named after its output. */
 static imgsim_status add_constant_node(imp *m, Onnx__NodeProto *np, const char *label) {
     if (np->n_input != 0 || np->n_output != 1 || !np->output[0][0])
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Constant needs no input and one named output",
-                       m->path, label);
+        return is_fail(m->e, IMGSIM_ERR_FORMAT,
+                       "%s: node '%.200s': Constant needs no input and one named output", m->path, label);
     if (np->n_attribute != 1)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Constant needs exactly one value attribute",
-                       m->path, label);
+        return is_fail(m->e, IMGSIM_ERR_FORMAT,
+                       "%s: node '%.200s': Constant needs exactly one value attribute", m->path, label);
     Onnx__AttributeProto *a = np->attribute[0];
     const char *an = S(a->name), *out = np->output[0];
     int type = attr_type(a), v;
     const op_desc *d = find_op("Constant");
     if (!attr_allowed(d, an))
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': Constant attribute '%.100s' is not supported",
-                       m->path, label, an);
+        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                       "%s: node '%.200s': Constant attribute '%.100s' is not supported", m->path, label, an);
     if (!strcmp(an, "value")) {
         if (type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR || !a->t)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Constant value must be a TENSOR", m->path,
-                           label);
+            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Constant value must be a TENSOR",
+                           m->path, label);
         return add_tensor(m, a->t, out, &v);
     }
     /* value_float(s) / value_int(s): wrap in a TensorProto and convert the same way */
@@ -764,8 +817,8 @@ static imgsim_status add_constant_node(imp *m, Onnx__NodeProto *np, const char *
         t.n_dims = 1;
         t.dims = &n1;
     } else {
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Constant attribute '%s' has the wrong type",
-                       m->path, label, an);
+        return is_fail(m->e, IMGSIM_ERR_FORMAT,
+                       "%s: node '%.200s': Constant attribute '%s' has the wrong type", m->path, label, an);
     }
     return add_tensor(m, &t, out, &v);
 }
@@ -773,8 +826,8 @@ static imgsim_status add_constant_node(imp *m, Onnx__NodeProto *np, const char *
 /* Looks up a constant operand; fails with a message when the value is not a constant. */
 static imgsim_status need_const(imp *m, const char *label, const char *op, int v, const char *what) {
     if (v >= 0 && m->g->vals[v].data) return IMGSIM_OK;
-    return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': %s %s must be a constant (an initializer)",
-                   m->path, label, op, what);
+    return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                   "%s: node '%.200s': %s %s must be a constant (an initializer)", m->path, label, op, what);
 }
 
 /* Pass 2 for one node: resolves inputs, checks attributes and arity, adds the is_node. */
@@ -783,8 +836,9 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     int in[IS_MAX_INPUTS];
     int n_in = (int)np->n_input;
     if (np->n_input < (size_t)d->min_in || np->n_input > (size_t)d->max_in)
-        return is_fail(m->e, d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS ? IMGSIM_ERR_UNSUPPORTED
-                                                                                  : IMGSIM_ERR_FORMAT,
+        return is_fail(m->e,
+                       d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS ? IMGSIM_ERR_UNSUPPORTED
+                                                                            : IMGSIM_ERR_FORMAT,
                        "%s: node '%.200s': %s has %zu inputs (expected %d to %d)", m->path, label, d->onnx,
                        np->n_input, d->min_in, d->max_in);
     for (int i = 0; i < n_in; i++) {
@@ -792,15 +846,16 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
         if (!*nm) {
             in[i] = -1; /* an absent optional input */
             if (i == 0 || (d->op != IS_OP_CLIP && !(i == 2 && (d->op == IS_OP_CONV || d->op == IS_OP_GEMM))))
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s input %d is empty", m->path, label,
-                               d->onnx, i);
+                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s input %d is empty", m->path,
+                               label, d->onnx, i);
             continue;
         }
         in[i] = map_get(&m->names, nm);
         if (in[i] < 0)
             return is_fail(m->e, IMGSIM_ERR_FORMAT,
                            "%s: node '%.200s': input '%.200s' is not defined (no initializer, graph input or "
-                           "node output has this name)", m->path, label, nm);
+                           "node output has this name)",
+                           m->path, label, nm);
     }
 
     node_params p;
@@ -816,11 +871,12 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
         const Onnx__AttributeProto *a = np->attribute[i];
         actx c = {m, label, d->onnx, S(a->name)};
         if (a->ref_attr_name && a->ref_attr_name[0])
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': attribute references are not supported",
-                           m->path, label);
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                           "%s: node '%.200s': attribute references are not supported", m->path, label);
         if (!attr_allowed(d, c.attr))
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': attribute '%.100s' of %s is not supported",
-                           m->path, label, c.attr, d->onnx);
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                           "%s: node '%.200s': attribute '%.100s' of %s is not supported", m->path, label,
+                           c.attr, d->onnx);
         imgsim_status s = parse_attr(&c, a, &p);
         if (s != IMGSIM_OK) return s;
     }
@@ -834,13 +890,16 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
         const is_value *w = &g->vals[in[1]];
         if (w->rank != 4)
             return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                           "%s: node '%.200s': %d-D convolution is not supported (imgsim handles 2-D only)", m->path,
-                           label, w->rank - 2);
+                           "%s: node '%.200s': %d-D convolution is not supported (imgsim handles 2-D only)",
+                           m->path, label, w->rank - 2);
         if (w->dims[2] > ONNX_MAX_SPATIAL || w->dims[3] > ONNX_MAX_SPATIAL)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': kernel too large", m->path, label);
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': kernel too large", m->path,
+                           label);
         if (p.has_kernel && (p.n.kernel[0] != w->dims[2] || p.n.kernel[1] != w->dims[3]))
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': kernel_shape %dx%d disagrees with the weight's %lldx%lld",
-                           m->path, label, p.n.kernel[0], p.n.kernel[1], (long long)w->dims[2], (long long)w->dims[3]);
+            return is_fail(m->e, IMGSIM_ERR_FORMAT,
+                           "%s: node '%.200s': kernel_shape %dx%d disagrees with the weight's %lldx%lld",
+                           m->path, label, p.n.kernel[0], p.n.kernel[1], (long long)w->dims[2],
+                           (long long)w->dims[3]);
         p.n.kernel[0] = (int)w->dims[2];
         p.n.kernel[1] = (int)w->dims[3];
         if (n_in == 3 && in[2] >= 0) {
@@ -855,8 +914,8 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     case IS_OP_MAXPOOL:
     case IS_OP_AVGPOOL:
         if (!p.has_kernel)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s needs kernel_shape", m->path, label,
-                           d->onnx);
+            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s needs kernel_shape", m->path,
+                           label, d->onnx);
         break;
     case IS_OP_BATCHNORM:
         for (int i = 1; i < 5; i++) {
@@ -865,8 +924,8 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
             if (s != IMGSIM_OK) return s;
             if (g->vals[in[i]].rank != 1 || g->vals[in[i]].dims[0] != g->vals[in[1]].dims[0])
                 return is_fail(m->e, IMGSIM_ERR_FORMAT,
-                               "%s: node '%.200s': BatchNormalization %s must be 1-D like the scale", m->path, label,
-                               what[i]);
+                               "%s: node '%.200s': BatchNormalization %s must be 1-D like the scale", m->path,
+                               label, what[i]);
         }
         break;
     case IS_OP_CLIP:
@@ -875,13 +934,16 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
             imgsim_status s = need_const(m, label, "Clip", in[i], i == 1 ? "min" : "max");
             if (s != IMGSIM_OK) return s;
             if (is_value_numel(&g->vals[in[i]]) != 1)
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip %s must be a scalar", m->path, label,
-                               i == 1 ? "min" : "max");
+                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip %s must be a scalar",
+                               m->path, label, i == 1 ? "min" : "max");
             float b = g->vals[in[i]].data[0];
             if (isnan(b))
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip bound is NaN", m->path, label);
-            if (i == 1) p.n.clip_min = b;
-            else p.n.clip_max = b;
+                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip bound is NaN", m->path,
+                               label);
+            if (i == 1)
+                p.n.clip_min = b;
+            else
+                p.n.clip_max = b;
         }
         n_in = 1;
         break;
@@ -891,16 +953,18 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
         const is_value *sh = &g->vals[in[1]];
         if (sh->rank != 1 || sh->dims[0] > IS_MAX_RANK || m->inexact[in[1]])
             return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                           "%s: node '%.200s': Reshape shape must be 1-D with at most %d small integers", m->path,
-                           label, IS_MAX_RANK);
+                           "%s: node '%.200s': Reshape shape must be 1-D with at most %d small integers",
+                           m->path, label, IS_MAX_RANK);
         for (int64_t i = 0; i < sh->dims[0]; i++) {
             float v = sh->data[i];
             if (v != floorf(v) || v < -1)
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Reshape shape value %g is invalid",
-                               m->path, label, (double)v);
+                return is_fail(m->e, IMGSIM_ERR_FORMAT,
+                               "%s: node '%.200s': Reshape shape value %g is invalid", m->path, label,
+                               (double)v);
             if (v == 0 && p.allowzero)
-                return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': Reshape allowzero=1 with a 0 is not supported",
-                               m->path, label);
+                return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                               "%s: node '%.200s': Reshape allowzero=1 with a 0 is not supported", m->path,
+                               label);
         }
         out_rank = (int)sh->dims[0];
         break;
@@ -920,9 +984,12 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     }
     case IS_OP_MATMUL: {
         int r1 = m->rank[in[1]];
-        if (r0 < 0 || r1 < 0) out_rank = -1;
-        else if (r0 == 1 && r1 == 1) out_rank = 0;
-        else out_rank = (r0 > r1 ? r0 : r1) - (r0 == 1 || r1 == 1);
+        if (r0 < 0 || r1 < 0)
+            out_rank = -1;
+        else if (r0 == 1 && r1 == 1)
+            out_rank = 0;
+        else
+            out_rank = (r0 > r1 ? r0 : r1) - (r0 == 1 || r1 == 1);
         break;
     }
     case IS_OP_FLATTEN:
@@ -930,19 +997,21 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
         int hi_extra = d->op == IS_OP_FLATTEN; /* Flatten: axis in [0, r]; Concat: [0, r - 1] */
         if (!p.has_axis) {
             if (d->op == IS_OP_CONCAT)
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Concat needs an axis", m->path, label);
+                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Concat needs an axis", m->path,
+                               label);
             p.axis = 1;
         }
         int64_t ax = p.axis;
         if (ax < 0) {
             if (r0 < 0)
                 return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                               "%s: node '%.200s': negative axis on an input of unknown rank", m->path, label);
+                               "%s: node '%.200s': negative axis on an input of unknown rank", m->path,
+                               label);
             ax += r0;
         }
         if (ax < 0 || ax > IS_MAX_RANK || (r0 >= 0 && ax >= r0 + hi_extra))
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s axis %lld is out of range", m->path,
-                           label, d->onnx, (long long)p.axis);
+            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s axis %lld is out of range",
+                           m->path, label, d->onnx, (long long)p.axis);
         p.n.axis = (int)ax;
         if (d->op == IS_OP_FLATTEN) out_rank = 2;
         break;
@@ -953,8 +1022,8 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     if (p.n.auto_pad != 0 && p.has_pads)
         for (int i = 0; i < 4; i++)
             if (p.n.pad[i] != 0)
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': pads and auto_pad are both set", m->path,
-                               label);
+                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': pads and auto_pad are both set",
+                               m->path, label);
 
     int out = map_get(&m->names, np->output[0]);
     is_node *n = is_graph_add_node(g, (is_op)d->op, label, n_in, in, out);
@@ -984,23 +1053,27 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
 static imgsim_status check_noop_pad(imp *m, const Onnx__NodeProto *np, const char *label) {
     const op_desc *d = find_op("Pad");
     if (np->n_input < 2 || np->n_input > 4)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Pad has %zu inputs (expected 2 to 4)", m->path,
-                       label, np->n_input);
+        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Pad has %zu inputs (expected 2 to 4)",
+                       m->path, label, np->n_input);
     for (size_t i = 0; i < np->n_attribute; i++)
         if (!attr_allowed(d, S(np->attribute[i]->name)))
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': attribute '%.100s' of Pad is not supported",
-                           m->path, label, S(np->attribute[i]->name));
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                           "%s: node '%.200s': attribute '%.100s' of Pad is not supported", m->path, label,
+                           S(np->attribute[i]->name));
     int v = map_get(&m->names, S(np->input[1]));
     if (v < 0 || !m->g->vals[v].data)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': Pad pads must be a constant", m->path, label);
+        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': Pad pads must be a constant",
+                       m->path, label);
     int64_t n = is_value_numel(&m->g->vals[v]);
     for (int64_t i = 0; i < n; i++)
         if (m->g->vals[v].data[i] != 0)
             return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': Pad with non-zero pads is not supported (only a Pad that pads "
-                           "nothing)", m->path, label);
+                           "nothing)",
+                           m->path, label);
     if (map_get(&m->names, np->output[0]) >= 0)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path, np->output[0]);
+        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
+                       np->output[0]);
     return IMGSIM_OK;
 }
 
@@ -1008,7 +1081,8 @@ static imgsim_status check_noop_pad(imp *m, const Onnx__NodeProto *np, const cha
  * the same axis, each taking the previous part and up to IS_MAX_INPUTS - 1 more inputs:
  *   concat(a1..a16) -> t1, concat(t1, a17..a31) -> t2, ..., concat(tk, ..., an) -> output
  * The intermediate values are named "<output>__concat<k>". */
-static imgsim_status add_concat_chain(imp *m, const Onnx__NodeProto *np, const op_desc *d, const char *label) {
+static imgsim_status add_concat_chain(imp *m, const Onnx__NodeProto *np, const op_desc *d,
+                                      const char *label) {
     const char *prev = NULL;
     size_t done = 0;
     for (int k = 0; done < np->n_input; k++) {
@@ -1017,7 +1091,8 @@ static imgsim_status add_concat_chain(imp *m, const Onnx__NodeProto *np, const o
         char *ins[IS_MAX_INPUTS], *outs[1];
         size_t ni = 0;
         if (prev) ins[ni++] = (char *)prev;
-        for (size_t j = 0; j < take; j++) ins[ni++] = np->input[done + j];
+        for (size_t j = 0; j < take; j++)
+            ins[ni++] = np->input[done + j];
         done += take;
         if (done == np->n_input) {
             outs[0] = np->output[0];
@@ -1027,8 +1102,9 @@ static imgsim_status add_concat_chain(imp *m, const Onnx__NodeProto *np, const o
             if (!tmp) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
             snprintf(tmp, len, "%s__concat%d", np->output[0], k);
             if (map_get(&m->names, tmp) >= 0) {
-                imgsim_status s = is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': value name '%.200s' is taken",
-                                          m->path, label, tmp);
+                imgsim_status s =
+                    is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': value name '%.200s' is taken",
+                            m->path, label, tmp);
                 free(tmp);
                 return s;
             }
@@ -1059,22 +1135,23 @@ static imgsim_status check_versions(imp *m, const Onnx__ModelProto *mp) {
     if (!mp->has_ir_version)
         return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX model (no ir_version)", m->path);
     if (mp->ir_version < ONNX_MIN_IR || mp->ir_version > ONNX_MAX_IR)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: ONNX IR version %lld is not supported (%d to %d)", m->path,
-                       (long long)mp->ir_version, ONNX_MIN_IR, ONNX_MAX_IR);
+        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: ONNX IR version %lld is not supported (%d to %d)",
+                       m->path, (long long)mp->ir_version, ONNX_MIN_IR, ONNX_MAX_IR);
     int found = 0;
     for (size_t i = 0; i < mp->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
         const char *dom = S(o->domain);
         if (strcmp(dom, "") != 0 && strcmp(dom, "ai.onnx") != 0) continue; /* other domains: per node */
         if (!o->has_version || o->version < ONNX_MIN_OPSET || o->version > ONNX_MAX_OPSET)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: opset %lld is not supported (imgsim reads opsets %d to %d)",
-                           m->path, (long long)(o->has_version ? o->version : 0), ONNX_MIN_OPSET, ONNX_MAX_OPSET);
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                           "%s: opset %lld is not supported (imgsim reads opsets %d to %d)", m->path,
+                           (long long)(o->has_version ? o->version : 0), ONNX_MIN_OPSET, ONNX_MAX_OPSET);
         found = 1;
         m->opset = (int)o->version;
     }
     if (!found)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: the model imports no default-domain (ai.onnx) opset",
-                       m->path);
+        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                       "%s: the model imports no default-domain (ai.onnx) opset", m->path);
     return IMGSIM_OK;
 }
 
@@ -1095,12 +1172,14 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
         n_names += add;
     }
     if (n_names > INT_MAX / 2) return is_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: too many values", m->path);
-    if (map_init(&m->names, n_names) != 0) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
+    if (map_init(&m->names, n_names) != 0)
+        return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
     m->max_vals = n_names;
     m->rank = is_malloc_array(n_names, sizeof *m->rank);
     m->inexact = is_calloc(n_names, 1);
     m->folded = is_calloc(gp->n_node, 1);
-    if (!m->rank || !m->inexact || !m->folded) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
+    if (!m->rank || !m->inexact || !m->folded)
+        return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
     m->g->input = -1;
     m->g->output = -1;
 
@@ -1119,15 +1198,18 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
         const op_desc *d = NULL;
         if (!strcmp(dom, "") || !strcmp(dom, "ai.onnx")) d = find_op(op);
         if (!d)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': unsupported operator '%s%s%.100s'",
-                           m->path, label, dom, *dom ? "." : "", op);
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                           "%s: node '%.200s': unsupported operator '%s%s%.100s'", m->path, label, dom,
+                           *dom ? "." : "", op);
         if (np->n_output < 1 || !S(np->output[0])[0])
             return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': no output", m->path, label);
         for (size_t k = 1; k < np->n_output; k++)
             if (S(np->output[k])[0])
-                return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                               "%s: node '%.200s': %s with %zu outputs is not supported (training-mode outputs or "
-                               "indices)", m->path, label, op, np->n_output);
+                return is_fail(
+                    m->e, IMGSIM_ERR_UNSUPPORTED,
+                    "%s: node '%.200s': %s with %zu outputs is not supported (training-mode outputs or "
+                    "indices)",
+                    m->path, label, op, np->n_output);
         if (d->op == OP_CONSTANT) {
             if ((s = add_constant_node(m, np, label)) != IMGSIM_OK) return s;
             m->folded[i] = 1;
@@ -1159,7 +1241,8 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
         Onnx__NodeProto *np = gp->node[i];
         if (m->folded[i] == 1) continue;
         if (map_get(&m->names, np->output[0]) >= 0)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path, np->output[0]);
+            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
+                           np->output[0]);
         if (m->folded[i] == 2) continue; /* a no-op Pad: named after its input below */
         if (add_value(m, np->output[0], 0, NULL, NULL, 0) < 0) return IMGSIM_ERR_NOMEM;
     }
@@ -1179,8 +1262,8 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
     }
     for (size_t i = 0; i < gp->n_node; i++)
         if (m->folded[i] == 2)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': input '%.200s' is not defined", m->path,
-                           S(gp->node[i]->name), S(gp->node[i]->input[0]));
+            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': input '%.200s' is not defined",
+                           m->path, S(gp->node[i]->name), S(gp->node[i]->input[0]));
     /* pass 2: inputs resolved, attributes checked, nodes added */
     for (size_t i = 0; i < gp->n_node; i++) {
         Onnx__NodeProto *np = gp->node[i];
@@ -1188,8 +1271,10 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
         const char *label = node_label(np, (int)i, buf);
         if (m->folded[i]) continue;
         const op_desc *d = find_op(S(np->op_type));
-        if (d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS) s = add_concat_chain(m, np, d, label);
-        else s = add_node(m, np, d, label);
+        if (d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS)
+            s = add_concat_chain(m, np, d, label);
+        else
+            s = add_node(m, np, d, label);
         if (s != IMGSIM_OK) return s;
     }
 
