@@ -2,9 +2,10 @@
 the benchmark's JPEGs.
 
   preprocess_peer.py gen DIR N        N photo-like JPEGs (quality 90), half 500x375, half 1600x1200
-  preprocess_peer.py run DIR WORKERS REPEAT
+  preprocess_peer.py run DIR WORKERS REPEAT [TORCH_THREADS]
         PIL open + convert('RGB') + torchvision Resize((224, 224)) + ToTensor + Normalize in a
-        ThreadPoolExecutor(WORKERS), as the Python pipeline does; prints images/s."""
+        ThreadPoolExecutor(WORKERS), as the Python pipeline does; prints images/s. TORCH_THREADS:
+        torch's intra-op threads (default 1, which favours the peer; 0 keeps torch's default)."""
 import os
 import sys
 import time
@@ -23,14 +24,15 @@ def gen(d, n):
             photo_like(w, h, seed=i).save(path, quality=90)
 
 
-def run(d, workers, repeat):
+def run(d, workers, repeat, torch_threads=1):
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
     import torchvision.transforms as T
     from PIL import Image
 
-    torch.set_num_threads(1)  # per-image tensors are small; threads come from the executor
+    if torch_threads > 0:  # default 1: per-image tensors are small, threads come from the executor
+        torch.set_num_threads(torch_threads)
     t = T.Compose([T.Resize((224, 224)), T.ToTensor(),
                    T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
     paths = sorted(os.path.join(d, f) for f in os.listdir(d))
@@ -46,11 +48,12 @@ def run(d, workers, repeat):
                 assert x.shape == (3, 224, 224)
         dt = time.perf_counter() - t0
     n = len(paths) * repeat
-    print(f"python preprocess: {n} images in {dt:.3f} s with {workers} threads: {n / dt:.1f} images/s")
+    print(f"python preprocess: {n} images in {dt:.3f} s with {workers} threads "
+          f"(torch intra-op threads {torch.get_num_threads()}): {n / dt:.1f} images/s")
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "gen":
         gen(sys.argv[2], int(sys.argv[3]))
     else:
-        run(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        run(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else 1)
