@@ -1,7 +1,8 @@
 """test_cuda_parity.py: the CUDA engine against PyTorch (GPU machine only; exits 77 elsewhere).
 
 torchvision ResNet-18 and ResNet-50 with seeded random weights and randomized BatchNorm
-statistics are exported to ONNX; the engine (driven by tests/test_cuda_run.c through the slot
+statistics are exported to ONNX; the engine (also with ResNet-18's classifier output as the
+layer, which adds a cuBLAS GEMM step) (driven by tests/test_cuda_run.c through the slot
 pipeline, batches of 2 with a partial last batch) must match PyTorch's float64 CPU embeddings
 (the input of fc, L2-normalised):
   fp32: relative L2 error <= 1e-4;  tf32: cosine >= 0.9999 per image;  fp16: cosine >= 0.999.
@@ -120,6 +121,18 @@ def main():
     for arch, seed in (("resnet18", 1), ("resnet50", 2)):
         onnx_path = os.path.join(WORK, arch + ".onnx")
         m = export(arch, onnx_path, seed)
+        if arch == "resnet18":  # the classifier output too (a GEMM step through cuBLAS)
+            import torch
+
+            with torch.no_grad():
+                logits = m.double()(torch.from_numpy(x).double()).numpy()
+            logits /= np.linalg.norm(logits, axis=1, keepdims=True)
+            for prec in ("fp32", "fp16"):
+                out = os.path.join(WORK, "%s_fc_%s.npy" % (arch, prec))
+                drive(["--model=" + onnx_path, "--precision=" + prec, "--max-batch=4", "--batch=2",
+                       "--input=" + xpath, "--out=" + out, "--engine-cache=off", "--layer=output"])
+                compare(arch + "-fc", np.load(out), logits, prec)
+            m = m.float()
         ref = reference(m, x)
         for prec in ("fp32", "tf32", "fp16"):
             out = os.path.join(WORK, "%s_%s.npy" % (arch, prec))

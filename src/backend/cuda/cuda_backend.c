@@ -401,12 +401,16 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
             if (t >= 0) best = t;
             else best_algo = -1;
         }
-        /* fused candidates: ReLU needs IMPLICIT_PRECOMP_GEMM; identity may use any algorithm */
-        int cands[2] = {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, -1};
-        if (s->act == IS_ACT_NONE && best_algo >= 0 && best_algo != cands[0]) cands[1] = best_algo;
+        /* fused candidates: every algorithm (cuDNN documents ReLU with IMPLICIT_PRECOMP_GEMM only;
+         * the others are tried and skipped when refused) */
+        int cands[CUDNN_CONVOLUTION_FWD_ALGO_COUNT], ncand = 0;
+        cands[ncand++] = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+        for (int a = 0; a < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; a++)
+            if (a != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM && a != CUDNN_CONVOLUTION_FWD_ALGO_FFT &&
+                a != CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING)
+                cands[ncand++] = a;
         if (s->act != IS_ACT_CLIP) {
-            for (int k = 0; k < 2; k++) {
-                if (cands[k] < 0) continue;
+            for (int k = 0; k < ncand; k++) {
                 for (int bias_f32 = 0; bias_f32 < (p->elt == 2 ? 2 : 1); bias_f32++) {
                     int fused = bias_f32 ? 2 : 1;
                     DNN(cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW,
@@ -424,7 +428,7 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
                     s->algo = cands[k], s->math = default_math(c), s->fused = fused;
                     is_err tmp;
                     float t = time_conv(c, si, 10, &tmp);
-                    if (t >= 0) t_fused[k] = t;
+                    if (t >= 0 && (t_fused[0] < 0 || t < t_fused[0])) t_fused[0] = t, t_fused[1] = (float)cands[k];
                     if (t >= 0 && (best < 0 || t < best)) {
                         best = t;
                         fused_best = fused;
@@ -444,10 +448,9 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
         {
             const is_cuda_tensor *tx = &p->tensors[s->in[0]], *ty = &p->tensors[s->out];
             is_log_debug("cuda: conv %2d %dx%d/%d %4d->%4d %3dx%3d act %d res %d: find algo %d %.3f ms, +epilogue "
-                         "%.3f ms; fused precomp %.3f ms, fused algo %d %.3f ms -> %s algo %d (%.3f ms)",
+                         "%.3f ms; best fused %.3f ms (algo %d) -> %s algo %d (%.3f ms)",
                          si, s->kh, s->kw, s->sh, tx->c, ty->c, ty->h, ty->w, s->act, s->in[1] >= 0, plain_algo,
-                         t_find, t_plain, t_fused[0], cands[1], t_fused[1], s->fused ? "fused" : "plain", s->algo,
-                         best);
+                         t_find, t_plain, t_fused[0], (int)t_fused[1], s->fused ? "fused" : "plain", s->algo, best);
         }
         DNN(cudnnSetConvolutionMathType(d->conv, (cudnnMathType_t)s->math), "math type");
         DNN(cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW, s->fused == 2 ? CUDNN_DATA_FLOAT : data_type(c), 1,
@@ -563,7 +566,7 @@ static imgsim_status set_workspace(cuda_impl *c, is_err *e) {
     c->d_ws = NULL;
     CU(cudaMalloc((void **)&c->d_ws, need), "workspace");
     c->ws_bytes = need;
-    if (cublasSetWorkspace(c->blas, c->d_ws, need) != CUBLAS_STATUS_SUCCESS)
+    if (c->blas && cublasSetWorkspace(c->blas, c->d_ws, need) != CUBLAS_STATUS_SUCCESS)
         return is_fail(e, IMGSIM_ERR_BACKEND, "cuBLAS: cannot set the workspace");
     return IMGSIM_OK;
 }
@@ -606,13 +609,11 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
                        ndev == 1 ? "" : "s");
     CU(cudaSetDevice(c->dev), "cudaSetDevice");
     DNN(cudnnCreate(&c->dnn), "cudnnCreate");
-    if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) return is_fail(e, IMGSIM_ERR_BACKEND, "cuBLAS: cublasCreate failed");
+
     CU(cudaStreamCreateWithFlags(&c->s_in, cudaStreamNonBlocking), "stream");
     CU(cudaStreamCreateWithFlags(&c->s_comp, cudaStreamNonBlocking), "stream");
     CU(cudaStreamCreateWithFlags(&c->s_out, cudaStreamNonBlocking), "stream");
     DNN(cudnnSetStream(c->dnn, c->s_comp), "cudnnSetStream");
-    cublasSetStream(c->blas, c->s_comp);
-    if (c->precision == IMGSIM_PREC_FP32) cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH);
     DNN(cudnnCreateActivationDescriptor(&c->act_relu), "activation descriptor");
     DNN(cudnnCreateActivationDescriptor(&c->act_id), "activation descriptor");
     DNN(cudnnSetActivationDescriptor(c->act_relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0), "relu");
@@ -645,6 +646,14 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
         if ((st = is_cuda_compile(&c->plan, g, c->precision == IMGSIM_PREC_FP16 ? 2 : 4, e))) return st;
         c->plan.key = key;
         for (int i = 0; i < c->plan.n_steps; i++) c->plan.steps[i].algo = -1, c->plan.steps[i].math = -1;
+    }
+    /* cuBLAS only for plans with a GEMM (its handle costs start-up time) */
+    for (int i = 0; i < c->plan.n_steps && !c->blas; i++) {
+        if (c->plan.steps[i].kind != IS_CS_GEMM) continue;
+        if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS)
+            return is_fail(e, IMGSIM_ERR_BACKEND, "cuBLAS: cublasCreate failed");
+        cublasSetStream(c->blas, c->s_comp);
+        if (c->precision == IMGSIM_PREC_FP32) cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH);
     }
     double t_plan = is_now();
     if ((st = fit_memory(c, cfg->batch_auto, loaded ? (size_t)c->plan.ws_bytes : ((size_t)256 << 20), e))) return st;
