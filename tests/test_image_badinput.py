@@ -34,8 +34,13 @@ def write(name, data):
 img = photo_like(120, 90, seed=1)
 img.save(p("good.jpg"), quality=90)
 img.save(p("good.png"))
+img.save(p("good.webp"), quality=80)
 jpg = open(p("good.jpg"), "rb").read()
 png = open(p("good.png"), "rb").read()
+webp = open(p("good.webp"), "rb").read()
+img.save(p("prog.tmp"), "JPEG", quality=90, progressive=True)
+prog = open(p("prog.tmp"), "rb").read()
+os.remove(p("prog.tmp"))
 
 
 def jpeg_with_dims(w, h, progressive=False):
@@ -86,6 +91,8 @@ cases = {
     "random.bin": (bytes(rnd.getrandbits(8) for _ in range(4096)), "not a JPEG, PNG or WebP"),
     "short.jpg": (b"\xff\xd8", "only 2 bytes"),
     "soi_garbage.jpg": (b"\xff\xd8\xff" + bytes(rnd.getrandbits(8) for _ in range(2000)), "JPEG"),
+    "trunc_prog.jpg": (prog[: len(prog) // 2], "Premature end of JPEG file"),
+    "trunc_data.webp": (webp[: len(webp) * 6 // 10], "WebP"),
     "trunc.png": (png[: len(png) // 2], "truncated PNG"),
     "trunc_header.png": (png[:20], "PNG header"),
     "bad_crc.png": (png[:29] + bytes([png[29] ^ 0xFF]) + png[30:], "PNG"),
@@ -134,8 +141,8 @@ def check_cli(exe, tag):
     r = run(exe, ["preprocess", "--bench", bad_dir, "--workers=2"], check=False)
     nbad = len(cases)
     reported = all(p(n) in r.stderr for n in cases)
-    C.check(r.returncode == 1 and f"({nbad} failed)" in r.stdout and f"{nbad + 2} images" in r.stdout and reported,
-            f"[{tag}] batch of {nbad + 2}: {nbad} errors reported, 2 good processed: {r.stdout.strip()!r}")
+    C.check(r.returncode == 1 and f"({nbad} failed)" in r.stdout and f"{nbad + 3} images" in r.stdout and reported,
+            f"[{tag}] batch of {nbad + 3}: {nbad} errors reported, 3 good processed: {r.stdout.strip()!r}")
     C.check("AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, f"[{tag}] batch: no sanitizer report")
 
 
