@@ -146,9 +146,58 @@ def check_cli(exe, tag):
     C.check("AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, f"[{tag}] batch: no sanitizer report")
 
 
+# mutated files (random byte changes and cuts of valid JPEG/PNG/WebP): any outcome but a crash
+fuzz_dir = os.path.join(work, "fuzz")
+shutil.rmtree(fuzz_dir, ignore_errors=True)
+os.makedirs(fuzz_dir)
+frnd = random.Random(11)
+nfuzz = 0
+for base_name, base in [("jpg", jpg), ("prog", prog), ("png", png), ("webp", webp)]:
+    for i in range(25):
+        d = bytearray(base)
+        for _ in range(frnd.randint(1, 8)):
+            d[frnd.randrange(len(d))] = frnd.getrandbits(8)
+        if i % 3 == 0:
+            d = d[: frnd.randrange(1, len(d))]
+        with open(os.path.join(fuzz_dir, f"{base_name}{i:02d}"), "wb") as f:
+            f.write(bytes(d))
+        nfuzz += 1
+
+
+def fuzz_failures(exe, workers):
+    """Runs the mutated files as one batch; returns (CompletedProcess, set of refused names)."""
+    r = run(exe, ["preprocess", "--bench", fuzz_dir, f"--workers={workers}"], check=False)
+    names = set()
+    for line in r.stderr.splitlines():
+        if fuzz_dir in line:
+            names.add(line.split(fuzz_dir + "/", 1)[1].split(":", 1)[0])
+    return r, names
+
+
+# the reference outcome: each mutated file on its own, in a fresh process
+alone = set()
+for name in sorted(os.listdir(fuzz_dir)):
+    r = run(cli, ["preprocess", os.path.join(fuzz_dir, name), "--out=" + os.path.join(work, "f.npy")], check=False)
+    if r.returncode != 0:
+        alone.add(name)
+
+
+def check_fuzz(exe, tag):
+    for workers in (1, 2):
+        r, refused = fuzz_failures(exe, workers)
+        ok = r.returncode in (0, 1) and f"{nfuzz} images" in r.stdout and "AddressSanitizer" not in r.stderr \
+            and "runtime error" not in r.stderr
+        C.check(ok, f"[{tag}] {nfuzz} mutated files, {workers} workers: no crash: {r.stdout.strip()!r}")
+        # a file's outcome must not depend on what the same thread decoded before it
+        C.check(refused == alone, f"[{tag}] {workers} workers: the batch refuses exactly the files refused alone "
+                f"({len(refused)} vs {len(alone)}; differ: {sorted(refused ^ alone)[:6]})")
+
+
 check_cli(cli, "cli")
+check_fuzz(cli, "cli")
 if asan:
     check_cli(asan, "asan")
+    check_fuzz(asan, "asan")
 else:
     print("note: IMGSIM_CLI_ASAN not set; sanitizer run skipped")
 C.finish()

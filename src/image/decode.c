@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
 
 #include "image/image_priv.h"
 
@@ -61,10 +60,6 @@ void is_img_ws_release(is_img_ws *ws) {
     is_wsbuf_free(&ws->b);
     is_wsbuf_free(&ws->rs);
     is_wsbuf_free(&ws->file);
-    if (ws->tj) {
-        tjDestroy((tjhandle)ws->tj);
-        ws->tj = NULL;
-    }
 }
 
 void is_img_ws_trim(is_img_ws *ws, size_t cap) {

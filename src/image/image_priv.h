@@ -22,12 +22,12 @@ uint8_t *is_wsbuf_get(is_wsbuf *b, size_t n);
 void is_wsbuf_free(is_wsbuf *b);
 
 /* Decode workspace: two pixel buffers (decode target and conversion/rotation target), the
- * resize scratch and a TurboJPEG handle, all reused from image to image. */
+ * resize scratch and the file buffer, all reused from image to image. (Decoder objects are not
+ * kept: see jpeg.c.) */
 typedef struct is_img_ws {
     is_wsbuf a, b;  /* pixel buffers; the decoded image lives in one of them */
     is_wsbuf rs;    /* resize scratch */
     is_wsbuf file;  /* file contents (is_preprocess_file) */
-    void *tj;       /* tjhandle for decompression, created on first use */
 } is_img_ws;
 
 void is_img_ws_release(is_img_ws *ws); /* frees everything; ws can be reused afterwards */

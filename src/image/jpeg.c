@@ -70,6 +70,9 @@ static int pick_scale(int w, int h, int tw, int th) {
     return best;
 }
 
+static imgsim_status jpeg_decode_with(tjhandle tj, is_image *out, int *orient, const uint8_t *buf, size_t len,
+                                      const is_decode_opts *opt, const char *name, is_img_ws *ws, is_err *e);
+
 /* In place: CMYK (as stored, Adobe-inverted) -> RGB with PIL's formula; n pixels. */
 static void cmyk_to_rgb(uint8_t *px, size_t n) {
     const uint8_t *in = px;
@@ -89,11 +92,21 @@ imgsim_status is_jpeg_decode(is_image *out, int *orient, const uint8_t *buf, siz
                              const is_decode_opts *opt, const char *name, is_img_ws *ws, is_err *e) {
     *orient = 1;
     if (len > (size_t)0xFFFFFFFFu) return is_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: JPEG file over 4 GiB", name);
-    if (!ws->tj) {
-        ws->tj = tjInitDecompress();
-        if (!ws->tj) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: cannot create a JPEG decoder: %s", name, tjGetErrorStr2(NULL));
-    }
-    tjhandle tj = (tjhandle)ws->tj;
+    /* A fresh decompressor for every image: libjpeg keeps Huffman and quantisation tables from
+     * one image to the next in the same object (for abbreviated streams), and TurboJPEG 2.1
+     * leaves the object mid-header after a failed tjDecompressHeader3, so a reused handle can
+     * make one file's result depend on the file decoded before it. PIL also starts afresh for
+     * every image. Creating one costs microseconds next to the decode. */
+    tjhandle tj = tjInitDecompress();
+    if (!tj) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: cannot create a JPEG decoder: %s", name, tjGetErrorStr2(NULL));
+    imgsim_status st = jpeg_decode_with(tj, out, orient, buf, len, opt, name, ws, e);
+    tjDestroy(tj);
+    return st;
+}
+
+/* is_jpeg_decode's work with a given decompressor. */
+static imgsim_status jpeg_decode_with(tjhandle tj, is_image *out, int *orient, const uint8_t *buf, size_t len,
+                                      const is_decode_opts *opt, const char *name, is_img_ws *ws, is_err *e) {
     int w = 0, h = 0, subsamp = 0, cs = 0;
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs) != 0)
         return is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated JPEG header: %s", name, tjGetErrorStr2(tj));
