@@ -16,7 +16,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define IS_HAVE_F16C_PATH 1
+#define IS_X86_SIMD 1
 #endif
 
 /* ---- oneDNN sgemm on one thread ---------------------------------------------------------- */
@@ -62,7 +62,7 @@ static void fold_row_scalar(float *sc, int64_t *ix, int *cnt, int cap, const flo
     }
 }
 
-#ifdef IS_HAVE_F16C_PATH
+#ifdef IS_X86_SIMD
 __attribute__((target("avx512f"))) static void fold_row_avx512(float *sc, int64_t *ix, int *cnt, int cap,
                                                                const float *crow, int64_t g0, int64_t gn) {
     float thr = *cnt == cap ? sc[cap - 1] : -INFINITY;
@@ -86,13 +86,8 @@ __attribute__((target("avx512f"))) static void fold_row_avx512(float *sc, int64_
 #endif
 
 void is_fold_row(float *sc, int64_t *ix, int *cnt, int cap, const float *crow, int64_t g0, int64_t gn) {
-#ifdef IS_HAVE_F16C_PATH
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx512f");
-    }
-    if (have) {
+#ifdef IS_X86_SIMD
+    if (__builtin_cpu_supports("avx512f")) { /* libgcc fills the CPU model before main */
         fold_row_avx512(sc, ix, cnt, cap, crow, g0, gn);
         return;
     }
@@ -232,7 +227,7 @@ static uint16_t float_to_bf16(float f) {
     return (uint16_t)(b >> 16);
 }
 
-#ifdef IS_HAVE_F16C_PATH
+#ifdef IS_X86_SIMD
 __attribute__((target("avx512f,avx512bf16"))) static void bf16_convert_avx512(uint16_t *dst, const float *src,
                                                                               size_t count) {
     size_t i = 0;
@@ -245,13 +240,8 @@ __attribute__((target("avx512f,avx512bf16"))) static void bf16_convert_avx512(ui
 #endif
 
 void is_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count) {
-#ifdef IS_HAVE_F16C_PATH
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f");
-    }
-    if (have) {
+#ifdef IS_X86_SIMD
+    if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f")) {
         bf16_convert_avx512(dst, src, count);
         return;
     }
@@ -290,7 +280,7 @@ static float half_to_float(uint16_t h) {
     return f;
 }
 
-#ifdef IS_HAVE_F16C_PATH
+#ifdef IS_X86_SIMD
 __attribute__((target("avx,f16c"))) static void f16c_convert(float *dst, const uint16_t *src, size_t count) {
     size_t i = 0;
     for (; i + 8 <= count; i += 8)
@@ -300,13 +290,8 @@ __attribute__((target("avx,f16c"))) static void f16c_convert(float *dst, const u
 #endif
 
 void is_f16_to_f32_n(float *dst, const uint16_t *src, size_t count) {
-#ifdef IS_HAVE_F16C_PATH
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
-    }
-    if (have) {
+#ifdef IS_X86_SIMD
+    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx")) {
         f16c_convert(dst, src, count);
         return;
     }
