@@ -74,6 +74,22 @@ if mkycck and os.path.exists(mkycck):
     compare(p("ycck.jpg"), "JPEG YCCK", lossy=True)
 else:
     print("note: no YCCK helper given; YCCK case not run")
+# no DHT segment (as in MJPEG frames): decoders fall back to the standard Huffman tables, which
+# is what PIL's encoder uses without optimize=True, so stripping them leaves a decodable file
+def strip_dht(data):
+    out, i = bytearray(data[:2]), 2
+    while i + 4 <= len(data) and data[i] == 0xFF and data[i + 1] != 0xDA:
+        seg = int.from_bytes(data[i + 2:i + 4], "big")
+        if data[i + 1] != 0xC4:
+            out += data[i:i + 2 + seg]
+        i += 2 + seg
+    return bytes(out + data[i:])
+
+
+img.save(p("std.jpg"), quality=90)
+with open(p("nodht.jpg"), "wb") as f:
+    f.write(strip_dht(open(p("std.jpg"), "rb").read()))
+compare(p("nodht.jpg"), "JPEG without DHT (standard Huffman tables)", lossy=True)
 # restart markers
 img.save(p("rst.jpg"), quality=90, restart_marker_blocks=1)
 compare(p("rst.jpg"), "JPEG with restart markers", lossy=True)
