@@ -3,8 +3,10 @@
 # in one run: ResNet-50 (seeded random weights exported to ONNX as the old pipeline exported it),
 # batch 1 and 16, imgsim fp32 and bf16 vs PyTorch fp32 (eager, as the old pipeline ran it, and
 # jit-frozen, the stronger peer). Every measurement runs in its own process so that its peak RSS
-# is its own; configurations alternate over --rounds rounds and the best round of each is kept
-# (the machine may be shared; the best round is the least disturbed).
+# is its own; configurations alternate over --rounds rounds and the round with the lowest median
+# latency of each is kept (the machine may be shared; that round is the least disturbed).
+# Throughput is reported from the median latency (batch / median), which a few preempted
+# iterations do not move, and from the mean (images / total time).
 #
 # First it measures the floor: the peak FLOP/s of this CPU for fp32 and bf16 with a large oneDNN
 # matmul (2048^3), and prints ResNet-50's 8.2 GFLOP/image over it.
@@ -41,7 +43,7 @@ echo "threads: $THREADS, iterations: $ITERS per process, rounds: $ROUNDS (best k
 
 # ---- floor: peak FLOP/s of a large oneDNN matmul ----
 cat > "$WORK/peak.c" <<'EOF'
-/* peak.c: GFLOP/s of a 2048x2048x2048 oneDNN matmul in f32 and bf16 (f32 out), best of 5. */
+/* peak.c: GFLOP/s of a 2048x2048x2048 oneDNN matmul in f32 and bf16 (f32 out), best of 20. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -66,7 +68,7 @@ static double run(dnnl_engine_t eng, dnnl_stream_t s, dnnl_data_type_t dt) {
     dnnl_memory_create(&mc, &c, eng, DNNL_MEMORY_ALLOCATE);
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
     double best = 1e30;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 21; i++) {
         double t0 = now();
         dnnl_primitive_execute(p, s, 3, args);
         dnnl_stream_wait(s);
@@ -137,26 +139,34 @@ def best(name):
             runs.append(json.load(open("%s/%s.%d.json" % (work, name, r))))
         except (OSError, ValueError):
             pass
-    return max(runs, key=lambda j: j["images_per_s"]) if runs else None
+    if not runs:
+        return None
+    j = min(runs, key=lambda j: j["latency_ms_median"])
+    j["ips_median"] = j["batch_size"] * 1000.0 / j["latency_ms_median"]
+    return j
 print()
-print("%-6s %-22s %10s %12s %12s %10s %14s" % ("batch", "engine", "images/s", "median ms", "p99 ms", "peak RSS", "% of peak"))
+print("%-6s %-22s %12s %10s %11s %9s %9s %10s %10s" % ("batch", "engine", "images/s(*)", "mean i/s", "median ms",
+      "p99 ms", "min ms", "peak RSS", "% of peak"))
 for bs in batches:
     te = best("torch_eager_b" + bs)
     tj = best("torch_jit_b" + bs)
+    f32, b16 = best("imgsim_fp32_b" + bs), best("imgsim_bf16_b" + bs)
     rows = [("torch eager fp32", te, "fp32"), ("torch jit-frozen fp32", tj, "fp32"),
-            ("imgsim fp32", best("imgsim_fp32_b" + bs), "fp32"), ("imgsim bf16", best("imgsim_bf16_b" + bs), "bf16")]
+            ("imgsim fp32", f32, "fp32"), ("imgsim bf16", b16, "bf16")]
     for label, j, prec in rows:
         if j is None:
             continue
-        print("%-6s %-22s %10.2f %12.1f %12.1f %8.0f MB %13.0f%%" % (
-            bs, label, j["images_per_s"], j["latency_ms_median"], j["latency_ms_p99"], j["peak_rss_mb"],
-            100 * j["images_per_s"] * 8.2 / peak[prec] if peak[prec] > 0 else 0))
-    f32, b16 = best("imgsim_fp32_b" + bs), best("imgsim_bf16_b" + bs)
+        print("%-6s %-22s %12.2f %10.2f %11.1f %9.1f %9.1f %7.0f MB %9.0f%%" % (
+            bs, label, j["ips_median"], j["images_per_s"], j["latency_ms_median"], j["latency_ms_p99"],
+            j["latency_ms_min"], j["peak_rss_mb"], 100 * j["ips_median"] * 8.2 / peak[prec] if peak[prec] > 0 else 0))
     line = "batch %s: imgsim fp32 / torch eager = %.2fx (target >= 1.1x), peak RSS %.0f vs %.0f MB" % (
-        bs, f32["images_per_s"] / te["images_per_s"], f32["peak_rss_mb"], te["peak_rss_mb"])
+        bs, f32["ips_median"] / te["ips_median"], f32["peak_rss_mb"], te["peak_rss_mb"])
     if tj:
-        line += "; fp32 / torch jit = %.2fx" % (f32["images_per_s"] / tj["images_per_s"])
+        line += "; fp32 / torch jit = %.2fx" % (f32["ips_median"] / tj["ips_median"])
     if b16:
-        line += "; bf16 / torch eager fp32 = %.2fx (target >= 1.6x)" % (b16["images_per_s"] / te["images_per_s"])
+        line += "; bf16 / torch eager fp32 = %.2fx (target >= 1.6x)" % (b16["ips_median"] / te["ips_median"])
+        if tj:
+            line += ", bf16 / torch jit fp32 = %.2fx" % (b16["ips_median"] / tj["ips_median"])
     print(line)
+print("(*) images/s = batch / median latency of the least disturbed round")
 EOF
