@@ -174,6 +174,22 @@ def fuzz_failures(exe, workers):
     return r, names
 
 
+# a JPEG with optimised Huffman tables, then one without DHT (needs the standard tables): a
+# decoder object reused between them would decode the second with the first one's tables
+img.save(os.path.join(fuzz_dir, "zz0_optimized.jpg"), quality=90, optimize=True)
+b = __import__("io").BytesIO()
+img.save(b, "JPEG", quality=90)
+d = b.getvalue()
+out, i = bytearray(d[:2]), 2
+while i + 4 <= len(d) and d[i] == 0xFF and d[i + 1] != 0xDA:
+    seg = int.from_bytes(d[i + 2:i + 4], "big")
+    if d[i + 1] != 0xC4:
+        out += d[i:i + 2 + seg]
+    i += 2 + seg
+with open(os.path.join(fuzz_dir, "zz1_nodht.jpg"), "wb") as f:
+    f.write(bytes(out + d[i:]))
+nfuzz += 2
+
 # the reference outcome: each mutated file on its own, in a fresh process
 alone = set()
 for name in sorted(os.listdir(fuzz_dir)):
