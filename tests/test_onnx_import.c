@@ -2,6 +2,7 @@
  * test_onnx_import.c: the ONNX importer on a model written here with protobuf-c:
  *   - tensor conversions to float32 from each storage the importer accepts (DOUBLE double_data,
  *     FLOAT16 raw_data and int32_data, BFLOAT16 int32_data, INT64 int64_data, INT32 raw_data,
+ *     BOOL raw_data,
  *     FLOAT float_data, Constant value_floats), checked against values written by hand;
  *   - Clip bounds taken from constant inputs, Reshape keeping its shape constant, Conv's kernel
  *     from its weight, the input shape;
@@ -109,7 +110,14 @@ static size_t build_model(uint8_t **out) {
     Onnx__TensorProto H = tensor("H", 10, b_dims, 1);
     H.int32_data = h_data;
     H.n_int32_data = 2;
-    Onnx__TensorProto *inits[] = {&W, &B, &K, &LO, &HI, &S, &S32, &H};
+    /* BL: BOOL raw_data 0, 1, 2 (unused) */
+    int64_t bl_dims[] = {3};
+    uint8_t bl_raw[] = {0, 1, 2};
+    Onnx__TensorProto BL = tensor("BL", 9, bl_dims, 1);
+    BL.has_raw_data = 1;
+    BL.raw_data.data = bl_raw;
+    BL.raw_data.len = 3;
+    Onnx__TensorProto *inits[] = {&W, &B, &K, &LO, &HI, &S, &S32, &H, &BL};
 
     int64_t ks[] = {1, 1}, pads[] = {0, 0, 0, 0};
     Onnx__AttributeProto a_k = attr_ints("kernel_shape", ks, 2), a_p = attr_ints("pads", pads, 4);
@@ -158,7 +166,7 @@ static size_t build_model(uint8_t **out) {
     Onnx__ValueInfoProto *ins[] = {&in}, *outs[] = {&outv};
 
     Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
-    g.name = "t", g.node = nodes, g.n_node = 5, g.initializer = inits, g.n_initializer = 8;
+    g.name = "t", g.node = nodes, g.n_node = 5, g.initializer = inits, g.n_initializer = 9;
     g.input = ins, g.n_input = 1, g.output = outs, g.n_output = 1;
     Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT, *osp[] = {&os};
     os.domain = "", os.has_version = 1, os.version = 13;
@@ -212,6 +220,8 @@ static void test_conversions_and_nodes(void **state) {
     assert_true(s32[0] == -1.0f && s32[1] == 32.0f);
     const float *h = vals(g, "H", 2);
     assert_true(h[0] == 0.333251953125f && h[1] == 65504.0f);
+    const float *bl = vals(g, "BL", 3);
+    assert_true(bl[0] == 0.0f && bl[1] == 1.0f && bl[2] == 1.0f);
     const float *cf = vals(g, "CF", 2);
     assert_true(cf[0] == 1.5f && cf[1] == 2.5f);
 

@@ -438,6 +438,18 @@ def main():
         p["nodes"].insert(3, helper.make_node("GlobalAveragePool", ["rp"], ["p"]))
     case("pad_nonzero", ["node 'pad'", "Pad with non-zero pads is not supported"], pad_nonzero)
 
+    def dropout(p):  # other exporters keep inference Dropouts
+        p["inits"].append(numpy_helper.from_array(np.array(False), "train"))
+        p["nodes"][1] = helper.make_node("Dropout", ["c", "", "train"], ["d"], seed=3)
+        p["nodes"].insert(2, helper.make_node("Relu", ["d"], ["r"]))
+    accept("dropout_inference", dropout)
+
+    def dropout_training(p):
+        p["inits"].append(numpy_helper.from_array(np.array([1.0], np.float32), "train"))
+        p["nodes"][1] = helper.make_node("Dropout", ["c", "", "train"], ["d"], name="drop")
+        p["nodes"].insert(2, helper.make_node("Relu", ["d"], ["r"]))
+    case("dropout_training_mode", ["node 'drop'", "Dropout in training mode is not supported"], dropout_training)
+
     def concat_many(p):  # DenseNet's blocks concatenate more than 16 inputs: a chain of Concats
         p["nodes"].insert(2, helper.make_node("Concat", ["r"] * 20, ["cc"], axis=1))
         p["nodes"][3] = helper.make_node("GlobalAveragePool", ["cc"], ["p"])

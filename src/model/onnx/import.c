@@ -12,8 +12,8 @@
  *      and the data size (raw_data, typed field or external file) must match the dims exactly;
  *   5. the one image input ([N, C, H, W], N free) becomes the graph input;
  *   6. every node output is declared (pass 1, so nodes may be listed out of order; Constant
- *      nodes become constants, Identity nodes of constants and Pads that pad nothing other
- *      names of their input), then every
+ *      nodes become constants; Identity nodes of constants, Pads that pad nothing and
+ *      inference Dropouts other names of their input), then every
  *      node's inputs are resolved and its attributes checked against what imgsim executes
  *      (pass 2);
  *   7. is_graph_link checks the references as a graph: order, cycles, consumers.
@@ -51,7 +51,15 @@
 #define ONNX_MAX_SPATIAL 65536 /* kernel, stride, dilation, pad and input side limit */
 
 /* ONNX TensorProto.DataType values */
-enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7, DT_FLOAT16 = 10, DT_DOUBLE = 11, DT_BFLOAT16 = 16 };
+enum {
+    DT_FLOAT = 1,
+    DT_INT32 = 6,
+    DT_INT64 = 7,
+    DT_BOOL = 9,
+    DT_FLOAT16 = 10,
+    DT_DOUBLE = 11,
+    DT_BFLOAT16 = 16
+};
 
 #define S(s) ((s) ? (s) : "")
 
@@ -150,6 +158,8 @@ static size_t dtype_size(int32_t t) {
     case DT_FLOAT16:
     case DT_BFLOAT16:
         return 2;
+    case DT_BOOL: /* flags such as Dropout's training_mode */
+        return 1;
     default:
         return 0;
     }
@@ -239,6 +249,10 @@ static void decode_le(float *out, const uint8_t *p, uint64_t n, int32_t dt, unsi
     case DT_INT64:
         for (uint64_t i = 0; i < n; i++)
             out[i] = i64_to_f32((int64_t)ld64(p + 8 * i), inexact);
+        break;
+    case DT_BOOL:
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = p[i] != 0;
         break;
     }
 }
@@ -459,7 +473,7 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
             break;
         default:
             have = t->n_int32_data;
-            break; /* INT32, FLOAT16 and BFLOAT16 (as bits) */
+            break; /* INT32, BOOL, FLOAT16 and BFLOAT16 (as bits) */
         }
         if ((uint64_t)have != numel)
             return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': has %zu values, its dims need %llu",
@@ -494,6 +508,9 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
                 break;
             case DT_BFLOAT16:
                 data[i] = f32_bits((uint32_t)(uint16_t)t->int32_data[i] << 16);
+                break;
+            case DT_BOOL:
+                data[i] = t->int32_data[i] != 0;
                 break;
             }
         }
@@ -586,7 +603,8 @@ typedef struct op_desc {
 } op_desc;
 
 #define OP_CONSTANT (-1)
-#define OP_PAD (-2) /* only a Pad that pads nothing (torch writes them before AveragePool) */
+#define OP_PAD (-2)     /* only a Pad that pads nothing (torch writes them before AveragePool) */
+#define OP_DROPOUT (-3) /* inference Dropout: the identity (other exporters keep them) */
 
 static const op_desc op_table[] = {
     {"Conv", IS_OP_CONV, 2, 3, " auto_pad dilations group kernel_shape pads strides "},
@@ -608,6 +626,7 @@ static const op_desc op_table[] = {
     {"Identity", IS_OP_IDENTITY, 1, 1, " "},
     {"Constant", OP_CONSTANT, 0, 0, " value value_float value_floats value_int value_ints "},
     {"Pad", OP_PAD, 2, 4, " mode "},
+    {"Dropout", OP_DROPOUT, 1, 3, " ratio seed "},
 };
 
 static const op_desc *find_op(const char *name) {
@@ -1077,6 +1096,29 @@ static imgsim_status check_noop_pad(imp *m, const Onnx__NodeProto *np, const cha
     return IMGSIM_OK;
 }
 
+/* Accepts an inference-mode Dropout (no training_mode input, or a constant 0): the identity. */
+static imgsim_status check_dropout(imp *m, const Onnx__NodeProto *np, const char *label) {
+    const op_desc *d = find_op("Dropout");
+    if (np->n_input < 1 || np->n_input > 3)
+        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Dropout has %zu inputs (expected 1 to 3)",
+                       m->path, label, np->n_input);
+    for (size_t i = 0; i < np->n_attribute; i++)
+        if (!attr_allowed(d, S(np->attribute[i]->name)))
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                           "%s: node '%.200s': attribute '%.100s' of Dropout is not supported", m->path,
+                           label, S(np->attribute[i]->name));
+    if (np->n_input == 3 && S(np->input[2])[0]) {
+        int v = map_get(&m->names, np->input[2]);
+        if (v < 0 || !m->g->vals[v].data || is_value_numel(&m->g->vals[v]) != 1 || m->g->vals[v].data[0] != 0)
+            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                           "%s: node '%.200s': Dropout in training mode is not supported", m->path, label);
+    }
+    if (map_get(&m->names, np->output[0]) >= 0)
+        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
+                       np->output[0]);
+    return IMGSIM_OK;
+}
+
 /* A Concat of more than IS_MAX_INPUTS inputs (DenseNet's blocks) becomes a chain of Concats on
  * the same axis, each taking the previous part and up to IS_MAX_INPUTS - 1 more inputs:
  *   concat(a1..a16) -> t1, concat(t1, a17..a31) -> t2, ..., concat(tk, ..., an) -> output
@@ -1232,10 +1274,12 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
     for (size_t i = 0; i < gp->n_node; i++) {
         Onnx__NodeProto *np = gp->node[i];
         char buf[64];
-        if (!m->folded[i] && !strcmp(S(np->op_type), "Pad")) {
-            if ((s = check_noop_pad(m, np, node_label(np, (int)i, buf))) != IMGSIM_OK) return s;
-            m->folded[i] = 2; /* aliased below */
-        }
+        int pad = !strcmp(S(np->op_type), "Pad"), dropout = !strcmp(S(np->op_type), "Dropout");
+        if (m->folded[i] || !(pad || dropout)) continue;
+        s = pad ? check_noop_pad(m, np, node_label(np, (int)i, buf))
+                : check_dropout(m, np, node_label(np, (int)i, buf));
+        if (s != IMGSIM_OK) return s;
+        m->folded[i] = 2; /* aliased below */
     }
     for (size_t i = 0; i < gp->n_node; i++) {
         Onnx__NodeProto *np = gp->node[i];
@@ -1246,7 +1290,7 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
         if (m->folded[i] == 2) continue; /* a no-op Pad: named after its input below */
         if (add_value(m, np->output[0], 0, NULL, NULL, 0) < 0) return IMGSIM_ERR_NOMEM;
     }
-    /* a Pad that pads nothing: its output becomes another name of its input (after the outputs
+    /* a Pad that pads nothing, a Dropout: the output becomes another name of the input (after the outputs
      * above are declared; repeated for chains of them) */
     for (int changed = 1; changed;) {
         changed = 0;
