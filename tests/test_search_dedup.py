@@ -2,7 +2,7 @@
 """test_search_dedup.py: `imgsim dedup STORE` against numpy brute force: the pair set (every
 i < j with float64 score >= threshold, each once under the lower row's path), each score within
 1e-6 relative of float64, lists sorted by score descending; float32 and float16 stores, pairs
-across tile boundaries, a threshold that no pair reaches, a bad store and a bad option."""
+across tile boundaries, the sanitizer build, a threshold that no pair reaches, a bad store and a bad option."""
 import json
 import os
 import subprocess
@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 CLI = os.environ.get("IMGSIM_CLI")
+ASAN = os.environ.get("IMGSIM_CLI_ASAN")
 WORK = os.environ.get("IMGSIM_TEST_DIR", "/tmp/imgsim_test_search_dedup")
 if not CLI:
     print("IMGSIM_CLI not set")
@@ -31,11 +32,11 @@ def make_store(d, X):
                    "dtype": "float16" if X.dtype == np.float16 else "float32"}, f)
 
 
-def check(name, X, thr, threads=2):
+def check(name, X, thr, threads=2, cli=None):
     d = os.path.join(WORK, name)
     make_store(d, X)
     out = os.path.join(WORK, name + ".json")
-    r = subprocess.run([CLI, "dedup", d, "--threshold=%r" % thr, "--out=" + out, "--threads=%d" % threads],
+    r = subprocess.run([cli or CLI, "dedup", d, "--threshold=%r" % thr, "--out=" + out, "--threads=%d" % threads],
                        capture_output=True, text=True)
     if r.returncode != 0:
         failures.append("%s: exit %d: %s" % (name, r.returncode, r.stderr.strip()))
@@ -92,6 +93,11 @@ check("quantised_exact_thr", Q, 0.125)
 n = check("no_pairs", X, 1.5)
 if n:
     failures.append("no_pairs: found pairs above 1.5")
+
+# the sanitizer build (JSON writer, pair collection)
+if ASAN and os.path.exists(ASAN):
+    check("asan_near_dups", X[:700], 0.9, cli=ASAN)
+    check("asan_quantised", Q[:300], 0.125, cli=ASAN)
 
 # bad store, bad option
 r = subprocess.run([CLI, "dedup", os.path.join(WORK, "nonexistent")], capture_output=True, text=True)
