@@ -111,6 +111,9 @@ static void reference(int64_t *idx, float *score, const float *g, int64_t n, con
  * checks it against the reference and the CPU search. */
 static void run_case(const char *name, int64_t n, int dim, int64_t nq, int k, imgsim_dtype dt, gen_kind kind,
                      int dup_base, size_t gpu_memory, int64_t *counts) {
+#ifndef IMGSIM_HAVE_CUDA
+    (void)counts;
+#endif
     float *g = gen_rows(n, dim, kind, dt);
     if (dup_base > 0)
         for (int64_t r = dup_base; r < n; r++) memcpy(g + r * dim, g + (r % dup_base) * dim, (size_t)dim * sizeof(float));
