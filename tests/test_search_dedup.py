@@ -87,6 +87,16 @@ if not check("near_dups_f32", X, 0.95):
     failures.append("near_dups_f32: expected some pairs")
 check("near_dups_f16", X.astype(np.float16), 0.95)
 check("near_dups_1thread", X, 0.9, threads=1)
+# dim >= 64: bf16 tile products where the CPU has them (auto), and float32 forced
+Y = rng.standard_normal((1100, 96))
+for a in rng.choice(1100, 50, replace=False):
+    Y[rng.integers(0, 1100)] = Y[a] + rng.standard_normal(96) * 0.04
+Y = (Y / np.linalg.norm(Y, axis=1, keepdims=True)).astype(np.float32)
+check("near_dups_dim96", Y, 0.95)
+check("near_dups_dim96_f16", Y.astype(np.float16), 0.9)
+os.environ["IMGSIM_SEARCH_SCREEN"] = "f32"
+check("near_dups_dim96_f32", Y, 0.95)
+del os.environ["IMGSIM_SEARCH_SCREEN"]
 # exact duplicates and exact-threshold hits: quantised rows, scores are multiples of 1/64
 Q = (rng.integers(-2, 3, (700, 4)) / 8).astype(np.float32)
 check("quantised_exact_thr", Q, 0.125)

@@ -245,6 +245,10 @@ static void test_dedup(void **st) {
     (void)st;
     check_dedup(1100, 6, 2.0f, IMGSIM_F32); /* crosses tiles; exact threshold hits (multiples of 1/64) */
     check_dedup(300, 5, 1.5f, IMGSIM_F16);
+    setenv("IMGSIM_SEARCH_SCREEN", "bf16", 1); /* bf16 tile products (float32 where not native) */
+    check_dedup(1100, 64, 9.0f, IMGSIM_F32);
+    check_dedup(600, 64, 9.0f, IMGSIM_F16);
+    unsetenv("IMGSIM_SEARCH_SCREEN");
     int64_t cnt = 0;
     is_err e;
     float one[4] = {1, 0, 0, 0};
