@@ -294,13 +294,14 @@ static void workers_free(worker *w, int nw) {
     free(w);
 }
 
-/* Whether to screen in bf16: IMGSIM_SEARCH_SCREEN=bf16|f32 forces it, else >= BF16_MIN_Q queries
- * and dim >= 64 (it is then used only where oneDNN has a native bf16 kernel). */
-static int want_bf16(int64_t q, int dim) {
+/* Whether to screen in bf16: IMGSIM_SEARCH_SCREEN=bf16|f32 forces it, else >= BF16_MIN_Q queries,
+ * dim >= 64 and a gallery of at least half a tile (the product has a fixed TILE_G width); it is
+ * then used only where oneDNN has a native bf16 kernel. */
+static int want_bf16(int64_t q, int64_t n, int dim) {
     const char *env = getenv("IMGSIM_SEARCH_SCREEN");
     if (env && !strcmp(env, "f32")) return 0;
     if (env && !strcmp(env, "bf16")) return 1;
-    return q >= BF16_MIN_Q && dim >= 64;
+    return q >= BF16_MIN_Q && dim >= 64 && n >= TILE_G / 2;
 }
 
 imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
@@ -342,7 +343,7 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
 
     /* bf16 screening where it is wanted and oneDNN has a native kernel */
     int use_bf = 0;
-    if (want_bf16(q, dim)) {
+    if (want_bf16(q, n, dim)) {
         is_err be;
         imgsim_status bs = is_bf16_gemm_create(&x.bf, BF_M, TILE_G, dim, nw, &be);
         if (bs == IMGSIM_OK)
