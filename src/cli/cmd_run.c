@@ -13,7 +13,8 @@
 static const char *usage =
     "imgsim run DATASET --model=M.onnx --out=DIR [--test-size=0.2] [--seed=42] [--k=5] [--layer=NAME]\n"
     "       [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32] [--batch-size=N|auto] [--workers=N]\n"
-    "       [--threads=N] [--dtype=float32|float16] [--engine-cache=DIR|off] [--force] [--quiet]";
+    "       [--threads=N] [--dtype=float32|float16] [--engine-cache=DIR|off] [--decode=auto|cpu|gpu]\n"
+    "       [--gpu-memory=BYTES] [--force] [--quiet]";
 
 typedef struct stage {
     const char *name;
@@ -95,7 +96,7 @@ static cJSON *stage_json(const stage *s) {
 int cmd_run(int argc, char **argv) {
     static const char *const vals[] = {"model",   "out",     "test-size",  "seed",    "k",          "layer",
                                        "device",  "precision", "batch-size", "workers", "threads",   "dtype",
-                                       "engine-cache", "engine", "decode", "max-pixels", NULL};
+                                       "engine-cache", "engine", "decode", "max-pixels", "gpu-memory", NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, vals)) return 1;
     if (cli_flag(&a, "help")) {
@@ -110,6 +111,7 @@ int cmd_run(int argc, char **argv) {
     uint64_t seed = cli_u64(&a, "seed", 42);
     int k = (int)cli_int(&a, "k", 5, 1, 1 << 20);
     int force = cli_flag(&a, "force");
+    size_t gpu_memory = (size_t)cli_u64(&a, "gpu-memory", 0);
     imgsim_engine_opts eo;
     imgsim_extract_opts xo;
     cli_engine_opts(&a, &eo);
@@ -210,6 +212,7 @@ int cmd_run(int argc, char **argv) {
     so.threads = eo.threads;
     so.device = eo.device;
     so.device_index = eo.device_index;
+    so.gpu_memory = gpu_memory;
     t0 = is_now();
     if (job_search(gs, qs, k, &so, p_res, &metrics)) goto done;
     st_search.seconds = is_now() - t0;
