@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define IS_MAX_RANK 8
-#define IS_MAX_INPUTS 16 /* inputs per node (a Concat of more is refused at import) */
+#define IS_MAX_INPUTS 16 /* inputs per node; a longer ONNX Concat is imported as a chain of Concats */
 
 typedef enum is_op {
     IS_OP_CONV = 0,
