@@ -16,6 +16,7 @@
  * IMGSIM_SEARCH_SCREEN=f32|bf16 forces the choice.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,7 @@ typedef struct dedup_ctx {
     double *tilemax; /* [nb] max row norm per tile */
     is_bf16_gemm *bf; /* bf16 products [TILE, TILE], or NULL for float32 */
     dworker *w;
-    volatile int failed;
+    atomic_int failed; /* the first failing item claims fst and err */
     imgsim_status fst;
     is_err err;
 } dedup_ctx;
@@ -91,7 +92,7 @@ static int push_pair(dworker *w, int64_t i, int64_t j, float s) {
 /* Item (bi, bj) with bi <= bj (items with bi > bj do nothing). */
 static void pair_item(void *vctx, int64_t item, int wi) {
     dedup_ctx *x = vctx;
-    if (x->failed) return;
+    if (atomic_load_explicit(&x->failed, memory_order_relaxed)) return;
     int64_t bi = item / x->nb, bj = item % x->nb;
     if (bi > bj) return;
     dworker *w = &x->w[wi];
@@ -110,10 +111,9 @@ static void pair_item(void *vctx, int64_t item, int wi) {
         gst = is_sgemm_nt(w->c, TILE, a, ra, b, rb, dim, &e);
     }
     if (gst != IMGSIM_OK) {
-        if (!x->failed) {
+        if (!atomic_exchange(&x->failed, 1)) {
             x->err = e;
             x->fst = IMGSIM_ERR_BACKEND;
-            x->failed = 1;
         }
         return;
     }
@@ -131,10 +131,8 @@ static void pair_item(void *vctx, int64_t item, int wi) {
             double s = is_dot64(a + (size_t)r * (size_t)dim, (const char *)x->x + (size_t)j * (size_t)dim * esz, dim,
                                 x->dt);
             if (s >= (double)x->threshold && push_pair(w, i, j, (float)s) != 0) {
-                if (!x->failed) {
+                if (!atomic_exchange(&x->failed, 1))
                     x->fst = is_fail(&x->err, IMGSIM_ERR_NOMEM, "dedup: out of memory holding %zu pairs", w->np);
-                    x->failed = 1;
-                }
                 return;
             }
         }
@@ -206,7 +204,7 @@ imgsim_status is_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype d
     }
     is_pool_for(pool, x.nb, norm_item, &x);
     is_pool_for(pool, x.nb * x.nb, pair_item, &x);
-    if (x.failed) {
+    if (atomic_load(&x.failed)) {
         st = is_fail_copy(e, &x.err, x.fst);
         goto done;
     }

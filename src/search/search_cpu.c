@@ -29,6 +29,7 @@
  * IMGSIM_SEARCH_SCREEN=f32|bf16 in the environment forces a screening pass (tests, benchmarks).
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,7 +90,7 @@ typedef struct search_ctx {
     /* outputs */
     int64_t *idx;
     float *score;
-    volatile int failed;
+    atomic_int failed; /* the first failing item claims err */
     is_err err;
 } search_ctx;
 
@@ -98,17 +99,14 @@ static const void *grow_ptr(const search_ctx *x, int64_t row) {
 }
 
 static void set_failed(search_ctx *x, const is_err *e) {
-    if (!x->failed) {
-        x->err = *e;
-        x->failed = 1;
-    }
+    if (!atomic_exchange(&x->failed, 1)) x->err = *e;
 }
 
 /* One work item: gallery tile (i / nsplit) against query split (i % nsplit). */
 static void tile_item(void *vctx, int64_t item, int wi) {
     search_ctx *x = vctx;
     worker *w = &x->w[wi];
-    if (x->failed) return;
+    if (atomic_load_explicit(&x->failed, memory_order_relaxed)) return;
     int64_t tile = item / x->nsplit, split = item % x->nsplit;
     int64_t g0 = tile * TILE_G, gn = x->n - g0 < TILE_G ? x->n - g0 : TILE_G;
     const int dim = x->dim, kc = x->kc;
@@ -259,7 +257,7 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, cons
     x->qper = ((nsub + x->nsplit - 1) / x->nsplit) * x->sub;
     x->nsplit = (qb + x->qper - 1) / x->qper;
     is_pool_for(pool, x->ntiles * x->nsplit, tile_item, x);
-    if (x->failed) return is_fail_copy(e, &x->err, IMGSIM_ERR_BACKEND);
+    if (atomic_load(&x->failed)) return is_fail_copy(e, &x->err, IMGSIM_ERR_BACKEND);
     if (x->want_norms) {
         x->gmax = 0.0;
         for (int64_t t = 0; t < x->ntiles; t++)
