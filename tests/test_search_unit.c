@@ -30,7 +30,8 @@ static uint64_t rnd(void) { /* xorshift64 */
 /* values in {-1, -7/8, ..., 1}; a few rows copied over others to make duplicates */
 static float *make_rows(int64_t n, int dim, int dups) {
     float *x = malloc((size_t)(n ? n : 1) * (size_t)dim * sizeof(float));
-    for (int64_t i = 0; i < n * dim; i++) x[i] = (float)((int)(rnd() % 17) - 8) / 8.0f;
+    for (int64_t i = 0; i < n * dim; i++)
+        x[i] = (float)((int)(rnd() % 17) - 8) / 8.0f;
     for (int d = 0; d < dups && n > 1; d++) {
         int64_t a = (int64_t)(rnd() % (uint64_t)n), b = (int64_t)(rnd() % (uint64_t)n);
         memcpy(x + b * dim, x + a * dim, (size_t)dim * sizeof(float));
@@ -40,17 +41,21 @@ static float *make_rows(int64_t n, int dim, int dups) {
 
 static long double dotl(const float *a, const float *b, int dim) {
     long double s = 0;
-    for (int i = 0; i < dim; i++) s += (long double)a[i] * b[i];
+    for (int i = 0; i < dim; i++)
+        s += (long double)a[i] * b[i];
     return s;
 }
 
 /* brute-force reference top-k of one query */
-static void ref_topk(int64_t *idx, long double *sc, const float *g, int64_t n, const float *q, int dim, int k) {
-    for (int j = 0; j < k; j++) idx[j] = -1, sc[j] = -INFINITY;
+static void ref_topk(int64_t *idx, long double *sc, const float *g, int64_t n, const float *q, int dim,
+                     int k) {
+    for (int j = 0; j < k; j++)
+        idx[j] = -1, sc[j] = -INFINITY;
     for (int64_t r = 0; r < n; r++) {
         long double s = dotl(q, g + r * dim, dim);
         int pos = k;
-        while (pos > 0 && (idx[pos - 1] < 0 || sc[pos - 1] < s)) pos--;
+        while (pos > 0 && (idx[pos - 1] < 0 || sc[pos - 1] < s))
+            pos--;
         if (pos >= k) continue;
         memmove(idx + pos + 1, idx + pos, (size_t)(k - pos - 1) * sizeof *idx);
         memmove(sc + pos + 1, sc + pos, (size_t)(k - pos - 1) * sizeof *sc);
@@ -61,14 +66,16 @@ static void ref_topk(int64_t *idx, long double *sc, const float *g, int64_t n, c
 
 static uint16_t *to_f16(const float *x, size_t n) {
     uint16_t *h = malloc((n ? n : 1) * sizeof *h);
-    for (size_t i = 0; i < n; i++) h[i] = is_f32_to_f16(x[i]); /* exact: multiples of 1/8 */
+    for (size_t i = 0; i < n; i++)
+        h[i] = is_f32_to_f16(x[i]); /* exact: multiples of 1/8 */
     return h;
 }
 
 static void check_search(int64_t n, int64_t q, int dim, int k, int threads, int dups, imgsim_dtype dt) {
     float *g = make_rows(n, dim, dups), *qq = make_rows(q, dim, 0);
     /* queries that equal gallery rows produce ties at the top */
-    for (int64_t i = 0; i < q && n > 0; i += 2) memcpy(qq + i * dim, g + (int64_t)(rnd() % (uint64_t)n) * dim, (size_t)dim * 4);
+    for (int64_t i = 0; i < q && n > 0; i += 2)
+        memcpy(qq + i * dim, g + (int64_t)(rnd() % (uint64_t)n) * dim, (size_t)dim * 4);
     int64_t *idx = malloc((size_t)(q ? q : 1) * (size_t)k * sizeof *idx);
     float *score = malloc((size_t)(q ? q : 1) * (size_t)k * sizeof *score);
     const void *gp = g, *qp = qq;
@@ -128,10 +135,10 @@ static void test_f16(void **st) {
 
 static void test_sizes(void **st) {
     (void)st;
-    check_search(5, 3, 4, 9, 2, 0, IMGSIM_F32);  /* k > n */
-    check_search(1, 2, 4, 2, 2, 0, IMGSIM_F32);  /* n = 1 */
-    check_search(0, 2, 4, 3, 2, 0, IMGSIM_F32);  /* n = 0 */
-    check_search(50, 0, 4, 3, 2, 0, IMGSIM_F32); /* q = 0 */
+    check_search(5, 3, 4, 9, 2, 0, IMGSIM_F32);     /* k > n */
+    check_search(1, 2, 4, 2, 2, 0, IMGSIM_F32);     /* n = 1 */
+    check_search(0, 2, 4, 3, 2, 0, IMGSIM_F32);     /* n = 0 */
+    check_search(50, 0, 4, 3, 2, 0, IMGSIM_F32);    /* q = 0 */
     check_search(3000, 1, 16, 5, 2, 0, IMGSIM_F32); /* q = 1: parallel over gallery tiles */
 }
 
@@ -220,7 +227,8 @@ static void check_dedup(int64_t n, int dim, float thr, imgsim_dtype dt) {
     uint16_t *xh = dt == IMGSIM_F16 ? to_f16(x, (size_t)(n * dim)) : NULL;
     pairs p = {0};
     is_err e;
-    assert_int_equal(is_dedup_cpu(xh ? (const void *)xh : x, n, dim, dt, thr, 2, add_pair, &p, &e), IMGSIM_OK);
+    assert_int_equal(is_dedup_cpu(xh ? (const void *)xh : x, n, dim, dt, thr, 2, add_pair, &p, &e),
+                     IMGSIM_OK);
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = i + 1; j < n; j++) {
@@ -254,14 +262,16 @@ static void test_dedup(void **st) {
     float one[4] = {1, 0, 0, 0};
     assert_int_equal(is_dedup_cpu(one, 1, 4, IMGSIM_F32, 0.5f, 2, count_pair, &cnt, &e), IMGSIM_OK);
     assert_int_equal(cnt, 0);
-    assert_int_equal(is_dedup_cpu(one, 1, 4, IMGSIM_F32, NAN, 2, count_pair, &cnt, &e), IMGSIM_ERR_INVALID_ARG);
+    assert_int_equal(is_dedup_cpu(one, 1, 4, IMGSIM_F32, NAN, 2, count_pair, &cnt, &e),
+                     IMGSIM_ERR_INVALID_ARG);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_random_ties), cmocka_unit_test(test_f16),        cmocka_unit_test(test_sizes),
-        cmocka_unit_test(test_bf16_screen),
-        cmocka_unit_test(test_errors),      cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_dedup),
+        cmocka_unit_test(test_random_ties), cmocka_unit_test(test_f16),
+        cmocka_unit_test(test_sizes),       cmocka_unit_test(test_bf16_screen),
+        cmocka_unit_test(test_errors),      cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_dedup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

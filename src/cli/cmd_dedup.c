@@ -81,7 +81,8 @@ static char *pairs_json(const is_store *s, const found *p, size_t n) {
             /* the float32 score printed with the shortest decimal that reads back the same */
             char num[32];
             snprintf(num, sizeof num, "%.9g", (double)p[b].s);
-            cJSON *path = cJSON_CreateString(s->paths[p[b].j]), *score = cJSON_CreateNumber(strtod(num, NULL));
+            cJSON *path = cJSON_CreateString(s->paths[p[b].j]),
+                  *score = cJSON_CreateNumber(strtod(num, NULL));
             if (!pair || !path || !score) {
                 cJSON_Delete(pair);
                 cJSON_Delete(path);
@@ -132,7 +133,8 @@ int cmd_dedup(int argc, char **argv) {
     imgsim_status st = is_store_open(&s, dir, NULL);
     if (st == IMGSIM_OK)
         st = is_dedup_cpu(s->features, s->n, s->dim, s->dtype, (float)thr, threads, on_pair, &c, NULL);
-    if (st == IMGSIM_OK && c.oom) st = is_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory holding the pairs");
+    if (st == IMGSIM_OK && c.oom)
+        st = is_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory holding the pairs");
     if (st == IMGSIM_OK) {
         if (c.n) qsort(c.p, c.n, sizeof *c.p, found_cmp);
         txt = pairs_json(s, c.p, c.n);
@@ -150,7 +152,9 @@ int cmd_dedup(int argc, char **argv) {
         size_t rows = 0;
         for (size_t p = 0; p < c.n; p++)
             if (p == 0 || c.p[p].i != c.p[p - 1].i) rows++;
-        fprintf(stderr, "imgsim dedup: %lld rows, %zu pairs with score >= %g (%zu rows have a near-duplicate), %.2f s%s%s\n",
+        fprintf(stderr,
+                "imgsim dedup: %lld rows, %zu pairs with score >= %g (%zu rows have a near-duplicate), %.2f "
+                "s%s%s\n",
                 (long long)s->n, c.n, (double)(float)thr, rows, is_now() - t0, out ? ", written to " : "",
                 out ? out : "");
     }

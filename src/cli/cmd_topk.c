@@ -29,14 +29,17 @@ static const char usage[] =
 static double cpu_seconds(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
 }
 
 /* Writes a 2-D little-endian int64 .npy file atomically. */
-static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_t rows, int64_t cols, is_err *e) {
+static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_t rows, int64_t cols,
+                                   is_err *e) {
     char hdr[128];
-    int hl = snprintf(hdr, sizeof hdr, "{'descr': '<i8', 'fortran_order': False, 'shape': (%" PRId64 ", %" PRId64 "), }",
-                      rows, cols);
+    int hl = snprintf(hdr, sizeof hdr,
+                      "{'descr': '<i8', 'fortran_order': False, 'shape': (%" PRId64 ", %" PRId64 "), }", rows,
+                      cols);
     /* magic(6) + version(2) + len(2) + header, padded with spaces to a multiple of 64, ending '\n' */
     int total = 10 + hl + 1;
     int pad = (64 - total % 64) % 64;
@@ -44,12 +47,15 @@ static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_
     imgsim_status st = is_atomic_open(&af, path, e);
     if (st != IMGSIM_OK) return st;
     uint16_t len = (uint16_t)(hl + pad + 1);
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff), (unsigned char)(len >> 8)};
+    unsigned char pre[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff), (unsigned char)(len >> 8)};
     int ok = fwrite(pre, 1, 10, af.f) == 10 && fwrite(hdr, 1, (size_t)hl, af.f) == (size_t)hl;
-    for (int i = 0; ok && i < pad; i++) ok = fputc(' ', af.f) != EOF;
+    for (int i = 0; ok && i < pad; i++)
+        ok = fputc(' ', af.f) != EOF;
     ok = ok && fputc('\n', af.f) != EOF;
     size_t cnt = (size_t)rows * (size_t)cols;
-    ok = ok && (cnt == 0 || fwrite(data, sizeof(int64_t), cnt, af.f) == cnt); /* x86-64/arm64: little-endian */
+    ok =
+        ok && (cnt == 0 || fwrite(data, sizeof(int64_t), cnt, af.f) == cnt); /* x86-64/arm64: little-endian */
     if (!ok) {
         is_atomic_abort(&af);
         return is_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
@@ -58,8 +64,8 @@ static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_
 }
 
 int cmd_topk(int argc, char **argv) {
-    static const char *const value_opts[] = {"gallery", "query", "k", "threads", "device", "gpu-memory",
-                                             "out-idx", "out-score", NULL};
+    static const char *const value_opts[] = {"gallery",    "query",   "k",         "threads", "device",
+                                             "gpu-memory", "out-idx", "out-score", NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, value_opts)) return 1;
     if (cli_flag(&a, "help")) {
@@ -94,7 +100,9 @@ int cmd_topk(int argc, char **argv) {
     }
     int rc = cli_finish(&a, usage);
     if (!rc && (!gpath || !qpath || !ipath || !spath)) {
-        fprintf(stderr, "imgsim topk: --gallery, --query, --out-idx and --out-score are required\nusage: %s\n", usage);
+        fprintf(stderr,
+                "imgsim topk: --gallery, --query, --out-idx and --out-score are required\nusage: %s\n",
+                usage);
         rc = 2;
     }
     cli_free(&a);
@@ -108,17 +116,20 @@ int cmd_topk(int argc, char **argv) {
     imgsim_status st = is_npy_read(&g, &gt, &n, &gd, gpath, NULL);
     if (st == IMGSIM_OK) st = is_npy_read(&q, &qt, &nq, &qd, qpath, NULL);
     if (st == IMGSIM_OK && gt != qt)
-        st = is_fail(NULL, IMGSIM_ERR_MISMATCH, "%s, %s: gallery and queries must have the same element type", gpath,
-                     qpath);
+        st = is_fail(NULL, IMGSIM_ERR_MISMATCH, "%s, %s: gallery and queries must have the same element type",
+                     gpath, qpath);
     if (st == IMGSIM_OK && gd != qd)
-        st = is_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: %lld columns, %s: %lld columns", gpath, (long long)gd, qpath,
-                     (long long)qd);
+        st = is_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: %lld columns, %s: %lld columns", gpath, (long long)gd,
+                     qpath, (long long)qd);
     if (st == IMGSIM_OK && (gd < 1 || gd > (1 << 24)))
-        st = is_fail(NULL, IMGSIM_ERR_UNSUPPORTED, "%s: %lld columns (expected 1..16777216)", gpath, (long long)gd);
+        st = is_fail(NULL, IMGSIM_ERR_UNSUPPORTED, "%s: %lld columns (expected 1..16777216)", gpath,
+                     (long long)gd);
     if (st == IMGSIM_OK) {
         idx = is_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *idx);
         score = is_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *score);
-        if (!idx || !score) st = is_fail(NULL, IMGSIM_ERR_NOMEM, "topk: out of memory for %lld x %d results", (long long)nq, k);
+        if (!idx || !score)
+            st = is_fail(NULL, IMGSIM_ERR_NOMEM, "topk: out of memory for %lld x %d results", (long long)nq,
+                         k);
     }
     double t0 = is_now(), c0 = cpu_seconds(), secs = 0, cpu = 0;
     if (st == IMGSIM_OK) {

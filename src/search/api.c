@@ -26,8 +26,8 @@ imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int
     case IMGSIM_DEVICE_CPU:
         return is_search_cpu(idx, score, gallery, n, queries, q, dim, dtype, k, opt->threads, NULL);
     case IMGSIM_DEVICE_CUDA:
-        return is_search_cuda(idx, score, gallery, n, queries, q, dim, dtype, k, opt->device_index, opt->gpu_memory,
-                              NULL);
+        return is_search_cuda(idx, score, gallery, n, queries, q, dim, dtype, k, opt->device_index,
+                              opt->gpu_memory, NULL);
     }
     return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: unknown device %d", (int)opt->device);
 }
@@ -35,8 +35,8 @@ imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int
 #ifndef IMGSIM_HAVE_CUDA
 /* Without CUDA, the CUDA search is absent. */
 imgsim_status is_search_cuda(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
-                             int64_t q, int dim, imgsim_dtype dtype, int k, int device_index, size_t gpu_memory,
-                             is_err *e) {
+                             int64_t q, int dim, imgsim_dtype dtype, int k, int device_index,
+                             size_t gpu_memory, is_err *e) {
     (void)idx, (void)score, (void)gallery, (void)n, (void)queries, (void)q, (void)dim, (void)dtype, (void)k;
     (void)device_index, (void)gpu_memory;
     return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA");

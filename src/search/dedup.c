@@ -31,10 +31,10 @@ typedef struct pair {
 } pair;
 
 typedef struct dworker {
-    float *a, *b;  /* [TILE, dim] float32 copies of float16 tiles */
+    float *a, *b;      /* [TILE, dim] float32 copies of float16 tiles */
     uint16_t *ab, *bb; /* [TILE, dim] bf16 tiles (bf16 products only) */
-    float *c;      /* [TILE, TILE] */
-    pair *pairs;   /* found pairs */
+    float *c;          /* [TILE, TILE] */
+    pair *pairs;       /* found pairs */
     size_t np, cap;
 } dworker;
 
@@ -44,7 +44,7 @@ typedef struct dedup_ctx {
     int dim;
     imgsim_dtype dt;
     float threshold;
-    double *tilemax; /* [nb] max row norm per tile */
+    double *tilemax;  /* [nb] max row norm per tile */
     is_bf16_gemm *bf; /* bf16 products [TILE, TILE], or NULL for float32 */
     dworker *w;
     atomic_int failed; /* the first failing item claims fst and err */
@@ -128,11 +128,12 @@ static void pair_item(void *vctx, int64_t item, int wi) {
         for (int64_t cidx = bi == bj ? r + 1 : 0; cidx < rb; cidx++) {
             if (!(crow[cidx] >= cut)) continue;
             int64_t j = bj * TILE + cidx;
-            double s = is_dot64(a + (size_t)r * (size_t)dim, (const char *)x->x + (size_t)j * (size_t)dim * esz, dim,
-                                x->dt);
+            double s = is_dot64(a + (size_t)r * (size_t)dim,
+                                (const char *)x->x + (size_t)j * (size_t)dim * esz, dim, x->dt);
             if (s >= (double)x->threshold && push_pair(w, i, j, (float)s) != 0) {
                 if (!atomic_exchange(&x->failed, 1))
-                    x->fst = is_fail(&x->err, IMGSIM_ERR_NOMEM, "dedup: out of memory holding %zu pairs", w->np);
+                    x->fst =
+                        is_fail(&x->err, IMGSIM_ERR_NOMEM, "dedup: out of memory holding %zu pairs", w->np);
                 return;
             }
         }
@@ -146,8 +147,8 @@ static int pair_cmp(const void *pa, const void *pb) {
     return 0;
 }
 
-imgsim_status is_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype dtype, float threshold, int threads,
-                           is_pair_fn fn, void *ctx, is_err *e) {
+imgsim_status is_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype dtype, float threshold,
+                           int threads, is_pair_fn fn, void *ctx, is_err *e) {
     if (dim < 1) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: dim must be >= 1 (got %d)", dim);
     if (n < 0) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: negative row count");
     if (threshold != threshold) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: threshold is NaN");
@@ -209,7 +210,8 @@ imgsim_status is_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype d
         goto done;
     }
     size_t total = 0;
-    for (int t = 0; t < nw; t++) total += x.w[t].np;
+    for (int t = 0; t < nw; t++)
+        total += x.w[t].np;
     if (total) {
         all = is_malloc_array(total, sizeof *all);
         if (!all) {
@@ -224,7 +226,8 @@ imgsim_status is_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype d
             x.w[t].pairs = NULL;
         }
         qsort(all, total, sizeof *all, pair_cmp);
-        for (size_t p = 0; p < total; p++) fn(ctx, all[p].i, all[p].j, all[p].s);
+        for (size_t p = 0; p < total; p++)
+            fn(ctx, all[p].i, all[p].j, all[p].s);
     }
 
 done:

@@ -37,13 +37,13 @@
 #include "search/topk.h"
 
 enum {
-    TILE_G = 512,      /* gallery rows per tile */
-    TILE_Q = 1024,     /* queries per float32 sgemm */
-    BF_M = 512,        /* queries per bf16 matmul (the primitive's fixed m) */
-    QBLOCK = 4096,     /* queries per block (bounds per-thread candidate memory) */
-    MARGIN_F32 = 16,   /* extra candidates per query beyond k, float32 pass */
-    MARGIN_BF16 = 48,  /* the same, bf16 pass (its error bound is wider) */
-    BF16_MIN_Q = 32    /* fewer queries: float32 only (bf16 conversions would not pay) */
+    TILE_G = 512,     /* gallery rows per tile */
+    TILE_Q = 1024,    /* queries per float32 sgemm */
+    BF_M = 512,       /* queries per bf16 matmul (the primitive's fixed m) */
+    QBLOCK = 4096,    /* queries per block (bounds per-thread candidate memory) */
+    MARGIN_F32 = 16,  /* extra candidates per query beyond k, float32 pass */
+    MARGIN_BF16 = 48, /* the same, bf16 pass (its error bound is wider) */
+    BF16_MIN_Q = 32   /* fewer queries: float32 only (bf16 conversions would not pay) */
 };
 
 typedef enum pass_mode { PASS_F32 = 0, PASS_BF16 = 1 } pass_mode;
@@ -63,7 +63,7 @@ typedef struct worker {
     struct approx {
         float a;
         int64_t i;
-    } *ca;           /* [threads * kc] merge scratch */
+    } * ca; /* [threads * kc] merge scratch */
 } worker;
 
 typedef struct search_ctx {
@@ -140,8 +140,8 @@ static void tile_item(void *vctx, int64_t item, int wi) {
             return;
         }
         for (int64_t r = 0; r < qn; r++)
-            is_fold_row(w->cs + (size_t)(qs + r) * (size_t)kc, w->ci + (size_t)(qs + r) * (size_t)kc, &w->cn[qs + r], kc,
-                     w->c + (size_t)r * TILE_G, g0, gn);
+            is_fold_row(w->cs + (size_t)(qs + r) * (size_t)kc, w->ci + (size_t)(qs + r) * (size_t)kc,
+                        &w->cn[qs + r], kc, w->c + (size_t)r * TILE_G, g0, gn);
     }
 }
 
@@ -223,7 +223,8 @@ static void fallback_query(void *vctx, int64_t r, int wi) {
     const int k = x->k, dim = x->dim;
     const float *qrow = x->qf + (size_t)r * (size_t)dim;
     int cnt = 0;
-    for (int64_t g = 0; g < x->n; g++) exact_insert(w->cand, &cnt, k, is_dot64(qrow, grow_ptr(x, g), dim, x->dt), g);
+    for (int64_t g = 0; g < x->n; g++)
+        exact_insert(w->cand, &cnt, k, is_dot64(qrow, grow_ptr(x, g), dim, x->dt), g);
     int64_t *oi = x->idx + (size_t)x->qmap[r] * (size_t)k;
     float *os = x->score + (size_t)x->qmap[r] * (size_t)k;
     for (int j = 0; j < k; j++) {
@@ -236,8 +237,8 @@ static void fallback_query(void *vctx, int64_t r, int wi) {
 /* One screening pass over the whole gallery for the queries qf [qb, dim] (output rows qmap),
  * then the float64 re-ranking; leaves x->qst[r] = Q_RETRY_F32 for the queries a bf16 pass could
  * not prove, and runs the float64 scan for those a float32 pass could not. */
-static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, const float *qf, const uint16_t *qbf,
-                              int64_t qb, const int64_t *qmap, is_err *e) {
+static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, const float *qf,
+                              const uint16_t *qbf, int64_t qb, const int64_t *qmap, is_err *e) {
     x->mode = mode;
     x->kc = x->k + (mode == PASS_BF16 ? MARGIN_BF16 : MARGIN_F32);
     x->sub = mode == PASS_BF16 ? BF_M : TILE_Q;
@@ -245,8 +246,10 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, cons
     x->qbf = qbf;
     x->qb = qb;
     x->qmap = qmap;
-    for (int64_t r = 0; r < qb; r++) x->qnorm[r] = is_norm64(qf + (size_t)r * (size_t)x->dim, x->dim);
-    for (int t = 0; t < x->nw; t++) memset(x->w[t].cn, 0, (size_t)qb * sizeof(int));
+    for (int64_t r = 0; r < qb; r++)
+        x->qnorm[r] = is_norm64(qf + (size_t)r * (size_t)x->dim, x->dim);
+    for (int t = 0; t < x->nw; t++)
+        memset(x->w[t].cn, 0, (size_t)qb * sizeof(int));
     /* split the queries when there are too few tiles to keep every thread busy */
     int64_t nsub = (qb + x->sub - 1) / x->sub;
     x->nsplit = 1;
@@ -267,10 +270,11 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, cons
     is_pool_for(pool, qb, finish_query, x);
     if (mode == PASS_F32) {
         int64_t nfb = 0;
-        for (int64_t r = 0; r < qb; r++) nfb += x->qst[r] == Q_FALLBACK;
+        for (int64_t r = 0; r < qb; r++)
+            nfb += x->qst[r] == Q_FALLBACK;
         if (nfb) {
-            is_log_debug("search: %lld of %lld queries re-ranked by a float64 scan (near-ties)", (long long)nfb,
-                         (long long)qb);
+            is_log_debug("search: %lld of %lld queries re-ranked by a float64 scan (near-ties)",
+                         (long long)nfb, (long long)qb);
             is_pool_for(pool, qb, fallback_query, x);
         }
     }
@@ -313,11 +317,13 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
     if (!idx || !score || !queries || (n > 0 && !gallery))
         return is_fail(e, IMGSIM_ERR_INVALID_ARG, "search: NULL buffer");
     uint64_t tmp;
-    if (is_mul_overflow_u64((uint64_t)q, (uint64_t)k, &tmp) || is_mul_overflow_u64((uint64_t)n, (uint64_t)dim, &tmp) ||
+    if (is_mul_overflow_u64((uint64_t)q, (uint64_t)k, &tmp) ||
+        is_mul_overflow_u64((uint64_t)n, (uint64_t)dim, &tmp) ||
         is_mul_overflow_u64((uint64_t)q, (uint64_t)dim, &tmp))
         return is_fail(e, IMGSIM_ERR_TOO_LARGE, "search: sizes overflow");
     if (n == 0) {
-        for (int64_t i = 0; i < q * (int64_t)k; i++) idx[i] = -1, score[i] = -INFINITY;
+        for (int64_t i = 0; i < q * (int64_t)k; i++)
+            idx[i] = -1, score[i] = -INFINITY;
         return IMGSIM_OK;
     }
     if (k > 1 << 20) return is_fail(e, IMGSIM_ERR_TOO_LARGE, "search: k = %d is over the limit 1048576", k);
@@ -387,11 +393,13 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
         w->gb = use_bf ? is_calloc((size_t)TILE_G * (size_t)dim, sizeof(uint16_t)) : NULL;
         w->cand = is_malloc_array((size_t)k, sizeof(is_cand64));
         w->ca = is_malloc_array((size_t)nw * (size_t)kc_max, sizeof *w->ca);
-        ok = w->cs && w->ci && w->cn && w->c && w->cand && w->ca && (dtype == IMGSIM_F32 || w->g) && (!use_bf || w->gb);
+        ok = w->cs && w->ci && w->cn && w->c && w->cand && w->ca && (dtype == IMGSIM_F32 || w->g) &&
+             (!use_bf || w->gb);
     }
     if (!ok) {
         if (st == IMGSIM_OK)
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory (%lld queries per block, %d threads, k = %d)",
+            st = is_fail(e, IMGSIM_ERR_NOMEM,
+                         "search: out of memory (%lld queries per block, %d threads, k = %d)",
                          (long long)qb_cap, nw, k);
         goto done;
     }
@@ -406,7 +414,8 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
             is_f16_to_f32_n(qf, (const uint16_t *)queries + (size_t)q0 * (size_t)dim, (size_t)(qb * dim));
             qblock = qf;
         }
-        for (int64_t r = 0; r < qb; r++) qmap[r] = q0 + r;
+        for (int64_t r = 0; r < qb; r++)
+            qmap[r] = q0 + r;
         if (use_bf) {
             is_f32_to_bf16_n(qbf, qblock, (size_t)(qb * dim));
             memset(qbf + (size_t)qb * (size_t)dim, 0, (size_t)(qb_pad - qb) * (size_t)dim * sizeof(uint16_t));
@@ -415,7 +424,8 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
             int64_t nr = 0;
             for (int64_t r = 0; r < qb; r++) {
                 if (x.qst[r] != Q_RETRY_F32) continue;
-                memcpy(qretry + (size_t)nr * (size_t)dim, qblock + (size_t)r * (size_t)dim, (size_t)dim * sizeof(float));
+                memcpy(qretry + (size_t)nr * (size_t)dim, qblock + (size_t)r * (size_t)dim,
+                       (size_t)dim * sizeof(float));
                 qmap_retry[nr++] = q0 + r;
             }
             if (nr) {

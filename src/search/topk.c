@@ -52,7 +52,8 @@ imgsim_status is_sgemm_nt(float *c, int64_t ldc, const float *a, int64_t m, cons
 
 /* ---- candidate lists ------------------------------------------------------------------------ */
 
-static void fold_row_scalar(float *sc, int64_t *ix, int *cnt, int cap, const float *crow, int64_t g0, int64_t gn) {
+static void fold_row_scalar(float *sc, int64_t *ix, int *cnt, int cap, const float *crow, int64_t g0,
+                            int64_t gn) {
     float thr = *cnt == cap ? sc[cap - 1] : -INFINITY;
     for (int64_t j = 0; j < gn; j++) {
         if (crow[j] > thr) {
@@ -102,9 +103,9 @@ struct is_bf16_gemm {
     int workers;
     dnnl_engine_t eng;
     dnnl_primitive_t prim;
-    dnnl_stream_t *streams;  /* [workers] */
-    dnnl_memory_t *mem;      /* [workers * 4]: a, b, c, scratchpad */
-    void **scratch;          /* [workers] */
+    dnnl_stream_t *streams; /* [workers] */
+    dnnl_memory_t *mem;     /* [workers * 4]: a, b, c, scratchpad */
+    void **scratch;         /* [workers] */
 };
 
 void is_bf16_gemm_destroy(is_bf16_gemm *g) {
@@ -123,7 +124,8 @@ void is_bf16_gemm_destroy(is_bf16_gemm *g) {
     free(g);
 }
 
-imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int64_t k, int workers, is_err *e) {
+imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int64_t k, int workers,
+                                  is_err *e) {
     *out = NULL;
     is_bf16_gemm *g = is_calloc(1, sizeof *g);
     if (!g) return is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
@@ -189,8 +191,8 @@ imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int6
     *out = g;
     return IMGSIM_OK;
 fail:
-    st = is_fail(e, st, "search: oneDNN bf16 matmul %lld x %lld x %lld: %s unavailable", (long long)m, (long long)n,
-                 (long long)k, what);
+    st = is_fail(e, st, "search: oneDNN bf16 matmul %lld x %lld x %lld: %s unavailable", (long long)m,
+                 (long long)n, (long long)k, what);
 fail_msg:
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
@@ -198,14 +200,15 @@ fail_msg:
     return st;
 }
 
-imgsim_status is_bf16_gemm_run(is_bf16_gemm *g, int worker, float *c, const uint16_t *a, const uint16_t *b, is_err *e) {
+imgsim_status is_bf16_gemm_run(is_bf16_gemm *g, int worker, float *c, const uint16_t *a, const uint16_t *b,
+                               is_err *e) {
     dnnl_memory_t *m = g->mem + worker * 4;
     if (dnnl_memory_set_data_handle(m[0], (void *)a) != dnnl_success ||
         dnnl_memory_set_data_handle(m[1], (void *)b) != dnnl_success ||
         dnnl_memory_set_data_handle(m[2], c) != dnnl_success)
         return is_fail(e, IMGSIM_ERR_BACKEND, "search: oneDNN memory handles");
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, m[0]}, {DNNL_ARG_WEIGHTS, m[1]}, {DNNL_ARG_DST, m[2]},
-                               {DNNL_ARG_SCRATCHPAD, m[3]}};
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, m[0]}, {DNNL_ARG_WEIGHTS, m[1]}, {DNNL_ARG_DST, m[2]}, {DNNL_ARG_SCRATCHPAD, m[3]}};
     pthread_once(&omp_once, omp_lookup);
     int old = omp_get_fn ? omp_get_fn() : 1;
     if (old != 1) omp_set_fn(1);
@@ -235,7 +238,8 @@ __attribute__((target("avx512f,avx512bf16"))) static void bf16_convert_avx512(ui
         __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
         _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
     }
-    for (; i < count; i++) dst[i] = float_to_bf16(src[i]);
+    for (; i < count; i++)
+        dst[i] = float_to_bf16(src[i]);
 }
 #endif
 
@@ -246,7 +250,8 @@ void is_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count) {
         return;
     }
 #endif
-    for (size_t i = 0; i < count; i++) dst[i] = float_to_bf16(src[i]);
+    for (size_t i = 0; i < count; i++)
+        dst[i] = float_to_bf16(src[i]);
 }
 
 double is_dot_error_bound_bf16(int dim, double norm_a, double norm_b) {
@@ -266,7 +271,8 @@ static float half_to_float(uint16_t h) {
             bits = sign;
         } else { /* subnormal: normalise */
             int sh = 0;
-            while (!(man & 0x400u)) man <<= 1, sh++;
+            while (!(man & 0x400u))
+                man <<= 1, sh++;
             man &= 0x3ffu;
             bits = sign | ((uint32_t)(127 - 15 + 1 - sh) << 23) | (man << 13);
         }
@@ -285,7 +291,8 @@ __attribute__((target("avx,f16c"))) static void f16c_convert(float *dst, const u
     size_t i = 0;
     for (; i + 8 <= count; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    for (; i < count; i++) dst[i] = half_to_float(src[i]);
+    for (; i < count; i++)
+        dst[i] = half_to_float(src[i]);
 }
 #endif
 
@@ -296,7 +303,8 @@ void is_f16_to_f32_n(float *dst, const uint16_t *src, size_t count) {
         return;
     }
 #endif
-    for (size_t i = 0; i < count; i++) dst[i] = half_to_float(src[i]);
+    for (size_t i = 0; i < count; i++)
+        dst[i] = half_to_float(src[i]);
 }
 
 const float *is_row_f32(const void *x, int64_t r, int dim, imgsim_dtype dt, float *buf) {
@@ -315,8 +323,10 @@ const float *is_row_f32(const void *x, int64_t r, int dim, imgsim_dtype dt, floa
 static void dot64_lanes(double a[8], const float *q, const float *g, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) a[l] += (double)q[i + l] * (double)g[i + l];
-    for (; i < n; i++) a[i & 7] += (double)q[i] * (double)g[i];
+        for (int l = 0; l < 8; l++)
+            a[l] += (double)q[i + l] * (double)g[i + l];
+    for (; i < n; i++)
+        a[i & 7] += (double)q[i] * (double)g[i];
 }
 
 double is_dot64(const float *q, const void *g, int dim, imgsim_dtype dt) {
@@ -341,8 +351,10 @@ double is_norm64(const float *x, int dim) {
     double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
     for (; i + 8 <= dim; i += 8)
-        for (int l = 0; l < 8; l++) a[l] += (double)x[i + l] * (double)x[i + l];
-    for (; i < dim; i++) a[0] += (double)x[i] * (double)x[i];
+        for (int l = 0; l < 8; l++)
+            a[l] += (double)x[i + l] * (double)x[i + l];
+    for (; i < dim; i++)
+        a[0] += (double)x[i] * (double)x[i];
     return sqrt(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
 }
 

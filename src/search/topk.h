@@ -37,9 +37,11 @@ imgsim_status is_sgemm_nt(float *c, int64_t ldc, const float *a, int64_t m, cons
  * own worker index. Created only where oneDNN has a native bf16 kernel (AVX512-BF16 or AMX):
  * otherwise IMGSIM_ERR_UNSUPPORTED, and callers use the float32 path. */
 typedef struct is_bf16_gemm is_bf16_gemm;
-imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int64_t k, int workers, is_err *e);
+imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int64_t k, int workers,
+                                  is_err *e);
 /* c [m, n] (row stride n); a [m, k], b [n, k] bfloat16 bits; on the calling thread only. */
-imgsim_status is_bf16_gemm_run(is_bf16_gemm *g, int worker, float *c, const uint16_t *a, const uint16_t *b, is_err *e);
+imgsim_status is_bf16_gemm_run(is_bf16_gemm *g, int worker, float *c, const uint16_t *a, const uint16_t *b,
+                               is_err *e);
 void is_bf16_gemm_destroy(is_bf16_gemm *g);
 /* dst[count] = bfloat16 (round to nearest even) of src[count]. */
 void is_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count);
