@@ -26,6 +26,7 @@ static void fill_key(is_cuda_key *k) {
     k->format_version = IS_CUDA_ENGINE_VERSION;
     strcpy(k->model_sha256, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     strcpy(k->layer, "flatten_out");
+    k->in_c = 3, k->in_h = 8, k->in_w = 8;
     strcpy(k->gpu_name, "NVIDIA H100 80GB HBM3");
     k->cc_major = 9, k->cc_minor = 0;
     k->driver_version = 13000, k->runtime_version = 13000;
@@ -198,6 +199,10 @@ static void test_key_mismatch(void **state) {
     b.max_batch = 32;
     assert_false(is_cuda_key_equal(&a, &b, why, sizeof why));
     fill_key(&b);
+    b.in_h = 16;
+    assert_false(is_cuda_key_equal(&a, &b, why, sizeof why));
+    assert_non_null(strstr(why, "input"));
+    fill_key(&b);
     strcpy(b.layer, "other");
     assert_false(is_cuda_key_equal(&a, &b, why, sizeof why));
     /* the cache file name depends on every key field */
@@ -325,6 +330,7 @@ static void test_compile_resnet18(void **state) {
         uint8_t *buf = NULL;
         size_t len = 0;
         fill_key(&p.key);
+        p.key.in_c = p.in_c, p.key.in_h = p.in_h, p.key.in_w = p.in_w;
         assert_int_equal(is_cuda_plan_serialize(&p, &buf, &len, NULL), IMGSIM_OK);
         is_cuda_plan q;
         assert_int_equal(is_cuda_plan_deserialize(&q, buf, len, "mem", &e), IMGSIM_OK);

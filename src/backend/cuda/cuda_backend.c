@@ -502,6 +502,7 @@ static imgsim_status make_key(cuda_impl *c, const is_graph *g, is_cuda_key *k, i
     k->format_version = IS_CUDA_ENGINE_VERSION;
     snprintf(k->model_sha256, sizeof k->model_sha256, "%s", g->sha256);
     snprintf(k->layer, sizeof k->layer, "%s", g->vals[g->output].name ? g->vals[g->output].name : "");
+    k->in_c = g->in_c, k->in_h = g->in_h, k->in_w = g->in_w;
     snprintf(k->gpu_name, sizeof k->gpu_name, "%.127s", prop.name);
     snprintf(c->gpu_name, sizeof c->gpu_name, "%.127s", prop.name);
     k->cc_major = prop.major, k->cc_minor = prop.minor;

@@ -22,7 +22,7 @@
 #include "core/core.h"
 
 #define IS_CUDA_ENGINE_MAGIC "IMGSIMCE"
-#define IS_CUDA_ENGINE_VERSION 2
+#define IS_CUDA_ENGINE_VERSION 3
 #define IS_CUDA_ALIGN 256
 
 /* What an engine file was built for; every field must match for the file to be used. */
@@ -30,6 +30,7 @@ typedef struct is_cuda_key {
     int32_t format_version;
     char model_sha256[65];
     char layer[256];      /* name of the output value */
+    int32_t in_c, in_h, in_w; /* network input size */
     char gpu_name[128];
     int32_t cc_major, cc_minor;
     int32_t driver_version;  /* cudaDriverGetVersion */

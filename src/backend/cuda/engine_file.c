@@ -168,6 +168,9 @@ static void put_key(wbuf *w, const is_cuda_key *k) {
     put_i32(w, k->format_version);
     put_str(w, k->model_sha256);
     put_str(w, k->layer);
+    put_i32(w, k->in_c);
+    put_i32(w, k->in_h);
+    put_i32(w, k->in_w);
     put_str(w, k->gpu_name);
     put_i32(w, k->cc_major);
     put_i32(w, k->cc_minor);
@@ -184,6 +187,9 @@ static void get_key(rbuf *r, is_cuda_key *k) {
     k->format_version = get_i32(r);
     get_str(r, k->model_sha256, sizeof k->model_sha256);
     get_str(r, k->layer, sizeof k->layer);
+    k->in_c = get_i32(r);
+    k->in_h = get_i32(r);
+    k->in_w = get_i32(r);
     get_str(r, k->gpu_name, sizeof k->gpu_name);
     k->cc_major = get_i32(r);
     k->cc_minor = get_i32(r);
@@ -211,6 +217,8 @@ int is_cuda_key_equal(const is_cuda_key *a, const is_cuda_key *b, char *why, siz
     if (strcmp(a->model_sha256, b->model_sha256))
         DIFF("model sha256 %.12s..., this model is %.12s...", a->model_sha256, b->model_sha256);
     if (strcmp(a->layer, b->layer)) DIFF("layer '%s', requested '%s'", a->layer, b->layer);
+    if (a->in_c != b->in_c || a->in_h != b->in_h || a->in_w != b->in_w)
+        DIFF("input %dx%dx%d, requested %dx%dx%d", a->in_c, a->in_h, a->in_w, b->in_c, b->in_h, b->in_w);
     if (strcmp(a->gpu_name, b->gpu_name) || a->cc_major != b->cc_major || a->cc_minor != b->cc_minor)
         DIFF("GPU '%s' (sm_%d%d), this is '%s' (sm_%d%d)", a->gpu_name, a->cc_major, a->cc_minor, b->gpu_name,
              b->cc_major, b->cc_minor);
@@ -328,6 +336,7 @@ imgsim_status is_cuda_plan_serialize(const is_cuda_plan *p, uint8_t **buf, size_
 static int plan_valid(const is_cuda_plan *p) {
     if (p->elt != 2 && p->elt != 4) return 0;
     if (p->in_c <= 0 || p->in_h <= 0 || p->in_w <= 0 || p->dim <= 0) return 0;
+    if (p->key.in_c != p->in_c || p->key.in_h != p->in_h || p->key.in_w != p->in_w) return 0;
     if (p->arena_per_image < 0 || p->ws_bytes < 0) return 0;
     for (int i = 0; i < p->n_tensors; i++) {
         const is_cuda_tensor *t = &p->tensors[i];
