@@ -151,7 +151,7 @@ static imgsim_status compile_conv(cc *c, const is_node *n) {
     if (W->rank != 4) return unsupported(c, n, "weights are not 4-D");
     if (n->pad[0] != n->pad[2] || n->pad[1] != n->pad[3]) return unsupported(c, n, "asymmetric padding");
     int oc = (int)W->dims[0], icg = (int)W->dims[1], kh = (int)W->dims[2], kw = (int)W->dims[3];
-    int s2d = n == &g->nodes[c->s2d_node >= 0 ? c->s2d_node : 0] && c->s2d_node >= 0;
+    int s2d = c->s2d_node >= 0 && n == &g->nodes[c->s2d_node]; /* the rewritten stem conv */
     int grp = n->group > 0 ? n->group : 1;
     int icp = c->p->tensors[x].c / grp;
     if (icp < (s2d ? 4 * icg : icg) || c->p->tensors[x].c % grp)
@@ -416,7 +416,7 @@ static imgsim_status plan_arena(cc *c) {
         if (off + size > top) top = off + size;
     }
     for (int t = 0; t < nt; t++)
-        if (!placed[t]) p->tensors[t].offset = 0, p->tensors[t].size = p->tensors[t].size; /* unused */
+        if (!placed[t]) p->tensors[t].offset = 0, p->tensors[t].size = 0; /* never written (a fused-away GAP) */
     p->arena_per_image = top;
     free(def), free(last), free(placed), free(live);
     return IMGSIM_OK;

@@ -341,7 +341,7 @@ static int plan_valid(const is_cuda_plan *p) {
     for (int i = 0; i < p->n_tensors; i++) {
         const is_cuda_tensor *t = &p->tensors[i];
         if (t->c <= 0 || t->h <= 0 || t->w <= 0 || t->offset < 0 || t->size < 0) return 0;
-        if ((int64_t)t->c * t->h * t->w * p->elt > t->size) return 0;
+        if (t->size && (int64_t)t->c * t->h * t->w * p->elt > t->size) return 0; /* size 0: unused */
         if (t->offset > p->arena_per_image || t->size > p->arena_per_image - t->offset) return 0;
     }
     for (int i = 0; i < p->n_steps; i++) {
@@ -350,6 +350,10 @@ static int plan_valid(const is_cuda_plan *p) {
         for (int j = 0; j < 2; j++)
             if (s->in[j] < -1 || s->in[j] >= p->n_tensors) return 0;
         if (s->out < -1 || s->out >= p->n_tensors) return 0;
+        /* every tensor a step touches has its full extent in the arena */
+        int used[3] = {s->in[0], s->in[1], s->out};
+        for (int j = 0; j < 3; j++)
+            if (used[j] >= 0 && p->tensors[used[j]].size == 0) return 0;
         if (s->kind != IS_CS_OUTPUT && s->kind != IS_CS_INPUT && s->in[0] < 0) return 0;
         if (s->kind != IS_CS_OUTPUT && s->out < 0) return 0;
         int64_t offs[3] = {s->w_off, s->b_off, s->bh_off};
