@@ -106,6 +106,18 @@ check("normalised_f32_bf16", G, Q, 10, screen="bf16")
 check("random_f32_bf16", rng.standard_normal((2000, 80)).astype(np.float32),
       rng.standard_normal((70, 80)).astype(np.float32), 5, screen="bf16")
 
+# non-negative rows (like CNN features after ReLU)
+G = normalised(np.abs(rng.standard_normal((3000, 128))).astype(np.float32))
+Q = normalised(np.abs(rng.standard_normal((300, 128))).astype(np.float32))
+check("nonnegative_auto", G, Q, 10)
+# tight clusters (64 rows within ~0.001 of each of 40 centres) and queries near the centres: the
+# top scores are denser than the bf16 bound, so the bf16 probe gives up and float32 takes over
+C = normalised(rng.standard_normal((40, 128)).astype(np.float32))
+G = normalised((np.repeat(C, 64, axis=0) + 0.003 * rng.standard_normal((2560, 128))).astype(np.float32))
+G = G[rng.permutation(2560)]
+Q = normalised((C[rng.integers(0, 40, 300)] + 0.003 * rng.standard_normal((300, 128))).astype(np.float32))
+check("clusters_auto", G, Q, 10)
+
 # float16 stores: the reference is the float16 values upcast
 G = normalised(rng.standard_normal((1200, 48)).astype(np.float32)).astype(np.float16)
 Q = normalised(rng.standard_normal((50, 48)).astype(np.float32)).astype(np.float16)

@@ -16,7 +16,10 @@
  *  - bf16: where oneDNN has a native bfloat16 kernel (AVX512-BF16, AMX), queries and gallery
  *    tiles are rounded to bfloat16 and multiplied at about twice the float32 rate. The rounding
  *    error is bounded (topk.h: is_dot_error_bound_bf16, ~0.8% of |q||g|), so the candidates are
- *    proven complete or the query is retried in float32. Used for >= BF16_MIN_Q queries.
+ *    proven complete or the query is retried in float32. Used for >= BF16_MIN_Q queries. Data
+ *    whose top scores are dense within that bound (non-negative CNN features: most queries
+ *    unproven) would pay bf16 + float32, so the first PROBE queries are screened alone and bf16
+ *    is dropped for the rest when over a quarter of them needed the retry.
  *  - float32: one-thread oneDNN sgemm tiles; the bound is gamma(dim) |q| max|g|.
  * Each query's candidates are re-scored in float64 in order of approximate score until no
  * remaining candidate can reach the current k-th exact score, ranked by (score desc, row asc),
@@ -43,7 +46,8 @@ enum {
     QBLOCK = 4096,    /* queries per block (bounds per-thread candidate memory) */
     MARGIN_F32 = 16,  /* extra candidates per query beyond k, float32 pass */
     MARGIN_BF16 = 48, /* the same, bf16 pass (its error bound is wider) */
-    BF16_MIN_Q = 32   /* fewer queries: float32 only (bf16 conversions would not pay) */
+    BF16_MIN_Q = 32,  /* fewer queries: float32 only (bf16 conversions would not pay) */
+    PROBE = 64        /* queries screened in bf16 first, to see whether bf16 pays on this data */
 };
 
 typedef enum pass_mode { PASS_F32 = 0, PASS_BF16 = 1 } pass_mode;
@@ -85,8 +89,10 @@ typedef struct search_ctx {
     int64_t ntiles, nsplit, qper;
     double *tilemax; /* [ntiles] max row norm per tile (filled during the first pass) */
     int want_norms;
-    double gmax; /* max gallery row norm */
-    is_bf16_gemm *bf;
+    double gmax;            /* max gallery row norm */
+    is_bf16_gemm *bf;       /* the bf16 plan of the current pass */
+    is_bf16_gemm *bf_main;  /* m = BF_M */
+    is_bf16_gemm *bf_probe; /* m = PROBE */
     /* outputs */
     int64_t *idx;
     float *score;
@@ -237,11 +243,13 @@ static void fallback_query(void *vctx, int64_t r, int wi) {
 /* One screening pass over the whole gallery for the queries qf [qb, dim] (output rows qmap),
  * then the float64 re-ranking; leaves x->qst[r] = Q_RETRY_F32 for the queries a bf16 pass could
  * not prove, and runs the float64 scan for those a float32 pass could not. */
-static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, const float *qf,
-                              const uint16_t *qbf, int64_t qb, const int64_t *qmap, is_err *e) {
+static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, is_bf16_gemm *plan, int plan_m,
+                              const float *qf, const uint16_t *qbf, int64_t qb, const int64_t *qmap,
+                              is_err *e) {
     x->mode = mode;
+    x->bf = plan;
     x->kc = x->k + (mode == PASS_BF16 ? MARGIN_BF16 : MARGIN_F32);
-    x->sub = mode == PASS_BF16 ? BF_M : TILE_Q;
+    x->sub = mode == PASS_BF16 ? plan_m : TILE_Q;
     x->qf = qf;
     x->qbf = qbf;
     x->qb = qb;
@@ -279,6 +287,31 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, cons
         }
     }
     return IMGSIM_OK;
+}
+
+/* The bf16 pass for the queries qf [nq, dim] (output rows qmap), then float32 for those it could
+ * not prove; *nretry gets their count. qbf, qretry, qmap_retry are scratch of >= nq rows (qbf
+ * rounded up to plan_m). */
+static imgsim_status screen_bf16(search_ctx *x, is_pool *pool, is_bf16_gemm *plan, int plan_m,
+                                 const float *qf, int64_t nq, const int64_t *qmap, uint16_t *qbf,
+                                 float *qretry, int64_t *qmap_retry, int64_t *nretry, is_err *e) {
+    const int dim = x->dim;
+    int64_t padded = (nq + plan_m - 1) / plan_m * plan_m;
+    is_f32_to_bf16_n(qbf, qf, (size_t)(nq * dim));
+    memset(qbf + (size_t)nq * (size_t)dim, 0, (size_t)(padded - nq) * (size_t)dim * sizeof(uint16_t));
+    imgsim_status st = run_pass(x, pool, PASS_BF16, plan, plan_m, qf, qbf, nq, qmap, e);
+    if (st != IMGSIM_OK) return st;
+    int64_t nr = 0;
+    for (int64_t r = 0; r < nq; r++) {
+        if (x->qst[r] != Q_RETRY_F32) continue;
+        memcpy(qretry + (size_t)nr * (size_t)dim, qf + (size_t)r * (size_t)dim, (size_t)dim * sizeof(float));
+        qmap_retry[nr++] = qmap[r];
+    }
+    *nretry = nr;
+    if (!nr) return IMGSIM_OK;
+    is_log_debug("search: %lld of %lld queries not proven by the bf16 pass, redone in float32", (long long)nr,
+                 (long long)nq);
+    return run_pass(x, pool, PASS_F32, NULL, 0, qretry, NULL, nr, qmap_retry, e);
 }
 
 static void workers_free(worker *w, int nw) {
@@ -349,10 +382,11 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
     int use_bf = 0;
     if (want_bf16(q, n, dim)) {
         is_err be;
-        imgsim_status bs = is_bf16_gemm_create(&x.bf, BF_M, TILE_G, dim, nw, &be);
-        if (bs == IMGSIM_OK)
+        imgsim_status bs = is_bf16_gemm_create(&x.bf_main, BF_M, TILE_G, dim, nw, &be);
+        if (bs == IMGSIM_OK) {
             use_bf = 1;
-        else if (bs == IMGSIM_ERR_NOMEM)
+            if (is_bf16_gemm_create(&x.bf_probe, PROBE, TILE_G, dim, nw, &be) != IMGSIM_OK) x.bf_probe = NULL;
+        } else if (bs == IMGSIM_ERR_NOMEM)
             st = is_fail_copy(e, &be, bs);
         else
             is_log_debug("%s; searching in float32", be.msg);
@@ -405,6 +439,7 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
     }
 
     x.want_norms = 1;
+    int probed = 0;
     for (int64_t q0 = 0; q0 < q; q0 += qb_cap) {
         int64_t qb = q - q0 < qb_cap ? q - q0 : qb_cap;
         const float *qblock;
@@ -416,27 +451,30 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
         }
         for (int64_t r = 0; r < qb; r++)
             qmap[r] = q0 + r;
-        if (use_bf) {
-            is_f32_to_bf16_n(qbf, qblock, (size_t)(qb * dim));
-            memset(qbf + (size_t)qb * (size_t)dim, 0, (size_t)(qb_pad - qb) * (size_t)dim * sizeof(uint16_t));
-            st = run_pass(&x, pool, PASS_BF16, qblock, qbf, qb, qmap, e);
+        int64_t off = 0, nr = 0;
+        if (use_bf && x.bf_probe && !probed && qb >= 4 * PROBE) {
+            /* probe: if bf16 cannot prove over a quarter of these queries (dense near-ties, e.g.
+             * non-negative CNN features), float32 is faster for the rest */
+            probed = 1;
+            st = screen_bf16(&x, pool, x.bf_probe, PROBE, qblock, PROBE, qmap, qbf, qretry, qmap_retry, &nr,
+                             e);
             if (st != IMGSIM_OK) goto done;
-            int64_t nr = 0;
-            for (int64_t r = 0; r < qb; r++) {
-                if (x.qst[r] != Q_RETRY_F32) continue;
-                memcpy(qretry + (size_t)nr * (size_t)dim, qblock + (size_t)r * (size_t)dim,
-                       (size_t)dim * sizeof(float));
-                qmap_retry[nr++] = q0 + r;
+            if (4 * nr > PROBE) {
+                use_bf = 0;
+                is_log_debug(
+                    "search: bf16 screening left %lld of %d probe queries unproven; float32 from here",
+                    (long long)nr, PROBE);
             }
-            if (nr) {
-                is_log_debug("search: %lld of %lld queries not proven by the bf16 pass, redone in float32",
-                             (long long)nr, (long long)qb);
-                st = run_pass(&x, pool, PASS_F32, qretry, NULL, nr, qmap_retry, e);
-                if (st != IMGSIM_OK) goto done;
-            }
-            if (2 * nr > qb) use_bf = 0; /* near-ties everywhere: bf16 screening does not pay here */
+            off = PROBE;
+        }
+        if (use_bf) {
+            st = screen_bf16(&x, pool, x.bf_main, BF_M, qblock + (size_t)off * (size_t)dim, qb - off,
+                             qmap + off, qbf, qretry, qmap_retry, &nr, e);
+            if (st != IMGSIM_OK) goto done;
+            if (2 * nr > qb - off) use_bf = 0; /* near-ties everywhere: bf16 screening does not pay here */
         } else {
-            st = run_pass(&x, pool, PASS_F32, qblock, NULL, qb, qmap, e);
+            st = run_pass(&x, pool, PASS_F32, NULL, 0, qblock + (size_t)off * (size_t)dim, NULL, qb - off,
+                          qmap + off, e);
             if (st != IMGSIM_OK) goto done;
         }
     }
@@ -451,7 +489,8 @@ done:
     free(qretry);
     free(qmap);
     free(qmap_retry);
-    is_bf16_gemm_destroy(x.bf);
+    is_bf16_gemm_destroy(x.bf_main);
+    is_bf16_gemm_destroy(x.bf_probe);
     is_pool_destroy(pool);
     return st;
 }
