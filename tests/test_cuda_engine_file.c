@@ -342,12 +342,106 @@ static void test_compile_resnet18(void **state) {
     is_graph_free(g);
 }
 
+/* A constant filled with a deterministic pattern. */
+static int cst(is_graph *g, const char *name, int rank, const int64_t *dims) {
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++) n *= dims[i];
+    float *buf = malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) buf[i] = (float)((i * 37) % 17) / 17.f - 0.5f;
+    int v = is_graph_add_value(g, name, rank, dims, buf);
+    free(buf);
+    assert_true(v >= 0);
+    return v;
+}
+
+static int act_value(is_graph *g, const char *name) {
+    int v = is_graph_add_value(g, name, 0, NULL, NULL);
+    assert_true(v >= 0);
+    return v;
+}
+
+/* The non-ResNet ops: squeeze-excitation (GAP, 1x1 conv, Sigmoid, broadcast Mul), channel Concat,
+ * MaxPool, a Flatten of a spatial map (a real NCHW-order step) and a Gemm head. */
+static void test_compile_other_ops(void **state) {
+    (void)state;
+    is_graph *g = NULL;
+    is_err e;
+    assert_int_equal(is_graph_new(&g, &e), IMGSIM_OK);
+    int64_t xd[4] = {-1, 3, 8, 8};
+    g->input = is_graph_add_value(g, "x", 4, xd, NULL);
+    int64_t w1d[4] = {8, 3, 3, 3}, b1d[1] = {8}, w2d[4] = {8, 8, 1, 1}, fcd[2] = {10, 256}, fcb[1] = {10};
+    int w1 = cst(g, "w1", 4, w1d), b1 = cst(g, "b1", 1, b1d), w2 = cst(g, "w2", 4, w2d);
+    int fw = cst(g, "fcw", 2, fcd), fb = cst(g, "fcb", 1, fcb);
+    int c1 = act_value(g, "c1"), r1 = act_value(g, "r1"), gp = act_value(g, "gap"), c2 = act_value(g, "c2");
+    int sg = act_value(g, "sig"), ml = act_value(g, "mul"), ct = act_value(g, "cat"), mp = act_value(g, "mp");
+    int fl = act_value(g, "flat"), out = act_value(g, "out");
+    is_node *n = is_graph_add_node(g, IS_OP_CONV, "conv1", 3, (int[]){g->input, w1, b1}, c1);
+    n->kernel[0] = n->kernel[1] = 3;
+    n->pad[0] = n->pad[1] = n->pad[2] = n->pad[3] = 1;
+    assert_non_null(is_graph_add_node(g, IS_OP_RELU, "relu1", 1, (int[]){c1}, r1));
+    assert_non_null(is_graph_add_node(g, IS_OP_GLOBALAVGPOOL, "gap", 1, (int[]){r1}, gp));
+    n = is_graph_add_node(g, IS_OP_CONV, "conv2", 2, (int[]){gp, w2}, c2);
+    n->kernel[0] = n->kernel[1] = 1;
+    assert_non_null(is_graph_add_node(g, IS_OP_SIGMOID, "sig", 1, (int[]){c2}, sg));
+    assert_non_null(is_graph_add_node(g, IS_OP_MUL, "mul", 2, (int[]){sg, r1}, ml)); /* broadcast first */
+    assert_non_null(n = is_graph_add_node(g, IS_OP_CONCAT, "cat", 2, (int[]){ml, r1}, ct));
+    n->axis = 1;
+    assert_non_null(n = is_graph_add_node(g, IS_OP_MAXPOOL, "mp", 1, (int[]){ct}, mp));
+    n->kernel[0] = n->kernel[1] = 2;
+    n->stride[0] = n->stride[1] = 2;
+    assert_non_null(n = is_graph_add_node(g, IS_OP_FLATTEN, "flat", 1, (int[]){mp}, fl));
+    n->axis = 1;
+    assert_non_null(n = is_graph_add_node(g, IS_OP_GEMM, "fc", 3, (int[]){fl, fw, fb}, out));
+    n->trans_b = 1;
+    g->output = out;
+    assert_int_equal(is_graph_link(g, &e), IMGSIM_OK);
+    assert_int_equal(is_graph_infer_shapes(g, &e), IMGSIM_OK);
+    assert_int_equal(is_graph_select_output(g, "out", &e), IMGSIM_OK);
+    assert_int_equal(is_graph_optimize(g, &e), IMGSIM_OK);
+    for (int elt = 2; elt <= 4; elt += 2) {
+        is_cuda_plan p;
+        imgsim_status st = is_cuda_compile(&p, g, elt, &e);
+        if (st) fail_msg("compile: %s", e.msg);
+        int count[IS_CS_COUNT] = {0};
+        for (int i = 0; i < p.n_steps; i++) {
+            const is_cuda_step *s = &p.steps[i];
+            count[s->kind]++;
+            if (s->kind == IS_CS_MUL) { /* the broadcast operand is second */
+                assert_int_equal(p.tensors[s->in[0]].h, 8);
+                assert_int_equal(p.tensors[s->in[1]].h, 1);
+            }
+            if (s->kind == IS_CS_CONCAT) assert_true(s->coff == 0 || s->coff == 8);
+            if (s->kind == IS_CS_FLATTEN) assert_int_equal(p.tensors[s->out].c, 256);
+            for (int j = 0; j < 2; j++) {
+                if (s->in[j] < 0 || s->out < 0 || s->in[j] == s->out) continue;
+                const is_cuda_tensor *a = &p.tensors[s->in[j]], *b = &p.tensors[s->out];
+                assert_false(overlap(a->offset, a->size, b->offset, b->size));
+            }
+        }
+        assert_int_equal(count[IS_CS_CONV], 2);
+        assert_int_equal(count[IS_CS_GAP], 1); /* read by the conv, not fused into the output */
+        assert_int_equal(count[IS_CS_SIGMOID], 1);
+        assert_int_equal(count[IS_CS_MUL], 1);
+        assert_int_equal(count[IS_CS_CONCAT], 2);
+        assert_int_equal(count[IS_CS_MAXPOOL], 1);
+        assert_int_equal(count[IS_CS_FLATTEN], 1);
+        assert_int_equal(count[IS_CS_GEMM], 1);
+        assert_int_equal(count[IS_CS_OUTPUT], 1);
+        assert_int_equal(p.dim, 10);
+        /* stride-1 stem: no space-to-depth; fp16 pads the 3 input channels to 8 */
+        assert_int_equal(p.steps[0].sh, 1); /* 2 would mean space-to-depth */
+        assert_int_equal(p.tensors[p.steps[0].out].c, elt == 2 ? 8 : 3);
+        is_cuda_plan_free(&p);
+    }
+    is_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_corruption_rejected),
         cmocka_unit_test(test_bad_indices_rejected), cmocka_unit_test(test_key_mismatch),
         cmocka_unit_test(test_save_load_file),      cmocka_unit_test(test_compile_resnet18),
-        cmocka_unit_test(test_multichunk),
+        cmocka_unit_test(test_multichunk),         cmocka_unit_test(test_compile_other_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
