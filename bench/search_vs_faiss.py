@@ -29,6 +29,8 @@ ap.add_argument("--seed", type=int, default=42)
 ap.add_argument("--work", default="/tmp/imgsim_bench_search")
 ap.add_argument("--repeat", type=int, default=2, help="runs of each; the best is reported")
 ap.add_argument("--no-exact", action="store_true", help="skip the float64 reference")
+ap.add_argument("--data", choices=("gauss", "relu"), default="gauss",
+                help="gauss: N(0,1) rows; relu: |N(0,1)| rows, non-negative like CNN features after ReLU")
 a = ap.parse_args()
 os.environ["OPENBLAS_NUM_THREADS"] = str(a.threads)
 os.environ["OMP_NUM_THREADS"] = str(a.threads)
@@ -37,7 +39,8 @@ import faiss  # noqa: E402  (after the thread settings)
 import numpy as np  # noqa: E402
 
 os.makedirs(a.work, exist_ok=True)
-gpath, qpath = os.path.join(a.work, "g_%d_%d_%d.npy" % (a.n, a.dim, a.seed)), os.path.join(a.work, "q_%d_%d_%d.npy" % (a.q, a.dim, a.seed))
+gpath = os.path.join(a.work, "g_%s_%d_%d_%d.npy" % (a.data, a.n, a.dim, a.seed))
+qpath = os.path.join(a.work, "q_%s_%d_%d_%d.npy" % (a.data, a.q, a.dim, a.seed))
 
 
 def make(path, rows, seed):
@@ -47,6 +50,8 @@ def make(path, rows, seed):
     X = np.empty((rows, a.dim), np.float32)
     for s in range(0, rows, 16384):
         blk = rng.standard_normal((min(16384, rows - s), a.dim), dtype=np.float32)
+        if a.data == "relu":
+            blk = np.abs(blk)
         X[s:s + len(blk)] = blk / np.linalg.norm(blk, axis=1, keepdims=True)
     np.save(path + ".tmp.npy", X)
     os.replace(path + ".tmp.npy", path)
@@ -56,7 +61,8 @@ def make(path, rows, seed):
 t0 = time.time()
 G = np.ascontiguousarray(make(gpath, a.n, a.seed))
 Q = np.ascontiguousarray(make(qpath, a.q, a.seed + 1))
-print("data: gallery %s, queries %s, float32, normalised (%.1f s to make/load)" % (G.shape, Q.shape, time.time() - t0))
+print("data: gallery %s, queries %s, float32, %s rows, normalised (%.1f s to make/load)"
+      % (G.shape, Q.shape, a.data, time.time() - t0))
 
 
 def blas_of_this_process():

@@ -15,11 +15,11 @@
  * Two screening passes, both exact in the end:
  *  - bf16: where oneDNN has a native bfloat16 kernel (AVX512-BF16, AMX), queries and gallery
  *    tiles are rounded to bfloat16 and multiplied at about twice the float32 rate. The rounding
- *    error is bounded (topk.h: is_dot_error_bound_bf16, ~0.8% of |q||g|), so the candidates are
- *    proven complete or the query is retried in float32. Used for >= BF16_MIN_Q queries. Data
- *    whose top scores are dense within that bound (non-negative CNN features: most queries
- *    unproven) would pay bf16 + float32, so the first PROBE queries are screened alone and bf16
- *    is dropped for the rest when over a quarter of them needed the retry.
+ *    error is bounded (topk.h: is_dot_error_bound_bf16_rows, from the actual rounding-error norms of the
+ * query and the worst gallery row: typically ~0.3% of |q||g|), so the candidates are proven complete or the
+ * query is retried in float32. Used for >= BF16_MIN_Q queries. Data whose top scores are dense within that
+ * bound (non-negative CNN features: most queries unproven) would pay bf16 + float32, so the first PROBE
+ * queries are screened alone and bf16 is dropped for the rest when over a quarter of them needed the retry.
  *  - float32: one-thread oneDNN sgemm tiles; the bound is gamma(dim) |q| max|g|.
  * Each query's candidates are re-scored in float64 in order of approximate score until no
  * remaining candidate can reach the current k-th exact score, ranked by (score desc, row asc),
@@ -88,8 +88,11 @@ typedef struct search_ctx {
     int64_t qb;
     int64_t ntiles, nsplit, qper;
     double *tilemax; /* [ntiles] max row norm per tile (filled during the first pass) */
-    int want_norms;
+    double *tileerr; /* [ntiles] max bf16 rounding-error norm per tile (first bf16 pass) */
+    double *qerr;    /* [qb] bf16 rounding-error norm of each query (bf16 pass) */
+    int want_norms, want_errs;
     double gmax;            /* max gallery row norm */
+    double gerr;            /* max bf16 rounding-error norm of a gallery row */
     is_bf16_gemm *bf;       /* the bf16 plan of the current pass */
     is_bf16_gemm *bf_main;  /* m = BF_M */
     is_bf16_gemm *bf_probe; /* m = PROBE */
@@ -131,7 +134,18 @@ static void tile_item(void *vctx, int64_t item, int wi) {
         }
         x->tilemax[tile] = mx;
     }
-    if (x->mode == PASS_BF16) is_f32_to_bf16_n(w->gb, gt, (size_t)(gn * dim)); /* rows >= gn: ignored */
+    if (x->mode == PASS_BF16) {
+        is_f32_to_bf16_n(w->gb, gt, (size_t)(gn * dim)); /* rows >= gn: ignored */
+        if (x->want_errs && split == 0) {
+            double mx = 0.0;
+            for (int64_t r = 0; r < gn; r++) {
+                double er =
+                    is_bf16_error_norm(gt + (size_t)r * (size_t)dim, w->gb + (size_t)r * (size_t)dim, dim);
+                if (er > mx || er != er) mx = er;
+            }
+            x->tileerr[tile] = mx;
+        }
+    }
     int64_t qa = split * x->qper, qe = qa + x->qper < x->qb ? qa + x->qper : x->qb;
     for (int64_t qs = qa; qs < qe; qs += x->sub) {
         int64_t qn = qe - qs < x->sub ? qe - qs : x->sub;
@@ -180,8 +194,9 @@ static void finish_query(void *vctx, int64_t r, int wi) {
     worker *w = &x->w[wi];
     const int kc = x->kc, k = x->k, dim = x->dim;
     const float *qrow = x->qf + (size_t)r * (size_t)dim;
-    double delta = x->mode == PASS_BF16 ? is_dot_error_bound_bf16(dim, x->qnorm[r], x->gmax)
-                                        : is_dot_error_bound(dim, x->qnorm[r], x->gmax);
+    double delta = x->mode == PASS_BF16
+                       ? is_dot_error_bound_bf16_rows(dim, x->qnorm[r], x->qerr[r], x->gmax, x->gerr)
+                       : is_dot_error_bound(dim, x->qnorm[r], x->gmax);
     int64_t nc = 0;
     double s_cut = -INFINITY;
     int any_full = 0;
@@ -254,8 +269,12 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, is_b
     x->qbf = qbf;
     x->qb = qb;
     x->qmap = qmap;
-    for (int64_t r = 0; r < qb; r++)
+    for (int64_t r = 0; r < qb; r++) {
         x->qnorm[r] = is_norm64(qf + (size_t)r * (size_t)x->dim, x->dim);
+        if (mode == PASS_BF16)
+            x->qerr[r] =
+                is_bf16_error_norm(qf + (size_t)r * (size_t)x->dim, qbf + (size_t)r * (size_t)x->dim, x->dim);
+    }
     for (int t = 0; t < x->nw; t++)
         memset(x->w[t].cn, 0, (size_t)qb * sizeof(int));
     /* split the queries when there are too few tiles to keep every thread busy */
@@ -274,6 +293,12 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, is_b
         for (int64_t t = 0; t < x->ntiles; t++)
             if (x->tilemax[t] > x->gmax || x->tilemax[t] != x->tilemax[t]) x->gmax = x->tilemax[t];
         x->want_norms = 0;
+    }
+    if (mode == PASS_BF16 && x->want_errs) {
+        x->gerr = 0.0;
+        for (int64_t t = 0; t < x->ntiles; t++)
+            if (x->tileerr[t] > x->gerr || x->tileerr[t] != x->tileerr[t]) x->gerr = x->tileerr[t];
+        x->want_errs = 0;
     }
     is_pool_for(pool, qb, finish_query, x);
     if (mode == PASS_F32) {
@@ -404,8 +429,10 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
     uint16_t *qbf = NULL;
     int64_t *qmap = NULL, *qmap_retry = NULL;
     x.tilemax = is_calloc((size_t)x.ntiles, sizeof(double));
+    x.tileerr = is_calloc((size_t)x.ntiles, sizeof(double));
     x.qst = is_malloc((size_t)qb_cap);
     x.qnorm = is_malloc_array((size_t)qb_cap, sizeof(double));
+    x.qerr = is_calloc((size_t)qb_cap, sizeof(double));
     x.w = is_calloc((size_t)nw, sizeof(worker));
     qmap = is_malloc_array((size_t)qb_cap, sizeof(int64_t));
     if (dtype == IMGSIM_F16) qf = is_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
@@ -414,8 +441,8 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
         qretry = is_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
         qmap_retry = is_malloc_array((size_t)qb_cap, sizeof(int64_t));
     }
-    int ok = st == IMGSIM_OK && x.tilemax && x.qst && x.qnorm && x.w && qmap && (dtype == IMGSIM_F32 || qf) &&
-             (!use_bf || (qbf && qretry && qmap_retry));
+    int ok = st == IMGSIM_OK && x.tilemax && x.tileerr && x.qerr && x.qst && x.qnorm && x.w && qmap &&
+             (dtype == IMGSIM_F32 || qf) && (!use_bf || (qbf && qretry && qmap_retry));
     const size_t cmax = (size_t)(TILE_Q > BF_M ? TILE_Q : BF_M) * TILE_G;
     for (int t = 0; ok && t < nw; t++) {
         worker *w = &x.w[t];
@@ -439,6 +466,7 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
     }
 
     x.want_norms = 1;
+    x.want_errs = 1;
     int probed = 0;
     for (int64_t q0 = 0; q0 < q; q0 += qb_cap) {
         int64_t qb = q - q0 < qb_cap ? q - q0 : qb_cap;
@@ -482,6 +510,8 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
 done:
     workers_free(x.w, nw);
     free(x.tilemax);
+    free(x.tileerr);
+    free(x.qerr);
     free(x.qst);
     free(x.qnorm);
     free(qf);

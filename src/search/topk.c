@@ -261,6 +261,24 @@ double is_dot_error_bound_bf16(int dim, double norm_a, double norm_b) {
     return f + 1.01 * (2.0 * u + u * u) * norm_a * norm_b + (double)dim * 0x1p-120 * (1.0 + norm_a + norm_b);
 }
 
+double is_bf16_error_norm(const float *x, const uint16_t *xb, int dim) {
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < dim; i++) {
+        uint32_t bits = (uint32_t)xb[i] << 16;
+        float r;
+        memcpy(&r, &bits, sizeof r);
+        double d = (double)x[i] - (double)r;
+        a[i & 7] += d * d;
+    }
+    return sqrt(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
+}
+
+double is_dot_error_bound_bf16_rows(int dim, double nq, double eq, double ng, double eg) {
+    /* 1.01: covers the float64 rounding of the norms; |q~| <= nq + eq, |g~| <= ng + eg */
+    return 1.01 * (eq * ng + (nq + eq) * eg) + is_dot_error_bound(dim, nq + eq, ng + eg) +
+           (double)dim * 0x1p-120 * (1.0 + nq + ng);
+}
+
 /* ---- float16 ----------------------------------------------------------------------------- */
 
 /* IEEE binary16 -> binary32, exact (subnormals, inf, NaN kept). */

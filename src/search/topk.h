@@ -49,6 +49,14 @@ void is_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count);
  * (2 u + u^2) with u = 2^-8 for the rounding of both inputs, plus the float32 bound. */
 double is_dot_error_bound_bf16(int dim, double norm_a, double norm_b);
 
+/* Euclidean norm of the bf16 rounding error of a row: |x - float(xb)|, xb the bf16 of x. */
+double is_bf16_error_norm(const float *x, const uint16_t *xb, int dim);
+/* The bound for bf16 inputs from the actual rounding errors (a posteriori, ~2.5x tighter than
+ * is_dot_error_bound_bf16 on typical data): with q = q~ + e_q, g = g~ + e_g,
+ *   |q.g - fl(q~.g~)| <= |e_q||g| + |q~||e_g| + gamma(d)|q~||g~| (+ flushed underflows),
+ * with nq = |q|, eq = |e_q|, ng = max |g|, eg = max |e_g| over the rows that were dropped. */
+double is_dot_error_bound_bf16_rows(int dim, double nq, double eq, double ng, double eg);
+
 /* dst[count] = float32 of the IEEE binary16 values src[count] (exact); F16C when available. */
 void is_f16_to_f32_n(float *dst, const uint16_t *src, size_t count);
 
