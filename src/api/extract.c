@@ -68,8 +68,10 @@ typedef struct pipeline {
 
     /* GPU decoding (CUDA engine with nvJPEG) */
     int gpu_mode;
+    int async;    /* backend has submit/collect */
+    int n_bslots; /* backend slots: batch b runs in backend slot b % n_bslots */
     int n_workers;
-    double prev_gap;
+    double last_wait, last_idle;
     int adapt;          /* AUTO: adjust cpu_share after each batch */
     double cpu_share;   /* share of JPEGs the CPU workers decode (per 64 items) */
     void *feed;         /* is_gpu_feed */
@@ -271,23 +273,32 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     return st;
 }
 
-/* Creates the ring buffers: the backend's (pinned) input buffers when it is asynchronous. */
+/* Creates the ring buffers. An asynchronous backend (CUDA) lends its pinned input buffers, one
+ * slot per backend slot. In GPU-decoding mode the ring is the pipeline's own (GPU_RING slots of
+ * pinned memory, for the CPU-decoded share), deeper than the backend's slots so the workers fill
+ * the next batches while the consumer decodes one on the GPU. */
+#define GPU_RING 4
 static imgsim_status ring_init(pipeline *p, is_err *e) {
     is_backend *b = p->eng->b;
-    int async = b->ops->submit && b->ops->collect && b->ops->input_buffer && b->ops->n_slots >= 2;
-    p->S = async ? b->ops->n_slots : 2;
+    p->async = b->ops->submit && b->ops->collect && b->ops->input_buffer && b->ops->n_slots >= 2;
+    p->n_bslots = p->async ? b->ops->n_slots : 1;
+    p->S = p->gpu_mode ? GPU_RING : p->async ? b->ops->n_slots : 2;
     p->slot_buf = is_calloc((size_t)p->S, sizeof(float *));
     p->slot_batch = is_calloc((size_t)p->S, sizeof(int64_t));
     p->slot_done = is_calloc((size_t)p->S, sizeof(int));
     if (!p->slot_buf || !p->slot_batch || !p->slot_done) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
-    p->own_buffers = !async;
+    p->own_buffers = !p->async || p->gpu_mode;
     for (int s = 0; s < p->S; s++) {
         p->slot_batch[s] = s;
-        if (async) {
+        size_t bytes = (size_t)p->B * p->img_floats * sizeof(float);
+        if (!p->own_buffers)
             p->slot_buf[s] = b->ops->input_buffer(b, s);
-        } else {
-            p->slot_buf[s] = is_malloc_array((size_t)p->B * p->img_floats, sizeof(float));
-        }
+#ifdef IMGSIM_HAVE_CUDA
+        else if (p->gpu_mode)
+            p->slot_buf[s] = is_gpu_host_alloc(bytes);
+#endif
+        else
+            p->slot_buf[s] = is_malloc(bytes);
         if (!p->slot_buf[s]) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory for the batch ring");
     }
     return IMGSIM_OK;
@@ -295,7 +306,15 @@ static imgsim_status ring_init(pipeline *p, is_err *e) {
 
 static void pipeline_free(pipeline *p) {
     if (p->own_buffers && p->slot_buf)
-        for (int s = 0; s < p->S; s++) free(p->slot_buf[s]);
+        for (int s = 0; s < p->S; s++) {
+#ifdef IMGSIM_HAVE_CUDA
+            if (p->gpu_mode) {
+                is_gpu_host_free(p->slot_buf[s]);
+                continue;
+            }
+#endif
+            free(p->slot_buf[s]);
+        }
     free(p->slot_buf);
     free(p->slot_batch);
     free(p->slot_done);
@@ -360,8 +379,8 @@ static void fallback_one(void *ctx, int64_t k, int worker) {
  * nvJPEG refuses on the CPU, uploads the CPU-decoded images and starts the batch. */
 static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
     is_backend *be = p->eng->b;
-    int slot = (int)(b % p->S), n = batch_count(p, b);
-    float *dev_in = be->ops->device_input(be, slot);
+    int slot = (int)(b % p->S), bslot = (int)(b % p->n_bslots), n = batch_count(p, b);
+    float *dev_in = be->ops->device_input(be, bslot);
     const uint8_t *bufs[n];
     size_t lens[n];
     imgsim_status ist[n];
@@ -401,18 +420,21 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
         r->buf = NULL;
     }
     if (!st) st = is_gpu_feed_upload(p->feed, p->slot_buf[slot], mask, n, dev_in, e);
-    if (!st) st = be->ops->submit_device(be, slot, n, is_gpu_feed_event(p->feed), e);
+    if (!st) st = be->ops->submit_device(be, bslot, n, is_gpu_feed_event(p->feed), e);
     p->gpu_s += is_now() - t0;
-    /* AUTO: move JPEGs towards whichever side waited less */
-    if (p->adapt && b > 0) {
-        double worker_idle = 0;
-        for (int w = 0; w < p->n_workers; w++) worker_idle += p->idle[w];
-        worker_idle /= p->n_workers > 0 ? p->n_workers : 1;
-        if (p->wait_s > worker_idle + p->prev_gap) p->cpu_share -= 0.05; /* the CPU is the bottleneck */
-        else p->cpu_share += 0.05;
-        p->prev_gap = p->wait_s - worker_idle;
+    /* AUTO: move JPEGs towards whichever side waited more in this batch: the consumer waiting
+     * for the workers means the CPU is the bottleneck; the workers waiting for free slots means
+     * the GPU side is */
+    if (p->adapt) {
+        double idle = 0;
+        for (int w = 0; w < p->n_workers; w++) idle += p->idle[w];
+        idle /= p->n_workers > 0 ? p->n_workers : 1;
+        double d_wait = p->wait_s - p->last_wait, d_idle = idle - p->last_idle;
+        p->last_wait = p->wait_s;
+        p->last_idle = idle;
+        if (b > 0) p->cpu_share += d_wait > d_idle ? -0.03 : 0.03;
         if (p->cpu_share < 0) p->cpu_share = 0;
-        if (p->cpu_share > 0.95) p->cpu_share = 0.95;
+        if (p->cpu_share > 1) p->cpu_share = 1;
     }
     return st;
 }
@@ -426,7 +448,7 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
 static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double *infer_s, double *write_s,
                              is_err *e) {
     is_backend *be = p->eng->b;
-    int async = !p->own_buffers;
+    int async = p->async;
     int64_t dim = p->eng->info.dim, row = 0;
     float *out = is_malloc_array((size_t)p->B * (size_t)dim, sizeof(float));
     if (!out) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
@@ -437,12 +459,12 @@ static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double 
         if (async && p->gpu_mode) {
             st = gpu_feed_batch(p, b, e);
         } else if (async) {
-            st = be->ops->submit(be, (int)(b % p->S), batch_count(p, b), e);
+            st = be->ops->submit(be, (int)(b % p->n_bslots), batch_count(p, b), e);
         }
         if (async) {
             if (!st && b > 0) {
                 t0 = is_now();
-                st = be->ops->collect(be, (int)((b - 1) % p->S), out, e);
+                st = be->ops->collect(be, (int)((b - 1) % p->n_bslots), out, e);
                 *infer_s += is_now() - t0;
                 double t1 = is_now();
                 if (!st) st = write_batch(p, b - 1, out, npy, man, &row, e);
@@ -465,7 +487,7 @@ static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double 
     if (async && !st && p->n_batches > 0) {
         int64_t b = p->n_batches - 1;
         double t0 = is_now();
-        st = be->ops->collect(be, (int)(b % p->S), out, e);
+        st = be->ops->collect(be, (int)(b % p->n_bslots), out, e);
         *infer_s += is_now() - t0;
         double t1 = is_now();
         if (!st) st = write_batch(p, b, out, npy, man, &row, e);
@@ -508,13 +530,9 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
         pipeline_free(&p);
         return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     }
-    if ((st = ring_init(&p, e))) {
-        pipeline_free(&p);
-        return st;
-    }
 #ifdef IMGSIM_HAVE_CUDA
     is_backend *be = eng->b;
-    if (eng->info.device == IMGSIM_DEVICE_CUDA && opt->decode != IMGSIM_DECODE_CPU && !p.own_buffers &&
+    if (eng->info.device == IMGSIM_DEVICE_CUDA && be->ops->n_slots >= 2 &&
         be->ops->device_input && be->ops->submit_device) {
         is_gpu_feed *feed = NULL;
         is_err fe;
@@ -523,15 +541,25 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
                                opt->pre.std, &fe) == IMGSIM_OK) {
             p.feed = feed;
             p.gpu_mode = 1;
+            /* CPU: the same path with every image decoded by the workers (its deeper pinned
+             * ring uploads straight into the engine's device input) */
             p.adapt = opt->decode == IMGSIM_DECODE_AUTO;
-            p.cpu_share = p.adapt ? 0.5 : 0.0;
-            is_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", is_gpu_feed_backend(feed),
-                        p.adapt ? " and the CPU, share adapted as the job runs" : "");
+            p.cpu_share = opt->decode == IMGSIM_DECODE_CPU ? 1.0 : p.adapt ? 0.4 : 0.0;
+            if (opt->decode != IMGSIM_DECODE_CPU)
+                is_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", is_gpu_feed_backend(feed),
+                            p.adapt ? " and the CPU, share adapted as the job runs" : "");
         } else {
             is_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);
         }
     }
 #endif
+    if ((st = ring_init(&p, e))) {
+#ifdef IMGSIM_HAVE_CUDA
+        is_gpu_feed_destroy(p.feed);
+#endif
+        pipeline_free(&p);
+        return st;
+    }
 
     /* a store without meta.json is incomplete: remove the old marker before anything else */
     char *meta_path = is_path_join(store_dir, "meta.json");

@@ -9,6 +9,15 @@
 #include "image/cuda/gpu_image.h"
 #include "image/image.h"
 
+void *is_gpu_host_alloc(size_t bytes) {
+    void *p = NULL;
+    return cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault) == cudaSuccess ? p : NULL;
+}
+
+void is_gpu_host_free(void *p) {
+    if (p) cudaFreeHost(p);
+}
+
 #ifdef IMGSIM_HAVE_NVJPEG
 struct is_gpu_feed {
     int device, max_batch;

@@ -89,6 +89,11 @@ imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths,
                                       const imgsim_preprocess_opts *pre, imgsim_status *item_st, is_err *item_msg,
                                       int *on_gpu, is_err *e);
 
+
+/* Pinned host memory for staging (NULL on failure); free with is_gpu_host_free. */
+void *is_gpu_host_alloc(size_t bytes);
+void is_gpu_host_free(void *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,8 +7,9 @@
  * back to the CPU workers with a reason: CMYK/YCCK and other component counts (colour conversion
  * must match PIL), EXIF orientation other than 1 (applied on the CPU path), streams without an EOI
  * marker (a truncated JPEG must be an error, and nvJPEG may decode it silently), images over
- * max_pixels, and anything nvJPEG fails on. Output: RGB8 interleaved in one device arena per call,
- * grown (rarely) when a batch needs more.
+ * max_pixels, subsamplings other than 4:4:4/4:2:2/4:2:0, and anything nvJPEG fails on. nvJPEG
+ * writes YCbCr planes; ycc.cu converts them to RGB8 exactly as libjpeg-turbo does (nvJPEG's own
+ * RGB output replicates chroma). All in one device arena per call, grown (rarely) as needed.
  */
 #ifdef IMGSIM_HAVE_NVJPEG
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <nvjpeg.h>
 
 #include "image/cuda/gpu_image.h"
+#include "image/cuda/ycc.h"
 
 typedef struct decoder {
     nvjpegHandle_t h;
@@ -31,6 +33,7 @@ struct is_gpu_jpeg {
     nvjpegJpegStream_t stream_info;
     uint8_t *arena;
     size_t arena_bytes;
+    is_ycc_desc *h_ycc, *d_ycc; /* max_batch descriptors: pinned host and device */
     /* per-call scratch, max_batch entries */
     const unsigned char **bufs;
     size_t *lens;
@@ -99,6 +102,11 @@ imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, i
     d->lens = is_calloc((size_t)max_batch, sizeof *d->lens);
     d->dst = is_calloc((size_t)max_batch, sizeof *d->dst);
     d->which = is_calloc((size_t)max_batch, sizeof *d->which);
+    if (cudaHostAlloc((void **)&d->h_ycc, (size_t)max_batch * sizeof(is_ycc_desc), cudaHostAllocDefault) != cudaSuccess ||
+        cudaMalloc((void **)&d->d_ycc, (size_t)max_batch * sizeof(is_ycc_desc)) != cudaSuccess) {
+        is_gpu_jpeg_destroy(d);
+        return is_fail(e, IMGSIM_ERR_NOMEM, "nvJPEG: cannot allocate descriptors");
+    }
     if (!d->bufs || !d->lens || !d->dst || !d->which) {
         is_gpu_jpeg_destroy(d);
         return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
@@ -113,6 +121,8 @@ void is_gpu_jpeg_destroy(is_gpu_jpeg *d) {
     decoder_free(&d->hw);
     decoder_free(&d->hyb);
     if (d->arena) cudaFree(d->arena);
+    if (d->h_ycc) cudaFreeHost(d->h_ycc);
+    if (d->d_ycc) cudaFree(d->d_ycc);
     free(d->bufs);
     free(d->lens);
     free(d->dst);
@@ -137,7 +147,7 @@ static void decode_set(is_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream_
     if (m == 0) return;
     nvjpegStatus_t s = NVJPEG_STATUS_SUCCESS;
     if (dec->init_batch != m) {
-        s = nvjpegDecodeBatchedInitialize(dec->h, dec->state, m, d->cpu_threads, NVJPEG_OUTPUT_RGBI);
+        s = nvjpegDecodeBatchedInitialize(dec->h, dec->state, m, d->cpu_threads, NVJPEG_OUTPUT_YUV);
         dec->init_batch = s == NVJPEG_STATUS_SUCCESS ? m : 0;
     }
     if (s == NVJPEG_STATUS_SUCCESS) s = nvjpegDecodeBatched(dec->h, dec->state, d->bufs, d->lens, d->dst, stream);
@@ -148,7 +158,7 @@ static void decode_set(is_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream_
     is_log_debug("nvJPEG batch of %d failed (%s); decoding one by one", m, nvj_str(s));
     dec->init_batch = 0;
     for (int j = 0; j < m; j++) {
-        s = nvjpegDecode(d->hyb.h, d->hyb.state, d->bufs[j], d->lens[j], NVJPEG_OUTPUT_RGBI, &d->dst[j], stream);
+        s = nvjpegDecode(d->hyb.h, d->hyb.state, d->bufs[j], d->lens[j], NVJPEG_OUTPUT_YUV, &d->dst[j], stream);
         ok[j] = s == NVJPEG_STATUS_SUCCESS && cudaStreamSynchronize(stream) == cudaSuccess;
     }
     cudaGetLastError(); /* clear a sticky launch error from a failed image */
@@ -158,23 +168,28 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
                                  uint64_t max_pixels, is_gpu_src *srcs, imgsim_status *item_st, is_err *item_msg,
                                  cudaStream_t stream, is_err *e) {
     if (n > d->max_batch) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "nvJPEG: batch %d over %d", n, d->max_batch);
-    /* 1. sort images: hardware, hybrid, or back to the CPU */
+    /* 1. sort images: hardware, hybrid, or back to the CPU. nvJPEG decodes to YCbCr planes and
+     * ycc.cu makes RGB the way libjpeg-turbo does (fancy upsampling), so only the subsamplings
+     * that kernel reproduces exactly go to the GPU. */
     int route[n > 0 ? n : 1]; /* 0 cpu, 1 hybrid, 2 hardware */
     size_t off[n > 0 ? n : 1], total = 0;
+    int css[n > 0 ? n : 1], cw[n > 0 ? n : 1], ch[n > 0 ? n : 1];
     for (int i = 0; i < n; i++) {
         memset(&srcs[i], 0, sizeof srcs[i]);
         item_st[i] = IMGSIM_ERR_UNSUPPORTED;
         route[i] = 0;
         int nc = 0, ws[NVJPEG_MAX_COMPONENT], hs[NVJPEG_MAX_COMPONENT];
-        nvjpegChromaSubsampling_t css;
+        nvjpegChromaSubsampling_t sub;
         const char *why = NULL;
         if (!has_eoi(bufs[i], lens[i])) {
             why = "no EOI marker (truncated?)";
-        } else if (nvjpegGetImageInfo(d->hyb.h, bufs[i], lens[i], &nc, &css, ws, hs) != NVJPEG_STATUS_SUCCESS) {
+        } else if (nvjpegGetImageInfo(d->hyb.h, bufs[i], lens[i], &nc, &sub, ws, hs) != NVJPEG_STATUS_SUCCESS) {
             why = "nvJPEG cannot parse the header";
         } else if (nc != 1 && nc != 3) {
             why = "not grayscale or YCbCr (CMYK/YCCK are decoded on the CPU)";
-        } else if (ws[0] <= 0 || hs[0] <= 0 || (uint64_t)ws[0] * (uint64_t)hs[0] > max_pixels) {
+        } else if (nc == 3 && sub != NVJPEG_CSS_444 && sub != NVJPEG_CSS_422 && sub != NVJPEG_CSS_420) {
+            why = "chroma subsampling other than 4:4:4, 4:2:2 or 4:2:0";
+        } else if (ws[0] <= 0 || hs[0] <= 0 || hs[0] > 65535 || (uint64_t)ws[0] * (uint64_t)hs[0] > max_pixels) {
             why = "size outside the GPU path's limits";
         } else if (nvjpegJpegStreamParseHeader(d->hyb.h, bufs[i], lens[i], d->stream_info) != NVJPEG_STATUS_SUCCESS) {
             why = "nvJPEG cannot parse the stream";
@@ -194,11 +209,16 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
             if (nvjpegDecodeBatchedSupported(d->hw.h, d->stream_info, &sup) == NVJPEG_STATUS_SUCCESS && sup == 0)
                 route[i] = 2;
         }
+        css[i] = nc == 1 ? IS_CSS_GRAY : sub == NVJPEG_CSS_444 ? IS_CSS_444 : sub == NVJPEG_CSS_422 ? IS_CSS_422 : IS_CSS_420;
+        cw[i] = nc == 1 ? 0 : ws[1];
+        ch[i] = nc == 1 ? 0 : hs[1];
         srcs[i].w = ws[0];
         srcs[i].h = hs[0];
         srcs[i].pitch = ws[0] * 3;
+        /* arena: Y, Cb, Cr planes, then the RGB image */
         off[i] = total;
-        total += ((size_t)srcs[i].pitch * (size_t)hs[0] + 255) & ~(size_t)255;
+        size_t yb = ((size_t)ws[0] * hs[0] + 255) & ~(size_t)255, cb = ((size_t)cw[i] * ch[i] + 255) & ~(size_t)255;
+        total += yb + 2 * cb + (((size_t)srcs[i].pitch * (size_t)hs[0] + 255) & ~(size_t)255);
     }
     /* 2. one arena for the batch's decoded images */
     if (total > d->arena_bytes) {
@@ -211,17 +231,33 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
         }
         d->arena_bytes = want;
     }
-    /* 3. decode each route as one batch */
+    /* 3. decode each route as one batch, into YCbCr planes */
+    int max_w = 0, max_h = 0;
+    memset(d->h_ycc, 0, (size_t)n * sizeof(is_ycc_desc));
     for (int r = 2; r >= 1; r--) {
         int m = 0;
         for (int i = 0; i < n; i++) {
             if (route[i] != r) continue;
+            uint8_t *base = d->arena + off[i];
+            size_t yb = ((size_t)srcs[i].w * srcs[i].h + 255) & ~(size_t)255;
+            size_t cb = ((size_t)cw[i] * ch[i] + 255) & ~(size_t)255;
+            is_ycc_desc *y = &d->h_ycc[i];
+            y->y = base;
+            y->cb = base + yb;
+            y->cr = base + yb + cb;
+            y->w = srcs[i].w, y->h = srcs[i].h, y->yp = srcs[i].w;
+            y->cw = cw[i], y->ch = ch[i], y->cp = cw[i], y->css = css[i];
             d->which[m] = i;
             d->bufs[m] = bufs[i];
             d->lens[m] = lens[i];
             memset(&d->dst[m], 0, sizeof d->dst[m]);
-            d->dst[m].channel[0] = d->arena + off[i];
-            d->dst[m].pitch[0] = (size_t)srcs[i].pitch;
+            d->dst[m].channel[0] = (unsigned char *)y->y;
+            d->dst[m].pitch[0] = (size_t)y->yp;
+            if (css[i] != IS_CSS_GRAY) {
+                d->dst[m].channel[1] = (unsigned char *)y->cb;
+                d->dst[m].channel[2] = (unsigned char *)y->cr;
+                d->dst[m].pitch[1] = d->dst[m].pitch[2] = (size_t)y->cp;
+            }
             m++;
         }
         int ok[m > 0 ? m : 1];
@@ -230,12 +266,25 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
         for (int j = 0; j < m; j++) {
             int i = d->which[j];
             if (ok[j]) {
-                srcs[i].px = d->arena + off[i];
+                uint8_t *rgb = d->arena + off[i] + (((size_t)srcs[i].w * srcs[i].h + 255) & ~(size_t)255) +
+                               2 * ((((size_t)cw[i] * ch[i]) + 255) & ~(size_t)255);
+                d->h_ycc[i].rgb = rgb;
+                srcs[i].px = rgb;
                 item_st[i] = IMGSIM_OK;
+                if (srcs[i].w > max_w) max_w = srcs[i].w;
+                if (srcs[i].h > max_h) max_h = srcs[i].h;
             } else {
                 snprintf(item_msg[i].msg, sizeof item_msg[i].msg, "nvJPEG failed to decode it");
             }
         }
+    }
+    /* 4. YCbCr -> RGB as libjpeg-turbo does it */
+    if (max_w > 0) {
+        if (cudaMemcpyAsync(d->d_ycc, d->h_ycc, (size_t)n * sizeof(is_ycc_desc), cudaMemcpyHostToDevice, stream) !=
+            cudaSuccess)
+            return is_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: descriptor copy failed");
+        imgsim_status st = is_ycc_to_rgb(d->d_ycc, n, max_w, max_h, stream, e);
+        if (st) return st;
     }
     return IMGSIM_OK;
 }
