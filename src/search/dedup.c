@@ -11,8 +11,9 @@
  * the pairs found. Pairs are delivered to the callback on the calling thread, sorted by (i, j).
  *
  * Where oneDNN has a native bf16 kernel (and dim >= 64), the tiles are multiplied in bfloat16
- * (about twice the float32 rate) with the wider bf16 bound as delta (topk.h): the pair set stays
- * exact, only pairs within that bound below the threshold cost a float64 re-score.
+ * (about twice the float32 rate) with the a-posteriori bf16 bound as delta (from the tiles'
+ * largest rounding-error norms, topk.h): the pair set stays exact, only pairs within that bound
+ * below the threshold cost a float64 re-score.
  * IMGSIM_SEARCH_SCREEN=f32|bf16 forces the choice.
  */
 #include <math.h>
@@ -103,9 +104,25 @@ static void pair_item(void *vctx, int64_t item, int wi) {
     if (bi == bj) rb = ra;
     is_err e;
     imgsim_status gst;
+    double ea = 0.0, eb = 0.0;
     if (x->bf) {
         is_f32_to_bf16_n(w->ab, a, (size_t)(ra * dim)); /* rows >= ra: stale, their scores are ignored */
         if (bi != bj) is_f32_to_bf16_n(w->bb, b, (size_t)(rb * dim));
+        /* the tiles' largest bf16 rounding-error norms, for the a-posteriori bound */
+        ea = eb = 0.0;
+        for (int64_t r = 0; r < ra; r++) {
+            double er = is_bf16_error_norm(a + (size_t)r * (size_t)dim, w->ab + (size_t)r * (size_t)dim, dim);
+            if (er > ea || er != er) ea = er;
+        }
+        if (bi == bj) {
+            eb = ea;
+        } else {
+            for (int64_t r = 0; r < rb; r++) {
+                double er =
+                    is_bf16_error_norm(b + (size_t)r * (size_t)dim, w->bb + (size_t)r * (size_t)dim, dim);
+                if (er > eb || er != er) eb = er;
+            }
+        }
         gst = is_bf16_gemm_run(x->bf, wi, w->c, w->ab, bi == bj ? w->ab : w->bb, &e);
     } else {
         gst = is_sgemm_nt(w->c, TILE, a, ra, b, rb, dim, &e);
@@ -117,7 +134,7 @@ static void pair_item(void *vctx, int64_t item, int wi) {
         }
         return;
     }
-    double delta = x->bf ? is_dot_error_bound_bf16(dim, x->tilemax[bi], x->tilemax[bj])
+    double delta = x->bf ? is_dot_error_bound_bf16_rows(dim, x->tilemax[bi], ea, x->tilemax[bj], eb)
                          : is_dot_error_bound(dim, x->tilemax[bi], x->tilemax[bj]);
     float cut = (float)((double)x->threshold - delta);
     if (cut > -INFINITY) cut = nextafterf(cut, -INFINITY); /* the float rounding of the cut */

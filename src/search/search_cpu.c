@@ -45,7 +45,7 @@ enum {
     BF_M = 512,       /* queries per bf16 matmul (the primitive's fixed m) */
     QBLOCK = 4096,    /* queries per block (bounds per-thread candidate memory) */
     MARGIN_F32 = 16,  /* extra candidates per query beyond k, float32 pass */
-    MARGIN_BF16 = 48, /* the same, bf16 pass (its error bound is wider) */
+    MARGIN_BF16 = 128, /* the same, bf16 pass (its error bound is wider) */
     BF16_MIN_Q = 32,  /* fewer queries: float32 only (bf16 conversions would not pay) */
     PROBE = 64        /* queries screened in bf16 first, to see whether bf16 pays on this data */
 };

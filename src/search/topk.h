@@ -49,7 +49,8 @@ void is_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count);
  * (2 u + u^2) with u = 2^-8 for the rounding of both inputs, plus the float32 bound. */
 double is_dot_error_bound_bf16(int dim, double norm_a, double norm_b);
 
-/* Euclidean norm of the bf16 rounding error of a row: |x - float(xb)|, xb the bf16 of x. */
+/* An upper bound of the Euclidean norm of the bf16 rounding error of a row, |x - float(xb)|,
+ * xb the bf16 of x. */
 double is_bf16_error_norm(const float *x, const uint16_t *xb, int dim);
 /* The bound for bf16 inputs from the actual rounding errors (a posteriori, ~2.5x tighter than
  * is_dot_error_bound_bf16 on typical data): with q = q~ + e_q, g = g~ + e_g,
@@ -67,7 +68,7 @@ const float *is_row_f32(const void *x, int64_t r, int dim, imgsim_dtype dt, floa
  * dtype dt. Identical rows give bit-identical results. */
 double is_dot64(const float *q, const void *g, int dim, imgsim_dtype dt);
 
-/* Euclidean norm of n float32 values, in float64. */
+/* An upper bound (within ~dim 2^-23 relative) of the Euclidean norm of dim float32 values. */
 double is_norm64(const float *x, int dim);
 
 /* The bound on |float32 dot - exact dot| for vectors of these norms (with a 2x safety factor
