@@ -13,3 +13,4 @@ imgsim_py_test(cpu_parity_resnet50_op17 test_cpu_parity.py --arch=resnet50 --ops
 imgsim_py_test(cpu_parity_mobilenet_v2 test_cpu_parity.py --arch=mobilenet_v2 --size=96 --images=3 --batch-size=2 --bf16)
 imgsim_py_test(cpu_parity_resnext test_cpu_parity.py --arch=resnext_small --size=64 --images=3 --batch-size=2 --bf16)
 set_tests_properties(cpu_parity_resnet50_op13 cpu_parity_resnet50_op17 PROPERTIES TIMEOUT 900)
+imgsim_py_test(cpu_bench test_cpu_bench.py)
