@@ -73,8 +73,10 @@ int is_mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *out);
 imgsim_status is_read_file(uint8_t **buf, size_t *len, const char *path, uint64_t max_bytes, is_err *e);
 /* Reads up to n bytes from the start of a file; *got is how many were read. */
 imgsim_status is_read_head(uint8_t *buf, size_t n, size_t *got, const char *path, is_err *e);
-/* Atomic output: opens "<path>.tmp.<pid>" for writing; is_atomic_commit fsyncs, closes and
- * renames it onto path; is_atomic_abort closes and unlinks it. */
+/* Atomic output: opens "<path>.tmp.<pid>" for writing; is_atomic_commit flushes, closes and
+ * renames it onto path; is_atomic_abort closes and unlinks it. A killed process never leaves a
+ * partial file under the final name. (No fsync: durability across power loss is the file
+ * system's; fsync of a large store cost more than writing it.) */
 typedef struct is_atomic_file {
     FILE *f;
     char *final_path;

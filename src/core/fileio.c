@@ -126,7 +126,6 @@ imgsim_status is_atomic_commit(is_atomic_file *af, is_err *e) {
     imgsim_status st = IMGSIM_OK;
     int bad = ferror(af->f);
     if (fflush(af->f) != 0) bad = 1;
-    if (!bad && fsync(fileno(af->f)) != 0 && errno != EINVAL) bad = 1;
     int er = errno;
     if (fclose(af->f) != 0) bad = 1;
     af->f = NULL;

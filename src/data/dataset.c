@@ -274,9 +274,8 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
         } else if (!S_ISREG(sb.st_mode)) {
             st = add_skip(w->b, cpath, "not a regular file", e);
         } else {
-            char reason[600];
-            int r = sniff_file(cpath, reason, sizeof reason);
-            if (r == 1) {
+            /* every regular file is listed now and sniffed afterwards, in parallel (sniff_all) */
+            {
                 /* label: the first component of rel, "" for files directly in the root */
                 const char *slash = strchr(crel, '/');
                 if (slash) {
@@ -293,8 +292,6 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
                 } else {
                     st = add_item(w->b, cpath, crel, "", e);
                 }
-            } else {
-                st = add_skip(w->b, cpath, reason, e);
             }
         }
         free(crel);
@@ -314,6 +311,48 @@ static int cmp_items_rel(const void *a, const void *b) {
     return strcmp(((const is_item *)a)->rel, ((const is_item *)b)->rel);
 }
 
+typedef struct sniff_job {
+    const list_builder *b;
+    char **reason; /* per item: NULL for an image, else why it is skipped */
+    int nomem;
+} sniff_job;
+
+static void sniff_one(void *ctx, int64_t i, int worker) {
+    sniff_job *j = ctx;
+    char reason[600];
+    (void)worker;
+    if (sniff_file(j->b->items[i].path, reason, sizeof reason) == 1) return;
+    j->reason[i] = is_strdup(reason);
+    if (!j->reason[i]) j->nomem = 1;
+}
+
+/* Sniffs every listed file's first bytes (in parallel: listing a large folder is mostly this) and
+ * moves the files that are not images to the skipped list, keeping the order of both. */
+static imgsim_status sniff_all(list_builder *b, is_err *e) {
+    sniff_job j = {b, is_calloc(b->n ? b->n : 1, sizeof(char *)), 0};
+    if (!j.reason) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory listing the dataset");
+    is_pool *pool = NULL;
+    if (b->n >= 256) is_pool_create(&pool, 0, NULL); /* on failure: one thread */
+    is_pool_for(pool, (int64_t)b->n, sniff_one, &j);
+    is_pool_destroy(pool);
+    imgsim_status st = j.nomem ? is_fail(e, IMGSIM_ERR_NOMEM, "out of memory listing the dataset") : IMGSIM_OK;
+    size_t kept = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!j.reason[i]) {
+            b->items[kept++] = b->items[i];
+            continue;
+        }
+        if (!st) st = add_skip(b, b->items[i].path, j.reason[i], e);
+        free(j.reason[i]);
+        free(b->items[i].path);
+        free(b->items[i].rel);
+        free(b->items[i].label);
+    }
+    b->n = kept;
+    free(j.reason);
+    return st;
+}
+
 /* Lists an ImageFolder-layout folder into b (items sorted by rel). */
 static imgsim_status open_folder(list_builder *b, const char *root, is_err *e) {
     struct stat sb;
@@ -325,6 +364,7 @@ static imgsim_status open_folder(list_builder *b, const char *root, is_err *e) {
     dir_id id = {sb.st_dev, sb.st_ino};
     imgsim_status st = walk(w, "", id, e);
     free(w);
+    if (st == IMGSIM_OK) st = sniff_all(b, e);
     if (st != IMGSIM_OK) return st;
     if (b->n > 1) qsort(b->items, b->n, sizeof(is_item), cmp_items_rel);
     return IMGSIM_OK;

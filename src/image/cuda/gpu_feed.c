@@ -99,6 +99,10 @@ imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, con
     memset(f->h_srcs, 0, (size_t)n * sizeof(is_gpu_src));
     for (int j = 0; j < m; j++) {
         int i = idx[j];
+        if (st_m[j] == IMGSIM_OK && !is_gpu_preprocess_fits(srcs[j].w, srcs[j].h, f->pp.ow, f->pp.oh)) {
+            st_m[j] = IMGSIM_ERR_UNSUPPORTED;
+            snprintf(msg_m[j].msg, sizeof msg_m[j].msg, "downscale too large for the GPU kernel");
+        }
         item_st[i] = st_m[j];
         if (st_m[j] == IMGSIM_OK)
             f->h_srcs[i] = srcs[j];

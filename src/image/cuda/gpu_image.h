@@ -32,6 +32,10 @@ typedef struct is_gpu_pre_params {
     float mean[3], std[3];
 } is_gpu_pre_params;
 
+/* 1 if the kernel takes a w x h image resized to ow x oh (its horizontal window has a size limit;
+ * larger downscales go to the CPU path). */
+int is_gpu_preprocess_fits(int w, int h, int ow, int oh);
+
 /* dst[i] = preprocess(srcs[i]) for i < n. srcs_dev is a device array of n descriptors. Skips
  * (leaves untouched) images whose px is NULL. Asynchronous on stream. */
 imgsim_status is_gpu_preprocess(void *dst, const is_gpu_src *srcs_dev, int n, const is_gpu_pre_params *p,

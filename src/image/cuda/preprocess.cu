@@ -1,53 +1,69 @@
 /*
- * preprocess.cu: the fused GPU preprocessing kernel (see gpu_image.h).
+ * preprocess.cu: the fused GPU preprocessing kernel (see gpu_image.h): Pillow's antialiased
+ * bilinear resize, bit for bit, then ToTensor + Normalize, layout change and cast.
  *
- * For each output pixel (n, y, x) of an image of size (h, w) resized to (oh, ow):
- *   out[c] = (sum_{iy,ix} wy(iy) * wx(ix) * src[iy, ix, c] / 255 - mean[c]) / std[c]
- * with PIL's antialiased bilinear weights: scale = in / out, support = max(scale, 1),
- * center = (o + 0.5) * scale, taps i in [int(center - support + 0.5), int(center + support + 0.5))
- * clipped to the image, weight = triangle((i - center + 0.5) / max(scale, 1)), normalised to sum 1.
- * PIL rounds its intermediate (horizontal) pass to 8 bits; this kernel keeps it in float, which
- * moves a pixel by at most half a level (0.5 / 255 / std ~ 0.009 after normalisation).
+ * Pillow (Resample.c, 8 bits per channel) resizes in two passes, horizontal then vertical, with
+ * coefficients computed in double (scale = in / out, support = max(scale, 1), center =
+ * (o + 0.5) * scale, taps [int(center - support + 0.5), int(center + support + 0.5)) clipped to
+ * the image, triangle weights normalised to sum 1) and converted to 22-bit fixed point; each pass
+ * rounds (adds 2^21), shifts and clamps to 8 bits. This kernel does the same per output pixel:
+ * for each row of its vertical window it computes the horizontal pass's 8-bit value exactly as
+ * Pillow's intermediate image holds it, and accumulates the vertical pass on those.
  *
- * Grid: (ceil(ow / 128), oh, n), 128 threads along x: a block shares one output row, so its
- * vertical window and weights are the same for all threads. Reads are RGB8, 3 bytes per tap,
- * neighbouring threads reading neighbouring pixels.
+ * Grid: (ceil(ow / 128), oh, n), 128 threads along x: a block shares one output row (one vertical
+ * window). Horizontal coefficients live in a per-thread array of PRE_MAXK taps; is_gpu_preprocess
+ * refuses (returns UNSUPPORTED for the caller to route to the CPU) images whose window is wider,
+ * i.e. downscaling by more than PRE_MAXK / 2 - 1 in either direction.
  */
 #include <cuda_fp16.h>
 
 #include "image/cuda/gpu_image.h"
 
 #define PRE_THREADS 128
+#define PRE_MAXK 64
+#define PREC_BITS 22
 
-/* PIL's window for output coordinate o: first tap, tap count, 1/filterscale, center, and the
- * normalisation 1 / sum of weights. */
 struct window {
     int lo, n;
-    float ss, center, inv_sum;
+    double center, ss, inv_ww;
 };
 
-__device__ static inline float tri(float x) {
-    x = fabsf(x);
-    return x < 1.0f ? 1.0f - x : 0.0f;
+__device__ static inline double tri(double x) {
+    x = fabs(x);
+    return x < 1.0 ? 1.0 - x : 0.0;
 }
 
+/* precompute_coeffs() of Pillow for output coordinate o */
 __device__ static inline window make_window(int o, int in, int out) {
     window wd;
-    float scale = (float)in / (float)out;
-    float fscale = scale > 1.0f ? scale : 1.0f;
-    float support = fscale; /* bilinear support 1.0 times filterscale */
-    wd.center = ((float)o + 0.5f) * scale;
-    wd.ss = 1.0f / fscale;
-    int lo = (int)(wd.center - support + 0.5f);
+    double scale = (double)in / (double)out;
+    double fscale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * fscale;
+    wd.center = ((double)o + 0.5) * scale;
+    wd.ss = 1.0 / fscale;
+    int lo = (int)(wd.center - support + 0.5);
     if (lo < 0) lo = 0;
-    int hi = (int)(wd.center + support + 0.5f);
+    int hi = (int)(wd.center + support + 0.5);
     if (hi > in) hi = in;
     wd.lo = lo;
     wd.n = hi - lo;
-    float sum = 0.0f;
-    for (int i = 0; i < wd.n; i++) sum += tri(((float)(i + lo) - wd.center + 0.5f) * wd.ss);
-    wd.inv_sum = sum != 0.0f ? 1.0f / sum : 0.0f;
+    double ww = 0.0;
+    for (int i = 0; i < wd.n; i++) ww += tri(((double)(i + lo) - wd.center + 0.5) * wd.ss);
+    wd.inv_ww = ww;
     return wd;
+}
+
+/* normalize_coeffs_8bpc() of Pillow for tap i of a window */
+__device__ static inline int coeff(const window &wd, int i) {
+    double w = tri(((double)(i + wd.lo) - wd.center + 0.5) * wd.ss);
+    if (wd.inv_ww != 0.0) w /= wd.inv_ww;
+    return w < 0 ? (int)(-0.5 + w * (1 << PREC_BITS)) : (int)(0.5 + w * (1 << PREC_BITS));
+}
+
+__device__ static inline int clip8(int v) {
+    if (v >= (1 << PREC_BITS) * 256) return 255;
+    if (v <= 0) return 0;
+    return v >> PREC_BITS;
 }
 
 template <bool FP16, bool NHWC>
@@ -57,27 +73,26 @@ __global__ void preprocess_kernel(void *dst, const is_gpu_src *srcs, int oh, int
     const is_gpu_src s = srcs[n];
     if (s.px == nullptr || x >= ow) return;
     const window wy = make_window(y, s.h, oh), wx = make_window(x, s.w, ow);
-    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f;
+    if (wx.n > PRE_MAXK) return; /* refused on the host side before launch */
+    int kx[PRE_MAXK];
+    for (int i = 0; i < wx.n; i++) kx[i] = coeff(wx, i);
+    int a0 = 1 << (PREC_BITS - 1), a1 = a0, a2 = a0;
     for (int j = 0; j < wy.n; j++) {
-        const int iy = wy.lo + j;
-        const float fy = tri(((float)iy - wy.center + 0.5f) * wy.ss) * wy.inv_sum;
-        if (fy == 0.0f) continue;
-        const uint8_t *row = s.px + (size_t)iy * (size_t)s.pitch;
-        float r0 = 0.0f, r1 = 0.0f, r2 = 0.0f;
-        for (int i = 0; i < wx.n; i++) {
-            const int ix = wx.lo + i;
-            const float fx = tri(((float)ix - wx.center + 0.5f) * wx.ss);
-            const uint8_t *p = row + 3 * ix;
-            r0 += fx * (float)p[0];
-            r1 += fx * (float)p[1];
-            r2 += fx * (float)p[2];
+        const int ky = coeff(wy, j);
+        const uint8_t *p = s.px + (size_t)(wy.lo + j) * (size_t)s.pitch + 3 * wx.lo;
+        int h0 = 1 << (PREC_BITS - 1), h1 = h0, h2 = h0;
+        for (int i = 0; i < wx.n; i++, p += 3) {
+            h0 += kx[i] * p[0];
+            h1 += kx[i] * p[1];
+            h2 += kx[i] * p[2];
         }
-        a0 += fy * r0;
-        a1 += fy * r1;
-        a2 += fy * r2;
+        a0 += ky * clip8(h0);
+        a1 += ky * clip8(h1);
+        a2 += ky * clip8(h2);
     }
-    const float k = wx.inv_sum * (1.0f / 255.0f);
-    const float v0 = (a0 * k - m0) * is0, v1 = (a1 * k - m1) * is1, v2 = (a2 * k - m2) * is2;
+    const float k = 1.0f / 255.0f;
+    const float v0 = ((float)clip8(a0) * k - m0) * is0, v1 = ((float)clip8(a1) * k - m1) * is1,
+                v2 = ((float)clip8(a2) * k - m2) * is2;
     const size_t plane = (size_t)oh * (size_t)ow, base = (size_t)n * 3 * plane;
     size_t i0, i1, i2;
     if (NHWC) {
@@ -100,6 +115,11 @@ __global__ void preprocess_kernel(void *dst, const is_gpu_src *srcs, int oh, int
         o[i1] = v1;
         o[i2] = v2;
     }
+}
+
+extern "C" int is_gpu_preprocess_fits(int w, int h, int ow, int oh) {
+    /* window width is at most 2 * ceil(support) + 1 with support = in / out */
+    return 2 * ((w + ow - 1) / ow) + 2 <= PRE_MAXK && 2 * ((h + oh - 1) / oh) + 2 <= 4096;
 }
 
 extern "C" imgsim_status is_gpu_preprocess(void *dst, const is_gpu_src *srcs_dev, int n, const is_gpu_pre_params *p,
