@@ -258,6 +258,7 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     cJSON_AddNumberToObject(t, "engine_build_s", eng->info.build_seconds);
     cJSON_AddNumberToObject(t, "gpu_decode_s", s->seconds_gpu_decode);
     cJSON_AddNumberToObject(t, "wait_for_workers_s", s->seconds_wait_workers);
+    if (p->gpu_mode) cJSON_AddNumberToObject(root, "cpu_decode_share_final", p->cpu_share);
     cJSON_AddNumberToObject(c, "gpu_decoded", (double)s->gpu_decoded);
     time_t now = time(NULL);
     char ts[32];
