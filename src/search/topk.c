@@ -341,34 +341,34 @@ const float *is_row_f32(const void *x, int64_t r, int dim, imgsim_dtype dt, floa
 
 /* ---- float64 re-scoring -------------------------------------------------------------------- */
 
-/* Float64 sum of the exact float64 products q[i] * g[i] (a float32 x float32 product fits a
- * double exactly) in 8 lanes (i mod 8), which the compiler maps onto vector registers. The error
- * is below dim * 2^-53 * sum|q_i g_i|, far inside the screening bounds, and the result is a fixed
- * function of the two rows (identical rows give identical scores; integer-like data, e.g.
- * quantised features, sum exactly). */
-static void dot64_lanes(double a[8], const float *q, const float *g, int n) {
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++)
-            a[l] += (double)q[i + l] * (double)g[i + l];
-    for (; i < n; i++)
-        a[i & 7] += (double)q[i] * (double)g[i];
-}
-
+/* Neumaier-compensated sum of the exact float64 products q[i] * g[i] (a float32 x float32
+ * product fits a double exactly), in index order. The result is within a few ulp of the exact
+ * dot product and a fixed function of the two rows (identical rows give identical scores).
+ * The CUDA search's rescoring kernel (search/cuda/search_kernels.cu, dot64) repeats these exact
+ * operations so that CPU and GPU scores are bit-identical: change both or neither. */
 double is_dot64(const float *q, const void *g, int dim, imgsim_dtype dt) {
-    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double s = 0.0, c = 0.0;
     if (dt == IMGSIM_F32) {
-        dot64_lanes(a, q, g, dim);
+        const float *gf = g;
+        for (int i = 0; i < dim; i++) {
+            double p = (double)q[i] * (double)gf[i], t = s + p;
+            c += fabs(s) >= fabs(p) ? (s - t) + p : (p - t) + s;
+            s = t;
+        }
     } else {
         const uint16_t *gh = g;
         float buf[256];
         for (int i0 = 0; i0 < dim; i0 += 256) {
             int nb = dim - i0 < 256 ? dim - i0 : 256;
             is_f16_to_f32_n(buf, gh + i0, (size_t)nb);
-            dot64_lanes(a, q + i0, buf, nb); /* 256 is a multiple of 8: lanes stay aligned */
+            for (int i = 0; i < nb; i++) {
+                double p = (double)q[i0 + i] * (double)buf[i], t = s + p;
+                c += fabs(s) >= fabs(p) ? (s - t) + p : (p - t) + s;
+                s = t;
+            }
         }
     }
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    return s + c;
 }
 
 /* Upper bounds of Euclidean norms (they only feed error bounds). AVX-512: float32 sums of

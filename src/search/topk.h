@@ -11,7 +11,7 @@
  *            u = 2^-24, whatever the summation order (Higham 3.1);
  *   bf16:    (2 u' + u'^2) |q| max|g| + the float32 bound, u' = 2^-8 (both inputs rounded).
  * The candidates are re-scored in float64 (float64 sums of the exact products of the original
- * rows), best approximate score first, stopping once the next approximate score + delta is below
+ * rows, compensated), best approximate score first, stopping once the next approximate score + delta is below
  * the current k-th exact score, and ranked by (score desc, row asc). Every row that was not kept
  * has an approximate score <= the lowest kept one, s_cut, so its exact score is <= s_cut + delta.
  * When s_cut + delta < the k-th exact score, no dropped row can enter (or tie into) the top k and
@@ -64,8 +64,9 @@ void is_f16_to_f32_n(float *dst, const uint16_t *src, size_t count);
 /* Row r of x ([*, dim] of dtype) as float32 into buf when x is float16, else a pointer into x. */
 const float *is_row_f32(const void *x, int64_t r, int dim, imgsim_dtype dt, float *buf);
 
-/* Float64 dot product (8-lane float64 sum of the exact products) of a float32 row and a row of
- * dtype dt. Identical rows give bit-identical results. */
+/* Float64 dot product (Neumaier-compensated sum of the exact products, in index order) of a
+ * float32 row and a row of dtype dt. Identical rows give bit-identical results; the CUDA
+ * rescoring kernel mirrors it bit for bit. */
 double is_dot64(const float *q, const void *g, int dim, imgsim_dtype dt);
 
 /* An upper bound (within ~dim 2^-23 relative) of the Euclidean norm of dim float32 values. */
