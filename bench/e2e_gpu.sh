@@ -36,8 +36,8 @@ for mode in auto gpu cpu; do
   "$PY" - "$W/store_$mode/meta.json" "$mode" >> "$W/results.txt" <<'PYEOF'
 import json, sys
 m = json.load(open(sys.argv[1])); t = m["timings"]; c = m["counts"]
-print("imgsim-%s %.1f %d %.2f total=%.2fs list=%.2fs cpu_decode_busy=%.1fs gpu_decoded=%d gpu_decode=%.2fs infer_wait=%.2fs write=%.2fs wait_workers=%.2fs cpu_share=%.2f" % (
-    sys.argv[2], t["images_per_s"], c["ok"], t["total_s"], t["total_s"], t["list_s"], t["decode_busy_s"],
+print("imgsim-%s %.1f %d %.2f total=%.2fs list=%.2fs setup=%.2fs cpu_decode_busy=%.1fs gpu_decoded=%d gpu_decode=%.2fs infer_wait=%.2fs write=%.2fs wait_workers=%.2fs cpu_share=%.2f" % (
+    sys.argv[2], t["images_per_s"], c["ok"], t["total_s"], t["total_s"], t["list_s"], t.get("setup_s", 0), t["decode_busy_s"],
     c.get("gpu_decoded", 0), t.get("gpu_decode_s", 0), t["infer_busy_s"], t["write_s"],
     t.get("wait_for_workers_s", 0), m.get("cpu_decode_share_final", -1)))
 PYEOF

@@ -251,6 +251,7 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     cJSON *t = cJSON_AddObjectToObject(root, "timings");
     cJSON_AddNumberToObject(t, "total_s", s->seconds_total);
     cJSON_AddNumberToObject(t, "list_s", s->seconds_list);
+    cJSON_AddNumberToObject(t, "setup_s", s->seconds_setup);
     cJSON_AddNumberToObject(t, "decode_busy_s", s->seconds_decode_busy);
     cJSON_AddNumberToObject(t, "infer_busy_s", s->seconds_infer_busy);
     cJSON_AddNumberToObject(t, "write_s", s->seconds_write);
@@ -278,7 +279,7 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
  * slot per backend slot. In GPU-decoding mode the ring is the pipeline's own (GPU_RING slots of
  * pinned memory, for the CPU-decoded share), deeper than the backend's slots so the workers fill
  * the next batches while the consumer decodes one on the GPU. */
-#define GPU_RING 4
+#define GPU_RING 3
 static imgsim_status ring_init(pipeline *p, is_err *e) {
     is_backend *b = p->eng->b;
     p->async = b->ops->submit && b->ops->collect && b->ops->input_buffer && b->ops->n_slots >= 2;
@@ -522,7 +523,10 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     if (opt->pre.height != eng->info.in_height || opt->pre.width != eng->info.in_width)
         return is_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
                        opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
-    int workers = opt->workers > 0 ? opt->workers : is_num_cores();
+    /* with a CUDA engine the consumer thread drives the GPU (and nvJPEG): leave it a core */
+    int workers = opt->workers > 0                                             ? opt->workers
+                  : eng->info.device == IMGSIM_DEVICE_CUDA && is_num_cores() > 4 ? is_num_cores() - 1
+                                                                               : is_num_cores();
     p.n_workers = workers;
     p.res = is_calloc(ds->n ? ds->n : 1, sizeof(item_result));
     p.busy = is_calloc((size_t)workers, sizeof(double));
@@ -596,6 +600,7 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     if (started == 0 && p.n_items > 0) {
         st = is_fail(e, IMGSIM_ERR_INTERNAL, "cannot start worker threads");
     } else {
+        s.seconds_setup = is_now() - t_start - list_seconds;
         st = consume(&p, &npy, man.f, &infer_s, &write_s, e);
     }
     pthread_mutex_lock(&p.mu);
