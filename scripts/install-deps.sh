@@ -7,7 +7,8 @@ pkgs=(build-essential cmake pkg-config
       libdnnl-dev libprotobuf-c-dev protobuf-c-compiler
       libturbojpeg0-dev libspng-dev libwebp-dev libexif-dev libcjson-dev
       libcmocka-dev
-      python3-numpy python3-pil python3-torch python3-torchvision python3-onnx python3-faiss)
+      python3-numpy python3-pil python3-torch python3-torchvision python3-onnx python3-faiss
+      libopenblas0-pthread)  # the BLAS numpy/FAISS use in tests and benchmarks (reference BLAS is ~50x slower)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

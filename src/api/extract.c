@@ -293,7 +293,9 @@ static imgsim_status ring_init(pipeline *p, is_err *e) {
     for (int s = 0; s < p->S; s++) {
         p->slot_batch[s] = s;
         size_t bytes = (size_t)p->B * p->img_floats * sizeof(float);
-        if (!p->own_buffers)
+        if (!p->own_buffers || (p->gpu_mode && s < p->n_bslots))
+            /* GPU mode: the backend's pinned input buffers are free (its input arrives on the
+             * device), so they serve as the first slots; pinned allocation is slow */
             p->slot_buf[s] = b->ops->input_buffer(b, s);
 #ifdef IMGSIM_HAVE_CUDA
         else if (p->gpu_mode)
@@ -311,7 +313,7 @@ static void pipeline_free(pipeline *p) {
         for (int s = 0; s < p->S; s++) {
 #ifdef IMGSIM_HAVE_CUDA
             if (p->gpu_mode) {
-                is_gpu_host_free(p->slot_buf[s]);
+                if (s >= p->n_bslots) is_gpu_host_free(p->slot_buf[s]);
                 continue;
             }
 #endif

@@ -94,7 +94,8 @@ void is_pool_destroy(is_pool *p) {
     p->stop = 1;
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->size; i++) pthread_join(p->threads[i], NULL);
+    if (p->threads)
+        for (int i = 1; i < p->size; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_mutex_destroy(&p->job_mu);
     pthread_cond_destroy(&p->cv_work);
