@@ -107,8 +107,8 @@ fi
 # benchmark of imgsim extract on CUDA against the PIL + ThreadPoolExecutor + PyTorch pipeline)
 # ==================================================================================================
 if want e2e && [ "$BUILD_OK" = 1 ]; then
-  (cd "$BUILD" && ctest -R 'gpu_decode|pipeline' -V) > "$OUT/e2e_tests.log" 2>&1
-  for t in gpu_decode pipeline_extract pipeline_run; do
+  (cd "$BUILD" && ctest -R 'gpu_decode|gpu_dedup|pipeline' -V) > "$OUT/e2e_tests.log" 2>&1
+  for t in gpu_decode gpu_dedup pipeline_extract pipeline_run; do
     r=$(grep -E "Test +#[0-9]+: $t " "$OUT/e2e_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
     note e2e "$t" "${r:-not run}"
   done

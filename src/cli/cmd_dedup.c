@@ -21,7 +21,8 @@
 #include "search/search.h"
 
 static const char usage[] =
-    "imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N] [--quiet]\n"
+    "imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N] [--device=cpu|cuda[:N]]\n"
+    "             [--gpu-memory=BYTES] [--quiet]\n"
     "  near-duplicate pairs (score >= threshold) within a feature store, as JSON\n"
     "  {path: [[other_path, score], ...]} (each pair once, under the lower row's path)";
 
@@ -102,7 +103,7 @@ static char *pairs_json(const is_store *s, const found *p, size_t n) {
 }
 
 int cmd_dedup(int argc, char **argv) {
-    static const char *const value_opts[] = {"threshold", "out", "threads", NULL};
+    static const char *const value_opts[] = {"threshold", "out", "threads", "device", "gpu-memory", NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, value_opts)) return 1;
     if (cli_flag(&a, "help")) {
@@ -114,6 +115,16 @@ int cmd_dedup(int argc, char **argv) {
     double thr = cli_double(&a, "threshold", 0.95, -1e30, 1e30);
     const char *out = cli_str(&a, "out", NULL);
     int threads = (int)cli_int(&a, "threads", 0, 0, 4096);
+    const char *dev = cli_str(&a, "device", "cpu");
+    int cuda = 0, dev_index = 0;
+    if (!strcmp(dev, "cuda") || !strncmp(dev, "cuda:", 5)) {
+        cuda = 1;
+        dev_index = dev[4] == ':' ? atoi(dev + 5) : 0;
+    } else if (strcmp(dev, "cpu") != 0) {
+        fprintf(stderr, "imgsim dedup: --device=%s: expected cpu, cuda or cuda:N\n", dev);
+        a.error = 1;
+    }
+    size_t gpu_memory = (size_t)cli_u64(&a, "gpu-memory", 0);
     int quiet = cli_flag(&a, "quiet");
     const char *dir = cli_pos(&a, 0);
     int rc = cli_finish(&a, usage);
@@ -132,7 +143,9 @@ int cmd_dedup(int argc, char **argv) {
     double t0 = is_now();
     imgsim_status st = is_store_open(&s, dir, NULL);
     if (st == IMGSIM_OK)
-        st = is_dedup_cpu(s->features, s->n, s->dim, s->dtype, (float)thr, threads, on_pair, &c, NULL);
+        st = cuda ? is_dedup_cuda(s->features, s->n, s->dim, s->dtype, (float)thr, dev_index, gpu_memory, on_pair, &c,
+                                  NULL)
+                  : is_dedup_cpu(s->features, s->n, s->dim, s->dtype, (float)thr, threads, on_pair, &c, NULL);
     if (st == IMGSIM_OK && c.oom)
         st = is_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory holding the pairs");
     if (st == IMGSIM_OK) {

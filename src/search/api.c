@@ -41,4 +41,11 @@ imgsim_status is_search_cuda(int64_t *idx, float *score, const void *gallery, in
     (void)device_index, (void)gpu_memory;
     return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA");
 }
+
+imgsim_status is_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
+                            int device_index, size_t gpu_memory, is_pair_fn fn, void *ctx, is_err *e) {
+    (void)x, (void)n, (void)dim, (void)dtype, (void)threshold, (void)device_index, (void)gpu_memory, (void)fn;
+    (void)ctx;
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA");
+}
 #endif

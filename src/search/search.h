@@ -28,6 +28,11 @@ typedef void (*is_pair_fn)(void *ctx, int64_t i, int64_t j, float score);
 imgsim_status is_dedup_cpu(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold, int threads,
                            is_pair_fn fn, void *ctx, is_err *e);
 
+/* The same on a CUDA device, from the exact GPU top-k (search/cuda/dedup_cuda.c); NO_DEVICE
+ * where not built or no GPU. gpu_memory caps the device memory for the set (0 = no cap). */
+imgsim_status is_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
+                            int device_index, size_t gpu_memory, is_pair_fn fn, void *ctx, is_err *e);
+
 #ifdef __cplusplus
 }
 #endif
