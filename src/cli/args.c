@@ -31,6 +31,17 @@ int cli_init(cli_args *a, int argc, char **argv, const char *const *value_opts) 
     return 0;
 }
 
+int cli_start(cli_args *a, int argc, char **argv, const char *const *value_opts, const char *usage) {
+    if (cli_init(a, argc, argv, value_opts)) return 1;
+    if (cli_flag(a, "help")) {
+        printf("usage: %s\n", usage);
+        cli_free(a);
+        return 0;
+    }
+    cli_log_opts(a);
+    return -1;
+}
+
 void cli_free(cli_args *a) {
     free(a->used);
     a->used = NULL;

@@ -36,6 +36,14 @@ typedef struct cli_args {
 
 /* Parses; value_opts lists the options (without "--") that take a value, NULL-terminated. */
 int cli_init(cli_args *a, int argc, char **argv, const char *const *value_opts);
+/* The start of every subcommand: cli_init, then --help (prints usage) and -q/-v. Returns -1 to go
+ * on, or the exit status to return at once (0 after --help, 1 when parsing failed). */
+int cli_start(cli_args *a, int argc, char **argv, const char *const *value_opts, const char *usage);
+
+/* The options that take a value in every command that builds an engine and extracts images. */
+#define CLI_EXTRACT_VALUE_OPTS                                                                                 \
+    "device", "precision", "batch-size", "workers", "threads", "dtype", "max-pixels", "engine-cache", "engine", \
+        "decode"
 void cli_free(cli_args *a);
 const char *cli_str(cli_args *a, const char *name, const char *def);
 int cli_flag(cli_args *a, const char *name); /* 1 if present */

@@ -117,13 +117,8 @@ int cmd_bench(int argc, char **argv) {
     static const char *const vopts[] = {"model", "device", "precision", "batch-size", "iterations", "warmup",
                                         "threads", "layer", "input", "dump", "engine-cache", "engine", NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, vopts) != 0) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, vopts, usage);
+    if (started >= 0) return started;
     const char *model = cli_str(&a, "model", NULL);
     const char *layer = cli_str(&a, "layer", NULL);
     const char *in_path = cli_str(&a, "input", NULL);

@@ -105,13 +105,8 @@ static char *pairs_json(const is_store *s, const found *p, size_t n) {
 int cmd_dedup(int argc, char **argv) {
     static const char *const value_opts[] = {"threshold", "out", "threads", "device", "gpu-memory", NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, value_opts)) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, value_opts, usage);
+    if (started >= 0) return started;
     double thr = cli_double(&a, "threshold", 0.95, -1e30, 1e30);
     const char *out = cli_str(&a, "out", NULL);
     int threads = (int)cli_int(&a, "threads", 0, 0, 4096);

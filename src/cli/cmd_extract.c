@@ -12,17 +12,10 @@ static const char *usage =
     "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--quiet] INPUT";
 
 int cmd_extract(int argc, char **argv) {
-    static const char *const vals[] = {"model", "out",         "device",       "precision", "batch-size", "workers",
-                                       "threads", "layer",     "dtype",        "max-pixels", "engine-cache", "engine", "decode",
-                                       NULL};
+    static const char *const vals[] = {"model", "out", "layer", CLI_EXTRACT_VALUE_OPTS, NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, vals)) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, vals, usage);
+    if (started >= 0) return started;
     const char *model = cli_str(&a, "model", NULL), *out = cli_str(&a, "out", NULL);
     const char *layer = cli_str(&a, "layer", NULL);
     imgsim_engine_opts eo;

@@ -53,13 +53,8 @@ static void json_str(FILE *f, const char *s) {
 static int model_init(int argc, char **argv) {
     static const char *const vopts[] = {"arch", "seed", "out", NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, vopts) != 0) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage_init);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, vopts, usage_init);
+    if (started >= 0) return started;
     const char *arch = cli_str(&a, "arch", NULL);
     uint64_t seed = cli_u64(&a, "seed", 0);
     const char *out = cli_str(&a, "out", NULL);
@@ -100,13 +95,8 @@ static imgsim_status file_counts(const char *path, int *n_ops, int64_t *n_params
 static int model_info(int argc, char **argv) {
     static const char *const vopts[] = {"layer", NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, vopts) != 0) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage_info);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, vopts, usage_info);
+    if (started >= 0) return started;
     const char *layer = cli_str(&a, "layer", NULL);
     int json = cli_flag(&a, "json");
     const char *path = cli_pos(&a, 0);

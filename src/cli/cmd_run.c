@@ -94,17 +94,11 @@ static cJSON *stage_json(const stage *s) {
 }
 
 int cmd_run(int argc, char **argv) {
-    static const char *const vals[] = {"model",   "out",     "test-size",  "seed",    "k",          "layer",
-                                       "device",  "precision", "batch-size", "workers", "threads",   "dtype",
-                                       "engine-cache", "engine", "decode", "max-pixels", "gpu-memory", NULL};
+    static const char *const vals[] = {"model", "out",        "test-size", "seed", "k", "layer",
+                                       "gpu-memory", CLI_EXTRACT_VALUE_OPTS, NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, vals)) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, vals, usage);
+    if (started >= 0) return started;
     const char *model = cli_str(&a, "model", NULL), *out = cli_str(&a, "out", NULL);
     const char *layer = cli_str(&a, "layer", NULL);
     double test_size = cli_double(&a, "test-size", 0.2, 1e-9, 1 - 1e-9);

@@ -24,17 +24,12 @@ static char *metrics_path(const char *out) {
 }
 
 int cmd_search(int argc, char **argv) {
-    static const char *const vals[] = {"gallery", "query",   "out",     "k",          "model",      "metrics",
-                                       "threads", "device",  "gpu-memory", "precision", "batch-size", "workers",
-                                       "engine-cache", "engine", "decode", "max-pixels", NULL};
+    static const char *const vals[] = {"gallery", "query",      "out",
+                                       "k",       "model",      "metrics",
+                                       "gpu-memory", CLI_EXTRACT_VALUE_OPTS, NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, vals)) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, vals, usage);
+    if (started >= 0) return started;
     const char *gdir = cli_str(&a, "gallery", NULL), *query = cli_str(&a, "query", NULL);
     const char *out = cli_str(&a, "out", NULL), *model = cli_str(&a, "model", NULL);
     const char *mpath = cli_str(&a, "metrics", NULL);

@@ -69,13 +69,8 @@ static long count_classes(class_count **out, const is_dataset *d, const uint8_t 
 int cmd_split(int argc, char **argv) {
     static const char *const value_opts[] = {"test-size", "seed", "out-dir", NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, value_opts)) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, value_opts, usage);
+    if (started >= 0) return started;
     int quiet = !is_log_enabled(IMGSIM_LOG_INFO); /* -q/--quiet: no summary table */
     double test_size = cli_double(&a, "test-size", 0.2, 0.0, 1.0);
     uint64_t seed = cli_u64(&a, "seed", 42);

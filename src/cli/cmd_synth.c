@@ -26,13 +26,8 @@ int cmd_synth(int argc, char **argv) {
         "out",     "classes", "per-class", "min-side", "max-side", "seed", "large-fraction", "large-min-side",
         "quality", "threads", NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, value_opts)) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, value_opts, usage);
+    if (started >= 0) return started;
     is_synth_opts o;
     is_synth_opts_init(&o);
     const char *out = cli_str(&a, "out", NULL);

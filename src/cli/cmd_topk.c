@@ -67,13 +67,8 @@ int cmd_topk(int argc, char **argv) {
     static const char *const value_opts[] = {"gallery",    "query",   "k",         "threads", "device",
                                              "gpu-memory", "out-idx", "out-score", NULL};
     cli_args a;
-    if (cli_init(&a, argc, argv, value_opts)) return 1;
-    if (cli_flag(&a, "help")) {
-        printf("usage: %s\n", usage);
-        cli_free(&a);
-        return 0;
-    }
-    cli_log_opts(&a);
+    int started = cli_start(&a, argc, argv, value_opts, usage);
+    if (started >= 0) return started;
     const char *gpath = cli_str(&a, "gallery", NULL), *qpath = cli_str(&a, "query", NULL);
     const char *ipath = cli_str(&a, "out-idx", NULL), *spath = cli_str(&a, "out-score", NULL);
     int k = (int)cli_int(&a, "k", 5, 1, 1 << 20);
