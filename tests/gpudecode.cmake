@@ -2,3 +2,4 @@
 # batches through imgsim extract --device=cuda --decode=gpu. Skipped (exit 77) without a GPU.
 imgsim_py_test(gpu_decode test_gpu_decode.py)
 imgsim_py_test(gpu_dedup test_gpu_dedup.py)
+imgsim_py_test(gpu_run test_gpu_run.py)
