@@ -248,9 +248,11 @@ int cmd_run(int argc, char **argv) {
         const stage *x = all_st[i];
         if (x->reused)
             fprintf(stderr, "  %-18s %10s %10lld %12s\n", x->name, "reused", (long long)x->images, "-");
-        else
+        else if (x->images)
             fprintf(stderr, "  %-18s %10.3f %10lld %12.1f\n", x->name, x->seconds, (long long)x->images,
-                    x->seconds > 0 && x->images ? (double)x->images / x->seconds : 0);
+                    x->seconds > 0 ? (double)x->images / x->seconds : 0);
+        else
+            fprintf(stderr, "  %-18s %10.3f %10s %12s\n", x->name, x->seconds, "-", "-");
     }
     fprintf(stderr, "  %-18s %10.3f\n\n", "total", total);
     job_print_metrics(metrics);
