@@ -156,6 +156,15 @@ imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m,
 void imgsim_engine_destroy(imgsim_engine *e);
 const char *imgsim_engine_errmsg(const imgsim_engine *e);
 
+/* Creates an engine straight from a model file, like loading a TensorRT engine: on CUDA, when the
+ * engine cache (or opt->engine_file) holds an engine for this file (recognised by path, size,
+ * modification time and inode through an index in the cache folder, which records its sha256,
+ * layer and input size) and this GPU, precision and batch, the engine is loaded from it without
+ * reading or importing the ONNX model at all. Otherwise the same as imgsim_model_load +
+ * imgsim_engine_create. layer as in imgsim_model_load. */
+imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, const char *layer,
+                                 const imgsim_engine_opts *opt);
+
 /* Runs n (1..max_batch) preprocessed images: input is float32 NCHW [n, C, H, W], out is
  * float32 [n, dim]. Both owned by the caller. Does not allocate. */
 imgsim_status imgsim_engine_run(imgsim_engine *e, const float *input, int n, float *out);
@@ -168,6 +177,9 @@ typedef struct imgsim_engine_info {
     char device_name[128];   /* "cpu (oneDNN ...)" or the GPU's name */
     double build_seconds;    /* time to build or load the engine */
     int loaded_from_file;    /* CUDA: 1 if an engine file was loaded */
+    int model_imported;      /* 0 when imgsim_engine_load skipped the ONNX import */
+    char layer[256];         /* the embedding layer */
+    char model_sha256[65];   /* of the model file */
 } imgsim_engine_info;
 
 imgsim_status imgsim_engine_get_info(const imgsim_engine *e, imgsim_engine_info *info);

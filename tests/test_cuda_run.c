@@ -56,20 +56,28 @@ int main(int argc, char **argv) {
     int batch = atoi(arg(argc, argv, "batch", "0"));
     if (batch <= 0 || batch > o.max_batch) batch = o.max_batch;
 
-    double t0 = is_now();
-    imgsim_model *m = NULL;
-    if (imgsim_model_load(&m, model, arg(argc, argv, "layer", NULL))) return fail("model load");
-    double t1 = is_now();
+    double t0 = is_now(), t1, t2;
     imgsim_engine *eng = NULL;
-    if (imgsim_engine_create(&eng, m, &o)) return fail("engine create");
-    double t2 = is_now();
-    imgsim_model_destroy(m);
+    if (arg(argc, argv, "fast-load", NULL)) {
+        /* imgsim_engine_load: a cached engine file is loaded without importing the model */
+        if (imgsim_engine_load(&eng, model, arg(argc, argv, "layer", NULL), &o)) return fail("engine load");
+        t1 = t0;
+        t2 = is_now();
+    } else {
+        imgsim_model *m = NULL;
+        if (imgsim_model_load(&m, model, arg(argc, argv, "layer", NULL))) return fail("model load");
+        t1 = is_now();
+        if (imgsim_engine_create(&eng, m, &o)) return fail("engine create");
+        t2 = is_now();
+        imgsim_model_destroy(m);
+    }
     imgsim_engine_info info;
     imgsim_engine_get_info(eng, &info);
     is_backend *b = eng->b;
     printf("gpu=%s\nprecision=%s\nmax_batch=%d\ndim=%d\ndevice_bytes=%zu\nloaded_from_file=%d\n", info.device_name,
            prec, info.max_batch, info.dim, info.device_bytes, info.loaded_from_file);
-    printf("model_load_seconds=%.4f\nengine_seconds=%.4f\nengine_file=%s\n", t1 - t0, t2 - t1, is_cuda_engine_path(b));
+    printf("model_load_seconds=%.4f\nengine_seconds=%.4f\nengine_file=%s\nmodel_imported=%d\n", t1 - t0, t2 - t1,
+           is_cuda_engine_path(b), info.model_imported);
 
     const char *in_path = arg(argc, argv, "input", NULL), *out_path = arg(argc, argv, "out", NULL);
     if (in_path && out_path) {

@@ -9,7 +9,8 @@
 struct imgsim_model {
     is_graph *g;
     char *path;
-    char layer[256];
+    char layer[256];       /* the chosen value's name */
+    char layer_asked[256]; /* the layer argument given to imgsim_model_load ("" = default) */
     is_err err;
 };
 

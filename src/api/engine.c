@@ -1,6 +1,19 @@
-/* engine.c: the public engine handle: picks a backend, plans it once, runs batches. */
+/*
+ * engine.c: the public engine handle: picks a backend, plans it once, runs batches.
+ *
+ * imgsim_engine_load is the fast path for CUDA engine files: a small index in the engine cache
+ * folder (model-index.tsv) maps a model file, recognised by real path, device, inode, size and
+ * modification/change times, and the layer asked for, to what an engine file's key needs (sha256,
+ * resolved layer, input size, dim). With that, the CUDA backend can find and load the engine file
+ * from a stub graph, so neither the model's bytes nor its ONNX import are touched. The index is
+ * written whenever a CUDA engine is created from a loaded model.
+ */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "api/api.h"
 
@@ -12,14 +25,18 @@ void imgsim_engine_opts_init(imgsim_engine_opts *o) {
     o->normalize = 1;
 }
 
-imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt) {
-    if (!out || !m) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_create: NULL argument");
+/* What an engine needs to know of its model. */
+typedef struct model_id {
+    char sha256[65];
+    char layer[256];
+    int in_c, in_h, in_w;
+    int64_t dim;
+} model_id;
+
+/* Plans the backend for graph g (a full graph, or with cached_only a stub). */
+static imgsim_status engine_build(imgsim_engine **out, const is_graph *g, const model_id *id, const char *path,
+                                  const imgsim_engine_opts *opt, int cached_only) {
     *out = NULL;
-    imgsim_engine_opts def;
-    if (!opt) {
-        imgsim_engine_opts_init(&def);
-        opt = &def;
-    }
     imgsim_engine *e = is_calloc(1, sizeof *e);
     if (!e) return is_fail(NULL, IMGSIM_ERR_NOMEM, "out of memory");
     double t0 = is_now();
@@ -34,6 +51,7 @@ imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m, c
     cfg.normalize = opt->normalize;
     cfg.engine_cache = opt->engine_cache;
     cfg.engine_file = opt->engine_file;
+    cfg.cached_only = cached_only;
     if (opt->device == IMGSIM_DEVICE_CUDA) {
         st = is_backend_cuda_new(&e->b, &e->err);
     } else {
@@ -45,23 +63,25 @@ imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m, c
         st = is_backend_cpu_new(&e->b, &e->err);
     }
     if (st) goto fail;
-    e->b->dim = m->g->dim;
-    e->b->in_c = m->g->in_c;
-    e->b->in_h = m->g->in_h;
-    e->b->in_w = m->g->in_w;
+    e->b->dim = id->dim;
+    e->b->in_c = id->in_c;
+    e->b->in_h = id->in_h;
+    e->b->in_w = id->in_w;
     e->b->max_batch = cfg.max_batch;
-    if ((st = e->b->ops->prepare(e->b, m->g, &cfg, &e->err))) goto fail;
-    snprintf(e->sha256, sizeof e->sha256, "%s", m->g->sha256);
-    snprintf(e->layer, sizeof e->layer, "%s", m->layer);
-    e->model_path = is_strdup(m->path);
+    if ((st = e->b->ops->prepare(e->b, g, &cfg, &e->err))) goto fail;
+    snprintf(e->sha256, sizeof e->sha256, "%s", id->sha256);
+    snprintf(e->layer, sizeof e->layer, "%s", id->layer);
+    e->model_path = path ? is_strdup(path) : NULL;
     imgsim_engine_info *in = &e->info;
-    in->dim = (int)m->g->dim;
-    in->in_channels = m->g->in_c;
-    in->in_height = m->g->in_h;
-    in->in_width = m->g->in_w;
-    in->max_batch = e->b->max_batch;
+    in->dim = (int)e->b->dim;
+    in->in_channels = e->b->in_c;
+    in->in_height = e->b->in_h;
+    in->in_width = e->b->in_w;
     in->device = opt->device;
     in->precision = cfg.precision;
+    in->model_imported = !cached_only;
+    snprintf(in->layer, sizeof in->layer, "%s", id->layer);
+    snprintf(in->model_sha256, sizeof in->model_sha256, "%s", id->sha256);
     snprintf(in->device_name, sizeof in->device_name, "%s", e->b->ops->name);
     if (e->b->ops->info) e->b->ops->info(e->b, in);
     in->max_batch = e->b->max_batch;
@@ -71,6 +91,196 @@ imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m, c
 fail:
     is_fail_copy(NULL, &e->err, st);
     imgsim_engine_destroy(e);
+    return st;
+}
+
+/* ---- the model index (fast engine loading) -------------------------------------------------- */
+
+/* The index file for these options, or NULL when there is no cache folder. */
+static char *index_path(const imgsim_engine_opts *opt) {
+    if (opt->engine_cache && !strcmp(opt->engine_cache, "off") && !(opt->engine_file && *opt->engine_file))
+        return NULL;
+    char *dir = NULL;
+    if (opt->engine_cache && *opt->engine_cache && strcmp(opt->engine_cache, "off") != 0) {
+        dir = is_strdup(opt->engine_cache);
+    } else {
+        const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+        if (x && *x)
+            dir = is_path_join(x, "imgsim");
+        else if (home && *home)
+            dir = is_path_join(home, ".cache/imgsim");
+    }
+    if (!dir) return NULL;
+    char *p = is_path_join(dir, "model-index.tsv");
+    free(dir);
+    return p;
+}
+
+/* The identity of a model file: "realpath\tdev\tino\tsize\tmtime\tctime". 0 or -1. */
+static int file_ident(char *buf, size_t n, const char *path) {
+    char real[PATH_MAX];
+    struct stat st;
+    if (!realpath(path, real) || stat(real, &st) != 0 || strpbrk(real, "\t\n")) return -1;
+    int k = snprintf(buf, n, "%s\t%llu\t%llu\t%lld\t%lld.%09ld\t%lld.%09ld", real, (unsigned long long)st.st_dev,
+                     (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+    return k > 0 && (size_t)k < n ? 0 : -1;
+}
+
+/* Splits an index line into its identity (first 6 fields), the layer asked (7th) and the rest.
+ * Returns 0, or -1 for a malformed line. The line is modified. */
+static int split_line(char *line, char **ident, char **asked, char **rest) {
+    char *p = line;
+    for (int i = 0; i < 6; i++) {
+        p = strchr(p, '\t');
+        if (!p) return -1;
+        if (i < 5) p++;
+    }
+    *p = 0;
+    *ident = line;
+    *asked = p + 1;
+    char *t = strchr(*asked, '\t');
+    if (!t) return -1;
+    *t = 0;
+    *rest = t + 1;
+    return 0;
+}
+
+/* Looks the model up; fills id and returns 1 when found. */
+static int index_lookup(const char *idx, const char *path, const char *layer, model_id *id) {
+    char ident[PATH_MAX + 256];
+    if (file_ident(ident, sizeof ident, path)) return 0;
+    uint8_t *buf;
+    size_t len;
+    if (is_read_file(&buf, &len, idx, (uint64_t)64 << 20, NULL)) return 0;
+    int found = 0;
+    for (char *line = (char *)buf; line && *line && !found;) {
+        char *nl = strchr(line, '\n'), *li, *asked, *rest;
+        if (nl) *nl = 0;
+        if (!split_line(line, &li, &asked, &rest) && !strcmp(li, ident) && !strcmp(asked, layer ? layer : "")) {
+            long long dim;
+            int c, h, w;
+            char sha[65], lay[256];
+            if (sscanf(rest, "%64[0-9a-f]\t%255[^\t]\t%d\t%d\t%d\t%lld", sha, lay, &c, &h, &w, &dim) == 6 &&
+                strlen(sha) == 64 && c > 0 && h > 0 && w > 0 && dim > 0) {
+                snprintf(id->sha256, sizeof id->sha256, "%s", sha);
+                snprintf(id->layer, sizeof id->layer, "%s", lay);
+                id->in_c = c, id->in_h = h, id->in_w = w, id->dim = dim;
+                found = 1;
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    return found;
+}
+
+/* Adds (or replaces) the model's line, atomically; lines for an older state of the same file are
+ * dropped, at most 1000 lines are kept. Best effort: the index only saves time. */
+static void index_store(const char *idx, const char *path, const char *layer, const model_id *id) {
+    char ident[PATH_MAX + 256];
+    const char *asked = layer ? layer : "";
+    if (file_ident(ident, sizeof ident, path) || strpbrk(asked, "\t\n") || strpbrk(id->layer, "\t\n")) return;
+    char *dir = is_path_dirname(idx);
+    if (!dir || is_mkdir_p(dir, NULL)) {
+        free(dir);
+        return;
+    }
+    free(dir);
+    uint8_t *old = NULL;
+    size_t len = 0;
+    if (is_read_file(&old, &len, idx, (uint64_t)64 << 20, NULL)) old = NULL;
+    is_atomic_file af;
+    if (is_atomic_open(&af, idx, NULL)) {
+        free(old);
+        return;
+    }
+    fprintf(af.f, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%lld\n", ident, asked, id->sha256, id->layer, id->in_c, id->in_h,
+            id->in_w, (long long)id->dim);
+    size_t pl = strcspn(ident, "\t"); /* the real path */
+    int kept = 1;
+    for (char *line = (char *)old; line && *line && kept < 1000;) {
+        char *nl = strchr(line, '\n'), *li, *la, *rest;
+        if (nl) *nl = 0;
+        if (!split_line(line, &li, &la, &rest)) {
+            int same_path = !strncmp(li, ident, pl) && li[pl] == '\t';
+            /* keep other files, and this file's other layers while the file is unchanged */
+            if (!same_path || (!strcmp(li, ident) && strcmp(la, asked) != 0)) {
+                fprintf(af.f, "%s\t%s\t%s\n", li, la, rest);
+                kept++;
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(old);
+    is_atomic_commit(&af, NULL);
+}
+
+static void model_identity(const imgsim_model *m, model_id *id) {
+    memset(id, 0, sizeof *id);
+    snprintf(id->sha256, sizeof id->sha256, "%s", m->g->sha256);
+    snprintf(id->layer, sizeof id->layer, "%s", m->layer);
+    id->in_c = m->g->in_c, id->in_h = m->g->in_h, id->in_w = m->g->in_w;
+    id->dim = m->g->dim;
+}
+
+imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt) {
+    if (!out || !m) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_create: NULL argument");
+    imgsim_engine_opts def;
+    if (!opt) {
+        imgsim_engine_opts_init(&def);
+        opt = &def;
+    }
+    model_id id;
+    model_identity(m, &id);
+    imgsim_status st = engine_build(out, m->g, &id, m->path, opt, 0);
+    if (!st && opt->device == IMGSIM_DEVICE_CUDA && m->path) {
+        char *idx = index_path(opt);
+        if (idx) index_store(idx, m->path, m->layer_asked[0] ? m->layer_asked : NULL, &id);
+        free(idx);
+    }
+    return st;
+}
+
+imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, const char *layer,
+                                 const imgsim_engine_opts *opt) {
+    if (!out || !model_path) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_load: NULL argument");
+    *out = NULL;
+    imgsim_engine_opts def;
+    if (!opt) {
+        imgsim_engine_opts_init(&def);
+        opt = &def;
+    }
+    char *idx = opt->device == IMGSIM_DEVICE_CUDA ? index_path(opt) : NULL;
+    model_id id;
+    if (idx && index_lookup(idx, model_path, layer, &id)) {
+        /* a stub graph: what the engine file's key needs, and nothing else */
+        is_graph *g = NULL;
+        int64_t in_dims[4] = {-1, id.in_c, id.in_h, id.in_w}, out_dims[2] = {-1, id.dim};
+        if (is_graph_new(&g, NULL) == IMGSIM_OK) {
+            g->input = is_graph_add_value(g, "input", 4, in_dims, NULL);
+            g->output = is_graph_add_value(g, id.layer, 2, out_dims, NULL);
+            g->in_c = id.in_c, g->in_h = id.in_h, g->in_w = id.in_w;
+            g->dim = id.dim;
+            snprintf(g->sha256, sizeof g->sha256, "%s", id.sha256);
+            imgsim_status st = g->input >= 0 && g->output >= 0
+                                   ? engine_build(out, g, &id, model_path, opt, 1)
+                                   : IMGSIM_ERR_NOMEM;
+            is_graph_free(g);
+            if (st == IMGSIM_OK) {
+                free(idx);
+                is_log_debug("engine for %s loaded without importing the model", model_path);
+                return IMGSIM_OK;
+            }
+            is_log_debug("no engine file for %s yet (%s): importing the model", model_path, imgsim_last_error());
+        }
+    }
+    free(idx);
+    imgsim_model *m = NULL;
+    imgsim_status st = imgsim_model_load(&m, model_path, layer);
+    if (st) return st;
+    st = imgsim_engine_create(out, m, opt);
+    imgsim_model_destroy(m);
     return st;
 }
 

@@ -10,6 +10,7 @@ imgsim_status imgsim_model_load(imgsim_model **out, const char *path, const char
     imgsim_model *m = is_calloc(1, sizeof *m);
     if (!m) return is_fail(NULL, IMGSIM_ERR_NOMEM, "out of memory");
     m->path = is_strdup(path);
+    snprintf(m->layer_asked, sizeof m->layer_asked, "%s", layer ? layer : "");
     imgsim_status st;
     if (!m->path) {
         st = is_fail(&m->err, IMGSIM_ERR_NOMEM, "out of memory");

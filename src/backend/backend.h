@@ -27,6 +27,8 @@ typedef struct is_backend_cfg {
     const char *engine_cache; /* CUDA: cache folder, NULL = default, "off" = none */
     const char *engine_file;  /* CUDA: explicit engine file */
     int batch_auto;       /* CUDA: shrink max_batch to what fits in device memory */
+    int cached_only;      /* CUDA: fail with MISMATCH rather than plan when no engine file matches
+                             (the graph may then be a stub: sha256, output name, input size only) */
 } is_backend_cfg;
 
 typedef struct is_backend is_backend;

@@ -33,29 +33,23 @@ int cmd_extract(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
-    imgsim_model *m = NULL;
+    /* the engine straight from the model file: a cached CUDA engine skips the ONNX import */
     imgsim_engine *e = NULL;
-    imgsim_status st = imgsim_model_load(&m, model, layer);
-    if (st) {
-        cli_free(&a);
-        return cli_fail("extract", st);
-    }
-    imgsim_model_info mi;
-    imgsim_model_get_info(m, &mi);
-    xo.pre.height = mi.in_height;
-    xo.pre.width = mi.in_width;
-    fprintf(stderr, "imgsim: model %s: layer '%s', %d-d features, input %dx%dx%d\n", model, mi.layer, mi.dim,
-            mi.in_channels, mi.in_height, mi.in_width);
-    st = imgsim_engine_create(&e, m, &eo);
-    imgsim_model_destroy(m);
+    double t0 = is_now();
+    imgsim_status st = imgsim_engine_load(&e, model, layer, &eo);
     if (st) {
         cli_free(&a);
         return cli_fail("extract", st);
     }
     imgsim_engine_info ei;
     imgsim_engine_get_info(e, &ei);
-    fprintf(stderr, "imgsim: engine %s, %s, batch %d, ready in %.2f s\n", ei.device_name,
-            imgsim_precision_str(ei.precision), ei.max_batch, ei.build_seconds);
+    xo.pre.height = ei.in_height;
+    xo.pre.width = ei.in_width;
+    fprintf(stderr, "imgsim: model %s: layer '%s', %d-d features, input %dx%dx%d\n", model, ei.layer, ei.dim,
+            ei.in_channels, ei.in_height, ei.in_width);
+    fprintf(stderr, "imgsim: engine %s, %s, batch %d, ready in %.2f s%s\n", ei.device_name,
+            imgsim_precision_str(ei.precision), ei.max_batch, is_now() - t0,
+            ei.model_imported ? "" : " (cached engine, model not imported)");
     imgsim_extract_stats s;
     st = imgsim_extract(e, model, input, out, &xo, &s);
     imgsim_engine_destroy(e);

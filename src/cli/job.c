@@ -257,21 +257,17 @@ int job_extract_queries(const is_store *g, const char *input, const char *model_
         fprintf(stderr, "imgsim search: the gallery does not name its model; give --model\n");
         return 1;
     }
-    imgsim_model *m = NULL;
-    imgsim_status st = imgsim_model_load(&m, model, *layer ? layer : NULL);
+    imgsim_engine *e = NULL;
+    imgsim_status st = imgsim_engine_load(&e, model, *layer ? layer : NULL, eo);
     if (st) return cli_fail("search", st);
-    imgsim_model_info mi;
-    imgsim_model_get_info(m, &mi);
-    if (strcmp(mi.sha256, jstr(gm, "sha256")) != 0) {
+    imgsim_engine_info ei;
+    imgsim_engine_get_info(e, &ei);
+    if (strcmp(ei.model_sha256, jstr(gm, "sha256")) != 0) {
         fprintf(stderr, "imgsim search: %s is not the model the gallery %s was extracted with (sha256 differs)\n",
                 model, g->dir);
-        imgsim_model_destroy(m);
+        imgsim_engine_destroy(e);
         return 1;
     }
-    imgsim_engine *e = NULL;
-    st = imgsim_engine_create(&e, m, eo);
-    imgsim_model_destroy(m);
-    if (st) return cli_fail("search", st);
     imgsim_extract_opts xo = *xo_in;
     preprocess_from_meta(jget(g->meta, "preprocessing"), &xo);
     char tmpl[] = "/tmp/imgsim-queries-XXXXXX";

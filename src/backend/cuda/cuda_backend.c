@@ -664,7 +664,10 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
             loaded = 1;
         }
     }
-    /* 2. else plan from the graph */
+    /* 2. else plan from the graph (unless the caller only has a stub of it) */
+    if (!loaded && cfg->cached_only)
+        return is_fail(e, IMGSIM_ERR_MISMATCH, "cuda: no matching engine file%s%s", c->engine_path[0] ? " at " : "",
+                       c->engine_path);
     if (!loaded) {
         if ((st = is_cuda_compile(&c->plan, g, c->precision == IMGSIM_PREC_FP16 ? 2 : 4, e))) return st;
         c->plan.key = key;
