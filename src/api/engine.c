@@ -154,9 +154,9 @@ static int index_lookup(const char *idx, const char *path, const char *layer, mo
     size_t len;
     if (is_read_file(&buf, &len, idx, (uint64_t)64 << 20, NULL)) return 0;
     int found = 0;
-    for (char *line = (char *)buf; line && *line && !found;) {
-        char *nl = strchr(line, '\n'), *li, *asked, *rest;
-        if (nl) *nl = 0;
+    char *p = (char *)buf, *line;
+    while (!found && (line = is_next_line(&p))) {
+        char *li, *asked, *rest;
         if (!split_line(line, &li, &asked, &rest) && !strcmp(li, ident) && !strcmp(asked, layer ? layer : "")) {
             long long dim;
             int c, h, w;
@@ -169,7 +169,6 @@ static int index_lookup(const char *idx, const char *path, const char *layer, mo
                 found = 1;
             }
         }
-        line = nl ? nl + 1 : NULL;
     }
     free(buf);
     return found;
@@ -199,9 +198,9 @@ static void index_store(const char *idx, const char *path, const char *layer, co
             id->in_w, (long long)id->dim);
     size_t pl = strcspn(ident, "\t"); /* the real path */
     int kept = 1;
-    for (char *line = (char *)old; line && *line && kept < 1000;) {
-        char *nl = strchr(line, '\n'), *li, *la, *rest;
-        if (nl) *nl = 0;
+    char *p = (char *)old, *line;
+    while (kept < 1000 && (line = is_next_line(&p))) {
+        char *li, *la, *rest;
         if (!split_line(line, &li, &la, &rest)) {
             int same_path = !strncmp(li, ident, pl) && li[pl] == '\t';
             /* keep other files, and this file's other layers while the file is unchanged */
@@ -210,7 +209,6 @@ static void index_store(const char *idx, const char *path, const char *layer, co
                 kept++;
             }
         }
-        line = nl ? nl + 1 : NULL;
     }
     free(old);
     is_atomic_commit(&af, NULL);

@@ -87,6 +87,9 @@ imgsim_status is_atomic_commit(is_atomic_file *af, is_err *e);
 void is_atomic_abort(is_atomic_file *af);
 /* Writes a whole buffer atomically. */
 imgsim_status is_write_file_atomic(const char *path, const void *data, size_t len, is_err *e);
+/* Splits text in place into lines: returns the next line (NUL-terminated, a trailing '\r'
+ * removed) and advances *p past it, or NULL at the end of the text. */
+char *is_next_line(char **p);
 /* mkdir -p */
 imgsim_status is_mkdir_p(const char *path, is_err *e);
 int is_path_exists(const char *path);

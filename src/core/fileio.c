@@ -158,6 +158,21 @@ imgsim_status is_write_file_atomic(const char *path, const void *data, size_t le
     return is_atomic_commit(&af, e);
 }
 
+char *is_next_line(char **p) {
+    char *line = *p;
+    if (!line || !*line) return NULL;
+    char *nl = strchr(line, '\n');
+    if (nl) {
+        *nl = '\0';
+        *p = nl + 1;
+    } else {
+        *p = line + strlen(line);
+    }
+    size_t n = strlen(line);
+    if (n && line[n - 1] == '\r') line[n - 1] = '\0';
+    return line;
+}
+
 imgsim_status is_mkdir_p(const char *path, is_err *e) {
     char *p = is_strdup(path);
     if (!p) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");

@@ -411,18 +411,10 @@ static imgsim_status open_tsv(list_builder *b, const char *list, const char *roo
 
     char *p = text;
     size_t lineno = 0;
-    while (*p && st == IMGSIM_OK) {
-        char *line = p;
-        char *nl = strchr(p, '\n');
-        if (nl) {
-            *nl = '\0';
-            p = nl + 1;
-        } else {
-            p += strlen(p);
-        }
+    char *line;
+    while (st == IMGSIM_OK && (line = is_next_line(&p))) {
         lineno++;
         size_t ll = strlen(line);
-        if (ll > 0 && line[ll - 1] == '\r') line[--ll] = '\0';
         if (lineno == 1) continue; /* the header, checked by is_tsv_list */
         if (ll == 0) continue;
         char *tab = strchr(line, '\t');

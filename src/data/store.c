@@ -94,18 +94,10 @@ static imgsim_status read_manifest(is_store *s, const char *path, is_err *e) {
     size_t lineno = 0;
     char *p = text;
     int header_ok = 0;
-    while (*p) {
-        char *line = p;
-        char *nl = strchr(p, '\n');
-        if (nl) {
-            *nl = '\0';
-            p = nl + 1;
-        } else {
-            p += strlen(p);
-        }
+    char *line;
+    while ((line = is_next_line(&p))) {
         lineno++;
         size_t ll = strlen(line);
-        if (ll && line[ll - 1] == '\r') line[--ll] = '\0';
         if (lineno == 1) {
             if (strcmp(line, "row\tpath\tlabel\tstatus\terror") != 0) {
                 st = is_fail(e, IMGSIM_ERR_FORMAT,
