@@ -62,6 +62,12 @@ f1 = np.load(os.path.join(one, "features.npy"))
 row = [int(m["row"]) for m in ok if m["path"].endswith(items[0][0].split("/")[-1]) and "class_00" in m["path"]][0]
 assert f1.shape == (1, 512) and np.allclose(f1[0], feats[row], atol=1e-5)
 
+# progress: plain periodic lines and a final one when stderr is not a terminal, nothing with --quiet
+loud = T.run(["extract", "--model=" + model, "--out=" + os.path.join(w, "loud"), "--batch-size=4", data])
+assert "extract %d/%d" % (len(ok) + len(failed), len(ok) + len(failed)) in loud.stderr and "done" in loud.stderr, loud.stderr
+quiet = T.run(["extract", "--model=" + model, "--out=" + os.path.join(w, "q"), "--batch-size=4", "--quiet", data])
+assert quiet.stderr == "", quiet.stderr
+
 # a missing input folder is a clear error
 p = T.run(["extract", "--model=" + model, "--out=" + os.path.join(w, "x"), os.path.join(w, "nope")], check=False)
 assert p.returncode == 1 and "nope" in p.stderr, p.stderr

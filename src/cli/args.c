@@ -1,10 +1,12 @@
 /* args.c: the option parser shared by every subcommand (see cli.h). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "core/core.h"
 
 static int takes_value(const char *const *value_opts, const char *name, size_t len) {
     for (int i = 0; value_opts && value_opts[i]; i++)
@@ -276,4 +278,12 @@ int cli_fail(const char *cmd, imgsim_status st) {
     const char *msg = imgsim_last_error();
     fprintf(stderr, "imgsim %s: %s\n", cmd, msg && *msg ? msg : imgsim_status_str(st));
     return 1;
+}
+
+void cli_info(const char *fmt, ...) {
+    if (!is_log_enabled(IMGSIM_LOG_INFO)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
 }

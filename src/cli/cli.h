@@ -67,6 +67,13 @@ int cli_extract_opts(cli_args *a, imgsim_extract_opts *o);
 /* -q/--quiet, -v/--verbose: set the log level */
 void cli_log_opts(cli_args *a);
 
+/* fprintf to stderr unless -q/--quiet (the log level is below INFO): progress and reports. */
+void cli_info(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
 /* Prints "imgsim <cmd>: <msg>" for a failed status with imgsim_last_error() and returns 1. */
 int cli_fail(const char *cmd, imgsim_status st);
 

@@ -45,9 +45,9 @@ int cmd_extract(int argc, char **argv) {
     imgsim_engine_get_info(e, &ei);
     xo.pre.height = ei.in_height;
     xo.pre.width = ei.in_width;
-    fprintf(stderr, "imgsim: model %s: layer '%s', %d-d features, input %dx%dx%d\n", model, ei.layer, ei.dim,
+    cli_info("imgsim: model %s: layer '%s', %d-d features, input %dx%dx%d\n", model, ei.layer, ei.dim,
             ei.in_channels, ei.in_height, ei.in_width);
-    fprintf(stderr, "imgsim: engine %s, %s, batch %d, ready in %.2f s%s\n", ei.device_name,
+    cli_info("imgsim: engine %s, %s, batch %d, ready in %.2f s%s\n", ei.device_name,
             imgsim_precision_str(ei.precision), ei.max_batch, is_now() - t0,
             ei.model_imported ? "" : " (cached engine, model not imported)");
     imgsim_extract_stats s;
@@ -56,7 +56,7 @@ int cmd_extract(int argc, char **argv) {
     cli_free(&a);
     if (st) return cli_fail("extract", st);
     int workers = xo.workers > 0 ? xo.workers : 0;
-    fprintf(stderr,
+    cli_info(
             "imgsim: %s: %lld images ok, %lld failed, %lld skipped in %.2f s: %.1f images/s end to end\n"
             "imgsim: stages: cpu decode+preprocess busy %.2f s (%.0f%% of %s workers), gpu decode %lld images in "
             "%.2f s, inference %.2f s, write %.2f s, waiting for workers %.2f s\n",

@@ -57,7 +57,7 @@ static int extract_stage(imgsim_engine **eng, const imgsim_model *m, const imgsi
     if (!force && store_reusable(dir, mi, eo, xo, ds)) {
         stg->reused = 1;
         stg->images = (int64_t)ds->n;
-        fprintf(stderr, "imgsim: %s: reusing the complete store %s (same model, preprocessing and images)\n", stg->name,
+        cli_info("imgsim: %s: reusing the complete store %s (same model, preprocessing and images)\n", stg->name,
                 dir);
         return 0;
     }
@@ -68,7 +68,7 @@ static int extract_stage(imgsim_engine **eng, const imgsim_model *m, const imgsi
         *engine_s = is_now() - t0;
         imgsim_engine_info ei;
         imgsim_engine_get_info(*eng, &ei);
-        fprintf(stderr, "imgsim: engine %s, %s, batch %d, ready in %.2f s\n", ei.device_name,
+        cli_info("imgsim: engine %s, %s, batch %d, ready in %.2f s\n", ei.device_name,
                 imgsim_precision_str(ei.precision), ei.max_batch, *engine_s);
     }
     imgsim_extract_stats s;
@@ -174,7 +174,7 @@ int cmd_run(int argc, char **argv) {
     }
     st_split.seconds = is_now() - t0;
     st_split.images = (int64_t)all->n;
-    fprintf(stderr, "imgsim: split %s: %zu images -> %zu train, %zu test (test size %.2f, seed %llu)\n", dataset,
+    cli_info("imgsim: split %s: %zu images -> %zu train, %zu test (test size %.2f, seed %llu)\n", dataset,
             all->n, ntr, nte, test_size, (unsigned long long)seed);
 
     /* model */
@@ -189,7 +189,7 @@ int cmd_run(int argc, char **argv) {
     xo.pre.height = mi.in_height;
     xo.pre.width = mi.in_width;
     st_model.seconds = is_now() - t0;
-    fprintf(stderr, "imgsim: model %s: layer '%s', %d-d features\n", model, mi.layer, mi.dim);
+    cli_info("imgsim: model %s: layer '%s', %d-d features\n", model, mi.layer, mi.dim);
 
     if (extract_stage(&eng, m, &mi, &eo, &xo, train, p_train, p_gal, force, &st_gal, &st_engine.seconds)) goto done;
     if (extract_stage(&eng, m, &mi, &eo, &xo, test, p_test, p_q, force, &st_q, &st_engine.seconds)) goto done;
@@ -243,20 +243,20 @@ int cmd_run(int argc, char **argv) {
     cJSON_AddNumberToObject(sum, "total_seconds", total);
     if (job_write_json(p_sum, sum)) goto done;
 
-    fprintf(stderr, "\n  %-18s %10s %10s %12s\n", "stage", "seconds", "images", "images/s");
+    cli_info("\n  %-18s %10s %10s %12s\n", "stage", "seconds", "images", "images/s");
     for (int i = 0; i < 6; i++) {
         const stage *x = all_st[i];
         if (x->reused)
-            fprintf(stderr, "  %-18s %10s %10lld %12s\n", x->name, "reused", (long long)x->images, "-");
+            cli_info("  %-18s %10s %10lld %12s\n", x->name, "reused", (long long)x->images, "-");
         else if (x->images)
-            fprintf(stderr, "  %-18s %10.3f %10lld %12.1f\n", x->name, x->seconds, (long long)x->images,
+            cli_info("  %-18s %10.3f %10lld %12.1f\n", x->name, x->seconds, (long long)x->images,
                     x->seconds > 0 ? (double)x->images / x->seconds : 0);
         else
-            fprintf(stderr, "  %-18s %10.3f %10s %12s\n", x->name, x->seconds, "-", "-");
+            cli_info("  %-18s %10.3f %10s %12s\n", x->name, x->seconds, "-", "-");
     }
-    fprintf(stderr, "  %-18s %10.3f\n\n", "total", total);
+    cli_info("  %-18s %10.3f\n\n", "total", total);
     job_print_metrics(metrics);
-    fprintf(stderr, "imgsim: results in %s, summary in %s\n", p_res, p_sum);
+    cli_info("imgsim: results in %s, summary in %s\n", p_res, p_sum);
     rc = 0;
 done:
     cJSON_Delete(metrics);

@@ -76,7 +76,7 @@ int cmd_search(int argc, char **argv) {
     if (job_search(g, q, k, &so, out, &metrics)) goto done;
     mp = mpath ? is_strdup(mpath) : metrics_path(out);
     if (!mp || job_write_json(mp, metrics)) goto done;
-    fprintf(stderr, "imgsim: %lld queries x %lld gallery, top-%d in %.3f s (%.0f queries/s) -> %s\n",
+    cli_info("imgsim: %lld queries x %lld gallery, top-%d in %.3f s (%.0f queries/s) -> %s\n",
             (long long)q->n, (long long)g->n, k, cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "search_seconds")),
             cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "queries_per_s")), out);
     job_print_metrics(metrics);

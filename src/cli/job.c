@@ -216,10 +216,10 @@ void job_print_metrics(const cJSON *m) {
     const cJSON *acc = jget(m, "accuracy");
     int k = (int)cJSON_GetNumberValue(jget(m, "k"));
     if (!acc) {
-        fprintf(stderr, "imgsim: no labels on both sides: accuracies not computed\n");
+        cli_info("imgsim: no labels on both sides: accuracies not computed\n");
         return;
     }
-    fprintf(stderr, "imgsim: accuracy over %d labelled queries: top-1 %.4f, top-%d %.4f, %d-NN vote %.4f\n",
+    cli_info("imgsim: accuracy over %d labelled queries: top-1 %.4f, top-%d %.4f, %d-NN vote %.4f\n",
             (int)cJSON_GetNumberValue(jget(m, "labelled_queries")), cJSON_GetNumberValue(jget(acc, "top1")), k,
             cJSON_GetNumberValue(jget(acc, "topk")), k, cJSON_GetNumberValue(jget(acc, "knn_vote")));
     const cJSON *pc = jget(m, "per_class"), *c;
@@ -292,7 +292,7 @@ int job_extract_queries(const is_store *g, const char *input, const char *model_
         free(dir);
         return cli_fail("search", st);
     }
-    fprintf(stderr, "imgsim: queries: %lld images ok, %lld failed (%.1f images/s)\n", (long long)s.ok,
+    cli_info("imgsim: queries: %lld images ok, %lld failed (%.1f images/s)\n", (long long)s.ok,
             (long long)s.failed, s.images_per_s);
     *tmp_dir = dir;
     return 0;
