@@ -73,7 +73,8 @@ typedef struct pipeline {
     int n_workers;
     double last_wait, last_idle;
     int adapt;          /* AUTO: adjust cpu_share after each batch */
-    double cpu_share;   /* share of JPEGs the CPU workers decode (per 64 items) */
+    double cpu_share;   /* share of JPEGs the CPU workers decode (consumer's copy) */
+    atomic_int share64; /* the same in 64ths, as the workers read it: items i % 64 < share64 */
     void *feed;         /* is_gpu_feed */
     int64_t gpu_decoded;
     double gpu_s, wait_s;
@@ -114,7 +115,7 @@ static void *worker_main(void *arg) {
             /* read the file; JPEGs routed to the GPU stay encoded for nvJPEG */
             item_result *r = &p->res[i];
             st = is_read_file(&r->buf, &r->len, p->ds->items[i].path, 1u << 30, &err);
-            int share = (int)(p->cpu_share * 64.0 + 0.5);
+            int share = atomic_load(&p->share64);
             if (st == IMGSIM_OK && is_image_sniff(r->buf, r->len) == IS_FMT_JPEG && (int)(i % 64) >= share) {
                 r->on_gpu = 1;
                 r->st = IMGSIM_OK;
@@ -439,6 +440,7 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
         if (b > 0) p->cpu_share += d_wait > d_idle ? -0.03 : 0.03;
         if (p->cpu_share < 0) p->cpu_share = 0;
         if (p->cpu_share > 1) p->cpu_share = 1;
+        atomic_store(&p->share64, (int)(p->cpu_share * 64.0 + 0.5));
     }
     return st;
 }
@@ -552,6 +554,7 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
              * ring uploads straight into the engine's device input) */
             p.adapt = opt->decode == IMGSIM_DECODE_AUTO;
             p.cpu_share = opt->decode == IMGSIM_DECODE_CPU ? 1.0 : p.adapt ? 0.4 : 0.0;
+            atomic_store(&p.share64, (int)(p.cpu_share * 64.0 + 0.5));
             if (opt->decode != IMGSIM_DECODE_CPU)
                 is_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", is_gpu_feed_backend(feed),
                             p.adapt ? " and the CPU, share adapted as the job runs" : "");
