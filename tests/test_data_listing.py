@@ -32,13 +32,7 @@ if not clis:
     print("IMGSIM_CLI not set")
     sys.exit(77)
 
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
+from testlib import check, finish  # noqa: E402
 
 
 def read_tsv(path):
@@ -166,7 +160,4 @@ for cli in clis:
     _, err = listing(cli, os.path.join(WORK, "nope"), os.path.join(WORK, "outS3"), expect=1)
     check("nope" in err, "%s: missing dataset not named: %r" % (tag, err))
 
-if failures:
-    print("%d failure(s)" % len(failures))
-    sys.exit(1)
-print("ok")
+finish()

@@ -31,13 +31,7 @@ if not CLI or not os.path.exists(CLI):
     print("IMGSIM_CLI not set")
     sys.exit(77)
 
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
+from testlib import check, finish  # noqa: E402
 
 
 def run(*args, expect=0):
@@ -188,7 +182,4 @@ run(A, "--test-size=0", "--out-dir=" + os.path.join(WORK, "x"), expect=2)
 run(A, expect=2)  # no --out-dir
 run("--out-dir=" + os.path.join(WORK, "x"), expect=2)  # no dataset
 
-if failures:
-    print("%d failure(s)" % len(failures))
-    sys.exit(1)
-print("ok")
+finish()

@@ -30,13 +30,7 @@ if not CLI or not os.path.exists(CLI):
     print("IMGSIM_CLI not set")
     sys.exit(77)
 
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
+from testlib import check, finish  # noqa: E402
 
 
 def synth(out, *args):
@@ -115,7 +109,4 @@ p = subprocess.run([CLI, "synth", "--out=" + os.path.join(WORK, "x"), "--min-sid
                    capture_output=True, text=True)
 check(p.returncode == 2, "max-side < min-side not a usage error")
 
-if failures:
-    print("%d failure(s)" % len(failures))
-    sys.exit(1)
-print("ok")
+finish()

@@ -81,3 +81,21 @@ def read_tsv(path):
         lines = f.read().splitlines()
     head = lines[0].split("\t")
     return [dict(zip(head, l.split("\t"))) for l in lines[1:] if l]
+
+
+# Soft checks: a test records every failed check and reports them all at the end.
+failures = []
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print("FAIL:", msg)
+
+
+def finish():
+    """Exits 1 after listing the failed checks, else prints ok."""
+    if failures:
+        print("%d failure(s)" % len(failures))
+        sys.exit(1)
+    print("ok")
