@@ -5,7 +5,9 @@
 # fp16 channels_last), on the same files, machine and cores.
 # Data: N (default 20000) generated photo-like JPEGs, quality 90, 4:2:0: most with sides 375..500
 # (500x375-like), a fifth 1600x1200 and above.
-# Env: N, BENCH_DIR (work folder), IMGSIM_PYTHON (python with torch+torchvision), BATCH (256).
+# Env: N, BENCH_DIR (work folder), IMGSIM_PYTHON (python with torch+torchvision), BATCH (256),
+# MODES (default "auto gpu cpu"; a mode may carry environment settings for experiments, e.g.
+# "auto:IMGSIM_GPU_ROUTE=large-cpu,IMGSIM_GPU_RING=4"), PEER (1: also run the Python pipeline).
 set -eu
 BUILD="${1:-build-gpu}"
 N="${N:-20000}"
@@ -28,28 +30,35 @@ export XDG_CACHE_HOME="$W/cache"
 # build the engine once (cached engine file), so the runs below time the job, not autotuning
 "$IMGSIM" engine build --model="$W/r50.onnx" --device=cuda --precision=fp16 --max-batch="$BATCH" --quiet || true
 cat /dev/null > "$W/results.txt"
-for mode in auto gpu cpu; do
-  rm -rf "$W/store_$mode"
+for spec in ${MODES:-auto gpu cpu}; do
+  mode="${spec%%:*}"
+  envs=""
+  [ "$spec" != "$mode" ] && envs="${spec#*:}"
+  name="$(echo "$spec" | tr ':,=' '___')"
+  rm -rf "$W/store_$name"
   # drop nothing from the page cache: both sides read the same (cached) files
-  "$IMGSIM" extract --model="$W/r50.onnx" --device=cuda --precision=fp16 --batch-size="$BATCH" --decode=$mode \
-      --out="$W/store_$mode" --quiet "$W/data" 2> "$W/extract_$mode.log" || { cat "$W/extract_$mode.log"; exit 1; }
-  "$PY" - "$W/store_$mode/meta.json" "$mode" >> "$W/results.txt" <<'PYEOF'
+  env ${envs//,/ } "$IMGSIM" extract --model="$W/r50.onnx" --device=cuda --precision=fp16 --batch-size="$BATCH" \
+      --decode="$mode" --out="$W/store_$name" --verbose "$W/data" 2> "$W/extract_$name.log" ||
+      { tail -30 "$W/extract_$name.log"; exit 1; }
+  grep -E 'nvJPEG: [0-9]+ batches' "$W/extract_$name.log" | sed "s/^/$name: /"
+  "$PY" - "$W/store_$name/meta.json" "$name" >> "$W/results.txt" <<'PYEOF'
 import json, sys
 m = json.load(open(sys.argv[1])); t = m["timings"]; c = m["counts"]
-print("imgsim-%s %.1f %d %.2f total=%.2fs list=%.2fs setup=%.2fs cpu_decode_busy=%.1fs gpu_decoded=%d gpu_decode=%.2fs infer_wait=%.2fs write=%.2fs wait_workers=%.2fs cpu_share=%.2f" % (
-    sys.argv[2], t["images_per_s"], c["ok"], t["total_s"], t["total_s"], t["list_s"], t.get("setup_s", 0), t["decode_busy_s"],
+print("%s %.1f %d %.2f total=%.2fs list=%.2fs setup=%.2fs gpu_init=%.2fs cpu_decode_busy=%.1fs gpu_decoded=%d gpu_decode=%.2fs infer_wait=%.2fs write=%.2fs wait_workers=%.2fs cpu_share=%.2f" % (
+    sys.argv[2], t["images_per_s"], c["ok"], t["total_s"], t["total_s"], t["list_s"], t.get("setup_s", 0),
+    t.get("gpu_init_s", 0), t["decode_busy_s"],
     c.get("gpu_decoded", 0), t.get("gpu_decode_s", 0), t["infer_busy_s"], t["write_s"],
     t.get("wait_for_workers_s", 0), m.get("cpu_decode_share_final", -1)))
 PYEOF
-  tail -2 "$W/extract_$mode.log"
+  tail -2 "$W/extract_$name.log"
 done
-"$PY" "$(dirname "$0")/e2e_gpu_peer.py" "$W/data" "$W/peer.npy" "$BATCH" >> "$W/results.txt"
+[ "${PEER:-1}" = 1 ] && "$PY" "$(dirname "$0")/e2e_gpu_peer.py" "$W/data" "$W/peer.npy" "$BATCH" >> "$W/results.txt"
 echo
 echo "GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), CPU: $(nproc) cores, $nimg images"
 "$PY" - "$W/results.txt" <<'PYEOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-peer = [float(r[1]) for r in rows if r[0] == "python"][0]
+peer = ([float(r[1]) for r in rows if r[0] == "python"] or [float("nan")])[0]
 print("%-12s %12s %8s  %s" % ("pipeline", "images/s", "x python", "stages"))
 for r in rows:
     print("%-12s %12.1f %8.2f  %s" % (r[0], float(r[1]), float(r[1]) / peer, " ".join(r[4:])))

@@ -214,7 +214,8 @@ typedef struct imgsim_extract_stats {
     int64_t gpu_decoded;      /* images decoded by nvJPEG */
     double seconds_gpu_decode; /* consumer time spent in GPU decoding + preprocessing */
     double seconds_wait_workers; /* consumer time waiting for the CPU workers */
-    double seconds_setup;        /* buffers, threads and decoders before the first batch */
+    double seconds_setup;        /* buffers and threads before the first batch */
+    double seconds_gpu_init;     /* creating the nvJPEG decoders, while the CPU decodes */
 } imgsim_extract_stats;
 
 /* Extracts features for every image of input (an ImageFolder-layout folder, a TSV list

@@ -6,6 +6,7 @@
 3. A batch mixing good JPEGs, PNGs, a CMYK JPEG, a progressive JPEG, truncated and corrupt files:
    every good image gets its features, every bad one its error, counts balance.
 Skipped (77) where there is no GPU or imgsim was built without CUDA/nvJPEG."""
+import json
 import os
 
 import numpy as np
@@ -53,6 +54,8 @@ sg, sc = os.path.join(w, "sg"), os.path.join(w, "sc")
 T.run(["extract", "--model=" + model, "--device=cuda", "--precision=fp32", "--decode=gpu", "--engine-cache=off",
        "--out=" + sg, "--quiet", d])
 T.run(["extract", "--model=" + model, "--device=cpu", "--no-dct-scaling", "--out=" + sc, "--quiet", d])
+gpu_counts = json.load(open(os.path.join(sg, "meta.json")))["counts"]
+assert gpu_counts["gpu_decoded"] >= len(files) - 1, gpu_counts  # --decode=gpu: nvJPEG did decode them
 fg, fc = np.load(os.path.join(sg, "features.npy")), np.load(os.path.join(sc, "features.npy"))
 cos = (fg * fc).sum(1) / np.linalg.norm(fg, axis=1) / np.linalg.norm(fc, axis=1)
 print("features GPU pipeline vs CPU pipeline: min cosine %.6f" % cos.min())
@@ -78,6 +81,7 @@ bad = sorted(x["path"] for x in man if x["status"] == "failed")
 assert len(man) == 11 and len(ok) + len(bad) == 11, man
 assert set(ok) >= {"good%d.jpg" % i for i in range(6)} | {"png.png", "cmyk.jpg", "prog.jpg"}, ok
 assert "trunc.jpg" in bad, bad
+assert json.load(open(os.path.join(sm, "meta.json")))["counts"]["gpu_decoded"] >= 6, "nvJPEG decoded no good JPEG"
 feats = np.load(os.path.join(sm, "features.npy"))
 assert feats.shape[0] == len(ok) and np.isfinite(feats).all()
 print("mixed batch: %d ok, %d failed: %s" % (len(ok), len(bad), bad))

@@ -78,7 +78,31 @@ typedef struct pipeline {
     void *feed;         /* is_gpu_feed */
     int64_t gpu_decoded;
     double gpu_s, wait_s;
+    /* the nvJPEG decoders are created on their own thread while the workers decode everything
+     * on the CPU; gpu_ready: 0 while that runs, 1 once JPEGs may go to the GPU, -1 if not */
+    atomic_int gpu_ready;
+    pthread_t init_th;
+    int init_started, init_threads;
+    double gpu_init_s;
+    int route; /* ROUTE_*: which JPEGs the CPU share takes first */
 } pipeline;
+
+/* Routing of JPEGs between the CPU workers and nvJPEG (IMGSIM_GPU_ROUTE, for experiments): by
+ * count, or large images (over 1 megapixel) first to the CPU or first to the GPU. */
+enum { ROUTE_COUNT = 0, ROUTE_LARGE_CPU = 1, ROUTE_LARGE_GPU = 2 };
+
+/* 1 if item i (a JPEG, bytes buf) goes to nvJPEG: its key in [0, 64) against the CPU share. */
+static int route_to_gpu(const pipeline *p, int64_t i, const uint8_t *buf, size_t len, int share64) {
+    uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull;
+    int u = (int)(x >> 58); /* 0..63, spread evenly over consecutive items */
+    if (p->route != ROUTE_COUNT) {
+        is_jpeg_hdr h;
+        int large = is_jpeg_header(buf, len, &h) == 0 && (int64_t)h.w * h.h > 1000000;
+        int first = p->route == ROUTE_LARGE_CPU ? large : !large; /* the CPU takes these first */
+        u = first ? u / 2 : 32 + u / 2;
+    }
+    return u >= share64;
+}
 
 typedef struct worker_arg {
     pipeline *p;
@@ -115,8 +139,8 @@ static void *worker_main(void *arg) {
             /* read the file; JPEGs routed to the GPU stay encoded for nvJPEG */
             item_result *r = &p->res[i];
             st = is_read_file(&r->buf, &r->len, p->ds->items[i].path, 1u << 30, &err);
-            int share = atomic_load(&p->share64);
-            if (st == IMGSIM_OK && is_image_sniff(r->buf, r->len) == IS_FMT_JPEG && (int)(i % 64) >= share) {
+            if (st == IMGSIM_OK && atomic_load(&p->gpu_ready) == 1 && is_image_sniff(r->buf, r->len) == IS_FMT_JPEG &&
+                route_to_gpu(p, i, r->buf, r->len, atomic_load(&p->share64))) {
                 r->on_gpu = 1;
                 r->st = IMGSIM_OK;
             } else if (st == IMGSIM_OK) {
@@ -260,6 +284,7 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     cJSON_AddNumberToObject(t, "engine_build_s", eng->info.build_seconds);
     cJSON_AddNumberToObject(t, "gpu_decode_s", s->seconds_gpu_decode);
     cJSON_AddNumberToObject(t, "wait_for_workers_s", s->seconds_wait_workers);
+    cJSON_AddNumberToObject(t, "gpu_init_s", s->seconds_gpu_init);
     if (p->gpu_mode) cJSON_AddNumberToObject(root, "cpu_decode_share_final", p->cpu_share);
     cJSON_AddNumberToObject(c, "gpu_decoded", (double)s->gpu_decoded);
     time_t now = time(NULL);
@@ -285,7 +310,9 @@ static imgsim_status ring_init(pipeline *p, is_err *e) {
     is_backend *b = p->eng->b;
     p->async = b->ops->submit && b->ops->collect && b->ops->input_buffer && b->ops->n_slots >= 2;
     p->n_bslots = p->async ? b->ops->n_slots : 1;
-    p->S = p->gpu_mode ? GPU_RING : p->async ? b->ops->n_slots : 2;
+    const char *env = getenv("IMGSIM_GPU_RING"); /* for experiments */
+    int gpu_ring = env && atoi(env) >= 2 && atoi(env) <= 16 ? atoi(env) : GPU_RING;
+    p->S = p->gpu_mode ? gpu_ring : p->async ? b->ops->n_slots : 2;
     p->slot_buf = is_calloc((size_t)p->S, sizeof(float *));
     p->slot_batch = is_calloc((size_t)p->S, sizeof(int64_t));
     p->slot_done = is_calloc((size_t)p->S, sizeof(int));
@@ -430,14 +457,14 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
     /* AUTO: move JPEGs towards whichever side waited more in this batch: the consumer waiting
      * for the workers means the CPU is the bottleneck; the workers waiting for free slots means
      * the GPU side is */
-    if (p->adapt) {
+    if (p->adapt) { /* (before the GPU is ready the CPU decodes everything: nothing to learn) */
         double idle = 0;
         for (int w = 0; w < p->n_workers; w++) idle += p->idle[w];
         idle /= p->n_workers > 0 ? p->n_workers : 1;
         double d_wait = p->wait_s - p->last_wait, d_idle = idle - p->last_idle;
         p->last_wait = p->wait_s;
         p->last_idle = idle;
-        if (b > 0) p->cpu_share += d_wait > d_idle ? -0.03 : 0.03;
+        if (b > 0 && atomic_load(&p->gpu_ready) == 1) p->cpu_share += d_wait > d_idle ? -0.03 : 0.03;
         if (p->cpu_share < 0) p->cpu_share = 0;
         if (p->cpu_share > 1) p->cpu_share = 1;
         atomic_store(&p->share64, (int)(p->cpu_share * 64.0 + 0.5));
@@ -505,6 +532,25 @@ static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double 
     return st;
 }
 
+#ifdef IMGSIM_HAVE_CUDA
+/* Creates the nvJPEG decoders (hundreds of milliseconds) while the workers start on the CPU. */
+static void *gpu_init_main(void *arg) {
+    pipeline *p = arg;
+    double t0 = is_now();
+    is_err e;
+    if (is_gpu_feed_init_jpeg(p->feed, p->init_threads, &e) == IMGSIM_OK) {
+        is_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", is_gpu_feed_backend(p->feed),
+                    p->adapt ? " and the CPU, share adapted as the job runs" : "");
+        atomic_store(&p->gpu_ready, 1);
+    } else {
+        is_log_info("GPU decoding unavailable (%s): decoding on the CPU", e.msg);
+        atomic_store(&p->gpu_ready, -1);
+    }
+    p->gpu_init_s = is_now() - t0;
+    return NULL;
+}
+#endif
+
 imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const char *input_desc,
                                  const char *store_dir, const imgsim_extract_opts *opt, double list_seconds,
                                  imgsim_extract_stats *stats, is_err *e) {
@@ -546,18 +592,19 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
         is_gpu_feed *feed = NULL;
         is_err fe;
         int dev = be->ops->device_index_of ? be->ops->device_index_of(be) : 0;
-        if (is_gpu_feed_create(&feed, dev, p.B, workers, eng->info.in_height, eng->info.in_width, opt->pre.mean,
-                               opt->pre.std, &fe) == IMGSIM_OK) {
+        if (is_gpu_feed_create(&feed, dev, p.B, eng->info.in_height, eng->info.in_width, opt->pre.mean, opt->pre.std,
+                               &fe) == IMGSIM_OK) {
             p.feed = feed;
             p.gpu_mode = 1;
+            p.init_threads = workers;
             /* CPU: the same path with every image decoded by the workers (its deeper pinned
              * ring uploads straight into the engine's device input) */
             p.adapt = opt->decode == IMGSIM_DECODE_AUTO;
             p.cpu_share = opt->decode == IMGSIM_DECODE_CPU ? 1.0 : p.adapt ? 0.4 : 0.0;
             atomic_store(&p.share64, (int)(p.cpu_share * 64.0 + 0.5));
-            if (opt->decode != IMGSIM_DECODE_CPU)
-                is_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", is_gpu_feed_backend(feed),
-                            p.adapt ? " and the CPU, share adapted as the job runs" : "");
+            const char *rt = getenv("IMGSIM_GPU_ROUTE");
+            p.route = rt && !strcmp(rt, "large-cpu") ? ROUTE_LARGE_CPU : rt && !strcmp(rt, "large-gpu") ? ROUTE_LARGE_GPU
+                                                                                                         : ROUTE_COUNT;
         } else {
             is_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);
         }
@@ -571,6 +618,16 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
         return st;
     }
 
+#ifdef IMGSIM_HAVE_CUDA
+    /* AUTO: the CPU decodes everything until the decoders exist; GPU (asked for explicitly):
+     * every JPEG nvJPEG takes goes to it, so they are made first */
+    if (p.gpu_mode && opt->decode == IMGSIM_DECODE_AUTO)
+        p.init_started = pthread_create(&p.init_th, NULL, gpu_init_main, &p) == 0;
+    if (p.gpu_mode && (opt->decode == IMGSIM_DECODE_GPU || (opt->decode == IMGSIM_DECODE_AUTO && !p.init_started))) {
+        gpu_init_main(&p);
+        s.seconds_gpu_init = p.gpu_init_s;
+    }
+#endif
     /* a store without meta.json is incomplete: remove the old marker before anything else */
     char *meta_path = is_path_join(store_dir, "meta.json");
     char *feat_path = is_path_join(store_dir, "features.npy");
@@ -632,6 +689,11 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     s.gpu_decoded = p.gpu_decoded;
     s.seconds_gpu_decode = p.gpu_s;
     s.seconds_wait_workers = p.wait_s;
+    if (p.init_started) {
+        pthread_join(p.init_th, NULL);
+        p.init_started = 0;
+        s.seconds_gpu_init = p.gpu_init_s;
+    }
     for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
         char *why = is_strdup(ds->skipped[i].reason);
         if (why) tsv_clean(why);
@@ -648,6 +710,7 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     is_dataset_fingerprint(ds, fp, e);
     st = write_meta(meta_path, &p, input_desc, fp, &s, e);
 done:
+    if (p.init_started) pthread_join(p.init_th, NULL);
     if (st) {
         is_npy_abort(&npy);
         if (man.f) is_atomic_abort(&man);

@@ -59,11 +59,11 @@ int cmd_extract(int argc, char **argv) {
     cli_info(
             "imgsim: %s: %lld images ok, %lld failed, %lld skipped in %.2f s: %.1f images/s end to end\n"
             "imgsim: stages: cpu decode+preprocess busy %.2f s (%.0f%% of %s workers), gpu decode %lld images in "
-            "%.2f s, inference %.2f s, write %.2f s, waiting for workers %.2f s\n",
+            "%.2f s, inference %.2f s, write %.2f s, waiting for workers %.2f s, setup %.2f s, nvJPEG init %.2f s\n",
             out, (long long)s.ok, (long long)s.failed, (long long)s.skipped, s.seconds_total, s.images_per_s,
             s.seconds_decode_busy, s.seconds_total > 0 ? 100.0 * s.seconds_decode_busy / (s.seconds_total *
             (workers ? workers : is_num_cores())) : 0, workers ? "the" : "all",
             (long long)s.gpu_decoded, s.seconds_gpu_decode, s.seconds_infer_busy, s.seconds_write,
-            s.seconds_wait_workers);
+            s.seconds_wait_workers, s.seconds_setup, s.seconds_gpu_init);
     return 0;
 }

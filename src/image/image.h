@@ -16,6 +16,19 @@ typedef enum is_imgfmt { IS_FMT_UNKNOWN = 0, IS_FMT_JPEG, IS_FMT_PNG, IS_FMT_WEB
 is_imgfmt is_image_sniff(const uint8_t *buf, size_t len);
 const char *is_imgfmt_name(is_imgfmt f);
 
+/* What a JPEG's markers before the first scan say (no entropy data is read). */
+typedef struct is_jpeg_hdr {
+    int w, h, ncomp;
+    int sof;             /* the frame marker: 0xC0 baseline, 0xC1 extended, 0xC2 progressive, ... */
+    int hs[4], vs[4];    /* sampling factors of the first four components */
+    int orient;          /* EXIF orientation 1..8 (1 when absent) */
+    int adobe_transform; /* APP14 Adobe transform flag (0 when absent) */
+} is_jpeg_hdr;
+
+/* Parses the header of a JPEG in memory: 0 when a frame header was found before the first
+ * scan, -1 when the stream is malformed or has none. */
+int is_jpeg_header(const uint8_t *buf, size_t len, is_jpeg_hdr *h);
+
 /* An 8-bit RGB image, interleaved, rows of w * 3 bytes. */
 typedef struct is_image {
     int w, h;

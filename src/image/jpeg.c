@@ -29,24 +29,49 @@
 #define IS_DCT_MIN_RATIO 3.0
 #endif
 
-/* Finds the first APP1 "Exif\0\0" segment before the first scan; returns its orientation. */
-static int jpeg_exif_orientation(const uint8_t *buf, size_t len) {
+int is_jpeg_header(const uint8_t *buf, size_t len, is_jpeg_hdr *h) {
+    memset(h, 0, sizeof *h);
+    h->orient = 1;
+    int have_exif = 0;
+    if (len < 4 || buf[0] != 0xFF || buf[1] != 0xD8) return -1;
     size_t i = 2; /* after SOI */
     while (i + 4 <= len) {
-        if (buf[i] != 0xFF) return 1; /* not at a marker: malformed, give up */
+        if (buf[i] != 0xFF) return -1; /* not at a marker: malformed */
         while (i < len && buf[i] == 0xFF) i++; /* fill bytes */
-        if (i >= len) return 1;
+        if (i >= len) return -1;
         uint8_t m = buf[i++];
-        if (m == 0xD9 || m == 0xDA) return 1;           /* EOI, SOS: no EXIF before the scan */
+        if (m == 0xD9 || m == 0xDA) return h->sof ? 0 : -1; /* EOI, SOS: the header is over */
         if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue; /* standalone markers */
-        if (i + 2 > len) return 1;
+        if (i + 2 > len) return -1;
         size_t seg = (size_t)buf[i] << 8 | buf[i + 1];
-        if (seg < 2 || i + seg > len) return 1;
-        if (m == 0xE1 && seg >= 2 + 6 && memcmp(buf + i + 2, "Exif\0\0", 6) == 0)
-            return is_exif_orientation(buf + i + 2, seg - 2);
+        if (seg < 2 || i + seg > len) return -1;
+        const uint8_t *p = buf + i + 2;
+        if (m == 0xE1 && !have_exif && seg >= 2 + 6 && memcmp(p, "Exif\0\0", 6) == 0) {
+            h->orient = is_exif_orientation(p, seg - 2); /* the first Exif block counts */
+            have_exif = 1;
+        } else if (m == 0xEE && seg >= 2 + 12 && memcmp(p, "Adobe", 5) == 0) {
+            h->adobe_transform = p[11];
+        } else if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC && !h->sof) {
+            if (seg < 2 + 6) return -1;
+            h->sof = m;
+            h->h = p[1] << 8 | p[2];
+            h->w = p[3] << 8 | p[4];
+            h->ncomp = p[5];
+            for (int c = 0; c < h->ncomp && c < 4 && (size_t)(6 + 3 * c + 3) <= seg - 2; c++) {
+                h->hs[c] = p[6 + 3 * c + 1] >> 4;
+                h->vs[c] = p[6 + 3 * c + 1] & 15;
+            }
+        }
         i += seg;
     }
-    return 1;
+    return -1;
+}
+
+/* The orientation of the first APP1 "Exif\0\0" segment before the first scan (1 when none). */
+static int jpeg_exif_orientation(const uint8_t *buf, size_t len) {
+    is_jpeg_hdr h;
+    is_jpeg_header(buf, len, &h);
+    return h.orient;
 }
 
 /* Picks the DCT scaling factor (index into tjGetScalingFactors, or -1 for none). tw, th are

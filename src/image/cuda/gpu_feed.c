@@ -29,18 +29,14 @@ struct is_gpu_feed {
     is_gpu_src *d_srcs;
 };
 
-imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int cpu_threads, int oh, int ow,
-                                 const float mean[3], const float std[3], is_err *e) {
+imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
+                                 const float std[3], is_err *e) {
     *out = NULL;
+    if (cudaSetDevice(device) != cudaSuccess) return is_fail(e, IMGSIM_ERR_NO_DEVICE, "GPU decoding: no CUDA device %d", device);
     is_gpu_feed *f = is_calloc(1, sizeof *f);
     if (!f) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     f->device = device;
     f->max_batch = max_batch;
-    imgsim_status st = is_gpu_jpeg_create(&f->jpeg, device, max_batch, cpu_threads, e);
-    if (st) {
-        free(f);
-        return st;
-    }
     if (cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking) != cudaSuccess ||
         cudaEventCreateWithFlags(&f->ev, cudaEventDisableTiming) != cudaSuccess ||
         cudaHostAlloc((void **)&f->h_srcs, (size_t)max_batch * sizeof(is_gpu_src), cudaHostAllocDefault) != cudaSuccess ||
@@ -58,6 +54,11 @@ imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, i
     return IMGSIM_OK;
 }
 
+imgsim_status is_gpu_feed_init_jpeg(is_gpu_feed *f, int cpu_threads, is_err *e) {
+    if (f->jpeg) return IMGSIM_OK;
+    return is_gpu_jpeg_create(&f->jpeg, f->device, f->max_batch, cpu_threads, e);
+}
+
 void is_gpu_feed_destroy(is_gpu_feed *f) {
     if (!f) return;
     if (f->stream) cudaStreamSynchronize(f->stream);
@@ -70,13 +71,14 @@ void is_gpu_feed_destroy(is_gpu_feed *f) {
 }
 
 const char *is_gpu_feed_backend(const is_gpu_feed *f) {
-    return is_gpu_jpeg_backend(f->jpeg);
+    return f->jpeg ? is_gpu_jpeg_backend(f->jpeg) : "not initialised";
 }
 
 imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, const size_t *lens, int n,
                                  float *dev_in, uint64_t max_pixels, imgsim_status *item_st, is_err *item_msg,
                                  is_err *e) {
     if (n > f->max_batch) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU decoding: batch %d over %d", n, f->max_batch);
+    if (!f->jpeg) return is_fail(e, IMGSIM_ERR_INTERNAL, "GPU decoding: the JPEG decoder is not initialised");
     /* the previous batch's descriptors and kernel must be done before h_srcs is rewritten */
     if (cudaStreamSynchronize(f->stream) != cudaSuccess)
         return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: %s", cudaGetErrorString(cudaGetLastError()));
@@ -144,7 +146,8 @@ imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths,
                                       int *on_gpu, is_err *e) {
     size_t img = (size_t)3 * (size_t)pre->height * (size_t)pre->width;
     is_gpu_feed *f = NULL;
-    imgsim_status st = is_gpu_feed_create(&f, device, n, 1, pre->height, pre->width, pre->mean, pre->std, e);
+    imgsim_status st = is_gpu_feed_create(&f, device, n, pre->height, pre->width, pre->mean, pre->std, e);
+    if (!st && (st = is_gpu_feed_init_jpeg(f, 1, e))) is_gpu_feed_destroy(f);
     if (st) return st;
     uint8_t **bufs = is_calloc((size_t)n, sizeof *bufs);
     size_t *lens = is_calloc((size_t)n, sizeof *lens);
@@ -199,10 +202,13 @@ imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths,
     return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
 
-imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int cpu_threads, int oh, int ow,
-                                 const float mean[3], const float std[3], is_err *e) {
+imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
+                                 const float std[3], is_err *e) {
     *out = NULL;
     return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG: decoding on the CPU");
+}
+imgsim_status is_gpu_feed_init_jpeg(is_gpu_feed *f, int cpu_threads, is_err *e) {
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
 void is_gpu_feed_destroy(is_gpu_feed *f) {
     (void)f;

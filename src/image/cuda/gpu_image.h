@@ -50,6 +50,17 @@ imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, i
 void is_gpu_jpeg_destroy(is_gpu_jpeg *d);
 /* Name of the nvJPEG backend in use ("hardware", "gpu-hybrid", "hybrid"). */
 const char *is_gpu_jpeg_backend(const is_gpu_jpeg *d);
+/* Where the decoder's time went (calling thread's wall time), for statistics. */
+typedef struct is_gpu_jpeg_times {
+    int calls, n_init;
+    long long images;
+    double route_s; /* header checks and routing */
+    double init_s;  /* nvjpegDecodeBatchedInitialize (when the batch size changes) */
+    double call_s;  /* nvjpegDecodeBatched: its host phase */
+    double sync_s;  /* waiting for its device phase */
+    double ycc_s;   /* launching the colour conversion */
+} is_gpu_jpeg_times;
+is_gpu_jpeg_times is_gpu_jpeg_get_times(const is_gpu_jpeg *d);
 
 /* Decodes n JPEG buffers (host memory) into device RGB8 images. srcs_host[i] gets the decoded
  * image or px = NULL with item_st[i] set (and item_msg[i] filled) when this image must go to the
@@ -68,8 +79,12 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
  * Only with IMGSIM_HAVE_NVJPEG; is_gpu_feed_create returns NO_DEVICE otherwise. */
 typedef struct is_gpu_feed is_gpu_feed;
 
-imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int cpu_threads, int oh, int ow,
-                                 const float mean[3], const float std[3], is_err *e);
+/* The feed's stream and buffers (fast); the nvJPEG decoders come with is_gpu_feed_init_jpeg (slow:
+ * hundreds of milliseconds), which may run on another thread while the feed uploads CPU-decoded
+ * images; is_gpu_feed_decode needs it done. */
+imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
+                                 const float std[3], is_err *e);
+imgsim_status is_gpu_feed_init_jpeg(is_gpu_feed *f, int cpu_threads, is_err *e);
 void is_gpu_feed_destroy(is_gpu_feed *f);
 const char *is_gpu_feed_backend(const is_gpu_feed *f);
 

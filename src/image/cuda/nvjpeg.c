@@ -39,6 +39,7 @@ struct is_gpu_jpeg {
     size_t *lens;
     nvjpegImage_t *dst;
     int *which; /* index into the caller's arrays */
+    is_gpu_jpeg_times t;
 };
 
 static const char *nvj_str(nvjpegStatus_t s) {
@@ -117,6 +118,11 @@ imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, i
 
 void is_gpu_jpeg_destroy(is_gpu_jpeg *d) {
     if (!d) return;
+    if (d->t.calls)
+        is_log_debug("nvJPEG: %d batches, %lld images: header checks %.3f s, batch init %.3f s (%d), decode call %.3f s, "
+                     "wait %.3f s, colour %.3f s",
+                     d->t.calls, (long long)d->t.images, d->t.route_s, d->t.init_s, d->t.n_init, d->t.call_s,
+                     d->t.sync_s, d->t.ycc_s);
     if (d->stream_info) nvjpegJpegStreamDestroy(d->stream_info);
     decoder_free(&d->hw);
     decoder_free(&d->hyb);
@@ -128,6 +134,10 @@ void is_gpu_jpeg_destroy(is_gpu_jpeg *d) {
     free(d->dst);
     free(d->which);
     free(d);
+}
+
+is_gpu_jpeg_times is_gpu_jpeg_get_times(const is_gpu_jpeg *d) {
+    return d->t;
 }
 
 const char *is_gpu_jpeg_backend(const is_gpu_jpeg *d) {
@@ -146,12 +156,20 @@ static int has_eoi(const uint8_t *b, size_t n) {
 static void decode_set(is_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream_t stream) {
     if (m == 0) return;
     nvjpegStatus_t s = NVJPEG_STATUS_SUCCESS;
+    double t0 = is_now();
     if (dec->init_batch != m) {
         s = nvjpegDecodeBatchedInitialize(dec->h, dec->state, m, d->cpu_threads, NVJPEG_OUTPUT_YUV);
         dec->init_batch = s == NVJPEG_STATUS_SUCCESS ? m : 0;
+        d->t.n_init++;
     }
+    double t1 = is_now();
     if (s == NVJPEG_STATUS_SUCCESS) s = nvjpegDecodeBatched(dec->h, dec->state, d->bufs, d->lens, d->dst, stream);
-    if (s == NVJPEG_STATUS_SUCCESS && cudaStreamSynchronize(stream) == cudaSuccess) {
+    double t2 = is_now();
+    int synced = s == NVJPEG_STATUS_SUCCESS && cudaStreamSynchronize(stream) == cudaSuccess;
+    d->t.init_s += t1 - t0;
+    d->t.call_s += t2 - t1;
+    d->t.sync_s += is_now() - t2;
+    if (synced) {
         for (int j = 0; j < m; j++) ok[j] = 1;
         return;
     }
@@ -171,6 +189,8 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
     /* 1. sort images: hardware, hybrid, or back to the CPU. nvJPEG decodes to YCbCr planes and
      * ycc.cu makes RGB the way libjpeg-turbo does (fancy upsampling), so only the subsamplings
      * that kernel reproduces exactly go to the GPU. */
+    double t_route = is_now();
+    d->t.calls++;
     int route[n > 0 ? n : 1]; /* 0 cpu, 1 hybrid, 2 hardware */
     size_t off[n > 0 ? n : 1], total = 0;
     int css[n > 0 ? n : 1], cw[n > 0 ? n : 1], ch[n > 0 ? n : 1];
@@ -220,6 +240,7 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
         size_t yb = ((size_t)ws[0] * hs[0] + 255) & ~(size_t)255, cb = ((size_t)cw[i] * ch[i] + 255) & ~(size_t)255;
         total += yb + 2 * cb + (((size_t)srcs[i].pitch * (size_t)hs[0] + 255) & ~(size_t)255);
     }
+    d->t.route_s += is_now() - t_route;
     /* 2. one arena for the batch's decoded images */
     if (total > d->arena_bytes) {
         if (d->arena) cudaFree(d->arena);
@@ -266,6 +287,7 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
         for (int j = 0; j < m; j++) {
             int i = d->which[j];
             if (ok[j]) {
+                d->t.images++;
                 uint8_t *rgb = d->arena + off[i] + (((size_t)srcs[i].w * srcs[i].h + 255) & ~(size_t)255) +
                                2 * ((((size_t)cw[i] * ch[i]) + 255) & ~(size_t)255);
                 d->h_ycc[i].rgb = rgb;
@@ -280,10 +302,12 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
     }
     /* 4. YCbCr -> RGB as libjpeg-turbo does it */
     if (max_w > 0) {
+        double ty = is_now();
         if (cudaMemcpyAsync(d->d_ycc, d->h_ycc, (size_t)n * sizeof(is_ycc_desc), cudaMemcpyHostToDevice, stream) !=
             cudaSuccess)
             return is_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: descriptor copy failed");
         imgsim_status st = is_ycc_to_rgb(d->d_ycc, n, max_w, max_h, stream, e);
+        d->t.ycc_s += is_now() - ty; /* launch only: the kernel runs behind */
         if (st) return st;
     }
     return IMGSIM_OK;
