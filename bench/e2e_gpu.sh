@@ -37,15 +37,17 @@ for spec in ${MODES:-auto gpu cpu}; do
   name="$(echo "$spec" | tr ':,=' '___')"
   rm -rf "$W/store_$name"
   # drop nothing from the page cache: both sides read the same (cached) files
+  tw0=$(date +%s.%N)
   env ${envs//,/ } "$IMGSIM" extract --model="$W/r50.onnx" --device=cuda --precision=fp16 --batch-size="$BATCH" \
       --decode="$mode" --out="$W/store_$name" --verbose "$W/data" 2> "$W/extract_$name.log" ||
       { tail -30 "$W/extract_$name.log"; exit 1; }
-  grep -E 'nvJPEG: [0-9]+ batches' "$W/extract_$name.log" | sed "s/^/$name: /"
-  "$PY" - "$W/store_$name/meta.json" "$name" >> "$W/results.txt" <<'PYEOF'
+  tw1=$(date +%s.%N)
+  grep -E 'nvJPEG: [0-9]+ batches|consumer: GPU decode' "$W/extract_$name.log" | sed "s/^/$name: /"
+  "$PY" - "$W/store_$name/meta.json" "$name" "$(awk "BEGIN{print $tw1 - $tw0}")" >> "$W/results.txt" <<'PYEOF'
 import json, sys
 m = json.load(open(sys.argv[1])); t = m["timings"]; c = m["counts"]
-print("%s %.1f %d %.2f total=%.2fs list=%.2fs setup=%.2fs gpu_init=%.2fs cpu_decode_busy=%.1fs gpu_decoded=%d gpu_decode=%.2fs infer_wait=%.2fs write=%.2fs wait_workers=%.2fs cpu_share=%.2f" % (
-    sys.argv[2], t["images_per_s"], c["ok"], t["total_s"], t["total_s"], t["list_s"], t.get("setup_s", 0),
+print("%s %.1f %d %.2f process=%.2fs total=%.2fs list=%.2fs setup=%.2fs gpu_init=%.2fs cpu_decode_busy=%.1fs gpu_decoded=%d gpu_decode=%.2fs infer_wait=%.2fs write=%.2fs wait_workers=%.2fs cpu_share=%.2f" % (
+    sys.argv[2], t["images_per_s"], c["ok"], t["total_s"], float(sys.argv[3]), t["total_s"], t["list_s"], t.get("setup_s", 0),
     t.get("gpu_init_s", 0), t["decode_busy_s"],
     c.get("gpu_decoded", 0), t.get("gpu_decode_s", 0), t["infer_busy_s"], t["write_s"],
     t.get("wait_for_workers_s", 0), m.get("cpu_decode_share_final", -1)))

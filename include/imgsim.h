@@ -145,6 +145,10 @@ typedef struct imgsim_engine_opts {
     const char *engine_cache;    /* CUDA engine-file cache folder; NULL = $XDG_CACHE_HOME/imgsim,
                                     "off" = none */
     const char *engine_file;     /* explicit CUDA engine file to load or build; NULL = cache */
+    int prepare_gpu_decode;      /* CUDA: also create the nvJPEG decoders imgsim_extract uses, on a
+                                    background thread while the engine is built or loaded (they
+                                    take most of a second); default 0: the first extraction
+                                    creates them. Either way the engine keeps them for the next. */
 } imgsim_engine_opts;
 
 void imgsim_engine_opts_init(imgsim_engine_opts *opt);

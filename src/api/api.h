@@ -21,6 +21,7 @@ struct imgsim_engine {
     char layer[256];
     char *model_path;
     is_err err;
+    void *gpu_dec; /* CUDA: is_gpu_decoder_slot, nvJPEG decoders kept for imgsim_extract */
 };
 
 #endif

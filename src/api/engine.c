@@ -16,6 +16,9 @@
 #include <sys/stat.h>
 
 #include "api/api.h"
+#ifdef IMGSIM_HAVE_CUDA
+#include "image/cuda/gpu_image.h"
+#endif
 
 void imgsim_engine_opts_init(imgsim_engine_opts *o) {
     memset(o, 0, sizeof *o);
@@ -222,6 +225,34 @@ static void model_identity(const imgsim_model *m, model_id *id) {
     id->dim = m->g->dim;
 }
 
+/* opt->prepare_gpu_decode: starts making nvJPEG decoders on a background thread (returns the
+ * is_gpu_decoder_slot, or NULL). */
+static void *decoders_start(const imgsim_engine_opts *opt) {
+#ifdef IMGSIM_HAVE_CUDA
+    if (opt->device == IMGSIM_DEVICE_CUDA && opt->prepare_gpu_decode) {
+        is_gpu_decoder_slot *s = is_gpu_decoder_slot_new();
+        is_gpu_decoder_slot_start(s, opt->device_index, opt->max_batch > 0 ? opt->max_batch : 32, is_num_cores());
+        return s;
+    }
+#endif
+    (void)opt;
+    return NULL;
+}
+
+/* Gives the decoders to the engine just made, or drops them when it failed. */
+static imgsim_status decoders_attach(imgsim_status st, imgsim_engine **out, void *slot) {
+#ifdef IMGSIM_HAVE_CUDA
+    if (st == IMGSIM_OK && *out)
+        (*out)->gpu_dec = slot;
+    else
+        is_gpu_decoder_slot_free(slot);
+#endif
+    (void)out, (void)slot;
+    return st;
+}
+
+static imgsim_status engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt);
+
 imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt) {
     if (!out || !m) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_create: NULL argument");
     imgsim_engine_opts def;
@@ -229,6 +260,11 @@ imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m, c
         imgsim_engine_opts_init(&def);
         opt = &def;
     }
+    void *dec = decoders_start(opt);
+    return decoders_attach(engine_create(out, m, opt), out, dec);
+}
+
+static imgsim_status engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt) {
     model_id id;
     model_identity(m, &id);
     imgsim_status st = engine_build(out, m->g, &id, m->path, opt, 0);
@@ -249,6 +285,7 @@ imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, co
         imgsim_engine_opts_init(&def);
         opt = &def;
     }
+    void *dec = decoders_start(opt); /* on its own thread while the engine loads */
     char *idx = opt->device == IMGSIM_DEVICE_CUDA ? index_path(opt) : NULL;
     model_id id;
     if (idx && index_lookup(idx, model_path, layer, &id)) {
@@ -268,7 +305,7 @@ imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, co
             if (st == IMGSIM_OK) {
                 free(idx);
                 is_log_debug("engine for %s loaded without importing the model", model_path);
-                return IMGSIM_OK;
+                return decoders_attach(IMGSIM_OK, out, dec);
             }
             is_log_debug("no engine file for %s yet (%s): importing the model", model_path, imgsim_last_error());
         }
@@ -276,14 +313,17 @@ imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, co
     free(idx);
     imgsim_model *m = NULL;
     imgsim_status st = imgsim_model_load(&m, model_path, layer);
-    if (st) return st;
-    st = imgsim_engine_create(out, m, opt);
+    if (st) return decoders_attach(st, out, dec);
+    st = engine_create(out, m, opt);
     imgsim_model_destroy(m);
-    return st;
+    return decoders_attach(st, out, dec);
 }
 
 void imgsim_engine_destroy(imgsim_engine *e) {
     if (!e) return;
+#ifdef IMGSIM_HAVE_CUDA
+    is_gpu_decoder_slot_free(e->gpu_dec); /* before the backend: same device */
+#endif
     if (e->b && e->b->ops && e->b->ops->destroy) e->b->ops->destroy(e->b);
     free(e->model_path);
     free(e);

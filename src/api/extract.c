@@ -12,6 +12,7 @@
  * dropped, and its manifest line records the reason.
  */
 #define _GNU_SOURCE
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -44,6 +45,8 @@ typedef struct item_result {
     int on_gpu;   /* GPU mode: left for nvJPEG */
 } item_result;
 
+#define N_SIZE_CLASSES 40 /* half-octaves of pixel count: 2^10 .. 2^30 */
+
 typedef struct pipeline {
     imgsim_engine *eng;
     const is_dataset *ds;
@@ -74,7 +77,8 @@ typedef struct pipeline {
     double last_wait, last_idle;
     int adapt;          /* AUTO: adjust cpu_share after each batch */
     double cpu_share;   /* share of JPEGs the CPU workers decode (consumer's copy) */
-    atomic_int share64; /* the same in 64ths, as the workers read it: items i % 64 < share64 */
+    atomic_int cpu_below; /* the same as the workers read it: JPEGs whose route key is below it */
+    atomic_llong size_hist[N_SIZE_CLASSES]; /* JPEGs nvJPEG could take, by size class */
     void *feed;         /* is_gpu_feed */
     int64_t gpu_decoded;
     double gpu_s, wait_s;
@@ -84,25 +88,60 @@ typedef struct pipeline {
     pthread_t init_th;
     int init_started, init_threads;
     double gpu_init_s;
-    int route; /* ROUTE_*: which JPEGs the CPU share takes first */
+    double t_feed[4]; /* consumer: nvJPEG + kernel, CPU fallback, uploads, engine submit */
 } pipeline;
 
-/* Routing of JPEGs between the CPU workers and nvJPEG (IMGSIM_GPU_ROUTE, for experiments): by
- * count, or large images (over 1 megapixel) first to the CPU or first to the GPU. */
-enum { ROUTE_COUNT = 0, ROUTE_LARGE_CPU = 1, ROUTE_LARGE_GPU = 2 };
-
-/* 1 if item i (a JPEG, bytes buf) goes to nvJPEG: its key in [0, 64) against the CPU share. */
-static int route_to_gpu(const pipeline *p, int64_t i, const uint8_t *buf, size_t len, int share64) {
-    uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull;
-    int u = (int)(x >> 58); /* 0..63, spread evenly over consecutive items */
-    if (p->route != ROUTE_COUNT) {
-        is_jpeg_hdr h;
-        int large = is_jpeg_header(buf, len, &h) == 0 && (int64_t)h.w * h.h > 1000000;
-        int first = p->route == ROUTE_LARGE_CPU ? large : !large; /* the CPU takes these first */
-        u = first ? u / 2 : 32 + u / 2;
-    }
-    return u >= share64;
+/* Routing JPEGs between the CPU workers and nvJPEG (AUTO). Both sides' cost grows with the
+ * pixel count, but nvJPEG's (above all the hardware decoder's) grows less steeply: it has a
+ * per-image overhead the CPU does not, and large images are where it gains most. So the CPU
+ * takes the smallest images first: each JPEG gets a key, its size class (half-octaves of pixel
+ * count) times 64 plus a hash of its index in 0..63 (so images of one size split evenly), and
+ * the CPU decodes the keys below cpu_below. The consumer turns the share of JPEGs it wants on
+ * the CPU into that bound through the histogram of size classes seen so far. */
+static int size_class(int64_t pixels) {
+    int c = pixels > 1 ? (int)(2.0 * log2((double)pixels)) - 20 : 0; /* 2^10 px and below: class 0 */
+    return c < 0 ? 0 : c >= N_SIZE_CLASSES ? N_SIZE_CLASSES - 1 : c;
 }
+
+/* 1 when the JPEG is one nvJPEG decodes exactly and fast: baseline Huffman, grayscale or
+ * YCbCr 4:4:4/4:2:2/4:2:0, no EXIF rotation to apply, within the size limit. The others go to
+ * the CPU (nvJPEG's progressive decoding runs its Huffman stage on one CPU thread). */
+static int gpu_candidate(const is_jpeg_hdr *h, const imgsim_preprocess_opts *pre) {
+    if (h->sof != 0xC0 && h->sof != 0xC1) return 0;
+    if (pre->exif_rotate && h->orient != 1) return 0;
+    if (h->w < 1 || h->h < 1 || (pre->max_pixels && (uint64_t)h->w * (uint64_t)h->h > pre->max_pixels)) return 0;
+    if (h->ncomp == 1) return 1;
+    if (h->ncomp != 3 || (h->adobe_transform_set && h->adobe_transform == 0)) return 0; /* Adobe 0: RGB, not YCbCr */
+    if (h->hs[1] != 1 || h->vs[1] != 1 || h->hs[2] != 1 || h->vs[2] != 1) return 0;
+    return (h->hs[0] == 1 && h->vs[0] == 1) || (h->hs[0] == 2 && h->vs[0] == 1) || (h->hs[0] == 2 && h->vs[0] == 2);
+}
+
+/* 1 if item i (a JPEG in buf) goes to nvJPEG. */
+static int route_to_gpu(pipeline *p, int64_t i, const uint8_t *buf, size_t len) {
+    if (p->opt->decode == IMGSIM_DECODE_GPU) return 1; /* all of them: nvJPEG sorts out what it cannot do */
+    is_jpeg_hdr h;
+    if (is_jpeg_header(buf, len, &h) != 0 || !gpu_candidate(&h, &p->opt->pre)) return 0;
+    int c = size_class((int64_t)h.w * h.h);
+    atomic_fetch_add(&p->size_hist[c], 1);
+    uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull;
+    int key = c * 64 + (int)(x >> 58);
+    return key >= atomic_load(&p->cpu_below);
+}
+
+#ifdef IMGSIM_HAVE_CUDA
+/* The route key bound under which a share (0..1) of the JPEGs seen so far falls. */
+static int share_to_bound(pipeline *p, double share) {
+    long long n[N_SIZE_CLASSES], total = 0;
+    for (int c = 0; c < N_SIZE_CLASSES; c++) total += n[c] = atomic_load(&p->size_hist[c]);
+    if (total == 0) return (int)(share * 64.0 + 0.5); /* nothing seen yet: by index alone */
+    double want = share * (double)total, cum = 0;
+    for (int c = 0; c < N_SIZE_CLASSES; c++) {
+        if (n[c] > 0 && cum + (double)n[c] >= want) return c * 64 + (int)(64.0 * (want - cum) / (double)n[c] + 0.5);
+        cum += (double)n[c];
+    }
+    return N_SIZE_CLASSES * 64;
+}
+#endif
 
 typedef struct worker_arg {
     pipeline *p;
@@ -140,7 +179,7 @@ static void *worker_main(void *arg) {
             item_result *r = &p->res[i];
             st = is_read_file(&r->buf, &r->len, p->ds->items[i].path, 1u << 30, &err);
             if (st == IMGSIM_OK && atomic_load(&p->gpu_ready) == 1 && is_image_sniff(r->buf, r->len) == IS_FMT_JPEG &&
-                route_to_gpu(p, i, r->buf, r->len, atomic_load(&p->share64))) {
+                route_to_gpu(p, i, r->buf, r->len)) {
                 r->on_gpu = 1;
                 r->st = IMGSIM_OK;
             } else if (st == IMGSIM_OK) {
@@ -429,6 +468,7 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
     }
     imgsim_status st = IMGSIM_OK;
     if (ngpu) st = is_gpu_feed_decode(p->feed, bufs, lens, n, dev_in, p->opt->pre.max_pixels, ist, msg, e);
+    double t1 = is_now();
     for (int j = 0; j < n && !st; j++) {
         item_result *r = &p->res[b * p->B + j];
         mask[j] = !r->on_gpu && r->st == IMGSIM_OK;
@@ -441,6 +481,7 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
         }
     }
     free(msg);
+    double t2 = is_now();
     if (!st && nref) {
         fallback_ctx fc = {p, b, refused};
         is_pool_for(NULL, nref, fallback_one, &fc);
@@ -451,9 +492,16 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
         free(r->buf);
         r->buf = NULL;
     }
+    double t3 = is_now();
     if (!st) st = is_gpu_feed_upload(p->feed, p->slot_buf[slot], mask, n, dev_in, e);
+    double t4 = is_now();
     if (!st) st = be->ops->submit_device(be, bslot, n, is_gpu_feed_event(p->feed), e);
-    p->gpu_s += is_now() - t0;
+    double t5 = is_now();
+    p->t_feed[0] += t1 - t0;
+    p->t_feed[1] += t3 - t2;
+    p->t_feed[2] += t4 - t3;
+    p->t_feed[3] += t5 - t4;
+    p->gpu_s += t5 - t0;
     /* AUTO: move JPEGs towards whichever side waited more in this batch: the consumer waiting
      * for the workers means the CPU is the bottleneck; the workers waiting for free slots means
      * the GPU side is */
@@ -467,7 +515,7 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
         if (b > 0 && atomic_load(&p->gpu_ready) == 1) p->cpu_share += d_wait > d_idle ? -0.03 : 0.03;
         if (p->cpu_share < 0) p->cpu_share = 0;
         if (p->cpu_share > 1) p->cpu_share = 1;
-        atomic_store(&p->share64, (int)(p->cpu_share * 64.0 + 0.5));
+        atomic_store(&p->cpu_below, share_to_bound(p, p->cpu_share));
     }
     return st;
 }
@@ -538,6 +586,11 @@ static void *gpu_init_main(void *arg) {
     pipeline *p = arg;
     double t0 = is_now();
     is_err e;
+    e.msg[0] = 0;
+    /* the engine's decoders (made while it loaded, or kept from its last job), else new ones */
+    is_gpu_jpeg *kept = is_gpu_decoder_slot_take(p->eng->gpu_dec, &e);
+    if (kept && is_gpu_feed_set_jpeg(p->feed, kept, &e) != IMGSIM_OK) is_gpu_jpeg_destroy(kept);
+    if (e.msg[0]) is_log_debug("nvJPEG decoders made with the engine: %s", e.msg);
     if (is_gpu_feed_init_jpeg(p->feed, p->init_threads, &e) == IMGSIM_OK) {
         is_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", is_gpu_feed_backend(p->feed),
                     p->adapt ? " and the CPU, share adapted as the job runs" : "");
@@ -601,10 +654,7 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
              * ring uploads straight into the engine's device input) */
             p.adapt = opt->decode == IMGSIM_DECODE_AUTO;
             p.cpu_share = opt->decode == IMGSIM_DECODE_CPU ? 1.0 : p.adapt ? 0.4 : 0.0;
-            atomic_store(&p.share64, (int)(p.cpu_share * 64.0 + 0.5));
-            const char *rt = getenv("IMGSIM_GPU_ROUTE");
-            p.route = rt && !strcmp(rt, "large-cpu") ? ROUTE_LARGE_CPU : rt && !strcmp(rt, "large-gpu") ? ROUTE_LARGE_GPU
-                                                                                                         : ROUTE_COUNT;
+            atomic_store(&p.cpu_below, share_to_bound(&p, p.cpu_share));
         } else {
             is_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);
         }
@@ -689,6 +739,10 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     s.gpu_decoded = p.gpu_decoded;
     s.seconds_gpu_decode = p.gpu_s;
     s.seconds_wait_workers = p.wait_s;
+    if (p.gpu_mode)
+        is_log_debug("consumer: GPU decode %.3f s, CPU fallback %.3f s, uploads %.3f s, submit %.3f s, rest %.3f s",
+                     p.t_feed[0], p.t_feed[1], p.t_feed[2], p.t_feed[3],
+                     p.gpu_s - p.t_feed[0] - p.t_feed[1] - p.t_feed[2] - p.t_feed[3]);
     if (p.init_started) {
         pthread_join(p.init_th, NULL);
         p.init_started = 0;
@@ -719,6 +773,11 @@ done:
     free(feat_path);
     free(man_path);
 #ifdef IMGSIM_HAVE_CUDA
+    { /* the engine keeps the decoders for its next job */
+        is_gpu_jpeg *kept = is_gpu_feed_detach_jpeg(p.feed);
+        if (kept && !eng->gpu_dec) eng->gpu_dec = is_gpu_decoder_slot_new();
+        if (kept) is_gpu_decoder_slot_put(eng->gpu_dec, kept);
+    }
     is_gpu_feed_destroy(p.feed);
 #endif
     pipeline_free(&p);

@@ -22,6 +22,7 @@ int cmd_extract(int argc, char **argv) {
     imgsim_extract_opts xo;
     cli_engine_opts(&a, &eo);
     cli_extract_opts(&a, &xo);
+    eo.prepare_gpu_decode = xo.decode != IMGSIM_DECODE_CPU; /* CUDA: nvJPEG made while the engine loads */
     if (cli_flag(&a, "no-normalize")) eo.normalize = 0;
     const char *input = cli_pos(&a, 0);
     int rc = cli_finish(&a, usage);

@@ -110,6 +110,7 @@ int cmd_run(int argc, char **argv) {
     imgsim_extract_opts xo;
     cli_engine_opts(&a, &eo);
     cli_extract_opts(&a, &xo);
+    eo.prepare_gpu_decode = xo.decode != IMGSIM_DECODE_CPU; /* CUDA: nvJPEG made while the engine loads */
     const char *dataset = cli_pos(&a, 0);
     int rc = cli_finish(&a, usage);
     if (!rc && (!model || !out || !dataset)) {

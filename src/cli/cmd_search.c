@@ -38,6 +38,7 @@ int cmd_search(int argc, char **argv) {
     imgsim_extract_opts xo;
     cli_engine_opts(&a, &eo);
     cli_extract_opts(&a, &xo);
+    eo.prepare_gpu_decode = xo.decode != IMGSIM_DECODE_CPU; /* CUDA: nvJPEG made while the engine loads */
     imgsim_search_opts so;
     imgsim_search_opts_init(&so);
     so.threads = eo.threads;

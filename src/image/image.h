@@ -22,7 +22,8 @@ typedef struct is_jpeg_hdr {
     int sof;             /* the frame marker: 0xC0 baseline, 0xC1 extended, 0xC2 progressive, ... */
     int hs[4], vs[4];    /* sampling factors of the first four components */
     int orient;          /* EXIF orientation 1..8 (1 when absent) */
-    int adobe_transform; /* APP14 Adobe transform flag (0 when absent) */
+    int adobe_transform; /* APP14 Adobe transform flag */
+    int adobe_transform_set; /* 1 when an Adobe APP14 segment was there */
 } is_jpeg_hdr;
 
 /* Parses the header of a JPEG in memory: 0 when a frame header was found before the first

@@ -51,6 +51,7 @@ int is_jpeg_header(const uint8_t *buf, size_t len, is_jpeg_hdr *h) {
             have_exif = 1;
         } else if (m == 0xEE && seg >= 2 + 12 && memcmp(p, "Adobe", 5) == 0) {
             h->adobe_transform = p[11];
+            h->adobe_transform_set = 1;
         } else if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC && !h->sof) {
             if (seg < 2 + 6) return -1;
             h->sof = m;

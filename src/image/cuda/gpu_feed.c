@@ -3,6 +3,7 @@
  * decoding, the fused preprocessing kernel, and copies of CPU-decoded images, all on one stream
  * whose completion the engine waits for through an event.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +58,21 @@ imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, i
 imgsim_status is_gpu_feed_init_jpeg(is_gpu_feed *f, int cpu_threads, is_err *e) {
     if (f->jpeg) return IMGSIM_OK;
     return is_gpu_jpeg_create(&f->jpeg, f->device, f->max_batch, cpu_threads, e);
+}
+
+imgsim_status is_gpu_feed_set_jpeg(is_gpu_feed *f, is_gpu_jpeg *d, is_err *e) {
+    if (f->jpeg || !is_gpu_jpeg_fits(d, f->device, f->max_batch))
+        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU decoding: the decoder was made for another device or batch size");
+    f->jpeg = d;
+    return IMGSIM_OK;
+}
+
+is_gpu_jpeg *is_gpu_feed_detach_jpeg(is_gpu_feed *f) {
+    if (!f) return NULL;
+    if (f->stream) cudaStreamSynchronize(f->stream); /* its buffers may still be read */
+    is_gpu_jpeg *d = f->jpeg;
+    f->jpeg = NULL;
+    return d;
 }
 
 void is_gpu_feed_destroy(is_gpu_feed *f) {
@@ -210,6 +226,22 @@ imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, i
 imgsim_status is_gpu_feed_init_jpeg(is_gpu_feed *f, int cpu_threads, is_err *e) {
     return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
+imgsim_status is_gpu_feed_set_jpeg(is_gpu_feed *f, is_gpu_jpeg *d, is_err *e) {
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+}
+is_gpu_jpeg *is_gpu_feed_detach_jpeg(is_gpu_feed *f) {
+    return NULL;
+}
+imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, int cpu_threads, is_err *e) {
+    *out = NULL;
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+}
+void is_gpu_jpeg_destroy(is_gpu_jpeg *d) {
+    (void)d;
+}
+int is_gpu_jpeg_fits(const is_gpu_jpeg *d, int device, int max_batch) {
+    return 0;
+}
 void is_gpu_feed_destroy(is_gpu_feed *f) {
     (void)f;
 }
@@ -229,3 +261,61 @@ void *is_gpu_feed_event(is_gpu_feed *f) {
     return NULL;
 }
 #endif
+
+/* ---- a decoder that outlives a job ---- */
+
+struct is_gpu_decoder_slot {
+    pthread_t th;
+    int running; /* the background thread has not been joined */
+    int device, max_batch, cpu_threads;
+    is_gpu_jpeg *dec;
+    is_err err; /* why the background creation failed */
+};
+
+is_gpu_decoder_slot *is_gpu_decoder_slot_new(void) {
+    return is_calloc(1, sizeof(is_gpu_decoder_slot));
+}
+
+static void *slot_main(void *arg) {
+    is_gpu_decoder_slot *s = arg;
+    double t0 = is_now();
+    if (is_gpu_jpeg_create(&s->dec, s->device, s->max_batch, s->cpu_threads, &s->err) == IMGSIM_OK)
+        is_log_debug("nvJPEG decoders ready in %.2f s (made while the engine loaded)", is_now() - t0);
+    return NULL;
+}
+
+void is_gpu_decoder_slot_start(is_gpu_decoder_slot *s, int device, int max_batch, int cpu_threads) {
+    if (!s || s->running || s->dec) return;
+    s->device = device;
+    s->max_batch = max_batch;
+    s->cpu_threads = cpu_threads;
+    s->err.msg[0] = 0;
+    s->running = pthread_create(&s->th, NULL, slot_main, s) == 0;
+}
+
+is_gpu_jpeg *is_gpu_decoder_slot_take(is_gpu_decoder_slot *s, is_err *e) {
+    if (!s) return NULL;
+    if (s->running) {
+        pthread_join(s->th, NULL);
+        s->running = 0;
+        if (!s->dec && s->err.msg[0] && e) *e = s->err;
+    }
+    is_gpu_jpeg *d = s->dec;
+    s->dec = NULL;
+    return d;
+}
+
+void is_gpu_decoder_slot_put(is_gpu_decoder_slot *s, is_gpu_jpeg *d) {
+    if (!s) {
+        is_gpu_jpeg_destroy(d);
+        return;
+    }
+    is_gpu_jpeg_destroy(is_gpu_decoder_slot_take(s, NULL));
+    s->dec = d;
+}
+
+void is_gpu_decoder_slot_free(is_gpu_decoder_slot *s) {
+    if (!s) return;
+    is_gpu_jpeg_destroy(is_gpu_decoder_slot_take(s, NULL));
+    free(s);
+}

@@ -50,6 +50,23 @@ imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, i
 void is_gpu_jpeg_destroy(is_gpu_jpeg *d);
 /* Name of the nvJPEG backend in use ("hardware", "gpu-hybrid", "hybrid"). */
 const char *is_gpu_jpeg_backend(const is_gpu_jpeg *d);
+/* 1 if d was made for this device and takes batches of max_batch images. */
+int is_gpu_jpeg_fits(const is_gpu_jpeg *d, int device, int max_batch);
+
+/* A place for one decoder that outlives a job: an engine keeps its decoders here between
+ * extractions, and may have them made on a background thread while it loads (creating nvJPEG
+ * decoders takes most of a second). Used by one thread at a time. */
+typedef struct is_gpu_decoder_slot is_gpu_decoder_slot;
+is_gpu_decoder_slot *is_gpu_decoder_slot_new(void);
+/* Starts creating a decoder on a background thread (nothing when one is there or coming). */
+void is_gpu_decoder_slot_start(is_gpu_decoder_slot *s, int device, int max_batch, int cpu_threads);
+/* Takes the decoder out (waiting for the background thread): NULL when there is none, with the
+ * reason in e when its creation failed. */
+is_gpu_jpeg *is_gpu_decoder_slot_take(is_gpu_decoder_slot *s, is_err *e);
+/* Puts a decoder back for the next job (a decoder already there is destroyed). */
+void is_gpu_decoder_slot_put(is_gpu_decoder_slot *s, is_gpu_jpeg *d);
+void is_gpu_decoder_slot_free(is_gpu_decoder_slot *s);
+
 /* Where the decoder's time went (calling thread's wall time), for statistics. */
 typedef struct is_gpu_jpeg_times {
     int calls, n_init;
@@ -85,6 +102,11 @@ typedef struct is_gpu_feed is_gpu_feed;
 imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
                                  const float std[3], is_err *e);
 imgsim_status is_gpu_feed_init_jpeg(is_gpu_feed *f, int cpu_threads, is_err *e);
+/* Gives the feed a decoder made earlier (is_gpu_decoder_slot_take); fails, leaving d to the
+ * caller, when d does not fit the feed's device and batch size. */
+imgsim_status is_gpu_feed_set_jpeg(is_gpu_feed *f, is_gpu_jpeg *d, is_err *e);
+/* Takes the feed's decoder back out (NULL when it has none), e.g. to keep it for another job. */
+is_gpu_jpeg *is_gpu_feed_detach_jpeg(is_gpu_feed *f);
 void is_gpu_feed_destroy(is_gpu_feed *f);
 const char *is_gpu_feed_backend(const is_gpu_feed *f);
 

@@ -136,6 +136,10 @@ void is_gpu_jpeg_destroy(is_gpu_jpeg *d) {
     free(d);
 }
 
+int is_gpu_jpeg_fits(const is_gpu_jpeg *d, int device, int max_batch) {
+    return d && d->device == device && d->max_batch >= max_batch;
+}
+
 is_gpu_jpeg_times is_gpu_jpeg_get_times(const is_gpu_jpeg *d) {
     return d->t;
 }
