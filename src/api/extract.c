@@ -396,14 +396,16 @@ static void pipeline_free(pipeline *p) {
     free(p->idle);
 }
 
-/* Waits until batch b's slot is completely filled. */
-static void wait_full(pipeline *p, int64_t b) {
+/* Waits until batch b's slot is completely filled; -1 when the job is aborted instead. */
+static int wait_full(pipeline *p, int64_t b) {
     int slot = (int)(b % p->S);
     double t0 = is_now();
     pthread_mutex_lock(&p->mu);
-    while (p->slot_done[slot] < batch_count(p, b)) pthread_cond_wait(&p->cv_slot_full, &p->mu);
+    while (p->slot_done[slot] < batch_count(p, b) && !p->abort) pthread_cond_wait(&p->cv_slot_full, &p->mu);
+    int aborted = p->abort;
     pthread_mutex_unlock(&p->mu);
     p->wait_s += is_now() - t0;
+    return aborted ? -1 : 0;
 }
 
 /* Gives batch b's slot to batch b + S. */
@@ -525,50 +527,108 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
 }
 #endif
 
+/* With an asynchronous backend the calling thread feeds (decodes on the GPU, uploads, submits)
+ * and this collector thread takes each batch's features in order and writes them, so that
+ * neither waits for the other's work. Backend slot b % n_bslots is reused for batch b once batch
+ * b - n_bslots has been collected. */
+typedef struct collector {
+    pipeline *p;
+    is_npy_writer *npy;
+    FILE *man;
+    int64_t submitted, collected; /* batches so far (under p->mu) */
+    int feeder_stopped;           /* the feeder failed: submitted will not grow */
+    imgsim_status st;             /* the collector's failure */
+    is_err err;
+    pthread_cond_t cv;            /* submitted or collected changed */
+    double infer_s, write_s;
+} collector;
+
+static void *collector_main(void *arg) {
+    collector *c = arg;
+    pipeline *p = c->p;
+    is_backend *be = p->eng->b;
+    int64_t row = 0;
+    float *out = is_malloc_array((size_t)p->B * (size_t)p->eng->info.dim, sizeof(float));
+    imgsim_status st = out ? IMGSIM_OK : is_fail(&c->err, IMGSIM_ERR_NOMEM, "out of memory");
+    for (int64_t b = 0; b < p->n_batches && !st; b++) {
+        pthread_mutex_lock(&p->mu);
+        while (c->submitted <= b && !c->feeder_stopped) pthread_cond_wait(&c->cv, &p->mu);
+        int stop = c->submitted <= b;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) break;
+        double t0 = is_now();
+        st = be->ops->collect(be, (int)(b % p->n_bslots), out, &c->err);
+        double t1 = is_now();
+        if (!st) st = write_batch(p, b, out, c->npy, c->man, &row, &c->err);
+        c->infer_s += t1 - t0;
+        c->write_s += is_now() - t1;
+        count_batch(p, b);
+        release_slot(p, b);
+        pthread_mutex_lock(&p->mu);
+        c->collected = b + 1;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (st) { /* stop everyone: the feeder and the workers wait on batches that would never come */
+        pthread_mutex_lock(&p->mu);
+        c->st = st;
+        p->abort = 1;
+        pthread_cond_broadcast(&c->cv);
+        pthread_cond_broadcast(&p->cv_slot_full);
+        pthread_cond_broadcast(&p->cv_slot_free);
+        pthread_mutex_unlock(&p->mu);
+    }
+    free(out);
+    return NULL;
+}
+
 /* The consumer: runs every batch in order and writes the results. */
 static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double *infer_s, double *write_s,
                              is_err *e) {
     is_backend *be = p->eng->b;
-    int async = p->async;
+    imgsim_status st = IMGSIM_OK;
+    if (p->async) {
+        collector c = {.p = p, .npy = npy, .man = man};
+        pthread_cond_init(&c.cv, NULL);
+        pthread_t th;
+        if (pthread_create(&th, NULL, collector_main, &c) != 0) {
+            pthread_cond_destroy(&c.cv);
+            return is_fail(e, IMGSIM_ERR_INTERNAL, "cannot start the collector thread");
+        }
+        for (int64_t b = 0; b < p->n_batches && !st; b++) {
+            if (wait_full(p, b)) break;
+            pthread_mutex_lock(&p->mu); /* the backend slot must have been collected */
+            while (c.collected < b - p->n_bslots + 1 && !c.st) pthread_cond_wait(&c.cv, &p->mu);
+            int failed = c.st != IMGSIM_OK;
+            pthread_mutex_unlock(&p->mu);
+            if (failed) break;
+            double t0 = is_now();
+            st = p->gpu_mode ? gpu_feed_batch(p, b, e) : be->ops->submit(be, (int)(b % p->n_bslots), batch_count(p, b), e);
+            if (!p->gpu_mode) *infer_s += is_now() - t0;
+            pthread_mutex_lock(&p->mu);
+            if (!st) c.submitted = b + 1;
+            else c.feeder_stopped = 1;
+            pthread_cond_broadcast(&c.cv);
+            pthread_mutex_unlock(&p->mu);
+        }
+        pthread_mutex_lock(&p->mu);
+        c.feeder_stopped = 1; /* (after the last batch: nothing more comes) */
+        pthread_cond_broadcast(&c.cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(th, NULL);
+        pthread_cond_destroy(&c.cv);
+        *infer_s += c.infer_s;
+        *write_s += c.write_s;
+        if (!st && c.st) st = is_fail_copy(e, &c.err, c.st);
+        return st;
+    }
     int64_t dim = p->eng->info.dim, row = 0;
     float *out = is_malloc_array((size_t)p->B * (size_t)dim, sizeof(float));
     if (!out) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
-    imgsim_status st = IMGSIM_OK;
     for (int64_t b = 0; b < p->n_batches && !st; b++) {
         wait_full(p, b);
         double t0 = is_now();
-        if (async && p->gpu_mode) {
-            st = gpu_feed_batch(p, b, e);
-        } else if (async) {
-            st = be->ops->submit(be, (int)(b % p->n_bslots), batch_count(p, b), e);
-        }
-        if (async) {
-            if (!st && b > 0) {
-                t0 = is_now();
-                st = be->ops->collect(be, (int)((b - 1) % p->n_bslots), out, e);
-                *infer_s += is_now() - t0;
-                double t1 = is_now();
-                if (!st) st = write_batch(p, b - 1, out, npy, man, &row, e);
-                *write_s += is_now() - t1;
-                count_batch(p, b - 1);
-                release_slot(p, b - 1);
-            } else {
-                *infer_s += is_now() - t0;
-            }
-        } else {
-            st = be->ops->run(be, p->slot_buf[b % p->S], batch_count(p, b), out, e);
-            *infer_s += is_now() - t0;
-            double t1 = is_now();
-            if (!st) st = write_batch(p, b, out, npy, man, &row, e);
-            *write_s += is_now() - t1;
-            count_batch(p, b);
-            release_slot(p, b);
-        }
-    }
-    if (async && !st && p->n_batches > 0) {
-        int64_t b = p->n_batches - 1;
-        double t0 = is_now();
-        st = be->ops->collect(be, (int)(b % p->n_bslots), out, e);
+        st = be->ops->run(be, p->slot_buf[b % p->S], batch_count(p, b), out, e);
         *infer_s += is_now() - t0;
         double t1 = is_now();
         if (!st) st = write_batch(p, b, out, npy, man, &row, e);
