@@ -497,7 +497,10 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
     double t3 = is_now();
     if (!st) st = is_gpu_feed_upload(p->feed, p->slot_buf[slot], mask, n, dev_in, e);
     double t4 = is_now();
-    if (!st) st = be->ops->submit_device(be, bslot, n, is_gpu_feed_event(p->feed), e);
+    if (!st) st = be->ops->submit_device(be, bslot, n, is_gpu_feed_mark(p->feed, b), e);
+    /* the previous batch's uploads are done (long since: nvJPEG synchronised since): its ring
+     * slot goes back to the workers now rather than after its inference */
+    if (!st && b > 0 && !(st = is_gpu_feed_wait_mark(p->feed, b - 1, e))) release_slot(p, b - 1);
     double t5 = is_now();
     p->t_feed[0] += t1 - t0;
     p->t_feed[1] += t3 - t2;
@@ -563,7 +566,7 @@ static void *collector_main(void *arg) {
         c->infer_s += t1 - t0;
         c->write_s += is_now() - t1;
         count_batch(p, b);
-        release_slot(p, b);
+        if (!p->gpu_mode) release_slot(p, b); /* (GPU mode: the feeder released it after its upload) */
         pthread_mutex_lock(&p->mu);
         c->collected = b + 1;
         pthread_cond_broadcast(&c->cv);

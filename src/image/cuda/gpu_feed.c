@@ -24,7 +24,7 @@ struct is_gpu_feed {
     int device, max_batch;
     is_gpu_jpeg *jpeg;
     cudaStream_t stream;
-    cudaEvent_t ev;
+    cudaEvent_t ev[IS_GPU_FEED_MARKS]; /* is_gpu_feed_mark's, in turn */
     is_gpu_pre_params pp;
     is_gpu_src *h_srcs; /* pinned */
     is_gpu_src *d_srcs;
@@ -39,7 +39,10 @@ imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, i
     f->device = device;
     f->max_batch = max_batch;
     if (cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking) != cudaSuccess ||
-        cudaEventCreateWithFlags(&f->ev, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&f->ev[0], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&f->ev[1], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&f->ev[2], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&f->ev[3], cudaEventDisableTiming) != cudaSuccess ||
         cudaHostAlloc((void **)&f->h_srcs, (size_t)max_batch * sizeof(is_gpu_src), cudaHostAllocDefault) != cudaSuccess ||
         cudaMalloc((void **)&f->d_srcs, (size_t)max_batch * sizeof(is_gpu_src)) != cudaSuccess) {
         is_gpu_feed_destroy(f);
@@ -81,7 +84,8 @@ void is_gpu_feed_destroy(is_gpu_feed *f) {
     is_gpu_jpeg_destroy(f->jpeg);
     if (f->h_srcs) cudaFreeHost(f->h_srcs);
     if (f->d_srcs) cudaFree(f->d_srcs);
-    if (f->ev) cudaEventDestroy(f->ev);
+    for (int k = 0; k < IS_GPU_FEED_MARKS; k++)
+        if (f->ev[k]) cudaEventDestroy(f->ev[k]);
     if (f->stream) cudaStreamDestroy(f->stream);
     free(f);
 }
@@ -151,9 +155,16 @@ imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uin
     return IMGSIM_OK;
 }
 
-void *is_gpu_feed_event(is_gpu_feed *f) {
-    cudaEventRecord(f->ev, f->stream);
-    return (void *)f->ev;
+void *is_gpu_feed_mark(is_gpu_feed *f, int64_t k) {
+    cudaEvent_t ev = f->ev[k % IS_GPU_FEED_MARKS];
+    cudaEventRecord(ev, f->stream);
+    return (void *)ev;
+}
+
+imgsim_status is_gpu_feed_wait_mark(is_gpu_feed *f, int64_t k, is_err *e) {
+    if (cudaEventSynchronize(f->ev[k % IS_GPU_FEED_MARKS]) != cudaSuccess)
+        return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: %s", cudaGetErrorString(cudaGetLastError()));
+    return IMGSIM_OK;
 }
 
 
@@ -257,8 +268,11 @@ imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uin
                                  is_err *e) {
     return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
-void *is_gpu_feed_event(is_gpu_feed *f) {
+void *is_gpu_feed_mark(is_gpu_feed *f, int64_t k) {
     return NULL;
+}
+imgsim_status is_gpu_feed_wait_mark(is_gpu_feed *f, int64_t k, is_err *e) {
+    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
 #endif
 

@@ -119,8 +119,12 @@ imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, con
 /* Copies host images (host_in + i * image, for i with mask[i]) into dev_in + i * image. */
 imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uint8_t *mask, int n, float *dev_in,
                                  is_err *e);
-/* Records and returns an event (cudaEvent_t) after all the feed's work so far. */
-void *is_gpu_feed_event(is_gpu_feed *f);
+/* Records mark k (an event, returned as cudaEvent_t) after all the feed's work so far; the last
+ * IS_GPU_FEED_MARKS marks stay distinct. is_gpu_feed_wait_mark waits until the feed's work up to
+ * mark k is done (its host buffers may then be reused). */
+#define IS_GPU_FEED_MARKS 4
+void *is_gpu_feed_mark(is_gpu_feed *f, int64_t k);
+imgsim_status is_gpu_feed_wait_mark(is_gpu_feed *f, int64_t k, is_err *e);
 
 
 /* For tests and inspection: decodes and preprocesses n files through the GPU path (nvJPEG for
