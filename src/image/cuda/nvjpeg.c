@@ -29,7 +29,9 @@ typedef struct decoder {
 
 struct is_gpu_jpeg {
     int device, max_batch, cpu_threads;
-    decoder hw, hyb; /* hw.ready only where engines exist */
+    decoder hw, hyb; /* hw.ready only where engines exist; hyb made when first needed if so */
+    int hyb_failed;
+    nvjpegHandle_t main_h; /* for parsing: hw's when there, else hyb's */
     nvjpegJpegStream_t stream_info;
     uint8_t *arena;
     size_t arena_bytes;
@@ -69,6 +71,14 @@ static int decoder_init(decoder *d, nvjpegBackend_t backend) {
     return 0;
 }
 
+/* The hybrid decoder, made on first use; 0 when it cannot be made. */
+static int hyb_ready(is_gpu_jpeg *d) {
+    if (!d->hyb.ready && !d->hyb_failed && decoder_init(&d->hyb, NVJPEG_BACKEND_GPU_HYBRID) != 0 &&
+        decoder_init(&d->hyb, NVJPEG_BACKEND_DEFAULT) != 0)
+        d->hyb_failed = 1;
+    return d->hyb.ready;
+}
+
 static void decoder_free(decoder *d) {
     if (!d->ready) return;
     nvjpegJpegStateDestroy(d->state);
@@ -84,6 +94,7 @@ imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, i
     d->device = device;
     d->max_batch = max_batch;
     d->cpu_threads = cpu_threads > 0 ? cpu_threads : 1;
+    double t0 = is_now();
     if (decoder_init(&d->hw, NVJPEG_BACKEND_HARDWARE) == 0) {
         unsigned engines = 0, cores = 0;
         if (nvjpegGetHardwareDecoderInfo(d->hw.h, &engines, &cores) != NVJPEG_STATUS_SUCCESS || engines == 0)
@@ -91,11 +102,16 @@ imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, i
         else
             is_log_info("nvJPEG: %u hardware decode engines", engines);
     }
-    if (decoder_init(&d->hyb, NVJPEG_BACKEND_GPU_HYBRID) != 0 && decoder_init(&d->hyb, NVJPEG_BACKEND_DEFAULT) != 0) {
+    double t1 = is_now();
+    /* with hardware engines the hybrid decoder (progressive and other JPEGs the engines do not
+     * take) is made when first needed: most jobs never need it, and it costs start-up time */
+    if (!d->hw.ready && !hyb_ready(d)) {
         is_gpu_jpeg_destroy(d);
         return is_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: cannot create a decoder");
     }
-    if (nvjpegJpegStreamCreate(d->hyb.h, &d->stream_info) != NVJPEG_STATUS_SUCCESS) {
+    d->main_h = d->hw.ready ? d->hw.h : d->hyb.h;
+    is_log_debug("nvJPEG: hardware decoder %.3f s, hybrid decoder %.3f s", t1 - t0, is_now() - t1);
+    if (nvjpegJpegStreamCreate(d->main_h, &d->stream_info) != NVJPEG_STATUS_SUCCESS) {
         is_gpu_jpeg_destroy(d);
         return is_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: cannot create a stream parser");
     }
@@ -145,7 +161,7 @@ is_gpu_jpeg_times is_gpu_jpeg_get_times(const is_gpu_jpeg *d) {
 }
 
 const char *is_gpu_jpeg_backend(const is_gpu_jpeg *d) {
-    return d->hw.ready ? "hardware + gpu-hybrid" : "gpu-hybrid";
+    return d->hw.ready ? "hardware, gpu-hybrid on demand" : "gpu-hybrid";
 }
 
 /* 1 if the stream ends with an EOI marker (allowing trailing padding bytes). */
@@ -158,7 +174,7 @@ static int has_eoi(const uint8_t *b, size_t n) {
 /* Decodes m images (d->bufs/lens/dst) with one decoder; on a batch failure retries one by one.
  * ok[j] is set to 1 for each image decoded. */
 static void decode_set(is_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream_t stream) {
-    if (m == 0) return;
+    if (m == 0 || (dec == &d->hyb && !hyb_ready(d))) return;
     nvjpegStatus_t s = NVJPEG_STATUS_SUCCESS;
     double t0 = is_now();
     if (dec->init_batch != m) {
@@ -179,7 +195,7 @@ static void decode_set(is_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream_
     }
     is_log_debug("nvJPEG batch of %d failed (%s); decoding one by one", m, nvj_str(s));
     dec->init_batch = 0;
-    for (int j = 0; j < m; j++) {
+    for (int j = 0; j < m && hyb_ready(d); j++) {
         s = nvjpegDecode(d->hyb.h, d->hyb.state, d->bufs[j], d->lens[j], NVJPEG_OUTPUT_YUV, &d->dst[j], stream);
         ok[j] = s == NVJPEG_STATUS_SUCCESS && cudaStreamSynchronize(stream) == cudaSuccess;
     }
@@ -207,7 +223,7 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
         const char *why = NULL;
         if (!has_eoi(bufs[i], lens[i])) {
             why = "no EOI marker (truncated?)";
-        } else if (nvjpegGetImageInfo(d->hyb.h, bufs[i], lens[i], &nc, &sub, ws, hs) != NVJPEG_STATUS_SUCCESS) {
+        } else if (nvjpegGetImageInfo(d->main_h, bufs[i], lens[i], &nc, &sub, ws, hs) != NVJPEG_STATUS_SUCCESS) {
             why = "nvJPEG cannot parse the header";
         } else if (nc != 1 && nc != 3) {
             why = "not grayscale or YCbCr (CMYK/YCCK are decoded on the CPU)";
@@ -215,7 +231,7 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
             why = "chroma subsampling other than 4:4:4, 4:2:2 or 4:2:0";
         } else if (ws[0] <= 0 || hs[0] <= 0 || hs[0] > 65535 || (uint64_t)ws[0] * (uint64_t)hs[0] > max_pixels) {
             why = "size outside the GPU path's limits";
-        } else if (nvjpegJpegStreamParseHeader(d->hyb.h, bufs[i], lens[i], d->stream_info) != NVJPEG_STATUS_SUCCESS) {
+        } else if (nvjpegJpegStreamParseHeader(d->main_h, bufs[i], lens[i], d->stream_info) != NVJPEG_STATUS_SUCCESS) {
             why = "nvJPEG cannot parse the stream";
         } else {
             nvjpegExifOrientation_t o = NVJPEG_ORIENTATION_NORMAL;
