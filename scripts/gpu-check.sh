@@ -107,12 +107,12 @@ fi
 # benchmark of imgsim extract on CUDA against the PIL + ThreadPoolExecutor + PyTorch pipeline)
 # ==================================================================================================
 if want e2e && [ "$BUILD_OK" = 1 ]; then
-  (cd "$BUILD" && ctest -R 'gpu_decode|gpu_dedup|gpu_run|pipeline' -V) > "$OUT/e2e_tests.log" 2>&1
-  for t in gpu_decode gpu_dedup gpu_run pipeline_extract pipeline_run; do
+  (cd "$BUILD" && ctest -R 'gpu_decode|gpu_dedup|gpu_run|gpu_auto|pipeline' -V) > "$OUT/e2e_tests.log" 2>&1
+  for t in gpu_decode gpu_dedup gpu_run gpu_auto pipeline_extract pipeline_run; do
     r=$(grep -E "Test +#[0-9]+: $t " "$OUT/e2e_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
     note e2e "$t" "${r:-not run}"
   done
-  grep -E 'GPU vs CPU preprocessing|features GPU pipeline|mixed batch|cuda vs cpu|pairs [0-9]+ \(cuda|cached engine:' "$OUT/e2e_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
+  grep -E 'GPU vs CPU preprocessing|features GPU pipeline|mixed batch|auto vs cpu pipeline|cuda vs cpu|pairs [0-9]+ \(cuda|cached engine:' "$OUT/e2e_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
   if N="${E2E_N:-20000}" BENCH_DIR=/tmp/imgsim-e2e IMGSIM_PYTHON="$PY" bash bench/e2e_gpu.sh "$BUILD" > "$OUT/e2e_bench.log" 2>&1; then
     note e2e e2e_gpu ok
   else

@@ -1,5 +1,7 @@
 # GPU input pipeline tests (lead): nvJPEG + fused preprocessing against the CPU path, and mixed
-# batches through imgsim extract --device=cuda --decode=gpu. Skipped (exit 77) without a GPU.
+# batches through imgsim extract --device=cuda --decode=gpu, and AUTO routing against the CPU
+# pipeline. Skipped (exit 77) without a GPU.
 imgsim_py_test(gpu_decode test_gpu_decode.py)
 imgsim_py_test(gpu_dedup test_gpu_dedup.py)
 imgsim_py_test(gpu_run test_gpu_run.py)
+imgsim_py_test(gpu_auto test_gpu_auto.py)

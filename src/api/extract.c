@@ -734,7 +734,8 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
 #ifdef IMGSIM_HAVE_CUDA
     /* AUTO: the CPU decodes everything until the decoders exist; GPU (asked for explicitly):
      * every JPEG nvJPEG takes goes to it, so they are made first */
-    if (p.gpu_mode && opt->decode == IMGSIM_DECODE_AUTO)
+    const char *sync_env = getenv("IMGSIM_GPU_INIT_SYNC"); /* tests: AUTO with the GPU from the first image */
+    if (p.gpu_mode && opt->decode == IMGSIM_DECODE_AUTO && !(sync_env && !strcmp(sync_env, "1")))
         p.init_started = pthread_create(&p.init_th, NULL, gpu_init_main, &p) == 0;
     if (p.gpu_mode && (opt->decode == IMGSIM_DECODE_GPU || (opt->decode == IMGSIM_DECODE_AUTO && !p.init_started))) {
         gpu_init_main(&p);
