@@ -7,7 +7,7 @@
 # (500x375-like), a fifth 1600x1200 and above.
 # Env: N, BENCH_DIR (work folder), IMGSIM_PYTHON (python with torch+torchvision), BATCH (256),
 # MODES (default "auto gpu cpu"; a mode may carry environment settings for experiments, e.g.
-# "auto:IMGSIM_GPU_ROUTE=large-cpu,IMGSIM_GPU_RING=4"), PEER (1: also run the Python pipeline).
+# "auto:IMGSIM_GPU_RING=4,IMGSIM_CUDA_GRAPHS=0"), PEER (1: also run the Python pipeline).
 set -eu
 BUILD="${1:-build-gpu}"
 N="${N:-20000}"

@@ -5,11 +5,12 @@
  * Items are numbered in dataset order; item i belongs to batch b = i / B and is written by a
  * worker into ring slot b % S at position i % B. A slot is handed to workers for batch b only
  * after the consumer has finished batch b - S with it, so memory is bounded by S batches however
- * large the dataset. The consumer (the calling thread) takes batches in order: with an
- * asynchronous backend (CUDA) it submits batch b before collecting batch b - 1, so copies and
- * inference overlap decoding; with a synchronous one (CPU) it runs each batch in turn while the
- * workers fill the next slot. A failed image leaves a hole: its row of the batch is computed and
- * dropped, and its manifest line records the reason.
+ * large the dataset. The calling thread takes batches in order: with an asynchronous backend
+ * (CUDA) it feeds them (nvJPEG decoding of the JPEGs routed to the GPU, uploads, submit) while a
+ * collector thread takes each batch's features and writes them, so copies, inference and writing
+ * overlap decoding; with a synchronous one (CPU) it runs each batch in turn while the workers fill
+ * the next slot. A failed image leaves a hole: its row of the batch is computed and dropped, and
+ * its manifest line records the reason.
  */
 #define _GNU_SOURCE
 #include <math.h>
