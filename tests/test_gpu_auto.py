@@ -14,6 +14,15 @@ from PIL import Image
 import testlib as T
 
 w = T.workdir()
+model = os.path.join(w, "r18.onnx")
+T.run(["model", "init", "--arch=resnet18", "--seed=3", "--out=" + model])
+probe_dir = os.path.join(w, "probe")
+os.makedirs(os.path.join(probe_dir, "c"))
+T.photo_like(64, 48, 0, 0).save(os.path.join(probe_dir, "c", "p.jpg"), quality=90)
+p = T.run(["extract", "--model=" + model, "--device=cuda", "--engine-cache=off", "--out=" + os.path.join(w, "ps"),
+           "--quiet", probe_dir], check=False)
+if p.returncode != 0:
+    T.skip("no CUDA extract here: " + (p.stderr.strip().splitlines() or ["?"])[-1])
 d = os.path.join(w, "data")
 rng = np.random.default_rng(11)
 n = 0
@@ -33,8 +42,6 @@ ex[0x0112] = 6
 T.photo_like(360, 240, 3, 4).save(os.path.join(d, "c3", "rot.jpg"), quality=90, exif=ex)
 n += 4
 
-model = os.path.join(w, "r18.onnx")
-T.run(["model", "init", "--arch=resnet18", "--seed=3", "--out=" + model])
 sa, sc = os.path.join(w, "auto"), os.path.join(w, "cpu")
 p = T.run(["extract", "--model=" + model, "--device=cuda", "--precision=fp32", "--decode=auto", "--batch-size=32",
            "--engine-cache=off", "--out=" + sa, "--quiet", d], check=False, env={"IMGSIM_GPU_INIT_SYNC": "1"})
