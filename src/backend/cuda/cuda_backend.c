@@ -739,25 +739,33 @@ static float *cuda_input_buffer(is_backend *b, int slot) {
     return slot >= 0 && slot < MAX_SLOTS ? c->h_in[slot] : NULL;
 }
 
-static imgsim_status cuda_submit(is_backend *b, int slot, int n, is_err *e) {
-    cuda_impl *c = b->impl;
+/* Runs slot's batch of n once ready (an event on the input, or NULL) and copies its features
+ * back, all asynchronously; cuda_collect waits for them. */
+static imgsim_status run_slot(cuda_impl *c, int slot, int n, cudaEvent_t ready, is_err *e) {
     if (slot < 0 || slot >= MAX_SLOTS || n < 1 || n > c->max_batch)
         return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: submit slot %d with %d images (max batch %d)", slot, n,
                        c->max_batch);
-    const is_cuda_plan *p = &c->plan;
-    size_t in_bytes = (size_t)n * p->in_c * p->in_h * p->in_w * 4;
-    CU(cudaMemcpyAsync(c->d_in[slot], c->h_in[slot], in_bytes, cudaMemcpyHostToDevice, c->s_in), "input copy");
-    CU(cudaEventRecord(c->ev_h2d[slot], c->s_in), "event");
-    CU(cudaStreamWaitEvent(c->s_comp, c->ev_h2d[slot], 0), "event wait");
+    if (ready) CU(cudaStreamWaitEvent(c->s_comp, ready, 0), "event wait");
     imgsim_status st = launch(c, slot, n, e);
     if (st) return st;
     CU(cudaEventRecord(c->ev_comp[slot], c->s_comp), "event");
     CU(cudaStreamWaitEvent(c->s_out, c->ev_comp[slot], 0), "event wait");
-    CU(cudaMemcpyAsync(c->h_out[slot], c->d_out[slot], (size_t)n * (size_t)p->dim * 4, cudaMemcpyDeviceToHost, c->s_out),
+    CU(cudaMemcpyAsync(c->h_out[slot], c->d_out[slot], (size_t)n * (size_t)c->plan.dim * 4, cudaMemcpyDeviceToHost,
+                       c->s_out),
        "output copy");
     CU(cudaEventRecord(c->ev_d2h[slot], c->s_out), "event");
     c->slot_n[slot] = n;
     return IMGSIM_OK;
+}
+
+static imgsim_status cuda_submit(is_backend *b, int slot, int n, is_err *e) {
+    cuda_impl *c = b->impl;
+    if (slot < 0 || slot >= MAX_SLOTS || n < 1 || n > c->max_batch) return run_slot(c, slot, n, NULL, e); /* the error */
+    const is_cuda_plan *p = &c->plan;
+    size_t in_bytes = (size_t)n * p->in_c * p->in_h * p->in_w * 4;
+    CU(cudaMemcpyAsync(c->d_in[slot], c->h_in[slot], in_bytes, cudaMemcpyHostToDevice, c->s_in), "input copy");
+    CU(cudaEventRecord(c->ev_h2d[slot], c->s_in), "event");
+    return run_slot(c, slot, n, c->ev_h2d[slot], e);
 }
 
 static imgsim_status cuda_collect(is_backend *b, int slot, float *out, is_err *e) {
@@ -771,29 +779,16 @@ static imgsim_status cuda_collect(is_backend *b, int slot, float *out, is_err *e
     return IMGSIM_OK;
 }
 
-/* Like cuda_submit, but the input is already in the slot's device buffer (GPU decoding): the
- * forward pass waits for the producer's event instead of a host copy. */
+/* The slot's device input buffer, for producers that write it on the GPU (GPU decoding). */
 static void *cuda_device_input(is_backend *b, int slot) {
     cuda_impl *c = b->impl;
     return slot >= 0 && slot < MAX_SLOTS ? c->d_in[slot] : NULL;
 }
 
+/* Like cuda_submit, but the input is already in the slot's device buffer: the forward pass
+ * waits for the producer's event instead of a host copy. */
 static imgsim_status cuda_submit_device(is_backend *b, int slot, int n, void *ready_event, is_err *e) {
-    cuda_impl *c = b->impl;
-    if (slot < 0 || slot >= MAX_SLOTS || n < 1 || n > c->max_batch)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: submit slot %d with %d images (max batch %d)", slot, n,
-                       c->max_batch);
-    const is_cuda_plan *p = &c->plan;
-    if (ready_event) CU(cudaStreamWaitEvent(c->s_comp, (cudaEvent_t)ready_event, 0), "event wait");
-    imgsim_status st = launch(c, slot, n, e);
-    if (st) return st;
-    CU(cudaEventRecord(c->ev_comp[slot], c->s_comp), "event");
-    CU(cudaStreamWaitEvent(c->s_out, c->ev_comp[slot], 0), "event wait");
-    CU(cudaMemcpyAsync(c->h_out[slot], c->d_out[slot], (size_t)n * (size_t)p->dim * 4, cudaMemcpyDeviceToHost, c->s_out),
-       "output copy");
-    CU(cudaEventRecord(c->ev_d2h[slot], c->s_out), "event");
-    c->slot_n[slot] = n;
-    return IMGSIM_OK;
+    return run_slot(b->impl, slot, n, (cudaEvent_t)ready_event, e);
 }
 
 static int cuda_device_index_of(const is_backend *b) {
