@@ -363,6 +363,25 @@ static imgsim_status make_dst(cpu_impl *c, cpu_plan *p, int i, int residual,
 
 /* ---- operators ------------------------------------------------------------------------------ */
 
+/* The end of planning a weighted step (Conv, Gemm, MatMul) once its tensors exist (s: the status
+ * so far): the step with its arguments (DST is read too when the sum post-op adds a residual
+ * into it), and the output value's tensor. Destroys pd. */
+static imgsim_status push_weighted(cpu_impl *c, cpu_plan *p, const is_node *nd, dnnl_primitive_desc_t pd,
+                                   imgsim_status s, int src, int wt, int bt, int yt, is_err *e) {
+    if (!s) {
+        sargs a = {0};
+        sa_in(&a, DNNL_ARG_SRC, src);
+        sa_in(&a, DNNL_ARG_WEIGHTS, wt);
+        if (bt >= 0) sa_in(&a, DNNL_ARG_BIAS, bt);
+        if (nd->residual >= 0) sa_in(&a, DNNL_ARG_DST, yt); /* read by the sum post-op */
+        else sa_out(&a, DNNL_ARG_DST, yt);
+        s = push_step(c, p, pd, &a, e);
+    }
+    dnnl_primitive_desc_destroy(pd);
+    if (!s) p->val_tensor[nd->out] = yt;
+    return s;
+}
+
 /* Conv: y = act(conv(x, w) + b + residual). x [N, C, H, W], w [OC, C/group, KH, KW],
  * b [OC], y [N, OC, OH, OW]. */
 static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
@@ -436,18 +455,7 @@ static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
         int sb = p->tens[xs].buf;
         s = make_dst(c, p, i, nd->residual, q_dst, &sb, 1, &yt, e);
     }
-    if (!s) {
-        sargs a = {0};
-        sa_in(&a, DNNL_ARG_SRC, xs);
-        sa_in(&a, DNNL_ARG_WEIGHTS, wt);
-        if (bt >= 0) sa_in(&a, DNNL_ARG_BIAS, bt);
-        if (nd->residual >= 0) sa_in(&a, DNNL_ARG_DST, yt); /* read by the sum post-op */
-        else sa_out(&a, DNNL_ARG_DST, yt);
-        s = push_step(c, p, pd, &a, e);
-    }
-    dnnl_primitive_desc_destroy(pd);
-    if (!s) p->val_tensor[nd->out] = yt;
-    return s;
+    return push_weighted(c, p, nd, pd, s, xs, wt, bt, yt, e);
 }
 
 /* Element-wise y = f(x) with x's layout: alg with alpha/beta (relu: 0; clip: lo, hi). Runs in
@@ -835,18 +843,7 @@ static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
         s = make_dst(c, p, i, nd->residual, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), &sb, 1,
                      &yt, e);
     }
-    if (!s) {
-        sargs a = {0};
-        sa_in(&a, DNNL_ARG_SRC, xs);
-        sa_in(&a, DNNL_ARG_WEIGHTS, wt);
-        if (bt >= 0) sa_in(&a, DNNL_ARG_BIAS, bt);
-        if (nd->residual >= 0) sa_in(&a, DNNL_ARG_DST, yt);
-        else sa_out(&a, DNNL_ARG_DST, yt);
-        s = push_step(c, p, pd, &a, e);
-    }
-    dnnl_primitive_desc_destroy(pd);
-    if (!s) p->val_tensor[nd->out] = yt;
-    return s;
+    return push_weighted(c, p, nd, pd, s, xs, wt, bt, yt, e);
 }
 
 /* MatMul (numpy semantics, plain layouts): y [..., M, N] = act(a [..., M, K] * b [..., K, N] +
@@ -896,17 +893,7 @@ static imgsim_status plan_matmul(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
         int sb[2] = {p->tens[at].buf, p->tens[bt].buf};
         s = make_dst(c, p, i, nd->residual, &y_md, sb, 2, &yt, e);
     }
-    if (!s) {
-        sargs sa = {0};
-        sa_in(&sa, DNNL_ARG_SRC, at);
-        sa_in(&sa, DNNL_ARG_WEIGHTS, bt);
-        if (nd->residual >= 0) sa_in(&sa, DNNL_ARG_DST, yt);
-        else sa_out(&sa, DNNL_ARG_DST, yt);
-        s = push_step(c, p, pd, &sa, e);
-    }
-    dnnl_primitive_desc_destroy(pd);
-    if (!s) p->val_tensor[nd->out] = yt;
-    return s;
+    return push_weighted(c, p, nd, pd, s, at, bt, -1, yt, e);
 }
 
 /* Concat along axis: inputs in their layouts (converted to one element type), output in the
