@@ -739,15 +739,20 @@ static float *cuda_input_buffer(is_backend *b, int slot) {
     return slot >= 0 && slot < MAX_SLOTS ? c->h_in[slot] : NULL;
 }
 
-/* Runs slot's batch of n once ready (an event on the input, or NULL) and copies its features
- * back, all asynchronously; cuda_collect waits for them. */
-static imgsim_status run_slot(cuda_impl *c, int slot, int n, cudaEvent_t ready, is_err *e) {
+static imgsim_status check_slot(const cuda_impl *c, int slot, int n, is_err *e) {
     if (slot < 0 || slot >= MAX_SLOTS || n < 1 || n > c->max_batch)
         return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: submit slot %d with %d images (max batch %d)", slot, n,
                        c->max_batch);
-    if (ready) CU(cudaStreamWaitEvent(c->s_comp, ready, 0), "event wait");
-    imgsim_status st = launch(c, slot, n, e);
+    return IMGSIM_OK;
+}
+
+/* Runs slot's batch of n once ready (an event on the input, or NULL) and copies its features
+ * back, all asynchronously; cuda_collect waits for them. */
+static imgsim_status run_slot(cuda_impl *c, int slot, int n, cudaEvent_t ready, is_err *e) {
+    imgsim_status st = check_slot(c, slot, n, e);
     if (st) return st;
+    if (ready) CU(cudaStreamWaitEvent(c->s_comp, ready, 0), "event wait");
+    if ((st = launch(c, slot, n, e))) return st;
     CU(cudaEventRecord(c->ev_comp[slot], c->s_comp), "event");
     CU(cudaStreamWaitEvent(c->s_out, c->ev_comp[slot], 0), "event wait");
     CU(cudaMemcpyAsync(c->h_out[slot], c->d_out[slot], (size_t)n * (size_t)c->plan.dim * 4, cudaMemcpyDeviceToHost,
@@ -760,7 +765,8 @@ static imgsim_status run_slot(cuda_impl *c, int slot, int n, cudaEvent_t ready, 
 
 static imgsim_status cuda_submit(is_backend *b, int slot, int n, is_err *e) {
     cuda_impl *c = b->impl;
-    if (slot < 0 || slot >= MAX_SLOTS || n < 1 || n > c->max_batch) return run_slot(c, slot, n, NULL, e); /* the error */
+    imgsim_status st = check_slot(c, slot, n, e);
+    if (st) return st;
     const is_cuda_plan *p = &c->plan;
     size_t in_bytes = (size_t)n * p->in_c * p->in_h * p->in_w * 4;
     CU(cudaMemcpyAsync(c->d_in[slot], c->h_in[slot], in_bytes, cudaMemcpyHostToDevice, c->s_in), "input copy");

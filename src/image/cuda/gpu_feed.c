@@ -38,11 +38,10 @@ imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, i
     if (!f) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     f->device = device;
     f->max_batch = max_batch;
-    if (cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking) != cudaSuccess ||
-        cudaEventCreateWithFlags(&f->ev[0], cudaEventDisableTiming) != cudaSuccess ||
-        cudaEventCreateWithFlags(&f->ev[1], cudaEventDisableTiming) != cudaSuccess ||
-        cudaEventCreateWithFlags(&f->ev[2], cudaEventDisableTiming) != cudaSuccess ||
-        cudaEventCreateWithFlags(&f->ev[3], cudaEventDisableTiming) != cudaSuccess ||
+    int events_ok = 1;
+    for (int k = 0; k < IS_GPU_FEED_MARKS; k++)
+        events_ok &= cudaEventCreateWithFlags(&f->ev[k], cudaEventDisableTiming) == cudaSuccess;
+    if (cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking) != cudaSuccess || !events_ok ||
         cudaHostAlloc((void **)&f->h_srcs, (size_t)max_batch * sizeof(is_gpu_src), cudaHostAllocDefault) != cudaSuccess ||
         cudaMalloc((void **)&f->d_srcs, (size_t)max_batch * sizeof(is_gpu_src)) != cudaSuccess) {
         is_gpu_feed_destroy(f);
