@@ -134,7 +134,7 @@ static int route_to_gpu(pipeline *p, int64_t i, const uint8_t *buf, size_t len) 
 static int share_to_bound(pipeline *p, double share) {
     long long n[N_SIZE_CLASSES], total = 0;
     for (int c = 0; c < N_SIZE_CLASSES; c++) total += n[c] = atomic_load(&p->size_hist[c]);
-    if (total == 0) return (int)(share * 64.0 + 0.5); /* nothing seen yet: by index alone */
+    if (total == 0) return 0; /* nothing seen yet: every candidate to the GPU until a batch's sizes are in */
     double want = share * (double)total, cum = 0;
     for (int c = 0; c < N_SIZE_CLASSES; c++) {
         if (n[c] > 0 && cum + (double)n[c] >= want) return c * 64 + (int)(64.0 * (want - cum) / (double)n[c] + 0.5);
