@@ -21,25 +21,25 @@ static void add_fn(void *ctx, int64_t i, int worker) {
 }
 
 static void test_pool(void **state) {
-    is_pool *p;
-    assert_int_equal(is_pool_create(&p, 4, NULL), IMGSIM_OK);
-    assert_int_equal(is_pool_size(p), 4);
+    ims_pool *p;
+    assert_int_equal(ims_pool_create(&p, 4, NULL), IMGSIM_OK);
+    assert_int_equal(ims_pool_size(p), 4);
     for (int round = 0; round < 50; round++) {
         int64_t n = 1 + round * 37;
         int64_t *slots = calloc((size_t)n, sizeof *slots);
-        is_pool_for(p, n, add_fn, slots);
+        ims_pool_for(p, n, add_fn, slots);
         for (int64_t i = 0; i < n; i++) assert_int_equal(slots[i], i + 1); /* each index exactly once */
         free(slots);
     }
-    is_pool_destroy(p);
-    is_pool_destroy(NULL);
+    ims_pool_destroy(p);
+    ims_pool_destroy(NULL);
 }
 
 static char *tmpfile_path(const char *name) {
     const char *d = getenv("IMGSIM_TEST_DIR");
     static char buf[4096];
     if (!d) d = "/tmp";
-    is_mkdir_p(d, NULL);
+    ims_mkdir_p(d, NULL);
     /* per process: the plain and sanitizer builds of this test run in parallel */
     snprintf(buf, sizeof buf, "%s/%ld_%s", d, (long)getpid(), name);
     return buf;
@@ -49,36 +49,36 @@ static void test_f16(void **state) {
     /* every finite half converts to float and back unchanged */
     for (uint32_t h = 0; h < 65536; h++) {
         if (((h >> 10) & 0x1f) == 0x1f) continue;
-        assert_int_equal(is_f32_to_f16(is_f16_to_f32((uint16_t)h)), h);
+        assert_int_equal(ims_f32_to_f16(ims_f16_to_f32((uint16_t)h)), h);
     }
     /* rounding: halfway cases go to even, overflow to inf */
-    assert_int_equal(is_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);          /* tie -> even (1.0) */
-    assert_int_equal(is_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);          /* tie -> even (up) */
-    assert_int_equal(is_f32_to_f16(65520.0f), 0x7c00);                    /* rounds to inf */
-    assert_true(fabsf(is_f16_to_f32(is_f32_to_f16(0.1f)) - 0.1f) < 1e-4f);
+    assert_int_equal(ims_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);          /* tie -> even (1.0) */
+    assert_int_equal(ims_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);          /* tie -> even (up) */
+    assert_int_equal(ims_f32_to_f16(65520.0f), 0x7c00);                    /* rounds to inf */
+    assert_true(fabsf(ims_f16_to_f32(ims_f32_to_f16(0.1f)) - 0.1f) < 1e-4f);
 }
 
 static void test_npy_roundtrip(void **state) {
     const char *path = tmpfile_path("core_rt.npy");
     for (int dt = 0; dt < 2; dt++) {
-        is_npy_writer w;
-        assert_int_equal(is_npy_begin(&w, path, (imgsim_dtype)dt, 5, NULL), IMGSIM_OK);
+        ims_npy_writer w;
+        assert_int_equal(ims_npy_begin(&w, path, (imgsim_dtype)dt, 5, NULL), IMGSIM_OK);
         float rows[15];
         for (int i = 0; i < 15; i++) rows[i] = (float)i * 0.25f - 1.0f;
-        assert_int_equal(is_npy_append_f32(&w, rows, 2, NULL), IMGSIM_OK);
-        assert_int_equal(is_npy_append_f32(&w, rows + 10, 1, NULL), IMGSIM_OK);
-        assert_false(is_path_exists(path) && dt == 0 && 0);
-        assert_int_equal(is_npy_finish(&w, NULL), IMGSIM_OK);
+        assert_int_equal(ims_npy_append_f32(&w, rows, 2, NULL), IMGSIM_OK);
+        assert_int_equal(ims_npy_append_f32(&w, rows + 10, 1, NULL), IMGSIM_OK);
+        assert_false(ims_path_exists(path) && dt == 0 && 0);
+        assert_int_equal(ims_npy_finish(&w, NULL), IMGSIM_OK);
         void *data;
         imgsim_dtype got;
         int64_t r, c;
-        assert_int_equal(is_npy_read(&data, &got, &r, &c, path, NULL), IMGSIM_OK);
+        assert_int_equal(ims_npy_read(&data, &got, &r, &c, path, NULL), IMGSIM_OK);
         assert_int_equal(got, dt);
         assert_int_equal(r, 3);
         assert_int_equal(c, 5);
         for (int i = 0; i < 15; i++) {
             float want = rows[i < 10 ? i : i];
-            float v = dt == IMGSIM_F32 ? ((float *)data)[i] : is_f16_to_f32(((uint16_t *)data)[i]);
+            float v = dt == IMGSIM_F32 ? ((float *)data)[i] : ims_f16_to_f32(((uint16_t *)data)[i]);
             assert_true(v == want); /* all values exactly representable */
         }
         free(data);
@@ -88,14 +88,14 @@ static void test_npy_roundtrip(void **state) {
 static void test_npy_bad(void **state) {
     char path[4096]; /* a copy: tmpfile_path reuses one buffer */
     snprintf(path, sizeof path, "%s", tmpfile_path("core_bad.npy"));
-    is_err e;
+    ims_err e;
     void *data;
     imgsim_dtype dt;
     int64_t r, c;
     FILE *f = fopen(path, "wb");
     fputs("hello", f);
     fclose(f);
-    assert_int_equal(is_npy_read(&data, &dt, &r, &c, path, &e), IMGSIM_ERR_FORMAT);
+    assert_int_equal(ims_npy_read(&data, &dt, &r, &c, path, &e), IMGSIM_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "core_bad.npy"));
     /* a header claiming more data than the file holds */
     f = fopen(path, "wb");
@@ -104,9 +104,9 @@ static void test_npy_bad(void **state) {
     fwrite(pre, 1, 10, f);
     fwrite(hdr, 1, sizeof hdr - 1, f);
     fclose(f);
-    assert_int_equal(is_npy_read(&data, &dt, &r, &c, path, &e), IMGSIM_ERR_FORMAT);
+    assert_int_equal(ims_npy_read(&data, &dt, &r, &c, path, &e), IMGSIM_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "shorter"));
-    assert_int_equal(is_npy_read(&data, &dt, &r, &c, tmpfile_path("does-not-exist.npy"), &e), IMGSIM_ERR_IO);
+    assert_int_equal(ims_npy_read(&data, &dt, &r, &c, tmpfile_path("does-not-exist.npy"), &e), IMGSIM_ERR_IO);
     /* float64 is named in the refusal */
     f = fopen(path, "wb");
     const char h8[] = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }";
@@ -115,31 +115,31 @@ static void test_npy_bad(void **state) {
     fwrite(h8, 1, sizeof h8 - 1, f);
     fwrite("0123456789abcdef", 1, 16, f);
     fclose(f);
-    assert_int_equal(is_npy_read(&data, &dt, &r, &c, path, &e), IMGSIM_ERR_UNSUPPORTED);
+    assert_int_equal(ims_npy_read(&data, &dt, &r, &c, path, &e), IMGSIM_ERR_UNSUPPORTED);
     assert_non_null(strstr(e.msg, "element type '<f8' is not"));
 }
 
 static void test_sha256(void **state) {
     char hex[65];
     /* FIPS 180-2 appendix B examples */
-    is_sha256_hex("abc", 3, hex);
+    ims_sha256_hex("abc", 3, hex);
     assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     const char *m2 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-    is_sha256_hex(m2, strlen(m2), hex);
+    ims_sha256_hex(m2, strlen(m2), hex);
     assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
     /* one million 'a', fed in odd-sized pieces */
-    is_sha256 s;
-    is_sha256_init(&s);
+    ims_sha256 s;
+    ims_sha256_init(&s);
     char buf[997];
     memset(buf, 'a', sizeof buf);
     size_t left = 1000000;
     while (left) {
         size_t n = left < sizeof buf ? left : sizeof buf;
-        is_sha256_update(&s, buf, n);
+        ims_sha256_update(&s, buf, n);
         left -= n;
     }
     uint8_t d[32];
-    is_sha256_final(&s, d);
+    ims_sha256_final(&s, d);
     assert_int_equal(d[0], 0xcd);
     assert_int_equal(d[1], 0xc7);
     assert_int_equal(d[31], 0xd0);
@@ -148,53 +148,53 @@ static void test_sha256(void **state) {
 static void test_atomic(void **state) {
     const char *path = tmpfile_path("core_atomic.txt");
     unlink(path);
-    is_atomic_file af;
-    assert_int_equal(is_atomic_open(&af, path, NULL), IMGSIM_OK);
+    ims_atomic_file af;
+    assert_int_equal(ims_atomic_open(&af, path, NULL), IMGSIM_OK);
     fputs("partial", af.f);
     fflush(af.f);
-    assert_false(is_path_exists(path)); /* nothing under the final name before commit */
-    is_atomic_abort(&af);
-    assert_false(is_path_exists(path));
-    assert_int_equal(is_write_file_atomic(path, "done\n", 5, NULL), IMGSIM_OK);
+    assert_false(ims_path_exists(path)); /* nothing under the final name before commit */
+    ims_atomic_abort(&af);
+    assert_false(ims_path_exists(path));
+    assert_int_equal(ims_write_file_atomic(path, "done\n", 5, NULL), IMGSIM_OK);
     uint8_t *b;
     size_t n;
-    assert_int_equal(is_read_file(&b, &n, path, 0, NULL), IMGSIM_OK);
+    assert_int_equal(ims_read_file(&b, &n, path, 0, NULL), IMGSIM_OK);
     assert_int_equal(n, 5);
     assert_memory_equal(b, "done\n", 5);
     free(b);
-    is_err e;
-    assert_int_equal(is_read_file(&b, &n, path, 3, &e), IMGSIM_ERR_TOO_LARGE);
+    ims_err e;
+    assert_int_equal(ims_read_file(&b, &n, path, 3, &e), IMGSIM_ERR_TOO_LARGE);
     assert_non_null(strstr(e.msg, "core_atomic.txt"));
 }
 
 static void test_alloc_faults(void **state) {
-    is_alloc_fail_after(0);
-    assert_null(is_malloc(16));
-    is_alloc_fail_after(1);
-    void *p = is_malloc(16);
+    ims_alloc_fail_after(0);
+    assert_null(ims_malloc(16));
+    ims_alloc_fail_after(1);
+    void *p = ims_malloc(16);
     assert_non_null(p);
-    assert_null(is_malloc(16));
-    is_alloc_fail_after(-1);
+    assert_null(ims_malloc(16));
+    ims_alloc_fail_after(-1);
     free(p);
-    assert_null(is_malloc_array(SIZE_MAX / 2, 4)); /* overflow refused */
+    assert_null(ims_malloc_array(SIZE_MAX / 2, 4)); /* overflow refused */
     uint64_t out;
-    assert_int_equal(is_mul_overflow_u64(UINT64_MAX / 2, 3, &out), -1);
-    assert_int_equal(is_mul_overflow_u64(1u << 20, 1u << 20, &out), 0);
+    assert_int_equal(ims_mul_overflow_u64(UINT64_MAX / 2, 3, &out), -1);
+    assert_int_equal(ims_mul_overflow_u64(1u << 20, 1u << 20, &out), 0);
     assert_true(out == (uint64_t)1 << 40);
 }
 
 static void test_errors(void **state) {
-    is_err e;
-    assert_int_equal(is_fail(&e, IMGSIM_ERR_IO, "%s: cannot open", "x.jpg"), IMGSIM_ERR_IO);
+    ims_err e;
+    assert_int_equal(ims_fail(&e, IMGSIM_ERR_IO, "%s: cannot open", "x.jpg"), IMGSIM_ERR_IO);
     assert_string_equal(e.msg, "x.jpg: cannot open");
     assert_string_equal(imgsim_last_error(), "x.jpg: cannot open");
-    is_fail_prefix(&e, IMGSIM_ERR_IO, "job");
+    ims_fail_prefix(&e, IMGSIM_ERR_IO, "job");
     assert_string_equal(e.msg, "job: x.jpg: cannot open");
     assert_string_equal(imgsim_status_str(IMGSIM_ERR_FORMAT), "corrupt or malformed input");
-    char *j = is_path_join("a/b/", "c.txt");
+    char *j = ims_path_join("a/b/", "c.txt");
     assert_string_equal(j, "a/b/c.txt");
     free(j);
-    j = is_path_dirname("a/b/c.txt");
+    j = ims_path_dirname("a/b/c.txt");
     assert_string_equal(j, "a/b");
     free(j);
 }

@@ -40,10 +40,10 @@ static float *rnd(int64_t n, float lo, float hi) {
 
 /* ---- graph building ---- */
 
-static is_graph *new_graph(int c, int h, int w) {
-    is_graph *g = NULL;
-    assert_int_equal(is_graph_new(&g, NULL), IMGSIM_OK);
-    g->input = is_graph_add_value(g, "x", 4, DIMS(-1, c, h, w), NULL);
+static ims_graph *new_graph(int c, int h, int w) {
+    ims_graph *g = NULL;
+    assert_int_equal(ims_graph_new(&g, NULL), IMGSIM_OK);
+    g->input = ims_graph_add_value(g, "x", 4, DIMS(-1, c, h, w), NULL);
     assert_true(g->input >= 0);
     g->in_c = c;
     g->in_h = h;
@@ -53,40 +53,40 @@ static is_graph *new_graph(int c, int h, int w) {
 }
 
 /* An activation value [-1, dims...] of rank r (dims without the batch). */
-static int act(is_graph *g, const char *name, int r, const int64_t *dims) {
+static int act(ims_graph *g, const char *name, int r, const int64_t *dims) {
     int64_t d[IS_MAX_RANK];
     d[0] = -1;
     for (int k = 1; k < r; k++) d[k] = dims[k - 1];
-    int v = is_graph_add_value(g, name, r, d, NULL);
+    int v = ims_graph_add_value(g, name, r, d, NULL);
     assert_true(v >= 0);
     return v;
 }
 #define ACT4(g, name, c, h, w) act(g, name, 4, DIMS(c, h, w))
 
-static int cnst(is_graph *g, const char *name, int r, const int64_t *dims, const float *data) {
-    int v = is_graph_add_value(g, name, r, dims, data);
+static int cnst(ims_graph *g, const char *name, int r, const int64_t *dims, const float *data) {
+    int v = ims_graph_add_value(g, name, r, dims, data);
     assert_true(v >= 0);
     return v;
 }
 
-static is_node *node(is_graph *g, is_op op, const char *name, int n_in, const int *in, int out) {
-    is_node *n = is_graph_add_node(g, op, name, n_in, in, out);
+static ims_node *node(ims_graph *g, ims_op op, const char *name, int n_in, const int *in, int out) {
+    ims_node *n = ims_graph_add_node(g, op, name, n_in, in, out);
     assert_non_null(n);
     return n;
 }
 
-static void set_output(is_graph *g, int v) {
+static void set_output(ims_graph *g, int v) {
     g->output = v;
-    g->dim = is_value_numel(&g->vals[v]);
+    g->dim = ims_value_numel(&g->vals[v]);
 }
 
 /* Runs g on x [n, C, H, W] into y [n, dim] with a backend planned for max_batch. */
-static imgsim_status run_graph(is_graph *g, imgsim_precision prec, int max_batch, int normalize, const float *x,
-                               int n, float *y, is_err *e) {
-    is_backend *b = NULL;
-    imgsim_status s = is_backend_cpu_new(&b, e);
+static imgsim_status run_graph(ims_graph *g, imgsim_precision prec, int max_batch, int normalize, const float *x,
+                               int n, float *y, ims_err *e) {
+    ims_backend *b = NULL;
+    imgsim_status s = ims_backend_cpu_new(&b, e);
     if (s) return s;
-    is_backend_cfg cfg;
+    ims_backend_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.precision = prec;
     cfg.max_batch = max_batch;
@@ -121,10 +121,10 @@ static void expect_close(const float *got, const double *ref, int64_t n, double 
 }
 
 /* Runs g in fp32 (max_batch = n) and compares with ref [n, dim]. */
-static void check_graph(is_graph *g, const float *x, int n, const double *ref) {
+static void check_graph(ims_graph *g, const float *x, int n, const double *ref) {
     float *y = malloc((size_t)(n * g->dim) * sizeof(float));
     assert_non_null(y);
-    is_err e;
+    ims_err e;
     imgsim_status s = run_graph(g, IMGSIM_PREC_FP32, n, 0, x, n, y, &e);
     if (s) print_error("%s\n", e.msg);
     assert_int_equal(s, IMGSIM_OK);
@@ -197,14 +197,14 @@ static double *dalloc(int64_t n) {
 /* ---- tests ---- */
 
 /* One Conv on [2, C, H, W] with the given geometry (and optional fused clip). */
-static void conv_case(convp p, int pb, int pr, is_act a, float lo, float hi) {
-    is_graph *g = new_graph(p.C, p.H, p.W);
+static void conv_case(convp p, int pb, int pr, ims_act a, float lo, float hi) {
+    ims_graph *g = new_graph(p.C, p.H, p.W);
     int64_t wn = (int64_t)p.OC * (p.C / p.grp) * p.KH * p.KW;
     float *w = rnd(wn, -1, 1), *b = rnd(p.OC, -1, 1), *x = rnd((int64_t)p.N * p.C * p.H * p.W, -2, 2);
     int wv = cnst(g, "w", 4, DIMS(p.OC, p.C / p.grp, p.KH, p.KW), w);
     int bv = cnst(g, "b", 1, DIMS(p.OC), b);
     int y = ACT4(g, "y", p.OC, p.OH, p.OW);
-    is_node *n = node(g, IS_OP_CONV, "conv", 3, IN(g->input, wv, bv), y);
+    ims_node *n = node(g, IS_OP_CONV, "conv", 3, IN(g->input, wv, bv), y);
     n->stride[0] = p.sh;
     n->stride[1] = p.sw;
     n->dilation[0] = p.dh;
@@ -231,7 +231,7 @@ static void conv_case(convp p, int pb, int pr, is_act a, float lo, float hi) {
     free(x);
     free(xd);
     free(ref);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static void test_conv_stride2_asym_pads(void **st) {
@@ -270,7 +270,7 @@ static void test_conv_rect_kernel(void **st) {
  * mode 0: src = x and r dies at y (in place); mode 1: r is read again after y (copied):
  * out = y + r; mode 2: src = r itself (must not be overwritten while read). */
 static void residual_case(int mode) {
-    is_graph *g = new_graph(3, 7, 5);
+    ims_graph *g = new_graph(3, 7, 5);
     float *w1 = rnd(4 * 3, -1, 1), *w2 = rnd(mode == 2 ? 4 * 4 * 9 : 4 * 3 * 9, -0.5f, 0.5f), *b2 = rnd(4, -1, 1);
     float *x = rnd(2 * 3 * 35, -2, 2);
     int w1v = cnst(g, "w1", 4, DIMS(4, 3, 1, 1), w1);
@@ -278,7 +278,7 @@ static void residual_case(int mode) {
     int b2v = cnst(g, "b2", 1, DIMS(4), b2);
     int r = ACT4(g, "r", 4, 7, 5), y = ACT4(g, "y", 4, 7, 5), z = ACT4(g, "z", 4, 7, 5);
     node(g, IS_OP_CONV, "c1", 2, IN(g->input, w1v), r);
-    is_node *n = node(g, IS_OP_CONV, "c2", 3, IN(mode == 2 ? r : g->input, w2v, b2v), y);
+    ims_node *n = node(g, IS_OP_CONV, "c2", 3, IN(mode == 2 ? r : g->input, w2v, b2v), y);
     n->pad[0] = n->pad[1] = n->pad[2] = n->pad[3] = 1;
     n->kernel[0] = n->kernel[1] = 3;
     n->residual = r;
@@ -311,7 +311,7 @@ static void residual_case(int mode) {
     free(xd);
     free(rd);
     free(yd);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static void test_conv_residual_relu_inplace(void **st) {
@@ -330,13 +330,13 @@ static void test_conv_residual_is_src(void **st) {
 /* Unfused BatchNormalization on [2, 3, 7, 5]. */
 static void test_batchnorm(void **st) {
     (void)st;
-    is_graph *g = new_graph(3, 7, 5);
+    ims_graph *g = new_graph(3, 7, 5);
     float *x = rnd(2 * 3 * 35, -2, 2), *ga = rnd(3, 0.5f, 1.5f), *be = rnd(3, -1, 1), *mu = rnd(3, -1, 1),
           *va = rnd(3, 0.2f, 2.0f);
     int p[4] = {cnst(g, "g", 1, DIMS(3), ga), cnst(g, "b", 1, DIMS(3), be), cnst(g, "m", 1, DIMS(3), mu),
                 cnst(g, "v", 1, DIMS(3), va)};
     int y = ACT4(g, "y", 3, 7, 5);
-    is_node *n = node(g, IS_OP_BATCHNORM, "bn", 5, IN(g->input, p[0], p[1], p[2], p[3]), y);
+    ims_node *n = node(g, IS_OP_BATCHNORM, "bn", 5, IN(g->input, p[0], p[1], p[2], p[3]), y);
     n->epsilon = 1e-3f;
     set_output(g, y);
     double ref[2 * 3 * 35];
@@ -350,17 +350,17 @@ static void test_batchnorm(void **st) {
     free(be);
     free(mu);
     free(va);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* Sigmoid, Clip, Relu and an Add of two activations: out = clip(sigmoid(x), .3, .6) + relu(x). */
 static void test_eltwise(void **st) {
     (void)st;
-    is_graph *g = new_graph(3, 7, 5);
+    ims_graph *g = new_graph(3, 7, 5);
     float *x = rnd(2 * 3 * 35, -3, 3);
     int a = ACT4(g, "a", 3, 7, 5), b = ACT4(g, "b", 3, 7, 5), c = ACT4(g, "c", 3, 7, 5), d = ACT4(g, "d", 3, 7, 5);
     node(g, IS_OP_SIGMOID, "sig", 1, IN(g->input), a);
-    is_node *n = node(g, IS_OP_CLIP, "clip", 1, IN(a), b);
+    ims_node *n = node(g, IS_OP_CLIP, "clip", 1, IN(a), b);
     n->clip_min = 0.3f;
     n->clip_max = 0.6f;
     node(g, IS_OP_RELU, "relu", 1, IN(g->input), c);
@@ -374,14 +374,14 @@ static void test_eltwise(void **st) {
     }
     check_graph(g, x, 2, ref);
     free(x);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* Broadcasting: a = x + k [3, 1, 1] (constant); s = GAP(x) [N, 3, 1, 1];
  * out = s * a (the first operand broadcast: swapped), then Mul by a constant scalar [1]. */
 static void test_binary_broadcast(void **st) {
     (void)st;
-    is_graph *g = new_graph(3, 7, 5);
+    ims_graph *g = new_graph(3, 7, 5);
     float *x = rnd(2 * 3 * 35, -2, 2), k[3] = {0.5f, -1.25f, 2.0f}, sc[1] = {-0.75f};
     int kv = cnst(g, "k", 3, DIMS(3, 1, 1), k), scv = cnst(g, "sc", 1, DIMS(1), sc);
     int a = ACT4(g, "a", 3, 7, 5), s = ACT4(g, "s", 3, 1, 1), m = ACT4(g, "m", 3, 7, 5), o = ACT4(g, "o", 3, 7, 5);
@@ -400,16 +400,16 @@ static void test_binary_broadcast(void **st) {
         }
     check_graph(g, x, 2, ref);
     free(x);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* One pooling node on [2, 3, 7, 5]. */
-static void pool_case(is_op op, int kh, int kw, int s, int pt, int pl, int pb, int pr, int ceil_mode, int incl,
+static void pool_case(ims_op op, int kh, int kw, int s, int pt, int pl, int pb, int pr, int ceil_mode, int incl,
                       int OH, int OW) {
-    is_graph *g = new_graph(3, 7, 5);
+    ims_graph *g = new_graph(3, 7, 5);
     float *x = rnd(2 * 3 * 35, -2, 2);
     int y = ACT4(g, "y", 3, OH, OW);
-    is_node *n = node(g, op, "pool", 1, IN(g->input), y);
+    ims_node *n = node(g, op, "pool", 1, IN(g->input), y);
     n->kernel[0] = kh;
     n->kernel[1] = kw;
     n->stride[0] = n->stride[1] = s;
@@ -426,7 +426,7 @@ static void pool_case(is_op op, int kh, int kw, int s, int pt, int pl, int pb, i
     free(x);
     free(xd);
     free(ref);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static void test_maxpool(void **st) {
@@ -448,13 +448,13 @@ static void test_avgpool(void **st) {
 /* GAP -> Flatten -> Gemm (transB, alpha, beta, C) -> Gemm (B [K, N], fused ReLU). */
 static void test_gap_flatten_gemm(void **st) {
     (void)st;
-    is_graph *g = new_graph(3, 7, 5);
+    ims_graph *g = new_graph(3, 7, 5);
     float *x = rnd(2 * 3 * 35, -2, 2), *B1 = rnd(5 * 3, -1, 1), *C1 = rnd(5, -1, 1), *B2 = rnd(5 * 4, -1, 1);
     int b1 = cnst(g, "B1", 2, DIMS(5, 3), B1), c1 = cnst(g, "C1", 1, DIMS(5), C1), b2 = cnst(g, "B2", 2, DIMS(5, 4), B2);
     int s = ACT4(g, "s", 3, 1, 1), f = act(g, "f", 2, DIMS(3)), h = act(g, "h", 2, DIMS(5)), o = act(g, "o", 2, DIMS(4));
     node(g, IS_OP_GLOBALAVGPOOL, "gap", 1, IN(g->input), s);
     node(g, IS_OP_FLATTEN, "flat", 1, IN(s), f);
-    is_node *n = node(g, IS_OP_GEMM, "fc1", 3, IN(f, b1, c1), h);
+    ims_node *n = node(g, IS_OP_GEMM, "fc1", 3, IN(f, b1, c1), h);
     n->trans_b = 1;
     n->alpha = 0.5f;
     n->beta = 2.0f;
@@ -485,13 +485,13 @@ static void test_gap_flatten_gemm(void **st) {
     free(B1);
     free(C1);
     free(B2);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* Reshape [N, 3, 7, 5] -> [N, 105] -> MatMul by a constant [105, 6]; and Reshape to rank 3. */
 static void test_reshape_matmul(void **st) {
     (void)st;
-    is_graph *g = new_graph(3, 7, 5);
+    ims_graph *g = new_graph(3, 7, 5);
     float *x = rnd(2 * 105, -2, 2), *Bm = rnd(105 * 6, -1, 1);
     int bv = cnst(g, "B", 2, DIMS(105, 6), Bm);
     int r = act(g, "r", 2, DIMS(105)), o = act(g, "o", 2, DIMS(6));
@@ -507,7 +507,7 @@ static void test_reshape_matmul(void **st) {
         }
     check_graph(g, x, 2, ref);
     free(Bm);
-    is_graph_free(g);
+    ims_graph_free(g);
 
     /* the output may itself be a view: relu(x) reshaped to [N, 3, 35] */
     g = new_graph(3, 7, 5);
@@ -519,14 +519,14 @@ static void test_reshape_matmul(void **st) {
     for (int i = 0; i < 2 * 105; i++) ref2[i] = x[i] > 0 ? x[i] : 0;
     check_graph(g, x, 2, ref2);
     free(x);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* Concat along channels of a 5-channel conv and an Identity of a 3-channel conv (counts that are
  * not multiples of the blocking), and along H of x with itself. */
 static void test_concat_identity(void **st) {
     (void)st;
-    is_graph *g = new_graph(3, 7, 5);
+    ims_graph *g = new_graph(3, 7, 5);
     float *x = rnd(2 * 105, -2, 2), *w1 = rnd(5 * 3, -1, 1), *w2 = rnd(3 * 3, -1, 1);
     int w1v = cnst(g, "w1", 4, DIMS(5, 3, 1, 1), w1), w2v = cnst(g, "w2", 4, DIMS(3, 3, 1, 1), w2);
     int a = ACT4(g, "a", 5, 7, 5), b = ACT4(g, "b", 3, 7, 5), bi = ACT4(g, "bi", 3, 7, 5), c = ACT4(g, "c", 8, 7, 5);
@@ -546,7 +546,7 @@ static void test_concat_identity(void **st) {
         memcpy(ref + n * 8 * 35 + 5 * 35, rb + n * 3 * 35, 3 * 35 * sizeof(double));
     }
     check_graph(g, x, 2, ref);
-    is_graph_free(g);
+    ims_graph_free(g);
 
     g = new_graph(3, 7, 5);
     int h = ACT4(g, "h", 3, 14, 5);
@@ -563,15 +563,15 @@ static void test_concat_identity(void **st) {
     free(xd);
     free(w1);
     free(w2);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* A small conv net: conv(3->16, s2) + relu -> maxpool -> conv(16->16) + residual + relu -> GAP ->
  * flatten. Used for batches, precision and normalisation. Returns the graph; ref_small computes
  * its output [n, 16]. */
 static float *sw1, *sb1, *sw2, *sb2;
-static is_graph *small_net(void) {
-    is_graph *g = new_graph(3, 15, 13);
+static ims_graph *small_net(void) {
+    ims_graph *g = new_graph(3, 15, 13);
     if (!sw1) {
         sw1 = rnd(16 * 3 * 9, -0.5f, 0.5f);
         sb1 = rnd(16, -0.5f, 0.5f);
@@ -582,7 +582,7 @@ static is_graph *small_net(void) {
     int w2 = cnst(g, "w2", 4, DIMS(16, 16, 3, 3), sw2), b2 = cnst(g, "b2", 1, DIMS(16), sb2);
     int a = ACT4(g, "a", 16, 8, 7), p = ACT4(g, "p", 16, 4, 4), c = ACT4(g, "c", 16, 4, 4),
         s = ACT4(g, "s", 16, 1, 1), f = act(g, "f", 2, DIMS(16));
-    is_node *n = node(g, IS_OP_CONV, "c1", 3, IN(g->input, w1, b1), a);
+    ims_node *n = node(g, IS_OP_CONV, "c1", 3, IN(g->input, w1, b1), a);
     n->stride[0] = n->stride[1] = 2;
     n->pad[0] = n->pad[1] = n->pad[2] = n->pad[3] = 1;
     n->act = IS_ACT_RELU;
@@ -627,14 +627,14 @@ static void ref_small(double *out, const float *x, int n) {
 /* One engine planned for max_batch 5 (plans 5, 4, 2, 1) runs n = 5, 4, 3, 1: every n matches. */
 static void test_partial_batches(void **st) {
     (void)st;
-    is_graph *g = small_net();
+    ims_graph *g = small_net();
     float *x = rnd(5 * 3 * 15 * 13, -2, 2), y[5 * 16];
     double ref[5 * 16];
     ref_small(ref, x, 5);
-    is_backend *b = NULL;
-    is_err e;
-    assert_int_equal(is_backend_cpu_new(&b, &e), IMGSIM_OK);
-    is_backend_cfg cfg;
+    ims_backend *b = NULL;
+    ims_err e;
+    assert_int_equal(ims_backend_cpu_new(&b, &e), IMGSIM_OK);
+    ims_backend_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.precision = IMGSIM_PREC_FP32;
     cfg.max_batch = 5;
@@ -656,13 +656,13 @@ static void test_partial_batches(void **st) {
     assert_true(info.device_bytes > 0);
     b->ops->destroy(b);
     free(x);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* normalize: rows have unit length and the direction of the reference. */
 static void test_normalize(void **st) {
     (void)st;
-    is_graph *g = small_net();
+    ims_graph *g = small_net();
     float *x = rnd(3 * 3 * 15 * 13, -2, 2), y[3 * 16];
     double ref[3 * 16];
     ref_small(ref, x, 3);
@@ -671,11 +671,11 @@ static void test_normalize(void **st) {
         for (int j = 0; j < 16; j++) s += ref[b * 16 + j] * ref[b * 16 + j];
         for (int j = 0; j < 16; j++) ref[b * 16 + j] /= sqrt(s);
     }
-    is_err e;
+    ims_err e;
     assert_int_equal(run_graph(g, IMGSIM_PREC_FP32, 4, 1, x, 3, y, &e), IMGSIM_OK);
     expect_close(y, ref, 3 * 16, 1e-5);
     free(x);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static int cpu_has_bf16(void) {
@@ -692,11 +692,11 @@ static int cpu_has_bf16(void) {
 /* bf16: close to the fp32 reference (bf16 has 8 bits of mantissa); or refused cleanly. */
 static void test_bf16(void **st) {
     (void)st;
-    is_graph *g = small_net();
+    ims_graph *g = small_net();
     float *x = rnd(2 * 3 * 15 * 13, -2, 2), y[2 * 16];
     double ref[2 * 16];
     ref_small(ref, x, 2);
-    is_err e;
+    ims_err e;
     imgsim_status s = run_graph(g, IMGSIM_PREC_BF16, 2, 0, x, 2, y, &e);
     if (cpu_has_bf16()) {
         if (s) print_error("%s\n", e.msg);
@@ -707,18 +707,18 @@ static void test_bf16(void **st) {
         assert_non_null(strstr(e.msg, "bf16"));
     }
     free(x);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* Refusals: a CUDA precision; a Gemm whose B is not a constant (the message names the node). */
 static void test_refusals(void **st) {
     (void)st;
-    is_graph *g = small_net();
+    ims_graph *g = small_net();
     float x[3 * 15 * 13] = {0}, y[16];
-    is_err e;
+    ims_err e;
     assert_int_equal(run_graph(g, IMGSIM_PREC_FP16, 1, 0, x, 1, y, &e), IMGSIM_ERR_UNSUPPORTED);
     assert_non_null(strstr(e.msg, "fp16"));
-    is_graph_free(g);
+    ims_graph_free(g);
 
     g = new_graph(3, 7, 5);
     int f = act(g, "f", 2, DIMS(105)), o = act(g, "o", 2, DIMS(105));
@@ -728,7 +728,7 @@ static void test_refusals(void **st) {
     float x2[105] = {0}, y2[105];
     assert_int_equal(run_graph(g, IMGSIM_PREC_FP32, 1, 0, x2, 1, y2, &e), IMGSIM_ERR_UNSUPPORTED);
     assert_non_null(strstr(e.msg, "fc_bad"));
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 int main(void) {

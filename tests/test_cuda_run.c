@@ -34,7 +34,7 @@ static int fail(const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (!is_cuda_available()) {
+    if (!ims_cuda_available()) {
         fprintf(stderr, "test_cuda_run: no CUDA device; skipping\n");
         return 77;
     }
@@ -56,36 +56,36 @@ int main(int argc, char **argv) {
     int batch = atoi(arg(argc, argv, "batch", "0"));
     if (batch <= 0 || batch > o.max_batch) batch = o.max_batch;
 
-    double t0 = is_now(), t1, t2;
+    double t0 = ims_now(), t1, t2;
     imgsim_engine *eng = NULL;
     if (arg(argc, argv, "fast-load", NULL)) {
         /* imgsim_engine_load: a cached engine file is loaded without importing the model */
         if (imgsim_engine_load(&eng, model, arg(argc, argv, "layer", NULL), &o)) return fail("engine load");
         t1 = t0;
-        t2 = is_now();
+        t2 = ims_now();
     } else {
         imgsim_model *m = NULL;
         if (imgsim_model_load(&m, model, arg(argc, argv, "layer", NULL))) return fail("model load");
-        t1 = is_now();
+        t1 = ims_now();
         if (imgsim_engine_create(&eng, m, &o)) return fail("engine create");
-        t2 = is_now();
+        t2 = ims_now();
         imgsim_model_destroy(m);
     }
     imgsim_engine_info info;
     imgsim_engine_get_info(eng, &info);
-    is_backend *b = eng->b;
+    ims_backend *b = eng->b;
     printf("gpu=%s\nprecision=%s\nmax_batch=%d\ndim=%d\ndevice_bytes=%zu\nloaded_from_file=%d\n", info.device_name,
            prec, info.max_batch, info.dim, info.device_bytes, info.loaded_from_file);
     printf("model_load_seconds=%.4f\nengine_seconds=%.4f\nengine_file=%s\nmodel_imported=%d\n", t1 - t0, t2 - t1,
-           is_cuda_engine_path(b), info.model_imported);
+           ims_cuda_engine_path(b), info.model_imported);
 
     const char *in_path = arg(argc, argv, "input", NULL), *out_path = arg(argc, argv, "out", NULL);
     if (in_path && out_path) {
         void *data = NULL;
         imgsim_dtype dt;
         int64_t rows = 0, cols = 0;
-        is_err e;
-        if (is_npy_read(&data, &dt, &rows, &cols, in_path, &e) || dt != IMGSIM_F32) {
+        ims_err e;
+        if (ims_npy_read(&data, &dt, &rows, &cols, in_path, &e) || dt != IMGSIM_F32) {
             fprintf(stderr, "test_cuda_run: %s: %s\n", in_path, dt != IMGSIM_F32 ? "not float32" : e.msg);
             return 1;
         }
@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
                     (long long)per);
             return 1;
         }
-        float *feat = is_malloc_array((size_t)rows * (size_t)b->dim, sizeof(float));
+        float *feat = ims_malloc_array((size_t)rows * (size_t)b->dim, sizeof(float));
         if (!feat) return fail("out of memory");
         /* pipeline through the slots: submit batch k, then collect batch k-1 */
         int nb = (int)((rows + batch - 1) / batch);
@@ -118,13 +118,13 @@ int main(int argc, char **argv) {
                     return 1;
                 }
                 if (!first_done) {
-                    printf("first_batch_seconds=%.4f\n", is_now() - t1);
+                    printf("first_batch_seconds=%.4f\n", ims_now() - t1);
                     first_done = 1;
                 }
             }
         }
         int64_t shape[2] = {rows, b->dim};
-        if (is_npy_write_f32(out_path, feat, shape, 2, &e)) {
+        if (ims_npy_write_f32(out_path, feat, shape, 2, &e)) {
             fprintf(stderr, "test_cuda_run: %s\n", e.msg);
             return 1;
         }
@@ -139,9 +139,9 @@ int main(int argc, char **argv) {
         int n = atoi(bench);
         if (n >= 1 && n <= b->max_batch) {
             double ms = 0;
-            is_err e;
+            ims_err e;
             int it = n == 1 ? iters * 4 : iters;
-            if (is_cuda_bench_device(b, n, it, &ms, &e)) {
+            if (ims_cuda_bench_device(b, n, it, &ms, &e)) {
                 fprintf(stderr, "test_cuda_run: bench: %s\n", e.msg);
                 return 1;
             }

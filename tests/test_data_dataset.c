@@ -52,9 +52,9 @@ static const char *make_folder(void) {
     snprintf(root, sizeof root, "%s/ds", g_dir);
     char p[4400];
     snprintf(p, sizeof p, "%s/b/sub", root);
-    assert_int_equal(is_mkdir_p(p, NULL), IMGSIM_OK);
+    assert_int_equal(ims_mkdir_p(p, NULL), IMGSIM_OK);
     snprintf(p, sizeof p, "%s/a", root);
-    assert_int_equal(is_mkdir_p(p, NULL), IMGSIM_OK);
+    assert_int_equal(ims_mkdir_p(p, NULL), IMGSIM_OK);
     static const uint8_t jpg[] = {0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, 'J', 'F', 'I', 'F'};
     static const uint8_t png[] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13};
     static const uint8_t webp[] = {'R', 'I', 'F', 'F', 30, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', 'L'};
@@ -73,8 +73,8 @@ static const char *make_folder(void) {
 static void test_folder_listing(void **state) {
     (void)state;
     const char *root = make_folder();
-    is_dataset *d = NULL;
-    assert_int_equal(is_dataset_open(&d, root, NULL), IMGSIM_OK);
+    ims_dataset *d = NULL;
+    assert_int_equal(ims_dataset_open(&d, root, NULL), IMGSIM_OK);
     static const char *rel[] = {"a/1.jpg", "a/2.png", "a/3.webp", "b/sub/y.jpg", "b/x.jpg", "top.jpg"};
     static const char *lab[] = {"a", "a", "a", "b", "b", ""};
     assert_int_equal(d->n, 6);
@@ -88,14 +88,14 @@ static void test_folder_listing(void **state) {
     assert_int_equal(d->n_skipped, 1);
     assert_non_null(strstr(d->skipped[0].path, "notes.jpg"));
     assert_string_equal(d->skipped[0].reason, "not an image (unrecognised content)");
-    is_dataset_free(d);
-    is_dataset_free(NULL);
+    ims_dataset_free(d);
+    ims_dataset_free(NULL);
 }
 
 /* An in-memory dataset of n items over n_cls classes, item i = "c<k>/img<i>". */
-static is_dataset *fake_dataset(size_t n, int n_cls) {
-    is_dataset *d = calloc(1, sizeof *d);
-    d->items = calloc(n, sizeof(is_item));
+static ims_dataset *fake_dataset(size_t n, int n_cls) {
+    ims_dataset *d = calloc(1, sizeof *d);
+    d->items = calloc(n, sizeof(ims_item));
     d->n = n;
     d->root = strdup("/nowhere");
     for (size_t i = 0; i < n; i++) {
@@ -113,9 +113,9 @@ static is_dataset *fake_dataset(size_t n, int n_cls) {
 static void test_split_order_independent(void **state) {
     (void)state;
     size_t n = 997;
-    is_dataset *d = fake_dataset(n, 7);
+    ims_dataset *d = fake_dataset(n, 7);
     uint8_t *t1 = malloc(n), *t2 = malloc(n);
-    assert_int_equal(is_split(t1, d, 0.3, 1234, NULL), IMGSIM_OK);
+    assert_int_equal(ims_split(t1, d, 0.3, 1234, NULL), IMGSIM_OK);
     /* permute the items (a seeded Fisher-Yates with rand_r, unrelated to the split's PRNG) */
     size_t *perm = malloc(n * sizeof *perm);
     for (size_t i = 0; i < n; i++)
@@ -126,16 +126,16 @@ static void test_split_order_independent(void **state) {
         perm[i] = perm[j];
         perm[j] = t;
     }
-    is_item *orig = d->items, *shuffled = malloc(n * sizeof(is_item));
+    ims_item *orig = d->items, *shuffled = malloc(n * sizeof(ims_item));
     for (size_t i = 0; i < n; i++)
         shuffled[i] = orig[perm[i]];
     d->items = shuffled;
-    assert_int_equal(is_split(t2, d, 0.3, 1234, NULL), IMGSIM_OK);
+    assert_int_equal(ims_split(t2, d, 0.3, 1234, NULL), IMGSIM_OK);
     for (size_t i = 0; i < n; i++)
         assert_int_equal(t2[i], t1[perm[i]]);
     d->items = orig;
     /* a different seed changes the choice but not the per-class counts */
-    assert_int_equal(is_split(t2, d, 0.3, 1235, NULL), IMGSIM_OK);
+    assert_int_equal(ims_split(t2, d, 0.3, 1235, NULL), IMGSIM_OK);
     size_t same = 0, c1 = 0, c2 = 0;
     for (size_t i = 0; i < n; i++) {
         same += t1[i] == t2[i];
@@ -148,18 +148,18 @@ static void test_split_order_independent(void **state) {
     free(perm);
     free(t1);
     free(t2);
-    is_dataset_free(d);
+    ims_dataset_free(d);
 }
 
 static void test_split_unbiased(void **state) {
     (void)state;
     /* one class of 10: n_test = 3 (round(0.3 * 10)); over 3000 seeds each item is drawn ~900 times
      * (binomial sd ~25); anything outside +-125 (5 sd) means a biased sampler */
-    is_dataset *d = fake_dataset(10, 1);
+    ims_dataset *d = fake_dataset(10, 1);
     uint8_t t[10];
     int hits[10] = {0};
     for (uint64_t seed = 0; seed < 3000; seed++) {
-        assert_int_equal(is_split(t, d, 0.3, seed, NULL), IMGSIM_OK);
+        assert_int_equal(ims_split(t, d, 0.3, seed, NULL), IMGSIM_OK);
         int c = 0;
         for (int i = 0; i < 10; i++) {
             hits[i] += t[i];
@@ -170,47 +170,47 @@ static void test_split_unbiased(void **state) {
     for (int i = 0; i < 10; i++)
         if (hits[i] < 775 || hits[i] > 1025)
             fail_msg("item %d drawn %d times of 3000 (expected ~900)", i, hits[i]);
-    is_dataset_free(d);
+    ims_dataset_free(d);
 }
 
 static void test_split_bad_sizes(void **state) {
     (void)state;
-    is_dataset *d = fake_dataset(10, 2);
+    ims_dataset *d = fake_dataset(10, 2);
     uint8_t t[10];
-    is_err e;
-    assert_int_equal(is_split(t, d, 0.0, 1, &e), IMGSIM_ERR_INVALID_ARG);
-    assert_int_equal(is_split(t, d, 1.0, 1, &e), IMGSIM_ERR_INVALID_ARG);
-    assert_int_equal(is_split(t, d, -0.5, 1, &e), IMGSIM_ERR_INVALID_ARG);
-    assert_int_equal(is_split(t, d, NAN, 1, &e), IMGSIM_ERR_INVALID_ARG);
+    ims_err e;
+    assert_int_equal(ims_split(t, d, 0.0, 1, &e), IMGSIM_ERR_INVALID_ARG);
+    assert_int_equal(ims_split(t, d, 1.0, 1, &e), IMGSIM_ERR_INVALID_ARG);
+    assert_int_equal(ims_split(t, d, -0.5, 1, &e), IMGSIM_ERR_INVALID_ARG);
+    assert_int_equal(ims_split(t, d, NAN, 1, &e), IMGSIM_ERR_INVALID_ARG);
     assert_non_null(strstr(e.msg, "test size"));
     /* 0.99 of a class of 5 would be 5: clamped to 4, one stays in train */
-    assert_int_equal(is_split(t, d, 0.99, 1, &e), IMGSIM_OK);
+    assert_int_equal(ims_split(t, d, 0.99, 1, &e), IMGSIM_OK);
     int c = 0;
     for (int i = 0; i < 10; i++)
         c += t[i];
     assert_int_equal(c, 8);
-    is_dataset_free(d);
+    ims_dataset_free(d);
 }
 
 static void test_write_tsv_roundtrip(void **state) {
     (void)state;
     const char *root = make_folder();
-    is_dataset *d = NULL;
-    assert_int_equal(is_dataset_open(&d, root, NULL), IMGSIM_OK);
+    ims_dataset *d = NULL;
+    assert_int_equal(ims_dataset_open(&d, root, NULL), IMGSIM_OK);
     size_t idx[6] = {5, 0, 1, 2, 3, 4};
     char inside[4400], outside[4400];
     snprintf(inside, sizeof inside, "%s/a/in.tsv", root);     /* inside class folder "a" */
     snprintf(outside, sizeof outside, "%s/elsewhere", g_dir); /* a sibling of the dataset */
-    assert_int_equal(is_mkdir_p(outside, NULL), IMGSIM_OK);
+    assert_int_equal(ims_mkdir_p(outside, NULL), IMGSIM_OK);
     strcat(outside, "/out.tsv");
     const char *lists[2] = {inside, outside};
     for (int k = 0; k < 2; k++) {
-        assert_int_equal(is_dataset_write_tsv(d, idx, 6, lists[k], NULL), IMGSIM_OK);
-        is_dataset *r = NULL;
-        assert_int_equal(is_dataset_open(&r, lists[k], NULL), IMGSIM_OK);
+        assert_int_equal(ims_dataset_write_tsv(d, idx, 6, lists[k], NULL), IMGSIM_OK);
+        ims_dataset *r = NULL;
+        assert_int_equal(ims_dataset_open(&r, lists[k], NULL), IMGSIM_OK);
         assert_int_equal(r->n, 6);
         for (int i = 0; i < 6; i++) {
-            const is_item *a = &d->items[idx[i]], *b = &r->items[i];
+            const ims_item *a = &d->items[idx[i]], *b = &r->items[i];
             assert_string_equal(a->label, b->label);
             char *ra = realpath(a->path, NULL), *rb = realpath(b->path, NULL);
             assert_non_null(ra);
@@ -223,20 +223,20 @@ static void test_write_tsv_roundtrip(void **state) {
             else
                 assert_true(b->rel[0] == '/'); /* elsewhere: absolute */
         }
-        is_dataset_free(r);
+        ims_dataset_free(r);
     }
     unlink(inside);
     /* a TSV at the dataset root holds the dataset-relative paths */
     char atroot[4400];
     snprintf(atroot, sizeof atroot, "%s/split.tsv", root);
-    assert_int_equal(is_dataset_write_tsv(d, idx, 6, atroot, NULL), IMGSIM_OK);
-    is_dataset *r = NULL;
-    assert_int_equal(is_dataset_open(&r, atroot, NULL), IMGSIM_OK);
+    assert_int_equal(ims_dataset_write_tsv(d, idx, 6, atroot, NULL), IMGSIM_OK);
+    ims_dataset *r = NULL;
+    assert_int_equal(ims_dataset_open(&r, atroot, NULL), IMGSIM_OK);
     for (int i = 0; i < 6; i++)
         assert_string_equal(r->items[i].rel, d->items[idx[i]].rel);
-    is_dataset_free(r);
+    ims_dataset_free(r);
     unlink(atroot);
-    is_dataset_free(d);
+    ims_dataset_free(d);
 }
 
 static void test_tsv_errors(void **state) {
@@ -256,24 +256,24 @@ static void test_tsv_errors(void **state) {
         size_t len = strlen(cases[i].body);
         if (!strcmp(cases[i].needle, "NUL")) len = sizeof "path\tlabel\nx.jpg\ta\0b\n" - 1;
         write_bytes(p, cases[i].body, len);
-        is_dataset *d = (is_dataset *)1;
-        is_err e;
-        is_err_clear(&e);
-        assert_int_not_equal(is_dataset_open(&d, p, &e), IMGSIM_OK);
+        ims_dataset *d = (ims_dataset *)1;
+        ims_err e;
+        ims_err_clear(&e);
+        assert_int_not_equal(ims_dataset_open(&d, p, &e), IMGSIM_OK);
         assert_null(d);
         if (!strstr(e.msg, cases[i].needle)) fail_msg("case %zu: '%s' lacks '%s'", i, e.msg, cases[i].needle);
     }
     /* a CRLF list with a UTF-8 byte-order mark (as spreadsheets save it): labels without the CR */
     static const char crlf[] = "\xEF\xBB\xBFpath\tlabel\r\nx.jpg\tcat\r\n/abs/y.png\r\n";
     write_bytes(p, crlf, strlen(crlf));
-    is_dataset *d = NULL;
-    assert_int_equal(is_dataset_open(&d, p, NULL), IMGSIM_OK);
+    ims_dataset *d = NULL;
+    assert_int_equal(ims_dataset_open(&d, p, NULL), IMGSIM_OK);
     assert_int_equal(d->n, 2);
     assert_string_equal(d->items[0].label, "cat");
     assert_string_equal(d->items[0].rel, "x.jpg");
     assert_string_equal(d->items[1].path, "/abs/y.png");
     assert_string_equal(d->items[1].label, "");
-    is_dataset_free(d);
+    ims_dataset_free(d);
 }
 
 /* Fault injection: the n-th allocation (and all after it) fails, for every n until success. */
@@ -289,22 +289,22 @@ static void test_alloc_failures(void **state) {
     for (int k = 0; k < 2; k++) {
         int ok = 0;
         for (long n = 0; n < 500 && !ok; n++) {
-            is_dataset *d = NULL;
-            is_alloc_fail_after(n);
-            imgsim_status st = is_dataset_open(&d, inputs[k], NULL);
+            ims_dataset *d = NULL;
+            ims_alloc_fail_after(n);
+            imgsim_status st = ims_dataset_open(&d, inputs[k], NULL);
             if (st == IMGSIM_OK) {
                 uint8_t t[16];
                 size_t idx[16];
-                st = is_split(t, d, 0.5, 7, NULL);
+                st = ims_split(t, d, 0.5, 7, NULL);
                 for (size_t i = 0; i < d->n; i++)
                     idx[i] = i;
-                if (st == IMGSIM_OK) st = is_dataset_write_tsv(d, idx, d->n, out, NULL);
+                if (st == IMGSIM_OK) st = ims_dataset_write_tsv(d, idx, d->n, out, NULL);
                 ok = st == IMGSIM_OK;
             } else {
                 assert_null(d);
             }
-            is_alloc_fail_after(-1);
-            is_dataset_free(d);
+            ims_alloc_fail_after(-1);
+            ims_dataset_free(d);
         }
         assert_true(ok);
     }
@@ -314,7 +314,7 @@ int main(void) {
     const char *base = getenv("IMGSIM_TEST_DIR");
     snprintf(g_dir, sizeof g_dir, "%s/test_data_dataset", base && *base ? base : "/tmp");
     rm_rf(g_dir);
-    if (is_mkdir_p(g_dir, NULL) != IMGSIM_OK) {
+    if (ims_mkdir_p(g_dir, NULL) != IMGSIM_OK) {
         fprintf(stderr, "cannot create %s\n", g_dir);
         return 1;
     }

@@ -75,7 +75,7 @@ static const char k_meta[] =
 static const char *good_store(const char *name) {
     static char dir[4600];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
-    assert_int_equal(is_mkdir_p(dir, NULL), IMGSIM_OK);
+    assert_int_equal(ims_mkdir_p(dir, NULL), IMGSIM_OK);
     write_npy(dir, "<f4", 3, 4, k_feat, 4);
     write_text(dir, "manifest.tsv", k_manifest);
     write_text(dir, "meta.json", k_meta);
@@ -84,10 +84,10 @@ static const char *good_store(const char *name) {
 
 static void test_good_f32(void **state) {
     (void)state;
-    is_store *s = NULL;
-    is_err e;
-    is_err_clear(&e);
-    assert_int_equal(is_store_open(&s, good_store("good32"), &e), IMGSIM_OK);
+    ims_store *s = NULL;
+    ims_err e;
+    ims_err_clear(&e);
+    assert_int_equal(ims_store_open(&s, good_store("good32"), &e), IMGSIM_OK);
     assert_int_equal(s->n, 3);
     assert_int_equal(s->dim, 4);
     assert_int_equal(s->dtype, IMGSIM_F32);
@@ -98,17 +98,17 @@ static void test_good_f32(void **state) {
     assert_string_equal(s->labels[1], "dog");
     assert_string_equal(s->paths[2], "imgs/c.png");
     assert_string_equal(s->labels[2], "");
-    assert_string_equal(is_store_meta_str(s, "model_sha256"), "abc123");
-    assert_null(is_store_meta_str(s, "absent"));
-    assert_null(is_store_meta_str(s, "dim")); /* a number, not a string */
-    assert_true(is_store_meta_num(s, "dim", -1) == 4.0);
-    assert_true(is_store_meta_num(s, "absent", -1) == -1.0);
-    float *f = is_store_features_f32(s);
+    assert_string_equal(ims_store_meta_str(s, "model_sha256"), "abc123");
+    assert_null(ims_store_meta_str(s, "absent"));
+    assert_null(ims_store_meta_str(s, "dim")); /* a number, not a string */
+    assert_true(ims_store_meta_num(s, "dim", -1) == 4.0);
+    assert_true(ims_store_meta_num(s, "absent", -1) == -1.0);
+    float *f = ims_store_features_f32(s);
     assert_non_null(f);
     assert_memory_equal(f, k_feat, sizeof k_feat);
     free(f);
-    is_store_free(s);
-    is_store_free(NULL);
+    ims_store_free(s);
+    ims_store_free(NULL);
 }
 
 static void test_good_f16(void **state) {
@@ -119,23 +119,23 @@ static void test_good_f16(void **state) {
                                    0x3400, 0x4800, 0x5640, 0xC700, 0x0000, 0x3E00};
     write_npy(dir, "<f2", 3, 4, h, 2);
     write_text(dir, "meta.json", "{\"dim\": 4, \"dtype\": \"float16\"}");
-    is_store *s = NULL;
-    assert_int_equal(is_store_open(&s, dir, NULL), IMGSIM_OK);
+    ims_store *s = NULL;
+    assert_int_equal(ims_store_open(&s, dir, NULL), IMGSIM_OK);
     assert_int_equal(s->dtype, IMGSIM_F16);
-    float *f = is_store_features_f32(s);
+    float *f = ims_store_features_f32(s);
     assert_non_null(f);
     for (int i = 0; i < 12; i++)
         assert_true(f[i] == k_feat[i]);
     free(f);
-    is_store_free(s);
+    ims_store_free(s);
 }
 
 /* Opens dir expecting failure with status st and a message containing each of the needles. */
 static void expect_fail(const char *dir, imgsim_status st, const char *needle1, const char *needle2) {
-    is_store *s = (is_store *)1;
-    is_err e;
-    is_err_clear(&e);
-    imgsim_status got = is_store_open(&s, dir, &e);
+    ims_store *s = (ims_store *)1;
+    ims_err e;
+    ims_err_clear(&e);
+    imgsim_status got = ims_store_open(&s, dir, &e);
     if (got == IMGSIM_OK || !strstr(e.msg, needle1) || (needle2 && !strstr(e.msg, needle2)) ||
         (st != IMGSIM_OK && got != st))
         fail_msg("%s: status %d (want %d), message '%s' should contain '%s'%s%s", dir, got, st, e.msg,
@@ -255,17 +255,17 @@ static void test_alloc_failures(void **state) {
     const char *dir = good_store("alloc");
     int ok_seen = 0;
     for (long n = 0; n < 200 && !ok_seen; n++) {
-        is_store *s = NULL;
-        is_alloc_fail_after(n);
-        imgsim_status st = is_store_open(&s, dir, NULL);
-        is_alloc_fail_after(-1);
+        ims_store *s = NULL;
+        ims_alloc_fail_after(n);
+        imgsim_status st = ims_store_open(&s, dir, NULL);
+        ims_alloc_fail_after(-1);
         if (st == IMGSIM_OK) {
             assert_non_null(s);
             ok_seen = 1;
         } else {
             assert_null(s);
         }
-        is_store_free(s);
+        ims_store_free(s);
     }
     assert_true(ok_seen);
 }
@@ -273,7 +273,7 @@ static void test_alloc_failures(void **state) {
 int main(void) {
     const char *base = getenv("IMGSIM_TEST_DIR");
     snprintf(g_dir, sizeof g_dir, "%s/test_data_store", base && *base ? base : "/tmp");
-    if (is_mkdir_p(g_dir, NULL) != IMGSIM_OK) {
+    if (ims_mkdir_p(g_dir, NULL) != IMGSIM_OK) {
         fprintf(stderr, "cannot create %s\n", g_dir);
         return 1;
     }

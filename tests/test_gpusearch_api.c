@@ -1,5 +1,5 @@
 /*
- * test_gpusearch_api.c: the CUDA exact top-k (is_search_cuda and the is_gsearch handle) against
+ * test_gpusearch_api.c: the CUDA exact top-k (ims_search_cuda and the ims_gsearch handle) against
  * a plain float64 reference written here (every score, full sort by (score desc, row asc)) and
  * against the CPU exact search (identical rows and bit-identical float32 scores), on random and
  * adversarial data: odd sizes, k > n, q = 1 with k = 1024, duplicated rows, integer data with
@@ -56,7 +56,7 @@ static float *gen_rows(int64_t rows, int dim, gen_kind kind, imgsim_dtype dt) {
         if (kind == GEN_NORMAL && ss > 0)
             for (int i = 0; i < dim; i++) p[i] = (float)(p[i] / sqrt(ss));
         if (dt == IMGSIM_F16)
-            for (int i = 0; i < dim; i++) p[i] = is_f16_to_f32(is_f32_to_f16(p[i]));
+            for (int i = 0; i < dim; i++) p[i] = ims_f16_to_f32(ims_f32_to_f16(p[i]));
     }
     return x;
 }
@@ -71,7 +71,7 @@ static void *as_dtype(const float *x, size_t count, imgsim_dtype dt) {
     }
     uint16_t *h = malloc((count ? count : 1) * sizeof(uint16_t));
     assert_non_null(h);
-    for (size_t i = 0; i < count; i++) h[i] = is_f32_to_f16(x[i]);
+    for (size_t i = 0; i < count; i++) h[i] = ims_f32_to_f16(x[i]);
     return h;
 }
 
@@ -107,7 +107,7 @@ static void reference(int64_t *idx, float *score, const float *g, int64_t n, con
     free(it);
 }
 
-/* Runs one case through the GPU (is_search_cuda, or the handle when counts is non-NULL) and
+/* Runs one case through the GPU (ims_search_cuda, or the handle when counts is non-NULL) and
  * checks it against the reference and the CPU search. */
 static void run_case(const char *name, int64_t n, int dim, int64_t nq, int k, imgsim_dtype dt, gen_kind kind,
                      int dup_base, size_t gpu_memory, int64_t *counts) {
@@ -128,25 +128,25 @@ static void run_case(const char *name, int64_t n, int dim, int64_t nq, int k, im
         gs[i] = NAN;
     }
     reference(ri, rs, g, n, q, nq, dim, k);
-    is_err e;
+    ims_err e;
     memset(&e, 0, sizeof e);
     imgsim_status st;
 #ifdef IMGSIM_HAVE_CUDA
     if (counts) {
-        is_gsearch *h = NULL;
-        st = is_gsearch_create(&h, gd, n, dim, dt, 0, gpu_memory, &e);
-        if (st == IMGSIM_OK) st = is_gsearch_run(h, gi, gs, qd, nq, k, &e);
-        if (st == IMGSIM_OK) is_gsearch_counts(h, &counts[0], &counts[1], &counts[2]);
-        if (h) counts[3] = is_gsearch_resident(h);
-        is_gsearch_free(h);
+        ims_gsearch *h = NULL;
+        st = ims_gsearch_create(&h, gd, n, dim, dt, 0, gpu_memory, &e);
+        if (st == IMGSIM_OK) st = ims_gsearch_run(h, gi, gs, qd, nq, k, &e);
+        if (st == IMGSIM_OK) ims_gsearch_counts(h, &counts[0], &counts[1], &counts[2]);
+        if (h) counts[3] = ims_gsearch_resident(h);
+        ims_gsearch_free(h);
     } else
 #endif
     {
-        st = is_search_cuda(gi, gs, gd, n, qd, nq, dim, dt, k, 0, gpu_memory, &e);
+        st = ims_search_cuda(gi, gs, gd, n, qd, nq, dim, dt, k, 0, gpu_memory, &e);
     }
     if (st != IMGSIM_OK) fprintf(stderr, "%s: %s\n", name, e.msg);
     assert_int_equal(st, IMGSIM_OK);
-    st = is_search_cpu(ci, cs, gd, n, qd, nq, dim, dt, k, 2, &e);
+    st = ims_search_cpu(ci, cs, gd, n, qd, nq, dim, dt, k, 2, &e);
     assert_int_equal(st, IMGSIM_OK);
     int64_t bad_ref = 0, bad_cpu = 0;
     for (size_t i = 0; i < (size_t)nq * (size_t)k; i++) {
@@ -249,20 +249,20 @@ static void empty(void **s) {
     int64_t idx[6];
     float sc[6];
     uint16_t qv[4] = {0x3c00, 0, 0, 0};
-    assert_int_equal(is_search_cuda(idx, sc, qv, 0, qv, 2, 2, IMGSIM_F16, 3, 0, 0, NULL), IMGSIM_OK);
+    assert_int_equal(ims_search_cuda(idx, sc, qv, 0, qv, 2, 2, IMGSIM_F16, 3, 0, 0, NULL), IMGSIM_OK);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(idx[i], -1);
         assert_true(sc[i] == -INFINITY);
     }
-    assert_int_equal(is_search_cuda(idx, sc, qv, 2, qv, 0, 2, IMGSIM_F16, 3, 0, 0, NULL), IMGSIM_OK);
-    assert_int_not_equal(is_search_cuda(idx, sc, qv, 2, qv, 1, 2, IMGSIM_F16, 0, 0, 0, NULL), IMGSIM_OK);
+    assert_int_equal(ims_search_cuda(idx, sc, qv, 2, qv, 0, 2, IMGSIM_F16, 3, 0, 0, NULL), IMGSIM_OK);
+    assert_int_not_equal(ims_search_cuda(idx, sc, qv, 2, qv, 1, 2, IMGSIM_F16, 0, 0, 0, NULL), IMGSIM_OK);
 }
 
 int main(void) {
     int64_t idx[1];
     float sc[1];
     uint16_t one = 0x3c00;
-    imgsim_status st = is_search_cuda(idx, sc, &one, 1, &one, 1, 1, IMGSIM_F16, 1, 0, 0, NULL);
+    imgsim_status st = ims_search_cuda(idx, sc, &one, 1, &one, 1, 1, IMGSIM_F16, 1, 0, 0, NULL);
     if (st == IMGSIM_ERR_NO_DEVICE) {
         fprintf(stderr, "test_gpusearch_api: no CUDA device or no CUDA build: skipped\n");
         return 77;

@@ -42,13 +42,13 @@ int main(int argc, char **argv) {
                         "[--latency=L] [--out-idx=I.bin] [--label=NAME]\n");
         return 2;
     }
-    is_err e;
+    ims_err e;
     memset(&e, 0, sizeof e);
     void *g = NULL, *q = NULL;
     imgsim_dtype gt, qt;
     int64_t n, gd, nq, qd;
-    double t0 = is_now();
-    if (is_npy_read(&g, &gt, &n, &gd, gpath, &e) || is_npy_read(&q, &qt, &nq, &qd, qpath, &e)) {
+    double t0 = ims_now();
+    if (ims_npy_read(&g, &gt, &n, &gd, gpath, &e) || ims_npy_read(&q, &qt, &nq, &qd, qpath, &e)) {
         fprintf(stderr, "gpusearch_bench: %s\n", e.msg);
         return 1;
     }
@@ -56,38 +56,38 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gpusearch_bench: gallery and queries differ in type or width\n");
         return 1;
     }
-    printf("%s read_seconds %.3f\n", label, is_now() - t0);
+    printf("%s read_seconds %.3f\n", label, ims_now() - t0);
     int64_t *idx = malloc((size_t)nq * (size_t)k * sizeof *idx);
     float *score = malloc((size_t)nq * (size_t)k * sizeof *score);
     if (!idx || !score) return 1;
-    is_gsearch *h = NULL;
-    t0 = is_now();
-    if (is_gsearch_create(&h, g, n, (int)gd, gt, 0, cap, &e)) {
+    ims_gsearch *h = NULL;
+    t0 = ims_now();
+    if (ims_gsearch_create(&h, g, n, (int)gd, gt, 0, cap, &e)) {
         fprintf(stderr, "gpusearch_bench: %s\n", e.msg);
         return 1;
     }
-    printf("%s create_seconds %.4f\n%s resident %d\n", label, is_now() - t0, label, is_gsearch_resident(h));
+    printf("%s create_seconds %.4f\n%s resident %d\n", label, ims_now() - t0, label, ims_gsearch_resident(h));
     /* warm-up: cuBLAS heuristics, module load */
     int64_t nw = nq < 2048 ? nq : 2048;
-    if (is_gsearch_run(h, idx, score, q, nw, k, &e)) {
+    if (ims_gsearch_run(h, idx, score, q, nw, k, &e)) {
         fprintf(stderr, "gpusearch_bench: %s\n", e.msg);
         return 1;
     }
     double times[100];
     for (int r = 0; r < reps; r++) {
-        t0 = is_now();
-        if (is_gsearch_run(h, idx, score, q, nq, k, &e)) {
+        t0 = ims_now();
+        if (ims_gsearch_run(h, idx, score, q, nq, k, &e)) {
             fprintf(stderr, "gpusearch_bench: %s\n", e.msg);
             return 1;
         }
-        times[r] = is_now() - t0;
+        times[r] = ims_now() - t0;
         if (r == 0 && opath) {
             FILE *f = fopen(opath, "wb");
             if (!f || fwrite(idx, sizeof *idx, (size_t)nq * (size_t)k, f) != (size_t)nq * (size_t)k) return 1;
             fclose(f);
         }
         int64_t c1, c2, c3;
-        is_gsearch_counts(h, &c1, &c2, &c3);
+        ims_gsearch_counts(h, &c1, &c2, &c3);
         printf("%s run%d_seconds %.5f (first pass %lld, wide pass %lld, cpu %lld)\n", label, r, times[r],
                (long long)c1, (long long)c2, (long long)c3);
     }
@@ -98,20 +98,20 @@ int main(int argc, char **argv) {
         double *lat = malloc((size_t)nlat * sizeof *lat);
         if (!lat) return 1;
         for (int i = 0; i < nlat; i++) {
-            t0 = is_now();
-            if (is_gsearch_run(h, idx, score, (const char *)q + (size_t)(i % nq) * (size_t)gd * (gt == IMGSIM_F16 ? 2 : 4),
+            t0 = ims_now();
+            if (ims_gsearch_run(h, idx, score, (const char *)q + (size_t)(i % nq) * (size_t)gd * (gt == IMGSIM_F16 ? 2 : 4),
                                1, k, &e)) {
                 fprintf(stderr, "gpusearch_bench: %s\n", e.msg);
                 return 1;
             }
-            lat[i] = is_now() - t0;
+            lat[i] = ims_now() - t0;
         }
         qsort(lat, (size_t)nlat, sizeof(double), cmp_double);
         printf("%s latency_ms_median %.3f\n%s latency_ms_p90 %.3f\n", label, lat[nlat / 2] * 1e3, label,
                lat[(nlat * 9) / 10] * 1e3);
         free(lat);
     }
-    is_gsearch_free(h);
+    ims_gsearch_free(h);
     /* tuning variants "QB:TILE,...": queries per GEMM and scores per tile (IMGSIM_GS_QB/_TILE) */
     const char *var = opt(argc, argv, "variants", NULL);
     while (var && *var) {
@@ -119,20 +119,20 @@ int main(int argc, char **argv) {
         if (sscanf(var, "%31[0-9]:%31[0-9]", qbs, tls) != 2) break;
         setenv("IMGSIM_GS_QB", qbs, 1);
         setenv("IMGSIM_GS_TILE", tls, 1);
-        if (is_gsearch_create(&h, g, n, (int)gd, gt, 0, cap, &e) || is_gsearch_run(h, idx, score, q, nw, k, &e)) {
+        if (ims_gsearch_create(&h, g, n, (int)gd, gt, 0, cap, &e) || ims_gsearch_run(h, idx, score, q, nw, k, &e)) {
             fprintf(stderr, "gpusearch_bench: %s\n", e.msg);
             return 1;
         }
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
-            t0 = is_now();
-            if (is_gsearch_run(h, idx, score, q, nq, k, &e)) return 1;
-            double t = is_now() - t0;
+            t0 = ims_now();
+            if (ims_gsearch_run(h, idx, score, q, nq, k, &e)) return 1;
+            double t = ims_now() - t0;
             best = t < best ? t : best;
         }
         printf("%s variant qb=%s tile=%s best_seconds %.5f queries_per_second %.1f\n", label, qbs, tls, best,
                (double)nq / best);
-        is_gsearch_free(h);
+        ims_gsearch_free(h);
         var = strchr(var, ',');
         if (var) var++;
     }

@@ -1,5 +1,5 @@
 /*
- * test_graph_shapes.c: is_graph_infer_shapes on one small graph per operator. Expected sizes come
+ * test_graph_shapes.c: ims_graph_infer_shapes on one small graph per operator. Expected sizes come
  * from the formulas in the ONNX operator spec and from PyTorch's pooling rule (checked by hand
  * with torch.nn.MaxPool2d / AvgPool2d: e.g. MaxPool2d(2, 2, padding=1, ceil_mode=True) maps 5 to
  * 3, MaxPool2d(3, 2, ceil_mode=True) maps 8 to 4), never from imgsim's own output.
@@ -17,50 +17,50 @@
 
 /* ---- small builders ---- */
 
-static is_graph *new_graph(int64_t c, int64_t h, int64_t w) {
-    is_graph *g = NULL;
-    assert_int_equal(is_graph_new(&g, NULL), IMGSIM_OK);
+static ims_graph *new_graph(int64_t c, int64_t h, int64_t w) {
+    ims_graph *g = NULL;
+    assert_int_equal(ims_graph_new(&g, NULL), IMGSIM_OK);
     int64_t d[4] = {-1, c, h, w};
-    g->input = is_graph_add_value(g, "x", 4, d, NULL);
+    g->input = ims_graph_add_value(g, "x", 4, d, NULL);
     assert_true(g->input >= 0);
     return g;
 }
 
-static int act(is_graph *g, const char *name) {
-    int v = is_graph_add_value(g, name, 0, NULL, NULL);
+static int act(ims_graph *g, const char *name) {
+    int v = ims_graph_add_value(g, name, 0, NULL, NULL);
     assert_true(v >= 0);
     return v;
 }
 
 /* A constant of the given dims, filled with fill (or with the values in init when given). */
-static int cst(is_graph *g, const char *name, int rank, const int64_t *dims, const float *init, float fill) {
+static int cst(ims_graph *g, const char *name, int rank, const int64_t *dims, const float *init, float fill) {
     int64_t n = 1;
     for (int i = 0; i < rank; i++)
         n *= dims[i];
     float *buf = test_malloc((size_t)n * sizeof(float));
     for (int64_t i = 0; i < n; i++)
         buf[i] = init ? init[i] : fill;
-    int v = is_graph_add_value(g, name, rank, dims, buf);
+    int v = ims_graph_add_value(g, name, rank, dims, buf);
     test_free(buf);
     assert_true(v >= 0);
     return v;
 }
 
-static is_node *node(is_graph *g, is_op op, const char *name, int n_in, const int *in, int out) {
-    is_node *n = is_graph_add_node(g, op, name, n_in, in, out);
+static ims_node *node(ims_graph *g, ims_op op, const char *name, int n_in, const int *in, int out) {
+    ims_node *n = ims_graph_add_node(g, op, name, n_in, in, out);
     assert_non_null(n);
     return n;
 }
 
 /* Links and infers; returns the status and leaves the message in *e. */
-static imgsim_status infer(is_graph *g, is_err *e) {
-    imgsim_status st = is_graph_link(g, e);
+static imgsim_status infer(ims_graph *g, ims_err *e) {
+    imgsim_status st = ims_graph_link(g, e);
     if (st != IMGSIM_OK) return st;
-    return is_graph_infer_shapes(g, e);
+    return ims_graph_infer_shapes(g, e);
 }
 
 /* Asserts value v has dims d (the batch as -1). */
-static void expect_dims(const is_graph *g, int v, int rank, const int64_t *d) {
+static void expect_dims(const ims_graph *g, int v, int rank, const int64_t *d) {
     assert_int_equal(g->vals[v].rank, rank);
     for (int i = 0; i < rank; i++)
         assert_int_equal(g->vals[v].dims[i], d[i]);
@@ -73,12 +73,12 @@ static void expect_dims(const is_graph *g, int v, int rank, const int64_t *d) {
 
 static void test_conv_pads_strides_dilations(void **state) {
     (void)state;
-    is_graph *g = new_graph(3, 8, 8);
+    ims_graph *g = new_graph(3, 8, 8);
     int w = cst(g, "w", 4, DIMS(4, 3, 3, 3), NULL, 1.0f);
     int b = cst(g, "b", 1, DIMS(4), NULL, 0.0f);
     int y1 = act(g, "y1"), y2 = act(g, "y2"), y3 = act(g, "y3");
     /* pad 1, stride 2: floor((8 + 2 - 3) / 2) + 1 = 4 */
-    is_node *n = node(g, IS_OP_CONV, "c1", 3, IN(g->input, w, b), y1);
+    ims_node *n = node(g, IS_OP_CONV, "c1", 3, IN(g->input, w, b), y1);
     n->pad[0] = n->pad[1] = n->pad[2] = n->pad[3] = 1;
     n->stride[0] = n->stride[1] = 2;
     /* dilation 2, no pad: effective kernel 5, 8 - 5 + 1 = 4; asymmetric pads on H: 8+0+2-5+1 = 6 */
@@ -89,7 +89,7 @@ static void test_conv_pads_strides_dilations(void **state) {
     n = node(g, IS_OP_CONV, "c3", 2, IN(g->input, w), y3);
     n->stride[1] = 3;
     g->output = y1;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, y1, 4, DIMS(-1, 4, 4, 4));
     expect_dims(g, y2, 4, DIMS(-1, 4, 6, 4));
@@ -99,18 +99,18 @@ static void test_conv_pads_strides_dilations(void **state) {
     assert_int_equal(g->in_c, 3);
     assert_int_equal(g->in_h, 8);
     assert_int_equal(g->dim, 4 * 4 * 4);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static void test_conv_groups(void **state) {
     (void)state;
-    is_graph *g = new_graph(4, 6, 6);
+    ims_graph *g = new_graph(4, 6, 6);
     int w = cst(g, "w", 4, DIMS(8, 2, 1, 1), NULL, 1.0f);
     int y = act(g, "y");
-    is_node *n = node(g, IS_OP_CONV, "gconv", 2, IN(g->input, w), y);
+    ims_node *n = node(g, IS_OP_CONV, "gconv", 2, IN(g->input, w), y);
     n->group = 2;
     g->output = y;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, y, 4, DIMS(-1, 8, 6, 6));
     /* IC/group must equal the weight's dim 1 */
@@ -121,18 +121,18 @@ static void test_conv_groups(void **state) {
     g->nodes[0].group = 3;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "not divisible by group 3"));
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static void test_conv_errors(void **state) {
     (void)state;
-    is_graph *g = new_graph(3, 8, 8);
+    ims_graph *g = new_graph(3, 8, 8);
     int w = cst(g, "w", 4, DIMS(4, 3, 9, 9), NULL, 1.0f);
     int bad_b = cst(g, "bad_b", 1, DIMS(5), NULL, 0.0f);
     int y = act(g, "y");
     node(g, IS_OP_CONV, "big_kernel", 2, IN(g->input, w), y);
     g->output = y;
-    is_err e;
+    ims_err e;
     /* 9x9 kernel on 8x8 without padding: no output pixel */
     assert_int_equal(infer(g, &e), IMGSIM_ERR_FORMAT);
     assert_non_null(
@@ -164,7 +164,7 @@ static void test_conv_errors(void **state) {
     /* the weight must be a constant */
     g->nodes[0].in[1] = g->input;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* SAME_UPPER / SAME_LOWER / VALID: in 7, kernel 4, stride 2: out = ceil(7/2) = 4, total padding
@@ -172,10 +172,10 @@ static void test_conv_errors(void **state) {
  * Along W (in 8, kernel 3, stride 1): out 8, total pad 2, split 1+1 either way. */
 static void test_conv_auto_pad(void **state) {
     (void)state;
-    is_graph *g = new_graph(2, 7, 8);
+    ims_graph *g = new_graph(2, 7, 8);
     int w = cst(g, "w", 4, DIMS(3, 2, 4, 3), NULL, 1.0f);
     int yu = act(g, "yu"), yl = act(g, "yl"), yv = act(g, "yv");
-    is_node *n = node(g, IS_OP_CONV, "upper", 2, IN(g->input, w), yu);
+    ims_node *n = node(g, IS_OP_CONV, "upper", 2, IN(g->input, w), yu);
     n->auto_pad = 1;
     n->stride[0] = 2;
     n = node(g, IS_OP_CONV, "lower", 2, IN(g->input, w), yl);
@@ -186,12 +186,12 @@ static void test_conv_auto_pad(void **state) {
     n->stride[0] = 2;
     n->pad[0] = 5; /* ignored by VALID */
     g->output = yu;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, yu, 4, DIMS(-1, 3, 4, 8));
     expect_dims(g, yl, 4, DIMS(-1, 3, 4, 8));
     expect_dims(g, yv, 4, DIMS(-1, 3, 2, 6));
-    const is_node *u = &g->nodes[0], *l = &g->nodes[1], *v = &g->nodes[2];
+    const ims_node *u = &g->nodes[0], *l = &g->nodes[1], *v = &g->nodes[2];
     /* pad[] = top, left, bottom, right */
     assert_int_equal(u->pad[0], 1);
     assert_int_equal(u->pad[2], 2);
@@ -208,17 +208,17 @@ static void test_conv_auto_pad(void **state) {
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, yu, 4, DIMS(-1, 3, 4, 8));
     assert_int_equal(g->nodes[0].pad[2], 2);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* ---- pooling ---- */
 
 static void test_pooling_ceil_mode(void **state) {
     (void)state;
-    is_graph *g = new_graph(2, 8, 5);
+    ims_graph *g = new_graph(2, 8, 5);
     int y1 = act(g, "y1"), y2 = act(g, "y2"), y3 = act(g, "y3"), y4 = act(g, "y4");
     /* MaxPool 3x3 stride 2: H 8 -> floor 3, W 5 -> 2 */
-    is_node *n = node(g, IS_OP_MAXPOOL, "floor", 1, IN(g->input), y1);
+    ims_node *n = node(g, IS_OP_MAXPOOL, "floor", 1, IN(g->input), y1);
     n->kernel[0] = n->kernel[1] = 3;
     n->stride[0] = n->stride[1] = 2;
     /* ceil_mode: H 8 -> 4 (torch), W 5 -> ceil(2/2)+1 = 2 */
@@ -244,7 +244,7 @@ static void test_pooling_ceil_mode(void **state) {
     n->ceil_mode = 1;
     n->count_include_pad = 1;
     g->output = y4;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, y1, 4, DIMS(-1, 2, 3, 2));
     expect_dims(g, y2, 4, DIMS(-1, 2, 4, 2));
@@ -254,41 +254,41 @@ static void test_pooling_ceil_mode(void **state) {
     g->nodes[2].pad[0] = 2;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
     assert_non_null(strstr(e.msg, "node 'ceil_pad' (MaxPool)"));
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static void test_pool_same_upper(void **state) {
     (void)state;
     /* MaxPool kernel 3 stride 2 SAME_UPPER on 7x6: out ceil(7/2) = 4, ceil(6/2) = 3; total pad
      * H: (4-1)*2 + 3 - 7 = 2 -> 1+1; W: (3-1)*2 + 3 - 6 = 1 -> 0+1 */
-    is_graph *g = new_graph(1, 7, 6);
+    ims_graph *g = new_graph(1, 7, 6);
     int y = act(g, "y");
-    is_node *n = node(g, IS_OP_MAXPOOL, "p", 1, IN(g->input), y);
+    ims_node *n = node(g, IS_OP_MAXPOOL, "p", 1, IN(g->input), y);
     n->kernel[0] = n->kernel[1] = 3;
     n->stride[0] = n->stride[1] = 2;
     n->auto_pad = 1;
     n->ceil_mode = 1; /* ignored with SAME */
     g->output = y;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, y, 4, DIMS(-1, 1, 4, 3));
     assert_int_equal(g->nodes[0].pad[0], 1);
     assert_int_equal(g->nodes[0].pad[2], 1);
     assert_int_equal(g->nodes[0].pad[1], 0);
     assert_int_equal(g->nodes[0].pad[3], 1);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static void test_global_pool_flatten(void **state) {
     (void)state;
-    is_graph *g = new_graph(4, 5, 7);
+    ims_graph *g = new_graph(4, 5, 7);
     int p = act(g, "p"), f = act(g, "f"), f2 = act(g, "f2"), f3 = act(g, "f3");
     node(g, IS_OP_GLOBALAVGPOOL, "gap", 1, IN(g->input), p);
     node(g, IS_OP_FLATTEN, "flat", 1, IN(p), f);
     node(g, IS_OP_FLATTEN, "flat_x", 1, IN(g->input), f2);
     node(g, IS_OP_FLATTEN, "flat_ax2", 1, IN(p), f3)->axis = 2; /* dim 1 is 4: would merge the batch */
     g->output = f;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
     assert_non_null(strstr(e.msg, "node 'flat_ax2' (Flatten)"));
     g->nodes[3].axis = 1;
@@ -299,14 +299,14 @@ static void test_global_pool_flatten(void **state) {
     assert_int_equal(g->dim, 4);
     g->nodes[3].axis = 0;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* ---- Reshape ---- */
 
 /* Runs Reshape(x [-1, 4, 5, 6], shape) and returns the status; dims in *out. */
-static imgsim_status reshape_case(int r, const float *shape, int *out_rank, int64_t *out_dims, is_err *e) {
-    is_graph *g = new_graph(4, 5, 6);
+static imgsim_status reshape_case(int r, const float *shape, int *out_rank, int64_t *out_dims, ims_err *e) {
+    ims_graph *g = new_graph(4, 5, 6);
     int s = cst(g, "shape", 1, DIMS(r), shape, 0);
     int y = act(g, "y");
     node(g, IS_OP_RESHAPE, "rs", 2, IN(g->input, s), y);
@@ -314,13 +314,13 @@ static imgsim_status reshape_case(int r, const float *shape, int *out_rank, int6
     imgsim_status st = infer(g, e);
     *out_rank = g->vals[y].rank;
     memcpy(out_dims, g->vals[y].dims, sizeof(int64_t) * IS_MAX_RANK);
-    is_graph_free(g);
+    ims_graph_free(g);
     return st;
 }
 
 static void test_reshape(void **state) {
     (void)state;
-    is_err e;
+    ims_err e;
     int r;
     int64_t d[IS_MAX_RANK];
     assert_int_equal(reshape_case(2, (float[]){0, -1}, &r, d, &e), IMGSIM_OK);
@@ -355,7 +355,7 @@ static void test_reshape(void **state) {
 
 static void test_gemm_matmul(void **state) {
     (void)state;
-    is_graph *g = new_graph(4, 2, 3);
+    ims_graph *g = new_graph(4, 2, 3);
     int s = cst(g, "shape", 1, DIMS(2), (float[]){0, -1}, 0);
     int bt = cst(g, "bt", 2, DIMS(10, 24), NULL, 0.1f);
     int bn = cst(g, "bn", 2, DIMS(24, 10), NULL, 0.1f);
@@ -367,7 +367,7 @@ static void test_gemm_matmul(void **state) {
     node(g, IS_OP_GEMM, "fc_n", 2, IN(f, bn), y2);
     node(g, IS_OP_MATMUL, "mm", 2, IN(f, m), y3);
     g->output = y1;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, y1, 2, DIMS(-1, 10));
     expect_dims(g, y2, 2, DIMS(-1, 10));
@@ -385,7 +385,7 @@ static void test_gemm_matmul(void **state) {
     g->nodes[3].in[1] = bt;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "node 'mm' (MatMul)"));
-    is_graph_free(g);
+    ims_graph_free(g);
 
     /* a Gemm C that depends on the batch is refused */
     g = new_graph(4, 1, 1);
@@ -398,19 +398,19 @@ static void test_gemm_matmul(void **state) {
     node(g, IS_OP_GEMM, "fc", 3, IN(f, bt, c), y1)->trans_b = 1;
     g->output = y1;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static void test_concat(void **state) {
     (void)state;
-    is_graph *g = new_graph(3, 5, 6);
+    ims_graph *g = new_graph(3, 5, 6);
     int w = cst(g, "w", 4, DIMS(4, 3, 1, 1), NULL, 1.0f);
     int a = act(g, "a"), y = act(g, "y"), y2 = act(g, "y2");
     node(g, IS_OP_CONV, "c", 2, IN(g->input, w), a);
     node(g, IS_OP_CONCAT, "cat", 3, IN(g->input, a, g->input), y)->axis = 1;
     node(g, IS_OP_CONCAT, "cat_w", 2, IN(g->input, g->input), y2)->axis = 3;
     g->output = y;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, y, 4, DIMS(-1, 10, 5, 6));
     expect_dims(g, y2, 4, DIMS(-1, 3, 5, 12));
@@ -420,14 +420,14 @@ static void test_concat(void **state) {
     assert_non_null(strstr(e.msg, "node 'cat' (Concat)"));
     g->nodes[1].axis = 0;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* ---- broadcasting, BN, unary ---- */
 
 static void test_broadcasting(void **state) {
     (void)state;
-    is_graph *g = new_graph(4, 5, 6);
+    ims_graph *g = new_graph(4, 5, 6);
     int pc = cst(g, "per_channel", 3, DIMS(4, 1, 1), NULL, 2.0f);
     int row = cst(g, "row", 1, DIMS(6), NULL, 2.0f);
     int b1 = cst(g, "b1", 4, DIMS(1, 4, 1, 1), NULL, 2.0f);
@@ -438,13 +438,13 @@ static void test_broadcasting(void **state) {
     node(g, IS_OP_MUL, "se", 2, IN(g->input, p), y3);        /* [N,4,5,6] * [N,4,1,1] */
     node(g, IS_OP_ADD, "b1_add", 2, IN(p, b1), y4);          /* [N,4,1,1] + [1,4,1,1] */
     g->output = y1;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     expect_dims(g, y1, 4, DIMS(-1, 4, 5, 6));
     expect_dims(g, y2, 4, DIMS(-1, 4, 5, 6));
     expect_dims(g, y3, 4, DIMS(-1, 4, 5, 6));
     expect_dims(g, y4, 4, DIMS(-1, 4, 1, 1));
-    is_graph_free(g);
+    ims_graph_free(g);
 
     /* [N,4,5,6] + [4,5]: 4 vs 5 and 5 vs 6 do not broadcast */
     g = new_graph(4, 5, 6);
@@ -454,7 +454,7 @@ static void test_broadcasting(void **state) {
     g->output = y1;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "node 'bad_add' (Add): shapes [N, 4, 5, 6] and [4, 5] do not broadcast"));
-    is_graph_free(g);
+    ims_graph_free(g);
 
     /* a constant with a batch-position dim of 2 */
     g = new_graph(4, 5, 6);
@@ -463,7 +463,7 @@ static void test_broadcasting(void **state) {
     node(g, IS_OP_ADD, "batchy", 2, IN(g->input, bad), y1);
     g->output = y1;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_FORMAT);
-    is_graph_free(g);
+    ims_graph_free(g);
 
     /* [N, 4, 5, 6] + [1, 1, 1, 1, 6]: the batch would move to axis 1 */
     g = new_graph(4, 5, 6);
@@ -472,7 +472,7 @@ static void test_broadcasting(void **state) {
     node(g, IS_OP_ADD, "mover", 2, IN(g->input, bad), y1);
     g->output = y1;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
-    is_graph_free(g);
+    ims_graph_free(g);
 
     /* two constants: nothing to compute per image */
     g = new_graph(4, 5, 6);
@@ -482,12 +482,12 @@ static void test_broadcasting(void **state) {
     g->output = y1;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
     assert_non_null(strstr(e.msg, "only on constants"));
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 static void test_bn_unary_clip(void **state) {
     (void)state;
-    is_graph *g = new_graph(3, 4, 4);
+    ims_graph *g = new_graph(3, 4, 4);
     int s = cst(g, "s", 1, DIMS(3), NULL, 1.0f), b = cst(g, "b", 1, DIMS(3), NULL, 0.0f);
     int m = cst(g, "m", 1, DIMS(3), NULL, 0.0f), v = cst(g, "v", 1, DIMS(3), NULL, 1.0f);
     int lo = cst(g, "lo", 0, NULL, (float[]){0.0f}, 0), hi = cst(g, "hi", 1, DIMS(1), (float[]){6.0f}, 0);
@@ -498,7 +498,7 @@ static void test_bn_unary_clip(void **state) {
     node(g, IS_OP_SIGMOID, "sig", 1, IN(c), sg);
     node(g, IS_OP_IDENTITY, "id", 1, IN(sg), id);
     g->output = id;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_OK);
     for (int k = 0; k < 5; k++)
         expect_dims(g, y + k, 4, DIMS(-1, 3, 4, 4));
@@ -512,7 +512,7 @@ static void test_bn_unary_clip(void **state) {
     g->nodes[0].in[3] = m;
     g->nodes[0].epsilon = -1.0f;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_FORMAT);
-    is_graph_free(g);
+    ims_graph_free(g);
 }
 
 /* ---- limits ---- */
@@ -520,23 +520,23 @@ static void test_bn_unary_clip(void **state) {
 static void test_too_large(void **state) {
     (void)state;
     /* 1 x 65536 x 65536 = 2^32 elements per image is the limit; a 1x1 conv to 2 channels exceeds it */
-    is_graph *g = new_graph(1, 65536, 65536);
+    ims_graph *g = new_graph(1, 65536, 65536);
     int w = cst(g, "w", 4, DIMS(2, 1, 1, 1), NULL, 1.0f);
     int y = act(g, "y");
     node(g, IS_OP_CONV, "wide", 2, IN(g->input, w), y);
     g->output = y;
-    is_err e;
+    ims_err e;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_TOO_LARGE);
     assert_non_null(strstr(e.msg, "node 'wide' (Conv)"));
-    is_graph_free(g);
+    ims_graph_free(g);
 
     g = new_graph(3, 65536, 65536);
-    assert_int_equal(is_graph_infer_shapes(g, &e), IMGSIM_ERR_TOO_LARGE);
-    is_graph_free(g);
+    assert_int_equal(ims_graph_infer_shapes(g, &e), IMGSIM_ERR_TOO_LARGE);
+    ims_graph_free(g);
 
     g = new_graph(3, 0, 8);
-    assert_int_equal(is_graph_infer_shapes(g, &e), IMGSIM_ERR_UNSUPPORTED);
-    is_graph_free(g);
+    assert_int_equal(ims_graph_infer_shapes(g, &e), IMGSIM_ERR_UNSUPPORTED);
+    ims_graph_free(g);
 }
 
 int main(void) {

@@ -59,7 +59,7 @@ static void test_mem_equals_file(void **state) {
     const char *dir = getenv("IMGSIM_TEST_DIR");
     char path[4096];
     snprintf(path, sizeof path, "%s/test_image_api.jpg", dir ? dir : "/tmp");
-    if (dir) is_mkdir_p(dir, NULL);
+    if (dir) ims_mkdir_p(dir, NULL);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(jpg, 1, size, f), size);
@@ -75,13 +75,13 @@ static void test_mem_equals_file(void **state) {
     float *c = malloc(sizeof(float) * 3 * 17 * 300);
     assert_int_equal(imgsim_preprocess_mem(c, jpg, size, &o), IMGSIM_OK);
     /* the decoded size */
-    is_decode_opts d = {0, 1, 0, 0, 0};
-    is_image img;
-    assert_int_equal(is_image_decode(&img, jpg, size, &d, "mem", NULL), IMGSIM_OK);
+    ims_decode_opts d = {0, 1, 0, 0, 0};
+    ims_image img;
+    assert_int_equal(ims_image_decode(&img, jpg, size, &d, "mem", NULL), IMGSIM_OK);
     assert_int_equal(img.w, 321);
     assert_int_equal(img.h, 243);
-    is_image_free(&img);
-    is_image_free(&img); /* twice: a no-op */
+    ims_image_free(&img);
+    ims_image_free(&img); /* twice: a no-op */
     remove(path);
     free(a), free(b), free(c);
     tjFree(jpg);
@@ -91,11 +91,11 @@ static void test_mem_equals_file(void **state) {
 static void test_identity(void **state) {
     (void)state;
     const int w = 37, h = 11;
-    is_image img = {w, h, malloc((size_t)w * h * 3)};
+    ims_image img = {w, h, malloc((size_t)w * h * 3)};
     for (int i = 0; i < w * h * 3; i++) img.px[i] = (uint8_t)(i * 7);
     const float mean[3] = {0.1f, 0.2f, 0.3f}, std[3] = {0.5f, 0.25f, 2.0f};
     float *out = malloc(sizeof(float) * 3 * w * h);
-    assert_int_equal(is_preprocess_rgb(out, &img, h, w, mean, std, NULL, NULL), IMGSIM_OK);
+    assert_int_equal(ims_preprocess_rgb(out, &img, h, w, mean, std, NULL, NULL), IMGSIM_OK);
     for (int c = 0; c < 3; c++)
         for (int i = 0; i < w * h; i++) {
             float want = ((float)img.px[3 * i + c] / 255.0f - mean[c]) / std[c];
@@ -113,15 +113,15 @@ static void test_constant_all_sizes(void **state) {
     const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int w = sizes[s][0], h = sizes[s][1];
-        is_image img = {w, h, malloc((size_t)w * h * 3)};
+        ims_image img = {w, h, malloc((size_t)w * h * 3)};
         for (int i = 0; i < w * h; i++) img.px[3 * i] = 77, img.px[3 * i + 1] = 0, img.px[3 * i + 2] = 255;
         for (size_t o = 0; o < sizeof outs / sizeof outs[0]; o++) {
             int oh = outs[o][0], ow = outs[o][1];
-            size_t ss = is_preprocess_scratch_size(w, h, ow, oh);
+            size_t ss = ims_preprocess_scratch_size(w, h, ow, oh);
             assert_true(ss > 0);
             void *scratch = malloc(ss);
             float *out = malloc(sizeof(float) * 3 * oh * ow);
-            assert_int_equal(is_preprocess_rgb(out, &img, oh, ow, mean, std, scratch, NULL), IMGSIM_OK);
+            assert_int_equal(ims_preprocess_rgb(out, &img, oh, ow, mean, std, scratch, NULL), IMGSIM_OK);
             const uint8_t v[3] = {77, 0, 255};
             for (int c = 0; c < 3; c++) {
                 float want = ((float)v[c] / 255.0f - mean[c]) / std[c];
@@ -138,12 +138,12 @@ static void test_bad_args(void **state) {
     (void)state;
     float out[3 * 4];
     uint8_t px[3] = {1, 2, 3};
-    is_image img = {1, 1, px};
+    ims_image img = {1, 1, px};
     const float mean[3] = {0, 0, 0}, std0[3] = {1, 0, 1}, std1[3] = {1, 1, 1};
-    is_err e;
-    assert_int_equal(is_preprocess_rgb(out, &img, 2, 2, mean, std0, NULL, &e), IMGSIM_ERR_INVALID_ARG);
-    assert_int_equal(is_preprocess_rgb(out, &img, 0, 2, mean, std1, NULL, &e), IMGSIM_ERR_INVALID_ARG);
-    assert_int_equal(is_preprocess_rgb(NULL, &img, 2, 2, mean, std1, NULL, &e), IMGSIM_ERR_INVALID_ARG);
+    ims_err e;
+    assert_int_equal(ims_preprocess_rgb(out, &img, 2, 2, mean, std0, NULL, &e), IMGSIM_ERR_INVALID_ARG);
+    assert_int_equal(ims_preprocess_rgb(out, &img, 0, 2, mean, std1, NULL, &e), IMGSIM_ERR_INVALID_ARG);
+    assert_int_equal(ims_preprocess_rgb(NULL, &img, 2, 2, mean, std1, NULL, &e), IMGSIM_ERR_INVALID_ARG);
     assert_int_equal(imgsim_preprocess_mem(NULL, px, 3, NULL), IMGSIM_ERR_INVALID_ARG);
     assert_int_equal(imgsim_preprocess_file(out, NULL, NULL), IMGSIM_ERR_INVALID_ARG);
     assert_int_equal(imgsim_preprocess_mem(out, px, 0, NULL), IMGSIM_ERR_FORMAT);
@@ -158,8 +158,8 @@ static void test_bad_args(void **state) {
     assert_int_equal(imgsim_preprocess_mem(big, jpg, size, &o), IMGSIM_ERR_INVALID_ARG);
     free(big);
     tjFree(jpg);
-    assert_int_equal(is_image_sniff(NULL, 0), IS_FMT_UNKNOWN);
-    assert_string_equal(is_imgfmt_name(IS_FMT_WEBP), "WebP");
+    assert_int_equal(ims_image_sniff(NULL, 0), IS_FMT_UNKNOWN);
+    assert_string_equal(ims_imgfmt_name(IS_FMT_WEBP), "WebP");
 }
 
 /* The EXIF reader on well-formed and malformed blocks (every read must stay in bounds). */
@@ -167,36 +167,36 @@ static void test_exif(void **state) {
     (void)state;
     /* little-endian, one entry: orientation SHORT 6 */
     uint8_t le[] = {'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0};
-    assert_int_equal(is_exif_orientation(le, sizeof le), 6);
+    assert_int_equal(ims_exif_orientation(le, sizeof le), 6);
     uint8_t with_hdr[6 + sizeof le];
     memcpy(with_hdr, "Exif\0\0", 6);
     memcpy(with_hdr + 6, le, sizeof le);
-    assert_int_equal(is_exif_orientation(with_hdr, sizeof with_hdr), 6);
+    assert_int_equal(ims_exif_orientation(with_hdr, sizeof with_hdr), 6);
     /* truncated at every length: never out of bounds, 1 when the entry is cut */
     for (size_t n = 0; n < 22; n++) {
         uint8_t *cut = malloc(n ? n : 1);
         memcpy(cut, le, n);
-        assert_int_equal(is_exif_orientation(cut, n), 1);
+        assert_int_equal(ims_exif_orientation(cut, n), 1);
         free(cut);
     }
     uint8_t bad[sizeof le];
     memcpy(bad, le, sizeof le);
     bad[4] = 0xF0, bad[5] = 0xFF, bad[6] = 0xFF, bad[7] = 0xFF; /* IFD offset far away */
-    assert_int_equal(is_exif_orientation(bad, sizeof bad), 1);
+    assert_int_equal(ims_exif_orientation(bad, sizeof bad), 1);
     memcpy(bad, le, sizeof le);
     bad[8] = 0xFF, bad[9] = 0xFF; /* 65535 entries claimed: the ones present are read (as PIL) */
-    assert_int_equal(is_exif_orientation(bad, sizeof bad), 6);
+    assert_int_equal(ims_exif_orientation(bad, sizeof bad), 6);
     bad[10] = 0x13; /* ... and the rest are not: no read past the block */
-    assert_int_equal(is_exif_orientation(bad, sizeof bad), 1);
+    assert_int_equal(ims_exif_orientation(bad, sizeof bad), 1);
     memcpy(bad, le, sizeof le);
     bad[18] = 9; /* out of range value */
-    assert_int_equal(is_exif_orientation(bad, sizeof bad), 1);
+    assert_int_equal(ims_exif_orientation(bad, sizeof bad), 1);
     memcpy(bad, le, sizeof le);
     bad[12] = 2; /* ASCII type: not an orientation */
-    assert_int_equal(is_exif_orientation(bad, sizeof bad), 1);
-    assert_int_equal(is_exif_orientation(NULL, 0), 1);
+    assert_int_equal(ims_exif_orientation(bad, sizeof bad), 1);
+    assert_int_equal(ims_exif_orientation(NULL, 0), 1);
     uint8_t junk[] = "XXXXXXXXXXXXXXXXXXXX";
-    assert_int_equal(is_exif_orientation(junk, sizeof junk), 1);
+    assert_int_equal(ims_exif_orientation(junk, sizeof junk), 1);
 }
 
 /* Injected allocation failures during decode and resize: NOMEM or success, nothing else. */
@@ -205,22 +205,22 @@ static void test_alloc_faults(void **state) {
     unsigned char *jpg;
     unsigned long size;
     make_jpeg(&jpg, &size, 99, 61);
-    is_decode_opts d = {0, 1, 0, 0, 0};
+    ims_decode_opts d = {0, 1, 0, 0, 0};
     const float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
     float *out = malloc(sizeof(float) * 3 * 50 * 40);
     int failures = 0;
     for (long n = 0; n < 8; n++) {
-        is_alloc_fail_after(n);
-        is_image img;
-        is_err e;
-        imgsim_status st = is_image_decode(&img, jpg, size, &d, "fault.jpg", &e);
-        if (st == IMGSIM_OK) st = is_preprocess_rgb(out, &img, 50, 40, mean, std, NULL, &e);
-        is_alloc_fail_after(-1);
+        ims_alloc_fail_after(n);
+        ims_image img;
+        ims_err e;
+        imgsim_status st = ims_image_decode(&img, jpg, size, &d, "fault.jpg", &e);
+        if (st == IMGSIM_OK) st = ims_preprocess_rgb(out, &img, 50, 40, mean, std, NULL, &e);
+        ims_alloc_fail_after(-1);
         if (st != IMGSIM_OK) {
             assert_int_equal(st, IMGSIM_ERR_NOMEM);
             failures++;
         }
-        is_image_free(&img);
+        ims_image_free(&img);
     }
     assert_true(failures > 0); /* the injection did reach our allocations */
     free(out);

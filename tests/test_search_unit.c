@@ -1,5 +1,5 @@
 /*
- * test_search_unit.c: is_search_cpu, imgsim_search and is_dedup_cpu called directly (also built
+ * test_search_unit.c: ims_search_cpu, imgsim_search and ims_dedup_cpu called directly (also built
  * with ASan+UBSan), against a plain brute-force reference in this file: long double dot products
  * of the float values, ranked by (score desc, row asc). Data are multiples of 1/8 with small
  * magnitudes, so every reference score is exact and ties are exact ties. Also argument errors,
@@ -67,7 +67,7 @@ static void ref_topk(int64_t *idx, long double *sc, const float *g, int64_t n, c
 static uint16_t *to_f16(const float *x, size_t n) {
     uint16_t *h = malloc((n ? n : 1) * sizeof *h);
     for (size_t i = 0; i < n; i++)
-        h[i] = is_f32_to_f16(x[i]); /* exact: multiples of 1/8 */
+        h[i] = ims_f32_to_f16(x[i]); /* exact: multiples of 1/8 */
     return h;
 }
 
@@ -86,8 +86,8 @@ static void check_search(int64_t n, int64_t q, int dim, int k, int threads, int 
         gp = gh;
         qp = qh;
     }
-    is_err e;
-    assert_int_equal(is_search_cpu(idx, score, gp, n, qp, q, dim, dt, k, threads, &e), IMGSIM_OK);
+    ims_err e;
+    assert_int_equal(ims_search_cpu(idx, score, gp, n, qp, q, dim, dt, k, threads, &e), IMGSIM_OK);
     int64_t *ri = malloc((size_t)k * sizeof *ri);
     long double *rs = malloc((size_t)k * sizeof *rs);
     for (int64_t i = 0; i < q; i++) {
@@ -147,11 +147,11 @@ static void test_errors(void **st) {
     float g[8] = {0}, q[8] = {0};
     int64_t idx[4];
     float sc[4];
-    is_err e;
-    assert_int_equal(is_search_cpu(idx, sc, g, 2, q, 2, 4, IMGSIM_F32, 0, 1, &e), IMGSIM_ERR_INVALID_ARG);
+    ims_err e;
+    assert_int_equal(ims_search_cpu(idx, sc, g, 2, q, 2, 4, IMGSIM_F32, 0, 1, &e), IMGSIM_ERR_INVALID_ARG);
     assert_non_null(strstr(e.msg, "k must be"));
-    assert_int_equal(is_search_cpu(idx, sc, g, 2, q, 2, 0, IMGSIM_F32, 1, 1, &e), IMGSIM_ERR_INVALID_ARG);
-    assert_int_equal(is_search_cpu(NULL, sc, g, 2, q, 2, 4, IMGSIM_F32, 1, 1, &e), IMGSIM_ERR_INVALID_ARG);
+    assert_int_equal(ims_search_cpu(idx, sc, g, 2, q, 2, 0, IMGSIM_F32, 1, 1, &e), IMGSIM_ERR_INVALID_ARG);
+    assert_int_equal(ims_search_cpu(NULL, sc, g, 2, q, 2, 4, IMGSIM_F32, 1, 1, &e), IMGSIM_ERR_INVALID_ARG);
     imgsim_search_opts o;
     imgsim_search_opts_init(&o);
     assert_int_equal(o.threads, 0);
@@ -183,21 +183,21 @@ static void test_alloc_failures(void **st) {
     int saw_nomem = 0;
     /* from 2: the first two allocations are the thread pool's own (core tests its failures) */
     for (long fail = 2; fail < 200; fail++) {
-        is_alloc_fail_after(fail);
-        is_err e;
-        imgsim_status s = is_search_cpu(idx, sc, g, 700, q, 5, 8, IMGSIM_F32, 3, 2, &e);
-        is_alloc_fail_after(-1);
+        ims_alloc_fail_after(fail);
+        ims_err e;
+        imgsim_status s = ims_search_cpu(idx, sc, g, 700, q, 5, 8, IMGSIM_F32, 3, 2, &e);
+        ims_alloc_fail_after(-1);
         assert_true(s == IMGSIM_OK || s == IMGSIM_ERR_NOMEM);
         if (s == IMGSIM_OK) break;
         saw_nomem = 1;
     }
     assert_true(saw_nomem);
     for (long fail = 2; fail < 200; fail++) {
-        is_alloc_fail_after(fail);
-        is_err e;
+        ims_alloc_fail_after(fail);
+        ims_err e;
         int64_t cnt = 0;
-        imgsim_status s = is_dedup_cpu(g, 700, 8, IMGSIM_F32, 0.5f, 2, count_pair, &cnt, &e);
-        is_alloc_fail_after(-1);
+        imgsim_status s = ims_dedup_cpu(g, 700, 8, IMGSIM_F32, 0.5f, 2, count_pair, &cnt, &e);
+        ims_alloc_fail_after(-1);
         assert_true(s == IMGSIM_OK || s == IMGSIM_ERR_NOMEM);
         if (s == IMGSIM_OK) break;
     }
@@ -226,8 +226,8 @@ static void check_dedup(int64_t n, int dim, float thr, imgsim_dtype dt) {
     float *x = make_rows(n, dim, 40);
     uint16_t *xh = dt == IMGSIM_F16 ? to_f16(x, (size_t)(n * dim)) : NULL;
     pairs p = {0};
-    is_err e;
-    assert_int_equal(is_dedup_cpu(xh ? (const void *)xh : x, n, dim, dt, thr, 2, add_pair, &p, &e),
+    ims_err e;
+    assert_int_equal(ims_dedup_cpu(xh ? (const void *)xh : x, n, dim, dt, thr, 2, add_pair, &p, &e),
                      IMGSIM_OK);
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++)
@@ -258,11 +258,11 @@ static void test_dedup(void **st) {
     check_dedup(600, 64, 9.0f, IMGSIM_F16);
     unsetenv("IMGSIM_SEARCH_SCREEN");
     int64_t cnt = 0;
-    is_err e;
+    ims_err e;
     float one[4] = {1, 0, 0, 0};
-    assert_int_equal(is_dedup_cpu(one, 1, 4, IMGSIM_F32, 0.5f, 2, count_pair, &cnt, &e), IMGSIM_OK);
+    assert_int_equal(ims_dedup_cpu(one, 1, 4, IMGSIM_F32, 0.5f, 2, count_pair, &cnt, &e), IMGSIM_OK);
     assert_int_equal(cnt, 0);
-    assert_int_equal(is_dedup_cpu(one, 1, 4, IMGSIM_F32, NAN, 2, count_pair, &cnt, &e),
+    assert_int_equal(ims_dedup_cpu(one, 1, 4, IMGSIM_F32, NAN, 2, count_pair, &cnt, &e),
                      IMGSIM_ERR_INVALID_ARG);
 }
 

@@ -7,21 +7,21 @@
 #include "model/graph.h"
 
 struct imgsim_model {
-    is_graph *g;
+    ims_graph *g;
     char *path;
     char layer[256];       /* the chosen value's name */
     char layer_asked[256]; /* the layer argument given to imgsim_model_load ("" = default) */
-    is_err err;
+    ims_err err;
 };
 
 struct imgsim_engine {
-    is_backend *b;
+    ims_backend *b;
     imgsim_engine_info info;
     char sha256[65];   /* of the model file */
     char layer[256];
     char *model_path;
-    is_err err;
-    void *gpu_dec; /* CUDA: is_gpu_decoder_slot, nvJPEG decoders kept for imgsim_extract */
+    ims_err err;
+    void *gpu_dec; /* CUDA: ims_gpu_decoder_slot, nvJPEG decoders kept for imgsim_extract */
 };
 
 #endif

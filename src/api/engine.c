@@ -37,14 +37,14 @@ typedef struct model_id {
 } model_id;
 
 /* Plans the backend for graph g (a full graph, or with cached_only a stub). */
-static imgsim_status engine_build(imgsim_engine **out, const is_graph *g, const model_id *id, const char *path,
+static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const model_id *id, const char *path,
                                   const imgsim_engine_opts *opt, int cached_only) {
     *out = NULL;
-    imgsim_engine *e = is_calloc(1, sizeof *e);
-    if (!e) return is_fail(NULL, IMGSIM_ERR_NOMEM, "out of memory");
-    double t0 = is_now();
+    imgsim_engine *e = ims_calloc(1, sizeof *e);
+    if (!e) return ims_fail(NULL, IMGSIM_ERR_NOMEM, "out of memory");
+    double t0 = ims_now();
     imgsim_status st;
-    is_backend_cfg cfg = {0};
+    ims_backend_cfg cfg = {0};
     cfg.precision = opt->precision_set ? opt->precision
                                        : (opt->device == IMGSIM_DEVICE_CUDA ? IMGSIM_PREC_FP16 : IMGSIM_PREC_FP32);
     cfg.batch_auto = opt->max_batch <= 0;
@@ -56,14 +56,14 @@ static imgsim_status engine_build(imgsim_engine **out, const is_graph *g, const 
     cfg.engine_file = opt->engine_file;
     cfg.cached_only = cached_only;
     if (opt->device == IMGSIM_DEVICE_CUDA) {
-        st = is_backend_cuda_new(&e->b, &e->err);
+        st = ims_backend_cuda_new(&e->b, &e->err);
     } else {
         if (cfg.precision == IMGSIM_PREC_FP16 || cfg.precision == IMGSIM_PREC_TF32) {
-            st = is_fail(&e->err, IMGSIM_ERR_UNSUPPORTED, "precision %s is for --device=cuda; the CPU supports fp32 and bf16",
+            st = ims_fail(&e->err, IMGSIM_ERR_UNSUPPORTED, "precision %s is for --device=cuda; the CPU supports fp32 and bf16",
                          imgsim_precision_str(cfg.precision));
             goto fail;
         }
-        st = is_backend_cpu_new(&e->b, &e->err);
+        st = ims_backend_cpu_new(&e->b, &e->err);
     }
     if (st) goto fail;
     e->b->dim = id->dim;
@@ -74,7 +74,7 @@ static imgsim_status engine_build(imgsim_engine **out, const is_graph *g, const 
     if ((st = e->b->ops->prepare(e->b, g, &cfg, &e->err))) goto fail;
     snprintf(e->sha256, sizeof e->sha256, "%s", id->sha256);
     snprintf(e->layer, sizeof e->layer, "%s", id->layer);
-    e->model_path = path ? is_strdup(path) : NULL;
+    e->model_path = path ? ims_strdup(path) : NULL;
     imgsim_engine_info *in = &e->info;
     in->dim = (int)e->b->dim;
     in->in_channels = e->b->in_c;
@@ -88,11 +88,11 @@ static imgsim_status engine_build(imgsim_engine **out, const is_graph *g, const 
     snprintf(in->device_name, sizeof in->device_name, "%s", e->b->ops->name);
     if (e->b->ops->info) e->b->ops->info(e->b, in);
     in->max_batch = e->b->max_batch;
-    in->build_seconds = is_now() - t0;
+    in->build_seconds = ims_now() - t0;
     *out = e;
     return IMGSIM_OK;
 fail:
-    is_fail_copy(NULL, &e->err, st);
+    ims_fail_copy(NULL, &e->err, st);
     imgsim_engine_destroy(e);
     return st;
 }
@@ -105,16 +105,16 @@ static char *index_path(const imgsim_engine_opts *opt) {
         return NULL;
     char *dir = NULL;
     if (opt->engine_cache && *opt->engine_cache && strcmp(opt->engine_cache, "off") != 0) {
-        dir = is_strdup(opt->engine_cache);
+        dir = ims_strdup(opt->engine_cache);
     } else {
         const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
         if (x && *x)
-            dir = is_path_join(x, "imgsim");
+            dir = ims_path_join(x, "imgsim");
         else if (home && *home)
-            dir = is_path_join(home, ".cache/imgsim");
+            dir = ims_path_join(home, ".cache/imgsim");
     }
     if (!dir) return NULL;
-    char *p = is_path_join(dir, "model-index.tsv");
+    char *p = ims_path_join(dir, "model-index.tsv");
     free(dir);
     return p;
 }
@@ -155,10 +155,10 @@ static int index_lookup(const char *idx, const char *path, const char *layer, mo
     if (file_ident(ident, sizeof ident, path)) return 0;
     uint8_t *buf;
     size_t len;
-    if (is_read_file(&buf, &len, idx, (uint64_t)64 << 20, NULL)) return 0;
+    if (ims_read_file(&buf, &len, idx, (uint64_t)64 << 20, NULL)) return 0;
     int found = 0;
     char *p = (char *)buf, *line;
-    while (!found && (line = is_next_line(&p))) {
+    while (!found && (line = ims_next_line(&p))) {
         char *li, *asked, *rest;
         if (!split_line(line, &li, &asked, &rest) && !strcmp(li, ident) && !strcmp(asked, layer ? layer : "")) {
             long long dim;
@@ -183,17 +183,17 @@ static void index_store(const char *idx, const char *path, const char *layer, co
     char ident[PATH_MAX + 256];
     const char *asked = layer ? layer : "";
     if (file_ident(ident, sizeof ident, path) || strpbrk(asked, "\t\n") || strpbrk(id->layer, "\t\n")) return;
-    char *dir = is_path_dirname(idx);
-    if (!dir || is_mkdir_p(dir, NULL)) {
+    char *dir = ims_path_dirname(idx);
+    if (!dir || ims_mkdir_p(dir, NULL)) {
         free(dir);
         return;
     }
     free(dir);
     uint8_t *old = NULL;
     size_t len = 0;
-    if (is_read_file(&old, &len, idx, (uint64_t)64 << 20, NULL)) old = NULL;
-    is_atomic_file af;
-    if (is_atomic_open(&af, idx, NULL)) {
+    if (ims_read_file(&old, &len, idx, (uint64_t)64 << 20, NULL)) old = NULL;
+    ims_atomic_file af;
+    if (ims_atomic_open(&af, idx, NULL)) {
         free(old);
         return;
     }
@@ -202,7 +202,7 @@ static void index_store(const char *idx, const char *path, const char *layer, co
     size_t pl = strcspn(ident, "\t"); /* the real path */
     int kept = 1;
     char *p = (char *)old, *line;
-    while (kept < 1000 && (line = is_next_line(&p))) {
+    while (kept < 1000 && (line = ims_next_line(&p))) {
         char *li, *la, *rest;
         if (!split_line(line, &li, &la, &rest)) {
             int same_path = !strncmp(li, ident, pl) && li[pl] == '\t';
@@ -214,7 +214,7 @@ static void index_store(const char *idx, const char *path, const char *layer, co
         }
     }
     free(old);
-    is_atomic_commit(&af, NULL);
+    ims_atomic_commit(&af, NULL);
 }
 
 static void model_identity(const imgsim_model *m, model_id *id) {
@@ -226,12 +226,12 @@ static void model_identity(const imgsim_model *m, model_id *id) {
 }
 
 /* opt->prepare_gpu_decode: starts making nvJPEG decoders on a background thread (returns the
- * is_gpu_decoder_slot, or NULL). */
+ * ims_gpu_decoder_slot, or NULL). */
 static void *decoders_start(const imgsim_engine_opts *opt) {
 #ifdef IMGSIM_HAVE_CUDA
     if (opt->device == IMGSIM_DEVICE_CUDA && opt->prepare_gpu_decode) {
-        is_gpu_decoder_slot *s = is_gpu_decoder_slot_new();
-        is_gpu_decoder_slot_start(s, opt->device_index, opt->max_batch > 0 ? opt->max_batch : 32, is_num_cores());
+        ims_gpu_decoder_slot *s = ims_gpu_decoder_slot_new();
+        ims_gpu_decoder_slot_start(s, opt->device_index, opt->max_batch > 0 ? opt->max_batch : 32, ims_num_cores());
         return s;
     }
 #endif
@@ -245,7 +245,7 @@ static imgsim_status decoders_attach(imgsim_status st, imgsim_engine **out, void
     if (st == IMGSIM_OK && *out)
         (*out)->gpu_dec = slot;
     else
-        is_gpu_decoder_slot_free(slot);
+        ims_gpu_decoder_slot_free(slot);
 #endif
     (void)out, (void)slot;
     return st;
@@ -254,7 +254,7 @@ static imgsim_status decoders_attach(imgsim_status st, imgsim_engine **out, void
 static imgsim_status engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt);
 
 imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt) {
-    if (!out || !m) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_create: NULL argument");
+    if (!out || !m) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_create: NULL argument");
     imgsim_engine_opts def;
     if (!opt) {
         imgsim_engine_opts_init(&def);
@@ -278,7 +278,7 @@ static imgsim_status engine_create(imgsim_engine **out, const imgsim_model *m, c
 
 imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, const char *layer,
                                  const imgsim_engine_opts *opt) {
-    if (!out || !model_path) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_load: NULL argument");
+    if (!out || !model_path) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_load: NULL argument");
     *out = NULL;
     imgsim_engine_opts def;
     if (!opt) {
@@ -290,24 +290,24 @@ imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, co
     model_id id;
     if (idx && index_lookup(idx, model_path, layer, &id)) {
         /* a stub graph: what the engine file's key needs, and nothing else */
-        is_graph *g = NULL;
+        ims_graph *g = NULL;
         int64_t in_dims[4] = {-1, id.in_c, id.in_h, id.in_w}, out_dims[2] = {-1, id.dim};
-        if (is_graph_new(&g, NULL) == IMGSIM_OK) {
-            g->input = is_graph_add_value(g, "input", 4, in_dims, NULL);
-            g->output = is_graph_add_value(g, id.layer, 2, out_dims, NULL);
+        if (ims_graph_new(&g, NULL) == IMGSIM_OK) {
+            g->input = ims_graph_add_value(g, "input", 4, in_dims, NULL);
+            g->output = ims_graph_add_value(g, id.layer, 2, out_dims, NULL);
             g->in_c = id.in_c, g->in_h = id.in_h, g->in_w = id.in_w;
             g->dim = id.dim;
             snprintf(g->sha256, sizeof g->sha256, "%s", id.sha256);
             imgsim_status st = g->input >= 0 && g->output >= 0
                                    ? engine_build(out, g, &id, model_path, opt, 1)
                                    : IMGSIM_ERR_NOMEM;
-            is_graph_free(g);
+            ims_graph_free(g);
             if (st == IMGSIM_OK) {
                 free(idx);
-                is_log_debug("engine for %s loaded without importing the model", model_path);
+                ims_log_debug("engine for %s loaded without importing the model", model_path);
                 return decoders_attach(IMGSIM_OK, out, dec);
             }
-            is_log_debug("no engine file for %s yet (%s): importing the model", model_path, imgsim_last_error());
+            ims_log_debug("no engine file for %s yet (%s): importing the model", model_path, imgsim_last_error());
         }
     }
     free(idx);
@@ -322,7 +322,7 @@ imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, co
 void imgsim_engine_destroy(imgsim_engine *e) {
     if (!e) return;
 #ifdef IMGSIM_HAVE_CUDA
-    is_gpu_decoder_slot_free(e->gpu_dec); /* before the backend: same device */
+    ims_gpu_decoder_slot_free(e->gpu_dec); /* before the backend: same device */
 #endif
     if (e->b && e->b->ops && e->b->ops->destroy) e->b->ops->destroy(e->b);
     free(e->model_path);
@@ -334,17 +334,17 @@ const char *imgsim_engine_errmsg(const imgsim_engine *e) {
 }
 
 imgsim_status imgsim_engine_run(imgsim_engine *e, const float *input, int n, float *out) {
-    if (!e || !input || !out) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_run: NULL argument");
+    if (!e || !input || !out) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_run: NULL argument");
     if (n < 1 || n > e->b->max_batch)
-        return is_fail(&e->err, IMGSIM_ERR_INVALID_ARG, "batch of %d images: the engine takes 1 to %d", n,
+        return ims_fail(&e->err, IMGSIM_ERR_INVALID_ARG, "batch of %d images: the engine takes 1 to %d", n,
                        e->b->max_batch);
     imgsim_status st = e->b->ops->run(e->b, input, n, out, &e->err);
-    if (st) is_fail_copy(NULL, &e->err, st);
+    if (st) ims_fail_copy(NULL, &e->err, st);
     return st;
 }
 
 imgsim_status imgsim_engine_get_info(const imgsim_engine *e, imgsim_engine_info *info) {
-    if (!e || !info) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_get_info: NULL argument");
+    if (!e || !info) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_get_info: NULL argument");
     *info = e->info;
     return IMGSIM_OK;
 }

@@ -40,7 +40,7 @@ void imgsim_extract_opts_init(imgsim_extract_opts *o) {
 
 typedef struct item_result {
     imgsim_status st;
-    char *error;  /* is_malloc'ed message for failures */
+    char *error;  /* ims_malloc'ed message for failures */
     uint8_t *buf; /* GPU mode: the encoded file, for nvJPEG */
     size_t len;
     int on_gpu;   /* GPU mode: left for nvJPEG */
@@ -50,7 +50,7 @@ typedef struct item_result {
 
 typedef struct pipeline {
     imgsim_engine *eng;
-    const is_dataset *ds;
+    const ims_dataset *ds;
     const imgsim_extract_opts *opt;
     int B, S;
     int64_t n_items, n_batches;
@@ -68,7 +68,7 @@ typedef struct pipeline {
 
     double *busy; /* per worker decode seconds */
     double *idle; /* per worker seconds waiting for a free slot */
-    is_progress *progress;
+    ims_progress *progress;
 
     /* GPU decoding (CUDA engine with nvJPEG) */
     int gpu_mode;
@@ -80,7 +80,7 @@ typedef struct pipeline {
     double cpu_share;   /* share of JPEGs the CPU workers decode (consumer's copy) */
     atomic_int cpu_below; /* the same as the workers read it: JPEGs whose route key is below it */
     atomic_llong size_hist[N_SIZE_CLASSES]; /* JPEGs nvJPEG could take, by size class */
-    void *feed;         /* is_gpu_feed */
+    void *feed;         /* ims_gpu_feed */
     int64_t gpu_decoded;
     double gpu_s, wait_s;
     /* the nvJPEG decoders are created on their own thread while the workers decode everything
@@ -107,7 +107,7 @@ static int size_class(int64_t pixels) {
 /* 1 when the JPEG is one nvJPEG decodes exactly and fast: baseline Huffman, grayscale or
  * YCbCr 4:4:4/4:2:2/4:2:0, no EXIF rotation to apply, within the size limit. The others go to
  * the CPU (nvJPEG's progressive decoding runs its Huffman stage on one CPU thread). */
-static int gpu_candidate(const is_jpeg_hdr *h, const imgsim_preprocess_opts *pre) {
+static int gpu_candidate(const ims_jpeg_hdr *h, const imgsim_preprocess_opts *pre) {
     if (h->sof != 0xC0 && h->sof != 0xC1) return 0;
     if (pre->exif_rotate && h->orient != 1) return 0;
     if (h->w < 1 || h->h < 1 || (pre->max_pixels && (uint64_t)h->w * (uint64_t)h->h > pre->max_pixels)) return 0;
@@ -120,8 +120,8 @@ static int gpu_candidate(const is_jpeg_hdr *h, const imgsim_preprocess_opts *pre
 /* 1 if item i (a JPEG in buf) goes to nvJPEG. */
 static int route_to_gpu(pipeline *p, int64_t i, const uint8_t *buf, size_t len) {
     if (p->opt->decode == IMGSIM_DECODE_GPU) return 1; /* all of them: nvJPEG sorts out what it cannot do */
-    is_jpeg_hdr h;
-    if (is_jpeg_header(buf, len, &h) != 0 || !gpu_candidate(&h, &p->opt->pre)) return 0;
+    ims_jpeg_hdr h;
+    if (ims_jpeg_header(buf, len, &h) != 0 || !gpu_candidate(&h, &p->opt->pre)) return 0;
     int c = size_class((int64_t)h.w * h.h);
     atomic_fetch_add(&p->size_hist[c], 1);
     uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull;
@@ -157,20 +157,20 @@ static int batch_count(const pipeline *p, int64_t b) {
 static void *worker_main(void *arg) {
     worker_arg *wa = arg;
     pipeline *p = wa->p;
-    is_err err;
+    ims_err err;
     for (;;) {
         int64_t i = atomic_fetch_add(&p->next_item, 1);
         if (i >= p->n_items) break;
         int64_t b = i / p->B;
         int slot = (int)(b % p->S);
-        double tw = is_now();
+        double tw = ims_now();
         pthread_mutex_lock(&p->mu);
         while (p->slot_batch[slot] != b && !p->abort) pthread_cond_wait(&p->cv_slot_free, &p->mu);
         int aborted = p->abort;
         pthread_mutex_unlock(&p->mu);
         if (aborted) break;
 
-        double t0 = is_now();
+        double t0 = ims_now();
         p->idle[wa->id] += t0 - tw;
         float *dst = p->slot_buf[slot] + (size_t)(i % p->B) * p->img_floats;
         err.msg[0] = 0;
@@ -178,25 +178,25 @@ static void *worker_main(void *arg) {
         if (p->gpu_mode) {
             /* read the file; JPEGs routed to the GPU stay encoded for nvJPEG */
             item_result *r = &p->res[i];
-            st = is_read_file(&r->buf, &r->len, p->ds->items[i].path, 1u << 30, &err);
-            if (st == IMGSIM_OK && atomic_load(&p->gpu_ready) == 1 && is_image_sniff(r->buf, r->len) == IS_FMT_JPEG &&
+            st = ims_read_file(&r->buf, &r->len, p->ds->items[i].path, 1u << 30, &err);
+            if (st == IMGSIM_OK && atomic_load(&p->gpu_ready) == 1 && ims_image_sniff(r->buf, r->len) == IS_FMT_JPEG &&
                 route_to_gpu(p, i, r->buf, r->len)) {
                 r->on_gpu = 1;
                 r->st = IMGSIM_OK;
             } else if (st == IMGSIM_OK) {
-                st = is_preprocess_mem(dst, r->buf, r->len, &p->opt->pre, p->ds->items[i].path, &err);
+                st = ims_preprocess_mem(dst, r->buf, r->len, &p->opt->pre, p->ds->items[i].path, &err);
                 free(r->buf);
                 r->buf = NULL;
             }
         } else {
-            st = is_preprocess_file(dst, p->ds->items[i].path, &p->opt->pre, &err);
+            st = ims_preprocess_file(dst, p->ds->items[i].path, &p->opt->pre, &err);
         }
         if (!p->res[i].on_gpu) p->res[i].st = st;
         if (st) {
-            p->res[i].error = is_strdup(err.msg[0] ? err.msg : imgsim_status_str(st));
+            p->res[i].error = ims_strdup(err.msg[0] ? err.msg : imgsim_status_str(st));
             memset(dst, 0, p->img_floats * sizeof(float)); /* a defined input for the dropped row */
         }
-        p->busy[wa->id] += is_now() - t0;
+        p->busy[wa->id] += ims_now() - t0;
 
         pthread_mutex_lock(&p->mu);
         if (++p->slot_done[slot] == batch_count(p, b)) pthread_cond_broadcast(&p->cv_slot_full);
@@ -213,15 +213,15 @@ static void tsv_clean(char *s) {
 
 /* Writes the features of batch b (out: [count, dim]) for its successful items, and its
  * manifest lines. */
-static imgsim_status write_batch(pipeline *p, int64_t b, const float *out, is_npy_writer *npy, FILE *man,
-                                 int64_t *row, is_err *e) {
+static imgsim_status write_batch(pipeline *p, int64_t b, const float *out, ims_npy_writer *npy, FILE *man,
+                                 int64_t *row, ims_err *e) {
     int count = batch_count(p, b);
     int64_t dim = p->eng->info.dim;
     for (int j = 0; j < count; j++) {
         int64_t i = b * p->B + j;
-        const is_item *it = &p->ds->items[i];
+        const ims_item *it = &p->ds->items[i];
         if (p->res[i].st == IMGSIM_OK) {
-            imgsim_status st = is_npy_append_f32(npy, out + (size_t)j * (size_t)dim, 1, e);
+            imgsim_status st = ims_npy_append_f32(npy, out + (size_t)j * (size_t)dim, 1, e);
             if (st) return st;
             fprintf(man, "%lld\t%s\t%s\tok\t\n", (long long)*row, it->rel, it->label);
             (*row)++;
@@ -233,9 +233,9 @@ static imgsim_status write_batch(pipeline *p, int64_t b, const float *out, is_np
     return IMGSIM_OK;
 }
 
-imgsim_status is_dataset_fingerprint(const is_dataset *d, char out[65], is_err *e) {
-    is_sha256 s;
-    is_sha256_init(&s);
+imgsim_status ims_dataset_fingerprint(const ims_dataset *d, char out[65], ims_err *e) {
+    ims_sha256 s;
+    ims_sha256_init(&s);
     for (size_t i = 0; i < d->n; i++) {
         struct stat st;
         long long size = -1, mt = 0;
@@ -244,13 +244,13 @@ imgsim_status is_dataset_fingerprint(const is_dataset *d, char out[65], is_err *
             mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
         }
         char buf[64];
-        is_sha256_update(&s, d->items[i].rel, strlen(d->items[i].rel) + 1);
-        is_sha256_update(&s, d->items[i].label, strlen(d->items[i].label) + 1);
+        ims_sha256_update(&s, d->items[i].rel, strlen(d->items[i].rel) + 1);
+        ims_sha256_update(&s, d->items[i].label, strlen(d->items[i].label) + 1);
         int n = snprintf(buf, sizeof buf, "%lld:%lld;", size, mt);
-        is_sha256_update(&s, buf, (size_t)n);
+        ims_sha256_update(&s, buf, (size_t)n);
     }
     uint8_t dg[32];
-    is_sha256_final(&s, dg);
+    ims_sha256_final(&s, dg);
     static const char hx[] = "0123456789abcdef";
     for (int i = 0; i < 32; i++) {
         out[2 * i] = hx[dg[i] >> 4];
@@ -267,7 +267,7 @@ static cJSON *json_floats(const float *v, int n) {
     return a;
 }
 
-cJSON *is_preprocess_json(const imgsim_preprocess_opts *pre) {
+cJSON *ims_preprocess_json(const imgsim_preprocess_opts *pre) {
     cJSON *p = cJSON_CreateObject();
     cJSON *size = cJSON_CreateArray();
     cJSON_AddItemToArray(size, cJSON_CreateNumber(pre->height));
@@ -282,7 +282,7 @@ cJSON *is_preprocess_json(const imgsim_preprocess_opts *pre) {
 }
 
 static imgsim_status write_meta(const char *path, const pipeline *p, const char *input, const char *fingerprint,
-                                const imgsim_extract_stats *s, is_err *e) {
+                                const imgsim_extract_stats *s, ims_err *e) {
     const imgsim_engine *eng = p->eng;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "format", "imgsim-store-1");
@@ -299,7 +299,7 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     cJSON_AddItemToObject(m, "input_chw", in);
     cJSON_AddStringToObject(root, "layer", eng->layer);
     cJSON_AddNumberToObject(root, "dim", eng->info.dim);
-    cJSON_AddItemToObject(root, "preprocessing", is_preprocess_json(&p->opt->pre));
+    cJSON_AddItemToObject(root, "preprocessing", ims_preprocess_json(&p->opt->pre));
     cJSON_AddStringToObject(root, "precision", imgsim_precision_str(eng->info.precision));
     cJSON_AddStringToObject(root, "device", eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu");
     cJSON_AddStringToObject(root, "device_name", eng->info.device_name);
@@ -333,10 +333,10 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     cJSON_AddStringToObject(root, "created", ts);
     char *txt = cJSON_Print(root);
     cJSON_Delete(root);
-    if (!txt) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
+    if (!txt) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
     size_t n = strlen(txt);
     txt[n] = '\n'; /* replace the terminator: written with its length */
-    imgsim_status st = is_write_file_atomic(path, txt, n + 1, e);
+    imgsim_status st = ims_write_file_atomic(path, txt, n + 1, e);
     free(txt);
     return st;
 }
@@ -346,17 +346,17 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
  * pinned memory, for the CPU-decoded share), deeper than the backend's slots so the workers fill
  * the next batches while the consumer decodes one on the GPU. */
 #define GPU_RING 3
-static imgsim_status ring_init(pipeline *p, is_err *e) {
-    is_backend *b = p->eng->b;
+static imgsim_status ring_init(pipeline *p, ims_err *e) {
+    ims_backend *b = p->eng->b;
     p->async = b->ops->submit && b->ops->collect && b->ops->input_buffer && b->ops->n_slots >= 2;
     p->n_bslots = p->async ? b->ops->n_slots : 1;
     const char *env = getenv("IMGSIM_GPU_RING"); /* for experiments */
     int gpu_ring = env && atoi(env) >= 2 && atoi(env) <= 16 ? atoi(env) : GPU_RING;
     p->S = p->gpu_mode ? gpu_ring : p->async ? b->ops->n_slots : 2;
-    p->slot_buf = is_calloc((size_t)p->S, sizeof(float *));
-    p->slot_batch = is_calloc((size_t)p->S, sizeof(int64_t));
-    p->slot_done = is_calloc((size_t)p->S, sizeof(int));
-    if (!p->slot_buf || !p->slot_batch || !p->slot_done) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    p->slot_buf = ims_calloc((size_t)p->S, sizeof(float *));
+    p->slot_batch = ims_calloc((size_t)p->S, sizeof(int64_t));
+    p->slot_done = ims_calloc((size_t)p->S, sizeof(int));
+    if (!p->slot_buf || !p->slot_batch || !p->slot_done) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     p->own_buffers = !p->async || p->gpu_mode;
     for (int s = 0; s < p->S; s++) {
         p->slot_batch[s] = s;
@@ -367,11 +367,11 @@ static imgsim_status ring_init(pipeline *p, is_err *e) {
             p->slot_buf[s] = b->ops->input_buffer(b, s);
 #ifdef IMGSIM_HAVE_CUDA
         else if (p->gpu_mode)
-            p->slot_buf[s] = is_gpu_host_alloc(bytes);
+            p->slot_buf[s] = ims_gpu_host_alloc(bytes);
 #endif
         else
-            p->slot_buf[s] = is_malloc(bytes);
-        if (!p->slot_buf[s]) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory for the batch ring");
+            p->slot_buf[s] = ims_malloc(bytes);
+        if (!p->slot_buf[s]) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory for the batch ring");
     }
     return IMGSIM_OK;
 }
@@ -381,7 +381,7 @@ static void pipeline_free(pipeline *p) {
         for (int s = 0; s < p->S; s++) {
 #ifdef IMGSIM_HAVE_CUDA
             if (p->gpu_mode) {
-                if (s >= p->n_bslots) is_gpu_host_free(p->slot_buf[s]);
+                if (s >= p->n_bslots) ims_gpu_host_free(p->slot_buf[s]);
                 continue;
             }
 #endif
@@ -400,12 +400,12 @@ static void pipeline_free(pipeline *p) {
 /* Waits until batch b's slot is completely filled; -1 when the job is aborted instead. */
 static int wait_full(pipeline *p, int64_t b) {
     int slot = (int)(b % p->S);
-    double t0 = is_now();
+    double t0 = ims_now();
     pthread_mutex_lock(&p->mu);
     while (p->slot_done[slot] < batch_count(p, b) && !p->abort) pthread_cond_wait(&p->cv_slot_full, &p->mu);
     int aborted = p->abort;
     pthread_mutex_unlock(&p->mu);
-    p->wait_s += is_now() - t0;
+    p->wait_s += ims_now() - t0;
     return aborted ? -1 : 0;
 }
 
@@ -420,7 +420,7 @@ static void release_slot(pipeline *p, int64_t b) {
 }
 
 static void count_batch(pipeline *p, int64_t b) {
-    is_progress_add(p->progress, batch_count(p, b));
+    ims_progress_add(p->progress, batch_count(p, b));
 }
 
 
@@ -439,11 +439,11 @@ static void fallback_one(void *ctx, int64_t k, int worker) {
     int64_t i = f->b * p->B + j;
     item_result *r = &p->res[i];
     float *dst = p->slot_buf[f->b % p->S] + (size_t)j * p->img_floats;
-    is_err err;
+    ims_err err;
     err.msg[0] = 0;
-    r->st = is_preprocess_mem(dst, r->buf, r->len, &p->opt->pre, p->ds->items[i].path, &err);
+    r->st = ims_preprocess_mem(dst, r->buf, r->len, &p->opt->pre, p->ds->items[i].path, &err);
     if (r->st) {
-        r->error = is_strdup(err.msg[0] ? err.msg : imgsim_status_str(r->st));
+        r->error = ims_strdup(err.msg[0] ? err.msg : imgsim_status_str(r->st));
         memset(dst, 0, p->img_floats * sizeof(float));
     }
     (void)worker;
@@ -451,18 +451,18 @@ static void fallback_one(void *ctx, int64_t k, int worker) {
 
 /* GPU mode: decodes batch b's JPEGs with nvJPEG into the engine's device input, decodes what
  * nvJPEG refuses on the CPU, uploads the CPU-decoded images and starts the batch. */
-static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
-    is_backend *be = p->eng->b;
+static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, ims_err *e) {
+    ims_backend *be = p->eng->b;
     int slot = (int)(b % p->S), bslot = (int)(b % p->n_bslots), n = batch_count(p, b);
     float *dev_in = be->ops->device_input(be, bslot);
     const uint8_t *bufs[n];
     size_t lens[n];
     imgsim_status ist[n];
-    is_err *msg = is_calloc((size_t)n, sizeof(is_err));
+    ims_err *msg = ims_calloc((size_t)n, sizeof(ims_err));
     uint8_t mask[n];
     int refused[n], nref = 0, ngpu = 0;
-    if (!msg) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
-    double t0 = is_now();
+    if (!msg) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    double t0 = ims_now();
     for (int j = 0; j < n; j++) {
         item_result *r = &p->res[b * p->B + j];
         bufs[j] = r->on_gpu ? r->buf : NULL;
@@ -470,8 +470,8 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
         ngpu += r->on_gpu;
     }
     imgsim_status st = IMGSIM_OK;
-    if (ngpu) st = is_gpu_feed_decode(p->feed, bufs, lens, n, dev_in, p->opt->pre.max_pixels, ist, msg, e);
-    double t1 = is_now();
+    if (ngpu) st = ims_gpu_feed_decode(p->feed, bufs, lens, n, dev_in, p->opt->pre.max_pixels, ist, msg, e);
+    double t1 = ims_now();
     for (int j = 0; j < n && !st; j++) {
         item_result *r = &p->res[b * p->B + j];
         mask[j] = !r->on_gpu && r->st == IMGSIM_OK;
@@ -479,15 +479,15 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
         if (ist[j] == IMGSIM_OK) {
             p->gpu_decoded++;
         } else {
-            is_log_debug("%s: decoding on the CPU: %s", p->ds->items[b * p->B + j].path, msg[j].msg);
+            ims_log_debug("%s: decoding on the CPU: %s", p->ds->items[b * p->B + j].path, msg[j].msg);
             refused[nref++] = j;
         }
     }
     free(msg);
-    double t2 = is_now();
+    double t2 = ims_now();
     if (!st && nref) {
         fallback_ctx fc = {p, b, refused};
-        is_pool_for(NULL, nref, fallback_one, &fc);
+        ims_pool_for(NULL, nref, fallback_one, &fc);
         for (int k = 0; k < nref; k++) mask[refused[k]] = p->res[b * p->B + refused[k]].st == IMGSIM_OK;
     }
     for (int j = 0; j < n; j++) { /* the encoded bytes are no longer needed */
@@ -495,14 +495,14 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
         free(r->buf);
         r->buf = NULL;
     }
-    double t3 = is_now();
-    if (!st) st = is_gpu_feed_upload(p->feed, p->slot_buf[slot], mask, n, dev_in, e);
-    double t4 = is_now();
-    if (!st) st = be->ops->submit_device(be, bslot, n, is_gpu_feed_mark(p->feed, b), e);
+    double t3 = ims_now();
+    if (!st) st = ims_gpu_feed_upload(p->feed, p->slot_buf[slot], mask, n, dev_in, e);
+    double t4 = ims_now();
+    if (!st) st = be->ops->submit_device(be, bslot, n, ims_gpu_feed_mark(p->feed, b), e);
     /* the previous batch's uploads are done (long since: nvJPEG synchronised since): its ring
      * slot goes back to the workers now rather than after its inference */
-    if (!st && b > 0 && !(st = is_gpu_feed_wait_mark(p->feed, b - 1, e))) release_slot(p, b - 1);
-    double t5 = is_now();
+    if (!st && b > 0 && !(st = ims_gpu_feed_wait_mark(p->feed, b - 1, e))) release_slot(p, b - 1);
+    double t5 = ims_now();
     p->t_feed[0] += t1 - t0;
     p->t_feed[1] += t3 - t2;
     p->t_feed[2] += t4 - t3;
@@ -526,8 +526,8 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
     return st;
 }
 #else
-static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "GPU decoding was not built in");
+static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, ims_err *e) {
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "GPU decoding was not built in");
 }
 #endif
 
@@ -537,12 +537,12 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, is_err *e) {
  * b - n_bslots has been collected. */
 typedef struct collector {
     pipeline *p;
-    is_npy_writer *npy;
+    ims_npy_writer *npy;
     FILE *man;
     int64_t submitted, collected; /* batches so far (under p->mu) */
     int feeder_stopped;           /* the feeder failed: submitted will not grow */
     imgsim_status st;             /* the collector's failure */
-    is_err err;
+    ims_err err;
     pthread_cond_t cv;            /* submitted or collected changed */
     double infer_s, write_s;
 } collector;
@@ -550,22 +550,22 @@ typedef struct collector {
 static void *collector_main(void *arg) {
     collector *c = arg;
     pipeline *p = c->p;
-    is_backend *be = p->eng->b;
+    ims_backend *be = p->eng->b;
     int64_t row = 0;
-    float *out = is_malloc_array((size_t)p->B * (size_t)p->eng->info.dim, sizeof(float));
-    imgsim_status st = out ? IMGSIM_OK : is_fail(&c->err, IMGSIM_ERR_NOMEM, "out of memory");
+    float *out = ims_malloc_array((size_t)p->B * (size_t)p->eng->info.dim, sizeof(float));
+    imgsim_status st = out ? IMGSIM_OK : ims_fail(&c->err, IMGSIM_ERR_NOMEM, "out of memory");
     for (int64_t b = 0; b < p->n_batches && !st; b++) {
         pthread_mutex_lock(&p->mu);
         while (c->submitted <= b && !c->feeder_stopped) pthread_cond_wait(&c->cv, &p->mu);
         int stop = c->submitted <= b;
         pthread_mutex_unlock(&p->mu);
         if (stop) break;
-        double t0 = is_now();
+        double t0 = ims_now();
         st = be->ops->collect(be, (int)(b % p->n_bslots), out, &c->err);
-        double t1 = is_now();
+        double t1 = ims_now();
         if (!st) st = write_batch(p, b, out, c->npy, c->man, &row, &c->err);
         c->infer_s += t1 - t0;
-        c->write_s += is_now() - t1;
+        c->write_s += ims_now() - t1;
         count_batch(p, b);
         if (!p->gpu_mode) release_slot(p, b); /* (GPU mode: the feeder released it after its upload) */
         pthread_mutex_lock(&p->mu);
@@ -587,9 +587,9 @@ static void *collector_main(void *arg) {
 }
 
 /* The consumer: runs every batch in order and writes the results. */
-static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double *infer_s, double *write_s,
-                             is_err *e) {
-    is_backend *be = p->eng->b;
+static imgsim_status consume(pipeline *p, ims_npy_writer *npy, FILE *man, double *infer_s, double *write_s,
+                             ims_err *e) {
+    ims_backend *be = p->eng->b;
     imgsim_status st = IMGSIM_OK;
     if (p->async) {
         collector c = {.p = p, .npy = npy, .man = man};
@@ -597,7 +597,7 @@ static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double 
         pthread_t th;
         if (pthread_create(&th, NULL, collector_main, &c) != 0) {
             pthread_cond_destroy(&c.cv);
-            return is_fail(e, IMGSIM_ERR_INTERNAL, "cannot start the collector thread");
+            return ims_fail(e, IMGSIM_ERR_INTERNAL, "cannot start the collector thread");
         }
         for (int64_t b = 0; b < p->n_batches && !st; b++) {
             if (wait_full(p, b)) break;
@@ -606,9 +606,9 @@ static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double 
             int failed = c.st != IMGSIM_OK;
             pthread_mutex_unlock(&p->mu);
             if (failed) break;
-            double t0 = is_now();
+            double t0 = ims_now();
             st = p->gpu_mode ? gpu_feed_batch(p, b, e) : be->ops->submit(be, (int)(b % p->n_bslots), batch_count(p, b), e);
-            if (!p->gpu_mode) *infer_s += is_now() - t0;
+            if (!p->gpu_mode) *infer_s += ims_now() - t0;
             pthread_mutex_lock(&p->mu);
             if (!st) c.submitted = b + 1;
             else c.feeder_stopped = 1;
@@ -623,20 +623,20 @@ static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double 
         pthread_cond_destroy(&c.cv);
         *infer_s += c.infer_s;
         *write_s += c.write_s;
-        if (!st && c.st) st = is_fail_copy(e, &c.err, c.st);
+        if (!st && c.st) st = ims_fail_copy(e, &c.err, c.st);
         return st;
     }
     int64_t dim = p->eng->info.dim, row = 0;
-    float *out = is_malloc_array((size_t)p->B * (size_t)dim, sizeof(float));
-    if (!out) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    float *out = ims_malloc_array((size_t)p->B * (size_t)dim, sizeof(float));
+    if (!out) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     for (int64_t b = 0; b < p->n_batches && !st; b++) {
         wait_full(p, b);
-        double t0 = is_now();
+        double t0 = ims_now();
         st = be->ops->run(be, p->slot_buf[b % p->S], batch_count(p, b), out, e);
-        *infer_s += is_now() - t0;
-        double t1 = is_now();
+        *infer_s += ims_now() - t0;
+        double t1 = ims_now();
         if (!st) st = write_batch(p, b, out, npy, man, &row, e);
-        *write_s += is_now() - t1;
+        *write_s += ims_now() - t1;
         count_batch(p, b);
         release_slot(p, b);
     }
@@ -648,35 +648,35 @@ static imgsim_status consume(pipeline *p, is_npy_writer *npy, FILE *man, double 
 /* Creates the nvJPEG decoders (hundreds of milliseconds) while the workers start on the CPU. */
 static void *gpu_init_main(void *arg) {
     pipeline *p = arg;
-    double t0 = is_now();
-    is_err e;
+    double t0 = ims_now();
+    ims_err e;
     e.msg[0] = 0;
     /* the engine's decoders (made while it loaded, or kept from its last job), else new ones */
-    is_gpu_jpeg *kept = is_gpu_decoder_slot_take(p->eng->gpu_dec, &e);
-    if (kept && is_gpu_feed_set_jpeg(p->feed, kept, &e) != IMGSIM_OK) is_gpu_jpeg_destroy(kept);
-    if (e.msg[0]) is_log_debug("nvJPEG decoders made with the engine: %s", e.msg);
-    if (is_gpu_feed_init_jpeg(p->feed, p->init_threads, &e) == IMGSIM_OK) {
-        is_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", is_gpu_feed_backend(p->feed),
+    ims_gpu_jpeg *kept = ims_gpu_decoder_slot_take(p->eng->gpu_dec, &e);
+    if (kept && ims_gpu_feed_set_jpeg(p->feed, kept, &e) != IMGSIM_OK) ims_gpu_jpeg_destroy(kept);
+    if (e.msg[0]) ims_log_debug("nvJPEG decoders made with the engine: %s", e.msg);
+    if (ims_gpu_feed_init_jpeg(p->feed, p->init_threads, &e) == IMGSIM_OK) {
+        ims_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", ims_gpu_feed_backend(p->feed),
                     p->adapt ? " and the CPU, share adapted as the job runs" : "");
         atomic_store(&p->gpu_ready, 1);
     } else {
-        is_log_info("GPU decoding unavailable (%s): decoding on the CPU", e.msg);
+        ims_log_info("GPU decoding unavailable (%s): decoding on the CPU", e.msg);
         atomic_store(&p->gpu_ready, -1);
     }
-    p->gpu_init_s = is_now() - t0;
+    p->gpu_init_s = ims_now() - t0;
     return NULL;
 }
 #endif
 
-imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const char *input_desc,
+imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, const char *input_desc,
                                  const char *store_dir, const imgsim_extract_opts *opt, double list_seconds,
-                                 imgsim_extract_stats *stats, is_err *e) {
-    double t_start = is_now() - list_seconds;
+                                 imgsim_extract_stats *stats, ims_err *e) {
+    double t_start = ims_now() - list_seconds;
     imgsim_extract_stats s = {0};
     s.seconds_list = list_seconds;
     s.inputs = (int64_t)ds->n;
     s.skipped = (int64_t)ds->n_skipped;
-    imgsim_status st = is_mkdir_p(store_dir, e);
+    imgsim_status st = ims_mkdir_p(store_dir, e);
     if (st) return st;
 
     pipeline p = {0};
@@ -688,28 +688,28 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     p.n_batches = (p.n_items + p.B - 1) / p.B;
     p.img_floats = (size_t)eng->info.in_channels * (size_t)eng->info.in_height * (size_t)eng->info.in_width;
     if (opt->pre.height != eng->info.in_height || opt->pre.width != eng->info.in_width)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
                        opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
     /* with a CUDA engine the consumer thread drives the GPU (and nvJPEG): leave it a core */
     int workers = opt->workers > 0                                             ? opt->workers
-                  : eng->info.device == IMGSIM_DEVICE_CUDA && is_num_cores() > 4 ? is_num_cores() - 1
-                                                                               : is_num_cores();
+                  : eng->info.device == IMGSIM_DEVICE_CUDA && ims_num_cores() > 4 ? ims_num_cores() - 1
+                                                                               : ims_num_cores();
     p.n_workers = workers;
-    p.res = is_calloc(ds->n ? ds->n : 1, sizeof(item_result));
-    p.busy = is_calloc((size_t)workers, sizeof(double));
-    p.idle = is_calloc((size_t)workers, sizeof(double));
+    p.res = ims_calloc(ds->n ? ds->n : 1, sizeof(item_result));
+    p.busy = ims_calloc((size_t)workers, sizeof(double));
+    p.idle = ims_calloc((size_t)workers, sizeof(double));
     if (!p.res || !p.busy || !p.idle) {
         pipeline_free(&p);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     }
 #ifdef IMGSIM_HAVE_CUDA
-    is_backend *be = eng->b;
+    ims_backend *be = eng->b;
     if (eng->info.device == IMGSIM_DEVICE_CUDA && be->ops->n_slots >= 2 &&
         be->ops->device_input && be->ops->submit_device) {
-        is_gpu_feed *feed = NULL;
-        is_err fe;
+        ims_gpu_feed *feed = NULL;
+        ims_err fe;
         int dev = be->ops->device_index_of ? be->ops->device_index_of(be) : 0;
-        if (is_gpu_feed_create(&feed, dev, p.B, eng->info.in_height, eng->info.in_width, opt->pre.mean, opt->pre.std,
+        if (ims_gpu_feed_create(&feed, dev, p.B, eng->info.in_height, eng->info.in_width, opt->pre.mean, opt->pre.std,
                                &fe) == IMGSIM_OK) {
             p.feed = feed;
             p.gpu_mode = 1;
@@ -720,13 +720,13 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
             p.cpu_share = opt->decode == IMGSIM_DECODE_CPU ? 1.0 : p.adapt ? 0.4 : 0.0;
             atomic_store(&p.cpu_below, share_to_bound(&p, p.cpu_share));
         } else {
-            is_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);
+            ims_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);
         }
     }
 #endif
     if ((st = ring_init(&p, e))) {
 #ifdef IMGSIM_HAVE_CUDA
-        is_gpu_feed_destroy(p.feed);
+        ims_gpu_feed_destroy(p.feed);
 #endif
         pipeline_free(&p);
         return st;
@@ -744,26 +744,26 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     }
 #endif
     /* a store without meta.json is incomplete: remove the old marker before anything else */
-    char *meta_path = is_path_join(store_dir, "meta.json");
-    char *feat_path = is_path_join(store_dir, "features.npy");
-    char *man_path = is_path_join(store_dir, "manifest.tsv");
-    is_npy_writer npy = {0};
-    is_atomic_file man = {0};
+    char *meta_path = ims_path_join(store_dir, "meta.json");
+    char *feat_path = ims_path_join(store_dir, "features.npy");
+    char *man_path = ims_path_join(store_dir, "manifest.tsv");
+    ims_npy_writer npy = {0};
+    ims_atomic_file man = {0};
     if (!meta_path || !feat_path || !man_path) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
         goto done;
     }
     remove(meta_path);
-    if ((st = is_npy_begin(&npy, feat_path, opt->dtype, eng->info.dim, e))) goto done;
-    if ((st = is_atomic_open(&man, man_path, e))) goto done;
+    if ((st = ims_npy_begin(&npy, feat_path, opt->dtype, eng->info.dim, e))) goto done;
+    if ((st = ims_atomic_open(&man, man_path, e))) goto done;
     fprintf(man.f, "row\tpath\tlabel\tstatus\terror\n");
 
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv_slot_free, NULL);
     pthread_cond_init(&p.cv_slot_full, NULL);
-    p.progress = is_progress_start("extract", p.n_items, opt->quiet);
-    pthread_t *th = is_calloc((size_t)workers, sizeof(pthread_t));
-    worker_arg *wa = is_calloc((size_t)workers, sizeof(worker_arg));
+    p.progress = ims_progress_start("extract", p.n_items, opt->quiet);
+    pthread_t *th = ims_calloc((size_t)workers, sizeof(pthread_t));
+    worker_arg *wa = ims_calloc((size_t)workers, sizeof(worker_arg));
     int started = 0;
     if (th && wa) {
         for (int w = 0; w < workers; w++) {
@@ -775,9 +775,9 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     }
     double infer_s = 0, write_s = 0;
     if (started == 0 && p.n_items > 0) {
-        st = is_fail(e, IMGSIM_ERR_INTERNAL, "cannot start worker threads");
+        st = ims_fail(e, IMGSIM_ERR_INTERNAL, "cannot start worker threads");
     } else {
-        s.seconds_setup = is_now() - t_start - list_seconds;
+        s.seconds_setup = ims_now() - t_start - list_seconds;
         st = consume(&p, &npy, man.f, &infer_s, &write_s, e);
     }
     pthread_mutex_lock(&p.mu);
@@ -787,7 +787,7 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     for (int w = 0; w < started; w++) pthread_join(th[w], NULL);
     free(th);
     free(wa);
-    is_progress_end(p.progress);
+    ims_progress_end(p.progress);
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.cv_slot_free);
     pthread_cond_destroy(&p.cv_slot_full);
@@ -805,7 +805,7 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
     s.seconds_gpu_decode = p.gpu_s;
     s.seconds_wait_workers = p.wait_s;
     if (p.gpu_mode)
-        is_log_debug("consumer: GPU decode %.3f s, CPU fallback %.3f s, uploads %.3f s, submit %.3f s, rest %.3f s",
+        ims_log_debug("consumer: GPU decode %.3f s, CPU fallback %.3f s, uploads %.3f s, submit %.3f s, rest %.3f s",
                      p.t_feed[0], p.t_feed[1], p.t_feed[2], p.t_feed[3],
                      p.gpu_s - p.t_feed[0] - p.t_feed[1] - p.t_feed[2] - p.t_feed[3]);
     if (p.init_started) {
@@ -814,36 +814,36 @@ imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const
         s.seconds_gpu_init = p.gpu_init_s;
     }
     for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
-        char *why = is_strdup(ds->skipped[i].reason);
+        char *why = ims_strdup(ds->skipped[i].reason);
         if (why) tsv_clean(why);
         fprintf(man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].path, why ? why : "not an image");
         free(why);
     }
-    double tw = is_now();
-    if ((st = is_npy_finish(&npy, e))) goto done;
-    if ((st = is_atomic_commit(&man, e))) goto done;
-    s.seconds_write = write_s + (is_now() - tw);
-    s.seconds_total = is_now() - t_start;
+    double tw = ims_now();
+    if ((st = ims_npy_finish(&npy, e))) goto done;
+    if ((st = ims_atomic_commit(&man, e))) goto done;
+    s.seconds_write = write_s + (ims_now() - tw);
+    s.seconds_total = ims_now() - t_start;
     s.images_per_s = s.seconds_total > 0 ? (double)s.ok / s.seconds_total : 0;
     char fp[65];
-    is_dataset_fingerprint(ds, fp, e);
+    ims_dataset_fingerprint(ds, fp, e);
     st = write_meta(meta_path, &p, input_desc, fp, &s, e);
 done:
     if (p.init_started) pthread_join(p.init_th, NULL);
     if (st) {
-        is_npy_abort(&npy);
-        if (man.f) is_atomic_abort(&man);
+        ims_npy_abort(&npy);
+        if (man.f) ims_atomic_abort(&man);
     }
     free(meta_path);
     free(feat_path);
     free(man_path);
 #ifdef IMGSIM_HAVE_CUDA
     { /* the engine keeps the decoders for its next job */
-        is_gpu_jpeg *kept = is_gpu_feed_detach_jpeg(p.feed);
-        if (kept && !eng->gpu_dec) eng->gpu_dec = is_gpu_decoder_slot_new();
-        if (kept) is_gpu_decoder_slot_put(eng->gpu_dec, kept);
+        ims_gpu_jpeg *kept = ims_gpu_feed_detach_jpeg(p.feed);
+        if (kept && !eng->gpu_dec) eng->gpu_dec = ims_gpu_decoder_slot_new();
+        if (kept) ims_gpu_decoder_slot_put(eng->gpu_dec, kept);
     }
-    is_gpu_feed_destroy(p.feed);
+    ims_gpu_feed_destroy(p.feed);
 #endif
     pipeline_free(&p);
     if (stats) *stats = s;
@@ -853,24 +853,24 @@ done:
 imgsim_status imgsim_extract(imgsim_engine *eng, const char *model_path, const char *input, const char *store_dir,
                              const imgsim_extract_opts *opt, imgsim_extract_stats *stats) {
     if (!eng || !input || !store_dir)
-        return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_extract: NULL argument");
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_extract: NULL argument");
     imgsim_extract_opts def;
     if (!opt) {
         imgsim_extract_opts_init(&def);
         opt = &def;
     }
-    if (model_path && !eng->model_path) eng->model_path = is_strdup(model_path);
-    double t0 = is_now();
-    is_dataset *ds = NULL;
-    imgsim_status st = is_dataset_open(&ds, input, &eng->err);
-    if (st) return is_fail_copy(NULL, &eng->err, st);
-    double tl = is_now() - t0;
+    if (model_path && !eng->model_path) eng->model_path = ims_strdup(model_path);
+    double t0 = ims_now();
+    ims_dataset *ds = NULL;
+    imgsim_status st = ims_dataset_open(&ds, input, &eng->err);
+    if (st) return ims_fail_copy(NULL, &eng->err, st);
+    double tl = ims_now() - t0;
     for (size_t i = 0; i < ds->n_skipped; i++)
-        is_log_warn("skipped %s: %s", ds->skipped[i].path, ds->skipped[i].reason);
+        ims_log_warn("skipped %s: %s", ds->skipped[i].path, ds->skipped[i].reason);
     imgsim_extract_stats s;
-    st = is_extract_dataset(eng, ds, input, store_dir, opt, tl, &s, &eng->err);
-    is_dataset_free(ds);
+    st = ims_extract_dataset(eng, ds, input, store_dir, opt, tl, &s, &eng->err);
+    ims_dataset_free(ds);
     if (stats) *stats = s;
-    if (st) is_fail_copy(NULL, &eng->err, st);
+    if (st) ims_fail_copy(NULL, &eng->err, st);
     return st;
 }

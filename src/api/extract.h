@@ -9,14 +9,14 @@
 
 /* Extracts an already-listed dataset into store_dir (see imgsim_extract). list_seconds is the time
  * the listing took, recorded in the stats and meta.json. */
-imgsim_status is_extract_dataset(imgsim_engine *eng, const is_dataset *ds, const char *input_desc,
+imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, const char *input_desc,
                                  const char *store_dir, const imgsim_extract_opts *opt, double list_seconds,
-                                 imgsim_extract_stats *stats, is_err *e);
+                                 imgsim_extract_stats *stats, ims_err *e);
 
 /* SHA-256 over every item's relative path, label, size and modification time. */
-imgsim_status is_dataset_fingerprint(const is_dataset *d, char out[65], is_err *e);
+imgsim_status ims_dataset_fingerprint(const ims_dataset *d, char out[65], ims_err *e);
 
 /* The preprocessing settings as stored in meta.json (compared between stores). */
-cJSON *is_preprocess_json(const imgsim_preprocess_opts *pre);
+cJSON *ims_preprocess_json(const imgsim_preprocess_opts *pre);
 
 #endif

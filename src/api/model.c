@@ -5,35 +5,35 @@
 #include "api/api.h"
 
 imgsim_status imgsim_model_load(imgsim_model **out, const char *path, const char *layer) {
-    if (!out || !path) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_model_load: NULL argument");
+    if (!out || !path) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_model_load: NULL argument");
     *out = NULL;
-    imgsim_model *m = is_calloc(1, sizeof *m);
-    if (!m) return is_fail(NULL, IMGSIM_ERR_NOMEM, "out of memory");
-    m->path = is_strdup(path);
+    imgsim_model *m = ims_calloc(1, sizeof *m);
+    if (!m) return ims_fail(NULL, IMGSIM_ERR_NOMEM, "out of memory");
+    m->path = ims_strdup(path);
     snprintf(m->layer_asked, sizeof m->layer_asked, "%s", layer ? layer : "");
     imgsim_status st;
     if (!m->path) {
-        st = is_fail(&m->err, IMGSIM_ERR_NOMEM, "out of memory");
+        st = ims_fail(&m->err, IMGSIM_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if ((st = is_onnx_load(&m->g, path, &m->err))) goto fail;
-    if ((st = is_graph_infer_shapes(m->g, &m->err))) goto prefixed;
-    if ((st = is_graph_select_output(m->g, layer, &m->err))) goto prefixed;
+    if ((st = ims_onnx_load(&m->g, path, &m->err))) goto fail;
+    if ((st = ims_graph_infer_shapes(m->g, &m->err))) goto prefixed;
+    if ((st = ims_graph_select_output(m->g, layer, &m->err))) goto prefixed;
     snprintf(m->layer, sizeof m->layer, "%s", m->g->vals[m->g->output].name);
-    if ((st = is_graph_optimize(m->g, &m->err))) goto prefixed;
+    if ((st = ims_graph_optimize(m->g, &m->err))) goto prefixed;
     *out = m;
     return IMGSIM_OK;
 prefixed:
-    if (strncmp(m->err.msg, path, strlen(path)) != 0) is_fail_prefix(&m->err, st, path);
+    if (strncmp(m->err.msg, path, strlen(path)) != 0) ims_fail_prefix(&m->err, st, path);
 fail:
-    is_fail_copy(NULL, &m->err, st);
+    ims_fail_copy(NULL, &m->err, st);
     imgsim_model_destroy(m);
     return st;
 }
 
 void imgsim_model_destroy(imgsim_model *m) {
     if (!m) return;
-    is_graph_free(m->g);
+    ims_graph_free(m->g);
     free(m->path);
     free(m);
 }
@@ -43,9 +43,9 @@ const char *imgsim_model_errmsg(const imgsim_model *m) {
 }
 
 imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *info) {
-    if (!m || !info) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_model_get_info: NULL argument");
+    if (!m || !info) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_model_get_info: NULL argument");
     memset(info, 0, sizeof *info);
-    const is_graph *g = m->g;
+    const ims_graph *g = m->g;
     info->dim = (int)g->dim;
     info->in_channels = g->in_c;
     info->in_height = g->in_h;

@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-typedef struct is_backend_cfg {
+typedef struct ims_backend_cfg {
     imgsim_precision precision;
     int max_batch;
     int threads;          /* CPU threads, 0 = all cores */
@@ -29,42 +29,42 @@ typedef struct is_backend_cfg {
     int batch_auto;       /* CUDA: shrink max_batch to what fits in device memory */
     int cached_only;      /* CUDA: fail with MISMATCH rather than plan when no engine file matches
                              (the graph may then be a stub: sha256, output name, input size only) */
-} is_backend_cfg;
+} ims_backend_cfg;
 
-typedef struct is_backend is_backend;
+typedef struct ims_backend ims_backend;
 
-typedef struct is_backend_ops {
+typedef struct ims_backend_ops {
     const char *name; /* "cpu", "cuda" */
     /* Plans g (which the backend may keep pointers into only during prepare). */
-    imgsim_status (*prepare)(is_backend *b, const is_graph *g, const is_backend_cfg *cfg, is_err *e);
+    imgsim_status (*prepare)(ims_backend *b, const ims_graph *g, const ims_backend_cfg *cfg, ims_err *e);
     /* Synchronous: input [n, C, H, W] float32 host, out [n, dim] float32 host; 1 <= n <= max_batch. */
-    imgsim_status (*run)(is_backend *b, const float *input, int n, float *out, is_err *e);
+    imgsim_status (*run)(ims_backend *b, const float *input, int n, float *out, ims_err *e);
 
     /* Optional asynchronous pair (NULL if absent), for overlapping copies with compute:
      * input_buffer(slot) is a host buffer of max_batch inputs (pinned on CUDA) the caller fills;
      * submit starts slot's batch of n; collect waits for it and copies the features to out.
      * Slots are 0..n_slots-1 and the caller collects in submit order. */
     int n_slots;
-    float *(*input_buffer)(is_backend *b, int slot);
-    imgsim_status (*submit)(is_backend *b, int slot, int n, is_err *e);
-    imgsim_status (*collect)(is_backend *b, int slot, float *out, is_err *e);
+    float *(*input_buffer)(ims_backend *b, int slot);
+    imgsim_status (*submit)(ims_backend *b, int slot, int n, ims_err *e);
+    imgsim_status (*collect)(ims_backend *b, int slot, float *out, ims_err *e);
 
     /* Optional, for inputs prepared on the device (GPU decoding, CUDA only; NULL elsewhere):
      * device_input(slot) is the slot's device input buffer (float32 NCHW, max_batch images);
      * submit_device starts slot's batch of n from that buffer without a host copy, after
      * ready_event (a cudaEvent_t recorded by the producer; NULL = already ready). Collect as usual.
      * device_index_of gives the CUDA ordinal the engine runs on. */
-    void *(*device_input)(is_backend *b, int slot);
-    imgsim_status (*submit_device)(is_backend *b, int slot, int n, void *ready_event, is_err *e);
-    int (*device_index_of)(const is_backend *b);
+    void *(*device_input)(ims_backend *b, int slot);
+    imgsim_status (*submit_device)(ims_backend *b, int slot, int n, void *ready_event, ims_err *e);
+    int (*device_index_of)(const ims_backend *b);
 
     /* Fills what it knows into info (device_name, device_bytes, loaded_from_file, max_batch). */
-    void (*info)(const is_backend *b, imgsim_engine_info *info);
-    void (*destroy)(is_backend *b);
-} is_backend_ops;
+    void (*info)(const ims_backend *b, imgsim_engine_info *info);
+    void (*destroy)(ims_backend *b);
+} ims_backend_ops;
 
-struct is_backend {
-    const is_backend_ops *ops;
+struct ims_backend {
+    const ims_backend_ops *ops;
     void *impl;
     int64_t dim;
     int in_c, in_h, in_w;
@@ -73,11 +73,11 @@ struct is_backend {
 
 /* Constructors: allocate the backend object (not yet prepared). Return NO_DEVICE where the
  * backend is not built in or no device exists. */
-imgsim_status is_backend_cpu_new(is_backend **out, is_err *e);
-imgsim_status is_backend_cuda_new(is_backend **out, is_err *e);
+imgsim_status ims_backend_cpu_new(ims_backend **out, ims_err *e);
+imgsim_status ims_backend_cuda_new(ims_backend **out, ims_err *e);
 
 /* Whether CUDA support was compiled in and a device is present (for skipping tests). */
-int is_cuda_available(void);
+int ims_cuda_available(void);
 
 #ifdef __cplusplus
 }

@@ -8,13 +8,13 @@
 
 #include "backend/backend.h"
 
-imgsim_status is_backend_cuda_new(is_backend **out, is_err *e) {
+imgsim_status ims_backend_cuda_new(ims_backend **out, ims_err *e) {
     if (out) *out = NULL;
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA support");
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA support");
 }
 
-int is_cuda_available(void) { return 0; }
+int ims_cuda_available(void) { return 0; }
 
 #else
-typedef int is_cuda_stub_unused; /* ISO C forbids an empty translation unit */
+typedef int ims_cuda_stub_unused; /* ISO C forbids an empty translation unit */
 #endif

@@ -281,7 +281,7 @@ int cli_fail(const char *cmd, imgsim_status st) {
 }
 
 void cli_info(const char *fmt, ...) {
-    if (!is_log_enabled(IMGSIM_LOG_INFO)) return;
+    if (!ims_log_enabled(IMGSIM_LOG_INFO)) return;
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

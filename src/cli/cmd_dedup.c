@@ -2,7 +2,7 @@
  * cmd_dedup.c: imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N]
  *
  * Finds every pair of rows i < j of a feature store whose inner product (cosine, for the
- * normalised features imgsim writes) is >= threshold, blockwise (is_dedup_cpu: no n x n matrix),
+ * normalised features imgsim writes) is >= threshold, blockwise (ims_dedup_cpu: no n x n matrix),
  * and writes JSON {path_i: [[path_j, score], ...], ...}: each pair once, under the path of the
  * lower row, each list sorted by score descending (then row ascending); only rows with at least
  * one pair appear, in row order. Written atomically to --out, or to stdout without it. A summary
@@ -66,7 +66,7 @@ static int found_cmp(const void *pa, const void *pb) {
 }
 
 /* Builds the JSON text of the pairs (sorted by found_cmp). NULL when out of memory. */
-static char *pairs_json(const is_store *s, const found *p, size_t n) {
+static char *pairs_json(const ims_store *s, const found *p, size_t n) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;
     for (size_t a = 0; a < n;) {
@@ -132,25 +132,25 @@ int cmd_dedup(int argc, char **argv) {
         return rc;
     }
 
-    is_store *s = NULL;
+    ims_store *s = NULL;
     collect c = {0};
     char *txt = NULL;
-    double t0 = is_now();
-    imgsim_status st = is_store_open(&s, dir, NULL);
+    double t0 = ims_now();
+    imgsim_status st = ims_store_open(&s, dir, NULL);
     if (st == IMGSIM_OK)
-        st = cuda ? is_dedup_cuda(s->features, s->n, s->dim, s->dtype, (float)thr, dev_index, gpu_memory, on_pair, &c,
+        st = cuda ? ims_dedup_cuda(s->features, s->n, s->dim, s->dtype, (float)thr, dev_index, gpu_memory, on_pair, &c,
                                   NULL)
-                  : is_dedup_cpu(s->features, s->n, s->dim, s->dtype, (float)thr, threads, on_pair, &c, NULL);
+                  : ims_dedup_cpu(s->features, s->n, s->dim, s->dtype, (float)thr, threads, on_pair, &c, NULL);
     if (st == IMGSIM_OK && c.oom)
-        st = is_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory holding the pairs");
+        st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory holding the pairs");
     if (st == IMGSIM_OK) {
         if (c.n) qsort(c.p, c.n, sizeof *c.p, found_cmp);
         txt = pairs_json(s, c.p, c.n);
-        if (!txt) st = is_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory writing JSON");
+        if (!txt) st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory writing JSON");
     }
     if (st == IMGSIM_OK) {
         if (out) {
-            st = is_write_file_atomic(out, txt, strlen(txt), NULL);
+            st = ims_write_file_atomic(out, txt, strlen(txt), NULL);
         } else {
             fputs(txt, stdout);
             fputc('\n', stdout);
@@ -163,13 +163,13 @@ int cmd_dedup(int argc, char **argv) {
         fprintf(stderr,
                 "imgsim dedup: %lld rows, %zu pairs with score >= %g (%zu rows have a near-duplicate), %.2f "
                 "s%s%s\n",
-                (long long)s->n, c.n, (double)(float)thr, rows, is_now() - t0, out ? ", written to " : "",
+                (long long)s->n, c.n, (double)(float)thr, rows, ims_now() - t0, out ? ", written to " : "",
                 out ? out : "");
     }
     cli_free(&a);
     free(txt);
     free(c.p);
-    is_store_free(s);
+    ims_store_free(s);
     if (st != IMGSIM_OK) return cli_fail("dedup", st);
     return 0;
 }

@@ -42,28 +42,28 @@ int cmd_demo(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
-    is_err e;
-    char *data = is_path_join(out, "data"), *model = NULL, *job = is_path_join(out, "job");
+    ims_err e;
+    char *data = ims_path_join(out, "data"), *model = NULL, *job = ims_path_join(out, "job");
     char mname[64];
     snprintf(mname, sizeof mname, "%s-random.onnx", arch);
-    model = is_path_join(out, mname);
+    model = ims_path_join(out, mname);
     rc = 1;
-    if (!data || !model || !job || is_mkdir_p(out, &e)) goto done;
+    if (!data || !model || !job || ims_mkdir_p(out, &e)) goto done;
 
     fprintf(stderr, "imgsim demo: generating %d classes x %d photo-like JPEGs in %s\n", classes, per_class, data);
-    is_synth_opts so;
-    is_synth_opts_init(&so);
+    ims_synth_opts so;
+    ims_synth_opts_init(&so);
     so.n_classes = classes;
     so.per_class = per_class;
     so.min_side = 160;
     so.max_side = 800;
     so.seed = 42;
     so.quiet = quiet;
-    if (is_synth_dataset_ex(data, &so, &e)) {
+    if (ims_synth_dataset_ex(data, &so, &e)) {
         fprintf(stderr, "imgsim demo: %s\n", e.msg);
         goto done;
     }
-    if (!is_path_exists(model)) {
+    if (!ims_path_exists(model)) {
         fprintf(stderr, "imgsim demo: writing %s (%s, random Kaiming-normal weights, seed 42)\n", model, arch);
         imgsim_status st = imgsim_model_init(model, arch, 42);
         if (st) {

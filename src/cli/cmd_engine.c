@@ -39,16 +39,16 @@ static int engine_info(int argc, char **argv) {
         if (!path && !rc) fputs(usage, stderr);
         return 2;
     }
-    is_cuda_plan p;
-    is_err e;
-    if (is_cuda_plan_load(&p, path, &e)) {
+    ims_cuda_plan p;
+    ims_err e;
+    if (ims_cuda_plan_load(&p, path, &e)) {
         fprintf(stderr, "imgsim engine: %s\n", e.msg);
         cli_free(&a);
         return 1;
     }
     printf("file             %s\n", path);
-    is_cuda_plan_print(&p, stdout);
-    is_cuda_plan_free(&p);
+    ims_cuda_plan_print(&p, stdout);
+    ims_cuda_plan_free(&p);
     cli_free(&a);
     return 0;
 }
@@ -115,7 +115,7 @@ static int engine_build(int argc, char **argv) {
     if (!st && !imgsim_engine_get_info(eng, &first) && first.loaded_from_file) {
         /* the cache already held one: remove it and build afresh */
         char path[4096];
-        snprintf(path, sizeof path, "%s", is_cuda_engine_path(eng->b));
+        snprintf(path, sizeof path, "%s", ims_cuda_engine_path(eng->b));
         imgsim_engine_destroy(eng);
         eng = NULL;
         unlink(path);
@@ -128,7 +128,7 @@ static int engine_build(int argc, char **argv) {
     }
     imgsim_engine_info info;
     imgsim_engine_get_info(eng, &info);
-    const char *path = is_cuda_engine_path(eng->b);
+    const char *path = ims_cuda_engine_path(eng->b);
     if (!path[0] || access(path, R_OK) != 0) {
         fprintf(stderr, "imgsim engine build: the engine file was not written (see the messages above)\n");
         imgsim_engine_destroy(eng);

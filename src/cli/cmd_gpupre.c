@@ -35,19 +35,19 @@ int cmd_gpupre(int argc, char **argv) {
     size_t img = (size_t)3 * pre.height * pre.width;
     float *buf = calloc((size_t)n * img, sizeof(float));
     imgsim_status *st = calloc((size_t)n, sizeof *st);
-    is_err *msg = calloc((size_t)n, sizeof *msg);
+    ims_err *msg = calloc((size_t)n, sizeof *msg);
     int *on_gpu = calloc((size_t)n, sizeof *on_gpu);
-    is_err e;
+    ims_err e;
     rc = 1;
     if (buf && st && msg && on_gpu) {
-        imgsim_status s = is_gpu_preprocess_files(buf, paths, n, dev, &pre, st, msg, on_gpu, &e);
+        imgsim_status s = ims_gpu_preprocess_files(buf, paths, n, dev, &pre, st, msg, on_gpu, &e);
         if (s) {
             fprintf(stderr, "imgsim gpupre: %s\n", e.msg);
         } else {
             for (int i = 0; i < n; i++)
                 printf("%s\t%s\t%s\n", st[i] ? "error" : on_gpu[i] ? "gpu" : "cpu", paths[i], st[i] ? msg[i].msg : "");
             int64_t shape[4] = {n, 3, pre.height, pre.width};
-            rc = is_npy_write_f32(out, buf, shape, 4, &e) ? (fprintf(stderr, "imgsim gpupre: %s\n", e.msg), 1) : 0;
+            rc = ims_npy_write_f32(out, buf, shape, 4, &e) ? (fprintf(stderr, "imgsim gpupre: %s\n", e.msg), 1) : 0;
         }
     }
     free(buf), free(st), free(msg), free(on_gpu);

@@ -71,7 +71,7 @@ static int model_init(int argc, char **argv) {
         imgsim_status s = imgsim_model_init(out, arch, seed);
         if (s != IMGSIM_OK)
             rc = cli_fail("model init", s);
-        else if (is_log_enabled(IMGSIM_LOG_INFO))
+        else if (ims_log_enabled(IMGSIM_LOG_INFO))
             fprintf(stderr, "imgsim model init: wrote %s (%s, seed %" PRIu64 ")\n", out, arch, seed);
     }
     cli_free(&a);
@@ -80,15 +80,15 @@ static int model_init(int argc, char **argv) {
 
 /* Operators and parameters as the file has them (before optimisation). */
 static imgsim_status file_counts(const char *path, int *n_ops, int64_t *n_params) {
-    is_graph *g = NULL;
-    is_err e;
-    imgsim_status s = is_onnx_load(&g, path, &e);
+    ims_graph *g = NULL;
+    ims_err e;
+    imgsim_status s = ims_onnx_load(&g, path, &e);
     if (s != IMGSIM_OK) return s;
     *n_ops = g->n_nodes;
     *n_params = 0;
     for (int i = 0; i < g->n_vals; i++)
-        if (g->vals[i].data) *n_params += is_value_numel(&g->vals[i]);
-    is_graph_free(g);
+        if (g->vals[i].data) *n_params += ims_value_numel(&g->vals[i]);
+    ims_graph_free(g);
     return IMGSIM_OK;
 }
 

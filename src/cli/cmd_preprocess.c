@@ -64,8 +64,8 @@ typedef struct bench_ctx {
 
 static void bench_one(void *ctx, int64_t i, int worker) {
     bench_ctx *b = ctx;
-    is_err e;
-    if (is_preprocess_file(b->outs[worker], b->paths[i % b->n], b->o, &e) != IMGSIM_OK) {
+    ims_err e;
+    if (ims_preprocess_file(b->outs[worker], b->paths[i % b->n], b->o, &e) != IMGSIM_OK) {
         if (i < b->n) fprintf(stderr, "imgsim preprocess: %s\n", e.msg);
         atomic_fetch_add(&b->failed, 1);
     }
@@ -86,8 +86,8 @@ static int run_bench(const char *dir, int workers, int repeat, const imgsim_prep
     struct dirent *de;
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.') continue;
-        char *p = is_path_join(dir, de->d_name);
-        if (!p || !is_path_exists(p) || is_is_dir(p)) {
+        char *p = ims_path_join(dir, de->d_name);
+        if (!p || !ims_path_exists(p) || ims_is_dir(p)) {
             free(p);
             continue;
         }
@@ -104,8 +104,8 @@ static int run_bench(const char *dir, int workers, int repeat, const imgsim_prep
     }
     closedir(d);
     int rc = 1;
-    is_pool *pool = NULL;
-    is_err e;
+    ims_pool *pool = NULL;
+    ims_err e;
     bench_ctx b;
     memset(&b, 0, sizeof b);
     if (n == 0) {
@@ -113,11 +113,11 @@ static int run_bench(const char *dir, int workers, int repeat, const imgsim_prep
         goto done;
     }
     qsort(paths, (size_t)n, sizeof *paths, cmp_str);
-    if (is_pool_create(&pool, workers, &e) != IMGSIM_OK) {
+    if (ims_pool_create(&pool, workers, &e) != IMGSIM_OK) {
         fprintf(stderr, "imgsim preprocess: %s\n", e.msg);
         goto done;
     }
-    int nw = is_pool_size(pool);
+    int nw = ims_pool_size(pool);
     b.paths = paths;
     b.n = n;
     b.o = o;
@@ -126,20 +126,20 @@ static int run_bench(const char *dir, int workers, int repeat, const imgsim_prep
     for (int i = 0; b.outs && i < nw; i++)
         if (!b.outs[i]) goto done;
     if (!b.outs) goto done;
-    is_pool_for(pool, nw < n ? nw : n, bench_one, &b); /* warm-up: workspaces, page cache */
+    ims_pool_for(pool, nw < n ? nw : n, bench_one, &b); /* warm-up: workspaces, page cache */
     atomic_store(&b.failed, 0);
-    double t0 = is_now();
-    is_pool_for(pool, n * repeat, bench_one, &b);
-    double dt = is_now() - t0;
+    double t0 = ims_now();
+    ims_pool_for(pool, n * repeat, bench_one, &b);
+    double dt = ims_now() - t0;
     long failed = atomic_load(&b.failed);
     printf("imgsim preprocess: %lld images (%lld files x %d) in %.3f s with %d workers: %.1f images/s (%ld failed)\n",
            (long long)(n * repeat), (long long)n, repeat, dt, nw, (double)(n * repeat) / dt, failed);
     rc = failed ? 1 : 0;
 done:
     if (b.outs)
-        for (int i = 0; pool && i < is_pool_size(pool); i++) free(b.outs[i]);
+        for (int i = 0; pool && i < ims_pool_size(pool); i++) free(b.outs[i]);
     free(b.outs);
-    is_pool_destroy(pool);
+    ims_pool_destroy(pool);
     for (int64_t i = 0; i < n; i++) free(paths[i]);
     free(paths);
     return rc;
@@ -150,28 +150,28 @@ done:
 static int write_decoded(const char *image, const char *out, const imgsim_preprocess_opts *o) {
     uint8_t *buf = NULL;
     size_t len = 0;
-    is_err e;
-    imgsim_status st = is_read_file(&buf, &len, image, 0, &e);
+    ims_err e;
+    imgsim_status st = ims_read_file(&buf, &len, image, 0, &e);
     if (st != IMGSIM_OK) return cli_fail("preprocess", st);
-    is_decode_opts d;
+    ims_decode_opts d;
     memset(&d, 0, sizeof d);
     d.max_pixels = o->max_pixels;
     d.exif_rotate = o->exif_rotate;
-    is_image img;
-    st = is_image_decode(&img, buf, len, &d, image, &e);
+    ims_image img;
+    st = ims_image_decode(&img, buf, len, &d, image, &e);
     free(buf);
     if (st != IMGSIM_OK) return cli_fail("preprocess", st);
     size_t n = (size_t)img.w * img.h * 3;
     float *f = malloc(n * sizeof *f);
     if (!f) {
-        is_image_free(&img);
+        ims_image_free(&img);
         fprintf(stderr, "imgsim preprocess: out of memory\n");
         return 1;
     }
     for (size_t i = 0; i < n; i++) f[i] = img.px[i];
     int64_t shape[3] = {img.h, img.w, 3};
-    is_image_free(&img);
-    st = is_npy_write_f32(out, f, shape, 3, &e);
+    ims_image_free(&img);
+    st = ims_npy_write_f32(out, f, shape, 3, &e);
     free(f);
     return st == IMGSIM_OK ? 0 : cli_fail("preprocess", st);
 }
@@ -233,9 +233,9 @@ int cmd_preprocess(int argc, char **argv) {
             if (st != IMGSIM_OK) {
                 rc = cli_fail("preprocess", st);
             } else {
-                is_err e;
+                ims_err e;
                 int64_t shape[4] = {1, 3, o.height, o.width};
-                st = is_npy_write_f32(out, t, shape, 4, &e);
+                st = ims_npy_write_f32(out, t, shape, 4, &e);
                 rc = st == IMGSIM_OK ? 0 : cli_fail("preprocess", st);
             }
             free(t);

@@ -26,18 +26,18 @@ typedef struct stage {
 /* 1 if the store in dir is complete and was made from the same model, layer, preprocessing,
  * precision, dtype and images. */
 static int store_reusable(const char *dir, const imgsim_model_info *mi, const imgsim_engine_opts *eo,
-                          const imgsim_extract_opts *xo, const is_dataset *ds) {
-    is_store *s = NULL;
-    is_err e;
-    if (is_store_open(&s, dir, &e)) return 0;
+                          const imgsim_extract_opts *xo, const ims_dataset *ds) {
+    ims_store *s = NULL;
+    ims_err e;
+    if (ims_store_open(&s, dir, &e)) return 0;
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(s->meta, "model");
     const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "sha256"));
-    const char *layer = is_store_meta_str(s, "layer"), *prec = is_store_meta_str(s, "precision");
-    const char *fp = is_store_meta_str(s, "inputs_fingerprint"), *dtype = is_store_meta_str(s, "dtype");
-    const char *dev = is_store_meta_str(s, "device");
+    const char *layer = ims_store_meta_str(s, "layer"), *prec = ims_store_meta_str(s, "precision");
+    const char *fp = ims_store_meta_str(s, "inputs_fingerprint"), *dtype = ims_store_meta_str(s, "dtype");
+    const char *dev = ims_store_meta_str(s, "device");
     char want_fp[65];
-    is_dataset_fingerprint(ds, want_fp, &e);
-    cJSON *pre = is_preprocess_json(&xo->pre);
+    ims_dataset_fingerprint(ds, want_fp, &e);
+    cJSON *pre = ims_preprocess_json(&xo->pre);
     imgsim_precision p = eo->precision_set ? eo->precision
                                            : (eo->device == IMGSIM_DEVICE_CUDA ? IMGSIM_PREC_FP16 : IMGSIM_PREC_FP32);
     int ok = sha && !strcmp(sha, mi->sha256) && layer && !strcmp(layer, mi->layer) && prec &&
@@ -46,13 +46,13 @@ static int store_reusable(const char *dir, const imgsim_model_info *mi, const im
              !strcmp(dev, eo->device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu") &&
              cJSON_Compare(cJSON_GetObjectItemCaseSensitive(s->meta, "preprocessing"), pre, 1);
     cJSON_Delete(pre);
-    is_store_free(s);
+    ims_store_free(s);
     return ok;
 }
 
 /* Extracts ds into dir unless a reusable store is there. */
 static int extract_stage(imgsim_engine **eng, const imgsim_model *m, const imgsim_model_info *mi,
-                         const imgsim_engine_opts *eo, const imgsim_extract_opts *xo, const is_dataset *ds,
+                         const imgsim_engine_opts *eo, const imgsim_extract_opts *xo, const ims_dataset *ds,
                          const char *desc, const char *dir, int force, stage *stg, double *engine_s) {
     if (!force && store_reusable(dir, mi, eo, xo, ds)) {
         stg->reused = 1;
@@ -62,18 +62,18 @@ static int extract_stage(imgsim_engine **eng, const imgsim_model *m, const imgsi
         return 0;
     }
     if (!*eng) { /* build the engine only when something must be extracted */
-        double t0 = is_now();
+        double t0 = ims_now();
         imgsim_status st = imgsim_engine_create(eng, m, eo);
         if (st) return cli_fail("run", st);
-        *engine_s = is_now() - t0;
+        *engine_s = ims_now() - t0;
         imgsim_engine_info ei;
         imgsim_engine_get_info(*eng, &ei);
         cli_info("imgsim: engine %s, %s, batch %d, ready in %.2f s\n", ei.device_name,
                 imgsim_precision_str(ei.precision), ei.max_batch, *engine_s);
     }
     imgsim_extract_stats s;
-    is_err e;
-    imgsim_status st = is_extract_dataset(*eng, ds, desc, dir, xo, 0, &s, &e);
+    ims_err e;
+    imgsim_status st = ims_extract_dataset(*eng, ds, desc, dir, xo, 0, &s, &e);
     if (st) {
         fprintf(stderr, "imgsim run: %s\n", e.msg);
         return 1;
@@ -122,39 +122,39 @@ int cmd_run(int argc, char **argv) {
         return rc;
     }
     rc = 1;
-    double t_all = is_now();
-    is_err e;
-    is_dataset *all = NULL, *train = NULL, *test = NULL;
+    double t_all = ims_now();
+    ims_err e;
+    ims_dataset *all = NULL, *train = NULL, *test = NULL;
     imgsim_model *m = NULL;
     imgsim_engine *eng = NULL;
-    is_store *gs = NULL, *qs = NULL;
+    ims_store *gs = NULL, *qs = NULL;
     cJSON *metrics = NULL, *sum = NULL;
     uint8_t *is_test = NULL;
     size_t *tr = NULL, *te = NULL;
-    char *p_train = is_path_join(out, "train.tsv"), *p_test = is_path_join(out, "test.tsv");
-    char *p_gal = is_path_join(out, "gallery"), *p_q = is_path_join(out, "queries");
-    char *p_res = is_path_join(out, "results.tsv"), *p_sum = is_path_join(out, "summary.json");
+    char *p_train = ims_path_join(out, "train.tsv"), *p_test = ims_path_join(out, "test.tsv");
+    char *p_gal = ims_path_join(out, "gallery"), *p_q = ims_path_join(out, "queries");
+    char *p_res = ims_path_join(out, "results.tsv"), *p_sum = ims_path_join(out, "summary.json");
     stage st_split = {"split", 0, 0, 0}, st_model = {"model load", 0, 0, 0}, st_engine = {"engine build", 0, 0, 0};
     stage st_gal = {"gallery (train)", 0, 0, 0}, st_q = {"queries (test)", 0, 0, 0}, st_search = {"search", 0, 0, 0};
     if (!p_train || !p_test || !p_gal || !p_q || !p_res || !p_sum) goto done;
-    if (is_mkdir_p(out, &e)) {
+    if (ims_mkdir_p(out, &e)) {
         fprintf(stderr, "imgsim run: %s\n", e.msg);
         goto done;
     }
 
     /* split */
-    double t0 = is_now();
-    if (is_dataset_open(&all, dataset, &e)) {
+    double t0 = ims_now();
+    if (ims_dataset_open(&all, dataset, &e)) {
         fprintf(stderr, "imgsim run: %s\n", e.msg);
         goto done;
     }
     for (size_t i = 0; i < all->n_skipped; i++)
-        is_log_warn("skipped %s: %s", all->skipped[i].path, all->skipped[i].reason);
-    is_test = is_calloc(all->n ? all->n : 1, 1);
-    tr = is_calloc(all->n ? all->n : 1, sizeof *tr);
-    te = is_calloc(all->n ? all->n : 1, sizeof *te);
+        ims_log_warn("skipped %s: %s", all->skipped[i].path, all->skipped[i].reason);
+    is_test = ims_calloc(all->n ? all->n : 1, 1);
+    tr = ims_calloc(all->n ? all->n : 1, sizeof *tr);
+    te = ims_calloc(all->n ? all->n : 1, sizeof *te);
     if (!is_test || !tr || !te) goto done;
-    if (is_split(is_test, all, test_size, seed, &e)) {
+    if (ims_split(is_test, all, test_size, seed, &e)) {
         fprintf(stderr, "imgsim run: %s\n", e.msg);
         goto done;
     }
@@ -165,21 +165,21 @@ int cmd_run(int argc, char **argv) {
         else
             tr[ntr++] = i;
     }
-    if (is_dataset_write_tsv(all, tr, ntr, p_train, &e) || is_dataset_write_tsv(all, te, nte, p_test, &e)) {
+    if (ims_dataset_write_tsv(all, tr, ntr, p_train, &e) || ims_dataset_write_tsv(all, te, nte, p_test, &e)) {
         fprintf(stderr, "imgsim run: %s\n", e.msg);
         goto done;
     }
-    if (is_dataset_open(&train, p_train, &e) || is_dataset_open(&test, p_test, &e)) {
+    if (ims_dataset_open(&train, p_train, &e) || ims_dataset_open(&test, p_test, &e)) {
         fprintf(stderr, "imgsim run: %s\n", e.msg);
         goto done;
     }
-    st_split.seconds = is_now() - t0;
+    st_split.seconds = ims_now() - t0;
     st_split.images = (int64_t)all->n;
     cli_info("imgsim: split %s: %zu images -> %zu train, %zu test (test size %.2f, seed %llu)\n", dataset,
             all->n, ntr, nte, test_size, (unsigned long long)seed);
 
     /* model */
-    t0 = is_now();
+    t0 = ims_now();
     imgsim_status s = imgsim_model_load(&m, model, layer);
     if (s) {
         rc = cli_fail("run", s);
@@ -189,7 +189,7 @@ int cmd_run(int argc, char **argv) {
     imgsim_model_get_info(m, &mi);
     xo.pre.height = mi.in_height;
     xo.pre.width = mi.in_width;
-    st_model.seconds = is_now() - t0;
+    st_model.seconds = ims_now() - t0;
     cli_info("imgsim: model %s: layer '%s', %d-d features\n", model, mi.layer, mi.dim);
 
     if (extract_stage(&eng, m, &mi, &eo, &xo, train, p_train, p_gal, force, &st_gal, &st_engine.seconds)) goto done;
@@ -198,7 +198,7 @@ int cmd_run(int argc, char **argv) {
     eng = NULL;
 
     /* search */
-    if (is_store_open(&gs, p_gal, &e) || is_store_open(&qs, p_q, &e)) {
+    if (ims_store_open(&gs, p_gal, &e) || ims_store_open(&qs, p_q, &e)) {
         fprintf(stderr, "imgsim run: %s\n", e.msg);
         goto done;
     }
@@ -208,13 +208,13 @@ int cmd_run(int argc, char **argv) {
     so.device = eo.device;
     so.device_index = eo.device_index;
     so.gpu_memory = gpu_memory;
-    t0 = is_now();
+    t0 = ims_now();
     if (job_search(gs, qs, k, &so, p_res, &metrics)) goto done;
-    st_search.seconds = is_now() - t0;
+    st_search.seconds = ims_now() - t0;
     st_search.images = qs->n;
 
     /* summary */
-    double total = is_now() - t_all;
+    double total = ims_now() - t_all;
     sum = cJSON_CreateObject();
     cJSON_AddStringToObject(sum, "dataset", dataset);
     cJSON_AddStringToObject(sum, "model", model);
@@ -262,13 +262,13 @@ int cmd_run(int argc, char **argv) {
 done:
     cJSON_Delete(metrics);
     cJSON_Delete(sum);
-    is_store_free(gs);
-    is_store_free(qs);
+    ims_store_free(gs);
+    ims_store_free(qs);
     imgsim_engine_destroy(eng);
     imgsim_model_destroy(m);
-    is_dataset_free(all);
-    is_dataset_free(train);
-    is_dataset_free(test);
+    ims_dataset_free(all);
+    ims_dataset_free(train);
+    ims_dataset_free(test);
     free(is_test), free(tr), free(te);
     free(p_train), free(p_test), free(p_gal), free(p_q), free(p_res), free(p_sum);
     cli_free(&a);

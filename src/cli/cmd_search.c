@@ -54,28 +54,28 @@ int cmd_search(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
-    is_store *g = NULL, *q = NULL;
-    is_err e;
+    ims_store *g = NULL, *q = NULL;
+    ims_err e;
     char *tmp = NULL, *mp = NULL;
     cJSON *metrics = NULL;
     rc = 1;
-    if (is_store_open(&g, gdir, &e)) {
+    if (ims_store_open(&g, gdir, &e)) {
         fprintf(stderr, "imgsim search: %s\n", e.msg);
         goto done;
     }
-    char *qmeta = is_path_join(query, "meta.json");
-    int query_is_store = qmeta && is_is_dir(query) && is_path_exists(qmeta);
+    char *qmeta = ims_path_join(query, "meta.json");
+    int query_is_store = qmeta && ims_is_dir(query) && ims_path_exists(qmeta);
     free(qmeta);
     if (!query_is_store) {
         if (job_extract_queries(g, query, model, &eo, &xo, &tmp)) goto done;
     }
-    if (is_store_open(&q, tmp ? tmp : query, &e)) {
+    if (ims_store_open(&q, tmp ? tmp : query, &e)) {
         fprintf(stderr, "imgsim search: %s\n", e.msg);
         goto done;
     }
     if (query_is_store && job_check_compatible(g, q)) goto done;
     if (job_search(g, q, k, &so, out, &metrics)) goto done;
-    mp = mpath ? is_strdup(mpath) : metrics_path(out);
+    mp = mpath ? ims_strdup(mpath) : metrics_path(out);
     if (!mp || job_write_json(mp, metrics)) goto done;
     cli_info("imgsim: %lld queries x %lld gallery, top-%d in %.3f s (%.0f queries/s) -> %s\n",
             (long long)q->n, (long long)g->n, k, cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "search_seconds")),
@@ -85,8 +85,8 @@ int cmd_search(int argc, char **argv) {
 done:
     cJSON_Delete(metrics);
     free(mp);
-    is_store_free(g);
-    is_store_free(q);
+    ims_store_free(g);
+    ims_store_free(q);
     if (tmp) job_remove_store(tmp);
     free(tmp);
     cli_free(&a);

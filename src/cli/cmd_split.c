@@ -32,7 +32,7 @@ static int cmp_class(const void *a, const void *b) {
 }
 
 /* Per-class totals, sorted by label. Returns the number of classes or -1 (out of memory). */
-static long count_classes(class_count **out, const is_dataset *d, const uint8_t *is_test) {
+static long count_classes(class_count **out, const ims_dataset *d, const uint8_t *is_test) {
     class_count *c = NULL;
     size_t n = 0, cap = 0;
     /* items of a folder are sorted by rel, hence grouped by label; a TSV list may interleave, so
@@ -71,7 +71,7 @@ int cmd_split(int argc, char **argv) {
     cli_args a;
     int started = cli_start(&a, argc, argv, value_opts, usage);
     if (started >= 0) return started;
-    int quiet = !is_log_enabled(IMGSIM_LOG_INFO); /* -q/--quiet: no summary table */
+    int quiet = !ims_log_enabled(IMGSIM_LOG_INFO); /* -q/--quiet: no summary table */
     double test_size = cli_double(&a, "test-size", 0.2, 0.0, 1.0);
     uint64_t seed = cli_u64(&a, "seed", 42);
     const char *out_dir = cli_str(&a, "out-dir", NULL);
@@ -91,53 +91,53 @@ int cmd_split(int argc, char **argv) {
         return 2;
     }
 
-    is_err err;
-    is_err_clear(&err);
-    is_dataset *d = NULL;
+    ims_err err;
+    ims_err_clear(&err);
+    ims_dataset *d = NULL;
     uint8_t *is_test = NULL;
     size_t *idx = NULL;
     class_count *classes = NULL;
     char *train_path = NULL, *test_path = NULL;
     rc = 1;
-    imgsim_status st = is_dataset_open(&d, input, &err);
+    imgsim_status st = ims_dataset_open(&d, input, &err);
     if (st != IMGSIM_OK) goto fail;
 
     for (size_t i = 0; i < d->n_skipped; i++)
         fprintf(stderr, "imgsim split: skipped %s: %s\n", d->skipped[i].path, d->skipped[i].reason);
     if (d->n == 0) {
-        st = is_fail(&err, IMGSIM_ERR_INVALID_ARG, "%s: no images found", input);
+        st = ims_fail(&err, IMGSIM_ERR_INVALID_ARG, "%s: no images found", input);
         goto fail;
     }
     is_test = malloc(d->n);
     idx = malloc(d->n * sizeof *idx);
     if (!is_test || !idx) {
-        st = is_fail(&err, IMGSIM_ERR_NOMEM, "out of memory");
+        st = ims_fail(&err, IMGSIM_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    st = is_split(is_test, d, test_size, seed, &err);
+    st = ims_split(is_test, d, test_size, seed, &err);
     if (st != IMGSIM_OK) goto fail;
 
-    st = is_mkdir_p(out_dir, &err);
+    st = ims_mkdir_p(out_dir, &err);
     if (st != IMGSIM_OK) goto fail;
-    train_path = is_path_join(out_dir, "train.tsv");
-    test_path = is_path_join(out_dir, "test.tsv");
+    train_path = ims_path_join(out_dir, "train.tsv");
+    test_path = ims_path_join(out_dir, "test.tsv");
     if (!train_path || !test_path) {
-        st = is_fail(&err, IMGSIM_ERR_NOMEM, "out of memory");
+        st = ims_fail(&err, IMGSIM_ERR_NOMEM, "out of memory");
         goto fail;
     }
     size_t n_train = 0, n_test = 0;
     for (size_t i = 0; i < d->n; i++)
         if (!is_test[i]) idx[n_train++] = i;
-    st = is_dataset_write_tsv(d, idx, n_train, train_path, &err);
+    st = ims_dataset_write_tsv(d, idx, n_train, train_path, &err);
     if (st != IMGSIM_OK) goto fail;
     for (size_t i = 0; i < d->n; i++)
         if (is_test[i]) idx[n_test++] = i;
-    st = is_dataset_write_tsv(d, idx, n_test, test_path, &err);
+    st = ims_dataset_write_tsv(d, idx, n_test, test_path, &err);
     if (st != IMGSIM_OK) goto fail;
 
     long nc = count_classes(&classes, d, is_test);
     if (nc < 0) {
-        st = is_fail(&err, IMGSIM_ERR_NOMEM, "out of memory");
+        st = ims_fail(&err, IMGSIM_ERR_NOMEM, "out of memory");
         goto fail;
     }
     if (!quiet) {
@@ -165,7 +165,7 @@ done:
     free(test_path);
     free(is_test);
     free(idx);
-    is_dataset_free(d);
+    ims_dataset_free(d);
     cli_free(&a);
     return rc;
 }

@@ -28,8 +28,8 @@ int cmd_synth(int argc, char **argv) {
     cli_args a;
     int started = cli_start(&a, argc, argv, value_opts, usage);
     if (started >= 0) return started;
-    is_synth_opts o;
-    is_synth_opts_init(&o);
+    ims_synth_opts o;
+    ims_synth_opts_init(&o);
     const char *out = cli_str(&a, "out", NULL);
     o.n_classes = (int)cli_int(&a, "classes", o.n_classes, 1, 10000);
     o.per_class = (int)cli_int(&a, "per-class", o.per_class, 1, 10000000);
@@ -40,7 +40,7 @@ int cmd_synth(int argc, char **argv) {
     o.large_min_side = (int)cli_int(&a, "large-min-side", o.large_min_side, 8, 12288);
     o.quality = (int)cli_int(&a, "quality", o.quality, 1, 100);
     o.threads = (int)cli_int(&a, "threads", 0, 0, 4096);
-    o.quiet = !is_log_enabled(IMGSIM_LOG_INFO);
+    o.quiet = !ims_log_enabled(IMGSIM_LOG_INFO);
     int rc = cli_finish(&a, usage);
     if (!rc && !out) {
         fprintf(stderr, "imgsim synth: missing --out=DIR\nusage: %s\n", usage);
@@ -54,10 +54,10 @@ int cmd_synth(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
-    double t0 = is_now();
-    is_err err;
-    is_err_clear(&err);
-    imgsim_status st = is_synth_dataset_ex(out, &o, &err);
+    double t0 = ims_now();
+    ims_err err;
+    ims_err_clear(&err);
+    imgsim_status st = ims_synth_dataset_ex(out, &o, &err);
     cli_free(&a);
     if (st != IMGSIM_OK) {
         fprintf(stderr, "imgsim synth: %s\n", err.msg[0] ? err.msg : imgsim_status_str(st));
@@ -65,6 +65,6 @@ int cmd_synth(int argc, char **argv) {
     }
     if (!o.quiet)
         fprintf(stderr, "imgsim synth: wrote %lld images in %d classes to %s (%.1f s)\n",
-                (long long)o.n_classes * o.per_class, o.n_classes, out, is_now() - t0);
+                (long long)o.n_classes * o.per_class, o.n_classes, out, ims_now() - t0);
     return 0;
 }

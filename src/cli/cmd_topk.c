@@ -35,7 +35,7 @@ static double cpu_seconds(void) {
 
 /* Writes a 2-D little-endian int64 .npy file atomically. */
 static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_t rows, int64_t cols,
-                                   is_err *e) {
+                                   ims_err *e) {
     char hdr[128];
     int hl = snprintf(hdr, sizeof hdr,
                       "{'descr': '<i8', 'fortran_order': False, 'shape': (%" PRId64 ", %" PRId64 "), }", rows,
@@ -43,8 +43,8 @@ static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_
     /* magic(6) + version(2) + len(2) + header, padded with spaces to a multiple of 64, ending '\n' */
     int total = 10 + hl + 1;
     int pad = (64 - total % 64) % 64;
-    is_atomic_file af;
-    imgsim_status st = is_atomic_open(&af, path, e);
+    ims_atomic_file af;
+    imgsim_status st = ims_atomic_open(&af, path, e);
     if (st != IMGSIM_OK) return st;
     uint16_t len = (uint16_t)(hl + pad + 1);
     unsigned char pre[10] = {
@@ -57,10 +57,10 @@ static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_
     ok =
         ok && (cnt == 0 || fwrite(data, sizeof(int64_t), cnt, af.f) == cnt); /* x86-64/arm64: little-endian */
     if (!ok) {
-        is_atomic_abort(&af);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
+        ims_atomic_abort(&af);
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
     }
-    return is_atomic_commit(&af, e);
+    return ims_atomic_commit(&af, e);
 }
 
 int cmd_topk(int argc, char **argv) {
@@ -108,35 +108,35 @@ int cmd_topk(int argc, char **argv) {
     float *score = NULL;
     imgsim_dtype gt, qt;
     int64_t n, gd, nq, qd;
-    imgsim_status st = is_npy_read(&g, &gt, &n, &gd, gpath, NULL);
-    if (st == IMGSIM_OK) st = is_npy_read(&q, &qt, &nq, &qd, qpath, NULL);
+    imgsim_status st = ims_npy_read(&g, &gt, &n, &gd, gpath, NULL);
+    if (st == IMGSIM_OK) st = ims_npy_read(&q, &qt, &nq, &qd, qpath, NULL);
     if (st == IMGSIM_OK && gt != qt)
-        st = is_fail(NULL, IMGSIM_ERR_MISMATCH, "%s, %s: gallery and queries must have the same element type",
+        st = ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s, %s: gallery and queries must have the same element type",
                      gpath, qpath);
     if (st == IMGSIM_OK && gd != qd)
-        st = is_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: %lld columns, %s: %lld columns", gpath, (long long)gd,
+        st = ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: %lld columns, %s: %lld columns", gpath, (long long)gd,
                      qpath, (long long)qd);
     if (st == IMGSIM_OK && (gd < 1 || gd > (1 << 24)))
-        st = is_fail(NULL, IMGSIM_ERR_UNSUPPORTED, "%s: %lld columns (expected 1..16777216)", gpath,
+        st = ims_fail(NULL, IMGSIM_ERR_UNSUPPORTED, "%s: %lld columns (expected 1..16777216)", gpath,
                      (long long)gd);
     if (st == IMGSIM_OK) {
-        idx = is_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *idx);
-        score = is_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *score);
+        idx = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *idx);
+        score = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *score);
         if (!idx || !score)
-            st = is_fail(NULL, IMGSIM_ERR_NOMEM, "topk: out of memory for %lld x %d results", (long long)nq,
+            st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "topk: out of memory for %lld x %d results", (long long)nq,
                          k);
     }
-    double t0 = is_now(), c0 = cpu_seconds(), secs = 0, cpu = 0;
+    double t0 = ims_now(), c0 = cpu_seconds(), secs = 0, cpu = 0;
     if (st == IMGSIM_OK) {
         st = imgsim_search(idx, score, g, n, q, nq, (int)gd, gt, k, &so);
-        secs = is_now() - t0;
+        secs = ims_now() - t0;
         cpu = cpu_seconds() - c0;
     }
     free(g);
     free(q);
     int64_t shape[2] = {nq, k};
     if (st == IMGSIM_OK) st = npy_write_i64(ipath, idx, nq, k, NULL);
-    if (st == IMGSIM_OK) st = is_npy_write_f32(spath, score, shape, 2, NULL);
+    if (st == IMGSIM_OK) st = ims_npy_write_f32(spath, score, shape, 2, NULL);
     free(idx);
     free(score);
     if (st != IMGSIM_OK) return cli_fail("topk", st);

@@ -20,7 +20,7 @@ static const char *jstr(const cJSON *o, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-int job_check_compatible(const is_store *g, const is_store *q) {
+int job_check_compatible(const ims_store *g, const ims_store *q) {
     const cJSON *gm = jget(g->meta, "model"), *qm = jget(q->meta, "model");
     const char *why = NULL;
     if (strcmp(jstr(gm, "sha256"), jstr(qm, "sha256")) != 0)
@@ -47,8 +47,8 @@ int job_write_json(const char *path, const cJSON *v) {
     }
     size_t n = strlen(txt);
     txt[n] = '\n';
-    is_err e;
-    imgsim_status st = is_write_file_atomic(path, txt, n + 1, &e);
+    ims_err e;
+    imgsim_status st = ims_write_file_atomic(path, txt, n + 1, &e);
     free(txt);
     if (st) {
         fprintf(stderr, "imgsim: %s\n", e.msg);
@@ -83,7 +83,7 @@ static int cmp_class(const void *a, const void *b) {
 }
 
 /* Majority label among the first k matches; ties go to the label whose best match ranks first. */
-static const char *knn_vote(const is_store *g, const int64_t *idx, int k) {
+static const char *knn_vote(const ims_store *g, const int64_t *idx, int k) {
     const char *best = NULL;
     int best_n = 0;
     for (int r = 0; r < k; r++) {
@@ -107,7 +107,7 @@ static void tsv_field(FILE *f, const char *s) {
     for (; *s; s++) fputc(*s == '\t' || *s == '\n' ? ' ' : *s, f);
 }
 
-int job_search(const is_store *g, const is_store *q, int k, const imgsim_search_opts *so, const char *out_tsv,
+int job_search(const ims_store *g, const ims_store *q, int k, const imgsim_search_opts *so, const char *out_tsv,
                cJSON **metrics) {
     *metrics = NULL;
     if (g->dim != q->dim) {
@@ -115,24 +115,24 @@ int job_search(const is_store *g, const is_store *q, int k, const imgsim_search_
         return 1;
     }
     int64_t nq = q->n;
-    int64_t *idx = is_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(int64_t));
-    float *score = is_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(float));
+    int64_t *idx = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(int64_t));
+    float *score = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(float));
     const void *gal = g->features, *qry = q->features;
     float *g32 = NULL, *q32 = NULL;
     imgsim_dtype dt = g->dtype;
     if (g->dtype != q->dtype) { /* mixed: compare in float32 */
         dt = IMGSIM_F32;
-        if (g->dtype == IMGSIM_F16) gal = g32 = is_store_features_f32(g);
-        if (q->dtype == IMGSIM_F16) qry = q32 = is_store_features_f32(q);
+        if (g->dtype == IMGSIM_F16) gal = g32 = ims_store_features_f32(g);
+        if (q->dtype == IMGSIM_F16) qry = q32 = ims_store_features_f32(q);
     }
     if (!idx || !score || !gal || !qry) {
         fprintf(stderr, "imgsim search: out of memory\n");
         free(idx), free(score), free(g32), free(q32);
         return 1;
     }
-    double t0 = is_now();
+    double t0 = ims_now();
     imgsim_status st = imgsim_search(idx, score, gal, g->n, qry, nq, g->dim, dt, k, so);
-    double secs = is_now() - t0;
+    double secs = ims_now() - t0;
     free(g32);
     free(q32);
     if (st) {
@@ -140,9 +140,9 @@ int job_search(const is_store *g, const is_store *q, int k, const imgsim_search_
         return cli_fail("search", st);
     }
 
-    is_atomic_file af;
-    is_err e;
-    if (is_atomic_open(&af, out_tsv, &e)) {
+    ims_atomic_file af;
+    ims_err e;
+    if (ims_atomic_open(&af, out_tsv, &e)) {
         fprintf(stderr, "imgsim search: %s\n", e.msg);
         free(idx), free(score);
         return 1;
@@ -179,7 +179,7 @@ int job_search(const is_store *g, const is_store *q, int k, const imgsim_search_
     }
     free(idx);
     free(score);
-    if (is_atomic_commit(&af, &e)) {
+    if (ims_atomic_commit(&af, &e)) {
         fprintf(stderr, "imgsim search: %s\n", e.msg);
         free(cs);
         return 1;
@@ -223,7 +223,7 @@ void job_print_metrics(const cJSON *m) {
             (int)cJSON_GetNumberValue(jget(m, "labelled_queries")), cJSON_GetNumberValue(jget(acc, "top1")), k,
             cJSON_GetNumberValue(jget(acc, "topk")), k, cJSON_GetNumberValue(jget(acc, "knn_vote")));
     const cJSON *pc = jget(m, "per_class"), *c;
-    if (!is_log_enabled(IMGSIM_LOG_INFO) || !pc) return;
+    if (!ims_log_enabled(IMGSIM_LOG_INFO) || !pc) return;
     fprintf(stderr, "  %-24s %8s %8s %8s %8s\n", "class", "queries", "top-1", "top-k", "k-NN");
     cJSON_ArrayForEach(c, pc) {
         fprintf(stderr, "  %-24s %8d %8.4f %8.4f %8.4f\n", c->string, (int)cJSON_GetNumberValue(jget(c, "queries")),
@@ -247,7 +247,7 @@ static void preprocess_from_meta(const cJSON *pre, imgsim_extract_opts *xo) {
     xo->pre.dct_scaling = cJSON_IsTrue(jget(pre, "dct_scaling"));
 }
 
-int job_extract_queries(const is_store *g, const char *input, const char *model_override,
+int job_extract_queries(const ims_store *g, const char *input, const char *model_override,
                         const imgsim_engine_opts *eo, const imgsim_extract_opts *xo_in, char **tmp_dir) {
     *tmp_dir = NULL;
     const cJSON *gm = jget(g->meta, "model");
@@ -274,9 +274,9 @@ int job_extract_queries(const is_store *g, const char *input, const char *model_
     const char *base = getenv("TMPDIR");
     char *dir = NULL;
     if (base && *base) {
-        dir = is_path_join(base, "imgsim-queries-XXXXXX");
+        dir = ims_path_join(base, "imgsim-queries-XXXXXX");
     } else {
-        dir = is_strdup(tmpl);
+        dir = ims_strdup(tmpl);
     }
     if (!dir || !mkdtemp(dir)) {
         fprintf(stderr, "imgsim search: cannot create a temporary folder\n");
@@ -301,7 +301,7 @@ int job_extract_queries(const is_store *g, const char *input, const char *model_
 void job_remove_store(const char *dir) {
     static const char *files[] = {"features.npy", "manifest.tsv", "meta.json"};
     for (int i = 0; i < 3; i++) {
-        char *p = is_path_join(dir, files[i]);
+        char *p = ims_path_join(dir, files[i]);
         if (p) unlink(p);
         free(p);
     }

@@ -12,7 +12,7 @@
 
 static atomic_long g_fail_after = -1;
 
-void is_alloc_fail_after(long n) {
+void ims_alloc_fail_after(long n) {
     atomic_store(&g_fail_after, n);
 }
 
@@ -25,48 +25,48 @@ static int inject_fault(void) {
     return 0;
 }
 
-void *is_malloc(size_t n) {
+void *ims_malloc(size_t n) {
     if (inject_fault()) return NULL;
     return malloc(n ? n : 1);
 }
 
-void *is_calloc(size_t count, size_t size) {
+void *ims_calloc(size_t count, size_t size) {
     if (inject_fault()) return NULL;
     if (size && count > SIZE_MAX / size) return NULL;
     return calloc(count ? count : 1, size ? size : 1);
 }
 
-void *is_realloc(void *p, size_t n) {
+void *ims_realloc(void *p, size_t n) {
     if (inject_fault()) return NULL;
     return realloc(p, n ? n : 1);
 }
 
-void *is_malloc_array(size_t count, size_t size) {
+void *ims_malloc_array(size_t count, size_t size) {
     if (size && count > SIZE_MAX / size) return NULL;
-    return is_malloc(count * size);
+    return ims_malloc(count * size);
 }
 
-char *is_strdup(const char *s) {
+char *ims_strdup(const char *s) {
     if (!s) return NULL;
     size_t n = strlen(s) + 1;
-    char *d = is_malloc(n);
+    char *d = ims_malloc(n);
     if (d) memcpy(d, s, n);
     return d;
 }
 
-int is_mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *out) {
+int ims_mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *out) {
     if (a && b > UINT64_MAX / a) return -1;
     *out = a * b;
     return 0;
 }
 
-double is_now(void) {
+double ims_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int is_num_cores(void) {
+int ims_num_cores(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) {
         int n = CPU_COUNT(&set);
@@ -76,7 +76,7 @@ int is_num_cores(void) {
     return n > 0 ? (int)n : 1;
 }
 
-size_t is_peak_rss_bytes(void) {
+size_t ims_peak_rss_bytes(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (size_t)ru.ru_maxrss * 1024u;

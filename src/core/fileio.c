@@ -10,47 +10,47 @@
 
 #include "core/core.h"
 
-imgsim_status is_read_file(uint8_t **buf, size_t *len, const char *path, uint64_t max_bytes, is_err *e) {
+imgsim_status ims_read_file(uint8_t **buf, size_t *len, const char *path, uint64_t max_bytes, ims_err *e) {
     *buf = NULL;
     *len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return is_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int er = errno;
         close(fd);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: cannot stat: %s", path, strerror(er));
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot stat: %s", path, strerror(er));
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: is a directory", path);
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: is a directory", path);
     }
     uint64_t size = st.st_size > 0 ? (uint64_t)st.st_size : 0;
     if (max_bytes && size > max_bytes) {
         close(fd);
-        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: file is %llu bytes, over the limit of %llu", path,
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: file is %llu bytes, over the limit of %llu", path,
                        (unsigned long long)size, (unsigned long long)max_bytes);
     }
     if (size > (uint64_t)SIZE_MAX - 1) {
         close(fd);
-        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: file too large", path);
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: file too large", path);
     }
     /* size 0 may be a pipe or procfs file: read until EOF with growth */
     size_t cap = size ? (size_t)size : 65536, n = 0;
-    uint8_t *b = is_malloc(cap + 1);
+    uint8_t *b = ims_malloc(cap + 1);
     if (!b) {
         close(fd);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory reading %llu bytes", path, (unsigned long long)size);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory reading %llu bytes", path, (unsigned long long)size);
     }
     for (;;) {
         if (n == cap) {
             if (size) break; /* regular file: read exactly its size */
             if (max_bytes && cap >= max_bytes) break;
-            uint8_t *nb = is_realloc(b, cap * 2 + 1);
+            uint8_t *nb = ims_realloc(b, cap * 2 + 1);
             if (!nb) {
                 free(b);
                 close(fd);
-                return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+                return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
             }
             b = nb;
             cap *= 2;
@@ -61,7 +61,7 @@ imgsim_status is_read_file(uint8_t **buf, size_t *len, const char *path, uint64_
             int er = errno;
             free(b);
             close(fd);
-            return is_fail(e, IMGSIM_ERR_IO, "%s: read error: %s", path, strerror(er));
+            return ims_fail(e, IMGSIM_ERR_IO, "%s: read error: %s", path, strerror(er));
         }
         if (r == 0) break;
         n += (size_t)r;
@@ -73,10 +73,10 @@ imgsim_status is_read_file(uint8_t **buf, size_t *len, const char *path, uint64_
     return IMGSIM_OK;
 }
 
-imgsim_status is_read_head(uint8_t *buf, size_t n, size_t *got, const char *path, is_err *e) {
+imgsim_status ims_read_head(uint8_t *buf, size_t n, size_t *got, const char *path, ims_err *e) {
     *got = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return is_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t k = 0;
     while (k < n) {
         ssize_t r = read(fd, buf + k, n - k);
@@ -84,7 +84,7 @@ imgsim_status is_read_head(uint8_t *buf, size_t n, size_t *got, const char *path
             if (errno == EINTR) continue;
             int er = errno;
             close(fd);
-            return is_fail(e, IMGSIM_ERR_IO, "%s: read error: %s", path, strerror(er));
+            return ims_fail(e, IMGSIM_ERR_IO, "%s: read error: %s", path, strerror(er));
         }
         if (r == 0) break;
         k += (size_t)r;
@@ -94,15 +94,15 @@ imgsim_status is_read_head(uint8_t *buf, size_t n, size_t *got, const char *path
     return IMGSIM_OK;
 }
 
-imgsim_status is_atomic_open(is_atomic_file *af, const char *path, is_err *e) {
+imgsim_status ims_atomic_open(ims_atomic_file *af, const char *path, ims_err *e) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path) + 32;
-    af->final_path = is_strdup(path);
-    af->tmp_path = is_malloc(n);
+    af->final_path = ims_strdup(path);
+    af->tmp_path = ims_malloc(n);
     if (!af->final_path || !af->tmp_path) {
         free(af->final_path);
         free(af->tmp_path);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     }
     snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp_path, "wbe");
@@ -111,18 +111,18 @@ imgsim_status is_atomic_open(is_atomic_file *af, const char *path, is_err *e) {
         free(af->final_path);
         free(af->tmp_path);
         memset(af, 0, sizeof *af);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: cannot create: %s", path, strerror(er));
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot create: %s", path, strerror(er));
     }
     return IMGSIM_OK;
 }
 
-static void atomic_release(is_atomic_file *af) {
+static void atomic_release(ims_atomic_file *af) {
     free(af->final_path);
     free(af->tmp_path);
     memset(af, 0, sizeof *af);
 }
 
-imgsim_status is_atomic_commit(is_atomic_file *af, is_err *e) {
+imgsim_status ims_atomic_commit(ims_atomic_file *af, ims_err *e) {
     imgsim_status st = IMGSIM_OK;
     int bad = ferror(af->f);
     if (fflush(af->f) != 0) bad = 1;
@@ -130,35 +130,35 @@ imgsim_status is_atomic_commit(is_atomic_file *af, is_err *e) {
     if (fclose(af->f) != 0) bad = 1;
     af->f = NULL;
     if (bad) {
-        st = is_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", af->final_path, strerror(er));
+        st = ims_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", af->final_path, strerror(er));
         unlink(af->tmp_path);
     } else if (rename(af->tmp_path, af->final_path) != 0) {
-        st = is_fail(e, IMGSIM_ERR_IO, "%s: cannot rename into place: %s", af->final_path, strerror(errno));
+        st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot rename into place: %s", af->final_path, strerror(errno));
         unlink(af->tmp_path);
     }
     atomic_release(af);
     return st;
 }
 
-void is_atomic_abort(is_atomic_file *af) {
+void ims_atomic_abort(ims_atomic_file *af) {
     if (af->f) fclose(af->f);
     if (af->tmp_path) unlink(af->tmp_path);
     atomic_release(af);
 }
 
-imgsim_status is_write_file_atomic(const char *path, const void *data, size_t len, is_err *e) {
-    is_atomic_file af;
-    imgsim_status st = is_atomic_open(&af, path, e);
+imgsim_status ims_write_file_atomic(const char *path, const void *data, size_t len, ims_err *e) {
+    ims_atomic_file af;
+    imgsim_status st = ims_atomic_open(&af, path, e);
     if (st) return st;
     if (len && fwrite(data, 1, len, af.f) != len) {
         int er = errno;
-        is_atomic_abort(&af);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", path, strerror(er));
+        ims_atomic_abort(&af);
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", path, strerror(er));
     }
-    return is_atomic_commit(&af, e);
+    return ims_atomic_commit(&af, e);
 }
 
-char *is_next_line(char **p) {
+char *ims_next_line(char **p) {
     char *line = *p;
     if (!line || !*line) return NULL;
     char *nl = strchr(line, '\n');
@@ -173,16 +173,16 @@ char *is_next_line(char **p) {
     return line;
 }
 
-imgsim_status is_mkdir_p(const char *path, is_err *e) {
-    char *p = is_strdup(path);
-    if (!p) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+imgsim_status ims_mkdir_p(const char *path, ims_err *e) {
+    char *p = ims_strdup(path);
+    if (!p) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     for (char *s = p + 1;; s++) {
         if (*s == '/' || *s == '\0') {
             char c = *s;
             *s = '\0';
             if (mkdir(p, 0777) != 0 && errno != EEXIST) {
                 int er = errno;
-                imgsim_status st = is_fail(e, IMGSIM_ERR_IO, "%s: cannot create folder: %s", p, strerror(er));
+                imgsim_status st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot create folder: %s", p, strerror(er));
                 free(p);
                 return st;
             }
@@ -191,26 +191,26 @@ imgsim_status is_mkdir_p(const char *path, is_err *e) {
         }
     }
     free(p);
-    if (!is_is_dir(path)) return is_fail(e, IMGSIM_ERR_IO, "%s: exists and is not a folder", path);
+    if (!ims_is_dir(path)) return ims_fail(e, IMGSIM_ERR_IO, "%s: exists and is not a folder", path);
     return IMGSIM_OK;
 }
 
-int is_path_exists(const char *path) {
+int ims_path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
 
-int is_is_dir(const char *path) {
+int ims_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-char *is_path_join(const char *a, const char *b) {
-    if (!b) return is_strdup(a);
-    if (b[0] == '/' || !a || !*a) return is_strdup(b);
+char *ims_path_join(const char *a, const char *b) {
+    if (!b) return ims_strdup(a);
+    if (b[0] == '/' || !a || !*a) return ims_strdup(b);
     size_t na = strlen(a), nb = strlen(b);
     while (na > 1 && a[na - 1] == '/') na--;
-    char *r = is_malloc(na + nb + 2);
+    char *r = ims_malloc(na + nb + 2);
     if (!r) return NULL;
     memcpy(r, a, na);
     r[na] = '/';
@@ -218,12 +218,12 @@ char *is_path_join(const char *a, const char *b) {
     return r;
 }
 
-char *is_path_dirname(const char *path) {
+char *ims_path_dirname(const char *path) {
     const char *slash = strrchr(path, '/');
-    if (!slash) return is_strdup(".");
-    if (slash == path) return is_strdup("/");
+    if (!slash) return ims_strdup(".");
+    if (slash == path) return ims_strdup("/");
     size_t n = (size_t)(slash - path);
-    char *r = is_malloc(n + 1);
+    char *r = ims_malloc(n + 1);
     if (!r) return NULL;
     memcpy(r, path, n);
     r[n] = '\0';

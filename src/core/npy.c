@@ -10,7 +10,7 @@
 
 #define NPY_HEADER_BYTES 128 /* fixed, so a streamed file's row count can be patched in place */
 
-uint16_t is_f32_to_f16(float f) {
+uint16_t ims_f32_to_f16(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000u;
@@ -34,7 +34,7 @@ uint16_t is_f32_to_f16(float f) {
     return (uint16_t)half;
 }
 
-float is_f16_to_f32(uint16_t h) {
+float ims_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, x;
     if (exp == 0) {
@@ -77,32 +77,32 @@ static int write_header(FILE *f, const char *descr, const int64_t *shape, int ra
     return 0;
 }
 
-imgsim_status is_npy_begin(is_npy_writer *w, const char *path, imgsim_dtype dtype, int64_t cols, is_err *e) {
+imgsim_status ims_npy_begin(ims_npy_writer *w, const char *path, imgsim_dtype dtype, int64_t cols, ims_err *e) {
     memset(w, 0, sizeof *w);
     w->dtype = dtype;
     w->cols = cols;
-    imgsim_status st = is_atomic_open(&w->af, path, e);
+    imgsim_status st = ims_atomic_open(&w->af, path, e);
     if (st) return st;
     int64_t shape[2] = {0, cols};
     if (write_header(w->af.f, dtype == IMGSIM_F16 ? "<f2" : "<f4", shape, 2) != 0) {
-        is_atomic_abort(&w->af);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
+        ims_atomic_abort(&w->af);
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
     }
     return IMGSIM_OK;
 }
 
-imgsim_status is_npy_append_f32(is_npy_writer *w, const float *rows, int64_t n, is_err *e) {
+imgsim_status ims_npy_append_f32(ims_npy_writer *w, const float *rows, int64_t n, ims_err *e) {
     size_t count = (size_t)(n * w->cols);
     if (w->dtype == IMGSIM_F32) {
         if (fwrite(rows, sizeof(float), count, w->af.f) != count)
-            return is_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", w->af.final_path, strerror(errno));
+            return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", w->af.final_path, strerror(errno));
     } else {
         uint16_t buf[1024];
         for (size_t i = 0; i < count;) {
             size_t m = count - i < 1024 ? count - i : 1024;
-            for (size_t j = 0; j < m; j++) buf[j] = is_f32_to_f16(rows[i + j]);
+            for (size_t j = 0; j < m; j++) buf[j] = ims_f32_to_f16(rows[i + j]);
             if (fwrite(buf, 2, m, w->af.f) != m)
-                return is_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", w->af.final_path, strerror(errno));
+                return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", w->af.final_path, strerror(errno));
             i += m;
         }
     }
@@ -110,34 +110,34 @@ imgsim_status is_npy_append_f32(is_npy_writer *w, const float *rows, int64_t n, 
     return IMGSIM_OK;
 }
 
-imgsim_status is_npy_finish(is_npy_writer *w, is_err *e) {
+imgsim_status ims_npy_finish(ims_npy_writer *w, ims_err *e) {
     int64_t shape[2] = {w->rows, w->cols};
     if (fflush(w->af.f) != 0 || fseek(w->af.f, 0, SEEK_SET) != 0 ||
         write_header(w->af.f, w->dtype == IMGSIM_F16 ? "<f2" : "<f4", shape, 2) != 0) {
         const char *p = w->af.final_path;
-        imgsim_status st = is_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", p, strerror(errno));
-        is_atomic_abort(&w->af);
+        imgsim_status st = ims_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", p, strerror(errno));
+        ims_atomic_abort(&w->af);
         return st;
     }
-    return is_atomic_commit(&w->af, e);
+    return ims_atomic_commit(&w->af, e);
 }
 
-void is_npy_abort(is_npy_writer *w) {
-    if (w->af.f || w->af.tmp_path) is_atomic_abort(&w->af);
+void ims_npy_abort(ims_npy_writer *w) {
+    if (w->af.f || w->af.tmp_path) ims_atomic_abort(&w->af);
 }
 
-imgsim_status is_npy_write_f32(const char *path, const float *data, const int64_t *shape, int rank, is_err *e) {
-    if (rank < 1 || rank > 8) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: bad rank %d", path, rank);
-    is_atomic_file af;
-    imgsim_status st = is_atomic_open(&af, path, e);
+imgsim_status ims_npy_write_f32(const char *path, const float *data, const int64_t *shape, int rank, ims_err *e) {
+    if (rank < 1 || rank > 8) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: bad rank %d", path, rank);
+    ims_atomic_file af;
+    imgsim_status st = ims_atomic_open(&af, path, e);
     if (st) return st;
     size_t count = 1;
     for (int i = 0; i < rank; i++) count *= (size_t)shape[i];
     if (write_header(af.f, "<f4", shape, rank) != 0 || fwrite(data, sizeof(float), count, af.f) != count) {
-        is_atomic_abort(&af);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
+        ims_atomic_abort(&af);
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
     }
-    return is_atomic_commit(&af, e);
+    return ims_atomic_commit(&af, e);
 }
 
 /* Finds "'key': " in the header dict and returns the text after it, or NULL. */
@@ -151,16 +151,16 @@ static const char *dict_find(const char *dict, const char *key) {
     return p;
 }
 
-imgsim_status is_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int64_t *cols, const char *path,
-                          is_err *e) {
+imgsim_status ims_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int64_t *cols, const char *path,
+                          ims_err *e) {
     *data = NULL;
     uint8_t *buf;
     size_t len;
-    imgsim_status st = is_read_file(&buf, &len, path, 0, e);
+    imgsim_status st = ims_read_file(&buf, &len, path, 0, e);
     if (st) return st;
     if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: not a .npy file", path);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not a .npy file", path);
     }
     size_t hlen, hoff;
     if (buf[6] == 1) {
@@ -171,11 +171,11 @@ imgsim_status is_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int64
         hoff = 12;
     } else {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: unsupported .npy version %d", path, buf[6]);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: unsupported .npy version %d", path, buf[6]);
     }
     if (hlen > len - hoff || hlen > 65536) {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: truncated .npy header", path);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: truncated .npy header", path);
     }
     char dict[65537];
     memcpy(dict, buf + hoff, hlen);
@@ -183,7 +183,7 @@ imgsim_status is_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int64
     const char *d = dict_find(dict, "descr"), *fo = dict_find(dict, "fortran_order"), *sh = dict_find(dict, "shape");
     if (!d || !fo || !sh) {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: malformed .npy header", path);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: malformed .npy header", path);
     }
     size_t esize;
     if (!strncmp(d, "'<f4'", 5)) {
@@ -196,16 +196,16 @@ imgsim_status is_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int64
         free(buf);
         int dl = 0; /* the descr between its quotes */
         while (d[0] == '\'' && d[1 + dl] && d[1 + dl] != '\'' && dl < 16) dl++;
-        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: element type '%.*s' is not float32 ('<f4') or float16 ('<f2')",
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: element type '%.*s' is not float32 ('<f4') or float16 ('<f2')",
                        path, dl, d + 1);
     }
     if (strncmp(fo, "False", 5) != 0) {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: Fortran-order arrays are not supported", path);
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: Fortran-order arrays are not supported", path);
     }
     if (*sh != '(') {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: malformed shape", path);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: malformed shape", path);
     }
     int64_t dims[8];
     int rank = 0;
@@ -218,7 +218,7 @@ imgsim_status is_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int64
         long long v = strtoll(p, &end, 10);
         if (end == p || errno || v < 0 || rank == 8) {
             free(buf);
-            return is_fail(e, IMGSIM_ERR_FORMAT, "%s: malformed shape", path);
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: malformed shape", path);
         }
         dims[rank++] = v;
         p = end;
@@ -232,19 +232,19 @@ imgsim_status is_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int64
         c = dims[0];
     } else {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: expected a 1-D or 2-D array, got %d dimensions", path, rank);
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: expected a 1-D or 2-D array, got %d dimensions", path, rank);
     }
     uint64_t count, bytes;
-    if (is_mul_overflow_u64((uint64_t)r, (uint64_t)c, &count) || is_mul_overflow_u64(count, esize, &bytes) ||
+    if (ims_mul_overflow_u64((uint64_t)r, (uint64_t)c, &count) || ims_mul_overflow_u64(count, esize, &bytes) ||
         bytes > len - hoff - hlen) {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: data shorter than its shape (%" PRId64 " x %" PRId64 ")", path, r,
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: data shorter than its shape (%" PRId64 " x %" PRId64 ")", path, r,
                        c);
     }
-    void *out = is_malloc((size_t)bytes);
+    void *out = ims_malloc((size_t)bytes);
     if (!out) {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     }
     memcpy(out, buf + hoff + hlen, (size_t)bytes);
     free(buf);

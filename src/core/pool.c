@@ -1,5 +1,5 @@
 /* pool.c: a fixed pool of worker threads running parallel-for jobs; the calling thread takes part
- * as worker 0. One job at a time (is_pool_for serialises concurrent callers). */
+ * as worker 0. One job at a time (ims_pool_for serialises concurrent callers). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -7,16 +7,16 @@
 
 #include "core/core.h"
 
-struct is_pool {
+struct ims_pool {
     int size; /* workers including the caller */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
-    pthread_mutex_t job_mu; /* serialises is_pool_for callers */
+    pthread_mutex_t job_mu; /* serialises ims_pool_for callers */
     uint64_t generation;    /* bumped for each job */
     int stop;
     /* current job */
-    is_pool_fn fn;
+    ims_pool_fn fn;
     void *ctx;
     int64_t n;
     atomic_llong next;
@@ -24,11 +24,11 @@ struct is_pool {
 };
 
 typedef struct worker_arg {
-    is_pool *p;
+    ims_pool *p;
     int id;
 } worker_arg;
 
-static void run_items(is_pool *p, int worker) {
+static void run_items(ims_pool *p, int worker) {
     for (;;) {
         int64_t i = atomic_fetch_add(&p->next, 1);
         if (i >= p->n) break;
@@ -39,7 +39,7 @@ static void run_items(is_pool *p, int worker) {
 static void *worker_main(void *arg) {
     worker_arg wa = *(worker_arg *)arg;
     free(arg);
-    is_pool *p = wa.p;
+    ims_pool *p = wa.p;
     uint64_t seen = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -55,20 +55,20 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-imgsim_status is_pool_create(is_pool **out, int threads, is_err *e) {
+imgsim_status ims_pool_create(ims_pool **out, int threads, ims_err *e) {
     *out = NULL;
-    if (threads <= 0) threads = is_num_cores();
-    is_pool *p = is_calloc(1, sizeof *p);
-    if (!p) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory creating a thread pool");
+    if (threads <= 0) threads = ims_num_cores();
+    ims_pool *p = ims_calloc(1, sizeof *p);
+    if (!p) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory creating a thread pool");
     p->size = threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->job_mu, NULL);
     pthread_cond_init(&p->cv_work, NULL);
     pthread_cond_init(&p->cv_done, NULL);
-    p->threads = is_calloc((size_t)threads, sizeof(pthread_t));
+    p->threads = ims_calloc((size_t)threads, sizeof(pthread_t));
     if (!p->threads) {
-        is_pool_destroy(p);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory creating a thread pool");
+        ims_pool_destroy(p);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory creating a thread pool");
     }
     for (int i = 1; i < threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
@@ -88,7 +88,7 @@ imgsim_status is_pool_create(is_pool **out, int threads, is_err *e) {
     return IMGSIM_OK;
 }
 
-void is_pool_destroy(is_pool *p) {
+void ims_pool_destroy(ims_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
@@ -104,11 +104,11 @@ void is_pool_destroy(is_pool *p) {
     free(p);
 }
 
-int is_pool_size(const is_pool *p) {
+int ims_pool_size(const ims_pool *p) {
     return p ? p->size : 1;
 }
 
-void is_pool_for(is_pool *p, int64_t n, is_pool_fn fn, void *ctx) {
+void ims_pool_for(ims_pool *p, int64_t n, ims_pool_fn fn, void *ctx) {
     if (n <= 0) return;
     if (!p || p->size == 1 || n == 1) {
         for (int64_t i = 0; i < n; i++) fn(ctx, i, 0);

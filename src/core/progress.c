@@ -8,7 +8,7 @@
 
 #include "core/core.h"
 
-struct is_progress {
+struct ims_progress {
     char label[64];
     int64_t total;
     atomic_llong done;
@@ -29,9 +29,9 @@ static void fmt_eta(char *buf, size_t n, double s) {
         snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
 }
 
-static void print_line(is_progress *p, int final) {
+static void print_line(ims_progress *p, int final) {
     int64_t done = atomic_load(&p->done);
-    double el = is_now() - p->t0;
+    double el = ims_now() - p->t0;
     double rate = el > 0 ? (double)done / el : 0;
     char eta[32];
     fmt_eta(eta, sizeof eta, rate > 0 && p->total > 0 ? (double)(p->total - done) / rate : -1);
@@ -51,23 +51,23 @@ static void print_line(is_progress *p, int final) {
     fflush(stderr);
 }
 
-is_progress *is_progress_start(const char *label, int64_t total, int quiet) {
-    is_progress *p = is_calloc(1, sizeof *p);
+ims_progress *ims_progress_start(const char *label, int64_t total, int quiet) {
+    ims_progress *p = ims_calloc(1, sizeof *p);
     if (!p) return NULL;
     snprintf(p->label, sizeof p->label, "%s", label);
     p->total = total;
-    p->t0 = p->last_print = is_now();
+    p->t0 = p->last_print = ims_now();
     p->tty = isatty(2);
-    p->quiet = quiet || !is_log_enabled(IMGSIM_LOG_INFO);
+    p->quiet = quiet || !ims_log_enabled(IMGSIM_LOG_INFO);
     pthread_mutex_init(&p->mu, NULL);
     return p;
 }
 
-void is_progress_add(is_progress *p, int64_t n) {
+void ims_progress_add(ims_progress *p, int64_t n) {
     if (!p) return;
     atomic_fetch_add(&p->done, n);
     if (p->quiet) return;
-    double now = is_now(), period = p->tty ? 0.2 : 10.0;
+    double now = ims_now(), period = p->tty ? 0.2 : 10.0;
     if (now - p->last_print < period) return;
     if (pthread_mutex_trylock(&p->mu) != 0) return;
     if (now - p->last_print >= period) {
@@ -77,7 +77,7 @@ void is_progress_add(is_progress *p, int64_t n) {
     pthread_mutex_unlock(&p->mu);
 }
 
-void is_progress_end(is_progress *p) {
+void ims_progress_end(ims_progress *p) {
     if (!p) return;
     if (!p->quiet) print_line(p, 1);
     pthread_mutex_destroy(&p->mu);

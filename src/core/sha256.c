@@ -17,7 +17,7 @@ static const uint32_t K[64] = {
 
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
-static void block(is_sha256 *s, const uint8_t *p) {
+static void block(ims_sha256 *s, const uint8_t *p) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
@@ -49,7 +49,7 @@ static void block(is_sha256 *s, const uint8_t *p) {
     s->h[7] += h;
 }
 
-void is_sha256_init(is_sha256 *s) {
+void ims_sha256_init(ims_sha256 *s) {
     static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     memcpy(s->h, H0, sizeof H0);
@@ -57,7 +57,7 @@ void is_sha256_init(is_sha256 *s) {
     s->nbuf = 0;
 }
 
-void is_sha256_update(is_sha256 *s, const void *data, size_t n) {
+void ims_sha256_update(ims_sha256 *s, const void *data, size_t n) {
     const uint8_t *p = data;
     s->len += n;
     if (s->nbuf) {
@@ -78,14 +78,14 @@ void is_sha256_update(is_sha256 *s, const void *data, size_t n) {
     }
 }
 
-void is_sha256_final(is_sha256 *s, uint8_t out[32]) {
+void ims_sha256_final(ims_sha256 *s, uint8_t out[32]) {
     uint64_t bits = s->len * 8;
     uint8_t pad = 0x80, zero = 0;
-    is_sha256_update(s, &pad, 1);
-    while (s->nbuf != 56) is_sha256_update(s, &zero, 1);
+    ims_sha256_update(s, &pad, 1);
+    while (s->nbuf != 56) ims_sha256_update(s, &zero, 1);
     uint8_t lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
-    is_sha256_update(s, lenb, 8);
+    ims_sha256_update(s, lenb, 8);
     for (int i = 0; i < 8; i++) {
         out[4 * i] = (uint8_t)(s->h[i] >> 24);
         out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
@@ -103,28 +103,28 @@ static void to_hex(const uint8_t d[32], char out[65]) {
     out[64] = 0;
 }
 
-void is_sha256_hex(const void *data, size_t n, char out[65]) {
-    is_sha256 s;
+void ims_sha256_hex(const void *data, size_t n, char out[65]) {
+    ims_sha256 s;
     uint8_t d[32];
-    is_sha256_init(&s);
-    is_sha256_update(&s, data, n);
-    is_sha256_final(&s, d);
+    ims_sha256_init(&s);
+    ims_sha256_update(&s, data, n);
+    ims_sha256_final(&s, d);
     to_hex(d, out);
 }
 
-imgsim_status is_sha256_file(const char *path, char out[65], is_err *e) {
+imgsim_status ims_sha256_file(const char *path, char out[65], ims_err *e) {
     FILE *f = fopen(path, "rb");
-    if (!f) return is_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    is_sha256 s;
-    is_sha256_init(&s);
+    if (!f) return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    ims_sha256 s;
+    ims_sha256_init(&s);
     uint8_t buf[1 << 16];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) is_sha256_update(&s, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) ims_sha256_update(&s, buf, n);
     int bad = ferror(f);
     fclose(f);
-    if (bad) return is_fail(e, IMGSIM_ERR_IO, "%s: read error", path);
+    if (bad) return ims_fail(e, IMGSIM_ERR_IO, "%s: read error", path);
     uint8_t d[32];
-    is_sha256_final(&s, d);
+    ims_sha256_final(&s, d);
     to_hex(d, out);
     return IMGSIM_OK;
 }

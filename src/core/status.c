@@ -45,7 +45,7 @@ const char *imgsim_precision_str(imgsim_precision p) {
     return "?";
 }
 
-imgsim_status is_failv(is_err *e, imgsim_status st, const char *fmt, va_list ap) {
+imgsim_status ims_failv(ims_err *e, imgsim_status st, const char *fmt, va_list ap) {
     char buf[IS_ERRMSG_MAX];
     vsnprintf(buf, sizeof buf, fmt, ap);
     if (e) memcpy(e->msg, buf, sizeof buf);
@@ -53,15 +53,15 @@ imgsim_status is_failv(is_err *e, imgsim_status st, const char *fmt, va_list ap)
     return st;
 }
 
-imgsim_status is_fail(is_err *e, imgsim_status st, const char *fmt, ...) {
+imgsim_status ims_fail(ims_err *e, imgsim_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    is_failv(e, st, fmt, ap);
+    ims_failv(e, st, fmt, ap);
     va_end(ap);
     return st;
 }
 
-imgsim_status is_fail_prefix(is_err *e, imgsim_status st, const char *prefix) {
+imgsim_status ims_fail_prefix(ims_err *e, imgsim_status st, const char *prefix) {
     char buf[IS_ERRMSG_MAX];
     snprintf(buf, sizeof buf, "%s: %s", prefix, e ? e->msg : tls_last_error);
     if (e) memcpy(e->msg, buf, sizeof buf);
@@ -69,14 +69,14 @@ imgsim_status is_fail_prefix(is_err *e, imgsim_status st, const char *prefix) {
     return st;
 }
 
-imgsim_status is_fail_copy(is_err *dst, const is_err *src, imgsim_status st) {
+imgsim_status ims_fail_copy(ims_err *dst, const ims_err *src, imgsim_status st) {
     const char *m = src ? src->msg : tls_last_error;
     if (dst && dst != src) snprintf(dst->msg, sizeof dst->msg, "%s", m);
     if (m != tls_last_error) snprintf(tls_last_error, sizeof tls_last_error, "%s", m);
     return st;
 }
 
-void is_err_clear(is_err *e) {
+void ims_err_clear(ims_err *e) {
     if (e) e->msg[0] = '\0';
 }
 
@@ -84,12 +84,12 @@ void imgsim_set_log_level(imgsim_log_level level) {
     g_log_level = level;
 }
 
-int is_log_enabled(imgsim_log_level lvl) {
+int ims_log_enabled(imgsim_log_level lvl) {
     return lvl <= g_log_level;
 }
 
-void is_log(imgsim_log_level lvl, const char *fmt, ...) {
-    if (!is_log_enabled(lvl)) return;
+void ims_log(imgsim_log_level lvl, const char *fmt, ...) {
+    if (!ims_log_enabled(lvl)) return;
     static const char *tag[] = {"", "error: ", "warning: ", "", "debug: "};
     char buf[2048];
     va_list ap;

@@ -36,9 +36,9 @@
 /* ---- growable arrays ------------------------------------------------------------------------ */
 
 typedef struct list_builder {
-    is_item *items;
+    ims_item *items;
     size_t n, cap;
-    is_skip *skipped;
+    ims_skip *skipped;
     size_t n_skipped, cap_skipped;
 } list_builder;
 
@@ -49,8 +49,8 @@ static int grow(void **arr, size_t *cap, size_t n, size_t size) {
     if (ncap < *cap) return -1;
     void *q;
     uint64_t bytes;
-    if (is_mul_overflow_u64(ncap, size, &bytes) || bytes > SIZE_MAX) return -1;
-    q = is_realloc(*arr, (size_t)bytes);
+    if (ims_mul_overflow_u64(ncap, size, &bytes) || bytes > SIZE_MAX) return -1;
+    q = ims_realloc(*arr, (size_t)bytes);
     if (!q) return -1;
     *arr = q;
     *cap = ncap;
@@ -59,34 +59,34 @@ static int grow(void **arr, size_t *cap, size_t n, size_t size) {
 
 /* Appends an item; path/rel/label are copied. */
 static imgsim_status add_item(list_builder *b, const char *path, const char *rel, const char *label,
-                              is_err *e) {
-    if (grow((void **)&b->items, &b->cap, b->n, sizeof(is_item)))
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
-    is_item *it = &b->items[b->n];
-    it->path = is_strdup(path);
-    it->rel = is_strdup(rel);
-    it->label = is_strdup(label);
+                              ims_err *e) {
+    if (grow((void **)&b->items, &b->cap, b->n, sizeof(ims_item)))
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
+    ims_item *it = &b->items[b->n];
+    it->path = ims_strdup(path);
+    it->rel = ims_strdup(rel);
+    it->label = ims_strdup(label);
     if (!it->path || !it->rel || !it->label) {
         free(it->path);
         free(it->rel);
         free(it->label);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
     }
     b->n++;
     return IMGSIM_OK;
 }
 
 /* Appends a skipped file with its reason. */
-static imgsim_status add_skip(list_builder *b, const char *path, const char *reason, is_err *e) {
-    if (grow((void **)&b->skipped, &b->cap_skipped, b->n_skipped, sizeof(is_skip)))
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
-    is_skip *s = &b->skipped[b->n_skipped];
-    s->path = is_strdup(path);
-    s->reason = is_strdup(reason);
+static imgsim_status add_skip(list_builder *b, const char *path, const char *reason, ims_err *e) {
+    if (grow((void **)&b->skipped, &b->cap_skipped, b->n_skipped, sizeof(ims_skip)))
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
+    ims_skip *s = &b->skipped[b->n_skipped];
+    s->path = ims_strdup(path);
+    s->reason = ims_strdup(reason);
     if (!s->path || !s->reason) {
         free(s->path);
         free(s->reason);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
     }
     b->n_skipped++;
     return IMGSIM_OK;
@@ -107,7 +107,7 @@ static void builder_free(list_builder *b) {
     memset(b, 0, sizeof *b);
 }
 
-void is_dataset_free(is_dataset *d) {
+void ims_dataset_free(ims_dataset *d) {
     if (!d) return;
     list_builder b = {d->items, d->n, d->n, d->skipped, d->n_skipped, d->n_skipped};
     builder_free(&b);
@@ -117,11 +117,11 @@ void is_dataset_free(is_dataset *d) {
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-/* "a" + "/" + "b" without doubling the slash; is_malloc'ed. */
+/* "a" + "/" + "b" without doubling the slash; ims_malloc'ed. */
 static char *join2(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
     int slash = la > 0 && a[la - 1] != '/';
-    char *s = is_malloc(la + (size_t)slash + lb + 1);
+    char *s = ims_malloc(la + (size_t)slash + lb + 1);
     if (!s) return NULL;
     memcpy(s, a, la);
     if (slash) s[la] = '/';
@@ -152,9 +152,9 @@ static sniff_kind sniff(const uint8_t *h, size_t n) {
 static int sniff_file(const char *path, char *reason, size_t reason_size) {
     uint8_t head[16];
     size_t got = 0;
-    is_err err;
-    is_err_clear(&err);
-    if (is_read_head(head, sizeof head, &got, path, &err) != IMGSIM_OK) {
+    ims_err err;
+    ims_err_clear(&err);
+    if (ims_read_head(head, sizeof head, &got, path, &err) != IMGSIM_OK) {
         /* core's message is "<path>: <why>"; keep only the why */
         const char *why = err.msg;
         size_t lp = strlen(path);
@@ -198,12 +198,12 @@ static int cmp_names(const void *a, const void *b) {
 /* Lists folder `rel` (relative to the root; "" for the root itself) whose identity is id, and
  * everything under it. Entries are visited in bytewise name order; the final sort by rel makes the
  * order canonical anyway. */
-static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
+static imgsim_status walk(walker *w, const char *rel, dir_id id, ims_err *e) {
     imgsim_status st = IMGSIM_OK;
-    char *dpath = *rel ? join2(w->root, rel) : is_strdup(w->root);
-    if (!dpath) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", w->root);
+    char *dpath = *rel ? join2(w->root, rel) : ims_strdup(w->root);
+    if (!dpath) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", w->root);
     if (w->depth >= IS_WALK_MAX_DEPTH) {
-        st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: folders nested deeper than %d levels", dpath,
+        st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: folders nested deeper than %d levels", dpath,
                      IS_WALK_MAX_DEPTH);
         free(dpath);
         return st;
@@ -220,7 +220,7 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
             snprintf(reason, sizeof reason, "cannot read: %s", strerror(errno));
             st = add_skip(w->b, dpath, reason, e);
         } else {
-            st = is_fail(e, IMGSIM_ERR_IO, "%s: cannot open folder: %s", dpath, strerror(errno));
+            st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open folder: %s", dpath, strerror(errno));
         }
         goto done;
     }
@@ -228,12 +228,12 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
         errno = 0;
         struct dirent *de = readdir(dir);
         if (!de) {
-            if (errno) st = is_fail(e, IMGSIM_ERR_IO, "%s: cannot read folder: %s", dpath, strerror(errno));
+            if (errno) st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot read folder: %s", dpath, strerror(errno));
             break;
         }
         if (de->d_name[0] == '.') continue; /* ".", ".." and hidden entries */
-        if (grow((void **)&names, &cap, n, sizeof(char *)) || !(names[n] = is_strdup(de->d_name))) {
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dpath);
+        if (grow((void **)&names, &cap, n, sizeof(char *)) || !(names[n] = ims_strdup(de->d_name))) {
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dpath);
             break;
         }
         n++;
@@ -243,17 +243,17 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
     if (n > 1) qsort(names, n, sizeof(char *), cmp_names);
 
     for (size_t i = 0; i < n && st == IMGSIM_OK; i++) {
-        char *crel = *rel ? join2(rel, names[i]) : is_strdup(names[i]);
+        char *crel = *rel ? join2(rel, names[i]) : ims_strdup(names[i]);
         char *cpath = crel ? join2(w->root, crel) : NULL;
         if (!crel || !cpath) {
             free(crel);
             free(cpath);
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dpath);
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dpath);
             break;
         }
         struct stat sb;
         if (has_tsv_special(crel)) {
-            st = is_fail(e, IMGSIM_ERR_UNSUPPORTED,
+            st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
                          "%s: path contains a tab or newline, which TSV lists and manifests cannot hold; "
                          "rename it",
                          cpath);
@@ -268,7 +268,7 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
             for (int k = 0; k < w->depth; k++)
                 if (w->stack[k].dev == cid.dev && w->stack[k].ino == cid.ino) loop = 1;
             if (loop)
-                is_log_warn("%s: symbolic link loop, not followed", cpath);
+                ims_log_warn("%s: symbolic link loop, not followed", cpath);
             else
                 st = walk(w, crel, cid, e);
         } else if (!S_ISREG(sb.st_mode)) {
@@ -280,9 +280,9 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, is_err *e) {
                 const char *slash = strchr(crel, '/');
                 if (slash) {
                     size_t ll = (size_t)(slash - crel);
-                    char *label = is_malloc(ll + 1);
+                    char *label = ims_malloc(ll + 1);
                     if (!label) {
-                        st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", cpath);
+                        st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", cpath);
                     } else {
                         memcpy(label, crel, ll);
                         label[ll] = '\0';
@@ -308,7 +308,7 @@ done:
 }
 
 static int cmp_items_rel(const void *a, const void *b) {
-    return strcmp(((const is_item *)a)->rel, ((const is_item *)b)->rel);
+    return strcmp(((const ims_item *)a)->rel, ((const ims_item *)b)->rel);
 }
 
 typedef struct sniff_job {
@@ -322,20 +322,20 @@ static void sniff_one(void *ctx, int64_t i, int worker) {
     char reason[600];
     (void)worker;
     if (sniff_file(j->b->items[i].path, reason, sizeof reason) == 1) return;
-    j->reason[i] = is_strdup(reason);
+    j->reason[i] = ims_strdup(reason);
     if (!j->reason[i]) j->nomem = 1;
 }
 
 /* Sniffs every listed file's first bytes (in parallel: listing a large folder is mostly this) and
  * moves the files that are not images to the skipped list, keeping the order of both. */
-static imgsim_status sniff_all(list_builder *b, is_err *e) {
-    sniff_job j = {b, is_calloc(b->n ? b->n : 1, sizeof(char *)), 0};
-    if (!j.reason) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory listing the dataset");
-    is_pool *pool = NULL;
-    if (b->n >= 256) is_pool_create(&pool, 0, NULL); /* on failure: one thread */
-    is_pool_for(pool, (int64_t)b->n, sniff_one, &j);
-    is_pool_destroy(pool);
-    imgsim_status st = j.nomem ? is_fail(e, IMGSIM_ERR_NOMEM, "out of memory listing the dataset") : IMGSIM_OK;
+static imgsim_status sniff_all(list_builder *b, ims_err *e) {
+    sniff_job j = {b, ims_calloc(b->n ? b->n : 1, sizeof(char *)), 0};
+    if (!j.reason) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory listing the dataset");
+    ims_pool *pool = NULL;
+    if (b->n >= 256) ims_pool_create(&pool, 0, NULL); /* on failure: one thread */
+    ims_pool_for(pool, (int64_t)b->n, sniff_one, &j);
+    ims_pool_destroy(pool);
+    imgsim_status st = j.nomem ? ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory listing the dataset") : IMGSIM_OK;
     size_t kept = 0;
     for (size_t i = 0; i < b->n; i++) {
         if (!j.reason[i]) {
@@ -354,11 +354,11 @@ static imgsim_status sniff_all(list_builder *b, is_err *e) {
 }
 
 /* Lists an ImageFolder-layout folder into b (items sorted by rel). */
-static imgsim_status open_folder(list_builder *b, const char *root, is_err *e) {
+static imgsim_status open_folder(list_builder *b, const char *root, ims_err *e) {
     struct stat sb;
-    if (stat(root, &sb) != 0) return is_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", root, strerror(errno));
-    walker *w = is_calloc(1, sizeof *w);
-    if (!w) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", root);
+    if (stat(root, &sb) != 0) return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", root, strerror(errno));
+    walker *w = ims_calloc(1, sizeof *w);
+    if (!w) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", root);
     w->b = b;
     w->root = root;
     dir_id id = {sb.st_dev, sb.st_ino};
@@ -366,7 +366,7 @@ static imgsim_status open_folder(list_builder *b, const char *root, is_err *e) {
     free(w);
     if (st == IMGSIM_OK) st = sniff_all(b, e);
     if (st != IMGSIM_OK) return st;
-    if (b->n > 1) qsort(b->items, b->n, sizeof(is_item), cmp_items_rel);
+    if (b->n > 1) qsort(b->items, b->n, sizeof(ims_item), cmp_items_rel);
     return IMGSIM_OK;
 }
 
@@ -374,10 +374,10 @@ static imgsim_status open_folder(list_builder *b, const char *root, is_err *e) {
 
 /* Returns 1 if the file starts with the line "path\tlabel" (LF or CRLF ended, or the whole file),
  * after an optional UTF-8 byte-order mark (spreadsheets write one). */
-static int is_tsv_list(const char *path) {
+static int ims_tsv_list(const char *path) {
     uint8_t buf[16];
     size_t got = 0;
-    if (is_read_head(buf, sizeof buf, &got, path, NULL) != IMGSIM_OK) return 0;
+    if (ims_read_head(buf, sizeof buf, &got, path, NULL) != IMGSIM_OK) return 0;
     const uint8_t *head = buf;
     if (got >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) head += 3, got -= 3;
     static const char hdr[] = "path\tlabel";
@@ -391,19 +391,19 @@ static int is_tsv_list(const char *path) {
 
 /* Reads a TSV list into b, in list order. Blank lines are ignored; a line without a tab has label
  * ""; a line with more than one tab, or an empty path, is an error naming the line. */
-static imgsim_status open_tsv(list_builder *b, const char *list, const char *root, is_err *e) {
+static imgsim_status open_tsv(list_builder *b, const char *list, const char *root, ims_err *e) {
     uint8_t *buf = NULL;
     size_t len = 0;
-    imgsim_status st = is_read_file(&buf, &len, list, IS_TSV_MAX_BYTES, e);
+    imgsim_status st = ims_read_file(&buf, &len, list, IS_TSV_MAX_BYTES, e);
     if (st != IMGSIM_OK) return st;
     if (memchr(buf, '\0', len)) {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: not a text file (contains NUL bytes)", list);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not a text file (contains NUL bytes)", list);
     }
-    char *text = is_malloc(len + 1);
+    char *text = ims_malloc(len + 1);
     if (!text) {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", list);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", list);
     }
     memcpy(text, buf, len);
     text[len] = '\0';
@@ -412,10 +412,10 @@ static imgsim_status open_tsv(list_builder *b, const char *list, const char *roo
     char *p = text;
     size_t lineno = 0;
     char *line;
-    while (st == IMGSIM_OK && (line = is_next_line(&p))) {
+    while (st == IMGSIM_OK && (line = ims_next_line(&p))) {
         lineno++;
         size_t ll = strlen(line);
-        if (lineno == 1) continue; /* the header, checked by is_tsv_list */
+        if (lineno == 1) continue; /* the header, checked by ims_tsv_list */
         if (ll == 0) continue;
         char *tab = strchr(line, '\t');
         const char *label = "";
@@ -423,23 +423,23 @@ static imgsim_status open_tsv(list_builder *b, const char *list, const char *roo
             *tab = '\0';
             label = tab + 1;
             if (strchr(label, '\t')) {
-                st = is_fail(e, IMGSIM_ERR_FORMAT,
+                st = ims_fail(e, IMGSIM_ERR_FORMAT,
                              "%s:%zu: expected 2 tab-separated columns (path, label), found more", list,
                              lineno);
                 break;
             }
         }
         if (!*line) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: empty path", list, lineno);
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: empty path", list, lineno);
             break;
         }
         if (strchr(line, '\r') || strchr(label, '\r')) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: stray carriage return inside the line", list, lineno);
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: stray carriage return inside the line", list, lineno);
             break;
         }
-        char *full = line[0] == '/' ? is_strdup(line) : join2(root, line);
+        char *full = line[0] == '/' ? ims_strdup(line) : join2(root, line);
         if (!full) {
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", list);
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", list);
             break;
         }
         st = add_item(b, full, line, label, e);
@@ -453,15 +453,15 @@ static imgsim_status open_tsv(list_builder *b, const char *list, const char *roo
 
 /* Decides what path is (folder, TSV list, image file) and lists it; see the top of the file. The
  * root of a list or a single file is its folder. */
-imgsim_status is_dataset_open(is_dataset **out, const char *path, is_err *e) {
+imgsim_status ims_dataset_open(ims_dataset **out, const char *path, ims_err *e) {
     *out = NULL;
-    if (!path || !*path) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dataset path is empty");
+    if (!path || !*path) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "dataset path is empty");
     if (has_tsv_special(path))
-        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: path contains a tab or newline", path);
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: path contains a tab or newline", path);
 
     /* the path as given, without trailing slashes (except a lone "/") */
-    char *given = is_strdup(path);
-    if (!given) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+    char *given = ims_strdup(path);
+    if (!given) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     for (size_t l = strlen(given); l > 1 && given[l - 1] == '/'; l--)
         given[l - 1] = '\0';
 
@@ -471,17 +471,17 @@ imgsim_status is_dataset_open(is_dataset **out, const char *path, is_err *e) {
     imgsim_status st;
     struct stat sb;
     if (stat(given, &sb) != 0) {
-        st = is_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", given, strerror(errno));
+        st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", given, strerror(errno));
     } else if (S_ISDIR(sb.st_mode)) {
-        root = is_strdup(given);
-        st = root ? open_folder(&b, given, e) : is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", given);
+        root = ims_strdup(given);
+        st = root ? open_folder(&b, given, e) : ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", given);
     } else if (!S_ISREG(sb.st_mode)) {
-        st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: not a folder, a TSV list or an image file", given);
+        st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: not a folder, a TSV list or an image file", given);
     } else {
-        root = is_path_dirname(given);
+        root = ims_path_dirname(given);
         if (!root) {
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", given);
-        } else if (is_tsv_list(given)) {
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", given);
+        } else if (ims_tsv_list(given)) {
             st = open_tsv(&b, given, root, e);
         } else {
             char reason[600];
@@ -491,11 +491,11 @@ imgsim_status is_dataset_open(is_dataset **out, const char *path, is_err *e) {
                 base = base ? base + 1 : given;
                 st = add_item(&b, given, base, "", e);
             } else if (r == 0) {
-                st = is_fail(e, IMGSIM_ERR_FORMAT,
+                st = ims_fail(e, IMGSIM_ERR_FORMAT,
                              "%s: %s, and not a TSV list (whose first line must be \"path<TAB>label\")",
                              given, reason);
             } else {
-                st = is_fail(e, IMGSIM_ERR_IO, "%s: %s", given, reason);
+                st = ims_fail(e, IMGSIM_ERR_IO, "%s: %s", given, reason);
             }
         }
     }
@@ -505,11 +505,11 @@ imgsim_status is_dataset_open(is_dataset **out, const char *path, is_err *e) {
         free(root);
         return st;
     }
-    is_dataset *d = is_calloc(1, sizeof *d);
+    ims_dataset *d = ims_calloc(1, sizeof *d);
     if (!d) {
         builder_free(&b);
         free(root);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     }
     d->root = root;
     d->items = b.items;
@@ -529,7 +529,7 @@ static char *abs_lexical(const char *path) {
     if (path[0] != '/') {
         size_t cap = 256;
         for (;;) {
-            char *c = is_malloc(cap);
+            char *c = ims_malloc(cap);
             if (!c) return NULL;
             if (getcwd(c, cap)) {
                 cwd = c;
@@ -540,7 +540,7 @@ static char *abs_lexical(const char *path) {
             cap *= 2;
         }
     }
-    char *joined = cwd ? join2(cwd, path) : is_strdup(path);
+    char *joined = cwd ? join2(cwd, path) : ims_strdup(path);
     free(cwd);
     if (!joined) return NULL;
     /* normalise in place: drop repeated slashes and "." components */
@@ -563,13 +563,13 @@ static char *abs_lexical(const char *path) {
  * plus the file's own name (a symlinked file stays itself). cache_dir and cache_real remember the
  * last folder looked up, since consecutive items usually share one. */
 static char *canonical_file_path(const char *path, char **cache_dir, char **cache_real) {
-    char *dir = is_path_dirname(path);
+    char *dir = ims_path_dirname(path);
     if (!dir) return NULL;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     if (!*cache_dir || strcmp(*cache_dir, dir) != 0) {
         char *real = realpath(dir, NULL);
-        char *r = real ? is_strdup(real) : abs_lexical(dir);
+        char *r = real ? ims_strdup(real) : abs_lexical(dir);
         free(real);
         if (!r) {
             free(dir);
@@ -588,55 +588,55 @@ static char *canonical_file_path(const char *path, char **cache_dir, char **cach
 /* Writes "path\tlabel" lines for items idx[0..n): a path is written relative to the TSV's folder when
  * the item lies under it (comparing canonical folders, so symlinked folders and "." components
  * do not matter), absolute otherwise, so that the list reads back to the same files from anywhere. */
-imgsim_status is_dataset_write_tsv(const is_dataset *d, const size_t *idx, size_t n, const char *path,
-                                   is_err *e) {
-    char *tdir = is_path_dirname(path);
-    if (!tdir) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+imgsim_status ims_dataset_write_tsv(const ims_dataset *d, const size_t *idx, size_t n, const char *path,
+                                   ims_err *e) {
+    char *tdir = ims_path_dirname(path);
+    if (!tdir) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     char *treal_c = realpath(tdir, NULL);
     free(tdir);
     if (!treal_c)
-        return is_fail(e, IMGSIM_ERR_IO, "%s: cannot resolve its folder: %s", path, strerror(errno));
-    char *treal = is_strdup(treal_c);
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot resolve its folder: %s", path, strerror(errno));
+    char *treal = ims_strdup(treal_c);
     free(treal_c);
-    if (!treal) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+    if (!treal) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     size_t lt = strlen(treal);
     if (lt == 1) lt = 0; /* "/" : every absolute path is under it */
 
-    is_atomic_file af;
-    imgsim_status st = is_atomic_open(&af, path, e);
+    ims_atomic_file af;
+    imgsim_status st = ims_atomic_open(&af, path, e);
     if (st != IMGSIM_OK) {
         free(treal);
         return st;
     }
     char *cache_dir = NULL, *cache_real = NULL;
-    if (fputs("path\tlabel\n", af.f) == EOF) st = is_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
+    if (fputs("path\tlabel\n", af.f) == EOF) st = ims_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
     for (size_t i = 0; i < n && st == IMGSIM_OK; i++) {
         if (idx[i] >= d->n) {
-            st = is_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: item index %zu out of range", path, idx[i]);
+            st = ims_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: item index %zu out of range", path, idx[i]);
             break;
         }
-        const is_item *it = &d->items[idx[i]];
+        const ims_item *it = &d->items[idx[i]];
         if (has_tsv_special(it->path) || has_tsv_special(it->label)) {
-            st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: path or label contains a tab or newline", it->path);
+            st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: path or label contains a tab or newline", it->path);
             break;
         }
         char *full = canonical_file_path(it->path, &cache_dir, &cache_real);
         if (!full) {
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
             break;
         }
         const char *out = full;
         if (strncmp(full, treal, lt) == 0 && full[lt] == '/' && full[lt + 1]) out = full + lt + 1;
         if (fprintf(af.f, "%s\t%s\n", out, it->label) < 0)
-            st = is_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+            st = ims_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
         free(full);
     }
     free(cache_dir);
     free(cache_real);
     free(treal);
     if (st != IMGSIM_OK) {
-        is_atomic_abort(&af);
+        ims_atomic_abort(&af);
         return st;
     }
-    return is_atomic_commit(&af, e);
+    return ims_atomic_commit(&af, e);
 }

@@ -10,41 +10,41 @@
 
 #include "core/core.h"
 
-typedef struct is_item {
+typedef struct ims_item {
     char *path;  /* as opened: root-joined for folders and lists */
     char *rel;   /* as written in TSVs and manifests (relative to the dataset root where possible) */
     char *label; /* "" when unknown */
-} is_item;
+} ims_item;
 
-typedef struct is_skip {
+typedef struct ims_skip {
     char *path;
     char *reason;
-} is_skip;
+} ims_skip;
 
-typedef struct is_dataset {
+typedef struct ims_dataset {
     char *root;        /* folder the relative paths are relative to */
-    is_item *items;    /* images, sorted by rel (folders), or in list order (TSV) */
+    ims_item *items;    /* images, sorted by rel (folders), or in list order (TSV) */
     size_t n;
-    is_skip *skipped;  /* listed files that are not images (with a reason) */
+    ims_skip *skipped;  /* listed files that are not images (with a reason) */
     size_t n_skipped;
-} is_dataset;
+} ims_dataset;
 
 /* Opens a dataset: a folder (ImageFolder layout, recursive, label = first-level folder name, ""
  * for files directly in the root; files whose first bytes are not JPEG/PNG/WebP are skipped with a
  * reason), a TSV list ("path<TAB>label" with header "path\tlabel", paths relative to the list's
  * folder; entries are not sniffed, so unreadable ones fail later with their own error), or a single
  * image file. */
-imgsim_status is_dataset_open(is_dataset **out, const char *path, is_err *e);
-void is_dataset_free(is_dataset *d);
+imgsim_status ims_dataset_open(ims_dataset **out, const char *path, ims_err *e);
+void ims_dataset_free(ims_dataset *d);
 
 /* Writes items (indices idx[0..n)) as a TSV list "path\tlabel" with paths relative to the
  * TSV's own folder, atomically. */
-imgsim_status is_dataset_write_tsv(const is_dataset *d, const size_t *idx, size_t n, const char *path,
-                                   is_err *e);
+imgsim_status ims_dataset_write_tsv(const ims_dataset *d, const size_t *idx, size_t n, const char *path,
+                                   ims_err *e);
 
 /* Stratified split: per label, round(test_size * count) items go to test (half to even), labels
  * with one item stay in train. Deterministic for (seed, set of rel paths), independent of listing
  * order. is_test[i] is set to 0/1 for every item. */
-imgsim_status is_split(uint8_t *is_test, const is_dataset *d, double test_size, uint64_t seed, is_err *e);
+imgsim_status ims_split(uint8_t *is_test, const ims_dataset *d, double test_size, uint64_t seed, ims_err *e);
 
 #endif /* IMGSIM_DATASET_H */

@@ -103,12 +103,12 @@ static size_t class_test_count(double test_size, size_t count) {
     return (size_t)t;
 }
 
-imgsim_status is_split(uint8_t *is_test, const is_dataset *d, double test_size, uint64_t seed, is_err *e) {
+imgsim_status ims_split(uint8_t *is_test, const ims_dataset *d, double test_size, uint64_t seed, ims_err *e) {
     if (!(test_size > 0.0 && test_size < 1.0))
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "test size %g: expected a number in (0, 1)", test_size);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "test size %g: expected a number in (0, 1)", test_size);
     if (d->n == 0) return IMGSIM_OK;
-    sort_key *order = is_malloc_array(d->n, sizeof(sort_key));
-    if (!order) return is_fail(e, IMGSIM_ERR_NOMEM, "split: out of memory for %zu items", d->n);
+    sort_key *order = ims_malloc_array(d->n, sizeof(sort_key));
+    if (!order) return ims_fail(e, IMGSIM_ERR_NOMEM, "split: out of memory for %zu items", d->n);
     for (size_t i = 0; i < d->n; i++) {
         order[i].label = d->items[i].label;
         order[i].rel = d->items[i].rel;

@@ -1,7 +1,7 @@
 /*
  * store.c: reading a feature store folder (see store.h) and checking that its three files belong
  * together:
- *   features.npy  [n, dim] float32 or float16 (read with core's is_npy_read)
+ *   features.npy  [n, dim] float32 or float16 (read with core's ims_npy_read)
  *   manifest.tsv  header "row\tpath\tlabel\tstatus\terror", one line per input; row is the
  *                 features row of the input, or -1 for an input that failed (status/error say why).
  *                 Rows 0..n-1 must each appear exactly once.
@@ -21,7 +21,7 @@
 #define IS_MANIFEST_MAX_BYTES ((uint64_t)8 << 30)
 #define IS_META_MAX_BYTES ((uint64_t)64 << 20)
 
-void is_store_free(is_store *s) {
+void ims_store_free(ims_store *s) {
     if (!s) return;
     if (s->paths)
         for (int64_t i = 0; i < s->n; i++)
@@ -65,29 +65,29 @@ static int split_tabs(char *line, char **fields, int max) {
 }
 
 /* Reads manifest.tsv into s->paths/labels (rows 0..n-1, each exactly once) and s->n_failed. */
-static imgsim_status read_manifest(is_store *s, const char *path, is_err *e) {
+static imgsim_status read_manifest(ims_store *s, const char *path, ims_err *e) {
     uint8_t *buf = NULL;
     size_t len = 0;
-    imgsim_status st = is_read_file(&buf, &len, path, IS_MANIFEST_MAX_BYTES, e);
+    imgsim_status st = ims_read_file(&buf, &len, path, IS_MANIFEST_MAX_BYTES, e);
     if (st != IMGSIM_OK) return st;
-    char *text = is_malloc(len + 1);
+    char *text = ims_malloc(len + 1);
     if (!text) {
         free(buf);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     }
     memcpy(text, buf, len);
     text[len] = '\0';
     free(buf);
     if (memchr(text, '\0', len)) {
         free(text);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: not a text file (contains NUL bytes)", path);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not a text file (contains NUL bytes)", path);
     }
 
-    s->paths = is_calloc(s->n ? (size_t)s->n : 1, sizeof(char *));
-    s->labels = is_calloc(s->n ? (size_t)s->n : 1, sizeof(char *));
+    s->paths = ims_calloc(s->n ? (size_t)s->n : 1, sizeof(char *));
+    s->labels = ims_calloc(s->n ? (size_t)s->n : 1, sizeof(char *));
     if (!s->paths || !s->labels) {
         free(text);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for %" PRId64 " rows", path, s->n);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for %" PRId64 " rows", path, s->n);
     }
 
     int64_t seen = 0;
@@ -95,12 +95,12 @@ static imgsim_status read_manifest(is_store *s, const char *path, is_err *e) {
     char *p = text;
     int header_ok = 0;
     char *line;
-    while ((line = is_next_line(&p))) {
+    while ((line = ims_next_line(&p))) {
         lineno++;
         size_t ll = strlen(line);
         if (lineno == 1) {
             if (strcmp(line, "row\tpath\tlabel\tstatus\terror") != 0) {
-                st = is_fail(e, IMGSIM_ERR_FORMAT,
+                st = ims_fail(e, IMGSIM_ERR_FORMAT,
                              "%s:1: expected the header \"row<TAB>path<TAB>label<TAB>status<TAB>error\"",
                              path);
                 break;
@@ -112,13 +112,13 @@ static imgsim_status read_manifest(is_store *s, const char *path, is_err *e) {
         char *f[5];
         int nf = split_tabs(line, f, 5);
         if (nf != 5) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: expected 5 tab-separated columns, found %d", path,
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: expected 5 tab-separated columns, found %d", path,
                          lineno, nf);
             break;
         }
         int64_t row;
         if (parse_i64(f[0], &row) || row < -1) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: row '%s' is not -1 or a row number", path, lineno,
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: row '%s' is not -1 or a row number", path, lineno,
                          f[0]);
             break;
         }
@@ -127,31 +127,31 @@ static imgsim_status read_manifest(is_store *s, const char *path, is_err *e) {
             continue;
         }
         if (row >= s->n) {
-            st = is_fail(e, IMGSIM_ERR_MISMATCH,
+            st = ims_fail(e, IMGSIM_ERR_MISMATCH,
                          "%s:%zu: row %" PRId64 " is beyond features.npy, which has %" PRId64 " rows", path,
                          lineno, row, s->n);
             break;
         }
         if (s->paths[row]) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: row %" PRId64 " appears twice", path, lineno, row);
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "%s:%zu: row %" PRId64 " appears twice", path, lineno, row);
             break;
         }
-        s->paths[row] = is_strdup(f[1]);
-        s->labels[row] = is_strdup(f[2]);
+        s->paths[row] = ims_strdup(f[1]);
+        s->labels[row] = ims_strdup(f[2]);
         if (!s->paths[row] || !s->labels[row]) {
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
             break;
         }
         seen++;
     }
     free(text);
     if (st != IMGSIM_OK) return st;
-    if (!header_ok) return is_fail(e, IMGSIM_ERR_FORMAT, "%s: empty (no header line)", path);
+    if (!header_ok) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: empty (no header line)", path);
     if (seen != s->n) {
         int64_t missing = -1;
         for (int64_t i = 0; i < s->n && missing < 0; i++)
             if (!s->paths[i]) missing = i;
-        return is_fail(e, IMGSIM_ERR_MISMATCH,
+        return ims_fail(e, IMGSIM_ERR_MISMATCH,
                        "%s: lists %" PRId64 " rows but features.npy has %" PRId64 " (row %" PRId64
                        " is missing)",
                        path, seen, s->n, missing);
@@ -160,10 +160,10 @@ static imgsim_status read_manifest(is_store *s, const char *path, is_err *e) {
 }
 
 /* Reads meta.json and checks the fields that describe features.npy. */
-static imgsim_status read_meta(is_store *s, const char *path, is_err *e) {
+static imgsim_status read_meta(ims_store *s, const char *path, ims_err *e) {
     uint8_t *buf = NULL;
     size_t len = 0;
-    imgsim_status st = is_read_file(&buf, &len, path, IS_META_MAX_BYTES, e);
+    imgsim_status st = ims_read_file(&buf, &len, path, IS_META_MAX_BYTES, e);
     if (st != IMGSIM_OK) return st;
     s->meta = cJSON_ParseWithLength((const char *)buf, len);
     if (!s->meta) {
@@ -172,20 +172,20 @@ static imgsim_status read_meta(is_store *s, const char *path, is_err *e) {
                        ? (long)(where - (const char *)buf)
                        : -1;
         free(buf);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", path, off);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", path, off);
     }
     free(buf);
-    if (!cJSON_IsObject(s->meta)) return is_fail(e, IMGSIM_ERR_FORMAT, "%s: expected a JSON object", path);
+    if (!cJSON_IsObject(s->meta)) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: expected a JSON object", path);
 
     const cJSON *dim = cJSON_GetObjectItemCaseSensitive(s->meta, "dim");
     if (dim && (!cJSON_IsNumber(dim) || dim->valuedouble != (double)s->dim))
-        return is_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dim\" does not match features.npy's %d columns", path,
+        return ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dim\" does not match features.npy's %d columns", path,
                        s->dim);
     const char *row_keys[2] = {"rows", "n"};
     for (int k = 0; k < 2; k++) {
         const cJSON *rows = cJSON_GetObjectItemCaseSensitive(s->meta, row_keys[k]);
         if (rows && (!cJSON_IsNumber(rows) || rows->valuedouble != (double)s->n))
-            return is_fail(e, IMGSIM_ERR_MISMATCH,
+            return ims_fail(e, IMGSIM_ERR_MISMATCH,
                            "%s: \"%s\" does not match features.npy's %" PRId64 " rows", path, row_keys[k],
                            s->n);
     }
@@ -193,32 +193,32 @@ static imgsim_status read_meta(is_store *s, const char *path, is_err *e) {
     if (dt) {
         const char *want = s->dtype == IMGSIM_F16 ? "float16" : "float32";
         if (!cJSON_IsString(dt) || strcmp(dt->valuestring, want) != 0)
-            return is_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dtype\" does not match features.npy's %s", path,
+            return ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dtype\" does not match features.npy's %s", path,
                            want);
     }
     return IMGSIM_OK;
 }
 
-imgsim_status is_store_open(is_store **out, const char *dir, is_err *e) {
+imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     *out = NULL;
-    if (!is_is_dir(dir))
-        return is_fail(e, is_path_exists(dir) ? IMGSIM_ERR_FORMAT : IMGSIM_ERR_IO,
+    if (!ims_is_dir(dir))
+        return ims_fail(e, ims_path_exists(dir) ? IMGSIM_ERR_FORMAT : IMGSIM_ERR_IO,
                        "%s: not a feature store folder", dir);
-    is_store *s = is_calloc(1, sizeof *s);
-    char *fpath = is_path_join(dir, "features.npy");
-    char *mpath = is_path_join(dir, "manifest.tsv");
-    char *jpath = is_path_join(dir, "meta.json");
+    ims_store *s = ims_calloc(1, sizeof *s);
+    char *fpath = ims_path_join(dir, "features.npy");
+    char *mpath = ims_path_join(dir, "manifest.tsv");
+    char *jpath = ims_path_join(dir, "meta.json");
     imgsim_status st = IMGSIM_OK;
-    if (!s || !fpath || !mpath || !jpath || !(s->dir = is_strdup(dir))) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dir);
+    if (!s || !fpath || !mpath || !jpath || !(s->dir = ims_strdup(dir))) {
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dir);
         goto done;
     }
     int64_t rows = 0, cols = 0;
-    st = is_npy_read(&s->features, &s->dtype, &rows, &cols, fpath, e);
+    st = ims_npy_read(&s->features, &s->dtype, &rows, &cols, fpath, e);
     if (st != IMGSIM_OK) goto done;
     if (rows < 0 || cols <= 0 || cols > INT_MAX) {
         st =
-            is_fail(e, IMGSIM_ERR_FORMAT, "%s: unusable shape [%" PRId64 ", %" PRId64 "]", fpath, rows, cols);
+            ims_fail(e, IMGSIM_ERR_FORMAT, "%s: unusable shape [%" PRId64 ", %" PRId64 "]", fpath, rows, cols);
         goto done;
     }
     s->n = rows;
@@ -232,37 +232,37 @@ done:
     free(mpath);
     free(jpath);
     if (st != IMGSIM_OK) {
-        is_store_free(s);
+        ims_store_free(s);
         return st;
     }
     *out = s;
     return IMGSIM_OK;
 }
 
-const char *is_store_meta_str(const is_store *s, const char *key) {
+const char *ims_store_meta_str(const ims_store *s, const char *key) {
     if (!s || !s->meta) return NULL;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(s->meta, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-double is_store_meta_num(const is_store *s, const char *key, double def) {
+double ims_store_meta_num(const ims_store *s, const char *key, double def) {
     if (!s || !s->meta) return def;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(s->meta, key);
     return cJSON_IsNumber(v) ? v->valuedouble : def;
 }
 
-float *is_store_features_f32(const is_store *s) {
+float *ims_store_features_f32(const ims_store *s) {
     uint64_t count;
-    if (is_mul_overflow_u64((uint64_t)s->n, (uint64_t)s->dim, &count) || count > SIZE_MAX / sizeof(float))
+    if (ims_mul_overflow_u64((uint64_t)s->n, (uint64_t)s->dim, &count) || count > SIZE_MAX / sizeof(float))
         return NULL;
-    float *out = is_malloc_array(count ? (size_t)count : 1, sizeof(float));
+    float *out = ims_malloc_array(count ? (size_t)count : 1, sizeof(float));
     if (!out) return NULL;
     if (s->dtype == IMGSIM_F32) {
         if (count) memcpy(out, s->features, (size_t)count * sizeof(float));
     } else {
         const uint16_t *h = s->features;
         for (uint64_t i = 0; i < count; i++)
-            out[i] = is_f16_to_f32(h[i]);
+            out[i] = ims_f16_to_f32(h[i]);
     }
     return out;
 }

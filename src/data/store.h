@@ -11,7 +11,7 @@
 
 #include "core/core.h"
 
-typedef struct is_store {
+typedef struct ims_store {
     char *dir;
     void *features;      /* [n, dim] in dtype */
     imgsim_dtype dtype;
@@ -21,14 +21,14 @@ typedef struct is_store {
     char **labels;       /* [n]: label of each row ("" if none) */
     int64_t n_failed;    /* manifest lines with row -1 */
     cJSON *meta;         /* parsed meta.json */
-} is_store;
+} ims_store;
 
-imgsim_status is_store_open(is_store **out, const char *dir, is_err *e);
-void is_store_free(is_store *s);
+imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e);
+void ims_store_free(ims_store *s);
 /* meta.json string/number fields, NULL/def when absent. */
-const char *is_store_meta_str(const is_store *s, const char *key);
-double is_store_meta_num(const is_store *s, const char *key, double def);
-/* Features of rows as float32 (converting from float16), is_malloc'ed [n, dim]. */
-float *is_store_features_f32(const is_store *s);
+const char *ims_store_meta_str(const ims_store *s, const char *key);
+double ims_store_meta_num(const ims_store *s, const char *key, double def);
+/* Features of rows as float32 (converting from float16), ims_malloc'ed [n, dim]. */
+float *ims_store_features_f32(const ims_store *s);
 
 #endif /* IMGSIM_STORE_H */

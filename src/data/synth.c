@@ -343,7 +343,7 @@ static void draw_clutter(uint8_t *rgb, int w, int h, rng *r) {
     }
 }
 
-void is_synth_image(uint8_t *rgb, int w, int h, int cls, uint64_t seed) {
+void ims_synth_image(uint8_t *rgb, int w, int h, int cls, uint64_t seed) {
     if (w <= 0 || h <= 0) return;
     rng r = {seed};
     rng_u64(&r);
@@ -394,7 +394,7 @@ void is_synth_image(uint8_t *rgb, int w, int h, int cls, uint64_t seed) {
     free(tab);
 }
 
-void is_synth_size(int *w, int *h, int min_side, int max_side, uint64_t seed) {
+void ims_synth_size(int *w, int *h, int min_side, int max_side, uint64_t seed) {
     if (min_side < 1) min_side = 1;
     if (max_side < min_side) max_side = min_side;
     rng r = {seed ^ 0x5A5A5A5A5A5A5A5Aull};
@@ -412,7 +412,7 @@ void is_synth_size(int *w, int *h, int min_side, int max_side, uint64_t seed) {
 
 /* ---- dataset --------------------------------------------------------------------------------- */
 
-void is_synth_opts_init(is_synth_opts *o) {
+void ims_synth_opts_init(ims_synth_opts *o) {
     memset(o, 0, sizeof *o);
     o->n_classes = 10;
     o->per_class = 30;
@@ -426,25 +426,25 @@ void is_synth_opts_init(is_synth_opts *o) {
 
 typedef struct synth_job {
     const char *root;
-    const is_synth_opts *o;
+    const ims_synth_opts *o;
     tjhandle *tj; /* one compressor per worker */
     atomic_int failed;
-    is_err err; /* the first failure */
+    ims_err err; /* the first failure */
     imgsim_status err_st;
     atomic_flag err_taken;
-    is_progress *progress;
+    ims_progress *progress;
 } synth_job;
 
 /* Writes a file under a temporary name and renames it into place: readers never see a partial
  * image. No fsync: generated data can be regenerated, and 20,000 fsyncs would dominate the run. */
-static imgsim_status write_image(const char *path, const void *data, size_t len, is_err *e) {
+static imgsim_status write_image(const char *path, const void *data, size_t len, ims_err *e) {
     size_t lp = strlen(path);
-    char *tmp = is_malloc(lp + 32);
-    if (!tmp) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+    char *tmp = ims_malloc(lp + 32);
+    if (!tmp) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     snprintf(tmp, lp + 32, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        imgsim_status st = is_fail(e, IMGSIM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        imgsim_status st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
         free(tmp);
         return st;
     }
@@ -455,7 +455,7 @@ static imgsim_status write_image(const char *path, const void *data, size_t len,
     if (bad) {
         remove(tmp);
         free(tmp);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: cannot write: %s", path, strerror(er));
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot write: %s", path, strerror(er));
     }
     free(tmp);
     return IMGSIM_OK;
@@ -465,32 +465,32 @@ static imgsim_status write_image(const char *path, const void *data, size_t len,
 static void synth_one(void *ctx, int64_t i, int worker) {
     synth_job *J = ctx;
     if (atomic_load(&J->failed)) return;
-    const is_synth_opts *o = J->o;
+    const ims_synth_opts *o = J->o;
     int cls = (int)(i / o->per_class), idx = (int)(i % o->per_class);
     uint64_t s = image_seed(o->seed, cls, idx);
     rng r = {s ^ 0xA0761D6478BD642Full};
     int large = o->large_fraction > 0 && (double)rng_f(&r) < o->large_fraction;
     int w, h;
     if (large)
-        is_synth_size(&w, &h, o->large_min_side, o->large_min_side * 4 / 3, s);
+        ims_synth_size(&w, &h, o->large_min_side, o->large_min_side * 4 / 3, s);
     else
-        is_synth_size(&w, &h, o->min_side, o->max_side, s);
+        ims_synth_size(&w, &h, o->min_side, o->max_side, s);
 
     char rel[64];
     snprintf(rel, sizeof rel, "class_%02d/img_%04d.jpg", cls, idx);
-    char *path = is_path_join(J->root, rel);
-    uint8_t *rgb = is_malloc_array((size_t)w * (size_t)h, 3);
+    char *path = ims_path_join(J->root, rel);
+    uint8_t *rgb = ims_malloc_array((size_t)w * (size_t)h, 3);
     unsigned char *jpeg = NULL;
     unsigned long jsize = 0;
-    is_err err;
-    is_err_clear(&err);
+    ims_err err;
+    ims_err_clear(&err);
     imgsim_status st = IMGSIM_OK;
     if (!path || !rgb) {
-        st = is_fail(&err, IMGSIM_ERR_NOMEM, "synth: out of memory for a %dx%d image", w, h);
+        st = ims_fail(&err, IMGSIM_ERR_NOMEM, "synth: out of memory for a %dx%d image", w, h);
     } else {
-        is_synth_image(rgb, w, h, cls, s);
+        ims_synth_image(rgb, w, h, cls, s);
         if (tjCompress2(J->tj[worker], rgb, w, 0, h, TJPF_RGB, &jpeg, &jsize, TJSAMP_420, o->quality, 0) != 0)
-            st = is_fail(&err, IMGSIM_ERR_INTERNAL, "%s: JPEG encoding failed: %s", path,
+            st = ims_fail(&err, IMGSIM_ERR_INTERNAL, "%s: JPEG encoding failed: %s", path,
                          tjGetErrorStr2(J->tj[worker]));
         else
             st = write_image(path, jpeg, (size_t)jsize, &err);
@@ -505,49 +505,49 @@ static void synth_one(void *ctx, int64_t i, int worker) {
     tjFree(jpeg);
     free(rgb);
     free(path);
-    if (J->progress) is_progress_add(J->progress, 1);
+    if (J->progress) ims_progress_add(J->progress, 1);
 }
 
-imgsim_status is_synth_dataset_ex(const char *root, const is_synth_opts *o, is_err *e) {
+imgsim_status ims_synth_dataset_ex(const char *root, const ims_synth_opts *o, ims_err *e) {
     if (o->n_classes < 1 || o->n_classes > 10000 || o->per_class < 1 || o->per_class > 10000000)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
                        "synth: need 1..10000 classes and 1..10000000 images per class");
     if (o->min_side < 8 || o->max_side < o->min_side || o->max_side > 16384)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
                        "synth: sides must satisfy 8 <= min (%d) <= max (%d) <= 16384", o->min_side,
                        o->max_side);
     if (o->large_fraction < 0 || o->large_fraction > 1 ||
         (o->large_fraction > 0 && (o->large_min_side < 8 || o->large_min_side > 12288)))
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
                        "synth: large fraction must be in [0, 1], large side in 8..12288");
     if (o->quality < 1 || o->quality > 100)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "synth: JPEG quality %d not in 1..100", o->quality);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "synth: JPEG quality %d not in 1..100", o->quality);
 
-    imgsim_status st = is_mkdir_p(root, e);
+    imgsim_status st = ims_mkdir_p(root, e);
     if (st != IMGSIM_OK) return st;
     for (int c = 0; c < o->n_classes && st == IMGSIM_OK; c++) {
         char name[32];
         snprintf(name, sizeof name, "class_%02d", c);
-        char *dir = is_path_join(root, name);
-        st = dir ? is_mkdir_p(dir, e) : is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", root);
+        char *dir = ims_path_join(root, name);
+        st = dir ? ims_mkdir_p(dir, e) : ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", root);
         free(dir);
     }
     if (st != IMGSIM_OK) return st;
 
-    is_pool *pool = NULL;
-    st = is_pool_create(&pool, o->threads, e);
+    ims_pool *pool = NULL;
+    st = ims_pool_create(&pool, o->threads, e);
     if (st != IMGSIM_OK) return st;
-    int nw = is_pool_size(pool);
-    synth_job *J = is_calloc(1, sizeof *J);
-    tjhandle *tj = is_calloc((size_t)nw, sizeof(tjhandle));
+    int nw = ims_pool_size(pool);
+    synth_job *J = ims_calloc(1, sizeof *J);
+    tjhandle *tj = ims_calloc((size_t)nw, sizeof(tjhandle));
     if (!J || !tj) {
         free(J);
         free(tj);
-        is_pool_destroy(pool);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "synth: out of memory");
+        ims_pool_destroy(pool);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "synth: out of memory");
     }
     for (int i = 0; i < nw && st == IMGSIM_OK; i++)
-        if (!(tj[i] = tjInitCompress())) st = is_fail(e, IMGSIM_ERR_INTERNAL, "synth: tjInitCompress failed");
+        if (!(tj[i] = tjInitCompress())) st = ims_fail(e, IMGSIM_ERR_INTERNAL, "synth: tjInitCompress failed");
     if (st == IMGSIM_OK) {
         J->root = root;
         J->o = o;
@@ -555,27 +555,27 @@ imgsim_status is_synth_dataset_ex(const char *root, const is_synth_opts *o, is_e
         atomic_init(&J->failed, 0);
         atomic_flag_clear(&J->err_taken);
         int64_t total = (int64_t)o->n_classes * o->per_class;
-        J->progress = is_progress_start("synth", total, o->quiet);
-        is_pool_for(pool, total, synth_one, J);
-        if (J->progress) is_progress_end(J->progress);
-        if (atomic_load(&J->failed)) st = is_fail_copy(e, &J->err, J->err_st);
+        J->progress = ims_progress_start("synth", total, o->quiet);
+        ims_pool_for(pool, total, synth_one, J);
+        if (J->progress) ims_progress_end(J->progress);
+        if (atomic_load(&J->failed)) st = ims_fail_copy(e, &J->err, J->err_st);
     }
     for (int i = 0; i < nw; i++)
         if (tj[i]) tjDestroy(tj[i]);
     free(tj);
     free(J);
-    is_pool_destroy(pool);
+    ims_pool_destroy(pool);
     return st;
 }
 
-imgsim_status is_synth_dataset(const char *root, int n_classes, int per_class, int min_side, int max_side,
-                               uint64_t seed, is_err *e) {
-    is_synth_opts o;
-    is_synth_opts_init(&o);
+imgsim_status ims_synth_dataset(const char *root, int n_classes, int per_class, int min_side, int max_side,
+                               uint64_t seed, ims_err *e) {
+    ims_synth_opts o;
+    ims_synth_opts_init(&o);
     o.n_classes = n_classes;
     o.per_class = per_class;
     o.min_side = min_side;
     o.max_side = max_side;
     o.seed = seed;
-    return is_synth_dataset_ex(root, &o, e);
+    return ims_synth_dataset_ex(root, &o, e);
 }

@@ -16,21 +16,21 @@ void imgsim_preprocess_opts_init(imgsim_preprocess_opts *opt) {
 }
 
 imgsim_status imgsim_preprocess_file(float *out, const char *path, const imgsim_preprocess_opts *opt) {
-    if (!out || !path) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_preprocess_file: out and path must not be NULL");
+    if (!out || !path) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_preprocess_file: out and path must not be NULL");
     imgsim_preprocess_opts def;
     if (!opt) {
         imgsim_preprocess_opts_init(&def);
         opt = &def;
     }
-    return is_preprocess_file(out, path, opt, NULL);
+    return ims_preprocess_file(out, path, opt, NULL);
 }
 
 imgsim_status imgsim_preprocess_mem(float *out, const void *data, size_t size, const imgsim_preprocess_opts *opt) {
-    if (!out || (!data && size)) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_preprocess_mem: out and data must not be NULL");
+    if (!out || (!data && size)) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_preprocess_mem: out and data must not be NULL");
     imgsim_preprocess_opts def;
     if (!opt) {
         imgsim_preprocess_opts_init(&def);
         opt = &def;
     }
-    return is_preprocess_mem(out, data, size, opt, "<memory>", NULL);
+    return ims_preprocess_mem(out, data, size, opt, "<memory>", NULL);
 }

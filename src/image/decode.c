@@ -9,7 +9,7 @@
 
 #include "image/image_priv.h"
 
-is_imgfmt is_image_sniff(const uint8_t *buf, size_t len) {
+ims_imgfmt ims_image_sniff(const uint8_t *buf, size_t len) {
     if (!buf) return IS_FMT_UNKNOWN;
     if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) return IS_FMT_JPEG;
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
@@ -18,7 +18,7 @@ is_imgfmt is_image_sniff(const uint8_t *buf, size_t len) {
     return IS_FMT_UNKNOWN;
 }
 
-const char *is_imgfmt_name(is_imgfmt f) {
+const char *ims_imgfmt_name(ims_imgfmt f) {
     switch (f) {
     case IS_FMT_JPEG: return "JPEG";
     case IS_FMT_PNG: return "PNG";
@@ -27,7 +27,7 @@ const char *is_imgfmt_name(is_imgfmt f) {
     }
 }
 
-void is_image_free(is_image *img) {
+void ims_image_free(ims_image *img) {
     if (!img) return;
     free(img->px);
     img->px = NULL;
@@ -36,37 +36,37 @@ void is_image_free(is_image *img) {
 
 /* ---- workspace ------------------------------------------------------------------------- */
 
-uint8_t *is_wsbuf_get(is_wsbuf *b, size_t n) {
+uint8_t *ims_wsbuf_get(ims_wsbuf *b, size_t n) {
     if (n == 0) n = 1;
     if (b->cap >= n) return b->p;
     free(b->p);
     b->cap = 0;
     /* a little slack: the vector loops may read a few bytes past the last pixel */
     if (n > SIZE_MAX - 64) return (b->p = NULL);
-    b->p = is_malloc(n + 64);
+    b->p = ims_malloc(n + 64);
     if (b->p) b->cap = n;
     return b->p;
 }
 
-void is_wsbuf_free(is_wsbuf *b) {
+void ims_wsbuf_free(ims_wsbuf *b) {
     free(b->p);
     b->p = NULL;
     b->cap = 0;
 }
 
-void is_img_ws_release(is_img_ws *ws) {
+void ims_img_ws_release(ims_img_ws *ws) {
     if (!ws) return;
-    is_wsbuf_free(&ws->a);
-    is_wsbuf_free(&ws->b);
-    is_wsbuf_free(&ws->rs);
-    is_wsbuf_free(&ws->file);
+    ims_wsbuf_free(&ws->a);
+    ims_wsbuf_free(&ws->b);
+    ims_wsbuf_free(&ws->rs);
+    ims_wsbuf_free(&ws->file);
 }
 
-void is_img_ws_trim(is_img_ws *ws, size_t cap) {
-    if (ws->a.cap > cap) is_wsbuf_free(&ws->a);
-    if (ws->b.cap > cap) is_wsbuf_free(&ws->b);
-    if (ws->rs.cap > cap) is_wsbuf_free(&ws->rs);
-    if (ws->file.cap > cap) is_wsbuf_free(&ws->file);
+void ims_img_ws_trim(ims_img_ws *ws, size_t cap) {
+    if (ws->a.cap > cap) ims_wsbuf_free(&ws->a);
+    if (ws->b.cap > cap) ims_wsbuf_free(&ws->b);
+    if (ws->rs.cap > cap) ims_wsbuf_free(&ws->rs);
+    if (ws->file.cap > cap) ims_wsbuf_free(&ws->file);
 }
 
 static pthread_key_t g_ws_key;
@@ -74,7 +74,7 @@ static pthread_once_t g_ws_once = PTHREAD_ONCE_INIT;
 static int g_ws_key_ok;
 
 static void ws_destroy(void *p) {
-    is_img_ws_release(p);
+    ims_img_ws_release(p);
     free(p);
 }
 
@@ -82,10 +82,10 @@ static void ws_key_init(void) {
     g_ws_key_ok = pthread_key_create(&g_ws_key, ws_destroy) == 0;
 }
 
-is_img_ws *is_img_ws_thread(void) {
+ims_img_ws *ims_img_ws_thread(void) {
     pthread_once(&g_ws_once, ws_key_init);
     if (!g_ws_key_ok) return NULL;
-    is_img_ws *ws = pthread_getspecific(g_ws_key);
+    ims_img_ws *ws = pthread_getspecific(g_ws_key);
     if (ws) return ws;
     ws = calloc(1, sizeof *ws);
     if (!ws) return NULL;
@@ -98,16 +98,16 @@ is_img_ws *is_img_ws_thread(void) {
 
 /* ---- limits ---------------------------------------------------------------------------- */
 
-imgsim_status is_check_dims(uint64_t w, uint64_t h, uint64_t ch, uint64_t max_pixels, const char *name,
-                            const char *fmt, is_err *e) {
+imgsim_status ims_check_dims(uint64_t w, uint64_t h, uint64_t ch, uint64_t max_pixels, const char *name,
+                            const char *fmt, ims_err *e) {
     uint64_t px, bytes;
-    if (w == 0 || h == 0) return is_fail(e, IMGSIM_ERR_FORMAT, "%s: %s header declares an empty image (%llux%llu)", name, fmt,
+    if (w == 0 || h == 0) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: %s header declares an empty image (%llux%llu)", name, fmt,
                                          (unsigned long long)w, (unsigned long long)h);
-    if (is_mul_overflow_u64(w, h, &px) || (max_pixels && px > max_pixels))
-        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: %s image of %llux%llu pixels is over the limit of %llu pixels (--max-pixels)",
+    if (ims_mul_overflow_u64(w, h, &px) || (max_pixels && px > max_pixels))
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: %s image of %llux%llu pixels is over the limit of %llu pixels (--max-pixels)",
                        name, fmt, (unsigned long long)w, (unsigned long long)h, (unsigned long long)max_pixels);
-    if (is_mul_overflow_u64(px, ch, &bytes) || bytes > (uint64_t)(SIZE_MAX / 4) || w > INT32_MAX / 8 || h > INT32_MAX / 8)
-        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: %s image of %llux%llu pixels is too large to decode", name, fmt,
+    if (ims_mul_overflow_u64(px, ch, &bytes) || bytes > (uint64_t)(SIZE_MAX / 4) || w > INT32_MAX / 8 || h > INT32_MAX / 8)
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: %s image of %llux%llu pixels is too large to decode", name, fmt,
                        (unsigned long long)w, (unsigned long long)h);
     return IMGSIM_OK;
 }
@@ -151,28 +151,28 @@ static void orient_rgb(uint8_t *dst, const uint8_t *src, int w, int h, int o) {
 
 /* ---- entry points ---------------------------------------------------------------------- */
 
-imgsim_status is_image_decode_ws(is_image *out, const uint8_t *buf, size_t len, const is_decode_opts *opt,
-                                 const char *name, is_img_ws *ws, is_err *e) {
+imgsim_status ims_image_decode_ws(ims_image *out, const uint8_t *buf, size_t len, const ims_decode_opts *opt,
+                                 const char *name, ims_img_ws *ws, ims_err *e) {
     if (!name) name = "<memory>";
     memset(out, 0, sizeof *out);
-    if (!buf || len == 0) return is_fail(e, IMGSIM_ERR_FORMAT, "%s: empty file", name);
-    is_imgfmt f = is_image_sniff(buf, len);
+    if (!buf || len == 0) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: empty file", name);
+    ims_imgfmt f = ims_image_sniff(buf, len);
     int orient = 1;
     imgsim_status st;
     switch (f) {
-    case IS_FMT_JPEG: st = is_jpeg_decode(out, &orient, buf, len, opt, name, ws, e); break;
-    case IS_FMT_PNG: st = is_png_decode(out, &orient, buf, len, opt, name, ws, e); break;
-    case IS_FMT_WEBP: st = is_webp_decode(out, &orient, buf, len, opt, name, ws, e); break;
+    case IS_FMT_JPEG: st = ims_jpeg_decode(out, &orient, buf, len, opt, name, ws, e); break;
+    case IS_FMT_PNG: st = ims_png_decode(out, &orient, buf, len, opt, name, ws, e); break;
+    case IS_FMT_WEBP: st = ims_webp_decode(out, &orient, buf, len, opt, name, ws, e); break;
     default:
         if (len < 12)
-            return is_fail(e, IMGSIM_ERR_FORMAT, "%s: not an image (only %zu bytes; JPEG, PNG and WebP are supported)", name, len);
-        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: not a JPEG, PNG or WebP image (unrecognised content)", name);
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not an image (only %zu bytes; JPEG, PNG and WebP are supported)", name, len);
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: not a JPEG, PNG or WebP image (unrecognised content)", name);
     }
     if (st != IMGSIM_OK) return st;
     if (opt->exif_rotate && orient >= 2 && orient <= 8) {
-        is_wsbuf *other = (out->px == ws->a.p) ? &ws->b : &ws->a;
-        uint8_t *dst = is_wsbuf_get(other, (size_t)out->w * out->h * 3);
-        if (!dst) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory applying EXIF orientation", name);
+        ims_wsbuf *other = (out->px == ws->a.p) ? &ws->b : &ws->a;
+        uint8_t *dst = ims_wsbuf_get(other, (size_t)out->w * out->h * 3);
+        if (!dst) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory applying EXIF orientation", name);
         orient_rgb(dst, out->px, out->w, out->h, orient);
         if (orient >= 5) {
             int t = out->w;
@@ -184,11 +184,11 @@ imgsim_status is_image_decode_ws(is_image *out, const uint8_t *buf, size_t len, 
     return IMGSIM_OK;
 }
 
-imgsim_status is_image_decode(is_image *out, const uint8_t *buf, size_t len, const is_decode_opts *opt,
-                              const char *name, is_err *e) {
-    is_img_ws ws;
+imgsim_status ims_image_decode(ims_image *out, const uint8_t *buf, size_t len, const ims_decode_opts *opt,
+                              const char *name, ims_err *e) {
+    ims_img_ws ws;
     memset(&ws, 0, sizeof ws);
-    imgsim_status st = is_image_decode_ws(out, buf, len, opt, name, &ws, e);
+    imgsim_status st = ims_image_decode_ws(out, buf, len, opt, name, &ws, e);
     if (st == IMGSIM_OK) {
         /* hand the buffer holding the result to the caller, free the rest */
         if (out->px == ws.a.p) ws.a.p = NULL;
@@ -196,6 +196,6 @@ imgsim_status is_image_decode(is_image *out, const uint8_t *buf, size_t len, con
     } else {
         memset(out, 0, sizeof *out);
     }
-    is_img_ws_release(&ws);
+    ims_img_ws_release(&ws);
     return st;
 }

@@ -16,7 +16,7 @@ static uint32_t rd32(const uint8_t *p, int le) {
               : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-int is_exif_orientation(const uint8_t *p, size_t n) {
+int ims_exif_orientation(const uint8_t *p, size_t n) {
     if (!p) return 1;
     if (n >= 6 && memcmp(p, "Exif\0\0", 6) == 0) {
         p += 6;

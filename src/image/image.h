@@ -10,57 +10,57 @@
 
 #include "core/core.h"
 
-typedef enum is_imgfmt { IS_FMT_UNKNOWN = 0, IS_FMT_JPEG, IS_FMT_PNG, IS_FMT_WEBP } is_imgfmt;
+typedef enum ims_imgfmt { IS_FMT_UNKNOWN = 0, IS_FMT_JPEG, IS_FMT_PNG, IS_FMT_WEBP } ims_imgfmt;
 
 /* Detects the format from the first bytes (at least 12 are looked at when present). */
-is_imgfmt is_image_sniff(const uint8_t *buf, size_t len);
-const char *is_imgfmt_name(is_imgfmt f);
+ims_imgfmt ims_image_sniff(const uint8_t *buf, size_t len);
+const char *ims_imgfmt_name(ims_imgfmt f);
 
 /* What a JPEG's markers before the first scan say (no entropy data is read). */
-typedef struct is_jpeg_hdr {
+typedef struct ims_jpeg_hdr {
     int w, h, ncomp;
     int sof;             /* the frame marker: 0xC0 baseline, 0xC1 extended, 0xC2 progressive, ... */
     int hs[4], vs[4];    /* sampling factors of the first four components */
     int orient;          /* EXIF orientation 1..8 (1 when absent) */
     int adobe_transform; /* APP14 Adobe transform flag */
     int adobe_transform_set; /* 1 when an Adobe APP14 segment was there */
-} is_jpeg_hdr;
+} ims_jpeg_hdr;
 
 /* Parses the header of a JPEG in memory: 0 when a frame header was found before the first
  * scan, -1 when the stream is malformed or has none. */
-int is_jpeg_header(const uint8_t *buf, size_t len, is_jpeg_hdr *h);
+int ims_jpeg_header(const uint8_t *buf, size_t len, ims_jpeg_hdr *h);
 
 /* An 8-bit RGB image, interleaved, rows of w * 3 bytes. */
-typedef struct is_image {
+typedef struct ims_image {
     int w, h;
-    uint8_t *px; /* is_malloc'ed, w * h * 3 bytes */
-} is_image;
+    uint8_t *px; /* ims_malloc'ed, w * h * 3 bytes */
+} ims_image;
 
-void is_image_free(is_image *img);
+void ims_image_free(ims_image *img);
 
-typedef struct is_decode_opts {
+typedef struct ims_decode_opts {
     uint64_t max_pixels; /* refuse larger images (declared size) before allocating */
     int exif_rotate;     /* apply EXIF orientation (JPEG APP1, PNG eXIf, WebP EXIF) */
     int target_w, target_h; /* when > 0 and dct_scaling: JPEG may be decoded at a DCT-domain
                                scale (1/2, 1/4, 1/8) as long as the result stays large enough
                                for the stated tolerance versus full decode + resize */
     int dct_scaling;
-} is_decode_opts;
+} ims_decode_opts;
 
 /* Decodes buf (any supported format) into RGB. name is used in error messages (a path). */
-imgsim_status is_image_decode(is_image *out, const uint8_t *buf, size_t len, const is_decode_opts *opt,
-                              const char *name, is_err *e);
+imgsim_status ims_image_decode(ims_image *out, const uint8_t *buf, size_t len, const ims_decode_opts *opt,
+                              const char *name, ims_err *e);
 
 /* PIL-equivalent antialiased bilinear resize of an RGB8 image to (oh, ow) followed by
  * ToTensor + Normalize: out is float32 CHW [3, oh, ow]. scratch: optional workspace of
- * is_preprocess_scratch_size(img, oh, ow) bytes (NULL: allocates internally). */
-size_t is_preprocess_scratch_size(int iw, int ih, int ow, int oh);
-imgsim_status is_preprocess_rgb(float *out, const is_image *img, int oh, int ow, const float mean[3],
-                                 const float std[3], void *scratch, is_err *e);
+ * ims_preprocess_scratch_size(img, oh, ow) bytes (NULL: allocates internally). */
+size_t ims_preprocess_scratch_size(int iw, int ih, int ow, int oh);
+imgsim_status ims_preprocess_rgb(float *out, const ims_image *img, int oh, int ow, const float mean[3],
+                                 const float std[3], void *scratch, ims_err *e);
 
 /* File or memory -> normalised tensor, with imgsim_preprocess_opts. */
-imgsim_status is_preprocess_mem(float *out, const uint8_t *buf, size_t len, const imgsim_preprocess_opts *o,
-                                const char *name, is_err *e);
-imgsim_status is_preprocess_file(float *out, const char *path, const imgsim_preprocess_opts *o, is_err *e);
+imgsim_status ims_preprocess_mem(float *out, const uint8_t *buf, size_t len, const imgsim_preprocess_opts *o,
+                                const char *name, ims_err *e);
+imgsim_status ims_preprocess_file(float *out, const char *path, const imgsim_preprocess_opts *o, ims_err *e);
 
 #endif /* IMGSIM_IMAGE_H */

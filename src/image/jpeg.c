@@ -29,7 +29,7 @@
 #define IS_DCT_MIN_RATIO 3.0
 #endif
 
-int is_jpeg_header(const uint8_t *buf, size_t len, is_jpeg_hdr *h) {
+int ims_jpeg_header(const uint8_t *buf, size_t len, ims_jpeg_hdr *h) {
     memset(h, 0, sizeof *h);
     h->orient = 1;
     int have_exif = 0;
@@ -47,7 +47,7 @@ int is_jpeg_header(const uint8_t *buf, size_t len, is_jpeg_hdr *h) {
         if (seg < 2 || i + seg > len) return -1;
         const uint8_t *p = buf + i + 2;
         if (m == 0xE1 && !have_exif && seg >= 2 + 6 && memcmp(p, "Exif\0\0", 6) == 0) {
-            h->orient = is_exif_orientation(p, seg - 2); /* the first Exif block counts */
+            h->orient = ims_exif_orientation(p, seg - 2); /* the first Exif block counts */
             have_exif = 1;
         } else if (m == 0xEE && seg >= 2 + 12 && memcmp(p, "Adobe", 5) == 0) {
             h->adobe_transform = p[11];
@@ -70,8 +70,8 @@ int is_jpeg_header(const uint8_t *buf, size_t len, is_jpeg_hdr *h) {
 
 /* The orientation of the first APP1 "Exif\0\0" segment before the first scan (1 when none). */
 static int jpeg_exif_orientation(const uint8_t *buf, size_t len) {
-    is_jpeg_hdr h;
-    is_jpeg_header(buf, len, &h);
+    ims_jpeg_hdr h;
+    ims_jpeg_header(buf, len, &h);
     return h.orient;
 }
 
@@ -96,8 +96,8 @@ static int pick_scale(int w, int h, int tw, int th) {
     return best;
 }
 
-static imgsim_status jpeg_decode_with(tjhandle tj, is_image *out, int *orient, const uint8_t *buf, size_t len,
-                                      const is_decode_opts *opt, const char *name, is_img_ws *ws, is_err *e);
+static imgsim_status jpeg_decode_with(tjhandle tj, ims_image *out, int *orient, const uint8_t *buf, size_t len,
+                                      const ims_decode_opts *opt, const char *name, ims_img_ws *ws, ims_err *e);
 
 /* In place: CMYK (as stored, Adobe-inverted) -> RGB with PIL's formula; n pixels. */
 static void cmyk_to_rgb(uint8_t *px, size_t n) {
@@ -114,32 +114,32 @@ static void cmyk_to_rgb(uint8_t *px, size_t n) {
     }
 }
 
-imgsim_status is_jpeg_decode(is_image *out, int *orient, const uint8_t *buf, size_t len,
-                             const is_decode_opts *opt, const char *name, is_img_ws *ws, is_err *e) {
+imgsim_status ims_jpeg_decode(ims_image *out, int *orient, const uint8_t *buf, size_t len,
+                             const ims_decode_opts *opt, const char *name, ims_img_ws *ws, ims_err *e) {
     *orient = 1;
-    if (len > (size_t)0xFFFFFFFFu) return is_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: JPEG file over 4 GiB", name);
+    if (len > (size_t)0xFFFFFFFFu) return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: JPEG file over 4 GiB", name);
     /* A fresh decompressor for every image: libjpeg keeps Huffman and quantisation tables from
      * one image to the next in the same object (for abbreviated streams), and TurboJPEG 2.1
      * leaves the object mid-header after a failed tjDecompressHeader3, so a reused handle can
      * make one file's result depend on the file decoded before it. PIL also starts afresh for
      * every image. Creating one costs microseconds next to the decode. */
     tjhandle tj = tjInitDecompress();
-    if (!tj) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: cannot create a JPEG decoder: %s", name, tjGetErrorStr2(NULL));
+    if (!tj) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: cannot create a JPEG decoder: %s", name, tjGetErrorStr2(NULL));
     imgsim_status st = jpeg_decode_with(tj, out, orient, buf, len, opt, name, ws, e);
     tjDestroy(tj);
     return st;
 }
 
-/* is_jpeg_decode's work with a given decompressor. */
-static imgsim_status jpeg_decode_with(tjhandle tj, is_image *out, int *orient, const uint8_t *buf, size_t len,
-                                      const is_decode_opts *opt, const char *name, is_img_ws *ws, is_err *e) {
+/* ims_jpeg_decode's work with a given decompressor. */
+static imgsim_status jpeg_decode_with(tjhandle tj, ims_image *out, int *orient, const uint8_t *buf, size_t len,
+                                      const ims_decode_opts *opt, const char *name, ims_img_ws *ws, ims_err *e) {
     int w = 0, h = 0, subsamp = 0, cs = 0;
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs) != 0)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated JPEG header: %s", name, tjGetErrorStr2(tj));
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated JPEG header: %s", name, tjGetErrorStr2(tj));
     if (w < 1 || h < 1) /* the data ended (or a table-only stream) before a frame header */
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated JPEG header: no frame header before the end of data", name);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated JPEG header: no frame header before the end of data", name);
     int cmyk = (cs == TJCS_CMYK || cs == TJCS_YCCK);
-    imgsim_status st = is_check_dims((uint64_t)w, (uint64_t)h, cmyk ? 4 : 3, opt->max_pixels, name, "JPEG", e);
+    imgsim_status st = ims_check_dims((uint64_t)w, (uint64_t)h, cmyk ? 4 : 3, opt->max_pixels, name, "JPEG", e);
     if (st != IMGSIM_OK) return st;
     if (opt->exif_rotate) *orient = jpeg_exif_orientation(buf, len);
 
@@ -159,14 +159,14 @@ static imgsim_status jpeg_decode_with(tjhandle tj, is_image *out, int *orient, c
         }
     }
     const int ch = cmyk ? 4 : 3;
-    uint8_t *px = is_wsbuf_get(&ws->a, (size_t)sw * sh * ch);
-    if (!px) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for a %dx%d JPEG", name, w, h);
+    uint8_t *px = ims_wsbuf_get(&ws->a, (size_t)sw * sh * ch);
+    if (!px) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for a %dx%d JPEG", name, w, h);
     int flags = TJFLAG_LIMITSCANS;
     if (tjDecompress2(tj, buf, (unsigned long)len, px, sw, sw * ch, sh, cmyk ? TJPF_CMYK : TJPF_RGB, flags) != 0) {
         const char *msg = tjGetErrorStr2(tj);
         int fatal = tjGetErrorCode(tj) == TJERR_FATAL;
         if (fatal || !msg || !strstr(msg, "extraneous bytes"))
-            return is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated JPEG: %s", name, msg ? msg : "decode failed");
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated JPEG: %s", name, msg ? msg : "decode failed");
     }
     if (cmyk) cmyk_to_rgb(px, (size_t)sw * sh);
     out->w = sw;

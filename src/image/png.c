@@ -16,8 +16,8 @@
 
 #define PNG_CHUNK_LIMIT ((size_t)64 << 20) /* largest ancillary chunk / chunk cache we accept */
 
-imgsim_status is_png_decode(is_image *out, int *orient, const uint8_t *buf, size_t len,
-                            const is_decode_opts *opt, const char *name, is_img_ws *ws, is_err *e) {
+imgsim_status ims_png_decode(ims_image *out, int *orient, const uint8_t *buf, size_t len,
+                            const ims_decode_opts *opt, const char *name, ims_img_ws *ws, ims_err *e) {
     *orient = 1;
     /* the size limit first, from the raw IHDR (PNG requires it first), so that absurd sizes
      * get the same "over the limit" error whatever libspng thinks of them */
@@ -25,37 +25,37 @@ imgsim_status is_png_decode(is_image *out, int *orient, const uint8_t *buf, size
         uint32_t w = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 | buf[19];
         uint32_t h = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 | buf[23];
         if (w && h) {
-            imgsim_status st0 = is_check_dims(w, h, 3, opt->max_pixels, name, "PNG", e);
+            imgsim_status st0 = ims_check_dims(w, h, 3, opt->max_pixels, name, "PNG", e);
             if (st0 != IMGSIM_OK) return st0;
         }
     }
     spng_ctx *ctx = spng_ctx_new(0);
-    if (!ctx) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: cannot create a PNG decoder", name);
+    if (!ctx) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: cannot create a PNG decoder", name);
     imgsim_status st = IMGSIM_OK;
     int r = spng_set_png_buffer(ctx, buf, len);
     if (!r) r = spng_set_chunk_limits(ctx, PNG_CHUNK_LIMIT, PNG_CHUNK_LIMIT);
     struct spng_ihdr ihdr;
     if (!r) r = spng_get_ihdr(ctx, &ihdr);
     if (r) {
-        st = is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated PNG header: %s", name, spng_strerror(r));
+        st = ims_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated PNG header: %s", name, spng_strerror(r));
         goto done;
     }
-    st = is_check_dims(ihdr.width, ihdr.height, 3, opt->max_pixels, name, "PNG", e);
+    st = ims_check_dims(ihdr.width, ihdr.height, 3, opt->max_pixels, name, "PNG", e);
     if (st != IMGSIM_OK) goto done;
 
     const size_t npx = (size_t)ihdr.width * ihdr.height;
-    uint8_t *rgb = is_wsbuf_get(&ws->a, npx * 3);
+    uint8_t *rgb = ims_wsbuf_get(&ws->a, npx * 3);
     if (!rgb) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for a %ux%u PNG", name, ihdr.width, ihdr.height);
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for a %ux%u PNG", name, ihdr.width, ihdr.height);
         goto done;
     }
     if (ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE && ihdr.bit_depth == 16) {
         /* native 16-bit samples (host order), then PIL's "I" -> "RGB" clip */
         size_t sz = 0;
         r = spng_decoded_image_size(ctx, SPNG_FMT_PNG, &sz);
-        uint8_t *g = r ? NULL : is_wsbuf_get(&ws->b, sz);
+        uint8_t *g = r ? NULL : ims_wsbuf_get(&ws->b, sz);
         if (!r && !g) {
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for a %ux%u PNG", name, ihdr.width, ihdr.height);
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for a %ux%u PNG", name, ihdr.width, ihdr.height);
             goto done;
         }
         if (!r) r = spng_decode_image(ctx, g, sz, SPNG_FMT_PNG, 0);
@@ -74,12 +74,12 @@ imgsim_status is_png_decode(is_image *out, int *orient, const uint8_t *buf, size
         if (!r) r = spng_decode_image(ctx, rgb, sz, SPNG_FMT_RGB8, 0);
     }
     if (r) {
-        st = is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated PNG: %s", name, spng_strerror(r));
+        st = ims_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated PNG: %s", name, spng_strerror(r));
         goto done;
     }
     if (opt->exif_rotate) {
         struct spng_exif ex;
-        if (spng_get_exif(ctx, &ex) == 0) *orient = is_exif_orientation((const uint8_t *)ex.data, ex.length);
+        if (spng_get_exif(ctx, &ex) == 0) *orient = ims_exif_orientation((const uint8_t *)ex.data, ex.length);
     }
     out->w = (int)ihdr.width;
     out->h = (int)ihdr.height;

@@ -18,66 +18,66 @@
 
 /* Decodes buf with o's options and target size, and preprocesses into out using ws. */
 static imgsim_status run(float *out, const uint8_t *buf, size_t len, const imgsim_preprocess_opts *o,
-                         const char *name, is_img_ws *ws, is_err *e) {
+                         const char *name, ims_img_ws *ws, ims_err *e) {
     if (o->height <= 0 || o->width <= 0 || o->height > 16384 || o->width > 16384)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: bad target size %dx%d", name, o->height, o->width);
-    is_decode_opts d;
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: bad target size %dx%d", name, o->height, o->width);
+    ims_decode_opts d;
     memset(&d, 0, sizeof d);
     d.max_pixels = o->max_pixels;
     d.exif_rotate = o->exif_rotate;
     d.dct_scaling = o->dct_scaling;
     d.target_w = o->width;
     d.target_h = o->height;
-    is_image img;
-    imgsim_status st = is_image_decode_ws(&img, buf, len, &d, name, ws, e);
+    ims_image img;
+    imgsim_status st = ims_image_decode_ws(&img, buf, len, &d, name, ws, e);
     if (st != IMGSIM_OK) return st;
-    size_t ss = is_preprocess_scratch_size(img.w, img.h, o->width, o->height);
-    void *scratch = (ss && ss != SIZE_MAX) ? is_wsbuf_get(&ws->rs, ss) : NULL;
-    if (!scratch) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for resize scratch", name);
-    st = is_preprocess_rgb(out, &img, o->height, o->width, o->mean, o->std, scratch, e);
-    if (st != IMGSIM_OK) is_fail_prefix(e, st, name);
+    size_t ss = ims_preprocess_scratch_size(img.w, img.h, o->width, o->height);
+    void *scratch = (ss && ss != SIZE_MAX) ? ims_wsbuf_get(&ws->rs, ss) : NULL;
+    if (!scratch) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for resize scratch", name);
+    st = ims_preprocess_rgb(out, &img, o->height, o->width, o->mean, o->std, scratch, e);
+    if (st != IMGSIM_OK) ims_fail_prefix(e, st, name);
     return st;
 }
 
-imgsim_status is_preprocess_mem(float *out, const uint8_t *buf, size_t len, const imgsim_preprocess_opts *o,
-                                const char *name, is_err *e) {
+imgsim_status ims_preprocess_mem(float *out, const uint8_t *buf, size_t len, const imgsim_preprocess_opts *o,
+                                const char *name, ims_err *e) {
     if (!name) name = "<memory>";
-    is_img_ws *ws = is_img_ws_thread();
+    ims_img_ws *ws = ims_img_ws_thread();
     if (ws) {
         imgsim_status st = run(out, buf, len, o, name, ws, e);
-        is_img_ws_trim(ws, WS_KEEP_BYTES);
+        ims_img_ws_trim(ws, WS_KEEP_BYTES);
         return st;
     }
-    is_img_ws local;
+    ims_img_ws local;
     memset(&local, 0, sizeof local);
     imgsim_status st = run(out, buf, len, o, name, &local, e);
-    is_img_ws_release(&local);
+    ims_img_ws_release(&local);
     return st;
 }
 
 /* Reads the whole file at path into ws->file. */
-static imgsim_status read_into(is_wsbuf *b, size_t *len, const char *path, is_err *e) {
+static imgsim_status read_into(ims_wsbuf *b, size_t *len, const char *path, ims_err *e) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return is_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int err = errno;
         close(fd);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: cannot stat: %s", path, strerror(err));
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot stat: %s", path, strerror(err));
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return is_fail(e, IMGSIM_ERR_IO, "%s: not a regular file", path);
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)sb.st_size > MAX_FILE_BYTES) {
         close(fd);
-        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: file of %lld bytes is too large for an image", path, (long long)sb.st_size);
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: file of %lld bytes is too large for an image", path, (long long)sb.st_size);
     }
     size_t want = (size_t)sb.st_size;
-    uint8_t *p = is_wsbuf_get(b, want + 1);
+    uint8_t *p = ims_wsbuf_get(b, want + 1);
     if (!p) {
         close(fd);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, want);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, want);
     }
     size_t got = 0;
     while (got < want) {
@@ -86,7 +86,7 @@ static imgsim_status read_into(is_wsbuf *b, size_t *len, const char *path, is_er
         if (r < 0) {
             int err = errno;
             close(fd);
-            return is_fail(e, IMGSIM_ERR_IO, "%s: read error: %s", path, strerror(err));
+            return ims_fail(e, IMGSIM_ERR_IO, "%s: read error: %s", path, strerror(err));
         }
         if (r == 0) break; /* file shrank while reading: decode what is there */
         got += (size_t)r;
@@ -96,15 +96,15 @@ static imgsim_status read_into(is_wsbuf *b, size_t *len, const char *path, is_er
     return IMGSIM_OK;
 }
 
-imgsim_status is_preprocess_file(float *out, const char *path, const imgsim_preprocess_opts *o, is_err *e) {
-    is_img_ws *ws = is_img_ws_thread();
-    is_img_ws local;
+imgsim_status ims_preprocess_file(float *out, const char *path, const imgsim_preprocess_opts *o, ims_err *e) {
+    ims_img_ws *ws = ims_img_ws_thread();
+    ims_img_ws local;
     memset(&local, 0, sizeof local);
-    is_img_ws *w = ws ? ws : &local;
+    ims_img_ws *w = ws ? ws : &local;
     size_t len = 0;
     imgsim_status st = read_into(&w->file, &len, path, e);
     if (st == IMGSIM_OK) st = run(out, w->file.p, len, o, path, w, e);
-    if (ws) is_img_ws_trim(ws, WS_KEEP_BYTES);
-    else is_img_ws_release(&local);
+    if (ws) ims_img_ws_trim(ws, WS_KEEP_BYTES);
+    else ims_img_ws_release(&local);
     return st;
 }

@@ -73,7 +73,7 @@ static rs_layout layout(int iw, int ih, int ow, int oh) {
     return L;
 }
 
-size_t is_preprocess_scratch_size(int iw, int ih, int ow, int oh) {
+size_t ims_preprocess_scratch_size(int iw, int ih, int ow, int oh) {
     if (iw <= 0 || ih <= 0 || ow <= 0 || oh <= 0) return 0;
     return layout(iw, ih, ow, oh).total;
 }
@@ -380,20 +380,20 @@ static void pass_v(float *out, const uint8_t *src, int w, int oh, const int32_t 
     }
 }
 
-imgsim_status is_preprocess_rgb(float *out, const is_image *img, int oh, int ow, const float mean[3],
-                                 const float std[3], void *scratch, is_err *e) {
+imgsim_status ims_preprocess_rgb(float *out, const ims_image *img, int oh, int ow, const float mean[3],
+                                 const float std[3], void *scratch, ims_err *e) {
     if (!out || !img || !img->px || img->w <= 0 || img->h <= 0 || oh <= 0 || ow <= 0)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocess: bad image or output size");
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocess: bad image or output size");
     for (int c = 0; c < 3; c++)
-        if (!(std[c] != 0.0f)) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocess: std[%d] is zero", c);
+        if (!(std[c] != 0.0f)) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocess: std[%d] is zero", c);
     const int iw = img->w, ih = img->h;
     rs_layout L = layout(iw, ih, ow, oh);
-    if (L.total == SIZE_MAX) return is_fail(e, IMGSIM_ERR_TOO_LARGE, "preprocess: %dx%d -> %dx%d is too large", iw, ih, ow, oh);
+    if (L.total == SIZE_MAX) return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "preprocess: %dx%d -> %dx%d is too large", iw, ih, ow, oh);
     uint8_t *mem = scratch;
     void *owned = NULL;
     if (!mem) {
-        owned = is_malloc(L.total + 64);
-        if (!owned) return is_fail(e, IMGSIM_ERR_NOMEM, "preprocess: out of memory");
+        owned = ims_malloc(L.total + 64);
+        if (!owned) return ims_fail(e, IMGSIM_ERR_NOMEM, "preprocess: out of memory");
         mem = (uint8_t *)(((uintptr_t)owned + 63) & ~(uintptr_t)63);
     }
     int32_t *kh = (int32_t *)(void *)(mem + L.kh), *kv = (int32_t *)(void *)(mem + L.kv);

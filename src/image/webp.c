@@ -31,28 +31,28 @@ static int webp_exif_orientation(const uint8_t *buf, size_t len) {
     int o = 1;
     WebPChunkIterator it;
     if (WebPDemuxGetChunk(dmux, "EXIF", 1, &it)) {
-        o = is_exif_orientation(it.chunk.bytes, it.chunk.size);
+        o = ims_exif_orientation(it.chunk.bytes, it.chunk.size);
         WebPDemuxReleaseChunkIterator(&it);
     }
     WebPDemuxDelete(dmux);
     return o;
 }
 
-imgsim_status is_webp_decode(is_image *out, int *orient, const uint8_t *buf, size_t len,
-                             const is_decode_opts *opt, const char *name, is_img_ws *ws, is_err *e) {
+imgsim_status ims_webp_decode(ims_image *out, int *orient, const uint8_t *buf, size_t len,
+                             const ims_decode_opts *opt, const char *name, ims_img_ws *ws, ims_err *e) {
     *orient = 1;
     WebPBitstreamFeatures f;
     VP8StatusCode s = WebPGetFeatures(buf, len, &f);
     if (s != VP8_STATUS_OK)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated WebP header: %s", name, vp8_status_str(s));
-    if (f.has_animation) return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: animated WebP is not supported", name);
-    imgsim_status st = is_check_dims((uint64_t)f.width, (uint64_t)f.height, 3, opt->max_pixels, name, "WebP", e);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated WebP header: %s", name, vp8_status_str(s));
+    if (f.has_animation) return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "%s: animated WebP is not supported", name);
+    imgsim_status st = ims_check_dims((uint64_t)f.width, (uint64_t)f.height, 3, opt->max_pixels, name, "WebP", e);
     if (st != IMGSIM_OK) return st;
     const size_t stride = (size_t)f.width * 3, sz = stride * (size_t)f.height;
-    uint8_t *px = is_wsbuf_get(&ws->a, sz);
-    if (!px) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for a %dx%d WebP", name, f.width, f.height);
+    uint8_t *px = ims_wsbuf_get(&ws->a, sz);
+    if (!px) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for a %dx%d WebP", name, f.width, f.height);
     if (!WebPDecodeRGBInto(buf, len, px, sz, (int)stride))
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated WebP data", name);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: corrupt or truncated WebP data", name);
     if (opt->exif_rotate) *orient = webp_exif_orientation(buf, len);
     out->w = f.width;
     out->h = f.height;

@@ -4,22 +4,22 @@
 
 #include "model/graph.h"
 
-const char *is_op_name(is_op op) {
+const char *ims_op_name(ims_op op) {
     static const char *names[IS_OP_COUNT] = {
         "Conv",    "BatchNormalization", "Relu",    "Clip", "Add",    "Mul",      "Sigmoid",  "MaxPool",
         "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Identity"};
     return (unsigned)op < IS_OP_COUNT ? names[op] : "?";
 }
 
-imgsim_status is_graph_new(is_graph **out, is_err *e) {
-    *out = is_calloc(1, sizeof(is_graph));
-    if (!*out) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory creating a graph");
+imgsim_status ims_graph_new(ims_graph **out, ims_err *e) {
+    *out = ims_calloc(1, sizeof(ims_graph));
+    if (!*out) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory creating a graph");
     (*out)->input = -1;
     (*out)->output = -1;
     return IMGSIM_OK;
 }
 
-void is_graph_free(is_graph *g) {
+void ims_graph_free(ims_graph *g) {
     if (!g) return;
     for (int i = 0; i < g->n_vals; i++) {
         free(g->vals[i].name);
@@ -31,29 +31,29 @@ void is_graph_free(is_graph *g) {
     free(g);
 }
 
-int is_graph_add_value(is_graph *g, const char *name, int rank, const int64_t *dims, const float *data) {
+int ims_graph_add_value(ims_graph *g, const char *name, int rank, const int64_t *dims, const float *data) {
     if (rank < 0 || rank > IS_MAX_RANK) return -1;
     if (g->n_vals == g->cap_vals) {
         int cap = g->cap_vals ? g->cap_vals * 2 : 64;
-        is_value *nv = is_realloc(g->vals, (size_t)cap * sizeof *nv);
+        ims_value *nv = ims_realloc(g->vals, (size_t)cap * sizeof *nv);
         if (!nv) return -1;
         g->vals = nv;
         g->cap_vals = cap;
     }
-    is_value *v = &g->vals[g->n_vals];
+    ims_value *v = &g->vals[g->n_vals];
     memset(v, 0, sizeof *v);
-    v->name = is_strdup(name ? name : "");
+    v->name = ims_strdup(name ? name : "");
     if (!v->name) return -1;
     v->rank = rank;
     for (int i = 0; i < rank; i++) v->dims[i] = dims ? dims[i] : 0;
     v->producer = -1;
     if (data) {
-        int64_t n = is_value_numel(v);
+        int64_t n = ims_value_numel(v);
         if (n < 0 || (uint64_t)n > SIZE_MAX / sizeof(float)) {
             free(v->name);
             return -1;
         }
-        v->data = is_malloc((size_t)n * sizeof(float));
+        v->data = ims_malloc((size_t)n * sizeof(float));
         if (!v->data) {
             free(v->name);
             return -1;
@@ -63,18 +63,18 @@ int is_graph_add_value(is_graph *g, const char *name, int rank, const int64_t *d
     return g->n_vals++;
 }
 
-is_node *is_graph_add_node(is_graph *g, is_op op, const char *name, int n_in, const int *in, int out) {
+ims_node *ims_graph_add_node(ims_graph *g, ims_op op, const char *name, int n_in, const int *in, int out) {
     if (n_in < 0 || n_in > IS_MAX_INPUTS) return NULL;
     if (g->n_nodes == g->cap_nodes) {
         int cap = g->cap_nodes ? g->cap_nodes * 2 : 64;
-        is_node *nn = is_realloc(g->nodes, (size_t)cap * sizeof *nn);
+        ims_node *nn = ims_realloc(g->nodes, (size_t)cap * sizeof *nn);
         if (!nn) return NULL;
         g->nodes = nn;
         g->cap_nodes = cap;
     }
-    is_node *n = &g->nodes[g->n_nodes];
+    ims_node *n = &g->nodes[g->n_nodes];
     memset(n, 0, sizeof *n);
-    n->name = is_strdup(name ? name : "");
+    n->name = ims_strdup(name ? name : "");
     if (!n->name) return NULL;
     n->op = op;
     n->n_in = n_in;
@@ -95,13 +95,13 @@ is_node *is_graph_add_node(is_graph *g, is_op op, const char *name, int n_in, co
     return n;
 }
 
-int is_graph_find_value(const is_graph *g, const char *name) {
+int ims_graph_find_value(const ims_graph *g, const char *name) {
     for (int i = 0; i < g->n_vals; i++)
         if (strcmp(g->vals[i].name, name) == 0) return i;
     return -1;
 }
 
-int64_t is_value_numel(const is_value *v) {
+int64_t ims_value_numel(const ims_value *v) {
     int64_t n = 1;
     for (int i = 0; i < v->rank; i++) {
         int64_t d = v->dims[i] < 0 ? 1 : v->dims[i];

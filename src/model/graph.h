@@ -4,7 +4,7 @@
  *
  * A graph is a list of values (tensors) and a list of nodes in topological order. Each node has
  * one output value. Activation values have the batch as dims[0], stored as -1 (symbolic); all
- * other dims are concrete after is_graph_infer_shapes. Constant values (initializers, Constant
+ * other dims are concrete after ims_graph_infer_shapes. Constant values (initializers, Constant
  * nodes) hold float32 data; their dims are all concrete.
  *
  * Layout: activations are NCHW in the IR (ONNX's convention); backends choose their own layouts.
@@ -24,7 +24,7 @@ extern "C" {
 #define IS_MAX_RANK 8
 #define IS_MAX_INPUTS 16 /* inputs per node; a longer ONNX Concat is imported as a chain of Concats */
 
-typedef enum is_op {
+typedef enum ims_op {
     IS_OP_CONV = 0,
     IS_OP_BATCHNORM,
     IS_OP_RELU,
@@ -42,28 +42,28 @@ typedef enum is_op {
     IS_OP_CONCAT,
     IS_OP_IDENTITY,
     IS_OP_COUNT
-} is_op;
+} ims_op;
 
-const char *is_op_name(is_op op);
+const char *ims_op_name(ims_op op);
 
 /* Fused activation applied after a node's main computation (and after the fused residual add). */
-typedef enum is_act {
+typedef enum ims_act {
     IS_ACT_NONE = 0,
     IS_ACT_RELU,
     IS_ACT_CLIP /* min(max(x, clip_min), clip_max); ReLU6 = CLIP(0, 6) */
-} is_act;
+} ims_act;
 
-typedef struct is_value {
+typedef struct ims_value {
     char *name;
     int rank;
     int64_t dims[IS_MAX_RANK]; /* dims[0] == -1: the batch axis of an activation */
     float *data;               /* constants only: float32, row-major, owned; NULL for activations */
     int producer;              /* node index, -1 for graph inputs and constants */
-    int n_consumers;           /* computed by is_graph_link: node inputs + residuals reading it */
-} is_value;
+    int n_consumers;           /* computed by ims_graph_link: node inputs + residuals reading it */
+} ims_value;
 
-typedef struct is_node {
-    is_op op;
+typedef struct ims_node {
+    ims_op op;
     char *name;
     int n_in;
     int in[IS_MAX_INPUTS]; /* value indices; -1 for an absent optional input */
@@ -92,19 +92,19 @@ typedef struct is_node {
     /* Flatten / Concat axis (non-negative after import) */
     int axis;
 
-    /* Fusion results, set by is_graph_optimize (Conv and Gemm only):
+    /* Fusion results, set by ims_graph_optimize (Conv and Gemm only):
      *   out = act(conv(x, w) + bias + residual)      */
     int residual;    /* value index added before act, or -1 */
-    is_act act;
+    ims_act act;
     float act_min, act_max; /* for IS_ACT_CLIP */
 
     int dead;        /* removed by a pass; backends skip dead nodes */
-} is_node;
+} ims_node;
 
-typedef struct is_graph {
-    is_value *vals;
+typedef struct ims_graph {
+    ims_value *vals;
     int n_vals, cap_vals;
-    is_node *nodes;
+    ims_node *nodes;
     int n_nodes, cap_nodes;
 
     int input;   /* value index of the image input [N, C, H, W] */
@@ -113,48 +113,48 @@ typedef struct is_graph {
     int64_t dim; /* product of the output's non-batch dims */
     int opset;
     char sha256[65]; /* of the model file ("" for graphs built in memory) */
-} is_graph;
+} ims_graph;
 
 /* ---- building (used by the importer, model init and tests) ---- */
 
-imgsim_status is_graph_new(is_graph **out, is_err *e);
-void is_graph_free(is_graph *g);
+imgsim_status ims_graph_new(ims_graph **out, ims_err *e);
+void ims_graph_free(ims_graph *g);
 /* Adds a value; data (may be NULL) is copied when given. Returns the index or -1 (NOMEM). */
-int is_graph_add_value(is_graph *g, const char *name, int rank, const int64_t *dims, const float *data);
+int ims_graph_add_value(ims_graph *g, const char *name, int rank, const int64_t *dims, const float *data);
 /* Adds a node with defaults (stride/dilation 1, group 1, alpha/beta 1, residual -1, act NONE).
  * Returns a pointer valid until the next add, or NULL (NOMEM). */
-is_node *is_graph_add_node(is_graph *g, is_op op, const char *name, int n_in, const int *in, int out);
+ims_node *ims_graph_add_node(ims_graph *g, ims_op op, const char *name, int n_in, const int *in, int out);
 /* Index of the value with this name, or -1. */
-int is_graph_find_value(const is_graph *g, const char *name);
-int64_t is_value_numel(const is_value *v); /* product of dims, with a -1 batch counted as 1 */
+int ims_graph_find_value(const ims_graph *g, const char *name);
+int64_t ims_value_numel(const ims_value *v); /* product of dims, with a -1 batch counted as 1 */
 
 /* ---- analysis and passes ---- */
 
 /* Checks references, topological order (sorting if needed; refusing cycles), and fills producers
  * and consumer counts. */
-imgsim_status is_graph_link(is_graph *g, is_err *e);
+imgsim_status ims_graph_link(ims_graph *g, ims_err *e);
 /* Infers every value's dims from the input [-1, C, H, W]; checks every op's shape rules. */
-imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e);
+imgsim_status ims_graph_infer_shapes(ims_graph *g, ims_err *e);
 /* Picks the embedding: layer NULL = the input of the final classifier when the graph ends in
  * …→GlobalAveragePool→Flatten→Gemm (or Reshape/MatMul variants), else the graph's output. */
-imgsim_status is_graph_select_output(is_graph *g, const char *layer, is_err *e);
+imgsim_status ims_graph_select_output(ims_graph *g, const char *layer, ims_err *e);
 /* Folds BN into Conv, fuses bias/ReLU/Clip and the residual Add(+ReLU) into Conv, removes
  * Identity and nodes the chosen output does not need. Unused values are dropped, so value
  * indices change (g->input/g->output are updated; names are kept). Every Conv that had a BN
  * folded into it ends with a bias input; fusion is applied to Conv nodes only. */
-imgsim_status is_graph_optimize(is_graph *g, is_err *e);
+imgsim_status ims_graph_optimize(ims_graph *g, ims_err *e);
 
 /* ---- ONNX ---- */
 
 /* Loads, validates and links an ONNX model (does not select or optimise). */
-imgsim_status is_onnx_load(is_graph **out, const char *path, is_err *e);
+imgsim_status ims_onnx_load(ims_graph **out, const char *path, ims_err *e);
 
 /* Builds a torchvision-layout ResNet ("resnet18", "resnet34", "resnet50") with Kaiming-normal
  * weights, zero biases and BN (gamma 1, beta 0, mean 0, var 1) including the fc head. */
-imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t seed, is_err *e);
+imgsim_status ims_graph_build_resnet(ims_graph **out, const char *arch, uint64_t seed, ims_err *e);
 /* Writes a graph as an ONNX model (opset 13, dynamic batch axis named "batch_size", input
  * "input", output "output"). */
-imgsim_status is_onnx_save(const is_graph *g, const char *path, is_err *e);
+imgsim_status ims_onnx_save(const ims_graph *g, const char *path, ims_err *e);
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,12 @@
 /*
- * link.c: is_graph_link, the structural check every graph passes before anything else reads it.
+ * link.c: ims_graph_link, the structural check every graph passes before anything else reads it.
  *
  * It verifies that each node has a valid operator and input count, that every reference names an
  * existing value (-1 only for optional inputs: Conv bias, Gemm C, Clip min/max), that each
  * activation is written by exactly one node (or is the graph input), and that constants and the
  * graph input are never written. It then puts the nodes in topological order with a stable Kahn
  * sort (already-ordered graphs keep their order exactly; otherwise the smallest ready index goes
- * first), refusing cycles, drops nodes marked dead, and fills is_value.producer and n_consumers.
+ * first), refusing cycles, drops nodes marked dead, and fills ims_value.producer and n_consumers.
  *
  * n_consumers counts node inputs and fused residual references (a node reading a value twice
  * counts twice); being the graph output is not counted.
@@ -17,16 +17,16 @@
 #include "model/graph.h"
 
 /* A node's printable name: its own, or its operator when unnamed. */
-static const char *node_label(const is_node *n) {
-    return (n->name && n->name[0]) ? n->name : is_op_name(n->op);
+static const char *node_label(const ims_node *n) {
+    return (n->name && n->name[0]) ? n->name : ims_op_name(n->op);
 }
 
-static const char *value_label(const is_value *v) {
+static const char *value_label(const ims_value *v) {
     return (v->name && v->name[0]) ? v->name : "(unnamed)";
 }
 
 /* Allowed input counts per operator, and which positions may be -1 (absent optional input). */
-static void op_arity(is_op op, int *min_in, int *max_in, int *first_optional) {
+static void op_arity(ims_op op, int *min_in, int *max_in, int *first_optional) {
     *first_optional = 99;
     switch (op) {
     case IS_OP_CONV:
@@ -67,34 +67,34 @@ static void op_arity(is_op op, int *min_in, int *max_in, int *first_optional) {
 }
 
 /* Checks one node's operator, input count and reference ranges. */
-static imgsim_status check_node_refs(const is_graph *g, int i, is_err *e) {
-    const is_node *n = &g->nodes[i];
+static imgsim_status check_node_refs(const ims_graph *g, int i, ims_err *e) {
+    const ims_node *n = &g->nodes[i];
     if ((int)n->op < 0 || n->op >= IS_OP_COUNT)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "node %d has an invalid operator code %d", i, (int)n->op);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "node %d has an invalid operator code %d", i, (int)n->op);
     int min_in, max_in, first_opt;
     op_arity(n->op, &min_in, &max_in, &first_opt);
     if (n->n_in < min_in || n->n_in > max_in) {
         if (min_in == max_in)
-            return is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' (%s) has %d inputs, expected %d", node_label(n),
-                           is_op_name(n->op), n->n_in, min_in);
-        return is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' (%s) has %d inputs, expected %d to %d", node_label(n),
-                       is_op_name(n->op), n->n_in, min_in, max_in);
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' (%s) has %d inputs, expected %d", node_label(n),
+                           ims_op_name(n->op), n->n_in, min_in);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' (%s) has %d inputs, expected %d to %d", node_label(n),
+                       ims_op_name(n->op), n->n_in, min_in, max_in);
     }
     for (int k = 0; k < n->n_in; k++) {
         int v = n->in[k];
         if (v == -1) {
             if (k < first_opt)
-                return is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' (%s): required input %d is missing",
-                               node_label(n), is_op_name(n->op), k);
+                return ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' (%s): required input %d is missing",
+                               node_label(n), ims_op_name(n->op), k);
             continue;
         }
         if (v < 0 || v >= g->n_vals)
-            return is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' reads undefined value #%d", node_label(n), v);
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' reads undefined value #%d", node_label(n), v);
     }
     if (n->out < 0 || n->out >= g->n_vals)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes undefined value #%d", node_label(n), n->out);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes undefined value #%d", node_label(n), n->out);
     if (n->residual != -1 && (n->residual < 0 || n->residual >= g->n_vals))
-        return is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' has an undefined residual value #%d", node_label(n),
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' has an undefined residual value #%d", node_label(n),
                        n->residual);
     return IMGSIM_OK;
 }
@@ -133,14 +133,14 @@ static int heap_pop(int *h, int *len) {
 
 /* Finds a node that lies on a cycle, starting from a node that the sort could not place:
  * walking to an unplaced producer of one of its inputs must eventually repeat a node. */
-static int find_cycle_node(const is_graph *g, const int *placed, const int *producer, int start) {
+static int find_cycle_node(const ims_graph *g, const int *placed, const int *producer, int start) {
     int n = g->n_nodes;
-    int *seen = is_calloc((size_t)n, sizeof *seen);
+    int *seen = ims_calloc((size_t)n, sizeof *seen);
     if (!seen) return start;
     int cur = start;
     while (!seen[cur]) {
         seen[cur] = 1;
-        const is_node *nd = &g->nodes[cur];
+        const ims_node *nd = &g->nodes[cur];
         int next = -1;
         for (int k = 0; k < nd->n_in && next < 0; k++) {
             int v = nd->in[k];
@@ -155,16 +155,16 @@ static int find_cycle_node(const is_graph *g, const int *placed, const int *prod
     return cur;
 }
 
-imgsim_status is_graph_link(is_graph *g, is_err *e) {
-    if (!g) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
-    if (g->n_vals < 0 || g->n_nodes < 0) return is_fail(e, IMGSIM_ERR_INTERNAL, "graph: negative counts");
+imgsim_status ims_graph_link(ims_graph *g, ims_err *e) {
+    if (!g) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
+    if (g->n_vals < 0 || g->n_nodes < 0) return ims_fail(e, IMGSIM_ERR_INTERNAL, "graph: negative counts");
     if (g->input < 0 || g->input >= g->n_vals)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
     if (g->vals[g->input].data)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "graph input '%s' is a constant",
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "graph input '%s' is a constant",
                        value_label(&g->vals[g->input]));
     if (g->output >= g->n_vals || g->output < -1)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "graph output #%d is not a value", g->output);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "graph output #%d is not a value", g->output);
 
     /* Drop nodes marked dead (their names are owned by the graph). */
     int live = 0;
@@ -184,16 +184,16 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
         if ((st = check_node_refs(g, i, e)) != IMGSIM_OK) return st;
 
     int nn = g->n_nodes, nv = g->n_vals;
-    int *producer = is_malloc_array((size_t)nv + 1, sizeof(int));
-    int *indeg = is_malloc_array((size_t)nn + 1, sizeof(int));
-    int *heap = is_malloc_array((size_t)nn + 1, sizeof(int));
-    int *order = is_malloc_array((size_t)nn + 1, sizeof(int));
-    int *placed = is_calloc((size_t)nn + 1, sizeof(int));
-    int *cons_start = is_calloc((size_t)nv + 2, sizeof(int)); /* CSR: consumers of each value */
+    int *producer = ims_malloc_array((size_t)nv + 1, sizeof(int));
+    int *indeg = ims_malloc_array((size_t)nn + 1, sizeof(int));
+    int *heap = ims_malloc_array((size_t)nn + 1, sizeof(int));
+    int *order = ims_malloc_array((size_t)nn + 1, sizeof(int));
+    int *placed = ims_calloc((size_t)nn + 1, sizeof(int));
+    int *cons_start = ims_calloc((size_t)nv + 2, sizeof(int)); /* CSR: consumers of each value */
     int *cons = NULL;
     st = IMGSIM_OK;
     if (!producer || !indeg || !heap || !order || !placed || !cons_start) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory linking %d nodes", nn);
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory linking %d nodes", nn);
         goto done;
     }
 
@@ -201,20 +201,20 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
     for (int v = 0; v < nv; v++)
         producer[v] = -1;
     for (int i = 0; i < nn; i++) {
-        const is_node *n = &g->nodes[i];
-        const is_value *v = &g->vals[n->out];
+        const ims_node *n = &g->nodes[i];
+        const ims_value *v = &g->vals[n->out];
         if (v->data) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes constant '%s'", node_label(n),
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes constant '%s'", node_label(n),
                          value_label(v));
             goto done;
         }
         if (n->out == g->input) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes the graph input '%s'", node_label(n),
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes the graph input '%s'", node_label(n),
                          value_label(v));
             goto done;
         }
         if (producer[n->out] >= 0) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "value '%s' is written by both node '%s' and node '%s'",
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "value '%s' is written by both node '%s' and node '%s'",
                          value_label(v), node_label(&g->nodes[producer[n->out]]), node_label(n));
             goto done;
         }
@@ -224,15 +224,15 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
     /* Every read names a constant, the graph input, or a produced value. */
     int total_refs = 0;
     for (int i = 0; i < nn; i++) {
-        const is_node *n = &g->nodes[i];
+        const ims_node *n = &g->nodes[i];
         int refs[IS_MAX_INPUTS + 1], nr = 0;
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0) refs[nr++] = n->in[k];
         if (n->residual >= 0) refs[nr++] = n->residual;
         for (int k = 0; k < nr; k++) {
-            const is_value *v = &g->vals[refs[k]];
+            const ims_value *v = &g->vals[refs[k]];
             if (!v->data && refs[k] != g->input && producer[refs[k]] < 0) {
-                st = is_fail(e, IMGSIM_ERR_FORMAT, "node '%s' reads undefined value '%s'", node_label(n),
+                st = ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' reads undefined value '%s'", node_label(n),
                              value_label(v));
                 goto done;
             }
@@ -242,15 +242,15 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
     }
     for (int v = 0; v < nv; v++)
         cons_start[v + 1] += cons_start[v];
-    cons = is_malloc_array((size_t)total_refs + 1, sizeof(int));
+    cons = ims_malloc_array((size_t)total_refs + 1, sizeof(int));
     if (!cons) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory linking %d nodes", nn);
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory linking %d nodes", nn);
         goto done;
     }
     {
         /* Fill the consumer lists (cons_start[v] advanced as a cursor, then restored). */
         for (int i = 0; i < nn; i++) {
-            const is_node *n = &g->nodes[i];
+            const ims_node *n = &g->nodes[i];
             for (int k = 0; k < n->n_in; k++)
                 if (n->in[k] >= 0) cons[cons_start[n->in[k]]++] = i;
             if (n->residual >= 0) cons[cons_start[n->residual]++] = i;
@@ -263,7 +263,7 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
     /* Stable Kahn: in-degree counts references to produced values. */
     int hl = 0, no = 0;
     for (int i = 0; i < nn; i++) {
-        const is_node *n = &g->nodes[i];
+        const ims_node *n = &g->nodes[i];
         int d = 0;
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0 && producer[n->in[k]] >= 0) d++;
@@ -286,7 +286,7 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
         while (first < nn && placed[first])
             first++;
         int at = find_cycle_node(g, placed, producer, first);
-        st = is_fail(e, IMGSIM_ERR_FORMAT, "graph is cyclic at node '%s'", node_label(&g->nodes[at]));
+        st = ims_fail(e, IMGSIM_ERR_FORMAT, "graph is cyclic at node '%s'", node_label(&g->nodes[at]));
         goto done;
     }
 
@@ -295,14 +295,14 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
     for (int i = 0; i < nn; i++)
         if (order[i] != i) sorted = 0;
     if (!sorted) {
-        is_node *tmp = is_malloc_array((size_t)nn, sizeof(is_node));
+        ims_node *tmp = ims_malloc_array((size_t)nn, sizeof(ims_node));
         if (!tmp) {
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory sorting %d nodes", nn);
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory sorting %d nodes", nn);
             goto done;
         }
         for (int i = 0; i < nn; i++)
             tmp[i] = g->nodes[order[i]];
-        memcpy(g->nodes, tmp, (size_t)nn * sizeof(is_node));
+        memcpy(g->nodes, tmp, (size_t)nn * sizeof(ims_node));
         free(tmp);
     }
 
@@ -312,7 +312,7 @@ imgsim_status is_graph_link(is_graph *g, is_err *e) {
         g->vals[v].n_consumers = 0;
     }
     for (int i = 0; i < nn; i++) {
-        is_node *n = &g->nodes[i];
+        ims_node *n = &g->nodes[i];
         g->vals[n->out].producer = i;
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0) g->vals[n->in[k]].n_consumers++;

@@ -1,7 +1,7 @@
 /*
- * passes.c: is_graph_optimize, the load-time rewrites that make a graph cheap to execute.
+ * passes.c: ims_graph_optimize, the load-time rewrites that make a graph cheap to execute.
  *
- * In order, each followed by is_graph_link (which drops dead nodes, re-sorts and recounts):
+ * In order, each followed by ims_graph_link (which drops dead nodes, re-sorts and recounts):
  *   1. Identity nodes are removed, their readers rewired to the Identity's input.
  *   2. Nodes the chosen output (g->output) does not need are removed (e.g. the classifier head).
  *   3. BatchNormalization is folded into the Conv before it when that Conv's output has no other
@@ -24,23 +24,23 @@
 
 #include "model/graph.h"
 
-static const char *node_label(const is_node *n) {
-    return (n->name && n->name[0]) ? n->name : is_op_name(n->op);
+static const char *node_label(const ims_node *n) {
+    return (n->name && n->name[0]) ? n->name : ims_op_name(n->op);
 }
 
-/* The live producer of v, or NULL. Valid right after is_graph_link. */
-static is_node *live_producer(is_graph *g, int v) {
+/* The live producer of v, or NULL. Valid right after ims_graph_link. */
+static ims_node *live_producer(ims_graph *g, int v) {
     if (v < 0 || v >= g->n_vals) return NULL;
     int p = g->vals[v].producer;
     if (p < 0 || p >= g->n_nodes) return NULL;
-    is_node *n = &g->nodes[p];
+    ims_node *n = &g->nodes[p];
     return (n->dead || n->out != v) ? NULL : n;
 }
 
 /* A Conv whose output v may be rewritten: v is read by exactly one node, is not the chosen
  * output, and nothing has been fused into the Conv yet. */
-static is_node *fusable_conv(is_graph *g, int v) {
-    is_node *c = live_producer(g, v);
+static ims_node *fusable_conv(ims_graph *g, int v) {
+    ims_node *c = live_producer(g, v);
     if (!c || c->op != IS_OP_CONV || c->act != IS_ACT_NONE || c->residual != -1) return NULL;
     if (g->vals[v].n_consumers != 1 || v == g->output) return NULL;
     return c;
@@ -49,23 +49,23 @@ static is_node *fusable_conv(is_graph *g, int v) {
 /* 1. Identity removal: in topological order, each Identity's output is mapped to what its input
  * maps to (so chains collapse), then every reference is rewritten once. Returns the number
  * removed, or -1 when out of memory. */
-static int remove_identities(is_graph *g) {
+static int remove_identities(ims_graph *g) {
     int count = 0;
     for (int i = 0; i < g->n_nodes; i++)
         if (!g->nodes[i].dead && g->nodes[i].op == IS_OP_IDENTITY) count++;
     if (!count) return 0;
-    int *map = is_malloc_array((size_t)g->n_vals + 1, sizeof(int));
+    int *map = ims_malloc_array((size_t)g->n_vals + 1, sizeof(int));
     if (!map) return -1;
     for (int v = 0; v < g->n_vals; v++)
         map[v] = v;
     for (int i = 0; i < g->n_nodes; i++) {
-        is_node *n = &g->nodes[i];
+        ims_node *n = &g->nodes[i];
         if (n->dead || n->op != IS_OP_IDENTITY) continue;
         map[n->out] = map[n->in[0]];
         n->dead = 1;
     }
     for (int i = 0; i < g->n_nodes; i++) {
-        is_node *n = &g->nodes[i];
+        ims_node *n = &g->nodes[i];
         if (n->dead) continue;
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0) n->in[k] = map[n->in[k]];
@@ -78,12 +78,12 @@ static int remove_identities(is_graph *g) {
 
 /* 2. Marks dead every node whose output the chosen output does not need (nodes are in
  * topological order, so one backward sweep suffices). */
-static imgsim_status remove_unneeded(is_graph *g, is_err *e) {
-    char *need = is_calloc((size_t)g->n_vals + 1, 1);
-    if (!need) return is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory optimising");
+static imgsim_status remove_unneeded(ims_graph *g, ims_err *e) {
+    char *need = ims_calloc((size_t)g->n_vals + 1, 1);
+    if (!need) return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory optimising");
     need[g->output] = 1;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
-        is_node *n = &g->nodes[i];
+        ims_node *n = &g->nodes[i];
         if (n->dead) continue;
         if (!need[n->out]) {
             n->dead = 1;
@@ -99,9 +99,9 @@ static imgsim_status remove_unneeded(is_graph *g, is_err *e) {
 
 /* A value name not yet in the graph: base + suffix, or with a counter appended. Returns 0 on
  * success. */
-static int unique_name(const is_graph *g, char *buf, size_t cap, const char *base, const char *suffix) {
+static int unique_name(const ims_graph *g, char *buf, size_t cap, const char *base, const char *suffix) {
     snprintf(buf, cap, "%.400s%s", base, suffix);
-    for (int k = 1; is_graph_find_value(g, buf) >= 0; k++) {
+    for (int k = 1; ims_graph_find_value(g, buf) >= 0; k++) {
         if (k > 100000) return -1;
         snprintf(buf, cap, "%.400s%s_%d", base, suffix, k);
     }
@@ -110,7 +110,7 @@ static int unique_name(const is_graph *g, char *buf, size_t cap, const char *bas
 
 /* Makes value v private to one reader: returns v when nothing else reads it, else a new copy
  * (a constant). -1 on allocation failure. Note: may move g->vals. */
-static int private_constant(is_graph *g, int v, const char *suffix) {
+static int private_constant(ims_graph *g, int v, const char *suffix) {
     if (g->vals[v].n_consumers <= 1) return v;
     char name[512];
     if (unique_name(g, name, sizeof name, g->vals[v].name, suffix) != 0) return -1;
@@ -118,7 +118,7 @@ static int private_constant(is_graph *g, int v, const char *suffix) {
     memcpy(dims, g->vals[v].dims, sizeof dims);
     int rank = g->vals[v].rank;
     const float *data = g->vals[v].data;
-    int nv = is_graph_add_value(g, name, rank, dims, data);
+    int nv = ims_graph_add_value(g, name, rank, dims, data);
     if (nv < 0) return -1;
     g->vals[v].n_consumers--;
     g->vals[nv].n_consumers = 1;
@@ -126,28 +126,28 @@ static int private_constant(is_graph *g, int v, const char *suffix) {
 }
 
 /* 3. Folds each BatchNormalization that directly follows a fusable Conv. *changed counts folds. */
-static imgsim_status fold_batchnorms(is_graph *g, int *changed, is_err *e) {
+static imgsim_status fold_batchnorms(ims_graph *g, int *changed, ims_err *e) {
     *changed = 0;
     for (int i = 0; i < g->n_nodes; i++) {
-        is_node *bn = &g->nodes[i];
+        ims_node *bn = &g->nodes[i];
         if (bn->dead || bn->op != IS_OP_BATCHNORM) continue;
-        is_node *conv = fusable_conv(g, bn->in[0]);
+        ims_node *conv = fusable_conv(g, bn->in[0]);
         if (!conv) continue;
         int64_t oc = g->vals[conv->in[1]].dims[0];
-        const is_value *gv = &g->vals[bn->in[1]];
+        const ims_value *gv = &g->vals[bn->in[1]];
         if (gv->rank != 1 || gv->dims[0] != oc)
-            return is_fail(e, IMGSIM_ERR_INTERNAL,
+            return ims_fail(e, IMGSIM_ERR_INTERNAL,
                            "node '%s': BN size does not match the Conv (shapes not inferred?)",
                            node_label(bn));
         /* Scale per output channel, checked before anything is modified. */
-        double *s = is_malloc_array((size_t)oc, sizeof(double));
-        if (!s) return is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory folding '%s'", node_label(bn));
+        double *s = ims_malloc_array((size_t)oc, sizeof(double));
+        if (!s) return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory folding '%s'", node_label(bn));
         for (int64_t c = 0; c < oc; c++) {
             double var = g->vals[bn->in[4]].data[c], gamma = g->vals[bn->in[1]].data[c];
             double den = var + (double)bn->epsilon;
             if (!(den > 0.0) || !isfinite(den) || !isfinite(gamma)) {
                 free(s);
-                return is_fail(e, IMGSIM_ERR_FORMAT,
+                return ims_fail(e, IMGSIM_ERR_FORMAT,
                                "node '%s' (BatchNormalization): variance + epsilon is %g at channel %lld",
                                node_label(bn), den, (long long)c);
             }
@@ -159,20 +159,20 @@ static imgsim_status fold_batchnorms(is_graph *g, int *changed, is_err *e) {
         if (w >= 0 && b >= 0) b = private_constant(g, b, ".bn_folded");
         if (w >= 0 && b < 0 && (conv->n_in < 3 || conv->in[2] < 0)) {
             char name[512];
-            float *zeros = is_calloc((size_t)oc, sizeof(float));
+            float *zeros = ims_calloc((size_t)oc, sizeof(float));
             int64_t bd[1] = {oc};
             if (zeros && unique_name(g, name, sizeof name, g->vals[bn->in[2]].name, "_folded") == 0)
-                b = is_graph_add_value(g, name, 1, bd, zeros);
+                b = ims_graph_add_value(g, name, 1, bd, zeros);
             free(zeros);
             if (b >= 0) g->vals[b].n_consumers = 1;
         }
         if (w < 0 || b < 0) {
             free(s);
-            return is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory folding '%s'", node_label(bn));
+            return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory folding '%s'", node_label(bn));
         }
         /* W [OC, IC/group, KH, KW]: each output channel's block scaled by s[oc]. */
-        is_value *wv = &g->vals[w];
-        int64_t per = is_value_numel(wv) / oc;
+        ims_value *wv = &g->vals[w];
+        int64_t per = ims_value_numel(wv) / oc;
         for (int64_t c = 0; c < oc; c++)
             for (int64_t k = 0; k < per; k++)
                 wv->data[c * per + k] = (float)((double)wv->data[c * per + k] * s[c]);
@@ -192,7 +192,7 @@ static imgsim_status fold_batchnorms(is_graph *g, int *changed, is_err *e) {
     return IMGSIM_OK;
 }
 
-static int same_dims(const is_value *a, const is_value *b) {
+static int same_dims(const ims_value *a, const ims_value *b) {
     if (a->rank != b->rank) return 0;
     for (int i = 0; i < a->rank; i++)
         if (a->dims[i] != b->dims[i]) return 0;
@@ -200,16 +200,16 @@ static int same_dims(const is_value *a, const is_value *b) {
 }
 
 /* 4. Fuses Add(x, conv_out) into the Conv as its residual. Returns the number fused. */
-static int fuse_residuals(is_graph *g) {
+static int fuse_residuals(ims_graph *g) {
     int count = 0;
     for (int i = 0; i < g->n_nodes; i++) {
-        is_node *add = &g->nodes[i];
+        ims_node *add = &g->nodes[i];
         if (add->dead || add->op != IS_OP_ADD) continue;
         int a = add->in[0], b = add->in[1];
         if (a == b || g->vals[a].data || g->vals[b].data) continue;
         if (!same_dims(&g->vals[a], &g->vals[b]) || !same_dims(&g->vals[a], &g->vals[add->out])) continue;
-        is_node *ca = fusable_conv(g, a), *cb = fusable_conv(g, b);
-        is_node *conv;
+        ims_node *ca = fusable_conv(g, a), *cb = fusable_conv(g, b);
+        ims_node *conv;
         int other;
         if (ca && cb) { /* the later Conv takes the Add: the other branch is computed by then */
             int later_is_b = cb > ca;
@@ -234,13 +234,13 @@ static int fuse_residuals(is_graph *g) {
 }
 
 /* 5. Fuses Relu / Clip following a Conv into its act. Returns the number fused. */
-static int fuse_activations(is_graph *g) {
+static int fuse_activations(ims_graph *g) {
     int count = 0;
     for (int i = 0; i < g->n_nodes; i++) {
-        is_node *n = &g->nodes[i];
+        ims_node *n = &g->nodes[i];
         if (n->dead || (n->op != IS_OP_RELU && n->op != IS_OP_CLIP)) continue;
         int x = n->in[0];
-        is_node *conv = live_producer(g, x);
+        ims_node *conv = live_producer(g, x);
         /* unlike fusable_conv, a fused residual is fine here: act applies after it */
         if (!conv || conv->op != IS_OP_CONV || conv->act != IS_ACT_NONE) continue;
         if (g->vals[x].n_consumers != 1 || x == g->output) continue;
@@ -263,15 +263,15 @@ static int fuse_activations(is_graph *g) {
 
 /* 6. Drops values no live node references (other than the input and output) and renumbers the
  * rest. */
-static imgsim_status compact_values(is_graph *g, is_err *e) {
-    int *map = is_malloc_array((size_t)g->n_vals + 1, sizeof(int));
-    if (!map) return is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory optimising");
+static imgsim_status compact_values(ims_graph *g, ims_err *e) {
+    int *map = ims_malloc_array((size_t)g->n_vals + 1, sizeof(int));
+    if (!map) return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory optimising");
     for (int v = 0; v < g->n_vals; v++)
         map[v] = -1;
     map[g->input] = 1;
     map[g->output] = 1;
     for (int i = 0; i < g->n_nodes; i++) {
-        const is_node *n = &g->nodes[i];
+        const ims_node *n = &g->nodes[i];
         if (n->dead) continue;
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0) map[n->in[k]] = 1;
@@ -290,7 +290,7 @@ static imgsim_status compact_values(is_graph *g, is_err *e) {
     }
     g->n_vals = kept;
     for (int i = 0; i < g->n_nodes; i++) {
-        is_node *n = &g->nodes[i];
+        ims_node *n = &g->nodes[i];
         if (n->dead) continue;
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0) n->in[k] = map[n->in[k]];
@@ -303,29 +303,29 @@ static imgsim_status compact_values(is_graph *g, is_err *e) {
     return IMGSIM_OK;
 }
 
-imgsim_status is_graph_optimize(is_graph *g, is_err *e) {
-    if (!g) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
+imgsim_status ims_graph_optimize(ims_graph *g, ims_err *e) {
+    if (!g) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
     imgsim_status st;
-    if ((st = is_graph_link(g, e)) != IMGSIM_OK) return st;
-    if ((st = is_graph_infer_shapes(g, e)) != IMGSIM_OK) return st;
+    if ((st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
+    if ((st = ims_graph_infer_shapes(g, e)) != IMGSIM_OK) return st;
     if (g->output < 0 || g->output >= g->n_vals || g->vals[g->output].data)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: no output selected before optimising");
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: no output selected before optimising");
 
     int removed = remove_identities(g);
-    if (removed < 0) return is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory optimising");
-    if (removed && (st = is_graph_link(g, e)) != IMGSIM_OK) return st;
+    if (removed < 0) return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory optimising");
+    if (removed && (st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
     if ((st = remove_unneeded(g, e)) != IMGSIM_OK) return st;
-    if ((st = is_graph_link(g, e)) != IMGSIM_OK) return st;
+    if ((st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
     /* Each fusion points the rewritten value's producer at the Conv, so one pass handles chains
      * (Conv -> BN -> BN); link then recounts. */
     int changed = 0;
     if ((st = fold_batchnorms(g, &changed, e)) != IMGSIM_OK) return st;
-    if (changed && (st = is_graph_link(g, e)) != IMGSIM_OK) return st;
-    if (fuse_residuals(g) && (st = is_graph_link(g, e)) != IMGSIM_OK) return st;
-    if (fuse_activations(g) && (st = is_graph_link(g, e)) != IMGSIM_OK) return st;
+    if (changed && (st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
+    if (fuse_residuals(g) && (st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
+    if (fuse_activations(g) && (st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
     if ((st = compact_values(g, e)) != IMGSIM_OK) return st;
-    if ((st = is_graph_link(g, e)) != IMGSIM_OK) return st;
-    if ((st = is_graph_infer_shapes(g, e)) != IMGSIM_OK) return st;
+    if ((st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
+    if ((st = ims_graph_infer_shapes(g, e)) != IMGSIM_OK) return st;
     int64_t dim = 1;
     for (int i = 1; i < g->vals[g->output].rank; i++)
         dim *= g->vals[g->output].dims[i];

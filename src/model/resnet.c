@@ -1,5 +1,5 @@
 /*
- * resnet.c: is_graph_build_resnet, a torchvision-layout ResNet built in memory with random
+ * resnet.c: ims_graph_build_resnet, a torchvision-layout ResNet built in memory with random
  * weights, for `imgsim model init`, demos and tests that need no PyTorch.
  *
  * Layout (torchvision.models.resnet, v1.5: the stride sits in the 3x3 conv of a Bottleneck):
@@ -26,7 +26,7 @@
 #define RN_TWO_PI 6.283185307179586476925286766559
 
 typedef struct rn_builder {
-    is_graph *g;
+    ims_graph *g;
     uint64_t rng;   /* splitmix64 state */
     int have_spare; /* Box-Muller's second normal */
     double spare;
@@ -62,28 +62,28 @@ static double normal(rn_builder *b) {
 /* A constant value; returns its index or -1 (failed set). */
 static int add_const(rn_builder *b, const char *name, int rank, const int64_t *dims, const float *data) {
     if (b->failed) return -1;
-    int v = is_graph_add_value(b->g, name, rank, dims, data);
+    int v = ims_graph_add_value(b->g, name, rank, dims, data);
     if (v < 0) b->failed = 1;
     return v;
 }
 
 /* Adds node op "<scope>/<opname>" reading in[] and writing a new activation
  * "<scope>/<opname>_output_0" (or out_name when given). Returns the node or NULL. */
-static is_node *add_op(rn_builder *b, is_op op, const char *scope, int n_in, const int *in,
+static ims_node *add_op(rn_builder *b, ims_op op, const char *scope, int n_in, const int *in,
                        const char *out_name) {
     if (b->failed) return NULL;
     for (int k = 0; k < n_in; k++)
         if (in[k] < 0) return NULL;
     char node_name[256], val_name[280];
-    snprintf(node_name, sizeof node_name, "%s/%s", scope, is_op_name(op));
+    snprintf(node_name, sizeof node_name, "%s/%s", scope, ims_op_name(op));
     snprintf(val_name, sizeof val_name, "%s_output_0", node_name);
-    int out = is_graph_add_value(b->g, out_name ? out_name : val_name, 0, NULL, NULL);
-    is_node *n = out >= 0 ? is_graph_add_node(b->g, op, node_name, n_in, in, out) : NULL;
+    int out = ims_graph_add_value(b->g, out_name ? out_name : val_name, 0, NULL, NULL);
+    ims_node *n = out >= 0 ? ims_graph_add_node(b->g, op, node_name, n_in, in, out) : NULL;
     if (!n) b->failed = 1;
     return n;
 }
 
-static int out_of(is_node *n) {
+static int out_of(ims_node *n) {
     return n ? n->out : -1;
 }
 
@@ -93,7 +93,7 @@ static int conv(rn_builder *b, int x, const char *scope, const char *param, int 
                 int pad) {
     if (b->failed || x < 0) return -1;
     size_t n = (size_t)oc * (size_t)ic * (size_t)k * (size_t)k;
-    float *w = is_malloc_array(n, sizeof(float));
+    float *w = ims_malloc_array(n, sizeof(float));
     if (!w) {
         b->failed = 1;
         return -1;
@@ -107,7 +107,7 @@ static int conv(rn_builder *b, int x, const char *scope, const char *param, int 
     int wv = add_const(b, name, 4, dims, w);
     free(w);
     if (wv < 0) return -1;
-    is_node *nd = add_op(b, IS_OP_CONV, scope, 2, (int[]){x, wv}, NULL);
+    ims_node *nd = add_op(b, IS_OP_CONV, scope, 2, (int[]){x, wv}, NULL);
     if (!nd) return -1;
     nd->kernel[0] = nd->kernel[1] = k;
     nd->stride[0] = nd->stride[1] = stride;
@@ -119,7 +119,7 @@ static int conv(rn_builder *b, int x, const char *scope, const char *param, int 
 /* BatchNormalization over c channels with torchvision's initial parameters. */
 static int batchnorm(rn_builder *b, int x, const char *scope, const char *param, int c) {
     if (b->failed || x < 0) return -1;
-    float *ones = is_malloc_array((size_t)c, sizeof(float)), *zeros = is_calloc((size_t)c, sizeof(float));
+    float *ones = ims_malloc_array((size_t)c, sizeof(float)), *zeros = ims_calloc((size_t)c, sizeof(float));
     if (!ones || !zeros) {
         free(ones);
         free(zeros);
@@ -138,7 +138,7 @@ static int batchnorm(rn_builder *b, int x, const char *scope, const char *param,
     }
     free(ones);
     free(zeros);
-    is_node *nd = add_op(b, IS_OP_BATCHNORM, scope, 5, in, NULL);
+    ims_node *nd = add_op(b, IS_OP_BATCHNORM, scope, 5, in, NULL);
     if (!nd) return -1;
     nd->epsilon = 1e-5f;
     return nd->out;
@@ -186,7 +186,7 @@ static int block(rn_builder *b, int x, int li, int bi, int bottleneck, int inpla
     return y;
 }
 
-imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t seed, is_err *e) {
+imgsim_status ims_graph_build_resnet(ims_graph **out, const char *arch, uint64_t seed, ims_err *e) {
     static const struct {
         const char *name;
         int bottleneck;
@@ -200,25 +200,25 @@ imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t s
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (arch && strcmp(arch, archs[i].name) == 0) ai = (int)i;
     if (ai < 0)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
                        "unknown architecture '%.100s' (resnet18, resnet34, resnet50, resnet101, resnet152)",
                        arch ? arch : "(null)");
     rn_builder b = {0};
     b.rng = seed;
-    imgsim_status st = is_graph_new(&b.g, e);
+    imgsim_status st = ims_graph_new(&b.g, e);
     if (st != IMGSIM_OK) return st;
-    is_graph *g = b.g;
+    ims_graph *g = b.g;
     g->opset = 13;
 
     int64_t in_dims[4] = {-1, 3, 224, 224};
-    g->input = is_graph_add_value(g, "input", 4, in_dims, NULL);
+    g->input = ims_graph_add_value(g, "input", 4, in_dims, NULL);
     if (g->input < 0) b.failed = 1;
 
     /* stem: [N, 3, 224, 224] -> [N, 64, 56, 56] */
     int x = conv(&b, g->input, "/conv1", "conv1", 3, 64, 7, 2, 3);
     x = batchnorm(&b, x, "/bn1", "bn1", 64);
     x = relu(&b, x, "/relu");
-    is_node *mp = add_op(&b, IS_OP_MAXPOOL, "/maxpool", 1, (int[]){x}, NULL);
+    ims_node *mp = add_op(&b, IS_OP_MAXPOOL, "/maxpool", 1, (int[]){x}, NULL);
     if (mp) {
         mp->kernel[0] = mp->kernel[1] = 3;
         mp->stride[0] = mp->stride[1] = 2;
@@ -240,12 +240,12 @@ imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t s
 
     /* head: [N, C, 7, 7] -> GlobalAveragePool -> Flatten -> Gemm [N, 1000] */
     x = out_of(add_op(&b, IS_OP_GLOBALAVGPOOL, "/avgpool", 1, (int[]){x}, NULL));
-    is_node *fl = add_op(&b, IS_OP_FLATTEN, "", 1, (int[]){x}, NULL);
+    ims_node *fl = add_op(&b, IS_OP_FLATTEN, "", 1, (int[]){x}, NULL);
     if (fl) fl->axis = 1;
     x = out_of(fl);
     int fan_in = inplanes, classes = 1000;
-    float *fw = is_malloc_array((size_t)classes * (size_t)fan_in, sizeof(float));
-    float *fb = is_calloc((size_t)classes, sizeof(float));
+    float *fw = ims_malloc_array((size_t)classes * (size_t)fan_in, sizeof(float));
+    float *fb = ims_calloc((size_t)classes, sizeof(float));
     int wv = -1, bv = -1;
     if (fw && fb) {
         double bound = 1.0 / sqrt((double)fan_in);
@@ -258,18 +258,18 @@ imgsim_status is_graph_build_resnet(is_graph **out, const char *arch, uint64_t s
     }
     free(fw);
     free(fb);
-    is_node *fc = add_op(&b, IS_OP_GEMM, "/fc", 3, (int[]){x, wv, bv}, "output");
+    ims_node *fc = add_op(&b, IS_OP_GEMM, "/fc", 3, (int[]){x, wv, bv}, "output");
     if (fc) {
         fc->trans_b = 1;
         fc->alpha = fc->beta = 1.0f;
     }
     if (b.failed || !fc) {
-        is_graph_free(g);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory building %s", archs[ai].name);
+        ims_graph_free(g);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory building %s", archs[ai].name);
     }
     g->output = fc->out;
-    if ((st = is_graph_link(g, e)) != IMGSIM_OK || (st = is_graph_infer_shapes(g, e)) != IMGSIM_OK) {
-        is_graph_free(g);
+    if ((st = ims_graph_link(g, e)) != IMGSIM_OK || (st = ims_graph_infer_shapes(g, e)) != IMGSIM_OK) {
+        ims_graph_free(g);
         return st;
     }
     *out = g;

@@ -1,5 +1,5 @@
 /*
- * select.c: is_graph_select_output, which picks the value whose per-image vector is the
+ * select.c: ims_graph_select_output, which picks the value whose per-image vector is the
  * embedding.
  *
  * With no layer named, a graph that ends in a classifier head (GlobalAveragePool -> Flatten or
@@ -14,21 +14,21 @@
 #include "model/graph.h"
 
 /* The producer node of value v, or NULL (graph input, constant, or not produced). */
-static const is_node *producer_of(const is_graph *g, int v) {
+static const ims_node *producer_of(const ims_graph *g, int v) {
     if (v < 0 || v >= g->n_vals) return NULL;
     int p = g->vals[v].producer;
     if (p < 0 || p >= g->n_nodes || g->nodes[p].dead || g->nodes[p].out != v) return NULL;
     return &g->nodes[p];
 }
 
-static int is_const(const is_graph *g, int v) {
+static int is_const(const ims_graph *g, int v) {
     return v >= 0 && v < g->n_vals && g->vals[v].data != NULL;
 }
 
 /* Follows Identity nodes backwards from v. */
-static int skip_identity(const is_graph *g, int v) {
+static int skip_identity(const ims_graph *g, int v) {
     for (int guard = 0; guard < g->n_nodes; guard++) {
-        const is_node *n = producer_of(g, v);
+        const ims_node *n = producer_of(g, v);
         if (!n || n->op != IS_OP_IDENTITY) break;
         v = n->in[0];
     }
@@ -38,12 +38,12 @@ static int skip_identity(const is_graph *g, int v) {
 /* If out is the result of a final linear layer, returns that layer's data input; else -1.
  * Recognised: Gemm(A, const B[, const C]); MatMul(A, const B); Add(MatMul(A, const B), const)
  * in either operand order. */
-static int classifier_input(const is_graph *g, int out) {
-    const is_node *n = producer_of(g, skip_identity(g, out));
+static int classifier_input(const ims_graph *g, int out) {
+    const ims_node *n = producer_of(g, skip_identity(g, out));
     if (!n) return -1;
     if (n->op == IS_OP_ADD) {
         int a = n->in[0], b = n->in[1];
-        const is_node *mm = NULL;
+        const ims_node *mm = NULL;
         if (is_const(g, b))
             mm = producer_of(g, a);
         else if (is_const(g, a))
@@ -58,23 +58,23 @@ static int classifier_input(const is_graph *g, int out) {
 
 /* Whether v is a flattened global pool: (Flatten | Reshape)(GlobalAveragePool(...)), with Identity
  * nodes allowed anywhere in between. */
-static int is_flattened_pool(const is_graph *g, int v) {
-    const is_node *f = producer_of(g, skip_identity(g, v));
+static int is_flattened_pool(const ims_graph *g, int v) {
+    const ims_node *f = producer_of(g, skip_identity(g, v));
     if (!f || (f->op != IS_OP_FLATTEN && f->op != IS_OP_RESHAPE)) return 0;
-    const is_node *p = producer_of(g, skip_identity(g, f->in[0]));
+    const ims_node *p = producer_of(g, skip_identity(g, f->in[0]));
     return p && p->op == IS_OP_GLOBALAVGPOOL;
 }
 
 /* Formats up to 8 of the graph's layer names (the last ones computed, where embeddings usually
  * are) into buf. */
-static void list_layers(const is_graph *g, char *buf, size_t cap) {
+static void list_layers(const ims_graph *g, char *buf, size_t cap) {
     size_t at = 0;
     int shown = 0, total = 0;
     buf[0] = '\0';
     for (int i = 0; i < g->n_nodes; i++)
         if (!g->nodes[i].dead) total++;
     for (int i = g->n_nodes - 1; i >= 0 && shown < 8; i--) {
-        const is_node *n = &g->nodes[i];
+        const ims_node *n = &g->nodes[i];
         if (n->dead || n->out < 0 || n->out >= g->n_vals) continue;
         int w = snprintf(buf + at, cap - at, "%s'%.80s'", shown ? ", " : "", g->vals[n->out].name);
         if (w < 0 || (size_t)w >= cap - at) break;
@@ -84,36 +84,36 @@ static void list_layers(const is_graph *g, char *buf, size_t cap) {
     if (total > shown) snprintf(buf + at, cap - at, ", ... (%d layers)", total);
 }
 
-imgsim_status is_graph_select_output(is_graph *g, const char *layer, is_err *e) {
-    if (!g) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
+imgsim_status ims_graph_select_output(ims_graph *g, const char *layer, ims_err *e) {
+    if (!g) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
     int chosen;
     if (layer && layer[0]) {
-        chosen = is_graph_find_value(g, layer);
+        chosen = ims_graph_find_value(g, layer);
         if (chosen < 0) {
             char names[600];
             list_layers(g, names, sizeof names);
-            return is_fail(e, IMGSIM_ERR_INVALID_ARG, "unknown layer '%.200s'; layers include %s", layer,
+            return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "unknown layer '%.200s'; layers include %s", layer,
                            names);
         }
         if (chosen == g->input)
-            return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+            return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
                            "layer '%.200s' is the graph input, not a computed layer", layer);
         if (g->vals[chosen].data)
-            return is_fail(e, IMGSIM_ERR_INVALID_ARG,
+            return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
                            "layer '%.200s' is a constant (weights), not a computed layer", layer);
         if (!producer_of(g, chosen))
-            return is_fail(e, IMGSIM_ERR_INVALID_ARG, "layer '%.200s' is not computed by the graph", layer);
+            return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "layer '%.200s' is not computed by the graph", layer);
     } else {
         if (g->output < 0 || g->output >= g->n_vals)
-            return is_fail(e, IMGSIM_ERR_FORMAT, "graph has no output");
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "graph has no output");
         chosen = g->output;
         int a = classifier_input(g, g->output);
         if (a >= 0 && is_flattened_pool(g, a))
             chosen = skip_identity(g, a); /* the Flatten itself, not a Dropout after it */
     }
-    const is_value *v = &g->vals[chosen];
+    const ims_value *v = &g->vals[chosen];
     if (v->rank < 1 || v->dims[0] != -1)
-        return is_fail(e, IMGSIM_ERR_INTERNAL, "layer '%.200s' has no inferred shape (infer shapes first)",
+        return ims_fail(e, IMGSIM_ERR_INTERNAL, "layer '%.200s' has no inferred shape (infer shapes first)",
                        v->name);
     int64_t dim = 1;
     for (int i = 1; i < v->rank; i++)

@@ -1,9 +1,9 @@
 /*
- * shapes.c: is_graph_infer_shapes, which gives every activation its dims and checks each
+ * shapes.c: ims_graph_infer_shapes, which gives every activation its dims and checks each
  * operator's shape rules before any backend sees the graph.
  *
  * The graph input is [-1, C, H, W] (a batch axis stored as -1); every activation keeps the batch
- * as dims[0] and has concrete positive dims elsewhere. Nodes are visited in order (is_graph_link
+ * as dims[0] and has concrete positive dims elsewhere. Nodes are visited in order (ims_graph_link
  * must have sorted them). auto_pad is resolved into pad[] as the ONNX spec says (SAME_UPPER puts
  * the odd pixel at the end, SAME_LOWER at the beginning) and auto_pad is then reset to NOTSET.
  * Pooling with ceil_mode follows PyTorch (a window that would start inside the right padding is
@@ -21,19 +21,19 @@
 #define SH_MAX_DIM ((int64_t)INT32_MAX)
 #define SH_MAX_NUMEL ((int64_t)1 << 32) /* elements of one image's tensor */
 
-static const char *node_label(const is_node *n) {
-    return (n->name && n->name[0]) ? n->name : is_op_name(n->op);
+static const char *node_label(const ims_node *n) {
+    return (n->name && n->name[0]) ? n->name : ims_op_name(n->op);
 }
 
-static const char *value_label(const is_value *v) {
+static const char *value_label(const ims_value *v) {
     return (v->name && v->name[0]) ? v->name : "(unnamed)";
 }
 
 /* Shape-inference context: the graph and which values have dims by now. */
 typedef struct sh_ctx {
-    is_graph *g;
+    ims_graph *g;
     char *known; /* per value: 1 once its dims are valid */
-    is_err *e;
+    ims_err *e;
 } sh_ctx;
 
 /* Writes "[d0, d1, ...]" into buf (batch shown as N). */
@@ -52,16 +52,16 @@ static const char *dims_str(char *buf, size_t cap, int rank, const int64_t *d) {
 
 /* Checks a constant's dims: rank 0..8, every dim >= 1, element count within limits. */
 static imgsim_status check_constant(sh_ctx *c, int vi) {
-    const is_value *v = &c->g->vals[vi];
+    const ims_value *v = &c->g->vals[vi];
     if (v->rank < 0 || v->rank > IS_MAX_RANK)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "constant '%s' has rank %d", value_label(v), v->rank);
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "constant '%s' has rank %d", value_label(v), v->rank);
     int64_t n = 1;
     for (int i = 0; i < v->rank; i++) {
         if (v->dims[i] < 1)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "constant '%s' has dim %d = %lld", value_label(v), i,
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "constant '%s' has dim %d = %lld", value_label(v), i,
                            (long long)v->dims[i]);
         if (v->dims[i] > SH_MAX_DIM || n > SH_MAX_NUMEL / v->dims[i])
-            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "constant '%s' is too large", value_label(v));
+            return ims_fail(c->e, IMGSIM_ERR_TOO_LARGE, "constant '%s' is too large", value_label(v));
         n *= v->dims[i];
     }
     return IMGSIM_OK;
@@ -69,23 +69,23 @@ static imgsim_status check_constant(sh_ctx *c, int vi) {
 
 /* Validates an activation shape (dims[0] = -1, others in [1, SH_MAX_DIM], element count bounded)
  * and stores it as the node's output. */
-static imgsim_status set_out(sh_ctx *c, const is_node *n, int rank, const int64_t *d) {
-    is_value *v = &c->g->vals[n->out];
+static imgsim_status set_out(sh_ctx *c, const ims_node *n, int rank, const int64_t *d) {
+    ims_value *v = &c->g->vals[n->out];
     if (rank < 1 || rank > IS_MAX_RANK)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): output rank %d is unsupported",
-                       node_label(n), is_op_name(n->op), rank);
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): output rank %d is unsupported",
+                       node_label(n), ims_op_name(n->op), rank);
     if (d[0] != -1)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                        "node '%s' (%s): output would not keep the batch as its first axis", node_label(n),
-                       is_op_name(n->op));
+                       ims_op_name(n->op));
     int64_t numel = 1;
     for (int i = 1; i < rank; i++) {
         if (d[i] < 1)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): output dim %d would be %lld",
-                           node_label(n), is_op_name(n->op), i, (long long)d[i]);
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): output dim %d would be %lld",
+                           node_label(n), ims_op_name(n->op), i, (long long)d[i]);
         if (d[i] > SH_MAX_DIM || numel > SH_MAX_NUMEL / d[i])
-            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): output tensor is too large",
-                           node_label(n), is_op_name(n->op));
+            return ims_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): output tensor is too large",
+                           node_label(n), ims_op_name(n->op));
         numel *= d[i];
     }
     v->rank = rank;
@@ -96,28 +96,28 @@ static imgsim_status set_out(sh_ctx *c, const is_node *n, int rank, const int64_
 }
 
 /* Input k of node n, which must be an activation whose dims are known. */
-static imgsim_status need_act(sh_ctx *c, const is_node *n, int k, const is_value **out) {
+static imgsim_status need_act(sh_ctx *c, const ims_node *n, int k, const ims_value **out) {
     int vi = n->in[k];
-    const is_value *v = &c->g->vals[vi];
+    const ims_value *v = &c->g->vals[vi];
     if (v->data)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                        "node '%s' (%s): input %d ('%s') is a constant; an activation is expected",
-                       node_label(n), is_op_name(n->op), k, value_label(v));
+                       node_label(n), ims_op_name(n->op), k, value_label(v));
     if (!c->known[vi])
-        return is_fail(c->e, IMGSIM_ERR_INTERNAL,
+        return ims_fail(c->e, IMGSIM_ERR_INTERNAL,
                        "node '%s' (%s) reads '%s' before it is computed (graph not linked?)", node_label(n),
-                       is_op_name(n->op), value_label(v));
+                       ims_op_name(n->op), value_label(v));
     *out = v;
     return IMGSIM_OK;
 }
 
 /* Input k of node n, which must be a constant (weights, BN statistics, shapes). */
-static imgsim_status need_const(sh_ctx *c, const is_node *n, int k, const is_value **out) {
+static imgsim_status need_const(sh_ctx *c, const ims_node *n, int k, const ims_value **out) {
     int vi = n->in[k];
-    const is_value *v = &c->g->vals[vi];
+    const ims_value *v = &c->g->vals[vi];
     if (!v->data)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): input %d ('%s') must be a constant",
-                       node_label(n), is_op_name(n->op), k, value_label(v));
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s): input %d ('%s') must be a constant",
+                       node_label(n), ims_op_name(n->op), k, value_label(v));
     imgsim_status st = check_constant(c, vi);
     if (st != IMGSIM_OK) return st;
     *out = v;
@@ -127,13 +127,13 @@ static imgsim_status need_const(sh_ctx *c, const is_node *n, int k, const is_val
 /* Resolves padding for spatial axis a (0 = H, 1 = W) of a Conv or pooling node and computes the
  * output size: out = floor((in + pb + pe - ((k-1)*d + 1)) / s) + 1, or with ceil_mode the ceiling,
  * less one when the last window would start inside the end padding (PyTorch's rule). */
-static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int ceil_mode, int64_t *out) {
+static imgsim_status spatial_out(sh_ctx *c, ims_node *n, int a, int64_t in, int ceil_mode, int64_t *out) {
     const char *axn = a == 0 ? "height" : "width";
     int64_t k = n->kernel[a], s = n->stride[a], d = n->dilation[a];
     if (k < 1 || s < 1 || d < 1)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                        "node '%s' (%s): kernel %lld, stride %lld, dilation %lld along %s must be >= 1",
-                       node_label(n), is_op_name(n->op), (long long)k, (long long)s, (long long)d, axn);
+                       node_label(n), ims_op_name(n->op), (long long)k, (long long)s, (long long)d, axn);
     int64_t ek = (k - 1) * d + 1; /* effective kernel extent */
     int64_t pb, pe;
     switch (n->auto_pad) {
@@ -141,8 +141,8 @@ static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int c
         pb = n->pad[a];
         pe = n->pad[a + 2];
         if (pb < 0 || pe < 0)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): negative padding along %s",
-                           node_label(n), is_op_name(n->op), axn);
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): negative padding along %s",
+                           node_label(n), ims_op_name(n->op), axn);
         break;
     case 1: /* SAME_UPPER */
     case 2: /* SAME_LOWER */
@@ -151,8 +151,8 @@ static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int c
         int64_t total = (o - 1) * s + ek - in;
         if (total < 0) total = 0;
         if (total > SH_MAX_DIM)
-            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): padding along %s is too large",
-                           node_label(n), is_op_name(n->op), axn);
+            return ims_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): padding along %s is too large",
+                           node_label(n), ims_op_name(n->op), axn);
         if (n->auto_pad == 1) {
             pb = total / 2;
             pe = total - pb;
@@ -167,22 +167,22 @@ static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int c
         pb = pe = 0;
         break;
     default:
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): invalid auto_pad code %d", node_label(n),
-                       is_op_name(n->op), n->auto_pad);
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): invalid auto_pad code %d", node_label(n),
+                       ims_op_name(n->op), n->auto_pad);
     }
     int pooling = n->op == IS_OP_MAXPOOL || n->op == IS_OP_AVGPOOL;
     if (pooling && (pb >= ek || pe >= ek))
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                        "node '%s' (%s): padding %lld/%lld along %s is not smaller than the kernel %lld",
-                       node_label(n), is_op_name(n->op), (long long)pb, (long long)pe, axn, (long long)ek);
+                       node_label(n), ims_op_name(n->op), (long long)pb, (long long)pe, axn, (long long)ek);
     if (pb > SH_MAX_DIM || pe > SH_MAX_DIM)
-        return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): padding along %s is too large",
-                       node_label(n), is_op_name(n->op), axn);
+        return ims_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (%s): padding along %s is too large",
+                       node_label(n), ims_op_name(n->op), axn);
     int64_t span = in + pb + pe - ek;
     if (span < 0)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                        "node '%s' (%s): kernel extent %lld is larger than the padded input %s %lld",
-                       node_label(n), is_op_name(n->op), (long long)ek, axn, (long long)(in + pb + pe));
+                       node_label(n), ims_op_name(n->op), (long long)ek, axn, (long long)(in + pb + pe));
     int64_t o;
     if (ceil_mode) {
         o = (span + s - 1) / s + 1;
@@ -191,8 +191,8 @@ static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int c
         o = span / s + 1;
     }
     if (o < 1)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): output %s would be %lld", node_label(n),
-                       is_op_name(n->op), axn, (long long)o);
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): output %s would be %lld", node_label(n),
+                       ims_op_name(n->op), axn, (long long)o);
     n->pad[a] = (int)pb;
     n->pad[a + 2] = (int)pe;
     *out = o;
@@ -200,50 +200,50 @@ static imgsim_status spatial_out(sh_ctx *c, is_node *n, int a, int64_t in, int c
 }
 
 /* Conv: X [N, C, H, W], W [OC, C/group, KH, KW], B [OC] -> [N, OC, OH, OW]. */
-static imgsim_status infer_conv(sh_ctx *c, is_node *n) {
-    const is_value *x, *w, *b = NULL;
+static imgsim_status infer_conv(sh_ctx *c, ims_node *n) {
+    const ims_value *x, *w, *b = NULL;
     imgsim_status st;
     char b1[128], b2[128];
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if ((st = need_const(c, n, 1, &w)) != IMGSIM_OK) return st;
     if (n->n_in > 2 && n->in[2] >= 0 && (st = need_const(c, n, 2, &b)) != IMGSIM_OK) return st;
     if (x->rank != 4)
-        return is_fail(
+        return ims_fail(
             c->e, IMGSIM_ERR_UNSUPPORTED,
             "node '%s' (Conv): input '%s' is %s; only 2-D convolution on [N, C, H, W] is supported",
             node_label(n), value_label(x), dims_str(b1, sizeof b1, x->rank, x->dims));
     if (w->rank != 4)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                        "node '%s' (Conv): weight '%s' is %s, expected [OC, IC/group, KH, KW]", node_label(n),
                        value_label(w), dims_str(b1, sizeof b1, w->rank, w->dims));
     int64_t C = x->dims[1], OC = w->dims[0];
     if (n->group < 1 || n->group > C)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): group %d is not in [1, %lld]",
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): group %d is not in [1, %lld]",
                        node_label(n), n->group, (long long)C);
     if (C % n->group != 0 || OC % n->group != 0)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                        "node '%s' (Conv): %lld input and %lld output channels are not divisible by group %d",
                        node_label(n), (long long)C, (long long)OC, n->group);
     if (w->dims[1] != C / n->group)
-        return is_fail(
+        return ims_fail(
             c->e, IMGSIM_ERR_FORMAT,
             "node '%s' (Conv): weight %s does not fit input %s with group %d (expected dim 1 = %lld)",
             node_label(n), dims_str(b1, sizeof b1, w->rank, w->dims),
             dims_str(b2, sizeof b2, x->rank, x->dims), n->group, (long long)(C / n->group));
     if (w->dims[2] > SH_MAX_DIM || w->dims[3] > SH_MAX_DIM)
-        return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Conv): kernel too large", node_label(n));
+        return ims_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Conv): kernel too large", node_label(n));
     /* kernel_shape is optional in ONNX: unset (0x0) or the builder's default 1x1 takes the
      * weight's; anything else must agree with it. */
     if ((n->kernel[0] == 0 && n->kernel[1] == 0) || (n->kernel[0] == 1 && n->kernel[1] == 1)) {
         n->kernel[0] = (int)w->dims[2];
         n->kernel[1] = (int)w->dims[3];
     } else if (n->kernel[0] != w->dims[2] || n->kernel[1] != w->dims[3]) {
-        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                        "node '%s' (Conv): kernel_shape %dx%d does not match weight %s", node_label(n),
                        n->kernel[0], n->kernel[1], dims_str(b1, sizeof b1, w->rank, w->dims));
     }
     if (b && (b->rank != 1 || b->dims[0] != OC))
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): bias '%s' is %s, expected [%lld]",
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Conv): bias '%s' is %s, expected [%lld]",
                        node_label(n), value_label(b), dims_str(b1, sizeof b1, b->rank, b->dims),
                        (long long)OC);
     int64_t d[4] = {-1, OC, 0, 0};
@@ -254,15 +254,15 @@ static imgsim_status infer_conv(sh_ctx *c, is_node *n) {
 }
 
 /* MaxPool / AveragePool: X [N, C, H, W] -> [N, C, OH, OW]. */
-static imgsim_status infer_pool(sh_ctx *c, is_node *n) {
-    const is_value *x;
+static imgsim_status infer_pool(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
     imgsim_status st;
     char b1[128];
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if (x->rank != 4)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                        "node '%s' (%s): input '%s' is %s; only 2-D pooling on [N, C, H, W] is supported",
-                       node_label(n), is_op_name(n->op), value_label(x),
+                       node_label(n), ims_op_name(n->op), value_label(x),
                        dims_str(b1, sizeof b1, x->rank, x->dims));
     int64_t d[4] = {-1, x->dims[1], 0, 0};
     if ((st = spatial_out(c, n, 0, x->dims[2], n->ceil_mode, &d[2])) != IMGSIM_OK) return st;
@@ -272,12 +272,12 @@ static imgsim_status infer_pool(sh_ctx *c, is_node *n) {
 }
 
 /* GlobalAveragePool: [N, C, spatial...] -> [N, C, 1, ...]. */
-static imgsim_status infer_gap(sh_ctx *c, is_node *n) {
-    const is_value *x;
+static imgsim_status infer_gap(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
     imgsim_status st;
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if (x->rank < 3)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                        "node '%s' (GlobalAveragePool): input '%s' has rank %d, expected >= 3", node_label(n),
                        value_label(x), x->rank);
     int64_t d[IS_MAX_RANK];
@@ -289,43 +289,43 @@ static imgsim_status infer_gap(sh_ctx *c, is_node *n) {
 }
 
 /* BatchNormalization: X [N, C, ...], scale/B/mean/var [C] -> X's shape. */
-static imgsim_status infer_bn(sh_ctx *c, is_node *n) {
-    const is_value *x, *p;
+static imgsim_status infer_bn(sh_ctx *c, ims_node *n) {
+    const ims_value *x, *p;
     imgsim_status st;
     char b1[128];
     static const char *pname[5] = {"X", "scale", "B", "mean", "var"};
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if (x->rank < 2)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                        "node '%s' (BatchNormalization): input '%s' has rank %d, expected >= 2", node_label(n),
                        value_label(x), x->rank);
     for (int k = 1; k < 5; k++) {
         if ((st = need_const(c, n, k, &p)) != IMGSIM_OK) return st;
         if (p->rank != 1 || p->dims[0] != x->dims[1])
-            return is_fail(c->e, IMGSIM_ERR_FORMAT,
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                            "node '%s' (BatchNormalization): %s '%s' is %s, expected [%lld]", node_label(n),
                            pname[k], value_label(p), dims_str(b1, sizeof b1, p->rank, p->dims),
                            (long long)x->dims[1]);
     }
     if (!(n->epsilon >= 0.0f) || !isfinite(n->epsilon))
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (BatchNormalization): epsilon %g is invalid",
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (BatchNormalization): epsilon %g is invalid",
                        node_label(n), (double)n->epsilon);
     return set_out(c, n, x->rank, x->dims);
 }
 
 /* Relu, Sigmoid, Identity, Clip: the output has the input's shape. Clip takes its bounds from
  * constant inputs when they are present (opset >= 11). */
-static imgsim_status infer_unary(sh_ctx *c, is_node *n) {
-    const is_value *x;
+static imgsim_status infer_unary(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
     imgsim_status st;
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if (n->op == IS_OP_CLIP) {
         for (int k = 1; k < n->n_in && k < 3; k++) {
-            const is_value *b;
+            const ims_value *b;
             if (n->in[k] < 0) continue;
             if ((st = need_const(c, n, k, &b)) != IMGSIM_OK) return st;
-            if (is_value_numel(b) != 1)
-                return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Clip): %s '%s' is not a scalar",
+            if (ims_value_numel(b) != 1)
+                return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Clip): %s '%s' is not a scalar",
                                node_label(n), k == 1 ? "min" : "max", value_label(b));
             if (k == 1)
                 n->clip_min = b->data[0];
@@ -333,20 +333,20 @@ static imgsim_status infer_unary(sh_ctx *c, is_node *n) {
                 n->clip_max = b->data[0];
         }
         if (isnan(n->clip_min) || isnan(n->clip_max))
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Clip): NaN bound", node_label(n));
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Clip): NaN bound", node_label(n));
     }
     return set_out(c, n, x->rank, x->dims);
 }
 
 /* Add / Mul: numpy broadcasting; -1 (batch) broadcasts only with 1 or itself. At least one input
  * is an activation, and the output keeps the batch as dims[0]. */
-static imgsim_status infer_binary(sh_ctx *c, is_node *n) {
-    const is_value *a = &c->g->vals[n->in[0]], *b = &c->g->vals[n->in[1]];
+static imgsim_status infer_binary(sh_ctx *c, ims_node *n) {
+    const ims_value *a = &c->g->vals[n->in[0]], *b = &c->g->vals[n->in[1]];
     imgsim_status st;
     char b1[128], b2[128];
     if (a->data && b->data)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s) computes only on constants",
-                       node_label(n), is_op_name(n->op));
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (%s) computes only on constants",
+                       node_label(n), ims_op_name(n->op));
     if (!a->data && (st = need_act(c, n, 0, &a)) != IMGSIM_OK) return st;
     if (!b->data && (st = need_act(c, n, 1, &b)) != IMGSIM_OK) return st;
     if (a->data && (st = need_const(c, n, 0, &a)) != IMGSIM_OK) return st;
@@ -363,34 +363,34 @@ static imgsim_status infer_binary(sh_ctx *c, is_node *n) {
         else if (db == 1)
             d[i] = da;
         else
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): shapes %s and %s do not broadcast",
-                           node_label(n), is_op_name(n->op), dims_str(b1, sizeof b1, a->rank, a->dims),
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (%s): shapes %s and %s do not broadcast",
+                           node_label(n), ims_op_name(n->op), dims_str(b1, sizeof b1, a->rank, a->dims),
                            dims_str(b2, sizeof b2, b->rank, b->dims));
     }
     for (int i = 1; i < r; i++)
         if (d[i] < 0)
-            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                            "node '%s' (%s): shapes %s and %s would move the batch axis", node_label(n),
-                           is_op_name(n->op), dims_str(b1, sizeof b1, a->rank, a->dims),
+                           ims_op_name(n->op), dims_str(b1, sizeof b1, a->rank, a->dims),
                            dims_str(b2, sizeof b2, b->rank, b->dims));
     return set_out(c, n, r, d);
 }
 
 /* Flatten(axis): [N, d1, ..., dk] -> [N, d_axis * ... * dk]; the dims between the batch and the
  * axis must be 1 so that the batch stays the first axis. */
-static imgsim_status infer_flatten(sh_ctx *c, is_node *n) {
-    const is_value *x;
+static imgsim_status infer_flatten(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
     imgsim_status st;
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if (n->axis < 0 || n->axis > x->rank)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Flatten): axis %d is out of range for rank %d",
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Flatten): axis %d is out of range for rank %d",
                        node_label(n), n->axis, x->rank);
     if (n->axis == 0)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Flatten): axis 0 would merge the batch axis",
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Flatten): axis 0 would merge the batch axis",
                        node_label(n));
     for (int i = 1; i < n->axis; i++)
         if (x->dims[i] != 1)
-            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                            "node '%s' (Flatten): axis %d would merge the batch axis", node_label(n), n->axis);
     int64_t p = 1;
     for (int i = n->axis; i < x->rank; i++)
@@ -401,14 +401,14 @@ static imgsim_status infer_flatten(sh_ctx *c, is_node *n) {
 
 /* Reshape with a constant shape (float32 holding integers): 0 copies the input dim, -1 is
  * inferred. The first entry is the batch and must be 0, -1 or 1 (a model exported with batch 1). */
-static imgsim_status infer_reshape(sh_ctx *c, is_node *n) {
-    const is_value *x, *s;
+static imgsim_status infer_reshape(sh_ctx *c, ims_node *n) {
+    const ims_value *x, *s;
     imgsim_status st;
     if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
     if ((st = need_const(c, n, 1, &s)) != IMGSIM_OK) return st;
-    int64_t r = is_value_numel(s);
+    int64_t r = ims_value_numel(s);
     if (s->rank != 1 || r < 1 || r > IS_MAX_RANK)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                        "node '%s' (Reshape): shape '%s' must be 1-D with 1 to %d entries", node_label(n),
                        value_label(s), IS_MAX_RANK);
     int64_t per = 1; /* elements per image */
@@ -420,12 +420,12 @@ static imgsim_status infer_reshape(sh_ctx *c, is_node *n) {
     for (int i = 0; i < r; i++) {
         float f = s->data[i];
         if (!(f == floorf(f)) || f < -1.0f || f > (float)SH_MAX_DIM)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): shape entry %d (%g) is invalid",
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): shape entry %d (%g) is invalid",
                            node_label(n), i, (double)f);
         int64_t v = (int64_t)f;
         if (i == 0) {
             if (v != 0 && v != -1 && v != 1)
-                return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                                "node '%s' (Reshape): first dim %lld would change the batch axis",
                                node_label(n), (long long)v);
             d[0] = -1;
@@ -433,14 +433,14 @@ static imgsim_status infer_reshape(sh_ctx *c, is_node *n) {
         }
         if (v == 0) {
             if (i >= x->rank)
-                return is_fail(c->e, IMGSIM_ERR_FORMAT,
+                return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                                "node '%s' (Reshape): entry %d is 0 but the input has rank %d", node_label(n),
                                i, x->rank);
             v = x->dims[i];
         }
         if (v == -1) {
             if (infer_at >= 0)
-                return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): more than one -1 in the shape",
+                return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): more than one -1 in the shape",
                                node_label(n));
             infer_at = i;
             d[i] = -1;
@@ -448,26 +448,26 @@ static imgsim_status infer_reshape(sh_ctx *c, is_node *n) {
         }
         d[i] = v;
         if (known > SH_MAX_NUMEL / v)
-            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Reshape): shape is too large",
+            return ims_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Reshape): shape is too large",
                            node_label(n));
         known *= v;
     }
     float f0 = s->data[0];
     if (f0 == -1.0f && infer_at >= 0)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): more than one -1 in the shape",
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): more than one -1 in the shape",
                        node_label(n));
     if (infer_at >= 0) {
         if (per % known != 0)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT,
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                            "node '%s' (Reshape): %lld elements per image cannot be split by %lld",
                            node_label(n), (long long)per, (long long)known);
         d[infer_at] = per / known;
     } else if (known != per) {
         if (f0 == -1.0f)
-            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                            "node '%s' (Reshape): %lld elements per image into %lld would mix the batch axis",
                            node_label(n), (long long)per, (long long)known);
-        return is_fail(c->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                        "node '%s' (Reshape): %lld elements per image cannot become %lld", node_label(n),
                        (long long)per, (long long)known);
     }
@@ -476,32 +476,32 @@ static imgsim_status infer_reshape(sh_ctx *c, is_node *n) {
 
 /* Gemm: A [N, K] (no transA: the batch stays the rows), B constant [K, M] or [M, K] with transB,
  * C optional constant broadcastable to [N, M] without depending on N ([M], [1, M] or a scalar). */
-static imgsim_status infer_gemm(sh_ctx *c, is_node *n) {
-    const is_value *a, *b, *cc = NULL;
+static imgsim_status infer_gemm(sh_ctx *c, ims_node *n) {
+    const ims_value *a, *b, *cc = NULL;
     imgsim_status st;
     char b1[128], b2[128];
     if ((st = need_act(c, n, 0, &a)) != IMGSIM_OK) return st;
     if ((st = need_const(c, n, 1, &b)) != IMGSIM_OK) return st;
     if (n->n_in > 2 && n->in[2] >= 0 && (st = need_const(c, n, 2, &cc)) != IMGSIM_OK) return st;
     if (a->rank != 2)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): input '%s' is %s, expected 2-D",
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): input '%s' is %s, expected 2-D",
                        node_label(n), value_label(a), dims_str(b1, sizeof b1, a->rank, a->dims));
     if (n->trans_a)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                        "node '%s' (Gemm): transA on the activation is unsupported", node_label(n));
     if (b->rank != 2)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): B '%s' is %s, expected 2-D", node_label(n),
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): B '%s' is %s, expected 2-D", node_label(n),
                        value_label(b), dims_str(b1, sizeof b1, b->rank, b->dims));
     int64_t K = n->trans_b ? b->dims[1] : b->dims[0], M = n->trans_b ? b->dims[0] : b->dims[1];
     if (K != a->dims[1])
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): A %s and B %s%s do not agree on K",
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gemm): A %s and B %s%s do not agree on K",
                        node_label(n), dims_str(b1, sizeof b1, a->rank, a->dims),
                        dims_str(b2, sizeof b2, b->rank, b->dims), n->trans_b ? " (transposed)" : "");
     if (cc) {
         int ok = (cc->rank == 0) || (cc->rank == 1 && (cc->dims[0] == M || cc->dims[0] == 1)) ||
                  (cc->rank == 2 && cc->dims[0] == 1 && (cc->dims[1] == M || cc->dims[1] == 1));
         if (!ok)
-            return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                            "node '%s' (Gemm): C '%s' is %s; expected [%lld], [1, %lld] or a scalar",
                            node_label(n), value_label(cc), dims_str(b1, sizeof b1, cc->rank, cc->dims),
                            (long long)M, (long long)M);
@@ -511,19 +511,19 @@ static imgsim_status infer_gemm(sh_ctx *c, is_node *n) {
 }
 
 /* MatMul: A [N, ..., K] activation, B constant [K, M] -> [N, ..., M]. */
-static imgsim_status infer_matmul(sh_ctx *c, is_node *n) {
-    const is_value *a, *b;
+static imgsim_status infer_matmul(sh_ctx *c, ims_node *n) {
+    const ims_value *a, *b;
     imgsim_status st;
     char b1[128], b2[128];
     if ((st = need_act(c, n, 0, &a)) != IMGSIM_OK) return st;
     if ((st = need_const(c, n, 1, &b)) != IMGSIM_OK) return st;
     if (a->rank < 2 || b->rank != 2)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                        "node '%s' (MatMul): %s x %s is unsupported (need [N, ..., K] x [K, M])",
                        node_label(n), dims_str(b1, sizeof b1, a->rank, a->dims),
                        dims_str(b2, sizeof b2, b->rank, b->dims));
     if (a->dims[a->rank - 1] != b->dims[0])
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (MatMul): %s x %s do not agree on K",
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (MatMul): %s x %s do not agree on K",
                        node_label(n), dims_str(b1, sizeof b1, a->rank, a->dims),
                        dims_str(b2, sizeof b2, b->rank, b->dims));
     int64_t d[IS_MAX_RANK];
@@ -533,16 +533,16 @@ static imgsim_status infer_matmul(sh_ctx *c, is_node *n) {
 }
 
 /* Concat on axis >= 1: activations of equal rank and equal dims except along axis. */
-static imgsim_status infer_concat(sh_ctx *c, is_node *n) {
-    const is_value *x0, *x;
+static imgsim_status infer_concat(sh_ctx *c, ims_node *n) {
+    const ims_value *x0, *x;
     imgsim_status st;
     char b1[128], b2[128];
     if ((st = need_act(c, n, 0, &x0)) != IMGSIM_OK) return st;
     if (n->axis < 0 || n->axis >= x0->rank)
-        return is_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Concat): axis %d is out of range for rank %d",
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Concat): axis %d is out of range for rank %d",
                        node_label(n), n->axis, x0->rank);
     if (n->axis == 0)
-        return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
                        "node '%s' (Concat): concatenating along the batch axis is unsupported",
                        node_label(n));
     int64_t d[IS_MAX_RANK];
@@ -553,71 +553,71 @@ static imgsim_status infer_concat(sh_ctx *c, is_node *n) {
         for (int i = 1; same && i < x0->rank; i++)
             if (i != n->axis && x->dims[i] != x0->dims[i]) same = 0;
         if (!same)
-            return is_fail(c->e, IMGSIM_ERR_FORMAT,
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT,
                            "node '%s' (Concat): input %d %s does not match %s except on axis %d",
                            node_label(n), k, dims_str(b1, sizeof b1, x->rank, x->dims),
                            dims_str(b2, sizeof b2, x0->rank, x0->dims), n->axis);
         d[n->axis] += x->dims[n->axis];
         if (d[n->axis] > SH_MAX_DIM)
-            return is_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Concat): output is too large",
+            return ims_fail(c->e, IMGSIM_ERR_TOO_LARGE, "node '%s' (Concat): output is too large",
                            node_label(n));
     }
     return set_out(c, n, x0->rank, d);
 }
 
-/* A fused residual (set by is_graph_optimize) must match the node's output exactly. */
-static imgsim_status check_residual(sh_ctx *c, const is_node *n) {
+/* A fused residual (set by ims_graph_optimize) must match the node's output exactly. */
+static imgsim_status check_residual(sh_ctx *c, const ims_node *n) {
     if (n->residual < 0) return IMGSIM_OK;
-    const is_value *r = &c->g->vals[n->residual], *o = &c->g->vals[n->out];
+    const ims_value *r = &c->g->vals[n->residual], *o = &c->g->vals[n->out];
     char b1[128], b2[128];
     if (n->op != IS_OP_CONV && n->op != IS_OP_GEMM)
-        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s' (%s) has a residual", node_label(n),
-                       is_op_name(n->op));
+        return ims_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s' (%s) has a residual", node_label(n),
+                       ims_op_name(n->op));
     if (r->data || !c->known[n->residual])
-        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s': residual '%s' is not a computed activation",
+        return ims_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s': residual '%s' is not a computed activation",
                        node_label(n), value_label(r));
     int same = r->rank == o->rank;
     for (int i = 0; same && i < r->rank; i++)
         if (r->dims[i] != o->dims[i]) same = 0;
     if (!same)
-        return is_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s': residual %s does not match output %s",
+        return ims_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s': residual %s does not match output %s",
                        node_label(n), dims_str(b1, sizeof b1, r->rank, r->dims),
                        dims_str(b2, sizeof b2, o->rank, o->dims));
     return IMGSIM_OK;
 }
 
-imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e) {
-    if (!g) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
+imgsim_status ims_graph_infer_shapes(ims_graph *g, ims_err *e) {
+    if (!g) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
     if (g->input < 0 || g->input >= g->n_vals)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
-    sh_ctx c = {g, is_calloc((size_t)g->n_vals + 1, 1), e};
-    if (!c.known) return is_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory inferring shapes");
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
+    sh_ctx c = {g, ims_calloc((size_t)g->n_vals + 1, 1), e};
+    if (!c.known) return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory inferring shapes");
     imgsim_status st = IMGSIM_OK;
     char b1[128];
 
     /* The input: [N, C, H, W] with the batch made symbolic. */
-    is_value *in = &g->vals[g->input];
+    ims_value *in = &g->vals[g->input];
     if (in->rank != 4) {
-        st = is_fail(e, IMGSIM_ERR_UNSUPPORTED,
+        st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
                      "graph input '%s' is %s; an image batch [N, C, H, W] is expected", value_label(in),
                      dims_str(b1, sizeof b1, in->rank, in->dims));
         goto done;
     }
     for (int i = 1; i < 4; i++) {
         if (in->dims[i] < 1) {
-            st = is_fail(e, IMGSIM_ERR_UNSUPPORTED,
+            st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
                          "graph input '%s' is %s; C, H and W must be fixed positive sizes", value_label(in),
                          dims_str(b1, sizeof b1, in->rank, in->dims));
             goto done;
         }
         if (in->dims[i] > 65536) {
-            st = is_fail(e, IMGSIM_ERR_TOO_LARGE, "graph input '%s' is %s: too large", value_label(in),
+            st = ims_fail(e, IMGSIM_ERR_TOO_LARGE, "graph input '%s' is %s: too large", value_label(in),
                          dims_str(b1, sizeof b1, in->rank, in->dims));
             goto done;
         }
     }
     if (in->dims[1] * in->dims[2] * in->dims[3] > SH_MAX_NUMEL) { /* each <= 65536: no overflow */
-        st = is_fail(e, IMGSIM_ERR_TOO_LARGE, "graph input '%s' is %s: too large", value_label(in),
+        st = ims_fail(e, IMGSIM_ERR_TOO_LARGE, "graph input '%s' is %s: too large", value_label(in),
                      dims_str(b1, sizeof b1, in->rank, in->dims));
         goto done;
     }
@@ -630,7 +630,7 @@ imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e) {
         if (g->vals[v].data) c.known[v] = 1;
 
     for (int i = 0; i < g->n_nodes && st == IMGSIM_OK; i++) {
-        is_node *n = &g->nodes[i];
+        ims_node *n = &g->nodes[i];
         if (n->dead) continue;
         switch (n->op) {
         case IS_OP_CONV:
@@ -672,7 +672,7 @@ imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e) {
             st = infer_concat(&c, n);
             break;
         default:
-            st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "node '%s': operator %d is unsupported", node_label(n),
+            st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "node '%s': operator %d is unsupported", node_label(n),
                          (int)n->op);
         }
         if (st == IMGSIM_OK) st = check_residual(&c, n);
@@ -680,9 +680,9 @@ imgsim_status is_graph_infer_shapes(is_graph *g, is_err *e) {
     if (st != IMGSIM_OK) goto done;
 
     if (g->output >= 0 && g->output < g->n_vals) {
-        const is_value *o = &g->vals[g->output];
+        const ims_value *o = &g->vals[g->output];
         if (!c.known[g->output] || o->data) {
-            st = is_fail(e, IMGSIM_ERR_FORMAT, "graph output '%s' is not computed by the graph",
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "graph output '%s' is not computed by the graph",
                          value_label(o));
             goto done;
         }

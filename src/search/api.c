@@ -21,31 +21,31 @@ imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int
         opt = &def;
     }
     if (opt->threads < 0)
-        return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: threads must be >= 0 (got %d)", opt->threads);
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: threads must be >= 0 (got %d)", opt->threads);
     switch (opt->device) {
     case IMGSIM_DEVICE_CPU:
-        return is_search_cpu(idx, score, gallery, n, queries, q, dim, dtype, k, opt->threads, NULL);
+        return ims_search_cpu(idx, score, gallery, n, queries, q, dim, dtype, k, opt->threads, NULL);
     case IMGSIM_DEVICE_CUDA:
-        return is_search_cuda(idx, score, gallery, n, queries, q, dim, dtype, k, opt->device_index,
+        return ims_search_cuda(idx, score, gallery, n, queries, q, dim, dtype, k, opt->device_index,
                               opt->gpu_memory, NULL);
     }
-    return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: unknown device %d", (int)opt->device);
+    return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: unknown device %d", (int)opt->device);
 }
 
 #ifndef IMGSIM_HAVE_CUDA
 /* Without CUDA, the CUDA search is absent. */
-imgsim_status is_search_cuda(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
+imgsim_status ims_search_cuda(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
                              int64_t q, int dim, imgsim_dtype dtype, int k, int device_index,
-                             size_t gpu_memory, is_err *e) {
+                             size_t gpu_memory, ims_err *e) {
     (void)idx, (void)score, (void)gallery, (void)n, (void)queries, (void)q, (void)dim, (void)dtype, (void)k;
     (void)device_index, (void)gpu_memory;
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA");
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA");
 }
 
-imgsim_status is_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
-                            int device_index, size_t gpu_memory, is_pair_fn fn, void *ctx, is_err *e) {
+imgsim_status ims_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
+                            int device_index, size_t gpu_memory, ims_pair_fn fn, void *ctx, ims_err *e) {
     (void)x, (void)n, (void)dim, (void)dtype, (void)threshold, (void)device_index, (void)gpu_memory, (void)fn;
     (void)ctx;
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA");
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA");
 }
 #endif

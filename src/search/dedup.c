@@ -46,11 +46,11 @@ typedef struct dedup_ctx {
     imgsim_dtype dt;
     float threshold;
     double *tilemax;  /* [nb] max row norm per tile */
-    is_bf16_gemm *bf; /* bf16 products [TILE, TILE], or NULL for float32 */
+    ims_bf16_gemm *bf; /* bf16 products [TILE, TILE], or NULL for float32 */
     dworker *w;
     atomic_int failed; /* the first failing item claims fst and err */
     imgsim_status fst;
-    is_err err;
+    ims_err err;
 } dedup_ctx;
 
 /* Tile t as float32 rows (a pointer into x, or converted into buf); *rows gets its row count. */
@@ -58,7 +58,7 @@ static const float *tile_rows(const dedup_ctx *x, int64_t t, float *buf, int64_t
     int64_t r0 = t * TILE;
     *rows = x->n - r0 < TILE ? x->n - r0 : TILE;
     if (x->dt == IMGSIM_F32) return (const float *)x->x + (size_t)r0 * (size_t)x->dim;
-    is_f16_to_f32_n(buf, (const uint16_t *)x->x + (size_t)r0 * (size_t)x->dim, (size_t)(*rows * x->dim));
+    ims_f16_to_f32_n(buf, (const uint16_t *)x->x + (size_t)r0 * (size_t)x->dim, (size_t)(*rows * x->dim));
     return buf;
 }
 
@@ -69,7 +69,7 @@ static void norm_item(void *vctx, int64_t t, int wi) {
     const float *a = tile_rows(x, t, x->w[wi].a, &rows);
     double mx = 0.0;
     for (int64_t r = 0; r < rows; r++) {
-        double nr = is_norm64(a + (size_t)r * (size_t)x->dim, x->dim);
+        double nr = ims_norm64(a + (size_t)r * (size_t)x->dim, x->dim);
         if (nr > mx || nr != nr) mx = nr;
     }
     x->tilemax[t] = mx;
@@ -78,7 +78,7 @@ static void norm_item(void *vctx, int64_t t, int wi) {
 static int push_pair(dworker *w, int64_t i, int64_t j, float s) {
     if (w->np == w->cap) {
         size_t nc = w->cap ? w->cap * 2 : 1024;
-        pair *p = is_realloc(w->pairs, nc * sizeof *p);
+        pair *p = ims_realloc(w->pairs, nc * sizeof *p);
         if (!p) return -1;
         w->pairs = p;
         w->cap = nc;
@@ -102,16 +102,16 @@ static void pair_item(void *vctx, int64_t item, int wi) {
     const float *a = tile_rows(x, bi, w->a, &ra);
     const float *b = bi == bj ? a : tile_rows(x, bj, w->b, &rb);
     if (bi == bj) rb = ra;
-    is_err e;
+    ims_err e;
     imgsim_status gst;
     double ea = 0.0, eb = 0.0;
     if (x->bf) {
-        is_f32_to_bf16_n(w->ab, a, (size_t)(ra * dim)); /* rows >= ra: stale, their scores are ignored */
-        if (bi != bj) is_f32_to_bf16_n(w->bb, b, (size_t)(rb * dim));
+        ims_f32_to_bf16_n(w->ab, a, (size_t)(ra * dim)); /* rows >= ra: stale, their scores are ignored */
+        if (bi != bj) ims_f32_to_bf16_n(w->bb, b, (size_t)(rb * dim));
         /* the tiles' largest bf16 rounding-error norms, for the a-posteriori bound */
         ea = eb = 0.0;
         for (int64_t r = 0; r < ra; r++) {
-            double er = is_bf16_error_norm(a + (size_t)r * (size_t)dim, w->ab + (size_t)r * (size_t)dim, dim);
+            double er = ims_bf16_error_norm(a + (size_t)r * (size_t)dim, w->ab + (size_t)r * (size_t)dim, dim);
             if (er > ea || er != er) ea = er;
         }
         if (bi == bj) {
@@ -119,13 +119,13 @@ static void pair_item(void *vctx, int64_t item, int wi) {
         } else {
             for (int64_t r = 0; r < rb; r++) {
                 double er =
-                    is_bf16_error_norm(b + (size_t)r * (size_t)dim, w->bb + (size_t)r * (size_t)dim, dim);
+                    ims_bf16_error_norm(b + (size_t)r * (size_t)dim, w->bb + (size_t)r * (size_t)dim, dim);
                 if (er > eb || er != er) eb = er;
             }
         }
-        gst = is_bf16_gemm_run(x->bf, wi, w->c, w->ab, bi == bj ? w->ab : w->bb, &e);
+        gst = ims_bf16_gemm_run(x->bf, wi, w->c, w->ab, bi == bj ? w->ab : w->bb, &e);
     } else {
-        gst = is_sgemm_nt(w->c, TILE, a, ra, b, rb, dim, &e);
+        gst = ims_sgemm_nt(w->c, TILE, a, ra, b, rb, dim, &e);
     }
     if (gst != IMGSIM_OK) {
         if (!atomic_exchange(&x->failed, 1)) {
@@ -134,8 +134,8 @@ static void pair_item(void *vctx, int64_t item, int wi) {
         }
         return;
     }
-    double delta = x->bf ? is_dot_error_bound_bf16_rows(dim, x->tilemax[bi], ea, x->tilemax[bj], eb)
-                         : is_dot_error_bound(dim, x->tilemax[bi], x->tilemax[bj]);
+    double delta = x->bf ? ims_dot_error_bound_bf16_rows(dim, x->tilemax[bi], ea, x->tilemax[bj], eb)
+                         : ims_dot_error_bound(dim, x->tilemax[bi], x->tilemax[bj]);
     float cut = (float)((double)x->threshold - delta);
     if (cut > -INFINITY) cut = nextafterf(cut, -INFINITY); /* the float rounding of the cut */
     size_t esz = x->dt == IMGSIM_F32 ? 4 : 2;
@@ -145,12 +145,12 @@ static void pair_item(void *vctx, int64_t item, int wi) {
         for (int64_t cidx = bi == bj ? r + 1 : 0; cidx < rb; cidx++) {
             if (!(crow[cidx] >= cut)) continue;
             int64_t j = bj * TILE + cidx;
-            double s = is_dot64(a + (size_t)r * (size_t)dim,
+            double s = ims_dot64(a + (size_t)r * (size_t)dim,
                                 (const char *)x->x + (size_t)j * (size_t)dim * esz, dim, x->dt);
             if (s >= (double)x->threshold && push_pair(w, i, j, (float)s) != 0) {
                 if (!atomic_exchange(&x->failed, 1))
                     x->fst =
-                        is_fail(&x->err, IMGSIM_ERR_NOMEM, "dedup: out of memory holding %zu pairs", w->np);
+                        ims_fail(&x->err, IMGSIM_ERR_NOMEM, "dedup: out of memory holding %zu pairs", w->np);
                 return;
             }
         }
@@ -164,23 +164,23 @@ static int pair_cmp(const void *pa, const void *pb) {
     return 0;
 }
 
-imgsim_status is_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype dtype, float threshold,
-                           int threads, is_pair_fn fn, void *ctx, is_err *e) {
-    if (dim < 1) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: dim must be >= 1 (got %d)", dim);
-    if (n < 0) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: negative row count");
-    if (threshold != threshold) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: threshold is NaN");
+imgsim_status ims_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype dtype, float threshold,
+                           int threads, ims_pair_fn fn, void *ctx, ims_err *e) {
+    if (dim < 1) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: dim must be >= 1 (got %d)", dim);
+    if (n < 0) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: negative row count");
+    if (threshold != threshold) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: threshold is NaN");
     if (dtype != IMGSIM_F32 && dtype != IMGSIM_F16)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: unknown element type %d", (int)dtype);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: unknown element type %d", (int)dtype);
     if (n < 2) return IMGSIM_OK;
-    if (!xdata || !fn) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: NULL argument");
+    if (!xdata || !fn) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: NULL argument");
     uint64_t tmp;
-    if (is_mul_overflow_u64((uint64_t)n, (uint64_t)dim, &tmp))
-        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "dedup: sizes overflow");
+    if (ims_mul_overflow_u64((uint64_t)n, (uint64_t)dim, &tmp))
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "dedup: sizes overflow");
 
-    is_pool *pool = NULL;
-    imgsim_status st = is_pool_create(&pool, threads, e);
+    ims_pool *pool = NULL;
+    imgsim_status st = ims_pool_create(&pool, threads, e);
     if (st != IMGSIM_OK) return st;
-    int nw = is_pool_size(pool);
+    int nw = ims_pool_size(pool);
     dedup_ctx x;
     memset(&x, 0, sizeof x);
     x.x = xdata;
@@ -189,50 +189,50 @@ imgsim_status is_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype d
     x.dt = dtype;
     x.threshold = threshold;
     x.nb = (n + TILE - 1) / TILE;
-    x.tilemax = is_calloc((size_t)x.nb, sizeof(double));
-    x.w = is_calloc((size_t)nw, sizeof(dworker));
+    x.tilemax = ims_calloc((size_t)x.nb, sizeof(double));
+    x.w = ims_calloc((size_t)nw, sizeof(dworker));
     pair *all = NULL;
     const char *env = getenv("IMGSIM_SEARCH_SCREEN");
     if (env ? !strcmp(env, "bf16") : dim >= 64) {
-        is_err be;
-        imgsim_status bs = is_bf16_gemm_create(&x.bf, TILE, TILE, dim, nw, &be);
+        ims_err be;
+        imgsim_status bs = ims_bf16_gemm_create(&x.bf, TILE, TILE, dim, nw, &be);
         if (bs == IMGSIM_ERR_NOMEM) {
-            st = is_fail_copy(e, &be, bs);
+            st = ims_fail_copy(e, &be, bs);
             goto done;
         }
-        if (bs != IMGSIM_OK) is_log_debug("%s; dedup in float32", be.msg);
+        if (bs != IMGSIM_OK) ims_log_debug("%s; dedup in float32", be.msg);
     }
     int ok = x.tilemax && x.w;
     for (int t = 0; ok && t < nw; t++) {
         dworker *w = &x.w[t];
-        w->c = is_malloc_array((size_t)TILE * TILE, sizeof(float));
+        w->c = ims_malloc_array((size_t)TILE * TILE, sizeof(float));
         if (dtype == IMGSIM_F16) {
-            w->a = is_malloc_array((size_t)TILE * (size_t)dim, sizeof(float));
-            w->b = is_malloc_array((size_t)TILE * (size_t)dim, sizeof(float));
+            w->a = ims_malloc_array((size_t)TILE * (size_t)dim, sizeof(float));
+            w->b = ims_malloc_array((size_t)TILE * (size_t)dim, sizeof(float));
         }
         if (x.bf) {
-            w->ab = is_calloc((size_t)TILE * (size_t)dim, sizeof(uint16_t));
-            w->bb = is_calloc((size_t)TILE * (size_t)dim, sizeof(uint16_t));
+            w->ab = ims_calloc((size_t)TILE * (size_t)dim, sizeof(uint16_t));
+            w->bb = ims_calloc((size_t)TILE * (size_t)dim, sizeof(uint16_t));
         }
         ok = w->c && (dtype == IMGSIM_F32 || (w->a && w->b)) && (!x.bf || (w->ab && w->bb));
     }
     if (!ok) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "dedup: out of memory (%d threads, dim %d)", nw, dim);
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "dedup: out of memory (%d threads, dim %d)", nw, dim);
         goto done;
     }
-    is_pool_for(pool, x.nb, norm_item, &x);
-    is_pool_for(pool, x.nb * x.nb, pair_item, &x);
+    ims_pool_for(pool, x.nb, norm_item, &x);
+    ims_pool_for(pool, x.nb * x.nb, pair_item, &x);
     if (atomic_load(&x.failed)) {
-        st = is_fail_copy(e, &x.err, x.fst);
+        st = ims_fail_copy(e, &x.err, x.fst);
         goto done;
     }
     size_t total = 0;
     for (int t = 0; t < nw; t++)
         total += x.w[t].np;
     if (total) {
-        all = is_malloc_array(total, sizeof *all);
+        all = ims_malloc_array(total, sizeof *all);
         if (!all) {
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "dedup: out of memory sorting %zu pairs", total);
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "dedup: out of memory sorting %zu pairs", total);
             goto done;
         }
         size_t o = 0;
@@ -260,7 +260,7 @@ done:
     free(x.w);
     free(x.tilemax);
     free(all);
-    is_bf16_gemm_destroy(x.bf);
-    is_pool_destroy(pool);
+    ims_bf16_gemm_destroy(x.bf);
+    ims_pool_destroy(pool);
     return st;
 }

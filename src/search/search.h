@@ -14,24 +14,24 @@ extern "C" {
 #endif
 
 /* gallery [n, dim], queries [q, dim], element type dtype; idx/score [q, k]; see imgsim_search. */
-imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
-                            int64_t q, int dim, imgsim_dtype dtype, int k, int threads, is_err *e);
+imgsim_status ims_search_cpu(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
+                            int64_t q, int dim, imgsim_dtype dtype, int k, int threads, ims_err *e);
 
 /* CUDA implementation (search/cuda); NO_DEVICE where not built or no GPU. */
-imgsim_status is_search_cuda(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
+imgsim_status ims_search_cuda(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
                              int64_t q, int dim, imgsim_dtype dtype, int k, int device_index,
-                             size_t gpu_memory, is_err *e);
+                             size_t gpu_memory, ims_err *e);
 
 /* Near-duplicate pairs within one set: calls fn(ctx, i, j, score) for every i < j with
  * score >= threshold, blockwise (no n x n matrix). */
-typedef void (*is_pair_fn)(void *ctx, int64_t i, int64_t j, float score);
-imgsim_status is_dedup_cpu(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold, int threads,
-                           is_pair_fn fn, void *ctx, is_err *e);
+typedef void (*ims_pair_fn)(void *ctx, int64_t i, int64_t j, float score);
+imgsim_status ims_dedup_cpu(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold, int threads,
+                           ims_pair_fn fn, void *ctx, ims_err *e);
 
 /* The same on a CUDA device, from the exact GPU top-k (search/cuda/dedup_cuda.c); NO_DEVICE
  * where not built or no GPU. gpu_memory caps the device memory for the set (0 = no cap). */
-imgsim_status is_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
-                            int device_index, size_t gpu_memory, is_pair_fn fn, void *ctx, is_err *e);
+imgsim_status ims_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
+                            int device_index, size_t gpu_memory, ims_pair_fn fn, void *ctx, ims_err *e);
 
 #ifdef __cplusplus
 }

@@ -15,7 +15,7 @@
  * Two screening passes, both exact in the end:
  *  - bf16: where oneDNN has a native bfloat16 kernel (AVX512-BF16, AMX), queries and gallery
  *    tiles are rounded to bfloat16 and multiplied at about twice the float32 rate. The rounding
- *    error is bounded (topk.h: is_dot_error_bound_bf16_rows, from the actual rounding-error norms of the
+ *    error is bounded (topk.h: ims_dot_error_bound_bf16_rows, from the actual rounding-error norms of the
  * query and the worst gallery row: typically ~0.3% of |q||g|), so the candidates are proven complete or the
  * query is retried in float32. Used for >= BF16_MIN_Q queries. Data whose top scores are dense within that
  * bound (non-negative CNN features: most queries unproven) would pay bf16 + float32, so the first PROBE
@@ -63,7 +63,7 @@ typedef struct worker {
     float *c;        /* [max(TILE_Q, BF_M), TILE_G] product tile */
     float *g;        /* [TILE_G, dim] float32 copy of a float16 tile (NULL for float32) */
     uint16_t *gb;    /* [TILE_G, dim] bf16 tile (bf16 pass only) */
-    is_cand64 *cand; /* [k] exact top-k being built (also the fallback's list) */
+    ims_cand64 *cand; /* [k] exact top-k being built (also the fallback's list) */
     struct approx {
         float a;
         int64_t i;
@@ -93,21 +93,21 @@ typedef struct search_ctx {
     int want_norms, want_errs;
     double gmax;            /* max gallery row norm */
     double gerr;            /* max bf16 rounding-error norm of a gallery row */
-    is_bf16_gemm *bf;       /* the bf16 plan of the current pass */
-    is_bf16_gemm *bf_main;  /* m = BF_M */
-    is_bf16_gemm *bf_probe; /* m = PROBE */
+    ims_bf16_gemm *bf;       /* the bf16 plan of the current pass */
+    ims_bf16_gemm *bf_main;  /* m = BF_M */
+    ims_bf16_gemm *bf_probe; /* m = PROBE */
     /* outputs */
     int64_t *idx;
     float *score;
     atomic_int failed; /* the first failing item claims err */
-    is_err err;
+    ims_err err;
 } search_ctx;
 
 static const void *grow_ptr(const search_ctx *x, int64_t row) {
     return (const char *)x->gallery + (size_t)row * (size_t)x->dim * (x->dt == IMGSIM_F32 ? 4 : 2);
 }
 
-static void set_failed(search_ctx *x, const is_err *e) {
+static void set_failed(search_ctx *x, const ims_err *e) {
     if (!atomic_exchange(&x->failed, 1)) x->err = *e;
 }
 
@@ -123,24 +123,24 @@ static void tile_item(void *vctx, int64_t item, int wi) {
     if (x->dt == IMGSIM_F32) {
         gt = (const float *)x->gallery + (size_t)g0 * (size_t)dim;
     } else {
-        is_f16_to_f32_n(w->g, (const uint16_t *)x->gallery + (size_t)g0 * (size_t)dim, (size_t)(gn * dim));
+        ims_f16_to_f32_n(w->g, (const uint16_t *)x->gallery + (size_t)g0 * (size_t)dim, (size_t)(gn * dim));
         gt = w->g;
     }
     if (x->want_norms && split == 0) {
         double mx = 0.0;
         for (int64_t r = 0; r < gn; r++) {
-            double nr = is_norm64(gt + (size_t)r * (size_t)dim, dim);
+            double nr = ims_norm64(gt + (size_t)r * (size_t)dim, dim);
             if (nr > mx || nr != nr) mx = nr;
         }
         x->tilemax[tile] = mx;
     }
     if (x->mode == PASS_BF16) {
-        is_f32_to_bf16_n(w->gb, gt, (size_t)(gn * dim)); /* rows >= gn: ignored */
+        ims_f32_to_bf16_n(w->gb, gt, (size_t)(gn * dim)); /* rows >= gn: ignored */
         if (x->want_errs && split == 0) {
             double mx = 0.0;
             for (int64_t r = 0; r < gn; r++) {
                 double er =
-                    is_bf16_error_norm(gt + (size_t)r * (size_t)dim, w->gb + (size_t)r * (size_t)dim, dim);
+                    ims_bf16_error_norm(gt + (size_t)r * (size_t)dim, w->gb + (size_t)r * (size_t)dim, dim);
                 if (er > mx || er != er) mx = er;
             }
             x->tileerr[tile] = mx;
@@ -149,18 +149,18 @@ static void tile_item(void *vctx, int64_t item, int wi) {
     int64_t qa = split * x->qper, qe = qa + x->qper < x->qb ? qa + x->qper : x->qb;
     for (int64_t qs = qa; qs < qe; qs += x->sub) {
         int64_t qn = qe - qs < x->sub ? qe - qs : x->sub;
-        is_err e;
+        ims_err e;
         imgsim_status st;
         if (x->mode == PASS_BF16)
-            st = is_bf16_gemm_run(x->bf, wi, w->c, x->qbf + (size_t)qs * (size_t)dim, w->gb, &e);
+            st = ims_bf16_gemm_run(x->bf, wi, w->c, x->qbf + (size_t)qs * (size_t)dim, w->gb, &e);
         else
-            st = is_sgemm_nt(w->c, TILE_G, x->qf + (size_t)qs * (size_t)dim, qn, gt, gn, dim, &e);
+            st = ims_sgemm_nt(w->c, TILE_G, x->qf + (size_t)qs * (size_t)dim, qn, gt, gn, dim, &e);
         if (st != IMGSIM_OK) {
             set_failed(x, &e);
             return;
         }
         for (int64_t r = 0; r < qn; r++)
-            is_fold_row(w->cs + (size_t)(qs + r) * (size_t)kc, w->ci + (size_t)(qs + r) * (size_t)kc,
+            ims_fold_row(w->cs + (size_t)(qs + r) * (size_t)kc, w->ci + (size_t)(qs + r) * (size_t)kc,
                         &w->cn[qs + r], kc, w->c + (size_t)r * TILE_G, g0, gn);
     }
 }
@@ -173,7 +173,7 @@ static int approx_cmp(const void *pa, const void *pb) {
 }
 
 /* Inserts (s, i) into an exact top-k list ordered by (s desc, i asc). */
-static void exact_insert(is_cand64 *best, int *cnt, int k, double s, int64_t i) {
+static void exact_insert(ims_cand64 *best, int *cnt, int k, double s, int64_t i) {
     if (*cnt == k && !(s > best[k - 1].s || (s == best[k - 1].s && i < best[k - 1].i))) return;
     int pos = *cnt < k ? (*cnt)++ : k - 1;
     while (pos > 0 && (best[pos - 1].s < s || (best[pos - 1].s == s && best[pos - 1].i > i))) {
@@ -195,8 +195,8 @@ static void finish_query(void *vctx, int64_t r, int wi) {
     const int kc = x->kc, k = x->k, dim = x->dim;
     const float *qrow = x->qf + (size_t)r * (size_t)dim;
     double delta = x->mode == PASS_BF16
-                       ? is_dot_error_bound_bf16_rows(dim, x->qnorm[r], x->qerr[r], x->gmax, x->gerr)
-                       : is_dot_error_bound(dim, x->qnorm[r], x->gmax);
+                       ? ims_dot_error_bound_bf16_rows(dim, x->qnorm[r], x->qerr[r], x->gmax, x->gerr)
+                       : ims_dot_error_bound(dim, x->qnorm[r], x->gmax);
     int64_t nc = 0;
     double s_cut = -INFINITY;
     int any_full = 0;
@@ -220,7 +220,7 @@ static void finish_query(void *vctx, int64_t r, int wi) {
     int cnt = 0;
     for (int64_t j = 0; j < nc; j++) {
         if (cnt == k && (double)w->ca[j].a + delta < w->cand[k - 1].s) break;
-        exact_insert(w->cand, &cnt, k, is_dot64(qrow, grow_ptr(x, w->ca[j].i), dim, x->dt), w->ca[j].i);
+        exact_insert(w->cand, &cnt, k, ims_dot64(qrow, grow_ptr(x, w->ca[j].i), dim, x->dt), w->ca[j].i);
     }
     if (any_full && !(cnt == k && s_cut + delta < w->cand[k - 1].s)) {
         x->qst[r] = x->mode == PASS_BF16 ? Q_RETRY_F32 : Q_FALLBACK;
@@ -245,7 +245,7 @@ static void fallback_query(void *vctx, int64_t r, int wi) {
     const float *qrow = x->qf + (size_t)r * (size_t)dim;
     int cnt = 0;
     for (int64_t g = 0; g < x->n; g++)
-        exact_insert(w->cand, &cnt, k, is_dot64(qrow, grow_ptr(x, g), dim, x->dt), g);
+        exact_insert(w->cand, &cnt, k, ims_dot64(qrow, grow_ptr(x, g), dim, x->dt), g);
     int64_t *oi = x->idx + (size_t)x->qmap[r] * (size_t)k;
     float *os = x->score + (size_t)x->qmap[r] * (size_t)k;
     for (int j = 0; j < k; j++) {
@@ -258,9 +258,9 @@ static void fallback_query(void *vctx, int64_t r, int wi) {
 /* One screening pass over the whole gallery for the queries qf [qb, dim] (output rows qmap),
  * then the float64 re-ranking; leaves x->qst[r] = Q_RETRY_F32 for the queries a bf16 pass could
  * not prove, and runs the float64 scan for those a float32 pass could not. */
-static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, is_bf16_gemm *plan, int plan_m,
+static imgsim_status run_pass(search_ctx *x, ims_pool *pool, pass_mode mode, ims_bf16_gemm *plan, int plan_m,
                               const float *qf, const uint16_t *qbf, int64_t qb, const int64_t *qmap,
-                              is_err *e) {
+                              ims_err *e) {
     x->mode = mode;
     x->bf = plan;
     x->kc = x->k + (mode == PASS_BF16 ? MARGIN_BF16 : MARGIN_F32);
@@ -270,10 +270,10 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, is_b
     x->qb = qb;
     x->qmap = qmap;
     for (int64_t r = 0; r < qb; r++) {
-        x->qnorm[r] = is_norm64(qf + (size_t)r * (size_t)x->dim, x->dim);
+        x->qnorm[r] = ims_norm64(qf + (size_t)r * (size_t)x->dim, x->dim);
         if (mode == PASS_BF16)
             x->qerr[r] =
-                is_bf16_error_norm(qf + (size_t)r * (size_t)x->dim, qbf + (size_t)r * (size_t)x->dim, x->dim);
+                ims_bf16_error_norm(qf + (size_t)r * (size_t)x->dim, qbf + (size_t)r * (size_t)x->dim, x->dim);
     }
     for (int t = 0; t < x->nw; t++)
         memset(x->w[t].cn, 0, (size_t)qb * sizeof(int));
@@ -286,8 +286,8 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, is_b
     }
     x->qper = ((nsub + x->nsplit - 1) / x->nsplit) * x->sub;
     x->nsplit = (qb + x->qper - 1) / x->qper;
-    is_pool_for(pool, x->ntiles * x->nsplit, tile_item, x);
-    if (atomic_load(&x->failed)) return is_fail_copy(e, &x->err, IMGSIM_ERR_BACKEND);
+    ims_pool_for(pool, x->ntiles * x->nsplit, tile_item, x);
+    if (atomic_load(&x->failed)) return ims_fail_copy(e, &x->err, IMGSIM_ERR_BACKEND);
     if (x->want_norms) {
         x->gmax = 0.0;
         for (int64_t t = 0; t < x->ntiles; t++)
@@ -300,15 +300,15 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, is_b
             if (x->tileerr[t] > x->gerr || x->tileerr[t] != x->tileerr[t]) x->gerr = x->tileerr[t];
         x->want_errs = 0;
     }
-    is_pool_for(pool, qb, finish_query, x);
+    ims_pool_for(pool, qb, finish_query, x);
     if (mode == PASS_F32) {
         int64_t nfb = 0;
         for (int64_t r = 0; r < qb; r++)
             nfb += x->qst[r] == Q_FALLBACK;
         if (nfb) {
-            is_log_debug("search: %lld of %lld queries re-ranked by a float64 scan (near-ties)",
+            ims_log_debug("search: %lld of %lld queries re-ranked by a float64 scan (near-ties)",
                          (long long)nfb, (long long)qb);
-            is_pool_for(pool, qb, fallback_query, x);
+            ims_pool_for(pool, qb, fallback_query, x);
         }
     }
     return IMGSIM_OK;
@@ -317,12 +317,12 @@ static imgsim_status run_pass(search_ctx *x, is_pool *pool, pass_mode mode, is_b
 /* The bf16 pass for the queries qf [nq, dim] (output rows qmap), then float32 for those it could
  * not prove; *nretry gets their count. qbf, qretry, qmap_retry are scratch of >= nq rows (qbf
  * rounded up to plan_m). */
-static imgsim_status screen_bf16(search_ctx *x, is_pool *pool, is_bf16_gemm *plan, int plan_m,
+static imgsim_status screen_bf16(search_ctx *x, ims_pool *pool, ims_bf16_gemm *plan, int plan_m,
                                  const float *qf, int64_t nq, const int64_t *qmap, uint16_t *qbf,
-                                 float *qretry, int64_t *qmap_retry, int64_t *nretry, is_err *e) {
+                                 float *qretry, int64_t *qmap_retry, int64_t *nretry, ims_err *e) {
     const int dim = x->dim;
     int64_t padded = (nq + plan_m - 1) / plan_m * plan_m;
-    is_f32_to_bf16_n(qbf, qf, (size_t)(nq * dim));
+    ims_f32_to_bf16_n(qbf, qf, (size_t)(nq * dim));
     memset(qbf + (size_t)nq * (size_t)dim, 0, (size_t)(padded - nq) * (size_t)dim * sizeof(uint16_t));
     imgsim_status st = run_pass(x, pool, PASS_BF16, plan, plan_m, qf, qbf, nq, qmap, e);
     if (st != IMGSIM_OK) return st;
@@ -334,7 +334,7 @@ static imgsim_status screen_bf16(search_ctx *x, is_pool *pool, is_bf16_gemm *pla
     }
     *nretry = nr;
     if (!nr) return IMGSIM_OK;
-    is_log_debug("search: %lld of %lld queries not proven by the bf16 pass, redone in float32", (long long)nr,
+    ims_log_debug("search: %lld of %lld queries not proven by the bf16 pass, redone in float32", (long long)nr,
                  (long long)nq);
     return run_pass(x, pool, PASS_F32, NULL, 0, qretry, NULL, nr, qmap_retry, e);
 }
@@ -364,32 +364,32 @@ static int want_bf16(int64_t q, int64_t n, int dim) {
     return q >= BF16_MIN_Q && dim >= 64 && n >= TILE_G / 2;
 }
 
-imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
-                            int64_t q, int dim, imgsim_dtype dtype, int k, int threads, is_err *e) {
-    if (k < 1) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "search: k must be >= 1 (got %d)", k);
-    if (dim < 1) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "search: dim must be >= 1 (got %d)", dim);
-    if (n < 0 || q < 0) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "search: negative row count");
+imgsim_status ims_search_cpu(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
+                            int64_t q, int dim, imgsim_dtype dtype, int k, int threads, ims_err *e) {
+    if (k < 1) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "search: k must be >= 1 (got %d)", k);
+    if (dim < 1) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "search: dim must be >= 1 (got %d)", dim);
+    if (n < 0 || q < 0) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "search: negative row count");
     if (dtype != IMGSIM_F32 && dtype != IMGSIM_F16)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "search: unknown element type %d", (int)dtype);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "search: unknown element type %d", (int)dtype);
     if (q == 0) return IMGSIM_OK;
     if (!idx || !score || !queries || (n > 0 && !gallery))
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "search: NULL buffer");
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "search: NULL buffer");
     uint64_t tmp;
-    if (is_mul_overflow_u64((uint64_t)q, (uint64_t)k, &tmp) ||
-        is_mul_overflow_u64((uint64_t)n, (uint64_t)dim, &tmp) ||
-        is_mul_overflow_u64((uint64_t)q, (uint64_t)dim, &tmp))
-        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "search: sizes overflow");
+    if (ims_mul_overflow_u64((uint64_t)q, (uint64_t)k, &tmp) ||
+        ims_mul_overflow_u64((uint64_t)n, (uint64_t)dim, &tmp) ||
+        ims_mul_overflow_u64((uint64_t)q, (uint64_t)dim, &tmp))
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "search: sizes overflow");
     if (n == 0) {
         for (int64_t i = 0; i < q * (int64_t)k; i++)
             idx[i] = -1, score[i] = -INFINITY;
         return IMGSIM_OK;
     }
-    if (k > 1 << 20) return is_fail(e, IMGSIM_ERR_TOO_LARGE, "search: k = %d is over the limit 1048576", k);
+    if (k > 1 << 20) return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "search: k = %d is over the limit 1048576", k);
 
-    is_pool *pool = NULL;
-    imgsim_status st = is_pool_create(&pool, threads, e);
+    ims_pool *pool = NULL;
+    imgsim_status st = ims_pool_create(&pool, threads, e);
     if (st != IMGSIM_OK) return st;
-    const int nw = is_pool_size(pool);
+    const int nw = ims_pool_size(pool);
     search_ctx x;
     memset(&x, 0, sizeof x);
     x.gallery = gallery;
@@ -406,15 +406,15 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
     /* bf16 screening where it is wanted and oneDNN has a native kernel */
     int use_bf = 0;
     if (want_bf16(q, n, dim)) {
-        is_err be;
-        imgsim_status bs = is_bf16_gemm_create(&x.bf_main, BF_M, TILE_G, dim, nw, &be);
+        ims_err be;
+        imgsim_status bs = ims_bf16_gemm_create(&x.bf_main, BF_M, TILE_G, dim, nw, &be);
         if (bs == IMGSIM_OK) {
             use_bf = 1;
-            if (is_bf16_gemm_create(&x.bf_probe, PROBE, TILE_G, dim, nw, &be) != IMGSIM_OK) x.bf_probe = NULL;
+            if (ims_bf16_gemm_create(&x.bf_probe, PROBE, TILE_G, dim, nw, &be) != IMGSIM_OK) x.bf_probe = NULL;
         } else if (bs == IMGSIM_ERR_NOMEM)
-            st = is_fail_copy(e, &be, bs);
+            st = ims_fail_copy(e, &be, bs);
         else
-            is_log_debug("%s; searching in float32", be.msg);
+            ims_log_debug("%s; searching in float32", be.msg);
     }
 
     /* query block: bounded by QBLOCK and by ~256 MiB of candidate lists over all threads */
@@ -428,38 +428,38 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
     float *qf = NULL, *qretry = NULL;
     uint16_t *qbf = NULL;
     int64_t *qmap = NULL, *qmap_retry = NULL;
-    x.tilemax = is_calloc((size_t)x.ntiles, sizeof(double));
-    x.tileerr = is_calloc((size_t)x.ntiles, sizeof(double));
-    x.qst = is_malloc((size_t)qb_cap);
-    x.qnorm = is_malloc_array((size_t)qb_cap, sizeof(double));
-    x.qerr = is_calloc((size_t)qb_cap, sizeof(double));
-    x.w = is_calloc((size_t)nw, sizeof(worker));
-    qmap = is_malloc_array((size_t)qb_cap, sizeof(int64_t));
-    if (dtype == IMGSIM_F16) qf = is_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
+    x.tilemax = ims_calloc((size_t)x.ntiles, sizeof(double));
+    x.tileerr = ims_calloc((size_t)x.ntiles, sizeof(double));
+    x.qst = ims_malloc((size_t)qb_cap);
+    x.qnorm = ims_malloc_array((size_t)qb_cap, sizeof(double));
+    x.qerr = ims_calloc((size_t)qb_cap, sizeof(double));
+    x.w = ims_calloc((size_t)nw, sizeof(worker));
+    qmap = ims_malloc_array((size_t)qb_cap, sizeof(int64_t));
+    if (dtype == IMGSIM_F16) qf = ims_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
     if (use_bf) {
-        qbf = is_calloc((size_t)qb_pad * (size_t)dim, sizeof(uint16_t));
-        qretry = is_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
-        qmap_retry = is_malloc_array((size_t)qb_cap, sizeof(int64_t));
+        qbf = ims_calloc((size_t)qb_pad * (size_t)dim, sizeof(uint16_t));
+        qretry = ims_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
+        qmap_retry = ims_malloc_array((size_t)qb_cap, sizeof(int64_t));
     }
     int ok = st == IMGSIM_OK && x.tilemax && x.tileerr && x.qerr && x.qst && x.qnorm && x.w && qmap &&
              (dtype == IMGSIM_F32 || qf) && (!use_bf || (qbf && qretry && qmap_retry));
     const size_t cmax = (size_t)(TILE_Q > BF_M ? TILE_Q : BF_M) * TILE_G;
     for (int t = 0; ok && t < nw; t++) {
         worker *w = &x.w[t];
-        w->cs = is_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(float));
-        w->ci = is_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(int64_t));
-        w->cn = is_malloc_array((size_t)qb_cap, sizeof(int));
-        w->c = is_malloc_array(cmax, sizeof(float));
-        w->g = dtype == IMGSIM_F16 ? is_malloc_array((size_t)TILE_G * (size_t)dim, sizeof(float)) : NULL;
-        w->gb = use_bf ? is_calloc((size_t)TILE_G * (size_t)dim, sizeof(uint16_t)) : NULL;
-        w->cand = is_malloc_array((size_t)k, sizeof(is_cand64));
-        w->ca = is_malloc_array((size_t)nw * (size_t)kc_max, sizeof *w->ca);
+        w->cs = ims_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(float));
+        w->ci = ims_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(int64_t));
+        w->cn = ims_malloc_array((size_t)qb_cap, sizeof(int));
+        w->c = ims_malloc_array(cmax, sizeof(float));
+        w->g = dtype == IMGSIM_F16 ? ims_malloc_array((size_t)TILE_G * (size_t)dim, sizeof(float)) : NULL;
+        w->gb = use_bf ? ims_calloc((size_t)TILE_G * (size_t)dim, sizeof(uint16_t)) : NULL;
+        w->cand = ims_malloc_array((size_t)k, sizeof(ims_cand64));
+        w->ca = ims_malloc_array((size_t)nw * (size_t)kc_max, sizeof *w->ca);
         ok = w->cs && w->ci && w->cn && w->c && w->cand && w->ca && (dtype == IMGSIM_F32 || w->g) &&
              (!use_bf || w->gb);
     }
     if (!ok) {
         if (st == IMGSIM_OK)
-            st = is_fail(e, IMGSIM_ERR_NOMEM,
+            st = ims_fail(e, IMGSIM_ERR_NOMEM,
                          "search: out of memory (%lld queries per block, %d threads, k = %d)",
                          (long long)qb_cap, nw, k);
         goto done;
@@ -474,7 +474,7 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
         if (dtype == IMGSIM_F32) {
             qblock = (const float *)queries + (size_t)q0 * (size_t)dim;
         } else {
-            is_f16_to_f32_n(qf, (const uint16_t *)queries + (size_t)q0 * (size_t)dim, (size_t)(qb * dim));
+            ims_f16_to_f32_n(qf, (const uint16_t *)queries + (size_t)q0 * (size_t)dim, (size_t)(qb * dim));
             qblock = qf;
         }
         for (int64_t r = 0; r < qb; r++)
@@ -489,7 +489,7 @@ imgsim_status is_search_cpu(int64_t *idx, float *score, const void *gallery, int
             if (st != IMGSIM_OK) goto done;
             if (4 * nr > PROBE) {
                 use_bf = 0;
-                is_log_debug(
+                ims_log_debug(
                     "search: bf16 screening left %lld of %d probe queries unproven; float32 from here",
                     (long long)nr, PROBE);
             }
@@ -519,8 +519,8 @@ done:
     free(qretry);
     free(qmap);
     free(qmap_retry);
-    is_bf16_gemm_destroy(x.bf_main);
-    is_bf16_gemm_destroy(x.bf_probe);
-    is_pool_destroy(pool);
+    ims_bf16_gemm_destroy(x.bf_main);
+    ims_bf16_gemm_destroy(x.bf_probe);
+    ims_pool_destroy(pool);
     return st;
 }

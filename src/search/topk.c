@@ -41,8 +41,8 @@ static void omp_lookup(void) {
 }
 
 /* c [m, ldc] = a [m, k] * b [n, k]^T */
-imgsim_status is_sgemm_nt(float *c, int64_t ldc, const float *a, int64_t m, const float *b, int64_t n,
-                          int64_t k, is_err *e) {
+imgsim_status ims_sgemm_nt(float *c, int64_t ldc, const float *a, int64_t m, const float *b, int64_t n,
+                          int64_t k, ims_err *e) {
     if (m <= 0 || n <= 0) return IMGSIM_OK;
     pthread_once(&omp_once, omp_lookup);
     int old = omp_get_fn ? omp_get_fn() : 1;
@@ -50,7 +50,7 @@ imgsim_status is_sgemm_nt(float *c, int64_t ldc, const float *a, int64_t m, cons
     dnnl_status_t st = dnnl_sgemm('N', 'T', m, n, k, 1.0f, a, k, b, k, 0.0f, c, ldc);
     if (old != 1) omp_set_fn(old);
     if (st != dnnl_success)
-        return is_fail(e, IMGSIM_ERR_BACKEND, "search: dnnl_sgemm(%lld x %lld x %lld) failed (status %d)",
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "search: dnnl_sgemm(%lld x %lld x %lld) failed (status %d)",
                        (long long)m, (long long)n, (long long)k, (int)st);
     return IMGSIM_OK;
 }
@@ -62,7 +62,7 @@ static void fold_row_scalar(float *sc, int64_t *ix, int *cnt, int cap, const flo
     float thr = *cnt == cap ? sc[cap - 1] : -INFINITY;
     for (int64_t j = 0; j < gn; j++) {
         if (crow[j] > thr) {
-            is_cand_insert(sc, ix, cnt, cap, crow[j], g0 + j);
+            ims_cand_insert(sc, ix, cnt, cap, crow[j], g0 + j);
             thr = *cnt == cap ? sc[cap - 1] : -INFINITY;
         }
     }
@@ -81,7 +81,7 @@ __attribute__((target("avx512f"))) static void fold_row_avx512(float *sc, int64_
             int b = __builtin_ctz(m);
             m &= (__mmask16)(m - 1);
             if (crow[j + b] > thr) {
-                is_cand_insert(sc, ix, cnt, cap, crow[j + b], g0 + j + b);
+                ims_cand_insert(sc, ix, cnt, cap, crow[j + b], g0 + j + b);
                 thr = *cnt == cap ? sc[cap - 1] : -INFINITY;
             }
         }
@@ -91,7 +91,7 @@ __attribute__((target("avx512f"))) static void fold_row_avx512(float *sc, int64_
 }
 #endif
 
-void is_fold_row(float *sc, int64_t *ix, int *cnt, int cap, const float *crow, int64_t g0, int64_t gn) {
+void ims_fold_row(float *sc, int64_t *ix, int *cnt, int cap, const float *crow, int64_t g0, int64_t gn) {
 #ifdef IS_X86_SIMD
     if (__builtin_cpu_supports("avx512f")) { /* libgcc fills the CPU model before main */
         fold_row_avx512(sc, ix, cnt, cap, crow, g0, gn);
@@ -103,7 +103,7 @@ void is_fold_row(float *sc, int64_t *ix, int *cnt, int cap, const float *crow, i
 
 /* ---- oneDNN bf16 matmul ------------------------------------------------------------------ */
 
-struct is_bf16_gemm {
+struct ims_bf16_gemm {
     int64_t m, n, k;
     int workers;
     dnnl_engine_t eng;
@@ -113,7 +113,7 @@ struct is_bf16_gemm {
     void **scratch;         /* [workers] */
 };
 
-void is_bf16_gemm_destroy(is_bf16_gemm *g) {
+void ims_bf16_gemm_destroy(ims_bf16_gemm *g) {
     if (!g) return;
     for (int w = 0; w < g->workers; w++) {
         if (g->streams && g->streams[w]) dnnl_stream_destroy(g->streams[w]);
@@ -129,11 +129,11 @@ void is_bf16_gemm_destroy(is_bf16_gemm *g) {
     free(g);
 }
 
-imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int64_t k, int workers,
-                                  is_err *e) {
+imgsim_status ims_bf16_gemm_create(ims_bf16_gemm **out, int64_t m, int64_t n, int64_t k, int workers,
+                                  ims_err *e) {
     *out = NULL;
-    is_bf16_gemm *g = is_calloc(1, sizeof *g);
-    if (!g) return is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
+    ims_bf16_gemm *g = ims_calloc(1, sizeof *g);
+    if (!g) return ims_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
     g->m = m, g->n = n, g->k = k, g->workers = workers;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
@@ -168,11 +168,11 @@ imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int6
     if (dnnl_primitive_create(&g->prim, pd) != dnnl_success) goto fail;
     const dnnl_memory_desc_t *sd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t ssize = sd ? dnnl_memory_desc_get_size(sd) : 0;
-    g->streams = is_calloc((size_t)workers, sizeof *g->streams);
-    g->mem = is_calloc((size_t)workers * 4, sizeof *g->mem);
-    g->scratch = is_calloc((size_t)workers, sizeof *g->scratch);
+    g->streams = ims_calloc((size_t)workers, sizeof *g->streams);
+    g->mem = ims_calloc((size_t)workers * 4, sizeof *g->mem);
+    g->scratch = ims_calloc((size_t)workers, sizeof *g->scratch);
     if (!g->streams || !g->mem || !g->scratch) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
         goto fail_msg;
     }
     what = "per-thread streams and memory";
@@ -183,9 +183,9 @@ imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int6
             dnnl_memory_create(&g->mem[w * 4 + 2], &cd, g->eng, DNNL_MEMORY_NONE) != dnnl_success)
             goto fail;
         if (ssize) {
-            g->scratch[w] = is_malloc(ssize);
+            g->scratch[w] = ims_malloc(ssize);
             if (!g->scratch[w]) {
-                st = is_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
+                st = ims_fail(e, IMGSIM_ERR_NOMEM, "search: out of memory");
                 goto fail_msg;
             }
             if (dnnl_memory_create(&g->mem[w * 4 + 3], sd, g->eng, g->scratch[w]) != dnnl_success) goto fail;
@@ -196,22 +196,22 @@ imgsim_status is_bf16_gemm_create(is_bf16_gemm **out, int64_t m, int64_t n, int6
     *out = g;
     return IMGSIM_OK;
 fail:
-    st = is_fail(e, st, "search: oneDNN bf16 matmul %lld x %lld x %lld: %s unavailable", (long long)m,
+    st = ims_fail(e, st, "search: oneDNN bf16 matmul %lld x %lld x %lld: %s unavailable", (long long)m,
                  (long long)n, (long long)k, what);
 fail_msg:
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
-    is_bf16_gemm_destroy(g);
+    ims_bf16_gemm_destroy(g);
     return st;
 }
 
-imgsim_status is_bf16_gemm_run(is_bf16_gemm *g, int worker, float *c, const uint16_t *a, const uint16_t *b,
-                               is_err *e) {
+imgsim_status ims_bf16_gemm_run(ims_bf16_gemm *g, int worker, float *c, const uint16_t *a, const uint16_t *b,
+                               ims_err *e) {
     dnnl_memory_t *m = g->mem + worker * 4;
     if (dnnl_memory_set_data_handle(m[0], (void *)a) != dnnl_success ||
         dnnl_memory_set_data_handle(m[1], (void *)b) != dnnl_success ||
         dnnl_memory_set_data_handle(m[2], c) != dnnl_success)
-        return is_fail(e, IMGSIM_ERR_BACKEND, "search: oneDNN memory handles");
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "search: oneDNN memory handles");
     dnnl_exec_arg_t args[4] = {
         {DNNL_ARG_SRC, m[0]}, {DNNL_ARG_WEIGHTS, m[1]}, {DNNL_ARG_DST, m[2]}, {DNNL_ARG_SCRATCHPAD, m[3]}};
     pthread_once(&omp_once, omp_lookup);
@@ -221,7 +221,7 @@ imgsim_status is_bf16_gemm_run(is_bf16_gemm *g, int worker, float *c, const uint
     if (st == dnnl_success) st = dnnl_stream_wait(g->streams[worker]);
     if (old != 1) omp_set_fn(old);
     if (st != dnnl_success)
-        return is_fail(e, IMGSIM_ERR_BACKEND, "search: oneDNN bf16 matmul failed (status %d)", (int)st);
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "search: oneDNN bf16 matmul failed (status %d)", (int)st);
     return IMGSIM_OK;
 }
 
@@ -248,7 +248,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void bf16_convert_avx512(ui
 }
 #endif
 
-void is_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count) {
+void ims_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count) {
 #ifdef IS_X86_SIMD
     if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f")) {
         bf16_convert_avx512(dst, src, count);
@@ -259,14 +259,14 @@ void is_f32_to_bf16_n(uint16_t *dst, const float *src, size_t count) {
         dst[i] = float_to_bf16(src[i]);
 }
 
-double is_dot_error_bound_bf16(int dim, double norm_a, double norm_b) {
+double ims_dot_error_bound_bf16(int dim, double norm_a, double norm_b) {
     const double u = 0x1p-8;
-    double f = is_dot_error_bound(dim, norm_a, norm_b);
+    double f = ims_dot_error_bound(dim, norm_a, norm_b);
     /* + the last term: bf16 inputs and products flushed to zero below float32's normal range */
     return f + 1.01 * (2.0 * u + u * u) * norm_a * norm_b + (double)dim * 0x1p-120 * (1.0 + norm_a + norm_b);
 }
 
-double is_bf16_error_norm(const float *x, const uint16_t *xb, int dim) {
+double ims_bf16_error_norm(const float *x, const uint16_t *xb, int dim) {
 #ifdef IS_X86_SIMD
     if (__builtin_cpu_supports("avx512f")) return sqrt(inflate_sumsq(errsq_avx512(x, xb, dim), dim));
 #endif
@@ -281,9 +281,9 @@ double is_bf16_error_norm(const float *x, const uint16_t *xb, int dim) {
     return sqrt((((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))) * (1.0 + 1e-12));
 }
 
-double is_dot_error_bound_bf16_rows(int dim, double nq, double eq, double ng, double eg) {
+double ims_dot_error_bound_bf16_rows(int dim, double nq, double eq, double ng, double eg) {
     /* 1.01: covers the float64 rounding of the norms; |q~| <= nq + eq, |g~| <= ng + eg */
-    return 1.01 * (eq * ng + (nq + eq) * eg) + is_dot_error_bound(dim, nq + eq, ng + eg) +
+    return 1.01 * (eq * ng + (nq + eq) * eg) + ims_dot_error_bound(dim, nq + eq, ng + eg) +
            (double)dim * 0x1p-120 * (1.0 + nq + ng);
 }
 
@@ -322,7 +322,7 @@ __attribute__((target("avx,f16c"))) static void f16c_convert(float *dst, const u
 }
 #endif
 
-void is_f16_to_f32_n(float *dst, const uint16_t *src, size_t count) {
+void ims_f16_to_f32_n(float *dst, const uint16_t *src, size_t count) {
 #ifdef IS_X86_SIMD
     if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx")) {
         f16c_convert(dst, src, count);
@@ -333,9 +333,9 @@ void is_f16_to_f32_n(float *dst, const uint16_t *src, size_t count) {
         dst[i] = half_to_float(src[i]);
 }
 
-const float *is_row_f32(const void *x, int64_t r, int dim, imgsim_dtype dt, float *buf) {
+const float *ims_row_f32(const void *x, int64_t r, int dim, imgsim_dtype dt, float *buf) {
     if (dt == IMGSIM_F32) return (const float *)x + (size_t)r * (size_t)dim;
-    is_f16_to_f32_n(buf, (const uint16_t *)x + (size_t)r * (size_t)dim, (size_t)dim);
+    ims_f16_to_f32_n(buf, (const uint16_t *)x + (size_t)r * (size_t)dim, (size_t)dim);
     return buf;
 }
 
@@ -346,7 +346,7 @@ const float *is_row_f32(const void *x, int64_t r, int dim, imgsim_dtype dt, floa
  * dot product and a fixed function of the two rows (identical rows give identical scores).
  * The CUDA search's rescoring kernel (search/cuda/search_kernels.cu, dot64) repeats these exact
  * operations so that CPU and GPU scores are bit-identical: change both or neither. */
-double is_dot64(const float *q, const void *g, int dim, imgsim_dtype dt) {
+double ims_dot64(const float *q, const void *g, int dim, imgsim_dtype dt) {
     double s = 0.0, c = 0.0;
     if (dt == IMGSIM_F32) {
         const float *gf = g;
@@ -360,7 +360,7 @@ double is_dot64(const float *q, const void *g, int dim, imgsim_dtype dt) {
         float buf[256];
         for (int i0 = 0; i0 < dim; i0 += 256) {
             int nb = dim - i0 < 256 ? dim - i0 : 256;
-            is_f16_to_f32_n(buf, gh + i0, (size_t)nb);
+            ims_f16_to_f32_n(buf, gh + i0, (size_t)nb);
             for (int i = 0; i < nb; i++) {
                 double p = (double)q[i0 + i] * (double)buf[i], t = s + p;
                 c += fabs(s) >= fabs(p) ? (s - t) + p : (p - t) + s;
@@ -415,7 +415,7 @@ static double inflate_sumsq(double s, int dim) {
     return s * (1.0 + (double)(dim + 16) * 0x1p-23) + 1e-60;
 }
 
-double is_norm64(const float *x, int dim) {
+double ims_norm64(const float *x, int dim) {
 #ifdef IS_X86_SIMD
     if (__builtin_cpu_supports("avx512f")) return sqrt(inflate_sumsq(sumsq_avx512(x, dim), dim));
 #endif
@@ -432,7 +432,7 @@ double is_norm64(const float *x, int dim) {
 /* gamma(d) = d u / (1 - d u) bounds the relative error of any float32 summation order of d
  * products (Higham, Accuracy and Stability, 3.1); the 2x factor covers the float64 norms and
  * the float64 re-scoring's own rounding. */
-double is_dot_error_bound(int dim, double norm_a, double norm_b) {
+double ims_dot_error_bound(int dim, double norm_a, double norm_b) {
     const double u = 0x1p-24;
     double du = (double)(dim + 2) * u;
     if (du >= 0.5) return INFINITY;
@@ -443,7 +443,7 @@ double is_dot_error_bound(int dim, double norm_a, double norm_b) {
 /* ---- candidate sorting -------------------------------------------------------------------- */
 
 static int cand64_cmp(const void *pa, const void *pb) {
-    const is_cand64 *a = pa, *b = pb;
+    const ims_cand64 *a = pa, *b = pb;
     if (a->s > b->s) return -1;
     if (a->s < b->s) return 1;
     if (a->i < b->i) return -1;
@@ -451,7 +451,7 @@ static int cand64_cmp(const void *pa, const void *pb) {
     return 0;
 }
 
-int64_t is_cand64_sort_unique(is_cand64 *c, int64_t n) {
+int64_t ims_cand64_sort_unique(ims_cand64 *c, int64_t n) {
     if (n <= 1) return n;
     qsort(c, (size_t)n, sizeof *c, cand64_cmp);
     int64_t w = 1;

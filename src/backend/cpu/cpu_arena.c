@@ -38,18 +38,18 @@ static int cmp_span(const void *a, const void *b) {
 
 /* Assigns p->bufs[i].offset for every buffer and sets p->arena_size (bytes). O(n^2) in the
  * number of buffers, which is a few hundred at most. */
-imgsim_status cpu_arena_assign(cpu_plan *p, is_err *e) {
+imgsim_status ims_cpu_arena_assign(cpu_plan *p, ims_err *e) {
     int n = p->n_bufs;
     p->arena_size = 0;
     if (n == 0) return IMGSIM_OK;
-    key *order = is_malloc_array((size_t)n, sizeof(key));
-    int *placed = is_malloc_array((size_t)n, sizeof(int));
-    span *sp = is_malloc_array((size_t)n, sizeof(span));
+    key *order = ims_malloc_array((size_t)n, sizeof(key));
+    int *placed = ims_malloc_array((size_t)n, sizeof(int));
+    span *sp = ims_malloc_array((size_t)n, sizeof(span));
     if (!order || !placed || !sp) {
         free(order);
         free(placed);
         free(sp);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory planning the arena");
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory planning the arena");
     }
     for (int i = 0; i < n; i++) {
         order[i].size = p->bufs[i].size;

@@ -1,5 +1,5 @@
 /*
- * cpu_backend.c: the CPU backend's is_backend_ops on oneDNN (C API): prepare (plans for the
+ * cpu_backend.c: the CPU backend's ims_backend_ops on oneDNN (C API): prepare (plans for the
  * batch sizes, arena and scratchpad), run, info, destroy.
  *
  * Batches: plans are built for max_batch and for every power of two below it. A run of n images
@@ -70,22 +70,22 @@ static int uf_find(int *par, int v) {
 
 /* c->group_last[v]: the last live node that reads v or any value sharing its storage through
  * Identity/Flatten/Reshape views; INT_MAX for the chosen output. */
-static imgsim_status compute_lifetimes(cpu_impl *c, is_err *e) {
-    const is_graph *g = c->g;
-    int *par = is_malloc_array((size_t)g->n_vals, sizeof(int));
-    int *last = is_malloc_array((size_t)g->n_vals, sizeof(int));
-    c->group_last = is_malloc_array((size_t)g->n_vals, sizeof(int));
+static imgsim_status compute_lifetimes(cpu_impl *c, ims_err *e) {
+    const ims_graph *g = c->g;
+    int *par = ims_malloc_array((size_t)g->n_vals, sizeof(int));
+    int *last = ims_malloc_array((size_t)g->n_vals, sizeof(int));
+    c->group_last = ims_malloc_array((size_t)g->n_vals, sizeof(int));
     if (!par || !last || !c->group_last) {
         free(par);
         free(last);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     }
     for (int v = 0; v < g->n_vals; v++) {
         par[v] = v;
         last[v] = -1;
     }
     for (int i = 0; i < g->n_nodes; i++) {
-        const is_node *nd = &g->nodes[i];
+        const ims_node *nd = &g->nodes[i];
         if (nd->dead) continue;
         if ((nd->op == IS_OP_IDENTITY || nd->op == IS_OP_FLATTEN || nd->op == IS_OP_RESHAPE) &&
             nd->in[0] >= 0) {
@@ -94,7 +94,7 @@ static imgsim_status compute_lifetimes(cpu_impl *c, is_err *e) {
         }
     }
     for (int i = 0; i < g->n_nodes; i++) {
-        const is_node *nd = &g->nodes[i];
+        const ims_node *nd = &g->nodes[i];
         if (nd->dead) continue;
         for (int k = 0; k <= nd->n_in; k++) {
             int v = k < nd->n_in ? nd->in[k] : nd->residual;
@@ -111,16 +111,16 @@ static imgsim_status compute_lifetimes(cpu_impl *c, is_err *e) {
 }
 
 static void *aligned_alloc_raw(size_t size, void **raw) {
-    *raw = is_malloc(size + CPU_ALIGN);
+    *raw = ims_malloc(size + CPU_ALIGN);
     if (!*raw) return NULL;
     return (void *)(((uintptr_t)*raw + CPU_ALIGN - 1) & ~(uintptr_t)(CPU_ALIGN - 1));
 }
 
 static void impl_free(cpu_impl *c) {
     if (!c) return;
-    for (int k = 0; k < c->n_plans; k++) cpu_plan_free(&c->plans[k]);
+    for (int k = 0; k < c->n_plans; k++) ims_cpu_plan_free(&c->plans[k]);
     free(c->plans);
-    cpu_const_free_all(c);
+    ims_cpu_const_free_all(c);
     free(c->arena_raw);
     free(c->scratch_raw);
     free(c->group_last);
@@ -131,30 +131,30 @@ static void impl_free(cpu_impl *c) {
 
 /* Plans g for cfg: validates precision, creates the oneDNN engine and stream, builds the plans
  * (largest batch first), allocates the arena and scratchpad, and binds every tensor. */
-static imgsim_status cpu_prepare(is_backend *b, const is_graph *g, const is_backend_cfg *cfg, is_err *e) {
-    if (b->impl) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: already prepared");
+static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_backend_cfg *cfg, ims_err *e) {
+    if (b->impl) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: already prepared");
     if (cfg->max_batch < 1 || cfg->max_batch > 65536)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: batch size %d out of range 1..65536", cfg->max_batch);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: batch size %d out of range 1..65536", cfg->max_batch);
     if (cfg->precision != IMGSIM_PREC_FP32 && cfg->precision != IMGSIM_PREC_BF16)
-        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: precision %s is not available on the CPU (use fp32 or bf16)",
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: precision %s is not available on the CPU (use fp32 or bf16)",
                        imgsim_precision_str(cfg->precision));
     if (g->input < 0 || g->output < 0 || g->input >= g->n_vals || g->output >= g->n_vals)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: graph has no input or output");
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: graph has no input or output");
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     if (cfg->precision == IMGSIM_PREC_BF16 && !have_bf16(isa))
-        return is_fail(e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
                        "cpu backend: bf16 needs a CPU with AVX-512 BF16 or AMX; oneDNN reports ISA %s here",
                        isa_name(isa));
-    double t0 = is_now();
-    cpu_impl *c = is_calloc(1, sizeof *c);
-    if (!c) return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    double t0 = ims_now();
+    cpu_impl *c = ims_calloc(1, sizeof *c);
+    if (!c) return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     c->g = g;
     c->cur_node = -1;
     c->precision = cfg->precision;
     c->act_dt = cfg->precision == IMGSIM_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
     c->normalize = cfg->normalize;
     c->max_batch = cfg->max_batch;
-    c->threads = cfg->threads > 0 ? cfg->threads : is_num_cores();
+    c->threads = cfg->threads > 0 ? cfg->threads : ims_num_cores();
     c->dim = g->dim;
     c->in_c = g->in_c;
     c->in_h = g->in_h;
@@ -165,7 +165,7 @@ static imgsim_status cpu_prepare(is_backend *b, const is_graph *g, const is_back
     imgsim_status s = IMGSIM_OK;
     dnnl_status_t st = dnnl_engine_create(&c->eng, dnnl_cpu, 0);
     if (st == dnnl_success) st = dnnl_stream_create(&c->stream, c->eng, dnnl_stream_default_flags);
-    if (st != dnnl_success) s = cpu_dnnl_fail(c, e, st, "engine/stream");
+    if (st != dnnl_success) s = ims_cpu_dnnl_fail(c, e, st, "engine/stream");
     if (!s) s = compute_lifetimes(c, e);
 
     /* plans: max_batch, then the powers of two below it */
@@ -176,23 +176,23 @@ static imgsim_status cpu_prepare(is_backend *b, const is_graph *g, const is_back
     for (; pw >= 1 && c->max_batch > 1; pw /= 2)
         if (pw < c->max_batch) batches[nb++] = pw;
     if (!s) {
-        c->plans = is_calloc((size_t)nb, sizeof(cpu_plan));
-        if (!c->plans) s = is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+        c->plans = ims_calloc((size_t)nb, sizeof(cpu_plan));
+        if (!c->plans) s = ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     }
     for (int k = 0; !s && k < nb; k++) {
         c->plans[k].batch = batches[k];
         c->n_plans = k + 1;
-        s = cpu_plan_build(c, &c->plans[k], e);
+        s = ims_cpu_plan_build(c, &c->plans[k], e);
         if (!s && c->plans[k].arena_size > c->arena_size) c->arena_size = c->plans[k].arena_size;
     }
     if (!s) {
         c->arena = aligned_alloc_raw(c->arena_size, &c->arena_raw);
         c->scratch = aligned_alloc_raw(c->scratch_size, &c->scratch_raw);
         if (!c->arena || !c->scratch)
-            s = is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes of activations",
+            s = ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes of activations",
                         c->arena_size + c->scratch_size);
     }
-    for (int k = 0; !s && k < c->n_plans; k++) s = cpu_plan_bind(c, &c->plans[k], e);
+    for (int k = 0; !s && k < c->n_plans; k++) s = ims_cpu_plan_bind(c, &c->plans[k], e);
     free(c->group_last);
     c->group_last = NULL;
     c->g = NULL;
@@ -208,15 +208,15 @@ static imgsim_status cpu_prepare(is_backend *b, const is_graph *g, const is_back
     b->max_batch = c->max_batch;
     int steps = 0;
     for (int k = 0; k < c->n_plans; k++) steps += c->plans[k].n_steps;
-    is_log_debug("cpu backend: %s %s, %d threads, %d plans (%d steps), weights %.1f MB, arena %.1f MB, "
+    ims_log_debug("cpu backend: %s %s, %d threads, %d plans (%d steps), weights %.1f MB, arena %.1f MB, "
                  "scratchpad %.1f MB, prepared in %.2f s",
                  c->isa, imgsim_precision_str(c->precision), c->threads, c->n_plans, steps,
-                 c->const_bytes / 1e6, c->arena_size / 1e6, c->scratch_size / 1e6, is_now() - t0);
+                 c->const_bytes / 1e6, c->arena_size / 1e6, c->scratch_size / 1e6, ims_now() - t0);
     return IMGSIM_OK;
 }
 
 /* Runs plan p on one batch: input [p->batch, C, H, W] float32, out [p->batch, dim] float32. */
-static imgsim_status run_plan(cpu_impl *c, cpu_plan *p, const float *input, float *out, is_err *e) {
+static imgsim_status run_plan(cpu_impl *c, cpu_plan *p, const float *input, float *out, ims_err *e) {
     for (int k = 0; k < p->n_tens; k++) {
         cpu_tensor *t = &p->tens[k];
         void *h;
@@ -224,25 +224,25 @@ static imgsim_status run_plan(cpu_impl *c, cpu_plan *p, const float *input, floa
         else if (t->buf == CPU_BUF_OUTPUT) h = out;
         else continue;
         dnnl_status_t st = dnnl_memory_set_data_handle(t->mem, h);
-        if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "memory_set_data_handle");
+        if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "memory_set_data_handle");
     }
     for (int k = 0; k < p->n_steps; k++) {
         const cpu_step *s = &p->steps[k];
         dnnl_status_t st = dnnl_primitive_execute(s->prim, c->stream, s->nargs, s->args);
-        if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "execute");
+        if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "execute");
     }
     dnnl_status_t st = dnnl_stream_wait(c->stream);
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "stream_wait");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "stream_wait");
     return IMGSIM_OK;
 }
 
 /* input [n, C, H, W] float32 -> out [n, dim] float32 (L2-normalised rows when configured). */
-static imgsim_status cpu_run(is_backend *b, const float *input, int n, float *out, is_err *e) {
+static imgsim_status cpu_run(ims_backend *b, const float *input, int n, float *out, ims_err *e) {
     cpu_impl *c = b->impl;
-    if (!c) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: not prepared");
+    if (!c) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: not prepared");
     if (n < 1 || n > c->max_batch)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: batch of %d images outside 1..%d", n, c->max_batch);
-    if (!input || !out) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: NULL buffer");
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: batch of %d images outside 1..%d", n, c->max_batch);
+    if (!input || !out) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: NULL buffer");
     set_threads(c->threads);
     size_t in_row = (size_t)c->in_c * (size_t)c->in_h * (size_t)c->in_w;
     int off = 0;
@@ -267,7 +267,7 @@ static imgsim_status cpu_run(is_backend *b, const float *input, int n, float *ou
     return IMGSIM_OK;
 }
 
-static void cpu_info(const is_backend *b, imgsim_engine_info *info) {
+static void cpu_info(const ims_backend *b, imgsim_engine_info *info) {
     const cpu_impl *c = b->impl;
     const dnnl_version_t *v = dnnl_version();
     if (!c) {
@@ -281,13 +281,13 @@ static void cpu_info(const is_backend *b, imgsim_engine_info *info) {
     info->loaded_from_file = 0;
 }
 
-static void cpu_destroy(is_backend *b) {
+static void cpu_destroy(ims_backend *b) {
     if (!b) return;
     impl_free(b->impl);
     free(b);
 }
 
-static const is_backend_ops cpu_ops = {
+static const ims_backend_ops cpu_ops = {
     .name = "cpu",
     .prepare = cpu_prepare,
     .run = cpu_run,
@@ -299,10 +299,10 @@ static const is_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
 };
 
-imgsim_status is_backend_cpu_new(is_backend **out, is_err *e) {
+imgsim_status ims_backend_cpu_new(ims_backend **out, ims_err *e) {
     *out = NULL;
-    is_backend *b = is_calloc(1, sizeof *b);
-    if (!b) return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    ims_backend *b = ims_calloc(1, sizeof *b);
+    if (!b) return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     b->ops = &cpu_ops;
     *out = b;
     return IMGSIM_OK;

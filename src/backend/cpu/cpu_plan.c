@@ -1,5 +1,5 @@
 /*
- * cpu_plan.c: turns an optimised is_graph into one plan (a list of oneDNN primitives with bound
+ * cpu_plan.c: turns an optimised ims_graph into one plan (a list of oneDNN primitives with bound
  * arguments) for one batch size. See cpu_priv.h for the vocabulary (plan, step, tensor, buffer).
  *
  * Layouts: convolutions, inner products and pooling are created with format_tag_any so oneDNN
@@ -34,36 +34,36 @@ static int grow(void **arr, int *cap, int need, size_t elem) {
     if (need <= *cap) return 0;
     int nc = *cap ? *cap * 2 : 16;
     while (nc < need) nc *= 2;
-    void *n = is_realloc(*arr, (size_t)nc * elem);
+    void *n = ims_realloc(*arr, (size_t)nc * elem);
     if (!n) return -1;
     *arr = n;
     *cap = nc;
     return 0;
 }
 
-imgsim_status cpu_dnnl_fail(cpu_impl *c, is_err *e, dnnl_status_t st, const char *what) {
+imgsim_status ims_cpu_dnnl_fail(cpu_impl *c, ims_err *e, dnnl_status_t st, const char *what) {
     imgsim_status s = st == dnnl_unimplemented ? IMGSIM_ERR_UNSUPPORTED
                       : st == dnnl_out_of_memory ? IMGSIM_ERR_NOMEM
                                                  : IMGSIM_ERR_BACKEND;
     if (c && c->g && c->cur_node >= 0 && c->cur_node < c->g->n_nodes) {
-        const is_node *nd = &c->g->nodes[c->cur_node];
-        return is_fail(e, s, "cpu backend: node '%s' (%s): %s: oneDNN says %s",
-                       nd->name ? nd->name : "?", is_op_name(nd->op), what, dnnl_status2str(st));
+        const ims_node *nd = &c->g->nodes[c->cur_node];
+        return ims_fail(e, s, "cpu backend: node '%s' (%s): %s: oneDNN says %s",
+                       nd->name ? nd->name : "?", ims_op_name(nd->op), what, dnnl_status2str(st));
     }
-    return is_fail(e, s, "cpu backend: %s: oneDNN says %s", what, dnnl_status2str(st));
+    return ims_fail(e, s, "cpu backend: %s: oneDNN says %s", what, dnnl_status2str(st));
 }
 
 #define DN(call, what)                                                                          \
     do {                                                                                        \
         dnnl_status_t d_ = (call);                                                              \
-        if (d_ != dnnl_success) return cpu_dnnl_fail(c, e, d_, what);                          \
+        if (d_ != dnnl_success) return ims_cpu_dnnl_fail(c, e, d_, what);                          \
     } while (0)
 
 /* Fails with UNSUPPORTED naming the current node. */
-static imgsim_status unsupported(cpu_impl *c, is_err *e, const char *why) {
-    const is_node *nd = &c->g->nodes[c->cur_node];
-    return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: node '%s' (%s): %s",
-                   nd->name ? nd->name : "?", is_op_name(nd->op), why);
+static imgsim_status unsupported(cpu_impl *c, ims_err *e, const char *why) {
+    const ims_node *nd = &c->g->nodes[c->cur_node];
+    return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: node '%s' (%s): %s",
+                   nd->name ? nd->name : "?", ims_op_name(nd->op), why);
 }
 
 /* A plain (row-major) memory descriptor: dims[rank], element type dt. */
@@ -88,7 +88,7 @@ static dnnl_status_t md_any(dnnl_memory_desc_t *md, int rank, const int64_t *dim
 }
 
 /* The dims of value v with the symbolic batch replaced by batch. */
-static void val_dims(const is_value *v, int batch, int64_t *d) {
+static void val_dims(const ims_value *v, int batch, int64_t *d) {
     for (int k = 0; k < v->rank; k++) d[k] = v->dims[k] < 0 ? batch : v->dims[k];
 }
 
@@ -112,9 +112,9 @@ static int new_buf(cpu_plan *p, size_t size) {
 /* A new tensor with descriptor md on buffer buf; mem (if non-NULL) is a borrowed memory object
  * (constants), else one is created with no handle yet. *out is its id. */
 static imgsim_status new_tensor(cpu_impl *c, cpu_plan *p, const dnnl_memory_desc_t *md, int buf,
-                                dnnl_memory_t mem, int *out, is_err *e) {
+                                dnnl_memory_t mem, int *out, ims_err *e) {
     if (grow((void **)&p->tens, &p->cap_tens, p->n_tens + 1, sizeof(cpu_tensor)))
-        return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     cpu_tensor *t = &p->tens[p->n_tens];
     t->md = *md;
     t->buf = buf;
@@ -126,9 +126,9 @@ static imgsim_status new_tensor(cpu_impl *c, cpu_plan *p, const dnnl_memory_desc
 
 /* A tensor with descriptor md on a new arena buffer sized for md. */
 static imgsim_status new_act(cpu_impl *c, cpu_plan *p, const dnnl_memory_desc_t *md, int *out,
-                             is_err *e) {
+                             ims_err *e) {
     int b = new_buf(p, dnnl_memory_desc_get_size(md));
-    if (b < 0) return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    if (b < 0) return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     return new_tensor(c, p, md, b, NULL, out, e);
 }
 
@@ -153,9 +153,9 @@ static void sa_out(sargs *a, int arg, int t) {
  * when pd needs one). Marks the buffers read by the step as live until it. pd stays owned by
  * the caller. */
 static imgsim_status push_step(cpu_impl *c, cpu_plan *p, const_dnnl_primitive_desc_t pd,
-                               sargs *a, is_err *e) {
+                               sargs *a, ims_err *e) {
     if (grow((void **)&p->steps, &p->cap_steps, p->n_steps + 1, sizeof(cpu_step)))
-        return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     int idx = p->n_steps;
     const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t ssize = smd ? dnnl_memory_desc_get_size(smd) : 0;
@@ -182,8 +182,8 @@ static imgsim_status push_step(cpu_impl *c, cpu_plan *p, const_dnnl_primitive_de
 
 /* A primitive attribute with the user scratchpad and the post-ops: sum (when sum is set) then
  * the activation act (relu, or clip to [lo, hi]). */
-static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum, is_act act,
-                               float lo, float hi, is_err *e) {
+static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum, ims_act act,
+                               float lo, float hi, ims_err *e) {
     *attr = NULL;
     DN(dnnl_primitive_attr_create(attr), "primitive_attr_create");
     dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
@@ -204,20 +204,20 @@ static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum
     if (st != dnnl_success) {
         dnnl_primitive_attr_destroy(*attr);
         *attr = NULL;
-        return cpu_dnnl_fail(c, e, st, "post-ops");
+        return ims_cpu_dnnl_fail(c, e, st, "post-ops");
     }
     return IMGSIM_OK;
 }
 
 /* Appends a reorder step src tensor -> dst tensor. */
-static imgsim_status push_reorder(cpu_impl *c, cpu_plan *p, int src, int dst, is_err *e) {
+static imgsim_status push_reorder(cpu_impl *c, cpu_plan *p, int src, int dst, ims_err *e) {
     dnnl_primitive_attr_t attr;
     TRY(make_attr(c, &attr, 0, IS_ACT_NONE, 0, 0, e));
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, &p->tens[src].md, c->eng,
                                                           &p->tens[dst].md, c->eng, attr);
     dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "reorder");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "reorder");
     sargs a = {0};
     sa_in(&a, DNNL_ARG_SRC, src);
     sa_out(&a, DNNL_ARG_DST, dst);
@@ -229,7 +229,7 @@ static imgsim_status push_reorder(cpu_impl *c, cpu_plan *p, int src, int dst, is
 /* *out = a tensor holding tensor t's data with descriptor md: t itself, an earlier conversion,
  * or a new reorder step into a new buffer. */
 static imgsim_status ensure(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory_desc_t *md,
-                            int *out, is_err *e) {
+                            int *out, ims_err *e) {
     if (md_eq(&p->tens[t].md, md)) {
         *out = t;
         return IMGSIM_OK;
@@ -244,7 +244,7 @@ static imgsim_status ensure(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory_d
     TRY(new_act(c, p, md, &d, e));
     TRY(push_reorder(c, p, t, d, e));
     if (grow((void **)&p->convs, &p->cap_convs, p->n_convs + 1, sizeof(cpu_conv)))
-        return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     p->convs[p->n_convs].src = t;
     p->convs[p->n_convs].dst = d;
     p->n_convs++;
@@ -254,8 +254,8 @@ static imgsim_status ensure(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory_d
 
 /* The tensor of activation value v converted to a plain row-major layout of type dt. */
 static imgsim_status ensure_plain(cpu_impl *c, cpu_plan *p, int v, dnnl_data_type_t dt, int *out,
-                                  is_err *e) {
-    const is_value *val = &c->g->vals[v];
+                                  ims_err *e) {
+    const ims_value *val = &c->g->vals[v];
     int64_t d[IS_MAX_RANK];
     val_dims(val, p->batch, d);
     dnnl_memory_desc_t md;
@@ -276,7 +276,7 @@ static int can_inplace(cpu_impl *c, cpu_plan *p, int v, int i) {
  * out as src_md) when absent. Conversion runs once here, at prepare. */
 static imgsim_status get_const(cpu_impl *c, int value, int tag, const float *src,
                                const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *md,
-                               int *out, is_err *e) {
+                               int *out, ims_err *e) {
     for (int k = 0; k < c->n_consts; k++) {
         const cpu_const *q = &c->consts[k];
         if (q->value == value && q->tag == tag && md_eq(&q->md, md)) {
@@ -285,18 +285,18 @@ static imgsim_status get_const(cpu_impl *c, int value, int tag, const float *src
         }
     }
     if (grow((void **)&c->consts, &c->cap_consts, c->n_consts + 1, sizeof(cpu_const)))
-        return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     cpu_const *q = &c->consts[c->n_consts];
     memset(q, 0, sizeof *q);
     q->value = value;
     q->tag = tag;
     q->md = *md;
     size_t size = dnnl_memory_desc_get_size(md);
-    q->raw = is_malloc(size + CPU_ALIGN);
-    if (!q->raw) return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory for weights");
+    q->raw = ims_malloc(size + CPU_ALIGN);
+    if (!q->raw) return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory for weights");
     q->data = (void *)(((uintptr_t)q->raw + CPU_ALIGN - 1) & ~(uintptr_t)(CPU_ALIGN - 1));
     memset(q->data, 0, size);
-    c->n_consts++; /* owned from here on: freed by cpu_const_free_all */
+    c->n_consts++; /* owned from here on: freed by ims_cpu_const_free_all */
     DN(dnnl_memory_create(&q->mem, md, c->eng, q->data), "memory_create");
     c->const_bytes += size;
 
@@ -315,7 +315,7 @@ static imgsim_status get_const(cpu_impl *c, int value, int tag, const float *src
     if (prim) dnnl_primitive_destroy(prim);
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (sm) dnnl_memory_destroy(sm);
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "converting weights");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "converting weights");
     *out = c->n_consts - 1;
     return IMGSIM_OK;
 }
@@ -328,11 +328,11 @@ static const dnnl_memory_desc_t *find_const_md(cpu_impl *c, int value, int tag) 
 }
 
 /* A plan tensor referring to constant k. */
-static imgsim_status const_tensor(cpu_impl *c, cpu_plan *p, int k, int *out, is_err *e) {
+static imgsim_status const_tensor(cpu_impl *c, cpu_plan *p, int k, int *out, ims_err *e) {
     return new_tensor(c, p, &c->consts[k].md, CPU_BUF_CONST, c->consts[k].mem, out, e);
 }
 
-void cpu_const_free_all(cpu_impl *c) {
+void ims_cpu_const_free_all(cpu_impl *c) {
     for (int k = 0; k < c->n_consts; k++) {
         if (c->consts[k].mem) dnnl_memory_destroy(c->consts[k].mem);
         free(c->consts[k].raw);
@@ -349,7 +349,7 @@ void cpu_const_free_all(cpu_impl *c) {
  * dies here and no input of the node (src_bufs) shares it, else a copy made by a reorder. */
 static imgsim_status make_dst(cpu_impl *c, cpu_plan *p, int i, int residual,
                               const dnnl_memory_desc_t *dst_md, const int *src_bufs, int n_src,
-                              int *out, is_err *e) {
+                              int *out, ims_err *e) {
     if (residual < 0) return new_act(c, p, dst_md, out, e);
     int rt = p->val_tensor[residual];
     if (rt < 0) return unsupported(c, e, "residual input is not an activation");
@@ -366,8 +366,8 @@ static imgsim_status make_dst(cpu_impl *c, cpu_plan *p, int i, int residual,
 /* The end of planning a weighted step (Conv, Gemm, MatMul) once its tensors exist (s: the status
  * so far): the step with its arguments (DST is read too when the sum post-op adds a residual
  * into it), and the output value's tensor. Destroys pd. */
-static imgsim_status push_weighted(cpu_impl *c, cpu_plan *p, const is_node *nd, dnnl_primitive_desc_t pd,
-                                   imgsim_status s, int src, int wt, int bt, int yt, is_err *e) {
+static imgsim_status push_weighted(cpu_impl *c, cpu_plan *p, const ims_node *nd, dnnl_primitive_desc_t pd,
+                                   imgsim_status s, int src, int wt, int bt, int yt, ims_err *e) {
     if (!s) {
         sargs a = {0};
         sa_in(&a, DNNL_ARG_SRC, src);
@@ -384,15 +384,15 @@ static imgsim_status push_weighted(cpu_impl *c, cpu_plan *p, const is_node *nd, 
 
 /* Conv: y = act(conv(x, w) + b + residual). x [N, C, H, W], w [OC, C/group, KH, KW],
  * b [OC], y [N, OC, OH, OW]. */
-static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
-    const is_graph *g = c->g;
-    const is_node *nd = &g->nodes[i];
-    const is_value *xv = &g->vals[nd->in[0]], *wv = &g->vals[nd->in[1]], *yv = &g->vals[nd->out];
+static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
+    const ims_value *xv = &g->vals[nd->in[0]], *wv = &g->vals[nd->in[1]], *yv = &g->vals[nd->out];
     if (p->val_tensor[nd->in[0]] < 0) return unsupported(c, e, "input is not an activation");
     if (!wv->data || wv->rank != 4) return unsupported(c, e, "weights must be a constant [OC, C/group, KH, KW]");
     if (xv->rank != 4 || yv->rank != 4) return unsupported(c, e, "only 2-D convolutions are supported");
     int bias_v = nd->n_in > 2 ? nd->in[2] : -1;
-    if (bias_v >= 0 && (!g->vals[bias_v].data || is_value_numel(&g->vals[bias_v]) != wv->dims[0]))
+    if (bias_v >= 0 && (!g->vals[bias_v].data || ims_value_numel(&g->vals[bias_v]) != wv->dims[0]))
         return unsupported(c, e, "bias must be a constant of OC elements");
     int grp = nd->group > 0 ? nd->group : 1;
     int64_t xd[4], yd[4], wd[5];
@@ -436,7 +436,7 @@ static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
         if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &cd, attr, c->eng, NULL);
     }
     dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "convolution");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "convolution");
 
     imgsim_status s = IMGSIM_OK;
     int xs = -1, wk = -1, wt = -1, bt = -1, yt = -1;
@@ -461,7 +461,7 @@ static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
 /* Element-wise y = f(x) with x's layout: alg with alpha/beta (relu: 0; clip: lo, hi). Runs in
  * place when x dies here. */
 static imgsim_status plan_eltwise(cpu_impl *c, cpu_plan *p, int i, int xval, int yval,
-                                  dnnl_alg_kind_t alg, float alpha, float beta, is_err *e) {
+                                  dnnl_alg_kind_t alg, float alpha, float beta, ims_err *e) {
     int xt = p->val_tensor[xval];
     if (xt < 0) return unsupported(c, e, "input is not an activation");
     dnnl_primitive_attr_t attr;
@@ -480,7 +480,7 @@ static imgsim_status plan_eltwise(cpu_impl *c, cpu_plan *p, int i, int xval, int
     }
     dnnl_primitive_attr_destroy(attr);
     if (s) return s;
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "eltwise");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "eltwise");
     int yt;
     if (xt == p->val_tensor[xval] && can_inplace(c, p, xval, i))
         s = new_tensor(c, p, &p->tens[xt].md, p->tens[xt].buf, NULL, &yt, e);
@@ -498,8 +498,8 @@ static imgsim_status plan_eltwise(cpu_impl *c, cpu_plan *p, int i, int xval, int
 }
 
 /* Applies a node's activation as its own eltwise step (for ops that do not fuse it). */
-static imgsim_status plan_act_step(cpu_impl *c, cpu_plan *p, int i, int yval, is_act act,
-                                   float lo, float hi, is_err *e) {
+static imgsim_status plan_act_step(cpu_impl *c, cpu_plan *p, int i, int yval, ims_act act,
+                                   float lo, float hi, ims_err *e) {
     if (act == IS_ACT_NONE) return IMGSIM_OK;
     float a = act == IS_ACT_RELU ? 0.0f : (isfinite(lo) ? lo : -FLT_MAX);
     float b = act == IS_ACT_RELU ? 0.0f : (isfinite(hi) ? hi : FLT_MAX);
@@ -510,9 +510,9 @@ static imgsim_status plan_act_step(cpu_impl *c, cpu_plan *p, int i, int yval, is
 
 /* BatchNormalization (inference): y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel
  * (axis 1), in x's layout. */
-static imgsim_status plan_bn(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
-    const is_graph *g = c->g;
-    const is_node *nd = &g->nodes[i];
+static imgsim_status plan_bn(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
     int xv = nd->in[0];
     int xt = p->val_tensor[xv];
     if (xt < 0) return unsupported(c, e, "input is not an activation");
@@ -520,7 +520,7 @@ static imgsim_status plan_bn(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
     int64_t ch = g->vals[xv].dims[1];
     for (int k = 1; k <= 4; k++) {
         int v = nd->n_in > k ? nd->in[k] : -1;
-        if (v < 0 || !g->vals[v].data || is_value_numel(&g->vals[v]) != ch)
+        if (v < 0 || !g->vals[v].data || ims_value_numel(&g->vals[v]) != ch)
             return unsupported(c, e, "scale, bias, mean and variance must be constants of C elements");
     }
     dnnl_memory_desc_t cmd;
@@ -543,7 +543,7 @@ static imgsim_status plan_bn(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
     }
     dnnl_primitive_attr_destroy(attr);
     if (s) return s;
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "batch_normalization");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "batch_normalization");
     int ct[4], yt = -1;
     static const int which[4] = {DNNL_ARG_SCALE, DNNL_ARG_SHIFT, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE};
     for (int k = 0; k < 4 && !s; k++) {
@@ -567,11 +567,11 @@ static imgsim_status plan_bn(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
 /* Add / Mul with numpy broadcasting of the second operand: y [dims of the first] =
  * x0 (op) x1, x1's dims equal to y's or 1. One operand may be a constant. Fuses the node's
  * activation as a post-op. */
-static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act, is_err *e) {
-    const is_graph *g = c->g;
-    const is_node *nd = &g->nodes[i];
+static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
     int a = nd->in[0], b = nd->in[1];
-    const is_value *yv = &g->vals[nd->out];
+    const ims_value *yv = &g->vals[nd->out];
     int r = yv->rank;
     int64_t yd[IS_MAX_RANK];
     val_dims(yv, p->batch, yd);
@@ -599,7 +599,7 @@ static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act
         }
     }
     if (!same) return unsupported(c, e, "broadcasting both operands is not supported");
-    const is_value *bv = &g->vals[b];
+    const ims_value *bv = &g->vals[b];
     if (bv->rank > r) return unsupported(c, e, "operand rank above the output's");
     for (int k = 0; k < r; k++) bd[k] = 1;
     int64_t tmp[IS_MAX_RANK];
@@ -651,7 +651,7 @@ static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act
     }
     dnnl_primitive_attr_destroy(attr);
     if (s) return s;
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "binary");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "binary");
     int yt = -1;
     if (at == p->val_tensor[a] && can_inplace(c, p, a, i) && p->tens[bt].buf != p->tens[at].buf)
         s = new_tensor(c, p, &p->tens[at].md, p->tens[at].buf, NULL, &yt, e);
@@ -675,13 +675,13 @@ static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act
 /* MaxPool / AveragePool / GlobalAveragePool: x [N, C, H, W] -> y [N, C, OH, OW] (OH, OW from
  * shape inference, which applied ceil_mode; the right/bottom padding is extended to match, as
  * oneDNN wants the floor formula to hold). */
-static imgsim_status plan_pool(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
-    const is_graph *g = c->g;
-    const is_node *nd = &g->nodes[i];
+static imgsim_status plan_pool(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
     int xv = nd->in[0];
     int xt = p->val_tensor[xv];
     if (xt < 0) return unsupported(c, e, "input is not an activation");
-    const is_value *x = &g->vals[xv], *y = &g->vals[nd->out];
+    const ims_value *x = &g->vals[xv], *y = &g->vals[nd->out];
     if (x->rank != 4 || y->rank != 4) return unsupported(c, e, "only 2-D pooling is supported");
     int64_t xd[4], yd[4];
     val_dims(x, p->batch, xd);
@@ -735,7 +735,7 @@ static imgsim_status plan_pool(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
     }
     dnnl_primitive_attr_destroy(attr);
     if (s) return s;
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "pooling");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "pooling");
     int yt = -1;
     s = new_act(c, p, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), &yt, e);
     if (!s) {
@@ -751,14 +751,14 @@ static imgsim_status plan_pool(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
 
 /* Flatten / Reshape: a view of x in plain layout with y's dims (x converted to plain first if
  * it is blocked). The batch axis must stay the first axis. */
-static imgsim_status plan_reshape(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
-    const is_graph *g = c->g;
-    const is_node *nd = &g->nodes[i];
+static imgsim_status plan_reshape(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
     int xv = nd->in[0];
-    const is_value *x = &g->vals[xv], *y = &g->vals[nd->out];
+    const ims_value *x = &g->vals[xv], *y = &g->vals[nd->out];
     if (p->val_tensor[xv] < 0) return unsupported(c, e, "input is not an activation");
     if (x->dims[0] >= 0 || y->dims[0] >= 0) return unsupported(c, e, "reshape must keep the batch axis first");
-    if (is_value_numel(x) != is_value_numel(y)) return unsupported(c, e, "element counts differ");
+    if (ims_value_numel(x) != ims_value_numel(y)) return unsupported(c, e, "element counts differ");
     int xt;
     TRY(ensure_plain(c, p, xv, p->tens[p->val_tensor[xv]].md.data_type, &xt, e));
     int64_t yd[IS_MAX_RANK];
@@ -774,11 +774,11 @@ static imgsim_status plan_reshape(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
 /* Gemm: y [N, M] = act(alpha * a [N, K] * B' + beta * C + residual) as an inner product;
  * B' = B ([K, M]) or B^T (B [M, K] with transB), C a constant of 1 or M elements. alpha and
  * beta are folded into the weights and bias once. */
-static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
-    const is_graph *g = c->g;
-    const is_node *nd = &g->nodes[i];
+static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
     int av = nd->in[0], bv = nd->in[1], cv = nd->n_in > 2 ? nd->in[2] : -1;
-    const is_value *A = &g->vals[av], *B = &g->vals[bv];
+    const ims_value *A = &g->vals[av], *B = &g->vals[bv];
     if (p->val_tensor[av] < 0 || A->rank != 2 || nd->trans_a)
         return unsupported(c, e, "A must be an activation [N, K] (transA unsupported)");
     if (!B->data || B->rank != 2) return unsupported(c, e, "B must be a constant matrix");
@@ -786,7 +786,7 @@ static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
     int64_t M = nd->trans_b ? B->dims[0] : B->dims[1];
     if ((nd->trans_b ? B->dims[1] : B->dims[0]) != K) return unsupported(c, e, "inner dimensions differ");
     if (cv >= 0) {
-        int64_t cn = is_value_numel(&g->vals[cv]);
+        int64_t cn = ims_value_numel(&g->vals[cv]);
         if (!g->vals[cv].data || (cn != 1 && cn != M)) return unsupported(c, e, "C must be a constant of 1 or N elements");
     }
     dnnl_data_type_t dt = c->act_dt;
@@ -810,15 +810,15 @@ static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
         if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &d, attr, c->eng, NULL);
     }
     dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "inner_product");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "inner_product");
 
     imgsim_status s = IMGSIM_OK;
     int xs = -1, wt = -1, bt = -1, yt = -1;
     s = ensure(c, p, p->val_tensor[av], dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), &xs, e);
     if (!s) {
         /* W [M, K] = alpha * B' in float32, then converted to the chosen layout */
-        float *w = is_malloc_array((size_t)(M * K), sizeof(float));
-        if (!w) s = is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+        float *w = ims_malloc_array((size_t)(M * K), sizeof(float));
+        if (!w) s = ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
         for (int64_t m = 0; !s && m < M; m++)
             for (int64_t k = 0; k < K; k++)
                 w[m * K + k] = nd->alpha * (nd->trans_b ? B->data[m * K + k] : B->data[k * M + m]);
@@ -829,9 +829,9 @@ static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
         if (!s) s = const_tensor(c, p, wk, &wt, e);
     }
     if (!s && cv >= 0) {
-        float *bb = is_malloc_array((size_t)M, sizeof(float));
-        if (!bb) s = is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
-        int64_t cn = is_value_numel(&g->vals[cv]);
+        float *bb = ims_malloc_array((size_t)M, sizeof(float));
+        if (!bb) s = ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+        int64_t cn = ims_value_numel(&g->vals[cv]);
         for (int64_t m = 0; !s && m < M; m++) bb[m] = nd->beta * g->vals[cv].data[cn == 1 ? 0 : m];
         int bk;
         if (!s) s = get_const(c, cv, CPU_CT_GEMM_BIAS, bb, &b_md, &b_md, &bk, e);
@@ -849,11 +849,11 @@ static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
 /* MatMul (numpy semantics, plain layouts): y [..., M, N] = act(a [..., M, K] * b [..., K, N] +
  * residual); a is an activation, b a constant (broadcast over leading axes) or an activation of
  * the same rank. */
-static imgsim_status plan_matmul(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
-    const is_graph *g = c->g;
-    const is_node *nd = &g->nodes[i];
+static imgsim_status plan_matmul(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
     int av = nd->in[0], bv = nd->in[1];
-    const is_value *A = &g->vals[av], *B = &g->vals[bv], *Y = &g->vals[nd->out];
+    const ims_value *A = &g->vals[av], *B = &g->vals[bv], *Y = &g->vals[nd->out];
     int r = Y->rank;
     if (p->val_tensor[av] < 0 || A->rank != r || r < 2)
         return unsupported(c, e, "A must be an activation of the output's rank (>= 2)");
@@ -878,7 +878,7 @@ static imgsim_status plan_matmul(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
     dnnl_status_t st = dnnl_matmul_desc_init(&d, &a_md, &b_md, NULL, &y_md);
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &d, attr, c->eng, NULL);
     dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "matmul");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "matmul");
     imgsim_status s;
     int at = -1, bt = -1, yt = -1;
     s = ensure(c, p, p->val_tensor[av], &a_md, &at, e);
@@ -898,10 +898,10 @@ static imgsim_status plan_matmul(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
 
 /* Concat along axis: inputs in their layouts (converted to one element type), output in the
  * layout oneDNN picks. */
-static imgsim_status plan_concat(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
-    const is_graph *g = c->g;
-    const is_node *nd = &g->nodes[i];
-    const is_value *Y = &g->vals[nd->out];
+static imgsim_status plan_concat(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
+    const ims_value *Y = &g->vals[nd->out];
     int n = nd->n_in;
     if (n < 1 || n > IS_MAX_INPUTS) return unsupported(c, e, "bad number of inputs");
     int ts[IS_MAX_INPUTS];
@@ -924,7 +924,7 @@ static imgsim_status plan_concat(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_concat_primitive_desc_create(&pd, &dst_any, n, nd->axis, mds, attr, c->eng);
     dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "concat");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "concat");
     int yt = -1;
     imgsim_status s = new_act(c, p, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), &yt, e);
     if (!s) {
@@ -940,7 +940,7 @@ static imgsim_status plan_concat(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
 
 /* A residual add for ops that cannot fuse one: y = y + residual, as a binary step. */
 static imgsim_status plan_residual_step(cpu_impl *c, cpu_plan *p, int i, int yval, int rval,
-                                        is_err *e) {
+                                        ims_err *e) {
     int yt = p->val_tensor[yval], rt = p->val_tensor[rval];
     if (rt < 0) return unsupported(c, e, "residual input is not an activation");
     TRY(ensure(c, p, rt, &p->tens[yt].md, &rt, e));
@@ -952,7 +952,7 @@ static imgsim_status plan_residual_step(cpu_impl *c, cpu_plan *p, int i, int yva
                                              &p->tens[yt].md);
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &d, attr, c->eng, NULL);
     dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return cpu_dnnl_fail(c, e, st, "residual add");
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "residual add");
     int ot;
     imgsim_status s = new_act(c, p, &p->tens[yt].md, &ot, e);
     if (!s) {
@@ -968,8 +968,8 @@ static imgsim_status plan_residual_step(cpu_impl *c, cpu_plan *p, int i, int yva
 }
 
 /* Plans node i (not dead). */
-static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
-    const is_node *nd = &c->g->nodes[i];
+static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_node *nd = &c->g->nodes[i];
     int fused_res = 0, fused_act = 0;
     for (int k = 0; k < nd->n_in; k++) {
         int v = nd->in[k];
@@ -1035,14 +1035,14 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, is_err *e) {
 
 /* Builds plan p (p->batch set by the caller) for c->g: input tensor, every live node, and the
  * final reorder of the chosen output into the caller's float32 [n, dim] rows. */
-imgsim_status cpu_plan_build(cpu_impl *c, cpu_plan *p, is_err *e) {
-    const is_graph *g = c->g;
-    p->val_tensor = is_malloc_array((size_t)g->n_vals, sizeof(int));
-    if (!p->val_tensor) return is_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+imgsim_status ims_cpu_plan_build(cpu_impl *c, cpu_plan *p, ims_err *e) {
+    const ims_graph *g = c->g;
+    p->val_tensor = ims_malloc_array((size_t)g->n_vals, sizeof(int));
+    if (!p->val_tensor) return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     for (int v = 0; v < g->n_vals; v++) p->val_tensor[v] = -1;
 
     c->cur_node = -1;
-    const is_value *in = &g->vals[g->input];
+    const ims_value *in = &g->vals[g->input];
     int64_t xd[IS_MAX_RANK];
     val_dims(in, p->batch, xd);
     dnnl_memory_desc_t md;
@@ -1059,19 +1059,19 @@ imgsim_status cpu_plan_build(cpu_impl *c, cpu_plan *p, is_err *e) {
     c->cur_node = -1;
 
     int ot = p->val_tensor[g->output];
-    if (ot < 0) return is_fail(e, IMGSIM_ERR_INTERNAL, "cpu backend: the output value is not computed");
-    const is_value *out = &g->vals[g->output];
+    if (ot < 0) return ims_fail(e, IMGSIM_ERR_INTERNAL, "cpu backend: the output value is not computed");
+    const ims_value *out = &g->vals[g->output];
     int64_t od[IS_MAX_RANK];
     val_dims(out, p->batch, od);
     DN(md_plain(&md, out->rank, od, dnnl_f32), "memory_desc_init");
     int dt;
     TRY(new_tensor(c, p, &md, CPU_BUF_OUTPUT, NULL, &dt, e));
     TRY(push_reorder(c, p, ot, dt, e));
-    return cpu_arena_assign(p, e);
+    return ims_cpu_arena_assign(p, e);
 }
 
 /* Points every arena/scratchpad tensor of p at its place (after the arena is allocated). */
-imgsim_status cpu_plan_bind(cpu_impl *c, cpu_plan *p, is_err *e) {
+imgsim_status ims_cpu_plan_bind(cpu_impl *c, cpu_plan *p, ims_err *e) {
     for (int k = 0; k < p->n_tens; k++) {
         cpu_tensor *t = &p->tens[k];
         void *h = NULL;
@@ -1083,7 +1083,7 @@ imgsim_status cpu_plan_bind(cpu_impl *c, cpu_plan *p, is_err *e) {
     return IMGSIM_OK;
 }
 
-void cpu_plan_free(cpu_plan *p) {
+void ims_cpu_plan_free(cpu_plan *p) {
     for (int k = 0; k < p->n_steps; k++)
         if (p->steps[k].prim) dnnl_primitive_destroy(p->steps[k].prim);
     for (int k = 0; k < p->n_tens; k++)

@@ -1,7 +1,7 @@
 /*
  * cpu_priv.h: private types of the CPU backend (oneDNN). Not used outside src/backend/cpu/.
  *
- * The backend turns an optimised is_graph into "plans", one per batch size it can run (the
+ * The backend turns an optimised ims_graph into "plans", one per batch size it can run (the
  * engine's max_batch and the powers of two below it, so that a partial batch of n runs as a few
  * exact smaller batches instead of a padded full one). A plan is a list of steps (one oneDNN
  * primitive each, with its arguments bound) over "tensors" (a memory descriptor on a buffer).
@@ -34,7 +34,7 @@ typedef struct cpu_buf {
     size_t size;   /* bytes, rounded up to the arena alignment */
     int first;     /* index of the first step that writes it */
     int last;      /* index of the last step that reads it */
-    size_t offset; /* in the arena, set by cpu_arena_assign */
+    size_t offset; /* in the arena, set by ims_cpu_arena_assign */
 } cpu_buf;
 
 typedef struct cpu_tensor {
@@ -72,7 +72,7 @@ typedef struct cpu_const {
     int value;          /* graph value index */
     int tag;            /* which transform of it (CPU_CT_*) */
     dnnl_memory_desc_t md;
-    void *data;         /* is_malloc'ed, 64-byte aligned start inside raw */
+    void *data;         /* ims_malloc'ed, 64-byte aligned start inside raw */
     void *raw;
     dnnl_memory_t mem;
 } cpu_const;
@@ -111,24 +111,24 @@ typedef struct cpu_impl {
     char isa[48];
 
     /* during prepare only */
-    const is_graph *g;
+    const ims_graph *g;
     int *group_last;   /* per value: last node index reading it or any alias of it */
     int cur_node;      /* node being planned (for messages), -1 outside nodes */
 } cpu_impl;
 
 /* cpu_plan.c: builds one plan for batch p->batch over c->g. */
-imgsim_status cpu_plan_build(cpu_impl *c, cpu_plan *p, is_err *e);
-void cpu_plan_free(cpu_plan *p);
+imgsim_status ims_cpu_plan_build(cpu_impl *c, cpu_plan *p, ims_err *e);
+void ims_cpu_plan_free(cpu_plan *p);
 /* Binds every tensor of p to the arena / scratchpad once they are allocated. */
-imgsim_status cpu_plan_bind(cpu_impl *c, cpu_plan *p, is_err *e);
-void cpu_const_free_all(cpu_impl *c);
+imgsim_status ims_cpu_plan_bind(cpu_impl *c, cpu_plan *p, ims_err *e);
+void ims_cpu_const_free_all(cpu_impl *c);
 
 /* cpu_arena.c: assigns arena offsets to p's buffers (greedy best fit over lifetimes); sets
  * p->arena_size. */
-imgsim_status cpu_arena_assign(cpu_plan *p, is_err *e);
+imgsim_status ims_cpu_arena_assign(cpu_plan *p, ims_err *e);
 
 /* Formats a oneDNN failure. */
-imgsim_status cpu_dnnl_fail(cpu_impl *c, is_err *e, dnnl_status_t st, const char *what);
+imgsim_status ims_cpu_dnnl_fail(cpu_impl *c, ims_err *e, dnnl_status_t st, const char *what);
 
 #define CPU_ALIGN 64
 

@@ -39,7 +39,7 @@ typedef struct step_desc {
 } step_desc;
 
 typedef struct cuda_impl {
-    is_cuda_plan plan;
+    ims_cuda_plan plan;
     int dev;
     char gpu_name[128];
     imgsim_precision precision;
@@ -64,12 +64,12 @@ typedef struct cuda_impl {
 
 /* ---- error helpers ------------------------------------------------------------------------ */
 
-static imgsim_status cu_fail(is_err *e, cudaError_t r, const char *what) {
-    return is_fail(e, r == cudaErrorMemoryAllocation ? IMGSIM_ERR_NOMEM : IMGSIM_ERR_BACKEND, "cuda: %s: %s", what,
+static imgsim_status cu_fail(ims_err *e, cudaError_t r, const char *what) {
+    return ims_fail(e, r == cudaErrorMemoryAllocation ? IMGSIM_ERR_NOMEM : IMGSIM_ERR_BACKEND, "cuda: %s: %s", what,
                    cudaGetErrorString(r));
 }
-static imgsim_status dnn_fail(is_err *e, cudnnStatus_t r, const char *what) {
-    return is_fail(e, IMGSIM_ERR_BACKEND, "cuDNN: %s: %s", what, cudnnGetErrorString(r));
+static imgsim_status dnn_fail(ims_err *e, cudnnStatus_t r, const char *what) {
+    return ims_fail(e, IMGSIM_ERR_BACKEND, "cuDNN: %s: %s", what, cudnnGetErrorString(r));
 }
 #define CU(call, what)                                        \
     do {                                                      \
@@ -87,7 +87,7 @@ static imgsim_status dnn_fail(is_err *e, cudnnStatus_t r, const char *what) {
         if (r_) return cu_fail(e, (cudaError_t)r_, (what));                  \
     } while (0)
 
-int is_cuda_available(void) {
+int ims_cuda_available(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
         (void)cudaGetLastError();
@@ -116,9 +116,9 @@ static int math_ok(const cuda_impl *c, cudnnMathType_t m) {
 }
 
 /* Creates a conv step's descriptors (batch n). */
-static imgsim_status conv_desc_init(cuda_impl *c, int si, int n, is_err *e) {
-    const is_cuda_step *s = &c->plan.steps[si];
-    const is_cuda_tensor *x = &c->plan.tensors[s->in[0]], *y = &c->plan.tensors[s->out];
+static imgsim_status conv_desc_init(cuda_impl *c, int si, int n, ims_err *e) {
+    const ims_cuda_step *s = &c->plan.steps[si];
+    const ims_cuda_tensor *x = &c->plan.tensors[s->in[0]], *y = &c->plan.tensors[s->out];
     step_desc *d = &c->sd[si];
     cudnnDataType_t dt = data_type(c);
     DNN(cudnnCreateTensorDescriptor(&d->x), "create tensor descriptor");
@@ -141,18 +141,18 @@ static imgsim_status conv_desc_init(cuda_impl *c, int si, int n, is_err *e) {
     int on, oc, oh, ow;
     DNN(cudnnGetConvolution2dForwardOutputDim(d->conv, d->x, d->w, &on, &oc, &oh, &ow), "output size");
     if (oc != y->c || oh != y->h || ow != y->w)
-        return is_fail(e, IMGSIM_ERR_INTERNAL, "cuda: conv step %d: cuDNN output %dx%dx%d, plan %dx%dx%d", si, oc, oh,
+        return ims_fail(e, IMGSIM_ERR_INTERNAL, "cuda: conv step %d: cuDNN output %dx%dx%d, plan %dx%dx%d", si, oc, oh,
                        ow, y->c, y->h, y->w);
     d->n = n;
     return IMGSIM_OK;
 }
 
 /* Re-sets a conv step's tensor descriptors for batch n (host-only, cheap). */
-static imgsim_status conv_desc_batch(cuda_impl *c, int si, int n, is_err *e) {
+static imgsim_status conv_desc_batch(cuda_impl *c, int si, int n, ims_err *e) {
     step_desc *d = &c->sd[si];
     if (d->n == n) return IMGSIM_OK;
-    const is_cuda_step *s = &c->plan.steps[si];
-    const is_cuda_tensor *x = &c->plan.tensors[s->in[0]], *y = &c->plan.tensors[s->out];
+    const ims_cuda_step *s = &c->plan.steps[si];
+    const ims_cuda_tensor *x = &c->plan.tensors[s->in[0]], *y = &c->plan.tensors[s->out];
     DNN(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NHWC, data_type(c), n, x->c, x->h, x->w), "input descriptor");
     DNN(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NHWC, data_type(c), n, y->c, y->h, y->w), "output descriptor");
     d->n = n;
@@ -166,15 +166,15 @@ static void *tptr(cuda_impl *c, int t) {
 }
 
 /* Runs conv step si for batch n with its chosen algorithm (fused or conv + epilogue). */
-static imgsim_status run_conv(cuda_impl *c, int si, int n, is_err *e) {
-    const is_cuda_step *s = &c->plan.steps[si];
+static imgsim_status run_conv(cuda_impl *c, int si, int n, ims_err *e) {
+    const ims_cuda_step *s = &c->plan.steps[si];
     step_desc *d = &c->sd[si];
     imgsim_status st = conv_desc_batch(c, si, n, e);
     if (st) return st;
     void *x = tptr(c, s->in[0]), *z = tptr(c, s->in[1]), *y = tptr(c, s->out);
     const void *w = c->d_weights + s->w_off;
     float one = 1.f, zero = 0.f, a2 = z ? 1.f : 0.f;
-    const is_cuda_tensor *ty = &c->plan.tensors[s->out];
+    const ims_cuda_tensor *ty = &c->plan.tensors[s->out];
     if (s->fused) {
         const void *bias = c->d_weights + (s->fused == 2 ? s->b_off : s->bh_off);
         DNN(cudnnConvolutionBiasActivationForward(c->dnn, &one, d->x, x, d->w, w, d->conv,
@@ -187,25 +187,25 @@ static imgsim_status run_conv(cuda_impl *c, int si, int n, is_err *e) {
     DNN(cudnnConvolutionForward(c->dnn, &one, d->x, x, d->w, w, d->conv, (cudnnConvolutionFwdAlgo_t)s->algo, c->d_ws,
                                 c->ws_bytes, &zero, d->y, y),
         "convolution");
-    KER(is_k_epilogue(y, (const float *)(c->d_weights + s->b_off), z, c->plan.elt, (int64_t)n * ty->h * ty->w, ty->c,
+    KER(ims_k_epilogue(y, (const float *)(c->d_weights + s->b_off), z, c->plan.elt, (int64_t)n * ty->h * ty->w, ty->c,
                       s->act, s->act_min, s->act_max, c->s_comp),
         "conv epilogue kernel");
     return IMGSIM_OK;
 }
 
 /* Enqueues the whole forward pass for n images of slot on s_comp. */
-static imgsim_status forward(cuda_impl *c, int slot, int n, is_err *e) {
-    const is_cuda_plan *p = &c->plan;
+static imgsim_status forward(cuda_impl *c, int slot, int n, ims_err *e) {
+    const ims_cuda_plan *p = &c->plan;
     int elt = p->elt;
     for (int i = 0; i < p->n_steps; i++) {
-        const is_cuda_step *s = &p->steps[i];
-        const is_cuda_tensor *tx = s->in[0] >= 0 ? &p->tensors[s->in[0]] : NULL;
-        const is_cuda_tensor *ty = s->out >= 0 ? &p->tensors[s->out] : NULL;
+        const ims_cuda_step *s = &p->steps[i];
+        const ims_cuda_tensor *tx = s->in[0] >= 0 ? &p->tensors[s->in[0]] : NULL;
+        const ims_cuda_tensor *ty = s->out >= 0 ? &p->tensors[s->out] : NULL;
         void *x = tptr(c, s->in[0]), *x1 = tptr(c, s->in[1]), *y = tptr(c, s->out);
         imgsim_status st;
         switch (s->kind) {
         case IS_CS_INPUT:
-            KER(is_k_input(y, c->d_in[slot], elt, n, p->in_c, ty->c, p->in_h, p->in_w, s->sh == 2, ty->h, ty->w, s->pt,
+            KER(ims_k_input(y, c->d_in[slot], elt, n, p->in_c, ty->c, p->in_h, p->in_w, s->sh == 2, ty->h, ty->w, s->pt,
                            s->pl, c->s_comp),
                 "input kernel");
             break;
@@ -214,12 +214,12 @@ static imgsim_status forward(cuda_impl *c, int slot, int n, is_err *e) {
             break;
         case IS_CS_MAXPOOL:
         case IS_CS_AVGPOOL:
-            KER(is_k_pool(y, x, elt, s->kind == IS_CS_MAXPOOL, n, tx->h, tx->w, tx->c, ty->h, ty->w, s->kh, s->kw, s->sh,
+            KER(ims_k_pool(y, x, elt, s->kind == IS_CS_MAXPOOL, n, tx->h, tx->w, tx->c, ty->h, ty->w, s->kh, s->kw, s->sh,
                           s->sw, s->pt, s->pl, s->count_include_pad, c->s_comp),
                 "pool kernel");
             break;
         case IS_CS_GAP:
-            KER(is_k_gap(y, x, elt, n, tx->h * tx->w, tx->c, c->s_comp), "global average pool kernel");
+            KER(ims_k_gap(y, x, elt, n, tx->h * tx->w, tx->c, c->s_comp), "global average pool kernel");
             break;
         case IS_CS_ADD:
         case IS_CS_MUL:
@@ -227,15 +227,15 @@ static imgsim_status forward(cuda_impl *c, int slot, int n, is_err *e) {
         case IS_CS_ACT: {
             int op = s->kind == IS_CS_ADD ? 0 : s->kind == IS_CS_MUL ? 1 : s->kind == IS_CS_SIGMOID ? 2 : 3;
             int bc = x1 && p->tensors[s->in[1]].h * p->tensors[s->in[1]].w == 1 && tx->h * tx->w > 1;
-            KER(is_k_binary(y, x, x1, elt, op, n, tx->h * tx->w, tx->c, bc, s->act, s->act_min, s->act_max, c->s_comp),
+            KER(ims_k_binary(y, x, x1, elt, op, n, tx->h * tx->w, tx->c, bc, s->act, s->act_min, s->act_max, c->s_comp),
                 "element-wise kernel");
             break;
         }
         case IS_CS_CONCAT:
-            KER(is_k_concat(y, x, elt, n, tx->h * tx->w, tx->c, ty->c, s->coff, c->s_comp), "concat kernel");
+            KER(ims_k_concat(y, x, elt, n, tx->h * tx->w, tx->c, ty->c, s->coff, c->s_comp), "concat kernel");
             break;
         case IS_CS_FLATTEN:
-            KER(is_k_flatten(y, x, elt, n, tx->h * tx->w, tx->c, c->s_comp), "flatten kernel");
+            KER(ims_k_flatten(y, x, elt, n, tx->h * tx->w, tx->c, c->s_comp), "flatten kernel");
             break;
         case IS_CS_GEMM: {
             /* column-major view: C'[N, n] = W'[K, N]^T . A'[K, n] */
@@ -249,18 +249,18 @@ static imgsim_status forward(cuda_impl *c, int slot, int n, is_err *e) {
                                             c->d_weights + s->w_off, dt, K, x, dt, K, &zero, y, dt, N, ct,
                                             CUBLAS_GEMM_DEFAULT);
             if (r != CUBLAS_STATUS_SUCCESS)
-                return is_fail(e, IMGSIM_ERR_BACKEND, "cuBLAS: gemm step %d failed (status %d)", i, (int)r);
-            KER(is_k_epilogue(y, (const float *)(c->d_weights + s->b_off), x1, elt, n, N, s->act, s->act_min,
+                return ims_fail(e, IMGSIM_ERR_BACKEND, "cuBLAS: gemm step %d failed (status %d)", i, (int)r);
+            KER(ims_k_epilogue(y, (const float *)(c->d_weights + s->b_off), x1, elt, n, N, s->act, s->act_min,
                               s->act_max, c->s_comp),
                 "gemm epilogue kernel");
             break;
         }
         case IS_CS_OUTPUT:
-            KER(is_k_output(c->d_out[slot], x, elt, n, tx->h * tx->w, tx->c, s->gap, c->normalize, c->s_comp),
+            KER(ims_k_output(c->d_out[slot], x, elt, n, tx->h * tx->w, tx->c, s->gap, c->normalize, c->s_comp),
                 "output kernel");
             break;
         default:
-            return is_fail(e, IMGSIM_ERR_INTERNAL, "cuda: unknown step kind %d", s->kind);
+            return ims_fail(e, IMGSIM_ERR_INTERNAL, "cuda: unknown step kind %d", s->kind);
         }
     }
     return IMGSIM_OK;
@@ -268,7 +268,7 @@ static imgsim_status forward(cuda_impl *c, int slot, int n, is_err *e) {
 
 /* Launches the forward pass for (slot, n): through a CUDA graph captured on first use, or
  * directly when graphs are off or capture failed. */
-static imgsim_status launch(cuda_impl *c, int slot, int n, is_err *e) {
+static imgsim_status launch(cuda_impl *c, int slot, int n, ims_err *e) {
     if (c->use_graphs) {
         cudaGraphExec_t *ge = &c->graphs[slot][n];
         cudaGraphExec_t full = c->graphs[slot][c->max_batch];
@@ -283,7 +283,7 @@ static imgsim_status launch(cuda_impl *c, int slot, int n, is_err *e) {
         }
         if (!*ge) {
             /* one plain pass first, so that lazily loaded kernels are loaded outside the capture */
-            double tc = is_now();
+            double tc = ims_now();
             imgsim_status st0 = forward(c, slot, n, e);
             if (st0) return st0;
             cudaGraph_t graph = NULL;
@@ -295,12 +295,12 @@ static imgsim_status launch(cuda_impl *c, int slot, int n, is_err *e) {
             if (st || r != cudaSuccess) {
                 (void)cudaGetLastError();
                 *ge = NULL;
-                is_log_warn("cuda: capturing a CUDA graph failed (%s); running without graphs",
+                ims_log_warn("cuda: capturing a CUDA graph failed (%s); running without graphs",
                             st ? e->msg : cudaGetErrorString(r));
                 c->use_graphs = 0;
                 return forward(c, slot, n, e);
             }
-            is_log_debug("cuda: captured the graph for slot %d batch %d in %.3f s", slot, n, is_now() - tc);
+            ims_log_debug("cuda: captured the graph for slot %d batch %d in %.3f s", slot, n, ims_now() - tc);
         }
         CU(cudaGraphLaunch(*ge, c->s_comp), "graph launch");
         return IMGSIM_OK;
@@ -312,7 +312,7 @@ static imgsim_status launch(cuda_impl *c, int slot, int n, is_err *e) {
 
 /* Times fn-like enqueues: runs the step once (warm-up), then reps times between events; returns
  * the mean ms, or a negative value when the call fails. */
-static float time_conv(cuda_impl *c, int si, int reps, is_err *e) {
+static float time_conv(cuda_impl *c, int si, int reps, ims_err *e) {
     cudaEvent_t a, b;
     if (run_conv(c, si, c->max_batch, e)) {
         (void)cudaGetLastError();
@@ -382,8 +382,8 @@ static size_t conv_ws(cuda_impl *c, int si) {
 
 /* Chooses each convolution's algorithm at max_batch: the fastest plain algorithm from
  * cudnnFindConvolutionForwardAlgorithmEx (+ the epilogue pass) against the fused call. */
-static imgsim_status autotune(cuda_impl *c, is_err *e) {
-    is_cuda_plan *p = &c->plan;
+static imgsim_status autotune(cuda_impl *c, ims_err *e) {
+    ims_cuda_plan *p = &c->plan;
     size_t free_b = 0, total_b = 0;
     CU(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
     size_t cap = free_b / 4 < TUNE_WS_MAX ? free_b / 4 : TUNE_WS_MAX;
@@ -391,12 +391,12 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
     c->d_ws = NULL;
     CU(cudaMalloc((void **)&c->d_ws, cap ? cap : 1), "workspace for autotuning");
     c->ws_bytes = cap;
-    KER(is_k_fill(c->d_arena, p->elt, p->arena_per_image * c->max_batch / p->elt, 12345u, c->s_comp), "fill");
+    KER(ims_k_fill(c->d_arena, p->elt, p->arena_per_image * c->max_batch / p->elt, 12345u, c->s_comp), "fill");
     int64_t ws_need = 0;
     float total_ms = 0;
     int n_fused = 0, n_conv = 0;
     for (int si = 0; si < p->n_steps; si++) {
-        is_cuda_step *s = &p->steps[si];
+        ims_cuda_step *s = &p->steps[si];
         if (s->kind != IS_CS_CONV) continue;
         n_conv++;
         step_desc *d = &c->sd[si];
@@ -410,7 +410,7 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
             c->dnn, d->x, tptr(c, s->in[0]), d->w, c->d_weights + s->w_off, d->conv, d->y, tptr(c, s->out),
             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, c->d_ws, c->ws_bytes);
         if (fr != CUDNN_STATUS_SUCCESS) {
-            is_log_debug("cuDNN: find algorithm for step %d: %s", si, cudnnGetErrorString(fr));
+            ims_log_debug("cuDNN: find algorithm for step %d: %s", si, cudnnGetErrorString(fr));
             (void)cudaGetLastError();
             got = 0;
         }
@@ -459,7 +459,7 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
                         continue;
                     int save_algo = s->algo, save_math = s->math, save_fused = s->fused;
                     s->algo = cands[k], s->math = default_math(c), s->fused = fused;
-                    is_err tmp;
+                    ims_err tmp;
                     float t = time_conv(c, si, 10, &tmp);
                     if (t >= 0 && (t_fused[0] < 0 || t < t_fused[0])) t_fused[0] = t, t_fused[1] = (float)cands[k];
                     if (t >= 0 && (best < 0 || t < best)) {
@@ -475,12 +475,12 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
             }
         }
         if (best_algo < 0)
-            return is_fail(e, IMGSIM_ERR_BACKEND, "cuDNN: no usable algorithm for convolution step %d", si);
+            return ims_fail(e, IMGSIM_ERR_BACKEND, "cuDNN: no usable algorithm for convolution step %d", si);
         s->algo = best_algo, s->math = best_math, s->fused = fused_best;
         s->tuned_ms = best;
         {
-            const is_cuda_tensor *tx = &p->tensors[s->in[0]], *ty = &p->tensors[s->out];
-            is_log_debug("cuda: conv %2d %dx%d/%d %4d->%4d %3dx%3d act %d res %d: find algo %d %.3f ms, +epilogue "
+            const ims_cuda_tensor *tx = &p->tensors[s->in[0]], *ty = &p->tensors[s->out];
+            ims_log_debug("cuda: conv %2d %dx%d/%d %4d->%4d %3dx%3d act %d res %d: find algo %d %.3f ms, +epilogue "
                          "%.3f ms; best fused %.3f ms (algo %d) -> %s algo %d (%.3f ms)",
                          si, s->kh, s->kw, s->sh, tx->c, ty->c, ty->h, ty->w, s->act, s->in[1] >= 0, plain_algo,
                          t_find, t_plain, t_fused[0], (int)t_fused[1], s->fused ? "fused" : "plain", s->algo, best);
@@ -497,7 +497,7 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
     p->ws_bytes = ws_need;
     for (int si = 0; si < p->n_steps; si++)
         if (p->steps[si].ws_bytes > p->ws_bytes) p->ws_bytes = p->steps[si].ws_bytes;
-    is_log_info("cuda: tuned %d convolutions at batch %d (%d fused in cuDNN): %.3f ms of convolution per batch", n_conv,
+    ims_log_info("cuda: tuned %d convolutions at batch %d (%d fused in cuDNN): %.3f ms of convolution per batch", n_conv,
                 c->max_batch, n_fused, total_ms);
     CU(cudaStreamSynchronize(c->s_comp), "autotune");
     return IMGSIM_OK;
@@ -506,7 +506,7 @@ static imgsim_status autotune(cuda_impl *c, is_err *e) {
 /* ---- setup --------------------------------------------------------------------------------------- */
 
 /* Fills the key from the device and library versions. */
-static imgsim_status make_key(cuda_impl *c, const is_graph *g, is_cuda_key *k, is_err *e) {
+static imgsim_status make_key(cuda_impl *c, const ims_graph *g, ims_cuda_key *k, ims_err *e) {
     memset(k, 0, sizeof *k);
     struct cudaDeviceProp prop;
     CU(cudaGetDeviceProperties(&prop, c->dev), "cudaGetDeviceProperties");
@@ -532,13 +532,13 @@ static imgsim_status make_key(cuda_impl *c, const is_graph *g, is_cuda_key *k, i
 
 /* Bytes of device memory per image of batch capacity (arena + staging of every slot). */
 static size_t bytes_per_image(const cuda_impl *c) {
-    const is_cuda_plan *p = &c->plan;
+    const ims_cuda_plan *p = &c->plan;
     return (size_t)p->arena_per_image +
            MAX_SLOTS * ((size_t)p->in_c * p->in_h * p->in_w * 4 + (size_t)p->dim * 4);
 }
 
 /* Checks the batch capacity against free device memory; with batch_auto shrinks it. */
-static imgsim_status fit_memory(cuda_impl *c, int batch_auto, size_t ws_guess, is_err *e) {
+static imgsim_status fit_memory(cuda_impl *c, int batch_auto, size_t ws_guess, ims_err *e) {
     size_t free_b = 0, total_b = 0;
     CU(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
     size_t fixed = (size_t)c->plan.weights_bytes + ws_guess + ((size_t)64 << 20); /* + slack for cuDNN/cuBLAS */
@@ -547,12 +547,12 @@ static imgsim_status fit_memory(cuda_impl *c, int batch_auto, size_t ws_guess, i
     int64_t fits = per ? (int64_t)(usable / per) : 0;
     if (fits >= c->max_batch) return IMGSIM_OK;
     if (batch_auto && fits >= 1) {
-        is_log_info("cuda: batch size %d does not fit in %.1f GiB free device memory; using %lld", c->max_batch,
+        ims_log_info("cuda: batch size %d does not fit in %.1f GiB free device memory; using %lld", c->max_batch,
                     free_b / 1073741824.0, (long long)fits);
         c->max_batch = (int)fits;
         return IMGSIM_OK;
     }
-    return is_fail(e, IMGSIM_ERR_TOO_LARGE,
+    return ims_fail(e, IMGSIM_ERR_TOO_LARGE,
                    "cuda: batch size %d needs %.2f GiB of device memory (%.1f MiB per image + %.1f MiB weights/"
                    "workspace) but %s has %.2f GiB free; the largest batch that fits is %lld",
                    c->max_batch, ((double)per * c->max_batch + fixed) / 1073741824.0, per / 1048576.0,
@@ -560,8 +560,8 @@ static imgsim_status fit_memory(cuda_impl *c, int batch_auto, size_t ws_guess, i
 }
 
 /* Allocates the device weights, arena, slots, events and descriptors for the current plan. */
-static imgsim_status allocate(cuda_impl *c, is_err *e) {
-    const is_cuda_plan *p = &c->plan;
+static imgsim_status allocate(cuda_impl *c, ims_err *e) {
+    const ims_cuda_plan *p = &c->plan;
     size_t in_bytes = (size_t)c->max_batch * p->in_c * p->in_h * p->in_w * 4;
     size_t out_bytes = (size_t)c->max_batch * (size_t)p->dim * 4;
     CU(cudaMalloc((void **)&c->d_weights, p->weights_bytes ? (size_t)p->weights_bytes : 1), "weights");
@@ -576,12 +576,12 @@ static imgsim_status allocate(cuda_impl *c, is_err *e) {
         CU(cudaEventCreateWithFlags(&c->ev_comp[s], cudaEventDisableTiming), "event");
         CU(cudaEventCreateWithFlags(&c->ev_d2h[s], cudaEventDisableTiming), "event");
         CU(cudaMemset(c->d_in[s], 0, in_bytes), "device input buffer");
-        c->graphs[s] = is_calloc((size_t)c->max_batch + 1, sizeof(cudaGraphExec_t));
-        c->graph_seen[s] = is_calloc((size_t)c->max_batch + 1, 1);
-        if (!c->graphs[s] || !c->graph_seen[s]) return is_fail(e, IMGSIM_ERR_NOMEM, "cuda: out of memory");
+        c->graphs[s] = ims_calloc((size_t)c->max_batch + 1, sizeof(cudaGraphExec_t));
+        c->graph_seen[s] = ims_calloc((size_t)c->max_batch + 1, 1);
+        if (!c->graphs[s] || !c->graph_seen[s]) return ims_fail(e, IMGSIM_ERR_NOMEM, "cuda: out of memory");
     }
-    c->sd = is_calloc((size_t)p->n_steps + 1, sizeof *c->sd);
-    if (!c->sd) return is_fail(e, IMGSIM_ERR_NOMEM, "cuda: out of memory");
+    c->sd = ims_calloc((size_t)p->n_steps + 1, sizeof *c->sd);
+    if (!c->sd) return ims_fail(e, IMGSIM_ERR_NOMEM, "cuda: out of memory");
     for (int i = 0; i < p->n_steps; i++) {
         if (p->steps[i].kind != IS_CS_CONV) continue;
         imgsim_status st = conv_desc_init(c, i, c->max_batch, e);
@@ -593,7 +593,7 @@ static imgsim_status allocate(cuda_impl *c, is_err *e) {
 }
 
 /* Sizes the workspace to what the chosen algorithms need and hands it to cuBLAS as well. */
-static imgsim_status set_workspace(cuda_impl *c, is_err *e) {
+static imgsim_status set_workspace(cuda_impl *c, ims_err *e) {
     size_t need = (size_t)c->plan.ws_bytes;
     size_t blas = (size_t)32 << 20;
     if (need < blas) need = blas;
@@ -603,34 +603,34 @@ static imgsim_status set_workspace(cuda_impl *c, is_err *e) {
     CU(cudaMalloc((void **)&c->d_ws, need), "workspace");
     c->ws_bytes = need;
     if (c->blas && cublasSetWorkspace(c->blas, c->d_ws, need) != CUBLAS_STATUS_SUCCESS)
-        return is_fail(e, IMGSIM_ERR_BACKEND, "cuBLAS: cannot set the workspace");
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "cuBLAS: cannot set the workspace");
     return IMGSIM_OK;
 }
 
 /* Chooses the engine file path: explicit, in the cache folder, or none. */
-static void engine_path(cuda_impl *c, const is_backend_cfg *cfg) {
+static void engine_path(cuda_impl *c, const ims_backend_cfg *cfg) {
     c->engine_path[0] = 0;
     if (cfg->engine_file && *cfg->engine_file) {
         snprintf(c->engine_path, sizeof c->engine_path, "%s", cfg->engine_file);
         return;
     }
     if (cfg->engine_cache && !strcmp(cfg->engine_cache, "off")) return;
-    char *dir = cfg->engine_cache && *cfg->engine_cache ? is_strdup(cfg->engine_cache) : is_cuda_default_cache_dir();
+    char *dir = cfg->engine_cache && *cfg->engine_cache ? ims_strdup(cfg->engine_cache) : ims_cuda_default_cache_dir();
     if (!dir) return;
-    char *path = is_cuda_cache_path(dir, &c->plan.key);
+    char *path = ims_cuda_cache_path(dir, &c->plan.key);
     if (path) snprintf(c->engine_path, sizeof c->engine_path, "%s", path);
     free(path);
     free(dir);
 }
 
-static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_backend_cfg *cfg, is_err *e) {
+static imgsim_status cuda_prepare(ims_backend *b, const ims_graph *g, const ims_backend_cfg *cfg, ims_err *e) {
     cuda_impl *c = b->impl;
-    double t0 = is_now();
+    double t0 = ims_now();
     imgsim_status st;
     c->dev = cfg->device_index;
     c->precision = cfg->precision;
     if (c->precision == IMGSIM_PREC_BF16)
-        return is_fail(e, IMGSIM_ERR_UNSUPPORTED, "cuda: precision bf16 is not supported by the CUDA engine (use fp16, tf32 or fp32)");
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cuda: precision bf16 is not supported by the CUDA engine (use fp16, tf32 or fp32)");
     c->max_batch = cfg->max_batch > 0 ? cfg->max_batch : 32;
     c->normalize = cfg->normalize;
     const char *ge = getenv("IMGSIM_CUDA_GRAPHS");
@@ -638,10 +638,10 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         (void)cudaGetLastError();
-        return is_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda: no CUDA device found");
+        return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda: no CUDA device found");
     }
     if (c->dev < 0 || c->dev >= ndev)
-        return is_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda: device %d does not exist (%d device%s)", c->dev, ndev,
+        return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda: device %d does not exist (%d device%s)", c->dev, ndev,
                        ndev == 1 ? "" : "s");
     CU(cudaSetDevice(c->dev), "cudaSetDevice");
     DNN(cudnnCreate(&c->dnn), "cudnnCreate");
@@ -655,23 +655,23 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
     DNN(cudnnSetActivationDescriptor(c->act_relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0), "relu");
     DNN(cudnnSetActivationDescriptor(c->act_id, CUDNN_ACTIVATION_IDENTITY, CUDNN_NOT_PROPAGATE_NAN, 0.0), "identity");
 
-    double t_init = is_now();
-    is_cuda_key key;
+    double t_init = ims_now();
+    ims_cuda_key key;
     if ((st = make_key(c, g, &key, e))) return st;
     c->plan.key = key;
     engine_path(c, cfg);
 
     /* 1. a matching engine file? */
     int loaded = 0;
-    if (c->engine_path[0] && is_path_exists(c->engine_path)) {
-        is_err le;
-        is_cuda_plan fp;
+    if (c->engine_path[0] && ims_path_exists(c->engine_path)) {
+        ims_err le;
+        ims_cuda_plan fp;
         char why[512];
-        if (is_cuda_plan_load(&fp, c->engine_path, &le)) {
-            is_log_warn("engine file %s is unusable (%s); rebuilding", c->engine_path, le.msg);
-        } else if (!is_cuda_key_equal(&fp.key, &key, why, sizeof why)) {
-            is_log_warn("engine file %s is for %s; rebuilding", c->engine_path, why);
-            is_cuda_plan_free(&fp);
+        if (ims_cuda_plan_load(&fp, c->engine_path, &le)) {
+            ims_log_warn("engine file %s is unusable (%s); rebuilding", c->engine_path, le.msg);
+        } else if (!ims_cuda_key_equal(&fp.key, &key, why, sizeof why)) {
+            ims_log_warn("engine file %s is for %s; rebuilding", c->engine_path, why);
+            ims_cuda_plan_free(&fp);
         } else {
             c->plan = fp;
             loaded = 1;
@@ -679,10 +679,10 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
     }
     /* 2. else plan from the graph (unless the caller only has a stub of it) */
     if (!loaded && cfg->cached_only)
-        return is_fail(e, IMGSIM_ERR_MISMATCH, "cuda: no matching engine file%s%s", c->engine_path[0] ? " at " : "",
+        return ims_fail(e, IMGSIM_ERR_MISMATCH, "cuda: no matching engine file%s%s", c->engine_path[0] ? " at " : "",
                        c->engine_path);
     if (!loaded) {
-        if ((st = is_cuda_compile(&c->plan, g, c->precision == IMGSIM_PREC_FP16 ? 2 : 4, e))) return st;
+        if ((st = ims_cuda_compile(&c->plan, g, c->precision == IMGSIM_PREC_FP16 ? 2 : 4, e))) return st;
         c->plan.key = key;
         for (int i = 0; i < c->plan.n_steps; i++) c->plan.steps[i].algo = -1, c->plan.steps[i].math = -1;
     }
@@ -690,42 +690,42 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
     for (int i = 0; i < c->plan.n_steps && !c->blas; i++) {
         if (c->plan.steps[i].kind != IS_CS_GEMM) continue;
         if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS)
-            return is_fail(e, IMGSIM_ERR_BACKEND, "cuBLAS: cublasCreate failed");
+            return ims_fail(e, IMGSIM_ERR_BACKEND, "cuBLAS: cublasCreate failed");
         cublasSetStream(c->blas, c->s_comp);
         if (c->precision == IMGSIM_PREC_FP32) cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH);
     }
-    double t_plan = is_now();
+    double t_plan = ims_now();
     if ((st = fit_memory(c, cfg->batch_auto, loaded ? (size_t)c->plan.ws_bytes : ((size_t)256 << 20), e))) return st;
     if ((st = allocate(c, e))) return st;
-    double t_alloc = is_now();
+    double t_alloc = ims_now();
     if (!loaded) {
         if ((st = autotune(c, e))) return st;
         if ((st = set_workspace(c, e))) return st;
         if (c->engine_path[0]) {
-            is_err we;
-            if (is_cuda_plan_save(&c->plan, c->engine_path, &we))
-                is_log_warn("cuda: cannot write engine file: %s", we.msg);
+            ims_err we;
+            if (ims_cuda_plan_save(&c->plan, c->engine_path, &we))
+                ims_log_warn("cuda: cannot write engine file: %s", we.msg);
             else
-                is_log_info("cuda: wrote engine file %s", c->engine_path);
+                ims_log_info("cuda: wrote engine file %s", c->engine_path);
         }
     } else {
         if ((st = set_workspace(c, e))) return st;
-        is_log_info("cuda: loaded engine file %s", c->engine_path);
+        ims_log_info("cuda: loaded engine file %s", c->engine_path);
     }
     c->device_bytes += c->ws_bytes;
     c->loaded_from_file = loaded;
     /* warm-up: every slot's full-batch pass once, which loads the kernels (lazily loaded by CUDA)
      * and captures the slots' CUDA graphs, so that the first batches run at full speed */
-    double t_warm = is_now();
+    double t_warm = ims_now();
     st = IMGSIM_OK;
     for (int s = 0; s < MAX_SLOTS && !st; s++) st = launch(c, s, c->max_batch, e);
     if (st) return st;
     CU(cudaDeviceSynchronize(), "prepare");
-    t_warm = is_now() - t_warm;
-    c->build_seconds = is_now() - t0;
-    is_log_debug("cuda: prepare %.3f s: device+handles %.3f, %s %.3f, allocate %.3f, %s %.3f (warm-up %.3f)",
+    t_warm = ims_now() - t_warm;
+    c->build_seconds = ims_now() - t0;
+    ims_log_debug("cuda: prepare %.3f s: device+handles %.3f, %s %.3f, allocate %.3f, %s %.3f (warm-up %.3f)",
                  c->build_seconds, t_init - t0, loaded ? "load file" : "plan", t_plan - t_init, t_alloc - t_plan,
-                 loaded ? "finish" : "autotune+write", is_now() - t_alloc, t_warm);
+                 loaded ? "finish" : "autotune+write", ims_now() - t_alloc, t_warm);
     b->dim = c->plan.dim;
     b->in_c = c->plan.in_c, b->in_h = c->plan.in_h, b->in_w = c->plan.in_w;
     b->max_batch = c->max_batch;
@@ -734,21 +734,21 @@ static imgsim_status cuda_prepare(is_backend *b, const is_graph *g, const is_bac
 
 /* ---- running ------------------------------------------------------------------------------------ */
 
-static float *cuda_input_buffer(is_backend *b, int slot) {
+static float *cuda_input_buffer(ims_backend *b, int slot) {
     cuda_impl *c = b->impl;
     return slot >= 0 && slot < MAX_SLOTS ? c->h_in[slot] : NULL;
 }
 
-static imgsim_status check_slot(const cuda_impl *c, int slot, int n, is_err *e) {
+static imgsim_status check_slot(const cuda_impl *c, int slot, int n, ims_err *e) {
     if (slot < 0 || slot >= MAX_SLOTS || n < 1 || n > c->max_batch)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: submit slot %d with %d images (max batch %d)", slot, n,
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: submit slot %d with %d images (max batch %d)", slot, n,
                        c->max_batch);
     return IMGSIM_OK;
 }
 
 /* Runs slot's batch of n once ready (an event on the input, or NULL) and copies its features
  * back, all asynchronously; cuda_collect waits for them. */
-static imgsim_status run_slot(cuda_impl *c, int slot, int n, cudaEvent_t ready, is_err *e) {
+static imgsim_status run_slot(cuda_impl *c, int slot, int n, cudaEvent_t ready, ims_err *e) {
     imgsim_status st = check_slot(c, slot, n, e);
     if (st) return st;
     if (ready) CU(cudaStreamWaitEvent(c->s_comp, ready, 0), "event wait");
@@ -763,21 +763,21 @@ static imgsim_status run_slot(cuda_impl *c, int slot, int n, cudaEvent_t ready, 
     return IMGSIM_OK;
 }
 
-static imgsim_status cuda_submit(is_backend *b, int slot, int n, is_err *e) {
+static imgsim_status cuda_submit(ims_backend *b, int slot, int n, ims_err *e) {
     cuda_impl *c = b->impl;
     imgsim_status st = check_slot(c, slot, n, e);
     if (st) return st;
-    const is_cuda_plan *p = &c->plan;
+    const ims_cuda_plan *p = &c->plan;
     size_t in_bytes = (size_t)n * p->in_c * p->in_h * p->in_w * 4;
     CU(cudaMemcpyAsync(c->d_in[slot], c->h_in[slot], in_bytes, cudaMemcpyHostToDevice, c->s_in), "input copy");
     CU(cudaEventRecord(c->ev_h2d[slot], c->s_in), "event");
     return run_slot(c, slot, n, c->ev_h2d[slot], e);
 }
 
-static imgsim_status cuda_collect(is_backend *b, int slot, float *out, is_err *e) {
+static imgsim_status cuda_collect(ims_backend *b, int slot, float *out, ims_err *e) {
     cuda_impl *c = b->impl;
     if (slot < 0 || slot >= MAX_SLOTS || c->slot_n[slot] <= 0)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: collect of slot %d that was not submitted", slot);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: collect of slot %d that was not submitted", slot);
     CU(cudaEventSynchronize(c->ev_d2h[slot]), "inference");
     CU(cudaGetLastError(), "inference");
     memcpy(out, c->h_out[slot], (size_t)c->slot_n[slot] * (size_t)c->plan.dim * 4);
@@ -786,36 +786,36 @@ static imgsim_status cuda_collect(is_backend *b, int slot, float *out, is_err *e
 }
 
 /* The slot's device input buffer, for producers that write it on the GPU (GPU decoding). */
-static void *cuda_device_input(is_backend *b, int slot) {
+static void *cuda_device_input(ims_backend *b, int slot) {
     cuda_impl *c = b->impl;
     return slot >= 0 && slot < MAX_SLOTS ? c->d_in[slot] : NULL;
 }
 
 /* Like cuda_submit, but the input is already in the slot's device buffer: the forward pass
  * waits for the producer's event instead of a host copy. */
-static imgsim_status cuda_submit_device(is_backend *b, int slot, int n, void *ready_event, is_err *e) {
+static imgsim_status cuda_submit_device(ims_backend *b, int slot, int n, void *ready_event, ims_err *e) {
     return run_slot(b->impl, slot, n, (cudaEvent_t)ready_event, e);
 }
 
-static int cuda_device_index_of(const is_backend *b) {
+static int cuda_device_index_of(const ims_backend *b) {
     return ((const cuda_impl *)b->impl)->dev;
 }
 
-static imgsim_status cuda_run(is_backend *b, const float *input, int n, float *out, is_err *e) {
+static imgsim_status cuda_run(ims_backend *b, const float *input, int n, float *out, ims_err *e) {
     cuda_impl *c = b->impl;
     if (n < 1 || n > c->max_batch)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: batch of %d images (max batch %d)", n, c->max_batch);
-    const is_cuda_plan *p = &c->plan;
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: batch of %d images (max batch %d)", n, c->max_batch);
+    const ims_cuda_plan *p = &c->plan;
     memcpy(c->h_in[0], input, (size_t)n * p->in_c * p->in_h * p->in_w * 4);
     imgsim_status st = cuda_submit(b, 0, n, e);
     return st ? st : cuda_collect(b, 0, out, e);
 }
 
-imgsim_status is_cuda_bench_device(is_backend *b, int n, int iters, double *ms, is_err *e) {
+imgsim_status ims_cuda_bench_device(ims_backend *b, int n, int iters, double *ms, ims_err *e) {
     cuda_impl *c = b->impl;
-    if (n < 1 || n > c->max_batch || iters < 1) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda bench: bad batch");
-    const is_cuda_plan *p = &c->plan;
-    KER(is_k_fill(c->d_in[0], 4, (int64_t)c->max_batch * p->in_c * p->in_h * p->in_w, 777u, c->s_comp), "fill");
+    if (n < 1 || n > c->max_batch || iters < 1) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda bench: bad batch");
+    const ims_cuda_plan *p = &c->plan;
+    KER(ims_k_fill(c->d_in[0], 4, (int64_t)c->max_batch * p->in_c * p->in_h * p->in_w, 777u, c->s_comp), "fill");
     imgsim_status st;
     for (int i = 0; i < 3; i++)
         if ((st = launch(c, 0, n, e))) return st;
@@ -835,12 +835,12 @@ imgsim_status is_cuda_bench_device(is_backend *b, int n, int iters, double *ms, 
     return IMGSIM_OK;
 }
 
-const char *is_cuda_engine_path(const is_backend *b) {
+const char *ims_cuda_engine_path(const ims_backend *b) {
     const cuda_impl *c = b->impl;
     return c->engine_path;
 }
 
-static void cuda_info(const is_backend *b, imgsim_engine_info *info) {
+static void cuda_info(const ims_backend *b, imgsim_engine_info *info) {
     const cuda_impl *c = b->impl;
     snprintf(info->device_name, sizeof info->device_name, "%s", c->gpu_name);
     info->device_bytes = c->device_bytes;
@@ -849,7 +849,7 @@ static void cuda_info(const is_backend *b, imgsim_engine_info *info) {
     info->build_seconds = c->build_seconds;
 }
 
-static void cuda_destroy(is_backend *b) {
+static void cuda_destroy(ims_backend *b) {
     if (!b) return;
     cuda_impl *c = b->impl;
     if (c) {
@@ -891,13 +891,13 @@ static void cuda_destroy(is_backend *b) {
         if (c->s_in) cudaStreamDestroy(c->s_in);
         if (c->s_comp) cudaStreamDestroy(c->s_comp);
         if (c->s_out) cudaStreamDestroy(c->s_out);
-        is_cuda_plan_free(&c->plan);
+        ims_cuda_plan_free(&c->plan);
         free(c);
     }
     free(b);
 }
 
-static const is_backend_ops cuda_ops = {
+static const ims_backend_ops cuda_ops = {
     .name = "cuda",
     .prepare = cuda_prepare,
     .run = cuda_run,
@@ -912,15 +912,15 @@ static const is_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
 };
 
-imgsim_status is_backend_cuda_new(is_backend **out, is_err *e) {
+imgsim_status ims_backend_cuda_new(ims_backend **out, ims_err *e) {
     *out = NULL;
-    if (!is_cuda_available()) return is_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda: no CUDA device found");
-    is_backend *b = is_calloc(1, sizeof *b);
-    cuda_impl *c = is_calloc(1, sizeof *c);
+    if (!ims_cuda_available()) return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda: no CUDA device found");
+    ims_backend *b = ims_calloc(1, sizeof *b);
+    cuda_impl *c = ims_calloc(1, sizeof *c);
     if (!b || !c) {
         free(b);
         free(c);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "cuda: out of memory");
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "cuda: out of memory");
     }
     b->ops = &cuda_ops;
     b->impl = c;

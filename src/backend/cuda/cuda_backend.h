@@ -9,9 +9,9 @@
 /* Times the forward pass alone on the device-resident input of slot 0 (no host copies): fills
  * that input with pseudo-random values, warms up, then replays n-image batches iters times.
  * *ms is the mean time per batch in milliseconds. */
-imgsim_status is_cuda_bench_device(is_backend *b, int n, int iters, double *ms, is_err *e);
+imgsim_status ims_cuda_bench_device(ims_backend *b, int n, int iters, double *ms, ims_err *e);
 
 /* The engine file this backend loaded or wrote ("" if none). */
-const char *is_cuda_engine_path(const is_backend *b);
+const char *ims_cuda_engine_path(const ims_backend *b);
 
 #endif

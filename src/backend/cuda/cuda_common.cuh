@@ -8,20 +8,20 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
-__device__ __forceinline__ float is_ld(const float *p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float is_ld(const __half *p, int64_t i) { return __half2float(p[i]); }
-__device__ __forceinline__ void is_st(float *p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void is_st(__half *p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+__device__ __forceinline__ float ims_ld(const float *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float ims_ld(const __half *p, int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ void ims_st(float *p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void ims_st(__half *p, int64_t i, float v) { p[i] = __float2half_rn(v); }
 
 /* act: 0 none, 1 relu, 2 clip(lo, hi) */
-__device__ __forceinline__ float is_act(float v, int act, float lo, float hi) {
+__device__ __forceinline__ float ims_act(float v, int act, float lo, float hi) {
     if (act == 1) return v > 0.f ? v : 0.f;
     if (act == 2) return fminf(fmaxf(v, lo), hi);
     return v;
 }
 
 /* Blocks for a grid-stride loop over count elements with 256 threads. */
-static inline unsigned is_blocks(int64_t count) {
+static inline unsigned ims_blocks(int64_t count) {
     int64_t b = (count + 255) / 256;
     if (b > 65535 * 8) b = 65535 * 8;
     if (b < 1) b = 1;

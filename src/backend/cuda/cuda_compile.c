@@ -14,42 +14,42 @@
 #define ALIGN_UP(x) (((x) + IS_CUDA_ALIGN - 1) / IS_CUDA_ALIGN * IS_CUDA_ALIGN)
 
 typedef struct cc {
-    is_cuda_plan *p;
-    const is_graph *g;
+    ims_cuda_plan *p;
+    const ims_graph *g;
     int elt;
     int *val2t; /* value -> tensor, -1 */
     int s2d_node; /* node index of the stem conv rewritten on a space-to-depth input, or -1 */
     int cap_t, cap_s;
     size_t cap_w;
-    is_err *e;
+    ims_err *e;
 } cc;
 
 static int add_tensor(cc *c, int ch, int h, int w) {
-    is_cuda_plan *p = c->p;
+    ims_cuda_plan *p = c->p;
     if (p->n_tensors == c->cap_t) {
         int cap = c->cap_t ? c->cap_t * 2 : 64;
-        is_cuda_tensor *t = is_realloc(p->tensors, (size_t)cap * sizeof *t);
+        ims_cuda_tensor *t = ims_realloc(p->tensors, (size_t)cap * sizeof *t);
         if (!t) return -1;
         p->tensors = t;
         c->cap_t = cap;
     }
-    is_cuda_tensor *t = &p->tensors[p->n_tensors];
+    ims_cuda_tensor *t = &p->tensors[p->n_tensors];
     memset(t, 0, sizeof *t);
     t->c = ch, t->h = h, t->w = w;
     t->size = ALIGN_UP((int64_t)ch * h * w * c->elt);
     return p->n_tensors++;
 }
 
-static is_cuda_step *add_step(cc *c, int kind) {
-    is_cuda_plan *p = c->p;
+static ims_cuda_step *add_step(cc *c, int kind) {
+    ims_cuda_plan *p = c->p;
     if (p->n_steps == c->cap_s) {
         int cap = c->cap_s ? c->cap_s * 2 : 64;
-        is_cuda_step *s = is_realloc(p->steps, (size_t)cap * sizeof *s);
+        ims_cuda_step *s = ims_realloc(p->steps, (size_t)cap * sizeof *s);
         if (!s) return NULL;
         p->steps = s;
         c->cap_s = cap;
     }
-    is_cuda_step *s = &p->steps[p->n_steps++];
+    ims_cuda_step *s = &p->steps[p->n_steps++];
     memset(s, 0, sizeof *s);
     s->kind = kind;
     s->in[0] = s->in[1] = s->out = -1;
@@ -62,13 +62,13 @@ static is_cuda_step *add_step(cc *c, int kind) {
 
 /* Reserves n bytes (256-aligned) in the weight blob; returns the offset or -1. */
 static int64_t add_weights(cc *c, size_t n) {
-    is_cuda_plan *p = c->p;
+    ims_cuda_plan *p = c->p;
     size_t off = (size_t)ALIGN_UP(p->weights_bytes);
     size_t need = off + n;
     if (need > c->cap_w) {
         size_t cap = c->cap_w ? c->cap_w : (1u << 20);
         while (cap < need) cap *= 2;
-        uint8_t *q = is_realloc(p->weights, cap);
+        uint8_t *q = ims_realloc(p->weights, cap);
         if (!q) return -1;
         p->weights = q;
         c->cap_w = cap;
@@ -81,7 +81,7 @@ static int64_t add_weights(cc *c, size_t n) {
 /* Stores v as the engine element type at element index i of the blob region at off. */
 static void put_elt(cc *c, int64_t off, int64_t i, float v) {
     if (c->elt == 2) {
-        uint16_t h = is_f32_to_f16(v);
+        uint16_t h = ims_f32_to_f16(v);
         memcpy(c->p->weights + off + i * 2, &h, 2);
     } else {
         memcpy(c->p->weights + off + i * 4, &v, 4);
@@ -89,7 +89,7 @@ static void put_elt(cc *c, int64_t off, int64_t i, float v) {
 }
 
 /* Adds bias[n] (NULL = zeros) scaled by scale: float32 copy at b_off and, for fp16, a half copy. */
-static int add_bias(cc *c, is_cuda_step *s, const float *bias, int64_t n, float scale) {
+static int add_bias(cc *c, ims_cuda_step *s, const float *bias, int64_t n, float scale) {
     int64_t off = add_weights(c, (size_t)n * 4);
     if (off < 0) return -1;
     float *b = (float *)(c->p->weights + off);
@@ -107,11 +107,11 @@ static int add_bias(cc *c, is_cuda_step *s, const float *bias, int64_t n, float 
     return 0;
 }
 
-static imgsim_status nomem(cc *c) { return is_fail(c->e, IMGSIM_ERR_NOMEM, "cuda: out of memory planning the engine"); }
+static imgsim_status nomem(cc *c) { return ims_fail(c->e, IMGSIM_ERR_NOMEM, "cuda: out of memory planning the engine"); }
 
-static imgsim_status unsupported(cc *c, const is_node *n, const char *why) {
-    return is_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "cuda: node '%s' (%s): %s", n->name ? n->name : "?",
-                   is_op_name(n->op), why);
+static imgsim_status unsupported(cc *c, const ims_node *n, const char *why) {
+    return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "cuda: node '%s' (%s): %s", n->name ? n->name : "?",
+                   ims_op_name(n->op), why);
 }
 
 /* Tensor of an activation value, or -1 (constants and unknown values). */
@@ -119,7 +119,7 @@ static int tensor_of(cc *c, int v) { return v >= 0 ? c->val2t[v] : -1; }
 
 /* Tensor for a new activation value v from its inferred dims (rank 2 [N,K] -> (K,1,1); rank 4). */
 static int new_value_tensor(cc *c, int v) {
-    const is_value *val = &c->g->vals[v];
+    const ims_value *val = &c->g->vals[v];
     int ch, h = 1, w = 1;
     if (val->rank == 4) {
         ch = (int)val->dims[1], h = (int)val->dims[2], w = (int)val->dims[3];
@@ -134,7 +134,7 @@ static int new_value_tensor(cc *c, int v) {
     return t;
 }
 
-static void set_act(is_cuda_step *s, const is_node *n) {
+static void set_act(ims_cuda_step *s, const ims_node *n) {
     s->act = n->act;
     s->act_min = n->act_min;
     s->act_max = n->act_max;
@@ -142,12 +142,12 @@ static void set_act(is_cuda_step *s, const is_node *n) {
 
 /* Conv: weights [OC, IC/g, KH, KW] float32 -> [OC, KH, KW, ICp/g] engine dtype (ICp: the input
  * tensor's possibly zero-padded channel count). */
-static imgsim_status compile_conv(cc *c, const is_node *n) {
-    const is_graph *g = c->g;
+static imgsim_status compile_conv(cc *c, const ims_node *n) {
+    const ims_graph *g = c->g;
     int x = tensor_of(c, n->in[0]);
     if (x < 0) return unsupported(c, n, "input is not an activation");
     if (n->n_in < 2 || n->in[1] < 0 || !g->vals[n->in[1]].data) return unsupported(c, n, "weights are not constant");
-    const is_value *W = &g->vals[n->in[1]];
+    const ims_value *W = &g->vals[n->in[1]];
     if (W->rank != 4) return unsupported(c, n, "weights are not 4-D");
     if (n->pad[0] != n->pad[2] || n->pad[1] != n->pad[3]) return unsupported(c, n, "asymmetric padding");
     int oc = (int)W->dims[0], icg = (int)W->dims[1], kh = (int)W->dims[2], kw = (int)W->dims[3];
@@ -166,10 +166,10 @@ static imgsim_status compile_conv(cc *c, const is_node *n) {
     if (y == -1) return nomem(c);
     if (y < 0 || c->p->tensors[y].c != oc) return unsupported(c, n, "unexpected output shape");
     if (z >= 0) {
-        const is_cuda_tensor *tz = &c->p->tensors[z], *ty = &c->p->tensors[y];
+        const ims_cuda_tensor *tz = &c->p->tensors[z], *ty = &c->p->tensors[y];
         if (tz->c != ty->c || tz->h != ty->h || tz->w != ty->w) return unsupported(c, n, "residual shape differs");
     }
-    is_cuda_step *s = add_step(c, IS_CS_CONV);
+    ims_cuda_step *s = add_step(c, IS_CS_CONV);
     if (!s) return nomem(c);
     int si = c->p->n_steps - 1;
     s->in[0] = x, s->in[1] = z, s->out = y;
@@ -206,25 +206,25 @@ static imgsim_status compile_conv(cc *c, const is_node *n) {
 }
 
 /* Gemm / MatMul with a constant B: W stored [N, K] in the engine dtype, bias = beta * C. */
-static imgsim_status compile_gemm(cc *c, const is_node *n) {
-    const is_graph *g = c->g;
+static imgsim_status compile_gemm(cc *c, const ims_node *n) {
+    const ims_graph *g = c->g;
     int x = tensor_of(c, n->in[0]);
     if (x < 0) return unsupported(c, n, "input A is not an activation");
-    const is_cuda_tensor *tx = &c->p->tensors[x];
+    const ims_cuda_tensor *tx = &c->p->tensors[x];
     if (tx->h != 1 || tx->w != 1) return unsupported(c, n, "input A is not 2-D");
     if (n->op == IS_OP_GEMM && n->trans_a) return unsupported(c, n, "transA");
     if (n->in[1] < 0 || !g->vals[n->in[1]].data || g->vals[n->in[1]].rank != 2)
         return unsupported(c, n, "B is not a constant matrix");
-    const is_value *Bv = &g->vals[n->in[1]];
+    const ims_value *Bv = &g->vals[n->in[1]];
     int tb = n->op == IS_OP_GEMM && n->trans_b;
     int K = (int)(tb ? Bv->dims[1] : Bv->dims[0]), N = (int)(tb ? Bv->dims[0] : Bv->dims[1]);
     if (K != tx->c) return unsupported(c, n, "inner dimensions differ");
     const float *C = NULL;
     int64_t cn = 0;
     if (n->op == IS_OP_GEMM && n->n_in > 2 && n->in[2] >= 0) {
-        const is_value *Cv = &g->vals[n->in[2]];
+        const ims_value *Cv = &g->vals[n->in[2]];
         if (!Cv->data) return unsupported(c, n, "C is not constant");
-        cn = is_value_numel(Cv);
+        cn = ims_value_numel(Cv);
         if (cn != N && cn != 1) return unsupported(c, n, "C is not a row vector");
         C = Cv->data;
     }
@@ -233,7 +233,7 @@ static imgsim_status compile_gemm(cc *c, const is_node *n) {
     int y = new_value_tensor(c, n->out);
     if (y == -1) return nomem(c);
     if (y < 0 || c->p->tensors[y].c != N || c->p->tensors[y].h != 1) return unsupported(c, n, "unexpected output");
-    is_cuda_step *s = add_step(c, IS_CS_GEMM);
+    ims_cuda_step *s = add_step(c, IS_CS_GEMM);
     if (!s) return nomem(c);
     int si = c->p->n_steps - 1;
     s->in[0] = x, s->in[1] = z, s->out = y;
@@ -248,7 +248,7 @@ static imgsim_status compile_gemm(cc *c, const is_node *n) {
     c->p->steps[si].w_bytes = (int64_t)N * K * c->elt;
     float *bias = NULL;
     if (C) {
-        bias = is_malloc_array((size_t)N, sizeof *bias);
+        bias = ims_malloc_array((size_t)N, sizeof *bias);
         if (!bias) return nomem(c);
         for (int o = 0; o < N; o++) bias[o] = C[cn == 1 ? 0 : o];
     }
@@ -258,9 +258,9 @@ static imgsim_status compile_gemm(cc *c, const is_node *n) {
 }
 
 /* One node -> zero or more steps. */
-static imgsim_status compile_node(cc *c, const is_node *n) {
-    const is_graph *g = c->g;
-    is_cuda_step *s;
+static imgsim_status compile_node(cc *c, const ims_node *n) {
+    const ims_graph *g = c->g;
+    ims_cuda_step *s;
     int x = n->n_in > 0 ? tensor_of(c, n->in[0]) : -1;
     switch (n->op) {
     case IS_OP_CONV:
@@ -272,9 +272,9 @@ static imgsim_status compile_node(cc *c, const is_node *n) {
     case IS_OP_FLATTEN:
     case IS_OP_RESHAPE: {
         if (x < 0) return unsupported(c, n, "input is not an activation");
-        const is_value *o = &g->vals[n->out];
-        const is_cuda_tensor *t = &c->p->tensors[x];
-        int64_t numel = is_value_numel(o);
+        const ims_value *o = &g->vals[n->out];
+        const ims_cuda_tensor *t = &c->p->tensors[x];
+        int64_t numel = ims_value_numel(o);
         if (numel != (int64_t)t->c * t->h * t->w) return unsupported(c, n, "element count changes");
         if (n->op == IS_OP_IDENTITY || (t->h == 1 && t->w == 1 && (o->rank == 2 || (o->rank == 4 && o->dims[1] == t->c)))) {
             c->val2t[n->out] = x; /* same bytes: alias */
@@ -308,7 +308,7 @@ static imgsim_status compile_node(cc *c, const is_node *n) {
     if (kind == IS_CS_ADD || kind == IS_CS_MUL) {
         x1 = tensor_of(c, n->in[1]);
         if (x1 < 0) return unsupported(c, n, "second input is not an activation");
-        const is_cuda_tensor *a = &c->p->tensors[x], *b = &c->p->tensors[x1];
+        const ims_cuda_tensor *a = &c->p->tensors[x], *b = &c->p->tensors[x1];
         if (a->h * a->w == 1 && b->h * b->w > 1) { /* broadcast operand second */
             int t = x; x = x1; x1 = t;
             a = &c->p->tensors[x], b = &c->p->tensors[x1];
@@ -320,7 +320,7 @@ static imgsim_status compile_node(cc *c, const is_node *n) {
         if (n->dilation[0] > 1 || n->dilation[1] > 1) return unsupported(c, n, "dilated pooling");
     }
     if (kind == IS_CS_CONCAT) {
-        const is_value *o = &g->vals[n->out];
+        const ims_value *o = &g->vals[n->out];
         if (o->rank != 4 || n->axis != 1) return unsupported(c, n, "concat other than on channels of 4-D");
     }
     int y = new_value_tensor(c, n->out);
@@ -331,7 +331,7 @@ static imgsim_status compile_node(cc *c, const is_node *n) {
         for (int i = 0; i < n->n_in; i++) {
             int xi = tensor_of(c, n->in[i]);
             if (xi < 0 || i >= IS_MAX_INPUTS) return unsupported(c, n, "input is not an activation");
-            const is_cuda_tensor *ti = &c->p->tensors[xi], *to = &c->p->tensors[y];
+            const ims_cuda_tensor *ti = &c->p->tensors[xi], *to = &c->p->tensors[y];
             if (ti->h != to->h || ti->w != to->w) return unsupported(c, n, "spatial sizes differ");
             if (!(s = add_step(c, IS_CS_CONCAT))) return nomem(c);
             s->in[0] = xi, s->out = y, s->coff = coff;
@@ -358,12 +358,12 @@ static imgsim_status compile_node(cc *c, const is_node *n) {
 }
 
 /* Removes a GAP step whose only reader is the output step and lets the output step pool. */
-static void fuse_gap_into_output(is_cuda_plan *p) {
-    is_cuda_step *out = &p->steps[p->n_steps - 1];
+static void fuse_gap_into_output(ims_cuda_plan *p) {
+    ims_cuda_step *out = &p->steps[p->n_steps - 1];
     int t = out->in[0];
     int prod = -1, readers = 0;
     for (int i = 0; i < p->n_steps; i++) {
-        const is_cuda_step *s = &p->steps[i];
+        const ims_cuda_step *s = &p->steps[i];
         if (s->out == t) prod = i;
         if (s->in[0] == t || s->in[1] == t) readers++;
     }
@@ -377,17 +377,17 @@ static void fuse_gap_into_output(is_cuda_plan *p) {
 /* Lays out the arena: tensor t lives from the step that first writes it to the last step that
  * reads it; each is placed first-fit among the tensors alive at its first write. */
 static imgsim_status plan_arena(cc *c) {
-    is_cuda_plan *p = c->p;
+    ims_cuda_plan *p = c->p;
     int nt = p->n_tensors;
-    int *def = is_malloc_array((size_t)nt + 1, sizeof *def), *last = is_malloc_array((size_t)nt + 1, sizeof *last);
-    int *placed = is_calloc((size_t)nt + 1, sizeof *placed), *live = is_malloc_array((size_t)nt + 1, sizeof *live);
+    int *def = ims_malloc_array((size_t)nt + 1, sizeof *def), *last = ims_malloc_array((size_t)nt + 1, sizeof *last);
+    int *placed = ims_calloc((size_t)nt + 1, sizeof *placed), *live = ims_malloc_array((size_t)nt + 1, sizeof *live);
     if (!def || !last || !placed || !live) {
         free(def), free(last), free(placed), free(live);
         return nomem(c);
     }
     for (int t = 0; t < nt; t++) def[t] = -1, last[t] = -1;
     for (int i = 0; i < p->n_steps; i++) {
-        const is_cuda_step *s = &p->steps[i];
+        const ims_cuda_step *s = &p->steps[i];
         if (s->out >= 0 && def[s->out] < 0) def[s->out] = i;
         for (int j = 0; j < 2; j++)
             if (s->in[j] >= 0) last[s->in[j]] = i;
@@ -407,7 +407,7 @@ static imgsim_status plan_arena(cc *c) {
             }
         int64_t off = 0, size = p->tensors[t].size;
         for (int k = 0; k < nl; k++) {
-            const is_cuda_tensor *u = &p->tensors[live[k]];
+            const ims_cuda_tensor *u = &p->tensors[live[k]];
             if (u->offset - off >= size) break;
             if (u->offset + u->size > off) off = u->offset + u->size;
         }
@@ -422,10 +422,10 @@ static imgsim_status plan_arena(cc *c) {
     return IMGSIM_OK;
 }
 
-imgsim_status is_cuda_compile(is_cuda_plan *p, const is_graph *g, int elt, is_err *e) {
+imgsim_status ims_cuda_compile(ims_cuda_plan *p, const ims_graph *g, int elt, ims_err *e) {
     memset(p, 0, sizeof *p);
     cc c = {p, g, elt, NULL, -1, 0, 0, 0, e};
-    c.val2t = is_malloc_array((size_t)g->n_vals + 1, sizeof *c.val2t);
+    c.val2t = ims_malloc_array((size_t)g->n_vals + 1, sizeof *c.val2t);
     if (!c.val2t) return nomem(&c);
     for (int i = 0; i < g->n_vals; i++) c.val2t[i] = -1;
     imgsim_status st = IMGSIM_OK;
@@ -433,7 +433,7 @@ imgsim_status is_cuda_compile(is_cuda_plan *p, const is_graph *g, int elt, is_er
     p->in_c = g->in_c, p->in_h = g->in_h, p->in_w = g->in_w;
     p->dim = g->dim;
     if (g->input < 0 || g->output < 0 || g->in_c <= 0 || g->in_h <= 0 || g->in_w <= 0) {
-        st = is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: graph has no input/output shape (not optimised?)");
+        st = ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: graph has no input/output shape (not optimised?)");
         goto done;
     }
     /* fp16 tensor-core convolutions want channels in multiples of 8: pad the image input with
@@ -441,7 +441,7 @@ imgsim_status is_cuda_compile(is_cuda_plan *p, const is_graph *g, int elt, is_er
     int cp = g->in_c, consumers = 0, stem = -1;
     int ok = 1;
     for (int i = 0; i < g->n_nodes; i++) {
-        const is_node *n = &g->nodes[i];
+        const ims_node *n = &g->nodes[i];
         if (n->dead) continue;
         for (int j = 0; j < n->n_in && j < IS_MAX_INPUTS; j++)
             if (n->in[j] == g->input) {
@@ -459,9 +459,9 @@ imgsim_status is_cuda_compile(is_cuda_plan *p, const is_graph *g, int elt, is_er
      * padded_in[2j+by][2i+bx][c], so out[oy][ox] = sum_a W'[a] S[oy+a][ox+a']. */
     int in_h = g->in_h, in_w = g->in_w;
     if (ok && consumers == 1 && stem >= 0 && g->in_c <= 4) {
-        const is_node *n = &g->nodes[stem];
-        const is_value *W = n->in[1] >= 0 ? &g->vals[n->in[1]] : NULL;
-        const is_value *o = &g->vals[n->out];
+        const ims_node *n = &g->nodes[stem];
+        const ims_value *W = n->in[1] >= 0 ? &g->vals[n->in[1]] : NULL;
+        const ims_value *o = &g->vals[n->out];
         if (W && W->data && W->rank == 4 && o->rank == 4 && n->stride[0] == 2 && n->stride[1] == 2 &&
             n->dilation[0] == 1 && n->dilation[1] == 1 && n->pad[0] == n->pad[2] && n->pad[1] == n->pad[3] &&
             W->dims[2] >= 3 && W->dims[3] >= 3) {
@@ -479,31 +479,31 @@ imgsim_status is_cuda_compile(is_cuda_plan *p, const is_graph *g, int elt, is_er
         goto done;
     }
     c.val2t[g->input] = tin;
-    is_cuda_step *s = add_step(&c, IS_CS_INPUT);
+    ims_cuda_step *s = add_step(&c, IS_CS_INPUT);
     if (!s) {
         st = nomem(&c);
         goto done;
     }
     s->out = tin;
     if (c.s2d_node >= 0) {
-        const is_node *n = &g->nodes[c.s2d_node];
+        const ims_node *n = &g->nodes[c.s2d_node];
         s->sh = s->sw = 2; /* input step: space-to-depth by 2 with these pads */
         s->pt = n->pad[0], s->pl = n->pad[1];
     }
     for (int i = 0; i < g->n_nodes && !st; i++) {
-        const is_node *n = &g->nodes[i];
+        const ims_node *n = &g->nodes[i];
         if (n->dead || n->out < 0) continue;
         st = compile_node(&c, n);
     }
     if (st) goto done;
     int tout = c.val2t[g->output];
     if (tout < 0) {
-        st = is_fail(e, IMGSIM_ERR_UNSUPPORTED, "cuda: output '%s' is not computed", g->vals[g->output].name);
+        st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cuda: output '%s' is not computed", g->vals[g->output].name);
         goto done;
     }
-    const is_cuda_tensor *to = &p->tensors[tout];
+    const ims_cuda_tensor *to = &p->tensors[tout];
     if ((int64_t)to->c * to->h * to->w != g->dim) {
-        st = is_fail(e, IMGSIM_ERR_INTERNAL, "cuda: output '%s' has %lld elements, graph says dim %lld",
+        st = ims_fail(e, IMGSIM_ERR_INTERNAL, "cuda: output '%s' has %lld elements, graph says dim %lld",
                      g->vals[g->output].name, (long long)to->c * to->h * to->w, (long long)g->dim);
         goto done;
     }
@@ -516,6 +516,6 @@ imgsim_status is_cuda_compile(is_cuda_plan *p, const is_graph *g, int elt, is_er
     st = plan_arena(&c);
 done:
     free(c.val2t);
-    if (st) is_cuda_plan_free(p);
+    if (st) ims_cuda_plan_free(p);
     return st;
 }

@@ -26,7 +26,7 @@
 #define IS_CUDA_ALIGN 256
 
 /* What an engine file was built for; every field must match for the file to be used. */
-typedef struct is_cuda_key {
+typedef struct ims_cuda_key {
     int32_t format_version;
     char model_sha256[65];
     char layer[256];      /* name of the output value */
@@ -39,9 +39,9 @@ typedef struct is_cuda_key {
     int64_t cublas_version;  /* cublasGetProperty, major*10000+minor*100+patch */
     int32_t precision;       /* imgsim_precision */
     int32_t max_batch;
-} is_cuda_key;
+} ims_cuda_key;
 
-typedef enum is_cuda_step_kind {
+typedef enum ims_cuda_step_kind {
     IS_CS_INPUT = 0, /* staging float32 NCHW -> tensor out (NHWC, engine dtype) */
     IS_CS_CONV,      /* out = act(conv(in0, w) + bias + in1) ; in1 = residual or -1 */
     IS_CS_MAXPOOL,
@@ -56,15 +56,15 @@ typedef enum is_cuda_step_kind {
     IS_CS_GEMM,      /* out[n, N] = act(alpha * in0[n, K] . W^T + bias) ; W stored [N, K] */
     IS_CS_OUTPUT,    /* float32 [n, dim] (NCHW flatten order), optional fused GAP, L2 norm */
     IS_CS_COUNT
-} is_cuda_step_kind;
+} ims_cuda_step_kind;
 
-typedef struct is_cuda_tensor {
+typedef struct ims_cuda_tensor {
     int32_t c, h, w;
     int64_t offset; /* per-image byte offset in the arena */
     int64_t size;   /* per-image bytes (aligned) */
-} is_cuda_tensor;
+} ims_cuda_tensor;
 
-typedef struct is_cuda_step {
+typedef struct ims_cuda_step {
     int32_t kind;
     int32_t in[2];  /* tensor indices, -1 absent */
     int32_t out;    /* tensor index (-1 for IS_CS_OUTPUT: the output buffer) */
@@ -73,7 +73,7 @@ typedef struct is_cuda_step {
     int32_t pt, pl, pb, pr;
     int32_t group;
     int32_t count_include_pad;
-    /* activation after the op (is_act), clip bounds */
+    /* activation after the op (ims_act), clip bounds */
     int32_t act;
     float act_min, act_max;
     /* gemm */
@@ -92,51 +92,51 @@ typedef struct is_cuda_step {
     /* output */
     int32_t gap;       /* fused global average pool in IS_CS_OUTPUT */
     int32_t coff;      /* concat: channel offset of in[0] inside out */
-} is_cuda_step;
+} ims_cuda_step;
 
-typedef struct is_cuda_plan {
-    is_cuda_key key;
+typedef struct ims_cuda_plan {
+    ims_cuda_key key;
     int32_t in_c, in_h, in_w;
     int64_t dim;
     int32_t elt;       /* bytes per activation element: 2 (fp16) or 4 */
     int32_t n_tensors;
-    is_cuda_tensor *tensors;
+    ims_cuda_tensor *tensors;
     int32_t n_steps;
-    is_cuda_step *steps;
+    ims_cuda_step *steps;
     int64_t arena_per_image; /* bytes */
     int64_t ws_bytes;        /* workspace bytes (max over steps) */
     int64_t weights_bytes;
     uint8_t *weights;        /* host copy of the device weight blob */
-} is_cuda_plan;
+} ims_cuda_plan;
 
-void is_cuda_plan_free(is_cuda_plan *p); /* frees the arrays, not p itself */
+void ims_cuda_plan_free(ims_cuda_plan *p); /* frees the arrays, not p itself */
 
-/* Serialises p (header, key, plan, weights, SHA-256) into a new is_malloc'ed buffer. */
-imgsim_status is_cuda_plan_serialize(const is_cuda_plan *p, uint8_t **buf, size_t *len, is_err *e);
+/* Serialises p (header, key, plan, weights, SHA-256) into a new ims_malloc'ed buffer. */
+imgsim_status ims_cuda_plan_serialize(const ims_cuda_plan *p, uint8_t **buf, size_t *len, ims_err *e);
 /* Parses and verifies buf (magic, version, checksum, bounds of every index and offset) into p.
  * The key is not compared here. path is for messages. */
-imgsim_status is_cuda_plan_deserialize(is_cuda_plan *p, const uint8_t *buf, size_t len,
-                                       const char *path, is_err *e);
+imgsim_status ims_cuda_plan_deserialize(ims_cuda_plan *p, const uint8_t *buf, size_t len,
+                                       const char *path, ims_err *e);
 /* Compares two keys; returns 1 if equal, else 0 and a description of the first difference in
  * why ("for GPU 'A' sm_80, this is 'B' sm_90"). */
-int is_cuda_key_equal(const is_cuda_key *file, const is_cuda_key *want, char *why, size_t why_len);
+int ims_cuda_key_equal(const ims_cuda_key *file, const ims_cuda_key *want, char *why, size_t why_len);
 /* Writes p to path atomically. */
-imgsim_status is_cuda_plan_save(const is_cuda_plan *p, const char *path, is_err *e);
-/* Reads and verifies path into p (is_cuda_plan_deserialize). */
-imgsim_status is_cuda_plan_load(is_cuda_plan *p, const char *path, is_err *e);
-/* A file name for the key inside a cache folder: "<sha256 of the key fields>.engine", is_malloc'ed. */
-char *is_cuda_cache_path(const char *dir, const is_cuda_key *k);
-/* The default cache folder: $XDG_CACHE_HOME/imgsim or $HOME/.cache/imgsim (is_malloc'ed), or
+imgsim_status ims_cuda_plan_save(const ims_cuda_plan *p, const char *path, ims_err *e);
+/* Reads and verifies path into p (ims_cuda_plan_deserialize). */
+imgsim_status ims_cuda_plan_load(ims_cuda_plan *p, const char *path, ims_err *e);
+/* A file name for the key inside a cache folder: "<sha256 of the key fields>.engine", ims_malloc'ed. */
+char *ims_cuda_cache_path(const char *dir, const ims_cuda_key *k);
+/* The default cache folder: $XDG_CACHE_HOME/imgsim or $HOME/.cache/imgsim (ims_malloc'ed), or
  * NULL when neither variable is set. */
-char *is_cuda_default_cache_dir(void);
+char *ims_cuda_default_cache_dir(void);
 /* Turns an optimised graph into an untuned plan (tensors, steps, arena, weights in device layout)
  * for activations of elt bytes (2: fp16, 4: fp32/tf32). Fills everything but key and the
  * autotune fields. Unsupported ops fail with IMGSIM_ERR_UNSUPPORTED naming the node. */
-struct is_graph;
-imgsim_status is_cuda_compile(is_cuda_plan *p, const struct is_graph *g, int elt, is_err *e);
+struct ims_graph;
+imgsim_status ims_cuda_compile(ims_cuda_plan *p, const struct ims_graph *g, int elt, ims_err *e);
 /* Prints a human-readable summary of p to f (imgsim engine info). */
-void is_cuda_plan_print(const is_cuda_plan *p, FILE *f);
+void ims_cuda_plan_print(const ims_cuda_plan *p, FILE *f);
 
-const char *is_cuda_step_name(int kind);
+const char *ims_cuda_step_name(int kind);
 
 #endif /* IMGSIM_CUDA_PLAN_H */

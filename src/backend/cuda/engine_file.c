@@ -4,7 +4,7 @@
  * Layout (all integers little-endian as written by this machine, fields written one by one so
  * that struct padding never reaches the file):
  *   "IMGSIMCE" u32 version u32 reserved
- *   key       (is_cuda_key fields; strings as u32 length + bytes)
+ *   key       (ims_cuda_key fields; strings as u32 length + bytes)
  *   plan      in_c in_h in_w dim elt arena_per_image ws_bytes
  *             u32 n_tensors, tensors; u32 n_steps, steps; u64 weights_bytes, weights
  *   checksum  32 bytes: SHA-256 over the SHA-256s of the 4 MiB chunks of everything above
@@ -20,7 +20,7 @@
 #define MAX_STEPS 100000
 #define MAX_WEIGHTS ((uint64_t)1 << 38) /* 256 GiB: sanity bound only */
 
-void is_cuda_plan_free(is_cuda_plan *p) {
+void ims_cuda_plan_free(ims_cuda_plan *p) {
     if (!p) return;
     free(p->tensors);
     free(p->steps);
@@ -32,7 +32,7 @@ void is_cuda_plan_free(is_cuda_plan *p) {
     p->weights_bytes = 0;
 }
 
-const char *is_cuda_step_name(int kind) {
+const char *ims_cuda_step_name(int kind) {
     static const char *names[IS_CS_COUNT] = {"input", "conv", "maxpool", "avgpool", "gap", "add", "mul",
                                              "sigmoid", "act", "concat", "flatten", "gemm", "output"};
     return kind >= 0 && kind < IS_CS_COUNT ? names[kind] : "?";
@@ -55,29 +55,29 @@ static void hash_chunk(void *ctx, int64_t i, int worker) {
     (void)worker;
     tree_ctx *t = ctx;
     size_t off = (size_t)i * CHUNK, n = t->len - off < CHUNK ? t->len - off : CHUNK;
-    is_sha256 h;
-    is_sha256_init(&h);
-    is_sha256_update(&h, t->p + off, n);
-    is_sha256_final(&h, t->dig[i]);
+    ims_sha256 h;
+    ims_sha256_init(&h);
+    ims_sha256_update(&h, t->p + off, n);
+    ims_sha256_final(&h, t->dig[i]);
 }
 
 /* Writes the tree checksum of p[len] into out; returns -1 when out of memory. */
 static int tree_sha256(const uint8_t *p, size_t len, uint8_t out[32]) {
     size_t n = len / CHUNK + 1;
-    tree_ctx t = {p, len, is_malloc_array(n, 32)};
+    tree_ctx t = {p, len, ims_malloc_array(n, 32)};
     if (!t.dig) return -1;
-    is_pool *pool = NULL;
-    if (n > 1 && is_pool_create(&pool, n < 16 ? (int)n : 0, NULL) == IMGSIM_OK) {
-        is_pool_for(pool, (int64_t)n, hash_chunk, &t);
-        is_pool_destroy(pool);
+    ims_pool *pool = NULL;
+    if (n > 1 && ims_pool_create(&pool, n < 16 ? (int)n : 0, NULL) == IMGSIM_OK) {
+        ims_pool_for(pool, (int64_t)n, hash_chunk, &t);
+        ims_pool_destroy(pool);
     } else {
         for (size_t i = 0; i < n; i++) hash_chunk(&t, (int64_t)i, 0);
     }
-    is_sha256 h;
-    is_sha256_init(&h);
-    is_sha256_update(&h, "imgsim-engine-tree", 18);
-    is_sha256_update(&h, t.dig, n * 32);
-    is_sha256_final(&h, out);
+    ims_sha256 h;
+    ims_sha256_init(&h);
+    ims_sha256_update(&h, "imgsim-engine-tree", 18);
+    ims_sha256_update(&h, t.dig, n * 32);
+    ims_sha256_final(&h, out);
     free(t.dig);
     return 0;
 }
@@ -96,7 +96,7 @@ static void put(wbuf *w, const void *src, size_t n) {
     if (w->len + n > w->cap) {
         size_t cap = w->cap ? w->cap : 4096;
         while (cap < w->len + n) cap *= 2;
-        uint8_t *q = is_realloc(w->p, cap);
+        uint8_t *q = ims_realloc(w->p, cap);
         if (!q) {
             w->oom = 1;
             return;
@@ -164,7 +164,7 @@ static void get_str(rbuf *r, char *dst, size_t cap) {
 
 /* ---- key ------------------------------------------------------------------------------- */
 
-static void put_key(wbuf *w, const is_cuda_key *k) {
+static void put_key(wbuf *w, const ims_cuda_key *k) {
     put_i32(w, k->format_version);
     put_str(w, k->model_sha256);
     put_str(w, k->layer);
@@ -182,7 +182,7 @@ static void put_key(wbuf *w, const is_cuda_key *k) {
     put_i32(w, k->max_batch);
 }
 
-static void get_key(rbuf *r, is_cuda_key *k) {
+static void get_key(rbuf *r, ims_cuda_key *k) {
     memset(k, 0, sizeof *k);
     k->format_version = get_i32(r);
     get_str(r, k->model_sha256, sizeof k->model_sha256);
@@ -205,7 +205,7 @@ static const char *prec_name(int p) {
     return imgsim_precision_str((imgsim_precision)p);
 }
 
-int is_cuda_key_equal(const is_cuda_key *a, const is_cuda_key *b, char *why, size_t n) {
+int ims_cuda_key_equal(const ims_cuda_key *a, const ims_cuda_key *b, char *why, size_t n) {
     if (why && n) why[0] = 0;
 #define DIFF(...)                                     \
     do {                                              \
@@ -239,7 +239,7 @@ int is_cuda_key_equal(const is_cuda_key *a, const is_cuda_key *b, char *why, siz
 
 /* ---- plan ------------------------------------------------------------------------------ */
 
-static void put_step(wbuf *w, const is_cuda_step *s) {
+static void put_step(wbuf *w, const ims_cuda_step *s) {
     put_i32(w, s->kind);
     put_i32(w, s->in[0]);
     put_i32(w, s->in[1]);
@@ -263,7 +263,7 @@ static void put_step(wbuf *w, const is_cuda_step *s) {
     put_i32(w, s->coff);
 }
 
-static void get_step(rbuf *r, is_cuda_step *s) {
+static void get_step(rbuf *r, ims_cuda_step *s) {
     s->kind = get_i32(r);
     s->in[0] = get_i32(r);
     s->in[1] = get_i32(r);
@@ -289,7 +289,7 @@ static void get_step(rbuf *r, is_cuda_step *s) {
     s->coff = get_i32(r);
 }
 
-imgsim_status is_cuda_plan_serialize(const is_cuda_plan *p, uint8_t **buf, size_t *len, is_err *e) {
+imgsim_status ims_cuda_plan_serialize(const ims_cuda_plan *p, uint8_t **buf, size_t *len, ims_err *e) {
     wbuf w = {0};
     put(&w, IS_CUDA_ENGINE_MAGIC, 8);
     put_i32(&w, IS_CUDA_ENGINE_VERSION);
@@ -304,7 +304,7 @@ imgsim_status is_cuda_plan_serialize(const is_cuda_plan *p, uint8_t **buf, size_
     put_i64(&w, p->ws_bytes);
     put_i32(&w, p->n_tensors);
     for (int i = 0; i < p->n_tensors; i++) {
-        const is_cuda_tensor *t = &p->tensors[i];
+        const ims_cuda_tensor *t = &p->tensors[i];
         put_i32(&w, t->c);
         put_i32(&w, t->h);
         put_i32(&w, t->w);
@@ -324,7 +324,7 @@ imgsim_status is_cuda_plan_serialize(const is_cuda_plan *p, uint8_t **buf, size_
     }
     if (w.oom) {
         free(w.p);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "engine file: out of memory serialising %lld bytes of weights",
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "engine file: out of memory serialising %lld bytes of weights",
                        (long long)p->weights_bytes);
     }
     *buf = w.p;
@@ -333,19 +333,19 @@ imgsim_status is_cuda_plan_serialize(const is_cuda_plan *p, uint8_t **buf, size_
 }
 
 /* Checks that every tensor index, weight range and arena slot in p lies in bounds. */
-static int plan_valid(const is_cuda_plan *p) {
+static int plan_valid(const ims_cuda_plan *p) {
     if (p->elt != 2 && p->elt != 4) return 0;
     if (p->in_c <= 0 || p->in_h <= 0 || p->in_w <= 0 || p->dim <= 0) return 0;
     if (p->key.in_c != p->in_c || p->key.in_h != p->in_h || p->key.in_w != p->in_w) return 0;
     if (p->arena_per_image < 0 || p->ws_bytes < 0) return 0;
     for (int i = 0; i < p->n_tensors; i++) {
-        const is_cuda_tensor *t = &p->tensors[i];
+        const ims_cuda_tensor *t = &p->tensors[i];
         if (t->c <= 0 || t->h <= 0 || t->w <= 0 || t->offset < 0 || t->size < 0) return 0;
         if (t->size && (int64_t)t->c * t->h * t->w * p->elt > t->size) return 0; /* size 0: unused */
         if (t->offset > p->arena_per_image || t->size > p->arena_per_image - t->offset) return 0;
     }
     for (int i = 0; i < p->n_steps; i++) {
-        const is_cuda_step *s = &p->steps[i];
+        const ims_cuda_step *s = &p->steps[i];
         if (s->kind < 0 || s->kind >= IS_CS_COUNT) return 0;
         for (int j = 0; j < 2; j++)
             if (s->in[j] < -1 || s->in[j] >= p->n_tensors) return 0;
@@ -365,20 +365,20 @@ static int plan_valid(const is_cuda_plan *p) {
     return 1;
 }
 
-imgsim_status is_cuda_plan_deserialize(is_cuda_plan *p, const uint8_t *buf, size_t len, const char *path,
-                                       is_err *e) {
+imgsim_status ims_cuda_plan_deserialize(ims_cuda_plan *p, const uint8_t *buf, size_t len, const char *path,
+                                       ims_err *e) {
     memset(p, 0, sizeof *p);
     if (len < 16 + 32 || memcmp(buf, IS_CUDA_ENGINE_MAGIC, 8) != 0)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: not an imgsim CUDA engine file", path);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not an imgsim CUDA engine file", path);
     uint8_t dig[32];
-    if (tree_sha256(buf, len - 32, dig)) return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+    if (tree_sha256(buf, len - 32, dig)) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
     if (memcmp(dig, buf + len - 32, 32) != 0)
-        return is_fail(e, IMGSIM_ERR_FORMAT, "%s: checksum mismatch (corrupt or truncated engine file)", path);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: checksum mismatch (corrupt or truncated engine file)", path);
     rbuf r = {buf, len - 32, 8, 0};
     int32_t version = get_i32(&r);
     (void)get_i32(&r);
     if (version != IS_CUDA_ENGINE_VERSION)
-        return is_fail(e, IMGSIM_ERR_MISMATCH, "%s: engine file format version %d, this imgsim reads %d", path,
+        return ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: engine file format version %d, this imgsim reads %d", path,
                        version, IS_CUDA_ENGINE_VERSION);
     get_key(&r, &p->key);
     p->in_c = get_i32(&r);
@@ -391,10 +391,10 @@ imgsim_status is_cuda_plan_deserialize(is_cuda_plan *p, const uint8_t *buf, size
     int32_t nt = get_i32(&r);
     if (r.bad || nt < 0 || nt > MAX_TENSORS) goto bad;
     p->n_tensors = nt;
-    p->tensors = is_calloc((size_t)nt + 1, sizeof *p->tensors);
+    p->tensors = ims_calloc((size_t)nt + 1, sizeof *p->tensors);
     if (!p->tensors) goto nomem;
     for (int i = 0; i < nt; i++) {
-        is_cuda_tensor *t = &p->tensors[i];
+        ims_cuda_tensor *t = &p->tensors[i];
         t->c = get_i32(&r);
         t->h = get_i32(&r);
         t->w = get_i32(&r);
@@ -404,56 +404,56 @@ imgsim_status is_cuda_plan_deserialize(is_cuda_plan *p, const uint8_t *buf, size
     int32_t ns = get_i32(&r);
     if (r.bad || ns < 0 || ns > MAX_STEPS) goto bad;
     p->n_steps = ns;
-    p->steps = is_calloc((size_t)ns + 1, sizeof *p->steps);
+    p->steps = ims_calloc((size_t)ns + 1, sizeof *p->steps);
     if (!p->steps) goto nomem;
     for (int i = 0; i < ns; i++) get_step(&r, &p->steps[i]);
     int64_t wb = get_i64(&r);
     if (r.bad || wb < 0 || (uint64_t)wb > MAX_WEIGHTS || (uint64_t)wb > r.len - r.pos) goto bad;
     p->weights_bytes = wb;
-    p->weights = is_malloc(wb ? (size_t)wb : 1);
+    p->weights = ims_malloc(wb ? (size_t)wb : 1);
     if (!p->weights) goto nomem;
     get(&r, p->weights, (size_t)wb);
     if (r.bad || r.pos != r.len || !plan_valid(p)) goto bad;
     return IMGSIM_OK;
 bad:
-    is_cuda_plan_free(p);
-    return is_fail(e, IMGSIM_ERR_FORMAT, "%s: malformed engine file (inconsistent sizes or indices)", path);
+    ims_cuda_plan_free(p);
+    return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: malformed engine file (inconsistent sizes or indices)", path);
 nomem:
-    is_cuda_plan_free(p);
-    return is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory reading engine file", path);
+    ims_cuda_plan_free(p);
+    return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory reading engine file", path);
 }
 
-imgsim_status is_cuda_plan_save(const is_cuda_plan *p, const char *path, is_err *e) {
+imgsim_status ims_cuda_plan_save(const ims_cuda_plan *p, const char *path, ims_err *e) {
     uint8_t *buf = NULL;
     size_t len = 0;
-    imgsim_status st = is_cuda_plan_serialize(p, &buf, &len, e);
+    imgsim_status st = ims_cuda_plan_serialize(p, &buf, &len, e);
     if (st) return st;
-    char *dir = is_path_dirname(path);
+    char *dir = ims_path_dirname(path);
     if (dir) {
-        st = is_mkdir_p(dir, e);
+        st = ims_mkdir_p(dir, e);
         free(dir);
         if (st) {
             free(buf);
             return st;
         }
     }
-    st = is_write_file_atomic(path, buf, len, e);
+    st = ims_write_file_atomic(path, buf, len, e);
     free(buf);
     return st;
 }
 
-imgsim_status is_cuda_plan_load(is_cuda_plan *p, const char *path, is_err *e) {
+imgsim_status ims_cuda_plan_load(ims_cuda_plan *p, const char *path, ims_err *e) {
     uint8_t *buf = NULL;
     size_t len = 0;
     memset(p, 0, sizeof *p);
-    imgsim_status st = is_read_file(&buf, &len, path, MAX_WEIGHTS, e);
+    imgsim_status st = ims_read_file(&buf, &len, path, MAX_WEIGHTS, e);
     if (st) return st;
-    st = is_cuda_plan_deserialize(p, buf, len, path, e);
+    st = ims_cuda_plan_deserialize(p, buf, len, path, e);
     free(buf);
     return st;
 }
 
-char *is_cuda_cache_path(const char *dir, const is_cuda_key *k) {
+char *ims_cuda_cache_path(const char *dir, const ims_cuda_key *k) {
     wbuf w = {0};
     put_key(&w, k);
     if (w.oom) {
@@ -461,23 +461,23 @@ char *is_cuda_cache_path(const char *dir, const is_cuda_key *k) {
         return NULL;
     }
     char hex[65];
-    is_sha256_hex(w.p, w.len, hex);
+    ims_sha256_hex(w.p, w.len, hex);
     free(w.p);
     char name[96];
     snprintf(name, sizeof name, "%.32s.engine", hex);
-    return is_path_join(dir, name);
+    return ims_path_join(dir, name);
 }
 
-char *is_cuda_default_cache_dir(void) {
+char *ims_cuda_default_cache_dir(void) {
     const char *x = getenv("XDG_CACHE_HOME");
-    if (x && *x) return is_path_join(x, "imgsim");
+    if (x && *x) return ims_path_join(x, "imgsim");
     const char *home = getenv("HOME");
-    if (home && *home) return is_path_join(home, ".cache/imgsim");
+    if (home && *home) return ims_path_join(home, ".cache/imgsim");
     return NULL;
 }
 
-void is_cuda_plan_print(const is_cuda_plan *p, FILE *f) {
-    const is_cuda_key *k = &p->key;
+void ims_cuda_plan_print(const ims_cuda_plan *p, FILE *f) {
+    const ims_cuda_key *k = &p->key;
     fprintf(f, "format version   %d\n", k->format_version);
     fprintf(f, "model sha256     %s\n", k->model_sha256);
     fprintf(f, "layer            %s\n", k->layer);
@@ -503,14 +503,14 @@ void is_cuda_plan_print(const is_cuda_plan *p, FILE *f) {
     }
     fprintf(f, "steps            %d:", p->n_steps);
     for (int i = 0; i < IS_CS_COUNT; i++)
-        if (counts[i]) fprintf(f, " %s %d", is_cuda_step_name(i), counts[i]);
+        if (counts[i]) fprintf(f, " %s %d", ims_cuda_step_name(i), counts[i]);
     fprintf(f, "\n");
     fprintf(f, "convolutions     %d (%d fused bias+residual+act in cuDNN), %.3f ms tuned at max batch\n",
             counts[IS_CS_CONV], fused, tuned);
     for (int i = 0; i < p->n_steps; i++) {
-        const is_cuda_step *s = &p->steps[i];
+        const ims_cuda_step *s = &p->steps[i];
         if (s->kind != IS_CS_CONV) continue;
-        const is_cuda_tensor *t = &p->tensors[s->out];
+        const ims_cuda_tensor *t = &p->tensors[s->out];
         fprintf(f, "  conv %3d  %dx%d/%d  -> %4dx%3dx%3d  algo %d math %d %s  %.3f ms\n", i, s->kh, s->kw, s->sh,
                 t->c, t->h, t->w, s->algo, s->math, s->fused ? "fused  " : "unfused", s->tuned_ms);
     }

@@ -11,10 +11,10 @@ template <typename T>
 __global__ void k_epilogue(T *y, const float *bias, const T *z, int64_t rows, int c, int act, float lo, float hi) {
     int64_t count = rows * c;
     IS_GRID_LOOP(i, count) {
-        float v = is_ld(y, i);
+        float v = ims_ld(y, i);
         if (bias) v += bias[i % c];
-        if (z) v += is_ld(z, i);
-        is_st(y, i, is_act(v, act, lo, hi));
+        if (z) v += ims_ld(z, i);
+        ims_st(y, i, ims_act(v, act, lo, hi));
     }
 }
 /* The same with 16-byte accesses: each thread handles V = 16 / sizeof(T) consecutive channels
@@ -32,10 +32,10 @@ __global__ void k_epilogue_vec(T *y, const float *bias, const T *z, int64_t rows
         const T *ze = reinterpret_cast<const T *>(&zv);
 #pragma unroll
         for (int k = 0; k < V; k++) {
-            float v = is_ld(ye, k);
+            float v = ims_ld(ye, k);
             if (bias) v += bias[ch0 + k];
-            if (z) v += is_ld(ze, k);
-            is_st(ye, k, is_act(v, act, lo, hi));
+            if (z) v += ims_ld(ze, k);
+            ims_st(ye, k, ims_act(v, act, lo, hi));
         }
         reinterpret_cast<uint4 *>(y)[i] = yv;
     }
@@ -45,11 +45,11 @@ static void launch_epilogue(void *y, const float *bias, const void *z, int64_t r
                             float hi, cudaStream_t s) {
     const int V = 16 / sizeof(T);
     if (c % V == 0 && ((uintptr_t)y | (uintptr_t)z) % 16 == 0)
-        k_epilogue_vec<T><<<is_blocks(rows * c / V), 256, 0, s>>>((T *)y, bias, (const T *)z, rows, c, act, lo, hi);
+        k_epilogue_vec<T><<<ims_blocks(rows * c / V), 256, 0, s>>>((T *)y, bias, (const T *)z, rows, c, act, lo, hi);
     else
-        k_epilogue<T><<<is_blocks(rows * c), 256, 0, s>>>((T *)y, bias, (const T *)z, rows, c, act, lo, hi);
+        k_epilogue<T><<<ims_blocks(rows * c), 256, 0, s>>>((T *)y, bias, (const T *)z, rows, c, act, lo, hi);
 }
-extern "C" int is_k_epilogue(void *y, const float *bias, const void *z, int elt, int64_t rows, int c, int act,
+extern "C" int ims_k_epilogue(void *y, const float *bias, const void *z, int elt, int64_t rows, int c, int act,
                              float lo, float hi, cudaStream_t s) {
     IS_DISPATCH(elt, launch_epilogue, y, bias, z, rows, c, act, lo, hi, s);
     return (int)cudaGetLastError();
@@ -61,24 +61,24 @@ __global__ void k_binary(T *y, const T *a, const T *b, int op, int n, int hw, in
                          float hi) {
     int64_t per = (int64_t)hw * c, count = (int64_t)n * per;
     IS_GRID_LOOP(i, count) {
-        float v = is_ld(a, i);
+        float v = ims_ld(a, i);
         if (op <= 1) {
             int64_t bi = b_bcast ? (i / per) * c + i % c : i;
-            float u = is_ld(b, bi);
+            float u = ims_ld(b, bi);
             v = op == 0 ? v + u : v * u;
         } else if (op == 2) {
             v = 1.f / (1.f + __expf(-v));
         }
-        is_st(y, i, is_act(v, act, lo, hi));
+        ims_st(y, i, ims_act(v, act, lo, hi));
     }
 }
 template <typename T>
 static void launch_binary(void *y, const void *a, const void *b, int op, int n, int hw, int c, int b_bcast, int act,
                           float lo, float hi, cudaStream_t s) {
-    k_binary<T><<<is_blocks((int64_t)n * hw * c), 256, 0, s>>>((T *)y, (const T *)a, (const T *)b, op, n, hw, c,
+    k_binary<T><<<ims_blocks((int64_t)n * hw * c), 256, 0, s>>>((T *)y, (const T *)a, (const T *)b, op, n, hw, c,
                                                                b_bcast, act, lo, hi);
 }
-extern "C" int is_k_binary(void *y, const void *a, const void *b, int elt, int op, int n, int hw, int c,
+extern "C" int ims_k_binary(void *y, const void *a, const void *b, int elt, int op, int n, int hw, int c,
                            int b_bcast, int act, float lo, float hi, cudaStream_t s) {
     IS_DISPATCH(elt, launch_binary, y, a, b, op, n, hw, c, b_bcast, act, lo, hi, s);
     return (int)cudaGetLastError();

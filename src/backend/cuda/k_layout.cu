@@ -15,12 +15,12 @@ __global__ void k_input(T *dst, const float *src, int n, int c, int cp, int hw) 
         int64_t pix = i / cp; /* img * hw + p */
         int64_t img = pix / hw, p = pix % hw;
         float v = ch < c ? src[(img * c + ch) * hw + p] : 0.f;
-        is_st(dst, i, v);
+        ims_st(dst, i, v);
     }
 }
 template <typename T>
 static void launch_input(void *dst, const float *src, int n, int c, int cp, int hw, cudaStream_t s) {
-    k_input<T><<<is_blocks((int64_t)n * hw * cp), 256, 0, s>>>((T *)dst, src, n, c, cp, hw);
+    k_input<T><<<ims_blocks((int64_t)n * hw * cp), 256, 0, s>>>((T *)dst, src, n, c, cp, hw);
 }
 /* dst [n, oh, ow, cp] <- space-to-depth(2) of the padded src [n, c, h, w]. */
 template <typename T>
@@ -40,15 +40,15 @@ __global__ void k_input_s2d(T *dst, const float *src, int n, int c, int cp, int 
             int y = 2 * y0 + (q >> 1) - pt, x = 2 * x0 + (q & 1) - pl;
             if (y >= 0 && y < h && x >= 0 && x < w) v = src[((img * c + cc) * h + y) * w + x];
         }
-        is_st(dst, i, v);
+        ims_st(dst, i, v);
     }
 }
 template <typename T>
 static void launch_input_s2d(void *dst, const float *src, int n, int c, int cp, int h, int w, int oh, int ow, int pt,
                              int pl, cudaStream_t s) {
-    k_input_s2d<T><<<is_blocks((int64_t)n * oh * ow * cp), 256, 0, s>>>((T *)dst, src, n, c, cp, h, w, oh, ow, pt, pl);
+    k_input_s2d<T><<<ims_blocks((int64_t)n * oh * ow * cp), 256, 0, s>>>((T *)dst, src, n, c, cp, h, w, oh, ow, pt, pl);
 }
-extern "C" int is_k_input(void *dst, const float *src, int elt, int n, int c, int cp, int h, int w, int s2d, int oh,
+extern "C" int ims_k_input(void *dst, const float *src, int elt, int n, int c, int cp, int h, int w, int s2d, int oh,
                           int ow, int pt, int pl, cudaStream_t s) {
     if (s2d)
         IS_DISPATCH(elt, launch_input_s2d, dst, src, n, c, cp, h, w, oh, ow, pt, pl, s);
@@ -69,9 +69,9 @@ __global__ void k_flatten(T *dst, const T *src, int n, int hw, int c) {
 }
 template <typename T>
 static void launch_flatten(void *dst, const void *src, int n, int hw, int c, cudaStream_t s) {
-    k_flatten<T><<<is_blocks((int64_t)n * hw * c), 256, 0, s>>>((T *)dst, (const T *)src, n, hw, c);
+    k_flatten<T><<<ims_blocks((int64_t)n * hw * c), 256, 0, s>>>((T *)dst, (const T *)src, n, hw, c);
 }
-extern "C" int is_k_flatten(void *dst, const void *src, int elt, int n, int hw, int c, cudaStream_t s) {
+extern "C" int ims_k_flatten(void *dst, const void *src, int elt, int n, int hw, int c, cudaStream_t s) {
     IS_DISPATCH(elt, launch_flatten, dst, src, n, hw, c, s);
     return (int)cudaGetLastError();
 }
@@ -88,9 +88,9 @@ __global__ void k_concat(T *dst, const T *src, int64_t rows, int c, int ctot, in
 }
 template <typename T>
 static void launch_concat(void *dst, const void *src, int64_t rows, int c, int ctot, int coff, cudaStream_t s) {
-    k_concat<T><<<is_blocks(rows * c), 256, 0, s>>>((T *)dst, (const T *)src, rows, c, ctot, coff);
+    k_concat<T><<<ims_blocks(rows * c), 256, 0, s>>>((T *)dst, (const T *)src, rows, c, ctot, coff);
 }
-extern "C" int is_k_concat(void *dst, const void *src, int elt, int n, int hw, int c, int ctot, int coff,
+extern "C" int ims_k_concat(void *dst, const void *src, int elt, int n, int hw, int c, int ctot, int coff,
                            cudaStream_t s) {
     IS_DISPATCH(elt, launch_concat, dst, src, (int64_t)n * hw, c, ctot, coff, s);
     return (int)cudaGetLastError();
@@ -104,14 +104,14 @@ __global__ void k_fill(T *x, int64_t count, uint32_t seed) {
         h ^= h >> 16;
         h *= 0x7feb352du;
         h ^= h >> 15;
-        is_st(x, i, (float)(h & 0xffff) / 32767.5f - 1.f);
+        ims_st(x, i, (float)(h & 0xffff) / 32767.5f - 1.f);
     }
 }
 template <typename T>
 static void launch_fill(void *x, int64_t count, uint32_t seed, cudaStream_t s) {
-    k_fill<T><<<is_blocks(count), 256, 0, s>>>((T *)x, count, seed);
+    k_fill<T><<<ims_blocks(count), 256, 0, s>>>((T *)x, count, seed);
 }
-extern "C" int is_k_fill(void *x, int elt, int64_t count, uint32_t seed, cudaStream_t s) {
+extern "C" int ims_k_fill(void *x, int elt, int64_t count, uint32_t seed, cudaStream_t s) {
     IS_DISPATCH(elt, launch_fill, x, count, seed, s);
     return (int)cudaGetLastError();
 }

@@ -22,7 +22,7 @@ __global__ void __launch_bounds__(OUT_THREADS) k_output(float *out, const T *x, 
         float inv = 1.f / (float)hw;
         for (int ch = threadIdx.x; ch < c; ch += OUT_THREADS) {
             float acc = 0.f;
-            for (int p = 0; p < hw; p++) acc += is_ld(xi, (int64_t)p * c + ch);
+            for (int p = 0; p < hw; p++) acc += ims_ld(xi, (int64_t)p * c + ch);
             acc *= inv;
             o[ch] = acc;
             ss += acc * acc;
@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(OUT_THREADS) k_output(float *out, const T *x, 
     } else {
         for (int64_t j = threadIdx.x; j < dim; j += OUT_THREADS) {
             int64_t ch = j / hw, p = j % hw;
-            float v = is_ld(xi, p * c + ch);
+            float v = ims_ld(xi, p * c + ch);
             o[j] = v;
             ss += v * v;
         }
@@ -58,7 +58,7 @@ template <typename T>
 static void launch_output(float *out, const void *x, int n, int hw, int c, int gap, int normalize, cudaStream_t s) {
     k_output<T><<<n, OUT_THREADS, 0, s>>>(out, (const T *)x, hw, c, gap, normalize);
 }
-extern "C" int is_k_output(float *out, const void *x, int elt, int n, int hw, int c, int gap, int normalize,
+extern "C" int ims_k_output(float *out, const void *x, int elt, int n, int hw, int c, int gap, int normalize,
                            cudaStream_t s) {
     IS_DISPATCH(elt, launch_output, out, x, n, hw, c, gap, normalize, s);
     return (int)cudaGetLastError();

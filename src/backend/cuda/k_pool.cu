@@ -30,7 +30,7 @@ __global__ void k_pool(T *y, const T *x, int is_max, int n, int h, int w, int c,
             for (int kx = 0; kx < kw; kx++) {
                 int ix = x0 + kx;
                 if (ix < 0 || ix >= w) continue;
-                float v = is_ld(x, ((img * h + iy) * w + ix) * c + ch);
+                float v = ims_ld(x, ((img * h + iy) * w + ix) * c + ch);
                 acc = is_max ? fmaxf(acc, v) : acc + v;
                 cnt++;
             }
@@ -41,7 +41,7 @@ __global__ void k_pool(T *y, const T *x, int is_max, int n, int h, int w, int c,
             int denom = cip ? kh * kw : cnt;
             acc = denom ? acc / (float)denom : 0.f;
         }
-        is_st(y, i, acc);
+        ims_st(y, i, acc);
     }
 }
 /* Max pooling with 16-byte accesses: each thread V = 16 / sizeof(T) consecutive channels. */
@@ -71,13 +71,13 @@ __global__ void k_maxpool_vec(T *y, const T *x, int n, int h, int w, int c, int 
                 uint4 v = reinterpret_cast<const uint4 *>(x + ((img * h + iy) * w + ix) * c)[cb];
                 const T *ve = reinterpret_cast<const T *>(&v);
 #pragma unroll
-                for (int k = 0; k < V; k++) acc[k] = fmaxf(acc[k], is_ld(ve, k));
+                for (int k = 0; k < V; k++) acc[k] = fmaxf(acc[k], ims_ld(ve, k));
             }
         }
         uint4 o;
         T *oe = reinterpret_cast<T *>(&o);
 #pragma unroll
-        for (int k = 0; k < V; k++) is_st(oe, k, acc[k]);
+        for (int k = 0; k < V; k++) ims_st(oe, k, acc[k]);
         reinterpret_cast<uint4 *>(y + ((img * oh + oy) * ow + ox) * c)[cb] = o;
     }
 }
@@ -87,14 +87,14 @@ static void launch_pool(void *y, const void *x, int is_max, int n, int h, int w,
                         int sh, int sw, int pt, int pl, int cip, cudaStream_t s) {
     const int V = 16 / sizeof(T);
     if (is_max && c % V == 0) {
-        k_maxpool_vec<T><<<is_blocks((int64_t)n * oh * ow * c / V), 256, 0, s>>>((T *)y, (const T *)x, n, h, w, c, oh,
+        k_maxpool_vec<T><<<ims_blocks((int64_t)n * oh * ow * c / V), 256, 0, s>>>((T *)y, (const T *)x, n, h, w, c, oh,
                                                                                 ow, kh, kw, sh, sw, pt, pl);
         return;
     }
-    k_pool<T><<<is_blocks((int64_t)n * oh * ow * c), 256, 0, s>>>((T *)y, (const T *)x, is_max, n, h, w, c, oh, ow,
+    k_pool<T><<<ims_blocks((int64_t)n * oh * ow * c), 256, 0, s>>>((T *)y, (const T *)x, is_max, n, h, w, c, oh, ow,
                                                                    kh, kw, sh, sw, pt, pl, cip);
 }
-extern "C" int is_k_pool(void *y, const void *x, int elt, int is_max, int n, int h, int w, int c, int oh, int ow,
+extern "C" int ims_k_pool(void *y, const void *x, int elt, int is_max, int n, int h, int w, int c, int oh, int ow,
                          int kh, int kw, int sh, int sw, int pt, int pl, int count_include_pad, cudaStream_t s) {
     IS_DISPATCH(elt, launch_pool, y, x, is_max, n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, count_include_pad, s);
     return (int)cudaGetLastError();
@@ -109,15 +109,15 @@ __global__ void k_gap(T *y, const T *x, int n, int hw, int c) {
         int ch = (int)(i % c);
         const T *p = x + img * hw * c + ch;
         float acc = 0.f;
-        for (int q = 0; q < hw; q++) acc += is_ld(p, (int64_t)q * c);
-        is_st(y, i, acc / (float)hw);
+        for (int q = 0; q < hw; q++) acc += ims_ld(p, (int64_t)q * c);
+        ims_st(y, i, acc / (float)hw);
     }
 }
 template <typename T>
 static void launch_gap(void *y, const void *x, int n, int hw, int c, cudaStream_t s) {
-    k_gap<T><<<is_blocks((int64_t)n * c), 256, 0, s>>>((T *)y, (const T *)x, n, hw, c);
+    k_gap<T><<<ims_blocks((int64_t)n * c), 256, 0, s>>>((T *)y, (const T *)x, n, hw, c);
 }
-extern "C" int is_k_gap(void *y, const void *x, int elt, int n, int hw, int c, cudaStream_t s) {
+extern "C" int ims_k_gap(void *y, const void *x, int elt, int n, int hw, int c, cudaStream_t s) {
     IS_DISPATCH(elt, launch_gap, y, x, n, hw, c, s);
     return (int)cudaGetLastError();
 }

@@ -10,42 +10,42 @@
 #include "image/cuda/gpu_image.h"
 #include "image/image.h"
 
-void *is_gpu_host_alloc(size_t bytes) {
+void *ims_gpu_host_alloc(size_t bytes) {
     void *p = NULL;
     return cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault) == cudaSuccess ? p : NULL;
 }
 
-void is_gpu_host_free(void *p) {
+void ims_gpu_host_free(void *p) {
     if (p) cudaFreeHost(p);
 }
 
 #ifdef IMGSIM_HAVE_NVJPEG
-struct is_gpu_feed {
+struct ims_gpu_feed {
     int device, max_batch;
-    is_gpu_jpeg *jpeg;
+    ims_gpu_jpeg *jpeg;
     cudaStream_t stream;
-    cudaEvent_t ev[IS_GPU_FEED_MARKS]; /* is_gpu_feed_mark's, in turn */
-    is_gpu_pre_params pp;
-    is_gpu_src *h_srcs; /* pinned */
-    is_gpu_src *d_srcs;
+    cudaEvent_t ev[IS_GPU_FEED_MARKS]; /* ims_gpu_feed_mark's, in turn */
+    ims_gpu_pre_params pp;
+    ims_gpu_src *h_srcs; /* pinned */
+    ims_gpu_src *d_srcs;
 };
 
-imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
-                                 const float std[3], is_err *e) {
+imgsim_status ims_gpu_feed_create(ims_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
+                                 const float std[3], ims_err *e) {
     *out = NULL;
-    if (cudaSetDevice(device) != cudaSuccess) return is_fail(e, IMGSIM_ERR_NO_DEVICE, "GPU decoding: no CUDA device %d", device);
-    is_gpu_feed *f = is_calloc(1, sizeof *f);
-    if (!f) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    if (cudaSetDevice(device) != cudaSuccess) return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "GPU decoding: no CUDA device %d", device);
+    ims_gpu_feed *f = ims_calloc(1, sizeof *f);
+    if (!f) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     f->device = device;
     f->max_batch = max_batch;
     int events_ok = 1;
     for (int k = 0; k < IS_GPU_FEED_MARKS; k++)
         events_ok &= cudaEventCreateWithFlags(&f->ev[k], cudaEventDisableTiming) == cudaSuccess;
     if (cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking) != cudaSuccess || !events_ok ||
-        cudaHostAlloc((void **)&f->h_srcs, (size_t)max_batch * sizeof(is_gpu_src), cudaHostAllocDefault) != cudaSuccess ||
-        cudaMalloc((void **)&f->d_srcs, (size_t)max_batch * sizeof(is_gpu_src)) != cudaSuccess) {
-        is_gpu_feed_destroy(f);
-        return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: cannot create a stream or buffers");
+        cudaHostAlloc((void **)&f->h_srcs, (size_t)max_batch * sizeof(ims_gpu_src), cudaHostAllocDefault) != cudaSuccess ||
+        cudaMalloc((void **)&f->d_srcs, (size_t)max_batch * sizeof(ims_gpu_src)) != cudaSuccess) {
+        ims_gpu_feed_destroy(f);
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: cannot create a stream or buffers");
     }
     f->pp.oh = oh;
     f->pp.ow = ow;
@@ -57,30 +57,30 @@ imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, i
     return IMGSIM_OK;
 }
 
-imgsim_status is_gpu_feed_init_jpeg(is_gpu_feed *f, int cpu_threads, is_err *e) {
+imgsim_status ims_gpu_feed_init_jpeg(ims_gpu_feed *f, int cpu_threads, ims_err *e) {
     if (f->jpeg) return IMGSIM_OK;
-    return is_gpu_jpeg_create(&f->jpeg, f->device, f->max_batch, cpu_threads, e);
+    return ims_gpu_jpeg_create(&f->jpeg, f->device, f->max_batch, cpu_threads, e);
 }
 
-imgsim_status is_gpu_feed_set_jpeg(is_gpu_feed *f, is_gpu_jpeg *d, is_err *e) {
-    if (f->jpeg || !is_gpu_jpeg_fits(d, f->device, f->max_batch))
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU decoding: the decoder was made for another device or batch size");
+imgsim_status ims_gpu_feed_set_jpeg(ims_gpu_feed *f, ims_gpu_jpeg *d, ims_err *e) {
+    if (f->jpeg || !ims_gpu_jpeg_fits(d, f->device, f->max_batch))
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU decoding: the decoder was made for another device or batch size");
     f->jpeg = d;
     return IMGSIM_OK;
 }
 
-is_gpu_jpeg *is_gpu_feed_detach_jpeg(is_gpu_feed *f) {
+ims_gpu_jpeg *ims_gpu_feed_detach_jpeg(ims_gpu_feed *f) {
     if (!f) return NULL;
     if (f->stream) cudaStreamSynchronize(f->stream); /* its buffers may still be read */
-    is_gpu_jpeg *d = f->jpeg;
+    ims_gpu_jpeg *d = f->jpeg;
     f->jpeg = NULL;
     return d;
 }
 
-void is_gpu_feed_destroy(is_gpu_feed *f) {
+void ims_gpu_feed_destroy(ims_gpu_feed *f) {
     if (!f) return;
     if (f->stream) cudaStreamSynchronize(f->stream);
-    is_gpu_jpeg_destroy(f->jpeg);
+    ims_gpu_jpeg_destroy(f->jpeg);
     if (f->h_srcs) cudaFreeHost(f->h_srcs);
     if (f->d_srcs) cudaFree(f->d_srcs);
     for (int k = 0; k < IS_GPU_FEED_MARKS; k++)
@@ -89,18 +89,18 @@ void is_gpu_feed_destroy(is_gpu_feed *f) {
     free(f);
 }
 
-const char *is_gpu_feed_backend(const is_gpu_feed *f) {
-    return f->jpeg ? is_gpu_jpeg_backend(f->jpeg) : "not initialised";
+const char *ims_gpu_feed_backend(const ims_gpu_feed *f) {
+    return f->jpeg ? ims_gpu_jpeg_backend(f->jpeg) : "not initialised";
 }
 
-imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, const size_t *lens, int n,
-                                 float *dev_in, uint64_t max_pixels, imgsim_status *item_st, is_err *item_msg,
-                                 is_err *e) {
-    if (n > f->max_batch) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU decoding: batch %d over %d", n, f->max_batch);
-    if (!f->jpeg) return is_fail(e, IMGSIM_ERR_INTERNAL, "GPU decoding: the JPEG decoder is not initialised");
+imgsim_status ims_gpu_feed_decode(ims_gpu_feed *f, const uint8_t *const *bufs, const size_t *lens, int n,
+                                 float *dev_in, uint64_t max_pixels, imgsim_status *item_st, ims_err *item_msg,
+                                 ims_err *e) {
+    if (n > f->max_batch) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU decoding: batch %d over %d", n, f->max_batch);
+    if (!f->jpeg) return ims_fail(e, IMGSIM_ERR_INTERNAL, "GPU decoding: the JPEG decoder is not initialised");
     /* the previous batch's descriptors and kernel must be done before h_srcs is rewritten */
     if (cudaStreamSynchronize(f->stream) != cudaSuccess)
-        return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: %s", cudaGetErrorString(cudaGetLastError()));
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: %s", cudaGetErrorString(cudaGetLastError()));
     /* compact the GPU candidates */
     const uint8_t *cb[n > 0 ? n : 1];
     size_t cl[n > 0 ? n : 1];
@@ -111,16 +111,16 @@ imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, con
         cl[m] = lens[i];
         idx[m++] = i;
     }
-    is_gpu_src srcs[m > 0 ? m : 1];
+    ims_gpu_src srcs[m > 0 ? m : 1];
     imgsim_status st_m[m > 0 ? m : 1];
-    is_err msg_m[m > 0 ? m : 1];
-    imgsim_status st = is_gpu_jpeg_decode(f->jpeg, cb, cl, m, max_pixels, srcs, st_m, msg_m, f->stream, e);
+    ims_err msg_m[m > 0 ? m : 1];
+    imgsim_status st = ims_gpu_jpeg_decode(f->jpeg, cb, cl, m, max_pixels, srcs, st_m, msg_m, f->stream, e);
     if (st) return st;
     /* descriptors for the whole batch: decoded ones in place, the rest skipped (px NULL) */
-    memset(f->h_srcs, 0, (size_t)n * sizeof(is_gpu_src));
+    memset(f->h_srcs, 0, (size_t)n * sizeof(ims_gpu_src));
     for (int j = 0; j < m; j++) {
         int i = idx[j];
-        if (st_m[j] == IMGSIM_OK && !is_gpu_preprocess_fits(srcs[j].w, srcs[j].h, f->pp.ow, f->pp.oh)) {
+        if (st_m[j] == IMGSIM_OK && !ims_gpu_preprocess_fits(srcs[j].w, srcs[j].h, f->pp.ow, f->pp.oh)) {
             st_m[j] = IMGSIM_ERR_UNSUPPORTED;
             snprintf(msg_m[j].msg, sizeof msg_m[j].msg, "downscale too large for the GPU kernel");
         }
@@ -130,14 +130,14 @@ imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, con
         else
             item_msg[i] = msg_m[j];
     }
-    if (cudaMemcpyAsync(f->d_srcs, f->h_srcs, (size_t)n * sizeof(is_gpu_src), cudaMemcpyHostToDevice, f->stream) !=
+    if (cudaMemcpyAsync(f->d_srcs, f->h_srcs, (size_t)n * sizeof(ims_gpu_src), cudaMemcpyHostToDevice, f->stream) !=
         cudaSuccess)
-        return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: descriptor copy failed");
-    return is_gpu_preprocess(dev_in, f->d_srcs, n, &f->pp, f->stream, e);
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: descriptor copy failed");
+    return ims_gpu_preprocess(dev_in, f->d_srcs, n, &f->pp, f->stream, e);
 }
 
-imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uint8_t *mask, int n, float *dev_in,
-                                 is_err *e) {
+imgsim_status ims_gpu_feed_upload(ims_gpu_feed *f, const float *host_in, const uint8_t *mask, int n, float *dev_in,
+                                 ims_err *e) {
     size_t img = (size_t)3 * (size_t)f->pp.oh * (size_t)f->pp.ow;
     for (int i = 0; i < n;) {
         if (!mask[i]) {
@@ -148,44 +148,44 @@ imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uin
         while (j < n && mask[j]) j++; /* one copy per run of CPU-decoded images */
         if (cudaMemcpyAsync(dev_in + (size_t)i * img, host_in + (size_t)i * img, (size_t)(j - i) * img * sizeof(float),
                             cudaMemcpyHostToDevice, f->stream) != cudaSuccess)
-            return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: input copy failed");
+            return ims_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: input copy failed");
         i = j;
     }
     return IMGSIM_OK;
 }
 
-void *is_gpu_feed_mark(is_gpu_feed *f, int64_t k) {
+void *ims_gpu_feed_mark(ims_gpu_feed *f, int64_t k) {
     cudaEvent_t ev = f->ev[k % IS_GPU_FEED_MARKS];
     cudaEventRecord(ev, f->stream);
     return (void *)ev;
 }
 
-imgsim_status is_gpu_feed_wait_mark(is_gpu_feed *f, int64_t k, is_err *e) {
+imgsim_status ims_gpu_feed_wait_mark(ims_gpu_feed *f, int64_t k, ims_err *e) {
     if (cudaEventSynchronize(f->ev[k % IS_GPU_FEED_MARKS]) != cudaSuccess)
-        return is_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: %s", cudaGetErrorString(cudaGetLastError()));
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "GPU decoding: %s", cudaGetErrorString(cudaGetLastError()));
     return IMGSIM_OK;
 }
 
 
-imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths, int n, int device,
-                                      const imgsim_preprocess_opts *pre, imgsim_status *item_st, is_err *item_msg,
-                                      int *on_gpu, is_err *e) {
+imgsim_status ims_gpu_preprocess_files(float *out_host, const char *const *paths, int n, int device,
+                                      const imgsim_preprocess_opts *pre, imgsim_status *item_st, ims_err *item_msg,
+                                      int *on_gpu, ims_err *e) {
     size_t img = (size_t)3 * (size_t)pre->height * (size_t)pre->width;
-    is_gpu_feed *f = NULL;
-    imgsim_status st = is_gpu_feed_create(&f, device, n, pre->height, pre->width, pre->mean, pre->std, e);
-    if (!st && (st = is_gpu_feed_init_jpeg(f, 1, e))) is_gpu_feed_destroy(f);
+    ims_gpu_feed *f = NULL;
+    imgsim_status st = ims_gpu_feed_create(&f, device, n, pre->height, pre->width, pre->mean, pre->std, e);
+    if (!st && (st = ims_gpu_feed_init_jpeg(f, 1, e))) ims_gpu_feed_destroy(f);
     if (st) return st;
-    uint8_t **bufs = is_calloc((size_t)n, sizeof *bufs);
-    size_t *lens = is_calloc((size_t)n, sizeof *lens);
-    uint8_t *mask = is_calloc((size_t)n, 1);
+    uint8_t **bufs = ims_calloc((size_t)n, sizeof *bufs);
+    size_t *lens = ims_calloc((size_t)n, sizeof *lens);
+    uint8_t *mask = ims_calloc((size_t)n, 1);
     float *dev = NULL;
     if (!bufs || !lens || !mask || cudaMalloc((void **)&dev, (size_t)n * img * sizeof(float)) != cudaSuccess) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
         goto done;
     }
     for (int i = 0; i < n; i++) {
         on_gpu[i] = 0;
-        item_st[i] = is_read_file(&bufs[i], &lens[i], paths[i], 1u << 30, &item_msg[i]);
+        item_st[i] = ims_read_file(&bufs[i], &lens[i], paths[i], 1u << 30, &item_msg[i]);
         if (item_st[i] == IMGSIM_OK &&
             lens[i] >= 3 && bufs[i][0] == 0xFF && bufs[i][1] == 0xD8 && bufs[i][2] == 0xFF)
             on_gpu[i] = 1;
@@ -194,7 +194,7 @@ imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths,
         const uint8_t *cb[n];
         for (int i = 0; i < n; i++) cb[i] = on_gpu[i] ? bufs[i] : NULL;
         imgsim_status gst[n];
-        if ((st = is_gpu_feed_decode(f, cb, lens, n, dev, pre->max_pixels, gst, item_msg, e))) goto done;
+        if ((st = ims_gpu_feed_decode(f, cb, lens, n, dev, pre->max_pixels, gst, item_msg, e))) goto done;
         for (int i = 0; i < n; i++) {
             if (!on_gpu[i]) continue;
             if (gst[i] != IMGSIM_OK) on_gpu[i] = 0; /* refused: the CPU path decodes it */
@@ -202,13 +202,13 @@ imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths,
     }
     for (int i = 0; i < n; i++) {
         if (on_gpu[i] || item_st[i] != IMGSIM_OK) continue;
-        item_st[i] = is_preprocess_mem(out_host + (size_t)i * img, bufs[i], lens[i], pre, paths[i], &item_msg[i]);
+        item_st[i] = ims_preprocess_mem(out_host + (size_t)i * img, bufs[i], lens[i], pre, paths[i], &item_msg[i]);
         mask[i] = item_st[i] == IMGSIM_OK;
     }
-    if ((st = is_gpu_feed_upload(f, out_host, mask, n, dev, e))) goto done;
+    if ((st = ims_gpu_feed_upload(f, out_host, mask, n, dev, e))) goto done;
     if (cudaStreamSynchronize(f->stream) != cudaSuccess ||
         cudaMemcpy(out_host, dev, (size_t)n * img * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
-        st = is_fail(e, IMGSIM_ERR_BACKEND, "GPU preprocessing: %s", cudaGetErrorString(cudaGetLastError()));
+        st = ims_fail(e, IMGSIM_ERR_BACKEND, "GPU preprocessing: %s", cudaGetErrorString(cudaGetLastError()));
 done:
     if (dev) cudaFree(dev);
     if (bufs)
@@ -216,88 +216,88 @@ done:
     free(bufs);
     free(lens);
     free(mask);
-    is_gpu_feed_destroy(f);
+    ims_gpu_feed_destroy(f);
     return st;
 }
 
 #else /* no nvJPEG */
 
-imgsim_status is_gpu_preprocess_files(float *out_host, const char *const *paths, int n, int device,
-                                      const imgsim_preprocess_opts *pre, imgsim_status *item_st, is_err *item_msg,
-                                      int *on_gpu, is_err *e) {
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+imgsim_status ims_gpu_preprocess_files(float *out_host, const char *const *paths, int n, int device,
+                                      const imgsim_preprocess_opts *pre, imgsim_status *item_st, ims_err *item_msg,
+                                      int *on_gpu, ims_err *e) {
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
 
-imgsim_status is_gpu_feed_create(is_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
-                                 const float std[3], is_err *e) {
+imgsim_status ims_gpu_feed_create(ims_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
+                                 const float std[3], ims_err *e) {
     *out = NULL;
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG: decoding on the CPU");
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG: decoding on the CPU");
 }
-imgsim_status is_gpu_feed_init_jpeg(is_gpu_feed *f, int cpu_threads, is_err *e) {
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+imgsim_status ims_gpu_feed_init_jpeg(ims_gpu_feed *f, int cpu_threads, ims_err *e) {
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
-imgsim_status is_gpu_feed_set_jpeg(is_gpu_feed *f, is_gpu_jpeg *d, is_err *e) {
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+imgsim_status ims_gpu_feed_set_jpeg(ims_gpu_feed *f, ims_gpu_jpeg *d, ims_err *e) {
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
-is_gpu_jpeg *is_gpu_feed_detach_jpeg(is_gpu_feed *f) {
+ims_gpu_jpeg *ims_gpu_feed_detach_jpeg(ims_gpu_feed *f) {
     return NULL;
 }
-imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, int cpu_threads, is_err *e) {
+imgsim_status ims_gpu_jpeg_create(ims_gpu_jpeg **out, int device, int max_batch, int cpu_threads, ims_err *e) {
     *out = NULL;
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
-void is_gpu_jpeg_destroy(is_gpu_jpeg *d) {
+void ims_gpu_jpeg_destroy(ims_gpu_jpeg *d) {
     (void)d;
 }
-int is_gpu_jpeg_fits(const is_gpu_jpeg *d, int device, int max_batch) {
+int ims_gpu_jpeg_fits(const ims_gpu_jpeg *d, int device, int max_batch) {
     return 0;
 }
-void is_gpu_feed_destroy(is_gpu_feed *f) {
+void ims_gpu_feed_destroy(ims_gpu_feed *f) {
     (void)f;
 }
-const char *is_gpu_feed_backend(const is_gpu_feed *f) {
+const char *ims_gpu_feed_backend(const ims_gpu_feed *f) {
     return "none";
 }
-imgsim_status is_gpu_feed_decode(is_gpu_feed *f, const uint8_t *const *bufs, const size_t *lens, int n,
-                                 float *dev_in, uint64_t max_pixels, imgsim_status *item_st, is_err *item_msg,
-                                 is_err *e) {
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+imgsim_status ims_gpu_feed_decode(ims_gpu_feed *f, const uint8_t *const *bufs, const size_t *lens, int n,
+                                 float *dev_in, uint64_t max_pixels, imgsim_status *item_st, ims_err *item_msg,
+                                 ims_err *e) {
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
-imgsim_status is_gpu_feed_upload(is_gpu_feed *f, const float *host_in, const uint8_t *mask, int n, float *dev_in,
-                                 is_err *e) {
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+imgsim_status ims_gpu_feed_upload(ims_gpu_feed *f, const float *host_in, const uint8_t *mask, int n, float *dev_in,
+                                 ims_err *e) {
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
-void *is_gpu_feed_mark(is_gpu_feed *f, int64_t k) {
+void *ims_gpu_feed_mark(ims_gpu_feed *f, int64_t k) {
     return NULL;
 }
-imgsim_status is_gpu_feed_wait_mark(is_gpu_feed *f, int64_t k, is_err *e) {
-    return is_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
+imgsim_status ims_gpu_feed_wait_mark(ims_gpu_feed *f, int64_t k, ims_err *e) {
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
 #endif
 
 /* ---- a decoder that outlives a job ---- */
 
-struct is_gpu_decoder_slot {
+struct ims_gpu_decoder_slot {
     pthread_t th;
     int running; /* the background thread has not been joined */
     int device, max_batch, cpu_threads;
-    is_gpu_jpeg *dec;
-    is_err err; /* why the background creation failed */
+    ims_gpu_jpeg *dec;
+    ims_err err; /* why the background creation failed */
 };
 
-is_gpu_decoder_slot *is_gpu_decoder_slot_new(void) {
-    return is_calloc(1, sizeof(is_gpu_decoder_slot));
+ims_gpu_decoder_slot *ims_gpu_decoder_slot_new(void) {
+    return ims_calloc(1, sizeof(ims_gpu_decoder_slot));
 }
 
 static void *slot_main(void *arg) {
-    is_gpu_decoder_slot *s = arg;
-    double t0 = is_now();
-    if (is_gpu_jpeg_create(&s->dec, s->device, s->max_batch, s->cpu_threads, &s->err) == IMGSIM_OK)
-        is_log_debug("nvJPEG decoders ready in %.2f s (made while the engine loaded)", is_now() - t0);
+    ims_gpu_decoder_slot *s = arg;
+    double t0 = ims_now();
+    if (ims_gpu_jpeg_create(&s->dec, s->device, s->max_batch, s->cpu_threads, &s->err) == IMGSIM_OK)
+        ims_log_debug("nvJPEG decoders ready in %.2f s (made while the engine loaded)", ims_now() - t0);
     return NULL;
 }
 
-void is_gpu_decoder_slot_start(is_gpu_decoder_slot *s, int device, int max_batch, int cpu_threads) {
+void ims_gpu_decoder_slot_start(ims_gpu_decoder_slot *s, int device, int max_batch, int cpu_threads) {
     if (!s || s->running || s->dec) return;
     s->device = device;
     s->max_batch = max_batch;
@@ -306,29 +306,29 @@ void is_gpu_decoder_slot_start(is_gpu_decoder_slot *s, int device, int max_batch
     s->running = pthread_create(&s->th, NULL, slot_main, s) == 0;
 }
 
-is_gpu_jpeg *is_gpu_decoder_slot_take(is_gpu_decoder_slot *s, is_err *e) {
+ims_gpu_jpeg *ims_gpu_decoder_slot_take(ims_gpu_decoder_slot *s, ims_err *e) {
     if (!s) return NULL;
     if (s->running) {
         pthread_join(s->th, NULL);
         s->running = 0;
         if (!s->dec && s->err.msg[0] && e) *e = s->err;
     }
-    is_gpu_jpeg *d = s->dec;
+    ims_gpu_jpeg *d = s->dec;
     s->dec = NULL;
     return d;
 }
 
-void is_gpu_decoder_slot_put(is_gpu_decoder_slot *s, is_gpu_jpeg *d) {
+void ims_gpu_decoder_slot_put(ims_gpu_decoder_slot *s, ims_gpu_jpeg *d) {
     if (!s) {
-        is_gpu_jpeg_destroy(d);
+        ims_gpu_jpeg_destroy(d);
         return;
     }
-    is_gpu_jpeg_destroy(is_gpu_decoder_slot_take(s, NULL));
+    ims_gpu_jpeg_destroy(ims_gpu_decoder_slot_take(s, NULL));
     s->dec = d;
 }
 
-void is_gpu_decoder_slot_free(is_gpu_decoder_slot *s) {
+void ims_gpu_decoder_slot_free(ims_gpu_decoder_slot *s) {
     if (!s) return;
-    is_gpu_jpeg_destroy(is_gpu_decoder_slot_take(s, NULL));
+    ims_gpu_jpeg_destroy(ims_gpu_decoder_slot_take(s, NULL));
     free(s);
 }

@@ -27,7 +27,7 @@ typedef struct decoder {
     int init_batch; /* batch size last given to nvjpegDecodeBatchedInitialize */
 } decoder;
 
-struct is_gpu_jpeg {
+struct ims_gpu_jpeg {
     int device, max_batch, cpu_threads;
     decoder hw, hyb; /* hw.ready only where engines exist; hyb made when first needed if so */
     int hyb_failed;
@@ -35,13 +35,13 @@ struct is_gpu_jpeg {
     nvjpegJpegStream_t stream_info;
     uint8_t *arena;
     size_t arena_bytes;
-    is_ycc_desc *h_ycc, *d_ycc; /* max_batch descriptors: pinned host and device */
+    ims_ycc_desc *h_ycc, *d_ycc; /* max_batch descriptors: pinned host and device */
     /* per-call scratch, max_batch entries */
     const unsigned char **bufs;
     size_t *lens;
     nvjpegImage_t *dst;
     int *which; /* index into the caller's arrays */
-    is_gpu_jpeg_times t;
+    ims_gpu_jpeg_times t;
 };
 
 static const char *nvj_str(nvjpegStatus_t s) {
@@ -72,7 +72,7 @@ static int decoder_init(decoder *d, nvjpegBackend_t backend) {
 }
 
 /* The hybrid decoder, made on first use; 0 when it cannot be made. */
-static int hyb_ready(is_gpu_jpeg *d) {
+static int hyb_ready(ims_gpu_jpeg *d) {
     if (!d->hyb.ready && !d->hyb_failed && decoder_init(&d->hyb, NVJPEG_BACKEND_GPU_HYBRID) != 0 &&
         decoder_init(&d->hyb, NVJPEG_BACKEND_DEFAULT) != 0)
         d->hyb_failed = 1;
@@ -86,56 +86,56 @@ static void decoder_free(decoder *d) {
     d->ready = 0;
 }
 
-imgsim_status is_gpu_jpeg_create(is_gpu_jpeg **out, int device, int max_batch, int cpu_threads, is_err *e) {
+imgsim_status ims_gpu_jpeg_create(ims_gpu_jpeg **out, int device, int max_batch, int cpu_threads, ims_err *e) {
     *out = NULL;
-    if (cudaSetDevice(device) != cudaSuccess) return is_fail(e, IMGSIM_ERR_NO_DEVICE, "nvJPEG: no CUDA device %d", device);
-    is_gpu_jpeg *d = is_calloc(1, sizeof *d);
-    if (!d) return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    if (cudaSetDevice(device) != cudaSuccess) return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "nvJPEG: no CUDA device %d", device);
+    ims_gpu_jpeg *d = ims_calloc(1, sizeof *d);
+    if (!d) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     d->device = device;
     d->max_batch = max_batch;
     d->cpu_threads = cpu_threads > 0 ? cpu_threads : 1;
-    double t0 = is_now();
+    double t0 = ims_now();
     if (decoder_init(&d->hw, NVJPEG_BACKEND_HARDWARE) == 0) {
         unsigned engines = 0, cores = 0;
         if (nvjpegGetHardwareDecoderInfo(d->hw.h, &engines, &cores) != NVJPEG_STATUS_SUCCESS || engines == 0)
             decoder_free(&d->hw);
         else
-            is_log_info("nvJPEG: %u hardware decode engines", engines);
+            ims_log_info("nvJPEG: %u hardware decode engines", engines);
     }
-    double t1 = is_now();
+    double t1 = ims_now();
     /* with hardware engines the hybrid decoder (progressive and other JPEGs the engines do not
      * take) is made when first needed: most jobs never need it, and it costs start-up time */
     if (!d->hw.ready && !hyb_ready(d)) {
-        is_gpu_jpeg_destroy(d);
-        return is_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: cannot create a decoder");
+        ims_gpu_jpeg_destroy(d);
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: cannot create a decoder");
     }
     d->main_h = d->hw.ready ? d->hw.h : d->hyb.h;
-    is_log_debug("nvJPEG: hardware decoder %.3f s, hybrid decoder %.3f s", t1 - t0, is_now() - t1);
+    ims_log_debug("nvJPEG: hardware decoder %.3f s, hybrid decoder %.3f s", t1 - t0, ims_now() - t1);
     if (nvjpegJpegStreamCreate(d->main_h, &d->stream_info) != NVJPEG_STATUS_SUCCESS) {
-        is_gpu_jpeg_destroy(d);
-        return is_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: cannot create a stream parser");
+        ims_gpu_jpeg_destroy(d);
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: cannot create a stream parser");
     }
-    d->bufs = is_calloc((size_t)max_batch, sizeof *d->bufs);
-    d->lens = is_calloc((size_t)max_batch, sizeof *d->lens);
-    d->dst = is_calloc((size_t)max_batch, sizeof *d->dst);
-    d->which = is_calloc((size_t)max_batch, sizeof *d->which);
-    if (cudaHostAlloc((void **)&d->h_ycc, (size_t)max_batch * sizeof(is_ycc_desc), cudaHostAllocDefault) != cudaSuccess ||
-        cudaMalloc((void **)&d->d_ycc, (size_t)max_batch * sizeof(is_ycc_desc)) != cudaSuccess) {
-        is_gpu_jpeg_destroy(d);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "nvJPEG: cannot allocate descriptors");
+    d->bufs = ims_calloc((size_t)max_batch, sizeof *d->bufs);
+    d->lens = ims_calloc((size_t)max_batch, sizeof *d->lens);
+    d->dst = ims_calloc((size_t)max_batch, sizeof *d->dst);
+    d->which = ims_calloc((size_t)max_batch, sizeof *d->which);
+    if (cudaHostAlloc((void **)&d->h_ycc, (size_t)max_batch * sizeof(ims_ycc_desc), cudaHostAllocDefault) != cudaSuccess ||
+        cudaMalloc((void **)&d->d_ycc, (size_t)max_batch * sizeof(ims_ycc_desc)) != cudaSuccess) {
+        ims_gpu_jpeg_destroy(d);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "nvJPEG: cannot allocate descriptors");
     }
     if (!d->bufs || !d->lens || !d->dst || !d->which) {
-        is_gpu_jpeg_destroy(d);
-        return is_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        ims_gpu_jpeg_destroy(d);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     }
     *out = d;
     return IMGSIM_OK;
 }
 
-void is_gpu_jpeg_destroy(is_gpu_jpeg *d) {
+void ims_gpu_jpeg_destroy(ims_gpu_jpeg *d) {
     if (!d) return;
     if (d->t.calls)
-        is_log_debug("nvJPEG: %d batches, %lld images: header checks %.3f s, batch init %.3f s (%d), decode call %.3f s, "
+        ims_log_debug("nvJPEG: %d batches, %lld images: header checks %.3f s, batch init %.3f s (%d), decode call %.3f s, "
                      "wait %.3f s, colour %.3f s",
                      d->t.calls, (long long)d->t.images, d->t.route_s, d->t.init_s, d->t.n_init, d->t.call_s,
                      d->t.sync_s, d->t.ycc_s);
@@ -152,15 +152,15 @@ void is_gpu_jpeg_destroy(is_gpu_jpeg *d) {
     free(d);
 }
 
-int is_gpu_jpeg_fits(const is_gpu_jpeg *d, int device, int max_batch) {
+int ims_gpu_jpeg_fits(const ims_gpu_jpeg *d, int device, int max_batch) {
     return d && d->device == device && d->max_batch >= max_batch;
 }
 
-is_gpu_jpeg_times is_gpu_jpeg_get_times(const is_gpu_jpeg *d) {
+ims_gpu_jpeg_times ims_gpu_jpeg_get_times(const ims_gpu_jpeg *d) {
     return d->t;
 }
 
-const char *is_gpu_jpeg_backend(const is_gpu_jpeg *d) {
+const char *ims_gpu_jpeg_backend(const ims_gpu_jpeg *d) {
     return d->hw.ready ? "hardware, gpu-hybrid on demand" : "gpu-hybrid";
 }
 
@@ -173,27 +173,27 @@ static int has_eoi(const uint8_t *b, size_t n) {
 
 /* Decodes m images (d->bufs/lens/dst) with one decoder; on a batch failure retries one by one.
  * ok[j] is set to 1 for each image decoded. */
-static void decode_set(is_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream_t stream) {
+static void decode_set(ims_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream_t stream) {
     if (m == 0 || (dec == &d->hyb && !hyb_ready(d))) return;
     nvjpegStatus_t s = NVJPEG_STATUS_SUCCESS;
-    double t0 = is_now();
+    double t0 = ims_now();
     if (dec->init_batch != m) {
         s = nvjpegDecodeBatchedInitialize(dec->h, dec->state, m, d->cpu_threads, NVJPEG_OUTPUT_YUV);
         dec->init_batch = s == NVJPEG_STATUS_SUCCESS ? m : 0;
         d->t.n_init++;
     }
-    double t1 = is_now();
+    double t1 = ims_now();
     if (s == NVJPEG_STATUS_SUCCESS) s = nvjpegDecodeBatched(dec->h, dec->state, d->bufs, d->lens, d->dst, stream);
-    double t2 = is_now();
+    double t2 = ims_now();
     int synced = s == NVJPEG_STATUS_SUCCESS && cudaStreamSynchronize(stream) == cudaSuccess;
     d->t.init_s += t1 - t0;
     d->t.call_s += t2 - t1;
-    d->t.sync_s += is_now() - t2;
+    d->t.sync_s += ims_now() - t2;
     if (synced) {
         for (int j = 0; j < m; j++) ok[j] = 1;
         return;
     }
-    is_log_debug("nvJPEG batch of %d failed (%s); decoding one by one", m, nvj_str(s));
+    ims_log_debug("nvJPEG batch of %d failed (%s); decoding one by one", m, nvj_str(s));
     dec->init_batch = 0;
     for (int j = 0; j < m && hyb_ready(d); j++) {
         s = nvjpegDecode(d->hyb.h, d->hyb.state, d->bufs[j], d->lens[j], NVJPEG_OUTPUT_YUV, &d->dst[j], stream);
@@ -202,14 +202,14 @@ static void decode_set(is_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream_
     cudaGetLastError(); /* clear a sticky launch error from a failed image */
 }
 
-imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, const size_t *lens, int n,
-                                 uint64_t max_pixels, is_gpu_src *srcs, imgsim_status *item_st, is_err *item_msg,
-                                 cudaStream_t stream, is_err *e) {
-    if (n > d->max_batch) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "nvJPEG: batch %d over %d", n, d->max_batch);
+imgsim_status ims_gpu_jpeg_decode(ims_gpu_jpeg *d, const uint8_t *const *bufs, const size_t *lens, int n,
+                                 uint64_t max_pixels, ims_gpu_src *srcs, imgsim_status *item_st, ims_err *item_msg,
+                                 cudaStream_t stream, ims_err *e) {
+    if (n > d->max_batch) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "nvJPEG: batch %d over %d", n, d->max_batch);
     /* 1. sort images: hardware, hybrid, or back to the CPU. nvJPEG decodes to YCbCr planes and
      * ycc.cu makes RGB the way libjpeg-turbo does (fancy upsampling), so only the subsamplings
      * that kernel reproduces exactly go to the GPU. */
-    double t_route = is_now();
+    double t_route = ims_now();
     d->t.calls++;
     int route[n > 0 ? n : 1]; /* 0 cpu, 1 hybrid, 2 hardware */
     size_t off[n > 0 ? n : 1], total = 0;
@@ -260,7 +260,7 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
         size_t yb = ((size_t)ws[0] * hs[0] + 255) & ~(size_t)255, cb = ((size_t)cw[i] * ch[i] + 255) & ~(size_t)255;
         total += yb + 2 * cb + (((size_t)srcs[i].pitch * (size_t)hs[0] + 255) & ~(size_t)255);
     }
-    d->t.route_s += is_now() - t_route;
+    d->t.route_s += ims_now() - t_route;
     /* 2. one arena for the batch's decoded images */
     if (total > d->arena_bytes) {
         if (d->arena) cudaFree(d->arena);
@@ -268,13 +268,13 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
         size_t want = total + total / 2;
         if (cudaMalloc((void **)&d->arena, want) != cudaSuccess) {
             d->arena_bytes = 0;
-            return is_fail(e, IMGSIM_ERR_NOMEM, "nvJPEG: cannot allocate %zu bytes of device memory for decoding", want);
+            return ims_fail(e, IMGSIM_ERR_NOMEM, "nvJPEG: cannot allocate %zu bytes of device memory for decoding", want);
         }
         d->arena_bytes = want;
     }
     /* 3. decode each route as one batch, into YCbCr planes */
     int max_w = 0, max_h = 0;
-    memset(d->h_ycc, 0, (size_t)n * sizeof(is_ycc_desc));
+    memset(d->h_ycc, 0, (size_t)n * sizeof(ims_ycc_desc));
     for (int r = 2; r >= 1; r--) {
         int m = 0;
         for (int i = 0; i < n; i++) {
@@ -282,7 +282,7 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
             uint8_t *base = d->arena + off[i];
             size_t yb = ((size_t)srcs[i].w * srcs[i].h + 255) & ~(size_t)255;
             size_t cb = ((size_t)cw[i] * ch[i] + 255) & ~(size_t)255;
-            is_ycc_desc *y = &d->h_ycc[i];
+            ims_ycc_desc *y = &d->h_ycc[i];
             y->y = base;
             y->cb = base + yb;
             y->cr = base + yb + cb;
@@ -322,12 +322,12 @@ imgsim_status is_gpu_jpeg_decode(is_gpu_jpeg *d, const uint8_t *const *bufs, con
     }
     /* 4. YCbCr -> RGB as libjpeg-turbo does it */
     if (max_w > 0) {
-        double ty = is_now();
-        if (cudaMemcpyAsync(d->d_ycc, d->h_ycc, (size_t)n * sizeof(is_ycc_desc), cudaMemcpyHostToDevice, stream) !=
+        double ty = ims_now();
+        if (cudaMemcpyAsync(d->d_ycc, d->h_ycc, (size_t)n * sizeof(ims_ycc_desc), cudaMemcpyHostToDevice, stream) !=
             cudaSuccess)
-            return is_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: descriptor copy failed");
-        imgsim_status st = is_ycc_to_rgb(d->d_ycc, n, max_w, max_h, stream, e);
-        d->t.ycc_s += is_now() - ty; /* launch only: the kernel runs behind */
+            return ims_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: descriptor copy failed");
+        imgsim_status st = ims_ycc_to_rgb(d->d_ycc, n, max_w, max_h, stream, e);
+        d->t.ycc_s += ims_now() - ty; /* launch only: the kernel runs behind */
         if (st) return st;
     }
     return IMGSIM_OK;

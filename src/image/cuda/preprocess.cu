@@ -11,7 +11,7 @@
  * Pillow's intermediate image holds it, and accumulates the vertical pass on those.
  *
  * Grid: (ceil(ow / 128), oh, n), 128 threads along x: a block shares one output row (one vertical
- * window). Horizontal coefficients live in a per-thread array of PRE_MAXK taps; is_gpu_preprocess
+ * window). Horizontal coefficients live in a per-thread array of PRE_MAXK taps; ims_gpu_preprocess
  * refuses (returns UNSUPPORTED for the caller to route to the CPU) images whose window is wider,
  * i.e. downscaling by more than PRE_MAXK / 2 - 1 in either direction.
  */
@@ -67,10 +67,10 @@ __device__ static inline int clip8(int v) {
 }
 
 template <bool FP16, bool NHWC>
-__global__ void preprocess_kernel(void *dst, const is_gpu_src *srcs, int oh, int ow, float m0, float m1, float m2,
+static __global__ void preprocess_kernel(void *dst, const ims_gpu_src *srcs, int oh, int ow, float m0, float m1, float m2,
                                   float is0, float is1, float is2) {
     const int n = blockIdx.z, y = blockIdx.y, x = blockIdx.x * PRE_THREADS + threadIdx.x;
-    const is_gpu_src s = srcs[n];
+    const ims_gpu_src s = srcs[n];
     if (s.px == nullptr || x >= ow) return;
     const window wy = make_window(y, s.h, oh), wx = make_window(x, s.w, ow);
     if (wx.n > PRE_MAXK) return; /* refused on the host side before launch */
@@ -117,16 +117,16 @@ __global__ void preprocess_kernel(void *dst, const is_gpu_src *srcs, int oh, int
     }
 }
 
-extern "C" int is_gpu_preprocess_fits(int w, int h, int ow, int oh) {
+extern "C" int ims_gpu_preprocess_fits(int w, int h, int ow, int oh) {
     /* window width is at most 2 * ceil(support) + 1 with support = in / out */
     return 2 * ((w + ow - 1) / ow) + 2 <= PRE_MAXK && 2 * ((h + oh - 1) / oh) + 2 <= 4096;
 }
 
-extern "C" imgsim_status is_gpu_preprocess(void *dst, const is_gpu_src *srcs_dev, int n, const is_gpu_pre_params *p,
-                                           cudaStream_t stream, is_err *e) {
+extern "C" imgsim_status ims_gpu_preprocess(void *dst, const ims_gpu_src *srcs_dev, int n, const ims_gpu_pre_params *p,
+                                           cudaStream_t stream, ims_err *e) {
     if (n <= 0) return IMGSIM_OK;
     if (n > 65535 || p->oh <= 0 || p->ow <= 0 || p->oh > 65535)
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU preprocessing: bad batch %d or size %dx%d", n, p->oh, p->ow);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU preprocessing: bad batch %d or size %dx%d", n, p->oh, p->ow);
     dim3 grid((unsigned)((p->ow + PRE_THREADS - 1) / PRE_THREADS), (unsigned)p->oh, (unsigned)n);
     float is0 = 1.0f / p->std[0], is1 = 1.0f / p->std[1], is2 = 1.0f / p->std[2];
 #define LAUNCH(F, L)                                                                                                \
@@ -143,6 +143,6 @@ extern "C" imgsim_status is_gpu_preprocess(void *dst, const is_gpu_src *srcs_dev
 #undef LAUNCH
     cudaError_t ce = cudaGetLastError();
     if (ce != cudaSuccess)
-        return is_fail(e, IMGSIM_ERR_BACKEND, "GPU preprocessing kernel: %s", cudaGetErrorString(ce));
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "GPU preprocessing kernel: %s", cudaGetErrorString(ce));
     return IMGSIM_OK;
 }

@@ -45,8 +45,8 @@ __device__ static inline uint8_t clamp255(int v) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-__global__ void ycc_to_rgb_kernel(const is_ycc_desc *descs) {
-    const is_ycc_desc d = descs[blockIdx.z];
+static __global__ void ycc_to_rgb_kernel(const ims_ycc_desc *descs) {
+    const ims_ycc_desc d = descs[blockIdx.z];
     const int x = blockIdx.x * YCC_THREADS + threadIdx.x, y = blockIdx.y;
     if (d.rgb == nullptr || x >= d.w || y >= d.h) return;
     const int Y = d.y[(size_t)y * d.yp + x];
@@ -66,12 +66,12 @@ __global__ void ycc_to_rgb_kernel(const is_ycc_desc *descs) {
     o[2] = clamp255(Y + b_add);
 }
 
-extern "C" imgsim_status is_ycc_to_rgb(const is_ycc_desc *descs_dev, int n, int max_w, int max_h, cudaStream_t s,
-                                       is_err *e) {
+extern "C" imgsim_status ims_ycc_to_rgb(const ims_ycc_desc *descs_dev, int n, int max_w, int max_h, cudaStream_t s,
+                                       ims_err *e) {
     if (n <= 0) return IMGSIM_OK;
     dim3 grid((unsigned)((max_w + YCC_THREADS - 1) / YCC_THREADS), (unsigned)max_h, (unsigned)n);
     ycc_to_rgb_kernel<<<grid, YCC_THREADS, 0, s>>>(descs_dev);
     cudaError_t ce = cudaGetLastError();
-    if (ce != cudaSuccess) return is_fail(e, IMGSIM_ERR_BACKEND, "YCbCr to RGB kernel: %s", cudaGetErrorString(ce));
+    if (ce != cudaSuccess) return ims_fail(e, IMGSIM_ERR_BACKEND, "YCbCr to RGB kernel: %s", cudaGetErrorString(ce));
     return IMGSIM_OK;
 }

@@ -1,20 +1,20 @@
 /*
  * api_init.c: imgsim_model_init, the public entry point of `imgsim model init`: a torchvision-
- * layout ResNet with random Kaiming-normal weights (is_graph_build_resnet) written as ONNX
- * (is_onnx_save), for demos and tests that have no PyTorch.
+ * layout ResNet with random Kaiming-normal weights (ims_graph_build_resnet) written as ONNX
+ * (ims_onnx_save), for demos and tests that have no PyTorch.
  */
 #include <string.h>
 
 #include "model/graph.h"
 
 imgsim_status imgsim_model_init(const char *path, const char *arch, uint64_t seed) {
-    if (!path || !arch) return is_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_model_init: NULL argument");
-    is_err e;
-    is_err_clear(&e);
-    is_graph *g = NULL;
-    imgsim_status s = is_graph_build_resnet(&g, arch, seed, &e);
-    if (s == IMGSIM_OK) s = is_onnx_save(g, path, &e);
-    is_graph_free(g);
-    if (s != IMGSIM_OK) return is_fail_copy(NULL, &e, s);
+    if (!path || !arch) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_model_init: NULL argument");
+    ims_err e;
+    ims_err_clear(&e);
+    ims_graph *g = NULL;
+    imgsim_status s = ims_graph_build_resnet(&g, arch, seed, &e);
+    if (s == IMGSIM_OK) s = ims_onnx_save(g, path, &e);
+    ims_graph_free(g);
+    if (s != IMGSIM_OK) return ims_fail_copy(NULL, &e, s);
     return IMGSIM_OK;
 }

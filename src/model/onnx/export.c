@@ -1,5 +1,5 @@
 /*
- * export.c: writes an is_graph as an ONNX model (opset 13, IR version 7) through protobuf-c.
+ * export.c: writes an ims_graph as an ONNX model (opset 13, IR version 7) through protobuf-c.
  *
  * The file looks like what torch.onnx.export writes for a torchvision model: one input "input"
  * [batch_size, C, H, W] and one output "output" [batch_size, ...] with the batch axis named
@@ -27,15 +27,15 @@
 enum { DT_FLOAT = 1, DT_INT64 = 7 };
 
 typedef struct ex {
-    const is_graph *g;
+    const ims_graph *g;
     const char *path;
-    is_err *e;
+    ims_err *e;
     int failed;    /* an allocation failed: checked once before packing */
     void **allocs; /* everything allocated for the message, freed by ex_free */
     size_t n_allocs, cap_allocs;
-    Onnx__NodeProto **nodes;
+    ImsOnnx__NodeProto **nodes;
     size_t n_nodes, cap_nodes;
-    Onnx__TensorProto **inits;
+    ImsOnnx__TensorProto **inits;
     size_t n_inits, cap_inits;
     char **vname;           /* per value: its name in the file */
     unsigned char *use_f32; /* per value: a float initializer is needed */
@@ -50,7 +50,7 @@ static void *track(ex *x, void *p) {
     }
     if (x->n_allocs == x->cap_allocs) {
         size_t cap = x->cap_allocs ? 2 * x->cap_allocs : 256;
-        void **na = is_realloc(x->allocs, cap * sizeof *na);
+        void **na = ims_realloc(x->allocs, cap * sizeof *na);
         if (!na) {
             free(p);
             x->failed = 1;
@@ -64,7 +64,7 @@ static void *track(ex *x, void *p) {
 }
 
 static void *ex_alloc(ex *x, size_t count, size_t size) {
-    return track(x, is_calloc(count ? count : 1, size));
+    return track(x, ims_calloc(count ? count : 1, size));
 }
 
 static char *ex_printf(ex *x, const char *fmt, ...) IS_PRINTF(2, 3);
@@ -110,18 +110,18 @@ static void push(ex *x, void ***arr, size_t *n, size_t *cap, void *p) {
 
 /* ---- attributes ------------------------------------------------------------------------- */
 
-static Onnx__AttributeProto *attr_new(ex *x, const char *name, Onnx__AttributeProto__AttributeType type) {
-    Onnx__AttributeProto *a = ex_alloc(x, 1, sizeof *a);
+static ImsOnnx__AttributeProto *attr_new(ex *x, const char *name, ImsOnnx__AttributeProto__AttributeType type) {
+    ImsOnnx__AttributeProto *a = ex_alloc(x, 1, sizeof *a);
     if (!a) return NULL;
-    onnx__attribute_proto__init(a);
+    ims_onnx__attribute_proto__init(a);
     a->name = (char *)name; /* string literals only; protobuf-c never writes through them */
     a->has_type = 1;
     a->type = type;
     return a;
 }
 
-static Onnx__AttributeProto *attr_int(ex *x, const char *name, int64_t v) {
-    Onnx__AttributeProto *a = attr_new(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+static ImsOnnx__AttributeProto *attr_int(ex *x, const char *name, int64_t v) {
+    ImsOnnx__AttributeProto *a = attr_new(x, name, IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
     if (a) {
         a->has_i = 1;
         a->i = v;
@@ -129,8 +129,8 @@ static Onnx__AttributeProto *attr_int(ex *x, const char *name, int64_t v) {
     return a;
 }
 
-static Onnx__AttributeProto *attr_float(ex *x, const char *name, float v) {
-    Onnx__AttributeProto *a = attr_new(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+static ImsOnnx__AttributeProto *attr_float(ex *x, const char *name, float v) {
+    ImsOnnx__AttributeProto *a = attr_new(x, name, IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
     if (a) {
         a->has_f = 1;
         a->f = v;
@@ -138,8 +138,8 @@ static Onnx__AttributeProto *attr_float(ex *x, const char *name, float v) {
     return a;
 }
 
-static Onnx__AttributeProto *attr_ints(ex *x, const char *name, const int *v, size_t n) {
-    Onnx__AttributeProto *a = attr_new(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+static ImsOnnx__AttributeProto *attr_ints(ex *x, const char *name, const int *v, size_t n) {
+    ImsOnnx__AttributeProto *a = attr_new(x, name, IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
     if (!a) return NULL;
     a->ints = ex_alloc(x, n, sizeof *a->ints);
     if (!a->ints) return NULL;
@@ -149,8 +149,8 @@ static Onnx__AttributeProto *attr_ints(ex *x, const char *name, const int *v, si
     return a;
 }
 
-static Onnx__AttributeProto *attr_str(ex *x, const char *name, const char *s) {
-    Onnx__AttributeProto *a = attr_new(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+static ImsOnnx__AttributeProto *attr_str(ex *x, const char *name, const char *s) {
+    ImsOnnx__AttributeProto *a = attr_new(x, name, IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
     if (a) {
         a->has_s = 1;
         a->s.data = (uint8_t *)s;
@@ -162,11 +162,11 @@ static Onnx__AttributeProto *attr_str(ex *x, const char *name, const char *s) {
 /* ---- nodes ------------------------------------------------------------------------------ */
 
 /* Starts a node with inputs (NULL entries: absent optional inputs) and one output. */
-static Onnx__NodeProto *node_new(ex *x, const char *op, const char *name, const char *const *in, int n_in,
+static ImsOnnx__NodeProto *node_new(ex *x, const char *op, const char *name, const char *const *in, int n_in,
                                  const char *out) {
-    Onnx__NodeProto *n = ex_alloc(x, 1, sizeof *n);
+    ImsOnnx__NodeProto *n = ex_alloc(x, 1, sizeof *n);
     if (!n) return NULL;
-    onnx__node_proto__init(n);
+    ims_onnx__node_proto__init(n);
     n->op_type = (char *)op;
     n->name = (char *)name;
     n->input = ex_alloc(x, (size_t)n_in, sizeof *n->input);
@@ -184,7 +184,7 @@ static Onnx__NodeProto *node_new(ex *x, const char *op, const char *name, const 
     return n;
 }
 
-static void node_attr(ex *x, Onnx__NodeProto *n, Onnx__AttributeProto *a) {
+static void node_attr(ex *x, ImsOnnx__NodeProto *n, ImsOnnx__AttributeProto *a) {
     if (!n || !a) {
         x->failed = 1;
         return;
@@ -193,7 +193,7 @@ static void node_attr(ex *x, Onnx__NodeProto *n, Onnx__AttributeProto *a) {
 }
 
 /* The spatial attributes of Conv and the pools. */
-static void spatial_attrs(ex *x, Onnx__NodeProto *o, const is_node *n, int with_dilations) {
+static void spatial_attrs(ex *x, ImsOnnx__NodeProto *o, const ims_node *n, int with_dilations) {
     static const char *const modes[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
     int any_pad = n->pad[0] || n->pad[1] || n->pad[2] || n->pad[3];
     node_attr(x, o, attr_ints(x, "kernel_shape", n->kernel, 2));
@@ -208,10 +208,10 @@ static void spatial_attrs(ex *x, Onnx__NodeProto *o, const is_node *n, int with_
 
 /* ---- tensors and value infos ------------------------------------------------------------ */
 
-static Onnx__TensorProto *tensor_new(ex *x, const char *name, int rank, const int64_t *dims) {
-    Onnx__TensorProto *t = ex_alloc(x, 1, sizeof *t);
+static ImsOnnx__TensorProto *tensor_new(ex *x, const char *name, int rank, const int64_t *dims) {
+    ImsOnnx__TensorProto *t = ex_alloc(x, 1, sizeof *t);
     if (!t) return NULL;
-    onnx__tensor_proto__init(t);
+    ims_onnx__tensor_proto__init(t);
     t->name = (char *)name;
     t->dims = ex_alloc(x, (size_t)rank, sizeof *t->dims);
     if (!t->dims) return NULL;
@@ -225,7 +225,7 @@ static Onnx__TensorProto *tensor_new(ex *x, const char *name, int rank, const in
 
 /* A float32 initializer; raw_data borrows data on little-endian hosts. */
 static void init_f32(ex *x, const char *name, int rank, const int64_t *dims, const float *data, int64_t n) {
-    Onnx__TensorProto *t = tensor_new(x, name, rank, dims);
+    ImsOnnx__TensorProto *t = tensor_new(x, name, rank, dims);
     if (!t) return;
     t->data_type = DT_FLOAT;
     t->has_raw_data = 1;
@@ -247,7 +247,7 @@ static void init_f32(ex *x, const char *name, int rank, const int64_t *dims, con
 
 /* An int64 initializer from float values that hold integers (Reshape shapes). */
 static void init_i64(ex *x, const char *name, int rank, const int64_t *dims, const float *data, int64_t n) {
-    Onnx__TensorProto *t = tensor_new(x, name, rank, dims);
+    ImsOnnx__TensorProto *t = tensor_new(x, name, rank, dims);
     if (!t) return;
     t->data_type = DT_INT64;
     t->int64_data = ex_alloc(x, (size_t)n, sizeof *t->int64_data);
@@ -258,34 +258,34 @@ static void init_i64(ex *x, const char *name, int rank, const int64_t *dims, con
 }
 
 /* A float tensor ValueInfo; dims[0] == -1 becomes the "batch_size" parameter; rank 0: no shape. */
-static Onnx__ValueInfoProto *value_info(ex *x, const char *name, int rank, const int64_t *dims) {
-    Onnx__ValueInfoProto *vi = ex_alloc(x, 1, sizeof *vi);
-    Onnx__TypeProto *tp = ex_alloc(x, 1, sizeof *tp);
-    Onnx__TypeProto__Tensor *tt = ex_alloc(x, 1, sizeof *tt);
+static ImsOnnx__ValueInfoProto *value_info(ex *x, const char *name, int rank, const int64_t *dims) {
+    ImsOnnx__ValueInfoProto *vi = ex_alloc(x, 1, sizeof *vi);
+    ImsOnnx__TypeProto *tp = ex_alloc(x, 1, sizeof *tp);
+    ImsOnnx__TypeProto__Tensor *tt = ex_alloc(x, 1, sizeof *tt);
     if (!vi || !tp || !tt) return NULL;
-    onnx__value_info_proto__init(vi);
-    onnx__type_proto__init(tp);
-    onnx__type_proto__tensor__init(tt);
+    ims_onnx__value_info_proto__init(vi);
+    ims_onnx__type_proto__init(tp);
+    ims_onnx__type_proto__tensor__init(tt);
     vi->name = (char *)name;
     vi->type = tp;
-    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    tp->value_case = IMS_ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
     tp->tensor_type = tt;
     tt->has_elem_type = 1;
     tt->elem_type = DT_FLOAT;
     if (rank <= 0) return vi;
-    Onnx__TensorShapeProto *sh = ex_alloc(x, 1, sizeof *sh);
-    Onnx__TensorShapeProto__Dimension **dv = ex_alloc(x, (size_t)rank, sizeof *dv);
+    ImsOnnx__TensorShapeProto *sh = ex_alloc(x, 1, sizeof *sh);
+    ImsOnnx__TensorShapeProto__Dimension **dv = ex_alloc(x, (size_t)rank, sizeof *dv);
     if (!sh || !dv) return NULL;
-    onnx__tensor_shape_proto__init(sh);
+    ims_onnx__tensor_shape_proto__init(sh);
     for (int i = 0; i < rank; i++) {
-        Onnx__TensorShapeProto__Dimension *d = ex_alloc(x, 1, sizeof *d);
+        ImsOnnx__TensorShapeProto__Dimension *d = ex_alloc(x, 1, sizeof *d);
         if (!d) return NULL;
-        onnx__tensor_shape_proto__dimension__init(d);
+        ims_onnx__tensor_shape_proto__dimension__init(d);
         if (dims[i] > 0) {
-            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            d->value_case = IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
             d->dim_value = dims[i];
         } else if (i == 0) {
-            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            d->value_case = IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
             d->dim_param = (char *)"batch_size";
         } /* else: an unknown dimension */
         dv[i] = d;
@@ -298,7 +298,7 @@ static Onnx__ValueInfoProto *value_info(ex *x, const char *name, int rank, const
 
 /* ---- the graph -------------------------------------------------------------------------- */
 
-static const char *onnx_op(is_op op) {
+static const char *onnx_op(ims_op op) {
     switch (op) {
     case IS_OP_CONV:
         return "Conv";
@@ -350,9 +350,9 @@ static const char *clip_bound(ex *x, const char *node, const char *which, float 
 }
 
 /* Writes one IR node as one to three ONNX nodes. */
-static imgsim_status emit_node(ex *x, const is_node *n, int idx) {
+static imgsim_status emit_node(ex *x, const ims_node *n, int idx) {
     const char *op = onnx_op(n->op);
-    if (!op) return is_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d has an unknown op", x->path, idx);
+    if (!op) return ims_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d has an unknown op", x->path, idx);
     const char *name = n->name && n->name[0] ? n->name : ex_printf(x, "%s_%d", op, idx);
     const char *in[IS_MAX_INPUTS + 2];
     int n_in = n->n_in;
@@ -369,7 +369,7 @@ static imgsim_status emit_node(ex *x, const is_node *n, int idx) {
     const char *out = x->vname[n->out];
     const char *main_out = fused ? ex_printf(x, "%s_pre", out) : out;
 
-    Onnx__NodeProto *o = node_new(x, op, name, in, n_in, main_out);
+    ImsOnnx__NodeProto *o = node_new(x, op, name, in, n_in, main_out);
     switch (n->op) {
     case IS_OP_CONV:
         spatial_attrs(x, o, n, 1);
@@ -419,20 +419,20 @@ static imgsim_status emit_node(ex *x, const is_node *n, int idx) {
 }
 
 /* Builds the ModelProto into x's allocations; returns it through *out. */
-static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
-    const is_graph *g = x->g;
+static imgsim_status build_model(ex *x, ImsOnnx__ModelProto **out) {
+    const ims_graph *g = x->g;
     if (g->input < 0 || g->input >= g->n_vals || g->output < 0 || g->output >= g->n_vals ||
         g->input == g->output)
-        return is_fail(x->e, IMGSIM_ERR_INVALID_ARG, "%s: the graph has no distinct input and output",
+        return ims_fail(x->e, IMGSIM_ERR_INVALID_ARG, "%s: the graph has no distinct input and output",
                        x->path);
     if (g->vals[g->input].rank != 4)
-        return is_fail(x->e, IMGSIM_ERR_INVALID_ARG, "%s: the graph input is not [N, C, H, W]", x->path);
+        return ims_fail(x->e, IMGSIM_ERR_INVALID_ARG, "%s: the graph input is not [N, C, H, W]", x->path);
     size_t nv = (size_t)g->n_vals;
     x->vname = ex_alloc(x, nv, sizeof *x->vname);
     x->use_f32 = ex_alloc(x, nv, 1);
     x->use_i64 = ex_alloc(x, nv, 1);
     if (!x->vname || !x->use_f32 || !x->use_i64)
-        return is_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
+        return ims_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
 
     /* names: the input and output get the torch.onnx.export names; clashes are renamed */
     for (int v = 0; v < g->n_vals; v++) {
@@ -451,14 +451,14 @@ static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
 
     /* which constants are used, and how */
     for (int i = 0; i < g->n_nodes; i++) {
-        const is_node *n = &g->nodes[i];
+        const ims_node *n = &g->nodes[i];
         if (n->dead) continue;
         if (n->out < 0 || n->out >= g->n_vals || n->n_in < 0 || n->n_in > IS_MAX_INPUTS)
-            return is_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
+            return ims_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
         for (int k = 0; k < n->n_in; k++) {
             int v = n->in[k];
             if (v >= g->n_vals)
-                return is_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
+                return ims_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
             if (v < 0 || !g->vals[v].data) continue;
             if (n->op == IS_OP_RESHAPE && k == 1)
                 x->use_i64[v] = 1;
@@ -466,12 +466,12 @@ static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
                 x->use_f32[v] = 1;
         }
         if (n->residual >= g->n_vals)
-            return is_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
+            return ims_fail(x->e, IMGSIM_ERR_INTERNAL, "%s: node %d is malformed", x->path, i);
     }
     for (int v = 0; v < g->n_vals; v++) {
-        const is_value *val = &g->vals[v];
+        const ims_value *val = &g->vals[v];
         if (!x->use_f32[v] && !x->use_i64[v]) continue;
-        int64_t numel = is_value_numel(val);
+        int64_t numel = ims_value_numel(val);
         if (x->use_f32[v]) init_f32(x, x->vname[v], val->rank, val->dims, val->data, numel);
         if (x->use_i64[v])
             init_i64(x, x->use_f32[v] ? ex_printf(x, "%s_int64", x->vname[v]) : x->vname[v], val->rank,
@@ -483,17 +483,17 @@ static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
         if (s != IMGSIM_OK) return s;
     }
 
-    Onnx__GraphProto *gp = ex_alloc(x, 1, sizeof *gp);
-    Onnx__ModelProto *mp = ex_alloc(x, 1, sizeof *mp);
-    Onnx__OperatorSetIdProto *os = ex_alloc(x, 1, sizeof *os);
-    Onnx__OperatorSetIdProto **osv = ex_alloc(x, 1, sizeof *osv);
-    Onnx__ValueInfoProto **ins = ex_alloc(x, 1, sizeof *ins), **outs = ex_alloc(x, 1, sizeof *outs);
+    ImsOnnx__GraphProto *gp = ex_alloc(x, 1, sizeof *gp);
+    ImsOnnx__ModelProto *mp = ex_alloc(x, 1, sizeof *mp);
+    ImsOnnx__OperatorSetIdProto *os = ex_alloc(x, 1, sizeof *os);
+    ImsOnnx__OperatorSetIdProto **osv = ex_alloc(x, 1, sizeof *osv);
+    ImsOnnx__ValueInfoProto **ins = ex_alloc(x, 1, sizeof *ins), **outs = ex_alloc(x, 1, sizeof *outs);
     if (x->failed || !gp || !mp || !os || !osv || !ins || !outs)
-        return is_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
-    onnx__graph_proto__init(gp);
-    onnx__model_proto__init(mp);
-    onnx__operator_set_id_proto__init(os);
-    const is_value *iv = &g->vals[g->input], *ov = &g->vals[g->output];
+        return ims_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
+    ims_onnx__graph_proto__init(gp);
+    ims_onnx__model_proto__init(mp);
+    ims_onnx__operator_set_id_proto__init(os);
+    const ims_value *iv = &g->vals[g->input], *ov = &g->vals[g->output];
     int64_t in_dims[4] = {-1, iv->dims[1], iv->dims[2], iv->dims[3]};
     ins[0] = value_info(x, "input", 4, in_dims);
     int64_t out_dims[IS_MAX_RANK];
@@ -502,7 +502,7 @@ static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
         out_dims[i] = i == 0 ? -1 : ov->dims[i];
     outs[0] = value_info(x, "output", out_rank, out_dims);
     if (x->failed || !ins[0] || !outs[0])
-        return is_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
+        return ims_fail(x->e, IMGSIM_ERR_NOMEM, "%s: out of memory", x->path);
     gp->name = (char *)"imgsim";
     gp->node = x->nodes;
     gp->n_node = x->n_nodes;
@@ -527,27 +527,27 @@ static imgsim_status build_model(ex *x, Onnx__ModelProto **out) {
     return IMGSIM_OK;
 }
 
-imgsim_status is_onnx_save(const is_graph *g, const char *path, is_err *e) {
+imgsim_status ims_onnx_save(const ims_graph *g, const char *path, ims_err *e) {
     ex x;
     memset(&x, 0, sizeof x);
     x.g = g;
     x.path = path;
     x.e = e;
-    Onnx__ModelProto *mp = NULL;
+    ImsOnnx__ModelProto *mp = NULL;
     imgsim_status s = build_model(&x, &mp);
     if (s == IMGSIM_OK) {
-        size_t size = onnx__model_proto__get_packed_size(mp);
+        size_t size = ims_onnx__model_proto__get_packed_size(mp);
         if (size > ((size_t)2 << 30) - 1) {
-            s = is_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: the model is over protobuf's 2 GiB limit", path);
+            s = ims_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: the model is over protobuf's 2 GiB limit", path);
         } else {
-            uint8_t *buf = is_malloc(size);
+            uint8_t *buf = ims_malloc(size);
             if (!buf) {
-                s = is_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, size);
+                s = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, size);
             } else {
-                size_t packed = onnx__model_proto__pack(mp, buf);
+                size_t packed = ims_onnx__model_proto__pack(mp, buf);
                 s = packed == size
-                        ? is_write_file_atomic(path, buf, size, e)
-                        : is_fail(e, IMGSIM_ERR_INTERNAL, "%s: protobuf packing size mismatch", path);
+                        ? ims_write_file_atomic(path, buf, size, e)
+                        : ims_fail(e, IMGSIM_ERR_INTERNAL, "%s: protobuf packing size mismatch", path);
                 free(buf);
             }
         }

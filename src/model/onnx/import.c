@@ -1,5 +1,5 @@
 /*
- * import.c: ONNX import: a model file -> protobuf-c -> a validated, linked is_graph.
+ * import.c: ONNX import: a model file -> protobuf-c -> a validated, linked ims_graph.
  *
  * Everything in the file is untrusted. The order of work is chosen so that nothing is allocated
  * from an unchecked number:
@@ -16,7 +16,7 @@
  *      inference Dropouts other names of their input), then every
  *      node's inputs are resolved and its attributes checked against what imgsim executes
  *      (pass 2);
- *   7. is_graph_link checks the references as a graph: order, cycles, consumers.
+ *   7. ims_graph_link checks the references as a graph: order, cycles, consumers.
  *
  * Conventions the rest of imgsim relies on (see graph.h):
  *   - Clip's min/max (constant inputs from opset 11, attributes before) are stored in
@@ -84,8 +84,8 @@ static int map_init(name_map *m, size_t n) {
         if (cap > SIZE_MAX / 4) return -1;
         cap *= 2;
     }
-    m->keys = is_calloc(cap, sizeof *m->keys);
-    m->vals = is_calloc(cap, sizeof *m->vals);
+    m->keys = ims_calloc(cap, sizeof *m->keys);
+    m->vals = ims_calloc(cap, sizeof *m->vals);
     m->cap = cap;
     return m->keys && m->vals ? 0 : -1;
 }
@@ -119,8 +119,8 @@ static void map_put(name_map *m, const char *key, int val) {
 
 typedef struct imp {
     const char *path; /* the model file, for messages */
-    is_err *e;
-    is_graph *g;
+    ims_err *e;
+    ims_graph *g;
     int opset;
     name_map names;
     int *rank;              /* per value: rank, or -1 when not known yet (activation ranks
@@ -133,7 +133,7 @@ typedef struct imp {
 } imp;
 
 /* The node's name, or "<op_type>_<index>" when it has none (for messages and the graph). */
-static const char *node_label(const Onnx__NodeProto *n, int idx, char buf[64]) {
+static const char *node_label(const ImsOnnx__NodeProto *n, int idx, char buf[64]) {
     if (n->name && n->name[0]) return n->name;
     snprintf(buf, 64, "%.40s_%d", S(n->op_type), idx);
     return buf;
@@ -170,12 +170,12 @@ static size_t dtype_size(int32_t t) {
 static int add_value(imp *m, const char *name, int rank, const int64_t *dims, const float *data,
                      int known_rank) {
     if ((size_t)m->g->n_vals >= m->max_vals) {
-        is_fail(m->e, IMGSIM_ERR_INTERNAL, "%s: value table overflow", m->path);
+        ims_fail(m->e, IMGSIM_ERR_INTERNAL, "%s: value table overflow", m->path);
         return -1;
     }
-    int v = is_graph_add_value(m->g, name, rank, dims, data);
+    int v = ims_graph_add_value(m->g, name, rank, dims, data);
     if (v < 0) {
-        is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory adding value '%.200s'", m->path, name);
+        ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory adding value '%.200s'", m->path, name);
         return -1;
     }
     m->rank[v] = known_rank ? rank : -1;
@@ -236,7 +236,7 @@ static void decode_le(float *out, const uint8_t *p, uint64_t n, int32_t dt, unsi
         break;
     case DT_FLOAT16:
         for (uint64_t i = 0; i < n; i++)
-            out[i] = is_f16_to_f32(ld16(p + 2 * i));
+            out[i] = ims_f16_to_f32(ld16(p + 2 * i));
         break;
     case DT_BFLOAT16:
         for (uint64_t i = 0; i < n; i++)
@@ -272,11 +272,11 @@ static int parse_u64(const char *s, uint64_t *out) {
 
 /* Reads a tensor's external data: exactly need bytes from the file named by its "location",
  * which must resolve (symlinks included) to a regular file inside the model's folder. */
-static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const char *tname, uint64_t need,
+static imgsim_status read_external(imp *m, const ImsOnnx__TensorProto *t, const char *tname, uint64_t need,
                                    uint8_t **out) {
     const char *loc = NULL, *off_s = NULL, *len_s = NULL;
     for (size_t i = 0; i < t->n_external_data; i++) {
-        const Onnx__StringStringEntryProto *kv = t->external_data[i];
+        const ImsOnnx__StringStringEntryProto *kv = t->external_data[i];
         if (!strcmp(S(kv->key), "location"))
             loc = S(kv->value);
         else if (!strcmp(S(kv->key), "offset"))
@@ -285,17 +285,17 @@ static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const cha
             len_s = S(kv->value);
     }
     if (!loc || !*loc)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': external data without a location",
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': external data without a location",
                        m->path, tname);
     if (loc[0] == '/')
-        return is_fail(m->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                        "%s: tensor '%.200s': external data location '%.200s' is an absolute path "
                        "(it must be inside the model's folder)",
                        m->path, tname, loc);
     for (const char *c = loc; *c;) { /* refuse any ".." component */
         size_t n = strcspn(c, "/");
         if (n == 2 && c[0] == '.' && c[1] == '.')
-            return is_fail(m->e, IMGSIM_ERR_FORMAT,
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                            "%s: tensor '%.200s': external data location '%.200s' leaves the model's "
                            "folder ('..')",
                            m->path, tname, loc);
@@ -305,36 +305,36 @@ static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const cha
     }
     uint64_t offset = 0, length = 0;
     if (off_s && parse_u64(off_s, &offset) != 0)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': bad external data offset '%.40s'",
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': bad external data offset '%.40s'",
                        m->path, tname, off_s);
     if (len_s && parse_u64(len_s, &length) != 0)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': bad external data length '%.40s'",
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': bad external data length '%.40s'",
                        m->path, tname, len_s);
 
     if (!m->dir_real) {
-        char *dir = is_path_dirname(m->path);
-        if (!dir) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
+        char *dir = ims_path_dirname(m->path);
+        if (!dir) return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
         m->dir_real = realpath(dir, NULL);
         int err = errno;
         free(dir);
         if (!m->dir_real)
-            return is_fail(m->e, IMGSIM_ERR_IO, "%s: cannot resolve the model's folder: %s", m->path,
+            return ims_fail(m->e, IMGSIM_ERR_IO, "%s: cannot resolve the model's folder: %s", m->path,
                            strerror(err));
     }
-    char *joined = is_path_join(m->dir_real, loc);
-    if (!joined) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
+    char *joined = ims_path_join(m->dir_real, loc);
+    if (!joined) return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
     char *real = realpath(joined, NULL);
     int err = errno;
     free(joined);
     if (!real)
-        return is_fail(m->e, IMGSIM_ERR_IO, "%s: tensor '%.200s': external data file '%.200s': %s", m->path,
+        return ims_fail(m->e, IMGSIM_ERR_IO, "%s: tensor '%.200s': external data file '%.200s': %s", m->path,
                        tname, loc, strerror(err));
     size_t dl = strlen(m->dir_real);
     int inside =
         strncmp(real, m->dir_real, dl) == 0 && (real[dl] == '/' || (dl == 1 && m->dir_real[0] == '/'));
     if (!inside) {
         free(real);
-        return is_fail(m->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                        "%s: tensor '%.200s': external data file '%.200s' resolves outside the model's "
                        "folder",
                        m->path, tname, loc);
@@ -343,27 +343,27 @@ static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const cha
     err = errno;
     free(real);
     if (fd < 0)
-        return is_fail(m->e, IMGSIM_ERR_IO,
+        return ims_fail(m->e, IMGSIM_ERR_IO,
                        "%s: tensor '%.200s': cannot open external data file '%.200s': %s", m->path, tname,
                        loc, strerror(err));
     struct stat st;
     imgsim_status s = IMGSIM_OK;
     uint8_t *buf = NULL;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        s = is_fail(m->e, IMGSIM_ERR_FORMAT,
+        s = ims_fail(m->e, IMGSIM_ERR_FORMAT,
                     "%s: tensor '%.200s': external data '%.200s' is not a regular file", m->path, tname, loc);
         goto done;
     }
     uint64_t size = (uint64_t)st.st_size;
     if (offset > size) {
-        s = is_fail(m->e, IMGSIM_ERR_FORMAT,
+        s = ims_fail(m->e, IMGSIM_ERR_FORMAT,
                     "%s: tensor '%.200s': external data offset %llu is past the end of '%.200s' (%llu bytes)",
                     m->path, tname, (unsigned long long)offset, loc, (unsigned long long)size);
         goto done;
     }
     if (!len_s) length = size - offset; /* absent length: the rest of the file */
     if (length > size - offset) {
-        s = is_fail(m->e, IMGSIM_ERR_FORMAT,
+        s = ims_fail(m->e, IMGSIM_ERR_FORMAT,
                     "%s: tensor '%.200s': external data offset %llu + length %llu is past the end of "
                     "'%.200s' (%llu bytes)",
                     m->path, tname, (unsigned long long)offset, (unsigned long long)length, loc,
@@ -371,14 +371,14 @@ static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const cha
         goto done;
     }
     if (length != need) {
-        s = is_fail(m->e, IMGSIM_ERR_FORMAT,
+        s = ims_fail(m->e, IMGSIM_ERR_FORMAT,
                     "%s: tensor '%.200s': external data has %llu bytes, its dims need %llu", m->path, tname,
                     (unsigned long long)length, (unsigned long long)need);
         goto done;
     }
-    buf = is_malloc((size_t)need);
+    buf = ims_malloc((size_t)need);
     if (!buf) {
-        s = is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory for tensor '%.200s'", m->path, tname);
+        s = ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory for tensor '%.200s'", m->path, tname);
         goto done;
     }
     for (uint64_t got = 0; got < need;) {
@@ -386,7 +386,7 @@ static imgsim_status read_external(imp *m, const Onnx__TensorProto *t, const cha
         ssize_t r = pread(fd, buf + got, chunk, (off_t)(offset + got));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            s = is_fail(m->e, IMGSIM_ERR_IO, "%s: tensor '%.200s': reading '%.200s': %s", m->path, tname, loc,
+            s = ims_fail(m->e, IMGSIM_ERR_IO, "%s: tensor '%.200s': reading '%.200s': %s", m->path, tname, loc,
                         r < 0 ? strerror(errno) : "unexpected end of file");
             free(buf);
             buf = NULL;
@@ -404,45 +404,45 @@ done:
  * NULL). Checks dims before allocating and data size against dims. Frees the tensor's raw bytes
  * once converted, to keep the peak memory near one copy of the weights. Returns the value index
  * through *vout. */
-static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname, int *vout) {
+static imgsim_status add_tensor(imp *m, ImsOnnx__TensorProto *t, const char *vname, int *vout) {
     const char *tname = vname ? vname : S(t->name);
-    if (!*tname) return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: a tensor has no name", m->path);
+    if (!*tname) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: a tensor has no name", m->path);
     if (map_get(&m->names, tname) >= 0)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path, tname);
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path, tname);
     if (t->n_dims > IS_MAX_RANK)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': rank %zu is over %d", m->path,
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': rank %zu is over %d", m->path,
                        tname, t->n_dims, IS_MAX_RANK);
     int64_t dims[IS_MAX_RANK] = {0};
     uint64_t numel = 1;
     for (size_t i = 0; i < t->n_dims; i++) {
         int64_t d = t->dims[i];
         if (d < 0)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': negative dimension %lld", m->path,
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': negative dimension %lld", m->path,
                            tname, (long long)d);
         if (d == 0)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': zero-size dimension", m->path,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': zero-size dimension", m->path,
                            tname);
-        if (is_mul_overflow_u64(numel, (uint64_t)d, &numel) != 0)
-            return is_fail(m->e, IMGSIM_ERR_TOO_LARGE,
+        if (ims_mul_overflow_u64(numel, (uint64_t)d, &numel) != 0)
+            return ims_fail(m->e, IMGSIM_ERR_TOO_LARGE,
                            "%s: tensor '%.200s': dimensions overflow a 64-bit element count", m->path, tname);
         dims[i] = d;
     }
     /* checked after the loop too: each dim is positive, so numel only grows */
     if (numel > ONNX_MAX_TENSOR_ELEMS)
-        return is_fail(m->e, IMGSIM_ERR_TOO_LARGE,
+        return ims_fail(m->e, IMGSIM_ERR_TOO_LARGE,
                        "%s: tensor '%.200s': %llu elements is over the limit of %llu", m->path, tname,
                        (unsigned long long)numel, (unsigned long long)ONNX_MAX_TENSOR_ELEMS);
     if (!t->has_data_type || t->data_type == 0)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': no data type", m->path, tname);
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': no data type", m->path, tname);
     int32_t dt = t->data_type;
     size_t esize = dtype_size(dt);
     if (!esize)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: tensor '%.200s': data type %s (%d) is not supported", m->path, tname,
                        dtype_name(dt), (int)dt);
     uint64_t need = numel * esize; /* numel <= 2^30, esize <= 8: no overflow */
     if (need > ONNX_MAX_TENSOR_BYTES)
-        return is_fail(m->e, IMGSIM_ERR_TOO_LARGE,
+        return ims_fail(m->e, IMGSIM_ERR_TOO_LARGE,
                        "%s: tensor '%.200s': %llu bytes is over the limit of %llu", m->path, tname,
                        (unsigned long long)need, (unsigned long long)ONNX_MAX_TENSOR_BYTES);
 
@@ -450,12 +450,12 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
     const uint8_t *bytes = NULL; /* little-endian source, or NULL for a typed field */
     uint8_t *ext = NULL;
     imgsim_status s;
-    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+    if (t->has_data_location && t->data_location == IMS_ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
         if ((s = read_external(m, t, tname, need, &ext)) != IMGSIM_OK) return s;
         bytes = ext;
     } else if (t->has_raw_data) {
         if ((uint64_t)t->raw_data.len != need)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT,
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                            "%s: tensor '%.200s': raw_data has %zu bytes, its dims need %llu", m->path, tname,
                            t->raw_data.len, (unsigned long long)need);
         bytes = t->raw_data.data;
@@ -476,14 +476,14 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
             break; /* INT32, BOOL, FLOAT16 and BFLOAT16 (as bits) */
         }
         if ((uint64_t)have != numel)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': has %zu values, its dims need %llu",
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': has %zu values, its dims need %llu",
                            m->path, tname, have, (unsigned long long)numel);
     }
 
-    float *data = is_malloc_array((size_t)numel, sizeof(float));
+    float *data = ims_malloc_array((size_t)numel, sizeof(float));
     if (!data) {
         free(ext);
-        return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory for tensor '%.200s'", m->path, tname);
+        return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory for tensor '%.200s'", m->path, tname);
     }
     unsigned char inexact = 0;
     if (bytes) {
@@ -504,7 +504,7 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
                 data[i] = i64_to_f32(t->int32_data[i], &inexact);
                 break;
             case DT_FLOAT16:
-                data[i] = is_f16_to_f32((uint16_t)t->int32_data[i]);
+                data[i] = ims_f16_to_f32((uint16_t)t->int32_data[i]);
                 break;
             case DT_BFLOAT16:
                 data[i] = f32_bits((uint32_t)(uint16_t)t->int32_data[i] << 16);
@@ -522,7 +522,7 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
         t->raw_data.len = 0;
         t->has_raw_data = 0;
     }
-    /* the graph takes the buffer over (graph.h: constants own their data, freed by is_graph_free)
+    /* the graph takes the buffer over (graph.h: constants own their data, freed by ims_graph_free)
      * rather than copying it */
     int v = add_value(m, tname, (int)t->n_dims, dims, NULL, 1);
     if (v < 0) {
@@ -538,51 +538,51 @@ static imgsim_status add_tensor(imp *m, Onnx__TensorProto *t, const char *vname,
 /* ---- graph input ------------------------------------------------------------------------ */
 
 /* Declares the one image input [N, C, H, W] (N free, C/H/W fixed and positive). */
-static imgsim_status add_input(imp *m, const Onnx__GraphProto *gp) {
-    const Onnx__ValueInfoProto *in = NULL;
+static imgsim_status add_input(imp *m, const ImsOnnx__GraphProto *gp) {
+    const ImsOnnx__ValueInfoProto *in = NULL;
     int n_img = 0;
     for (size_t i = 0; i < gp->n_input; i++) {
         const char *nm = S(gp->input[i]->name);
-        if (!*nm) return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: a graph input has no name", m->path);
+        if (!*nm) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: a graph input has no name", m->path);
         if (map_get(&m->names, nm) >= 0) continue; /* an initializer listed as an input (IR < 4) */
         if (!in) in = gp->input[i];
         n_img++;
     }
     if (n_img != 1)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: the graph has %d inputs besides its weights; imgsim needs exactly one image "
                        "input",
                        m->path, n_img);
     const char *nm = in->name;
-    const Onnx__TypeProto *tp = in->type;
-    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: input '%.200s' is not a tensor", m->path, nm);
-    const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+    const ImsOnnx__TypeProto *tp = in->type;
+    if (!tp || tp->value_case != IMS_ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: input '%.200s' is not a tensor", m->path, nm);
+    const ImsOnnx__TypeProto__Tensor *tt = tp->tensor_type;
     if (!tt->has_elem_type || tt->elem_type != DT_FLOAT)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: input '%.200s' has element type %s; imgsim needs FLOAT", m->path, nm,
                        dtype_name(tt->has_elem_type ? tt->elem_type : 0));
     if (!tt->shape || tt->shape->n_dim != 4)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: input '%.200s' must have 4 dimensions [N, C, H, W] (it has %d)", m->path, nm,
                        tt->shape ? (int)tt->shape->n_dim : 0);
     int64_t dims[4] = {-1, 0, 0, 0};
     static const char *const axis_names[4] = {"N", "C", "H", "W"};
     for (int i = 1; i < 4; i++) {
-        const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
-        if (d->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
-            return is_fail(
+        const ImsOnnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
+        if (d->value_case != IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
+            return ims_fail(
                 m->e, IMGSIM_ERR_UNSUPPORTED,
                 "%s: input '%.200s': dimension %s is not a fixed number; imgsim needs fixed C, H, W", m->path,
                 nm, axis_names[i]);
         if (d->dim_value <= 0 || d->dim_value > ONNX_MAX_SPATIAL)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: input '%.200s': dimension %s = %lld is out of range", m->path, nm,
                            axis_names[i], (long long)d->dim_value);
         dims[i] = d->dim_value;
     }
     if (dims[1] > 4096)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: input '%.200s': %lld channels is too many", m->path,
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: input '%.200s': %lld channels is too many", m->path,
                        nm, (long long)dims[1]);
     int v = add_value(m, nm, 4, dims, NULL, 1);
     if (v < 0) return IMGSIM_ERR_NOMEM;
@@ -597,7 +597,7 @@ static imgsim_status add_input(imp *m, const Onnx__GraphProto *gp) {
 
 typedef struct op_desc {
     const char *onnx;
-    int op; /* is_op, or -1 for Constant */
+    int op; /* ims_op, or -1 for Constant */
     int min_in, max_in;
     const char *attrs; /* accepted attribute names, space-separated with spaces around */
 } op_desc;
@@ -644,20 +644,20 @@ static int attr_allowed(const op_desc *d, const char *name) {
 }
 
 /* The attribute's type; older writers may leave it out, so it is inferred from the field set. */
-static int attr_type(const Onnx__AttributeProto *a) {
+static int attr_type(const ImsOnnx__AttributeProto *a) {
     if (a->has_type) return (int)a->type;
-    if (a->has_f) return ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    if (a->has_i) return ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    if (a->has_s) return ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
-    if (a->t) return ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
-    if (a->n_floats) return ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
-    if (a->n_ints) return ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
-    return ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED;
+    if (a->has_f) return IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+    if (a->has_i) return IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    if (a->has_s) return IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    if (a->t) return IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+    if (a->n_floats) return IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
+    if (a->n_ints) return IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    return IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED;
 }
 
 /* What pass 2 collects from a node besides its inputs. */
 typedef struct node_params {
-    is_node n; /* the parameter fields of the node to add */
+    ims_node n; /* the parameter fields of the node to add */
     int has_kernel;
     int has_pads;
     int has_axis;
@@ -675,40 +675,40 @@ typedef struct actx {
 } actx;
 
 static imgsim_status bad_type(const actx *c, const char *want) {
-    return is_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': attribute '%s' of %s must be %s",
+    return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': attribute '%s' of %s must be %s",
                    c->m->path, c->node, c->attr, c->op, want);
 }
 
-static imgsim_status get_int(const actx *c, const Onnx__AttributeProto *a, int64_t lo, int64_t hi, int *out) {
-    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) return bad_type(c, "an INT");
+static imgsim_status get_int(const actx *c, const ImsOnnx__AttributeProto *a, int64_t lo, int64_t hi, int *out) {
+    if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) return bad_type(c, "an INT");
     if (a->i < lo || a->i > hi)
-        return is_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: node '%.200s': %s %s=%lld is not supported (allowed: %lld to %lld)", c->m->path,
                        c->node, c->op, c->attr, (long long)a->i, (long long)lo, (long long)hi);
     *out = (int)a->i;
     return IMGSIM_OK;
 }
 
-static imgsim_status get_float(const actx *c, const Onnx__AttributeProto *a, float *out) {
-    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) return bad_type(c, "a FLOAT");
+static imgsim_status get_float(const actx *c, const ImsOnnx__AttributeProto *a, float *out) {
+    if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) return bad_type(c, "a FLOAT");
     if (isnan(a->f))
-        return is_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s %s is NaN", c->m->path, c->node,
+        return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s %s is NaN", c->m->path, c->node,
                        c->op, c->attr);
     *out = a->f;
     return IMGSIM_OK;
 }
 
 /* A 2-D spatial list (kernel_shape, strides, dilations: n = 2; pads: n = 4), each in [lo, hi]. */
-static imgsim_status get_ints2d(const actx *c, const Onnx__AttributeProto *a, size_t n, int64_t lo,
+static imgsim_status get_ints2d(const actx *c, const ImsOnnx__AttributeProto *a, size_t n, int64_t lo,
                                 int *out) {
-    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) return bad_type(c, "INTS");
+    if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) return bad_type(c, "INTS");
     if (a->n_ints != n)
-        return is_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: node '%.200s': %s with %zu-D %s is not supported (imgsim handles 2-D only)",
                        c->m->path, c->node, c->op, n == 4 ? a->n_ints / 2 : a->n_ints, c->attr);
     for (size_t i = 0; i < n; i++)
         if (a->ints[i] < lo || a->ints[i] > ONNX_MAX_SPATIAL)
-            return is_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': %s %s value %lld is not supported (allowed: %lld to %d)",
                            c->m->path, c->node, c->op, c->attr, (long long)a->ints[i], (long long)lo,
                            ONNX_MAX_SPATIAL);
@@ -718,9 +718,9 @@ static imgsim_status get_ints2d(const actx *c, const Onnx__AttributeProto *a, si
 }
 
 /* Parses one attribute of a (non-Constant) node into p. */
-static imgsim_status parse_attr(const actx *c, const Onnx__AttributeProto *a, node_params *p) {
+static imgsim_status parse_attr(const actx *c, const ImsOnnx__AttributeProto *a, node_params *p) {
     const char *nm = c->attr;
-    is_node *n = &p->n;
+    ims_node *n = &p->n;
     if (!strcmp(nm, "kernel_shape")) {
         p->has_kernel = 1;
         return get_ints2d(c, a, 2, 1, n->kernel);
@@ -746,18 +746,18 @@ static imgsim_status parse_attr(const actx *c, const Onnx__AttributeProto *a, no
         return get_int(c, a, 0, 0, &v);
     }
     if (!strcmp(nm, "auto_pad")) {
-        if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING) return bad_type(c, "a STRING");
+        if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING) return bad_type(c, "a STRING");
         static const char *const modes[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
         for (int i = 0; i < 4; i++)
             if (a->s.len == strlen(modes[i]) && !memcmp(a->s.data, modes[i], a->s.len)) {
                 n->auto_pad = i;
                 return IMGSIM_OK;
             }
-        return is_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': unknown auto_pad value", c->m->path,
+        return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': unknown auto_pad value", c->m->path,
                        c->node);
     }
     if (!strcmp(nm, "axis")) {
-        if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) return bad_type(c, "an INT");
+        if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) return bad_type(c, "an INT");
         p->has_axis = 1;
         p->axis = a->i;
         return IMGSIM_OK;
@@ -765,7 +765,7 @@ static imgsim_status parse_attr(const actx *c, const Onnx__AttributeProto *a, no
     if (!strcmp(nm, "epsilon")) {
         imgsim_status s = get_float(c, a, &n->epsilon);
         if (s == IMGSIM_OK && !(n->epsilon >= 0 && n->epsilon < INFINITY))
-            return is_fail(c->m->e, IMGSIM_ERR_FORMAT,
+            return ims_fail(c->m->e, IMGSIM_ERR_FORMAT,
                            "%s: node '%.200s': epsilon %g is not a finite value >= 0", c->m->path, c->node,
                            (double)n->epsilon);
         return s;
@@ -784,51 +784,51 @@ static imgsim_status parse_attr(const actx *c, const Onnx__AttributeProto *a, no
         p->has_clip_attr = 1;
         return get_float(c, a, &n->clip_max);
     }
-    return is_fail(c->m->e, IMGSIM_ERR_INTERNAL, "%s: node '%.200s': attribute '%s' not handled", c->m->path,
+    return ims_fail(c->m->e, IMGSIM_ERR_INTERNAL, "%s: node '%.200s': attribute '%s' not handled", c->m->path,
                    c->node, nm);
 }
 
 /* Converts a Constant node's value into a constant value named after its output. */
-static imgsim_status add_constant_node(imp *m, Onnx__NodeProto *np, const char *label) {
+static imgsim_status add_constant_node(imp *m, ImsOnnx__NodeProto *np, const char *label) {
     if (np->n_input != 0 || np->n_output != 1 || !np->output[0][0])
-        return is_fail(m->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                        "%s: node '%.200s': Constant needs no input and one named output", m->path, label);
     if (np->n_attribute != 1)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                        "%s: node '%.200s': Constant needs exactly one value attribute", m->path, label);
-    Onnx__AttributeProto *a = np->attribute[0];
+    ImsOnnx__AttributeProto *a = np->attribute[0];
     const char *an = S(a->name), *out = np->output[0];
     int type = attr_type(a), v;
     const op_desc *d = find_op("Constant");
     if (!attr_allowed(d, an))
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: node '%.200s': Constant attribute '%.100s' is not supported", m->path, label, an);
     if (!strcmp(an, "value")) {
-        if (type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR || !a->t)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Constant value must be a TENSOR",
+        if (type != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR || !a->t)
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Constant value must be a TENSOR",
                            m->path, label);
         return add_tensor(m, a->t, out, &v);
     }
     /* value_float(s) / value_int(s): wrap in a TensorProto and convert the same way */
-    Onnx__TensorProto t = ONNX__TENSOR_PROTO__INIT;
+    ImsOnnx__TensorProto t = IMS_ONNX__TENSOR_PROTO__INIT;
     int64_t n1;
     t.has_data_type = 1;
-    if (!strcmp(an, "value_float") && type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) {
+    if (!strcmp(an, "value_float") && type == IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) {
         t.data_type = DT_FLOAT;
         t.n_float_data = 1;
         t.float_data = &a->f;
-    } else if (!strcmp(an, "value_int") && type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) {
+    } else if (!strcmp(an, "value_int") && type == IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) {
         t.data_type = DT_INT64;
         t.n_int64_data = 1;
         t.int64_data = &a->i;
-    } else if (!strcmp(an, "value_floats") && type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS) {
+    } else if (!strcmp(an, "value_floats") && type == IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS) {
         t.data_type = DT_FLOAT;
         t.n_float_data = a->n_floats;
         t.float_data = a->floats;
         n1 = (int64_t)a->n_floats;
         t.n_dims = 1;
         t.dims = &n1;
-    } else if (!strcmp(an, "value_ints") && type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) {
+    } else if (!strcmp(an, "value_ints") && type == IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) {
         t.data_type = DT_INT64;
         t.n_int64_data = a->n_ints;
         t.int64_data = a->ints;
@@ -836,7 +836,7 @@ static imgsim_status add_constant_node(imp *m, Onnx__NodeProto *np, const char *
         t.n_dims = 1;
         t.dims = &n1;
     } else {
-        return is_fail(m->e, IMGSIM_ERR_FORMAT,
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                        "%s: node '%.200s': Constant attribute '%s' has the wrong type", m->path, label, an);
     }
     return add_tensor(m, &t, out, &v);
@@ -845,17 +845,17 @@ static imgsim_status add_constant_node(imp *m, Onnx__NodeProto *np, const char *
 /* Looks up a constant operand; fails with a message when the value is not a constant. */
 static imgsim_status need_const(imp *m, const char *label, const char *op, int v, const char *what) {
     if (v >= 0 && m->g->vals[v].data) return IMGSIM_OK;
-    return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+    return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                    "%s: node '%.200s': %s %s must be a constant (an initializer)", m->path, label, op, what);
 }
 
-/* Pass 2 for one node: resolves inputs, checks attributes and arity, adds the is_node. */
-static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *d, const char *label) {
-    is_graph *g = m->g;
+/* Pass 2 for one node: resolves inputs, checks attributes and arity, adds the ims_node. */
+static imgsim_status add_node(imp *m, const ImsOnnx__NodeProto *np, const op_desc *d, const char *label) {
+    ims_graph *g = m->g;
     int in[IS_MAX_INPUTS];
     int n_in = (int)np->n_input;
     if (np->n_input < (size_t)d->min_in || np->n_input > (size_t)d->max_in)
-        return is_fail(m->e,
+        return ims_fail(m->e,
                        d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS ? IMGSIM_ERR_UNSUPPORTED
                                                                             : IMGSIM_ERR_FORMAT,
                        "%s: node '%.200s': %s has %zu inputs (expected %d to %d)", m->path, label, d->onnx,
@@ -865,13 +865,13 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
         if (!*nm) {
             in[i] = -1; /* an absent optional input */
             if (i == 0 || (d->op != IS_OP_CLIP && !(i == 2 && (d->op == IS_OP_CONV || d->op == IS_OP_GEMM))))
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s input %d is empty", m->path,
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s input %d is empty", m->path,
                                label, d->onnx, i);
             continue;
         }
         in[i] = map_get(&m->names, nm);
         if (in[i] < 0)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT,
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                            "%s: node '%.200s': input '%.200s' is not defined (no initializer, graph input or "
                            "node output has this name)",
                            m->path, label, nm);
@@ -887,13 +887,13 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     p.n.clip_min = -FLT_MAX; /* ONNX: numeric_limits<float>::lowest() */
     p.n.clip_max = FLT_MAX;
     for (size_t i = 0; i < np->n_attribute; i++) {
-        const Onnx__AttributeProto *a = np->attribute[i];
+        const ImsOnnx__AttributeProto *a = np->attribute[i];
         actx c = {m, label, d->onnx, S(a->name)};
         if (a->ref_attr_name && a->ref_attr_name[0])
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': attribute references are not supported", m->path, label);
         if (!attr_allowed(d, c.attr))
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': attribute '%.100s' of %s is not supported", m->path, label,
                            c.attr, d->onnx);
         imgsim_status s = parse_attr(&c, a, &p);
@@ -906,16 +906,16 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     case IS_OP_CONV: {
         imgsim_status s = need_const(m, label, "Conv", in[1], "weight");
         if (s != IMGSIM_OK) return s;
-        const is_value *w = &g->vals[in[1]];
+        const ims_value *w = &g->vals[in[1]];
         if (w->rank != 4)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': %d-D convolution is not supported (imgsim handles 2-D only)",
                            m->path, label, w->rank - 2);
         if (w->dims[2] > ONNX_MAX_SPATIAL || w->dims[3] > ONNX_MAX_SPATIAL)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': kernel too large", m->path,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': kernel too large", m->path,
                            label);
         if (p.has_kernel && (p.n.kernel[0] != w->dims[2] || p.n.kernel[1] != w->dims[3]))
-            return is_fail(m->e, IMGSIM_ERR_FORMAT,
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                            "%s: node '%.200s': kernel_shape %dx%d disagrees with the weight's %lldx%lld",
                            m->path, label, p.n.kernel[0], p.n.kernel[1], (long long)w->dims[2],
                            (long long)w->dims[3]);
@@ -925,7 +925,7 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
             s = need_const(m, label, "Conv", in[2], "bias");
             if (s != IMGSIM_OK) return s;
             if (g->vals[in[2]].rank != 1 || g->vals[in[2]].dims[0] != w->dims[0])
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Conv bias must have %lld values",
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Conv bias must have %lld values",
                                m->path, label, (long long)w->dims[0]);
         }
         break;
@@ -933,7 +933,7 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     case IS_OP_MAXPOOL:
     case IS_OP_AVGPOOL:
         if (!p.has_kernel)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s needs kernel_shape", m->path,
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s needs kernel_shape", m->path,
                            label, d->onnx);
         break;
     case IS_OP_BATCHNORM:
@@ -942,7 +942,7 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
             imgsim_status s = need_const(m, label, "BatchNormalization", in[i], what[i]);
             if (s != IMGSIM_OK) return s;
             if (g->vals[in[i]].rank != 1 || g->vals[in[i]].dims[0] != g->vals[in[1]].dims[0])
-                return is_fail(m->e, IMGSIM_ERR_FORMAT,
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                                "%s: node '%.200s': BatchNormalization %s must be 1-D like the scale", m->path,
                                label, what[i]);
         }
@@ -952,12 +952,12 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
             if (in[i] < 0) continue;
             imgsim_status s = need_const(m, label, "Clip", in[i], i == 1 ? "min" : "max");
             if (s != IMGSIM_OK) return s;
-            if (is_value_numel(&g->vals[in[i]]) != 1)
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip %s must be a scalar",
+            if (ims_value_numel(&g->vals[in[i]]) != 1)
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip %s must be a scalar",
                                m->path, label, i == 1 ? "min" : "max");
             float b = g->vals[in[i]].data[0];
             if (isnan(b))
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip bound is NaN", m->path,
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip bound is NaN", m->path,
                                label);
             if (i == 1)
                 p.n.clip_min = b;
@@ -969,19 +969,19 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     case IS_OP_RESHAPE: {
         imgsim_status s = need_const(m, label, "Reshape", in[1], "shape");
         if (s != IMGSIM_OK) return s;
-        const is_value *sh = &g->vals[in[1]];
+        const ims_value *sh = &g->vals[in[1]];
         if (sh->rank != 1 || sh->dims[0] > IS_MAX_RANK || m->inexact[in[1]])
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': Reshape shape must be 1-D with at most %d small integers",
                            m->path, label, IS_MAX_RANK);
         for (int64_t i = 0; i < sh->dims[0]; i++) {
             float v = sh->data[i];
             if (v != floorf(v) || v < -1)
-                return is_fail(m->e, IMGSIM_ERR_FORMAT,
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT,
                                "%s: node '%.200s': Reshape shape value %g is invalid", m->path, label,
                                (double)v);
             if (v == 0 && p.allowzero)
-                return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                                "%s: node '%.200s': Reshape allowzero=1 with a 0 is not supported", m->path,
                                label);
         }
@@ -1016,20 +1016,20 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
         int hi_extra = d->op == IS_OP_FLATTEN; /* Flatten: axis in [0, r]; Concat: [0, r - 1] */
         if (!p.has_axis) {
             if (d->op == IS_OP_CONCAT)
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Concat needs an axis", m->path,
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Concat needs an axis", m->path,
                                label);
             p.axis = 1;
         }
         int64_t ax = p.axis;
         if (ax < 0) {
             if (r0 < 0)
-                return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                                "%s: node '%.200s': negative axis on an input of unknown rank", m->path,
                                label);
             ax += r0;
         }
         if (ax < 0 || ax > IS_MAX_RANK || (r0 >= 0 && ax >= r0 + hi_extra))
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s axis %lld is out of range",
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s axis %lld is out of range",
                            m->path, label, d->onnx, (long long)p.axis);
         p.n.axis = (int)ax;
         if (d->op == IS_OP_FLATTEN) out_rank = 2;
@@ -1041,12 +1041,12 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
     if (p.n.auto_pad != 0 && p.has_pads)
         for (int i = 0; i < 4; i++)
             if (p.n.pad[i] != 0)
-                return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': pads and auto_pad are both set",
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': pads and auto_pad are both set",
                                m->path, label);
 
     int out = map_get(&m->names, np->output[0]);
-    is_node *n = is_graph_add_node(g, (is_op)d->op, label, n_in, in, out);
-    if (!n) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory adding node '%.200s'", m->path, label);
+    ims_node *n = ims_graph_add_node(g, (ims_op)d->op, label, n_in, in, out);
+    if (!n) return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory adding node '%.200s'", m->path, label);
     memcpy(n->kernel, p.n.kernel, sizeof n->kernel);
     memcpy(n->stride, p.n.stride, sizeof n->stride);
     memcpy(n->dilation, p.n.dilation, sizeof n->dilation);
@@ -1069,52 +1069,52 @@ static imgsim_status add_node(imp *m, const Onnx__NodeProto *np, const op_desc *
 
 /* Accepts a Pad whose pads are a constant of zeros (it changes nothing, whatever its mode); any
  * other Pad is refused. */
-static imgsim_status check_noop_pad(imp *m, const Onnx__NodeProto *np, const char *label) {
+static imgsim_status check_noop_pad(imp *m, const ImsOnnx__NodeProto *np, const char *label) {
     const op_desc *d = find_op("Pad");
     if (np->n_input < 2 || np->n_input > 4)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Pad has %zu inputs (expected 2 to 4)",
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Pad has %zu inputs (expected 2 to 4)",
                        m->path, label, np->n_input);
     for (size_t i = 0; i < np->n_attribute; i++)
         if (!attr_allowed(d, S(np->attribute[i]->name)))
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': attribute '%.100s' of Pad is not supported", m->path, label,
                            S(np->attribute[i]->name));
     int v = map_get(&m->names, S(np->input[1]));
     if (v < 0 || !m->g->vals[v].data)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': Pad pads must be a constant",
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': Pad pads must be a constant",
                        m->path, label);
-    int64_t n = is_value_numel(&m->g->vals[v]);
+    int64_t n = ims_value_numel(&m->g->vals[v]);
     for (int64_t i = 0; i < n; i++)
         if (m->g->vals[v].data[i] != 0)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': Pad with non-zero pads is not supported (only a Pad that pads "
                            "nothing)",
                            m->path, label);
     if (map_get(&m->names, np->output[0]) >= 0)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
                        np->output[0]);
     return IMGSIM_OK;
 }
 
 /* Accepts an inference-mode Dropout (no training_mode input, or a constant 0): the identity. */
-static imgsim_status check_dropout(imp *m, const Onnx__NodeProto *np, const char *label) {
+static imgsim_status check_dropout(imp *m, const ImsOnnx__NodeProto *np, const char *label) {
     const op_desc *d = find_op("Dropout");
     if (np->n_input < 1 || np->n_input > 3)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Dropout has %zu inputs (expected 1 to 3)",
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Dropout has %zu inputs (expected 1 to 3)",
                        m->path, label, np->n_input);
     for (size_t i = 0; i < np->n_attribute; i++)
         if (!attr_allowed(d, S(np->attribute[i]->name)))
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': attribute '%.100s' of Dropout is not supported", m->path,
                            label, S(np->attribute[i]->name));
     if (np->n_input == 3 && S(np->input[2])[0]) {
         int v = map_get(&m->names, np->input[2]);
-        if (v < 0 || !m->g->vals[v].data || is_value_numel(&m->g->vals[v]) != 1 || m->g->vals[v].data[0] != 0)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+        if (v < 0 || !m->g->vals[v].data || ims_value_numel(&m->g->vals[v]) != 1 || m->g->vals[v].data[0] != 0)
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': Dropout in training mode is not supported", m->path, label);
     }
     if (map_get(&m->names, np->output[0]) >= 0)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
                        np->output[0]);
     return IMGSIM_OK;
 }
@@ -1123,7 +1123,7 @@ static imgsim_status check_dropout(imp *m, const Onnx__NodeProto *np, const char
  * the same axis, each taking the previous part and up to IS_MAX_INPUTS - 1 more inputs:
  *   concat(a1..a16) -> t1, concat(t1, a17..a31) -> t2, ..., concat(tk, ..., an) -> output
  * The intermediate values are named "<output>__concat<k>". */
-static imgsim_status add_concat_chain(imp *m, const Onnx__NodeProto *np, const op_desc *d,
+static imgsim_status add_concat_chain(imp *m, const ImsOnnx__NodeProto *np, const op_desc *d,
                                       const char *label) {
     const char *prev = NULL;
     size_t done = 0;
@@ -1140,12 +1140,12 @@ static imgsim_status add_concat_chain(imp *m, const Onnx__NodeProto *np, const o
             outs[0] = np->output[0];
         } else {
             size_t len = strlen(np->output[0]) + 32;
-            char *tmp = is_malloc(len);
-            if (!tmp) return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
+            char *tmp = ims_malloc(len);
+            if (!tmp) return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
             snprintf(tmp, len, "%s__concat%d", np->output[0], k);
             if (map_get(&m->names, tmp) >= 0) {
                 imgsim_status s =
-                    is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': value name '%.200s' is taken",
+                    ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': value name '%.200s' is taken",
                             m->path, label, tmp);
                 free(tmp);
                 return s;
@@ -1156,7 +1156,7 @@ static imgsim_status add_concat_chain(imp *m, const Onnx__NodeProto *np, const o
             if (v < 0) return IMGSIM_ERR_NOMEM;
             outs[0] = m->g->vals[v].name;
         }
-        Onnx__NodeProto part = *np;
+        ImsOnnx__NodeProto part = *np;
         part.input = ins;
         part.n_input = ni;
         part.output = outs;
@@ -1173,55 +1173,55 @@ static imgsim_status add_concat_chain(imp *m, const Onnx__NodeProto *np, const o
 /* ---- the model -------------------------------------------------------------------------- */
 
 /* Checks IR version and the default-domain opset; returns the opset through m->opset. */
-static imgsim_status check_versions(imp *m, const Onnx__ModelProto *mp) {
+static imgsim_status check_versions(imp *m, const ImsOnnx__ModelProto *mp) {
     if (!mp->has_ir_version)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX model (no ir_version)", m->path);
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX model (no ir_version)", m->path);
     if (mp->ir_version < ONNX_MIN_IR || mp->ir_version > ONNX_MAX_IR)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: ONNX IR version %lld is not supported (%d to %d)",
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: ONNX IR version %lld is not supported (%d to %d)",
                        m->path, (long long)mp->ir_version, ONNX_MIN_IR, ONNX_MAX_IR);
     int found = 0;
     for (size_t i = 0; i < mp->n_opset_import; i++) {
-        const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
+        const ImsOnnx__OperatorSetIdProto *o = mp->opset_import[i];
         const char *dom = S(o->domain);
         if (strcmp(dom, "") != 0 && strcmp(dom, "ai.onnx") != 0) continue; /* other domains: per node */
         if (!o->has_version || o->version < ONNX_MIN_OPSET || o->version > ONNX_MAX_OPSET)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: opset %lld is not supported (imgsim reads opsets %d to %d)", m->path,
                            (long long)(o->has_version ? o->version : 0), ONNX_MIN_OPSET, ONNX_MAX_OPSET);
         found = 1;
         m->opset = (int)o->version;
     }
     if (!found)
-        return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                        "%s: the model imports no default-domain (ai.onnx) opset", m->path);
     return IMGSIM_OK;
 }
 
 /* Builds the graph from an unpacked model. */
-static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
+static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
     imgsim_status s = check_versions(m, mp);
     if (s != IMGSIM_OK) return s;
-    Onnx__GraphProto *gp = mp->graph;
-    if (!gp) return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX model (no graph)", m->path);
-    if (gp->n_node == 0) return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no nodes", m->path);
+    ImsOnnx__GraphProto *gp = mp->graph;
+    if (!gp) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX model (no graph)", m->path);
+    if (gp->n_node == 0) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no nodes", m->path);
 
     /* every name the model can declare: initializers, inputs, node outputs */
     size_t n_names = gp->n_initializer + gp->n_input + 1;
     for (size_t i = 0; i < gp->n_node; i++) {
         size_t add = gp->node[i]->n_output + gp->node[i]->n_input / 8 + 1; /* + Concat chain parts */
         if (gp->node[i]->n_output > SIZE_MAX / 4 || add > SIZE_MAX / 4 - n_names)
-            return is_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: too many values", m->path);
+            return ims_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: too many values", m->path);
         n_names += add;
     }
-    if (n_names > INT_MAX / 2) return is_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: too many values", m->path);
+    if (n_names > INT_MAX / 2) return ims_fail(m->e, IMGSIM_ERR_TOO_LARGE, "%s: too many values", m->path);
     if (map_init(&m->names, n_names) != 0)
-        return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
+        return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
     m->max_vals = n_names;
-    m->rank = is_malloc_array(n_names, sizeof *m->rank);
-    m->inexact = is_calloc(n_names, 1);
-    m->folded = is_calloc(gp->n_node, 1);
+    m->rank = ims_malloc_array(n_names, sizeof *m->rank);
+    m->inexact = ims_calloc(n_names, 1);
+    m->folded = ims_calloc(gp->n_node, 1);
     if (!m->rank || !m->inexact || !m->folded)
-        return is_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
+        return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
     m->g->input = -1;
     m->g->output = -1;
 
@@ -1233,21 +1233,21 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
 
     /* pass 1: operators known, outputs declared (so nodes may refer forward), constants made */
     for (size_t i = 0; i < gp->n_node; i++) {
-        Onnx__NodeProto *np = gp->node[i];
+        ImsOnnx__NodeProto *np = gp->node[i];
         char buf[64];
         const char *label = node_label(np, (int)i, buf);
         const char *dom = S(np->domain), *op = S(np->op_type);
         const op_desc *d = NULL;
         if (!strcmp(dom, "") || !strcmp(dom, "ai.onnx")) d = find_op(op);
         if (!d)
-            return is_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': unsupported operator '%s%s%.100s'", m->path, label, dom,
                            *dom ? "." : "", op);
         if (np->n_output < 1 || !S(np->output[0])[0])
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': no output", m->path, label);
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': no output", m->path, label);
         for (size_t k = 1; k < np->n_output; k++)
             if (S(np->output[k])[0])
-                return is_fail(
+                return ims_fail(
                     m->e, IMGSIM_ERR_UNSUPPORTED,
                     "%s: node '%.200s': %s with %zu outputs is not supported (training-mode outputs or "
                     "indices)",
@@ -1262,7 +1262,7 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
     for (int changed = 1; changed;) {
         changed = 0;
         for (size_t i = 0; i < gp->n_node; i++) {
-            Onnx__NodeProto *np = gp->node[i];
+            ImsOnnx__NodeProto *np = gp->node[i];
             if (m->folded[i] || strcmp(S(np->op_type), "Identity") != 0 || np->n_input != 1) continue;
             int v = map_get(&m->names, S(np->input[0]));
             if (v < 0 || !m->g->vals[v].data || map_get(&m->names, np->output[0]) >= 0) continue;
@@ -1272,7 +1272,7 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
         }
     }
     for (size_t i = 0; i < gp->n_node; i++) {
-        Onnx__NodeProto *np = gp->node[i];
+        ImsOnnx__NodeProto *np = gp->node[i];
         char buf[64];
         int pad = !strcmp(S(np->op_type), "Pad"), dropout = !strcmp(S(np->op_type), "Dropout");
         if (m->folded[i] || !(pad || dropout)) continue;
@@ -1282,10 +1282,10 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
         m->folded[i] = 2; /* aliased below */
     }
     for (size_t i = 0; i < gp->n_node; i++) {
-        Onnx__NodeProto *np = gp->node[i];
+        ImsOnnx__NodeProto *np = gp->node[i];
         if (m->folded[i] == 1) continue;
         if (map_get(&m->names, np->output[0]) >= 0)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
                            np->output[0]);
         if (m->folded[i] == 2) continue; /* a no-op Pad: named after its input below */
         if (add_value(m, np->output[0], 0, NULL, NULL, 0) < 0) return IMGSIM_ERR_NOMEM;
@@ -1295,7 +1295,7 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
     for (int changed = 1; changed;) {
         changed = 0;
         for (size_t i = 0; i < gp->n_node; i++) {
-            Onnx__NodeProto *np = gp->node[i];
+            ImsOnnx__NodeProto *np = gp->node[i];
             if (m->folded[i] != 2) continue;
             int v = map_get(&m->names, S(np->input[0]));
             if (v < 0) continue;
@@ -1306,11 +1306,11 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
     }
     for (size_t i = 0; i < gp->n_node; i++)
         if (m->folded[i] == 2)
-            return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': input '%.200s' is not defined",
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': input '%.200s' is not defined",
                            m->path, S(gp->node[i]->name), S(gp->node[i]->input[0]));
     /* pass 2: inputs resolved, attributes checked, nodes added */
     for (size_t i = 0; i < gp->n_node; i++) {
-        Onnx__NodeProto *np = gp->node[i];
+        ImsOnnx__NodeProto *np = gp->node[i];
         char buf[64];
         const char *label = node_label(np, (int)i, buf);
         if (m->folded[i]) continue;
@@ -1322,59 +1322,59 @@ static imgsim_status build(imp *m, Onnx__ModelProto *mp) {
         if (s != IMGSIM_OK) return s;
     }
 
-    if (gp->n_output < 1) return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no output", m->path);
+    if (gp->n_output < 1) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no output", m->path);
     const char *on = S(gp->output[0]->name);
     int out = map_get(&m->names, on);
     if (out < 0)
-        return is_fail(m->e, IMGSIM_ERR_FORMAT, "%s: graph output '%.200s' is not defined", m->path, on);
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: graph output '%.200s' is not defined", m->path, on);
     m->g->output = out;
     m->g->opset = m->opset;
     return IMGSIM_OK;
 }
 
-imgsim_status is_onnx_load(is_graph **out, const char *path, is_err *e) {
+imgsim_status ims_onnx_load(ims_graph **out, const char *path, ims_err *e) {
     *out = NULL;
     uint8_t *buf = NULL;
     size_t len = 0;
-    is_err local;
-    is_err *err = e ? e : &local;
-    imgsim_status s = is_read_file(&buf, &len, path, ONNX_MAX_FILE_BYTES, err);
+    ims_err local;
+    ims_err *err = e ? e : &local;
+    imgsim_status s = ims_read_file(&buf, &len, path, ONNX_MAX_FILE_BYTES, err);
     if (s != IMGSIM_OK) return s;
     if (len == 0) {
         free(buf);
-        return is_fail(err, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX protobuf (empty file)", path);
+        return ims_fail(err, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX protobuf (empty file)", path);
     }
     imp m;
     memset(&m, 0, sizeof m);
     m.path = path;
     m.e = err;
-    s = is_graph_new(&m.g, err);
+    s = ims_graph_new(&m.g, err);
     if (s != IMGSIM_OK) {
         free(buf);
         return s;
     }
-    is_sha256_hex(buf, len, m.g->sha256);
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, buf);
+    ims_sha256_hex(buf, len, m.g->sha256);
+    ImsOnnx__ModelProto *mp = ims_onnx__model_proto__unpack(NULL, len, buf);
     free(buf); /* the unpacked model holds copies of everything it needs */
     if (!mp) {
-        is_graph_free(m.g);
-        return is_fail(err, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX protobuf", path);
+        ims_graph_free(m.g);
+        return ims_fail(err, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX protobuf", path);
     }
     s = build(&m, mp);
-    onnx__model_proto__free_unpacked(mp, NULL);
+    ims_onnx__model_proto__free_unpacked(mp, NULL);
     map_free(&m.names);
     free(m.rank);
     free(m.inexact);
     free(m.folded);
     free(m.dir_real);
     if (s == IMGSIM_OK) {
-        is_err le;
+        ims_err le;
         le.msg[0] = 0;
-        s = is_graph_link(m.g, &le);
-        if (s != IMGSIM_OK) s = is_fail(err, s, "%s: %s", path, le.msg);
+        s = ims_graph_link(m.g, &le);
+        if (s != IMGSIM_OK) s = ims_fail(err, s, "%s: %s", path, le.msg);
     }
     if (s != IMGSIM_OK) {
-        is_graph_free(m.g);
+        ims_graph_free(m.g);
         return s;
     }
     *out = m.g;

@@ -7,496 +7,496 @@
 #endif
 
 #include "onnx.pb-c.h"
-void   onnx__attribute_proto__init
-                     (Onnx__AttributeProto         *message)
+void   ims_onnx__attribute_proto__init
+                     (ImsOnnx__AttributeProto         *message)
 {
-  static const Onnx__AttributeProto init_value = ONNX__ATTRIBUTE_PROTO__INIT;
+  static const ImsOnnx__AttributeProto init_value = IMS_ONNX__ATTRIBUTE_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__attribute_proto__get_packed_size
-                     (const Onnx__AttributeProto *message)
+size_t ims_onnx__attribute_proto__get_packed_size
+                     (const ImsOnnx__AttributeProto *message)
 {
-  assert(message->base.descriptor == &onnx__attribute_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__attribute_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__attribute_proto__pack
-                     (const Onnx__AttributeProto *message,
+size_t ims_onnx__attribute_proto__pack
+                     (const ImsOnnx__AttributeProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__attribute_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__attribute_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__attribute_proto__pack_to_buffer
-                     (const Onnx__AttributeProto *message,
+size_t ims_onnx__attribute_proto__pack_to_buffer
+                     (const ImsOnnx__AttributeProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__attribute_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__attribute_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__AttributeProto *
-       onnx__attribute_proto__unpack
+ImsOnnx__AttributeProto *
+       ims_onnx__attribute_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__AttributeProto *)
-     protobuf_c_message_unpack (&onnx__attribute_proto__descriptor,
+  return (ImsOnnx__AttributeProto *)
+     protobuf_c_message_unpack (&ims_onnx__attribute_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__attribute_proto__free_unpacked
-                     (Onnx__AttributeProto *message,
+void   ims_onnx__attribute_proto__free_unpacked
+                     (ImsOnnx__AttributeProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__attribute_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__attribute_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   onnx__value_info_proto__init
-                     (Onnx__ValueInfoProto         *message)
+void   ims_onnx__value_info_proto__init
+                     (ImsOnnx__ValueInfoProto         *message)
 {
-  static const Onnx__ValueInfoProto init_value = ONNX__VALUE_INFO_PROTO__INIT;
+  static const ImsOnnx__ValueInfoProto init_value = IMS_ONNX__VALUE_INFO_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__value_info_proto__get_packed_size
-                     (const Onnx__ValueInfoProto *message)
+size_t ims_onnx__value_info_proto__get_packed_size
+                     (const ImsOnnx__ValueInfoProto *message)
 {
-  assert(message->base.descriptor == &onnx__value_info_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__value_info_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__value_info_proto__pack
-                     (const Onnx__ValueInfoProto *message,
+size_t ims_onnx__value_info_proto__pack
+                     (const ImsOnnx__ValueInfoProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__value_info_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__value_info_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__value_info_proto__pack_to_buffer
-                     (const Onnx__ValueInfoProto *message,
+size_t ims_onnx__value_info_proto__pack_to_buffer
+                     (const ImsOnnx__ValueInfoProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__value_info_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__value_info_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__ValueInfoProto *
-       onnx__value_info_proto__unpack
+ImsOnnx__ValueInfoProto *
+       ims_onnx__value_info_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__ValueInfoProto *)
-     protobuf_c_message_unpack (&onnx__value_info_proto__descriptor,
+  return (ImsOnnx__ValueInfoProto *)
+     protobuf_c_message_unpack (&ims_onnx__value_info_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__value_info_proto__free_unpacked
-                     (Onnx__ValueInfoProto *message,
+void   ims_onnx__value_info_proto__free_unpacked
+                     (ImsOnnx__ValueInfoProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__value_info_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__value_info_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   onnx__node_proto__init
-                     (Onnx__NodeProto         *message)
+void   ims_onnx__node_proto__init
+                     (ImsOnnx__NodeProto         *message)
 {
-  static const Onnx__NodeProto init_value = ONNX__NODE_PROTO__INIT;
+  static const ImsOnnx__NodeProto init_value = IMS_ONNX__NODE_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__node_proto__get_packed_size
-                     (const Onnx__NodeProto *message)
+size_t ims_onnx__node_proto__get_packed_size
+                     (const ImsOnnx__NodeProto *message)
 {
-  assert(message->base.descriptor == &onnx__node_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__node_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__node_proto__pack
-                     (const Onnx__NodeProto *message,
+size_t ims_onnx__node_proto__pack
+                     (const ImsOnnx__NodeProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__node_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__node_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__node_proto__pack_to_buffer
-                     (const Onnx__NodeProto *message,
+size_t ims_onnx__node_proto__pack_to_buffer
+                     (const ImsOnnx__NodeProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__node_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__node_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__NodeProto *
-       onnx__node_proto__unpack
+ImsOnnx__NodeProto *
+       ims_onnx__node_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__NodeProto *)
-     protobuf_c_message_unpack (&onnx__node_proto__descriptor,
+  return (ImsOnnx__NodeProto *)
+     protobuf_c_message_unpack (&ims_onnx__node_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__node_proto__free_unpacked
-                     (Onnx__NodeProto *message,
+void   ims_onnx__node_proto__free_unpacked
+                     (ImsOnnx__NodeProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__node_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__node_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   onnx__model_proto__init
-                     (Onnx__ModelProto         *message)
+void   ims_onnx__model_proto__init
+                     (ImsOnnx__ModelProto         *message)
 {
-  static const Onnx__ModelProto init_value = ONNX__MODEL_PROTO__INIT;
+  static const ImsOnnx__ModelProto init_value = IMS_ONNX__MODEL_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__model_proto__get_packed_size
-                     (const Onnx__ModelProto *message)
+size_t ims_onnx__model_proto__get_packed_size
+                     (const ImsOnnx__ModelProto *message)
 {
-  assert(message->base.descriptor == &onnx__model_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__model_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__model_proto__pack
-                     (const Onnx__ModelProto *message,
+size_t ims_onnx__model_proto__pack
+                     (const ImsOnnx__ModelProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__model_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__model_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__model_proto__pack_to_buffer
-                     (const Onnx__ModelProto *message,
+size_t ims_onnx__model_proto__pack_to_buffer
+                     (const ImsOnnx__ModelProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__model_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__model_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__ModelProto *
-       onnx__model_proto__unpack
+ImsOnnx__ModelProto *
+       ims_onnx__model_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__ModelProto *)
-     protobuf_c_message_unpack (&onnx__model_proto__descriptor,
+  return (ImsOnnx__ModelProto *)
+     protobuf_c_message_unpack (&ims_onnx__model_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__model_proto__free_unpacked
-                     (Onnx__ModelProto *message,
+void   ims_onnx__model_proto__free_unpacked
+                     (ImsOnnx__ModelProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__model_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__model_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   onnx__string_string_entry_proto__init
-                     (Onnx__StringStringEntryProto         *message)
+void   ims_onnx__string_string_entry_proto__init
+                     (ImsOnnx__StringStringEntryProto         *message)
 {
-  static const Onnx__StringStringEntryProto init_value = ONNX__STRING_STRING_ENTRY_PROTO__INIT;
+  static const ImsOnnx__StringStringEntryProto init_value = IMS_ONNX__STRING_STRING_ENTRY_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__string_string_entry_proto__get_packed_size
-                     (const Onnx__StringStringEntryProto *message)
+size_t ims_onnx__string_string_entry_proto__get_packed_size
+                     (const ImsOnnx__StringStringEntryProto *message)
 {
-  assert(message->base.descriptor == &onnx__string_string_entry_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__string_string_entry_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__string_string_entry_proto__pack
-                     (const Onnx__StringStringEntryProto *message,
+size_t ims_onnx__string_string_entry_proto__pack
+                     (const ImsOnnx__StringStringEntryProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__string_string_entry_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__string_string_entry_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__string_string_entry_proto__pack_to_buffer
-                     (const Onnx__StringStringEntryProto *message,
+size_t ims_onnx__string_string_entry_proto__pack_to_buffer
+                     (const ImsOnnx__StringStringEntryProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__string_string_entry_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__string_string_entry_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__StringStringEntryProto *
-       onnx__string_string_entry_proto__unpack
+ImsOnnx__StringStringEntryProto *
+       ims_onnx__string_string_entry_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__StringStringEntryProto *)
-     protobuf_c_message_unpack (&onnx__string_string_entry_proto__descriptor,
+  return (ImsOnnx__StringStringEntryProto *)
+     protobuf_c_message_unpack (&ims_onnx__string_string_entry_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__string_string_entry_proto__free_unpacked
-                     (Onnx__StringStringEntryProto *message,
+void   ims_onnx__string_string_entry_proto__free_unpacked
+                     (ImsOnnx__StringStringEntryProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__string_string_entry_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__string_string_entry_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   onnx__graph_proto__init
-                     (Onnx__GraphProto         *message)
+void   ims_onnx__graph_proto__init
+                     (ImsOnnx__GraphProto         *message)
 {
-  static const Onnx__GraphProto init_value = ONNX__GRAPH_PROTO__INIT;
+  static const ImsOnnx__GraphProto init_value = IMS_ONNX__GRAPH_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__graph_proto__get_packed_size
-                     (const Onnx__GraphProto *message)
+size_t ims_onnx__graph_proto__get_packed_size
+                     (const ImsOnnx__GraphProto *message)
 {
-  assert(message->base.descriptor == &onnx__graph_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__graph_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__graph_proto__pack
-                     (const Onnx__GraphProto *message,
+size_t ims_onnx__graph_proto__pack
+                     (const ImsOnnx__GraphProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__graph_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__graph_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__graph_proto__pack_to_buffer
-                     (const Onnx__GraphProto *message,
+size_t ims_onnx__graph_proto__pack_to_buffer
+                     (const ImsOnnx__GraphProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__graph_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__graph_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__GraphProto *
-       onnx__graph_proto__unpack
+ImsOnnx__GraphProto *
+       ims_onnx__graph_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__GraphProto *)
-     protobuf_c_message_unpack (&onnx__graph_proto__descriptor,
+  return (ImsOnnx__GraphProto *)
+     protobuf_c_message_unpack (&ims_onnx__graph_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__graph_proto__free_unpacked
-                     (Onnx__GraphProto *message,
+void   ims_onnx__graph_proto__free_unpacked
+                     (ImsOnnx__GraphProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__graph_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__graph_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   onnx__tensor_proto__segment__init
-                     (Onnx__TensorProto__Segment         *message)
+void   ims_onnx__tensor_proto__segment__init
+                     (ImsOnnx__TensorProto__Segment         *message)
 {
-  static const Onnx__TensorProto__Segment init_value = ONNX__TENSOR_PROTO__SEGMENT__INIT;
+  static const ImsOnnx__TensorProto__Segment init_value = IMS_ONNX__TENSOR_PROTO__SEGMENT__INIT;
   *message = init_value;
 }
-void   onnx__tensor_proto__init
-                     (Onnx__TensorProto         *message)
+void   ims_onnx__tensor_proto__init
+                     (ImsOnnx__TensorProto         *message)
 {
-  static const Onnx__TensorProto init_value = ONNX__TENSOR_PROTO__INIT;
+  static const ImsOnnx__TensorProto init_value = IMS_ONNX__TENSOR_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__tensor_proto__get_packed_size
-                     (const Onnx__TensorProto *message)
+size_t ims_onnx__tensor_proto__get_packed_size
+                     (const ImsOnnx__TensorProto *message)
 {
-  assert(message->base.descriptor == &onnx__tensor_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__tensor_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__tensor_proto__pack
-                     (const Onnx__TensorProto *message,
+size_t ims_onnx__tensor_proto__pack
+                     (const ImsOnnx__TensorProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__tensor_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__tensor_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__tensor_proto__pack_to_buffer
-                     (const Onnx__TensorProto *message,
+size_t ims_onnx__tensor_proto__pack_to_buffer
+                     (const ImsOnnx__TensorProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__tensor_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__tensor_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__TensorProto *
-       onnx__tensor_proto__unpack
+ImsOnnx__TensorProto *
+       ims_onnx__tensor_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__TensorProto *)
-     protobuf_c_message_unpack (&onnx__tensor_proto__descriptor,
+  return (ImsOnnx__TensorProto *)
+     protobuf_c_message_unpack (&ims_onnx__tensor_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__tensor_proto__free_unpacked
-                     (Onnx__TensorProto *message,
+void   ims_onnx__tensor_proto__free_unpacked
+                     (ImsOnnx__TensorProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__tensor_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__tensor_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   onnx__tensor_shape_proto__dimension__init
-                     (Onnx__TensorShapeProto__Dimension         *message)
+void   ims_onnx__tensor_shape_proto__dimension__init
+                     (ImsOnnx__TensorShapeProto__Dimension         *message)
 {
-  static const Onnx__TensorShapeProto__Dimension init_value = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT;
+  static const ImsOnnx__TensorShapeProto__Dimension init_value = IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT;
   *message = init_value;
 }
-void   onnx__tensor_shape_proto__init
-                     (Onnx__TensorShapeProto         *message)
+void   ims_onnx__tensor_shape_proto__init
+                     (ImsOnnx__TensorShapeProto         *message)
 {
-  static const Onnx__TensorShapeProto init_value = ONNX__TENSOR_SHAPE_PROTO__INIT;
+  static const ImsOnnx__TensorShapeProto init_value = IMS_ONNX__TENSOR_SHAPE_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__tensor_shape_proto__get_packed_size
-                     (const Onnx__TensorShapeProto *message)
+size_t ims_onnx__tensor_shape_proto__get_packed_size
+                     (const ImsOnnx__TensorShapeProto *message)
 {
-  assert(message->base.descriptor == &onnx__tensor_shape_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__tensor_shape_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__tensor_shape_proto__pack
-                     (const Onnx__TensorShapeProto *message,
+size_t ims_onnx__tensor_shape_proto__pack
+                     (const ImsOnnx__TensorShapeProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__tensor_shape_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__tensor_shape_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__tensor_shape_proto__pack_to_buffer
-                     (const Onnx__TensorShapeProto *message,
+size_t ims_onnx__tensor_shape_proto__pack_to_buffer
+                     (const ImsOnnx__TensorShapeProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__tensor_shape_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__tensor_shape_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__TensorShapeProto *
-       onnx__tensor_shape_proto__unpack
+ImsOnnx__TensorShapeProto *
+       ims_onnx__tensor_shape_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__TensorShapeProto *)
-     protobuf_c_message_unpack (&onnx__tensor_shape_proto__descriptor,
+  return (ImsOnnx__TensorShapeProto *)
+     protobuf_c_message_unpack (&ims_onnx__tensor_shape_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__tensor_shape_proto__free_unpacked
-                     (Onnx__TensorShapeProto *message,
+void   ims_onnx__tensor_shape_proto__free_unpacked
+                     (ImsOnnx__TensorShapeProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__tensor_shape_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__tensor_shape_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   onnx__type_proto__tensor__init
-                     (Onnx__TypeProto__Tensor         *message)
+void   ims_onnx__type_proto__tensor__init
+                     (ImsOnnx__TypeProto__Tensor         *message)
 {
-  static const Onnx__TypeProto__Tensor init_value = ONNX__TYPE_PROTO__TENSOR__INIT;
+  static const ImsOnnx__TypeProto__Tensor init_value = IMS_ONNX__TYPE_PROTO__TENSOR__INIT;
   *message = init_value;
 }
-void   onnx__type_proto__init
-                     (Onnx__TypeProto         *message)
+void   ims_onnx__type_proto__init
+                     (ImsOnnx__TypeProto         *message)
 {
-  static const Onnx__TypeProto init_value = ONNX__TYPE_PROTO__INIT;
+  static const ImsOnnx__TypeProto init_value = IMS_ONNX__TYPE_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__type_proto__get_packed_size
-                     (const Onnx__TypeProto *message)
+size_t ims_onnx__type_proto__get_packed_size
+                     (const ImsOnnx__TypeProto *message)
 {
-  assert(message->base.descriptor == &onnx__type_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__type_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__type_proto__pack
-                     (const Onnx__TypeProto *message,
+size_t ims_onnx__type_proto__pack
+                     (const ImsOnnx__TypeProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__type_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__type_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__type_proto__pack_to_buffer
-                     (const Onnx__TypeProto *message,
+size_t ims_onnx__type_proto__pack_to_buffer
+                     (const ImsOnnx__TypeProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__type_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__type_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__TypeProto *
-       onnx__type_proto__unpack
+ImsOnnx__TypeProto *
+       ims_onnx__type_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__TypeProto *)
-     protobuf_c_message_unpack (&onnx__type_proto__descriptor,
+  return (ImsOnnx__TypeProto *)
+     protobuf_c_message_unpack (&ims_onnx__type_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__type_proto__free_unpacked
-                     (Onnx__TypeProto *message,
+void   ims_onnx__type_proto__free_unpacked
+                     (ImsOnnx__TypeProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__type_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__type_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   onnx__operator_set_id_proto__init
-                     (Onnx__OperatorSetIdProto         *message)
+void   ims_onnx__operator_set_id_proto__init
+                     (ImsOnnx__OperatorSetIdProto         *message)
 {
-  static const Onnx__OperatorSetIdProto init_value = ONNX__OPERATOR_SET_ID_PROTO__INIT;
+  static const ImsOnnx__OperatorSetIdProto init_value = IMS_ONNX__OPERATOR_SET_ID_PROTO__INIT;
   *message = init_value;
 }
-size_t onnx__operator_set_id_proto__get_packed_size
-                     (const Onnx__OperatorSetIdProto *message)
+size_t ims_onnx__operator_set_id_proto__get_packed_size
+                     (const ImsOnnx__OperatorSetIdProto *message)
 {
-  assert(message->base.descriptor == &onnx__operator_set_id_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__operator_set_id_proto__descriptor);
   return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
 }
-size_t onnx__operator_set_id_proto__pack
-                     (const Onnx__OperatorSetIdProto *message,
+size_t ims_onnx__operator_set_id_proto__pack
+                     (const ImsOnnx__OperatorSetIdProto *message,
                       uint8_t       *out)
 {
-  assert(message->base.descriptor == &onnx__operator_set_id_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__operator_set_id_proto__descriptor);
   return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
 }
-size_t onnx__operator_set_id_proto__pack_to_buffer
-                     (const Onnx__OperatorSetIdProto *message,
+size_t ims_onnx__operator_set_id_proto__pack_to_buffer
+                     (const ImsOnnx__OperatorSetIdProto *message,
                       ProtobufCBuffer *buffer)
 {
-  assert(message->base.descriptor == &onnx__operator_set_id_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__operator_set_id_proto__descriptor);
   return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
 }
-Onnx__OperatorSetIdProto *
-       onnx__operator_set_id_proto__unpack
+ImsOnnx__OperatorSetIdProto *
+       ims_onnx__operator_set_id_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data)
 {
-  return (Onnx__OperatorSetIdProto *)
-     protobuf_c_message_unpack (&onnx__operator_set_id_proto__descriptor,
+  return (ImsOnnx__OperatorSetIdProto *)
+     protobuf_c_message_unpack (&ims_onnx__operator_set_id_proto__descriptor,
                                 allocator, len, data);
 }
-void   onnx__operator_set_id_proto__free_unpacked
-                     (Onnx__OperatorSetIdProto *message,
+void   ims_onnx__operator_set_id_proto__free_unpacked
+                     (ImsOnnx__OperatorSetIdProto *message,
                       ProtobufCAllocator *allocator)
 {
   if(!message)
     return;
-  assert(message->base.descriptor == &onnx__operator_set_id_proto__descriptor);
+  assert(message->base.descriptor == &ims_onnx__operator_set_id_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCEnumValue onnx__attribute_proto__attribute_type__enum_values_by_number[15] =
+static const ProtobufCEnumValue ims_onnx__attribute_proto__attribute_type__enum_values_by_number[15] =
 {
-  { "UNDEFINED", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED", 0 },
-  { "FLOAT", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT", 1 },
-  { "INT", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT", 2 },
-  { "STRING", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING", 3 },
-  { "TENSOR", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR", 4 },
-  { "GRAPH", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH", 5 },
-  { "FLOATS", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS", 6 },
-  { "INTS", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS", 7 },
-  { "STRINGS", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS", 8 },
-  { "TENSORS", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSORS", 9 },
-  { "GRAPHS", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPHS", 10 },
-  { "SPARSE_TENSOR", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__SPARSE_TENSOR", 11 },
-  { "SPARSE_TENSORS", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__SPARSE_TENSORS", 12 },
-  { "TYPE_PROTO", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TYPE_PROTO", 13 },
-  { "TYPE_PROTOS", "ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TYPE_PROTOS", 14 },
+  { "UNDEFINED", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED", 0 },
+  { "FLOAT", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT", 1 },
+  { "INT", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT", 2 },
+  { "STRING", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING", 3 },
+  { "TENSOR", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR", 4 },
+  { "GRAPH", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH", 5 },
+  { "FLOATS", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS", 6 },
+  { "INTS", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS", 7 },
+  { "STRINGS", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS", 8 },
+  { "TENSORS", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSORS", 9 },
+  { "GRAPHS", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPHS", 10 },
+  { "SPARSE_TENSOR", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__SPARSE_TENSOR", 11 },
+  { "SPARSE_TENSORS", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__SPARSE_TENSORS", 12 },
+  { "TYPE_PROTO", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TYPE_PROTO", 13 },
+  { "TYPE_PROTOS", "IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TYPE_PROTOS", 14 },
 };
-static const ProtobufCIntRange onnx__attribute_proto__attribute_type__value_ranges[] = {
+static const ProtobufCIntRange ims_onnx__attribute_proto__attribute_type__value_ranges[] = {
 {0, 0},{0, 15}
 };
-static const ProtobufCEnumValueIndex onnx__attribute_proto__attribute_type__enum_values_by_name[15] =
+static const ProtobufCEnumValueIndex ims_onnx__attribute_proto__attribute_type__enum_values_by_name[15] =
 {
   { "FLOAT", 1 },
   { "FLOATS", 6 },
@@ -514,22 +514,22 @@ static const ProtobufCEnumValueIndex onnx__attribute_proto__attribute_type__enum
   { "TYPE_PROTOS", 14 },
   { "UNDEFINED", 0 },
 };
-const ProtobufCEnumDescriptor onnx__attribute_proto__attribute_type__descriptor =
+const ProtobufCEnumDescriptor ims_onnx__attribute_proto__attribute_type__descriptor =
 {
   PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
-  "onnx.AttributeProto.AttributeType",
+  "ims_onnx.AttributeProto.AttributeType",
   "AttributeType",
-  "Onnx__AttributeProto__AttributeType",
-  "onnx",
+  "ImsOnnx__AttributeProto__AttributeType",
+  "ims_onnx",
   15,
-  onnx__attribute_proto__attribute_type__enum_values_by_number,
+  ims_onnx__attribute_proto__attribute_type__enum_values_by_number,
   15,
-  onnx__attribute_proto__attribute_type__enum_values_by_name,
+  ims_onnx__attribute_proto__attribute_type__enum_values_by_name,
   1,
-  onnx__attribute_proto__attribute_type__value_ranges,
+  ims_onnx__attribute_proto__attribute_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[12] =
+static const ProtobufCFieldDescriptor ims_onnx__attribute_proto__field_descriptors[12] =
 {
   {
     "name",
@@ -537,7 +537,7 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__AttributeProto, name),
+    offsetof(ImsOnnx__AttributeProto, name),
     NULL,
     NULL,
     0,             /* flags */
@@ -548,8 +548,8 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     2,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_FLOAT,
-    offsetof(Onnx__AttributeProto, has_f),
-    offsetof(Onnx__AttributeProto, f),
+    offsetof(ImsOnnx__AttributeProto, has_f),
+    offsetof(ImsOnnx__AttributeProto, f),
     NULL,
     NULL,
     0,             /* flags */
@@ -560,8 +560,8 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     3,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__AttributeProto, has_i),
-    offsetof(Onnx__AttributeProto, i),
+    offsetof(ImsOnnx__AttributeProto, has_i),
+    offsetof(ImsOnnx__AttributeProto, i),
     NULL,
     NULL,
     0,             /* flags */
@@ -572,8 +572,8 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     4,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_BYTES,
-    offsetof(Onnx__AttributeProto, has_s),
-    offsetof(Onnx__AttributeProto, s),
+    offsetof(ImsOnnx__AttributeProto, has_s),
+    offsetof(ImsOnnx__AttributeProto, s),
     NULL,
     NULL,
     0,             /* flags */
@@ -585,8 +585,8 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_MESSAGE,
     0,   /* quantifier_offset */
-    offsetof(Onnx__AttributeProto, t),
-    &onnx__tensor_proto__descriptor,
+    offsetof(ImsOnnx__AttributeProto, t),
+    &ims_onnx__tensor_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -596,8 +596,8 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     7,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_FLOAT,
-    offsetof(Onnx__AttributeProto, n_floats),
-    offsetof(Onnx__AttributeProto, floats),
+    offsetof(ImsOnnx__AttributeProto, n_floats),
+    offsetof(ImsOnnx__AttributeProto, floats),
     NULL,
     NULL,
     0,             /* flags */
@@ -608,8 +608,8 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     8,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__AttributeProto, n_ints),
-    offsetof(Onnx__AttributeProto, ints),
+    offsetof(ImsOnnx__AttributeProto, n_ints),
+    offsetof(ImsOnnx__AttributeProto, ints),
     NULL,
     NULL,
     0,             /* flags */
@@ -620,8 +620,8 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     9,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_BYTES,
-    offsetof(Onnx__AttributeProto, n_strings),
-    offsetof(Onnx__AttributeProto, strings),
+    offsetof(ImsOnnx__AttributeProto, n_strings),
+    offsetof(ImsOnnx__AttributeProto, strings),
     NULL,
     NULL,
     0,             /* flags */
@@ -632,9 +632,9 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     10,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__AttributeProto, n_tensors),
-    offsetof(Onnx__AttributeProto, tensors),
-    &onnx__tensor_proto__descriptor,
+    offsetof(ImsOnnx__AttributeProto, n_tensors),
+    offsetof(ImsOnnx__AttributeProto, tensors),
+    &ims_onnx__tensor_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -645,7 +645,7 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__AttributeProto, doc_string),
+    offsetof(ImsOnnx__AttributeProto, doc_string),
     NULL,
     NULL,
     0,             /* flags */
@@ -656,9 +656,9 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     20,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_ENUM,
-    offsetof(Onnx__AttributeProto, has_type),
-    offsetof(Onnx__AttributeProto, type),
-    &onnx__attribute_proto__attribute_type__descriptor,
+    offsetof(ImsOnnx__AttributeProto, has_type),
+    offsetof(ImsOnnx__AttributeProto, type),
+    &ims_onnx__attribute_proto__attribute_type__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -669,14 +669,14 @@ static const ProtobufCFieldDescriptor onnx__attribute_proto__field_descriptors[1
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__AttributeProto, ref_attr_name),
+    offsetof(ImsOnnx__AttributeProto, ref_attr_name),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__attribute_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__attribute_proto__field_indices_by_name[] = {
   9,   /* field[9] = doc_string */
   1,   /* field[1] = f */
   5,   /* field[5] = floats */
@@ -690,7 +690,7 @@ static const unsigned onnx__attribute_proto__field_indices_by_name[] = {
   8,   /* field[8] = tensors */
   10,   /* field[10] = type */
 };
-static const ProtobufCIntRange onnx__attribute_proto__number_ranges[4 + 1] =
+static const ProtobufCIntRange ims_onnx__attribute_proto__number_ranges[4 + 1] =
 {
   { 1, 0 },
   { 7, 5 },
@@ -698,22 +698,22 @@ static const ProtobufCIntRange onnx__attribute_proto__number_ranges[4 + 1] =
   { 20, 10 },
   { 0, 12 }
 };
-const ProtobufCMessageDescriptor onnx__attribute_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__attribute_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.AttributeProto",
+  "ims_onnx.AttributeProto",
   "AttributeProto",
-  "Onnx__AttributeProto",
-  "onnx",
-  sizeof(Onnx__AttributeProto),
+  "ImsOnnx__AttributeProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__AttributeProto),
   12,
-  onnx__attribute_proto__field_descriptors,
-  onnx__attribute_proto__field_indices_by_name,
-  4,  onnx__attribute_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__attribute_proto__init,
+  ims_onnx__attribute_proto__field_descriptors,
+  ims_onnx__attribute_proto__field_indices_by_name,
+  4,  ims_onnx__attribute_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__attribute_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__value_info_proto__field_descriptors[3] =
+static const ProtobufCFieldDescriptor ims_onnx__value_info_proto__field_descriptors[3] =
 {
   {
     "name",
@@ -721,7 +721,7 @@ static const ProtobufCFieldDescriptor onnx__value_info_proto__field_descriptors[
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__ValueInfoProto, name),
+    offsetof(ImsOnnx__ValueInfoProto, name),
     NULL,
     NULL,
     0,             /* flags */
@@ -733,8 +733,8 @@ static const ProtobufCFieldDescriptor onnx__value_info_proto__field_descriptors[
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_MESSAGE,
     0,   /* quantifier_offset */
-    offsetof(Onnx__ValueInfoProto, type),
-    &onnx__type_proto__descriptor,
+    offsetof(ImsOnnx__ValueInfoProto, type),
+    &ims_onnx__type_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -745,47 +745,47 @@ static const ProtobufCFieldDescriptor onnx__value_info_proto__field_descriptors[
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__ValueInfoProto, doc_string),
+    offsetof(ImsOnnx__ValueInfoProto, doc_string),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__value_info_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__value_info_proto__field_indices_by_name[] = {
   2,   /* field[2] = doc_string */
   0,   /* field[0] = name */
   1,   /* field[1] = type */
 };
-static const ProtobufCIntRange onnx__value_info_proto__number_ranges[1 + 1] =
+static const ProtobufCIntRange ims_onnx__value_info_proto__number_ranges[1 + 1] =
 {
   { 1, 0 },
   { 0, 3 }
 };
-const ProtobufCMessageDescriptor onnx__value_info_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__value_info_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.ValueInfoProto",
+  "ims_onnx.ValueInfoProto",
   "ValueInfoProto",
-  "Onnx__ValueInfoProto",
-  "onnx",
-  sizeof(Onnx__ValueInfoProto),
+  "ImsOnnx__ValueInfoProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__ValueInfoProto),
   3,
-  onnx__value_info_proto__field_descriptors,
-  onnx__value_info_proto__field_indices_by_name,
-  1,  onnx__value_info_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__value_info_proto__init,
+  ims_onnx__value_info_proto__field_descriptors,
+  ims_onnx__value_info_proto__field_indices_by_name,
+  1,  ims_onnx__value_info_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__value_info_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__node_proto__field_descriptors[7] =
+static const ProtobufCFieldDescriptor ims_onnx__node_proto__field_descriptors[7] =
 {
   {
     "input",
     1,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_STRING,
-    offsetof(Onnx__NodeProto, n_input),
-    offsetof(Onnx__NodeProto, input),
+    offsetof(ImsOnnx__NodeProto, n_input),
+    offsetof(ImsOnnx__NodeProto, input),
     NULL,
     NULL,
     0,             /* flags */
@@ -796,8 +796,8 @@ static const ProtobufCFieldDescriptor onnx__node_proto__field_descriptors[7] =
     2,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_STRING,
-    offsetof(Onnx__NodeProto, n_output),
-    offsetof(Onnx__NodeProto, output),
+    offsetof(ImsOnnx__NodeProto, n_output),
+    offsetof(ImsOnnx__NodeProto, output),
     NULL,
     NULL,
     0,             /* flags */
@@ -809,7 +809,7 @@ static const ProtobufCFieldDescriptor onnx__node_proto__field_descriptors[7] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__NodeProto, name),
+    offsetof(ImsOnnx__NodeProto, name),
     NULL,
     NULL,
     0,             /* flags */
@@ -821,7 +821,7 @@ static const ProtobufCFieldDescriptor onnx__node_proto__field_descriptors[7] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__NodeProto, op_type),
+    offsetof(ImsOnnx__NodeProto, op_type),
     NULL,
     NULL,
     0,             /* flags */
@@ -832,9 +832,9 @@ static const ProtobufCFieldDescriptor onnx__node_proto__field_descriptors[7] =
     5,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__NodeProto, n_attribute),
-    offsetof(Onnx__NodeProto, attribute),
-    &onnx__attribute_proto__descriptor,
+    offsetof(ImsOnnx__NodeProto, n_attribute),
+    offsetof(ImsOnnx__NodeProto, attribute),
+    &ims_onnx__attribute_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -845,7 +845,7 @@ static const ProtobufCFieldDescriptor onnx__node_proto__field_descriptors[7] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__NodeProto, doc_string),
+    offsetof(ImsOnnx__NodeProto, doc_string),
     NULL,
     NULL,
     0,             /* flags */
@@ -857,14 +857,14 @@ static const ProtobufCFieldDescriptor onnx__node_proto__field_descriptors[7] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__NodeProto, domain),
+    offsetof(ImsOnnx__NodeProto, domain),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__node_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__node_proto__field_indices_by_name[] = {
   4,   /* field[4] = attribute */
   5,   /* field[5] = doc_string */
   6,   /* field[6] = domain */
@@ -873,35 +873,35 @@ static const unsigned onnx__node_proto__field_indices_by_name[] = {
   3,   /* field[3] = op_type */
   1,   /* field[1] = output */
 };
-static const ProtobufCIntRange onnx__node_proto__number_ranges[1 + 1] =
+static const ProtobufCIntRange ims_onnx__node_proto__number_ranges[1 + 1] =
 {
   { 1, 0 },
   { 0, 7 }
 };
-const ProtobufCMessageDescriptor onnx__node_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__node_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.NodeProto",
+  "ims_onnx.NodeProto",
   "NodeProto",
-  "Onnx__NodeProto",
-  "onnx",
-  sizeof(Onnx__NodeProto),
+  "ImsOnnx__NodeProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__NodeProto),
   7,
-  onnx__node_proto__field_descriptors,
-  onnx__node_proto__field_indices_by_name,
-  1,  onnx__node_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__node_proto__init,
+  ims_onnx__node_proto__field_descriptors,
+  ims_onnx__node_proto__field_indices_by_name,
+  1,  ims_onnx__node_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__node_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__model_proto__field_descriptors[9] =
+static const ProtobufCFieldDescriptor ims_onnx__model_proto__field_descriptors[9] =
 {
   {
     "ir_version",
     1,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__ModelProto, has_ir_version),
-    offsetof(Onnx__ModelProto, ir_version),
+    offsetof(ImsOnnx__ModelProto, has_ir_version),
+    offsetof(ImsOnnx__ModelProto, ir_version),
     NULL,
     NULL,
     0,             /* flags */
@@ -913,7 +913,7 @@ static const ProtobufCFieldDescriptor onnx__model_proto__field_descriptors[9] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__ModelProto, producer_name),
+    offsetof(ImsOnnx__ModelProto, producer_name),
     NULL,
     NULL,
     0,             /* flags */
@@ -925,7 +925,7 @@ static const ProtobufCFieldDescriptor onnx__model_proto__field_descriptors[9] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__ModelProto, producer_version),
+    offsetof(ImsOnnx__ModelProto, producer_version),
     NULL,
     NULL,
     0,             /* flags */
@@ -937,7 +937,7 @@ static const ProtobufCFieldDescriptor onnx__model_proto__field_descriptors[9] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__ModelProto, domain),
+    offsetof(ImsOnnx__ModelProto, domain),
     NULL,
     NULL,
     0,             /* flags */
@@ -948,8 +948,8 @@ static const ProtobufCFieldDescriptor onnx__model_proto__field_descriptors[9] =
     5,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__ModelProto, has_model_version),
-    offsetof(Onnx__ModelProto, model_version),
+    offsetof(ImsOnnx__ModelProto, has_model_version),
+    offsetof(ImsOnnx__ModelProto, model_version),
     NULL,
     NULL,
     0,             /* flags */
@@ -961,7 +961,7 @@ static const ProtobufCFieldDescriptor onnx__model_proto__field_descriptors[9] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__ModelProto, doc_string),
+    offsetof(ImsOnnx__ModelProto, doc_string),
     NULL,
     NULL,
     0,             /* flags */
@@ -973,8 +973,8 @@ static const ProtobufCFieldDescriptor onnx__model_proto__field_descriptors[9] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_MESSAGE,
     0,   /* quantifier_offset */
-    offsetof(Onnx__ModelProto, graph),
-    &onnx__graph_proto__descriptor,
+    offsetof(ImsOnnx__ModelProto, graph),
+    &ims_onnx__graph_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -984,9 +984,9 @@ static const ProtobufCFieldDescriptor onnx__model_proto__field_descriptors[9] =
     8,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__ModelProto, n_opset_import),
-    offsetof(Onnx__ModelProto, opset_import),
-    &onnx__operator_set_id_proto__descriptor,
+    offsetof(ImsOnnx__ModelProto, n_opset_import),
+    offsetof(ImsOnnx__ModelProto, opset_import),
+    &ims_onnx__operator_set_id_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -996,15 +996,15 @@ static const ProtobufCFieldDescriptor onnx__model_proto__field_descriptors[9] =
     14,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__ModelProto, n_metadata_props),
-    offsetof(Onnx__ModelProto, metadata_props),
-    &onnx__string_string_entry_proto__descriptor,
+    offsetof(ImsOnnx__ModelProto, n_metadata_props),
+    offsetof(ImsOnnx__ModelProto, metadata_props),
+    &ims_onnx__string_string_entry_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__model_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__model_proto__field_indices_by_name[] = {
   5,   /* field[5] = doc_string */
   3,   /* field[3] = domain */
   6,   /* field[6] = graph */
@@ -1015,28 +1015,28 @@ static const unsigned onnx__model_proto__field_indices_by_name[] = {
   1,   /* field[1] = producer_name */
   2,   /* field[2] = producer_version */
 };
-static const ProtobufCIntRange onnx__model_proto__number_ranges[2 + 1] =
+static const ProtobufCIntRange ims_onnx__model_proto__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 14, 8 },
   { 0, 9 }
 };
-const ProtobufCMessageDescriptor onnx__model_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__model_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.ModelProto",
+  "ims_onnx.ModelProto",
   "ModelProto",
-  "Onnx__ModelProto",
-  "onnx",
-  sizeof(Onnx__ModelProto),
+  "ImsOnnx__ModelProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__ModelProto),
   9,
-  onnx__model_proto__field_descriptors,
-  onnx__model_proto__field_indices_by_name,
-  2,  onnx__model_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__model_proto__init,
+  ims_onnx__model_proto__field_descriptors,
+  ims_onnx__model_proto__field_indices_by_name,
+  2,  ims_onnx__model_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__model_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__string_string_entry_proto__field_descriptors[2] =
+static const ProtobufCFieldDescriptor ims_onnx__string_string_entry_proto__field_descriptors[2] =
 {
   {
     "key",
@@ -1044,7 +1044,7 @@ static const ProtobufCFieldDescriptor onnx__string_string_entry_proto__field_des
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__StringStringEntryProto, key),
+    offsetof(ImsOnnx__StringStringEntryProto, key),
     NULL,
     NULL,
     0,             /* flags */
@@ -1056,47 +1056,47 @@ static const ProtobufCFieldDescriptor onnx__string_string_entry_proto__field_des
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__StringStringEntryProto, value),
+    offsetof(ImsOnnx__StringStringEntryProto, value),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__string_string_entry_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__string_string_entry_proto__field_indices_by_name[] = {
   0,   /* field[0] = key */
   1,   /* field[1] = value */
 };
-static const ProtobufCIntRange onnx__string_string_entry_proto__number_ranges[1 + 1] =
+static const ProtobufCIntRange ims_onnx__string_string_entry_proto__number_ranges[1 + 1] =
 {
   { 1, 0 },
   { 0, 2 }
 };
-const ProtobufCMessageDescriptor onnx__string_string_entry_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__string_string_entry_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.StringStringEntryProto",
+  "ims_onnx.StringStringEntryProto",
   "StringStringEntryProto",
-  "Onnx__StringStringEntryProto",
-  "onnx",
-  sizeof(Onnx__StringStringEntryProto),
+  "ImsOnnx__StringStringEntryProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__StringStringEntryProto),
   2,
-  onnx__string_string_entry_proto__field_descriptors,
-  onnx__string_string_entry_proto__field_indices_by_name,
-  1,  onnx__string_string_entry_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__string_string_entry_proto__init,
+  ims_onnx__string_string_entry_proto__field_descriptors,
+  ims_onnx__string_string_entry_proto__field_indices_by_name,
+  1,  ims_onnx__string_string_entry_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__string_string_entry_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__graph_proto__field_descriptors[7] =
+static const ProtobufCFieldDescriptor ims_onnx__graph_proto__field_descriptors[7] =
 {
   {
     "node",
     1,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__GraphProto, n_node),
-    offsetof(Onnx__GraphProto, node),
-    &onnx__node_proto__descriptor,
+    offsetof(ImsOnnx__GraphProto, n_node),
+    offsetof(ImsOnnx__GraphProto, node),
+    &ims_onnx__node_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -1107,7 +1107,7 @@ static const ProtobufCFieldDescriptor onnx__graph_proto__field_descriptors[7] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__GraphProto, name),
+    offsetof(ImsOnnx__GraphProto, name),
     NULL,
     NULL,
     0,             /* flags */
@@ -1118,9 +1118,9 @@ static const ProtobufCFieldDescriptor onnx__graph_proto__field_descriptors[7] =
     5,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__GraphProto, n_initializer),
-    offsetof(Onnx__GraphProto, initializer),
-    &onnx__tensor_proto__descriptor,
+    offsetof(ImsOnnx__GraphProto, n_initializer),
+    offsetof(ImsOnnx__GraphProto, initializer),
+    &ims_onnx__tensor_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -1131,7 +1131,7 @@ static const ProtobufCFieldDescriptor onnx__graph_proto__field_descriptors[7] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__GraphProto, doc_string),
+    offsetof(ImsOnnx__GraphProto, doc_string),
     NULL,
     NULL,
     0,             /* flags */
@@ -1142,9 +1142,9 @@ static const ProtobufCFieldDescriptor onnx__graph_proto__field_descriptors[7] =
     11,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__GraphProto, n_input),
-    offsetof(Onnx__GraphProto, input),
-    &onnx__value_info_proto__descriptor,
+    offsetof(ImsOnnx__GraphProto, n_input),
+    offsetof(ImsOnnx__GraphProto, input),
+    &ims_onnx__value_info_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -1154,9 +1154,9 @@ static const ProtobufCFieldDescriptor onnx__graph_proto__field_descriptors[7] =
     12,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__GraphProto, n_output),
-    offsetof(Onnx__GraphProto, output),
-    &onnx__value_info_proto__descriptor,
+    offsetof(ImsOnnx__GraphProto, n_output),
+    offsetof(ImsOnnx__GraphProto, output),
+    &ims_onnx__value_info_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -1166,15 +1166,15 @@ static const ProtobufCFieldDescriptor onnx__graph_proto__field_descriptors[7] =
     13,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__GraphProto, n_value_info),
-    offsetof(Onnx__GraphProto, value_info),
-    &onnx__value_info_proto__descriptor,
+    offsetof(ImsOnnx__GraphProto, n_value_info),
+    offsetof(ImsOnnx__GraphProto, value_info),
+    &ims_onnx__value_info_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__graph_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__graph_proto__field_indices_by_name[] = {
   3,   /* field[3] = doc_string */
   2,   /* field[2] = initializer */
   4,   /* field[4] = input */
@@ -1183,37 +1183,37 @@ static const unsigned onnx__graph_proto__field_indices_by_name[] = {
   5,   /* field[5] = output */
   6,   /* field[6] = value_info */
 };
-static const ProtobufCIntRange onnx__graph_proto__number_ranges[3 + 1] =
+static const ProtobufCIntRange ims_onnx__graph_proto__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 5, 2 },
   { 10, 3 },
   { 0, 7 }
 };
-const ProtobufCMessageDescriptor onnx__graph_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__graph_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.GraphProto",
+  "ims_onnx.GraphProto",
   "GraphProto",
-  "Onnx__GraphProto",
-  "onnx",
-  sizeof(Onnx__GraphProto),
+  "ImsOnnx__GraphProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__GraphProto),
   7,
-  onnx__graph_proto__field_descriptors,
-  onnx__graph_proto__field_indices_by_name,
-  3,  onnx__graph_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__graph_proto__init,
+  ims_onnx__graph_proto__field_descriptors,
+  ims_onnx__graph_proto__field_indices_by_name,
+  3,  ims_onnx__graph_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__graph_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__tensor_proto__segment__field_descriptors[2] =
+static const ProtobufCFieldDescriptor ims_onnx__tensor_proto__segment__field_descriptors[2] =
 {
   {
     "begin",
     1,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__TensorProto__Segment, has_begin),
-    offsetof(Onnx__TensorProto__Segment, begin),
+    offsetof(ImsOnnx__TensorProto__Segment, has_begin),
+    offsetof(ImsOnnx__TensorProto__Segment, begin),
     NULL,
     NULL,
     0,             /* flags */
@@ -1224,62 +1224,62 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__segment__field_descrip
     2,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__TensorProto__Segment, has_end),
-    offsetof(Onnx__TensorProto__Segment, end),
+    offsetof(ImsOnnx__TensorProto__Segment, has_end),
+    offsetof(ImsOnnx__TensorProto__Segment, end),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__tensor_proto__segment__field_indices_by_name[] = {
+static const unsigned ims_onnx__tensor_proto__segment__field_indices_by_name[] = {
   0,   /* field[0] = begin */
   1,   /* field[1] = end */
 };
-static const ProtobufCIntRange onnx__tensor_proto__segment__number_ranges[1 + 1] =
+static const ProtobufCIntRange ims_onnx__tensor_proto__segment__number_ranges[1 + 1] =
 {
   { 1, 0 },
   { 0, 2 }
 };
-const ProtobufCMessageDescriptor onnx__tensor_proto__segment__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__tensor_proto__segment__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.TensorProto.Segment",
+  "ims_onnx.TensorProto.Segment",
   "Segment",
-  "Onnx__TensorProto__Segment",
-  "onnx",
-  sizeof(Onnx__TensorProto__Segment),
+  "ImsOnnx__TensorProto__Segment",
+  "ims_onnx",
+  sizeof(ImsOnnx__TensorProto__Segment),
   2,
-  onnx__tensor_proto__segment__field_descriptors,
-  onnx__tensor_proto__segment__field_indices_by_name,
-  1,  onnx__tensor_proto__segment__number_ranges,
-  (ProtobufCMessageInit) onnx__tensor_proto__segment__init,
+  ims_onnx__tensor_proto__segment__field_descriptors,
+  ims_onnx__tensor_proto__segment__field_indices_by_name,
+  1,  ims_onnx__tensor_proto__segment__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__tensor_proto__segment__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue onnx__tensor_proto__data_type__enum_values_by_number[17] =
+static const ProtobufCEnumValue ims_onnx__tensor_proto__data_type__enum_values_by_number[17] =
 {
-  { "UNDEFINED", "ONNX__TENSOR_PROTO__DATA_TYPE__UNDEFINED", 0 },
-  { "FLOAT", "ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT", 1 },
-  { "UINT8", "ONNX__TENSOR_PROTO__DATA_TYPE__UINT8", 2 },
-  { "INT8", "ONNX__TENSOR_PROTO__DATA_TYPE__INT8", 3 },
-  { "UINT16", "ONNX__TENSOR_PROTO__DATA_TYPE__UINT16", 4 },
-  { "INT16", "ONNX__TENSOR_PROTO__DATA_TYPE__INT16", 5 },
-  { "INT32", "ONNX__TENSOR_PROTO__DATA_TYPE__INT32", 6 },
-  { "INT64", "ONNX__TENSOR_PROTO__DATA_TYPE__INT64", 7 },
-  { "STRING", "ONNX__TENSOR_PROTO__DATA_TYPE__STRING", 8 },
-  { "BOOL", "ONNX__TENSOR_PROTO__DATA_TYPE__BOOL", 9 },
-  { "FLOAT16", "ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16", 10 },
-  { "DOUBLE", "ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE", 11 },
-  { "UINT32", "ONNX__TENSOR_PROTO__DATA_TYPE__UINT32", 12 },
-  { "UINT64", "ONNX__TENSOR_PROTO__DATA_TYPE__UINT64", 13 },
-  { "COMPLEX64", "ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX64", 14 },
-  { "COMPLEX128", "ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX128", 15 },
-  { "BFLOAT16", "ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16", 16 },
+  { "UNDEFINED", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UNDEFINED", 0 },
+  { "FLOAT", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT", 1 },
+  { "UINT8", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UINT8", 2 },
+  { "INT8", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__INT8", 3 },
+  { "UINT16", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UINT16", 4 },
+  { "INT16", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__INT16", 5 },
+  { "INT32", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__INT32", 6 },
+  { "INT64", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__INT64", 7 },
+  { "STRING", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__STRING", 8 },
+  { "BOOL", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__BOOL", 9 },
+  { "FLOAT16", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16", 10 },
+  { "DOUBLE", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE", 11 },
+  { "UINT32", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UINT32", 12 },
+  { "UINT64", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UINT64", 13 },
+  { "COMPLEX64", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX64", 14 },
+  { "COMPLEX128", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX128", 15 },
+  { "BFLOAT16", "IMS_ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16", 16 },
 };
-static const ProtobufCIntRange onnx__tensor_proto__data_type__value_ranges[] = {
+static const ProtobufCIntRange ims_onnx__tensor_proto__data_type__value_ranges[] = {
 {0, 0},{0, 17}
 };
-static const ProtobufCEnumValueIndex onnx__tensor_proto__data_type__enum_values_by_name[17] =
+static const ProtobufCEnumValueIndex ims_onnx__tensor_proto__data_type__enum_values_by_name[17] =
 {
   { "BFLOAT16", 16 },
   { "BOOL", 9 },
@@ -1299,58 +1299,58 @@ static const ProtobufCEnumValueIndex onnx__tensor_proto__data_type__enum_values_
   { "UINT8", 2 },
   { "UNDEFINED", 0 },
 };
-const ProtobufCEnumDescriptor onnx__tensor_proto__data_type__descriptor =
+const ProtobufCEnumDescriptor ims_onnx__tensor_proto__data_type__descriptor =
 {
   PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
-  "onnx.TensorProto.DataType",
+  "ims_onnx.TensorProto.DataType",
   "DataType",
-  "Onnx__TensorProto__DataType",
-  "onnx",
+  "ImsOnnx__TensorProto__DataType",
+  "ims_onnx",
   17,
-  onnx__tensor_proto__data_type__enum_values_by_number,
+  ims_onnx__tensor_proto__data_type__enum_values_by_number,
   17,
-  onnx__tensor_proto__data_type__enum_values_by_name,
+  ims_onnx__tensor_proto__data_type__enum_values_by_name,
   1,
-  onnx__tensor_proto__data_type__value_ranges,
+  ims_onnx__tensor_proto__data_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue onnx__tensor_proto__data_location__enum_values_by_number[2] =
+static const ProtobufCEnumValue ims_onnx__tensor_proto__data_location__enum_values_by_number[2] =
 {
-  { "DEFAULT", "ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT", 0 },
-  { "EXTERNAL", "ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL", 1 },
+  { "DEFAULT", "IMS_ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT", 0 },
+  { "EXTERNAL", "IMS_ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL", 1 },
 };
-static const ProtobufCIntRange onnx__tensor_proto__data_location__value_ranges[] = {
+static const ProtobufCIntRange ims_onnx__tensor_proto__data_location__value_ranges[] = {
 {0, 0},{0, 2}
 };
-static const ProtobufCEnumValueIndex onnx__tensor_proto__data_location__enum_values_by_name[2] =
+static const ProtobufCEnumValueIndex ims_onnx__tensor_proto__data_location__enum_values_by_name[2] =
 {
   { "DEFAULT", 0 },
   { "EXTERNAL", 1 },
 };
-const ProtobufCEnumDescriptor onnx__tensor_proto__data_location__descriptor =
+const ProtobufCEnumDescriptor ims_onnx__tensor_proto__data_location__descriptor =
 {
   PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
-  "onnx.TensorProto.DataLocation",
+  "ims_onnx.TensorProto.DataLocation",
   "DataLocation",
-  "Onnx__TensorProto__DataLocation",
-  "onnx",
+  "ImsOnnx__TensorProto__DataLocation",
+  "ims_onnx",
   2,
-  onnx__tensor_proto__data_location__enum_values_by_number,
+  ims_onnx__tensor_proto__data_location__enum_values_by_number,
   2,
-  onnx__tensor_proto__data_location__enum_values_by_name,
+  ims_onnx__tensor_proto__data_location__enum_values_by_name,
   1,
-  onnx__tensor_proto__data_location__value_ranges,
+  ims_onnx__tensor_proto__data_location__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] =
+static const ProtobufCFieldDescriptor ims_onnx__tensor_proto__field_descriptors[14] =
 {
   {
     "dims",
     1,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__TensorProto, n_dims),
-    offsetof(Onnx__TensorProto, dims),
+    offsetof(ImsOnnx__TensorProto, n_dims),
+    offsetof(ImsOnnx__TensorProto, dims),
     NULL,
     NULL,
     0,             /* flags */
@@ -1361,8 +1361,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     2,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_INT32,
-    offsetof(Onnx__TensorProto, has_data_type),
-    offsetof(Onnx__TensorProto, data_type),
+    offsetof(ImsOnnx__TensorProto, has_data_type),
+    offsetof(ImsOnnx__TensorProto, data_type),
     NULL,
     NULL,
     0,             /* flags */
@@ -1374,8 +1374,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_MESSAGE,
     0,   /* quantifier_offset */
-    offsetof(Onnx__TensorProto, segment),
-    &onnx__tensor_proto__segment__descriptor,
+    offsetof(ImsOnnx__TensorProto, segment),
+    &ims_onnx__tensor_proto__segment__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -1385,8 +1385,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     4,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_FLOAT,
-    offsetof(Onnx__TensorProto, n_float_data),
-    offsetof(Onnx__TensorProto, float_data),
+    offsetof(ImsOnnx__TensorProto, n_float_data),
+    offsetof(ImsOnnx__TensorProto, float_data),
     NULL,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
@@ -1397,8 +1397,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     5,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_INT32,
-    offsetof(Onnx__TensorProto, n_int32_data),
-    offsetof(Onnx__TensorProto, int32_data),
+    offsetof(ImsOnnx__TensorProto, n_int32_data),
+    offsetof(ImsOnnx__TensorProto, int32_data),
     NULL,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
@@ -1409,8 +1409,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     6,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_BYTES,
-    offsetof(Onnx__TensorProto, n_string_data),
-    offsetof(Onnx__TensorProto, string_data),
+    offsetof(ImsOnnx__TensorProto, n_string_data),
+    offsetof(ImsOnnx__TensorProto, string_data),
     NULL,
     NULL,
     0,             /* flags */
@@ -1421,8 +1421,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     7,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__TensorProto, n_int64_data),
-    offsetof(Onnx__TensorProto, int64_data),
+    offsetof(ImsOnnx__TensorProto, n_int64_data),
+    offsetof(ImsOnnx__TensorProto, int64_data),
     NULL,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
@@ -1434,7 +1434,7 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__TensorProto, name),
+    offsetof(ImsOnnx__TensorProto, name),
     NULL,
     NULL,
     0,             /* flags */
@@ -1445,8 +1445,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     9,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_BYTES,
-    offsetof(Onnx__TensorProto, has_raw_data),
-    offsetof(Onnx__TensorProto, raw_data),
+    offsetof(ImsOnnx__TensorProto, has_raw_data),
+    offsetof(ImsOnnx__TensorProto, raw_data),
     NULL,
     NULL,
     0,             /* flags */
@@ -1457,8 +1457,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     10,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_DOUBLE,
-    offsetof(Onnx__TensorProto, n_double_data),
-    offsetof(Onnx__TensorProto, double_data),
+    offsetof(ImsOnnx__TensorProto, n_double_data),
+    offsetof(ImsOnnx__TensorProto, double_data),
     NULL,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
@@ -1469,8 +1469,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     11,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_UINT64,
-    offsetof(Onnx__TensorProto, n_uint64_data),
-    offsetof(Onnx__TensorProto, uint64_data),
+    offsetof(ImsOnnx__TensorProto, n_uint64_data),
+    offsetof(ImsOnnx__TensorProto, uint64_data),
     NULL,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
@@ -1482,7 +1482,7 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__TensorProto, doc_string),
+    offsetof(ImsOnnx__TensorProto, doc_string),
     NULL,
     NULL,
     0,             /* flags */
@@ -1493,9 +1493,9 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     13,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__TensorProto, n_external_data),
-    offsetof(Onnx__TensorProto, external_data),
-    &onnx__string_string_entry_proto__descriptor,
+    offsetof(ImsOnnx__TensorProto, n_external_data),
+    offsetof(ImsOnnx__TensorProto, external_data),
+    &ims_onnx__string_string_entry_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -1505,15 +1505,15 @@ static const ProtobufCFieldDescriptor onnx__tensor_proto__field_descriptors[14] 
     14,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_ENUM,
-    offsetof(Onnx__TensorProto, has_data_location),
-    offsetof(Onnx__TensorProto, data_location),
-    &onnx__tensor_proto__data_location__descriptor,
+    offsetof(ImsOnnx__TensorProto, has_data_location),
+    offsetof(ImsOnnx__TensorProto, data_location),
+    &ims_onnx__tensor_proto__data_location__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__tensor_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__tensor_proto__field_indices_by_name[] = {
   13,   /* field[13] = data_location */
   1,   /* field[1] = data_type */
   0,   /* field[0] = dims */
@@ -1529,35 +1529,35 @@ static const unsigned onnx__tensor_proto__field_indices_by_name[] = {
   5,   /* field[5] = string_data */
   10,   /* field[10] = uint64_data */
 };
-static const ProtobufCIntRange onnx__tensor_proto__number_ranges[1 + 1] =
+static const ProtobufCIntRange ims_onnx__tensor_proto__number_ranges[1 + 1] =
 {
   { 1, 0 },
   { 0, 14 }
 };
-const ProtobufCMessageDescriptor onnx__tensor_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__tensor_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.TensorProto",
+  "ims_onnx.TensorProto",
   "TensorProto",
-  "Onnx__TensorProto",
-  "onnx",
-  sizeof(Onnx__TensorProto),
+  "ImsOnnx__TensorProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__TensorProto),
   14,
-  onnx__tensor_proto__field_descriptors,
-  onnx__tensor_proto__field_indices_by_name,
-  1,  onnx__tensor_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__tensor_proto__init,
+  ims_onnx__tensor_proto__field_descriptors,
+  ims_onnx__tensor_proto__field_indices_by_name,
+  1,  ims_onnx__tensor_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__tensor_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__tensor_shape_proto__dimension__field_descriptors[3] =
+static const ProtobufCFieldDescriptor ims_onnx__tensor_shape_proto__dimension__field_descriptors[3] =
 {
   {
     "dim_value",
     1,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__TensorShapeProto__Dimension, value_case),
-    offsetof(Onnx__TensorShapeProto__Dimension, dim_value),
+    offsetof(ImsOnnx__TensorShapeProto__Dimension, value_case),
+    offsetof(ImsOnnx__TensorShapeProto__Dimension, dim_value),
     NULL,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
@@ -1568,8 +1568,8 @@ static const ProtobufCFieldDescriptor onnx__tensor_shape_proto__dimension__field
     2,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
-    offsetof(Onnx__TensorShapeProto__Dimension, value_case),
-    offsetof(Onnx__TensorShapeProto__Dimension, dim_param),
+    offsetof(ImsOnnx__TensorShapeProto__Dimension, value_case),
+    offsetof(ImsOnnx__TensorShapeProto__Dimension, dim_param),
     NULL,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
@@ -1581,85 +1581,85 @@ static const ProtobufCFieldDescriptor onnx__tensor_shape_proto__dimension__field
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__TensorShapeProto__Dimension, denotation),
+    offsetof(ImsOnnx__TensorShapeProto__Dimension, denotation),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__tensor_shape_proto__dimension__field_indices_by_name[] = {
+static const unsigned ims_onnx__tensor_shape_proto__dimension__field_indices_by_name[] = {
   2,   /* field[2] = denotation */
   1,   /* field[1] = dim_param */
   0,   /* field[0] = dim_value */
 };
-static const ProtobufCIntRange onnx__tensor_shape_proto__dimension__number_ranges[1 + 1] =
+static const ProtobufCIntRange ims_onnx__tensor_shape_proto__dimension__number_ranges[1 + 1] =
 {
   { 1, 0 },
   { 0, 3 }
 };
-const ProtobufCMessageDescriptor onnx__tensor_shape_proto__dimension__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__tensor_shape_proto__dimension__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.TensorShapeProto.Dimension",
+  "ims_onnx.TensorShapeProto.Dimension",
   "Dimension",
-  "Onnx__TensorShapeProto__Dimension",
-  "onnx",
-  sizeof(Onnx__TensorShapeProto__Dimension),
+  "ImsOnnx__TensorShapeProto__Dimension",
+  "ims_onnx",
+  sizeof(ImsOnnx__TensorShapeProto__Dimension),
   3,
-  onnx__tensor_shape_proto__dimension__field_descriptors,
-  onnx__tensor_shape_proto__dimension__field_indices_by_name,
-  1,  onnx__tensor_shape_proto__dimension__number_ranges,
-  (ProtobufCMessageInit) onnx__tensor_shape_proto__dimension__init,
+  ims_onnx__tensor_shape_proto__dimension__field_descriptors,
+  ims_onnx__tensor_shape_proto__dimension__field_indices_by_name,
+  1,  ims_onnx__tensor_shape_proto__dimension__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__tensor_shape_proto__dimension__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__tensor_shape_proto__field_descriptors[1] =
+static const ProtobufCFieldDescriptor ims_onnx__tensor_shape_proto__field_descriptors[1] =
 {
   {
     "dim",
     1,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__TensorShapeProto, n_dim),
-    offsetof(Onnx__TensorShapeProto, dim),
-    &onnx__tensor_shape_proto__dimension__descriptor,
+    offsetof(ImsOnnx__TensorShapeProto, n_dim),
+    offsetof(ImsOnnx__TensorShapeProto, dim),
+    &ims_onnx__tensor_shape_proto__dimension__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__tensor_shape_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__tensor_shape_proto__field_indices_by_name[] = {
   0,   /* field[0] = dim */
 };
-static const ProtobufCIntRange onnx__tensor_shape_proto__number_ranges[1 + 1] =
+static const ProtobufCIntRange ims_onnx__tensor_shape_proto__number_ranges[1 + 1] =
 {
   { 1, 0 },
   { 0, 1 }
 };
-const ProtobufCMessageDescriptor onnx__tensor_shape_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__tensor_shape_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.TensorShapeProto",
+  "ims_onnx.TensorShapeProto",
   "TensorShapeProto",
-  "Onnx__TensorShapeProto",
-  "onnx",
-  sizeof(Onnx__TensorShapeProto),
+  "ImsOnnx__TensorShapeProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__TensorShapeProto),
   1,
-  onnx__tensor_shape_proto__field_descriptors,
-  onnx__tensor_shape_proto__field_indices_by_name,
-  1,  onnx__tensor_shape_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__tensor_shape_proto__init,
+  ims_onnx__tensor_shape_proto__field_descriptors,
+  ims_onnx__tensor_shape_proto__field_indices_by_name,
+  1,  ims_onnx__tensor_shape_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__tensor_shape_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__type_proto__tensor__field_descriptors[2] =
+static const ProtobufCFieldDescriptor ims_onnx__type_proto__tensor__field_descriptors[2] =
 {
   {
     "elem_type",
     1,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_INT32,
-    offsetof(Onnx__TypeProto__Tensor, has_elem_type),
-    offsetof(Onnx__TypeProto__Tensor, elem_type),
+    offsetof(ImsOnnx__TypeProto__Tensor, has_elem_type),
+    offsetof(ImsOnnx__TypeProto__Tensor, elem_type),
     NULL,
     NULL,
     0,             /* flags */
@@ -1671,47 +1671,47 @@ static const ProtobufCFieldDescriptor onnx__type_proto__tensor__field_descriptor
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_MESSAGE,
     0,   /* quantifier_offset */
-    offsetof(Onnx__TypeProto__Tensor, shape),
-    &onnx__tensor_shape_proto__descriptor,
+    offsetof(ImsOnnx__TypeProto__Tensor, shape),
+    &ims_onnx__tensor_shape_proto__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__type_proto__tensor__field_indices_by_name[] = {
+static const unsigned ims_onnx__type_proto__tensor__field_indices_by_name[] = {
   0,   /* field[0] = elem_type */
   1,   /* field[1] = shape */
 };
-static const ProtobufCIntRange onnx__type_proto__tensor__number_ranges[1 + 1] =
+static const ProtobufCIntRange ims_onnx__type_proto__tensor__number_ranges[1 + 1] =
 {
   { 1, 0 },
   { 0, 2 }
 };
-const ProtobufCMessageDescriptor onnx__type_proto__tensor__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__type_proto__tensor__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.TypeProto.Tensor",
+  "ims_onnx.TypeProto.Tensor",
   "Tensor",
-  "Onnx__TypeProto__Tensor",
-  "onnx",
-  sizeof(Onnx__TypeProto__Tensor),
+  "ImsOnnx__TypeProto__Tensor",
+  "ims_onnx",
+  sizeof(ImsOnnx__TypeProto__Tensor),
   2,
-  onnx__type_proto__tensor__field_descriptors,
-  onnx__type_proto__tensor__field_indices_by_name,
-  1,  onnx__type_proto__tensor__number_ranges,
-  (ProtobufCMessageInit) onnx__type_proto__tensor__init,
+  ims_onnx__type_proto__tensor__field_descriptors,
+  ims_onnx__type_proto__tensor__field_indices_by_name,
+  1,  ims_onnx__type_proto__tensor__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__type_proto__tensor__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__type_proto__field_descriptors[2] =
+static const ProtobufCFieldDescriptor ims_onnx__type_proto__field_descriptors[2] =
 {
   {
     "tensor_type",
     1,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Onnx__TypeProto, value_case),
-    offsetof(Onnx__TypeProto, tensor_type),
-    &onnx__type_proto__tensor__descriptor,
+    offsetof(ImsOnnx__TypeProto, value_case),
+    offsetof(ImsOnnx__TypeProto, tensor_type),
+    &ims_onnx__type_proto__tensor__descriptor,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -1722,39 +1722,39 @@ static const ProtobufCFieldDescriptor onnx__type_proto__field_descriptors[2] =
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__TypeProto, denotation),
+    offsetof(ImsOnnx__TypeProto, denotation),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__type_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__type_proto__field_indices_by_name[] = {
   1,   /* field[1] = denotation */
   0,   /* field[0] = tensor_type */
 };
-static const ProtobufCIntRange onnx__type_proto__number_ranges[2 + 1] =
+static const ProtobufCIntRange ims_onnx__type_proto__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 6, 1 },
   { 0, 2 }
 };
-const ProtobufCMessageDescriptor onnx__type_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__type_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.TypeProto",
+  "ims_onnx.TypeProto",
   "TypeProto",
-  "Onnx__TypeProto",
-  "onnx",
-  sizeof(Onnx__TypeProto),
+  "ImsOnnx__TypeProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__TypeProto),
   2,
-  onnx__type_proto__field_descriptors,
-  onnx__type_proto__field_indices_by_name,
-  2,  onnx__type_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__type_proto__init,
+  ims_onnx__type_proto__field_descriptors,
+  ims_onnx__type_proto__field_indices_by_name,
+  2,  ims_onnx__type_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__type_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor onnx__operator_set_id_proto__field_descriptors[2] =
+static const ProtobufCFieldDescriptor ims_onnx__operator_set_id_proto__field_descriptors[2] =
 {
   {
     "domain",
@@ -1762,7 +1762,7 @@ static const ProtobufCFieldDescriptor onnx__operator_set_id_proto__field_descrip
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Onnx__OperatorSetIdProto, domain),
+    offsetof(ImsOnnx__OperatorSetIdProto, domain),
     NULL,
     NULL,
     0,             /* flags */
@@ -1773,35 +1773,35 @@ static const ProtobufCFieldDescriptor onnx__operator_set_id_proto__field_descrip
     2,
     PROTOBUF_C_LABEL_OPTIONAL,
     PROTOBUF_C_TYPE_INT64,
-    offsetof(Onnx__OperatorSetIdProto, has_version),
-    offsetof(Onnx__OperatorSetIdProto, version),
+    offsetof(ImsOnnx__OperatorSetIdProto, has_version),
+    offsetof(ImsOnnx__OperatorSetIdProto, version),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
-static const unsigned onnx__operator_set_id_proto__field_indices_by_name[] = {
+static const unsigned ims_onnx__operator_set_id_proto__field_indices_by_name[] = {
   0,   /* field[0] = domain */
   1,   /* field[1] = version */
 };
-static const ProtobufCIntRange onnx__operator_set_id_proto__number_ranges[1 + 1] =
+static const ProtobufCIntRange ims_onnx__operator_set_id_proto__number_ranges[1 + 1] =
 {
   { 1, 0 },
   { 0, 2 }
 };
-const ProtobufCMessageDescriptor onnx__operator_set_id_proto__descriptor =
+const ProtobufCMessageDescriptor ims_onnx__operator_set_id_proto__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "onnx.OperatorSetIdProto",
+  "ims_onnx.OperatorSetIdProto",
   "OperatorSetIdProto",
-  "Onnx__OperatorSetIdProto",
-  "onnx",
-  sizeof(Onnx__OperatorSetIdProto),
+  "ImsOnnx__OperatorSetIdProto",
+  "ims_onnx",
+  sizeof(ImsOnnx__OperatorSetIdProto),
   2,
-  onnx__operator_set_id_proto__field_descriptors,
-  onnx__operator_set_id_proto__field_indices_by_name,
-  1,  onnx__operator_set_id_proto__number_ranges,
-  (ProtobufCMessageInit) onnx__operator_set_id_proto__init,
+  ims_onnx__operator_set_id_proto__field_descriptors,
+  ims_onnx__operator_set_id_proto__field_indices_by_name,
+  1,  ims_onnx__operator_set_id_proto__number_ranges,
+  (ProtobufCMessageInit) ims_onnx__operator_set_id_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

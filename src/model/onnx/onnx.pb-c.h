@@ -15,84 +15,84 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 
-typedef struct Onnx__AttributeProto Onnx__AttributeProto;
-typedef struct Onnx__ValueInfoProto Onnx__ValueInfoProto;
-typedef struct Onnx__NodeProto Onnx__NodeProto;
-typedef struct Onnx__ModelProto Onnx__ModelProto;
-typedef struct Onnx__StringStringEntryProto Onnx__StringStringEntryProto;
-typedef struct Onnx__GraphProto Onnx__GraphProto;
-typedef struct Onnx__TensorProto Onnx__TensorProto;
-typedef struct Onnx__TensorProto__Segment Onnx__TensorProto__Segment;
-typedef struct Onnx__TensorShapeProto Onnx__TensorShapeProto;
-typedef struct Onnx__TensorShapeProto__Dimension Onnx__TensorShapeProto__Dimension;
-typedef struct Onnx__TypeProto Onnx__TypeProto;
-typedef struct Onnx__TypeProto__Tensor Onnx__TypeProto__Tensor;
-typedef struct Onnx__OperatorSetIdProto Onnx__OperatorSetIdProto;
+typedef struct ImsOnnx__AttributeProto ImsOnnx__AttributeProto;
+typedef struct ImsOnnx__ValueInfoProto ImsOnnx__ValueInfoProto;
+typedef struct ImsOnnx__NodeProto ImsOnnx__NodeProto;
+typedef struct ImsOnnx__ModelProto ImsOnnx__ModelProto;
+typedef struct ImsOnnx__StringStringEntryProto ImsOnnx__StringStringEntryProto;
+typedef struct ImsOnnx__GraphProto ImsOnnx__GraphProto;
+typedef struct ImsOnnx__TensorProto ImsOnnx__TensorProto;
+typedef struct ImsOnnx__TensorProto__Segment ImsOnnx__TensorProto__Segment;
+typedef struct ImsOnnx__TensorShapeProto ImsOnnx__TensorShapeProto;
+typedef struct ImsOnnx__TensorShapeProto__Dimension ImsOnnx__TensorShapeProto__Dimension;
+typedef struct ImsOnnx__TypeProto ImsOnnx__TypeProto;
+typedef struct ImsOnnx__TypeProto__Tensor ImsOnnx__TypeProto__Tensor;
+typedef struct ImsOnnx__OperatorSetIdProto ImsOnnx__OperatorSetIdProto;
 
 
 /* --- enums --- */
 
-typedef enum _Onnx__AttributeProto__AttributeType {
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED = 0,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT = 1,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT = 2,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING = 3,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR = 4,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH = 5,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__SPARSE_TENSOR = 11,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TYPE_PROTO = 13,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS = 6,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS = 7,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS = 8,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSORS = 9,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPHS = 10,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__SPARSE_TENSORS = 12,
-  ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TYPE_PROTOS = 14
-    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE)
-} Onnx__AttributeProto__AttributeType;
-typedef enum _Onnx__TensorProto__DataType {
-  ONNX__TENSOR_PROTO__DATA_TYPE__UNDEFINED = 0,
-  ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT = 1,
-  ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 = 2,
-  ONNX__TENSOR_PROTO__DATA_TYPE__INT8 = 3,
-  ONNX__TENSOR_PROTO__DATA_TYPE__UINT16 = 4,
-  ONNX__TENSOR_PROTO__DATA_TYPE__INT16 = 5,
-  ONNX__TENSOR_PROTO__DATA_TYPE__INT32 = 6,
-  ONNX__TENSOR_PROTO__DATA_TYPE__INT64 = 7,
-  ONNX__TENSOR_PROTO__DATA_TYPE__STRING = 8,
-  ONNX__TENSOR_PROTO__DATA_TYPE__BOOL = 9,
-  ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16 = 10,
-  ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE = 11,
-  ONNX__TENSOR_PROTO__DATA_TYPE__UINT32 = 12,
-  ONNX__TENSOR_PROTO__DATA_TYPE__UINT64 = 13,
-  ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX64 = 14,
-  ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX128 = 15,
-  ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16 = 16
-    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ONNX__TENSOR_PROTO__DATA_TYPE)
-} Onnx__TensorProto__DataType;
-typedef enum _Onnx__TensorProto__DataLocation {
-  ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT = 0,
-  ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL = 1
-    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ONNX__TENSOR_PROTO__DATA_LOCATION)
-} Onnx__TensorProto__DataLocation;
+typedef enum _ImsOnnx__AttributeProto__AttributeType {
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED = 0,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT = 1,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT = 2,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING = 3,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR = 4,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH = 5,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__SPARSE_TENSOR = 11,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TYPE_PROTO = 13,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS = 6,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS = 7,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS = 8,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSORS = 9,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPHS = 10,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__SPARSE_TENSORS = 12,
+  IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TYPE_PROTOS = 14
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE)
+} ImsOnnx__AttributeProto__AttributeType;
+typedef enum _ImsOnnx__TensorProto__DataType {
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UNDEFINED = 0,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT = 1,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 = 2,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__INT8 = 3,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UINT16 = 4,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__INT16 = 5,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__INT32 = 6,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__INT64 = 7,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__STRING = 8,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__BOOL = 9,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16 = 10,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE = 11,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UINT32 = 12,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__UINT64 = 13,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX64 = 14,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX128 = 15,
+  IMS_ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16 = 16
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(IMS_ONNX__TENSOR_PROTO__DATA_TYPE)
+} ImsOnnx__TensorProto__DataType;
+typedef enum _ImsOnnx__TensorProto__DataLocation {
+  IMS_ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT = 0,
+  IMS_ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL = 1
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(IMS_ONNX__TENSOR_PROTO__DATA_LOCATION)
+} ImsOnnx__TensorProto__DataLocation;
 
 /* --- messages --- */
 
-struct  Onnx__AttributeProto
+struct  ImsOnnx__AttributeProto
 {
   ProtobufCMessage base;
   char *name;
   char *ref_attr_name;
   char *doc_string;
   protobuf_c_boolean has_type;
-  Onnx__AttributeProto__AttributeType type;
+  ImsOnnx__AttributeProto__AttributeType type;
   protobuf_c_boolean has_f;
   float f;
   protobuf_c_boolean has_i;
   int64_t i;
   protobuf_c_boolean has_s;
   ProtobufCBinaryData s;
-  Onnx__TensorProto *t;
+  ImsOnnx__TensorProto *t;
   size_t n_floats;
   float *floats;
   size_t n_ints;
@@ -100,26 +100,26 @@ struct  Onnx__AttributeProto
   size_t n_strings;
   ProtobufCBinaryData *strings;
   size_t n_tensors;
-  Onnx__TensorProto **tensors;
+  ImsOnnx__TensorProto **tensors;
 };
-#define ONNX__ATTRIBUTE_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__attribute_proto__descriptor) \
-    , NULL, NULL, NULL, 0, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED, 0, 0, 0, 0, 0, {0,NULL}, NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+#define IMS_ONNX__ATTRIBUTE_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__attribute_proto__descriptor) \
+    , NULL, NULL, NULL, 0, IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED, 0, 0, 0, 0, 0, {0,NULL}, NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
-struct  Onnx__ValueInfoProto
+struct  ImsOnnx__ValueInfoProto
 {
   ProtobufCMessage base;
   char *name;
-  Onnx__TypeProto *type;
+  ImsOnnx__TypeProto *type;
   char *doc_string;
 };
-#define ONNX__VALUE_INFO_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__value_info_proto__descriptor) \
+#define IMS_ONNX__VALUE_INFO_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__value_info_proto__descriptor) \
     , NULL, NULL, NULL }
 
 
-struct  Onnx__NodeProto
+struct  ImsOnnx__NodeProto
 {
   ProtobufCMessage base;
   size_t n_input;
@@ -130,69 +130,69 @@ struct  Onnx__NodeProto
   char *op_type;
   char *domain;
   size_t n_attribute;
-  Onnx__AttributeProto **attribute;
+  ImsOnnx__AttributeProto **attribute;
   char *doc_string;
 };
-#define ONNX__NODE_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__node_proto__descriptor) \
+#define IMS_ONNX__NODE_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__node_proto__descriptor) \
     , 0,NULL, 0,NULL, NULL, NULL, NULL, 0,NULL, NULL }
 
 
-struct  Onnx__ModelProto
+struct  ImsOnnx__ModelProto
 {
   ProtobufCMessage base;
   protobuf_c_boolean has_ir_version;
   int64_t ir_version;
   size_t n_opset_import;
-  Onnx__OperatorSetIdProto **opset_import;
+  ImsOnnx__OperatorSetIdProto **opset_import;
   char *producer_name;
   char *producer_version;
   char *domain;
   protobuf_c_boolean has_model_version;
   int64_t model_version;
   char *doc_string;
-  Onnx__GraphProto *graph;
+  ImsOnnx__GraphProto *graph;
   size_t n_metadata_props;
-  Onnx__StringStringEntryProto **metadata_props;
+  ImsOnnx__StringStringEntryProto **metadata_props;
 };
-#define ONNX__MODEL_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__model_proto__descriptor) \
+#define IMS_ONNX__MODEL_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__model_proto__descriptor) \
     , 0, 0, 0,NULL, NULL, NULL, NULL, 0, 0, NULL, NULL, 0,NULL }
 
 
-struct  Onnx__StringStringEntryProto
+struct  ImsOnnx__StringStringEntryProto
 {
   ProtobufCMessage base;
   char *key;
   char *value;
 };
-#define ONNX__STRING_STRING_ENTRY_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__string_string_entry_proto__descriptor) \
+#define IMS_ONNX__STRING_STRING_ENTRY_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__string_string_entry_proto__descriptor) \
     , NULL, NULL }
 
 
-struct  Onnx__GraphProto
+struct  ImsOnnx__GraphProto
 {
   ProtobufCMessage base;
   size_t n_node;
-  Onnx__NodeProto **node;
+  ImsOnnx__NodeProto **node;
   char *name;
   size_t n_initializer;
-  Onnx__TensorProto **initializer;
+  ImsOnnx__TensorProto **initializer;
   char *doc_string;
   size_t n_input;
-  Onnx__ValueInfoProto **input;
+  ImsOnnx__ValueInfoProto **input;
   size_t n_output;
-  Onnx__ValueInfoProto **output;
+  ImsOnnx__ValueInfoProto **output;
   size_t n_value_info;
-  Onnx__ValueInfoProto **value_info;
+  ImsOnnx__ValueInfoProto **value_info;
 };
-#define ONNX__GRAPH_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__graph_proto__descriptor) \
+#define IMS_ONNX__GRAPH_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__graph_proto__descriptor) \
     , 0,NULL, NULL, 0,NULL, NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
-struct  Onnx__TensorProto__Segment
+struct  ImsOnnx__TensorProto__Segment
 {
   ProtobufCMessage base;
   protobuf_c_boolean has_begin;
@@ -200,19 +200,19 @@ struct  Onnx__TensorProto__Segment
   protobuf_c_boolean has_end;
   int64_t end;
 };
-#define ONNX__TENSOR_PROTO__SEGMENT__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__tensor_proto__segment__descriptor) \
+#define IMS_ONNX__TENSOR_PROTO__SEGMENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__tensor_proto__segment__descriptor) \
     , 0, 0, 0, 0 }
 
 
-struct  Onnx__TensorProto
+struct  ImsOnnx__TensorProto
 {
   ProtobufCMessage base;
   size_t n_dims;
   int64_t *dims;
   protobuf_c_boolean has_data_type;
   int32_t data_type;
-  Onnx__TensorProto__Segment *segment;
+  ImsOnnx__TensorProto__Segment *segment;
   size_t n_float_data;
   float *float_data;
   size_t n_int32_data;
@@ -226,335 +226,335 @@ struct  Onnx__TensorProto
   protobuf_c_boolean has_raw_data;
   ProtobufCBinaryData raw_data;
   size_t n_external_data;
-  Onnx__StringStringEntryProto **external_data;
+  ImsOnnx__StringStringEntryProto **external_data;
   protobuf_c_boolean has_data_location;
-  Onnx__TensorProto__DataLocation data_location;
+  ImsOnnx__TensorProto__DataLocation data_location;
   size_t n_double_data;
   double *double_data;
   size_t n_uint64_data;
   uint64_t *uint64_data;
 };
-#define ONNX__TENSOR_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__tensor_proto__descriptor) \
-    , 0,NULL, 0, 0, NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, NULL, NULL, 0, {0,NULL}, 0,NULL, 0, ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT, 0,NULL, 0,NULL }
+#define IMS_ONNX__TENSOR_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__tensor_proto__descriptor) \
+    , 0,NULL, 0, 0, NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, NULL, NULL, 0, {0,NULL}, 0,NULL, 0, IMS_ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT, 0,NULL, 0,NULL }
 
 
 typedef enum {
-  ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE__NOT_SET = 0,
-  ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE = 1,
-  ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM = 2
-    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE__CASE)
-} Onnx__TensorShapeProto__Dimension__ValueCase;
+  IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE__NOT_SET = 0,
+  IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE = 1,
+  IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE__CASE)
+} ImsOnnx__TensorShapeProto__Dimension__ValueCase;
 
-struct  Onnx__TensorShapeProto__Dimension
+struct  ImsOnnx__TensorShapeProto__Dimension
 {
   ProtobufCMessage base;
   char *denotation;
-  Onnx__TensorShapeProto__Dimension__ValueCase value_case;
+  ImsOnnx__TensorShapeProto__Dimension__ValueCase value_case;
   union {
     int64_t dim_value;
     char *dim_param;
   };
 };
-#define ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__tensor_shape_proto__dimension__descriptor) \
-    , NULL, ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE__NOT_SET, {0} }
+#define IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__tensor_shape_proto__dimension__descriptor) \
+    , NULL, IMS_ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE__NOT_SET, {0} }
 
 
-struct  Onnx__TensorShapeProto
+struct  ImsOnnx__TensorShapeProto
 {
   ProtobufCMessage base;
   size_t n_dim;
-  Onnx__TensorShapeProto__Dimension **dim;
+  ImsOnnx__TensorShapeProto__Dimension **dim;
 };
-#define ONNX__TENSOR_SHAPE_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__tensor_shape_proto__descriptor) \
+#define IMS_ONNX__TENSOR_SHAPE_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__tensor_shape_proto__descriptor) \
     , 0,NULL }
 
 
-struct  Onnx__TypeProto__Tensor
+struct  ImsOnnx__TypeProto__Tensor
 {
   ProtobufCMessage base;
   protobuf_c_boolean has_elem_type;
   int32_t elem_type;
-  Onnx__TensorShapeProto *shape;
+  ImsOnnx__TensorShapeProto *shape;
 };
-#define ONNX__TYPE_PROTO__TENSOR__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__type_proto__tensor__descriptor) \
+#define IMS_ONNX__TYPE_PROTO__TENSOR__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__type_proto__tensor__descriptor) \
     , 0, 0, NULL }
 
 
 typedef enum {
-  ONNX__TYPE_PROTO__VALUE__NOT_SET = 0,
-  ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE = 1
-    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ONNX__TYPE_PROTO__VALUE__CASE)
-} Onnx__TypeProto__ValueCase;
+  IMS_ONNX__TYPE_PROTO__VALUE__NOT_SET = 0,
+  IMS_ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE = 1
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(IMS_ONNX__TYPE_PROTO__VALUE__CASE)
+} ImsOnnx__TypeProto__ValueCase;
 
-struct  Onnx__TypeProto
+struct  ImsOnnx__TypeProto
 {
   ProtobufCMessage base;
   char *denotation;
-  Onnx__TypeProto__ValueCase value_case;
+  ImsOnnx__TypeProto__ValueCase value_case;
   union {
-    Onnx__TypeProto__Tensor *tensor_type;
+    ImsOnnx__TypeProto__Tensor *tensor_type;
   };
 };
-#define ONNX__TYPE_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__type_proto__descriptor) \
-    , NULL, ONNX__TYPE_PROTO__VALUE__NOT_SET, {0} }
+#define IMS_ONNX__TYPE_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__type_proto__descriptor) \
+    , NULL, IMS_ONNX__TYPE_PROTO__VALUE__NOT_SET, {0} }
 
 
-struct  Onnx__OperatorSetIdProto
+struct  ImsOnnx__OperatorSetIdProto
 {
   ProtobufCMessage base;
   char *domain;
   protobuf_c_boolean has_version;
   int64_t version;
 };
-#define ONNX__OPERATOR_SET_ID_PROTO__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&onnx__operator_set_id_proto__descriptor) \
+#define IMS_ONNX__OPERATOR_SET_ID_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&ims_onnx__operator_set_id_proto__descriptor) \
     , NULL, 0, 0 }
 
 
-/* Onnx__AttributeProto methods */
-void   onnx__attribute_proto__init
-                     (Onnx__AttributeProto         *message);
-size_t onnx__attribute_proto__get_packed_size
-                     (const Onnx__AttributeProto   *message);
-size_t onnx__attribute_proto__pack
-                     (const Onnx__AttributeProto   *message,
+/* ImsOnnx__AttributeProto methods */
+void   ims_onnx__attribute_proto__init
+                     (ImsOnnx__AttributeProto         *message);
+size_t ims_onnx__attribute_proto__get_packed_size
+                     (const ImsOnnx__AttributeProto   *message);
+size_t ims_onnx__attribute_proto__pack
+                     (const ImsOnnx__AttributeProto   *message,
                       uint8_t             *out);
-size_t onnx__attribute_proto__pack_to_buffer
-                     (const Onnx__AttributeProto   *message,
+size_t ims_onnx__attribute_proto__pack_to_buffer
+                     (const ImsOnnx__AttributeProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__AttributeProto *
-       onnx__attribute_proto__unpack
+ImsOnnx__AttributeProto *
+       ims_onnx__attribute_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__attribute_proto__free_unpacked
-                     (Onnx__AttributeProto *message,
+void   ims_onnx__attribute_proto__free_unpacked
+                     (ImsOnnx__AttributeProto *message,
                       ProtobufCAllocator *allocator);
-/* Onnx__ValueInfoProto methods */
-void   onnx__value_info_proto__init
-                     (Onnx__ValueInfoProto         *message);
-size_t onnx__value_info_proto__get_packed_size
-                     (const Onnx__ValueInfoProto   *message);
-size_t onnx__value_info_proto__pack
-                     (const Onnx__ValueInfoProto   *message,
+/* ImsOnnx__ValueInfoProto methods */
+void   ims_onnx__value_info_proto__init
+                     (ImsOnnx__ValueInfoProto         *message);
+size_t ims_onnx__value_info_proto__get_packed_size
+                     (const ImsOnnx__ValueInfoProto   *message);
+size_t ims_onnx__value_info_proto__pack
+                     (const ImsOnnx__ValueInfoProto   *message,
                       uint8_t             *out);
-size_t onnx__value_info_proto__pack_to_buffer
-                     (const Onnx__ValueInfoProto   *message,
+size_t ims_onnx__value_info_proto__pack_to_buffer
+                     (const ImsOnnx__ValueInfoProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__ValueInfoProto *
-       onnx__value_info_proto__unpack
+ImsOnnx__ValueInfoProto *
+       ims_onnx__value_info_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__value_info_proto__free_unpacked
-                     (Onnx__ValueInfoProto *message,
+void   ims_onnx__value_info_proto__free_unpacked
+                     (ImsOnnx__ValueInfoProto *message,
                       ProtobufCAllocator *allocator);
-/* Onnx__NodeProto methods */
-void   onnx__node_proto__init
-                     (Onnx__NodeProto         *message);
-size_t onnx__node_proto__get_packed_size
-                     (const Onnx__NodeProto   *message);
-size_t onnx__node_proto__pack
-                     (const Onnx__NodeProto   *message,
+/* ImsOnnx__NodeProto methods */
+void   ims_onnx__node_proto__init
+                     (ImsOnnx__NodeProto         *message);
+size_t ims_onnx__node_proto__get_packed_size
+                     (const ImsOnnx__NodeProto   *message);
+size_t ims_onnx__node_proto__pack
+                     (const ImsOnnx__NodeProto   *message,
                       uint8_t             *out);
-size_t onnx__node_proto__pack_to_buffer
-                     (const Onnx__NodeProto   *message,
+size_t ims_onnx__node_proto__pack_to_buffer
+                     (const ImsOnnx__NodeProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__NodeProto *
-       onnx__node_proto__unpack
+ImsOnnx__NodeProto *
+       ims_onnx__node_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__node_proto__free_unpacked
-                     (Onnx__NodeProto *message,
+void   ims_onnx__node_proto__free_unpacked
+                     (ImsOnnx__NodeProto *message,
                       ProtobufCAllocator *allocator);
-/* Onnx__ModelProto methods */
-void   onnx__model_proto__init
-                     (Onnx__ModelProto         *message);
-size_t onnx__model_proto__get_packed_size
-                     (const Onnx__ModelProto   *message);
-size_t onnx__model_proto__pack
-                     (const Onnx__ModelProto   *message,
+/* ImsOnnx__ModelProto methods */
+void   ims_onnx__model_proto__init
+                     (ImsOnnx__ModelProto         *message);
+size_t ims_onnx__model_proto__get_packed_size
+                     (const ImsOnnx__ModelProto   *message);
+size_t ims_onnx__model_proto__pack
+                     (const ImsOnnx__ModelProto   *message,
                       uint8_t             *out);
-size_t onnx__model_proto__pack_to_buffer
-                     (const Onnx__ModelProto   *message,
+size_t ims_onnx__model_proto__pack_to_buffer
+                     (const ImsOnnx__ModelProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__ModelProto *
-       onnx__model_proto__unpack
+ImsOnnx__ModelProto *
+       ims_onnx__model_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__model_proto__free_unpacked
-                     (Onnx__ModelProto *message,
+void   ims_onnx__model_proto__free_unpacked
+                     (ImsOnnx__ModelProto *message,
                       ProtobufCAllocator *allocator);
-/* Onnx__StringStringEntryProto methods */
-void   onnx__string_string_entry_proto__init
-                     (Onnx__StringStringEntryProto         *message);
-size_t onnx__string_string_entry_proto__get_packed_size
-                     (const Onnx__StringStringEntryProto   *message);
-size_t onnx__string_string_entry_proto__pack
-                     (const Onnx__StringStringEntryProto   *message,
+/* ImsOnnx__StringStringEntryProto methods */
+void   ims_onnx__string_string_entry_proto__init
+                     (ImsOnnx__StringStringEntryProto         *message);
+size_t ims_onnx__string_string_entry_proto__get_packed_size
+                     (const ImsOnnx__StringStringEntryProto   *message);
+size_t ims_onnx__string_string_entry_proto__pack
+                     (const ImsOnnx__StringStringEntryProto   *message,
                       uint8_t             *out);
-size_t onnx__string_string_entry_proto__pack_to_buffer
-                     (const Onnx__StringStringEntryProto   *message,
+size_t ims_onnx__string_string_entry_proto__pack_to_buffer
+                     (const ImsOnnx__StringStringEntryProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__StringStringEntryProto *
-       onnx__string_string_entry_proto__unpack
+ImsOnnx__StringStringEntryProto *
+       ims_onnx__string_string_entry_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__string_string_entry_proto__free_unpacked
-                     (Onnx__StringStringEntryProto *message,
+void   ims_onnx__string_string_entry_proto__free_unpacked
+                     (ImsOnnx__StringStringEntryProto *message,
                       ProtobufCAllocator *allocator);
-/* Onnx__GraphProto methods */
-void   onnx__graph_proto__init
-                     (Onnx__GraphProto         *message);
-size_t onnx__graph_proto__get_packed_size
-                     (const Onnx__GraphProto   *message);
-size_t onnx__graph_proto__pack
-                     (const Onnx__GraphProto   *message,
+/* ImsOnnx__GraphProto methods */
+void   ims_onnx__graph_proto__init
+                     (ImsOnnx__GraphProto         *message);
+size_t ims_onnx__graph_proto__get_packed_size
+                     (const ImsOnnx__GraphProto   *message);
+size_t ims_onnx__graph_proto__pack
+                     (const ImsOnnx__GraphProto   *message,
                       uint8_t             *out);
-size_t onnx__graph_proto__pack_to_buffer
-                     (const Onnx__GraphProto   *message,
+size_t ims_onnx__graph_proto__pack_to_buffer
+                     (const ImsOnnx__GraphProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__GraphProto *
-       onnx__graph_proto__unpack
+ImsOnnx__GraphProto *
+       ims_onnx__graph_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__graph_proto__free_unpacked
-                     (Onnx__GraphProto *message,
+void   ims_onnx__graph_proto__free_unpacked
+                     (ImsOnnx__GraphProto *message,
                       ProtobufCAllocator *allocator);
-/* Onnx__TensorProto__Segment methods */
-void   onnx__tensor_proto__segment__init
-                     (Onnx__TensorProto__Segment         *message);
-/* Onnx__TensorProto methods */
-void   onnx__tensor_proto__init
-                     (Onnx__TensorProto         *message);
-size_t onnx__tensor_proto__get_packed_size
-                     (const Onnx__TensorProto   *message);
-size_t onnx__tensor_proto__pack
-                     (const Onnx__TensorProto   *message,
+/* ImsOnnx__TensorProto__Segment methods */
+void   ims_onnx__tensor_proto__segment__init
+                     (ImsOnnx__TensorProto__Segment         *message);
+/* ImsOnnx__TensorProto methods */
+void   ims_onnx__tensor_proto__init
+                     (ImsOnnx__TensorProto         *message);
+size_t ims_onnx__tensor_proto__get_packed_size
+                     (const ImsOnnx__TensorProto   *message);
+size_t ims_onnx__tensor_proto__pack
+                     (const ImsOnnx__TensorProto   *message,
                       uint8_t             *out);
-size_t onnx__tensor_proto__pack_to_buffer
-                     (const Onnx__TensorProto   *message,
+size_t ims_onnx__tensor_proto__pack_to_buffer
+                     (const ImsOnnx__TensorProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__TensorProto *
-       onnx__tensor_proto__unpack
+ImsOnnx__TensorProto *
+       ims_onnx__tensor_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__tensor_proto__free_unpacked
-                     (Onnx__TensorProto *message,
+void   ims_onnx__tensor_proto__free_unpacked
+                     (ImsOnnx__TensorProto *message,
                       ProtobufCAllocator *allocator);
-/* Onnx__TensorShapeProto__Dimension methods */
-void   onnx__tensor_shape_proto__dimension__init
-                     (Onnx__TensorShapeProto__Dimension         *message);
-/* Onnx__TensorShapeProto methods */
-void   onnx__tensor_shape_proto__init
-                     (Onnx__TensorShapeProto         *message);
-size_t onnx__tensor_shape_proto__get_packed_size
-                     (const Onnx__TensorShapeProto   *message);
-size_t onnx__tensor_shape_proto__pack
-                     (const Onnx__TensorShapeProto   *message,
+/* ImsOnnx__TensorShapeProto__Dimension methods */
+void   ims_onnx__tensor_shape_proto__dimension__init
+                     (ImsOnnx__TensorShapeProto__Dimension         *message);
+/* ImsOnnx__TensorShapeProto methods */
+void   ims_onnx__tensor_shape_proto__init
+                     (ImsOnnx__TensorShapeProto         *message);
+size_t ims_onnx__tensor_shape_proto__get_packed_size
+                     (const ImsOnnx__TensorShapeProto   *message);
+size_t ims_onnx__tensor_shape_proto__pack
+                     (const ImsOnnx__TensorShapeProto   *message,
                       uint8_t             *out);
-size_t onnx__tensor_shape_proto__pack_to_buffer
-                     (const Onnx__TensorShapeProto   *message,
+size_t ims_onnx__tensor_shape_proto__pack_to_buffer
+                     (const ImsOnnx__TensorShapeProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__TensorShapeProto *
-       onnx__tensor_shape_proto__unpack
+ImsOnnx__TensorShapeProto *
+       ims_onnx__tensor_shape_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__tensor_shape_proto__free_unpacked
-                     (Onnx__TensorShapeProto *message,
+void   ims_onnx__tensor_shape_proto__free_unpacked
+                     (ImsOnnx__TensorShapeProto *message,
                       ProtobufCAllocator *allocator);
-/* Onnx__TypeProto__Tensor methods */
-void   onnx__type_proto__tensor__init
-                     (Onnx__TypeProto__Tensor         *message);
-/* Onnx__TypeProto methods */
-void   onnx__type_proto__init
-                     (Onnx__TypeProto         *message);
-size_t onnx__type_proto__get_packed_size
-                     (const Onnx__TypeProto   *message);
-size_t onnx__type_proto__pack
-                     (const Onnx__TypeProto   *message,
+/* ImsOnnx__TypeProto__Tensor methods */
+void   ims_onnx__type_proto__tensor__init
+                     (ImsOnnx__TypeProto__Tensor         *message);
+/* ImsOnnx__TypeProto methods */
+void   ims_onnx__type_proto__init
+                     (ImsOnnx__TypeProto         *message);
+size_t ims_onnx__type_proto__get_packed_size
+                     (const ImsOnnx__TypeProto   *message);
+size_t ims_onnx__type_proto__pack
+                     (const ImsOnnx__TypeProto   *message,
                       uint8_t             *out);
-size_t onnx__type_proto__pack_to_buffer
-                     (const Onnx__TypeProto   *message,
+size_t ims_onnx__type_proto__pack_to_buffer
+                     (const ImsOnnx__TypeProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__TypeProto *
-       onnx__type_proto__unpack
+ImsOnnx__TypeProto *
+       ims_onnx__type_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__type_proto__free_unpacked
-                     (Onnx__TypeProto *message,
+void   ims_onnx__type_proto__free_unpacked
+                     (ImsOnnx__TypeProto *message,
                       ProtobufCAllocator *allocator);
-/* Onnx__OperatorSetIdProto methods */
-void   onnx__operator_set_id_proto__init
-                     (Onnx__OperatorSetIdProto         *message);
-size_t onnx__operator_set_id_proto__get_packed_size
-                     (const Onnx__OperatorSetIdProto   *message);
-size_t onnx__operator_set_id_proto__pack
-                     (const Onnx__OperatorSetIdProto   *message,
+/* ImsOnnx__OperatorSetIdProto methods */
+void   ims_onnx__operator_set_id_proto__init
+                     (ImsOnnx__OperatorSetIdProto         *message);
+size_t ims_onnx__operator_set_id_proto__get_packed_size
+                     (const ImsOnnx__OperatorSetIdProto   *message);
+size_t ims_onnx__operator_set_id_proto__pack
+                     (const ImsOnnx__OperatorSetIdProto   *message,
                       uint8_t             *out);
-size_t onnx__operator_set_id_proto__pack_to_buffer
-                     (const Onnx__OperatorSetIdProto   *message,
+size_t ims_onnx__operator_set_id_proto__pack_to_buffer
+                     (const ImsOnnx__OperatorSetIdProto   *message,
                       ProtobufCBuffer     *buffer);
-Onnx__OperatorSetIdProto *
-       onnx__operator_set_id_proto__unpack
+ImsOnnx__OperatorSetIdProto *
+       ims_onnx__operator_set_id_proto__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   onnx__operator_set_id_proto__free_unpacked
-                     (Onnx__OperatorSetIdProto *message,
+void   ims_onnx__operator_set_id_proto__free_unpacked
+                     (ImsOnnx__OperatorSetIdProto *message,
                       ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
-typedef void (*Onnx__AttributeProto_Closure)
-                 (const Onnx__AttributeProto *message,
+typedef void (*ImsOnnx__AttributeProto_Closure)
+                 (const ImsOnnx__AttributeProto *message,
                   void *closure_data);
-typedef void (*Onnx__ValueInfoProto_Closure)
-                 (const Onnx__ValueInfoProto *message,
+typedef void (*ImsOnnx__ValueInfoProto_Closure)
+                 (const ImsOnnx__ValueInfoProto *message,
                   void *closure_data);
-typedef void (*Onnx__NodeProto_Closure)
-                 (const Onnx__NodeProto *message,
+typedef void (*ImsOnnx__NodeProto_Closure)
+                 (const ImsOnnx__NodeProto *message,
                   void *closure_data);
-typedef void (*Onnx__ModelProto_Closure)
-                 (const Onnx__ModelProto *message,
+typedef void (*ImsOnnx__ModelProto_Closure)
+                 (const ImsOnnx__ModelProto *message,
                   void *closure_data);
-typedef void (*Onnx__StringStringEntryProto_Closure)
-                 (const Onnx__StringStringEntryProto *message,
+typedef void (*ImsOnnx__StringStringEntryProto_Closure)
+                 (const ImsOnnx__StringStringEntryProto *message,
                   void *closure_data);
-typedef void (*Onnx__GraphProto_Closure)
-                 (const Onnx__GraphProto *message,
+typedef void (*ImsOnnx__GraphProto_Closure)
+                 (const ImsOnnx__GraphProto *message,
                   void *closure_data);
-typedef void (*Onnx__TensorProto__Segment_Closure)
-                 (const Onnx__TensorProto__Segment *message,
+typedef void (*ImsOnnx__TensorProto__Segment_Closure)
+                 (const ImsOnnx__TensorProto__Segment *message,
                   void *closure_data);
-typedef void (*Onnx__TensorProto_Closure)
-                 (const Onnx__TensorProto *message,
+typedef void (*ImsOnnx__TensorProto_Closure)
+                 (const ImsOnnx__TensorProto *message,
                   void *closure_data);
-typedef void (*Onnx__TensorShapeProto__Dimension_Closure)
-                 (const Onnx__TensorShapeProto__Dimension *message,
+typedef void (*ImsOnnx__TensorShapeProto__Dimension_Closure)
+                 (const ImsOnnx__TensorShapeProto__Dimension *message,
                   void *closure_data);
-typedef void (*Onnx__TensorShapeProto_Closure)
-                 (const Onnx__TensorShapeProto *message,
+typedef void (*ImsOnnx__TensorShapeProto_Closure)
+                 (const ImsOnnx__TensorShapeProto *message,
                   void *closure_data);
-typedef void (*Onnx__TypeProto__Tensor_Closure)
-                 (const Onnx__TypeProto__Tensor *message,
+typedef void (*ImsOnnx__TypeProto__Tensor_Closure)
+                 (const ImsOnnx__TypeProto__Tensor *message,
                   void *closure_data);
-typedef void (*Onnx__TypeProto_Closure)
-                 (const Onnx__TypeProto *message,
+typedef void (*ImsOnnx__TypeProto_Closure)
+                 (const ImsOnnx__TypeProto *message,
                   void *closure_data);
-typedef void (*Onnx__OperatorSetIdProto_Closure)
-                 (const Onnx__OperatorSetIdProto *message,
+typedef void (*ImsOnnx__OperatorSetIdProto_Closure)
+                 (const ImsOnnx__OperatorSetIdProto *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -562,22 +562,22 @@ typedef void (*Onnx__OperatorSetIdProto_Closure)
 
 /* --- descriptors --- */
 
-extern const ProtobufCMessageDescriptor onnx__attribute_proto__descriptor;
-extern const ProtobufCEnumDescriptor    onnx__attribute_proto__attribute_type__descriptor;
-extern const ProtobufCMessageDescriptor onnx__value_info_proto__descriptor;
-extern const ProtobufCMessageDescriptor onnx__node_proto__descriptor;
-extern const ProtobufCMessageDescriptor onnx__model_proto__descriptor;
-extern const ProtobufCMessageDescriptor onnx__string_string_entry_proto__descriptor;
-extern const ProtobufCMessageDescriptor onnx__graph_proto__descriptor;
-extern const ProtobufCMessageDescriptor onnx__tensor_proto__descriptor;
-extern const ProtobufCMessageDescriptor onnx__tensor_proto__segment__descriptor;
-extern const ProtobufCEnumDescriptor    onnx__tensor_proto__data_type__descriptor;
-extern const ProtobufCEnumDescriptor    onnx__tensor_proto__data_location__descriptor;
-extern const ProtobufCMessageDescriptor onnx__tensor_shape_proto__descriptor;
-extern const ProtobufCMessageDescriptor onnx__tensor_shape_proto__dimension__descriptor;
-extern const ProtobufCMessageDescriptor onnx__type_proto__descriptor;
-extern const ProtobufCMessageDescriptor onnx__type_proto__tensor__descriptor;
-extern const ProtobufCMessageDescriptor onnx__operator_set_id_proto__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__attribute_proto__descriptor;
+extern const ProtobufCEnumDescriptor    ims_onnx__attribute_proto__attribute_type__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__value_info_proto__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__node_proto__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__model_proto__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__string_string_entry_proto__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__graph_proto__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__tensor_proto__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__tensor_proto__segment__descriptor;
+extern const ProtobufCEnumDescriptor    ims_onnx__tensor_proto__data_type__descriptor;
+extern const ProtobufCEnumDescriptor    ims_onnx__tensor_proto__data_location__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__tensor_shape_proto__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__tensor_shape_proto__dimension__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__type_proto__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__type_proto__tensor__descriptor;
+extern const ProtobufCMessageDescriptor ims_onnx__operator_set_id_proto__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -1,6 +1,6 @@
 /*
- * dedup_cuda.c: near-duplicate pairs on the GPU (search.h is_dedup_cuda), from the exact CUDA
- * top-k: every row is a query against the whole set (uploaded once, is_gsearch), with K
+ * dedup_cuda.c: near-duplicate pairs on the GPU (search.h ims_dedup_cuda), from the exact CUDA
+ * top-k: every row is a query against the whole set (uploaded once, ims_gsearch), with K
  * neighbours; a row whose K-th score is below the threshold has all its pairs in its list, and
  * a row whose list is full of pairs is asked again with 8 x K, up to K = n. Pairs (i, j) are
  * reported from row i's list when j > i, so each pair once, and the set is exactly the pairs at
@@ -16,20 +16,20 @@
 #define DEDUP_K0 32
 #define DEDUP_MAX_RESULTS ((int64_t)1 << 24)
 
-imgsim_status is_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
-                            int device_index, size_t gpu_memory, is_pair_fn fn, void *ctx, is_err *e) {
+imgsim_status ims_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
+                            int device_index, size_t gpu_memory, ims_pair_fn fn, void *ctx, ims_err *e) {
     if (n <= 1) return IMGSIM_OK;
-    is_gsearch *g = NULL;
-    imgsim_status st = is_gsearch_create(&g, x, n, dim, dtype, device_index, gpu_memory, e);
+    ims_gsearch *g = NULL;
+    imgsim_status st = ims_gsearch_create(&g, x, n, dim, dtype, device_index, gpu_memory, e);
     if (st) return st;
     size_t esz = dtype == IMGSIM_F16 ? 2 : 4, row_bytes = esz * (size_t)dim;
-    int64_t *list = is_malloc_array((size_t)n, sizeof(int64_t)), *next = is_malloc_array((size_t)n, sizeof(int64_t));
+    int64_t *list = ims_malloc_array((size_t)n, sizeof(int64_t)), *next = ims_malloc_array((size_t)n, sizeof(int64_t));
     int64_t cap = DEDUP_MAX_RESULTS / DEDUP_K0;
-    uint8_t *q = is_malloc_array((size_t)(cap < n ? cap : n), row_bytes);
-    int64_t *idx = is_malloc_array((size_t)DEDUP_MAX_RESULTS, sizeof(int64_t));
-    float *score = is_malloc_array((size_t)DEDUP_MAX_RESULTS, sizeof(float));
+    uint8_t *q = ims_malloc_array((size_t)(cap < n ? cap : n), row_bytes);
+    int64_t *idx = ims_malloc_array((size_t)DEDUP_MAX_RESULTS, sizeof(int64_t));
+    float *score = ims_malloc_array((size_t)DEDUP_MAX_RESULTS, sizeof(float));
     if (!list || !next || !q || !idx || !score) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "dedup: out of memory");
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "dedup: out of memory");
         goto done;
     }
     for (int64_t i = 0; i < n; i++) list[i] = i;
@@ -41,7 +41,7 @@ imgsim_status is_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dtyp
             int64_t bm = m - b0 < block ? m - b0 : block;
             for (int64_t t = 0; t < bm; t++)
                 memcpy(q + (size_t)t * row_bytes, (const uint8_t *)x + (size_t)list[b0 + t] * row_bytes, row_bytes);
-            if ((st = is_gsearch_run(g, idx, score, q, bm, (int)k, e))) break;
+            if ((st = ims_gsearch_run(g, idx, score, q, bm, (int)k, e))) break;
             for (int64_t t = 0; t < bm; t++) {
                 int64_t r = list[b0 + t];
                 const int64_t *ix = idx + t * k;
@@ -66,6 +66,6 @@ done:
     free(q);
     free(idx);
     free(score);
-    is_gsearch_free(g);
+    ims_gsearch_free(g);
     return st;
 }

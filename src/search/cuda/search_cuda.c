@@ -1,5 +1,5 @@
 /*
- * search_cuda.c: exact top-k inner-product search on a CUDA GPU (is_search_cuda, and the
+ * search_cuda.c: exact top-k inner-product search on a CUDA GPU (ims_search_cuda, and the
  * gallery handle of search_cuda.h). Kernels are in search_kernels.cu.
  *
  * Shapes: gallery G [n, dim], queries Q [q, dim] (both float16 or both float32), outputs
@@ -27,7 +27,7 @@
  * has a <= (last kept a of a full list); when that is < a_k - 2 eps for every full list, every
  * row outside the candidates with a >= a_k - 2 eps has s < a_k - eps: it can neither enter nor
  * tie into the exact top k. Those candidates are re-scored in float64 (the same compensated sum,
- * same order, as the CPU search's is_dot64, so scores are bit-identical) and ranked by (score desc,
+ * same order, as the CPU search's ims_dot64, so scores are bit-identical) and ranked by (score desc,
  * row asc): the result equals the CPU exact search. A query whose proof fails (many near-ties:
  * duplicated rows, clusters) is redone on the GPU with kp = 2048, then, if still unproven, by the
  * CPU exact search.
@@ -54,7 +54,7 @@ enum {
 #define QWS_BUDGET ((size_t)256 << 20) /* query-side device workspace per super-batch */
 #define SLACK_BYTES ((size_t)384 << 20) /* device memory left for cuBLAS, the context, others */
 
-struct is_gsearch {
+struct ims_gsearch {
     int dev;
     imgsim_dtype dt;
     int64_t n;
@@ -86,7 +86,7 @@ struct is_gsearch {
     do {                                                                                                     \
         cudaError_t cu_ = (call);                                                                            \
         if (cu_ != cudaSuccess) {                                                                            \
-            st = is_fail(e, cu_ == cudaErrorMemoryAllocation ? IMGSIM_ERR_NOMEM : IMGSIM_ERR_BACKEND,        \
+            st = ims_fail(e, cu_ == cudaErrorMemoryAllocation ? IMGSIM_ERR_NOMEM : IMGSIM_ERR_BACKEND,        \
                          "cuda search: %s: %s", what, cudaGetErrorString(cu_));                              \
             goto done;                                                                                       \
         }                                                                                                    \
@@ -96,22 +96,22 @@ struct is_gsearch {
     do {                                                                                                     \
         cublasStatus_t cb_ = (call);                                                                         \
         if (cb_ != CUBLAS_STATUS_SUCCESS) {                                                                  \
-            st = is_fail(e, IMGSIM_ERR_BACKEND, "cuda search: %s: cuBLAS status %d", what, (int)cb_);        \
+            st = ims_fail(e, IMGSIM_ERR_BACKEND, "cuda search: %s: cuBLAS status %d", what, (int)cb_);        \
             goto done;                                                                                       \
         }                                                                                                    \
     } while (0)
 
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-int is_gsearch_resident(const is_gsearch *g) { return g ? g->resident : 0; }
+int ims_gsearch_resident(const ims_gsearch *g) { return g ? g->resident : 0; }
 
-void is_gsearch_counts(const is_gsearch *g, int64_t *first, int64_t *second, int64_t *cpu) {
+void ims_gsearch_counts(const ims_gsearch *g, int64_t *first, int64_t *second, int64_t *cpu) {
     if (first) *first = g ? g->cnt_first : 0;
     if (second) *second = g ? g->cnt_second : 0;
     if (cpu) *cpu = g ? g->cnt_cpu : 0;
 }
 
-void is_gsearch_free(is_gsearch *g) {
+void ims_gsearch_free(ims_gsearch *g) {
     if (!g) return;
     cudaSetDevice(g->dev);
     for (int i = 0; i < 2; i++) {
@@ -137,24 +137,24 @@ void is_gsearch_free(is_gsearch *g) {
     free(g);
 }
 
-imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n, int dim, imgsim_dtype dtype,
-                                int device_index, size_t gpu_memory, is_err *e) {
+imgsim_status ims_gsearch_create(ims_gsearch **out, const void *gallery, int64_t n, int dim, imgsim_dtype dtype,
+                                int device_index, size_t gpu_memory, ims_err *e) {
     imgsim_status st = IMGSIM_OK;
     *out = NULL;
     if (n < 0 || dim < 1 || (n > 0 && !gallery) || (dtype != IMGSIM_F32 && dtype != IMGSIM_F16))
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: bad gallery (n %lld, dim %d, dtype %d)",
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: bad gallery (n %lld, dim %d, dtype %d)",
                        (long long)n, dim, (int)dtype);
     if (n >= (int64_t)0xffffffffLL)
-        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: %lld gallery rows (at most 4294967294)", (long long)n);
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: %lld gallery rows (at most 4294967294)", (long long)n);
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
         cudaGetLastError();
-        return is_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda search: no CUDA device");
+        return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda search: no CUDA device");
     }
     if (device_index < 0 || device_index >= count)
-        return is_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda search: no CUDA device %d (%d present)", device_index, count);
-    is_gsearch *g = is_calloc(1, sizeof *g);
-    if (!g) return is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+        return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "cuda search: no CUDA device %d (%d present)", device_index, count);
+    ims_gsearch *g = ims_calloc(1, sizeof *g);
+    if (!g) return ims_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
     g->dev = device_index;
     g->dt = dtype;
     g->n = n;
@@ -190,8 +190,8 @@ imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n
     size_t free_b = 0, total_b = 0;
     CU(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
     uint64_t gbytes;
-    if (is_mul_overflow_u64((uint64_t)n, g->rowbytes, &gbytes) || gbytes > SIZE_MAX) {
-        st = is_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: gallery size overflows");
+    if (ims_mul_overflow_u64((uint64_t)n, g->rowbytes, &gbytes) || gbytes > SIZE_MAX) {
+        st = ims_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: gallery size overflows");
         goto done;
     }
     size_t reserve = QWS_BUDGET + SLACK_BYTES;
@@ -201,7 +201,7 @@ imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n
             CU(cudaMalloc(&g->d_g, gbytes ? gbytes : 1), "cudaMalloc(gallery)");
             /* on cs[0]: a plain cudaMemcpy from pageable memory may return before its DMA ends */
             CU(cudaMemcpyAsync(g->d_g, gallery, gbytes, cudaMemcpyHostToDevice, g->cs[0]), "upload gallery");
-            CU(is_gs_launch_rownorm_max(g->cs[0], g->d_g, n, dim, dtype == IMGSIM_F16, g->d_gmax), "norm kernel");
+            CU(ims_gs_launch_rownorm_max(g->cs[0], g->d_g, n, dim, dtype == IMGSIM_F16, g->d_gmax), "norm kernel");
             CU(cudaStreamSynchronize(g->cs[0]), "gallery norms");
         }
     } else {
@@ -209,7 +209,7 @@ imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n
         if (gpu_memory && gpu_memory < budget) budget = gpu_memory;
         int64_t rows = (int64_t)(budget / 2 / g->rowbytes);
         if (rows < 1) {
-            st = is_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: %zu bytes of device memory are too few for 2 rows of %zu bytes",
+            st = ims_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: %zu bytes of device memory are too few for 2 rows of %zu bytes",
                          budget, g->rowbytes);
             goto done;
         }
@@ -224,12 +224,12 @@ imgsim_status is_gsearch_create(is_gsearch **out, const void *gallery, int64_t n
             for (int i = 0; i < 2; i++) CU(cudaHostAlloc(&g->h_pin[i], sb, cudaHostAllocDefault), "cudaHostAlloc(staging)");
         }
     }
-    is_log_debug("cuda search: gallery %lld x %d %s, %s (%zu MB free of %zu MB%s)", (long long)n, dim,
+    ims_log_debug("cuda search: gallery %lld x %d %s, %s (%zu MB free of %zu MB%s)", (long long)n, dim,
                  dtype == IMGSIM_F16 ? "float16" : "float32", g->resident ? "resident" : "streamed",
                  free_b >> 20, total_b >> 20, g->registered ? ", host gallery registered" : "");
 done:
     if (st != IMGSIM_OK) {
-        is_gsearch_free(g);
+        ims_gsearch_free(g);
         return st;
     }
     *out = g;
@@ -249,7 +249,7 @@ typedef struct pass_ws {
 } pass_ws;
 
 /* Bytes of workspace per query. */
-static size_t ws_per_query(const is_gsearch *g, int splits, int kp, int cap, int k) {
+static size_t ws_per_query(const ims_gsearch *g, int splits, int kp, int cap, int k) {
     size_t b = g->rowbytes + (g->dt == IMGSIM_F16 ? (size_t)g->dim * 4 : 0);
     b += (size_t)splits * (size_t)cap * 8 + (size_t)splits * 8 + (size_t)splits * (size_t)kp * 4 + 4 + (size_t)k * 12;
     return b;
@@ -257,7 +257,7 @@ static size_t ws_per_query(const is_gsearch *g, int splits, int kp, int cap, int
 
 /* Host re-scoring of streamed candidates (the gallery is not on the device). */
 typedef struct host_rescore {
-    const is_gsearch *g;
+    const ims_gsearch *g;
     const void *Q; /* this super-batch's queries [qs, dim] */
     const uint32_t *cand;
     const int *candn;
@@ -265,7 +265,7 @@ typedef struct host_rescore {
     int64_t *idx;
     float *score;
     float *qbuf;     /* [workers, dim] */
-    is_cand64 *cbuf; /* [workers, mmax] */
+    ims_cand64 *cbuf; /* [workers, mmax] */
 } host_rescore;
 
 static void host_rescore_one(void *vctx, int64_t i, int w) {
@@ -273,14 +273,14 @@ static void host_rescore_one(void *vctx, int64_t i, int w) {
     const int mc = h->candn[i];
     if (mc < 0) return;
     const int dim = h->g->dim;
-    const float *qf = is_row_f32(h->Q, i, dim, h->g->dt, h->qbuf + (size_t)w * (size_t)dim);
-    is_cand64 *c = h->cbuf + (size_t)w * (size_t)h->mmax;
+    const float *qf = ims_row_f32(h->Q, i, dim, h->g->dt, h->qbuf + (size_t)w * (size_t)dim);
+    ims_cand64 *c = h->cbuf + (size_t)w * (size_t)h->mmax;
     for (int j = 0; j < mc; j++) {
         int64_t row = h->cand[i * h->mmax + j];
-        c[j].s = is_dot64(qf, (const char *)h->g->host_g + (size_t)row * h->g->rowbytes, dim, h->g->dt);
+        c[j].s = ims_dot64(qf, (const char *)h->g->host_g + (size_t)row * h->g->rowbytes, dim, h->g->dt);
         c[j].i = row;
     }
-    int64_t m = is_cand64_sort_unique(c, mc);
+    int64_t m = ims_cand64_sort_unique(c, mc);
     for (int j = 0; j < h->k; j++) {
         h->idx[i * h->k + j] = j < m ? c[j].i : -1;
         h->score[i * h->k + j] = j < m ? (float)c[j].s : -INFINITY;
@@ -288,7 +288,7 @@ static void host_rescore_one(void *vctx, int64_t i, int w) {
 }
 
 /* Copies gallery segment j into device buffer j % 2 on the copy stream (see the plan above). */
-static imgsim_status stage_segment(is_gsearch *g, int64_t j, int used[2], is_err *e) {
+static imgsim_status stage_segment(ims_gsearch *g, int64_t j, int used[2], ims_err *e) {
     imgsim_status st = IMGSIM_OK;
     const int slot = (int)(j & 1);
     const int64_t r0 = j * g->seg_rows;
@@ -313,7 +313,7 @@ done:
 
 /* What launch_tile and prep_block need of a super-batch. */
 typedef struct tile_args {
-    is_gsearch *g;
+    ims_gsearch *g;
     const pass_ws *w;
     const void *Qsb; /* host queries of this super-batch [qs, dim] */
     int64_t qs, qb, nc;
@@ -323,16 +323,16 @@ typedef struct tile_args {
 } tile_args;
 
 /* On query block b's stream (b % 2): upload its queries, their float32 copy, clear its lists. */
-static imgsim_status prep_block(const tile_args *a, int64_t b, is_err *e) {
+static imgsim_status prep_block(const tile_args *a, int64_t b, ims_err *e) {
     imgsim_status st = IMGSIM_OK;
-    is_gsearch *g = a->g;
+    ims_gsearch *g = a->g;
     cudaStream_t s = g->cs[b & 1];
     const int64_t r0 = b * a->qb, rows = a->qs - r0 < a->qb ? a->qs - r0 : a->qb;
     CU(cudaMemcpyAsync((char *)a->w->q + (size_t)r0 * g->rowbytes, (const char *)a->Qsb + (size_t)r0 * g->rowbytes,
                        (size_t)rows * g->rowbytes, cudaMemcpyHostToDevice, s),
        "copy queries");
     if (a->f16)
-        CU(is_gs_launch_half_to_float(s, a->w->qf + (size_t)r0 * (size_t)g->dim,
+        CU(ims_gs_launch_half_to_float(s, a->w->qf + (size_t)r0 * (size_t)g->dim,
                                       (const char *)a->w->q + (size_t)r0 * g->rowbytes, rows * g->dim),
            "convert queries");
     CU(cudaMemsetAsync(a->w->meta + (size_t)r0 * (size_t)a->splits * 2, 0, (size_t)rows * (size_t)a->splits * 8, s),
@@ -344,9 +344,9 @@ done:
 /* Score tile of query block b against gallery rows [t0, t0 + ncur) of the device rows G (global
  * row seg0 + t0 first), then its selection, on stream b % 2 with that stream's tile buffer. */
 static imgsim_status launch_tile(const tile_args *a, int64_t b, const void *G, int64_t seg0, int64_t t0, int64_t ncur,
-                                 int final, is_err *e) {
+                                 int final, ims_err *e) {
     imgsim_status st = IMGSIM_OK;
-    is_gsearch *g = a->g;
+    ims_gsearch *g = a->g;
     const int s = (int)(b & 1);
     const int64_t r0 = b * a->qb, rows = a->qs - r0 < a->qb ? a->qs - r0 : a->qb;
     const float one = 1.0f, zero = 0.0f;
@@ -355,7 +355,7 @@ static imgsim_status launch_tile(const tile_args *a, int64_t b, const void *G, i
                     (const char *)a->w->q + (size_t)r0 * g->rowbytes, a->ab_t, g->dim, &zero, g->d_score[s], a->ab_t,
                     (int)a->nc, a->ct, CUBLAS_GEMM_DEFAULT),
        "score GEMM");
-    CU(is_gs_launch_select(g->cs[s], a->f16, g->d_score[s], a->nc, (int)rows, (int)ncur, (uint32_t)(seg0 + t0),
+    CU(ims_gs_launch_select(g->cs[s], a->f16, g->d_score[s], a->nc, (int)rows, (int)ncur, (uint32_t)(seg0 + t0),
                            a->splits, r0, a->w->keys, a->w->meta, a->kp, a->cap, final),
        "select kernel");
 done:
@@ -366,14 +366,14 @@ done:
  * One pass over queries Q [nq, dim] with candidate lists of kp: writes idx/score [nq, k] for the
  * queries it proves and sets failed[i] = 1 for the others.
  */
-static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, int kp, int64_t *idx, float *score,
-                              unsigned char *failed, is_err *e) {
+static imgsim_status run_pass(ims_gsearch *g, const void *Q, int64_t nq, int k, int kp, int64_t *idx, float *score,
+                              unsigned char *failed, ims_err *e) {
     imgsim_status st = IMGSIM_OK;
     const int f16 = g->dt == IMGSIM_F16;
     const int dim = g->dim;
     int *h_candn = NULL;
     uint32_t *h_cand = NULL;
-    is_pool *pool = NULL;
+    ims_pool *pool = NULL;
     host_rescore hr;
     memset(&hr, 0, sizeof hr);
 
@@ -429,20 +429,20 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
         w.oidx = (int64_t *)p, p += align256(Q_ * (size_t)k * 8);
         w.osc = (float *)p;
     }
-    h_candn = is_malloc_array(Q_, sizeof *h_candn);
+    h_candn = ims_malloc_array(Q_, sizeof *h_candn);
     if (!h_candn) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
         goto done;
     }
     if (!g->resident) {
-        h_cand = is_malloc_array(Q_ * (size_t)mmax, sizeof *h_cand);
-        st = is_pool_create(&pool, 0, e);
+        h_cand = ims_malloc_array(Q_ * (size_t)mmax, sizeof *h_cand);
+        st = ims_pool_create(&pool, 0, e);
         if (st != IMGSIM_OK) goto done;
-        int nw = is_pool_size(pool);
-        hr.qbuf = is_malloc_array((size_t)nw * (size_t)dim, sizeof(float));
-        hr.cbuf = is_malloc_array((size_t)nw * (size_t)mmax, sizeof(is_cand64));
+        int nw = ims_pool_size(pool);
+        hr.qbuf = ims_malloc_array((size_t)nw * (size_t)dim, sizeof(float));
+        hr.cbuf = ims_malloc_array((size_t)nw * (size_t)mmax, sizeof(ims_cand64));
         if (!h_cand || !hr.qbuf || !hr.cbuf) {
-            st = is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
             goto done;
         }
         CU(cudaMemsetAsync(g->d_gmax, 0, sizeof(unsigned int), g->cs[0]), "cudaMemsetAsync");
@@ -452,7 +452,7 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
     const double rel = (double)dim * 0x1p-21 + (f16 ? 0x1p-11 : 0x1p-8) + 0x1p-18;
     const double abs_err = 0x1p-24;
     const double amax = f16 ? 32768.0 : 1e30;
-    is_log_debug("cuda search pass: %lld queries, k %d, kp %d, tile %lld x %lld, splits %lld, super-batch %lld",
+    ims_log_debug("cuda search pass: %lld queries, k %d, kp %d, tile %lld x %lld, splits %lld, super-batch %lld",
                  (long long)nq, k, kp, (long long)qb_all, (long long)nc, (long long)splits, (long long)qs_max);
 
     for (int64_t sb0 = 0; sb0 < nq; sb0 += qs_max) {
@@ -484,7 +484,7 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
                 const int64_t seg0 = j * g->seg_rows;
                 const int64_t seglen = g->n - seg0 < g->seg_rows ? g->n - seg0 : g->seg_rows;
                 for (int s = 0; s < 2; s++) CU(cudaStreamWaitEvent(g->cs[s], g->ev_h2d[slot], 0), "cudaStreamWaitEvent");
-                CU(is_gs_launch_rownorm_max(g->cs[0], g->d_seg[slot], seglen, dim, f16, g->d_gmax), "norm kernel");
+                CU(ims_gs_launch_rownorm_max(g->cs[0], g->d_seg[slot], seglen, dim, f16, g->d_gmax), "norm kernel");
                 for (int64_t t0 = 0; t0 < seglen; t0 += nc)
                     for (int64_t b = 0; b < nb; b++) {
                         st = launch_tile(&ta, b, g->d_seg[slot], seg0, t0, seglen - t0 < nc ? seglen - t0 : nc,
@@ -500,12 +500,12 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
         }
         CU(cudaEventRecord(g->ev_join, g->cs[1]), "cudaEventRecord");
         CU(cudaStreamWaitEvent(g->cs[0], g->ev_join, 0), "cudaStreamWaitEvent");
-        CU(is_gs_launch_candidates(g->cs[0], (int)qs, w.keys, w.meta, (int)splits, kp, cap, k, w.q, dim, f16, g->d_gmax, rel,
+        CU(ims_gs_launch_candidates(g->cs[0], (int)qs, w.keys, w.meta, (int)splits, kp, cap, k, w.q, dim, f16, g->d_gmax, rel,
                                    abs_err, amax, w.cand, w.candn, mmax),
            "candidate kernel");
         CU(cudaMemcpyAsync(h_candn, w.candn, (size_t)qs * 4, cudaMemcpyDeviceToHost, g->cs[0]), "copy counts");
         if (g->resident) {
-            CU(is_gs_launch_rescore(g->cs[0], (int)qs, w.cand, w.candn, mmax, g->d_g, f16, w.qf, dim, k, w.oidx, w.osc),
+            CU(ims_gs_launch_rescore(g->cs[0], (int)qs, w.cand, w.candn, mmax, g->d_g, f16, w.qf, dim, k, w.oidx, w.osc),
                "rescore kernel");
             CU(cudaMemcpyAsync(idx + sb0 * k, w.oidx, (size_t)qs * (size_t)k * 8, cudaMemcpyDeviceToHost, g->cs[0]),
                "copy results");
@@ -524,7 +524,7 @@ static imgsim_status run_pass(is_gsearch *g, const void *Q, int64_t nq, int k, i
             hr.k = k;
             hr.idx = idx + sb0 * k;
             hr.score = score + sb0 * k;
-            is_pool_for(pool, qs, host_rescore_one, &hr);
+            ims_pool_for(pool, qs, host_rescore_one, &hr);
         }
         for (int64_t i = 0; i < qs; i++) failed[sb0 + i] = h_candn[i] < 0;
     }
@@ -534,7 +534,7 @@ done:
         cudaStreamSynchronize(g->cs[1]);
         cudaStreamSynchronize(g->copy);
     }
-    is_pool_destroy(pool);
+    ims_pool_destroy(pool);
     free(hr.qbuf);
     free(hr.cbuf);
     free(h_cand);
@@ -544,7 +544,7 @@ done:
 
 /* Gathers rows sel (count m) of X [*, rowbytes] into a new buffer. */
 static void *gather_rows(const void *X, size_t rowbytes, const int64_t *sel, int64_t m) {
-    char *out = is_malloc_array((size_t)(m ? m : 1), rowbytes);
+    char *out = ims_malloc_array((size_t)(m ? m : 1), rowbytes);
     if (!out) return NULL;
     for (int64_t i = 0; i < m; i++) memcpy(out + (size_t)i * rowbytes, (const char *)X + (size_t)sel[i] * rowbytes, rowbytes);
     return out;
@@ -552,33 +552,33 @@ static void *gather_rows(const void *X, size_t rowbytes, const int64_t *sel, int
 
 /* Re-runs the queries flagged in failed[nq] with kp (on the GPU) or on the CPU (kp 0), writing
  * their results into idx/score and clearing their flags when proven. *redone: how many ran. */
-static imgsim_status redo_failed(is_gsearch *g, const void *Q, int64_t nq, int k, int kp, int64_t *idx,
-                                 float *score, unsigned char *failed, int64_t *redone, is_err *e) {
+static imgsim_status redo_failed(ims_gsearch *g, const void *Q, int64_t nq, int k, int kp, int64_t *idx,
+                                 float *score, unsigned char *failed, int64_t *redone, ims_err *e) {
     imgsim_status st = IMGSIM_OK;
     int64_t m = 0;
     for (int64_t i = 0; i < nq; i++) m += failed[i] != 0;
     *redone = m;
     if (m == 0) return IMGSIM_OK;
-    int64_t *sel = is_malloc_array((size_t)m, sizeof *sel);
-    int64_t *sidx = is_malloc_array((size_t)m * (size_t)k, sizeof *sidx);
-    float *ssc = is_malloc_array((size_t)m * (size_t)k, sizeof *ssc);
-    unsigned char *sf = is_calloc((size_t)m, 1);
+    int64_t *sel = ims_malloc_array((size_t)m, sizeof *sel);
+    int64_t *sidx = ims_malloc_array((size_t)m * (size_t)k, sizeof *sidx);
+    float *ssc = ims_malloc_array((size_t)m * (size_t)k, sizeof *ssc);
+    unsigned char *sf = ims_calloc((size_t)m, 1);
     void *sq = NULL;
     if (!sel || !sidx || !ssc || !sf) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
         goto done;
     }
     for (int64_t i = 0, j = 0; i < nq; i++)
         if (failed[i]) sel[j++] = i;
     sq = gather_rows(Q, g->rowbytes, sel, m);
     if (!sq) {
-        st = is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
         goto done;
     }
     if (kp > 0)
         st = run_pass(g, sq, m, k, kp, sidx, ssc, sf, e);
     else
-        st = is_search_cpu(sidx, ssc, g->host_g, g->n, sq, m, g->dim, g->dt, k, 0, e);
+        st = ims_search_cpu(sidx, ssc, g->host_g, g->n, sq, m, g->dim, g->dt, k, 0, e);
     if (st != IMGSIM_OK) goto done;
     for (int64_t j = 0; j < m; j++) {
         if (sf[j]) continue;
@@ -595,16 +595,16 @@ done:
     return st;
 }
 
-imgsim_status is_gsearch_run(is_gsearch *g, int64_t *idx, float *score, const void *queries, int64_t q, int k,
-                             is_err *e) {
+imgsim_status ims_gsearch_run(ims_gsearch *g, int64_t *idx, float *score, const void *queries, int64_t q, int k,
+                             ims_err *e) {
     imgsim_status st = IMGSIM_OK;
     g->cnt_first = g->cnt_second = g->cnt_cpu = 0;
     if (q < 0 || k < 1 || (q > 0 && (!queries || !idx || !score)))
-        return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: bad arguments (q %lld, k %d)", (long long)q, k);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: bad arguments (q %lld, k %d)", (long long)q, k);
     if (q == 0) return IMGSIM_OK;
     uint64_t qk;
-    if (is_mul_overflow_u64((uint64_t)q, (uint64_t)k, &qk) || qk > ((uint64_t)1 << 40))
-        return is_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: %lld x %d results", (long long)q, k);
+    if (ims_mul_overflow_u64((uint64_t)q, (uint64_t)k, &qk) || qk > ((uint64_t)1 << 40))
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "cuda search: %lld x %d results", (long long)q, k);
     if (g->n == 0) {
         for (uint64_t i = 0; i < qk; i++) {
             idx[i] = -1;
@@ -613,14 +613,14 @@ imgsim_status is_gsearch_run(is_gsearch *g, int64_t *idx, float *score, const vo
         return IMGSIM_OK;
     }
     if (k >= KP_MAX) { /* longer than the device lists: exact CPU search */
-        is_log_info("cuda search: k = %d is over %d, searching on the CPU", k, KP_MAX - 1);
+        ims_log_info("cuda search: k = %d is over %d, searching on the CPU", k, KP_MAX - 1);
         g->cnt_cpu = q;
-        return is_search_cpu(idx, score, g->host_g, g->n, queries, q, g->dim, g->dt, k, 0, e);
+        return ims_search_cpu(idx, score, g->host_g, g->n, queries, q, g->dim, g->dt, k, 0, e);
     }
     cudaError_t ce = cudaSetDevice(g->dev);
-    if (ce != cudaSuccess) return is_fail(e, IMGSIM_ERR_BACKEND, "cuda search: cudaSetDevice: %s", cudaGetErrorString(ce));
-    unsigned char *failed = is_calloc((size_t)q, 1);
-    if (!failed) return is_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
+    if (ce != cudaSuccess) return ims_fail(e, IMGSIM_ERR_BACKEND, "cuda search: cudaSetDevice: %s", cudaGetErrorString(ce));
+    unsigned char *failed = ims_calloc((size_t)q, 1);
+    if (!failed) return ims_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
     int kp = k + (k / 4 > 64 ? k / 4 : 64);
     if (kp > KP_MAX) kp = KP_MAX;
     st = run_pass(g, queries, q, k, kp, idx, score, failed, e);
@@ -632,22 +632,22 @@ imgsim_status is_gsearch_run(is_gsearch *g, int64_t *idx, float *score, const vo
         g->cnt_second = kp < KP_MAX ? m2 - m3 : 0;
         g->cnt_first = q - (kp < KP_MAX ? m2 : m3);
         if (m2 || m3)
-            is_log_debug("cuda search: %lld queries redone with longer lists, %lld on the CPU", (long long)m2,
+            ims_log_debug("cuda search: %lld queries redone with longer lists, %lld on the CPU", (long long)m2,
                          (long long)m3);
     }
     free(failed);
     return st;
 }
 
-imgsim_status is_search_cuda(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
+imgsim_status ims_search_cuda(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
                              int64_t q, int dim, imgsim_dtype dtype, int k, int device_index, size_t gpu_memory,
-                             is_err *e) {
-    if (k < 1) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: k must be >= 1 (got %d)", k);
-    if (q < 0) return is_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: negative query count");
-    is_gsearch *g = NULL;
-    imgsim_status st = is_gsearch_create(&g, gallery, n, dim, dtype, device_index, gpu_memory, e);
+                             ims_err *e) {
+    if (k < 1) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: k must be >= 1 (got %d)", k);
+    if (q < 0) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda search: negative query count");
+    ims_gsearch *g = NULL;
+    imgsim_status st = ims_gsearch_create(&g, gallery, n, dim, dtype, device_index, gpu_memory, e);
     if (st != IMGSIM_OK) return st;
-    st = is_gsearch_run(g, idx, score, queries, q, k, e);
-    is_gsearch_free(g);
+    st = ims_gsearch_run(g, idx, score, queries, q, k, e);
+    ims_gsearch_free(g);
     return st;
 }

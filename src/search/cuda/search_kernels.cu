@@ -231,7 +231,7 @@ static __device__ double block_sum(double v) {
 
 /* gmax_bits (a float's bits, >= 0) = max(gmax_bits, max row norm of X [rows, dim]), rounded up.
  * One block per row chunk: grid (ceil(rows / 8)), 256 threads: warp w of the block takes rows. */
-__global__ void k_rownorm_max(const void *X, int64_t rows, int dim, int f16, unsigned int *gmax_bits) {
+static __global__ void k_rownorm_max(const void *X, int64_t rows, int dim, int f16, unsigned int *gmax_bits) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float best = 0.0f;
     for (int64_t r = (int64_t)blockIdx.x * 8 + warp; r < rows; r += (int64_t)gridDim.x * 8) {
@@ -267,7 +267,7 @@ __global__ void k_rownorm_max(const void *X, int64_t rows, int dim, int f16, uns
  * rows to cand [nq, mmax] and their count to cand_n (-1: not proven, the host recomputes the
  * query). Q [nq, dim] (float16 or float32), grid nq, 256 threads; splits * kp <= 2048.
  */
-__global__ void k_candidates(const uint64_t *__restrict__ st_keys, const int *__restrict__ st_meta, int splits,
+static __global__ void k_candidates(const uint64_t *__restrict__ st_keys, const int *__restrict__ st_meta, int splits,
                              int kp, int cap, int k, const void *Q, int dim, int f16, const unsigned int *gmax_bits,
                              double rel, double abs_err, double amax, uint32_t *cand, int *cand_n, int mmax) {
     __shared__ uint64_t buf[2048];
@@ -330,7 +330,7 @@ __global__ void k_candidates(const uint64_t *__restrict__ st_keys, const int *__
 }
 
 /* Neumaier-compensated float64 dot of a float32 query row and a gallery row, in the same
- * order and operations as the CPU's is_dot64 (no contraction), so the results are identical. */
+ * order and operations as the CPU's ims_dot64 (no contraction), so the results are identical. */
 static __device__ double dot64(const float *q, const void *g, int64_t row, int dim, int f16) {
     double s = 0.0, c = 0.0;
     if (f16) {
@@ -364,7 +364,7 @@ static __device__ __forceinline__ bool better(double sa, uint32_t ia, double sb,
  * (idx -1 and score -inf past the candidates). Queries with cand_n < 0 are left alone. Q is the
  * query block [nq, dim] in float32 (qf). Grid nq, 256 threads.
  */
-__global__ void k_rescore(const uint32_t *__restrict__ cand, const int *__restrict__ cand_n, int mmax,
+static __global__ void k_rescore(const uint32_t *__restrict__ cand, const int *__restrict__ cand_n, int mmax,
                           const void *G, int f16, const float *qf, int dim, int k, int64_t *out_idx,
                           float *out_score) {
     __shared__ double sc[2048];
@@ -411,14 +411,14 @@ __global__ void k_rescore(const uint32_t *__restrict__ cand, const int *__restri
 }
 
 /* qf [nq, dim] float32 = float32 of Q (float16). */
-__global__ void k_half_to_float(float *qf, const __half *Q, int64_t count) {
+static __global__ void k_half_to_float(float *qf, const __half *Q, int64_t count) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
         qf[i] = __half2float(Q[i]);
 }
 
 /* ---- launchers (C linkage) ------------------------------------------------------------------ */
 
-extern "C" cudaError_t is_gs_launch_select(cudaStream_t st, int f16, const void *S, int64_t ld, int rows, int cols,
+extern "C" cudaError_t ims_gs_launch_select(cudaStream_t st, int f16, const void *S, int64_t ld, int rows, int cols,
                                            uint32_t row0, int splits, int64_t st_row0, uint64_t *st_keys,
                                            int *st_meta, int kp, int cap, int final) {
     dim3 grid((unsigned)rows, (unsigned)splits);
@@ -431,7 +431,7 @@ extern "C" cudaError_t is_gs_launch_select(cudaStream_t st, int f16, const void 
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t is_gs_launch_rownorm_max(cudaStream_t st, const void *X, int64_t rows, int dim, int f16,
+extern "C" cudaError_t ims_gs_launch_rownorm_max(cudaStream_t st, const void *X, int64_t rows, int dim, int f16,
                                                 unsigned int *gmax_bits) {
     if (rows <= 0) return cudaSuccess;
     int64_t blocks = (rows + 7) / 8;
@@ -440,7 +440,7 @@ extern "C" cudaError_t is_gs_launch_rownorm_max(cudaStream_t st, const void *X, 
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t is_gs_launch_candidates(cudaStream_t st, int nq, const uint64_t *st_keys, const int *st_meta,
+extern "C" cudaError_t ims_gs_launch_candidates(cudaStream_t st, int nq, const uint64_t *st_keys, const int *st_meta,
                                                int splits, int kp, int cap, int k, const void *Q, int dim, int f16,
                                                const unsigned int *gmax_bits, double rel, double abs_err,
                                                double amax, uint32_t *cand, int *cand_n, int mmax) {
@@ -450,7 +450,7 @@ extern "C" cudaError_t is_gs_launch_candidates(cudaStream_t st, int nq, const ui
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t is_gs_launch_rescore(cudaStream_t st, int nq, const uint32_t *cand, const int *cand_n,
+extern "C" cudaError_t ims_gs_launch_rescore(cudaStream_t st, int nq, const uint32_t *cand, const int *cand_n,
                                             int mmax, const void *G, int f16, const float *qf, int dim, int k,
                                             int64_t *out_idx, float *out_score) {
     if (nq <= 0) return cudaSuccess;
@@ -458,7 +458,7 @@ extern "C" cudaError_t is_gs_launch_rescore(cudaStream_t st, int nq, const uint3
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t is_gs_launch_half_to_float(cudaStream_t st, float *qf, const void *Q, int64_t count) {
+extern "C" cudaError_t ims_gs_launch_half_to_float(cudaStream_t st, float *qf, const void *Q, int64_t count) {
     if (count <= 0) return cudaSuccess;
     int64_t blocks = (count + 255) / 256;
     if (blocks > 65535) blocks = 65535;
