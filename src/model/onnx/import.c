@@ -595,45 +595,30 @@ static imgsim_status add_input(imp *m, const ImsOnnx__GraphProto *gp) {
 
 /* ---- operators and attributes ----------------------------------------------------------- */
 
+/* Adding an operator: its row in op_table (arity, optional inputs, attribute names, check), a
+ * check_* function when it has rules that involve its inputs or changes the output's rank, and
+ * the parsing of any new attribute name in parse_attr. */
+
+typedef struct node_ctx node_ctx;
+
+/* Pass 2's rules for one operator beyond arity and attribute names: those that involve its
+ * inputs (constant operands and their shapes), defaults that depend on them, and the output's
+ * rank (c->out_rank, input 0's rank unless the check sets it). Returns IMGSIM_OK or fails with
+ * a message. */
+typedef imgsim_status (*op_check)(node_ctx *c);
+
 typedef struct op_desc {
     const char *onnx;
     int op; /* ims_op, or -1 for Constant */
     int min_in, max_in;
+    unsigned opt_in;   /* bit i set: input i may be empty (an absent optional input) */
     const char *attrs; /* accepted attribute names, space-separated with spaces around */
+    op_check check;    /* NULL: no rules besides the attributes' own */
 } op_desc;
 
 #define OP_CONSTANT (-1)
 #define OP_PAD (-2)     /* only a Pad that pads nothing (torch writes them before AveragePool) */
 #define OP_DROPOUT (-3) /* inference Dropout: the identity (other exporters keep them) */
-
-static const op_desc op_table[] = {
-    {"Conv", IS_OP_CONV, 2, 3, " auto_pad dilations group kernel_shape pads strides "},
-    {"BatchNormalization", IS_OP_BATCHNORM, 5, 5, " epsilon momentum training_mode "},
-    {"Relu", IS_OP_RELU, 1, 1, " "},
-    {"Clip", IS_OP_CLIP, 1, 3, " min max "},
-    {"Add", IS_OP_ADD, 2, 2, " "},
-    {"Mul", IS_OP_MUL, 2, 2, " "},
-    {"Sigmoid", IS_OP_SIGMOID, 1, 1, " "},
-    {"MaxPool", IS_OP_MAXPOOL, 1, 1,
-     " auto_pad ceil_mode dilations kernel_shape pads storage_order strides "},
-    {"AveragePool", IS_OP_AVGPOOL, 1, 1, " auto_pad ceil_mode count_include_pad kernel_shape pads strides "},
-    {"GlobalAveragePool", IS_OP_GLOBALAVGPOOL, 1, 1, " "},
-    {"Flatten", IS_OP_FLATTEN, 1, 1, " axis "},
-    {"Reshape", IS_OP_RESHAPE, 2, 2, " allowzero "},
-    {"Gemm", IS_OP_GEMM, 2, 3, " alpha beta transA transB "},
-    {"MatMul", IS_OP_MATMUL, 2, 2, " "},
-    {"Concat", IS_OP_CONCAT, 1, IS_MAX_INPUTS, " axis "}, /* more inputs: a chain, see add_concat_chain */
-    {"Identity", IS_OP_IDENTITY, 1, 1, " "},
-    {"Constant", OP_CONSTANT, 0, 0, " value value_float value_floats value_int value_ints "},
-    {"Pad", OP_PAD, 2, 4, " mode "},
-    {"Dropout", OP_DROPOUT, 1, 3, " ratio seed "},
-};
-
-static const op_desc *find_op(const char *name) {
-    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
-        if (!strcmp(op_table[i].onnx, name)) return &op_table[i];
-    return NULL;
-}
 
 static int attr_allowed(const op_desc *d, const char *name) {
     size_t n = strlen(name);
@@ -788,6 +773,240 @@ static imgsim_status parse_attr(const actx *c, const ImsOnnx__AttributeProto *a,
                    c->node, nm);
 }
 
+/* Looks up a constant operand; fails with a message when the value is not a constant. */
+static imgsim_status need_const(imp *m, const char *label, const char *op, int v, const char *what) {
+    if (v >= 0 && m->g->vals[v].data) return IMGSIM_OK;
+    return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                    "%s: node '%.200s': %s %s must be a constant (an initializer)", m->path, label, op, what);
+}
+
+/* ---- per-operator checks (pass 2) ------------------------------------------------------- */
+
+/* One node in pass 2: its inputs resolved, its attributes parsed, what its check decides. */
+struct node_ctx {
+    imp *m;
+    const op_desc *d;
+    const char *label;     /* the node's name, for messages and the graph */
+    int in[IS_MAX_INPUTS]; /* value per input; -1 for an absent optional input */
+    int n_in;              /* inputs the node keeps (Clip keeps only its data input) */
+    node_params p;
+    int r0;       /* rank of input 0, or -1 when not known */
+    int out_rank; /* rank of the output, or -1 when not known */
+};
+
+/* Conv: the kernel comes from a constant 4-D weight [OC, IC/group, KH, KW] (kernel_shape, when
+ * given, must agree); an optional bias is a constant of OC values. */
+static imgsim_status check_conv(node_ctx *c) {
+    imp *m = c->m;
+    const ims_graph *g = m->g;
+    const char *label = c->label;
+    const int *in = c->in;
+    node_params *p = &c->p;
+    imgsim_status s = need_const(m, label, "Conv", in[1], "weight");
+    if (s != IMGSIM_OK) return s;
+    const ims_value *w = &g->vals[in[1]];
+    if (w->rank != 4)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': %d-D convolution is not supported (imgsim handles 2-D only)",
+                        m->path, label, w->rank - 2);
+    if (w->dims[2] > ONNX_MAX_SPATIAL || w->dims[3] > ONNX_MAX_SPATIAL)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': kernel too large", m->path, label);
+    if (p->has_kernel && (p->n.kernel[0] != w->dims[2] || p->n.kernel[1] != w->dims[3]))
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT,
+                        "%s: node '%.200s': kernel_shape %dx%d disagrees with the weight's %lldx%lld",
+                        m->path, label, p->n.kernel[0], p->n.kernel[1], (long long)w->dims[2],
+                        (long long)w->dims[3]);
+    p->n.kernel[0] = (int)w->dims[2];
+    p->n.kernel[1] = (int)w->dims[3];
+    if (c->n_in == 3 && in[2] >= 0) {
+        s = need_const(m, label, "Conv", in[2], "bias");
+        if (s != IMGSIM_OK) return s;
+        if (g->vals[in[2]].rank != 1 || g->vals[in[2]].dims[0] != w->dims[0])
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Conv bias must have %lld values",
+                            m->path, label, (long long)w->dims[0]);
+    }
+    return IMGSIM_OK;
+}
+
+/* MaxPool, AveragePool: kernel_shape is required. */
+static imgsim_status check_pool(node_ctx *c) {
+    if (!c->p.has_kernel)
+        return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s needs kernel_shape", c->m->path,
+                        c->label, c->d->onnx);
+    return IMGSIM_OK;
+}
+
+/* BatchNormalization: scale, bias, mean and variance are constant 1-D vectors of one length. */
+static imgsim_status check_batchnorm(node_ctx *c) {
+    imp *m = c->m;
+    const ims_graph *g = m->g;
+    const int *in = c->in;
+    for (int i = 1; i < 5; i++) {
+        static const char *const what[] = {"", "scale", "bias", "mean", "variance"};
+        imgsim_status s = need_const(m, c->label, "BatchNormalization", in[i], what[i]);
+        if (s != IMGSIM_OK) return s;
+        if (g->vals[in[i]].rank != 1 || g->vals[in[i]].dims[0] != g->vals[in[1]].dims[0])
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT,
+                            "%s: node '%.200s': BatchNormalization %s must be 1-D like the scale", m->path,
+                            c->label, what[i]);
+    }
+    return IMGSIM_OK;
+}
+
+/* Clip: bounds given as inputs (opset >= 11) are constant scalars; they go to clip_min/clip_max
+ * and the node keeps only its data input. */
+static imgsim_status check_clip(node_ctx *c) {
+    imp *m = c->m;
+    const ims_graph *g = m->g;
+    const char *label = c->label;
+    const int *in = c->in;
+    for (int i = 1; i < c->n_in; i++) { /* opset >= 11: bounds as constant scalar inputs */
+        if (in[i] < 0) continue;
+        imgsim_status s = need_const(m, label, "Clip", in[i], i == 1 ? "min" : "max");
+        if (s != IMGSIM_OK) return s;
+        if (ims_value_numel(&g->vals[in[i]]) != 1)
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip %s must be a scalar", m->path,
+                            label, i == 1 ? "min" : "max");
+        float b = g->vals[in[i]].data[0];
+        if (isnan(b))
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip bound is NaN", m->path, label);
+        if (i == 1)
+            c->p.n.clip_min = b;
+        else
+            c->p.n.clip_max = b;
+    }
+    c->n_in = 1;
+    return IMGSIM_OK;
+}
+
+/* Reshape: the shape is a constant 1-D list of at most IS_MAX_RANK integers >= -1 (no 0 with
+ * allowzero); its length is the output's rank. */
+static imgsim_status check_reshape(node_ctx *c) {
+    imp *m = c->m;
+    const char *label = c->label;
+    imgsim_status s = need_const(m, label, "Reshape", c->in[1], "shape");
+    if (s != IMGSIM_OK) return s;
+    const ims_value *sh = &m->g->vals[c->in[1]];
+    if (sh->rank != 1 || sh->dims[0] > IS_MAX_RANK || m->inexact[c->in[1]])
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': Reshape shape must be 1-D with at most %d small integers",
+                        m->path, label, IS_MAX_RANK);
+    for (int64_t i = 0; i < sh->dims[0]; i++) {
+        float v = sh->data[i];
+        if (v != floorf(v) || v < -1)
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Reshape shape value %g is invalid",
+                            m->path, label, (double)v);
+        if (v == 0 && c->p.allowzero)
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': Reshape allowzero=1 with a 0 is not supported", m->path,
+                            label);
+    }
+    c->out_rank = (int)sh->dims[0];
+    return IMGSIM_OK;
+}
+
+/* Gemm: B and the optional C are constants; the output is 2-D. */
+static imgsim_status check_gemm(node_ctx *c) {
+    imgsim_status s = need_const(c->m, c->label, "Gemm", c->in[1], "B");
+    if (s != IMGSIM_OK) return s;
+    if (c->n_in == 3 && c->in[2] >= 0 && (s = need_const(c->m, c->label, "Gemm", c->in[2], "C")) != IMGSIM_OK)
+        return s;
+    c->out_rank = 2;
+    return IMGSIM_OK;
+}
+
+/* Add, Mul: the output has the larger rank of the two (broadcasting). */
+static imgsim_status check_broadcast(node_ctx *c) {
+    int r0 = c->r0, r1 = c->m->rank[c->in[1]];
+    c->out_rank = r0 < 0 || r1 < 0 ? -1 : (r0 > r1 ? r0 : r1);
+    return IMGSIM_OK;
+}
+
+/* MatMul: numpy's rank rule (a 1-D operand loses its axis). */
+static imgsim_status check_matmul(node_ctx *c) {
+    int r0 = c->r0, r1 = c->m->rank[c->in[1]];
+    if (r0 < 0 || r1 < 0)
+        c->out_rank = -1;
+    else if (r0 == 1 && r1 == 1)
+        c->out_rank = 0;
+    else
+        c->out_rank = (r0 > r1 ? r0 : r1) - (r0 == 1 || r1 == 1);
+    return IMGSIM_OK;
+}
+
+/* Makes the axis attribute (c->p.axis, as written) non-negative with input 0's rank, into the
+ * node's axis; hi_extra = 1 allows axis == rank (Flatten: [0, r]; Concat: [0, r - 1]). */
+static imgsim_status resolve_axis(node_ctx *c, int hi_extra) {
+    imp *m = c->m;
+    int r0 = c->r0;
+    int64_t ax = c->p.axis;
+    if (ax < 0) {
+        if (r0 < 0)
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': negative axis on an input of unknown rank", m->path,
+                            c->label);
+        ax += r0;
+    }
+    if (ax < 0 || ax > IS_MAX_RANK || (r0 >= 0 && ax >= r0 + hi_extra))
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s axis %lld is out of range", m->path,
+                        c->label, c->d->onnx, (long long)c->p.axis);
+    c->p.n.axis = (int)ax;
+    return IMGSIM_OK;
+}
+
+/* Flatten: axis (default 1) in [0, r]; the output is 2-D. */
+static imgsim_status check_flatten(node_ctx *c) {
+    if (!c->p.has_axis) c->p.axis = 1;
+    imgsim_status s = resolve_axis(c, 1);
+    if (s != IMGSIM_OK) return s;
+    c->out_rank = 2;
+    return IMGSIM_OK;
+}
+
+/* Concat: axis is required, in [0, r - 1]. */
+static imgsim_status check_concat(node_ctx *c) {
+    if (!c->p.has_axis)
+        return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Concat needs an axis", c->m->path,
+                        c->label);
+    return resolve_axis(c, 0);
+}
+
+/* ---- the operator table ----------------------------------------------------------------- */
+
+#define OPT_IN(i) (1u << (i))
+
+static const op_desc op_table[] = {
+    {"Conv", IS_OP_CONV, 2, 3, OPT_IN(2), " auto_pad dilations group kernel_shape pads strides ", check_conv},
+    {"BatchNormalization", IS_OP_BATCHNORM, 5, 5, 0, " epsilon momentum training_mode ", check_batchnorm},
+    {"Relu", IS_OP_RELU, 1, 1, 0, " ", NULL},
+    {"Clip", IS_OP_CLIP, 1, 3, OPT_IN(1) | OPT_IN(2), " min max ", check_clip},
+    {"Add", IS_OP_ADD, 2, 2, 0, " ", check_broadcast},
+    {"Mul", IS_OP_MUL, 2, 2, 0, " ", check_broadcast},
+    {"Sigmoid", IS_OP_SIGMOID, 1, 1, 0, " ", NULL},
+    {"MaxPool", IS_OP_MAXPOOL, 1, 1, 0,
+     " auto_pad ceil_mode dilations kernel_shape pads storage_order strides ", check_pool},
+    {"AveragePool", IS_OP_AVGPOOL, 1, 1, 0,
+     " auto_pad ceil_mode count_include_pad kernel_shape pads strides ", check_pool},
+    {"GlobalAveragePool", IS_OP_GLOBALAVGPOOL, 1, 1, 0, " ", NULL},
+    {"Flatten", IS_OP_FLATTEN, 1, 1, 0, " axis ", check_flatten},
+    {"Reshape", IS_OP_RESHAPE, 2, 2, 0, " allowzero ", check_reshape},
+    {"Gemm", IS_OP_GEMM, 2, 3, OPT_IN(2), " alpha beta transA transB ", check_gemm},
+    {"MatMul", IS_OP_MATMUL, 2, 2, 0, " ", check_matmul},
+    /* more inputs than IS_MAX_INPUTS: a chain, see add_concat_chain */
+    {"Concat", IS_OP_CONCAT, 1, IS_MAX_INPUTS, 0, " axis ", check_concat},
+    {"Identity", IS_OP_IDENTITY, 1, 1, 0, " ", NULL},
+    /* pass 1 handles these three (add_constant_node, check_noop_pad, check_dropout) */
+    {"Constant", OP_CONSTANT, 0, 0, 0, " value value_float value_floats value_int value_ints ", NULL},
+    {"Pad", OP_PAD, 2, 4, 0, " mode ", NULL},
+    {"Dropout", OP_DROPOUT, 1, 3, 0, " ratio seed ", NULL},
+};
+
+static const op_desc *find_op(const char *name) {
+    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+        if (!strcmp(op_table[i].onnx, name)) return &op_table[i];
+    return NULL;
+}
+
 /* Converts a Constant node's value into a constant value named after its output. */
 static imgsim_status add_constant_node(imp *m, ImsOnnx__NodeProto *np, const char *label) {
     if (np->n_input != 0 || np->n_output != 1 || !np->output[0][0])
@@ -842,229 +1061,114 @@ static imgsim_status add_constant_node(imp *m, ImsOnnx__NodeProto *np, const cha
     return add_tensor(m, &t, out, &v);
 }
 
-/* Looks up a constant operand; fails with a message when the value is not a constant. */
-static imgsim_status need_const(imp *m, const char *label, const char *op, int v, const char *what) {
-    if (v >= 0 && m->g->vals[v].data) return IMGSIM_OK;
-    return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                   "%s: node '%.200s': %s %s must be a constant (an initializer)", m->path, label, op, what);
-}
-
-/* Pass 2 for one node: resolves inputs, checks attributes and arity, adds the ims_node. */
-static imgsim_status add_node(imp *m, const ImsOnnx__NodeProto *np, const op_desc *d, const char *label) {
-    ims_graph *g = m->g;
-    int in[IS_MAX_INPUTS];
-    int n_in = (int)np->n_input;
+/* Checks a node's arity and resolves its inputs by name into c->in (-1 for an absent optional
+ * input, which only the inputs the operator marks optional may be). */
+static imgsim_status resolve_inputs(node_ctx *c, const ImsOnnx__NodeProto *np) {
+    imp *m = c->m;
+    const op_desc *d = c->d;
+    const char *label = c->label;
     if (np->n_input < (size_t)d->min_in || np->n_input > (size_t)d->max_in)
         return ims_fail(m->e,
-                       d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS ? IMGSIM_ERR_UNSUPPORTED
-                                                                            : IMGSIM_ERR_FORMAT,
-                       "%s: node '%.200s': %s has %zu inputs (expected %d to %d)", m->path, label, d->onnx,
-                       np->n_input, d->min_in, d->max_in);
-    for (int i = 0; i < n_in; i++) {
+                        d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS ? IMGSIM_ERR_UNSUPPORTED
+                                                                             : IMGSIM_ERR_FORMAT,
+                        "%s: node '%.200s': %s has %zu inputs (expected %d to %d)", m->path, label, d->onnx,
+                        np->n_input, d->min_in, d->max_in);
+    c->n_in = (int)np->n_input;
+    for (int i = 0; i < c->n_in; i++) {
         const char *nm = S(np->input[i]);
         if (!*nm) {
-            in[i] = -1; /* an absent optional input */
-            if (i == 0 || (d->op != IS_OP_CLIP && !(i == 2 && (d->op == IS_OP_CONV || d->op == IS_OP_GEMM))))
+            c->in[i] = -1; /* an absent optional input */
+            if (!(d->opt_in & OPT_IN(i)))
                 return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s input %d is empty", m->path,
-                               label, d->onnx, i);
+                                label, d->onnx, i);
             continue;
         }
-        in[i] = map_get(&m->names, nm);
-        if (in[i] < 0)
-            return ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                           "%s: node '%.200s': input '%.200s' is not defined (no initializer, graph input or "
-                           "node output has this name)",
-                           m->path, label, nm);
+        c->in[i] = map_get(&m->names, nm);
+        if (c->in[i] < 0)
+            return ims_fail(
+                m->e, IMGSIM_ERR_FORMAT,
+                "%s: node '%.200s': input '%.200s' is not defined (no initializer, graph input or "
+                "node output has this name)",
+                m->path, label, nm);
     }
+    return IMGSIM_OK;
+}
 
-    node_params p;
-    memset(&p, 0, sizeof p);
-    p.n.stride[0] = p.n.stride[1] = 1;
-    p.n.dilation[0] = p.n.dilation[1] = 1;
-    p.n.group = 1;
-    p.n.alpha = p.n.beta = 1.0f;
-    p.n.epsilon = 1e-5f;
-    p.n.clip_min = -FLT_MAX; /* ONNX: numeric_limits<float>::lowest() */
-    p.n.clip_max = FLT_MAX;
+/* Sets ONNX's attribute defaults in c->p, then parses the node's attributes over them. */
+static imgsim_status parse_attrs(node_ctx *c, const ImsOnnx__NodeProto *np) {
+    imp *m = c->m;
+    node_params *p = &c->p;
+    memset(p, 0, sizeof *p);
+    p->n.stride[0] = p->n.stride[1] = 1;
+    p->n.dilation[0] = p->n.dilation[1] = 1;
+    p->n.group = 1;
+    p->n.alpha = p->n.beta = 1.0f;
+    p->n.epsilon = 1e-5f;
+    p->n.clip_min = -FLT_MAX; /* ONNX: numeric_limits<float>::lowest() */
+    p->n.clip_max = FLT_MAX;
     for (size_t i = 0; i < np->n_attribute; i++) {
         const ImsOnnx__AttributeProto *a = np->attribute[i];
-        actx c = {m, label, d->onnx, S(a->name)};
+        actx ac = {m, c->label, c->d->onnx, S(a->name)};
         if (a->ref_attr_name && a->ref_attr_name[0])
             return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                           "%s: node '%.200s': attribute references are not supported", m->path, label);
-        if (!attr_allowed(d, c.attr))
+                            "%s: node '%.200s': attribute references are not supported", m->path, c->label);
+        if (!attr_allowed(c->d, ac.attr))
             return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                           "%s: node '%.200s': attribute '%.100s' of %s is not supported", m->path, label,
-                           c.attr, d->onnx);
-        imgsim_status s = parse_attr(&c, a, &p);
+                            "%s: node '%.200s': attribute '%.100s' of %s is not supported", m->path, c->label,
+                            ac.attr, c->d->onnx);
+        imgsim_status s = parse_attr(&ac, a, p);
         if (s != IMGSIM_OK) return s;
     }
-
-    /* per-operator rules that involve inputs */
-    int r0 = in[0] >= 0 ? m->rank[in[0]] : -1, out_rank = r0;
-    switch (d->op) {
-    case IS_OP_CONV: {
-        imgsim_status s = need_const(m, label, "Conv", in[1], "weight");
-        if (s != IMGSIM_OK) return s;
-        const ims_value *w = &g->vals[in[1]];
-        if (w->rank != 4)
-            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                           "%s: node '%.200s': %d-D convolution is not supported (imgsim handles 2-D only)",
-                           m->path, label, w->rank - 2);
-        if (w->dims[2] > ONNX_MAX_SPATIAL || w->dims[3] > ONNX_MAX_SPATIAL)
-            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': kernel too large", m->path,
-                           label);
-        if (p.has_kernel && (p.n.kernel[0] != w->dims[2] || p.n.kernel[1] != w->dims[3]))
-            return ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                           "%s: node '%.200s': kernel_shape %dx%d disagrees with the weight's %lldx%lld",
-                           m->path, label, p.n.kernel[0], p.n.kernel[1], (long long)w->dims[2],
-                           (long long)w->dims[3]);
-        p.n.kernel[0] = (int)w->dims[2];
-        p.n.kernel[1] = (int)w->dims[3];
-        if (n_in == 3 && in[2] >= 0) {
-            s = need_const(m, label, "Conv", in[2], "bias");
-            if (s != IMGSIM_OK) return s;
-            if (g->vals[in[2]].rank != 1 || g->vals[in[2]].dims[0] != w->dims[0])
-                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Conv bias must have %lld values",
-                               m->path, label, (long long)w->dims[0]);
-        }
-        break;
-    }
-    case IS_OP_MAXPOOL:
-    case IS_OP_AVGPOOL:
-        if (!p.has_kernel)
-            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s needs kernel_shape", m->path,
-                           label, d->onnx);
-        break;
-    case IS_OP_BATCHNORM:
-        for (int i = 1; i < 5; i++) {
-            static const char *const what[] = {"", "scale", "bias", "mean", "variance"};
-            imgsim_status s = need_const(m, label, "BatchNormalization", in[i], what[i]);
-            if (s != IMGSIM_OK) return s;
-            if (g->vals[in[i]].rank != 1 || g->vals[in[i]].dims[0] != g->vals[in[1]].dims[0])
-                return ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                               "%s: node '%.200s': BatchNormalization %s must be 1-D like the scale", m->path,
-                               label, what[i]);
-        }
-        break;
-    case IS_OP_CLIP:
-        for (int i = 1; i < n_in; i++) { /* opset >= 11: bounds as constant scalar inputs */
-            if (in[i] < 0) continue;
-            imgsim_status s = need_const(m, label, "Clip", in[i], i == 1 ? "min" : "max");
-            if (s != IMGSIM_OK) return s;
-            if (ims_value_numel(&g->vals[in[i]]) != 1)
-                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip %s must be a scalar",
-                               m->path, label, i == 1 ? "min" : "max");
-            float b = g->vals[in[i]].data[0];
-            if (isnan(b))
-                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Clip bound is NaN", m->path,
-                               label);
-            if (i == 1)
-                p.n.clip_min = b;
-            else
-                p.n.clip_max = b;
-        }
-        n_in = 1;
-        break;
-    case IS_OP_RESHAPE: {
-        imgsim_status s = need_const(m, label, "Reshape", in[1], "shape");
-        if (s != IMGSIM_OK) return s;
-        const ims_value *sh = &g->vals[in[1]];
-        if (sh->rank != 1 || sh->dims[0] > IS_MAX_RANK || m->inexact[in[1]])
-            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                           "%s: node '%.200s': Reshape shape must be 1-D with at most %d small integers",
-                           m->path, label, IS_MAX_RANK);
-        for (int64_t i = 0; i < sh->dims[0]; i++) {
-            float v = sh->data[i];
-            if (v != floorf(v) || v < -1)
-                return ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                               "%s: node '%.200s': Reshape shape value %g is invalid", m->path, label,
-                               (double)v);
-            if (v == 0 && p.allowzero)
-                return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                               "%s: node '%.200s': Reshape allowzero=1 with a 0 is not supported", m->path,
-                               label);
-        }
-        out_rank = (int)sh->dims[0];
-        break;
-    }
-    case IS_OP_GEMM: {
-        imgsim_status s = need_const(m, label, "Gemm", in[1], "B");
-        if (s != IMGSIM_OK) return s;
-        if (n_in == 3 && in[2] >= 0 && (s = need_const(m, label, "Gemm", in[2], "C")) != IMGSIM_OK) return s;
-        out_rank = 2;
-        break;
-    }
-    case IS_OP_ADD:
-    case IS_OP_MUL: {
-        int r1 = m->rank[in[1]];
-        out_rank = r0 < 0 || r1 < 0 ? -1 : (r0 > r1 ? r0 : r1);
-        break;
-    }
-    case IS_OP_MATMUL: {
-        int r1 = m->rank[in[1]];
-        if (r0 < 0 || r1 < 0)
-            out_rank = -1;
-        else if (r0 == 1 && r1 == 1)
-            out_rank = 0;
-        else
-            out_rank = (r0 > r1 ? r0 : r1) - (r0 == 1 || r1 == 1);
-        break;
-    }
-    case IS_OP_FLATTEN:
-    case IS_OP_CONCAT: {
-        int hi_extra = d->op == IS_OP_FLATTEN; /* Flatten: axis in [0, r]; Concat: [0, r - 1] */
-        if (!p.has_axis) {
-            if (d->op == IS_OP_CONCAT)
-                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Concat needs an axis", m->path,
-                               label);
-            p.axis = 1;
-        }
-        int64_t ax = p.axis;
-        if (ax < 0) {
-            if (r0 < 0)
-                return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                               "%s: node '%.200s': negative axis on an input of unknown rank", m->path,
-                               label);
-            ax += r0;
-        }
-        if (ax < 0 || ax > IS_MAX_RANK || (r0 >= 0 && ax >= r0 + hi_extra))
-            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s axis %lld is out of range",
-                           m->path, label, d->onnx, (long long)p.axis);
-        p.n.axis = (int)ax;
-        if (d->op == IS_OP_FLATTEN) out_rank = 2;
-        break;
-    }
-    default:
-        break;
-    }
-    if (p.n.auto_pad != 0 && p.has_pads)
-        for (int i = 0; i < 4; i++)
-            if (p.n.pad[i] != 0)
-                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': pads and auto_pad are both set",
-                               m->path, label);
-
-    int out = map_get(&m->names, np->output[0]);
-    ims_node *n = ims_graph_add_node(g, (ims_op)d->op, label, n_in, in, out);
-    if (!n) return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory adding node '%.200s'", m->path, label);
-    memcpy(n->kernel, p.n.kernel, sizeof n->kernel);
-    memcpy(n->stride, p.n.stride, sizeof n->stride);
-    memcpy(n->dilation, p.n.dilation, sizeof n->dilation);
-    memcpy(n->pad, p.n.pad, sizeof n->pad);
-    n->auto_pad = p.n.auto_pad;
-    n->group = p.n.group;
-    n->ceil_mode = p.n.ceil_mode;
-    n->count_include_pad = p.n.count_include_pad;
-    n->epsilon = p.n.epsilon;
-    n->alpha = p.n.alpha;
-    n->beta = p.n.beta;
-    n->trans_a = p.n.trans_a;
-    n->trans_b = p.n.trans_b;
-    n->clip_min = p.n.clip_min;
-    n->clip_max = p.n.clip_max;
-    n->axis = p.n.axis;
-    m->rank[out] = out_rank;
     return IMGSIM_OK;
+}
+
+/* Adds the checked node to the graph with its parameters, and records its output's rank. */
+static imgsim_status emit_node(node_ctx *c, const char *output) {
+    imp *m = c->m;
+    const ims_node *pn = &c->p.n;
+    int out = map_get(&m->names, output);
+    ims_node *n = ims_graph_add_node(m->g, (ims_op)c->d->op, c->label, c->n_in, c->in, out);
+    if (!n)
+        return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory adding node '%.200s'", m->path, c->label);
+    memcpy(n->kernel, pn->kernel, sizeof n->kernel);
+    memcpy(n->stride, pn->stride, sizeof n->stride);
+    memcpy(n->dilation, pn->dilation, sizeof n->dilation);
+    memcpy(n->pad, pn->pad, sizeof n->pad);
+    n->auto_pad = pn->auto_pad;
+    n->group = pn->group;
+    n->ceil_mode = pn->ceil_mode;
+    n->count_include_pad = pn->count_include_pad;
+    n->epsilon = pn->epsilon;
+    n->alpha = pn->alpha;
+    n->beta = pn->beta;
+    n->trans_a = pn->trans_a;
+    n->trans_b = pn->trans_b;
+    n->clip_min = pn->clip_min;
+    n->clip_max = pn->clip_max;
+    n->axis = pn->axis;
+    m->rank[out] = c->out_rank;
+    return IMGSIM_OK;
+}
+
+/* Pass 2 for one node: resolves inputs, checks attributes and arity, runs the operator's own
+ * check, adds the ims_node. */
+static imgsim_status add_node(imp *m, const ImsOnnx__NodeProto *np, const op_desc *d, const char *label) {
+    node_ctx c;
+    c.m = m;
+    c.d = d;
+    c.label = label;
+    imgsim_status s = resolve_inputs(&c, np);
+    if (s == IMGSIM_OK) s = parse_attrs(&c, np);
+    if (s != IMGSIM_OK) return s;
+    c.r0 = c.in[0] >= 0 ? m->rank[c.in[0]] : -1;
+    c.out_rank = c.r0;
+    if (d->check && (s = d->check(&c)) != IMGSIM_OK) return s;
+    if (c.p.n.auto_pad != 0 && c.p.has_pads)
+        for (int i = 0; i < 4; i++)
+            if (c.p.n.pad[i] != 0)
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': pads and auto_pad are both set",
+                                m->path, label);
+    return emit_node(&c, np->output[0]);
 }
 
 /* Accepts a Pad whose pads are a constant of zeros (it changes nothing, whatever its mode); any
