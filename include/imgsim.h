@@ -244,7 +244,7 @@ void imgsim_search_opts_init(imgsim_search_opts *opt);
 /* Exact top-k by inner product (cosine for L2-normalised rows). gallery is [n, dim], queries
  * [q, dim], both of element type dtype, C order. Writes idx[q * k] (gallery row; -1, with score
  * -inf, where n < k) and score[q * k] (float32), best first, ties broken by lower gallery row.
- * Memory used is bounded by a tile, not by n x q. */
+ * Memory used is bounded by a tile, not by n x q; a k above n costs what k = n does. */
 imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int64_t n,
                             const void *queries, int64_t q, int dim, imgsim_dtype dtype, int k,
                             const imgsim_search_opts *opt);

@@ -20,6 +20,7 @@ struct imgsim_engine {
     char sha256[65];   /* of the model file */
     char layer[256];
     char *model_path;
+    int normalize;     /* rows L2-normalised (imgsim_engine_opts.normalize) */
     ims_err err;
     void *gpu_dec; /* CUDA: ims_gpu_decoder_slot, nvJPEG decoders kept for imgsim_extract */
 };

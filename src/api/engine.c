@@ -75,6 +75,7 @@ static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const
     snprintf(e->sha256, sizeof e->sha256, "%s", id->sha256);
     snprintf(e->layer, sizeof e->layer, "%s", id->layer);
     e->model_path = path ? ims_strdup(path) : NULL;
+    e->normalize = opt->normalize != 0;
     imgsim_engine_info *in = &e->info;
     in->dim = (int)e->b->dim;
     in->in_channels = e->b->in_c;

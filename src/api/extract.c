@@ -304,7 +304,7 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     cJSON_AddStringToObject(root, "device", eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu");
     cJSON_AddStringToObject(root, "device_name", eng->info.device_name);
     cJSON_AddStringToObject(root, "dtype", p->opt->dtype == IMGSIM_F16 ? "float16" : "float32");
-    cJSON_AddBoolToObject(root, "normalized", 1);
+    cJSON_AddBoolToObject(root, "normalized", eng->normalize);
     cJSON_AddNumberToObject(root, "batch_size", p->B);
     cJSON_AddStringToObject(root, "input", input);
     cJSON_AddStringToObject(root, "inputs_fingerprint", fingerprint);

@@ -1,8 +1,9 @@
 /*
  * cmd_dedup.c: imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N]
  *
- * Finds every pair of rows i < j of a feature store whose inner product (cosine, for the
- * normalised features imgsim writes) is >= threshold, blockwise (ims_dedup_cpu: no n x n matrix),
+ * Finds every pair of rows i < j of a feature store whose cosine (rows that are not unit length,
+ * as in a --no-normalize store, are normalised first; the raw inner product with --metric=dot)
+ * is >= threshold, blockwise (ims_dedup_cpu: no n x n matrix),
  * and writes JSON {path_i: [[path_j, score], ...], ...}: each pair once, under the path of the
  * lower row, each list sorted by score descending (then row ascending); only rows with at least
  * one pair appear, in row order. Written atomically to --out, or to stdout without it. A summary
@@ -22,7 +23,7 @@
 
 static const char usage[] =
     "imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N] [--device=cpu|cuda[:N]]\n"
-    "             [--gpu-memory=BYTES] [--quiet]\n"
+    "             [--gpu-memory=BYTES] [--metric=cosine|dot] [--quiet]\n"
     "  near-duplicate pairs (score >= threshold) within a feature store, as JSON\n"
     "  {path: [[other_path, score], ...]} (each pair once, under the lower row's path)";
 
@@ -103,7 +104,7 @@ static char *pairs_json(const ims_store *s, const found *p, size_t n) {
 }
 
 int cmd_dedup(int argc, char **argv) {
-    static const char *const value_opts[] = {"threshold", "out", "threads", "device", "gpu-memory", NULL};
+    static const char *const value_opts[] = {"threshold", "out", "threads", "device", "gpu-memory", "metric", NULL};
     cli_args a;
     int started = cli_start(&a, argc, argv, value_opts, usage);
     if (started >= 0) return started;
@@ -120,6 +121,12 @@ int cmd_dedup(int argc, char **argv) {
         a.error = 1;
     }
     size_t gpu_memory = (size_t)cli_u64(&a, "gpu-memory", 0);
+    const char *metric = cli_str(&a, "metric", "cosine");
+    int dot = !strcmp(metric, "dot");
+    if (!dot && strcmp(metric, "cosine")) {
+        fprintf(stderr, "imgsim dedup: --metric=%s: expected cosine or dot\n", metric);
+        a.error = 1;
+    }
     int quiet = cli_flag(&a, "quiet");
     const char *dir = cli_pos(&a, 0);
     int rc = cli_finish(&a, usage);
@@ -136,11 +143,22 @@ int cmd_dedup(int argc, char **argv) {
     collect c = {0};
     char *txt = NULL;
     double t0 = ims_now();
+    float *unit = NULL;
     imgsim_status st = ims_store_open(&s, dir, NULL);
+    const void *x = s ? s->features : NULL;
+    imgsim_dtype dt = s ? s->dtype : IMGSIM_F32;
+    if (st == IMGSIM_OK && !dot && ims_store_needs_normalizing(s)) {
+        /* cosine over rows that are not unit length (a --no-normalize store) */
+        if (!quiet)
+            fprintf(stderr, "imgsim dedup: %s: rows are not L2-normalised (--no-normalize?): comparing by cosine; "
+                            "--metric=dot for the raw inner product\n", dir);
+        x = unit = ims_store_features_unit(s);
+        dt = IMGSIM_F32;
+        if (!unit) st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory normalising %s", dir);
+    }
     if (st == IMGSIM_OK)
-        st = cuda ? ims_dedup_cuda(s->features, s->n, s->dim, s->dtype, (float)thr, dev_index, gpu_memory, on_pair, &c,
-                                  NULL)
-                  : ims_dedup_cpu(s->features, s->n, s->dim, s->dtype, (float)thr, threads, on_pair, &c, NULL);
+        st = cuda ? ims_dedup_cuda(x, s->n, s->dim, dt, (float)thr, dev_index, gpu_memory, on_pair, &c, NULL)
+                  : ims_dedup_cpu(x, s->n, s->dim, dt, (float)thr, threads, on_pair, &c, NULL);
     if (st == IMGSIM_OK && c.oom)
         st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory holding the pairs");
     if (st == IMGSIM_OK) {
@@ -168,6 +186,7 @@ int cmd_dedup(int argc, char **argv) {
     }
     cli_free(&a);
     free(txt);
+    free(unit);
     free(c.p);
     ims_store_free(s);
     if (st != IMGSIM_OK) return cli_fail("dedup", st);

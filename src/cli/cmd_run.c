@@ -209,7 +209,7 @@ int cmd_run(int argc, char **argv) {
     so.device_index = eo.device_index;
     so.gpu_memory = gpu_memory;
     t0 = ims_now();
-    if (job_search(gs, qs, k, &so, p_res, &metrics)) goto done;
+    if (job_search(gs, qs, k, 0, &so, p_res, &metrics)) goto done;
     st_search.seconds = ims_now() - t0;
     st_search.images = qs->n;
 

@@ -9,6 +9,7 @@
 
 static const char *usage =
     "imgsim search --gallery=STORE --query=STORE|FOLDER|LIST.tsv|IMAGE --out=results.tsv [--k=5]\n"
+    "       [--metric=cosine|dot] (cosine: rows that are not unit length are normalised first)\n"
     "       [--model=M.onnx] [--metrics=FILE.json] [--threads=N] [--device=cpu|cuda[:N]] [--gpu-memory=BYTES]\n"
     "       [--precision] [--batch-size] [--workers] [--quiet]";
 
@@ -26,7 +27,7 @@ static char *metrics_path(const char *out) {
 int cmd_search(int argc, char **argv) {
     static const char *const vals[] = {"gallery", "query",      "out",
                                        "k",       "model",      "metrics",
-                                       "gpu-memory", CLI_EXTRACT_VALUE_OPTS, NULL};
+                                       "gpu-memory", "metric", CLI_EXTRACT_VALUE_OPTS, NULL};
     cli_args a;
     int started = cli_start(&a, argc, argv, vals, usage);
     if (started >= 0) return started;
@@ -34,6 +35,12 @@ int cmd_search(int argc, char **argv) {
     const char *out = cli_str(&a, "out", NULL), *model = cli_str(&a, "model", NULL);
     const char *mpath = cli_str(&a, "metrics", NULL);
     int k = (int)cli_int(&a, "k", 5, 1, 1 << 20);
+    const char *metric = cli_str(&a, "metric", "cosine");
+    int dot = !strcmp(metric, "dot");
+    if (!dot && strcmp(metric, "cosine")) {
+        fprintf(stderr, "imgsim search: --metric=%s: expected cosine or dot\n", metric);
+        a.error = 1;
+    }
     imgsim_engine_opts eo;
     imgsim_extract_opts xo;
     cli_engine_opts(&a, &eo);
@@ -63,9 +70,15 @@ int cmd_search(int argc, char **argv) {
         fprintf(stderr, "imgsim search: %s\n", e.msg);
         goto done;
     }
-    char *qmeta = ims_path_join(query, "meta.json");
-    int query_is_store = qmeta && ims_is_dir(query) && ims_path_exists(qmeta);
-    free(qmeta);
+    /* a folder holding any of a store's files is a store (an incomplete one is refused as such
+     * when opened, not read as a folder of images) */
+    int query_is_store = 0;
+    static const char *const store_files[] = {"meta.json", "features.npy", "manifest.tsv"};
+    for (int i = 0; i < 3 && ims_is_dir(query); i++) {
+        char *f = ims_path_join(query, store_files[i]);
+        query_is_store |= f && ims_path_exists(f);
+        free(f);
+    }
     if (!query_is_store) {
         if (job_extract_queries(g, query, model, &eo, &xo, &tmp)) goto done;
     }
@@ -74,7 +87,7 @@ int cmd_search(int argc, char **argv) {
         goto done;
     }
     if (query_is_store && job_check_compatible(g, q)) goto done;
-    if (job_search(g, q, k, &so, out, &metrics)) goto done;
+    if (job_search(g, q, k, dot, &so, out, &metrics)) goto done;
     mp = mpath ? ims_strdup(mpath) : metrics_path(out);
     if (!mp || job_write_json(mp, metrics)) goto done;
     cli_info("imgsim: %lld queries x %lld gallery, top-%d in %.3f s (%.0f queries/s) -> %s\n",

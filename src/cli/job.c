@@ -107,20 +107,31 @@ static void tsv_field(FILE *f, const char *s) {
     for (; *s; s++) fputc(*s == '\t' || *s == '\n' ? ' ' : *s, f);
 }
 
-int job_search(const ims_store *g, const ims_store *q, int k, const imgsim_search_opts *so, const char *out_tsv,
-               cJSON **metrics) {
+int job_search(const ims_store *g, const ims_store *q, int k, int dot, const imgsim_search_opts *so,
+               const char *out_tsv, cJSON **metrics) {
     *metrics = NULL;
     if (g->dim != q->dim) {
         fprintf(stderr, "imgsim: gallery has %d-d features, queries %d-d\n", g->dim, q->dim);
         return 1;
     }
     int64_t nq = q->n;
+    if (k > g->n) k = g->n > 0 ? (int)g->n : 1; /* no more matches than gallery rows: allocate for those */
     int64_t *idx = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(int64_t));
     float *score = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(float));
     const void *gal = g->features, *qry = q->features;
     float *g32 = NULL, *q32 = NULL;
     imgsim_dtype dt = g->dtype;
-    if (g->dtype != q->dtype) { /* mixed: compare in float32 */
+    int norm_g = !dot && ims_store_needs_normalizing(g), norm_q = !dot && ims_store_needs_normalizing(q);
+    if (norm_g || norm_q) {
+        /* cosine over rows that are not unit length (a --no-normalize store): normalised
+         * float32 copies of both sides */
+        const char *which = norm_g && norm_q ? "gallery and query" : norm_g ? "gallery" : "query";
+        cli_info("imgsim: %s rows are not L2-normalised (--no-normalize?): searching by cosine; "
+                 "--metric=dot for the raw inner product\n", which);
+        dt = IMGSIM_F32;
+        gal = g32 = ims_store_features_unit(g);
+        qry = q32 = ims_store_features_unit(q);
+    } else if (g->dtype != q->dtype) { /* mixed: compare in float32 */
         dt = IMGSIM_F32;
         if (g->dtype == IMGSIM_F16) gal = g32 = ims_store_features_f32(g);
         if (q->dtype == IMGSIM_F16) qry = q32 = ims_store_features_f32(q);
@@ -187,6 +198,7 @@ int job_search(const ims_store *g, const ims_store *q, int k, const imgsim_searc
 
     cJSON *m = cJSON_CreateObject();
     cJSON_AddNumberToObject(m, "k", k);
+    cJSON_AddStringToObject(m, "metric", dot ? "dot" : "cosine");
     cJSON_AddNumberToObject(m, "gallery", (double)g->n);
     cJSON_AddNumberToObject(m, "queries", (double)nq);
     cJSON_AddNumberToObject(m, "labelled_queries", (double)labelled);

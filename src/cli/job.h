@@ -13,11 +13,13 @@
 /* Refuses a query store whose model hash, layer or preprocessing differ from the gallery's. */
 int job_check_compatible(const ims_store *gallery, const ims_store *query);
 
-/* Exact top-k of every query row against the gallery; writes out_tsv (query_path, query_label,
+/* Exact top-k of every query row against the gallery, by cosine (rows that are not unit length,
+ * as in a --no-normalize store, are normalised first) or, with dot, by the raw inner product
+ * (k is capped at the gallery's size); writes out_tsv (query_path, query_label,
  * rank, match_path, match_label, score) atomically and returns the metrics as JSON
  * (accuracies overall and per class where labels are known; counts; seconds). Returns 0 on
  * success, else prints the error and returns 1. */
-int job_search(const ims_store *gallery, const ims_store *query, int k, const imgsim_search_opts *so,
+int job_search(const ims_store *gallery, const ims_store *query, int k, int dot, const imgsim_search_opts *so,
                const char *out_tsv, cJSON **metrics);
 
 /* Prints the accuracy part of metrics as a short table to stderr. */

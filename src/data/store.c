@@ -7,6 +7,7 @@
  *                 Rows 0..n-1 must each appear exactly once.
  *   meta.json     a JSON object; when present, "dim" must equal the features' columns, "rows"
  *                 (or "n") their rows and "dtype" ("float32"/"float16") their element type.
+ * A row holding a NaN or an infinity is refused with its row number and path.
  * Every error names the file at fault and, for the manifest, the line.
  */
 #include "data/store.h"
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,6 +201,39 @@ static imgsim_status read_meta(ims_store *s, const char *path, ims_err *e) {
     return IMGSIM_OK;
 }
 
+/* Refuses a row holding a NaN or an infinity (a corrupt or hand-edited store: such a row would
+ * never match anything), naming the row and its path, and measures how far the row norms are
+ * from 1 (search normalises a store whose rows are not unit length). */
+static imgsim_status scan_rows(ims_store *s, const char *fpath, ims_err *e) {
+    s->max_norm_dev = 0;
+    for (int64_t r = 0; r < s->n; r++) {
+        double ss = 0;
+        int bad = 0;
+        if (s->dtype == IMGSIM_F16) {
+            const uint16_t *h = (const uint16_t *)s->features + r * (int64_t)s->dim;
+            for (int j = 0; j < s->dim; j++) {
+                if ((h[j] & 0x7C00) == 0x7C00) bad = 1; /* exponent all ones: inf or NaN */
+                double v = ims_f16_to_f32(h[j]);
+                ss += v * v;
+            }
+        } else {
+            const float *f = (const float *)s->features + r * (int64_t)s->dim;
+            for (int j = 0; j < s->dim; j++) {
+                if (!isfinite(f[j])) bad = 1;
+                ss += (double)f[j] * f[j];
+            }
+        }
+        if (bad || !isfinite(ss))
+            return ims_fail(e, IMGSIM_ERR_FORMAT,
+                           "%s: row %" PRId64 " (%s) holds a NaN or infinite value: the store is corrupt; "
+                           "extract it again",
+                           fpath, r, s->paths[r]);
+        double dev = ss > 0 ? fabs(sqrt(ss) - 1) : 0;
+        if (dev > s->max_norm_dev) s->max_norm_dev = dev;
+    }
+    return IMGSIM_OK;
+}
+
 imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     *out = NULL;
     if (!ims_is_dir(dir))
@@ -213,6 +248,13 @@ imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
         st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dir);
         goto done;
     }
+    if (!ims_path_exists(jpath)) {
+        st = ims_fail(e, IMGSIM_ERR_FORMAT,
+                     "%s: incomplete feature store (no meta.json: the extraction that wrote it did not finish); "
+                     "extract it again",
+                     dir);
+        goto done;
+    }
     int64_t rows = 0, cols = 0;
     st = ims_npy_read(&s->features, &s->dtype, &rows, &cols, fpath, e);
     if (st != IMGSIM_OK) goto done;
@@ -224,6 +266,8 @@ imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     s->n = rows;
     s->dim = (int)cols;
     st = read_manifest(s, mpath, e);
+    if (st != IMGSIM_OK) goto done;
+    st = scan_rows(s, fpath, e);
     if (st != IMGSIM_OK) goto done;
     st = read_meta(s, jpath, e);
 
@@ -265,4 +309,22 @@ float *ims_store_features_f32(const ims_store *s) {
             out[i] = ims_f16_to_f32(h[i]);
     }
     return out;
+}
+
+int ims_store_needs_normalizing(const ims_store *s) {
+    const cJSON *nz = s->meta ? cJSON_GetObjectItemCaseSensitive(s->meta, "normalized") : NULL;
+    return cJSON_IsFalse(nz) || s->max_norm_dev > (s->dtype == IMGSIM_F16 ? 2e-3 : 1e-3);
+}
+
+float *ims_store_features_unit(const ims_store *s) {
+    float *f = ims_store_features_f32(s);
+    if (!f) return NULL;
+    for (int64_t r = 0; r < s->n; r++) {
+        float *x = f + r * (int64_t)s->dim;
+        double ss = 0;
+        for (int j = 0; j < s->dim; j++) ss += (double)x[j] * x[j];
+        double inv = ss > 0 ? 1.0 / sqrt(ss) : 0;
+        for (int j = 0; j < s->dim; j++) x[j] = (float)(x[j] * inv);
+    }
+    return f;
 }

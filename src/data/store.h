@@ -20,6 +20,7 @@ typedef struct ims_store {
     char **paths;        /* [n]: path of each row, as in the manifest */
     char **labels;       /* [n]: label of each row ("" if none) */
     int64_t n_failed;    /* manifest lines with row -1 */
+    double max_norm_dev; /* largest |L2 norm - 1| over the rows that are not all zero */
     cJSON *meta;         /* parsed meta.json */
 } ims_store;
 
@@ -30,5 +31,12 @@ const char *ims_store_meta_str(const ims_store *s, const char *key);
 double ims_store_meta_num(const ims_store *s, const char *key, double def);
 /* Features of rows as float32 (converting from float16), ims_malloc'ed [n, dim]. */
 float *ims_store_features_f32(const ims_store *s);
+/* 1 when a cosine search must normalise the rows first: meta.json says they were not
+ * ("normalized": false, a --no-normalize store), or a row's norm is off 1 by more than float16 or
+ * float32 rounding explains. */
+int ims_store_needs_normalizing(const ims_store *s);
+/* Features as float32 with each row divided by its L2 norm (rows of zeros stay zero),
+ * ims_malloc'ed [n, dim]; NULL when out of memory. */
+float *ims_store_features_unit(const ims_store *s);
 
 #endif /* IMGSIM_STORE_H */

@@ -2,6 +2,9 @@
  * api.c: the public search entry points (imgsim_search_opts_init, imgsim_search): argument
  * checks and dispatch to the CPU search (search_cpu.c) or the CUDA one (search/cuda/).
  */
+#include <math.h>
+#include <string.h>
+
 #include "imgsim.h"
 #include "search/search.h"
 
@@ -22,14 +25,22 @@ imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int
     }
     if (opt->threads < 0)
         return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: threads must be >= 0 (got %d)", opt->threads);
-    switch (opt->device) {
-    case IMGSIM_DEVICE_CPU:
-        return ims_search_cpu(idx, score, gallery, n, queries, q, dim, dtype, k, opt->threads, NULL);
-    case IMGSIM_DEVICE_CUDA:
-        return ims_search_cuda(idx, score, gallery, n, queries, q, dim, dtype, k, opt->device_index,
-                              opt->gpu_memory, NULL);
+    if (opt->device != IMGSIM_DEVICE_CPU && opt->device != IMGSIM_DEVICE_CUDA)
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: unknown device %d", (int)opt->device);
+    /* k past the gallery: search for the n that exist (the working memory grows with k), then
+     * spread the [q, n] results out to [q, k] in place, -1 / -inf past n */
+    int kk = n > 0 && k > n ? (int)n : k;
+    imgsim_status st = opt->device == IMGSIM_DEVICE_CPU
+                           ? ims_search_cpu(idx, score, gallery, n, queries, q, dim, dtype, kk, opt->threads, NULL)
+                           : ims_search_cuda(idx, score, gallery, n, queries, q, dim, dtype, kk, opt->device_index,
+                                             opt->gpu_memory, NULL);
+    if (st != IMGSIM_OK || kk == k) return st;
+    for (int64_t i = q - 1; i >= 0; i--) { /* last row first: a row only moves to higher addresses */
+        memmove(idx + i * k, idx + i * kk, (size_t)kk * sizeof *idx);
+        memmove(score + i * k, score + i * kk, (size_t)kk * sizeof *score);
+        for (int j = kk; j < k; j++) idx[i * k + j] = -1, score[i * k + j] = -INFINITY;
     }
-    return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: unknown device %d", (int)opt->device);
+    return IMGSIM_OK;
 }
 
 #ifndef IMGSIM_HAVE_CUDA
