@@ -36,7 +36,9 @@ def check(name, X, thr, threads=2, cli=None):
     d = os.path.join(WORK, name)
     make_store(d, X)
     out = os.path.join(WORK, name + ".json")
-    r = subprocess.run([cli or CLI, "dedup", d, "--threshold=%r" % thr, "--out=" + out, "--threads=%d" % threads],
+    # --metric=dot: the raw inner product numpy computes below (some rows here are not unit length)
+    r = subprocess.run([cli or CLI, "dedup", d, "--threshold=%r" % thr, "--out=" + out, "--threads=%d" % threads,
+                        "--metric=dot"],
                        capture_output=True, text=True)
     if r.returncode != 0:
         failures.append("%s: exit %d: %s" % (name, r.returncode, r.stderr.strip()))

@@ -249,7 +249,7 @@ imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
         goto done;
     }
     if (!ims_path_exists(jpath)) {
-        st = ims_fail(e, IMGSIM_ERR_FORMAT,
+        st = ims_fail(e, IMGSIM_ERR_IO,
                      "%s: incomplete feature store (no meta.json: the extraction that wrote it did not finish); "
                      "extract it again",
                      dir);
