@@ -1,5 +1,7 @@
 /* test_core.c: core helpers: thread pool, .npy round trips and float16 conversion, SHA-256 against
- * the FIPS 180-2 example vectors, atomic files, allocation fault injection, error messages. */
+ * the FIPS 180-2 example vectors, atomic files, allocation fault injection, error messages, the
+ * tuning knobs and the cache folder from the environment. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -199,11 +201,81 @@ static void test_errors(void **state) {
     free(j);
 }
 
+static const char *const knobs[] = {"IMGSIM_CUDA_GRAPHS", "IMGSIM_SEARCH_SCREEN", "IMGSIM_GS_TILE", "IMGSIM_GS_QB",
+                                    "IMGSIM_GS_QS", "IMGSIM_GPU_RING", "IMGSIM_GPU_INIT_SYNC"};
+
+/* The tuning knobs as README "Tuning knobs" documents them: defaults, valid values, invalid
+ * values ignored, and read once (until ims_tuning_reload). */
+static void test_tuning(void **state) {
+    for (size_t i = 0; i < sizeof knobs / sizeof *knobs; i++) unsetenv(knobs[i]);
+    ims_tuning_reload();
+    const ims_tuning *t = ims_tuning_get();
+    assert_int_equal(t->cuda_graphs, 1);
+    assert_int_equal(t->search_screen, IMS_SCREEN_AUTO);
+    assert_true(t->gs_tile == 0 && t->gs_qb == 0 && t->gs_qs == 0 && t->gpu_ring == 0 && t->gpu_init_sync == 0);
+
+    setenv("IMGSIM_CUDA_GRAPHS", "0", 1);
+    setenv("IMGSIM_SEARCH_SCREEN", "bf16", 1);
+    setenv("IMGSIM_GS_TILE", "131072", 1);
+    setenv("IMGSIM_GS_QB", "16", 1);
+    setenv("IMGSIM_GS_QS", "50", 1);
+    setenv("IMGSIM_GPU_RING", "16", 1);
+    setenv("IMGSIM_GPU_INIT_SYNC", "1", 1);
+    assert_int_equal(ims_tuning_get()->cuda_graphs, 1); /* read once: not yet */
+    ims_tuning_reload();
+    t = ims_tuning_get();
+    assert_int_equal(t->cuda_graphs, 0);
+    assert_int_equal(t->search_screen, IMS_SCREEN_BF16);
+    assert_true(t->gs_tile == 131072 && t->gs_qb == 16 && t->gs_qs == 50);
+    assert_int_equal(t->gpu_ring, 16);
+    assert_int_equal(t->gpu_init_sync, 1);
+    setenv("IMGSIM_SEARCH_SCREEN", "f32", 1);
+    setenv("IMGSIM_GPU_RING", "2", 1);
+    ims_tuning_reload();
+    assert_int_equal(t->search_screen, IMS_SCREEN_F32);
+    assert_int_equal(t->gpu_ring, 2);
+
+    /* out of range or not a value: ignored (a warning), as if unset */
+    const char *bad[][2] = {{"IMGSIM_GPU_RING", "1"},  {"IMGSIM_GPU_RING", "17"},       {"IMGSIM_GPU_RING", "4x"},
+                            {"IMGSIM_GS_TILE", "65535"}, {"IMGSIM_GS_QB", "0"},        {"IMGSIM_GS_QS", "-3"},
+                            {"IMGSIM_CUDA_GRAPHS", "no"}, {"IMGSIM_SEARCH_SCREEN", "fast"}, {"IMGSIM_GPU_INIT_SYNC", ""}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) setenv(bad[i][0], bad[i][1], 1);
+    ims_tuning_reload();
+    assert_int_equal(t->cuda_graphs, 1);
+    assert_int_equal(t->search_screen, IMS_SCREEN_AUTO);
+    assert_true(t->gs_tile == 0 && t->gs_qb == 0 && t->gs_qs == 0 && t->gpu_ring == 0 && t->gpu_init_sync == 0);
+    for (size_t i = 0; i < sizeof knobs / sizeof *knobs; i++) unsetenv(knobs[i]);
+    ims_tuning_reload();
+}
+
+/* The default engine-cache folder: $XDG_CACHE_HOME/imgsim, else $HOME/.cache/imgsim, else none. */
+static void test_cache_dir(void **state) {
+    char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    char *xdg = getenv("XDG_CACHE_HOME") ? strdup(getenv("XDG_CACHE_HOME")) : NULL;
+    setenv("XDG_CACHE_HOME", "/x/cache", 1);
+    setenv("HOME", "/h", 1);
+    char *d = ims_cache_dir();
+    assert_string_equal(d, "/x/cache/imgsim");
+    free(d);
+    setenv("XDG_CACHE_HOME", "", 1);
+    d = ims_cache_dir();
+    assert_string_equal(d, "/h/.cache/imgsim");
+    free(d);
+    unsetenv("XDG_CACHE_HOME");
+    unsetenv("HOME");
+    assert_null(ims_cache_dir());
+    if (home) setenv("HOME", home, 1);
+    if (xdg) setenv("XDG_CACHE_HOME", xdg, 1);
+    free(home);
+    free(xdg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_f16),    cmocka_unit_test(test_npy_roundtrip),
         cmocka_unit_test(test_npy_bad),     cmocka_unit_test(test_sha256), cmocka_unit_test(test_atomic),
-        cmocka_unit_test(test_alloc_faults), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_alloc_faults), cmocka_unit_test(test_errors), cmocka_unit_test(test_tuning),
+        cmocka_unit_test(test_cache_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

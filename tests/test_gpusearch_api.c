@@ -233,12 +233,14 @@ static void blocks_and_batches(void **s) {
     int64_t c[4] = {0};
     setenv("IMGSIM_GS_QB", "16", 1);
     setenv("IMGSIM_GS_QS", "50", 1);
+    ims_tuning_reload(); /* the knobs are read once */
     run_case("blocks_resident", 9000, 40, 130, 12, IMGSIM_F16, GEN_NORMAL, 0, 0, c);
     assert_int_equal(c[3], 1);
     run_case("blocks_streamed", 9000, 40, 130, 12, IMGSIM_F32, GEN_NORMAL, 0, (size_t)9000 * 40 * 4 / 3, c);
     assert_int_equal(c[3], 0);
     unsetenv("IMGSIM_GS_QB");
     unsetenv("IMGSIM_GS_QS");
+    ims_tuning_reload(); /* the knobs are read once */
     run_case("two_blocks", 3000, 64, 2100, 5, IMGSIM_F16, GEN_NORMAL, 0, 0, c);
 }
 #endif

@@ -119,6 +119,7 @@ int main(int argc, char **argv) {
         if (sscanf(var, "%31[0-9]:%31[0-9]", qbs, tls) != 2) break;
         setenv("IMGSIM_GS_QB", qbs, 1);
         setenv("IMGSIM_GS_TILE", tls, 1);
+        ims_tuning_reload(); /* the knobs are read once */
         if (ims_gsearch_create(&h, g, n, (int)gd, gt, 0, cap, &e) || ims_gsearch_run(h, idx, score, q, nw, k, &e)) {
             fprintf(stderr, "gpusearch_bench: %s\n", e.msg);
             return 1;

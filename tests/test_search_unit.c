@@ -114,11 +114,13 @@ static void check_search(int64_t n, int64_t q, int dim, int k, int threads, int 
 static void test_bf16_screen(void **st) {
     (void)st;
     setenv("IMGSIM_SEARCH_SCREEN", "bf16", 1);
+    ims_tuning_reload(); /* the knobs are read once */
     check_search(1300, 70, 64, 10, 2, 30, IMGSIM_F32);
     check_search(700, 40, 72, 5, 2, 300, IMGSIM_F32); /* mostly duplicates: bf16 -> f32 -> f64 */
     check_search(900, 33, 64, 6, 2, 10, IMGSIM_F16);
     check_search(5, 3, 64, 9, 2, 0, IMGSIM_F32);
     unsetenv("IMGSIM_SEARCH_SCREEN");
+    ims_tuning_reload(); /* the knobs are read once */
 }
 
 static void test_random_ties(void **st) {
@@ -254,9 +256,11 @@ static void test_dedup(void **st) {
     check_dedup(1100, 6, 2.0f, IMGSIM_F32); /* crosses tiles; exact threshold hits (multiples of 1/64) */
     check_dedup(300, 5, 1.5f, IMGSIM_F16);
     setenv("IMGSIM_SEARCH_SCREEN", "bf16", 1); /* bf16 tile products (float32 where not native) */
+    ims_tuning_reload(); /* the knobs are read once */
     check_dedup(1100, 64, 9.0f, IMGSIM_F32);
     check_dedup(600, 64, 9.0f, IMGSIM_F16);
     unsetenv("IMGSIM_SEARCH_SCREEN");
+    ims_tuning_reload(); /* the knobs are read once */
     int64_t cnt = 0;
     ims_err e;
     float one[4] = {1, 0, 0, 0};

@@ -108,11 +108,7 @@ static char *index_path(const imgsim_engine_opts *opt) {
     if (opt->engine_cache && *opt->engine_cache && strcmp(opt->engine_cache, "off") != 0) {
         dir = ims_strdup(opt->engine_cache);
     } else {
-        const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-        if (x && *x)
-            dir = ims_path_join(x, "imgsim");
-        else if (home && *home)
-            dir = ims_path_join(home, ".cache/imgsim");
+        dir = ims_cache_dir();
     }
     if (!dir) return NULL;
     char *p = ims_path_join(dir, "model-index.tsv");

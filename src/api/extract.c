@@ -350,8 +350,7 @@ static imgsim_status ring_init(pipeline *p, ims_err *e) {
     ims_backend *b = p->eng->b;
     p->async = b->ops->submit && b->ops->collect && b->ops->input_buffer && b->ops->n_slots >= 2;
     p->n_bslots = p->async ? b->ops->n_slots : 1;
-    const char *env = getenv("IMGSIM_GPU_RING"); /* for experiments */
-    int gpu_ring = env && atoi(env) >= 2 && atoi(env) <= 16 ? atoi(env) : GPU_RING;
+    int gpu_ring = ims_tuning_get()->gpu_ring ? ims_tuning_get()->gpu_ring : GPU_RING; /* for experiments */
     p->S = p->gpu_mode ? gpu_ring : p->async ? b->ops->n_slots : 2;
     p->slot_buf = ims_calloc((size_t)p->S, sizeof(float *));
     p->slot_batch = ims_calloc((size_t)p->S, sizeof(int64_t));
@@ -735,8 +734,8 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
 #ifdef IMGSIM_HAVE_CUDA
     /* AUTO: the CPU decodes everything until the decoders exist; GPU (asked for explicitly):
      * every JPEG nvJPEG takes goes to it, so they are made first */
-    const char *sync_env = getenv("IMGSIM_GPU_INIT_SYNC"); /* tests: AUTO with the GPU from the first image */
-    if (p.gpu_mode && opt->decode == IMGSIM_DECODE_AUTO && !(sync_env && !strcmp(sync_env, "1")))
+    /* (IMGSIM_GPU_INIT_SYNC, for tests: AUTO with the GPU from the first image) */
+    if (p.gpu_mode && opt->decode == IMGSIM_DECODE_AUTO && !ims_tuning_get()->gpu_init_sync)
         p.init_started = pthread_create(&p.init_th, NULL, gpu_init_main, &p) == 0;
     if (p.gpu_mode && (opt->decode == IMGSIM_DECODE_GPU || (opt->decode == IMGSIM_DECODE_AUTO && !p.init_started))) {
         gpu_init_main(&p);

@@ -99,6 +99,38 @@ char *ims_path_join(const char *a, const char *b);
 /* Directory part of path ("." if none), ims_malloc'ed. */
 char *ims_path_dirname(const char *path);
 
+/* ---- tuning knobs and configuration from the environment ---------------------------------- */
+
+/* The library's every read of the environment is in core/tune.c. The tuning knobs are for
+ * experiments and tests, not for normal use; each is documented in README.md "Tuning knobs".
+ * They are read once, on the first ims_tuning_get; a value that does not parse is ignored with a
+ * warning. A numeric field of 0 means "not set": the code that uses it applies its own default. */
+typedef enum ims_screen {
+    IMS_SCREEN_AUTO = 0, /* by problem size (search_cpu.c, dedup.c) */
+    IMS_SCREEN_F32,      /* float32 tile products only */
+    IMS_SCREEN_BF16      /* bf16 tile products where oneDNN has them natively */
+} ims_screen;
+
+typedef struct ims_tuning {
+    int cuda_graphs;          /* IMGSIM_CUDA_GRAPHS=0|1: the CUDA engine replays CUDA graphs; 1 */
+    ims_screen search_screen; /* IMGSIM_SEARCH_SCREEN=f32|bf16: CPU search/dedup screening pass */
+    int64_t gs_tile;          /* IMGSIM_GS_TILE: CUDA search scores per tile, 65536..2^28; 0 */
+    int gs_qb;                /* IMGSIM_GS_QB: CUDA search queries per GEMM, >= 1 (at most tile/256); 0 */
+    int gs_qs;                /* IMGSIM_GS_QS: CUDA search queries per super-batch, >= 1; 0 */
+    int gpu_ring;             /* IMGSIM_GPU_RING: batch ring slots with GPU decoding, 2..16; 0 */
+    int gpu_init_sync;        /* IMGSIM_GPU_INIT_SYNC=0|1: --decode=auto makes the GPU decoders
+                                 before the first image instead of while the CPU starts; 0 */
+} ims_tuning;
+
+/* The knobs, read from the environment on the first call (thread-safe). */
+const ims_tuning *ims_tuning_get(void);
+/* Reads the environment again: for tests that change it with setenv between jobs. Not while
+ * another thread runs a job. */
+void ims_tuning_reload(void);
+/* The default engine-cache folder: $XDG_CACHE_HOME/imgsim, else $HOME/.cache/imgsim, else NULL
+ * (neither set). ims_malloc'ed. Read at each call (ordinary configuration, not a tuning knob). */
+char *ims_cache_dir(void);
+
 /* ---- thread pool ------------------------------------------------------------------------- */
 
 typedef struct ims_pool ims_pool;

@@ -192,8 +192,8 @@ imgsim_status ims_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype 
     x.tilemax = ims_calloc((size_t)x.nb, sizeof(double));
     x.w = ims_calloc((size_t)nw, sizeof(dworker));
     pair *all = NULL;
-    const char *env = getenv("IMGSIM_SEARCH_SCREEN");
-    if (env ? !strcmp(env, "bf16") : dim >= 64) {
+    ims_screen screen = ims_tuning_get()->search_screen;
+    if (screen == IMS_SCREEN_AUTO ? dim >= 64 : screen == IMS_SCREEN_BF16) {
         ims_err be;
         imgsim_status bs = ims_bf16_gemm_create(&x.bf, TILE, TILE, dim, nw, &be);
         if (bs == IMGSIM_ERR_NOMEM) {

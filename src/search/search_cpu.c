@@ -358,9 +358,8 @@ static void workers_free(worker *w, int nw) {
  * dim >= 64 and a gallery of at least half a tile (the product has a fixed TILE_G width); it is
  * then used only where oneDNN has a native bf16 kernel. */
 static int want_bf16(int64_t q, int64_t n, int dim) {
-    const char *env = getenv("IMGSIM_SEARCH_SCREEN");
-    if (env && !strcmp(env, "f32")) return 0;
-    if (env && !strcmp(env, "bf16")) return 1;
+    ims_screen screen = ims_tuning_get()->search_screen;
+    if (screen != IMS_SCREEN_AUTO) return screen == IMS_SCREEN_BF16;
     return q >= BF16_MIN_Q && dim >= 64 && n >= TILE_G / 2;
 }
 

@@ -615,7 +615,7 @@ static void engine_path(cuda_impl *c, const ims_backend_cfg *cfg) {
         return;
     }
     if (cfg->engine_cache && !strcmp(cfg->engine_cache, "off")) return;
-    char *dir = cfg->engine_cache && *cfg->engine_cache ? ims_strdup(cfg->engine_cache) : ims_cuda_default_cache_dir();
+    char *dir = cfg->engine_cache && *cfg->engine_cache ? ims_strdup(cfg->engine_cache) : ims_cache_dir();
     if (!dir) return;
     char *path = ims_cuda_cache_path(dir, &c->plan.key);
     if (path) snprintf(c->engine_path, sizeof c->engine_path, "%s", path);
@@ -633,8 +633,7 @@ static imgsim_status cuda_prepare(ims_backend *b, const ims_graph *g, const ims_
         return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cuda: precision bf16 is not supported by the CUDA engine (use fp16, tf32 or fp32)");
     c->max_batch = cfg->max_batch > 0 ? cfg->max_batch : 32;
     c->normalize = cfg->normalize;
-    const char *ge = getenv("IMGSIM_CUDA_GRAPHS");
-    c->use_graphs = !(ge && !strcmp(ge, "0"));
+    c->use_graphs = ims_tuning_get()->cuda_graphs;
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         (void)cudaGetLastError();

@@ -126,9 +126,6 @@ imgsim_status ims_cuda_plan_save(const ims_cuda_plan *p, const char *path, ims_e
 imgsim_status ims_cuda_plan_load(ims_cuda_plan *p, const char *path, ims_err *e);
 /* A file name for the key inside a cache folder: "<sha256 of the key fields>.engine", ims_malloc'ed. */
 char *ims_cuda_cache_path(const char *dir, const ims_cuda_key *k);
-/* The default cache folder: $XDG_CACHE_HOME/imgsim or $HOME/.cache/imgsim (ims_malloc'ed), or
- * NULL when neither variable is set. */
-char *ims_cuda_default_cache_dir(void);
 /* Turns an optimised graph into an untuned plan (tensors, steps, arena, weights in device layout)
  * for activations of elt bytes (2: fp16, 4: fp32/tf32). Fills everything but key and the
  * autotune fields. Unsupported ops fail with IMGSIM_ERR_UNSUPPORTED naming the node. */

@@ -468,14 +468,6 @@ char *ims_cuda_cache_path(const char *dir, const ims_cuda_key *k) {
     return ims_path_join(dir, name);
 }
 
-char *ims_cuda_default_cache_dir(void) {
-    const char *x = getenv("XDG_CACHE_HOME");
-    if (x && *x) return ims_path_join(x, "imgsim");
-    const char *home = getenv("HOME");
-    if (home && *home) return ims_path_join(home, ".cache/imgsim");
-    return NULL;
-}
-
 void ims_cuda_plan_print(const ims_cuda_plan *p, FILE *f) {
     const ims_cuda_key *k = &p->key;
     fprintf(f, "format version   %d\n", k->format_version);

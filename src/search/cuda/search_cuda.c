@@ -163,14 +163,10 @@ imgsim_status ims_gsearch_create(ims_gsearch **out, const void *gallery, int64_t
     g->rowbytes = (size_t)dim * g->esz;
     g->host_g = gallery;
     g->qb_max = QB_MAX;
-    const char *env;
-    g->tile_elems = TILE_ELEMS;
-    env = getenv("IMGSIM_GS_TILE");
-    if (env && atol(env) >= 65536 && atol(env) <= (1L << 28)) g->tile_elems = atol(env);
-    env = getenv("IMGSIM_GS_QB");
-    if (env && atoi(env) >= 1 && atoi(env) <= g->tile_elems / 256) g->qb_max = atoi(env);
-    env = getenv("IMGSIM_GS_QS");
-    if (env && atoi(env) >= 1) g->qs_cap = atoi(env);
+    const ims_tuning *tune = ims_tuning_get(); /* 0: not set */
+    g->tile_elems = tune->gs_tile ? tune->gs_tile : TILE_ELEMS;
+    if (tune->gs_qb >= 1 && tune->gs_qb <= g->tile_elems / 256) g->qb_max = tune->gs_qb;
+    if (tune->gs_qs >= 1) g->qs_cap = tune->gs_qs;
     CU(cudaSetDevice(device_index), "cudaSetDevice");
     CU(cudaDeviceGetAttribute(&g->sms, cudaDevAttrMultiProcessorCount, device_index), "device attributes");
     for (int i = 0; i < 2; i++) {
