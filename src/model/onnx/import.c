@@ -270,11 +270,18 @@ static int parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
-/* Reads a tensor's external data: exactly need bytes from the file named by its "location",
- * which must resolve (symlinks included) to a regular file inside the model's folder. */
-static imgsim_status read_external(imp *m, const ImsOnnx__TensorProto *t, const char *tname, uint64_t need,
-                                   uint8_t **out) {
+/* Where a tensor's external data lies: its external_data entries, checked. */
+typedef struct ext_ref {
+    const char *loc;         /* the file, relative to the model's folder */
+    const char *len_s;       /* "length" as written, or NULL: the rest of the file */
+    uint64_t offset, length; /* parsed (0 when absent) */
+} ext_ref;
+
+/* Reads a tensor's external_data entries into r: a location that stays inside the model's
+ * folder (not absolute, no ".." component) and decimal offset and length. */
+static imgsim_status parse_external(imp *m, const ImsOnnx__TensorProto *t, const char *tname, ext_ref *r) {
     const char *loc = NULL, *off_s = NULL, *len_s = NULL;
+    memset(r, 0, sizeof *r);
     for (size_t i = 0; i < t->n_external_data; i++) {
         const ImsOnnx__StringStringEntryProto *kv = t->external_data[i];
         if (!strcmp(S(kv->key), "location"))
@@ -286,31 +293,37 @@ static imgsim_status read_external(imp *m, const ImsOnnx__TensorProto *t, const 
     }
     if (!loc || !*loc)
         return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': external data without a location",
-                       m->path, tname);
+                        m->path, tname);
     if (loc[0] == '/')
         return ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                       "%s: tensor '%.200s': external data location '%.200s' is an absolute path "
-                       "(it must be inside the model's folder)",
-                       m->path, tname, loc);
+                        "%s: tensor '%.200s': external data location '%.200s' is an absolute path "
+                        "(it must be inside the model's folder)",
+                        m->path, tname, loc);
     for (const char *c = loc; *c;) { /* refuse any ".." component */
         size_t n = strcspn(c, "/");
         if (n == 2 && c[0] == '.' && c[1] == '.')
             return ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                           "%s: tensor '%.200s': external data location '%.200s' leaves the model's "
-                           "folder ('..')",
-                           m->path, tname, loc);
+                            "%s: tensor '%.200s': external data location '%.200s' leaves the model's "
+                            "folder ('..')",
+                            m->path, tname, loc);
         c += n;
         while (*c == '/')
             c++;
     }
-    uint64_t offset = 0, length = 0;
-    if (off_s && parse_u64(off_s, &offset) != 0)
+    r->loc = loc;
+    r->len_s = len_s;
+    if (off_s && parse_u64(off_s, &r->offset) != 0)
         return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': bad external data offset '%.40s'",
-                       m->path, tname, off_s);
-    if (len_s && parse_u64(len_s, &length) != 0)
+                        m->path, tname, off_s);
+    if (len_s && parse_u64(len_s, &r->length) != 0)
         return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': bad external data length '%.40s'",
-                       m->path, tname, len_s);
+                        m->path, tname, len_s);
+    return IMGSIM_OK;
+}
 
+/* Opens the external data file loc, which must resolve (symlinks included) to a file inside the
+ * model's folder (m->dir_real, resolved on first use). */
+static imgsim_status open_external(imp *m, const char *tname, const char *loc, int *fd_out) {
     if (!m->dir_real) {
         char *dir = ims_path_dirname(m->path);
         if (!dir) return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
@@ -319,7 +332,7 @@ static imgsim_status read_external(imp *m, const ImsOnnx__TensorProto *t, const 
         free(dir);
         if (!m->dir_real)
             return ims_fail(m->e, IMGSIM_ERR_IO, "%s: cannot resolve the model's folder: %s", m->path,
-                           strerror(err));
+                            strerror(err));
     }
     char *joined = ims_path_join(m->dir_real, loc);
     if (!joined) return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
@@ -328,52 +341,64 @@ static imgsim_status read_external(imp *m, const ImsOnnx__TensorProto *t, const 
     free(joined);
     if (!real)
         return ims_fail(m->e, IMGSIM_ERR_IO, "%s: tensor '%.200s': external data file '%.200s': %s", m->path,
-                       tname, loc, strerror(err));
+                        tname, loc, strerror(err));
     size_t dl = strlen(m->dir_real);
     int inside =
         strncmp(real, m->dir_real, dl) == 0 && (real[dl] == '/' || (dl == 1 && m->dir_real[0] == '/'));
     if (!inside) {
         free(real);
         return ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                       "%s: tensor '%.200s': external data file '%.200s' resolves outside the model's "
-                       "folder",
-                       m->path, tname, loc);
+                        "%s: tensor '%.200s': external data file '%.200s' resolves outside the model's "
+                        "folder",
+                        m->path, tname, loc);
     }
     int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     err = errno;
     free(real);
     if (fd < 0)
         return ims_fail(m->e, IMGSIM_ERR_IO,
-                       "%s: tensor '%.200s': cannot open external data file '%.200s': %s", m->path, tname,
-                       loc, strerror(err));
+                        "%s: tensor '%.200s': cannot open external data file '%.200s': %s", m->path, tname,
+                        loc, strerror(err));
+    *fd_out = fd;
+    return IMGSIM_OK;
+}
+
+/* Reads the bytes r names from the open regular file fd into a new buffer *out (NULL on
+ * failure); they must be exactly need bytes. */
+static imgsim_status read_range(imp *m, int fd, const char *tname, const ext_ref *r, uint64_t need,
+                                uint8_t **out) {
+    const char *loc = r->loc;
+    uint64_t offset = r->offset, length = r->length;
     struct stat st;
     imgsim_status s = IMGSIM_OK;
     uint8_t *buf = NULL;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         s = ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                    "%s: tensor '%.200s': external data '%.200s' is not a regular file", m->path, tname, loc);
+                     "%s: tensor '%.200s': external data '%.200s' is not a regular file", m->path, tname,
+                     loc);
         goto done;
     }
     uint64_t size = (uint64_t)st.st_size;
     if (offset > size) {
-        s = ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                    "%s: tensor '%.200s': external data offset %llu is past the end of '%.200s' (%llu bytes)",
-                    m->path, tname, (unsigned long long)offset, loc, (unsigned long long)size);
+        s = ims_fail(
+            m->e, IMGSIM_ERR_FORMAT,
+            "%s: tensor '%.200s': external data offset %llu is past the end of '%.200s' (%llu bytes)",
+            m->path, tname, (unsigned long long)offset, loc, (unsigned long long)size);
         goto done;
     }
-    if (!len_s) length = size - offset; /* absent length: the rest of the file */
+    if (!r->len_s) length = size - offset; /* absent length: the rest of the file */
     if (length > size - offset) {
         s = ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                    "%s: tensor '%.200s': external data offset %llu + length %llu is past the end of "
-                    "'%.200s' (%llu bytes)",
-                    m->path, tname, (unsigned long long)offset, (unsigned long long)length, loc,
-                    (unsigned long long)size);
+                     "%s: tensor '%.200s': external data offset %llu + length %llu is past the end of "
+                     "'%.200s' (%llu bytes)",
+                     m->path, tname, (unsigned long long)offset, (unsigned long long)length, loc,
+                     (unsigned long long)size);
         goto done;
     }
     if (length != need) {
         s = ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                    "%s: tensor '%.200s': external data has %llu bytes, its dims need %llu", m->path, tname,
-                    (unsigned long long)length, (unsigned long long)need);
+                     "%s: tensor '%.200s': external data has %llu bytes, its dims need %llu", m->path, tname,
+                     (unsigned long long)length, (unsigned long long)need);
         goto done;
     }
     buf = ims_malloc((size_t)need);
@@ -383,85 +408,113 @@ static imgsim_status read_external(imp *m, const ImsOnnx__TensorProto *t, const 
     }
     for (uint64_t got = 0; got < need;) {
         size_t chunk = need - got > ((size_t)1 << 30) ? ((size_t)1 << 30) : (size_t)(need - got);
-        ssize_t r = pread(fd, buf + got, chunk, (off_t)(offset + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            s = ims_fail(m->e, IMGSIM_ERR_IO, "%s: tensor '%.200s': reading '%.200s': %s", m->path, tname, loc,
-                        r < 0 ? strerror(errno) : "unexpected end of file");
+        ssize_t n = pread(fd, buf + got, chunk, (off_t)(offset + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            s = ims_fail(m->e, IMGSIM_ERR_IO, "%s: tensor '%.200s': reading '%.200s': %s", m->path, tname,
+                         loc, n < 0 ? strerror(errno) : "unexpected end of file");
             free(buf);
             buf = NULL;
             goto done;
         }
-        got += (uint64_t)r;
+        got += (uint64_t)n;
     }
 done:
-    close(fd);
     *out = buf;
     return s;
 }
 
-/* Converts a TensorProto into a float32 constant value named vname (the tensor's own name when
- * NULL). Checks dims before allocating and data size against dims. Frees the tensor's raw bytes
- * once converted, to keep the peak memory near one copy of the weights. Returns the value index
- * through *vout. */
-static imgsim_status add_tensor(imp *m, ImsOnnx__TensorProto *t, const char *vname, int *vout) {
-    const char *tname = vname ? vname : S(t->name);
+/* Reads a tensor's external data: exactly need bytes from the file named by its "location",
+ * which must resolve (symlinks included) to a regular file inside the model's folder. */
+static imgsim_status read_external(imp *m, const ImsOnnx__TensorProto *t, const char *tname, uint64_t need,
+                                   uint8_t **out) {
+    ext_ref r;
+    int fd = -1;
+    imgsim_status s = parse_external(m, t, tname, &r);
+    if (s != IMGSIM_OK) return s;
+    if ((s = open_external(m, tname, r.loc, &fd)) != IMGSIM_OK) return s;
+    s = read_range(m, fd, tname, &r, need, out);
+    close(fd);
+    return s;
+}
+
+/* A tensor's checked description. */
+typedef struct tensor_desc {
+    int64_t dims[IS_MAX_RANK];
+    uint64_t numel; /* at most ONNX_MAX_TENSOR_ELEMS */
+    int32_t dt;     /* a data type dtype_size knows */
+    uint64_t need;  /* bytes of its data as stored, at most ONNX_MAX_TENSOR_BYTES */
+} tensor_desc;
+
+/* Checks a tensor's name (not taken yet), dims (rank, each > 0, the element count with
+ * overflow checks and capped) and data type before anything is allocated for it. */
+static imgsim_status check_tensor(imp *m, const ImsOnnx__TensorProto *t, const char *tname, tensor_desc *td) {
     if (!*tname) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: a tensor has no name", m->path);
     if (map_get(&m->names, tname) >= 0)
         return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path, tname);
     if (t->n_dims > IS_MAX_RANK)
         return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': rank %zu is over %d", m->path,
-                       tname, t->n_dims, IS_MAX_RANK);
-    int64_t dims[IS_MAX_RANK] = {0};
+                        tname, t->n_dims, IS_MAX_RANK);
+    memset(td->dims, 0, sizeof td->dims);
     uint64_t numel = 1;
     for (size_t i = 0; i < t->n_dims; i++) {
         int64_t d = t->dims[i];
         if (d < 0)
             return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': negative dimension %lld", m->path,
-                           tname, (long long)d);
+                            tname, (long long)d);
         if (d == 0)
             return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: tensor '%.200s': zero-size dimension", m->path,
-                           tname);
+                            tname);
         if (ims_mul_overflow_u64(numel, (uint64_t)d, &numel) != 0)
             return ims_fail(m->e, IMGSIM_ERR_TOO_LARGE,
-                           "%s: tensor '%.200s': dimensions overflow a 64-bit element count", m->path, tname);
-        dims[i] = d;
+                            "%s: tensor '%.200s': dimensions overflow a 64-bit element count", m->path,
+                            tname);
+        td->dims[i] = d;
     }
     /* checked after the loop too: each dim is positive, so numel only grows */
     if (numel > ONNX_MAX_TENSOR_ELEMS)
         return ims_fail(m->e, IMGSIM_ERR_TOO_LARGE,
-                       "%s: tensor '%.200s': %llu elements is over the limit of %llu", m->path, tname,
-                       (unsigned long long)numel, (unsigned long long)ONNX_MAX_TENSOR_ELEMS);
+                        "%s: tensor '%.200s': %llu elements is over the limit of %llu", m->path, tname,
+                        (unsigned long long)numel, (unsigned long long)ONNX_MAX_TENSOR_ELEMS);
     if (!t->has_data_type || t->data_type == 0)
         return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': no data type", m->path, tname);
     int32_t dt = t->data_type;
     size_t esize = dtype_size(dt);
     if (!esize)
         return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                       "%s: tensor '%.200s': data type %s (%d) is not supported", m->path, tname,
-                       dtype_name(dt), (int)dt);
+                        "%s: tensor '%.200s': data type %s (%d) is not supported", m->path, tname,
+                        dtype_name(dt), (int)dt);
     uint64_t need = numel * esize; /* numel <= 2^30, esize <= 8: no overflow */
     if (need > ONNX_MAX_TENSOR_BYTES)
         return ims_fail(m->e, IMGSIM_ERR_TOO_LARGE,
-                       "%s: tensor '%.200s': %llu bytes is over the limit of %llu", m->path, tname,
-                       (unsigned long long)need, (unsigned long long)ONNX_MAX_TENSOR_BYTES);
+                        "%s: tensor '%.200s': %llu bytes is over the limit of %llu", m->path, tname,
+                        (unsigned long long)need, (unsigned long long)ONNX_MAX_TENSOR_BYTES);
+    td->numel = numel;
+    td->dt = dt;
+    td->need = need;
+    return IMGSIM_OK;
+}
 
-    /* the data's size is checked against the dims before anything is allocated for it */
-    const uint8_t *bytes = NULL; /* little-endian source, or NULL for a typed field */
-    uint8_t *ext = NULL;
-    imgsim_status s;
+/* Finds a tensor's data and checks its size against the dims before anything is allocated for
+ * it: *bytes is the little-endian source (raw_data, or the external file read into *ext, which
+ * the caller frees), NULL for a typed field (float_data, int64_data, ...). */
+static imgsim_status tensor_source(imp *m, const ImsOnnx__TensorProto *t, const char *tname,
+                                   const tensor_desc *td, const uint8_t **bytes, uint8_t **ext) {
+    *bytes = NULL;
+    *ext = NULL;
     if (t->has_data_location && t->data_location == IMS_ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-        if ((s = read_external(m, t, tname, need, &ext)) != IMGSIM_OK) return s;
-        bytes = ext;
+        imgsim_status s = read_external(m, t, tname, td->need, ext);
+        if (s != IMGSIM_OK) return s;
+        *bytes = *ext;
     } else if (t->has_raw_data) {
-        if ((uint64_t)t->raw_data.len != need)
+        if ((uint64_t)t->raw_data.len != td->need)
             return ims_fail(m->e, IMGSIM_ERR_FORMAT,
-                           "%s: tensor '%.200s': raw_data has %zu bytes, its dims need %llu", m->path, tname,
-                           t->raw_data.len, (unsigned long long)need);
-        bytes = t->raw_data.data;
+                            "%s: tensor '%.200s': raw_data has %zu bytes, its dims need %llu", m->path, tname,
+                            t->raw_data.len, (unsigned long long)td->need);
+        *bytes = t->raw_data.data;
     } else {
         size_t have;
-        switch (dt) {
+        switch (td->dt) {
         case DT_FLOAT:
             have = t->n_float_data;
             break;
@@ -475,46 +528,67 @@ static imgsim_status add_tensor(imp *m, ImsOnnx__TensorProto *t, const char *vna
             have = t->n_int32_data;
             break; /* INT32, BOOL, FLOAT16 and BFLOAT16 (as bits) */
         }
-        if ((uint64_t)have != numel)
-            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: tensor '%.200s': has %zu values, its dims need %llu",
-                           m->path, tname, have, (unsigned long long)numel);
+        if ((uint64_t)have != td->numel)
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT,
+                            "%s: tensor '%.200s': has %zu values, its dims need %llu", m->path, tname, have,
+                            (unsigned long long)td->numel);
     }
+    return IMGSIM_OK;
+}
 
-    float *data = ims_malloc_array((size_t)numel, sizeof(float));
+/* Converts numel values of dt from the tensor's typed field into out (float32). */
+static void decode_typed(float *out, const ImsOnnx__TensorProto *t, uint64_t numel, int32_t dt,
+                         unsigned char *inexact) {
+    for (uint64_t i = 0; i < numel; i++) {
+        switch (dt) {
+        case DT_FLOAT:
+            out[i] = t->float_data[i];
+            break;
+        case DT_DOUBLE:
+            out[i] = f64_to_f32(t->double_data[i]);
+            break;
+        case DT_INT64:
+            out[i] = i64_to_f32(t->int64_data[i], inexact);
+            break;
+        case DT_INT32:
+            out[i] = i64_to_f32(t->int32_data[i], inexact);
+            break;
+        case DT_FLOAT16:
+            out[i] = ims_f16_to_f32((uint16_t)t->int32_data[i]);
+            break;
+        case DT_BFLOAT16:
+            out[i] = f32_bits((uint32_t)(uint16_t)t->int32_data[i] << 16);
+            break;
+        case DT_BOOL:
+            out[i] = t->int32_data[i] != 0;
+            break;
+        }
+    }
+}
+
+/* Converts a TensorProto into a float32 constant value named vname (the tensor's own name when
+ * NULL). Checks dims before allocating and data size against dims. Frees the tensor's raw bytes
+ * once converted, to keep the peak memory near one copy of the weights. Returns the value index
+ * through *vout. */
+static imgsim_status add_tensor(imp *m, ImsOnnx__TensorProto *t, const char *vname, int *vout) {
+    const char *tname = vname ? vname : S(t->name);
+    tensor_desc td;
+    const uint8_t *bytes; /* little-endian source, or NULL for a typed field */
+    uint8_t *ext;
+    imgsim_status s = check_tensor(m, t, tname, &td);
+    if (s == IMGSIM_OK) s = tensor_source(m, t, tname, &td, &bytes, &ext);
+    if (s != IMGSIM_OK) return s;
+
+    float *data = ims_malloc_array((size_t)td.numel, sizeof(float));
     if (!data) {
         free(ext);
         return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory for tensor '%.200s'", m->path, tname);
     }
     unsigned char inexact = 0;
-    if (bytes) {
-        decode_le(data, bytes, numel, dt, &inexact);
-    } else {
-        for (uint64_t i = 0; i < numel; i++) {
-            switch (dt) {
-            case DT_FLOAT:
-                data[i] = t->float_data[i];
-                break;
-            case DT_DOUBLE:
-                data[i] = f64_to_f32(t->double_data[i]);
-                break;
-            case DT_INT64:
-                data[i] = i64_to_f32(t->int64_data[i], &inexact);
-                break;
-            case DT_INT32:
-                data[i] = i64_to_f32(t->int32_data[i], &inexact);
-                break;
-            case DT_FLOAT16:
-                data[i] = ims_f16_to_f32((uint16_t)t->int32_data[i]);
-                break;
-            case DT_BFLOAT16:
-                data[i] = f32_bits((uint32_t)(uint16_t)t->int32_data[i] << 16);
-                break;
-            case DT_BOOL:
-                data[i] = t->int32_data[i] != 0;
-                break;
-            }
-        }
-    }
+    if (bytes)
+        decode_le(data, bytes, td.numel, td.dt, &inexact);
+    else
+        decode_typed(data, t, td.numel, td.dt, &inexact);
     free(ext);
     if (t->has_raw_data) {      /* converted: drop the file's copy now to keep the peak low */
         free(t->raw_data.data); /* protobuf-c's free_unpacked skips NULL */
@@ -524,7 +598,7 @@ static imgsim_status add_tensor(imp *m, ImsOnnx__TensorProto *t, const char *vna
     }
     /* the graph takes the buffer over (graph.h: constants own their data, freed by ims_graph_free)
      * rather than copying it */
-    int v = add_value(m, tname, (int)t->n_dims, dims, NULL, 1);
+    int v = add_value(m, tname, (int)t->n_dims, td.dims, NULL, 1);
     if (v < 0) {
         free(data);
         return IMGSIM_ERR_NOMEM;
@@ -1301,15 +1375,9 @@ static imgsim_status check_versions(imp *m, const ImsOnnx__ModelProto *mp) {
     return IMGSIM_OK;
 }
 
-/* Builds the graph from an unpacked model. */
-static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
-    imgsim_status s = check_versions(m, mp);
-    if (s != IMGSIM_OK) return s;
-    ImsOnnx__GraphProto *gp = mp->graph;
-    if (!gp) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX model (no graph)", m->path);
-    if (gp->n_node == 0) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no nodes", m->path);
-
-    /* every name the model can declare: initializers, inputs, node outputs */
+/* Sizes the name map and the per-value and per-node tables for every name the model can
+ * declare: initializers, inputs, node outputs and the parts of Concat chains. */
+static imgsim_status alloc_tables(imp *m, const ImsOnnx__GraphProto *gp) {
     size_t n_names = gp->n_initializer + gp->n_input + 1;
     for (size_t i = 0; i < gp->n_node; i++) {
         size_t add = gp->node[i]->n_output + gp->node[i]->n_input / 8 + 1; /* + Concat chain parts */
@@ -1326,16 +1394,11 @@ static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
     m->folded = ims_calloc(gp->n_node, 1);
     if (!m->rank || !m->inexact || !m->folded)
         return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
-    m->g->input = -1;
-    m->g->output = -1;
+    return IMGSIM_OK;
+}
 
-    for (size_t i = 0; i < gp->n_initializer; i++) {
-        int v;
-        if ((s = add_tensor(m, gp->initializer[i], NULL, &v)) != IMGSIM_OK) return s;
-    }
-    if ((s = add_input(m, gp)) != IMGSIM_OK) return s;
-
-    /* pass 1: operators known, outputs declared (so nodes may refer forward), constants made */
+/* Pass 1, first part: every operator known, one output, Constant nodes made constants. */
+static imgsim_status check_ops(imp *m, const ImsOnnx__GraphProto *gp) {
     for (size_t i = 0; i < gp->n_node; i++) {
         ImsOnnx__NodeProto *np = gp->node[i];
         char buf[64];
@@ -1345,24 +1408,29 @@ static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
         if (!strcmp(dom, "") || !strcmp(dom, "ai.onnx")) d = find_op(op);
         if (!d)
             return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                           "%s: node '%.200s': unsupported operator '%s%s%.100s'", m->path, label, dom,
-                           *dom ? "." : "", op);
+                            "%s: node '%.200s': unsupported operator '%s%s%.100s'", m->path, label, dom,
+                            *dom ? "." : "", op);
         if (np->n_output < 1 || !S(np->output[0])[0])
             return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': no output", m->path, label);
         for (size_t k = 1; k < np->n_output; k++)
             if (S(np->output[k])[0])
                 return ims_fail(
                     m->e, IMGSIM_ERR_UNSUPPORTED,
-                    "%s: node '%.200s': %s with %zu outputs is not supported (training-mode outputs or "
-                    "indices)",
+                    "%s: node '%.200s': %s with %zu outputs is not supported (training-mode outputs "
+                    "or indices)",
                     m->path, label, op, np->n_output);
         if (d->op == OP_CONSTANT) {
-            if ((s = add_constant_node(m, np, label)) != IMGSIM_OK) return s;
+            imgsim_status s = add_constant_node(m, np, label);
+            if (s != IMGSIM_OK) return s;
             m->folded[i] = 1;
         }
     }
-    /* Identity of a constant (torch.onnx deduplicates equal initializers that way): the output
-     * name becomes another name of the constant, repeated for chains of Identity */
+    return IMGSIM_OK;
+}
+
+/* Identity of a constant (torch.onnx deduplicates equal initializers that way): the output name
+ * becomes another name of the constant, repeated for chains of Identity. */
+static void fold_const_identities(imp *m, const ImsOnnx__GraphProto *gp) {
     for (int changed = 1; changed;) {
         changed = 0;
         for (size_t i = 0; i < gp->n_node; i++) {
@@ -1375,6 +1443,13 @@ static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
             changed = 1;
         }
     }
+}
+
+/* Pass 1, last part: the other nodes' outputs declared; a Pad that pads nothing and a Dropout
+ * (checked first) are marked 2 in m->folded, and their output becomes another name of their
+ * input after all outputs are declared (repeated for chains of them). */
+static imgsim_status declare_outputs(imp *m, const ImsOnnx__GraphProto *gp) {
+    imgsim_status s;
     for (size_t i = 0; i < gp->n_node; i++) {
         ImsOnnx__NodeProto *np = gp->node[i];
         char buf[64];
@@ -1390,12 +1465,10 @@ static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
         if (m->folded[i] == 1) continue;
         if (map_get(&m->names, np->output[0]) >= 0)
             return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
-                           np->output[0]);
+                            np->output[0]);
         if (m->folded[i] == 2) continue; /* a no-op Pad: named after its input below */
         if (add_value(m, np->output[0], 0, NULL, NULL, 0) < 0) return IMGSIM_ERR_NOMEM;
     }
-    /* a Pad that pads nothing, a Dropout: the output becomes another name of the input (after the outputs
-     * above are declared; repeated for chains of them) */
     for (int changed = 1; changed;) {
         changed = 0;
         for (size_t i = 0; i < gp->n_node; i++) {
@@ -1411,20 +1484,47 @@ static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
     for (size_t i = 0; i < gp->n_node; i++)
         if (m->folded[i] == 2)
             return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': input '%.200s' is not defined",
-                           m->path, S(gp->node[i]->name), S(gp->node[i]->input[0]));
-    /* pass 2: inputs resolved, attributes checked, nodes added */
+                            m->path, S(gp->node[i]->name), S(gp->node[i]->input[0]));
+    return IMGSIM_OK;
+}
+
+/* Pass 2: inputs resolved, attributes checked, nodes added. */
+static imgsim_status add_nodes(imp *m, const ImsOnnx__GraphProto *gp) {
     for (size_t i = 0; i < gp->n_node; i++) {
         ImsOnnx__NodeProto *np = gp->node[i];
         char buf[64];
         const char *label = node_label(np, (int)i, buf);
         if (m->folded[i]) continue;
         const op_desc *d = find_op(S(np->op_type));
-        if (d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS)
-            s = add_concat_chain(m, np, d, label);
-        else
-            s = add_node(m, np, d, label);
+        imgsim_status s = d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS
+                              ? add_concat_chain(m, np, d, label)
+                              : add_node(m, np, d, label);
         if (s != IMGSIM_OK) return s;
     }
+    return IMGSIM_OK;
+}
+
+/* Builds the graph from an unpacked model. */
+static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
+    imgsim_status s = check_versions(m, mp);
+    if (s != IMGSIM_OK) return s;
+    ImsOnnx__GraphProto *gp = mp->graph;
+    if (!gp) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX model (no graph)", m->path);
+    if (gp->n_node == 0) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no nodes", m->path);
+    if ((s = alloc_tables(m, gp)) != IMGSIM_OK) return s;
+    m->g->input = -1;
+    m->g->output = -1;
+
+    for (size_t i = 0; i < gp->n_initializer; i++) {
+        int v;
+        if ((s = add_tensor(m, gp->initializer[i], NULL, &v)) != IMGSIM_OK) return s;
+    }
+    if ((s = add_input(m, gp)) != IMGSIM_OK) return s;
+    /* pass 1: operators known, outputs declared (so nodes may refer forward), constants made */
+    if ((s = check_ops(m, gp)) != IMGSIM_OK) return s;
+    fold_const_identities(m, gp);
+    if ((s = declare_outputs(m, gp)) != IMGSIM_OK) return s;
+    if ((s = add_nodes(m, gp)) != IMGSIM_OK) return s;
 
     if (gp->n_output < 1) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no output", m->path);
     const char *on = S(gp->output[0]->name);
