@@ -41,7 +41,8 @@ typedef enum imgsim_status {
     IMGSIM_ERR_MISMATCH,     /* stores, models or engine files that do not belong together */
     IMGSIM_ERR_NO_DEVICE,    /* the requested device (CUDA) is absent or was not built in */
     IMGSIM_ERR_BACKEND,      /* the compute library (oneDNN, CUDA, cuDNN, ...) reported an error */
-    IMGSIM_ERR_INTERNAL      /* a bug in imgsim */
+    IMGSIM_ERR_INTERNAL,     /* a bug in imgsim */
+    IMGSIM_ERR_CANCELLED     /* a progress callback asked the call to stop */
 } imgsim_status;
 
 /* A short constant description of a status ("corrupt or malformed input", ...). */
@@ -199,6 +200,13 @@ imgsim_status imgsim_engine_get_info(const imgsim_engine *e, imgsim_engine_info 
  * JPEGs nvJPEG refuses (CMYK, EXIF-rotated, truncated) always go to the CPU workers. */
 typedef enum imgsim_decode { IMGSIM_DECODE_AUTO = 0, IMGSIM_DECODE_CPU = 1, IMGSIM_DECODE_GPU = 2 } imgsim_decode;
 
+/* Progress of a long call: done of total inputs are finished. Called after each batch, in order,
+ * with done growing to total, on a thread of the call (the caller's, or one of the library's with
+ * a CUDA engine); calls never overlap. Return 0 to go on; any other value stops the call, which
+ * returns IMGSIM_ERR_CANCELLED and leaves no complete output. Used by bindings for progress bars
+ * and for interrupting a job (Ctrl-C in a notebook). */
+typedef int (*imgsim_progress_fn)(void *user, int64_t done, int64_t total);
+
 typedef struct imgsim_extract_opts {
     imgsim_preprocess_opts pre;
     int workers;          /* decode/preprocess threads; 0 = all cores */
@@ -206,6 +214,8 @@ typedef struct imgsim_extract_opts {
     imgsim_dtype dtype;   /* features.npy element type; default F32 */
     int quiet;            /* no progress output */
     imgsim_decode decode; /* where JPEGs are decoded with a CUDA engine; default AUTO */
+    imgsim_progress_fn progress; /* called as batches are written (see imgsim_progress_fn); default NULL */
+    void *progress_user;         /* passed to progress */
 } imgsim_extract_opts;
 
 void imgsim_extract_opts_init(imgsim_extract_opts *opt);

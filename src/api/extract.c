@@ -418,8 +418,16 @@ static void release_slot(pipeline *p, int64_t b) {
     pthread_mutex_unlock(&p->mu);
 }
 
-static void count_batch(pipeline *p, int64_t b) {
+/* Counts batch b as done: the progress line and the caller's progress callback (which may stop
+ * the job: IMGSIM_ERR_CANCELLED). */
+static imgsim_status count_batch(pipeline *p, int64_t b, ims_err *e) {
     ims_progress_add(p->progress, batch_count(p, b));
+    if (!p->opt->progress) return IMGSIM_OK;
+    int64_t done = b * p->B + batch_count(p, b);
+    if (p->opt->progress(p->opt->progress_user, done, p->n_items))
+        return ims_fail(e, IMGSIM_ERR_CANCELLED, "extraction cancelled after %lld of %lld inputs (progress callback)",
+                       (long long)done, (long long)p->n_items);
+    return IMGSIM_OK;
 }
 
 
@@ -565,7 +573,7 @@ static void *collector_main(void *arg) {
         if (!st) st = write_batch(p, b, out, c->npy, c->man, &row, &c->err);
         c->infer_s += t1 - t0;
         c->write_s += ims_now() - t1;
-        count_batch(p, b);
+        if (!st) st = count_batch(p, b, &c->err);
         if (!p->gpu_mode) release_slot(p, b); /* (GPU mode: the feeder released it after its upload) */
         pthread_mutex_lock(&p->mu);
         c->collected = b + 1;
@@ -636,7 +644,7 @@ static imgsim_status consume(pipeline *p, ims_npy_writer *npy, FILE *man, double
         double t1 = ims_now();
         if (!st) st = write_batch(p, b, out, npy, man, &row, e);
         *write_s += ims_now() - t1;
-        count_batch(p, b);
+        if (!st) st = count_batch(p, b, e);
         release_slot(p, b);
     }
     free(out);

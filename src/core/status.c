@@ -21,6 +21,7 @@ const char *imgsim_status_str(imgsim_status s) {
     case IMGSIM_ERR_NO_DEVICE: return "device not available";
     case IMGSIM_ERR_BACKEND: return "compute backend error";
     case IMGSIM_ERR_INTERNAL: return "internal error";
+    case IMGSIM_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }
