@@ -105,6 +105,26 @@ def _describe(x):
     return "pixels in memory"
 
 
+def _progress_callback(bar):
+    """A callback(done, total) for the C layer: bar itself when it is a plain callable, else an
+    adapter feeding a tqdm-compatible bar (total set once, update(n) with the increments)."""
+    if bar is None:
+        return None
+    if not hasattr(bar, "update") and callable(bar):
+        return bar
+    last = [0]
+
+    def feed(done, total):
+        if last[0] == 0 and getattr(bar, "total", None) != total:
+            bar.total = total
+            if hasattr(bar, "refresh"):
+                bar.refresh()
+        bar.update(done - last[0])
+        last[0] = done
+
+    return feed
+
+
 def preprocess(item, size=(224, 224), *, exif_rotate=True, dct_scaling=True, max_pixels=None):
     """The network input of one image, float32 [3, H, W] (what Engine.embed feeds the engine):
     decoded, EXIF-rotated (files and bytes), resized to size = (H, W) with PIL's antialiased
@@ -298,10 +318,25 @@ class Engine:
         if str(decode) not in _DECODE:
             raise _bad("decode=%r: expected 'auto', 'cpu' or 'gpu'" % (decode,))
         dt = _dtype(dtype)
-        stats = self._e._extract(os.fspath(input), os.fspath(out), batch_size=int(batch_size or 0),
-                                 workers=int(workers), dtype=1 if dt == np.float16 else 0, decode=_DECODE[decode],
-                                 quiet=progress is not True, exif_rotate=bool(exif_rotate),
-                                 dct_scaling=bool(dct_scaling), max_pixels=int(max_pixels or 0))
+        quiet, bar, own_bar = True, None, False
+        if progress is True:
+            try:
+                from tqdm.auto import tqdm
+                bar, own_bar = tqdm(desc="extract", unit="img"), True
+            except ImportError:  # no tqdm: the library's own progress lines on stderr
+                quiet = False
+        elif progress is not None and progress is not False:
+            bar = progress
+        callback = _progress_callback(bar)
+        try:
+            stats = self._e._extract(os.fspath(input), os.fspath(out), batch_size=int(batch_size or 0),
+                                     workers=int(workers), dtype=1 if dt == np.float16 else 0,
+                                     decode=_DECODE[decode], quiet=quiet, exif_rotate=bool(exif_rotate),
+                                     dct_scaling=bool(dct_scaling), max_pixels=int(max_pixels or 0),
+                                     progress=callback)
+        finally:
+            if own_bar:
+                bar.close()
         store = Store(out)
         store.stats = stats
         return store

@@ -271,6 +271,32 @@ done:
     return ret;
 }
 
+/* ---- progress and interruption ----------------------------------------------------------- */
+
+/* A long call's progress callback (imgsim_progress_fn) into Python: takes the GIL, lets Ctrl-C
+ * through (PyErr_CheckSignals, effective on the main thread) and calls the Python callable fn
+ * (may be NULL) with (done, total). A Python exception stops the call and is kept for the caller
+ * to raise in place of IMGSIM_ERR_CANCELLED. */
+typedef struct py_progress {
+    PyObject *fn;
+    PyObject *exc, *exc_value, *exc_tb; /* the exception that stopped the call (exc: its type) */
+} py_progress;
+
+static int progress_cb(void *user, int64_t done, int64_t total) {
+    py_progress *c = user;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int stop = PyErr_CheckSignals() < 0;
+    if (!stop && c->fn) {
+        PyObject *r = PyObject_CallFunction(c->fn, "LL", (long long)done, (long long)total);
+        stop = r == NULL;
+        Py_XDECREF(r);
+    }
+    if (stop && !c->exc) PyErr_Fetch(&c->exc, &c->exc_value, &c->exc_tb);
+    PyErr_Clear();
+    PyGILState_Release(g);
+    return stop;
+}
+
 /* ---- embedding pipeline ------------------------------------------------------------------ */
 
 /* What an item is, as the Python layer hands it over. */
@@ -307,6 +333,7 @@ typedef struct emb_job {
     int abort;
     pthread_mutex_t mu;
     pthread_cond_t cv_free, cv_full;
+    py_progress *interrupt; /* checked between batches (Ctrl-C) */
 } emb_job;
 
 static int batch_count(const emb_job *j, int64_t b) {
@@ -367,6 +394,8 @@ static imgsim_status emb_consume(emb_job *j, float *out, int stop_on_error, char
         }
         pthread_mutex_unlock(&j->eng->mu);
         if (st) return st;
+        if (b + 1 < j->n_batches && progress_cb(j->interrupt, (b + 1) * j->B, j->n))
+            return IMGSIM_ERR_CANCELLED; /* Ctrl-C: the exception is in j->interrupt */
         for (int k = 0; k < count; k++)
             if (j->res[b * j->B + k].st != IMGSIM_OK)
                 for (int d = 0; d < dim; d++) o[(size_t)k * (size_t)dim + d] = NAN;
@@ -479,6 +508,8 @@ static PyObject *Engine_embed(EngineObject *self, PyObject *args, PyObject *kw) 
 
     imgsim_status st = IMGSIM_OK;
     char msg[1024] = "";
+    py_progress pc = {NULL, NULL, NULL, NULL};
+    j.interrupt = &pc;
     Py_BEGIN_ALLOW_THREADS
     for (int w = 0; w < workers; w++)
         if (pthread_create(&th[w], NULL, emb_worker, &j) == 0) started++;
@@ -495,6 +526,10 @@ static PyObject *Engine_embed(EngineObject *self, PyObject *args, PyObject *kw) 
     pthread_cond_destroy(&j.cv_full);
     if (!started) {
         raise_status(IMGSIM_ERR_INTERNAL, "cannot start worker threads");
+        goto done;
+    }
+    if (pc.exc) {
+        PyErr_Restore(pc.exc, pc.exc_value, pc.exc_tb);
         goto done;
     }
     if (st) {
@@ -530,14 +565,15 @@ done:
  * exif_rotate=True, dct_scaling=True, max_pixels=0) -> stats dict. */
 static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"input", "store_dir", "batch_size", "workers", "dtype", "decode", "quiet",
-                             "exif_rotate", "dct_scaling", "max_pixels", NULL};
-    PyObject *input = NULL, *store = NULL;
+                             "exif_rotate", "dct_scaling", "max_pixels", "progress", NULL};
+    PyObject *input = NULL, *store = NULL, *progress = Py_None;
     int batch = 0, workers = 0, dtype = 0, decode = 0, quiet = 1, exif = 1, dct = 1;
     unsigned long long max_pixels = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|iiiipppK", kwlist, PyUnicode_FSConverter, &input,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|iiiipppKO", kwlist, PyUnicode_FSConverter, &input,
                                      PyUnicode_FSConverter, &store, &batch, &workers, &dtype, &decode, &quiet, &exif,
-                                     &dct, &max_pixels))
+                                     &dct, &max_pixels, &progress))
         return NULL;
+    py_progress pc = {progress == Py_None ? NULL : progress, NULL, NULL, NULL};
     PyObject *ret = NULL;
     if (!engine_open(self)) goto done;
     imgsim_extract_opts xo;
@@ -552,6 +588,8 @@ static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw
     xo.dtype = dtype ? IMGSIM_F16 : IMGSIM_F32;
     xo.quiet = quiet;
     xo.decode = (imgsim_decode)decode;
+    xo.progress = progress_cb;
+    xo.progress_user = &pc;
     imgsim_extract_stats s;
     memset(&s, 0, sizeof s);
     imgsim_status st;
@@ -569,6 +607,10 @@ static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw
     }
     pthread_mutex_unlock(&self->mu);
     Py_END_ALLOW_THREADS
+    if (pc.exc) { /* the callback's exception (KeyboardInterrupt, ...) stopped the job */
+        PyErr_Restore(pc.exc, pc.exc_value, pc.exc_tb);
+        goto done;
+    }
     if (st) {
         raise_status(st, msg);
         goto done;
