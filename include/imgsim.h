@@ -259,6 +259,100 @@ imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int
                             const void *queries, int64_t q, int dim, imgsim_dtype dtype, int k,
                             const imgsim_search_opts *opt);
 
+/* ---- stores: reading and checking --------------------------------------------------------- */
+
+/* A feature store opened for reading: features.npy, manifest.tsv and meta.json of one folder,
+ * checked to belong together. Everything it hands out is owned by it and valid until
+ * imgsim_store_close. */
+typedef struct imgsim_store imgsim_store;
+
+/* Opens the store folder dir and checks its three files against each other: the manifest lists
+ * rows 0..n-1 of features.npy exactly once, and meta.json's "dim", "rows" and "dtype" (where
+ * present) match features.npy. A folder holding features.npy or manifest.tsv but no meta.json is
+ * an incomplete store (meta.json is written last, so the extraction that made it did not finish):
+ * it is refused with IMGSIM_ERR_IO and a message saying so. Every error names the file at fault
+ * (and the manifest line). */
+imgsim_status imgsim_store_open(imgsim_store **out, const char *dir);
+void imgsim_store_close(imgsim_store *s);
+
+/* 1 when path is a folder holding any of a store's three files (a store, complete or not), else 0.
+ * For telling a query store from a folder of images. */
+int imgsim_store_exists(const char *path);
+
+typedef struct imgsim_store_info {
+    const char *dir;           /* the folder, as given to imgsim_store_open */
+    int64_t n;                 /* feature rows: inputs extracted */
+    int dim;                   /* feature dimension */
+    imgsim_dtype dtype;        /* element type of features.npy */
+    const void *features;      /* [n, dim] of dtype, C order */
+    const char *const *paths;  /* [n]: each row's path, as in the manifest */
+    const char *const *labels; /* [n]: each row's label ("" when unknown) */
+    int64_t n_failed;          /* manifest lines of inputs that failed (no row) */
+    int unit_norm;             /* 1 when the rows are L2-normalised: meta.json does not say otherwise
+                                  and every row's norm is 1 within float rounding (an inner product
+                                  is then a cosine); 0 for a --no-normalize store */
+} imgsim_store_info;
+
+imgsim_status imgsim_store_get_info(const imgsim_store *s, imgsim_store_info *info);
+
+/* What meta.json says about how a store was made. Written by imgsim_extract (src/data/meta.c is
+ * the one place that reads and writes the file). Strings are never NULL: "" where meta.json lacks
+ * the key; numbers are 0 where it lacks them, unless said otherwise. */
+typedef struct imgsim_store_meta {
+    const char *format;           /* "imgsim-store-1" */
+    const char *imgsim_version;   /* of the library that wrote the store */
+    const char *created;          /* UTC, "YYYY-MM-DDTHH:MM:SSZ" */
+    const char *model_path;       /* the model file as given to the extraction */
+    const char *model_sha256;     /* of the model file, lowercase hex */
+    const char *layer;            /* the embedding layer */
+    int dim;                      /* feature dimension */
+    int in_channels, in_height, in_width; /* the network input */
+    int has_preprocessing;        /* 1 when meta.json holds the preprocessing below */
+    imgsim_preprocess_opts pre;   /* height, width, mean, std, exif_rotate, dct_scaling (max_pixels is
+                                     not recorded: the default) */
+    const char *interpolation;    /* "bilinear-antialias (PIL)" */
+    const char *precision;        /* "fp32", "bf16", "fp16" or "tf32" */
+    const char *device;           /* "cpu" or "cuda" */
+    const char *device_name;
+    const char *dtype;            /* "float32" or "float16" */
+    int normalized;               /* 1: rows L2-normalised, 0: not (--no-normalize), -1: not recorded */
+    int batch_size;
+    const char *input;            /* the input the extraction was given (folder, list or file) */
+    const char *inputs_fingerprint; /* imgsim_dataset_fingerprint of that input, at the time */
+    imgsim_extract_stats stats;   /* counts and timings of the extraction */
+    double engine_build_seconds;
+    double cpu_decode_share_final; /* GPU decoding: the CPU workers' share of JPEGs at the end; -1
+                                      when not recorded */
+} imgsim_store_meta;
+
+/* Fills meta from the store's meta.json; its strings belong to the store. */
+imgsim_status imgsim_store_get_meta(const imgsim_store *s, imgsim_store_meta *meta);
+
+/* The features as float32 (float16 stores converted), into out ([n, dim], owned by the caller);
+ * with unit set, each row divided by its L2 norm (rows of zeros stay zero), for a cosine over a
+ * store whose rows are not unit length. */
+imgsim_status imgsim_store_features_f32(float *out, const imgsim_store *s, int unit);
+
+/* Whether query and engine (either may be NULL) belong with gallery: a query store must come
+ * from the same model (sha256), layer, preprocessing and feature dimension; an engine must run
+ * the same model and layer with the same dimension. IMGSIM_ERR_MISMATCH otherwise, with a
+ * message naming both sides and what differs ("... were extracted with different models"). */
+imgsim_status imgsim_store_check_compatible(const imgsim_store *gallery, const imgsim_store *query,
+                                            const imgsim_engine *engine);
+
+/* ---- near-duplicates --------------------------------------------------------------------- */
+
+/* Called once for each pair found, on the thread that called imgsim_dedup. */
+typedef void (*imgsim_pair_fn)(void *user, int64_t i, int64_t j, float score);
+
+/* Every pair of rows i < j of x ([n, dim] of dtype, C order) whose inner product (cosine for
+ * L2-normalised rows) is >= threshold, found blockwise (no n x n matrix) on opt->device (CPU, or
+ * CUDA with opt->device_index and opt->gpu_memory; opt->threads on the CPU; opt NULL: the CPU
+ * with all cores). The pair set is the exact one (candidates re-scored in float64); score is the
+ * float64 inner product rounded to float32. Pairs come in no promised order. */
+imgsim_status imgsim_dedup(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
+                           const imgsim_search_opts *opt, imgsim_pair_fn fn, void *user);
+
 #ifdef __cplusplus
 }
 #endif

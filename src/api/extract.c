@@ -19,14 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-
-#include <cjson/cJSON.h>
 
 #include "api/api.h"
 #include "api/extract.h"
 #include "data/dataset.h"
+#include "data/meta.h"
 #include "image/image.h"
 #ifdef IMGSIM_HAVE_CUDA
 #include "image/cuda/gpu_image.h"
@@ -233,112 +230,32 @@ static imgsim_status write_batch(pipeline *p, int64_t b, const float *out, ims_n
     return IMGSIM_OK;
 }
 
-imgsim_status ims_dataset_fingerprint(const ims_dataset *d, char out[65], ims_err *e) {
-    ims_sha256 s;
-    ims_sha256_init(&s);
-    for (size_t i = 0; i < d->n; i++) {
-        struct stat st;
-        long long size = -1, mt = 0;
-        if (stat(d->items[i].path, &st) == 0) {
-            size = (long long)st.st_size;
-            mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-        }
-        char buf[64];
-        ims_sha256_update(&s, d->items[i].rel, strlen(d->items[i].rel) + 1);
-        ims_sha256_update(&s, d->items[i].label, strlen(d->items[i].label) + 1);
-        int n = snprintf(buf, sizeof buf, "%lld:%lld;", size, mt);
-        ims_sha256_update(&s, buf, (size_t)n);
-    }
-    uint8_t dg[32];
-    ims_sha256_final(&s, dg);
-    static const char hx[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hx[dg[i] >> 4];
-        out[2 * i + 1] = hx[dg[i] & 15];
-    }
-    out[64] = 0;
-    (void)e;
-    return IMGSIM_OK;
-}
-
-static cJSON *json_floats(const float *v, int n) {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
-    return a;
-}
-
-cJSON *ims_preprocess_json(const imgsim_preprocess_opts *pre) {
-    cJSON *p = cJSON_CreateObject();
-    cJSON *size = cJSON_CreateArray();
-    cJSON_AddItemToArray(size, cJSON_CreateNumber(pre->height));
-    cJSON_AddItemToArray(size, cJSON_CreateNumber(pre->width));
-    cJSON_AddItemToObject(p, "resize", size);
-    cJSON_AddStringToObject(p, "interpolation", "bilinear-antialias (PIL)");
-    cJSON_AddItemToObject(p, "mean", json_floats(pre->mean, 3));
-    cJSON_AddItemToObject(p, "std", json_floats(pre->std, 3));
-    cJSON_AddBoolToObject(p, "exif_rotate", pre->exif_rotate != 0);
-    cJSON_AddBoolToObject(p, "dct_scaling", pre->dct_scaling != 0);
-    return p;
-}
-
 static imgsim_status write_meta(const char *path, const pipeline *p, const char *input, const char *fingerprint,
                                 const imgsim_extract_stats *s, ims_err *e) {
     const imgsim_engine *eng = p->eng;
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "format", "imgsim-store-1");
-    cJSON_AddStringToObject(root, "imgsim_version", imgsim_version());
-    cJSON *m = cJSON_AddObjectToObject(root, "model");
-    cJSON_AddStringToObject(m, "path", eng->model_path ? eng->model_path : "");
-    cJSON_AddStringToObject(m, "sha256", eng->sha256);
-    cJSON_AddStringToObject(m, "layer", eng->layer);
-    cJSON_AddNumberToObject(m, "dim", eng->info.dim);
-    cJSON *in = cJSON_CreateArray();
-    cJSON_AddItemToArray(in, cJSON_CreateNumber(eng->info.in_channels));
-    cJSON_AddItemToArray(in, cJSON_CreateNumber(eng->info.in_height));
-    cJSON_AddItemToArray(in, cJSON_CreateNumber(eng->info.in_width));
-    cJSON_AddItemToObject(m, "input_chw", in);
-    cJSON_AddStringToObject(root, "layer", eng->layer);
-    cJSON_AddNumberToObject(root, "dim", eng->info.dim);
-    cJSON_AddItemToObject(root, "preprocessing", ims_preprocess_json(&p->opt->pre));
-    cJSON_AddStringToObject(root, "precision", imgsim_precision_str(eng->info.precision));
-    cJSON_AddStringToObject(root, "device", eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu");
-    cJSON_AddStringToObject(root, "device_name", eng->info.device_name);
-    cJSON_AddStringToObject(root, "dtype", p->opt->dtype == IMGSIM_F16 ? "float16" : "float32");
-    cJSON_AddBoolToObject(root, "normalized", eng->normalize);
-    cJSON_AddNumberToObject(root, "batch_size", p->B);
-    cJSON_AddStringToObject(root, "input", input);
-    cJSON_AddStringToObject(root, "inputs_fingerprint", fingerprint);
-    cJSON *c = cJSON_AddObjectToObject(root, "counts");
-    cJSON_AddNumberToObject(c, "inputs", (double)s->inputs);
-    cJSON_AddNumberToObject(c, "ok", (double)s->ok);
-    cJSON_AddNumberToObject(c, "failed", (double)s->failed);
-    cJSON_AddNumberToObject(c, "skipped", (double)s->skipped);
-    cJSON *t = cJSON_AddObjectToObject(root, "timings");
-    cJSON_AddNumberToObject(t, "total_s", s->seconds_total);
-    cJSON_AddNumberToObject(t, "list_s", s->seconds_list);
-    cJSON_AddNumberToObject(t, "setup_s", s->seconds_setup);
-    cJSON_AddNumberToObject(t, "decode_busy_s", s->seconds_decode_busy);
-    cJSON_AddNumberToObject(t, "infer_busy_s", s->seconds_infer_busy);
-    cJSON_AddNumberToObject(t, "write_s", s->seconds_write);
-    cJSON_AddNumberToObject(t, "images_per_s", s->images_per_s);
-    cJSON_AddNumberToObject(t, "engine_build_s", eng->info.build_seconds);
-    cJSON_AddNumberToObject(t, "gpu_decode_s", s->seconds_gpu_decode);
-    cJSON_AddNumberToObject(t, "wait_for_workers_s", s->seconds_wait_workers);
-    cJSON_AddNumberToObject(t, "gpu_init_s", s->seconds_gpu_init);
-    if (p->gpu_mode) cJSON_AddNumberToObject(root, "cpu_decode_share_final", p->cpu_share);
-    cJSON_AddNumberToObject(c, "gpu_decoded", (double)s->gpu_decoded);
-    time_t now = time(NULL);
-    char ts[32];
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    cJSON_AddStringToObject(root, "created", ts);
-    char *txt = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!txt) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
-    size_t n = strlen(txt);
-    txt[n] = '\n'; /* replace the terminator: written with its length */
-    imgsim_status st = ims_write_file_atomic(path, txt, n + 1, e);
-    free(txt);
-    return st;
+    imgsim_store_meta m;
+    ims_meta_init(&m);
+    m.model_path = eng->model_path ? eng->model_path : "";
+    m.model_sha256 = eng->sha256;
+    m.layer = eng->layer;
+    m.dim = eng->info.dim;
+    m.in_channels = eng->info.in_channels;
+    m.in_height = eng->info.in_height;
+    m.in_width = eng->info.in_width;
+    m.has_preprocessing = 1;
+    m.pre = p->opt->pre;
+    m.precision = imgsim_precision_str(eng->info.precision);
+    m.device = eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu";
+    m.device_name = eng->info.device_name;
+    m.dtype = p->opt->dtype == IMGSIM_F16 ? "float16" : "float32";
+    m.normalized = eng->normalize;
+    m.batch_size = p->B;
+    m.input = input;
+    m.inputs_fingerprint = fingerprint;
+    m.stats = *s;
+    m.engine_build_seconds = eng->info.build_seconds;
+    if (p->gpu_mode) m.cpu_decode_share_final = p->cpu_share;
+    return ims_meta_write(path, &m, e);
 }
 
 /* Creates the ring buffers. An asynchronous backend (CUDA) lends its pinned input buffers, one

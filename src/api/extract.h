@@ -2,8 +2,6 @@
 #ifndef IMGSIM_EXTRACT_H
 #define IMGSIM_EXTRACT_H
 
-#include <cjson/cJSON.h>
-
 #include "api/api.h"
 #include "data/dataset.h"
 
@@ -12,11 +10,5 @@
 imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, const char *input_desc,
                                  const char *store_dir, const imgsim_extract_opts *opt, double list_seconds,
                                  imgsim_extract_stats *stats, ims_err *e);
-
-/* SHA-256 over every item's relative path, label, size and modification time. */
-imgsim_status ims_dataset_fingerprint(const ims_dataset *d, char out[65], ims_err *e);
-
-/* The preprocessing settings as stored in meta.json (compared between stores). */
-cJSON *ims_preprocess_json(const imgsim_preprocess_opts *pre);
 
 #endif

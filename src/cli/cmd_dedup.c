@@ -3,7 +3,7 @@
  *
  * Finds every pair of rows i < j of a feature store whose cosine (rows that are not unit length,
  * as in a --no-normalize store, are normalised first; the raw inner product with --metric=dot)
- * is >= threshold, blockwise (ims_dedup_cpu: no n x n matrix),
+ * is >= threshold, blockwise (imgsim_dedup: no n x n matrix),
  * and writes JSON {path_i: [[path_j, score], ...], ...}: each pair once, under the path of the
  * lower row, each list sorted by score descending (then row ascending); only rows with at least
  * one pair appear, in row order. Written atomically to --out, or to stdout without it. A summary
@@ -18,8 +18,6 @@
 
 #include "cli.h"
 #include "core/core.h"
-#include "data/store.h"
-#include "search/search.h"
 
 static const char usage[] =
     "imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N] [--device=cpu|cuda[:N]]\n"
@@ -67,7 +65,7 @@ static int found_cmp(const void *pa, const void *pb) {
 }
 
 /* Builds the JSON text of the pairs (sorted by found_cmp). NULL when out of memory. */
-static char *pairs_json(const ims_store *s, const found *p, size_t n) {
+static char *pairs_json(const imgsim_store_info *s, const found *p, size_t n) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;
     for (size_t a = 0; a < n;) {
@@ -112,15 +110,17 @@ int cmd_dedup(int argc, char **argv) {
     const char *out = cli_str(&a, "out", NULL);
     int threads = (int)cli_int(&a, "threads", 0, 0, 4096);
     const char *dev = cli_str(&a, "device", "cpu");
-    int cuda = 0, dev_index = 0;
+    imgsim_search_opts so;
+    imgsim_search_opts_init(&so);
+    so.threads = threads;
     if (!strcmp(dev, "cuda") || !strncmp(dev, "cuda:", 5)) {
-        cuda = 1;
-        dev_index = dev[4] == ':' ? atoi(dev + 5) : 0;
+        so.device = IMGSIM_DEVICE_CUDA;
+        so.device_index = dev[4] == ':' ? atoi(dev + 5) : 0;
     } else if (strcmp(dev, "cpu") != 0) {
         fprintf(stderr, "imgsim dedup: --device=%s: expected cpu, cuda or cuda:N\n", dev);
         a.error = 1;
     }
-    size_t gpu_memory = (size_t)cli_u64(&a, "gpu-memory", 0);
+    so.gpu_memory = (size_t)cli_u64(&a, "gpu-memory", 0);
     const char *metric = cli_str(&a, "metric", "cosine");
     int dot = !strcmp(metric, "dot");
     if (!dot && strcmp(metric, "cosine")) {
@@ -139,32 +139,33 @@ int cmd_dedup(int argc, char **argv) {
         return rc;
     }
 
-    ims_store *s = NULL;
+    imgsim_store *s = NULL;
+    imgsim_store_info si = {0};
     collect c = {0};
     char *txt = NULL;
+    const char *why = NULL; /* a failure of the command's own */
     double t0 = ims_now();
+    imgsim_status st = imgsim_store_open(&s, dir);
+    if (st == IMGSIM_OK) st = imgsim_store_get_info(s, &si);
+    const void *x = si.features;
+    imgsim_dtype dt = si.dtype;
     float *unit = NULL;
-    imgsim_status st = ims_store_open(&s, dir, NULL);
-    const void *x = s ? s->features : NULL;
-    imgsim_dtype dt = s ? s->dtype : IMGSIM_F32;
-    if (st == IMGSIM_OK && !dot && ims_store_needs_normalizing(s)) {
+    if (st == IMGSIM_OK && !dot && !si.unit_norm) {
         /* cosine over rows that are not unit length (a --no-normalize store) */
         if (!quiet)
             fprintf(stderr, "imgsim dedup: %s: rows are not L2-normalised (--no-normalize?): comparing by cosine; "
                             "--metric=dot for the raw inner product\n", dir);
-        x = unit = ims_store_features_unit(s);
+        x = unit = malloc((size_t)(si.n ? si.n : 1) * (size_t)si.dim * sizeof(float));
         dt = IMGSIM_F32;
-        if (!unit) st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory normalising %s", dir);
+        if (!unit) st = IMGSIM_ERR_NOMEM, why = "out of memory normalising the store";
+        else st = imgsim_store_features_f32(unit, s, 1);
     }
-    if (st == IMGSIM_OK)
-        st = cuda ? ims_dedup_cuda(x, s->n, s->dim, dt, (float)thr, dev_index, gpu_memory, on_pair, &c, NULL)
-                  : ims_dedup_cpu(x, s->n, s->dim, dt, (float)thr, threads, on_pair, &c, NULL);
-    if (st == IMGSIM_OK && c.oom)
-        st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory holding the pairs");
+    if (st == IMGSIM_OK) st = imgsim_dedup(x, si.n, si.dim, dt, (float)thr, &so, on_pair, &c);
+    if (st == IMGSIM_OK && c.oom) st = IMGSIM_ERR_NOMEM, why = "out of memory holding the pairs";
     if (st == IMGSIM_OK) {
         if (c.n) qsort(c.p, c.n, sizeof *c.p, found_cmp);
-        txt = pairs_json(s, c.p, c.n);
-        if (!txt) st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "dedup: out of memory writing JSON");
+        txt = pairs_json(&si, c.p, c.n);
+        if (!txt) st = IMGSIM_ERR_NOMEM, why = "out of memory writing JSON";
     }
     if (st == IMGSIM_OK) {
         if (out) {
@@ -181,14 +182,18 @@ int cmd_dedup(int argc, char **argv) {
         fprintf(stderr,
                 "imgsim dedup: %lld rows, %zu pairs with score >= %g (%zu rows have a near-duplicate), %.2f "
                 "s%s%s\n",
-                (long long)s->n, c.n, (double)(float)thr, rows, ims_now() - t0, out ? ", written to " : "",
+                (long long)si.n, c.n, (double)(float)thr, rows, ims_now() - t0, out ? ", written to " : "",
                 out ? out : "");
     }
     cli_free(&a);
     free(txt);
     free(unit);
     free(c.p);
-    ims_store_free(s);
+    imgsim_store_close(s);
+    if (why) {
+        fprintf(stderr, "imgsim dedup: dedup: %s\n", why);
+        return 1;
+    }
     if (st != IMGSIM_OK) return cli_fail("dedup", st);
     return 0;
 }

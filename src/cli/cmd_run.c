@@ -9,6 +9,7 @@
 #include "cli/job.h"
 #include "core/core.h"
 #include "data/dataset.h"
+#include "data/meta.h"
 
 static const char *usage =
     "imgsim run DATASET --model=M.onnx --out=DIR [--test-size=0.2] [--seed=42] [--k=5] [--layer=NAME]\n"
@@ -27,26 +28,25 @@ typedef struct stage {
  * precision, dtype and images. */
 static int store_reusable(const char *dir, const imgsim_model_info *mi, const imgsim_engine_opts *eo,
                           const imgsim_extract_opts *xo, const ims_dataset *ds) {
-    ims_store *s = NULL;
+    imgsim_store *s = NULL;
     ims_err e;
-    if (ims_store_open(&s, dir, &e)) return 0;
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(s->meta, "model");
-    const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "sha256"));
-    const char *layer = ims_store_meta_str(s, "layer"), *prec = ims_store_meta_str(s, "precision");
-    const char *fp = ims_store_meta_str(s, "inputs_fingerprint"), *dtype = ims_store_meta_str(s, "dtype");
-    const char *dev = ims_store_meta_str(s, "device");
+    if (imgsim_store_open(&s, dir)) return 0;
+    imgsim_store_meta m, want;
+    imgsim_store_get_meta(s, &m);
     char want_fp[65];
     ims_dataset_fingerprint(ds, want_fp, &e);
-    cJSON *pre = ims_preprocess_json(&xo->pre);
+    ims_meta_init(&want);
+    want.has_preprocessing = 1;
+    want.pre = xo->pre;
+    want.interpolation = IMS_META_INTERPOLATION;
     imgsim_precision p = eo->precision_set ? eo->precision
                                            : (eo->device == IMGSIM_DEVICE_CUDA ? IMGSIM_PREC_FP16 : IMGSIM_PREC_FP32);
-    int ok = sha && !strcmp(sha, mi->sha256) && layer && !strcmp(layer, mi->layer) && prec &&
-             !strcmp(prec, imgsim_precision_str(p)) && fp && !strcmp(fp, want_fp) && dtype &&
-             !strcmp(dtype, xo->dtype == IMGSIM_F16 ? "float16" : "float32") && dev &&
-             !strcmp(dev, eo->device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu") &&
-             cJSON_Compare(cJSON_GetObjectItemCaseSensitive(s->meta, "preprocessing"), pre, 1);
-    cJSON_Delete(pre);
-    ims_store_free(s);
+    int ok = !strcmp(m.model_sha256, mi->sha256) && !strcmp(m.layer, mi->layer) &&
+             !strcmp(m.precision, imgsim_precision_str(p)) && !strcmp(m.inputs_fingerprint, want_fp) &&
+             !strcmp(m.dtype, xo->dtype == IMGSIM_F16 ? "float16" : "float32") &&
+             !strcmp(m.device, eo->device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu") &&
+             ims_meta_same_preprocessing(&m, &want);
+    imgsim_store_close(s);
     return ok;
 }
 
@@ -127,7 +127,8 @@ int cmd_run(int argc, char **argv) {
     ims_dataset *all = NULL, *train = NULL, *test = NULL;
     imgsim_model *m = NULL;
     imgsim_engine *eng = NULL;
-    ims_store *gs = NULL, *qs = NULL;
+    imgsim_store *gs = NULL, *qs = NULL;
+    imgsim_store_info gi, qi;
     cJSON *metrics = NULL, *sum = NULL;
     uint8_t *is_test = NULL;
     size_t *tr = NULL, *te = NULL;
@@ -198,10 +199,12 @@ int cmd_run(int argc, char **argv) {
     eng = NULL;
 
     /* search */
-    if (ims_store_open(&gs, p_gal, &e) || ims_store_open(&qs, p_q, &e)) {
-        fprintf(stderr, "imgsim run: %s\n", e.msg);
+    if (imgsim_store_open(&gs, p_gal) || imgsim_store_open(&qs, p_q)) {
+        fprintf(stderr, "imgsim run: %s\n", imgsim_last_error());
         goto done;
     }
+    imgsim_store_get_info(gs, &gi);
+    imgsim_store_get_info(qs, &qi);
     imgsim_search_opts so;
     imgsim_search_opts_init(&so);
     so.threads = eo.threads;
@@ -211,7 +214,7 @@ int cmd_run(int argc, char **argv) {
     t0 = ims_now();
     if (job_search(gs, qs, k, 0, &so, p_res, &metrics)) goto done;
     st_search.seconds = ims_now() - t0;
-    st_search.images = qs->n;
+    st_search.images = qi.n;
 
     /* summary */
     double total = ims_now() - t_all;
@@ -229,10 +232,10 @@ int cmd_run(int argc, char **argv) {
     cJSON_AddNumberToObject(sp, "test", (double)nte);
     cJSON_AddNumberToObject(sp, "skipped", (double)all->n_skipped);
     cJSON *cn = cJSON_AddObjectToObject(sum, "counts");
-    cJSON_AddNumberToObject(cn, "gallery", (double)gs->n);
-    cJSON_AddNumberToObject(cn, "gallery_failed", (double)gs->n_failed);
-    cJSON_AddNumberToObject(cn, "queries", (double)qs->n);
-    cJSON_AddNumberToObject(cn, "queries_failed", (double)qs->n_failed);
+    cJSON_AddNumberToObject(cn, "gallery", (double)gi.n);
+    cJSON_AddNumberToObject(cn, "gallery_failed", (double)gi.n_failed);
+    cJSON_AddNumberToObject(cn, "queries", (double)qi.n);
+    cJSON_AddNumberToObject(cn, "queries_failed", (double)qi.n_failed);
     cJSON_AddNumberToObject(sum, "k", k);
     cJSON *acc = cJSON_GetObjectItemCaseSensitive(metrics, "accuracy");
     if (acc) cJSON_AddItemToObject(sum, "accuracy", cJSON_Duplicate(acc, 1));
@@ -262,8 +265,8 @@ int cmd_run(int argc, char **argv) {
 done:
     cJSON_Delete(metrics);
     cJSON_Delete(sum);
-    ims_store_free(gs);
-    ims_store_free(qs);
+    imgsim_store_close(gs);
+    imgsim_store_close(qs);
     imgsim_engine_destroy(eng);
     imgsim_model_destroy(m);
     ims_dataset_free(all);

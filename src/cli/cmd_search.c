@@ -61,45 +61,41 @@ int cmd_search(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
-    ims_store *g = NULL, *q = NULL;
-    ims_err e;
+    imgsim_store *g = NULL, *q = NULL;
     char *tmp = NULL, *mp = NULL;
     cJSON *metrics = NULL;
     rc = 1;
-    if (ims_store_open(&g, gdir, &e)) {
-        fprintf(stderr, "imgsim search: %s\n", e.msg);
+    if (imgsim_store_open(&g, gdir)) {
+        fprintf(stderr, "imgsim search: %s\n", imgsim_last_error());
         goto done;
     }
     /* a folder holding any of a store's files is a store (an incomplete one is refused as such
      * when opened, not read as a folder of images) */
-    int query_is_store = 0;
-    static const char *const store_files[] = {"meta.json", "features.npy", "manifest.tsv"};
-    for (int i = 0; i < 3 && ims_is_dir(query); i++) {
-        char *f = ims_path_join(query, store_files[i]);
-        query_is_store |= f && ims_path_exists(f);
-        free(f);
-    }
+    int query_is_store = imgsim_store_exists(query);
     if (!query_is_store) {
         if (job_extract_queries(g, query, model, &eo, &xo, &tmp)) goto done;
     }
-    if (ims_store_open(&q, tmp ? tmp : query, &e)) {
-        fprintf(stderr, "imgsim search: %s\n", e.msg);
+    if (imgsim_store_open(&q, tmp ? tmp : query)) {
+        fprintf(stderr, "imgsim search: %s\n", imgsim_last_error());
         goto done;
     }
     if (query_is_store && job_check_compatible(g, q)) goto done;
     if (job_search(g, q, k, dot, &so, out, &metrics)) goto done;
     mp = mpath ? ims_strdup(mpath) : metrics_path(out);
     if (!mp || job_write_json(mp, metrics)) goto done;
+    imgsim_store_info gi, qi;
+    imgsim_store_get_info(g, &gi);
+    imgsim_store_get_info(q, &qi);
     cli_info("imgsim: %lld queries x %lld gallery, top-%d in %.3f s (%.0f queries/s) -> %s\n",
-            (long long)q->n, (long long)g->n, k, cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "search_seconds")),
+            (long long)qi.n, (long long)gi.n, k, cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "search_seconds")),
             cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "queries_per_s")), out);
     job_print_metrics(metrics);
     rc = 0;
 done:
     cJSON_Delete(metrics);
     free(mp);
-    ims_store_free(g);
-    ims_store_free(q);
+    imgsim_store_close(g);
+    imgsim_store_close(q);
     if (tmp) job_remove_store(tmp);
     free(tmp);
     cli_free(&a);

@@ -15,28 +15,10 @@ static const cJSON *jget(const cJSON *o, const char *key) {
     return o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
 }
 
-static const char *jstr(const cJSON *o, const char *key) {
-    const cJSON *v = jget(o, key);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-int job_check_compatible(const ims_store *g, const ims_store *q) {
-    const cJSON *gm = jget(g->meta, "model"), *qm = jget(q->meta, "model");
-    const char *why = NULL;
-    if (strcmp(jstr(gm, "sha256"), jstr(qm, "sha256")) != 0)
-        why = "were extracted with different models (sha256 differs)";
-    else if (strcmp(jstr(g->meta, "layer"), jstr(q->meta, "layer")) != 0)
-        why = "use different layers";
-    else if (!cJSON_Compare(jget(g->meta, "preprocessing"), jget(q->meta, "preprocessing"), 1))
-        why = "use different preprocessing";
-    else if (g->dim != q->dim)
-        why = "have different feature dimensions";
-    if (why) {
-        fprintf(stderr, "imgsim: gallery %s and query store %s %s; re-extract the queries with the gallery's settings\n",
-                g->dir, q->dir, why);
-        return 1;
-    }
-    return 0;
+int job_check_compatible(const imgsim_store *g, const imgsim_store *q) {
+    if (imgsim_store_check_compatible(g, q, NULL) == IMGSIM_OK) return 0;
+    fprintf(stderr, "imgsim: %s\n", imgsim_last_error());
+    return 1;
 }
 
 int job_write_json(const char *path, const cJSON *v) {
@@ -83,7 +65,7 @@ static int cmp_class(const void *a, const void *b) {
 }
 
 /* Majority label among the first k matches; ties go to the label whose best match ranks first. */
-static const char *knn_vote(const ims_store *g, const int64_t *idx, int k) {
+static const char *knn_vote(const imgsim_store_info *g, const int64_t *idx, int k) {
     const char *best = NULL;
     int best_n = 0;
     for (int r = 0; r < k; r++) {
@@ -107,9 +89,23 @@ static void tsv_field(FILE *f, const char *s) {
     for (; *s; s++) fputc(*s == '\t' || *s == '\n' ? ' ' : *s, f);
 }
 
-int job_search(const ims_store *g, const ims_store *q, int k, int dot, const imgsim_search_opts *so,
+/* A float32 copy of the store's features (NULL when out of memory). */
+static float *features_f32(const imgsim_store *s, const imgsim_store_info *i, int unit) {
+    float *f = ims_malloc_array((size_t)(i->n ? i->n : 1), (size_t)i->dim * sizeof(float));
+    if (f && imgsim_store_features_f32(f, s, unit) != IMGSIM_OK) {
+        free(f);
+        f = NULL;
+    }
+    return f;
+}
+
+int job_search(const imgsim_store *gs, const imgsim_store *qs, int k, int dot, const imgsim_search_opts *so,
                const char *out_tsv, cJSON **metrics) {
     *metrics = NULL;
+    imgsim_store_info gi, qi;
+    imgsim_store_get_info(gs, &gi);
+    imgsim_store_get_info(qs, &qi);
+    const imgsim_store_info *g = &gi, *q = &qi;
     if (g->dim != q->dim) {
         fprintf(stderr, "imgsim: gallery has %d-d features, queries %d-d\n", g->dim, q->dim);
         return 1;
@@ -121,7 +117,7 @@ int job_search(const ims_store *g, const ims_store *q, int k, int dot, const img
     const void *gal = g->features, *qry = q->features;
     float *g32 = NULL, *q32 = NULL;
     imgsim_dtype dt = g->dtype;
-    int norm_g = !dot && ims_store_needs_normalizing(g), norm_q = !dot && ims_store_needs_normalizing(q);
+    int norm_g = !dot && !g->unit_norm, norm_q = !dot && !q->unit_norm;
     if (norm_g || norm_q) {
         /* cosine over rows that are not unit length (a --no-normalize store): normalised
          * float32 copies of both sides */
@@ -129,12 +125,12 @@ int job_search(const ims_store *g, const ims_store *q, int k, int dot, const img
         cli_info("imgsim: %s rows are not L2-normalised (--no-normalize?): searching by cosine; "
                  "--metric=dot for the raw inner product\n", which);
         dt = IMGSIM_F32;
-        gal = g32 = ims_store_features_unit(g);
-        qry = q32 = ims_store_features_unit(q);
+        gal = g32 = features_f32(gs, g, 1);
+        qry = q32 = features_f32(qs, q, 1);
     } else if (g->dtype != q->dtype) { /* mixed: compare in float32 */
         dt = IMGSIM_F32;
-        if (g->dtype == IMGSIM_F16) gal = g32 = ims_store_features_f32(g);
-        if (q->dtype == IMGSIM_F16) qry = q32 = ims_store_features_f32(q);
+        if (g->dtype == IMGSIM_F16) gal = g32 = features_f32(gs, g, 0);
+        if (q->dtype == IMGSIM_F16) qry = q32 = features_f32(qs, q, 0);
     }
     if (!idx || !score || !gal || !qry) {
         fprintf(stderr, "imgsim search: out of memory\n");
@@ -244,44 +240,36 @@ void job_print_metrics(const cJSON *m) {
     }
 }
 
-/* Reads the gallery's preprocessing settings back into xo. */
-static void preprocess_from_meta(const cJSON *pre, imgsim_extract_opts *xo) {
-    const cJSON *sz = jget(pre, "resize"), *mean = jget(pre, "mean"), *std = jget(pre, "std");
-    if (cJSON_GetArraySize(sz) == 2) {
-        xo->pre.height = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 0));
-        xo->pre.width = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 1));
+/* The gallery's preprocessing settings into xo (max_pixels, not recorded, stays xo's). */
+static void preprocess_from_meta(const imgsim_store_meta *m, imgsim_extract_opts *xo) {
+    if (m->has_preprocessing) {
+        uint64_t max_pixels = xo->pre.max_pixels;
+        xo->pre = m->pre;
+        xo->pre.max_pixels = max_pixels;
+    } else {
+        xo->pre.exif_rotate = xo->pre.dct_scaling = 0;
     }
-    for (int c = 0; c < 3; c++) {
-        if (cJSON_GetArraySize(mean) == 3) xo->pre.mean[c] = (float)cJSON_GetNumberValue(cJSON_GetArrayItem(mean, c));
-        if (cJSON_GetArraySize(std) == 3) xo->pre.std[c] = (float)cJSON_GetNumberValue(cJSON_GetArrayItem(std, c));
-    }
-    xo->pre.exif_rotate = cJSON_IsTrue(jget(pre, "exif_rotate"));
-    xo->pre.dct_scaling = cJSON_IsTrue(jget(pre, "dct_scaling"));
 }
 
-int job_extract_queries(const ims_store *g, const char *input, const char *model_override,
+int job_extract_queries(const imgsim_store *g, const char *input, const char *model_override,
                         const imgsim_engine_opts *eo, const imgsim_extract_opts *xo_in, char **tmp_dir) {
     *tmp_dir = NULL;
-    const cJSON *gm = jget(g->meta, "model");
-    const char *model = model_override ? model_override : jstr(gm, "path");
-    const char *layer = jstr(g->meta, "layer");
+    imgsim_store_meta gm;
+    imgsim_store_get_meta(g, &gm);
+    const char *model = model_override ? model_override : gm.model_path;
     if (!*model) {
         fprintf(stderr, "imgsim search: the gallery does not name its model; give --model\n");
         return 1;
     }
     imgsim_engine *e = NULL;
-    imgsim_status st = imgsim_engine_load(&e, model, *layer ? layer : NULL, eo);
+    imgsim_status st = imgsim_engine_load(&e, model, *gm.layer ? gm.layer : NULL, eo);
     if (st) return cli_fail("search", st);
-    imgsim_engine_info ei;
-    imgsim_engine_get_info(e, &ei);
-    if (strcmp(ei.model_sha256, jstr(gm, "sha256")) != 0) {
-        fprintf(stderr, "imgsim search: %s is not the model the gallery %s was extracted with (sha256 differs)\n",
-                model, g->dir);
+    if ((st = imgsim_store_check_compatible(g, NULL, e))) {
         imgsim_engine_destroy(e);
-        return 1;
+        return cli_fail("search", st);
     }
     imgsim_extract_opts xo = *xo_in;
-    preprocess_from_meta(jget(g->meta, "preprocessing"), &xo);
+    preprocess_from_meta(&gm, &xo);
     char tmpl[] = "/tmp/imgsim-queries-XXXXXX";
     const char *base = getenv("TMPDIR");
     char *dir = NULL;

@@ -8,10 +8,10 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
-#include "data/store.h"
 
-/* Refuses a query store whose model hash, layer or preprocessing differ from the gallery's. */
-int job_check_compatible(const ims_store *gallery, const ims_store *query);
+/* Refuses a query store whose model hash, layer or preprocessing differ from the gallery's
+ * (imgsim_store_check_compatible): prints why and returns 1, else 0. */
+int job_check_compatible(const imgsim_store *gallery, const imgsim_store *query);
 
 /* Exact top-k of every query row against the gallery, by cosine (rows that are not unit length,
  * as in a --no-normalize store, are normalised first) or, with dot, by the raw inner product
@@ -19,7 +19,7 @@ int job_check_compatible(const ims_store *gallery, const ims_store *query);
  * rank, match_path, match_label, score) atomically and returns the metrics as JSON
  * (accuracies overall and per class where labels are known; counts; seconds). Returns 0 on
  * success, else prints the error and returns 1. */
-int job_search(const ims_store *gallery, const ims_store *query, int k, int dot, const imgsim_search_opts *so,
+int job_search(const imgsim_store *gallery, const imgsim_store *query, int k, int dot, const imgsim_search_opts *so,
                const char *out_tsv, cJSON **metrics);
 
 /* Prints the accuracy part of metrics as a short table to stderr. */
@@ -31,7 +31,7 @@ int job_write_json(const char *path, const cJSON *v);
 /* Extracts images (folder, TSV list or file) into a temporary store with the gallery's model
  * and preprocessing (or model_override); *tmp_dir receives the store folder (caller removes it
  * with job_remove_store). Returns 0 or 1. */
-int job_extract_queries(const ims_store *gallery, const char *input, const char *model_override,
+int job_extract_queries(const imgsim_store *gallery, const char *input, const char *model_override,
                         const imgsim_engine_opts *eo, const imgsim_extract_opts *xo, char **tmp_dir);
 void job_remove_store(const char *dir);
 

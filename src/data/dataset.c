@@ -640,3 +640,31 @@ imgsim_status ims_dataset_write_tsv(const ims_dataset *d, const size_t *idx, siz
     }
     return ims_atomic_commit(&af, e);
 }
+
+imgsim_status ims_dataset_fingerprint(const ims_dataset *d, char out[65], ims_err *e) {
+    ims_sha256 s;
+    ims_sha256_init(&s);
+    for (size_t i = 0; i < d->n; i++) {
+        struct stat st;
+        long long size = -1, mt = 0;
+        if (stat(d->items[i].path, &st) == 0) {
+            size = (long long)st.st_size;
+            mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+        }
+        char buf[64];
+        ims_sha256_update(&s, d->items[i].rel, strlen(d->items[i].rel) + 1);
+        ims_sha256_update(&s, d->items[i].label, strlen(d->items[i].label) + 1);
+        int n = snprintf(buf, sizeof buf, "%lld:%lld;", size, mt);
+        ims_sha256_update(&s, buf, (size_t)n);
+    }
+    uint8_t dg[32];
+    ims_sha256_final(&s, dg);
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hx[dg[i] >> 4];
+        out[2 * i + 1] = hx[dg[i] & 15];
+    }
+    out[64] = 0;
+    (void)e;
+    return IMGSIM_OK;
+}

@@ -47,4 +47,8 @@ imgsim_status ims_dataset_write_tsv(const ims_dataset *d, const size_t *idx, siz
  * order. is_test[i] is set to 0/1 for every item. */
 imgsim_status ims_split(uint8_t *is_test, const ims_dataset *d, double test_size, uint64_t seed, ims_err *e);
 
+/* SHA-256 over every item's relative path, label, size and modification time, as lowercase hex:
+ * equal fingerprints mean the same images (a store made from them can be reused). */
+imgsim_status ims_dataset_fingerprint(const ims_dataset *d, char out[65], ims_err *e);
+
 #endif /* IMGSIM_DATASET_H */

@@ -5,12 +5,16 @@
  *   manifest.tsv  header "row\tpath\tlabel\tstatus\terror", one line per input; row is the
  *                 features row of the input, or -1 for an input that failed (status/error say why).
  *                 Rows 0..n-1 must each appear exactly once.
- *   meta.json     a JSON object; when present, "dim" must equal the features' columns, "rows"
- *                 (or "n") their rows and "dtype" ("float32"/"float16") their element type.
+ *   meta.json     a JSON object (data/meta.c); when present, "dim" must equal the features'
+ *                 columns, "rows" (or "n") their rows and "dtype" ("float32"/"float16") their
+ *                 element type. It is written last: a folder with the other files but without
+ *                 it is an incomplete store, refused as such.
  * A row holding a NaN or an infinity is refused with its row number and path.
  * Every error names the file at fault and, for the manifest, the line.
  */
 #include "data/store.h"
+
+#include "data/meta.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -21,7 +25,6 @@
 
 /* Manifests and meta files larger than this are refused (a 10M-image manifest is ~1 GB). */
 #define IS_MANIFEST_MAX_BYTES ((uint64_t)8 << 30)
-#define IS_META_MAX_BYTES ((uint64_t)64 << 20)
 
 void ims_store_free(ims_store *s) {
     if (!s) return;
@@ -161,46 +164,6 @@ static imgsim_status read_manifest(ims_store *s, const char *path, ims_err *e) {
     return IMGSIM_OK;
 }
 
-/* Reads meta.json and checks the fields that describe features.npy. */
-static imgsim_status read_meta(ims_store *s, const char *path, ims_err *e) {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    imgsim_status st = ims_read_file(&buf, &len, path, IS_META_MAX_BYTES, e);
-    if (st != IMGSIM_OK) return st;
-    s->meta = cJSON_ParseWithLength((const char *)buf, len);
-    if (!s->meta) {
-        const char *where = cJSON_GetErrorPtr();
-        long off = where && where >= (const char *)buf && where <= (const char *)buf + len
-                       ? (long)(where - (const char *)buf)
-                       : -1;
-        free(buf);
-        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", path, off);
-    }
-    free(buf);
-    if (!cJSON_IsObject(s->meta)) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: expected a JSON object", path);
-
-    const cJSON *dim = cJSON_GetObjectItemCaseSensitive(s->meta, "dim");
-    if (dim && (!cJSON_IsNumber(dim) || dim->valuedouble != (double)s->dim))
-        return ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dim\" does not match features.npy's %d columns", path,
-                       s->dim);
-    const char *row_keys[2] = {"rows", "n"};
-    for (int k = 0; k < 2; k++) {
-        const cJSON *rows = cJSON_GetObjectItemCaseSensitive(s->meta, row_keys[k]);
-        if (rows && (!cJSON_IsNumber(rows) || rows->valuedouble != (double)s->n))
-            return ims_fail(e, IMGSIM_ERR_MISMATCH,
-                           "%s: \"%s\" does not match features.npy's %" PRId64 " rows", path, row_keys[k],
-                           s->n);
-    }
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(s->meta, "dtype");
-    if (dt) {
-        const char *want = s->dtype == IMGSIM_F16 ? "float16" : "float32";
-        if (!cJSON_IsString(dt) || strcmp(dt->valuestring, want) != 0)
-            return ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dtype\" does not match features.npy's %s", path,
-                           want);
-    }
-    return IMGSIM_OK;
-}
-
 /* Refuses a row holding a NaN or an infinity (a corrupt or hand-edited store: such a row would
  * never match anything), naming the row and its path, and measures how far the row norms are
  * from 1 (search normalises a store whose rows are not unit length). */
@@ -250,8 +213,8 @@ imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     }
     if (!ims_path_exists(jpath)) {
         st = ims_fail(e, IMGSIM_ERR_IO,
-                     "%s: incomplete feature store (no meta.json: the extraction that wrote it did not finish); "
-                     "extract it again",
+                     "%s: incomplete feature store (no meta.json: it is written last, so the extraction that "
+                     "wrote this folder did not finish); extract it again",
                      dir);
         goto done;
     }
@@ -269,7 +232,7 @@ imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     if (st != IMGSIM_OK) goto done;
     st = scan_rows(s, fpath, e);
     if (st != IMGSIM_OK) goto done;
-    st = read_meta(s, jpath, e);
+    st = ims_meta_read(&s->m, &s->meta, jpath, s->n, s->dim, s->dtype, e);
 
 done:
     free(fpath);
@@ -300,7 +263,12 @@ float *ims_store_features_f32(const ims_store *s) {
     if (ims_mul_overflow_u64((uint64_t)s->n, (uint64_t)s->dim, &count) || count > SIZE_MAX / sizeof(float))
         return NULL;
     float *out = ims_malloc_array(count ? (size_t)count : 1, sizeof(float));
-    if (!out) return NULL;
+    if (out) ims_store_copy_f32(out, s);
+    return out;
+}
+
+void ims_store_copy_f32(float *out, const ims_store *s) {
+    uint64_t count = (uint64_t)s->n * (uint64_t)s->dim; /* the store holds that many already */
     if (s->dtype == IMGSIM_F32) {
         if (count) memcpy(out, s->features, (size_t)count * sizeof(float));
     } else {
@@ -308,17 +276,31 @@ float *ims_store_features_f32(const ims_store *s) {
         for (uint64_t i = 0; i < count; i++)
             out[i] = ims_f16_to_f32(h[i]);
     }
-    return out;
+}
+
+int ims_store_exists(const char *path) {
+    static const char *files[] = {"features.npy", "manifest.tsv", "meta.json"};
+    if (!path || !ims_is_dir(path)) return 0;
+    int found = 0;
+    for (int i = 0; i < 3 && !found; i++) {
+        char *p = ims_path_join(path, files[i]);
+        found = p && ims_path_exists(p);
+        free(p);
+    }
+    return found;
 }
 
 int ims_store_needs_normalizing(const ims_store *s) {
-    const cJSON *nz = s->meta ? cJSON_GetObjectItemCaseSensitive(s->meta, "normalized") : NULL;
-    return cJSON_IsFalse(nz) || s->max_norm_dev > (s->dtype == IMGSIM_F16 ? 2e-3 : 1e-3);
+    return s->m.normalized == 0 || s->max_norm_dev > (s->dtype == IMGSIM_F16 ? 2e-3 : 1e-3);
 }
 
 float *ims_store_features_unit(const ims_store *s) {
     float *f = ims_store_features_f32(s);
-    if (!f) return NULL;
+    if (f) ims_store_unit_rows(f, s);
+    return f;
+}
+
+void ims_store_unit_rows(float *f, const ims_store *s) {
     for (int64_t r = 0; r < s->n; r++) {
         float *x = f + r * (int64_t)s->dim;
         double ss = 0;
@@ -326,5 +308,4 @@ float *ims_store_features_unit(const ims_store *s) {
         double inv = ss > 0 ? 1.0 / sqrt(ss) : 0;
         for (int j = 0; j < s->dim; j++) x[j] = (float)(x[j] * inv);
     }
-    return f;
 }

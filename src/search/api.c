@@ -1,6 +1,7 @@
 /*
- * api.c: the public search entry points (imgsim_search_opts_init, imgsim_search): argument
- * checks and dispatch to the CPU search (search_cpu.c) or the CUDA one (search/cuda/).
+ * api.c: the public search entry points (imgsim_search_opts_init, imgsim_search, imgsim_dedup):
+ * argument checks and dispatch to the CPU search (search_cpu.c, dedup.c) or the CUDA one
+ * (search/cuda/).
  */
 #include <math.h>
 #include <string.h>
@@ -41,6 +42,25 @@ imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int
         for (int j = kk; j < k; j++) idx[i * k + j] = -1, score[i * k + j] = -INFINITY;
     }
     return IMGSIM_OK;
+}
+
+imgsim_status imgsim_dedup(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
+                           const imgsim_search_opts *opt, imgsim_pair_fn fn, void *user) {
+    imgsim_search_opts def;
+    if (!opt) {
+        imgsim_search_opts_init(&def);
+        opt = &def;
+    }
+    if (!fn) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "dedup: no pair callback");
+    if (opt->threads < 0)
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "dedup: threads must be >= 0 (got %d)", opt->threads);
+    switch (opt->device) {
+    case IMGSIM_DEVICE_CPU:
+        return ims_dedup_cpu(x, n, dim, dtype, threshold, opt->threads, fn, user, NULL);
+    case IMGSIM_DEVICE_CUDA:
+        return ims_dedup_cuda(x, n, dim, dtype, threshold, opt->device_index, opt->gpu_memory, fn, user, NULL);
+    }
+    return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "dedup: unknown device %d", (int)opt->device);
 }
 
 #ifndef IMGSIM_HAVE_CUDA

@@ -24,7 +24,7 @@ imgsim_status ims_search_cuda(int64_t *idx, float *score, const void *gallery, i
 
 /* Near-duplicate pairs within one set: calls fn(ctx, i, j, score) for every i < j with
  * score >= threshold, blockwise (no n x n matrix). */
-typedef void (*ims_pair_fn)(void *ctx, int64_t i, int64_t j, float score);
+typedef imgsim_pair_fn ims_pair_fn; /* fn(ctx, i, j, score) */
 imgsim_status ims_dedup_cpu(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold, int threads,
                            ims_pair_fn fn, void *ctx, ims_err *e);
 

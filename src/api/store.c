@@ -1,0 +1,88 @@
+/*
+ * store.c: the public store calls of imgsim.h (imgsim_store_*): opening a store for reading
+ * (data/store.c), what its meta.json says (data/meta.c), and whether stores and engines belong
+ * together.
+ */
+#include <string.h>
+
+#include "api/api.h"
+#include "data/meta.h"
+#include "data/store.h"
+
+imgsim_status imgsim_store_open(imgsim_store **out, const char *dir) {
+    if (!out || !dir) {
+        if (out) *out = NULL;
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_store_open: NULL argument");
+    }
+    ims_err e;
+    ims_err_clear(&e);
+    imgsim_status st = ims_store_open(out, dir, &e);
+    if (st) ims_fail_copy(NULL, &e, st);
+    return st;
+}
+
+void imgsim_store_close(imgsim_store *s) {
+    ims_store_free(s);
+}
+
+int imgsim_store_exists(const char *path) {
+    return ims_store_exists(path);
+}
+
+imgsim_status imgsim_store_get_info(const imgsim_store *s, imgsim_store_info *info) {
+    if (!s || !info) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_store_get_info: NULL argument");
+    memset(info, 0, sizeof *info);
+    info->dir = s->dir;
+    info->n = s->n;
+    info->dim = s->dim;
+    info->dtype = s->dtype;
+    info->features = s->features;
+    info->paths = (const char *const *)s->paths;
+    info->labels = (const char *const *)s->labels;
+    info->n_failed = s->n_failed;
+    info->unit_norm = !ims_store_needs_normalizing(s);
+    return IMGSIM_OK;
+}
+
+imgsim_status imgsim_store_get_meta(const imgsim_store *s, imgsim_store_meta *meta) {
+    if (!s || !meta) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_store_get_meta: NULL argument");
+    *meta = s->m;
+    return IMGSIM_OK;
+}
+
+imgsim_status imgsim_store_features_f32(float *out, const imgsim_store *s, int unit) {
+    if (!s || !out) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_store_features_f32: NULL argument");
+    ims_store_copy_f32(out, s);
+    if (unit) ims_store_unit_rows(out, s);
+    return IMGSIM_OK;
+}
+
+/* Why the query store q does not belong with the gallery g, or NULL. */
+static const char *store_mismatch(const ims_store *g, const ims_store *q) {
+    if (strcmp(g->m.model_sha256, q->m.model_sha256) != 0) return "were extracted with different models (sha256 differs)";
+    if (strcmp(g->m.layer, q->m.layer) != 0) return "use different layers";
+    if (!ims_meta_same_preprocessing(&g->m, &q->m)) return "use different preprocessing";
+    if (g->dim != q->dim) return "have different feature dimensions";
+    return NULL;
+}
+
+imgsim_status imgsim_store_check_compatible(const imgsim_store *g, const imgsim_store *q, const imgsim_engine *e) {
+    if (!g) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_store_check_compatible: no gallery");
+    const char *why = q ? store_mismatch(g, q) : NULL;
+    if (why)
+        return ims_fail(NULL, IMGSIM_ERR_MISMATCH,
+                       "gallery %s and query store %s %s; re-extract the queries with the gallery's settings", g->dir,
+                       q->dir, why);
+    if (!e) return IMGSIM_OK;
+    const char *model = e->model_path ? e->model_path : "the engine's model";
+    if (strcmp(e->info.model_sha256, g->m.model_sha256) != 0)
+        return ims_fail(NULL, IMGSIM_ERR_MISMATCH,
+                       "%s is not the model the gallery %s was extracted with (sha256 differs)", model, g->dir);
+    if (*g->m.layer && strcmp(e->info.layer, g->m.layer) != 0)
+        return ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: the engine computes layer '%s', the gallery %s holds '%s'",
+                       model, e->info.layer, g->dir, g->m.layer);
+    if (e->info.dim != g->dim)
+        return ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: the engine computes %d-d features, the gallery %s holds %d-d",
+                       model, e->info.dim, g->dir, g->dim);
+    return IMGSIM_OK;
+}

@@ -1,0 +1,276 @@
+/*
+ * meta.c: the schema of meta.json (meta.h), the last file of a feature store to be written:
+ *
+ *   format, imgsim_version                     "imgsim-store-1", the writer's version
+ *   model {path, sha256, layer, dim, input_chw} the model file and what the engine ran
+ *   layer, dim                                 the embedding layer and feature dimension
+ *   preprocessing {resize [h, w], interpolation, mean [3], std [3], exif_rotate, dct_scaling}
+ *   precision, device, device_name, dtype, normalized, batch_size
+ *   input, inputs_fingerprint                  what was extracted, and its fingerprint then
+ *   counts {inputs, ok, failed, skipped, gpu_decoded}
+ *   timings {total_s, list_s, setup_s, decode_busy_s, infer_busy_s, write_s, images_per_s,
+ *            engine_build_s, gpu_decode_s, wait_for_workers_s, gpu_init_s}
+ *   cpu_decode_share_final                     GPU decoding only
+ *   created                                    UTC time of writing
+ *
+ * Readers ignore keys they do not know; a store written by hand may hold only some keys ("dim",
+ * "rows"/"n" and "dtype", when present, must agree with features.npy).
+ */
+#include "data/meta.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* meta.json files larger than this are refused */
+#define IMS_META_MAX_BYTES ((uint64_t)64 << 20)
+
+void ims_meta_init(imgsim_store_meta *m) {
+    memset(m, 0, sizeof *m);
+    m->format = m->imgsim_version = m->created = m->model_path = m->model_sha256 = m->layer = "";
+    m->interpolation = m->precision = m->device = m->device_name = m->dtype = m->input = "";
+    m->inputs_fingerprint = "";
+    imgsim_preprocess_opts_init(&m->pre);
+    m->normalized = -1;
+    m->cpu_decode_share_final = -1;
+}
+
+/* ---- reading -------------------------------------------------------------------------------- */
+
+static const cJSON *jget(const cJSON *o, const char *key) {
+    return o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+}
+
+static const char *jstr(const cJSON *o, const char *key) {
+    const cJSON *v = jget(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double jnum(const cJSON *o, const char *key, double def) {
+    const cJSON *v = jget(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+/* The numbers of array a (when it has exactly n) into out. */
+static void jfloats(const cJSON *a, float *out, int n) {
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) return;
+    for (int i = 0; i < n; i++) out[i] = (float)cJSON_GetNumberValue(cJSON_GetArrayItem(a, i));
+}
+
+static void parse_preprocessing(imgsim_store_meta *m, const cJSON *pre) {
+    if (!cJSON_IsObject(pre)) return;
+    m->has_preprocessing = 1;
+    const cJSON *sz = jget(pre, "resize");
+    if (cJSON_IsArray(sz) && cJSON_GetArraySize(sz) == 2) {
+        m->pre.height = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 0));
+        m->pre.width = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 1));
+    }
+    jfloats(jget(pre, "mean"), m->pre.mean, 3);
+    jfloats(jget(pre, "std"), m->pre.std, 3);
+    m->pre.exif_rotate = cJSON_IsTrue(jget(pre, "exif_rotate"));
+    m->pre.dct_scaling = cJSON_IsTrue(jget(pre, "dct_scaling"));
+    m->interpolation = jstr(pre, "interpolation");
+}
+
+static void parse(imgsim_store_meta *m, const cJSON *root) {
+    m->format = jstr(root, "format");
+    m->imgsim_version = jstr(root, "imgsim_version");
+    m->created = jstr(root, "created");
+    const cJSON *model = jget(root, "model");
+    m->model_path = jstr(model, "path");
+    m->model_sha256 = jstr(model, "sha256");
+    const cJSON *chw = jget(model, "input_chw");
+    if (cJSON_IsArray(chw) && cJSON_GetArraySize(chw) == 3) {
+        m->in_channels = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(chw, 0));
+        m->in_height = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(chw, 1));
+        m->in_width = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(chw, 2));
+    }
+    m->layer = jstr(root, "layer");
+    m->dim = (int)jnum(root, "dim", 0);
+    parse_preprocessing(m, jget(root, "preprocessing"));
+    m->precision = jstr(root, "precision");
+    m->device = jstr(root, "device");
+    m->device_name = jstr(root, "device_name");
+    m->dtype = jstr(root, "dtype");
+    const cJSON *nz = jget(root, "normalized");
+    m->normalized = cJSON_IsBool(nz) ? cJSON_IsTrue(nz) : -1;
+    m->batch_size = (int)jnum(root, "batch_size", 0);
+    m->input = jstr(root, "input");
+    m->inputs_fingerprint = jstr(root, "inputs_fingerprint");
+    const cJSON *c = jget(root, "counts"), *t = jget(root, "timings");
+    imgsim_extract_stats *s = &m->stats;
+    s->inputs = (int64_t)jnum(c, "inputs", 0);
+    s->ok = (int64_t)jnum(c, "ok", 0);
+    s->failed = (int64_t)jnum(c, "failed", 0);
+    s->skipped = (int64_t)jnum(c, "skipped", 0);
+    s->gpu_decoded = (int64_t)jnum(c, "gpu_decoded", 0);
+    s->seconds_total = jnum(t, "total_s", 0);
+    s->seconds_list = jnum(t, "list_s", 0);
+    s->seconds_setup = jnum(t, "setup_s", 0);
+    s->seconds_decode_busy = jnum(t, "decode_busy_s", 0);
+    s->seconds_infer_busy = jnum(t, "infer_busy_s", 0);
+    s->seconds_write = jnum(t, "write_s", 0);
+    s->images_per_s = jnum(t, "images_per_s", 0);
+    s->seconds_gpu_decode = jnum(t, "gpu_decode_s", 0);
+    s->seconds_wait_workers = jnum(t, "wait_for_workers_s", 0);
+    s->seconds_gpu_init = jnum(t, "gpu_init_s", 0);
+    m->engine_build_seconds = jnum(t, "engine_build_s", 0);
+    m->cpu_decode_share_final = jnum(root, "cpu_decode_share_final", -1);
+}
+
+/* The keys that describe features.npy must agree with it. */
+static imgsim_status check_shape(const cJSON *root, const char *path, int64_t rows, int dim, imgsim_dtype dtype,
+                                 ims_err *e) {
+    const cJSON *d = jget(root, "dim");
+    if (d && (!cJSON_IsNumber(d) || d->valuedouble != (double)dim))
+        return ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dim\" does not match features.npy's %d columns", path, dim);
+    const char *row_keys[2] = {"rows", "n"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *r = jget(root, row_keys[k]);
+        if (r && (!cJSON_IsNumber(r) || r->valuedouble != (double)rows))
+            return ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"%s\" does not match features.npy's %" PRId64 " rows",
+                           path, row_keys[k], rows);
+    }
+    const cJSON *dt = jget(root, "dtype");
+    if (dt) {
+        const char *want = dtype == IMGSIM_F16 ? "float16" : "float32";
+        if (!cJSON_IsString(dt) || strcmp(dt->valuestring, want) != 0)
+            return ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: \"dtype\" does not match features.npy's %s", path, want);
+    }
+    return IMGSIM_OK;
+}
+
+imgsim_status ims_meta_read(imgsim_store_meta *m, cJSON **doc, const char *path, int64_t rows, int dim,
+                            imgsim_dtype dtype, ims_err *e) {
+    ims_meta_init(m);
+    *doc = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    imgsim_status st = ims_read_file(&buf, &len, path, IMS_META_MAX_BYTES, e);
+    if (st != IMGSIM_OK) return st;
+    cJSON *root = cJSON_ParseWithLength((const char *)buf, len);
+    if (!root) {
+        const char *where = cJSON_GetErrorPtr();
+        long off = where && where >= (const char *)buf && where <= (const char *)buf + len
+                       ? (long)(where - (const char *)buf)
+                       : -1;
+        free(buf);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", path, off);
+    }
+    free(buf);
+    *doc = root; /* the caller frees it, also on failure */
+    if (!cJSON_IsObject(root)) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: expected a JSON object", path);
+    if ((st = check_shape(root, path, rows, dim, dtype, e))) return st;
+    parse(m, root);
+    return IMGSIM_OK;
+}
+
+int ims_meta_same_preprocessing(const imgsim_store_meta *a, const imgsim_store_meta *b) {
+    if (!a->has_preprocessing || !b->has_preprocessing) return 0;
+    const imgsim_preprocess_opts *p = &a->pre, *q = &b->pre;
+    if (p->height != q->height || p->width != q->width || !p->exif_rotate != !q->exif_rotate ||
+        !p->dct_scaling != !q->dct_scaling || strcmp(a->interpolation, b->interpolation) != 0)
+        return 0;
+    for (int c = 0; c < 3; c++)
+        if (p->mean[c] != q->mean[c] || p->std[c] != q->std[c]) return 0;
+    return 1;
+}
+
+/* ---- writing -------------------------------------------------------------------------------- */
+
+static cJSON *json_floats(const float *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
+    return a;
+}
+
+static cJSON *json_ints(const int *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+static const char *str(const char *s) {
+    return s ? s : "";
+}
+
+static cJSON *preprocessing_json(const imgsim_store_meta *m) {
+    cJSON *p = cJSON_CreateObject();
+    int size[2] = {m->pre.height, m->pre.width};
+    cJSON_AddItemToObject(p, "resize", json_ints(size, 2));
+    cJSON_AddStringToObject(p, "interpolation", m->interpolation && *m->interpolation ? m->interpolation
+                                                                                      : IMS_META_INTERPOLATION);
+    cJSON_AddItemToObject(p, "mean", json_floats(m->pre.mean, 3));
+    cJSON_AddItemToObject(p, "std", json_floats(m->pre.std, 3));
+    cJSON_AddBoolToObject(p, "exif_rotate", m->pre.exif_rotate != 0);
+    cJSON_AddBoolToObject(p, "dct_scaling", m->pre.dct_scaling != 0);
+    return p;
+}
+
+static void add_counts_timings(cJSON *root, const imgsim_store_meta *m) {
+    const imgsim_extract_stats *s = &m->stats;
+    cJSON *c = cJSON_AddObjectToObject(root, "counts");
+    cJSON_AddNumberToObject(c, "inputs", (double)s->inputs);
+    cJSON_AddNumberToObject(c, "ok", (double)s->ok);
+    cJSON_AddNumberToObject(c, "failed", (double)s->failed);
+    cJSON_AddNumberToObject(c, "skipped", (double)s->skipped);
+    cJSON_AddNumberToObject(c, "gpu_decoded", (double)s->gpu_decoded);
+    cJSON *t = cJSON_AddObjectToObject(root, "timings");
+    cJSON_AddNumberToObject(t, "total_s", s->seconds_total);
+    cJSON_AddNumberToObject(t, "list_s", s->seconds_list);
+    cJSON_AddNumberToObject(t, "setup_s", s->seconds_setup);
+    cJSON_AddNumberToObject(t, "decode_busy_s", s->seconds_decode_busy);
+    cJSON_AddNumberToObject(t, "infer_busy_s", s->seconds_infer_busy);
+    cJSON_AddNumberToObject(t, "write_s", s->seconds_write);
+    cJSON_AddNumberToObject(t, "images_per_s", s->images_per_s);
+    cJSON_AddNumberToObject(t, "engine_build_s", m->engine_build_seconds);
+    cJSON_AddNumberToObject(t, "gpu_decode_s", s->seconds_gpu_decode);
+    cJSON_AddNumberToObject(t, "wait_for_workers_s", s->seconds_wait_workers);
+    cJSON_AddNumberToObject(t, "gpu_init_s", s->seconds_gpu_init);
+}
+
+imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_err *e) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
+    cJSON_AddStringToObject(root, "format", m->format && *m->format ? m->format : IMS_META_FORMAT);
+    cJSON_AddStringToObject(root, "imgsim_version", m->imgsim_version && *m->imgsim_version ? m->imgsim_version
+                                                                                            : imgsim_version());
+    cJSON *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "path", str(m->model_path));
+    cJSON_AddStringToObject(model, "sha256", str(m->model_sha256));
+    cJSON_AddStringToObject(model, "layer", str(m->layer));
+    cJSON_AddNumberToObject(model, "dim", m->dim);
+    int chw[3] = {m->in_channels, m->in_height, m->in_width};
+    cJSON_AddItemToObject(model, "input_chw", json_ints(chw, 3));
+    cJSON_AddStringToObject(root, "layer", str(m->layer));
+    cJSON_AddNumberToObject(root, "dim", m->dim);
+    cJSON_AddItemToObject(root, "preprocessing", preprocessing_json(m));
+    cJSON_AddStringToObject(root, "precision", str(m->precision));
+    cJSON_AddStringToObject(root, "device", str(m->device));
+    cJSON_AddStringToObject(root, "device_name", str(m->device_name));
+    cJSON_AddStringToObject(root, "dtype", str(m->dtype));
+    cJSON_AddBoolToObject(root, "normalized", m->normalized != 0);
+    cJSON_AddNumberToObject(root, "batch_size", m->batch_size);
+    cJSON_AddStringToObject(root, "input", str(m->input));
+    cJSON_AddStringToObject(root, "inputs_fingerprint", str(m->inputs_fingerprint));
+    add_counts_timings(root, m);
+    if (m->cpu_decode_share_final >= 0)
+        cJSON_AddNumberToObject(root, "cpu_decode_share_final", m->cpu_decode_share_final);
+    char ts[32];
+    if (!m->created || !*m->created) {
+        time_t now = time(NULL);
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    } else {
+        snprintf(ts, sizeof ts, "%s", m->created);
+    }
+    cJSON_AddStringToObject(root, "created", ts);
+    char *txt = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!txt) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
+    size_t n = strlen(txt);
+    txt[n] = '\n'; /* replace the terminator: written with its length */
+    imgsim_status st = ims_write_file_atomic(path, txt, n + 1, e);
+    free(txt);
+    return st;
+}

@@ -1,0 +1,37 @@
+/*
+ * meta.h: meta.json, the record of how a feature store was made (imgsim_store_meta in imgsim.h).
+ * meta.c is the one place that knows its keys: the extraction writes it through ims_meta_write,
+ * the store reader parses it through ims_meta_read, and everything else uses the struct.
+ */
+#ifndef IMGSIM_META_H
+#define IMGSIM_META_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/core.h"
+
+/* Empty strings, zero numbers, default preprocessing (has_preprocessing 0), normalized and the
+ * CPU share not recorded (-1). */
+void ims_meta_init(imgsim_store_meta *m);
+
+/* Reads meta.json at path into m (its strings point into *doc, which the caller frees with
+ * cJSON_Delete) and checks the keys that describe features.npy against it: "dim" must equal dim,
+ * "rows" (or "n") rows and "dtype" ("float32"/"float16") dtype, where present. Errors name path. */
+imgsim_status ims_meta_read(imgsim_store_meta *m, cJSON **doc, const char *path, int64_t rows, int dim,
+                            imgsim_dtype dtype, ims_err *e);
+
+/* Writes m as meta.json at path, atomically. m->created "" (or NULL): stamped with the time now;
+ * m->cpu_decode_share_final < 0: not written. */
+imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_err *e);
+
+/* 1 when both record preprocessing and it is the same (size, mean, std, EXIF rotation, DCT
+ * scaling, interpolation). */
+int ims_meta_same_preprocessing(const imgsim_store_meta *a, const imgsim_store_meta *b);
+
+/* The interpolation imgsim's preprocessing uses, as meta.json names it. */
+#define IMS_META_INTERPOLATION "bilinear-antialias (PIL)"
+#define IMS_META_FORMAT "imgsim-store-1"
+
+#endif /* IMGSIM_META_H */
