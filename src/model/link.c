@@ -155,18 +155,23 @@ static int find_cycle_node(const ims_graph *g, const int *placed, const int *pro
     return cur;
 }
 
-imgsim_status ims_graph_link(ims_graph *g, ims_err *e) {
+/* The graph-wide checks that come before the nodes': an input that is not a constant, an
+ * output that is a value (or -1, none chosen yet). */
+static imgsim_status check_ends(const ims_graph *g, ims_err *e) {
     if (!g) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
     if (g->n_vals < 0 || g->n_nodes < 0) return ims_fail(e, IMGSIM_ERR_INTERNAL, "graph: negative counts");
     if (g->input < 0 || g->input >= g->n_vals)
         return ims_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
     if (g->vals[g->input].data)
         return ims_fail(e, IMGSIM_ERR_FORMAT, "graph input '%s' is a constant",
-                       value_label(&g->vals[g->input]));
+                        value_label(&g->vals[g->input]));
     if (g->output >= g->n_vals || g->output < -1)
         return ims_fail(e, IMGSIM_ERR_FORMAT, "graph output #%d is not a value", g->output);
+    return IMGSIM_OK;
+}
 
-    /* Drop nodes marked dead (their names are owned by the graph). */
+/* Drops nodes marked dead (their names are owned by the graph), keeping the others' order. */
+static void drop_dead(ims_graph *g) {
     int live = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].dead) {
@@ -178,50 +183,70 @@ imgsim_status ims_graph_link(ims_graph *g, ims_err *e) {
         live++;
     }
     g->n_nodes = live;
+}
 
-    imgsim_status st;
-    for (int i = 0; i < g->n_nodes; i++)
-        if ((st = check_node_refs(g, i, e)) != IMGSIM_OK) return st;
+/* The working arrays of one link, for nn nodes and nv values. */
+typedef struct linker {
+    int nn, nv;
+    int *producer;   /* per value: the node that writes it, or -1 */
+    int *indeg;      /* per node: its reads of produced values not placed yet */
+    int *heap;       /* the ready nodes (a min-heap of indices) */
+    int *order;      /* the nodes in topological order */
+    int *placed;     /* per node: 1 once in order */
+    int *cons_start; /* CSR: the consumers of value v are cons[cons_start[v] .. cons_start[v + 1]) */
+    int *cons;
+} linker;
 
-    int nn = g->n_nodes, nv = g->n_vals;
-    int *producer = ims_malloc_array((size_t)nv + 1, sizeof(int));
-    int *indeg = ims_malloc_array((size_t)nn + 1, sizeof(int));
-    int *heap = ims_malloc_array((size_t)nn + 1, sizeof(int));
-    int *order = ims_malloc_array((size_t)nn + 1, sizeof(int));
-    int *placed = ims_calloc((size_t)nn + 1, sizeof(int));
-    int *cons_start = ims_calloc((size_t)nv + 2, sizeof(int)); /* CSR: consumers of each value */
-    int *cons = NULL;
-    st = IMGSIM_OK;
-    if (!producer || !indeg || !heap || !order || !placed || !cons_start) {
-        st = ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory linking %d nodes", nn);
-        goto done;
-    }
+static imgsim_status linker_alloc(linker *L, const ims_graph *g, ims_err *e) {
+    memset(L, 0, sizeof *L);
+    int nn = L->nn = g->n_nodes, nv = L->nv = g->n_vals;
+    L->producer = ims_malloc_array((size_t)nv + 1, sizeof(int));
+    L->indeg = ims_malloc_array((size_t)nn + 1, sizeof(int));
+    L->heap = ims_malloc_array((size_t)nn + 1, sizeof(int));
+    L->order = ims_malloc_array((size_t)nn + 1, sizeof(int));
+    L->placed = ims_calloc((size_t)nn + 1, sizeof(int));
+    L->cons_start = ims_calloc((size_t)nv + 2, sizeof(int));
+    if (!L->producer || !L->indeg || !L->heap || !L->order || !L->placed || !L->cons_start)
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory linking %d nodes", nn);
+    return IMGSIM_OK;
+}
 
-    /* Producers: exactly one writer per activation; constants and the input are never written. */
-    for (int v = 0; v < nv; v++)
+static void linker_free(linker *L) {
+    free(L->producer);
+    free(L->indeg);
+    free(L->heap);
+    free(L->order);
+    free(L->placed);
+    free(L->cons_start);
+    free(L->cons);
+}
+
+/* Producers: exactly one writer per activation; constants and the input are never written. */
+static imgsim_status find_producers(const ims_graph *g, linker *L, ims_err *e) {
+    int *producer = L->producer;
+    for (int v = 0; v < L->nv; v++)
         producer[v] = -1;
-    for (int i = 0; i < nn; i++) {
+    for (int i = 0; i < L->nn; i++) {
         const ims_node *n = &g->nodes[i];
         const ims_value *v = &g->vals[n->out];
-        if (v->data) {
-            st = ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes constant '%s'", node_label(n),
-                         value_label(v));
-            goto done;
-        }
-        if (n->out == g->input) {
-            st = ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes the graph input '%s'", node_label(n),
-                         value_label(v));
-            goto done;
-        }
-        if (producer[n->out] >= 0) {
-            st = ims_fail(e, IMGSIM_ERR_FORMAT, "value '%s' is written by both node '%s' and node '%s'",
-                         value_label(v), node_label(&g->nodes[producer[n->out]]), node_label(n));
-            goto done;
-        }
+        if (v->data)
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes constant '%s'", node_label(n),
+                            value_label(v));
+        if (n->out == g->input)
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' writes the graph input '%s'", node_label(n),
+                            value_label(v));
+        if (producer[n->out] >= 0)
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "value '%s' is written by both node '%s' and node '%s'",
+                            value_label(v), node_label(&g->nodes[producer[n->out]]), node_label(n));
         producer[n->out] = i;
     }
+    return IMGSIM_OK;
+}
 
-    /* Every read names a constant, the graph input, or a produced value. */
+/* Every read names a constant, the graph input, or a produced value; the reads (inputs and
+ * residuals) become the consumer lists L->cons_start / L->cons. */
+static imgsim_status list_consumers(const ims_graph *g, linker *L, ims_err *e) {
+    int nn = L->nn, nv = L->nv, *cons_start = L->cons_start;
     int total_refs = 0;
     for (int i = 0; i < nn; i++) {
         const ims_node *n = &g->nodes[i];
@@ -231,36 +256,34 @@ imgsim_status ims_graph_link(ims_graph *g, ims_err *e) {
         if (n->residual >= 0) refs[nr++] = n->residual;
         for (int k = 0; k < nr; k++) {
             const ims_value *v = &g->vals[refs[k]];
-            if (!v->data && refs[k] != g->input && producer[refs[k]] < 0) {
-                st = ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' reads undefined value '%s'", node_label(n),
-                             value_label(v));
-                goto done;
-            }
+            if (!v->data && refs[k] != g->input && L->producer[refs[k]] < 0)
+                return ims_fail(e, IMGSIM_ERR_FORMAT, "node '%s' reads undefined value '%s'", node_label(n),
+                                value_label(v));
             cons_start[refs[k] + 1]++;
         }
         total_refs += nr;
     }
     for (int v = 0; v < nv; v++)
         cons_start[v + 1] += cons_start[v];
-    cons = ims_malloc_array((size_t)total_refs + 1, sizeof(int));
-    if (!cons) {
-        st = ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory linking %d nodes", nn);
-        goto done;
+    int *cons = L->cons = ims_malloc_array((size_t)total_refs + 1, sizeof(int));
+    if (!cons) return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory linking %d nodes", nn);
+    /* Fill the consumer lists (cons_start[v] advanced as a cursor, then restored). */
+    for (int i = 0; i < nn; i++) {
+        const ims_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0) cons[cons_start[n->in[k]]++] = i;
+        if (n->residual >= 0) cons[cons_start[n->residual]++] = i;
     }
-    {
-        /* Fill the consumer lists (cons_start[v] advanced as a cursor, then restored). */
-        for (int i = 0; i < nn; i++) {
-            const ims_node *n = &g->nodes[i];
-            for (int k = 0; k < n->n_in; k++)
-                if (n->in[k] >= 0) cons[cons_start[n->in[k]]++] = i;
-            if (n->residual >= 0) cons[cons_start[n->residual]++] = i;
-        }
-        for (int v = nv; v > 0; v--)
-            cons_start[v] = cons_start[v - 1];
-        cons_start[0] = 0;
-    }
+    for (int v = nv; v > 0; v--)
+        cons_start[v] = cons_start[v - 1];
+    cons_start[0] = 0;
+    return IMGSIM_OK;
+}
 
-    /* Stable Kahn: in-degree counts references to produced values. */
+/* Stable Kahn into L->order: in-degree counts references to produced values; the smallest ready
+ * index goes first. Refuses a cycle, naming a node on it. */
+static imgsim_status sort_nodes(const ims_graph *g, linker *L, ims_err *e) {
+    int nn = L->nn, *indeg = L->indeg, *heap = L->heap, *producer = L->producer;
     int hl = 0, no = 0;
     for (int i = 0; i < nn; i++) {
         const ims_node *n = &g->nodes[i];
@@ -273,59 +296,68 @@ imgsim_status ims_graph_link(ims_graph *g, ims_err *e) {
     }
     while (hl > 0) {
         int i = heap_pop(heap, &hl);
-        order[no++] = i;
-        placed[i] = 1;
+        L->order[no++] = i;
+        L->placed[i] = 1;
         int v = g->nodes[i].out;
-        for (int c = cons_start[v]; c < cons_start[v + 1]; c++) {
-            int j = cons[c];
+        for (int c = L->cons_start[v]; c < L->cons_start[v + 1]; c++) {
+            int j = L->cons[c];
             if (--indeg[j] == 0) heap_push(heap, &hl, j);
         }
     }
     if (no < nn) {
         int first = 0;
-        while (first < nn && placed[first])
+        while (first < nn && L->placed[first])
             first++;
-        int at = find_cycle_node(g, placed, producer, first);
-        st = ims_fail(e, IMGSIM_ERR_FORMAT, "graph is cyclic at node '%s'", node_label(&g->nodes[at]));
-        goto done;
+        int at = find_cycle_node(g, L->placed, producer, first);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "graph is cyclic at node '%s'", node_label(&g->nodes[at]));
     }
+    return IMGSIM_OK;
+}
 
-    /* Apply the order when it differs (moving whole node structs). */
+/* Applies L->order when it differs (moving whole node structs). */
+static imgsim_status apply_order(ims_graph *g, const linker *L, ims_err *e) {
+    int nn = L->nn;
     int sorted = 1;
     for (int i = 0; i < nn; i++)
-        if (order[i] != i) sorted = 0;
-    if (!sorted) {
-        ims_node *tmp = ims_malloc_array((size_t)nn, sizeof(ims_node));
-        if (!tmp) {
-            st = ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory sorting %d nodes", nn);
-            goto done;
-        }
-        for (int i = 0; i < nn; i++)
-            tmp[i] = g->nodes[order[i]];
-        memcpy(g->nodes, tmp, (size_t)nn * sizeof(ims_node));
-        free(tmp);
-    }
+        if (L->order[i] != i) sorted = 0;
+    if (sorted) return IMGSIM_OK;
+    ims_node *tmp = ims_malloc_array((size_t)nn, sizeof(ims_node));
+    if (!tmp) return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory sorting %d nodes", nn);
+    for (int i = 0; i < nn; i++)
+        tmp[i] = g->nodes[L->order[i]];
+    memcpy(g->nodes, tmp, (size_t)nn * sizeof(ims_node));
+    free(tmp);
+    return IMGSIM_OK;
+}
 
-    /* Fill producers and consumer counts. */
-    for (int v = 0; v < nv; v++) {
+/* Fills ims_value.producer and n_consumers from the (ordered) nodes. */
+static void fill_links(ims_graph *g) {
+    for (int v = 0; v < g->n_vals; v++) {
         g->vals[v].producer = -1;
         g->vals[v].n_consumers = 0;
     }
-    for (int i = 0; i < nn; i++) {
+    for (int i = 0; i < g->n_nodes; i++) {
         ims_node *n = &g->nodes[i];
         g->vals[n->out].producer = i;
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0) g->vals[n->in[k]].n_consumers++;
         if (n->residual >= 0) g->vals[n->residual].n_consumers++;
     }
+}
 
-done:
-    free(producer);
-    free(indeg);
-    free(heap);
-    free(order);
-    free(placed);
-    free(cons_start);
-    free(cons);
+imgsim_status ims_graph_link(ims_graph *g, ims_err *e) {
+    imgsim_status st = check_ends(g, e);
+    if (st != IMGSIM_OK) return st;
+    drop_dead(g);
+    for (int i = 0; i < g->n_nodes; i++)
+        if ((st = check_node_refs(g, i, e)) != IMGSIM_OK) return st;
+    linker L;
+    st = linker_alloc(&L, g, e);
+    if (st == IMGSIM_OK) st = find_producers(g, &L, e);
+    if (st == IMGSIM_OK) st = list_consumers(g, &L, e);
+    if (st == IMGSIM_OK) st = sort_nodes(g, &L, e);
+    if (st == IMGSIM_OK) st = apply_order(g, &L, e);
+    if (st == IMGSIM_OK) fill_links(g);
+    linker_free(&L);
     return st;
 }
