@@ -615,7 +615,7 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
                        opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
     /* with a CUDA engine the consumer thread drives the GPU (and nvJPEG): leave it a core */
-    int workers = opt->workers > 0                                             ? opt->workers
+    int workers = opt->workers > 0                                             ? ims_threads_cap(opt->workers, "workers")
                   : eng->info.device == IMGSIM_DEVICE_CUDA && ims_num_cores() > 4 ? ims_num_cores() - 1
                                                                                : ims_num_cores();
     p.n_workers = workers;

@@ -1,5 +1,6 @@
 /* alloc.c: overflow-checked allocation with fault injection for tests; time, cores, peak RSS. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -74,6 +75,27 @@ int ims_num_cores(void) {
     }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+int ims_threads_cap(int asked, const char *what) {
+    int cores = ims_num_cores(), cap = cores * 4 > 4 ? cores * 4 : 4;
+    if (asked <= cap) return asked;
+    /* warned once per name (a job makes several pools) */
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static const char *warned[8];
+    int seen = 0;
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < 8 && warned[i] && !seen; i++) seen = !strcmp(warned[i], what);
+    for (int i = 0; i < 8 && !seen; i++)
+        if (!warned[i]) {
+            warned[i] = what;
+            break;
+        }
+    pthread_mutex_unlock(&mu);
+    if (!seen)
+        ims_log_warn("%s=%d is far more than the %d cores: using %d threads (more only add context switches)",
+                    what, asked, cores, cap);
+    return cap;
 }
 
 size_t ims_peak_rss_bytes(void) {

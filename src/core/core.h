@@ -6,6 +6,7 @@
 #define IMGSIM_CORE_H
 
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,6 +55,10 @@ void ims_log(imgsim_log_level lvl, const char *fmt, ...) IS_PRINTF(2, 3);
 
 double ims_now(void);            /* monotonic seconds */
 int ims_num_cores(void);         /* online CPUs (>= 1) */
+/* The most threads one pool gets: asked, or 4x the cores (at least 4) when asked is more, with a
+ * warning naming what (e.g. "--threads", a string that outlives the process) the first time. Far more threads than cores only add
+ * context switches (and spinning, in the OpenMP runtime) and make no progress faster. */
+int ims_threads_cap(int asked, const char *what);
 size_t ims_peak_rss_bytes(void); /* peak resident set of this process */
 
 /* Allocation with overflow-checked sizes; return NULL on overflow or failure. Tests can make
@@ -69,7 +74,12 @@ int ims_mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *out);
 
 /* ---- files ----------------------------------------------------------------------------- */
 
-/* Reads a whole file (refusing files over max_bytes, 0 = no limit). *buf is ims_malloc'ed. */
+/* Opens path for reading without blocking on a FIFO (O_NONBLOCK, cleared again once it is known to
+ * be a regular file), and refuses anything that is not a regular file (FIFO, device, socket,
+ * folder) with a message naming it. Returns the descriptor (st filled, may be NULL) or -1. */
+int ims_open_regular(const char *path, struct stat *st, ims_err *e);
+/* Reads a whole regular file (refusing files over max_bytes, 0 = no limit; FIFOs, devices and
+ * folders are refused). *buf is ims_malloc'ed. */
 imgsim_status ims_read_file(uint8_t **buf, size_t *len, const char *path, uint64_t max_bytes, ims_err *e);
 /* Reads up to n bytes from the start of a file; *got is how many were read. */
 imgsim_status ims_read_head(uint8_t *buf, size_t n, size_t *got, const char *path, ims_err *e);

@@ -10,21 +10,43 @@
 
 #include "core/core.h"
 
-imgsim_status ims_read_file(uint8_t **buf, size_t *len, const char *path, uint64_t max_bytes, ims_err *e) {
-    *buf = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+int ims_open_regular(const char *path, struct stat *st_out, ims_err *e) {
+    /* O_NONBLOCK: opening a FIFO with no writer would otherwise block for ever */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int er = errno;
         close(fd);
-        return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot stat: %s", path, strerror(er));
+        ims_fail(e, IMGSIM_ERR_IO, "%s: cannot stat: %s", path, strerror(er));
+        return -1;
     }
-    if (S_ISDIR(st.st_mode)) {
+    if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return ims_fail(e, IMGSIM_ERR_IO, "%s: is a directory", path);
+        const char *what = S_ISDIR(st.st_mode)    ? "a folder"
+                           : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                           : S_ISCHR(st.st_mode)  ? "a character device"
+                           : S_ISBLK(st.st_mode)  ? "a block device"
+                           : S_ISSOCK(st.st_mode) ? "a socket"
+                                                  : "not a regular file";
+        ims_fail(e, IMGSIM_ERR_IO, "%s: is %s, not a regular file: refused", path, what);
+        return -1;
     }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    if (st_out) *st_out = st;
+    return fd;
+}
+
+imgsim_status ims_read_file(uint8_t **buf, size_t *len, const char *path, uint64_t max_bytes, ims_err *e) {
+    *buf = NULL;
+    *len = 0;
+    struct stat st;
+    int fd = ims_open_regular(path, &st, e);
+    if (fd < 0) return IMGSIM_ERR_IO;
     uint64_t size = st.st_size > 0 ? (uint64_t)st.st_size : 0;
     if (max_bytes && size > max_bytes) {
         close(fd);
@@ -35,7 +57,7 @@ imgsim_status ims_read_file(uint8_t **buf, size_t *len, const char *path, uint64
         close(fd);
         return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: file too large", path);
     }
-    /* size 0 may be a pipe or procfs file: read until EOF with growth */
+    /* size 0 may be a procfs file: read until EOF with growth */
     size_t cap = size ? (size_t)size : 65536, n = 0;
     uint8_t *b = ims_malloc(cap + 1);
     if (!b) {
@@ -75,8 +97,8 @@ imgsim_status ims_read_file(uint8_t **buf, size_t *len, const char *path, uint64
 
 imgsim_status ims_read_head(uint8_t *buf, size_t n, size_t *got, const char *path, ims_err *e) {
     *got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd = ims_open_regular(path, NULL, e);
+    if (fd < 0) return IMGSIM_ERR_IO;
     size_t k = 0;
     while (k < n) {
         ssize_t r = read(fd, buf + k, n - k);

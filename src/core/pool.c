@@ -57,7 +57,7 @@ static void *worker_main(void *arg) {
 
 imgsim_status ims_pool_create(ims_pool **out, int threads, ims_err *e) {
     *out = NULL;
-    if (threads <= 0) threads = ims_num_cores();
+    threads = threads <= 0 ? ims_num_cores() : ims_threads_cap(threads, "threads");
     ims_pool *p = ims_calloc(1, sizeof *p);
     if (!p) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory creating a thread pool");
     p->size = threads;

@@ -1,6 +1,8 @@
 /* sha256.c: SHA-256 (FIPS 180-4), for model and engine-file identity and checksums. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -113,8 +115,13 @@ void ims_sha256_hex(const void *data, size_t n, char out[65]) {
 }
 
 imgsim_status ims_sha256_file(const char *path, char out[65], ims_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd = ims_open_regular(path, NULL, e);
+    if (fd < 0) return IMGSIM_ERR_IO;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
     ims_sha256 s;
     ims_sha256_init(&s);
     uint8_t buf[1 << 16];

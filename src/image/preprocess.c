@@ -57,18 +57,9 @@ imgsim_status ims_preprocess_mem(float *out, const uint8_t *buf, size_t len, con
 
 /* Reads the whole file at path into ws->file. */
 static imgsim_status read_into(ims_wsbuf *b, size_t *len, const char *path, ims_err *e) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int err = errno;
-        close(fd);
-        return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot stat: %s", path, strerror(err));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return ims_fail(e, IMGSIM_ERR_IO, "%s: not a regular file", path);
-    }
+    int fd = ims_open_regular(path, &sb, e); /* a FIFO is refused, not waited on */
+    if (fd < 0) return IMGSIM_ERR_IO;
     if ((uint64_t)sb.st_size > MAX_FILE_BYTES) {
         close(fd);
         return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "%s: file of %lld bytes is too large for an image", path, (long long)sb.st_size);

@@ -154,7 +154,7 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
     c->act_dt = cfg->precision == IMGSIM_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
     c->normalize = cfg->normalize;
     c->max_batch = cfg->max_batch;
-    c->threads = cfg->threads > 0 ? cfg->threads : ims_num_cores();
+    c->threads = cfg->threads > 0 ? ims_threads_cap(cfg->threads, "threads") : ims_num_cores();
     c->dim = g->dim;
     c->in_c = g->in_c;
     c->in_h = g->in_h;

@@ -352,7 +352,7 @@ static imgsim_status open_external(imp *m, const char *tname, const char *loc, i
                         "folder",
                         m->path, tname, loc);
     }
-    int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK); /* a FIFO: no wait, refused below */
     err = errno;
     free(real);
     if (fd < 0)
