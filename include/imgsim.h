@@ -104,6 +104,25 @@ imgsim_status imgsim_preprocess_file(float *out, const char *path, const imgsim_
 imgsim_status imgsim_preprocess_mem(float *out, const void *data, size_t size,
                                     const imgsim_preprocess_opts *opt);
 
+/* ---- decoded images: previews and thumbnails -------------------------------------------- */
+
+/* Decodes an image file (JPEG/PNG/WebP, detected by content) with opt's max_pixels and exif_rotate
+ * and shrinks it so that neither side exceeds max_side (aspect ratio kept, never enlarged;
+ * max_side 0 keeps the full size), each output pixel the mean of the source pixels under it (a box
+ * filter; JPEGs may first be scaled in the DCT domain when opt->dct_scaling). For showing images
+ * (reports, the serve page): this is not the network's preprocessing (imgsim_preprocess_*), and
+ * opt's height, width, mean and std are not used. opt may be NULL for the defaults.
+ * On success *out_rgb holds *width x *height x 3 bytes of 8-bit RGB, row-major and interleaved,
+ * owned by the caller and freed with imgsim_rgb_free; on failure *out_rgb is NULL and the message
+ * names the file and the reason. */
+imgsim_status imgsim_image_load_rgb(uint8_t **out_rgb, int *width, int *height, const char *path, int max_side,
+                                    const imgsim_preprocess_opts *opt);
+/* The same for an image in memory (size bytes at data, not kept). */
+imgsim_status imgsim_image_decode_rgb(uint8_t **out_rgb, int *width, int *height, const void *data, size_t size,
+                                      int max_side, const imgsim_preprocess_opts *opt);
+/* Frees what imgsim_image_load_rgb / imgsim_image_decode_rgb returned; NULL is a no-op. */
+void imgsim_rgb_free(uint8_t *rgb);
+
 /* ---- model ------------------------------------------------------------------------------ */
 
 typedef struct imgsim_model imgsim_model;

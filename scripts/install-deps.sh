@@ -7,6 +7,8 @@ pkgs=(build-essential cmake pkg-config
       libdnnl-dev libprotobuf-c-dev protobuf-c-compiler
       libturbojpeg0-dev libspng-dev libwebp-dev libexif-dev libcjson-dev
       libcmocka-dev
+      libmicrohttpd-dev  # imgsim serve (optional at build time: without it serve is left out)
+      chromium           # the report and serve page tests drive a real headless browser
       python3-numpy python3-pil python3-torch python3-torchvision python3-onnx python3-faiss
       python3-dev python3-venv python3-pip  # the Python package: its build and its venv test
       libopenblas0-pthread)  # the BLAS numpy/FAISS use in tests and benchmarks (reference BLAS is ~50x slower)

@@ -23,6 +23,8 @@ int cmd_demo(int argc, char **argv);
 int cmd_topk(int argc, char **argv); /* hidden helper for tests and benchmarks */
 int cmd_synth(int argc, char **argv);
 int cmd_gpupre(int argc, char **argv); /* hidden helper for GPU decoding tests */
+int cmd_report(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Options: "--name=value", "--name value" (for options declared as taking a value) and flags
  * "--name". Everything else is positional. argv[0] is the subcommand. */

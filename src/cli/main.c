@@ -41,6 +41,8 @@ static const command commands[] = {
     {"search", cmd_search, "exact cosine top-k of queries against a gallery store"},
     {"run", cmd_run, "the whole job: split, extract gallery and queries, search, report"},
     {"dedup", cmd_dedup, "near-duplicate pairs within a feature store"},
+    {"report", cmd_report, "an HTML report of a run job, search results or dedup pairs"},
+    {"serve", cmd_serve, "answer similarity queries over HTTP, with a web page"},
     {"engine", cmd_engine, "build or inspect CUDA engine files"},
     {"model", cmd_model, "create (init) or inspect (info) ONNX models"},
     {"bench", cmd_bench, "time the inference engine alone"},
