@@ -17,13 +17,16 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "cli/report.h"
 #include "core/core.h"
 
 static const char usage[] =
     "imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N] [--device=cpu|cuda[:N]]\n"
-    "             [--gpu-memory=BYTES] [--metric=cosine|dot] [--quiet]\n"
+    "             [--gpu-memory=BYTES] [--metric=cosine|dot] [--report] [--quiet]
+"
     "  near-duplicate pairs (score >= threshold) within a feature store, as JSON\n"
-    "  {path: [[other_path, score], ...]} (each pair once, under the lower row's path)";
+    "  {path: [[other_path, score], ...]} (each pair once, under the lower row's path)\n"
+    "  --report: also write report.html (groups of near-duplicates with thumbnails) beside --out";
 
 typedef struct found {
     int64_t i, j;
@@ -128,10 +131,15 @@ int cmd_dedup(int argc, char **argv) {
         a.error = 1;
     }
     int quiet = cli_flag(&a, "quiet");
+    int want_report = cli_flag(&a, "report");
     const char *dir = cli_pos(&a, 0);
     int rc = cli_finish(&a, usage);
     if (!rc && (!dir || cli_npos(&a) != 1)) {
         fprintf(stderr, "imgsim dedup: expected one STORE folder\nusage: %s\n", usage);
+        rc = 2;
+    }
+    if (!rc && want_report && !out) {
+        fprintf(stderr, "imgsim dedup: --report needs --out=pairs.json (the report goes beside it)\n");
         rc = 2;
     }
     if (rc) {
@@ -185,6 +193,14 @@ int cmd_dedup(int argc, char **argv) {
                 (long long)si.n, c.n, (double)(float)thr, rows, ims_now() - t0, out ? ", written to " : "",
                 out ? out : "");
     }
+    int report_rc = 0;
+    if (st == IMGSIM_OK && want_report) {
+        report_opts ro;
+        report_opts_init(&ro);
+        ro.threshold = (double)(float)thr;
+        ro.workers = threads;
+        report_rc = report_dedup(out, dir, &ro);
+    }
     cli_free(&a);
     free(txt);
     free(unit);
@@ -195,5 +211,5 @@ int cmd_dedup(int argc, char **argv) {
         return 1;
     }
     if (st != IMGSIM_OK) return cli_fail("dedup", st);
-    return 0;
+    return report_rc;
 }

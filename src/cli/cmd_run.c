@@ -7,6 +7,7 @@
 
 #include "api/extract.h"
 #include "cli/job.h"
+#include "cli/report.h"
 #include "core/core.h"
 #include "data/dataset.h"
 #include "data/meta.h"
@@ -15,7 +16,8 @@ static const char *usage =
     "imgsim run DATASET --model=M.onnx --out=DIR [--test-size=0.2] [--seed=42] [--k=5] [--layer=NAME]\n"
     "       [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32] [--batch-size=N|auto] [--workers=N]\n"
     "       [--threads=N] [--dtype=float32|float16] [--engine-cache=DIR|off] [--decode=auto|cpu|gpu]\n"
-    "       [--gpu-memory=BYTES] [--force] [--quiet]";
+    "       [--gpu-memory=BYTES] [--force] [--report] [--quiet]\n"
+    "  --report: also write DIR/report.html (summary, confusion matrix, queries with their matches)";
 
 typedef struct stage {
     const char *name;
@@ -105,6 +107,7 @@ int cmd_run(int argc, char **argv) {
     uint64_t seed = cli_u64(&a, "seed", 42);
     int k = (int)cli_int(&a, "k", 5, 1, 1 << 20);
     int force = cli_flag(&a, "force");
+    int want_report = cli_flag(&a, "report");
     size_t gpu_memory = (size_t)cli_u64(&a, "gpu-memory", 0);
     imgsim_engine_opts eo;
     imgsim_extract_opts xo;
@@ -261,6 +264,12 @@ int cmd_run(int argc, char **argv) {
     cli_info("  %-18s %10.3f\n\n", "total", total);
     job_print_metrics(metrics);
     cli_info("imgsim: results in %s, summary in %s\n", p_res, p_sum);
+    if (want_report) {
+        report_opts ro;
+        report_opts_init(&ro);
+        ro.workers = xo.workers;
+        if (report_run(out, &ro)) goto done;
+    }
     rc = 0;
 done:
     cJSON_Delete(metrics);

@@ -5,13 +5,15 @@
 #include <string.h>
 
 #include "cli/job.h"
+#include "cli/report.h"
 #include "core/core.h"
 
 static const char *usage =
     "imgsim search --gallery=STORE --query=STORE|FOLDER|LIST.tsv|IMAGE --out=results.tsv [--k=5]\n"
     "       [--metric=cosine|dot] (cosine: rows that are not unit length are normalised first)\n"
     "       [--model=M.onnx] [--metrics=FILE.json] [--threads=N] [--device=cpu|cuda[:N]] [--gpu-memory=BYTES]\n"
-    "       [--precision] [--batch-size] [--workers] [--quiet]";
+    "       [--precision] [--batch-size] [--workers] [--report] [--quiet]\n"
+    "  --report: also write report.html (+ report-N.html, thumbs/) in the folder of --out";
 
 /* out.tsv -> out.metrics.json */
 static char *metrics_path(const char *out) {
@@ -34,6 +36,7 @@ int cmd_search(int argc, char **argv) {
     const char *gdir = cli_str(&a, "gallery", NULL), *query = cli_str(&a, "query", NULL);
     const char *out = cli_str(&a, "out", NULL), *model = cli_str(&a, "model", NULL);
     const char *mpath = cli_str(&a, "metrics", NULL);
+    int want_report = cli_flag(&a, "report");
     int k = (int)cli_int(&a, "k", 5, 1, 1 << 20);
     const char *metric = cli_str(&a, "metric", "cosine");
     int dot = !strcmp(metric, "dot");
@@ -90,6 +93,13 @@ int cmd_search(int argc, char **argv) {
             (long long)qi.n, (long long)gi.n, k, cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "search_seconds")),
             cJSON_GetNumberValue(cJSON_GetObjectItem(metrics, "queries_per_s")), out);
     job_print_metrics(metrics);
+    if (want_report) {
+        report_opts ro;
+        report_opts_init(&ro);
+        ro.workers = xo.workers;
+        /* failures come from the query store: the temporary one while it still exists */
+        if (report_search(out, mp, gdir, tmp ? tmp : query, &ro)) goto done;
+    }
     rc = 0;
 done:
     cJSON_Delete(metrics);
