@@ -110,7 +110,8 @@ static const char *jstr(const cJSON *o, const char *k) {
 /* ---- thumbnails --------------------------------------------------------------------------- */
 
 typedef struct thumb {
-    const char *path; /* borrowed */
+    const char *path; /* the key, borrowed */
+    const char *file; /* the file to open, borrowed */
     char name[40];    /* thumbs/<hash>.jpg */
     int w, h, ok;
     char err[200];
@@ -127,7 +128,7 @@ typedef struct thumbset {
 
 static int cmp_thumb(const void *a, const void *b) { return strcmp(((const thumb *)a)->path, ((const thumb *)b)->path); }
 
-static void ts_add(thumbset *s, const char *path) {
+static void ts_add(thumbset *s, const char *path, const char *file) {
     if (s->n == s->cap) {
         size_t nc = s->cap ? s->cap * 2 : 256;
         thumb *t = realloc(s->t, nc * sizeof *t);
@@ -136,6 +137,7 @@ static void ts_add(thumbset *s, const char *path) {
         s->cap = nc;
     }
     memset(&s->t[s->n], 0, sizeof s->t[0]);
+    s->t[s->n].file = file ? file : path;
     s->t[s->n++].path = path;
 }
 
@@ -188,11 +190,11 @@ static void *thumb_worker(void *arg) {
         /* named by path, size and modification time: an unchanged image keeps its thumbnail */
         struct stat st;
         char key[4200], hex[17];
-        if (stat(t->path, &st) != 0) {
-            snprintf(t->err, sizeof t->err, "%s: %s", t->path, strerror(errno));
+        if (stat(t->file, &st) != 0) {
+            snprintf(t->err, sizeof t->err, "%s: %s", t->file, strerror(errno));
             continue;
         }
-        snprintf(key, sizeof key, "%s|%lld|%lld|%d", t->path, (long long)st.st_size, (long long)st.st_mtime, s->size);
+        snprintf(key, sizeof key, "%s|%lld|%lld|%d", t->file, (long long)st.st_size, (long long)st.st_mtime, s->size);
         pages_hash_name(hex, key);
         snprintf(t->name, sizeof t->name, "thumbs/%s.jpg", hex);
         char *file = join(s->dir, t->name + 7);
@@ -205,7 +207,7 @@ static void *thumb_worker(void *arg) {
         unsigned char *jpg = NULL;
         size_t len = 0;
         uint8_t *rgb = NULL;
-        if (imgsim_image_load_rgb(&rgb, &t->w, &t->h, t->path, s->size, NULL) != IMGSIM_OK) {
+        if (imgsim_image_load_rgb(&rgb, &t->w, &t->h, t->file, s->size, NULL) != IMGSIM_OK) {
             snprintf(t->err, sizeof t->err, "%s", imgsim_last_error());
         } else if (pages_jpeg_encode(&jpg, &len, rgb, t->w, t->h, 82, t->err, sizeof t->err) == 0) {
             char *tmp = malloc(strlen(file) + 8);
@@ -256,9 +258,10 @@ static void ts_free(thumbset *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* An <img> of path's thumbnail, or a placeholder naming why there is none. */
-static void put_thumb(sbuf *b, const thumbset *s, const char *path, const char *cls) {
-    const thumb *t = ts_find(s, path);
+/* An <img> of the thumbnail keyed by key (titled with the path shown), or a placeholder naming
+ * why there is none. */
+static void put_thumb(sbuf *b, const thumbset *s, const char *key, const char *path, const char *cls) {
+    const thumb *t = ts_find(s, key);
     if (t && t->ok) {
         sb_printf(b, "<img class=\"thumb %s\" src=\"%s\" width=\"%d\" height=\"%d\" loading=\"lazy\" alt=\"\" title=\"", cls,
                   t->name, t->w, t->h);
@@ -327,11 +330,13 @@ static void put_nav(sbuf *b, int page, int pages, const char *what) {
 
 typedef struct rmatch {
     char *path, *label;
+    char *file; /* path resolved against the gallery's root */
     double score;
 } rmatch;
 
 typedef struct rquery {
     char *path, *label;
+    char *file; /* path resolved against the query store's root */
     rmatch *m;
     int nm;
     int state; /* 0 unlabelled, 1 top-1 correct, 2 top-1 wrong (a miss) */
@@ -347,14 +352,17 @@ typedef struct results {
 } results;
 
 static void results_free(results *r) {
+    for (size_t i = 0; r->q && i < r->nq; i++) free(r->q[i].file);
+    for (size_t i = 0; r->m && i < r->nm; i++) free(r->m[i].file);
     free(r->text);
     free(r->q);
     free(r->m);
     memset(r, 0, sizeof *r);
 }
 
-/* Parses results.tsv (query_path, query_label, rank, match_path, match_label, score). */
-static int results_read(results *r, const char *path) {
+/* Parses results.tsv (query_path, query_label, rank, match_path, match_label, score); the files
+ * are found through the roots of the query and gallery stores (NULL: paths as they are). */
+static int results_read(results *r, const char *path, const char *q_root, const char *g_root) {
     memset(r, 0, sizeof *r);
     r->text = read_text(path, NULL);
     if (!r->text) {
@@ -400,6 +408,7 @@ static int results_read(results *r, const char *path) {
             rquery *q = &r->q[r->nq++];
             q->path = f[0];
             q->label = f[1];
+            q->file = pages_resolve(q_root, f[0]);
             q->m = &r->m[r->nm];
             q->order = r->nq - 1;
         }
@@ -407,6 +416,7 @@ static int results_read(results *r, const char *path) {
         rmatch *m = &r->m[r->nm++];
         m->path = f[3];
         m->label = f[4];
+        m->file = pages_resolve(g_root, f[3]);
         m->score = strtod(f[5], NULL);
         q->nm++;
     }
@@ -597,7 +607,7 @@ static void put_query_rows(sbuf *b, const results *r, size_t from, size_t to, co
     for (size_t i = from; i < to; i++) {
         const rquery *q = &r->q[i];
         sb_printf(b, "<tr class=\"qrow %s\"><td class=\"q\">", q->state == 2 ? "miss" : q->state == 1 ? "hit" : "");
-        put_thumb(b, ts, q->path, "");
+        put_thumb(b, ts, q->file ? q->file : "", q->path, "");
         sb_puts(b, "<div class=\"lab\">");
         sb_html(b, *q->label ? q->label : "(no label)");
         sb_puts(b, "</div><div class=\"path\">");
@@ -607,7 +617,7 @@ static void put_query_rows(sbuf *b, const results *r, size_t from, size_t to, co
             const rmatch *x = &q->m[m];
             const char *cls = !*q->label || !*x->label ? "" : strcmp(x->label, q->label) ? "wrong" : "right";
             sb_printf(b, "<figure class=\"match %s\">", cls);
-            put_thumb(b, ts, x->path, "");
+            put_thumb(b, ts, x->file ? x->file : "", x->path, "");
             sb_printf(b, "<figcaption><b>%.4f</b> %s", x->score, *cls == 'w' ? "&#10007;" : *cls == 'r' ? "&#10003;" : "");
             sb_html(b, x->label);
             sb_puts(b, "</figcaption></figure>");
@@ -628,8 +638,9 @@ static int write_results_report(const char *title, const sbuf *facts, const resu
     memset(&ts, 0, sizeof ts);
     ts.size = o->thumb_size > 0 ? o->thumb_size : 128;
     for (size_t i = 0; i < r->nq; i++) {
-        ts_add(&ts, r->q[i].path);
-        for (int m = 0; m < r->q[i].nm; m++) ts_add(&ts, r->q[i].m[m].path);
+        if (r->q[i].file) ts_add(&ts, r->q[i].file, NULL);
+        for (int m = 0; m < r->q[i].nm; m++)
+            if (r->q[i].m[m].file) ts_add(&ts, r->q[i].m[m].file, NULL);
     }
     ts_seal(&ts);
     double t0 = (double)clock();
@@ -718,7 +729,10 @@ int report_run(const char *job, const report_opts *o_in) {
         fprintf(stderr, "imgsim report: %s: missing or not JSON (is %s an imgsim run job folder?)\n", ps ? ps : job, job);
         goto out;
     }
-    if (results_read(&r, pr)) goto out;
+    char *groot = pages_store_root(pg), *qroot = pages_store_root(pq);
+    int bad = results_read(&r, pr, qroot, groot);
+    free(groot), free(qroot);
+    if (bad) goto out;
     sbuf f = {0};
     const cJSON *cn = cJSON_GetObjectItemCaseSensitive(sum, "counts"), *sp = cJSON_GetObjectItemCaseSensitive(sum, "split");
     int k = (int)jnum(sum, "k", 5);
@@ -788,7 +802,11 @@ int report_search(const char *tsv, const char *metrics_json, const char *gallery
     cJSON *m = mp ? read_json(mp) : NULL;
     results r;
     int rc = 1;
-    if (results_read(&r, tsv)) goto out;
+    char *groot = gallery_dir ? pages_store_root(gallery_dir) : NULL;
+    char *qroot = query_dir ? pages_store_root(query_dir) : NULL;
+    int bad = results_read(&r, tsv, qroot, groot);
+    free(groot), free(qroot);
+    if (bad) goto out;
     int k = (int)jnum(m, "k", 0);
     if (!k)
         for (size_t i = 0; i < r.nq; i++)
@@ -876,6 +894,7 @@ int report_dedup(const char *pairs_json, const char *store_dir, const report_opt
     dpair *pairs = NULL;
     int *parent = NULL;
     dgroup *groups = NULL;
+    char *root = NULL, **files = NULL;
     int ng = 0;
     size_t np = 0;
     if (!cJSON_IsObject(j)) {
@@ -884,14 +903,23 @@ int report_dedup(const char *pairs_json, const char *store_dir, const report_opt
     }
     const cJSON *e, *pr;
     cJSON_ArrayForEach(e, j) {
-        ts_add(&ts, e->string);
+        ts_add(&ts, e->string, NULL);
         cJSON_ArrayForEach(pr, e) {
             const cJSON *other = cJSON_GetArrayItem(pr, 0);
-            if (cJSON_IsString(other)) ts_add(&ts, other->valuestring);
+            if (cJSON_IsString(other)) ts_add(&ts, other->valuestring, NULL);
             np++;
         }
     }
     ts_seal(&ts);
+    /* the files behind the store's manifest paths */
+    root = store_dir ? pages_store_root(store_dir) : NULL;
+    files = calloc(ts.n ? ts.n : 1, sizeof *files);
+    if (!files) goto oom;
+    for (size_t i = 0; i < ts.n; i++) {
+        files[i] = pages_resolve(root, ts.t[i].path);
+        if (!files[i]) goto oom;
+        ts.t[i].file = files[i];
+    }
     pairs = malloc((np ? np : 1) * sizeof *pairs);
     parent = malloc((ts.n ? ts.n : 1) * sizeof *parent);
     if (!pairs || !parent) goto oom;
@@ -998,7 +1026,7 @@ int report_dedup(const char *pairs_json, const char *store_dir, const report_opt
             for (int m = 0; m < shown; m++) {
                 const char *path = ts.t[G->members[m]].path;
                 sb_puts(&b, "<figure class=\"member\">");
-                put_thumb(&b, &ts, path, "");
+                put_thumb(&b, &ts, path, path, "");
                 sb_puts(&b, "<figcaption>");
                 sb_html(&b, path);
                 sb_puts(&b, "</figcaption></figure>");
@@ -1033,6 +1061,9 @@ out:
     if (groups)
         for (int g = 0; g < ng; g++) free(groups[g].members), free(groups[g].pairs);
     free(groups);
+    for (size_t i = 0; files && i < ts.n; i++) free(files[i]);
+    free(files);
+    free(root);
     free(parent);
     free(pairs);
     ts_free(&ts);

@@ -601,7 +601,11 @@ static enum MHD_Result get_thumb(server *s, struct MHD_Connection *c) {
     pthread_mutex_unlock(&s->thumb_mu);
     if (!hit) {
         char err[300];
-        if (pages_thumbnail(&hit, &len, s->g.paths[row], s->thumb_size, &s->pre, err, sizeof err)) {
+        char *file = pages_resolve(s->g.root, s->g.paths[row]);
+        int bad = !file || pages_thumbnail(&hit, &len, file, s->thumb_size, &s->pre, err, sizeof err);
+        if (!file) snprintf(err, sizeof err, "out of memory");
+        free(file);
+        if (bad) {
             char m[400];
             snprintf(m, sizeof m, "no thumbnail: %s", err);
             return respond_err(s, c, 404, m);
@@ -659,6 +663,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             if (!strcmp(url, "/stats")) return count(s, &s->n_other), get_stats(s, c);
             if (!strcmp(url, "/thumb")) return count(s, &s->n_thumb), get_thumb(s, c);
             count(s, &s->n_other);
+            if (!strcmp(url, "/search") || !strcmp(url, "/embed"))
+                return respond_err(s, c, 405, "method not allowed: POST an image here");
             if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
                 struct MHD_Response *r = MHD_create_response_from_buffer(
                     cli_asset_serve_html_len, (void *)cli_asset_serve_html, MHD_RESPMEM_PERSISTENT);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 #include <turbojpeg.h>
@@ -189,6 +190,50 @@ static void pre_from_meta(const cJSON *pre, imgsim_preprocess_opts *o) {
     if (dct) o->dct_scaling = cJSON_IsTrue(dct);
 }
 
+char *pages_store_root(const char *store_dir) {
+    size_t n = strlen(store_dir) + 16;
+    char *mp = malloc(n);
+    if (!mp) return NULL;
+    snprintf(mp, n, "%s/meta.json", store_dir);
+    FILE *f = fopen(mp, "rb");
+    free(mp);
+    if (!f) return NULL;
+    sbuf b = {0};
+    char tmp[16384];
+    size_t k;
+    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) sb_put(&b, tmp, k);
+    fclose(f);
+    cJSON *j = b.p ? cJSON_Parse(b.p) : NULL;
+    sb_free(&b);
+    const char *in = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "input"));
+    char *root = NULL;
+    if (in && *in) {
+        struct stat st;
+        if (stat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
+            root = strdup(in);
+        } else {
+            const char *sl = strrchr(in, '/');
+            root = sl ? strndup(in, sl == in ? 1 : (size_t)(sl - in)) : strdup(".");
+        }
+    }
+    cJSON_Delete(j);
+    return root;
+}
+
+char *pages_resolve(const char *root, const char *path) {
+    if (!root || path[0] == '/') return strdup(path);
+    size_t n = strlen(root) + strlen(path) + 2;
+    char *p = malloc(n);
+    if (!p) return NULL;
+    snprintf(p, n, "%s/%s", root, path);
+    struct stat st;
+    if (stat(p, &st) != 0 && stat(path, &st) == 0) { /* the root was relative to another folder */
+        free(p);
+        return strdup(path);
+    }
+    return p;
+}
+
 int gview_open(gview *g, const char *dir, char *err, size_t errlen) {
     memset(g, 0, sizeof *g);
     ims_store *s = NULL;
@@ -212,6 +257,7 @@ int gview_open(gview *g, const char *dir, char *err, size_t errlen) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(s->meta, "model");
     g->model_path = dup_or_empty(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "path")));
     g->layer = dup_or_empty(ims_store_meta_str(s, "layer"));
+    g->root = pages_store_root(dir);
     const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "sha256"));
     snprintf(g->model_sha256, sizeof g->model_sha256, "%s", sha ? sha : "");
     pre_from_meta(cJSON_GetObjectItemCaseSensitive(s->meta, "preprocessing"), &g->pre);
@@ -236,6 +282,7 @@ void gview_free(gview *g) {
     free(g->features);
     free(g->model_path);
     free(g->layer);
+    free(g->root);
     free(g->dir);
     memset(g, 0, sizeof *g);
 }

@@ -57,9 +57,18 @@ typedef struct gview {
     char **labels;     /* [n], "" when unlabelled */
     char *model_path;  /* the model file meta.json names ("" when none) */
     char *layer;       /* "" when none */
+    char *root;        /* pages_store_root, or NULL */
     char model_sha256[65];
     imgsim_preprocess_opts pre; /* the store's preprocessing */
 } gview;
+
+/* The folder a store's relative manifest paths are relative to: the dataset root its meta.json
+ * "input" names (that folder, or the folder of a list or single file), as given when the store was
+ * made (so relative to the working folder of that time). malloc'ed; NULL when unknown. */
+char *pages_store_root(const char *store_dir);
+/* The file to open for a manifest path: path itself when absolute or when root is NULL or
+ * root/path does not exist, else root/path. malloc'ed (NULL when out of memory). */
+char *pages_resolve(const char *root, const char *path);
 
 /* Opens the store folder dir. Returns 0, or -1 with the reason (naming the file) in err. */
 int gview_open(gview *g, const char *dir, char *err, size_t errlen);
