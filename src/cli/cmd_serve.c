@@ -15,7 +15,9 @@
  * engine's batch size of queued images, waiting at most --batch-window-ms for a batch to fill,
  * runs the engine and one exact search for the whole batch, and wakes the waiting requests. A
  * full queue (--queue) answers 503 at once; a request not answered in --timeout seconds gets 504.
- * Bad uploads get a 4xx whose JSON names the reason; the server keeps serving. SIGTERM or SIGINT:
+ * Bad uploads get a 4xx whose JSON names the reason; the server keeps serving. The engine runs on
+ * --device; each batch's exact search runs on the CPU against the gallery held in memory (a CUDA
+ * search call would upload the gallery again per batch). SIGTERM or SIGINT:
  * the listening socket closes, queued requests are answered 503, and the process exits.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -740,7 +742,7 @@ static void server_free(server *s) {
 
 int cmd_serve(int argc, char **argv) {
     static const char *const vals[] = {"gallery", "model", "port", "bind", "batch-window-ms", "queue", "timeout",
-                                       "max-upload", "connections", "thumb-size", "gpu-memory",
+                                       "max-upload", "connections", "thumb-size",
                                        CLI_EXTRACT_VALUE_OPTS, NULL};
     cli_args a;
     int started = cli_start(&a, argc, argv, vals, usage);
@@ -762,10 +764,10 @@ int cmd_serve(int argc, char **argv) {
     cli_engine_opts(&a, &eo);
     cli_extract_opts(&a, &xo); /* --max-pixels, --no-exif-rotate, --no-dct-scaling */
     imgsim_search_opts_init(&s->so);
+    /* each batch is searched on the CPU against the resident gallery: imgsim_search on CUDA would
+     * upload the gallery again for every batch */
     s->so.threads = eo.threads;
-    s->so.device = eo.device;
-    s->so.device_index = eo.device_index;
-    s->so.gpu_memory = (size_t)cli_u64(&a, "gpu-memory", 0);
+    s->so.device = IMGSIM_DEVICE_CPU;
     int rc = cli_finish(&a, usage);
     if (!rc && !gdir) {
         fprintf(stderr, "imgsim serve: --gallery is required\nusage: %s\n", usage);
