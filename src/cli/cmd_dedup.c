@@ -22,8 +22,7 @@
 
 static const char usage[] =
     "imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N] [--device=cpu|cuda[:N]]\n"
-    "             [--gpu-memory=BYTES] [--metric=cosine|dot] [--report] [--quiet]
-"
+    "             [--gpu-memory=BYTES] [--metric=cosine|dot] [--report] [--quiet]\n"
     "  near-duplicate pairs (score >= threshold) within a feature store, as JSON\n"
     "  {path: [[other_path, score], ...]} (each pair once, under the lower row's path)\n"
     "  --report: also write report.html (groups of near-duplicates with thumbnails) beside --out";
