@@ -11,9 +11,6 @@
 #include <cjson/cJSON.h>
 #include <turbojpeg.h>
 
-/* Until the public store calls of issue 11 land, the gallery is read through the internal store
- * reader; gview_open is the only place that knows. */
-#include "data/store.h"
 
 /* ---- text buffer ----------------------------------------------------------------------- */
 
@@ -171,25 +168,6 @@ static char *dup_or_empty(const char *s) {
     return d;
 }
 
-/* The store's preprocessing (meta.json "preprocessing") over the defaults. */
-static void pre_from_meta(const cJSON *pre, imgsim_preprocess_opts *o) {
-    imgsim_preprocess_opts_init(o);
-    const cJSON *sz = cJSON_GetObjectItemCaseSensitive(pre, "resize");
-    const cJSON *mean = cJSON_GetObjectItemCaseSensitive(pre, "mean"), *sd = cJSON_GetObjectItemCaseSensitive(pre, "std");
-    if (cJSON_GetArraySize(sz) == 2) {
-        o->height = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 0));
-        o->width = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 1));
-    }
-    for (int c = 0; c < 3; c++) {
-        if (cJSON_GetArraySize(mean) == 3) o->mean[c] = (float)cJSON_GetNumberValue(cJSON_GetArrayItem(mean, c));
-        if (cJSON_GetArraySize(sd) == 3) o->std[c] = (float)cJSON_GetNumberValue(cJSON_GetArrayItem(sd, c));
-    }
-    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(pre, "exif_rotate");
-    const cJSON *dct = cJSON_GetObjectItemCaseSensitive(pre, "dct_scaling");
-    if (ex) o->exif_rotate = cJSON_IsTrue(ex);
-    if (dct) o->dct_scaling = cJSON_IsTrue(dct);
-}
-
 char *pages_store_root(const char *store_dir) {
     size_t n = strlen(store_dir) + 16;
     char *mp = malloc(n);
@@ -236,33 +214,45 @@ char *pages_resolve(const char *root, const char *path) {
 
 int gview_open(gview *g, const char *dir, char *err, size_t errlen) {
     memset(g, 0, sizeof *g);
-    ims_store *s = NULL;
-    ims_err e;
-    if (ims_store_open(&s, dir, &e) != IMGSIM_OK) {
-        snprintf(err, errlen, "%s", e.msg);
+    imgsim_store *s = NULL;
+    imgsim_store_info si;
+    imgsim_store_meta sm;
+    if (imgsim_store_open(&s, dir) != IMGSIM_OK || imgsim_store_get_info(s, &si) != IMGSIM_OK ||
+        imgsim_store_get_meta(s, &sm) != IMGSIM_OK) {
+        snprintf(err, errlen, "%s", imgsim_last_error());
+        imgsim_store_close(s);
         return -1;
     }
     g->dir = strdup(dir);
-    g->n = s->n;
-    g->dim = s->dim;
-    g->features = ims_store_features_f32(s);
-    g->paths = calloc((size_t)(s->n ? s->n : 1), sizeof *g->paths);
-    g->labels = calloc((size_t)(s->n ? s->n : 1), sizeof *g->labels);
+    g->n = si.n;
+    g->dim = si.dim;
+    g->features = malloc((size_t)(si.n ? si.n : 1) * (size_t)si.dim * sizeof(float));
+    g->paths = calloc((size_t)(si.n ? si.n : 1), sizeof *g->paths);
+    g->labels = calloc((size_t)(si.n ? si.n : 1), sizeof *g->labels);
     int oom = !g->dir || !g->features || !g->paths || !g->labels;
-    for (int64_t i = 0; !oom && i < s->n; i++) {
-        g->paths[i] = strdup(s->paths[i]);
-        g->labels[i] = strdup(s->labels[i]);
+    if (!oom && imgsim_store_features_f32(g->features, s, 1) != IMGSIM_OK) {
+        snprintf(err, errlen, "%s", imgsim_last_error());
+        imgsim_store_close(s);
+        gview_free(g);
+        return -1;
+    }
+    for (int64_t i = 0; !oom && i < si.n; i++) {
+        g->paths[i] = strdup(si.paths[i]);
+        g->labels[i] = strdup(si.labels[i]);
         oom = !g->paths[i] || !g->labels[i];
     }
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(s->meta, "model");
-    g->model_path = dup_or_empty(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "path")));
-    g->layer = dup_or_empty(ims_store_meta_str(s, "layer"));
+    g->model_path = dup_or_empty(sm.model_path);
+    g->layer = dup_or_empty(sm.layer);
     g->root = pages_store_root(dir);
-    const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "sha256"));
-    snprintf(g->model_sha256, sizeof g->model_sha256, "%s", sha ? sha : "");
-    pre_from_meta(cJSON_GetObjectItemCaseSensitive(s->meta, "preprocessing"), &g->pre);
+    snprintf(g->model_sha256, sizeof g->model_sha256, "%s", sm.model_sha256);
+    imgsim_preprocess_opts_init(&g->pre);
+    if (sm.has_preprocessing) {
+        uint64_t maxp = g->pre.max_pixels;
+        g->pre = sm.pre;
+        g->pre.max_pixels = maxp;
+    }
     oom = oom || !g->model_path || !g->layer;
-    ims_store_free(s);
+    imgsim_store_close(s);
     if (oom) {
         gview_free(g);
         snprintf(err, errlen, "%s: out of memory reading the store", dir);

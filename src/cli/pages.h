@@ -52,7 +52,7 @@ typedef struct gview {
     char *dir;
     int64_t n;
     int dim;
-    float *features;   /* [n, dim] float32 (converted from float16 stores) */
+    float *features;   /* [n, dim] float32, rows of unit length (cosine, as imgsim search) */
     char **paths;      /* [n] as in manifest.tsv */
     char **labels;     /* [n], "" when unlabelled */
     char *model_path;  /* the model file meta.json names ("" when none) */
