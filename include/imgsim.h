@@ -372,6 +372,22 @@ typedef void (*imgsim_pair_fn)(void *user, int64_t i, int64_t j, float score);
 imgsim_status imgsim_dedup(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold,
                            const imgsim_search_opts *opt, imgsim_pair_fn fn, void *user);
 
+/* ---- stratified split ------------------------------------------------------------------- */
+
+typedef struct imgsim_split_info {
+    int64_t train, test; /* images written to train.tsv and test.tsv */
+    int64_t skipped;     /* listed files that are not images (logged as warnings) */
+} imgsim_split_info;
+
+/* The split of `imgsim split`: lists dataset (a folder, a TSV list or one image, as
+ * imgsim_extract does), sends round(test_size x count) images of each class (half to even) to
+ * test, each class keeping at least one training image (a function of seed and the set of paths,
+ * not of their listing order), and writes out_dir/train.tsv and out_dir/test.tsv ("path<TAB>label"
+ * lists with a header, paths relative to out_dir; created if needed), atomically. test_size is in
+ * (0, 1); a dataset without images is IMGSIM_ERR_INVALID_ARG. info may be NULL. */
+imgsim_status imgsim_split(imgsim_split_info *info, const char *dataset, double test_size, uint64_t seed,
+                           const char *out_dir);
+
 #ifdef __cplusplus
 }
 #endif

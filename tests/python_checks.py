@@ -15,6 +15,8 @@ venv's python, from outside the source tree; argv[1] is the venv).
    memory by less than 24 MiB after the first 1,000.
 7. out="dlpack": the CPU engine's numpy array goes through torch.from_dlpack without a copy; on a
    GPU machine (CUDA built and present) the device copy equals the host rows.
+8. imgsim.split writes and returns the CLI's train/test lists; imgsim.run gives the CLI's summary
+   (split, counts, accuracies, per class) and results.tsv.
 """
 import json
 import os
@@ -277,6 +279,31 @@ with imgsim.Engine(tiny, threads=1) as te:  # one thread: CI's two cores are sha
     import torch  # noqa: E402
     t = torch.from_dlpack(d)
     check(t.shape == (5, 16) and np.array_equal(t.numpy(), first[:5]), "CPU out='dlpack' through torch.from_dlpack")
+
+# 8. split and run against the CLI
+sd, sp = os.path.join(w, "split_cli"), os.path.join(w, "split_py")
+T.run(["split", data, "--test-size=0.3", "--seed=7", "--out-dir=" + sd, "--quiet"])
+tr, te = imgsim.split(data, test_size=0.3, seed=7, out_dir=sp)
+for name in ("train.tsv", "test.tsv"):
+    check(open(os.path.join(sd, name)).read() == open(os.path.join(sp, name)).read(), "split writes the CLI's " + name)
+want = [(os.path.normpath(os.path.join(sd, x["path"])), x["label"]) for x in T.read_tsv(os.path.join(sd, "test.tsv"))]
+check(te == want and len(tr) + len(te) == len(paths) + 0, "split returns the CLI's lists: %r" % (te,))
+check(imgsim.split(data, test_size=0.3, seed=7) == (tr, te), "split without out_dir")
+try:
+    imgsim.split(os.path.join(w, "nodata"))
+    check(False, "split of a missing dataset raised nothing")
+except imgsim.FileError as ex:
+    check("nodata" in str(ex), "split of a missing dataset: %s" % ex)
+rc, rp = os.path.join(w, "run_cli"), os.path.join(w, "run_py")
+T.run(["run", data, "--model=" + model, "--out=" + rc, "--k=3", "--batch-size=4", "--quiet"])
+summ = imgsim.run(data, model, rp, k=3, batch_size=4)
+cs = json.load(open(os.path.join(rc, "summary.json")))
+for key in ("split", "counts", "k", "accuracy", "per_class", "dim", "layer", "model_sha256", "device"):
+    check(summ.get(key) == cs.get(key), "run: summary[%r] %r == the CLI's %r" % (key, summ.get(key), cs.get(key)))
+check(set(summ["stages"]) == set(cs["stages"]) and set(summ) == set(cs), "run: the CLI's summary keys")
+check(open(os.path.join(rc, "results.tsv")).read() == open(os.path.join(rp, "results.tsv")).read(),
+      "run: results.tsv == the CLI's")
+check(json.load(open(os.path.join(rp, "summary.json"))) == summ, "run: summary.json is the returned dict")
 
 gpu = None
 if imgsim.has_cuda():

@@ -803,6 +803,28 @@ static PyObject *mod_model_info(PyObject *m, PyObject *args, PyObject *kw) {
                          i.in_width, "opset", i.opset, "layer", i.layer, "sha256", i.sha256, "n_nodes", i.n_nodes);
 }
 
+/* _split(dataset, test_size, seed, out_dir) -> {"train", "test", "skipped"} (imgsim_split). */
+static PyObject *mod_split(PyObject *m, PyObject *args) {
+    PyObject *ds = NULL, *out = NULL;
+    double test_size;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "O&dKO&", PyUnicode_FSConverter, &ds, &test_size, &seed, PyUnicode_FSConverter, &out))
+        return NULL;
+    imgsim_split_info info;
+    imgsim_status st;
+    char msg[1024] = "";
+    const char *d = PyBytes_AS_STRING(ds), *o = PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    st = imgsim_split(&info, d, test_size, (uint64_t)seed, o);
+    if (st) snprintf(msg, sizeof msg, "%s", imgsim_last_error());
+    Py_END_ALLOW_THREADS
+    Py_DECREF(ds);
+    Py_DECREF(out);
+    if (st) return raise_status(st, msg);
+    return Py_BuildValue("{s:L,s:L,s:L}", "train", (long long)info.train, "test", (long long)info.test, "skipped",
+                         (long long)info.skipped);
+}
+
 /* error(status, message, index=None, path=None) -> the imgsim.Error subclass instance. */
 static PyObject *mod_error(PyObject *m, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"status", "message", "index", "path", NULL};
@@ -1011,6 +1033,7 @@ static PyMethodDef mod_methods[] = {
      "_preprocess(out, kind, obj, ...): one item into out [3, H, W] (see imgsim.preprocess)."},
     {"model_info", (PyCFunction)(void (*)(void))mod_model_info, METH_VARARGS | METH_KEYWORDS,
      "model_info(path, layer=None)\n--\n\nWhat an ONNX model holds: dim, input, opset, layer, sha256, n_nodes."},
+    {"_split", mod_split, METH_VARARGS, "_split(dataset, test_size, seed, out_dir): imgsim_split (see imgsim.split)."},
     {"error", (PyCFunction)(void (*)(void))mod_error, METH_VARARGS | METH_KEYWORDS,
      "error(status, message, index=None, path=None)\n--\n\nThe imgsim.Error subclass instance for a status."},
     {"version", mod_version, METH_NOARGS, "version()\n--\n\nThe C library's version, 'MAJOR.MINOR.PATCH'."},
