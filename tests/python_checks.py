@@ -15,6 +15,7 @@ venv's python, from outside the source tree; argv[1] is the venv).
    memory by less than 24 MiB after the first 1,000.
 7. out="dlpack": the CPU engine's numpy array goes through torch.from_dlpack without a copy; on a
    GPU machine (CUDA built and present) the device copy equals the host rows.
+9. imgsim.dedup equals `imgsim dedup`'s JSON on a Store and numpy's float64 pairs on an array.
 8. imgsim.split writes and returns the CLI's train/test lists; imgsim.run gives the CLI's summary
    (split, counts, accuracies, per class) and results.tsv.
 """
@@ -304,6 +305,26 @@ check(set(summ["stages"]) == set(cs["stages"]) and set(summ) == set(cs), "run: t
 check(open(os.path.join(rc, "results.tsv")).read() == open(os.path.join(rp, "results.tsv")).read(),
       "run: results.tsv == the CLI's")
 check(json.load(open(os.path.join(rp, "summary.json"))) == summ, "run: summary.json is the returned dict")
+
+# 9. dedup against the CLI and numpy
+S = cli_feats.astype(np.float64) @ cli_feats.astype(np.float64).T
+thr = float(np.median(S[np.triu_indices(len(S), 1)]))
+dj = os.path.join(w, "dedup.json")
+T.run(["dedup", store_dir, "--threshold=%.9g" % np.float32(thr), "--out=" + dj, "--quiet"])
+cli_d = json.load(open(dj))
+mine = imgsim.dedup(store, np.float32(thr))
+check(list(mine) == list(cli_d) and all(
+    [(p, np.float32(s)) for p, s in mine[k]] == [(p, np.float32(s)) for p, s in cli_d[k]] for k in cli_d),
+    "dedup of a Store == imgsim dedup's JSON (%d rows with pairs)" % len(cli_d))
+D = G[:300].copy()
+D[200:230] = D[0:30] + 1e-3 * rng.standard_normal((30, 48)).astype(np.float32)
+D /= np.linalg.norm(D, axis=1, keepdims=True)
+S = D.astype(np.float64) @ D.astype(np.float64).T
+want = {(i, j) for i, j in zip(*np.nonzero(np.triu(S >= 0.9, 1)))}
+got = imgsim.dedup(D, 0.9)
+check({(i, j) for i, lst in got.items() for j, _ in lst} == want and len(want) >= 30,
+      "dedup of an array == numpy float64 pairs (%d)" % len(want))
+check(all(np.float32(s) == np.float32(S[i, j]) for i, lst in got.items() for j, s in lst), "dedup scores")
 
 gpu = None
 if imgsim.has_cuda():

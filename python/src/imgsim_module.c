@@ -825,6 +825,169 @@ static PyObject *mod_split(PyObject *m, PyObject *args) {
                          (long long)info.skipped);
 }
 
+/* _store_open(dir) -> dict: the store checked by imgsim_store_open (the library's meaning of a
+ * valid, complete store): n, dim, dtype, paths, labels, n_failed, unit_norm. The features are not
+ * kept (the Python Store memory-maps features.npy itself). */
+static PyObject *mod_store_open(PyObject *m, PyObject *args) {
+    PyObject *dir;
+    if (!PyArg_ParseTuple(args, "O&", PyUnicode_FSConverter, &dir)) return NULL;
+    imgsim_store *s = NULL;
+    imgsim_store_info i;
+    imgsim_status st;
+    char msg[1024] = "";
+    const char *d = PyBytes_AS_STRING(dir);
+    Py_BEGIN_ALLOW_THREADS
+    st = imgsim_store_open(&s, d);
+    if (!st) st = imgsim_store_get_info(s, &i);
+    if (st) snprintf(msg, sizeof msg, "%s", imgsim_last_error());
+    Py_END_ALLOW_THREADS
+    Py_DECREF(dir);
+    if (st) {
+        imgsim_store_close(s);
+        return raise_status(st, msg);
+    }
+    PyObject *paths = PyList_New((Py_ssize_t)i.n), *labels = PyList_New((Py_ssize_t)i.n), *ret = NULL;
+    for (int64_t r = 0; paths && labels && r < i.n; r++) {
+        PyObject *p = PyUnicode_DecodeFSDefault(i.paths[r]), *l = PyUnicode_DecodeFSDefault(i.labels[r]);
+        if (!p || !l) {
+            Py_XDECREF(p);
+            Py_XDECREF(l);
+            goto done;
+        }
+        PyList_SET_ITEM(paths, (Py_ssize_t)r, p);
+        PyList_SET_ITEM(labels, (Py_ssize_t)r, l);
+    }
+    if (paths && labels)
+        ret = Py_BuildValue("{s:L,s:i,s:s,s:O,s:O,s:L,s:O}", "n", (long long)i.n, "dim", i.dim, "dtype",
+                            i.dtype == IMGSIM_F16 ? "float16" : "float32", "paths", paths, "labels", labels,
+                            "n_failed", (long long)i.n_failed, "unit_norm", i.unit_norm ? Py_True : Py_False);
+done:
+    Py_XDECREF(paths);
+    Py_XDECREF(labels);
+    imgsim_store_close(s);
+    return ret;
+}
+
+/* _store_features_f32(dir, out, unit): imgsim_store_features_f32 into out, float32 [n, dim]
+ * (unit: rows divided by their L2 norm, as the CLI compares a --no-normalize store). */
+static PyObject *mod_store_features_f32(PyObject *m, PyObject *args) {
+    PyObject *dir, *oo;
+    int unit;
+    if (!PyArg_ParseTuple(args, "O&Op", PyUnicode_FSConverter, &dir, &oo, &unit)) return NULL;
+    Py_buffer out;
+    if (get_buffer(oo, &out, "out", "f", 2, 1)) {
+        Py_DECREF(dir);
+        return NULL;
+    }
+    imgsim_store *s = NULL;
+    imgsim_store_info i;
+    imgsim_status st;
+    char msg[1024] = "";
+    const char *d = PyBytes_AS_STRING(dir);
+    Py_BEGIN_ALLOW_THREADS
+    st = imgsim_store_open(&s, d);
+    if (!st) st = imgsim_store_get_info(s, &i);
+    if (!st && (out.shape[0] != i.n || out.shape[1] != i.dim)) {
+        st = IMGSIM_ERR_INVALID_ARG;
+        snprintf(msg, sizeof msg, "%s: out must be [%lld, %d]", d, (long long)i.n, i.dim);
+    } else if (!st) {
+        st = imgsim_store_features_f32((float *)out.buf, s, unit);
+        if (st) snprintf(msg, sizeof msg, "%s", imgsim_last_error());
+    } else {
+        snprintf(msg, sizeof msg, "%s", imgsim_last_error());
+    }
+    imgsim_store_close(s);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(dir);
+    PyBuffer_Release(&out);
+    if (st) return raise_status(st, msg);
+    Py_RETURN_NONE;
+}
+
+/* Pairs collected by imgsim_dedup's callback (without the GIL). */
+typedef struct pair_list {
+    int64_t *ij;
+    float *s;
+    size_t n, cap;
+    int oom;
+} pair_list;
+
+static void on_pair(void *user, int64_t i, int64_t j, float score) {
+    pair_list *l = user;
+    if (l->oom) return;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 1024;
+        int64_t *ij = realloc(l->ij, nc * 2 * sizeof *ij);
+        if (ij) l->ij = ij;
+        float *s = ij ? realloc(l->s, nc * sizeof *s) : NULL;
+        if (s) l->s = s;
+        if (!ij || !s) {
+            l->oom = 1;
+            return;
+        }
+        l->cap = nc;
+    }
+    l->ij[2 * l->n] = i;
+    l->ij[2 * l->n + 1] = j;
+    l->s[l->n++] = score;
+}
+
+/* _dedup(x, threshold, threads=0, device=0, device_index=0, gpu_memory=0) -> [(i, j, score)]:
+ * imgsim_dedup over x (float32 or float16 [n, dim], C order), in the library's order. */
+static PyObject *mod_dedup(PyObject *m, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"x", "threshold", "threads", "device", "device_index", "gpu_memory", NULL};
+    PyObject *xo;
+    float threshold;
+    int threads = 0, device = 0, device_index = 0;
+    unsigned long long gpu_memory = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Of|iiiK", kwlist, &xo, &threshold, &threads, &device, &device_index,
+                                     &gpu_memory))
+        return NULL;
+    Py_buffer probe, x;
+    const char *fmt = "f";
+    imgsim_dtype dt = IMGSIM_F32;
+    if (PyObject_GetBuffer(xo, &probe, PyBUF_FORMAT | PyBUF_ND) == 0) {
+        const char *f = probe.format ? probe.format : "B";
+        if (*f == '<' || *f == '=') f++;
+        if (!strcmp(f, "e")) fmt = "e", dt = IMGSIM_F16;
+        PyBuffer_Release(&probe);
+    } else {
+        PyErr_Clear();
+    }
+    if (get_buffer(xo, &x, "x", fmt, 2, 0)) return NULL;
+    imgsim_search_opts o;
+    imgsim_search_opts_init(&o);
+    o.threads = threads;
+    o.device = device ? IMGSIM_DEVICE_CUDA : IMGSIM_DEVICE_CPU;
+    o.device_index = device_index;
+    o.gpu_memory = (size_t)gpu_memory;
+    pair_list l = {0};
+    imgsim_status st;
+    char msg[1024] = "";
+    Py_BEGIN_ALLOW_THREADS
+    st = imgsim_dedup(x.buf, (int64_t)x.shape[0], (int)x.shape[1], dt, threshold, &o, on_pair, &l);
+    if (st) snprintf(msg, sizeof msg, "%s", imgsim_last_error());
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&x);
+    PyObject *ret = NULL;
+    if (st)
+        raise_status(st, msg);
+    else if (l.oom)
+        PyErr_NoMemory();
+    else if ((ret = PyList_New((Py_ssize_t)l.n)))
+        for (size_t p = 0; p < l.n; p++) {
+            PyObject *t = Py_BuildValue("(LLd)", (long long)l.ij[2 * p], (long long)l.ij[2 * p + 1], (double)l.s[p]);
+            if (!t) {
+                Py_CLEAR(ret);
+                break;
+            }
+            PyList_SET_ITEM(ret, (Py_ssize_t)p, t);
+        }
+    free(l.ij);
+    free(l.s);
+    return ret;
+}
+
 /* error(status, message, index=None, path=None) -> the imgsim.Error subclass instance. */
 static PyObject *mod_error(PyObject *m, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"status", "message", "index", "path", NULL};
@@ -869,21 +1032,19 @@ typedef struct {
     int bits;
 } DLPackObject;
 
+#ifdef IMGSIM_HAVE_CUDA
+/* The DLManagedTensor's deleter: frees the device copy, its shape and itself. */
 static void dl_deleter(DLManagedTensor *mt) {
     if (!mt) return;
-#ifdef IMGSIM_HAVE_CUDA
-    if (mt->dl_tensor.device.device_type == kDLCUDA) {
-        int prev = 0;
-        cudaGetDevice(&prev);
-        cudaSetDevice(mt->dl_tensor.device.device_id);
-        cudaFree(mt->dl_tensor.data);
-        cudaSetDevice(prev);
-    } else
-#endif
-        free(mt->dl_tensor.data);
+    int prev = 0;
+    cudaGetDevice(&prev);
+    cudaSetDevice(mt->dl_tensor.device.device_id);
+    cudaFree(mt->dl_tensor.data);
+    cudaSetDevice(prev);
     free(mt->dl_tensor.shape);
     free(mt);
 }
+#endif
 
 /* The capsule's destructor: an unconsumed capsule (still named "dltensor") frees the tensor; a
  * consumer renames it "used_dltensor" and owns it. */
@@ -1034,6 +1195,11 @@ static PyMethodDef mod_methods[] = {
     {"model_info", (PyCFunction)(void (*)(void))mod_model_info, METH_VARARGS | METH_KEYWORDS,
      "model_info(path, layer=None)\n--\n\nWhat an ONNX model holds: dim, input, opset, layer, sha256, n_nodes."},
     {"_split", mod_split, METH_VARARGS, "_split(dataset, test_size, seed, out_dir): imgsim_split (see imgsim.split)."},
+    {"_store_open", mod_store_open, METH_VARARGS, "_store_open(dir): the store as imgsim_store_open checks it."},
+    {"_store_features_f32", mod_store_features_f32, METH_VARARGS,
+     "_store_features_f32(dir, out, unit): imgsim_store_features_f32 into out."},
+    {"_dedup", (PyCFunction)(void (*)(void))mod_dedup, METH_VARARGS | METH_KEYWORDS,
+     "_dedup(x, threshold, ...): imgsim_dedup pairs (see imgsim.dedup)."},
     {"error", (PyCFunction)(void (*)(void))mod_error, METH_VARARGS | METH_KEYWORDS,
      "error(status, message, index=None, path=None)\n--\n\nThe imgsim.Error subclass instance for a status."},
     {"version", mod_version, METH_NOARGS, "version()\n--\n\nThe C library's version, 'MAJOR.MINOR.PATCH'."},
