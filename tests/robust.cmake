@@ -2,3 +2,4 @@
 # exit 0, two writers of one store, resource bounds, file names that are not UTF-8.
 imgsim_py_test(robust_search test_robust_search.py)
 imgsim_py_test(robust_hangs test_robust_hangs.py)
+imgsim_py_test(robust_names test_robust_names.py)

@@ -740,7 +740,7 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
     for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
         char *why = ims_strdup(ds->skipped[i].reason);
         if (why) tsv_clean(why);
-        fprintf(man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].path, why ? why : "not an image");
+        fprintf(man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].rel, why ? why : "not an image");
         free(why);
     }
     double tw = ims_now();

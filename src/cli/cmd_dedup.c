@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "cli/report.h"
 #include "core/core.h"
+#include "core/json.h"
 
 static const char usage[] =
     "imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N] [--device=cpu|cuda[:N]]\n"
@@ -98,7 +99,7 @@ static char *pairs_json(const imgsim_store_info *s, const found *p, size_t n) {
         }
         a = b;
     }
-    char *txt = cJSON_PrintUnformatted(root);
+    char *txt = ims_json_print(root, 0); /* paths that are not UTF-8: bytes as \udcXX */
     cJSON_Delete(root);
     return txt;
 }

@@ -9,6 +9,7 @@
 #include "api/extract.h"
 #include "cli/job.h"
 #include "core/core.h"
+#include "core/json.h"
 
 /* The JSON object at key (or NULL). */
 static const cJSON *jget(const cJSON *o, const char *key) {
@@ -22,7 +23,7 @@ int job_check_compatible(const imgsim_store *g, const imgsim_store *q) {
 }
 
 int job_write_json(const char *path, const cJSON *v) {
-    char *txt = cJSON_Print(v);
+    char *txt = ims_json_print(v, 1); /* names that are not UTF-8: bytes as \udcXX */
     if (!txt) {
         fprintf(stderr, "imgsim: out of memory writing %s\n", path);
         return 1;

@@ -3,8 +3,10 @@
  *
  * Three inputs are accepted:
  *  - a folder in ImageFolder layout, walked recursively. Entries whose name starts with '.' are
- *    ignored; symbolic links are followed, except ones that lead back to a folder already on the
- *    current walk (a loop). Every file is sniffed by its first bytes (JPEG, PNG, WebP); others
+ *    ignored; symbolic links to files are followed; symbolic links to folders are followed only
+ *    when the folder they resolve to lies inside the dataset root (after resolving its own links)
+ *    and is not already on the current walk (a loop): one to "/" or elsewhere is skipped with
+ *    that reason, so a walk never leaves the dataset. Every file is sniffed by its first bytes (JPEG, PNG, WebP); others
  *    are recorded in `skipped` with a reason. Items are sorted bytewise by their path relative to
  *    the root, so the order never depends on how the filesystem lists entries. The label is the
  *    first path component under the root ("" for files directly in the root).
@@ -76,15 +78,17 @@ static imgsim_status add_item(list_builder *b, const char *path, const char *rel
     return IMGSIM_OK;
 }
 
-/* Appends a skipped file with its reason. */
-static imgsim_status add_skip(list_builder *b, const char *path, const char *reason, ims_err *e) {
+/* Appends a skipped file with its reason (path as opened, rel as the manifest writes it). */
+static imgsim_status add_skip(list_builder *b, const char *path, const char *rel, const char *reason, ims_err *e) {
     if (grow((void **)&b->skipped, &b->cap_skipped, b->n_skipped, sizeof(ims_skip)))
         return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
     ims_skip *s = &b->skipped[b->n_skipped];
     s->path = ims_strdup(path);
+    s->rel = ims_strdup(rel);
     s->reason = ims_strdup(reason);
-    if (!s->path || !s->reason) {
+    if (!s->path || !s->rel || !s->reason) {
         free(s->path);
+        free(s->rel);
         free(s->reason);
         return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory listing the dataset", path);
     }
@@ -100,6 +104,7 @@ static void builder_free(list_builder *b) {
     }
     for (size_t i = 0; i < b->n_skipped; i++) {
         free(b->skipped[i].path);
+        free(b->skipped[i].rel);
         free(b->skipped[i].reason);
     }
     free(b->items);
@@ -187,12 +192,28 @@ typedef struct dir_id {
 typedef struct walker {
     list_builder *b;
     const char *root;                /* as given (trailing slashes stripped) */
+    const char *root_real;           /* the root with its links resolved (NULL: unknown) */
     dir_id stack[IS_WALK_MAX_DEPTH]; /* folders on the current walk, for loop detection */
     int depth;
 } walker;
 
 static int cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* 1 (reason set) when cpath is a symbolic link to a folder outside the dataset root. */
+static int leaves_root(const walker *w, const char *cpath, char *reason, size_t cap) {
+    struct stat lb;
+    if (lstat(cpath, &lb) != 0 || !S_ISLNK(lb.st_mode)) return 0; /* a real folder is inside */
+    char *real = realpath(cpath, NULL);
+    size_t lr = w->root_real ? strlen(w->root_real) : 0;
+    if (lr == 1) lr = 0; /* root "/": everything is inside */
+    int inside = real && w->root_real && strncmp(real, w->root_real, lr) == 0 && (real[lr] == '/' || real[lr] == '\0');
+    if (!inside)
+        snprintf(reason, cap, "symbolic link to a folder outside the dataset root (%.400s): not followed",
+                 real ? real : "unresolvable");
+    free(real);
+    return !inside;
 }
 
 /* Lists folder `rel` (relative to the root; "" for the root itself) whose identity is id, and
@@ -218,7 +239,7 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, ims_err *e) {
             /* an unreadable sub-folder is recorded, the rest of the dataset is still listed */
             char reason[512];
             snprintf(reason, sizeof reason, "cannot read: %s", strerror(errno));
-            st = add_skip(w->b, dpath, reason, e);
+            st = add_skip(w->b, dpath, rel, reason, e);
         } else {
             st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot open folder: %s", dpath, strerror(errno));
         }
@@ -261,18 +282,21 @@ static imgsim_status walk(walker *w, const char *rel, dir_id id, ims_err *e) {
             /* a dangling symlink or a file that vanished */
             char reason[512];
             snprintf(reason, sizeof reason, "cannot read: %s", strerror(errno));
-            st = add_skip(w->b, cpath, reason, e);
+            st = add_skip(w->b, cpath, crel, reason, e);
         } else if (S_ISDIR(sb.st_mode)) {
             dir_id cid = {sb.st_dev, sb.st_ino};
             int loop = 0;
             for (int k = 0; k < w->depth; k++)
                 if (w->stack[k].dev == cid.dev && w->stack[k].ino == cid.ino) loop = 1;
+            char reason[600];
             if (loop)
                 ims_log_warn("%s: symbolic link loop, not followed", cpath);
+            else if (leaves_root(w, cpath, reason, sizeof reason))
+                st = add_skip(w->b, cpath, crel, reason, e);
             else
                 st = walk(w, crel, cid, e);
         } else if (!S_ISREG(sb.st_mode)) {
-            st = add_skip(w->b, cpath, "not a regular file", e);
+            st = add_skip(w->b, cpath, crel, "not a regular file", e);
         } else {
             /* every regular file is listed now and sniffed afterwards, in parallel (sniff_all) */
             {
@@ -342,7 +366,7 @@ static imgsim_status sniff_all(list_builder *b, ims_err *e) {
             b->items[kept++] = b->items[i];
             continue;
         }
-        if (!st) st = add_skip(b, b->items[i].path, j.reason[i], e);
+        if (!st) st = add_skip(b, b->items[i].path, b->items[i].rel, j.reason[i], e);
         free(j.reason[i]);
         free(b->items[i].path);
         free(b->items[i].rel);
@@ -361,8 +385,11 @@ static imgsim_status open_folder(list_builder *b, const char *root, ims_err *e) 
     if (!w) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", root);
     w->b = b;
     w->root = root;
+    char *root_real = realpath(root, NULL);
+    w->root_real = root_real;
     dir_id id = {sb.st_dev, sb.st_ino};
     imgsim_status st = walk(w, "", id, e);
+    free(root_real);
     free(w);
     if (st == IMGSIM_OK) st = sniff_all(b, e);
     if (st != IMGSIM_OK) return st;

@@ -17,7 +17,8 @@ typedef struct ims_item {
 } ims_item;
 
 typedef struct ims_skip {
-    char *path;
+    char *path;   /* as opened (root-joined) */
+    char *rel;    /* as written in manifests: relative to the root, like ims_item.rel */
     char *reason;
 } ims_skip;
 

@@ -18,6 +18,8 @@
  */
 #include "data/meta.h"
 
+#include "core/json.h"
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,12 +151,9 @@ imgsim_status ims_meta_read(imgsim_store_meta *m, cJSON **doc, const char *path,
     size_t len = 0;
     imgsim_status st = ims_read_file(&buf, &len, path, IMS_META_MAX_BYTES, e);
     if (st != IMGSIM_OK) return st;
-    cJSON *root = cJSON_ParseWithLength((const char *)buf, len);
+    long off = -1;
+    cJSON *root = ims_json_parse((const char *)buf, len, &off); /* \udcXX: bytes of non-UTF-8 names */
     if (!root) {
-        const char *where = cJSON_GetErrorPtr();
-        long off = where && where >= (const char *)buf && where <= (const char *)buf + len
-                       ? (long)(where - (const char *)buf)
-                       : -1;
         free(buf);
         return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", path, off);
     }
@@ -265,7 +264,7 @@ imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_e
         snprintf(ts, sizeof ts, "%s", m->created);
     }
     cJSON_AddStringToObject(root, "created", ts);
-    char *txt = cJSON_Print(root);
+    char *txt = ims_json_print(root, 1); /* paths that are not UTF-8: bytes as \udcXX */
     cJSON_Delete(root);
     if (!txt) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
     size_t n = strlen(txt);
