@@ -28,7 +28,7 @@ du -sh "$W/data" | sed 's/^/data: /'
 [ -f "$W/r50.onnx" ] || "$IMGSIM" model init --arch=resnet50 --seed=1 --out="$W/r50.onnx"
 export XDG_CACHE_HOME="$W/cache"
 # build the engine once (cached engine file), so the runs below time the job, not autotuning
-"$IMGSIM" engine build --model="$W/r50.onnx" --device=cuda --precision=fp16 --max-batch="$BATCH" --quiet || true
+"$IMGSIM" engine build --model="$W/r50.onnx" --device=cuda --precision=fp16 --batch-size="$BATCH" --quiet || true
 cat /dev/null > "$W/results.txt"
 for spec in ${MODES:-auto gpu cpu}; do
   mode="${spec%%:*}"

@@ -114,7 +114,7 @@ def main():
     for prec in ("fp16", "tf32"):
         efile = os.path.join(work, "r50_%s.engine" % prec)
         pb, build_s = sh([cli, "engine", "build", "-v", "--model=" + onnx_path, "--device=cuda", "--precision=" + prec,
-                          "--max-batch=256", "--out=" + efile])
+                          "--batch-size=256", "--out=" + efile])
         print("---- imgsim engine build -v (%s)" % prec)
         print(pb.stderr + pb.stdout)
         pi, _ = sh([cli, "engine", "info", efile])

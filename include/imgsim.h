@@ -159,7 +159,10 @@ typedef struct imgsim_engine_opts {
     int device_index;            /* CUDA device ordinal; default 0 */
     imgsim_precision precision;  /* default FP32 on CPU, FP16 on CUDA */
     int precision_set;           /* 0: use the device default */
-    int max_batch;               /* largest batch run() accepts; default 32 */
+    int max_batch;               /* largest batch run() accepts (1..65536); default 32. 0 = auto:
+                                    on CUDA the largest up to 256 that fits in free device memory,
+                                    32 on the CPU. What the engine chose is in
+                                    imgsim_engine_info.max_batch (the CLI's --batch-size) */
     int threads;                 /* CPU threads; 0 = all cores */
     int normalize;               /* L2-normalise output rows; default 1 */
     const char *engine_cache;    /* CUDA engine-file cache folder; NULL = $XDG_CACHE_HOME/imgsim,
@@ -229,7 +232,9 @@ typedef int (*imgsim_progress_fn)(void *user, int64_t done, int64_t total);
 typedef struct imgsim_extract_opts {
     imgsim_preprocess_opts pre;
     int workers;          /* decode/preprocess threads; 0 = all cores */
-    int batch_size;       /* default: the engine's max_batch */
+    int batch_size;       /* images per batch, for fewer than the engine's max_batch; 0 (default)
+                             or more than max_batch: max_batch. The CLI sets no flag for it: its
+                             --batch-size is the engine's max_batch */
     imgsim_dtype dtype;   /* features.npy element type; default F32 */
     int quiet;            /* no progress output */
     imgsim_decode decode; /* where JPEGs are decoded with a CUDA engine; default AUTO */

@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
     int iters = atoi(arg(argc, argv, "iters", "50"));
     while (bench && *bench) {
         int n = atoi(bench);
-        if (n >= 1 && n <= b->max_batch) {
+        if (n >= 1 && n <= info.max_batch) {
             double ms = 0;
             ims_err e;
             int it = n == 1 ? iters * 4 : iters;

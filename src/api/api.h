@@ -4,6 +4,7 @@
 
 #include "backend/backend.h"
 #include "core/core.h"
+#include "image/gpu_decode.h"
 #include "model/graph.h"
 
 struct imgsim_model {
@@ -22,7 +23,12 @@ struct imgsim_engine {
     char *model_path;
     int normalize;     /* rows L2-normalised (imgsim_engine_opts.normalize) */
     ims_err err;
-    void *gpu_dec; /* CUDA: ims_gpu_decoder_slot, nvJPEG decoders kept for imgsim_extract */
+    ims_gpu_decoders *gpu_dec; /* CUDA: the GPU decoder set imgsim_extract uses (one per GPU), or NULL */
 };
+
+/* The one place engine options are resolved (engine_opts.c): turns opt into the backend's
+ * configuration (device defaults, "auto", every check, one message per mistake). cfg->cached_only
+ * is left 0. What the backend then chose is in imgsim_engine_info. */
+imgsim_status ims_engine_config(ims_backend_cfg *cfg, const imgsim_engine_opts *opt, ims_err *e);
 
 #endif

@@ -16,17 +16,6 @@
 #include <sys/stat.h>
 
 #include "api/api.h"
-#ifdef IMGSIM_HAVE_CUDA
-#include "image/cuda/gpu_image.h"
-#endif
-
-void imgsim_engine_opts_init(imgsim_engine_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->device = IMGSIM_DEVICE_CPU;
-    o->precision = IMGSIM_PREC_FP32;
-    o->max_batch = 32;
-    o->normalize = 1;
-}
 
 /* What an engine needs to know of its model. */
 typedef struct model_id {
@@ -36,41 +25,26 @@ typedef struct model_id {
     int64_t dim;
 } model_id;
 
-/* Plans the backend for graph g (a full graph, or with cached_only a stub). */
+/* Plans the backend for graph g (a full graph, or with cached_only a stub) with the resolved
+ * configuration (ims_engine_config). */
 static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const model_id *id, const char *path,
-                                  const imgsim_engine_opts *opt, int cached_only) {
+                                  const ims_backend_cfg *resolved, const imgsim_engine_opts *opt, int cached_only) {
     *out = NULL;
     imgsim_engine *e = ims_calloc(1, sizeof *e);
     if (!e) return ims_fail(NULL, IMGSIM_ERR_NOMEM, "out of memory");
     double t0 = ims_now();
     imgsim_status st;
-    ims_backend_cfg cfg = {0};
-    cfg.precision = opt->precision_set ? opt->precision
-                                       : (opt->device == IMGSIM_DEVICE_CUDA ? IMGSIM_PREC_FP16 : IMGSIM_PREC_FP32);
-    cfg.batch_auto = opt->max_batch <= 0;
-    cfg.max_batch = opt->max_batch > 0 ? opt->max_batch : (opt->device == IMGSIM_DEVICE_CUDA ? 256 : 32);
-    cfg.threads = opt->threads;
-    cfg.device_index = opt->device_index;
-    cfg.normalize = opt->normalize;
-    cfg.engine_cache = opt->engine_cache;
-    cfg.engine_file = opt->engine_file;
+    ims_backend_cfg cfg = *resolved;
     cfg.cached_only = cached_only;
-    if (opt->device == IMGSIM_DEVICE_CUDA) {
+    if (opt->device == IMGSIM_DEVICE_CUDA)
         st = ims_backend_cuda_new(&e->b, &e->err);
-    } else {
-        if (cfg.precision == IMGSIM_PREC_FP16 || cfg.precision == IMGSIM_PREC_TF32) {
-            st = ims_fail(&e->err, IMGSIM_ERR_UNSUPPORTED, "precision %s is for --device=cuda; the CPU supports fp32 and bf16",
-                         imgsim_precision_str(cfg.precision));
-            goto fail;
-        }
+    else
         st = ims_backend_cpu_new(&e->b, &e->err);
-    }
     if (st) goto fail;
     e->b->dim = id->dim;
     e->b->in_c = id->in_c;
     e->b->in_h = id->in_h;
     e->b->in_w = id->in_w;
-    e->b->max_batch = cfg.max_batch;
     if ((st = e->b->ops->prepare(e->b, g, &cfg, &e->err))) goto fail;
     snprintf(e->sha256, sizeof e->sha256, "%s", id->sha256);
     snprintf(e->layer, sizeof e->layer, "%s", id->layer);
@@ -87,8 +61,8 @@ static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const
     snprintf(in->layer, sizeof in->layer, "%s", id->layer);
     snprintf(in->model_sha256, sizeof in->model_sha256, "%s", id->sha256);
     snprintf(in->device_name, sizeof in->device_name, "%s", e->b->ops->name);
-    if (e->b->ops->info) e->b->ops->info(e->b, in);
-    in->max_batch = e->b->max_batch;
+    in->max_batch = cfg.max_batch; /* what was asked for; the backend reports what it chose */
+    e->b->ops->info(e->b, in);
     in->build_seconds = ims_now() - t0;
     *out = e;
     return IMGSIM_OK;
@@ -222,49 +196,51 @@ static void model_identity(const imgsim_model *m, model_id *id) {
     id->dim = m->g->dim;
 }
 
-/* opt->prepare_gpu_decode: starts making nvJPEG decoders on a background thread (returns the
- * ims_gpu_decoder_slot, or NULL). */
-static void *decoders_start(const imgsim_engine_opts *opt) {
-#ifdef IMGSIM_HAVE_CUDA
-    if (opt->device == IMGSIM_DEVICE_CUDA && opt->prepare_gpu_decode) {
-        ims_gpu_decoder_slot *s = ims_gpu_decoder_slot_new();
-        ims_gpu_decoder_slot_start(s, opt->device_index, opt->max_batch > 0 ? opt->max_batch : 32, ims_num_cores());
-        return s;
-    }
-#endif
-    (void)opt;
-    return NULL;
+/* CUDA: the engine's GPU decoder set (image/gpu_decode.h), for the engine's device and largest
+ * batch; with opt->prepare_gpu_decode its decoders are made on a background thread while the
+ * engine loads. NULL on the CPU, or where the set cannot be had (extraction then makes its own
+ * decoders, or decodes on the CPU). */
+static ims_gpu_decoders *decoders_start(const ims_backend_cfg *cfg, const imgsim_engine_opts *opt) {
+    ims_gpu_decoders *s = NULL;
+    if (opt->device != IMGSIM_DEVICE_CUDA || ims_gpu_decoders_new(&s, cfg->device_index, cfg->max_batch,
+                                                                   ims_num_cores(), NULL) != IMGSIM_OK)
+        return NULL;
+    if (opt->prepare_gpu_decode) ims_gpu_decoders_prepare(s);
+    return s;
 }
 
-/* Gives the decoders to the engine just made, or drops them when it failed. */
-static imgsim_status decoders_attach(imgsim_status st, imgsim_engine **out, void *slot) {
-#ifdef IMGSIM_HAVE_CUDA
+/* Gives the decoder set to the engine just made, or drops it when that failed. */
+static imgsim_status decoders_attach(imgsim_status st, imgsim_engine **out, ims_gpu_decoders *set) {
     if (st == IMGSIM_OK && *out)
-        (*out)->gpu_dec = slot;
+        (*out)->gpu_dec = set;
     else
-        ims_gpu_decoder_slot_free(slot);
-#endif
-    (void)out, (void)slot;
+        ims_gpu_decoders_free(set);
     return st;
 }
 
-static imgsim_status engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt);
+static imgsim_status engine_create(imgsim_engine **out, const imgsim_model *m, const ims_backend_cfg *cfg,
+                                   const imgsim_engine_opts *opt);
 
 imgsim_status imgsim_engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt) {
     if (!out || !m) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_create: NULL argument");
+    *out = NULL;
     imgsim_engine_opts def;
     if (!opt) {
         imgsim_engine_opts_init(&def);
         opt = &def;
     }
-    void *dec = decoders_start(opt);
-    return decoders_attach(engine_create(out, m, opt), out, dec);
+    ims_backend_cfg cfg;
+    imgsim_status st = ims_engine_config(&cfg, opt, NULL);
+    if (st) return st;
+    ims_gpu_decoders *dec = decoders_start(&cfg, opt);
+    return decoders_attach(engine_create(out, m, &cfg, opt), out, dec);
 }
 
-static imgsim_status engine_create(imgsim_engine **out, const imgsim_model *m, const imgsim_engine_opts *opt) {
+static imgsim_status engine_create(imgsim_engine **out, const imgsim_model *m, const ims_backend_cfg *cfg,
+                                   const imgsim_engine_opts *opt) {
     model_id id;
     model_identity(m, &id);
-    imgsim_status st = engine_build(out, m->g, &id, m->path, opt, 0);
+    imgsim_status st = engine_build(out, m->g, &id, m->path, cfg, opt, 0);
     if (!st && opt->device == IMGSIM_DEVICE_CUDA && m->path) {
         char *idx = index_path(opt);
         if (idx) index_store(idx, m->path, m->layer_asked[0] ? m->layer_asked : NULL, &id);
@@ -282,7 +258,10 @@ imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, co
         imgsim_engine_opts_init(&def);
         opt = &def;
     }
-    void *dec = decoders_start(opt); /* on its own thread while the engine loads */
+    ims_backend_cfg cfg;
+    imgsim_status cst = ims_engine_config(&cfg, opt, NULL);
+    if (cst) return cst;
+    ims_gpu_decoders *dec = decoders_start(&cfg, opt); /* (its decoders on their own thread while the engine loads) */
     char *idx = opt->device == IMGSIM_DEVICE_CUDA ? index_path(opt) : NULL;
     model_id id;
     if (idx && index_lookup(idx, model_path, layer, &id)) {
@@ -296,7 +275,7 @@ imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, co
             g->dim = id.dim;
             snprintf(g->sha256, sizeof g->sha256, "%s", id.sha256);
             imgsim_status st = g->input >= 0 && g->output >= 0
-                                   ? engine_build(out, g, &id, model_path, opt, 1)
+                                   ? engine_build(out, g, &id, model_path, &cfg, opt, 1)
                                    : IMGSIM_ERR_NOMEM;
             ims_graph_free(g);
             if (st == IMGSIM_OK) {
@@ -311,16 +290,14 @@ imgsim_status imgsim_engine_load(imgsim_engine **out, const char *model_path, co
     imgsim_model *m = NULL;
     imgsim_status st = imgsim_model_load(&m, model_path, layer);
     if (st) return decoders_attach(st, out, dec);
-    st = engine_create(out, m, opt);
+    st = engine_create(out, m, &cfg, opt);
     imgsim_model_destroy(m);
     return decoders_attach(st, out, dec);
 }
 
 void imgsim_engine_destroy(imgsim_engine *e) {
     if (!e) return;
-#ifdef IMGSIM_HAVE_CUDA
-    ims_gpu_decoder_slot_free(e->gpu_dec); /* before the backend: same device */
-#endif
+    ims_gpu_decoders_free(e->gpu_dec); /* before the backend: same device */
     if (e->b && e->b->ops && e->b->ops->destroy) e->b->ops->destroy(e->b);
     free(e->model_path);
     free(e);
@@ -332,9 +309,9 @@ const char *imgsim_engine_errmsg(const imgsim_engine *e) {
 
 imgsim_status imgsim_engine_run(imgsim_engine *e, const float *input, int n, float *out) {
     if (!e || !input || !out) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_engine_run: NULL argument");
-    if (n < 1 || n > e->b->max_batch)
+    if (n < 1 || n > e->info.max_batch)
         return ims_fail(&e->err, IMGSIM_ERR_INVALID_ARG, "batch of %d images: the engine takes 1 to %d", n,
-                       e->b->max_batch);
+                       e->info.max_batch);
     imgsim_status st = e->b->ops->run(e->b, input, n, out, &e->err);
     if (st) ims_fail_copy(NULL, &e->err, st);
     return st;

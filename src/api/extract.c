@@ -6,14 +6,13 @@
  * worker into ring slot b % S at position i % B. A slot is handed to workers for batch b only
  * after the consumer has finished batch b - S with it, so memory is bounded by S batches however
  * large the dataset. The calling thread takes batches in order: with an asynchronous backend
- * (CUDA) it feeds them (nvJPEG decoding of the JPEGs routed to the GPU, uploads, submit) while a
+ * (CUDA) it feeds them (GPU decoding of the JPEGs routed to the GPU, uploads, submit) while a
  * collector thread takes each batch's features and writes them, so copies, inference and writing
  * overlap decoding; with a synchronous one (CPU) it runs each batch in turn while the workers fill
  * the next slot. A failed image leaves a hole: its row of the batch is computed and dropped, and
  * its manifest line records the reason.
  */
 #define _GNU_SOURCE
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,10 +23,8 @@
 #include "api/extract.h"
 #include "data/dataset.h"
 #include "data/meta.h"
+#include "image/gpu_decode.h"
 #include "image/image.h"
-#ifdef IMGSIM_HAVE_CUDA
-#include "image/cuda/gpu_image.h"
-#endif
 
 void imgsim_extract_opts_init(imgsim_extract_opts *o) {
     memset(o, 0, sizeof *o);
@@ -38,12 +35,10 @@ void imgsim_extract_opts_init(imgsim_extract_opts *o) {
 typedef struct item_result {
     imgsim_status st;
     char *error;  /* ims_malloc'ed message for failures */
-    uint8_t *buf; /* GPU mode: the encoded file, for nvJPEG */
+    uint8_t *buf; /* GPU mode: the encoded file, for the GPU decoder */
     size_t len;
-    int on_gpu;   /* GPU mode: left for nvJPEG */
+    int on_gpu;   /* GPU mode: left for the GPU decoder */
 } item_result;
-
-#define N_SIZE_CLASSES 40 /* half-octaves of pixel count: 2^10 .. 2^30 */
 
 typedef struct pipeline {
     imgsim_engine *eng;
@@ -67,79 +62,19 @@ typedef struct pipeline {
     double *idle; /* per worker seconds waiting for a free slot */
     ims_progress *progress;
 
-    /* GPU decoding (CUDA engine with nvJPEG) */
+    /* GPU decoding (a CUDA engine, and imgsim built with a GPU decoder: image/gpu_decode.h) */
     int gpu_mode;
+    ims_gpu_decode *gpu; /* decodes the JPEGs routed to it, uploads the rest (gpu_mode) */
     int async;    /* backend has submit/collect */
     int n_bslots; /* backend slots: batch b runs in backend slot b % n_bslots */
     int n_workers;
     double last_wait, last_idle;
     int adapt;          /* AUTO: adjust cpu_share after each batch */
-    double cpu_share;   /* share of JPEGs the CPU workers decode (consumer's copy) */
-    atomic_int cpu_below; /* the same as the workers read it: JPEGs whose route key is below it */
-    atomic_llong size_hist[N_SIZE_CLASSES]; /* JPEGs nvJPEG could take, by size class */
-    void *feed;         /* ims_gpu_feed */
+    double cpu_share;   /* share of the JPEGs the GPU could take that the CPU workers decode */
     int64_t gpu_decoded;
     double gpu_s, wait_s;
-    /* the nvJPEG decoders are created on their own thread while the workers decode everything
-     * on the CPU; gpu_ready: 0 while that runs, 1 once JPEGs may go to the GPU, -1 if not */
-    atomic_int gpu_ready;
-    pthread_t init_th;
-    int init_started, init_threads;
-    double gpu_init_s;
-    double t_feed[4]; /* consumer: nvJPEG + kernel, CPU fallback, uploads, engine submit */
+    double t_feed[4]; /* consumer: GPU decode + kernel, CPU fallback, uploads, engine submit */
 } pipeline;
-
-/* Routing JPEGs between the CPU workers and nvJPEG (AUTO). Both sides' cost grows with the
- * pixel count, but nvJPEG's (above all the hardware decoder's) grows less steeply: it has a
- * per-image overhead the CPU does not, and large images are where it gains most. So the CPU
- * takes the smallest images first: each JPEG gets a key, its size class (half-octaves of pixel
- * count) times 64 plus a hash of its index in 0..63 (so images of one size split evenly), and
- * the CPU decodes the keys below cpu_below. The consumer turns the share of JPEGs it wants on
- * the CPU into that bound through the histogram of size classes seen so far. */
-static int size_class(int64_t pixels) {
-    int c = pixels > 1 ? (int)(2.0 * log2((double)pixels)) - 20 : 0; /* 2^10 px and below: class 0 */
-    return c < 0 ? 0 : c >= N_SIZE_CLASSES ? N_SIZE_CLASSES - 1 : c;
-}
-
-/* 1 when the JPEG is one nvJPEG decodes exactly and fast: baseline Huffman, grayscale or
- * YCbCr 4:4:4/4:2:2/4:2:0, no EXIF rotation to apply, within the size limit. The others go to
- * the CPU (nvJPEG's progressive decoding runs its Huffman stage on one CPU thread). */
-static int gpu_candidate(const ims_jpeg_hdr *h, const imgsim_preprocess_opts *pre) {
-    if (h->sof != 0xC0 && h->sof != 0xC1) return 0;
-    if (pre->exif_rotate && h->orient != 1) return 0;
-    if (h->w < 1 || h->h < 1 || (pre->max_pixels && (uint64_t)h->w * (uint64_t)h->h > pre->max_pixels)) return 0;
-    if (h->ncomp == 1) return 1;
-    if (h->ncomp != 3 || (h->adobe_transform_set && h->adobe_transform == 0)) return 0; /* Adobe 0: RGB, not YCbCr */
-    if (h->hs[1] != 1 || h->vs[1] != 1 || h->hs[2] != 1 || h->vs[2] != 1) return 0;
-    return (h->hs[0] == 1 && h->vs[0] == 1) || (h->hs[0] == 2 && h->vs[0] == 1) || (h->hs[0] == 2 && h->vs[0] == 2);
-}
-
-/* 1 if item i (a JPEG in buf) goes to nvJPEG. */
-static int route_to_gpu(pipeline *p, int64_t i, const uint8_t *buf, size_t len) {
-    if (p->opt->decode == IMGSIM_DECODE_GPU) return 1; /* all of them: nvJPEG sorts out what it cannot do */
-    ims_jpeg_hdr h;
-    if (ims_jpeg_header(buf, len, &h) != 0 || !gpu_candidate(&h, &p->opt->pre)) return 0;
-    int c = size_class((int64_t)h.w * h.h);
-    atomic_fetch_add(&p->size_hist[c], 1);
-    uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull;
-    int key = c * 64 + (int)(x >> 58);
-    return key >= atomic_load(&p->cpu_below);
-}
-
-#ifdef IMGSIM_HAVE_CUDA
-/* The route key bound under which a share (0..1) of the JPEGs seen so far falls. */
-static int share_to_bound(pipeline *p, double share) {
-    long long n[N_SIZE_CLASSES], total = 0;
-    for (int c = 0; c < N_SIZE_CLASSES; c++) total += n[c] = atomic_load(&p->size_hist[c]);
-    if (total == 0) return 0; /* nothing seen yet: every candidate to the GPU until a batch's sizes are in */
-    double want = share * (double)total, cum = 0;
-    for (int c = 0; c < N_SIZE_CLASSES; c++) {
-        if (n[c] > 0 && cum + (double)n[c] >= want) return c * 64 + (int)(64.0 * (want - cum) / (double)n[c] + 0.5);
-        cum += (double)n[c];
-    }
-    return N_SIZE_CLASSES * 64;
-}
-#endif
 
 typedef struct worker_arg {
     pipeline *p;
@@ -173,11 +108,10 @@ static void *worker_main(void *arg) {
         err.msg[0] = 0;
         imgsim_status st;
         if (p->gpu_mode) {
-            /* read the file; JPEGs routed to the GPU stay encoded for nvJPEG */
+            /* read the file; JPEGs routed to the GPU stay encoded for its decoder */
             item_result *r = &p->res[i];
             st = ims_read_file(&r->buf, &r->len, p->ds->items[i].path, 1u << 30, &err);
-            if (st == IMGSIM_OK && atomic_load(&p->gpu_ready) == 1 && ims_image_sniff(r->buf, r->len) == IS_FMT_JPEG &&
-                route_to_gpu(p, i, r->buf, r->len)) {
+            if (st == IMGSIM_OK && ims_gpu_decode_route(p->gpu, i, r->buf, r->len)) {
                 r->on_gpu = 1;
                 r->st = IMGSIM_OK;
             } else if (st == IMGSIM_OK) {
@@ -281,10 +215,8 @@ static imgsim_status ring_init(pipeline *p, ims_err *e) {
             /* GPU mode: the backend's pinned input buffers are free (its input arrives on the
              * device), so they serve as the first slots; pinned allocation is slow */
             p->slot_buf[s] = b->ops->input_buffer(b, s);
-#ifdef IMGSIM_HAVE_CUDA
         else if (p->gpu_mode)
-            p->slot_buf[s] = ims_gpu_host_alloc(bytes);
-#endif
+            p->slot_buf[s] = ims_gpu_decode_host_buffer(p->gpu, bytes); /* (the job frees it) */
         else
             p->slot_buf[s] = ims_malloc(bytes);
         if (!p->slot_buf[s]) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory for the batch ring");
@@ -292,17 +224,13 @@ static imgsim_status ring_init(pipeline *p, ims_err *e) {
     return IMGSIM_OK;
 }
 
+/* Frees what the pipeline holds; the GPU decoding job waits for its device work, gives its
+ * decoders back to the engine's set and frees the ring's pinned slots. */
 static void pipeline_free(pipeline *p) {
-    if (p->own_buffers && p->slot_buf)
-        for (int s = 0; s < p->S; s++) {
-#ifdef IMGSIM_HAVE_CUDA
-            if (p->gpu_mode) {
-                if (s >= p->n_bslots) ims_gpu_host_free(p->slot_buf[s]);
-                continue;
-            }
-#endif
-            free(p->slot_buf[s]);
-        }
+    ims_gpu_decode_destroy(p->gpu);
+    p->gpu = NULL;
+    if (p->own_buffers && p->slot_buf && !p->gpu_mode)
+        for (int s = 0; s < p->S; s++) free(p->slot_buf[s]);
     free(p->slot_buf);
     free(p->slot_batch);
     free(p->slot_done);
@@ -347,15 +275,13 @@ static imgsim_status count_batch(pipeline *p, int64_t b, ims_err *e) {
     return IMGSIM_OK;
 }
 
-
-#ifdef IMGSIM_HAVE_CUDA
 typedef struct fallback_ctx {
     pipeline *p;
     int64_t b;
     const int *items; /* positions in the batch */
 } fallback_ctx;
 
-/* CPU decode of an image nvJPEG refused, from its bytes in memory. */
+/* CPU decode of an image the GPU decoder refused, from its bytes in memory. */
 static void fallback_one(void *ctx, int64_t k, int worker) {
     fallback_ctx *f = ctx;
     pipeline *p = f->p;
@@ -373,8 +299,8 @@ static void fallback_one(void *ctx, int64_t k, int worker) {
     (void)worker;
 }
 
-/* GPU mode: decodes batch b's JPEGs with nvJPEG into the engine's device input, decodes what
- * nvJPEG refuses on the CPU, uploads the CPU-decoded images and starts the batch. */
+/* GPU mode: decodes batch b's JPEGs on the GPU into the engine's device input, decodes what the
+ * GPU decoder refuses on the CPU, uploads the CPU-decoded images and starts the batch. */
 static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, ims_err *e) {
     ims_backend *be = p->eng->b;
     int slot = (int)(b % p->S), bslot = (int)(b % p->n_bslots), n = batch_count(p, b);
@@ -394,7 +320,7 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, ims_err *e) {
         ngpu += r->on_gpu;
     }
     imgsim_status st = IMGSIM_OK;
-    if (ngpu) st = ims_gpu_feed_decode(p->feed, bufs, lens, n, dev_in, p->opt->pre.max_pixels, ist, msg, e);
+    if (ngpu) st = ims_gpu_decode_batch(p->gpu, bufs, lens, n, dev_in, ist, msg, e);
     double t1 = ims_now();
     for (int j = 0; j < n && !st; j++) {
         item_result *r = &p->res[b * p->B + j];
@@ -420,12 +346,12 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, ims_err *e) {
         r->buf = NULL;
     }
     double t3 = ims_now();
-    if (!st) st = ims_gpu_feed_upload(p->feed, p->slot_buf[slot], mask, n, dev_in, e);
+    if (!st) st = ims_gpu_decode_upload(p->gpu, p->slot_buf[slot], mask, n, dev_in, e);
     double t4 = ims_now();
-    if (!st) st = be->ops->submit_device(be, bslot, n, ims_gpu_feed_mark(p->feed, b), e);
-    /* the previous batch's uploads are done (long since: nvJPEG synchronised since): its ring
+    if (!st) st = be->ops->submit_device(be, bslot, n, ims_gpu_decode_mark(p->gpu, b), e);
+    /* the previous batch's uploads are done (long since: the GPU decoder synchronised since): its ring
      * slot goes back to the workers now rather than after its inference */
-    if (!st && b > 0 && !(st = ims_gpu_feed_wait_mark(p->feed, b - 1, e))) release_slot(p, b - 1);
+    if (!st && b > 0 && !(st = ims_gpu_decode_wait_mark(p->gpu, b - 1, e))) release_slot(p, b - 1);
     double t5 = ims_now();
     p->t_feed[0] += t1 - t0;
     p->t_feed[1] += t3 - t2;
@@ -442,18 +368,13 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, ims_err *e) {
         double d_wait = p->wait_s - p->last_wait, d_idle = idle - p->last_idle;
         p->last_wait = p->wait_s;
         p->last_idle = idle;
-        if (b > 0 && atomic_load(&p->gpu_ready) == 1) p->cpu_share += d_wait > d_idle ? -0.03 : 0.03;
+        if (b > 0 && ims_gpu_decode_ready(p->gpu) == 1) p->cpu_share += d_wait > d_idle ? -0.03 : 0.03;
         if (p->cpu_share < 0) p->cpu_share = 0;
         if (p->cpu_share > 1) p->cpu_share = 1;
-        atomic_store(&p->cpu_below, share_to_bound(p, p->cpu_share));
+        ims_gpu_decode_set_cpu_share(p->gpu, p->cpu_share);
     }
     return st;
 }
-#else
-static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, ims_err *e) {
-    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "GPU decoding was not built in");
-}
-#endif
 
 /* With an asynchronous backend the calling thread feeds (decodes on the GPU, uploads, submits)
  * and this collector thread takes each batch's features in order and writes them, so that
@@ -568,30 +489,6 @@ static imgsim_status consume(pipeline *p, ims_npy_writer *npy, FILE *man, double
     return st;
 }
 
-#ifdef IMGSIM_HAVE_CUDA
-/* Creates the nvJPEG decoders (hundreds of milliseconds) while the workers start on the CPU. */
-static void *gpu_init_main(void *arg) {
-    pipeline *p = arg;
-    double t0 = ims_now();
-    ims_err e;
-    e.msg[0] = 0;
-    /* the engine's decoders (made while it loaded, or kept from its last job), else new ones */
-    ims_gpu_jpeg *kept = ims_gpu_decoder_slot_take(p->eng->gpu_dec, &e);
-    if (kept && ims_gpu_feed_set_jpeg(p->feed, kept, &e) != IMGSIM_OK) ims_gpu_jpeg_destroy(kept);
-    if (e.msg[0]) ims_log_debug("nvJPEG decoders made with the engine: %s", e.msg);
-    if (ims_gpu_feed_init_jpeg(p->feed, p->init_threads, &e) == IMGSIM_OK) {
-        ims_log_info("decoding JPEGs on the GPU (nvJPEG %s)%s", ims_gpu_feed_backend(p->feed),
-                    p->adapt ? " and the CPU, share adapted as the job runs" : "");
-        atomic_store(&p->gpu_ready, 1);
-    } else {
-        ims_log_info("GPU decoding unavailable (%s): decoding on the CPU", e.msg);
-        atomic_store(&p->gpu_ready, -1);
-    }
-    p->gpu_init_s = ims_now() - t0;
-    return NULL;
-}
-#endif
-
 imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, const char *input_desc,
                                  const char *store_dir, const imgsim_extract_opts *opt, double list_seconds,
                                  imgsim_extract_stats *stats, ims_err *e) {
@@ -607,14 +504,14 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
     p.eng = eng;
     p.ds = ds;
     p.opt = opt;
-    p.B = opt->batch_size > 0 && opt->batch_size <= eng->b->max_batch ? opt->batch_size : eng->b->max_batch;
+    p.B = opt->batch_size > 0 && opt->batch_size <= eng->info.max_batch ? opt->batch_size : eng->info.max_batch;
     p.n_items = (int64_t)ds->n;
     p.n_batches = (p.n_items + p.B - 1) / p.B;
     p.img_floats = (size_t)eng->info.in_channels * (size_t)eng->info.in_height * (size_t)eng->info.in_width;
     if (opt->pre.height != eng->info.in_height || opt->pre.width != eng->info.in_width)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
                        opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
-    /* with a CUDA engine the consumer thread drives the GPU (and nvJPEG): leave it a core */
+    /* with a CUDA engine the consumer thread drives the GPU (and its decoder): leave it a core */
     int workers = opt->workers > 0                                             ? ims_threads_cap(opt->workers, "workers")
                   : eng->info.device == IMGSIM_DEVICE_CUDA && ims_num_cores() > 4 ? ims_num_cores() - 1
                                                                                : ims_num_cores();
@@ -626,47 +523,30 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
         pipeline_free(&p);
         return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     }
-#ifdef IMGSIM_HAVE_CUDA
     ims_backend *be = eng->b;
-    if (eng->info.device == IMGSIM_DEVICE_CUDA && be->ops->n_slots >= 2 &&
-        be->ops->device_input && be->ops->submit_device) {
-        ims_gpu_feed *feed = NULL;
+    if (eng->info.device == IMGSIM_DEVICE_CUDA && be->ops->n_slots >= 2 && be->ops->device_input &&
+        be->ops->submit_device) {
+        /* a GPU decoding job on the engine's decoder set; CPU mode: the same path with every
+         * image decoded by the workers (its deeper pinned ring uploads straight into the
+         * engine's device input) */
+        ims_gpu_decode_cfg gc = {.max_batch = p.B, .pre = &opt->pre, .mode = opt->decode, .cpu_threads = workers};
         ims_err fe;
-        int dev = be->ops->device_index_of ? be->ops->device_index_of(be) : 0;
-        if (ims_gpu_feed_create(&feed, dev, p.B, eng->info.in_height, eng->info.in_width, opt->pre.mean, opt->pre.std,
-                               &fe) == IMGSIM_OK) {
-            p.feed = feed;
+        if (ims_gpu_decode_open(&p.gpu, eng->gpu_dec, &gc, &fe) == IMGSIM_OK) {
             p.gpu_mode = 1;
-            p.init_threads = workers;
-            /* CPU: the same path with every image decoded by the workers (its deeper pinned
-             * ring uploads straight into the engine's device input) */
             p.adapt = opt->decode == IMGSIM_DECODE_AUTO;
             p.cpu_share = opt->decode == IMGSIM_DECODE_CPU ? 1.0 : p.adapt ? 0.4 : 0.0;
-            atomic_store(&p.cpu_below, share_to_bound(&p, p.cpu_share));
+            ims_gpu_decode_set_cpu_share(p.gpu, p.cpu_share);
         } else {
             ims_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);
         }
     }
-#endif
     if ((st = ring_init(&p, e))) {
-#ifdef IMGSIM_HAVE_CUDA
-        ims_gpu_feed_destroy(p.feed);
-#endif
         pipeline_free(&p);
         return st;
     }
-
-#ifdef IMGSIM_HAVE_CUDA
     /* AUTO: the CPU decodes everything until the decoders exist; GPU (asked for explicitly):
-     * every JPEG nvJPEG takes goes to it, so they are made first */
-    /* (IMGSIM_GPU_INIT_SYNC, for tests: AUTO with the GPU from the first image) */
-    if (p.gpu_mode && opt->decode == IMGSIM_DECODE_AUTO && !ims_tuning_get()->gpu_init_sync)
-        p.init_started = pthread_create(&p.init_th, NULL, gpu_init_main, &p) == 0;
-    if (p.gpu_mode && (opt->decode == IMGSIM_DECODE_GPU || (opt->decode == IMGSIM_DECODE_AUTO && !p.init_started))) {
-        gpu_init_main(&p);
-        s.seconds_gpu_init = p.gpu_init_s;
-    }
-#endif
+     * every JPEG the decoder takes goes to it, so they are made first */
+    if (p.gpu_mode) ims_gpu_decode_start(p.gpu);
     /* a store without meta.json is incomplete: remove the old marker before anything else */
     char *meta_path = ims_path_join(store_dir, "meta.json");
     char *feat_path = ims_path_join(store_dir, "features.npy");
@@ -732,11 +612,7 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
         ims_log_debug("consumer: GPU decode %.3f s, CPU fallback %.3f s, uploads %.3f s, submit %.3f s, rest %.3f s",
                      p.t_feed[0], p.t_feed[1], p.t_feed[2], p.t_feed[3],
                      p.gpu_s - p.t_feed[0] - p.t_feed[1] - p.t_feed[2] - p.t_feed[3]);
-    if (p.init_started) {
-        pthread_join(p.init_th, NULL);
-        p.init_started = 0;
-        s.seconds_gpu_init = p.gpu_init_s;
-    }
+    if (p.gpu_mode) s.seconds_gpu_init = ims_gpu_decode_join(p.gpu);
     for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
         char *why = ims_strdup(ds->skipped[i].reason);
         if (why) tsv_clean(why);
@@ -753,7 +629,7 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
     ims_dataset_fingerprint(ds, fp, e);
     st = write_meta(meta_path, &p, input_desc, fp, &s, e);
 done:
-    if (p.init_started) pthread_join(p.init_th, NULL);
+    if (p.gpu_mode) ims_gpu_decode_join(p.gpu);
     if (st) {
         ims_npy_abort(&npy);
         if (man.f) ims_atomic_abort(&man);
@@ -761,15 +637,7 @@ done:
     free(meta_path);
     free(feat_path);
     free(man_path);
-#ifdef IMGSIM_HAVE_CUDA
-    { /* the engine keeps the decoders for its next job */
-        ims_gpu_jpeg *kept = ims_gpu_feed_detach_jpeg(p.feed);
-        if (kept && !eng->gpu_dec) eng->gpu_dec = ims_gpu_decoder_slot_new();
-        if (kept) ims_gpu_decoder_slot_put(eng->gpu_dec, kept);
-    }
-    ims_gpu_feed_destroy(p.feed);
-#endif
-    pipeline_free(&p);
+    pipeline_free(&p); /* (the engine's decoder set keeps the decoders for its next job) */
     if (stats) *stats = s;
     return st;
 }

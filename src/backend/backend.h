@@ -18,15 +18,18 @@
 extern "C" {
 #endif
 
+/* The configuration a backend is planned for, resolved once from imgsim_engine_opts by
+ * ims_engine_config (api/engine_opts.c: defaults, "auto" and every check are there). The backend
+ * takes it as it is, never writes it back, and reports what it chose through ops->info. */
 typedef struct ims_backend_cfg {
     imgsim_precision precision;
-    int max_batch;
-    int threads;          /* CPU threads, 0 = all cores */
+    int max_batch;        /* batch capacity (1..65536); with batch_auto an upper bound */
+    int threads;          /* CPU threads (0 = all cores, for callers that build a cfg themselves) */
     int device_index;     /* CUDA ordinal */
     int normalize;        /* L2-normalise each output row */
     const char *engine_cache; /* CUDA: cache folder, NULL = default, "off" = none */
     const char *engine_file;  /* CUDA: explicit engine file */
-    int batch_auto;       /* CUDA: shrink max_batch to what fits in device memory */
+    int batch_auto;       /* CUDA: lower max_batch to what fits in device memory (else fail) */
     int cached_only;      /* CUDA: fail with MISMATCH rather than plan when no engine file matches
                              (the graph may then be a stub: sha256, output name, input size only) */
 } ims_backend_cfg;
@@ -58,7 +61,8 @@ typedef struct ims_backend_ops {
     imgsim_status (*submit_device)(ims_backend *b, int slot, int n, void *ready_event, ims_err *e);
     int (*device_index_of)(const ims_backend *b);
 
-    /* Fills what it knows into info (device_name, device_bytes, loaded_from_file, max_batch). */
+    /* Required: reports what the prepared backend chose into info: max_batch (the largest n run
+     * and submit take), device_name, device_bytes, loaded_from_file. */
     void (*info)(const ims_backend *b, imgsim_engine_info *info);
     void (*destroy)(ims_backend *b);
 } ims_backend_ops;
@@ -68,7 +72,6 @@ struct ims_backend {
     void *impl;
     int64_t dim;
     int in_c, in_h, in_w;
-    int max_batch;
 };
 
 /* Constructors: allocate the backend object (not yet prepared). Return NO_DEVICE where the

@@ -225,23 +225,25 @@ int cli_engine_opts(cli_args *a, imgsim_engine_opts *o) {
             o->precision_set = 1;
         }
     }
-    const char *bs = cli_str(a, "batch-size", NULL);
-    if (bs && !strcmp(bs, "auto")) {
-        o->max_batch = 0; /* 0: pick the largest that fits (CUDA), default elsewhere */
-    } else if (bs) {
-        char *end;
-        long n = strtol(bs, &end, 10);
-        if (end == bs || *end || n < 1 || n > 65536) {
-            fprintf(stderr, "imgsim %s: --batch-size=%s: expected 1..65536 or auto\n", a->cmd, bs);
-            a->error = 1;
-        } else {
-            o->max_batch = (int)n;
-        }
-    }
+    o->max_batch = cli_batch_size(a, o->max_batch);
     o->threads = (int)cli_int(a, "threads", 0, 0, 4096);
     o->engine_cache = cli_str(a, "engine-cache", NULL);
     o->engine_file = cli_str(a, "engine", NULL);
     return a->error ? 2 : 0;
+}
+
+int cli_batch_size(cli_args *a, int def) {
+    const char *bs = cli_str(a, "batch-size", NULL);
+    if (!bs) return def;
+    if (!strcmp(bs, "auto")) return 0; /* what auto means: ims_engine_config */
+    char *end;
+    long n = strtol(bs, &end, 10);
+    if (end == bs || *end || n < 1 || n > 65536) {
+        fprintf(stderr, "imgsim %s: --batch-size=%s: expected 1..65536 or auto\n", a->cmd, bs);
+        a->error = 1;
+        return def;
+    }
+    return (int)n;
 }
 
 int cli_extract_opts(cli_args *a, imgsim_extract_opts *o) {

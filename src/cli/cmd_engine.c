@@ -3,7 +3,7 @@
  * serialized TensorRT engine).
  *
  *   imgsim engine build --model=M.onnx [--device=cuda[:N]] [--precision=fp16|tf32|fp32]
- *                       [--max-batch=256] [--layer=NAME] [--out=FILE | --engine-cache=DIR]
+ *                       [--batch-size=N|auto] [--layer=NAME] [--out=FILE | --engine-cache=DIR]
  *   imgsim engine info FILE
  *
  * build always plans and autotunes afresh and writes the file atomically (default: into the
@@ -24,8 +24,11 @@
 
 static const char *usage =
     "usage: imgsim engine build --model=M.onnx [--device=cuda[:N]] [--precision=fp16|tf32|fp32]\n"
-    "                           [--max-batch=256] [--layer=NAME] [--out=FILE | --engine-cache=DIR]\n"
-    "       imgsim engine info FILE\n";
+    "                           [--batch-size=N|auto] [--layer=NAME] [--out=FILE | --engine-cache=DIR]\n"
+    "       imgsim engine info FILE\n"
+    "  --batch-size  the engine file's batch size, as extract/run/search --batch-size will ask for it\n"
+    "                (default 256; auto: 256, or less where device memory is short)\n"
+    "  --max-batch   the old spelling of --batch-size, kept as an alias for this release\n";
 
 #ifdef IMGSIM_HAVE_CUDA
 static int engine_info(int argc, char **argv) {
@@ -54,18 +57,24 @@ static int engine_info(int argc, char **argv) {
 }
 
 static int engine_build(int argc, char **argv) {
-    static const char *const vopts[] = {"model", "device", "precision", "max-batch", "out", "layer", "engine-cache",
-                                        NULL};
+    static const char *const vopts[] = {"model",  "device", "precision",    "batch-size", "max-batch",
+                                        "out",    "layer",  "engine-cache", NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, vopts)) return 1;
     cli_log_opts(&a);
     const char *model = cli_str(&a, "model", NULL);
     const char *dev = cli_str(&a, "device", "cuda");
     const char *prec = cli_str(&a, "precision", "fp16");
-    long max_batch = cli_int(&a, "max-batch", 256, 1, 65536);
+    long max_batch = cli_int(&a, "max-batch", 256, 1, 65536); /* the old spelling, an alias for a release */
+    max_batch = cli_batch_size(&a, (int)max_batch);
     const char *out = cli_str(&a, "out", NULL);
     const char *layer = cli_str(&a, "layer", NULL);
     const char *cache = cli_str(&a, "engine-cache", NULL);
+    if (cli_flag(&a, "help")) {
+        fputs(usage, stdout);
+        cli_free(&a);
+        return 0;
+    }
     int rc = cli_finish(&a, usage);
     if (rc) {
         cli_free(&a);
@@ -146,6 +155,10 @@ static int engine_build(int argc, char **argv) {
 
 int cmd_engine(int argc, char **argv) {
     const char *verb = argc > 1 ? argv[1] : NULL;
+    if (verb && !strcmp(verb, "--help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
     if (!verb || (strcmp(verb, "build") && strcmp(verb, "info"))) {
         fputs(usage, stderr);
         return 2;

@@ -205,7 +205,6 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
     b->in_c = c->in_c;
     b->in_h = c->in_h;
     b->in_w = c->in_w;
-    b->max_batch = c->max_batch;
     int steps = 0;
     for (int k = 0; k < c->n_plans; k++) steps += c->plans[k].n_steps;
     ims_log_debug("cpu backend: %s %s, %d threads, %d plans (%d steps), weights %.1f MB, arena %.1f MB, "

@@ -631,7 +631,9 @@ static imgsim_status cuda_prepare(ims_backend *b, const ims_graph *g, const ims_
     c->precision = cfg->precision;
     if (c->precision == IMGSIM_PREC_BF16)
         return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cuda: precision bf16 is not supported by the CUDA engine (use fp16, tf32 or fp32)");
-    c->max_batch = cfg->max_batch > 0 ? cfg->max_batch : 32;
+    if (cfg->max_batch < 1)
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda backend: batch size %d out of range", cfg->max_batch);
+    c->max_batch = cfg->max_batch; /* (lowered below with batch_auto when memory is short) */
     c->normalize = cfg->normalize;
     c->use_graphs = ims_tuning_get()->cuda_graphs;
     int ndev = 0;
@@ -727,7 +729,6 @@ static imgsim_status cuda_prepare(ims_backend *b, const ims_graph *g, const ims_
                  loaded ? "finish" : "autotune+write", ims_now() - t_alloc, t_warm);
     b->dim = c->plan.dim;
     b->in_c = c->plan.in_c, b->in_h = c->plan.in_h, b->in_w = c->plan.in_w;
-    b->max_batch = c->max_batch;
     return IMGSIM_OK;
 }
 

@@ -3,7 +3,6 @@
  * decoding, the fused preprocessing kernel, and copies of CPU-decoded images, all on one stream
  * whose completion the engine waits for through an event.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -227,108 +226,4 @@ imgsim_status ims_gpu_preprocess_files(float *out_host, const char *const *paths
                                       int *on_gpu, ims_err *e) {
     return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
 }
-
-imgsim_status ims_gpu_feed_create(ims_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
-                                 const float std[3], ims_err *e) {
-    *out = NULL;
-    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG: decoding on the CPU");
-}
-imgsim_status ims_gpu_feed_init_jpeg(ims_gpu_feed *f, int cpu_threads, ims_err *e) {
-    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
-}
-imgsim_status ims_gpu_feed_set_jpeg(ims_gpu_feed *f, ims_gpu_jpeg *d, ims_err *e) {
-    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
-}
-ims_gpu_jpeg *ims_gpu_feed_detach_jpeg(ims_gpu_feed *f) {
-    return NULL;
-}
-imgsim_status ims_gpu_jpeg_create(ims_gpu_jpeg **out, int device, int max_batch, int cpu_threads, ims_err *e) {
-    *out = NULL;
-    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
-}
-void ims_gpu_jpeg_destroy(ims_gpu_jpeg *d) {
-    (void)d;
-}
-int ims_gpu_jpeg_fits(const ims_gpu_jpeg *d, int device, int max_batch) {
-    return 0;
-}
-void ims_gpu_feed_destroy(ims_gpu_feed *f) {
-    (void)f;
-}
-const char *ims_gpu_feed_backend(const ims_gpu_feed *f) {
-    return "none";
-}
-imgsim_status ims_gpu_feed_decode(ims_gpu_feed *f, const uint8_t *const *bufs, const size_t *lens, int n,
-                                 float *dev_in, uint64_t max_pixels, imgsim_status *item_st, ims_err *item_msg,
-                                 ims_err *e) {
-    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
-}
-imgsim_status ims_gpu_feed_upload(ims_gpu_feed *f, const float *host_in, const uint8_t *mask, int n, float *dev_in,
-                                 ims_err *e) {
-    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
-}
-void *ims_gpu_feed_mark(ims_gpu_feed *f, int64_t k) {
-    return NULL;
-}
-imgsim_status ims_gpu_feed_wait_mark(ims_gpu_feed *f, int64_t k, ims_err *e) {
-    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without nvJPEG");
-}
 #endif
-
-/* ---- a decoder that outlives a job ---- */
-
-struct ims_gpu_decoder_slot {
-    pthread_t th;
-    int running; /* the background thread has not been joined */
-    int device, max_batch, cpu_threads;
-    ims_gpu_jpeg *dec;
-    ims_err err; /* why the background creation failed */
-};
-
-ims_gpu_decoder_slot *ims_gpu_decoder_slot_new(void) {
-    return ims_calloc(1, sizeof(ims_gpu_decoder_slot));
-}
-
-static void *slot_main(void *arg) {
-    ims_gpu_decoder_slot *s = arg;
-    double t0 = ims_now();
-    if (ims_gpu_jpeg_create(&s->dec, s->device, s->max_batch, s->cpu_threads, &s->err) == IMGSIM_OK)
-        ims_log_debug("nvJPEG decoders ready in %.2f s (made while the engine loaded)", ims_now() - t0);
-    return NULL;
-}
-
-void ims_gpu_decoder_slot_start(ims_gpu_decoder_slot *s, int device, int max_batch, int cpu_threads) {
-    if (!s || s->running || s->dec) return;
-    s->device = device;
-    s->max_batch = max_batch;
-    s->cpu_threads = cpu_threads;
-    s->err.msg[0] = 0;
-    s->running = pthread_create(&s->th, NULL, slot_main, s) == 0;
-}
-
-ims_gpu_jpeg *ims_gpu_decoder_slot_take(ims_gpu_decoder_slot *s, ims_err *e) {
-    if (!s) return NULL;
-    if (s->running) {
-        pthread_join(s->th, NULL);
-        s->running = 0;
-        if (!s->dec && s->err.msg[0] && e) *e = s->err;
-    }
-    ims_gpu_jpeg *d = s->dec;
-    s->dec = NULL;
-    return d;
-}
-
-void ims_gpu_decoder_slot_put(ims_gpu_decoder_slot *s, ims_gpu_jpeg *d) {
-    if (!s) {
-        ims_gpu_jpeg_destroy(d);
-        return;
-    }
-    ims_gpu_jpeg_destroy(ims_gpu_decoder_slot_take(s, NULL));
-    s->dec = d;
-}
-
-void ims_gpu_decoder_slot_free(ims_gpu_decoder_slot *s) {
-    if (!s) return;
-    ims_gpu_jpeg_destroy(ims_gpu_decoder_slot_take(s, NULL));
-    free(s);
-}

@@ -1,9 +1,10 @@
 /*
- * gpu_image.h: the GPU half of the input pipeline: JPEG decoding with nvJPEG (batched; the
- * hardware engines where the GPU has them, else the CUDA/hybrid backends) and one fused kernel
- * that turns decoded RGB8 images into network input: PIL-equivalent antialiased bilinear resize,
- * ToTensor scaling, Normalize, layout change (NCHW or NHWC) and cast (float32 or float16), written
- * straight into the engine's input buffer.
+ * gpu_image.h: the CUDA half of the input pipeline, used through image/gpu_decode.h (whose nvJPEG
+ * implementation, nvjpeg_decode.c, is built on it) and by imgsim gpupre: JPEG decoding with
+ * nvJPEG (batched; the hardware engines where the GPU has them, else the CUDA/hybrid backends) and
+ * one fused kernel that turns decoded RGB8 images into network input: PIL-equivalent antialiased
+ * bilinear resize, ToTensor scaling, Normalize, layout change (NCHW or NHWC) and cast (float32 or
+ * float16), written straight into the engine's input buffer.
  */
 #ifndef IMGSIM_GPU_IMAGE_H
 #define IMGSIM_GPU_IMAGE_H
@@ -53,20 +54,6 @@ const char *ims_gpu_jpeg_backend(const ims_gpu_jpeg *d);
 /* 1 if d was made for this device and takes batches of max_batch images. */
 int ims_gpu_jpeg_fits(const ims_gpu_jpeg *d, int device, int max_batch);
 
-/* A place for one decoder that outlives a job: an engine keeps its decoders here between
- * extractions, and may have them made on a background thread while it loads (creating nvJPEG
- * decoders takes most of a second). Used by one thread at a time. */
-typedef struct ims_gpu_decoder_slot ims_gpu_decoder_slot;
-ims_gpu_decoder_slot *ims_gpu_decoder_slot_new(void);
-/* Starts creating a decoder on a background thread (nothing when one is there or coming). */
-void ims_gpu_decoder_slot_start(ims_gpu_decoder_slot *s, int device, int max_batch, int cpu_threads);
-/* Takes the decoder out (waiting for the background thread): NULL when there is none, with the
- * reason in e when its creation failed. */
-ims_gpu_jpeg *ims_gpu_decoder_slot_take(ims_gpu_decoder_slot *s, ims_err *e);
-/* Puts a decoder back for the next job (a decoder already there is destroyed). */
-void ims_gpu_decoder_slot_put(ims_gpu_decoder_slot *s, ims_gpu_jpeg *d);
-void ims_gpu_decoder_slot_free(ims_gpu_decoder_slot *s);
-
 /* Where the decoder's time went (calling thread's wall time), for statistics. */
 typedef struct ims_gpu_jpeg_times {
     int calls, n_init;
@@ -102,8 +89,8 @@ typedef struct ims_gpu_feed ims_gpu_feed;
 imgsim_status ims_gpu_feed_create(ims_gpu_feed **out, int device, int max_batch, int oh, int ow, const float mean[3],
                                  const float std[3], ims_err *e);
 imgsim_status ims_gpu_feed_init_jpeg(ims_gpu_feed *f, int cpu_threads, ims_err *e);
-/* Gives the feed a decoder made earlier (ims_gpu_decoder_slot_take); fails, leaving d to the
- * caller, when d does not fit the feed's device and batch size. */
+/* Gives the feed a decoder made earlier (kept by a decoder set: nvjpeg_decode.c); fails, leaving
+ * d to the caller, when d does not fit the feed's device and batch size. */
 imgsim_status ims_gpu_feed_set_jpeg(ims_gpu_feed *f, ims_gpu_jpeg *d, ims_err *e);
 /* Takes the feed's decoder back out (NULL when it has none), e.g. to keep it for another job. */
 ims_gpu_jpeg *ims_gpu_feed_detach_jpeg(ims_gpu_feed *f);
