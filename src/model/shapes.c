@@ -586,112 +586,98 @@ static imgsim_status check_residual(sh_ctx *c, const ims_node *n) {
     return IMGSIM_OK;
 }
 
+/* Each operator's shape rule; NULL: not one shape inference knows. Adding an operator is its
+ * infer_* function and its row here. */
+typedef imgsim_status (*infer_fn)(sh_ctx *c, ims_node *n);
+/* clang-format off */
+static const infer_fn infer_table[IS_OP_COUNT] = {
+    [IS_OP_CONV] = infer_conv,
+    [IS_OP_BATCHNORM] = infer_bn,
+    [IS_OP_RELU] = infer_unary,
+    [IS_OP_CLIP] = infer_unary,
+    [IS_OP_ADD] = infer_binary,
+    [IS_OP_MUL] = infer_binary,
+    [IS_OP_SIGMOID] = infer_unary,
+    [IS_OP_MAXPOOL] = infer_pool,
+    [IS_OP_AVGPOOL] = infer_pool,
+    [IS_OP_GLOBALAVGPOOL] = infer_gap,
+    [IS_OP_FLATTEN] = infer_flatten,
+    [IS_OP_RESHAPE] = infer_reshape,
+    [IS_OP_GEMM] = infer_gemm,
+    [IS_OP_MATMUL] = infer_matmul,
+    [IS_OP_CONCAT] = infer_concat,
+    [IS_OP_IDENTITY] = infer_unary,
+};
+/* clang-format on */
+
+/* The input: [N, C, H, W] with C, H, W fixed, positive and not too large; the batch is made
+ * symbolic and the graph's in_c/in_h/in_w set. */
+static imgsim_status infer_input(sh_ctx *c) {
+    ims_graph *g = c->g;
+    ims_err *e = c->e;
+    char b1[128];
+    ims_value *in = &g->vals[g->input];
+    if (in->rank != 4)
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
+                        "graph input '%s' is %s; an image batch [N, C, H, W] is expected", value_label(in),
+                        dims_str(b1, sizeof b1, in->rank, in->dims));
+    for (int i = 1; i < 4; i++) {
+        if (in->dims[i] < 1)
+            return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
+                            "graph input '%s' is %s; C, H and W must be fixed positive sizes",
+                            value_label(in), dims_str(b1, sizeof b1, in->rank, in->dims));
+        if (in->dims[i] > 65536)
+            return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "graph input '%s' is %s: too large", value_label(in),
+                            dims_str(b1, sizeof b1, in->rank, in->dims));
+    }
+    if (in->dims[1] * in->dims[2] * in->dims[3] > SH_MAX_NUMEL) /* each <= 65536: no overflow */
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "graph input '%s' is %s: too large", value_label(in),
+                        dims_str(b1, sizeof b1, in->rank, in->dims));
+    in->dims[0] = -1;
+    g->in_c = (int)in->dims[1];
+    g->in_h = (int)in->dims[2];
+    g->in_w = (int)in->dims[3];
+    c->known[g->input] = 1;
+    return IMGSIM_OK;
+}
+
+/* The output, when chosen: computed by the graph; g->dim is the product of its non-batch dims. */
+static imgsim_status check_output(sh_ctx *c) {
+    ims_graph *g = c->g;
+    if (g->output < 0 || g->output >= g->n_vals) return IMGSIM_OK;
+    const ims_value *o = &g->vals[g->output];
+    if (!c->known[g->output] || o->data)
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "graph output '%s' is not computed by the graph",
+                        value_label(o));
+    int64_t dim = 1;
+    for (int i = 1; i < o->rank; i++)
+        dim *= o->dims[i];
+    g->dim = dim;
+    return IMGSIM_OK;
+}
+
 imgsim_status ims_graph_infer_shapes(ims_graph *g, ims_err *e) {
     if (!g) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "graph: NULL");
     if (g->input < 0 || g->input >= g->n_vals)
         return ims_fail(e, IMGSIM_ERR_FORMAT, "graph has no input value");
     sh_ctx c = {g, ims_calloc((size_t)g->n_vals + 1, 1), e};
     if (!c.known) return ims_fail(e, IMGSIM_ERR_NOMEM, "graph: out of memory inferring shapes");
-    imgsim_status st = IMGSIM_OK;
-    char b1[128];
-
-    /* The input: [N, C, H, W] with the batch made symbolic. */
-    ims_value *in = &g->vals[g->input];
-    if (in->rank != 4) {
-        st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
-                     "graph input '%s' is %s; an image batch [N, C, H, W] is expected", value_label(in),
-                     dims_str(b1, sizeof b1, in->rank, in->dims));
-        goto done;
-    }
-    for (int i = 1; i < 4; i++) {
-        if (in->dims[i] < 1) {
-            st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
-                         "graph input '%s' is %s; C, H and W must be fixed positive sizes", value_label(in),
-                         dims_str(b1, sizeof b1, in->rank, in->dims));
-            goto done;
-        }
-        if (in->dims[i] > 65536) {
-            st = ims_fail(e, IMGSIM_ERR_TOO_LARGE, "graph input '%s' is %s: too large", value_label(in),
-                         dims_str(b1, sizeof b1, in->rank, in->dims));
-            goto done;
-        }
-    }
-    if (in->dims[1] * in->dims[2] * in->dims[3] > SH_MAX_NUMEL) { /* each <= 65536: no overflow */
-        st = ims_fail(e, IMGSIM_ERR_TOO_LARGE, "graph input '%s' is %s: too large", value_label(in),
-                     dims_str(b1, sizeof b1, in->rank, in->dims));
-        goto done;
-    }
-    in->dims[0] = -1;
-    g->in_c = (int)in->dims[1];
-    g->in_h = (int)in->dims[2];
-    g->in_w = (int)in->dims[3];
-    c.known[g->input] = 1;
-    for (int v = 0; v < g->n_vals; v++)
-        if (g->vals[v].data) c.known[v] = 1;
-
+    imgsim_status st = infer_input(&c);
+    if (st == IMGSIM_OK)
+        for (int v = 0; v < g->n_vals; v++)
+            if (g->vals[v].data) c.known[v] = 1;
     for (int i = 0; i < g->n_nodes && st == IMGSIM_OK; i++) {
         ims_node *n = &g->nodes[i];
         if (n->dead) continue;
-        switch (n->op) {
-        case IS_OP_CONV:
-            st = infer_conv(&c, n);
-            break;
-        case IS_OP_BATCHNORM:
-            st = infer_bn(&c, n);
-            break;
-        case IS_OP_RELU:
-        case IS_OP_CLIP:
-        case IS_OP_SIGMOID:
-        case IS_OP_IDENTITY:
-            st = infer_unary(&c, n);
-            break;
-        case IS_OP_ADD:
-        case IS_OP_MUL:
-            st = infer_binary(&c, n);
-            break;
-        case IS_OP_MAXPOOL:
-        case IS_OP_AVGPOOL:
-            st = infer_pool(&c, n);
-            break;
-        case IS_OP_GLOBALAVGPOOL:
-            st = infer_gap(&c, n);
-            break;
-        case IS_OP_FLATTEN:
-            st = infer_flatten(&c, n);
-            break;
-        case IS_OP_RESHAPE:
-            st = infer_reshape(&c, n);
-            break;
-        case IS_OP_GEMM:
-            st = infer_gemm(&c, n);
-            break;
-        case IS_OP_MATMUL:
-            st = infer_matmul(&c, n);
-            break;
-        case IS_OP_CONCAT:
-            st = infer_concat(&c, n);
-            break;
-        default:
+        infer_fn fn = (int)n->op >= 0 && n->op < IS_OP_COUNT ? infer_table[n->op] : NULL;
+        if (fn)
+            st = fn(&c, n);
+        else
             st = ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "node '%s': operator %d is unsupported", node_label(n),
-                         (int)n->op);
-        }
+                          (int)n->op);
         if (st == IMGSIM_OK) st = check_residual(&c, n);
     }
-    if (st != IMGSIM_OK) goto done;
-
-    if (g->output >= 0 && g->output < g->n_vals) {
-        const ims_value *o = &g->vals[g->output];
-        if (!c.known[g->output] || o->data) {
-            st = ims_fail(e, IMGSIM_ERR_FORMAT, "graph output '%s' is not computed by the graph",
-                         value_label(o));
-            goto done;
-        }
-        int64_t dim = 1;
-        for (int i = 1; i < o->rank; i++)
-            dim *= o->dims[i];
-        g->dim = dim;
-    }
-done:
+    if (st == IMGSIM_OK) st = check_output(&c);
     free(c.known);
     return st;
 }
