@@ -47,16 +47,32 @@ static void fake_free(void *p) {
     g_host_live--;
     free(p);
 }
-static const ims_gpu_decode_ops fake_ops = {.name = "fake", .set_prepare = fake_set, .set_free = fake_set,
-                                            .open = fake_open, .close = fake_close, .init = fake_init,
-                                            .describe = fake_describe, .takes = fake_takes,
-                                            .host_alloc = fake_alloc, .host_free = fake_free};
+static const ims_gpu_decode_ops fake_ops = {.name = "fake",
+                                            .set_prepare = fake_set,
+                                            .set_free = fake_set,
+                                            .open = fake_open,
+                                            .close = fake_close,
+                                            .init = fake_init,
+                                            .describe = fake_describe,
+                                            .takes = fake_takes,
+                                            .host_alloc = fake_alloc,
+                                            .host_free = fake_free};
 
 /* A header-only JPEG (SOI, SOF with three components 4:2:0, SOS): what routing reads. */
 static size_t fake_jpeg(uint8_t *b, int w, int h, int sof) {
-    const uint8_t x[] = {0xFF, 0xD8, 0xFF, (uint8_t)sof, 0x00, 0x11, 0x08, (uint8_t)(h >> 8), (uint8_t)h,
-                         (uint8_t)(w >> 8), (uint8_t)w, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01,
-                         0xFF, 0xDA, 0x00, 0x02};
+    const uint8_t x[] = {0xFF,       0xD8,
+                         0xFF,       (uint8_t)sof,
+                         0x00,       0x11,
+                         0x08,       (uint8_t)(h >> 8),
+                         (uint8_t)h, (uint8_t)(w >> 8),
+                         (uint8_t)w, 0x03,
+                         0x01,       0x22,
+                         0x00,       0x02,
+                         0x11,       0x01,
+                         0x03,       0x11,
+                         0x01,       0xFF,
+                         0xDA,       0x00,
+                         0x02};
     memcpy(b, x, sizeof x);
     return sizeof x;
 }
@@ -75,7 +91,8 @@ static void test_lifetime(void **state) {
     uint8_t jpg[64];
     size_t n = fake_jpeg(jpg, 640, 480, 0xC0);
     ims_gpu_decode *d = NULL;
-    assert_int_equal(ims_gpu_decode_open(&d, NULL, &(ims_gpu_decode_cfg){.pre = &pre}, NULL), IMGSIM_ERR_INVALID_ARG);
+    assert_int_equal(ims_gpu_decode_open(&d, NULL, &(ims_gpu_decode_cfg){.pre = &pre}, NULL),
+                     IMGSIM_ERR_INVALID_ARG);
     /* CPU mode: the decoders are never made, nothing goes to the GPU */
     d = open_job(&set, IMGSIM_DECODE_CPU, &pre);
     ims_gpu_decode_start(d);
@@ -147,7 +164,8 @@ static void test_auto_share(void **state) {
     size_t plen = fake_jpeg(prog, 4000, 3000, 0xC2);
     /* nothing seen yet: every candidate to the GPU (the CPU share has no sizes to act on) */
     ims_gpu_decode_set_cpu_share(d, 0.5);
-    for (int i = 0; i < N_SIZES * PER_SIZE; i++) assert_int_equal(ims_gpu_decode_route(d, i, buf[i], len[i]), 1);
+    for (int i = 0; i < N_SIZES * PER_SIZE; i++)
+        assert_int_equal(ims_gpu_decode_route(d, i, buf[i], len[i]), 1);
     assert_int_equal(ims_gpu_decode_route(d, 0, prog, plen), 0); /* one the decoder does not take */
     const double shares[] = {0.0, 0.1, 0.3, 0.5, 0.77, 1.0};
     for (size_t k = 0; k < sizeof shares / sizeof *shares; k++) {

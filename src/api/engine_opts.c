@@ -26,18 +26,20 @@ imgsim_status ims_engine_config(ims_backend_cfg *cfg, const imgsim_engine_opts *
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "engine options: unknown device %d", (int)opt->device);
     if (cuda && opt->device_index < 0)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "engine options: CUDA device %d: expected 0 or more",
-                       opt->device_index);
+                        opt->device_index);
 
     /* precision: the device's default, or one the device supports */
     cfg->precision = opt->precision_set ? opt->precision : cuda ? IMGSIM_PREC_FP16 : IMGSIM_PREC_FP32;
     if ((int)cfg->precision < (int)IMGSIM_PREC_FP32 || (int)cfg->precision > (int)IMGSIM_PREC_TF32)
-        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "engine options: unknown precision %d", (int)cfg->precision);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "engine options: unknown precision %d",
+                        (int)cfg->precision);
     if (!cuda && (cfg->precision == IMGSIM_PREC_FP16 || cfg->precision == IMGSIM_PREC_TF32))
-        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "precision %s is for --device=cuda; the CPU supports fp32 and bf16",
-                       imgsim_precision_str(cfg->precision));
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
+                        "precision %s is for --device=cuda; the CPU supports fp32 and bf16",
+                        imgsim_precision_str(cfg->precision));
     if (cuda && cfg->precision == IMGSIM_PREC_BF16)
         return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
-                       "cuda: precision bf16 is not supported by the CUDA engine (use fp16, tf32 or fp32)");
+                        "cuda: precision bf16 is not supported by the CUDA engine (use fp16, tf32 or fp32)");
 
     /* The batch size: the largest batch the engine runs (imgsim_engine_run's limit, and
      * imgsim_extract's batches unless imgsim_extract_opts.batch_size asks for fewer). N > 0 (the
@@ -46,14 +48,14 @@ imgsim_status ims_engine_config(ims_backend_cfg *cfg, const imgsim_engine_opts *
      * free device memory (batch_auto), and AUTO_BATCH_CPU on the CPU. The GPU decoders are made
      * for cfg->max_batch, which the backend's choice never exceeds. */
     if (opt->max_batch > MAX_BATCH_LIMIT)
-        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "batch size %d: expected 1..%d, or 0 for auto", opt->max_batch,
-                       MAX_BATCH_LIMIT);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "batch size %d: expected 1..%d, or 0 for auto",
+                        opt->max_batch, MAX_BATCH_LIMIT);
     cfg->batch_auto = opt->max_batch <= 0;
     cfg->max_batch = opt->max_batch > 0 ? opt->max_batch : cuda ? AUTO_BATCH_CUDA : AUTO_BATCH_CPU;
 
     if (opt->threads < 0)
-        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "engine options: %d threads: expected 0 (all cores) or more",
-                       opt->threads);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
+                        "engine options: %d threads: expected 0 (all cores) or more", opt->threads);
     cfg->threads = opt->threads > 0 ? ims_threads_cap(opt->threads, "threads") : ims_num_cores();
     cfg->device_index = cuda ? opt->device_index : 0;
     cfg->normalize = opt->normalize;

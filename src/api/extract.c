@@ -489,6 +489,176 @@ static imgsim_status consume(pipeline *p, ims_npy_writer *npy, FILE *man, double
     return st;
 }
 
+/* ---- set-up, run, finish ---------------------------------------------------------------------- */
+
+/* Set-up: the pipeline for ds on eng (batch size, workers, per-item results, the GPU decoding
+ * job where the engine runs on CUDA, the batch ring). On failure everything is freed. */
+static imgsim_status pipeline_setup(pipeline *p, imgsim_engine *eng, const ims_dataset *ds,
+                                    const imgsim_extract_opts *opt, ims_err *e) {
+    memset(p, 0, sizeof *p);
+    p->eng = eng;
+    p->ds = ds;
+    p->opt = opt;
+    p->B = opt->batch_size > 0 && opt->batch_size <= eng->info.max_batch ? opt->batch_size : eng->info.max_batch;
+    p->n_items = (int64_t)ds->n;
+    p->n_batches = (p->n_items + p->B - 1) / p->B;
+    p->img_floats = (size_t)eng->info.in_channels * (size_t)eng->info.in_height * (size_t)eng->info.in_width;
+    if (opt->pre.height != eng->info.in_height || opt->pre.width != eng->info.in_width)
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
+                       opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
+    /* with a CUDA engine the consumer thread drives the GPU (and its decoder): leave it a core */
+    int workers = opt->workers > 0 ? ims_threads_cap(opt->workers, "workers")
+                  : eng->info.device == IMGSIM_DEVICE_CUDA && ims_num_cores() > 4 ? ims_num_cores() - 1
+                                                                               : ims_num_cores();
+    p->n_workers = workers;
+    p->res = ims_calloc(ds->n ? ds->n : 1, sizeof(item_result));
+    p->busy = ims_calloc((size_t)workers, sizeof(double));
+    p->idle = ims_calloc((size_t)workers, sizeof(double));
+    if (!p->res || !p->busy || !p->idle) {
+        pipeline_free(p);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    }
+    ims_backend *be = eng->b;
+    if (eng->info.device == IMGSIM_DEVICE_CUDA && be->ops->n_slots >= 2 && be->ops->device_input &&
+        be->ops->submit_device) {
+        /* a GPU decoding job on the engine's decoder set; CPU mode: the same path with every
+         * image decoded by the workers (its deeper pinned ring uploads straight into the
+         * engine's device input) */
+        ims_gpu_decode_cfg gc = {.max_batch = p->B, .pre = &opt->pre, .mode = opt->decode, .cpu_threads = workers};
+        ims_err fe;
+        if (ims_gpu_decode_open(&p->gpu, eng->gpu_dec, &gc, &fe) == IMGSIM_OK) {
+            p->gpu_mode = 1;
+            p->adapt = opt->decode == IMGSIM_DECODE_AUTO;
+            p->cpu_share = opt->decode == IMGSIM_DECODE_CPU ? 1.0 : p->adapt ? 0.4 : 0.0;
+            ims_gpu_decode_set_cpu_share(p->gpu, p->cpu_share);
+        } else {
+            ims_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);
+        }
+    }
+    imgsim_status st = ring_init(p, e);
+    if (st) {
+        pipeline_free(p);
+        return st;
+    }
+    /* AUTO: the CPU decodes everything until the decoders exist; GPU (asked for explicitly):
+     * every JPEG the decoder takes goes to it, so they are made first */
+    if (p->gpu_mode) ims_gpu_decode_start(p->gpu);
+    return IMGSIM_OK;
+}
+
+/* The store's files while they are written (temporary names until committed). */
+typedef struct store_out {
+    char *meta_path, *feat_path, *man_path;
+    ims_npy_writer npy;
+    ims_atomic_file man;
+} store_out;
+
+/* Set-up of the store: a store without meta.json is incomplete, so the old marker goes before
+ * anything else; then features.npy and manifest.tsv (its header) are opened. */
+static imgsim_status store_begin(store_out *o, const char *store_dir, imgsim_dtype dtype, int64_t dim, ims_err *e) {
+    memset(o, 0, sizeof *o);
+    o->meta_path = ims_path_join(store_dir, "meta.json");
+    o->feat_path = ims_path_join(store_dir, "features.npy");
+    o->man_path = ims_path_join(store_dir, "manifest.tsv");
+    if (!o->meta_path || !o->feat_path || !o->man_path) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    remove(o->meta_path);
+    imgsim_status st = ims_npy_begin(&o->npy, o->feat_path, dtype, dim, e);
+    if (!st) st = ims_atomic_open(&o->man, o->man_path, e);
+    if (!st) fprintf(o->man.f, "row\tpath\tlabel\tstatus\terror\n");
+    return st;
+}
+
+/* Removes what a failed job wrote (failed: 1) and frees the paths. */
+static void store_end(store_out *o, int failed) {
+    if (failed) {
+        ims_npy_abort(&o->npy);
+        if (o->man.f) ims_atomic_abort(&o->man);
+    }
+    free(o->meta_path);
+    free(o->feat_path);
+    free(o->man_path);
+}
+
+/* Run: starts the workers, consumes every batch into the store, stops the workers. Fills the
+ * set-up time (from t_setup, when set-up began) and the consumer's inference and write time. */
+static imgsim_status pipeline_run(pipeline *p, store_out *o, double t_setup, imgsim_extract_stats *s,
+                                  double *infer_s, double *write_s, ims_err *e) {
+    imgsim_status st;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv_slot_free, NULL);
+    pthread_cond_init(&p->cv_slot_full, NULL);
+    p->progress = ims_progress_start("extract", p->n_items, p->opt->quiet);
+    pthread_t *th = ims_calloc((size_t)p->n_workers, sizeof(pthread_t));
+    worker_arg *wa = ims_calloc((size_t)p->n_workers, sizeof(worker_arg));
+    int started = 0;
+    if (th && wa) {
+        for (int w = 0; w < p->n_workers; w++) {
+            wa[w].p = p;
+            wa[w].id = w;
+            if (pthread_create(&th[w], NULL, worker_main, &wa[w]) != 0) break;
+            started++;
+        }
+    }
+    if (started == 0 && p->n_items > 0) {
+        st = ims_fail(e, IMGSIM_ERR_INTERNAL, "cannot start worker threads");
+    } else {
+        s->seconds_setup = ims_now() - t_setup;
+        st = consume(p, &o->npy, o->man.f, infer_s, write_s, e);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->abort = 1; /* wakes workers still waiting for a slot after a failure */
+    pthread_cond_broadcast(&p->cv_slot_free);
+    pthread_mutex_unlock(&p->mu);
+    for (int w = 0; w < started; w++) pthread_join(th[w], NULL);
+    free(th);
+    free(wa);
+    ims_progress_end(p->progress);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv_slot_free);
+    pthread_cond_destroy(&p->cv_slot_full);
+    return st;
+}
+
+/* Finish: the counts and stage times, the manifest's lines for listed non-images, features.npy
+ * and manifest.tsv committed, then meta.json (last: it marks the store complete). t_start is when
+ * the job began (listing included). */
+static imgsim_status extract_finish(pipeline *p, store_out *o, const char *input_desc, double t_start,
+                                    double infer_s, double write_s, imgsim_extract_stats *s, ims_err *e) {
+    const ims_dataset *ds = p->ds;
+    for (int64_t i = 0; i < p->n_items; i++) {
+        if (p->res[i].st == IMGSIM_OK)
+            s->ok++;
+        else
+            s->failed++;
+    }
+    for (int w = 0; w < p->n_workers; w++) s->seconds_decode_busy += p->busy[w];
+    s->seconds_infer_busy = infer_s;
+    s->gpu_decoded = p->gpu_decoded;
+    s->seconds_gpu_decode = p->gpu_s;
+    s->seconds_wait_workers = p->wait_s;
+    if (p->gpu_mode)
+        ims_log_debug("consumer: GPU decode %.3f s, CPU fallback %.3f s, uploads %.3f s, submit %.3f s, rest %.3f s",
+                     p->t_feed[0], p->t_feed[1], p->t_feed[2], p->t_feed[3],
+                     p->gpu_s - p->t_feed[0] - p->t_feed[1] - p->t_feed[2] - p->t_feed[3]);
+    if (p->gpu_mode) s->seconds_gpu_init = ims_gpu_decode_join(p->gpu);
+    for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
+        char *why = ims_strdup(ds->skipped[i].reason);
+        if (why) tsv_clean(why);
+        fprintf(o->man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].rel, why ? why : "not an image");
+        free(why);
+    }
+    double tw = ims_now();
+    imgsim_status st = ims_npy_finish(&o->npy, e);
+    if (!st) st = ims_atomic_commit(&o->man, e);
+    if (st) return st;
+    s->seconds_write = write_s + (ims_now() - tw);
+    s->seconds_total = ims_now() - t_start;
+    s->images_per_s = s->seconds_total > 0 ? (double)s->ok / s->seconds_total : 0;
+    char fp[65];
+    ims_dataset_fingerprint(ds, fp, e);
+    return write_meta(o->meta_path, p, input_desc, fp, s, e);
+}
+
 imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, const char *input_desc,
                                  const char *store_dir, const imgsim_extract_opts *opt, double list_seconds,
                                  imgsim_extract_stats *stats, ims_err *e) {
@@ -499,144 +669,15 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
     s.skipped = (int64_t)ds->n_skipped;
     imgsim_status st = ims_mkdir_p(store_dir, e);
     if (st) return st;
-
-    pipeline p = {0};
-    p.eng = eng;
-    p.ds = ds;
-    p.opt = opt;
-    p.B = opt->batch_size > 0 && opt->batch_size <= eng->info.max_batch ? opt->batch_size : eng->info.max_batch;
-    p.n_items = (int64_t)ds->n;
-    p.n_batches = (p.n_items + p.B - 1) / p.B;
-    p.img_floats = (size_t)eng->info.in_channels * (size_t)eng->info.in_height * (size_t)eng->info.in_width;
-    if (opt->pre.height != eng->info.in_height || opt->pre.width != eng->info.in_width)
-        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
-                       opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
-    /* with a CUDA engine the consumer thread drives the GPU (and its decoder): leave it a core */
-    int workers = opt->workers > 0                                             ? ims_threads_cap(opt->workers, "workers")
-                  : eng->info.device == IMGSIM_DEVICE_CUDA && ims_num_cores() > 4 ? ims_num_cores() - 1
-                                                                               : ims_num_cores();
-    p.n_workers = workers;
-    p.res = ims_calloc(ds->n ? ds->n : 1, sizeof(item_result));
-    p.busy = ims_calloc((size_t)workers, sizeof(double));
-    p.idle = ims_calloc((size_t)workers, sizeof(double));
-    if (!p.res || !p.busy || !p.idle) {
-        pipeline_free(&p);
-        return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
-    }
-    ims_backend *be = eng->b;
-    if (eng->info.device == IMGSIM_DEVICE_CUDA && be->ops->n_slots >= 2 && be->ops->device_input &&
-        be->ops->submit_device) {
-        /* a GPU decoding job on the engine's decoder set; CPU mode: the same path with every
-         * image decoded by the workers (its deeper pinned ring uploads straight into the
-         * engine's device input) */
-        ims_gpu_decode_cfg gc = {.max_batch = p.B, .pre = &opt->pre, .mode = opt->decode, .cpu_threads = workers};
-        ims_err fe;
-        if (ims_gpu_decode_open(&p.gpu, eng->gpu_dec, &gc, &fe) == IMGSIM_OK) {
-            p.gpu_mode = 1;
-            p.adapt = opt->decode == IMGSIM_DECODE_AUTO;
-            p.cpu_share = opt->decode == IMGSIM_DECODE_CPU ? 1.0 : p.adapt ? 0.4 : 0.0;
-            ims_gpu_decode_set_cpu_share(p.gpu, p.cpu_share);
-        } else {
-            ims_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);
-        }
-    }
-    if ((st = ring_init(&p, e))) {
-        pipeline_free(&p);
-        return st;
-    }
-    /* AUTO: the CPU decodes everything until the decoders exist; GPU (asked for explicitly):
-     * every JPEG the decoder takes goes to it, so they are made first */
-    if (p.gpu_mode) ims_gpu_decode_start(p.gpu);
-    /* a store without meta.json is incomplete: remove the old marker before anything else */
-    char *meta_path = ims_path_join(store_dir, "meta.json");
-    char *feat_path = ims_path_join(store_dir, "features.npy");
-    char *man_path = ims_path_join(store_dir, "manifest.tsv");
-    ims_npy_writer npy = {0};
-    ims_atomic_file man = {0};
-    if (!meta_path || !feat_path || !man_path) {
-        st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    remove(meta_path);
-    if ((st = ims_npy_begin(&npy, feat_path, opt->dtype, eng->info.dim, e))) goto done;
-    if ((st = ims_atomic_open(&man, man_path, e))) goto done;
-    fprintf(man.f, "row\tpath\tlabel\tstatus\terror\n");
-
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv_slot_free, NULL);
-    pthread_cond_init(&p.cv_slot_full, NULL);
-    p.progress = ims_progress_start("extract", p.n_items, opt->quiet);
-    pthread_t *th = ims_calloc((size_t)workers, sizeof(pthread_t));
-    worker_arg *wa = ims_calloc((size_t)workers, sizeof(worker_arg));
-    int started = 0;
-    if (th && wa) {
-        for (int w = 0; w < workers; w++) {
-            wa[w].p = &p;
-            wa[w].id = w;
-            if (pthread_create(&th[w], NULL, worker_main, &wa[w]) != 0) break;
-            started++;
-        }
-    }
+    pipeline p;
+    if ((st = pipeline_setup(&p, eng, ds, opt, e))) return st;
+    store_out o;
     double infer_s = 0, write_s = 0;
-    if (started == 0 && p.n_items > 0) {
-        st = ims_fail(e, IMGSIM_ERR_INTERNAL, "cannot start worker threads");
-    } else {
-        s.seconds_setup = ims_now() - t_start - list_seconds;
-        st = consume(&p, &npy, man.f, &infer_s, &write_s, e);
-    }
-    pthread_mutex_lock(&p.mu);
-    p.abort = 1; /* wakes workers still waiting for a slot after a failure */
-    pthread_cond_broadcast(&p.cv_slot_free);
-    pthread_mutex_unlock(&p.mu);
-    for (int w = 0; w < started; w++) pthread_join(th[w], NULL);
-    free(th);
-    free(wa);
-    ims_progress_end(p.progress);
-    pthread_mutex_destroy(&p.mu);
-    pthread_cond_destroy(&p.cv_slot_free);
-    pthread_cond_destroy(&p.cv_slot_full);
-    if (st) goto done;
-
-    for (int64_t i = 0; i < p.n_items; i++) {
-        if (p.res[i].st == IMGSIM_OK)
-            s.ok++;
-        else
-            s.failed++;
-    }
-    for (int w = 0; w < workers; w++) s.seconds_decode_busy += p.busy[w];
-    s.seconds_infer_busy = infer_s;
-    s.gpu_decoded = p.gpu_decoded;
-    s.seconds_gpu_decode = p.gpu_s;
-    s.seconds_wait_workers = p.wait_s;
-    if (p.gpu_mode)
-        ims_log_debug("consumer: GPU decode %.3f s, CPU fallback %.3f s, uploads %.3f s, submit %.3f s, rest %.3f s",
-                     p.t_feed[0], p.t_feed[1], p.t_feed[2], p.t_feed[3],
-                     p.gpu_s - p.t_feed[0] - p.t_feed[1] - p.t_feed[2] - p.t_feed[3]);
-    if (p.gpu_mode) s.seconds_gpu_init = ims_gpu_decode_join(p.gpu);
-    for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
-        char *why = ims_strdup(ds->skipped[i].reason);
-        if (why) tsv_clean(why);
-        fprintf(man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].rel, why ? why : "not an image");
-        free(why);
-    }
-    double tw = ims_now();
-    if ((st = ims_npy_finish(&npy, e))) goto done;
-    if ((st = ims_atomic_commit(&man, e))) goto done;
-    s.seconds_write = write_s + (ims_now() - tw);
-    s.seconds_total = ims_now() - t_start;
-    s.images_per_s = s.seconds_total > 0 ? (double)s.ok / s.seconds_total : 0;
-    char fp[65];
-    ims_dataset_fingerprint(ds, fp, e);
-    st = write_meta(meta_path, &p, input_desc, fp, &s, e);
-done:
+    st = store_begin(&o, store_dir, opt->dtype, eng->info.dim, e);
+    if (!st) st = pipeline_run(&p, &o, t_start + list_seconds, &s, &infer_s, &write_s, e);
+    if (!st) st = extract_finish(&p, &o, input_desc, t_start, infer_s, write_s, &s, e);
     if (p.gpu_mode) ims_gpu_decode_join(p.gpu);
-    if (st) {
-        ims_npy_abort(&npy);
-        if (man.f) ims_atomic_abort(&man);
-    }
-    free(meta_path);
-    free(feat_path);
-    free(man_path);
+    store_end(&o, st != IMGSIM_OK);
     pipeline_free(&p); /* (the engine's decoder set keeps the decoders for its next job) */
     if (stats) *stats = s;
     return st;

@@ -23,7 +23,8 @@ static int64_t env_int(const char *name, int64_t lo, int64_t hi) {
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (errno || end == v || *end || x < lo || x > hi) {
-        ims_log_warn("%s=%s: expected an integer in %lld..%lld; ignored", name, v, (long long)lo, (long long)hi);
+        ims_log_warn("%s=%s: expected an integer in %lld..%lld; ignored", name, v, (long long)lo,
+                     (long long)hi);
         return 0;
     }
     return (int64_t)x;
@@ -37,8 +38,8 @@ static int env_choice(const char *name, const char *const *choices, int n, int d
         if (!strcmp(v, choices[i])) return i;
     char list[128] = "";
     for (int i = 0; i < n; i++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? (i == n - 1 ? " or " : ", ") : "",
-                 choices[i]);
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                 i ? (i == n - 1 ? " or " : ", ") : "", choices[i]);
     ims_log_warn("%s=%s: expected %s; ignored", name, v, list);
     return def;
 }

@@ -13,7 +13,8 @@
 
 /* ---- the decoder set ---- */
 
-imgsim_status ims_gpu_decoders_new(ims_gpu_decoders **out, int device, int max_batch, int cpu_threads, ims_err *e) {
+imgsim_status ims_gpu_decoders_new(ims_gpu_decoders **out, int device, int max_batch, int cpu_threads,
+                                   ims_err *e) {
     *out = NULL;
     ims_gpu_decoders *s = ims_calloc(1, sizeof *s);
     if (!s) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
@@ -38,7 +39,7 @@ void ims_gpu_decoders_free(ims_gpu_decoders *s) {
 /* ---- a job ---- */
 
 imgsim_status ims_gpu_decode_open(ims_gpu_decode **out, ims_gpu_decoders *set, const ims_gpu_decode_cfg *cfg,
-                                 ims_err *e) {
+                                  ims_err *e) {
     *out = NULL;
     if (!set) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU decoding: no decoder set");
     ims_gpu_decode *d = ims_calloc(1, sizeof *d);
@@ -63,7 +64,7 @@ static void *init_main(void *arg) {
     e.msg[0] = 0;
     if (d->ops->init(d, &e) == IMGSIM_OK) {
         ims_log_info("decoding JPEGs on the GPU (%s %s)%s", d->ops->name, d->ops->describe(d),
-                    d->cfg.mode == IMGSIM_DECODE_AUTO ? " and the CPU, share adapted as the job runs" : "");
+                     d->cfg.mode == IMGSIM_DECODE_AUTO ? " and the CPU, share adapted as the job runs" : "");
         atomic_store(&d->ready, 1);
     } else {
         ims_log_info("GPU decoding unavailable (%s): decoding on the CPU", e.msg);
@@ -76,7 +77,8 @@ static void *init_main(void *arg) {
 void ims_gpu_decode_start(ims_gpu_decode *d) {
     if (d->cfg.mode == IMGSIM_DECODE_AUTO && !ims_tuning_get()->gpu_init_sync)
         d->init_started = pthread_create(&d->init_th, NULL, init_main, d) == 0;
-    if (d->cfg.mode == IMGSIM_DECODE_GPU || (d->cfg.mode == IMGSIM_DECODE_AUTO && !d->init_started)) init_main(d);
+    if (d->cfg.mode == IMGSIM_DECODE_GPU || (d->cfg.mode == IMGSIM_DECODE_AUTO && !d->init_started))
+        init_main(d);
 }
 
 int ims_gpu_decode_ready(const ims_gpu_decode *d) {
@@ -95,7 +97,8 @@ void ims_gpu_decode_destroy(ims_gpu_decode *d) {
     if (!d) return;
     ims_gpu_decode_join(d);
     d->ops->close(d); /* (waits for the device work: the staging buffers are free after it) */
-    for (int k = 0; k < d->n_host; k++) d->ops->host_free(d->host[k]);
+    for (int k = 0; k < d->n_host; k++)
+        d->ops->host_free(d->host[k]);
     free(d);
 }
 
@@ -138,11 +141,13 @@ int ims_gpu_decode_route(ims_gpu_decode *d, int64_t i, const uint8_t *buf, size_
 /* The route key bound under which a share (0..1) of the JPEGs seen so far falls. */
 static int share_to_bound(ims_gpu_decode *d, double share) {
     long long n[IMS_GPU_SIZE_CLASSES], total = 0;
-    for (int c = 0; c < IMS_GPU_SIZE_CLASSES; c++) total += n[c] = atomic_load(&d->size_hist[c]);
+    for (int c = 0; c < IMS_GPU_SIZE_CLASSES; c++)
+        total += n[c] = atomic_load(&d->size_hist[c]);
     if (total == 0) return 0; /* nothing seen yet: every candidate to the GPU until a batch's sizes are in */
     double want = share * (double)total, cum = 0;
     for (int c = 0; c < IMS_GPU_SIZE_CLASSES; c++) {
-        if (n[c] > 0 && cum + (double)n[c] >= want) return c * 64 + (int)(64.0 * (want - cum) / (double)n[c] + 0.5);
+        if (n[c] > 0 && cum + (double)n[c] >= want)
+            return c * 64 + (int)(64.0 * (want - cum) / (double)n[c] + 0.5);
         cum += (double)n[c];
     }
     return IMS_GPU_SIZE_CLASSES * 64;
@@ -155,12 +160,12 @@ void ims_gpu_decode_set_cpu_share(ims_gpu_decode *d, double share) {
 /* ---- the device work: the implementation's ---- */
 
 imgsim_status ims_gpu_decode_batch(ims_gpu_decode *d, const uint8_t *const *bufs, const size_t *lens, int n,
-                                  float *dev_in, imgsim_status *item_st, ims_err *item_msg, ims_err *e) {
+                                   float *dev_in, imgsim_status *item_st, ims_err *item_msg, ims_err *e) {
     return d->ops->decode(d, bufs, lens, n, dev_in, item_st, item_msg, e);
 }
 
 imgsim_status ims_gpu_decode_upload(ims_gpu_decode *d, const float *host_in, const uint8_t *mask, int n,
-                                   float *dev_in, ims_err *e) {
+                                    float *dev_in, ims_err *e) {
     return d->ops->upload(d, host_in, mask, n, dev_in, e);
 }
 

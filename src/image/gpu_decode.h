@@ -31,7 +31,8 @@ typedef struct ims_gpu_decode ims_gpu_decode;
 
 /* A set for device, decoding batches of up to max_batch images with cpu_threads host threads for
  * the decoders' CPU phase. Makes no decoder yet (cheap). */
-imgsim_status ims_gpu_decoders_new(ims_gpu_decoders **out, int device, int max_batch, int cpu_threads, ims_err *e);
+imgsim_status ims_gpu_decoders_new(ims_gpu_decoders **out, int device, int max_batch, int cpu_threads,
+                                   ims_err *e);
 /* Starts creating the decoders on a background thread (nothing when they are there or coming). */
 void ims_gpu_decoders_prepare(ims_gpu_decoders *s);
 /* Frees the set and its decoders (waiting for a background creation). NULL: no-op. */
@@ -40,7 +41,7 @@ void ims_gpu_decoders_free(ims_gpu_decoders *s);
 /* ---- a job ---- */
 
 typedef struct ims_gpu_decode_cfg {
-    int max_batch;                     /* images per batch (at most the set's max_batch to reuse its decoders) */
+    int max_batch; /* images per batch (at most the set's max_batch to reuse its decoders) */
     const imgsim_preprocess_opts *pre; /* output size, mean/std, max_pixels, exif_rotate (kept by pointer) */
     imgsim_decode mode;                /* AUTO: JPEGs shared with the CPU workers by size; GPU: every
                                           JPEG the decoder takes; CPU: none (uploads only) */
@@ -52,7 +53,7 @@ typedef struct ims_gpu_decode_cfg {
  * ims_gpu_decode_start. Fails (NO_DEVICE where GPU decoding is not built in) with the reason in e;
  * the caller then decodes everything on the CPU. */
 imgsim_status ims_gpu_decode_open(ims_gpu_decode **out, ims_gpu_decoders *set, const ims_gpu_decode_cfg *cfg,
-                                 ims_err *e);
+                                  ims_err *e);
 /* Makes the decoders ready: CPU mode, nothing; GPU mode, now (they are needed for the first
  * image); AUTO, on a background thread while the CPU workers decode everything (or now, with the
  * tuning knob IMGSIM_GPU_INIT_SYNC). Either way ims_gpu_decode_ready says when JPEGs may go to it. */
@@ -83,10 +84,10 @@ void ims_gpu_decode_set_cpu_share(ims_gpu_decode *d, double share);
  * for an image the caller must decode on the CPU. Entries with bufs[i] == NULL are left alone.
  * Returns an error only for failures that are not the images' fault. */
 imgsim_status ims_gpu_decode_batch(ims_gpu_decode *d, const uint8_t *const *bufs, const size_t *lens, int n,
-                                  float *dev_in, imgsim_status *item_st, ims_err *item_msg, ims_err *e);
+                                   float *dev_in, imgsim_status *item_st, ims_err *item_msg, ims_err *e);
 /* Copies host images (host_in + i * image, for i with mask[i]) into dev_in + i * image. */
 imgsim_status ims_gpu_decode_upload(ims_gpu_decode *d, const float *host_in, const uint8_t *mask, int n,
-                                   float *dev_in, ims_err *e);
+                                    float *dev_in, ims_err *e);
 /* Mark k: an event (for ims_backend_ops.submit_device) recorded after all the job's work so far;
  * the last IMS_GPU_DECODE_MARKS marks stay distinct. wait_mark waits until the work up to mark k
  * is done (its host buffers may then be reused). */

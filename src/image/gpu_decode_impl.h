@@ -29,10 +29,10 @@ typedef struct ims_gpu_decode_ops {
     /* 1 if the decoder takes this JPEG exactly and fast (AUTO routing; the others go to the CPU) */
     int (*takes)(const ims_jpeg_hdr *h, const imgsim_preprocess_opts *pre);
     /* the device work, as in gpu_decode.h */
-    imgsim_status (*decode)(ims_gpu_decode *d, const uint8_t *const *bufs, const size_t *lens, int n, float *dev_in,
-                            imgsim_status *item_st, ims_err *item_msg, ims_err *e);
-    imgsim_status (*upload)(ims_gpu_decode *d, const float *host_in, const uint8_t *mask, int n, float *dev_in,
-                            ims_err *e);
+    imgsim_status (*decode)(ims_gpu_decode *d, const uint8_t *const *bufs, const size_t *lens, int n,
+                            float *dev_in, imgsim_status *item_st, ims_err *item_msg, ims_err *e);
+    imgsim_status (*upload)(ims_gpu_decode *d, const float *host_in, const uint8_t *mask, int n,
+                            float *dev_in, ims_err *e);
     void *(*mark)(ims_gpu_decode *d, int64_t k);
     imgsim_status (*wait_mark)(ims_gpu_decode *d, int64_t k, ims_err *e);
     /* staging memory (pinned) */
@@ -54,12 +54,12 @@ struct ims_gpu_decoders {
 
 struct ims_gpu_decode {
     const ims_gpu_decode_ops *ops;
-    ims_gpu_decoders *set;       /* lends the decoders (and names the device) */
+    ims_gpu_decoders *set; /* lends the decoders (and names the device) */
     ims_gpu_decode_cfg cfg;
-    void *impl;                  /* the implementation's job state */
-    atomic_int ready;            /* ims_gpu_decode_ready */
+    void *impl;       /* the implementation's job state */
+    atomic_int ready; /* ims_gpu_decode_ready */
     pthread_t init_th;
-    int init_started;            /* a background start was not yet joined */
+    int init_started; /* a background start was not yet joined */
     double init_s;
     /* routing (AUTO): JPEGs whose route key is below cpu_below go to the CPU */
     atomic_int cpu_below;

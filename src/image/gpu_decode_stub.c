@@ -16,8 +16,8 @@ static imgsim_status stub_open(ims_gpu_decode *d, ims_err *e) {
 }
 
 /* open fails, so no job reaches the other entries */
-static const ims_gpu_decode_ops stub_ops = {.name = "none", .set_prepare = stub_set, .set_free = stub_set,
-                                            .open = stub_open};
+static const ims_gpu_decode_ops stub_ops = {
+    .name = "none", .set_prepare = stub_set, .set_free = stub_set, .open = stub_open};
 
 const ims_gpu_decode_ops *ims_gpu_decode_builtin(void) {
     return &stub_ops;

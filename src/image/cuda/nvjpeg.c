@@ -202,131 +202,171 @@ static void decode_set(ims_gpu_jpeg *d, decoder *dec, int m, int *ok, cudaStream
     cudaGetLastError(); /* clear a sticky launch error from a failed image */
 }
 
+/* Where one image of a batch goes, and where its planes lie in the arena. */
+typedef struct img_plan {
+    int route;      /* 0 cpu, 1 hybrid, 2 hardware */
+    size_t off;     /* arena offset: Y, Cb, Cr planes, then the RGB image */
+    int css;        /* IS_CSS_* */
+    int cw, ch;     /* chroma plane size (0 for grayscale) */
+} img_plan;
+
+static size_t align256(size_t n) {
+    return (n + 255) & ~(size_t)255;
+}
+
+/* Bytes of the Y plane and of one chroma plane in the arena. */
+static size_t y_bytes(const ims_gpu_src *s) {
+    return align256((size_t)s->w * s->h);
+}
+static size_t c_bytes(const img_plan *pl) {
+    return align256((size_t)pl->cw * pl->ch);
+}
+
+/* Step 1 for one image: sorts it to the hardware decoder, the hybrid one, or back to the CPU
+ * (pl->route 0, with the reason in *why). nvJPEG decodes to YCbCr planes and ycc.cu makes RGB the
+ * way libjpeg-turbo does (fancy upsampling), so only the subsamplings that kernel reproduces
+ * exactly go to the GPU. Fills src's size and pl's chroma planes for the images it keeps. */
+static void sort_image(ims_gpu_jpeg *d, const uint8_t *buf, size_t len, uint64_t max_pixels, ims_gpu_src *src,
+                       img_plan *pl, const char **why) {
+    int nc = 0, ws[NVJPEG_MAX_COMPONENT], hs[NVJPEG_MAX_COMPONENT];
+    nvjpegChromaSubsampling_t sub;
+    *why = NULL;
+    pl->route = 0;
+    if (!has_eoi(buf, len)) {
+        *why = "no EOI marker (truncated?)";
+    } else if (nvjpegGetImageInfo(d->main_h, buf, len, &nc, &sub, ws, hs) != NVJPEG_STATUS_SUCCESS) {
+        *why = "nvJPEG cannot parse the header";
+    } else if (nc != 1 && nc != 3) {
+        *why = "not grayscale or YCbCr (CMYK/YCCK are decoded on the CPU)";
+    } else if (nc == 3 && sub != NVJPEG_CSS_444 && sub != NVJPEG_CSS_422 && sub != NVJPEG_CSS_420) {
+        *why = "chroma subsampling other than 4:4:4, 4:2:2 or 4:2:0";
+    } else if (ws[0] <= 0 || hs[0] <= 0 || hs[0] > 65535 || (uint64_t)ws[0] * (uint64_t)hs[0] > max_pixels) {
+        *why = "size outside the GPU path's limits";
+    } else if (nvjpegJpegStreamParseHeader(d->main_h, buf, len, d->stream_info) != NVJPEG_STATUS_SUCCESS) {
+        *why = "nvJPEG cannot parse the stream";
+    } else {
+        nvjpegExifOrientation_t o = NVJPEG_ORIENTATION_NORMAL;
+        if (nvjpegJpegStreamGetExifOrientation(d->stream_info, &o) == NVJPEG_STATUS_SUCCESS &&
+            o != NVJPEG_ORIENTATION_NORMAL && o != NVJPEG_ORIENTATION_UNKNOWN)
+            *why = "EXIF orientation is applied on the CPU path";
+    }
+    if (*why) return;
+    pl->route = 1;
+    if (d->hw.ready) {
+        int sup = 1;
+        if (nvjpegDecodeBatchedSupported(d->hw.h, d->stream_info, &sup) == NVJPEG_STATUS_SUCCESS && sup == 0)
+            pl->route = 2;
+    }
+    pl->css = nc == 1                  ? IS_CSS_GRAY
+              : sub == NVJPEG_CSS_444 ? IS_CSS_444
+              : sub == NVJPEG_CSS_422 ? IS_CSS_422
+                                      : IS_CSS_420;
+    pl->cw = nc == 1 ? 0 : ws[1];
+    pl->ch = nc == 1 ? 0 : hs[1];
+    src->w = ws[0];
+    src->h = hs[0];
+    src->pitch = ws[0] * 3;
+}
+
+/* Step 2: one arena for the batch's decoded images (grown by half again when too small). */
+static imgsim_status arena_reserve(ims_gpu_jpeg *d, size_t total, ims_err *e) {
+    if (total <= d->arena_bytes) return IMGSIM_OK;
+    if (d->arena) cudaFree(d->arena);
+    d->arena = NULL;
+    size_t want = total + total / 2;
+    if (cudaMalloc((void **)&d->arena, want) != cudaSuccess) {
+        d->arena_bytes = 0;
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "nvJPEG: cannot allocate %zu bytes of device memory for decoding", want);
+    }
+    d->arena_bytes = want;
+    return IMGSIM_OK;
+}
+
+/* Step 3 for one route: decodes its images as one batch into their YCbCr planes and marks the
+ * ones decoded (item_st OK, srcs[i].px set, *max_w and *max_h grown); the others get a message. */
+static void decode_route(ims_gpu_jpeg *d, int r, const uint8_t *const *bufs, const size_t *lens, int n,
+                         const img_plan *plan, ims_gpu_src *srcs, imgsim_status *item_st, ims_err *item_msg,
+                         int *max_w, int *max_h, cudaStream_t stream) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (plan[i].route != r) continue;
+        uint8_t *base = d->arena + plan[i].off;
+        size_t yb = y_bytes(&srcs[i]), cb = c_bytes(&plan[i]);
+        ims_ycc_desc *y = &d->h_ycc[i];
+        y->y = base;
+        y->cb = base + yb;
+        y->cr = base + yb + cb;
+        y->w = srcs[i].w, y->h = srcs[i].h, y->yp = srcs[i].w;
+        y->cw = plan[i].cw, y->ch = plan[i].ch, y->cp = plan[i].cw, y->css = plan[i].css;
+        d->which[m] = i;
+        d->bufs[m] = bufs[i];
+        d->lens[m] = lens[i];
+        memset(&d->dst[m], 0, sizeof d->dst[m]);
+        d->dst[m].channel[0] = (unsigned char *)y->y;
+        d->dst[m].pitch[0] = (size_t)y->yp;
+        if (plan[i].css != IS_CSS_GRAY) {
+            d->dst[m].channel[1] = (unsigned char *)y->cb;
+            d->dst[m].channel[2] = (unsigned char *)y->cr;
+            d->dst[m].pitch[1] = d->dst[m].pitch[2] = (size_t)y->cp;
+        }
+        m++;
+    }
+    int ok[m > 0 ? m : 1];
+    memset(ok, 0, sizeof ok);
+    decode_set(d, r == 2 ? &d->hw : &d->hyb, m, ok, stream);
+    for (int j = 0; j < m; j++) {
+        int i = d->which[j];
+        if (ok[j]) {
+            d->t.images++;
+            uint8_t *rgb = d->arena + plan[i].off + y_bytes(&srcs[i]) + 2 * c_bytes(&plan[i]);
+            d->h_ycc[i].rgb = rgb;
+            srcs[i].px = rgb;
+            item_st[i] = IMGSIM_OK;
+            if (srcs[i].w > *max_w) *max_w = srcs[i].w;
+            if (srcs[i].h > *max_h) *max_h = srcs[i].h;
+        } else {
+            snprintf(item_msg[i].msg, sizeof item_msg[i].msg, "nvJPEG failed to decode it");
+        }
+    }
+}
+
 imgsim_status ims_gpu_jpeg_decode(ims_gpu_jpeg *d, const uint8_t *const *bufs, const size_t *lens, int n,
                                  uint64_t max_pixels, ims_gpu_src *srcs, imgsim_status *item_st, ims_err *item_msg,
                                  cudaStream_t stream, ims_err *e) {
     if (n > d->max_batch) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "nvJPEG: batch %d over %d", n, d->max_batch);
-    /* 1. sort images: hardware, hybrid, or back to the CPU. nvJPEG decodes to YCbCr planes and
-     * ycc.cu makes RGB the way libjpeg-turbo does (fancy upsampling), so only the subsamplings
-     * that kernel reproduces exactly go to the GPU. */
+    /* 1. sort images: hardware, hybrid, or back to the CPU; place the kept ones in the arena */
     double t_route = ims_now();
     d->t.calls++;
-    int route[n > 0 ? n : 1]; /* 0 cpu, 1 hybrid, 2 hardware */
-    size_t off[n > 0 ? n : 1], total = 0;
-    int css[n > 0 ? n : 1], cw[n > 0 ? n : 1], ch[n > 0 ? n : 1];
+    img_plan plan[n > 0 ? n : 1];
+    size_t total = 0;
     for (int i = 0; i < n; i++) {
         memset(&srcs[i], 0, sizeof srcs[i]);
         item_st[i] = IMGSIM_ERR_UNSUPPORTED;
-        route[i] = 0;
-        int nc = 0, ws[NVJPEG_MAX_COMPONENT], hs[NVJPEG_MAX_COMPONENT];
-        nvjpegChromaSubsampling_t sub;
-        const char *why = NULL;
-        if (!has_eoi(bufs[i], lens[i])) {
-            why = "no EOI marker (truncated?)";
-        } else if (nvjpegGetImageInfo(d->main_h, bufs[i], lens[i], &nc, &sub, ws, hs) != NVJPEG_STATUS_SUCCESS) {
-            why = "nvJPEG cannot parse the header";
-        } else if (nc != 1 && nc != 3) {
-            why = "not grayscale or YCbCr (CMYK/YCCK are decoded on the CPU)";
-        } else if (nc == 3 && sub != NVJPEG_CSS_444 && sub != NVJPEG_CSS_422 && sub != NVJPEG_CSS_420) {
-            why = "chroma subsampling other than 4:4:4, 4:2:2 or 4:2:0";
-        } else if (ws[0] <= 0 || hs[0] <= 0 || hs[0] > 65535 || (uint64_t)ws[0] * (uint64_t)hs[0] > max_pixels) {
-            why = "size outside the GPU path's limits";
-        } else if (nvjpegJpegStreamParseHeader(d->main_h, bufs[i], lens[i], d->stream_info) != NVJPEG_STATUS_SUCCESS) {
-            why = "nvJPEG cannot parse the stream";
-        } else {
-            nvjpegExifOrientation_t o = NVJPEG_ORIENTATION_NORMAL;
-            if (nvjpegJpegStreamGetExifOrientation(d->stream_info, &o) == NVJPEG_STATUS_SUCCESS &&
-                o != NVJPEG_ORIENTATION_NORMAL && o != NVJPEG_ORIENTATION_UNKNOWN)
-                why = "EXIF orientation is applied on the CPU path";
-        }
+        const char *why;
+        sort_image(d, bufs[i], lens[i], max_pixels, &srcs[i], &plan[i], &why);
         if (why) {
             snprintf(item_msg[i].msg, sizeof item_msg[i].msg, "%s", why);
             continue;
         }
-        route[i] = 1;
-        if (d->hw.ready) {
-            int sup = 1;
-            if (nvjpegDecodeBatchedSupported(d->hw.h, d->stream_info, &sup) == NVJPEG_STATUS_SUCCESS && sup == 0)
-                route[i] = 2;
-        }
-        css[i] = nc == 1 ? IS_CSS_GRAY : sub == NVJPEG_CSS_444 ? IS_CSS_444 : sub == NVJPEG_CSS_422 ? IS_CSS_422 : IS_CSS_420;
-        cw[i] = nc == 1 ? 0 : ws[1];
-        ch[i] = nc == 1 ? 0 : hs[1];
-        srcs[i].w = ws[0];
-        srcs[i].h = hs[0];
-        srcs[i].pitch = ws[0] * 3;
-        /* arena: Y, Cb, Cr planes, then the RGB image */
-        off[i] = total;
-        size_t yb = ((size_t)ws[0] * hs[0] + 255) & ~(size_t)255, cb = ((size_t)cw[i] * ch[i] + 255) & ~(size_t)255;
-        total += yb + 2 * cb + (((size_t)srcs[i].pitch * (size_t)hs[0] + 255) & ~(size_t)255);
+        plan[i].off = total;
+        total += y_bytes(&srcs[i]) + 2 * c_bytes(&plan[i]) + align256((size_t)srcs[i].pitch * (size_t)srcs[i].h);
     }
     d->t.route_s += ims_now() - t_route;
     /* 2. one arena for the batch's decoded images */
-    if (total > d->arena_bytes) {
-        if (d->arena) cudaFree(d->arena);
-        d->arena = NULL;
-        size_t want = total + total / 2;
-        if (cudaMalloc((void **)&d->arena, want) != cudaSuccess) {
-            d->arena_bytes = 0;
-            return ims_fail(e, IMGSIM_ERR_NOMEM, "nvJPEG: cannot allocate %zu bytes of device memory for decoding", want);
-        }
-        d->arena_bytes = want;
-    }
+    imgsim_status st = arena_reserve(d, total, e);
+    if (st) return st;
     /* 3. decode each route as one batch, into YCbCr planes */
     int max_w = 0, max_h = 0;
     memset(d->h_ycc, 0, (size_t)n * sizeof(ims_ycc_desc));
-    for (int r = 2; r >= 1; r--) {
-        int m = 0;
-        for (int i = 0; i < n; i++) {
-            if (route[i] != r) continue;
-            uint8_t *base = d->arena + off[i];
-            size_t yb = ((size_t)srcs[i].w * srcs[i].h + 255) & ~(size_t)255;
-            size_t cb = ((size_t)cw[i] * ch[i] + 255) & ~(size_t)255;
-            ims_ycc_desc *y = &d->h_ycc[i];
-            y->y = base;
-            y->cb = base + yb;
-            y->cr = base + yb + cb;
-            y->w = srcs[i].w, y->h = srcs[i].h, y->yp = srcs[i].w;
-            y->cw = cw[i], y->ch = ch[i], y->cp = cw[i], y->css = css[i];
-            d->which[m] = i;
-            d->bufs[m] = bufs[i];
-            d->lens[m] = lens[i];
-            memset(&d->dst[m], 0, sizeof d->dst[m]);
-            d->dst[m].channel[0] = (unsigned char *)y->y;
-            d->dst[m].pitch[0] = (size_t)y->yp;
-            if (css[i] != IS_CSS_GRAY) {
-                d->dst[m].channel[1] = (unsigned char *)y->cb;
-                d->dst[m].channel[2] = (unsigned char *)y->cr;
-                d->dst[m].pitch[1] = d->dst[m].pitch[2] = (size_t)y->cp;
-            }
-            m++;
-        }
-        int ok[m > 0 ? m : 1];
-        memset(ok, 0, sizeof ok);
-        decode_set(d, r == 2 ? &d->hw : &d->hyb, m, ok, stream);
-        for (int j = 0; j < m; j++) {
-            int i = d->which[j];
-            if (ok[j]) {
-                d->t.images++;
-                uint8_t *rgb = d->arena + off[i] + (((size_t)srcs[i].w * srcs[i].h + 255) & ~(size_t)255) +
-                               2 * ((((size_t)cw[i] * ch[i]) + 255) & ~(size_t)255);
-                d->h_ycc[i].rgb = rgb;
-                srcs[i].px = rgb;
-                item_st[i] = IMGSIM_OK;
-                if (srcs[i].w > max_w) max_w = srcs[i].w;
-                if (srcs[i].h > max_h) max_h = srcs[i].h;
-            } else {
-                snprintf(item_msg[i].msg, sizeof item_msg[i].msg, "nvJPEG failed to decode it");
-            }
-        }
-    }
+    for (int r = 2; r >= 1; r--)
+        decode_route(d, r, bufs, lens, n, plan, srcs, item_st, item_msg, &max_w, &max_h, stream);
     /* 4. YCbCr -> RGB as libjpeg-turbo does it */
     if (max_w > 0) {
         double ty = ims_now();
         if (cudaMemcpyAsync(d->d_ycc, d->h_ycc, (size_t)n * sizeof(ims_ycc_desc), cudaMemcpyHostToDevice, stream) !=
             cudaSuccess)
             return ims_fail(e, IMGSIM_ERR_BACKEND, "nvJPEG: descriptor copy failed");
-        imgsim_status st = ims_ycc_to_rgb(d->d_ycc, n, max_w, max_h, stream, e);
+        st = ims_ycc_to_rgb(d->d_ycc, n, max_w, max_h, stream, e);
         d->t.ycc_s += ims_now() - ty; /* launch only: the kernel runs behind */
         if (st) return st;
     }

@@ -79,8 +79,8 @@ static void nvj_set_free(ims_gpu_decoders *s) {
 static imgsim_status nvj_open(ims_gpu_decode *d, ims_err *e) {
     const imgsim_preprocess_opts *pre = d->cfg.pre;
     ims_gpu_feed *feed = NULL;
-    imgsim_status st =
-        ims_gpu_feed_create(&feed, d->set->device, d->cfg.max_batch, pre->height, pre->width, pre->mean, pre->std, e);
+    imgsim_status st = ims_gpu_feed_create(&feed, d->set->device, d->cfg.max_batch, pre->height, pre->width,
+                                           pre->mean, pre->std, e);
     d->impl = feed;
     return st;
 }
@@ -111,11 +111,14 @@ static const char *nvj_describe(const ims_gpu_decode *d) {
 static int nvj_takes(const ims_jpeg_hdr *h, const imgsim_preprocess_opts *pre) {
     if (h->sof != 0xC0 && h->sof != 0xC1) return 0;
     if (pre->exif_rotate && h->orient != 1) return 0;
-    if (h->w < 1 || h->h < 1 || (pre->max_pixels && (uint64_t)h->w * (uint64_t)h->h > pre->max_pixels)) return 0;
+    if (h->w < 1 || h->h < 1 || (pre->max_pixels && (uint64_t)h->w * (uint64_t)h->h > pre->max_pixels))
+        return 0;
     if (h->ncomp == 1) return 1;
-    if (h->ncomp != 3 || (h->adobe_transform_set && h->adobe_transform == 0)) return 0; /* Adobe 0: RGB, not YCbCr */
+    if (h->ncomp != 3 || (h->adobe_transform_set && h->adobe_transform == 0))
+        return 0; /* Adobe 0: RGB, not YCbCr */
     if (h->hs[1] != 1 || h->vs[1] != 1 || h->hs[2] != 1 || h->vs[2] != 1) return 0;
-    return (h->hs[0] == 1 && h->vs[0] == 1) || (h->hs[0] == 2 && h->vs[0] == 1) || (h->hs[0] == 2 && h->vs[0] == 2);
+    return (h->hs[0] == 1 && h->vs[0] == 1) || (h->hs[0] == 2 && h->vs[0] == 1) ||
+           (h->hs[0] == 2 && h->vs[0] == 2);
 }
 
 static imgsim_status nvj_decode(ims_gpu_decode *d, const uint8_t *const *bufs, const size_t *lens, int n,
@@ -123,8 +126,8 @@ static imgsim_status nvj_decode(ims_gpu_decode *d, const uint8_t *const *bufs, c
     return ims_gpu_feed_decode(d->impl, bufs, lens, n, dev_in, d->cfg.pre->max_pixels, item_st, item_msg, e);
 }
 
-static imgsim_status nvj_upload(ims_gpu_decode *d, const float *host_in, const uint8_t *mask, int n, float *dev_in,
-                                ims_err *e) {
+static imgsim_status nvj_upload(ims_gpu_decode *d, const float *host_in, const uint8_t *mask, int n,
+                                float *dev_in, ims_err *e) {
     return ims_gpu_feed_upload(d->impl, host_in, mask, n, dev_in, e);
 }
 
