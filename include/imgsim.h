@@ -142,6 +142,8 @@ typedef struct imgsim_model_info {
     char layer[256];         /* name of the chosen value */
     char sha256[65];         /* of the model file, lowercase hex */
     int n_nodes;             /* after optimisation */
+    int n_nodes_file;        /* operators as the file has them, before optimisation */
+    int64_t n_params;        /* elements of the file's weights (initializers) */
 } imgsim_model_info;
 
 imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *info);
@@ -392,6 +394,128 @@ typedef struct imgsim_split_info {
  * (0, 1); a dataset without images is IMGSIM_ERR_INVALID_ARG. info may be NULL. */
 imgsim_status imgsim_split(imgsim_split_info *info, const char *dataset, double test_size, uint64_t seed,
                            const char *out_dir);
+
+/* ---- datasets: listing, split, extraction of a listed dataset ------------------------------ */
+
+/* The images a job works on, listed once: an ImageFolder-layout folder (recursive, sorted, label =
+ * first-level folder, "" for images directly in the root; files that are not JPEG/PNG/WebP by
+ * content are skipped with a reason), a TSV list "path<TAB>label" with that header line (paths
+ * relative to the list's folder; entries are not sniffed), or a single image file. */
+typedef struct imgsim_dataset imgsim_dataset;
+
+imgsim_status imgsim_dataset_open(imgsim_dataset **out, const char *path);
+void imgsim_dataset_destroy(imgsim_dataset *ds);
+
+typedef struct imgsim_dataset_info {
+    const char *source;  /* the path given to imgsim_dataset_open */
+    const char *root;    /* the folder relative paths are relative to */
+    size_t n;            /* images */
+    size_t n_skipped;    /* listed files that are not images */
+} imgsim_dataset_info;
+
+typedef struct imgsim_dataset_item {
+    const char *path;    /* as opened */
+    const char *rel;     /* as written in lists and manifests (relative to the root) */
+    const char *label;   /* "" when unknown */
+} imgsim_dataset_item;
+
+typedef struct imgsim_dataset_skip {
+    const char *path;
+    const char *reason;
+} imgsim_dataset_skip;
+
+/* The strings handed out belong to the dataset and live until imgsim_dataset_destroy. */
+imgsim_status imgsim_dataset_get_info(const imgsim_dataset *ds, imgsim_dataset_info *info);
+imgsim_status imgsim_dataset_get_item(const imgsim_dataset *ds, size_t i, imgsim_dataset_item *item);
+imgsim_status imgsim_dataset_get_skipped(const imgsim_dataset *ds, size_t i, imgsim_dataset_skip *skip);
+
+/* SHA-256 (lowercase hex) over every item's relative path, label, file size and modification
+ * time: equal fingerprints mean the same images, so a store made from them can be reused. */
+imgsim_status imgsim_dataset_fingerprint(char out[65], const imgsim_dataset *ds);
+
+/* The stratified split of imgsim_split, of a listed dataset: per label, round(test_size * count)
+ * items go to test (half to even, like Python's round), a label with one item stays in train.
+ * Deterministic for (seed, set of relative paths), independent of listing order. is_test[i] (n
+ * entries, the caller's) is set to 0 or 1. */
+imgsim_status imgsim_dataset_split(uint8_t *is_test, const imgsim_dataset *ds, double test_size, uint64_t seed);
+
+/* Writes items idx[0..n) of ds as a TSV list ("path<TAB>label" header, paths relative to the
+ * list's own folder), atomically; the list opens again as the same images. */
+imgsim_status imgsim_dataset_write_tsv(const imgsim_dataset *ds, const size_t *idx, size_t n, const char *path);
+
+/* imgsim_extract for a dataset already listed: the store records ds's source as its input. The
+ * listing time is the caller's, so stats->seconds_list is 0. stats may be NULL. */
+imgsim_status imgsim_extract_dataset(imgsim_engine *e, const imgsim_dataset *ds, const char *store_dir,
+                                     const imgsim_extract_opts *opt, imgsim_extract_stats *stats);
+
+/* IMGSIM_OK when the store in dir is complete and would come out the same from extracting ds now
+ * with model m, engine options eo and extraction options xo: same model file (sha256) and layer,
+ * precision (eo's, or the device's default) and device, dtype, preprocessing, and images
+ * (imgsim_dataset_fingerprint). Otherwise IMGSIM_ERR_MISMATCH saying what differs, or the error
+ * opening the store (IMGSIM_ERR_IO for a folder that is not there or is incomplete). Lets a job
+ * skip an extraction it has done before without building an engine. */
+imgsim_status imgsim_store_check_reusable(const char *dir, const imgsim_dataset *ds, const imgsim_model *m,
+                                          const imgsim_engine_opts *eo, const imgsim_extract_opts *xo);
+
+/* ---- preprocessing of decoded images -------------------------------------------------------- */
+
+/* The second half of imgsim_preprocess_file for an image already decoded: rgb is 8-bit RGB,
+ * interleaved, width x height x 3 bytes, row-major (alpha dropped, EXIF orientation applied, as
+ * the decoder gives it); it is resized to opt's height x width with PIL's antialiased bilinear
+ * filter, scaled to [0,1] and normalised with opt's mean/std into out (float32 CHW,
+ * 3 * height * width, the caller's). opt's decoding fields are not used; NULL: the defaults. */
+imgsim_status imgsim_preprocess_rgb(float *out, const uint8_t *rgb, int width, int height,
+                                    const imgsim_preprocess_opts *opt);
+
+/* Per-file outcome of imgsim_preprocess_files_gpu. */
+typedef struct imgsim_file_result {
+    imgsim_status status;
+    int on_gpu;          /* 1: decoded by nvJPEG on the GPU, 0: by the CPU decoders */
+    char message[1024];  /* why the file failed ("" when it did not) */
+} imgsim_file_result;
+
+/* Decodes and preprocesses n files through the GPU input path of a CUDA extraction (nvJPEG for
+ * the JPEGs it takes, the CPU decoders for the rest, the fused resize + normalise kernel) on CUDA
+ * device device_index, into out ([n, 3, height, width] float32, the caller's); res[n] says how
+ * each file went (a failed file leaves zeros and does not fail the call). For tests and
+ * inspection. IMGSIM_ERR_NO_DEVICE where imgsim was built without CUDA or no GPU is present. */
+imgsim_status imgsim_preprocess_files_gpu(float *out, imgsim_file_result *res, const char *const *paths, int n,
+                                          int device_index, const imgsim_preprocess_opts *opt);
+
+/* ---- CUDA engine files ------------------------------------------------------------------- */
+
+/* The engine file a CUDA engine was loaded from or written to ("" when none: a CPU engine, or
+ * the engine cache off). Owned by the engine. */
+const char *imgsim_engine_file(const imgsim_engine *e);
+
+/* A description of the CUDA engine file at path, as `imgsim engine info` prints it: the key it
+ * was built for (model sha256, layer, GPU, driver/CUDA/cuDNN/cuBLAS versions, precision, batch),
+ * input and feature sizes, memory, steps and each convolution's algorithm, one item a line. The
+ * file is read and verified (checksum, bounds) but not run, so no GPU is needed. Written into buf
+ * (size bytes, always NUL-terminated, cut short when too small); *len, when not NULL, receives
+ * the full length without the NUL. IMGSIM_ERR_NO_DEVICE where imgsim was built without CUDA. */
+imgsim_status imgsim_engine_file_describe(char *buf, size_t size, size_t *len, const char *path);
+
+/* ---- arrays (.npy) ----------------------------------------------------------------------- */
+
+/* Reads a 2-D (or 1-D, as [1, n]) float32 or float16 .npy file; *data (rows * cols elements of
+ * *dtype, C order) is allocated by the library and released with imgsim_free. */
+imgsim_status imgsim_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int64_t *cols, const char *path);
+/* Writes a float32 array of rank 1..8 (shape[rank]) as a .npy file, atomically. */
+imgsim_status imgsim_npy_write_f32(const char *path, const float *data, const int64_t *shape, int rank);
+
+/* ---- text ------------------------------------------------------------------------------- */
+
+/* A copy of JSON text (as cJSON or any writer prints it) in which every byte that is not part of
+ * a valid UTF-8 sequence (a file name's bytes) is written as \udcXX, Python's surrogateescape, so
+ * the text stays valid JSON and the names read back exactly: meta.json is written so, and its
+ * reader turns them back into the bytes. Allocated by the library (imgsim_free); NULL when out of
+ * memory. */
+char *imgsim_json_escape_bytes(const char *json);
+
+/* Releases memory the library allocated for the caller (imgsim_npy_read,
+ * imgsim_json_escape_bytes). NULL is a no-op. */
+void imgsim_free(void *p);
 
 #ifdef __cplusplus
 }

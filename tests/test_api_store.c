@@ -6,6 +6,9 @@
  *    one from the other model is refused (MISMATCH, "different models"), and so is an engine of
  *    the other model; the features read back equal numpy's np.load of features.npy;
  *  - a store whose meta.json is gone is refused as incomplete;
+ *  - imgsim_store_check_reusable accepts the store for the same images and settings and refuses
+ *    it for another model, dtype or preprocessing; the fingerprint it compares is in the meta;
+ *  - imgsim_preprocess_rgb of the pixels PIL decodes equals imgsim_preprocess_file of the file;
  *  - imgsim_dedup of a float32 and a float16 matrix with planted near-duplicates (through a store
  *    written by numpy, and straight from memory) gives exactly numpy's float64 pair set, each score
  *    within 1e-6 of numpy's.
@@ -48,6 +51,10 @@ static const char k_ref_py[] =
     "            a = rng.integers(0, 256, (48 + 8 * i, 64, 3), dtype=np.uint8)\n"
     "            a[..., c] = 255 - a[..., c] // 4\n"
     "            Image.fromarray(a).save(os.path.join(d, 'c%d' % c, 'i%d.png' % i))\n"
+    "elif cmd == 'rgb':\n"  /* an image's RGB bytes as PIL decodes it, and its size */
+    "    im = Image.open(d).convert('RGB')\n"
+    "    open(sys.argv[3], 'wb').write(im.tobytes())\n"
+    "    open(sys.argv[3] + '.size', 'w').write('%d %d' % im.size)\n"
     "elif cmd == 'sha':\n"
     "    open(sys.argv[3], 'w').write(hashlib.sha256(open(d, 'rb').read()).hexdigest())\n"
     "elif cmd == 'features':\n"  /* a store's features as float64 text, one number a line */
@@ -215,6 +222,61 @@ static void test_incomplete_refused(void **state) {
     assert_int_equal(imgsim_store_exists(path_in("images")), 0);
 }
 
+static void test_reusable(void **state) {
+    (void)state;
+    imgsim_dataset *ds = NULL;
+    imgsim_model *a = NULL, *b = NULL;
+    assert_int_equal(imgsim_dataset_open(&ds, path_in("images")), IMGSIM_OK);
+    assert_int_equal(imgsim_model_load(&a, m1, NULL), IMGSIM_OK);
+    assert_int_equal(imgsim_model_load(&b, m2, NULL), IMGSIM_OK);
+    imgsim_extract_opts xo;
+    imgsim_extract_opts_init(&xo);
+    assert_int_equal(imgsim_store_check_reusable(path_in("a"), ds, a, NULL, &xo), IMGSIM_OK);
+    assert_int_equal(imgsim_store_check_reusable(path_in("a"), ds, b, NULL, &xo), IMGSIM_ERR_MISMATCH);
+    assert_non_null(strstr(imgsim_last_error(), "another model"));
+    xo.dtype = IMGSIM_F16;
+    assert_int_equal(imgsim_store_check_reusable(path_in("a"), ds, a, NULL, &xo), IMGSIM_ERR_MISMATCH);
+    xo.dtype = IMGSIM_F32;
+    xo.pre.exif_rotate = 0;
+    assert_int_equal(imgsim_store_check_reusable(path_in("a"), ds, a, NULL, &xo), IMGSIM_ERR_MISMATCH);
+    assert_int_equal(imgsim_store_check_reusable(path_in("nothing"), ds, a, NULL, NULL), IMGSIM_ERR_IO);
+    char fp[65];
+    assert_int_equal(imgsim_dataset_fingerprint(fp, ds), IMGSIM_OK);
+    imgsim_store *s = NULL;
+    imgsim_store_meta m;
+    assert_int_equal(imgsim_store_open(&s, path_in("a")), IMGSIM_OK);
+    imgsim_store_get_meta(s, &m);
+    assert_string_equal(m.inputs_fingerprint, fp);
+    imgsim_store_close(s);
+    imgsim_model_destroy(a);
+    imgsim_model_destroy(b);
+    imgsim_dataset_destroy(ds);
+}
+
+/* imgsim_preprocess_rgb of PIL's pixels equals imgsim_preprocess_file of the PNG. */
+static void test_preprocess_rgb(void **state) {
+    (void)state;
+    python("rgb images/c1/i1.png rgb.raw");
+    char sz[64];
+    read_text(sz, sizeof sz, path_in("rgb.raw.size"));
+    int w = 0, h = 0;
+    assert_int_equal(sscanf(sz, "%d %d", &w, &h), 2);
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    FILE *f = fopen(path_in("rgb.raw"), "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(rgb, 1, (size_t)w * h * 3, f), (size_t)w * h * 3);
+    fclose(f);
+    imgsim_preprocess_opts o;
+    imgsim_preprocess_opts_init(&o);
+    o.height = 40, o.width = 30;
+    float *x = malloc(sizeof(float) * 3 * 40 * 30), *y = malloc(sizeof(float) * 3 * 40 * 30);
+    assert_int_equal(imgsim_preprocess_rgb(x, rgb, w, h, &o), IMGSIM_OK);
+    assert_int_equal(imgsim_preprocess_file(y, path_in("images/c1/i1.png"), &o), IMGSIM_OK);
+    assert_memory_equal(x, y, sizeof(float) * 3 * 40 * 30);
+    assert_int_equal(imgsim_preprocess_rgb(x, rgb, 0, h, &o), IMGSIM_ERR_INVALID_ARG);
+    free(x), free(y), free(rgb);
+}
+
 /* ---- dedup against numpy ----------------------------------------------------------------- */
 
 typedef struct pairs {
@@ -328,6 +390,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_meta_names_model),
         cmocka_unit_test(test_other_model_refused),
         cmocka_unit_test(test_incomplete_refused),
+        cmocka_unit_test(test_reusable),
+        cmocka_unit_test(test_preprocess_rgb),
         cmocka_unit_test(test_dedup_numpy),
     };
     return cmocka_run_group_tests(tests, setup_models, NULL);

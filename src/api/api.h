@@ -4,11 +4,14 @@
 
 #include "backend/backend.h"
 #include "core/core.h"
+#include "data/dataset.h"
 #include "image/gpu_decode.h"
 #include "model/graph.h"
 
 struct imgsim_model {
     ims_graph *g;
+    int n_nodes_file;      /* operators in the file, before optimisation */
+    int64_t n_params;      /* elements of its initializers */
     char *path;
     char layer[256];       /* the chosen value's name */
     char layer_asked[256]; /* the layer argument given to imgsim_model_load ("" = default) */
@@ -30,5 +33,11 @@ struct imgsim_engine {
  * configuration (device defaults, "auto", every check, one message per mistake). cfg->cached_only
  * is left 0. What the backend then chose is in imgsim_engine_info. */
 imgsim_status ims_engine_config(ims_backend_cfg *cfg, const imgsim_engine_opts *opt, ims_err *e);
+
+/* A listed dataset (api/dataset.c). */
+struct imgsim_dataset {
+    ims_dataset *d;
+    char *source; /* the path it was opened from */
+};
 
 #endif

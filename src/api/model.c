@@ -17,6 +17,9 @@ imgsim_status imgsim_model_load(imgsim_model **out, const char *path, const char
         goto fail;
     }
     if ((st = ims_onnx_load(&m->g, path, &m->err))) goto fail;
+    m->n_nodes_file = m->g->n_nodes; /* the file's own counts, before the passes */
+    for (int i = 0; i < m->g->n_vals; i++)
+        if (m->g->vals[i].data) m->n_params += ims_value_numel(&m->g->vals[i]);
     if ((st = ims_graph_infer_shapes(m->g, &m->err))) goto prefixed;
     if ((st = ims_graph_select_output(m->g, layer, &m->err))) goto prefixed;
     snprintf(m->layer, sizeof m->layer, "%s", m->g->vals[m->g->output].name);
@@ -56,5 +59,7 @@ imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *in
     int live = 0;
     for (int i = 0; i < g->n_nodes; i++) live += !g->nodes[i].dead;
     info->n_nodes = live;
+    info->n_nodes_file = m->n_nodes_file;
+    info->n_params = m->n_params;
     return IMGSIM_OK;
 }

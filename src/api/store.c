@@ -86,3 +86,38 @@ imgsim_status imgsim_store_check_compatible(const imgsim_store *g, const imgsim_
                        model, e->info.dim, g->dir, g->dim);
     return IMGSIM_OK;
 }
+
+imgsim_status imgsim_store_check_reusable(const char *dir, const imgsim_dataset *ds, const imgsim_model *m,
+                                          const imgsim_engine_opts *eo, const imgsim_extract_opts *xo) {
+    if (!dir || !ds || !m) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_store_check_reusable: NULL argument");
+    imgsim_engine_opts edef;
+    imgsim_extract_opts xdef;
+    if (!eo) imgsim_engine_opts_init(&edef), eo = &edef;
+    if (!xo) imgsim_extract_opts_init(&xdef), xo = &xdef;
+    ims_backend_cfg cfg; /* the precision the engine would run at */
+    ims_err e;
+    imgsim_status st = ims_engine_config(&cfg, eo, &e);
+    if (st) return ims_fail_copy(NULL, &e, st);
+    ims_store *s = NULL;
+    if ((st = imgsim_store_open(&s, dir))) return st;
+    imgsim_model_info mi;
+    imgsim_model_get_info(m, &mi);
+    char fp[65];
+    ims_dataset_fingerprint(ds->d, fp, NULL);
+    imgsim_store_meta want;
+    ims_meta_init(&want);
+    want.has_preprocessing = 1;
+    want.pre = xo->pre;
+    want.interpolation = IMS_META_INTERPOLATION;
+    const char *why = NULL;
+    if (strcmp(s->m.model_sha256, mi.sha256) != 0) why = "was extracted with another model (sha256 differs)";
+    else if (strcmp(s->m.layer, mi.layer) != 0) why = "holds another layer";
+    else if (strcmp(s->m.precision, imgsim_precision_str(cfg.precision)) != 0) why = "was extracted at another precision";
+    else if (strcmp(s->m.device, eo->device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu") != 0) why = "was extracted on another device";
+    else if (strcmp(s->m.dtype, xo->dtype == IMGSIM_F16 ? "float16" : "float32") != 0) why = "holds another element type";
+    else if (!ims_meta_same_preprocessing(&s->m, &want)) why = "was extracted with other preprocessing";
+    else if (strcmp(s->m.inputs_fingerprint, fp) != 0) why = "was extracted from other images (or they changed since)";
+    st = why ? ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: the store %s", dir, why) : IMGSIM_OK;
+    ims_store_free(s);
+    return st;
+}

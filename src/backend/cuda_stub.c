@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
 
 imgsim_status ims_backend_cuda_new(ims_backend **out, ims_err *e) {
     if (out) *out = NULL;
@@ -14,6 +15,18 @@ imgsim_status ims_backend_cuda_new(ims_backend **out, ims_err *e) {
 }
 
 int ims_cuda_available(void) { return 0; }
+
+const char *ims_cuda_engine_path(const ims_backend *b) {
+    (void)b;
+    return "";
+}
+
+imgsim_status ims_cuda_engine_file_describe(char *buf, size_t size, size_t *len, const char *path, ims_err *e) {
+    (void)path;
+    if (size) buf[0] = 0;
+    if (len) *len = 0;
+    return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA support");
+}
 
 #else
 typedef int ims_cuda_stub_unused; /* ISO C forbids an empty translation unit */

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
 
 static int takes_value(const char *const *value_opts, const char *name, size_t len) {
     for (int i = 0; value_opts && value_opts[i]; i++)
@@ -188,7 +187,7 @@ void cli_log_opts(cli_args *a) {
         if (!strcmp(a->argv[i], "-q")) a->used[i] = 1, quiet = 1;
         if (!strcmp(a->argv[i], "-v")) a->used[i] = 1, verbose = 1;
     }
-    imgsim_set_log_level(quiet ? IMGSIM_LOG_ERROR : verbose ? IMGSIM_LOG_DEBUG : IMGSIM_LOG_INFO);
+    cli_set_log_level(quiet ? IMGSIM_LOG_ERROR : verbose ? IMGSIM_LOG_DEBUG : IMGSIM_LOG_INFO);
 }
 
 int cli_engine_opts(cli_args *a, imgsim_engine_opts *o) {
@@ -283,7 +282,7 @@ int cli_fail(const char *cmd, imgsim_status st) {
 }
 
 void cli_info(const char *fmt, ...) {
-    if (!ims_log_enabled(IMGSIM_LOG_INFO)) return;
+    if (!cli_log_enabled(IMGSIM_LOG_INFO)) return;
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "cli/util.h"
 #include "imgsim.h"
 
 int cmd_split(int argc, char **argv);

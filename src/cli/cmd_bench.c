@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
 
 static const char usage[] =
     "imgsim bench --model=M.onnx [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32]\n"
@@ -78,8 +77,7 @@ static int run_file(imgsim_engine *eng, const imgsim_engine_info *info, const ch
     void *data = NULL;
     imgsim_dtype dt;
     int64_t rows = 0, cols = 0;
-    ims_err err;
-    imgsim_status s = ims_npy_read(&data, &dt, &rows, &cols, in_path, &err);
+    imgsim_status s = imgsim_npy_read(&data, &dt, &rows, &cols, in_path);
     if (s) return cli_fail("bench", s);
     int64_t in_row = (int64_t)info->in_channels * info->in_height * info->in_width;
     if (dt != IMGSIM_F32 || cols != in_row || rows < 1) {
@@ -87,12 +85,12 @@ static int run_file(imgsim_engine *eng, const imgsim_engine_info *info, const ch
                         ", %" PRId64 "]%s\n",
                 in_path, in_row, info->in_channels, info->in_height, info->in_width, rows, cols,
                 dt != IMGSIM_F32 ? " float16" : "");
-        free(data);
+        imgsim_free(data);
         return 1;
     }
-    float *out = ims_malloc_array((size_t)rows, (size_t)info->dim * sizeof(float));
+    float *out = cli_malloc_array((size_t)rows, (size_t)info->dim * sizeof(float));
     if (!out) {
-        free(data);
+        imgsim_free(data);
         fprintf(stderr, "imgsim bench: out of memory\n");
         return 1;
     }
@@ -105,11 +103,11 @@ static int run_file(imgsim_engine *eng, const imgsim_engine_info *info, const ch
     }
     if (!rc) {
         int64_t shape[2] = {rows, info->dim};
-        s = ims_npy_write_f32(dump_path, out, shape, 2, &err);
+        s = imgsim_npy_write_f32(dump_path, out, shape, 2);
         if (s) rc = cli_fail("bench", s);
     }
     free(out);
-    free(data);
+    imgsim_free(data);
     return rc;
 }
 
@@ -166,9 +164,9 @@ int cmd_bench(int argc, char **argv) {
     int batch = rc ? 0 : info.max_batch;
     size_t in_row = rc ? 0 : (size_t)info.in_channels * info.in_height * info.in_width;
     if (!rc) {
-        x = ims_malloc_array((size_t)batch, in_row * sizeof(float));
-        y = ims_malloc_array((size_t)batch, (size_t)info.dim * sizeof(float));
-        lat = ims_malloc_array((size_t)iters, sizeof(double));
+        x = cli_malloc_array((size_t)batch, in_row * sizeof(float));
+        y = cli_malloc_array((size_t)batch, (size_t)info.dim * sizeof(float));
+        lat = cli_malloc_array((size_t)iters, sizeof(double));
         if (!x || !y || !lat) {
             fprintf(stderr, "imgsim bench: out of memory\n");
             rc = 1;
@@ -180,9 +178,9 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < warmup && !rc; i++)
             if ((s = imgsim_engine_run(eng, x, batch, y))) rc = cli_fail("bench", s);
         for (int i = 0; i < iters && !rc; i++) {
-            double t0 = ims_now();
+            double t0 = cli_now();
             if ((s = imgsim_engine_run(eng, x, batch, y))) rc = cli_fail("bench", s);
-            lat[i] = ims_now() - t0;
+            lat[i] = cli_now() - t0;
             total += lat[i];
         }
     }
@@ -191,8 +189,8 @@ int cmd_bench(int argc, char **argv) {
         qsort(lat, (size_t)iters, sizeof(double), cmp_double);
         double med = percentile(lat, iters, 50), p90 = percentile(lat, iters, 90), p99 = percentile(lat, iters, 99);
         double ips = total > 0 ? (double)batch * iters / total : 0;
-        double rss_mb = ims_peak_rss_bytes() / (1024.0 * 1024.0);
-        int threads = eo.threads > 0 ? eo.threads : ims_num_cores();
+        double rss_mb = cli_peak_rss_mb();
+        int threads = eo.threads > 0 ? eo.threads : cli_num_cores();
         const char *dev = info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu";
         if (json) {
             printf("{\"model\": ");

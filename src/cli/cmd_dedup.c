@@ -18,8 +18,6 @@
 
 #include "cli.h"
 #include "cli/report.h"
-#include "core/core.h"
-#include "core/json.h"
 
 static const char usage[] =
     "imgsim dedup STORE [--threshold=0.95] [--out=pairs.json] [--threads=N] [--device=cpu|cuda[:N]]\n"
@@ -99,7 +97,7 @@ static char *pairs_json(const imgsim_store_info *s, const found *p, size_t n) {
         }
         a = b;
     }
-    char *txt = ims_json_print(root, 0); /* paths that are not UTF-8: bytes as \udcXX */
+    char *txt = cli_json_print(root, 0); /* paths that are not UTF-8: bytes as \udcXX */
     cJSON_Delete(root);
     return txt;
 }
@@ -152,7 +150,7 @@ int cmd_dedup(int argc, char **argv) {
     collect c = {0};
     char *txt = NULL;
     const char *why = NULL; /* a failure of the command's own */
-    double t0 = ims_now();
+    double t0 = cli_now();
     imgsim_status st = imgsim_store_open(&s, dir);
     if (st == IMGSIM_OK) st = imgsim_store_get_info(s, &si);
     const void *x = si.features;
@@ -177,7 +175,7 @@ int cmd_dedup(int argc, char **argv) {
     }
     if (st == IMGSIM_OK) {
         if (out) {
-            st = ims_write_file_atomic(out, txt, strlen(txt), NULL);
+            if (cli_write_file("dedup", out, txt, strlen(txt))) st = IMGSIM_ERR_IO, why = ""; /* (printed) */
         } else {
             fputs(txt, stdout);
             fputc('\n', stdout);
@@ -190,7 +188,7 @@ int cmd_dedup(int argc, char **argv) {
         fprintf(stderr,
                 "imgsim dedup: %lld rows, %zu pairs with score >= %g (%zu rows have a near-duplicate), %.2f "
                 "s%s%s\n",
-                (long long)si.n, c.n, (double)(float)thr, rows, ims_now() - t0, out ? ", written to " : "",
+                (long long)si.n, c.n, (double)(float)thr, rows, cli_now() - t0, out ? ", written to " : "",
                 out ? out : "");
     }
     int report_rc = 0;
@@ -207,7 +205,7 @@ int cmd_dedup(int argc, char **argv) {
     free(c.p);
     imgsim_store_close(s);
     if (why) {
-        fprintf(stderr, "imgsim dedup: dedup: %s\n", why);
+        if (*why) fprintf(stderr, "imgsim dedup: dedup: %s\n", why);
         return 1;
     }
     if (st != IMGSIM_OK) return cli_fail("dedup", st);

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
 #include "data/synth.h"
 
 static const char *usage =
@@ -43,12 +42,12 @@ int cmd_demo(int argc, char **argv) {
         return rc;
     }
     ims_err e;
-    char *data = ims_path_join(out, "data"), *model = NULL, *job = ims_path_join(out, "job");
+    char *data = cli_path_join(out, "data"), *model = NULL, *job = cli_path_join(out, "job");
     char mname[64];
     snprintf(mname, sizeof mname, "%s-random.onnx", arch);
-    model = ims_path_join(out, mname);
+    model = cli_path_join(out, mname);
     rc = 1;
-    if (!data || !model || !job || ims_mkdir_p(out, &e)) goto done;
+    if (!data || !model || !job || cli_mkdir_p("demo", out)) goto done;
 
     fprintf(stderr, "imgsim demo: generating %d classes x %d photo-like JPEGs in %s\n", classes, per_class, data);
     ims_synth_opts so;
@@ -63,7 +62,7 @@ int cmd_demo(int argc, char **argv) {
         fprintf(stderr, "imgsim demo: %s\n", e.msg);
         goto done;
     }
-    if (!ims_path_exists(model)) {
+    if (!cli_path_exists(model)) {
         fprintf(stderr, "imgsim demo: writing %s (%s, random Kaiming-normal weights, seed 42)\n", model, arch);
         imgsim_status st = imgsim_model_init(model, arch, 42);
         if (st) {

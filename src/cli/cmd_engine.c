@@ -16,12 +16,6 @@
 
 #include "cli.h"
 
-#ifdef IMGSIM_HAVE_CUDA
-#include "api/api.h"
-#include "backend/cuda/cuda_backend.h"
-#include "backend/cuda/cuda_plan.h"
-#endif
-
 static const char *usage =
     "usage: imgsim engine build --model=M.onnx [--device=cuda[:N]] [--precision=fp16|tf32|fp32]\n"
     "                           [--batch-size=N|auto] [--layer=NAME] [--out=FILE | --engine-cache=DIR]\n"
@@ -30,7 +24,6 @@ static const char *usage =
     "                (default 256; auto: 256, or less where device memory is short)\n"
     "  --max-batch   the old spelling of --batch-size, kept as an alias for this release\n";
 
-#ifdef IMGSIM_HAVE_CUDA
 static int engine_info(int argc, char **argv) {
     cli_args a;
     if (cli_init(&a, argc, argv, NULL)) return 1;
@@ -42,18 +35,18 @@ static int engine_info(int argc, char **argv) {
         if (!path && !rc) fputs(usage, stderr);
         return 2;
     }
-    ims_cuda_plan p;
-    ims_err e;
-    if (ims_cuda_plan_load(&p, path, &e)) {
-        fprintf(stderr, "imgsim engine: %s\n", e.msg);
-        cli_free(&a);
-        return 1;
+    size_t len = 0;
+    char *text = NULL;
+    imgsim_status st = imgsim_engine_file_describe(NULL, 0, &len, path);
+    if (!st && !(text = malloc(len + 1))) st = IMGSIM_ERR_NOMEM;
+    if (!st) st = imgsim_engine_file_describe(text, len + 1, NULL, path);
+    if (!st) {
+        printf("file             %s\n", path);
+        fputs(text, stdout);
     }
-    printf("file             %s\n", path);
-    ims_cuda_plan_print(&p, stdout);
-    ims_cuda_plan_free(&p);
+    free(text);
     cli_free(&a);
-    return 0;
+    return st ? cli_fail("engine", st) : 0;
 }
 
 static int engine_build(int argc, char **argv) {
@@ -124,7 +117,7 @@ static int engine_build(int argc, char **argv) {
     if (!st && !imgsim_engine_get_info(eng, &first) && first.loaded_from_file) {
         /* the cache already held one: remove it and build afresh */
         char path[4096];
-        snprintf(path, sizeof path, "%s", ims_cuda_engine_path(eng->b));
+        snprintf(path, sizeof path, "%s", imgsim_engine_file(eng));
         imgsim_engine_destroy(eng);
         eng = NULL;
         unlink(path);
@@ -137,7 +130,7 @@ static int engine_build(int argc, char **argv) {
     }
     imgsim_engine_info info;
     imgsim_engine_get_info(eng, &info);
-    const char *path = ims_cuda_engine_path(eng->b);
+    const char *path = imgsim_engine_file(eng);
     if (!path[0] || access(path, R_OK) != 0) {
         fprintf(stderr, "imgsim engine build: the engine file was not written (see the messages above)\n");
         imgsim_engine_destroy(eng);
@@ -151,7 +144,6 @@ static int engine_build(int argc, char **argv) {
     cli_free(&a);
     return 0;
 }
-#endif
 
 int cmd_engine(int argc, char **argv) {
     const char *verb = argc > 1 ? argv[1] : NULL;
@@ -163,10 +155,5 @@ int cmd_engine(int argc, char **argv) {
         fputs(usage, stderr);
         return 2;
     }
-#ifdef IMGSIM_HAVE_CUDA
     return !strcmp(verb, "build") ? engine_build(argc - 1, argv + 1) : engine_info(argc - 1, argv + 1);
-#else
-    fprintf(stderr, "imgsim engine: imgsim was built without CUDA support\n");
-    return 1;
-#endif
 }

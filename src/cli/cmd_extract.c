@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
 
 static const char *usage =
     "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32]\n"
@@ -36,7 +35,7 @@ int cmd_extract(int argc, char **argv) {
     }
     /* the engine straight from the model file: a cached CUDA engine skips the ONNX import */
     imgsim_engine *e = NULL;
-    double t0 = ims_now();
+    double t0 = cli_now();
     imgsim_status st = imgsim_engine_load(&e, model, layer, &eo);
     if (st) {
         cli_free(&a);
@@ -49,7 +48,7 @@ int cmd_extract(int argc, char **argv) {
     cli_info("imgsim: model %s: layer '%s', %d-d features, input %dx%dx%d\n", model, ei.layer, ei.dim,
             ei.in_channels, ei.in_height, ei.in_width);
     cli_info("imgsim: engine %s, %s, batch %d, ready in %.2f s%s\n", ei.device_name,
-            imgsim_precision_str(ei.precision), ei.max_batch, ims_now() - t0,
+            imgsim_precision_str(ei.precision), ei.max_batch, cli_now() - t0,
             ei.model_imported ? "" : " (cached engine, model not imported)");
     imgsim_extract_stats s;
     st = imgsim_extract(e, model, input, out, &xo, &s);
@@ -63,7 +62,7 @@ int cmd_extract(int argc, char **argv) {
             "%.2f s, inference %.2f s, write %.2f s, waiting for workers %.2f s, setup %.2f s, nvJPEG init %.2f s\n",
             out, (long long)s.ok, (long long)s.failed, (long long)s.skipped, s.seconds_total, s.images_per_s,
             s.seconds_decode_busy, s.seconds_total > 0 ? 100.0 * s.seconds_decode_busy / (s.seconds_total *
-            (workers ? workers : ims_num_cores())) : 0, workers ? "the" : "all",
+            (workers ? workers : cli_num_cores())) : 0, workers ? "the" : "all",
             (long long)s.gpu_decoded, s.seconds_gpu_decode, s.seconds_infer_busy, s.seconds_write,
             s.seconds_wait_workers, s.seconds_setup, s.seconds_gpu_init);
     return 0;

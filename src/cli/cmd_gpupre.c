@@ -5,10 +5,6 @@
 #include <stdlib.h>
 
 #include "cli.h"
-#include "core/core.h"
-#ifdef IMGSIM_HAVE_CUDA
-#include "image/cuda/gpu_image.h"
-#endif
 
 int cmd_gpupre(int argc, char **argv) {
     static const char *const vals[] = {"out", "height", "width", "device", NULL};
@@ -31,31 +27,24 @@ int cmd_gpupre(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
-#ifdef IMGSIM_HAVE_CUDA
     size_t img = (size_t)3 * pre.height * pre.width;
     float *buf = calloc((size_t)n * img, sizeof(float));
-    imgsim_status *st = calloc((size_t)n, sizeof *st);
-    ims_err *msg = calloc((size_t)n, sizeof *msg);
-    int *on_gpu = calloc((size_t)n, sizeof *on_gpu);
-    ims_err e;
+    imgsim_file_result *res = calloc((size_t)n, sizeof *res);
     rc = 1;
-    if (buf && st && msg && on_gpu) {
-        imgsim_status s = ims_gpu_preprocess_files(buf, paths, n, dev, &pre, st, msg, on_gpu, &e);
+    if (buf && res) {
+        imgsim_status s = imgsim_preprocess_files_gpu(buf, res, paths, n, dev, &pre);
         if (s) {
-            fprintf(stderr, "imgsim gpupre: %s\n", e.msg);
+            rc = cli_fail("gpupre", s);
         } else {
             for (int i = 0; i < n; i++)
-                printf("%s\t%s\t%s\n", st[i] ? "error" : on_gpu[i] ? "gpu" : "cpu", paths[i], st[i] ? msg[i].msg : "");
+                printf("%s\t%s\t%s\n", res[i].status ? "error" : res[i].on_gpu ? "gpu" : "cpu", paths[i],
+                       res[i].message);
             int64_t shape[4] = {n, 3, pre.height, pre.width};
-            rc = ims_npy_write_f32(out, buf, shape, 4, &e) ? (fprintf(stderr, "imgsim gpupre: %s\n", e.msg), 1) : 0;
+            s = imgsim_npy_write_f32(out, buf, shape, 4);
+            rc = s ? cli_fail("gpupre", s) : 0;
         }
     }
-    free(buf), free(st), free(msg), free(on_gpu);
-#else
-    (void)dev;
-    fprintf(stderr, "imgsim gpupre: imgsim was built without CUDA\n");
-    rc = 1;
-#endif
+    free(buf), free(res);
     free(paths);
     cli_free(&a);
     return rc;

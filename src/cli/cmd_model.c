@@ -9,16 +9,13 @@
  *       shape, operator and parameter counts and the embedding layer with its dimension.
  *
  * info goes through the public imgsim_model_load (the same checks, layer choice and
- * optimisation as extraction) and reads the file's own operator/parameter counts with the
- * internal importer.
+ * optimisation as extraction), which also counts the file's own operators and parameters.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
-#include "model/graph.h"
 
 static const char usage_top[] =
     "imgsim model init --arch=resnet18|resnet34|resnet50 [--seed=N] --out=FILE.onnx\n"
@@ -71,25 +68,11 @@ static int model_init(int argc, char **argv) {
         imgsim_status s = imgsim_model_init(out, arch, seed);
         if (s != IMGSIM_OK)
             rc = cli_fail("model init", s);
-        else if (ims_log_enabled(IMGSIM_LOG_INFO))
+        else if (cli_log_enabled(IMGSIM_LOG_INFO))
             fprintf(stderr, "imgsim model init: wrote %s (%s, seed %" PRIu64 ")\n", out, arch, seed);
     }
     cli_free(&a);
     return rc;
-}
-
-/* Operators and parameters as the file has them (before optimisation). */
-static imgsim_status file_counts(const char *path, int *n_ops, int64_t *n_params) {
-    ims_graph *g = NULL;
-    ims_err e;
-    imgsim_status s = ims_onnx_load(&g, path, &e);
-    if (s != IMGSIM_OK) return s;
-    *n_ops = g->n_nodes;
-    *n_params = 0;
-    for (int i = 0; i < g->n_vals; i++)
-        if (g->vals[i].data) *n_params += ims_value_numel(&g->vals[i]);
-    ims_graph_free(g);
-    return IMGSIM_OK;
 }
 
 static int model_info(int argc, char **argv) {
@@ -105,13 +88,6 @@ static int model_info(int argc, char **argv) {
         fprintf(stderr, "imgsim model info: which model?\nusage: %s\n", usage_info);
         rc = 2;
     }
-    /* the file's own counts first, so the two loads do not hold memory at the same time */
-    int n_ops = 0;
-    int64_t n_params = 0;
-    if (!rc) {
-        imgsim_status s = file_counts(path, &n_ops, &n_params);
-        if (s != IMGSIM_OK) rc = cli_fail("model info", s);
-    }
     imgsim_model *m = NULL;
     if (!rc) {
         imgsim_status s = imgsim_model_load(&m, path, layer);
@@ -122,6 +98,8 @@ static int model_info(int argc, char **argv) {
         imgsim_status s = imgsim_model_get_info(m, &mi);
         if (s != IMGSIM_OK) rc = cli_fail("model info", s);
     }
+    int n_ops = rc ? 0 : mi.n_nodes_file;
+    int64_t n_params = rc ? 0 : mi.n_params;
     if (!rc && json) {
         printf("{\"model\": ");
         json_str(stdout, path);

@@ -10,13 +10,13 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
 #include "image/image.h"
 
 static const char *const USAGE =
@@ -59,16 +59,40 @@ typedef struct bench_ctx {
     int64_t n;
     const imgsim_preprocess_opts *o;
     float **outs; /* one output tensor per worker */
+    int n_outs;
     atomic_long failed;
+    atomic_llong next; /* the next item to take */
+    int64_t total;     /* items of this round: file i % n */
 } bench_ctx;
 
-static void bench_one(void *ctx, int64_t i, int worker) {
-    bench_ctx *b = ctx;
-    ims_err e;
-    if (ims_preprocess_file(b->outs[worker], b->paths[i % b->n], b->o, &e) != IMGSIM_OK) {
-        if (i < b->n) fprintf(stderr, "imgsim preprocess: %s\n", e.msg);
-        atomic_fetch_add(&b->failed, 1);
+typedef struct bench_worker {
+    bench_ctx *b;
+    int id;
+} bench_worker;
+
+static void *bench_main(void *arg) {
+    bench_worker *w = arg;
+    bench_ctx *b = w->b;
+    for (int64_t i; (i = atomic_fetch_add(&b->next, 1)) < b->total;) {
+        if (imgsim_preprocess_file(b->outs[w->id], b->paths[i % b->n], b->o) != IMGSIM_OK) {
+            if (i < b->n) fprintf(stderr, "imgsim preprocess: %s\n", imgsim_last_error());
+            atomic_fetch_add(&b->failed, 1);
+        }
     }
+    return NULL;
+}
+
+/* Preprocesses total items on nw threads (the calling one among them). */
+static void bench_round(bench_ctx *b, int nw, int64_t total) {
+    atomic_store(&b->next, 0);
+    b->total = total;
+    pthread_t th[nw];
+    bench_worker w[nw];
+    int started = 0;
+    for (int i = 0; i < nw; i++) w[i].b = b, w[i].id = i;
+    for (int i = 1; i < nw && pthread_create(&th[i], NULL, bench_main, &w[i]) == 0; i++) started = i;
+    bench_main(&w[0]);
+    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -86,8 +110,8 @@ static int run_bench(const char *dir, int workers, int repeat, const imgsim_prep
     struct dirent *de;
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.') continue;
-        char *p = ims_path_join(dir, de->d_name);
-        if (!p || !ims_path_exists(p) || ims_is_dir(p)) {
+        char *p = cli_path_join(dir, de->d_name);
+        if (!p || !cli_path_exists(p) || cli_is_dir(p)) {
             free(p);
             continue;
         }
@@ -104,8 +128,6 @@ static int run_bench(const char *dir, int workers, int repeat, const imgsim_prep
     }
     closedir(d);
     int rc = 1;
-    ims_pool *pool = NULL;
-    ims_err e;
     bench_ctx b;
     memset(&b, 0, sizeof b);
     if (n == 0) {
@@ -113,33 +135,29 @@ static int run_bench(const char *dir, int workers, int repeat, const imgsim_prep
         goto done;
     }
     qsort(paths, (size_t)n, sizeof *paths, cmp_str);
-    if (ims_pool_create(&pool, workers, &e) != IMGSIM_OK) {
-        fprintf(stderr, "imgsim preprocess: %s\n", e.msg);
-        goto done;
-    }
-    int nw = ims_pool_size(pool);
+    int nw = workers > 0 ? workers : cli_num_cores();
     b.paths = paths;
     b.n = n;
     b.o = o;
     b.outs = calloc((size_t)nw, sizeof *b.outs);
+    b.n_outs = b.outs ? nw : 0;
     for (int i = 0; b.outs && i < nw; i++) b.outs[i] = malloc(sizeof(float) * 3 * o->height * o->width);
     for (int i = 0; b.outs && i < nw; i++)
         if (!b.outs[i]) goto done;
     if (!b.outs) goto done;
-    ims_pool_for(pool, nw < n ? nw : n, bench_one, &b); /* warm-up: workspaces, page cache */
+    bench_round(&b, nw, nw < n ? nw : n); /* warm-up: workspaces, page cache */
     atomic_store(&b.failed, 0);
-    double t0 = ims_now();
-    ims_pool_for(pool, n * repeat, bench_one, &b);
-    double dt = ims_now() - t0;
+    double t0 = cli_now();
+    bench_round(&b, nw, n * repeat);
+    double dt = cli_now() - t0;
     long failed = atomic_load(&b.failed);
     printf("imgsim preprocess: %lld images (%lld files x %d) in %.3f s with %d workers: %.1f images/s (%ld failed)\n",
            (long long)(n * repeat), (long long)n, repeat, dt, nw, (double)(n * repeat) / dt, failed);
     rc = failed ? 1 : 0;
 done:
     if (b.outs)
-        for (int i = 0; pool && i < ims_pool_size(pool); i++) free(b.outs[i]);
+        for (int i = 0; i < b.n_outs; i++) free(b.outs[i]);
     free(b.outs);
-    ims_pool_destroy(pool);
     for (int64_t i = 0; i < n; i++) free(paths[i]);
     free(paths);
     return rc;
@@ -233,9 +251,8 @@ int cmd_preprocess(int argc, char **argv) {
             if (st != IMGSIM_OK) {
                 rc = cli_fail("preprocess", st);
             } else {
-                ims_err e;
                 int64_t shape[4] = {1, 3, o.height, o.width};
-                st = ims_npy_write_f32(out, t, shape, 4, &e);
+                st = imgsim_npy_write_f32(out, t, shape, 4);
                 rc = st == IMGSIM_OK ? 0 : cli_fail("preprocess", st);
             }
             free(t);

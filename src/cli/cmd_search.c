@@ -6,7 +6,6 @@
 
 #include "cli/job.h"
 #include "cli/report.h"
-#include "core/core.h"
 
 static const char *usage =
     "imgsim search --gallery=STORE --query=STORE|FOLDER|LIST.tsv|IMAGE --out=results.tsv [--k=5]\n"
@@ -84,7 +83,7 @@ int cmd_search(int argc, char **argv) {
     }
     if (query_is_store && job_check_compatible(g, q)) goto done;
     if (job_search(g, q, k, dot, &so, out, &metrics)) goto done;
-    mp = mpath ? ims_strdup(mpath) : metrics_path(out);
+    mp = mpath ? cli_strdup(mpath) : metrics_path(out);
     if (!mp || job_write_json(mp, metrics)) goto done;
     imgsim_store_info gi, qi;
     imgsim_store_get_info(g, &gi);

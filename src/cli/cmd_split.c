@@ -10,8 +10,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
-#include "data/dataset.h"
 
 static const char usage[] =
     "imgsim split DATASET [--test-size=0.2] [--seed=42] --out-dir=DIR [--quiet]\n"
@@ -32,17 +30,19 @@ static int cmp_class(const void *a, const void *b) {
 }
 
 /* Per-class totals, sorted by label. Returns the number of classes or -1 (out of memory). */
-static long count_classes(class_count **out, const ims_dataset *d, const uint8_t *is_test) {
+static long count_classes(class_count **out, const imgsim_dataset *d, size_t n_items, const uint8_t *is_test) {
     class_count *c = NULL;
     size_t n = 0, cap = 0;
     /* items of a folder are sorted by rel, hence grouped by label; a TSV list may interleave, so
      * look each label up (a linear scan over classes is fine: classes are few) */
-    for (size_t i = 0; i < d->n; i++) {
+    for (size_t i = 0; i < n_items; i++) {
+        imgsim_dataset_item it;
+        imgsim_dataset_get_item(d, i, &it);
         size_t k = 0;
-        if (n && !strcmp(c[n - 1].label, d->items[i].label))
+        if (n && !strcmp(c[n - 1].label, it.label))
             k = n - 1;
         else
-            for (k = 0; k < n && strcmp(c[k].label, d->items[i].label); k++) {
+            for (k = 0; k < n && strcmp(c[k].label, it.label); k++) {
             }
         if (k == n) {
             if (n == cap) {
@@ -54,7 +54,7 @@ static long count_classes(class_count **out, const ims_dataset *d, const uint8_t
                 }
                 c = p;
             }
-            c[n].label = d->items[i].label;
+            c[n].label = it.label;
             c[n].total = c[n].test = 0;
             n++;
         }
@@ -71,7 +71,7 @@ int cmd_split(int argc, char **argv) {
     cli_args a;
     int started = cli_start(&a, argc, argv, value_opts, usage);
     if (started >= 0) return started;
-    int quiet = !ims_log_enabled(IMGSIM_LOG_INFO); /* -q/--quiet: no summary table */
+    int quiet = !cli_log_enabled(IMGSIM_LOG_INFO); /* -q/--quiet: no summary table */
     double test_size = cli_double(&a, "test-size", 0.2, 0.0, 1.0);
     uint64_t seed = cli_u64(&a, "seed", 42);
     const char *out_dir = cli_str(&a, "out-dir", NULL);
@@ -91,53 +91,46 @@ int cmd_split(int argc, char **argv) {
         return 2;
     }
 
-    ims_err err;
-    ims_err_clear(&err);
-    ims_dataset *d = NULL;
+    imgsim_dataset *d = NULL;
+    imgsim_dataset_info di;
     uint8_t *is_test = NULL;
     size_t *idx = NULL;
     class_count *classes = NULL;
     char *train_path = NULL, *test_path = NULL;
+    const char *why = NULL; /* a failure of the command's own (else the library's message) */
     rc = 1;
-    imgsim_status st = ims_dataset_open(&d, input, &err);
-    if (st != IMGSIM_OK) goto fail;
+    if (imgsim_dataset_open(&d, input) || imgsim_dataset_get_info(d, &di)) goto fail;
 
-    for (size_t i = 0; i < d->n_skipped; i++)
-        fprintf(stderr, "imgsim split: skipped %s: %s\n", d->skipped[i].path, d->skipped[i].reason);
-    if (d->n == 0) {
-        st = ims_fail(&err, IMGSIM_ERR_INVALID_ARG, "%s: no images found", input);
+    for (size_t i = 0; i < di.n_skipped; i++) {
+        imgsim_dataset_skip sk;
+        imgsim_dataset_get_skipped(d, i, &sk);
+        fprintf(stderr, "imgsim split: skipped %s: %s\n", sk.path, sk.reason);
+    }
+    if (di.n == 0) {
+        fprintf(stderr, "imgsim split: %s: no images found\n", input);
+        goto done;
+    }
+    is_test = malloc(di.n);
+    idx = malloc(di.n * sizeof *idx);
+    train_path = cli_path_join(out_dir, "train.tsv");
+    test_path = cli_path_join(out_dir, "test.tsv");
+    if (!is_test || !idx || !train_path || !test_path) {
+        why = "out of memory";
         goto fail;
     }
-    is_test = malloc(d->n);
-    idx = malloc(d->n * sizeof *idx);
-    if (!is_test || !idx) {
-        st = ims_fail(&err, IMGSIM_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    st = ims_split(is_test, d, test_size, seed, &err);
-    if (st != IMGSIM_OK) goto fail;
-
-    st = ims_mkdir_p(out_dir, &err);
-    if (st != IMGSIM_OK) goto fail;
-    train_path = ims_path_join(out_dir, "train.tsv");
-    test_path = ims_path_join(out_dir, "test.tsv");
-    if (!train_path || !test_path) {
-        st = ims_fail(&err, IMGSIM_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
+    if (imgsim_dataset_split(is_test, d, test_size, seed)) goto fail;
+    if (cli_mkdir_p("split", out_dir)) goto done;
     size_t n_train = 0, n_test = 0;
-    for (size_t i = 0; i < d->n; i++)
+    for (size_t i = 0; i < di.n; i++)
         if (!is_test[i]) idx[n_train++] = i;
-    st = ims_dataset_write_tsv(d, idx, n_train, train_path, &err);
-    if (st != IMGSIM_OK) goto fail;
-    for (size_t i = 0; i < d->n; i++)
+    if (imgsim_dataset_write_tsv(d, idx, n_train, train_path)) goto fail;
+    for (size_t i = 0; i < di.n; i++)
         if (is_test[i]) idx[n_test++] = i;
-    st = ims_dataset_write_tsv(d, idx, n_test, test_path, &err);
-    if (st != IMGSIM_OK) goto fail;
+    if (imgsim_dataset_write_tsv(d, idx, n_test, test_path)) goto fail;
 
-    long nc = count_classes(&classes, d, is_test);
+    long nc = count_classes(&classes, d, di.n, is_test);
     if (nc < 0) {
-        st = ims_fail(&err, IMGSIM_ERR_NOMEM, "out of memory");
+        why = "out of memory";
         goto fail;
     }
     if (!quiet) {
@@ -150,22 +143,22 @@ int cmd_split(int argc, char **argv) {
         for (long k = 0; k < nc; k++)
             fprintf(stderr, "%-*s %8zu %8zu %8zu\n", w, classes[k].label[0] ? classes[k].label : "(none)",
                     classes[k].total, classes[k].total - classes[k].test, classes[k].test);
-        fprintf(stderr, "%-*s %8zu %8zu %8zu\n", w, "all", d->n, n_train, n_test);
-        fprintf(stderr, "imgsim split: %ld classes, %zu images (%zu skipped): wrote %s and %s\n", nc, d->n,
-                d->n_skipped, train_path, test_path);
+        fprintf(stderr, "%-*s %8zu %8zu %8zu\n", w, "all", di.n, n_train, n_test);
+        fprintf(stderr, "imgsim split: %ld classes, %zu images (%zu skipped): wrote %s and %s\n", nc, di.n,
+                di.n_skipped, train_path, test_path);
     }
     rc = 0;
     goto done;
 
 fail:
-    fprintf(stderr, "imgsim split: %s\n", err.msg[0] ? err.msg : imgsim_status_str(st));
+    fprintf(stderr, "imgsim split: %s\n", why ? why : imgsim_last_error());
 done:
     free(classes);
     free(train_path);
     free(test_path);
     free(is_test);
     free(idx);
-    ims_dataset_free(d);
+    imgsim_dataset_destroy(d);
     cli_free(&a);
     return rc;
 }

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
 #include "data/synth.h"
 
 static const char usage[] =
@@ -40,7 +39,7 @@ int cmd_synth(int argc, char **argv) {
     o.large_min_side = (int)cli_int(&a, "large-min-side", o.large_min_side, 8, 12288);
     o.quality = (int)cli_int(&a, "quality", o.quality, 1, 100);
     o.threads = (int)cli_int(&a, "threads", 0, 0, 4096);
-    o.quiet = !ims_log_enabled(IMGSIM_LOG_INFO);
+    o.quiet = !cli_log_enabled(IMGSIM_LOG_INFO);
     int rc = cli_finish(&a, usage);
     if (!rc && !out) {
         fprintf(stderr, "imgsim synth: missing --out=DIR\nusage: %s\n", usage);
@@ -54,7 +53,7 @@ int cmd_synth(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
-    double t0 = ims_now();
+    double t0 = cli_now();
     ims_err err;
     ims_err_clear(&err);
     imgsim_status st = ims_synth_dataset_ex(out, &o, &err);
@@ -65,6 +64,6 @@ int cmd_synth(int argc, char **argv) {
     }
     if (!o.quiet)
         fprintf(stderr, "imgsim synth: wrote %lld images in %d classes to %s (%.1f s)\n",
-                (long long)o.n_classes * o.per_class, o.n_classes, out, ims_now() - t0);
+                (long long)o.n_classes * o.per_class, o.n_classes, out, cli_now() - t0);
     return 0;
 }

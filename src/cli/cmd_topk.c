@@ -17,7 +17,6 @@
 #include <sys/resource.h>
 
 #include "cli.h"
-#include "core/core.h"
 
 static const char usage[] =
     "imgsim topk --gallery=G.npy --query=Q.npy --k=N [--threads=T] [--device=cpu|cuda[:N]]\n"
@@ -33,9 +32,8 @@ static double cpu_seconds(void) {
            ru.ru_stime.tv_usec * 1e-6;
 }
 
-/* Writes a 2-D little-endian int64 .npy file atomically. */
-static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_t rows, int64_t cols,
-                                   ims_err *e) {
+/* Writes a 2-D little-endian int64 .npy file atomically. 0, or -1 (the error printed). */
+static int npy_write_i64(const char *path, const int64_t *data, int64_t rows, int64_t cols) {
     char hdr[128];
     int hl = snprintf(hdr, sizeof hdr,
                       "{'descr': '<i8', 'fortran_order': False, 'shape': (%" PRId64 ", %" PRId64 "), }", rows,
@@ -43,9 +41,8 @@ static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_
     /* magic(6) + version(2) + len(2) + header, padded with spaces to a multiple of 64, ending '\n' */
     int total = 10 + hl + 1;
     int pad = (64 - total % 64) % 64;
-    ims_atomic_file af;
-    imgsim_status st = ims_atomic_open(&af, path, e);
-    if (st != IMGSIM_OK) return st;
+    cli_atomic af;
+    if (cli_atomic_open(&af, "topk", path)) return -1;
     uint16_t len = (uint16_t)(hl + pad + 1);
     unsigned char pre[10] = {
         0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff), (unsigned char)(len >> 8)};
@@ -57,10 +54,11 @@ static imgsim_status npy_write_i64(const char *path, const int64_t *data, int64_
     ok =
         ok && (cnt == 0 || fwrite(data, sizeof(int64_t), cnt, af.f) == cnt); /* x86-64/arm64: little-endian */
     if (!ok) {
-        ims_atomic_abort(&af);
-        return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed", path);
+        cli_atomic_abort(&af);
+        fprintf(stderr, "imgsim topk: %s: write failed\n", path);
+        return -1;
     }
-    return ims_atomic_commit(&af, e);
+    return cli_atomic_commit(&af, "topk");
 }
 
 int cmd_topk(int argc, char **argv) {
@@ -108,37 +106,44 @@ int cmd_topk(int argc, char **argv) {
     float *score = NULL;
     imgsim_dtype gt, qt;
     int64_t n, gd, nq, qd;
-    imgsim_status st = ims_npy_read(&g, &gt, &n, &gd, gpath, NULL);
-    if (st == IMGSIM_OK) st = ims_npy_read(&q, &qt, &nq, &qd, qpath, NULL);
+    char why[1024] = ""; /* a failure of the command's own (else the library's message) */
+    imgsim_status st = imgsim_npy_read(&g, &gt, &n, &gd, gpath);
+    if (st == IMGSIM_OK) st = imgsim_npy_read(&q, &qt, &nq, &qd, qpath);
     if (st == IMGSIM_OK && gt != qt)
-        st = ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s, %s: gallery and queries must have the same element type",
-                     gpath, qpath);
+        st = IMGSIM_ERR_MISMATCH,
+        snprintf(why, sizeof why, "%s, %s: gallery and queries must have the same element type", gpath, qpath);
     if (st == IMGSIM_OK && gd != qd)
-        st = ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: %lld columns, %s: %lld columns", gpath, (long long)gd,
-                     qpath, (long long)qd);
+        st = IMGSIM_ERR_MISMATCH, snprintf(why, sizeof why, "%s: %lld columns, %s: %lld columns", gpath,
+                                           (long long)gd, qpath, (long long)qd);
     if (st == IMGSIM_OK && (gd < 1 || gd > (1 << 24)))
-        st = ims_fail(NULL, IMGSIM_ERR_UNSUPPORTED, "%s: %lld columns (expected 1..16777216)", gpath,
-                     (long long)gd);
+        st = IMGSIM_ERR_UNSUPPORTED,
+        snprintf(why, sizeof why, "%s: %lld columns (expected 1..16777216)", gpath, (long long)gd);
     if (st == IMGSIM_OK) {
-        idx = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *idx);
-        score = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *score);
+        idx = cli_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *idx);
+        score = cli_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof *score);
         if (!idx || !score)
-            st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "topk: out of memory for %lld x %d results", (long long)nq,
-                         k);
+            st = IMGSIM_ERR_NOMEM,
+            snprintf(why, sizeof why, "topk: out of memory for %lld x %d results", (long long)nq, k);
     }
-    double t0 = ims_now(), c0 = cpu_seconds(), secs = 0, cpu = 0;
+    double t0 = cli_now(), c0 = cpu_seconds(), secs = 0, cpu = 0;
     if (st == IMGSIM_OK) {
         st = imgsim_search(idx, score, g, n, q, nq, (int)gd, gt, k, &so);
-        secs = ims_now() - t0;
+        secs = cli_now() - t0;
         cpu = cpu_seconds() - c0;
     }
-    free(g);
-    free(q);
+    imgsim_free(g);
+    imgsim_free(q);
     int64_t shape[2] = {nq, k};
-    if (st == IMGSIM_OK) st = npy_write_i64(ipath, idx, nq, k, NULL);
-    if (st == IMGSIM_OK) st = ims_npy_write_f32(spath, score, shape, 2, NULL);
+    int written = 0; /* npy_write_i64 prints its own failure */
+    if (st == IMGSIM_OK && npy_write_i64(ipath, idx, nq, k)) st = IMGSIM_ERR_IO, written = 1;
+    if (st == IMGSIM_OK) st = imgsim_npy_write_f32(spath, score, shape, 2);
     free(idx);
     free(score);
+    if (written) return 1;
+    if (why[0]) {
+        fprintf(stderr, "imgsim topk: %s\n", why);
+        return 1;
+    }
     if (st != IMGSIM_OK) return cli_fail("topk", st);
     if (timing) {
         printf("search_seconds %.6f\n", secs);

@@ -6,10 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/extract.h"
 #include "cli/job.h"
-#include "core/core.h"
-#include "core/json.h"
 
 /* The JSON object at key (or NULL). */
 static const cJSON *jget(const cJSON *o, const char *key) {
@@ -23,21 +20,16 @@ int job_check_compatible(const imgsim_store *g, const imgsim_store *q) {
 }
 
 int job_write_json(const char *path, const cJSON *v) {
-    char *txt = ims_json_print(v, 1); /* names that are not UTF-8: bytes as \udcXX */
+    char *txt = cli_json_print(v, 1); /* names that are not UTF-8: bytes as \udcXX */
     if (!txt) {
         fprintf(stderr, "imgsim: out of memory writing %s\n", path);
         return 1;
     }
     size_t n = strlen(txt);
     txt[n] = '\n';
-    ims_err e;
-    imgsim_status st = ims_write_file_atomic(path, txt, n + 1, &e);
+    int rc = cli_write_file(NULL, path, txt, n + 1) ? 1 : 0;
     free(txt);
-    if (st) {
-        fprintf(stderr, "imgsim: %s\n", e.msg);
-        return 1;
-    }
-    return 0;
+    return rc;
 }
 
 /* Per-class tallies. */
@@ -92,7 +84,7 @@ static void tsv_field(FILE *f, const char *s) {
 
 /* A float32 copy of the store's features (NULL when out of memory). */
 static float *features_f32(const imgsim_store *s, const imgsim_store_info *i, int unit) {
-    float *f = ims_malloc_array((size_t)(i->n ? i->n : 1), (size_t)i->dim * sizeof(float));
+    float *f = cli_malloc_array((size_t)(i->n ? i->n : 1), (size_t)i->dim * sizeof(float));
     if (f && imgsim_store_features_f32(f, s, unit) != IMGSIM_OK) {
         free(f);
         f = NULL;
@@ -113,8 +105,8 @@ int job_search(const imgsim_store *gs, const imgsim_store *qs, int k, int dot, c
     }
     int64_t nq = q->n;
     if (k > g->n) k = g->n > 0 ? (int)g->n : 1; /* no more matches than gallery rows: allocate for those */
-    int64_t *idx = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(int64_t));
-    float *score = ims_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(float));
+    int64_t *idx = cli_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(int64_t));
+    float *score = cli_malloc_array((size_t)(nq ? nq : 1) * (size_t)k, sizeof(float));
     const void *gal = g->features, *qry = q->features;
     float *g32 = NULL, *q32 = NULL;
     imgsim_dtype dt = g->dtype;
@@ -138,9 +130,9 @@ int job_search(const imgsim_store *gs, const imgsim_store *qs, int k, int dot, c
         free(idx), free(score), free(g32), free(q32);
         return 1;
     }
-    double t0 = ims_now();
+    double t0 = cli_now();
     imgsim_status st = imgsim_search(idx, score, gal, g->n, qry, nq, g->dim, dt, k, so);
-    double secs = ims_now() - t0;
+    double secs = cli_now() - t0;
     free(g32);
     free(q32);
     if (st) {
@@ -148,10 +140,8 @@ int job_search(const imgsim_store *gs, const imgsim_store *qs, int k, int dot, c
         return cli_fail("search", st);
     }
 
-    ims_atomic_file af;
-    ims_err e;
-    if (ims_atomic_open(&af, out_tsv, &e)) {
-        fprintf(stderr, "imgsim search: %s\n", e.msg);
+    cli_atomic af;
+    if (cli_atomic_open(&af, "search", out_tsv)) {
         free(idx), free(score);
         return 1;
     }
@@ -187,8 +177,7 @@ int job_search(const imgsim_store *gs, const imgsim_store *qs, int k, int dot, c
     }
     free(idx);
     free(score);
-    if (ims_atomic_commit(&af, &e)) {
-        fprintf(stderr, "imgsim search: %s\n", e.msg);
+    if (cli_atomic_commit(&af, "search")) {
         free(cs);
         return 1;
     }
@@ -232,7 +221,7 @@ void job_print_metrics(const cJSON *m) {
             (int)cJSON_GetNumberValue(jget(m, "labelled_queries")), cJSON_GetNumberValue(jget(acc, "top1")), k,
             cJSON_GetNumberValue(jget(acc, "topk")), k, cJSON_GetNumberValue(jget(acc, "knn_vote")));
     const cJSON *pc = jget(m, "per_class"), *c;
-    if (!ims_log_enabled(IMGSIM_LOG_INFO) || !pc) return;
+    if (!cli_log_enabled(IMGSIM_LOG_INFO) || !pc) return;
     fprintf(stderr, "  %-24s %8s %8s %8s %8s\n", "class", "queries", "top-1", "top-k", "k-NN");
     cJSON_ArrayForEach(c, pc) {
         fprintf(stderr, "  %-24s %8d %8.4f %8.4f %8.4f\n", c->string, (int)cJSON_GetNumberValue(jget(c, "queries")),
@@ -275,9 +264,9 @@ int job_extract_queries(const imgsim_store *g, const char *input, const char *mo
     const char *base = getenv("TMPDIR");
     char *dir = NULL;
     if (base && *base) {
-        dir = ims_path_join(base, "imgsim-queries-XXXXXX");
+        dir = cli_path_join(base, "imgsim-queries-XXXXXX");
     } else {
-        dir = ims_strdup(tmpl);
+        dir = cli_strdup(tmpl);
     }
     if (!dir || !mkdtemp(dir)) {
         fprintf(stderr, "imgsim search: cannot create a temporary folder\n");
@@ -302,7 +291,7 @@ int job_extract_queries(const imgsim_store *g, const char *input, const char *mo
 void job_remove_store(const char *dir) {
     static const char *files[] = {"features.npy", "manifest.tsv", "meta.json"};
     for (int i = 0; i < 3; i++) {
-        char *p = ims_path_join(dir, files[i]);
+        char *p = cli_path_join(dir, files[i]);
         if (p) unlink(p);
         free(p);
     }

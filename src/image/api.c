@@ -1,4 +1,4 @@
-/* api.c: the public preprocessing calls of imgsim.h (imgsim_preprocess_*). */
+/* api.c: the public preprocessing calls of imgsim.h (imgsim_preprocess_*, imgsim_preprocess_rgb). */
 #include <string.h>
 
 #include "image/image.h"
@@ -33,4 +33,18 @@ imgsim_status imgsim_preprocess_mem(float *out, const void *data, size_t size, c
         opt = &def;
     }
     return ims_preprocess_mem(out, data, size, opt, "<memory>", NULL);
+}
+
+imgsim_status imgsim_preprocess_rgb(float *out, const uint8_t *rgb, int width, int height,
+                                    const imgsim_preprocess_opts *opt) {
+    if (!out || !rgb) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_preprocess_rgb: out and rgb must not be NULL");
+    if (width < 1 || height < 1)
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_preprocess_rgb: image of %d x %d pixels", width, height);
+    imgsim_preprocess_opts def;
+    if (!opt) {
+        imgsim_preprocess_opts_init(&def);
+        opt = &def;
+    }
+    ims_image img = {width, height, (uint8_t *)rgb}; /* read only */
+    return ims_preprocess_rgb(out, &img, opt->height, opt->width, opt->mean, opt->std, NULL, NULL);
 }

@@ -14,4 +14,7 @@ imgsim_status ims_cuda_bench_device(ims_backend *b, int n, int iters, double *ms
 /* The engine file this backend loaded or wrote ("" if none). */
 const char *ims_cuda_engine_path(const ims_backend *b);
 
+/* imgsim_engine_file_describe: ims_cuda_plan_print of the verified file into buf. */
+imgsim_status ims_cuda_engine_file_describe(char *buf, size_t size, size_t *len, const char *path, ims_err *e);
+
 #endif

@@ -10,7 +10,9 @@
  *   checksum  32 bytes: SHA-256 over the SHA-256s of the 4 MiB chunks of everything above
  * Plain C with no CUDA calls: unit-tested without a GPU (tests/test_cuda_engine_file.c).
  */
+#define _POSIX_C_SOURCE 200809L /* open_memstream */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -506,4 +508,29 @@ void ims_cuda_plan_print(const ims_cuda_plan *p, FILE *f) {
         fprintf(f, "  conv %3d  %dx%d/%d  -> %4dx%3dx%3d  algo %d math %d %s  %.3f ms\n", i, s->kh, s->kw, s->sh,
                 t->c, t->h, t->w, s->algo, s->math, s->fused ? "fused  " : "unfused", s->tuned_ms);
     }
+}
+
+imgsim_status ims_cuda_engine_file_describe(char *buf, size_t size, size_t *len, const char *path, ims_err *e) {
+    ims_cuda_plan p;
+    imgsim_status st = ims_cuda_plan_load(&p, path, e);
+    if (st) return st;
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&text, &n);
+    if (!f) {
+        ims_cuda_plan_free(&p);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory describing the engine file", path);
+    }
+    ims_cuda_plan_print(&p, f);
+    fclose(f);
+    ims_cuda_plan_free(&p);
+    if (!text) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory describing the engine file", path);
+    if (len) *len = n;
+    if (size) {
+        size_t k = n < size - 1 ? n : size - 1;
+        memcpy(buf, text, k);
+        buf[k] = 0;
+    }
+    free(text);
+    return IMGSIM_OK;
 }
