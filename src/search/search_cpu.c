@@ -363,8 +363,135 @@ static int want_bf16(int64_t q, int64_t n, int dim) {
     return q >= BF16_MIN_Q && dim >= 64 && n >= TILE_G / 2;
 }
 
+/* Query-block scratch of one search. */
+typedef struct qscratch {
+    int64_t qb_cap;      /* queries per block */
+    float *qf;           /* [qb_cap, dim] float32 copy of a float16 query block (float16 only) */
+    uint16_t *qbf;       /* [qb_cap rounded up to BF_M, dim] bf16 queries (bf16 only) */
+    float *qretry;       /* [qb_cap, dim] queries the bf16 pass could not prove (bf16 only) */
+    int64_t *qmap;       /* [qb_cap] output row of each block row */
+    int64_t *qmap_retry; /* [qb_cap] the same for qretry (bf16 only) */
+} qscratch;
+
+/* Plans bf16 screening where it is wanted and oneDNN has a native kernel (x->bf_main, and
+ * x->bf_probe when it can be made); *use_bf says whether it is used. Fails only for NOMEM. */
+static imgsim_status plan_bf16(search_ctx *x, int64_t q, int *use_bf, ims_err *e) {
+    *use_bf = 0;
+    if (!want_bf16(q, x->n, x->dim)) return IMGSIM_OK;
+    ims_err be;
+    imgsim_status bs = ims_bf16_gemm_create(&x->bf_main, BF_M, TILE_G, x->dim, x->nw, &be);
+    if (bs == IMGSIM_OK) {
+        *use_bf = 1;
+        if (ims_bf16_gemm_create(&x->bf_probe, PROBE, TILE_G, x->dim, x->nw, &be) != IMGSIM_OK)
+            x->bf_probe = NULL;
+    } else if (bs == IMGSIM_ERR_NOMEM)
+        return ims_fail_copy(e, &be, bs);
+    else
+        ims_log_debug("%s; searching in float32", be.msg);
+    return IMGSIM_OK;
+}
+
+/* Allocates the search's tables, the query scratch s and each worker's buffers for blocks of
+ * s->qb_cap queries and kc_max candidates per query. */
+static imgsim_status search_alloc(search_ctx *x, qscratch *s, int use_bf, int kc_max, ims_err *e) {
+    const int nw = x->nw, dim = x->dim, k = x->k;
+    const imgsim_dtype dtype = x->dt;
+    const int64_t qb_cap = s->qb_cap, qb_pad = (qb_cap + BF_M - 1) / BF_M * BF_M;
+    x->tilemax = ims_calloc((size_t)x->ntiles, sizeof(double));
+    x->tileerr = ims_calloc((size_t)x->ntiles, sizeof(double));
+    x->qst = ims_malloc((size_t)qb_cap);
+    x->qnorm = ims_malloc_array((size_t)qb_cap, sizeof(double));
+    x->qerr = ims_calloc((size_t)qb_cap, sizeof(double));
+    x->w = ims_calloc((size_t)nw, sizeof(worker));
+    s->qmap = ims_malloc_array((size_t)qb_cap, sizeof(int64_t));
+    if (dtype == IMGSIM_F16) s->qf = ims_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
+    if (use_bf) {
+        s->qbf = ims_calloc((size_t)qb_pad * (size_t)dim, sizeof(uint16_t));
+        s->qretry = ims_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
+        s->qmap_retry = ims_malloc_array((size_t)qb_cap, sizeof(int64_t));
+    }
+    int ok = x->tilemax && x->tileerr && x->qerr && x->qst && x->qnorm && x->w && s->qmap &&
+             (dtype == IMGSIM_F32 || s->qf) && (!use_bf || (s->qbf && s->qretry && s->qmap_retry));
+    const size_t cmax = (size_t)(TILE_Q > BF_M ? TILE_Q : BF_M) * TILE_G;
+    for (int t = 0; ok && t < nw; t++) {
+        worker *w = &x->w[t];
+        w->cs = ims_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(float));
+        w->ci = ims_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(int64_t));
+        w->cn = ims_malloc_array((size_t)qb_cap, sizeof(int));
+        w->c = ims_malloc_array(cmax, sizeof(float));
+        w->g = dtype == IMGSIM_F16 ? ims_malloc_array((size_t)TILE_G * (size_t)dim, sizeof(float)) : NULL;
+        w->gb = use_bf ? ims_calloc((size_t)TILE_G * (size_t)dim, sizeof(uint16_t)) : NULL;
+        w->cand = ims_malloc_array((size_t)k, sizeof(ims_cand64));
+        w->ca = ims_malloc_array((size_t)nw * (size_t)kc_max, sizeof *w->ca);
+        ok = w->cs && w->ci && w->cn && w->c && w->cand && w->ca && (dtype == IMGSIM_F32 || w->g) &&
+             (!use_bf || w->gb);
+    }
+    if (!ok)
+        return ims_fail(e, IMGSIM_ERR_NOMEM,
+                        "search: out of memory (%lld queries per block, %d threads, k = %d)",
+                        (long long)qb_cap, nw, k);
+    return IMGSIM_OK;
+}
+
+static void search_free(search_ctx *x, qscratch *s) {
+    workers_free(x->w, x->nw);
+    free(x->tilemax);
+    free(x->tileerr);
+    free(x->qerr);
+    free(x->qst);
+    free(x->qnorm);
+    free(s->qf);
+    free(s->qbf);
+    free(s->qretry);
+    free(s->qmap);
+    free(s->qmap_retry);
+    ims_bf16_gemm_destroy(x->bf_main);
+    ims_bf16_gemm_destroy(x->bf_probe);
+}
+
+/* Searches the qb queries from row q0 on: the first block of at least 4 * PROBE queries probes
+ * whether bf16 pays (*probed), then bf16 screening while *use_bf, else float32. */
+static imgsim_status search_block(search_ctx *x, ims_pool *pool, qscratch *s, const void *queries, int64_t q0,
+                                  int64_t qb, int *use_bf, int *probed, ims_err *e) {
+    const int dim = x->dim;
+    imgsim_status st;
+    const float *qblock;
+    if (x->dt == IMGSIM_F32) {
+        qblock = (const float *)queries + (size_t)q0 * (size_t)dim;
+    } else {
+        ims_f16_to_f32_n(s->qf, (const uint16_t *)queries + (size_t)q0 * (size_t)dim, (size_t)(qb * dim));
+        qblock = s->qf;
+    }
+    for (int64_t r = 0; r < qb; r++)
+        s->qmap[r] = q0 + r;
+    int64_t off = 0, nr = 0;
+    if (*use_bf && x->bf_probe && !*probed && qb >= 4 * PROBE) {
+        /* probe: if bf16 cannot prove over a quarter of these queries (dense near-ties, e.g.
+         * non-negative CNN features), float32 is faster for the rest */
+        *probed = 1;
+        st = screen_bf16(x, pool, x->bf_probe, PROBE, qblock, PROBE, s->qmap, s->qbf, s->qretry,
+                         s->qmap_retry, &nr, e);
+        if (st != IMGSIM_OK) return st;
+        if (4 * nr > PROBE) {
+            *use_bf = 0;
+            ims_log_debug("search: bf16 screening left %lld of %d probe queries unproven; float32 from here",
+                          (long long)nr, PROBE);
+        }
+        off = PROBE;
+    }
+    if (*use_bf) {
+        st = screen_bf16(x, pool, x->bf_main, BF_M, qblock + (size_t)off * (size_t)dim, qb - off,
+                         s->qmap + off, s->qbf, s->qretry, s->qmap_retry, &nr, e);
+        if (st != IMGSIM_OK) return st;
+        if (2 * nr > qb - off) *use_bf = 0; /* near-ties everywhere: bf16 screening does not pay here */
+        return IMGSIM_OK;
+    }
+    return run_pass(x, pool, PASS_F32, NULL, 0, qblock + (size_t)off * (size_t)dim, NULL, qb - off,
+                    s->qmap + off, e);
+}
+
 imgsim_status ims_search_cpu(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
-                            int64_t q, int dim, imgsim_dtype dtype, int k, int threads, ims_err *e) {
+                             int64_t q, int dim, imgsim_dtype dtype, int k, int threads, ims_err *e) {
     if (k < 1) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "search: k must be >= 1 (got %d)", k);
     if (dim < 1) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "search: dim must be >= 1 (got %d)", dim);
     if (n < 0 || q < 0) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "search: negative row count");
@@ -402,124 +529,25 @@ imgsim_status ims_search_cpu(int64_t *idx, float *score, const void *gallery, in
     x.ntiles = (n + TILE_G - 1) / TILE_G;
     const int kc_max = k + (MARGIN_BF16 > MARGIN_F32 ? MARGIN_BF16 : MARGIN_F32);
 
-    /* bf16 screening where it is wanted and oneDNN has a native kernel */
-    int use_bf = 0;
-    if (want_bf16(q, n, dim)) {
-        ims_err be;
-        imgsim_status bs = ims_bf16_gemm_create(&x.bf_main, BF_M, TILE_G, dim, nw, &be);
-        if (bs == IMGSIM_OK) {
-            use_bf = 1;
-            if (ims_bf16_gemm_create(&x.bf_probe, PROBE, TILE_G, dim, nw, &be) != IMGSIM_OK) x.bf_probe = NULL;
-        } else if (bs == IMGSIM_ERR_NOMEM)
-            st = ims_fail_copy(e, &be, bs);
-        else
-            ims_log_debug("%s; searching in float32", be.msg);
-    }
-
     /* query block: bounded by QBLOCK and by ~256 MiB of candidate lists over all threads */
     int64_t per_q = (int64_t)nw * kc_max * (int64_t)(sizeof(float) + sizeof(int64_t)) + (int64_t)sizeof(int);
     int64_t qb_max = ((int64_t)256 << 20) / per_q;
     if (qb_max > QBLOCK) qb_max = QBLOCK;
     if (qb_max < 1) qb_max = 1;
-    int64_t qb_cap = q < qb_max ? q : qb_max;
-    int64_t qb_pad = (qb_cap + BF_M - 1) / BF_M * BF_M;
+    qscratch s;
+    memset(&s, 0, sizeof s);
+    s.qb_cap = q < qb_max ? q : qb_max;
 
-    float *qf = NULL, *qretry = NULL;
-    uint16_t *qbf = NULL;
-    int64_t *qmap = NULL, *qmap_retry = NULL;
-    x.tilemax = ims_calloc((size_t)x.ntiles, sizeof(double));
-    x.tileerr = ims_calloc((size_t)x.ntiles, sizeof(double));
-    x.qst = ims_malloc((size_t)qb_cap);
-    x.qnorm = ims_malloc_array((size_t)qb_cap, sizeof(double));
-    x.qerr = ims_calloc((size_t)qb_cap, sizeof(double));
-    x.w = ims_calloc((size_t)nw, sizeof(worker));
-    qmap = ims_malloc_array((size_t)qb_cap, sizeof(int64_t));
-    if (dtype == IMGSIM_F16) qf = ims_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
-    if (use_bf) {
-        qbf = ims_calloc((size_t)qb_pad * (size_t)dim, sizeof(uint16_t));
-        qretry = ims_malloc_array((size_t)qb_cap * (size_t)dim, sizeof(float));
-        qmap_retry = ims_malloc_array((size_t)qb_cap, sizeof(int64_t));
-    }
-    int ok = st == IMGSIM_OK && x.tilemax && x.tileerr && x.qerr && x.qst && x.qnorm && x.w && qmap &&
-             (dtype == IMGSIM_F32 || qf) && (!use_bf || (qbf && qretry && qmap_retry));
-    const size_t cmax = (size_t)(TILE_Q > BF_M ? TILE_Q : BF_M) * TILE_G;
-    for (int t = 0; ok && t < nw; t++) {
-        worker *w = &x.w[t];
-        w->cs = ims_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(float));
-        w->ci = ims_malloc_array((size_t)qb_cap * (size_t)kc_max, sizeof(int64_t));
-        w->cn = ims_malloc_array((size_t)qb_cap, sizeof(int));
-        w->c = ims_malloc_array(cmax, sizeof(float));
-        w->g = dtype == IMGSIM_F16 ? ims_malloc_array((size_t)TILE_G * (size_t)dim, sizeof(float)) : NULL;
-        w->gb = use_bf ? ims_calloc((size_t)TILE_G * (size_t)dim, sizeof(uint16_t)) : NULL;
-        w->cand = ims_malloc_array((size_t)k, sizeof(ims_cand64));
-        w->ca = ims_malloc_array((size_t)nw * (size_t)kc_max, sizeof *w->ca);
-        ok = w->cs && w->ci && w->cn && w->c && w->cand && w->ca && (dtype == IMGSIM_F32 || w->g) &&
-             (!use_bf || w->gb);
-    }
-    if (!ok) {
-        if (st == IMGSIM_OK)
-            st = ims_fail(e, IMGSIM_ERR_NOMEM,
-                         "search: out of memory (%lld queries per block, %d threads, k = %d)",
-                         (long long)qb_cap, nw, k);
-        goto done;
-    }
-
+    int use_bf;
+    st = plan_bf16(&x, q, &use_bf, e);
+    if (st == IMGSIM_OK) st = search_alloc(&x, &s, use_bf, kc_max, e);
     x.want_norms = 1;
     x.want_errs = 1;
     int probed = 0;
-    for (int64_t q0 = 0; q0 < q; q0 += qb_cap) {
-        int64_t qb = q - q0 < qb_cap ? q - q0 : qb_cap;
-        const float *qblock;
-        if (dtype == IMGSIM_F32) {
-            qblock = (const float *)queries + (size_t)q0 * (size_t)dim;
-        } else {
-            ims_f16_to_f32_n(qf, (const uint16_t *)queries + (size_t)q0 * (size_t)dim, (size_t)(qb * dim));
-            qblock = qf;
-        }
-        for (int64_t r = 0; r < qb; r++)
-            qmap[r] = q0 + r;
-        int64_t off = 0, nr = 0;
-        if (use_bf && x.bf_probe && !probed && qb >= 4 * PROBE) {
-            /* probe: if bf16 cannot prove over a quarter of these queries (dense near-ties, e.g.
-             * non-negative CNN features), float32 is faster for the rest */
-            probed = 1;
-            st = screen_bf16(&x, pool, x.bf_probe, PROBE, qblock, PROBE, qmap, qbf, qretry, qmap_retry, &nr,
-                             e);
-            if (st != IMGSIM_OK) goto done;
-            if (4 * nr > PROBE) {
-                use_bf = 0;
-                ims_log_debug(
-                    "search: bf16 screening left %lld of %d probe queries unproven; float32 from here",
-                    (long long)nr, PROBE);
-            }
-            off = PROBE;
-        }
-        if (use_bf) {
-            st = screen_bf16(&x, pool, x.bf_main, BF_M, qblock + (size_t)off * (size_t)dim, qb - off,
-                             qmap + off, qbf, qretry, qmap_retry, &nr, e);
-            if (st != IMGSIM_OK) goto done;
-            if (2 * nr > qb - off) use_bf = 0; /* near-ties everywhere: bf16 screening does not pay here */
-        } else {
-            st = run_pass(&x, pool, PASS_F32, NULL, 0, qblock + (size_t)off * (size_t)dim, NULL, qb - off,
-                          qmap + off, e);
-            if (st != IMGSIM_OK) goto done;
-        }
-    }
-
-done:
-    workers_free(x.w, nw);
-    free(x.tilemax);
-    free(x.tileerr);
-    free(x.qerr);
-    free(x.qst);
-    free(x.qnorm);
-    free(qf);
-    free(qbf);
-    free(qretry);
-    free(qmap);
-    free(qmap_retry);
-    ims_bf16_gemm_destroy(x.bf_main);
-    ims_bf16_gemm_destroy(x.bf_probe);
+    for (int64_t q0 = 0; st == IMGSIM_OK && q0 < q; q0 += s.qb_cap)
+        st = search_block(&x, pool, &s, queries, q0, q - q0 < s.qb_cap ? q - q0 : s.qb_cap, &use_bf, &probed,
+                          e);
+    search_free(&x, &s);
     ims_pool_destroy(pool);
     return st;
 }
