@@ -3,3 +3,5 @@
 imgsim_py_test(robust_search test_robust_search.py)
 imgsim_py_test(robust_hangs test_robust_hangs.py)
 imgsim_py_test(robust_names test_robust_names.py)
+imgsim_py_test(robust_mlp_head test_robust_mlp_head.py)
+imgsim_py_test(robust_decode test_robust_decode.py)

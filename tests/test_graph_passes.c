@@ -534,7 +534,8 @@ static void test_selected_conv_output_not_fused(void **state) {
 static void test_select_classifier_head(void **state) {
     (void)state;
     /* x -> Relu -> GAP -> Flatten -> Identity -> Gemm: the default is the Flatten's output; with
-     * MatMul + Add instead of Gemm, the same; with a Relu after the Gemm, the graph output. */
+     * MatMul + Add instead of Gemm, the same; with a Relu after the Gemm, the graph output. (MLP
+     * heads: test_select_mlp_head.) */
     for (int variant = 0; variant < 3; variant++) {
         ims_graph *g = new_graph(6, 3, 3);
         int r = act(g, "r"), p = act(g, "p"), f = act(g, "f"), i = act(g, "fi"), y = act(g, "logits");
@@ -578,6 +579,36 @@ static void test_select_classifier_head(void **state) {
         }
         ims_graph_free(g);
     }
+}
+
+/* An MLP head, as in VGG/AlexNet: GAP -> Flatten -> Gemm -> Relu -> Identity (Dropout) -> Gemm:
+ * the default is the last hidden activation (the Relu's output, through the Identity), not the
+ * logits; the last Gemm is removed. */
+static void test_select_mlp_head(void **state) {
+    (void)state;
+    ims_graph *g = new_graph(6, 3, 3);
+    int r = act(g, "r"), p = act(g, "p"), f = act(g, "f"), h = act(g, "h"), hr = act(g, "hr"), d = act(g, "hd");
+    int y = act(g, "logits");
+    node(g, IS_OP_RELU, "relu", 1, IN(g->input), r);
+    node(g, IS_OP_GLOBALAVGPOOL, "gap", 1, IN(r), p);
+    node(g, IS_OP_FLATTEN, "flat", 1, IN(p), f);
+    int w1 = rnd_const(g, "fc1.weight", 2, DIMS(8, 6), -1, 1), w2 = rnd_const(g, "fc2.weight", 2, DIMS(10, 8), -1, 1);
+    node(g, IS_OP_GEMM, "fc1", 2, IN(f, w1), h)->trans_b = 1;
+    node(g, IS_OP_RELU, "fc1_relu", 1, IN(h), hr);
+    node(g, IS_OP_IDENTITY, "dropout", 1, IN(hr), d);
+    node(g, IS_OP_GEMM, "fc2", 2, IN(d, w2), y)->trans_b = 1;
+    g->output = y;
+    ims_err e;
+    assert_int_equal(ims_graph_link(g, &e), IMGSIM_OK);
+    assert_int_equal(ims_graph_infer_shapes(g, &e), IMGSIM_OK);
+    assert_int_equal(ims_graph_select_output(g, NULL, &e), IMGSIM_OK);
+    assert_int_equal(g->output, hr);
+    assert_int_equal(g->dim, 8);
+    assert_int_equal(ims_graph_optimize(g, &e), IMGSIM_OK);
+    assert_int_equal(count_op(g, IS_OP_GEMM), 1);
+    assert_int_equal(ims_graph_find_value(g, "fc2.weight"), -1);
+    assert_int_equal(g->dim, 8);
+    ims_graph_free(g);
 }
 
 static void test_select_named_and_unknown(void **state) {
@@ -819,6 +850,7 @@ int main(void) {
         cmocka_unit_test(test_unfusable_cases_stay),
         cmocka_unit_test(test_selected_conv_output_not_fused),
         cmocka_unit_test(test_select_classifier_head),
+        cmocka_unit_test(test_select_mlp_head),
         cmocka_unit_test(test_select_named_and_unknown),
         cmocka_unit_test(test_resnet18),
         cmocka_unit_test(test_resnet50),

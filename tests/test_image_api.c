@@ -48,7 +48,7 @@ static void test_defaults(void **state) {
     assert_true(o.std[0] == 0.229f && o.std[1] == 0.224f && o.std[2] == 0.225f);
     assert_true(o.max_pixels == 89478485u);
     assert_int_equal(o.exif_rotate, 1);
-    assert_int_equal(o.dct_scaling, 1);
+    assert_int_equal(o.dct_scaling, 0); /* opt-in since issue 12 */
 }
 
 static void test_mem_equals_file(void **state) {

@@ -125,7 +125,7 @@ def _progress_callback(bar):
     return feed
 
 
-def preprocess(item, size=(224, 224), *, exif_rotate=True, dct_scaling=True, max_pixels=None):
+def preprocess(item, size=(224, 224), *, exif_rotate=True, dct_scaling=False, max_pixels=None):
     """The network input of one image, float32 [3, H, W] (what Engine.embed feeds the engine):
     decoded, EXIF-rotated (files and bytes), resized to size = (H, W) with PIL's antialiased
     bilinear filter, scaled to [0, 1] and normalised with the ImageNet mean/std, as torchvision's
@@ -237,7 +237,7 @@ class Engine:
 
     # -- embedding --
     def embed(self, items, *, errors="raise", dtype="float32", out="numpy", batch_size=None, workers=0,
-              exif_rotate=True, dct_scaling=True, max_pixels=None):
+              exif_rotate=True, dct_scaling=False, max_pixels=None):
         """Features of images, one row per item, in order: numpy [n, dim] float32 (or float16).
 
         items: a list (or any iterable) of paths (str or os.PathLike), bytes objects (encoded
@@ -303,7 +303,7 @@ class Engine:
 
     # -- stores --
     def extract(self, input, out, *, progress=None, dtype="float32", batch_size=None, workers=0, decode="auto",
-                exif_rotate=True, dct_scaling=True, max_pixels=None):
+                exif_rotate=True, dct_scaling=False, max_pixels=None):
         """Features of every image of input into the store folder out, as `imgsim extract` does;
         returns the Store (memory-mapped).
 

@@ -409,7 +409,7 @@ static imgsim_status emb_consume(emb_job *j, float *out, int stop_on_error, char
 }
 
 /* Engine._embed(items, out, batch_size=0, workers=0, stop_on_error=True, exif_rotate=True,
- * dct_scaling=True, max_pixels=0) -> [(index, status, message), ...] for the failed items (with
+ * dct_scaling=False, max_pixels=0) -> [(index, status, message), ...] for the failed items (with
  * stop_on_error, those of the first batch holding one). items: a sequence of (kind, object):
  * (0, bytes path) or (1, bytes-like encoded image). out: float32 [n, dim], C order; failed rows are
  * NaN. */
@@ -417,7 +417,7 @@ static PyObject *Engine_embed(EngineObject *self, PyObject *args, PyObject *kw) 
     static char *kwlist[] = {"items", "out", "batch_size", "workers", "stop_on_error", "exif_rotate", "dct_scaling",
                              "max_pixels", NULL};
     PyObject *items_o, *out_o;
-    int batch = 0, workers = 0, stop = 1, exif = 1, dct = 1;
+    int batch = 0, workers = 0, stop = 1, exif = 1, dct = 0;
     unsigned long long max_pixels = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|iippiK", kwlist, &items_o, &out_o, &batch, &workers, &stop, &exif,
                                      &dct, &max_pixels) ||
@@ -562,12 +562,12 @@ done:
 /* ---- extraction into a store ------------------------------------------------------------- */
 
 /* Engine._extract(input, store_dir, batch_size=0, workers=0, dtype=0, decode=0, quiet=True,
- * exif_rotate=True, dct_scaling=True, max_pixels=0) -> stats dict. */
+ * exif_rotate=True, dct_scaling=False, max_pixels=0) -> stats dict. */
 static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"input", "store_dir", "batch_size", "workers", "dtype", "decode", "quiet",
                              "exif_rotate", "dct_scaling", "max_pixels", "progress", NULL};
     PyObject *input = NULL, *store = NULL, *progress = Py_None;
-    int batch = 0, workers = 0, dtype = 0, decode = 0, quiet = 1, exif = 1, dct = 1;
+    int batch = 0, workers = 0, dtype = 0, decode = 0, quiet = 1, exif = 1, dct = 0;
     unsigned long long max_pixels = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|iiiipppKO", kwlist, PyUnicode_FSConverter, &input,
                                      PyUnicode_FSConverter, &store, &batch, &workers, &dtype, &decode, &quiet, &exif,

@@ -251,7 +251,10 @@ int cli_extract_opts(cli_args *a, imgsim_extract_opts *o) {
     o->quiet = cli_flag(a, "quiet");
     o->pre.max_pixels = cli_u64(a, "max-pixels", o->pre.max_pixels);
     if (cli_flag(a, "no-exif-rotate")) o->pre.exif_rotate = 0;
-    if (cli_flag(a, "no-dct-scaling")) o->pre.dct_scaling = 0;
+    /* --fast-decode: DCT-domain downscaling of large JPEGs (off by default); --no-dct-scaling,
+     * the old switch for turning it off, is accepted and changes nothing */
+    if (cli_flag(a, "fast-decode")) o->pre.dct_scaling = 1;
+    (void)cli_flag(a, "no-dct-scaling");
     const char *dec = cli_str(a, "decode", "auto");
     if (!strcmp(dec, "auto"))
         o->decode = IMGSIM_DECODE_AUTO;

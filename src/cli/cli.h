@@ -67,7 +67,8 @@ int cli_engine_opts(cli_args *a, imgsim_engine_opts *o);
 /* --batch-size=N|auto as imgsim_engine_opts.max_batch (auto: 0); def when absent. Every command
  * spells it so (engine build also takes --max-batch=N, its old spelling, for a release). */
 int cli_batch_size(cli_args *a, int def);
-/* --workers=N, --max-pixels=N, --no-exif-rotate, --no-dct-scaling, --dtype=float32|float16,
+/* --workers=N, --max-pixels=N, --no-exif-rotate, --fast-decode (--no-dct-scaling: a no-op),
+ * --dtype=float32|float16,
  * --decode=auto|cpu|gpu, --quiet */
 int cli_extract_opts(cli_args *a, imgsim_extract_opts *o);
 /* -q/--quiet, -v/--verbose: set the log level */

@@ -7,7 +7,7 @@
 static const char *usage =
     "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32]\n"
     "       [--batch-size=N|auto] [--workers=N] [--threads=N] [--layer=NAME] [--dtype=float32|float16]\n"
-    "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--no-dct-scaling]\n"
+    "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--fast-decode]\n"
     "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--quiet] INPUT";
 
 int cmd_extract(int argc, char **argv) {

@@ -29,7 +29,7 @@ static const char usage_init[] =
 
 static const char usage_info[] =
     "imgsim model info FILE.onnx [--layer=NAME] [--json]\n"
-    "  --layer  the value whose features are extracted (default: the input of the final\n"
+    "  --layer  the value whose features are extracted (default: the input of the final linear\n"
     "           classifier when the graph ends in one, else the graph output)\n"
     "  --json   print one JSON object";
 

@@ -21,7 +21,7 @@
 
 static const char *const USAGE =
     "imgsim preprocess IMAGE --out=x.npy [--size=HxW | --height=N --width=N] [--no-exif-rotate]\n"
-    "       [--no-dct-scaling] [--max-pixels=N]";
+    "       [--fast-decode] [--max-pixels=N]";
 
 static void help(void) {
     printf("usage: %s\n\n"
@@ -30,7 +30,8 @@ static void help(void) {
            "with the ImageNet mean/std, and writes the [1, 3, H, W] float32 tensor to --out.\n\n"
            "  --size=HxW         target size (or --height/--width; default 224x224)\n"
            "  --no-exif-rotate   ignore the EXIF orientation tag\n"
-           "  --no-dct-scaling   always decode JPEGs at full size\n"
+           "  --fast-decode      decode large JPEGs at a DCT-domain reduced size (faster; differs\n"
+           "                     from PIL's full decode, see README); --no-dct-scaling: no-op\n"
            "  --max-pixels=N     refuse images over N pixels (default 89478485; 0: no limit)\n",
            USAGE);
 }
@@ -220,7 +221,8 @@ int cmd_preprocess(int argc, char **argv) {
     o.height = (int)cli_int(&a, "height", o.height, 1, 16384);
     o.width = (int)cli_int(&a, "width", o.width, 1, 16384);
     if (cli_flag(&a, "no-exif-rotate")) o.exif_rotate = 0;
-    if (cli_flag(&a, "no-dct-scaling")) o.dct_scaling = 0;
+    if (cli_flag(&a, "fast-decode")) o.dct_scaling = 1;
+    (void)cli_flag(&a, "no-dct-scaling"); /* the old default's off switch: accepted, a no-op */
     o.max_pixels = cli_u64(&a, "max-pixels", o.max_pixels);
     int decoded = cli_flag(&a, "decoded");
     const char *bench = cli_str(&a, "bench", NULL);

@@ -762,7 +762,7 @@ int cmd_serve(int argc, char **argv) {
     imgsim_engine_opts eo;
     imgsim_extract_opts xo;
     cli_engine_opts(&a, &eo);
-    cli_extract_opts(&a, &xo); /* --max-pixels, --no-exif-rotate, --no-dct-scaling */
+    cli_extract_opts(&a, &xo); /* --max-pixels, --no-exif-rotate, --fast-decode */
     imgsim_search_opts_init(&s->so);
     /* each batch is searched on the CPU against the resident gallery: imgsim_search on CUDA would
      * upload the gallery again for every batch */

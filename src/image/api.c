@@ -12,7 +12,7 @@ void imgsim_preprocess_opts_init(imgsim_preprocess_opts *opt) {
     opt->std[0] = 0.229f, opt->std[1] = 0.224f, opt->std[2] = 0.225f;
     opt->max_pixels = 89478485u; /* PIL's Image.MAX_IMAGE_PIXELS */
     opt->exif_rotate = 1;
-    opt->dct_scaling = 1;
+    opt->dct_scaling = 0; /* opt-in (--fast-decode): it is not PIL's full decode (README) */
 }
 
 imgsim_status imgsim_preprocess_file(float *out, const char *path, const imgsim_preprocess_opts *opt) {

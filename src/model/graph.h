@@ -135,8 +135,9 @@ int64_t ims_value_numel(const ims_value *v); /* product of dims, with a -1 batch
 imgsim_status ims_graph_link(ims_graph *g, ims_err *e);
 /* Infers every value's dims from the input [-1, C, H, W]; checks every op's shape rules. */
 imgsim_status ims_graph_infer_shapes(ims_graph *g, ims_err *e);
-/* Picks the embedding: layer NULL = the input of the final classifier when the graph ends in
- * …→GlobalAveragePool→Flatten→Gemm (or Reshape/MatMul variants), else the graph's output. */
+/* Picks the embedding: layer NULL = the input of the final classifier when the graph ends in a
+ * linear layer (Gemm, MatMul [+ bias]: …→GlobalAveragePool→Flatten→Gemm gives the pooled features,
+ * an MLP head its last hidden activation), else the graph's output. */
 imgsim_status ims_graph_select_output(ims_graph *g, const char *layer, ims_err *e);
 /* Folds BN into Conv, fuses bias/ReLU/Clip and the residual Add(+ReLU) into Conv, removes
  * Identity and nodes the chosen output does not need. Unused values are dropped, so value

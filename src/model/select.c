@@ -2,10 +2,12 @@
  * select.c: ims_graph_select_output, which picks the value whose per-image vector is the
  * embedding.
  *
- * With no layer named, a graph that ends in a classifier head (GlobalAveragePool -> Flatten or
- * Reshape [-> Identity...] -> Gemm, or MatMul [+ Add of a constant bias]) gives the classifier's
- * input, the pooled features (512-d for ResNet-18, 2048-d for ResNet-50); any other graph gives
- * its own output. A named layer may be any activation computed by the graph. Shapes must have been
+ * With no layer named, a graph that ends in a linear classifier (Gemm, or MatMul [+ Add of a
+ * constant bias], with constant weights) gives that layer's input: the pooled features for a
+ * GlobalAveragePool -> Flatten -> Gemm head (512-d for ResNet-18, 2048-d for ResNet-50), the last
+ * hidden activation for an MLP head (VGG, AlexNet: the 4096-d output of the ReLU [and Dropout]
+ * before the last Linear, as torchvision's model.classifier[:-1] gives). Identity nodes (Dropout
+ * in eval exports) before it are skipped. Any other graph gives its own output. A named layer may be any activation computed by the graph. Shapes must have been
  * inferred: g->dim becomes the product of the chosen value's non-batch dims.
  */
 #include <stdio.h>
@@ -56,15 +58,6 @@ static int classifier_input(const ims_graph *g, int out) {
     return -1;
 }
 
-/* Whether v is a flattened global pool: (Flatten | Reshape)(GlobalAveragePool(...)), with Identity
- * nodes allowed anywhere in between. */
-static int is_flattened_pool(const ims_graph *g, int v) {
-    const ims_node *f = producer_of(g, skip_identity(g, v));
-    if (!f || (f->op != IS_OP_FLATTEN && f->op != IS_OP_RESHAPE)) return 0;
-    const ims_node *p = producer_of(g, skip_identity(g, f->in[0]));
-    return p && p->op == IS_OP_GLOBALAVGPOOL;
-}
-
 /* Formats up to 8 of the graph's layer names (the last ones computed, where embeddings usually
  * are) into buf. */
 static void list_layers(const ims_graph *g, char *buf, size_t cap) {
@@ -108,8 +101,7 @@ imgsim_status ims_graph_select_output(ims_graph *g, const char *layer, ims_err *
             return ims_fail(e, IMGSIM_ERR_FORMAT, "graph has no output");
         chosen = g->output;
         int a = classifier_input(g, g->output);
-        if (a >= 0 && is_flattened_pool(g, a))
-            chosen = skip_identity(g, a); /* the Flatten itself, not a Dropout after it */
+        if (a >= 0) chosen = skip_identity(g, a); /* the Flatten or ReLU itself, not a Dropout after it */
     }
     const ims_value *v = &g->vals[chosen];
     if (v->rank < 1 || v->dims[0] != -1)
