@@ -288,6 +288,18 @@ imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int
                             const void *queries, int64_t q, int dim, imgsim_dtype dtype, int k,
                             const imgsim_search_opts *opt);
 
+/* ---- output folders: one writer at a time ------------------------------------------------ */
+
+/* imgsim_dir_lock_take creates dir when missing and takes an exclusive lock on it (flock of
+ * dir/.imgsim.lock, which records the holder's pid): while one process holds it, a second fails at
+ * once (IMGSIM_ERR_IO) with a message naming dir and the holder's pid. Once held, the temporary
+ * files a killed writer left there ("NAME.tmp.PID") are removed. imgsim_extract takes it on its
+ * store folder by itself; a job writing several files into one folder (imgsim run) takes it on
+ * that folder. The lock goes with the process; imgsim_dir_lock_release (NULL: no-op) frees it. */
+typedef struct imgsim_dir_lock imgsim_dir_lock;
+imgsim_status imgsim_dir_lock_take(imgsim_dir_lock **out, const char *dir);
+void imgsim_dir_lock_release(imgsim_dir_lock *l);
+
 /* ---- stores: reading and checking --------------------------------------------------------- */
 
 /* A feature store opened for reading: features.npy, manifest.tsv and meta.json of one folder,
@@ -352,6 +364,12 @@ typedef struct imgsim_store_meta {
     double engine_build_seconds;
     double cpu_decode_share_final; /* GPU decoding: the CPU workers' share of JPEGs at the end; -1
                                       when not recorded */
+    /* the files meta.json was written with, checked when the store is opened (a store whose files
+     * do not match is refused); 0 and "" when not recorded (stores written before issue 12) */
+    int64_t features_bytes;        /* size of features.npy */
+    const char *features_checksum; /* checksum64 of its array data (16 hex digits; README) */
+    int64_t manifest_bytes;        /* size of manifest.tsv */
+    const char *manifest_checksum; /* checksum64 of the whole file */
 } imgsim_store_meta;
 
 /* Fills meta from the store's meta.json; its strings belong to the store. */

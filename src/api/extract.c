@@ -165,7 +165,7 @@ static imgsim_status write_batch(pipeline *p, int64_t b, const float *out, ims_n
 }
 
 static imgsim_status write_meta(const char *path, const pipeline *p, const char *input, const char *fingerprint,
-                                const imgsim_extract_stats *s, ims_err *e) {
+                                const imgsim_extract_stats *s, const ims_store_files *files, ims_err *e) {
     const imgsim_engine *eng = p->eng;
     imgsim_store_meta m;
     ims_meta_init(&m);
@@ -189,6 +189,10 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     m.stats = *s;
     m.engine_build_seconds = eng->info.build_seconds;
     if (p->gpu_mode) m.cpu_decode_share_final = p->cpu_share;
+    m.features_bytes = files->features_bytes;
+    m.features_checksum = files->features_checksum;
+    m.manifest_bytes = files->manifest_bytes;
+    m.manifest_checksum = files->manifest_checksum;
     return ims_meta_write(path, &m, e);
 }
 
@@ -656,7 +660,10 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const char *input
     s->images_per_s = s->seconds_total > 0 ? (double)s->ok / s->seconds_total : 0;
     char fp[65];
     ims_dataset_fingerprint(ds, fp, e);
-    return write_meta(o->meta_path, p, input_desc, fp, s, e);
+    ims_store_files files; /* what meta.json vouches for: checked when the store is opened */
+    st = ims_store_files_measure(&files, o->feat_path, ims_ck64_final(&o->npy.ck), o->man_path, e);
+    if (st) return st;
+    return write_meta(o->meta_path, p, input_desc, fp, s, &files, e);
 }
 
 imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, const char *input_desc,
@@ -667,10 +674,15 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
     s.seconds_list = list_seconds;
     s.inputs = (int64_t)ds->n;
     s.skipped = (int64_t)ds->n_skipped;
-    imgsim_status st = ims_mkdir_p(store_dir, e);
+    /* one writer at a time (a second fails at once, naming the first); leftovers of a killed one go */
+    ims_dir_lock *lock = NULL;
+    imgsim_status st = ims_dir_lock_take(&lock, store_dir, e);
     if (st) return st;
     pipeline p;
-    if ((st = pipeline_setup(&p, eng, ds, opt, e))) return st;
+    if ((st = pipeline_setup(&p, eng, ds, opt, e))) {
+        ims_dir_lock_release(lock);
+        return st;
+    }
     store_out o;
     double infer_s = 0, write_s = 0;
     st = store_begin(&o, store_dir, opt->dtype, eng->info.dim, e);
@@ -679,6 +691,7 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
     if (p.gpu_mode) ims_gpu_decode_join(p.gpu);
     store_end(&o, st != IMGSIM_OK);
     pipeline_free(&p); /* (the engine's decoder set keeps the decoders for its next job) */
+    ims_dir_lock_release(lock);
     if (stats) *stats = s;
     return st;
 }

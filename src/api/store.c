@@ -21,6 +21,35 @@ imgsim_status imgsim_store_open(imgsim_store **out, const char *dir) {
     return st;
 }
 
+struct imgsim_dir_lock {
+    ims_dir_lock *l;
+};
+
+imgsim_status imgsim_dir_lock_take(imgsim_dir_lock **out, const char *dir) {
+    if (!out || !dir) {
+        if (out) *out = NULL;
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_dir_lock_take: NULL argument");
+    }
+    *out = NULL;
+    imgsim_dir_lock *h = ims_calloc(1, sizeof *h);
+    if (!h) return ims_fail(NULL, IMGSIM_ERR_NOMEM, "%s: out of memory", dir);
+    ims_err e;
+    ims_err_clear(&e);
+    imgsim_status st = ims_dir_lock_take(&h->l, dir, &e);
+    if (st) {
+        free(h);
+        return ims_fail_copy(NULL, &e, st);
+    }
+    *out = h;
+    return IMGSIM_OK;
+}
+
+void imgsim_dir_lock_release(imgsim_dir_lock *l) {
+    if (!l) return;
+    ims_dir_lock_release(l->l);
+    free(l);
+}
+
 void imgsim_store_close(imgsim_store *s) {
     ims_store_free(s);
 }

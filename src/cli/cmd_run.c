@@ -44,6 +44,7 @@ typedef struct run_job {
     imgsim_store *gs, *qs;
     cJSON *metrics;
     stage st[N_STAGES];
+    imgsim_dir_lock *lock; /* the output folder's: one job per folder */
 } run_job;
 
 /* Reads the options into j. Returns -1 to go on, else the exit status. */
@@ -85,7 +86,13 @@ static int make_paths(run_job *j) {
         fprintf(stderr, "imgsim run: out of memory\n");
         return 1;
     }
-    return cli_mkdir_p("run", j->out) ? 1 : 0;
+    /* one job per output folder (a second fails at once, naming the first); a killed job's
+     * temporary files go */
+    if (imgsim_dir_lock_take(&j->lock, j->out)) {
+        fprintf(stderr, "imgsim run: %s\n", imgsim_last_error());
+        return 1;
+    }
+    return 0;
 }
 
 static int fail_run(void) {
@@ -265,6 +272,7 @@ static void print_table(const run_job *j, double total) {
 
 static void run_job_free(run_job *j) {
     cJSON_Delete(j->metrics);
+    imgsim_dir_lock_release(j->lock);
     imgsim_store_close(j->gs);
     imgsim_store_close(j->qs);
     imgsim_engine_destroy(j->eng);

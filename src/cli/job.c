@@ -289,8 +289,8 @@ int job_extract_queries(const imgsim_store *g, const char *input, const char *mo
 }
 
 void job_remove_store(const char *dir) {
-    static const char *files[] = {"features.npy", "manifest.tsv", "meta.json"};
-    for (int i = 0; i < 3; i++) {
+    static const char *files[] = {"features.npy", "manifest.tsv", "meta.json", ".imgsim.lock"};
+    for (int i = 0; i < 4; i++) {
         char *p = cli_path_join(dir, files[i]);
         if (p) unlink(p);
         free(p);

@@ -161,6 +161,18 @@ ims_progress *ims_progress_start(const char *label, int64_t total, int quiet);
 void ims_progress_add(ims_progress *p, int64_t n);
 void ims_progress_end(ims_progress *p); /* prints the final line and frees */
 
+/* checksum64 (checksum.c): a fast 64-bit checksum of a store's files, streamed. */
+typedef struct ims_ck64 {
+    uint64_t h[4];
+    uint64_t len;
+    uint8_t buf[32];
+    size_t nbuf;
+} ims_ck64;
+void ims_ck64_init(ims_ck64 *c);
+void ims_ck64_update(ims_ck64 *c, const void *data, size_t n);
+uint64_t ims_ck64_final(ims_ck64 *c);
+void ims_ck64_hex(uint64_t v, char out[17]); /* 16 lowercase hex digits */
+
 /* ---- .npy -------------------------------------------------------------------------------- */
 
 /* Streaming writer of a 2-D C-order .npy file ([rows, cols], '<f4' or '<f2'); rows may be unknown
@@ -169,6 +181,7 @@ typedef struct ims_npy_writer {
     ims_atomic_file af;
     imgsim_dtype dtype;
     int64_t cols, rows;
+    ims_ck64 ck; /* checksum64 of the data written (the array after the header) */
 } ims_npy_writer;
 imgsim_status ims_npy_begin(ims_npy_writer *w, const char *path, imgsim_dtype dtype, int64_t cols, ims_err *e);
 /* Appends n rows of float32 data (converted to the file's dtype). */
@@ -200,6 +213,18 @@ void ims_sha256_final(ims_sha256 *s, uint8_t out[32]);
 void ims_sha256_hex(const void *data, size_t n, char out[65]);
 imgsim_status ims_sha256_file(const char *path, char out[65], ims_err *e);
 
+/* ---- the write lock of an output folder (lock.c) ------------------------------------------ */
+
+/* One writer per output folder: ims_dir_lock_take takes an exclusive flock on DIR/.imgsim.lock
+ * (creating DIR when missing) and writes the holder's pid into it. When another process holds it,
+ * fails at once (IMGSIM_ERR_IO) with a message naming DIR and that process's pid. Once held, the
+ * temporary files a killed writer left in DIR ("NAME.tmp.PID", ims_atomic_open's) are removed.
+ * The lock goes with the process (closed descriptor, or killed). *out is released with
+ * ims_dir_lock_release (NULL: no-op). */
+typedef struct ims_dir_lock ims_dir_lock;
+imgsim_status ims_dir_lock_take(ims_dir_lock **out, const char *dir, ims_err *e);
+void ims_dir_lock_release(ims_dir_lock *l);
+#define IMS_DIR_LOCK_NAME ".imgsim.lock"
 #ifdef __cplusplus
 }
 #endif

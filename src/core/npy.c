@@ -81,6 +81,7 @@ imgsim_status ims_npy_begin(ims_npy_writer *w, const char *path, imgsim_dtype dt
     memset(w, 0, sizeof *w);
     w->dtype = dtype;
     w->cols = cols;
+    ims_ck64_init(&w->ck);
     imgsim_status st = ims_atomic_open(&w->af, path, e);
     if (st) return st;
     int64_t shape[2] = {0, cols};
@@ -96,6 +97,7 @@ imgsim_status ims_npy_append_f32(ims_npy_writer *w, const float *rows, int64_t n
     if (w->dtype == IMGSIM_F32) {
         if (fwrite(rows, sizeof(float), count, w->af.f) != count)
             return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", w->af.final_path, strerror(errno));
+        ims_ck64_update(&w->ck, rows, count * sizeof(float));
     } else {
         uint16_t buf[1024];
         for (size_t i = 0; i < count;) {
@@ -103,6 +105,7 @@ imgsim_status ims_npy_append_f32(ims_npy_writer *w, const float *rows, int64_t n
             for (size_t j = 0; j < m; j++) buf[j] = ims_f32_to_f16(rows[i + j]);
             if (fwrite(buf, 2, m, w->af.f) != m)
                 return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", w->af.final_path, strerror(errno));
+            ims_ck64_update(&w->ck, buf, m * 2);
             i += m;
         }
     }

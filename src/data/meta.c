@@ -11,6 +11,8 @@
  *   timings {total_s, list_s, setup_s, decode_busy_s, infer_busy_s, write_s, images_per_s,
  *            engine_build_s, gpu_decode_s, wait_for_workers_s, gpu_init_s}
  *   cpu_decode_share_final                     GPU decoding only
+ *   files {features.npy {bytes, checksum64}, manifest.tsv {bytes, checksum64}}
+ *                                              the files it goes with (checked on open)
  *   created                                    UTC time of writing
  *
  * Readers ignore keys they do not know; a store written by hand may hold only some keys ("dim",
@@ -20,6 +22,7 @@
 
 #include "core/json.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,7 @@ void ims_meta_init(imgsim_store_meta *m) {
     imgsim_preprocess_opts_init(&m->pre);
     m->normalized = -1;
     m->cpu_decode_share_final = -1;
+    m->features_checksum = m->manifest_checksum = "";
 }
 
 /* ---- reading -------------------------------------------------------------------------------- */
@@ -119,6 +123,11 @@ static void parse(imgsim_store_meta *m, const cJSON *root) {
     s->seconds_gpu_init = jnum(t, "gpu_init_s", 0);
     m->engine_build_seconds = jnum(t, "engine_build_s", 0);
     m->cpu_decode_share_final = jnum(root, "cpu_decode_share_final", -1);
+    const cJSON *files = jget(root, "files"), *ff = jget(files, "features.npy"), *mf = jget(files, "manifest.tsv");
+    m->features_bytes = (int64_t)jnum(ff, "bytes", 0);
+    m->features_checksum = jstr(ff, "checksum64");
+    m->manifest_bytes = (int64_t)jnum(mf, "bytes", 0);
+    m->manifest_checksum = jstr(mf, "checksum64");
 }
 
 /* The keys that describe features.npy must agree with it. */
@@ -256,6 +265,14 @@ imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_e
     add_counts_timings(root, m);
     if (m->cpu_decode_share_final >= 0)
         cJSON_AddNumberToObject(root, "cpu_decode_share_final", m->cpu_decode_share_final);
+    if (m->features_bytes > 0 || m->manifest_bytes > 0) {
+        cJSON *files = cJSON_AddObjectToObject(root, "files");
+        cJSON *ff = cJSON_AddObjectToObject(files, "features.npy"), *mf = cJSON_AddObjectToObject(files, "manifest.tsv");
+        cJSON_AddNumberToObject(ff, "bytes", (double)m->features_bytes);
+        cJSON_AddStringToObject(ff, "checksum64", str(m->features_checksum));
+        cJSON_AddNumberToObject(mf, "bytes", (double)m->manifest_bytes);
+        cJSON_AddStringToObject(mf, "checksum64", str(m->manifest_checksum));
+    }
     char ts[32];
     if (!m->created || !*m->created) {
         time_t now = time(NULL);
@@ -272,4 +289,25 @@ imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_e
     imgsim_status st = ims_write_file_atomic(path, txt, n + 1, e);
     free(txt);
     return st;
+}
+
+imgsim_status ims_store_files_measure(ims_store_files *f, const char *features_path, uint64_t features_ck,
+                                      const char *manifest_path, ims_err *e) {
+    memset(f, 0, sizeof *f);
+    struct stat st;
+    if (stat(features_path, &st) != 0)
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: cannot stat: %s", features_path, strerror(errno));
+    f->features_bytes = (int64_t)st.st_size;
+    ims_ck64_hex(features_ck, f->features_checksum);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    imgsim_status s = ims_read_file(&buf, &len, manifest_path, 0, e);
+    if (s) return s;
+    ims_ck64 c;
+    ims_ck64_init(&c);
+    ims_ck64_update(&c, buf, len);
+    free(buf);
+    f->manifest_bytes = (int64_t)len;
+    ims_ck64_hex(ims_ck64_final(&c), f->manifest_checksum);
+    return IMGSIM_OK;
 }

@@ -30,6 +30,17 @@ imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_e
  * scaling, interpolation). */
 int ims_meta_same_preprocessing(const imgsim_store_meta *a, const imgsim_store_meta *b);
 
+/* What meta.json records of the files it goes with (its "files" object). */
+typedef struct ims_store_files {
+    int64_t features_bytes, manifest_bytes;
+    char features_checksum[17], manifest_checksum[17];
+} ims_store_files;
+
+/* Fills f for a store being written: features.npy's size (stat) and the checksum64 of its data
+ * (features_ck, from the writer), manifest.tsv's size and checksum64 (read back). */
+imgsim_status ims_store_files_measure(ims_store_files *f, const char *features_path, uint64_t features_ck,
+                                      const char *manifest_path, ims_err *e);
+
 /* The interpolation imgsim's preprocessing uses, as meta.json names it. */
 #define IMS_META_INTERPOLATION "bilinear-antialias (PIL)"
 #define IMS_META_FORMAT "imgsim-store-1"

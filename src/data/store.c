@@ -75,6 +75,11 @@ static imgsim_status read_manifest(ims_store *s, const char *path, ims_err *e) {
     size_t len = 0;
     imgsim_status st = ims_read_file(&buf, &len, path, IS_MANIFEST_MAX_BYTES, e);
     if (st != IMGSIM_OK) return st;
+    ims_ck64 ck;
+    ims_ck64_init(&ck);
+    ims_ck64_update(&ck, buf, len);
+    s->manifest_ck = ims_ck64_final(&ck);
+    s->manifest_bytes = (int64_t)len;
     char *text = ims_malloc(len + 1);
     if (!text) {
         free(buf);
@@ -197,6 +202,36 @@ static imgsim_status scan_rows(ims_store *s, const char *fpath, ims_err *e) {
     return IMGSIM_OK;
 }
 
+/* The files must be the ones meta.json was written with (its "files" record, where present):
+ * otherwise they come from different extractions, or one changed while it was read. */
+static imgsim_status verify_files(const ims_store *s, const char *fpath, const char *mpath, const char *jpath,
+                                  ims_err *e) {
+    const imgsim_store_meta *m = &s->m;
+    if (m->features_bytes > 0) {
+        struct stat st;
+        ims_ck64 ck;
+        ims_ck64_init(&ck);
+        ims_ck64_update(&ck, s->features, (size_t)s->n * (size_t)s->dim * (s->dtype == IMGSIM_F16 ? 2 : 4));
+        char hex[17];
+        ims_ck64_hex(ims_ck64_final(&ck), hex);
+        if (stat(fpath, &st) != 0 || (int64_t)st.st_size != m->features_bytes || strcmp(hex, m->features_checksum))
+            return ims_fail(e, IMGSIM_ERR_MISMATCH,
+                           "%s: not the file %s was written with (size or checksum differ): the store mixes "
+                           "files of different extractions, or changed while it was read; extract it again",
+                           fpath, jpath);
+    }
+    if (m->manifest_bytes > 0) {
+        char hex[17];
+        ims_ck64_hex(s->manifest_ck, hex);
+        if (s->manifest_bytes != m->manifest_bytes || strcmp(hex, m->manifest_checksum))
+            return ims_fail(e, IMGSIM_ERR_MISMATCH,
+                           "%s: not the file %s was written with (size or checksum differ): the store mixes "
+                           "files of different extractions, or changed while it was read; extract it again",
+                           mpath, jpath);
+    }
+    return IMGSIM_OK;
+}
+
 imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     *out = NULL;
     if (!ims_is_dir(dir))
@@ -233,6 +268,7 @@ imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     st = scan_rows(s, fpath, e);
     if (st != IMGSIM_OK) goto done;
     st = ims_meta_read(&s->m, &s->meta, jpath, s->n, s->dim, s->dtype, e);
+    if (st == IMGSIM_OK) st = verify_files(s, fpath, mpath, jpath, e);
 
 done:
     free(fpath);

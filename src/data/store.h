@@ -24,6 +24,8 @@ struct imgsim_store {
     char **labels;       /* [n]: label of each row ("" if none) */
     int64_t n_failed;    /* manifest lines with row -1 */
     double max_norm_dev; /* largest |L2 norm - 1| over the rows that are not all zero */
+    int64_t manifest_bytes; /* manifest.tsv as read: size and checksum64 */
+    uint64_t manifest_ck;
     cJSON *meta;         /* parsed meta.json */
     imgsim_store_meta m; /* what it says (strings point into meta) */
 };
