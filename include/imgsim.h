@@ -168,7 +168,10 @@ typedef struct imgsim_engine_opts {
                                     on CUDA the largest up to 256 that fits in free device memory,
                                     32 on the CPU. What the engine chose is in
                                     imgsim_engine_info.max_batch (the CLI's --batch-size) */
-    int threads;                 /* CPU threads; 0 = all cores */
+    int threads;                 /* CPU threads; 0 = all cores; at most 4x the cores (more are
+                                    capped, with a warning). oneDNN's threads are OpenMP's: set
+                                    OMP_WAIT_POLICY=passive before the program starts for idle
+                                    threads that sleep rather than spin (the CLI does) */
     int normalize;               /* L2-normalise output rows; default 1 */
     const char *engine_cache;    /* CUDA engine-file cache folder; NULL = $XDG_CACHE_HOME/imgsim,
                                     "off" = none */
@@ -272,7 +275,7 @@ imgsim_status imgsim_extract(imgsim_engine *e, const char *model_path, const cha
 /* ---- search ----------------------------------------------------------------------------- */
 
 typedef struct imgsim_search_opts {
-    int threads;          /* 0 = all cores */
+    int threads;          /* 0 = all cores; at most 4x the cores */
     imgsim_device device; /* default CPU */
     int device_index;
     size_t gpu_memory;    /* CUDA: cap on device memory for the gallery (0 = no cap) */
