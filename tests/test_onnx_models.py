@@ -175,6 +175,17 @@ def main():
     r18 = os.path.join(WORK, "r18_op18.onnx")
     onnx.save(m18, r18)
     check_loaded("resnet18 opset 18", r18, 512, opset=18)
+    # what current exporters write (torch.onnx's dynamo exporter: IR 10 to 14, opsets 18 to 23);
+    # the operators of a ResNet read the same at every one of these
+    for ir, op in ((10, 21), (14, 23), (14, 25)):
+        mx = onnx.load(r17)
+        mx.ir_version = ir
+        for o in mx.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                o.version = op
+        px = os.path.join(WORK, "r18_ir%d_op%d.onnx" % (ir, op))
+        onnx.save(mx, px)
+        check_loaded("resnet18 IR %d opset %d" % (ir, op), px, 512, opset=op)
 
     ext_dir = os.path.join(WORK, "external")
     os.makedirs(ext_dir, exist_ok=True)

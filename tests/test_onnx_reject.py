@@ -123,8 +123,8 @@ def main():
         def f(p):
             p["opset"] = v
         return f
-    case("opset_10", ["opset 10 is not supported", "11 to 18"], opset(10))
-    case("opset_19", ["opset 19 is not supported", "11 to 18"], opset(19))
+    case("opset_10", ["opset 10 is not supported", "11 to 25"], opset(10))
+    case("opset_26", ["opset 26 is not supported", "11 to 25"], opset(26))
 
     def no_default_opset(p):
         m = make(p)
@@ -135,9 +135,9 @@ def main():
 
     def ir_version(p):
         m = make(p)
-        m.ir_version = 99
+        m.ir_version = 2
         return m
-    case("ir_version_99", ["IR version 99 is not supported"], ir_version)
+    case("ir_version_2", ["IR version 2 is not supported", "3 or later"], ir_version)
 
     def conv3d(p):
         p["inputs"] = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])]

@@ -3,6 +3,7 @@
  * (data/store.c), what its meta.json says (data/meta.c), and whether stores and engines belong
  * together.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"

@@ -6,7 +6,7 @@
  *   1. the file is read whole (at most 2 GiB, protobuf's own message limit) and hashed;
  *   2. protobuf-c unpacks it with the schema subset of onnx.proto (no recursive messages, so the
  *      unpacker's recursion depth is bounded);
- *   3. IR version and the default-domain opset (11..18) are checked;
+ *   3. IR version and the default-domain opset (11..25) are checked;
  *   4. initializers become float32 constant values: dims are checked (rank <= 8, each > 0, the
  *      element count computed with overflow checks and capped) before any buffer is allocated,
  *      and the data size (raw_data, typed field or external file) must match the dims exactly;
@@ -45,9 +45,11 @@
 #define ONNX_MAX_TENSOR_ELEMS ((uint64_t)1 << 30)     /* 4 GiB as float32 */
 #define ONNX_MAX_TENSOR_BYTES ((uint64_t)4 << 30)     /* one tensor's data in the file */
 #define ONNX_MIN_OPSET 11
-#define ONNX_MAX_OPSET 18
+/* Opsets 19 to 25 changed the operators imgsim reads only by new data types (which are checked
+ * per tensor) and new attributes (AveragePool's dilations, Pad's wrap mode), which are refused by
+ * name; so they read as 18. */
+#define ONNX_MAX_OPSET 25
 #define ONNX_MIN_IR 3
-#define ONNX_MAX_IR 11
 #define ONNX_MAX_SPATIAL 65536 /* kernel, stride, dilation, pad and input side limit */
 
 /* ONNX TensorProto.DataType values */
@@ -1354,9 +1356,11 @@ static imgsim_status add_concat_chain(imp *m, const ImsOnnx__NodeProto *np, cons
 static imgsim_status check_versions(imp *m, const ImsOnnx__ModelProto *mp) {
     if (!mp->has_ir_version)
         return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: not a valid ONNX model (no ir_version)", m->path);
-    if (mp->ir_version < ONNX_MIN_IR || mp->ir_version > ONNX_MAX_IR)
-        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: ONNX IR version %lld is not supported (%d to %d)",
-                       m->path, (long long)mp->ir_version, ONNX_MIN_IR, ONNX_MAX_IR);
+    /* no upper bound: later IR versions keep the wire format (current exporters write 10 to 14);
+     * what they add, new data types and functions, is refused where a model uses it */
+    if (mp->ir_version < ONNX_MIN_IR)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: ONNX IR version %lld is not supported (%d or later)",
+                       m->path, (long long)mp->ir_version, ONNX_MIN_IR);
     int found = 0;
     for (size_t i = 0; i < mp->n_opset_import; i++) {
         const ImsOnnx__OperatorSetIdProto *o = mp->opset_import[i];
