@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "image/image.h"
 
 static const char *const USAGE =
     "imgsim preprocess IMAGE --out=x.npy [--size=HxW | --height=N --width=N] [--no-exif-rotate]\n"
@@ -167,30 +166,23 @@ done:
 /* ---- --decoded ---------------------------------------------------------------------------- */
 
 static int write_decoded(const char *image, const char *out, const imgsim_preprocess_opts *o) {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    ims_err e;
-    imgsim_status st = ims_read_file(&buf, &len, image, 0, &e);
+    /* max_side 0: the full decoded size (no shrinking, no DCT scaling); o's max_pixels and
+     * exif_rotate apply */
+    uint8_t *rgb = NULL;
+    int w = 0, h = 0;
+    imgsim_status st = imgsim_image_load_rgb(&rgb, &w, &h, image, 0, o);
     if (st != IMGSIM_OK) return cli_fail("preprocess", st);
-    ims_decode_opts d;
-    memset(&d, 0, sizeof d);
-    d.max_pixels = o->max_pixels;
-    d.exif_rotate = o->exif_rotate;
-    ims_image img;
-    st = ims_image_decode(&img, buf, len, &d, image, &e);
-    free(buf);
-    if (st != IMGSIM_OK) return cli_fail("preprocess", st);
-    size_t n = (size_t)img.w * img.h * 3;
+    size_t n = (size_t)w * h * 3;
     float *f = malloc(n * sizeof *f);
     if (!f) {
-        ims_image_free(&img);
+        imgsim_rgb_free(rgb);
         fprintf(stderr, "imgsim preprocess: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < n; i++) f[i] = img.px[i];
-    int64_t shape[3] = {img.h, img.w, 3};
-    ims_image_free(&img);
-    st = ims_npy_write_f32(out, f, shape, 3, &e);
+    for (size_t i = 0; i < n; i++) f[i] = rgb[i];
+    int64_t shape[3] = {h, w, 3};
+    imgsim_rgb_free(rgb);
+    st = imgsim_npy_write_f32(out, f, shape, 3);
     free(f);
     return st == IMGSIM_OK ? 0 : cli_fail("preprocess", st);
 }
