@@ -4,8 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imgsim_synth.h"
+
 #include "cli.h"
-#include "data/synth.h"
 
 static const char *usage =
     "imgsim demo [--out=DIR] [--arch=resnet50|resnet18] [--classes=10] [--per-class=30] [--device=cpu|cuda]\n"
@@ -41,7 +42,6 @@ int cmd_demo(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
-    ims_err e;
     char *data = cli_path_join(out, "data"), *model = NULL, *job = cli_path_join(out, "job");
     char mname[64];
     snprintf(mname, sizeof mname, "%s-random.onnx", arch);
@@ -50,16 +50,17 @@ int cmd_demo(int argc, char **argv) {
     if (!data || !model || !job || cli_mkdir_p("demo", out)) goto done;
 
     fprintf(stderr, "imgsim demo: generating %d classes x %d photo-like JPEGs in %s\n", classes, per_class, data);
-    ims_synth_opts so;
-    ims_synth_opts_init(&so);
+    imgsim_synth_opts so;
+    imgsim_synth_opts_init(&so);
     so.n_classes = classes;
     so.per_class = per_class;
     so.min_side = 160;
     so.max_side = 800;
     so.seed = 42;
     so.quiet = quiet;
-    if (ims_synth_dataset_ex(data, &so, &e)) {
-        fprintf(stderr, "imgsim demo: %s\n", e.msg);
+    imgsim_status sst = imgsim_synth_dataset(data, &so);
+    if (sst) {
+        rc = cli_fail("demo", sst);
         goto done;
     }
     if (!cli_path_exists(model)) {

@@ -3,14 +3,16 @@
  *              [--max-side=640] [--seed=42] [--large-fraction=0] [--large-min-side=1200]
  *              [--quality=90] [--threads=0] [--quiet]
  *
- * Writes a labelled photo-like JPEG dataset (DIR/class_XX/img_YYYY.jpg, see data/synth.h) for
- * demos, tests and benchmarks. Not needed for real work; listed in `imgsim --help` for benchmarks.
+ * Writes a labelled photo-like JPEG dataset (DIR/class_XX/img_YYYY.jpg, see include/imgsim_synth.h,
+ * libimgsim_synth) for demos, tests and benchmarks. Not needed for real work; listed in
+ * `imgsim --help` for benchmarks.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "imgsim_synth.h"
+
 #include "cli.h"
-#include "data/synth.h"
 
 static const char usage[] =
     "imgsim synth --out=DIR [--classes=10] [--per-class=30] [--min-side=256] [--max-side=640]\n"
@@ -27,8 +29,8 @@ int cmd_synth(int argc, char **argv) {
     cli_args a;
     int started = cli_start(&a, argc, argv, value_opts, usage);
     if (started >= 0) return started;
-    ims_synth_opts o;
-    ims_synth_opts_init(&o);
+    imgsim_synth_opts o;
+    imgsim_synth_opts_init(&o);
     const char *out = cli_str(&a, "out", NULL);
     o.n_classes = (int)cli_int(&a, "classes", o.n_classes, 1, 10000);
     o.per_class = (int)cli_int(&a, "per-class", o.per_class, 1, 10000000);
@@ -54,14 +56,9 @@ int cmd_synth(int argc, char **argv) {
         return rc;
     }
     double t0 = cli_now();
-    ims_err err;
-    ims_err_clear(&err);
-    imgsim_status st = ims_synth_dataset_ex(out, &o, &err);
+    imgsim_status st = imgsim_synth_dataset(out, &o);
     cli_free(&a);
-    if (st != IMGSIM_OK) {
-        fprintf(stderr, "imgsim synth: %s\n", err.msg[0] ? err.msg : imgsim_status_str(st));
-        return 1;
-    }
+    if (st != IMGSIM_OK) return cli_fail("synth", st);
     if (!o.quiet)
         fprintf(stderr, "imgsim synth: wrote %lld images in %d classes to %s (%.1f s)\n",
                 (long long)o.n_classes * o.per_class, o.n_classes, out, cli_now() - t0);

@@ -1,5 +1,7 @@
 /*
- * synth.c: labelled photo-like JPEG datasets for the demo, tests and benchmarks (see synth.h).
+ * synth.c: libimgsim_synth, labelled photo-like JPEG datasets for the demo, tests and benchmarks
+ * (include/imgsim_synth.h). Not part of the engine library; it uses core's helpers (errors,
+ * files, thread pool, progress) from libimgsim.
  *
  * A class is a scene family (landscape, stripes, discs, checker, cloudy noise, rings: class % 6)
  * with a class palette (hue spread by the golden ratio), a class orientation and a class scale.
@@ -12,7 +14,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "data/synth.h"
+#include "imgsim_synth.h"
+
+#include "core/core.h"
 
 #include <errno.h>
 #include <math.h>
@@ -343,8 +347,8 @@ static void draw_clutter(uint8_t *rgb, int w, int h, rng *r) {
     }
 }
 
-void ims_synth_image(uint8_t *rgb, int w, int h, int cls, uint64_t seed) {
-    if (w <= 0 || h <= 0) return;
+/* Renders image (cls, seed) into rgb [h, w, 3]. Fails only when out of memory (the noise table). */
+static imgsim_status synth_image(uint8_t *rgb, int w, int h, int cls, uint64_t seed) {
     rng r = {seed};
     rng_u64(&r);
     look L = make_look(cls, w, h, &r);
@@ -376,12 +380,12 @@ void ims_synth_image(uint8_t *rgb, int w, int h, int cls, uint64_t seed) {
     if (nt > 65536) nt = 65536;
     nt += row;
     int8_t *tab = malloc(nt);
-    for (size_t i = 0; tab && i < nt; i += 8) { /* tab [nt] */
+    if (!tab) return ims_fail(NULL, IMGSIM_ERR_NOMEM, "synth: out of memory for a %dx%d image's noise", w, h);
+    for (size_t i = 0; i < nt; i += 8) { /* tab [nt] */
         uint64_t b = rng_u64(&r);
         for (size_t k = 0; k < 8 && i + k < nt; k++, b >>= 8)
             tab[i + k] = (int8_t)((((int)(b & 0xFF) - 128) * amp) >> 7);
     }
-    if (!tab) return; /* out of memory: no noise, the image is still valid */
     for (int y = 0; y < h; y++) {
         uint8_t *restrict p = rgb + (size_t)y * row;
         const int8_t *restrict t = tab + rng_u64(&r) % (nt - row + 1);
@@ -392,11 +396,20 @@ void ims_synth_image(uint8_t *rgb, int w, int h, int cls, uint64_t seed) {
         }
     }
     free(tab);
+    return IMGSIM_OK;
 }
 
-void ims_synth_size(int *w, int *h, int min_side, int max_side, uint64_t seed) {
-    if (min_side < 1) min_side = 1;
-    if (max_side < min_side) max_side = min_side;
+imgsim_status imgsim_synth_image(uint8_t *rgb, int width, int height, int cls, uint64_t seed) {
+    if (!rgb) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_synth_image: rgb must not be NULL");
+    if (width < 1 || height < 1 || width > 65535 || height > 65535 || cls < 0)
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG,
+                        "imgsim_synth_image: %dx%d, class %d: sides must be in 1..65535, class >= 0", width,
+                        height, cls);
+    return synth_image(rgb, width, height, cls, seed);
+}
+
+/* The dataset's size rule (see imgsim_synth_size); min_side >= 1, max_side >= min_side. */
+static void synth_size(int *w, int *h, int min_side, int max_side, uint64_t seed) {
     rng r = {seed ^ 0x5A5A5A5A5A5A5A5Aull};
     int lng = rng_int(&r, min_side, max_side);
     float aspect = rng_range(&r, 0.62f, 1.0f);
@@ -410,9 +423,20 @@ void ims_synth_size(int *w, int *h, int min_side, int max_side, uint64_t seed) {
     }
 }
 
+imgsim_status imgsim_synth_size(int *width, int *height, int min_side, int max_side, uint64_t seed) {
+    if (!width || !height)
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_synth_size: width and height must not be NULL");
+    if (min_side < 1 || max_side < min_side)
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG,
+                        "imgsim_synth_size: sides must satisfy 1 <= min (%d) <= max (%d)", min_side,
+                        max_side);
+    synth_size(width, height, min_side, max_side, seed);
+    return IMGSIM_OK;
+}
+
 /* ---- dataset --------------------------------------------------------------------------------- */
 
-void ims_synth_opts_init(ims_synth_opts *o) {
+void imgsim_synth_opts_init(imgsim_synth_opts *o) {
     memset(o, 0, sizeof *o);
     o->n_classes = 10;
     o->per_class = 30;
@@ -426,7 +450,7 @@ void ims_synth_opts_init(ims_synth_opts *o) {
 
 typedef struct synth_job {
     const char *root;
-    const ims_synth_opts *o;
+    const imgsim_synth_opts *o;
     tjhandle *tj; /* one compressor per worker */
     atomic_int failed;
     ims_err err; /* the first failure */
@@ -465,16 +489,16 @@ static imgsim_status write_image(const char *path, const void *data, size_t len,
 static void synth_one(void *ctx, int64_t i, int worker) {
     synth_job *J = ctx;
     if (atomic_load(&J->failed)) return;
-    const ims_synth_opts *o = J->o;
+    const imgsim_synth_opts *o = J->o;
     int cls = (int)(i / o->per_class), idx = (int)(i % o->per_class);
     uint64_t s = image_seed(o->seed, cls, idx);
     rng r = {s ^ 0xA0761D6478BD642Full};
     int large = o->large_fraction > 0 && (double)rng_f(&r) < o->large_fraction;
     int w, h;
     if (large)
-        ims_synth_size(&w, &h, o->large_min_side, o->large_min_side * 4 / 3, s);
+        synth_size(&w, &h, o->large_min_side, o->large_min_side * 4 / 3, s);
     else
-        ims_synth_size(&w, &h, o->min_side, o->max_side, s);
+        synth_size(&w, &h, o->min_side, o->max_side, s);
 
     char rel[64];
     snprintf(rel, sizeof rel, "class_%02d/img_%04d.jpg", cls, idx);
@@ -488,10 +512,13 @@ static void synth_one(void *ctx, int64_t i, int worker) {
     if (!path || !rgb) {
         st = ims_fail(&err, IMGSIM_ERR_NOMEM, "synth: out of memory for a %dx%d image", w, h);
     } else {
-        ims_synth_image(rgb, w, h, cls, s);
-        if (tjCompress2(J->tj[worker], rgb, w, 0, h, TJPF_RGB, &jpeg, &jsize, TJSAMP_420, o->quality, 0) != 0)
+        st = synth_image(rgb, w, h, cls, s);
+        if (st != IMGSIM_OK)
+            ims_fail_copy(&err, NULL, st);
+        else if (tjCompress2(J->tj[worker], rgb, w, 0, h, TJPF_RGB, &jpeg, &jsize, TJSAMP_420, o->quality,
+                             0) != 0)
             st = ims_fail(&err, IMGSIM_ERR_INTERNAL, "%s: JPEG encoding failed: %s", path,
-                         tjGetErrorStr2(J->tj[worker]));
+                          tjGetErrorStr2(J->tj[worker]));
         else
             st = write_image(path, jpeg, (size_t)jsize, &err);
     }
@@ -508,18 +535,18 @@ static void synth_one(void *ctx, int64_t i, int worker) {
     if (J->progress) ims_progress_add(J->progress, 1);
 }
 
-imgsim_status ims_synth_dataset_ex(const char *root, const ims_synth_opts *o, ims_err *e) {
+static imgsim_status synth_dataset(const char *root, const imgsim_synth_opts *o, ims_err *e) {
     if (o->n_classes < 1 || o->n_classes > 10000 || o->per_class < 1 || o->per_class > 10000000)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
-                       "synth: need 1..10000 classes and 1..10000000 images per class");
+                        "synth: need 1..10000 classes and 1..10000000 images per class");
     if (o->min_side < 8 || o->max_side < o->min_side || o->max_side > 16384)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
-                       "synth: sides must satisfy 8 <= min (%d) <= max (%d) <= 16384", o->min_side,
-                       o->max_side);
+                        "synth: sides must satisfy 8 <= min (%d) <= max (%d) <= 16384", o->min_side,
+                        o->max_side);
     if (o->large_fraction < 0 || o->large_fraction > 1 ||
         (o->large_fraction > 0 && (o->large_min_side < 8 || o->large_min_side > 12288)))
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
-                       "synth: large fraction must be in [0, 1], large side in 8..12288");
+                        "synth: large fraction must be in [0, 1], large side in 8..12288");
     if (o->quality < 1 || o->quality > 100)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "synth: JPEG quality %d not in 1..100", o->quality);
 
@@ -547,7 +574,8 @@ imgsim_status ims_synth_dataset_ex(const char *root, const ims_synth_opts *o, im
         return ims_fail(e, IMGSIM_ERR_NOMEM, "synth: out of memory");
     }
     for (int i = 0; i < nw && st == IMGSIM_OK; i++)
-        if (!(tj[i] = tjInitCompress())) st = ims_fail(e, IMGSIM_ERR_INTERNAL, "synth: tjInitCompress failed");
+        if (!(tj[i] = tjInitCompress()))
+            st = ims_fail(e, IMGSIM_ERR_INTERNAL, "synth: tjInitCompress failed");
     if (st == IMGSIM_OK) {
         J->root = root;
         J->o = o;
@@ -568,14 +596,12 @@ imgsim_status ims_synth_dataset_ex(const char *root, const ims_synth_opts *o, im
     return st;
 }
 
-imgsim_status ims_synth_dataset(const char *root, int n_classes, int per_class, int min_side, int max_side,
-                               uint64_t seed, ims_err *e) {
-    ims_synth_opts o;
-    ims_synth_opts_init(&o);
-    o.n_classes = n_classes;
-    o.per_class = per_class;
-    o.min_side = min_side;
-    o.max_side = max_side;
-    o.seed = seed;
-    return ims_synth_dataset_ex(root, &o, e);
+imgsim_status imgsim_synth_dataset(const char *root, const imgsim_synth_opts *opt) {
+    imgsim_synth_opts def;
+    if (!opt) {
+        imgsim_synth_opts_init(&def);
+        opt = &def;
+    }
+    if (!root) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_synth_dataset: root must not be NULL");
+    return synth_dataset(root, opt, NULL);
 }
