@@ -1,3 +1,10 @@
 # Public API tests (issue 11): the store, compatibility and dedup calls through imgsim.h alone,
 # against numpy/hashlib references.
 imgsim_c_test(test_api_store test_api_store.c ASAN)
+# The public headers as the only door: src/cli/ and python/src/ include no library-internal header
+# and name no ims_ function; nm of the libraries shows only imgsim_/ims_ symbols.
+set(api_libs $<TARGET_FILE:imgsim> $<TARGET_FILE:imgsim_synth>)
+if(IMGSIM_ASAN)
+  list(APPEND api_libs $<TARGET_FILE:imgsim_asan> $<TARGET_FILE:imgsim_synth_asan>)
+endif()
+imgsim_py_test(api_public_only test_api_public_only.py ${api_libs})
