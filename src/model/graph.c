@@ -7,7 +7,8 @@
 const char *ims_op_name(ims_op op) {
     static const char *names[IS_OP_COUNT] = {
         "Conv",    "BatchNormalization", "Relu",    "Clip", "Add",    "Mul",      "Sigmoid",  "MaxPool",
-        "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Identity"};
+        "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Identity",
+        "HardSigmoid", "HardSwish"};
     return (unsigned)op < IS_OP_COUNT ? names[op] : "?";
 }
 

@@ -41,6 +41,8 @@ typedef enum ims_op {
     IS_OP_MATMUL,
     IS_OP_CONCAT,
     IS_OP_IDENTITY,
+    IS_OP_HARDSIGMOID, /* max(0, min(1, alpha * x + beta)) (alpha, beta in the node's fields) */
+    IS_OP_HARDSWISH,   /* x * max(0, min(1, x / 6 + 1 / 2)) */
     IS_OP_COUNT
 } ims_op;
 
@@ -82,7 +84,7 @@ typedef struct ims_node {
     /* BatchNormalization */
     float epsilon;
 
-    /* Gemm: Y = alpha * A' * B' + beta * C */
+    /* Gemm: Y = alpha * A' * B' + beta * C; HardSigmoid: max(0, min(1, alpha * x + beta)) */
     float alpha, beta;
     int trans_a, trans_b;
 

@@ -313,7 +313,7 @@ static imgsim_status infer_bn(sh_ctx *c, ims_node *n) {
     return set_out(c, n, x->rank, x->dims);
 }
 
-/* Relu, Sigmoid, Identity, Clip: the output has the input's shape. Clip takes its bounds from
+/* Relu, Sigmoid, Identity, Clip, HardSigmoid, HardSwish: the output has the input's shape. Clip takes its bounds from
  * constant inputs when they are present (opset >= 11). */
 static imgsim_status infer_unary(sh_ctx *c, ims_node *n) {
     const ims_value *x;
@@ -607,6 +607,8 @@ static const infer_fn infer_table[IS_OP_COUNT] = {
     [IS_OP_MATMUL] = infer_matmul,
     [IS_OP_CONCAT] = infer_concat,
     [IS_OP_IDENTITY] = infer_unary,
+    [IS_OP_HARDSIGMOID] = infer_unary,
+    [IS_OP_HARDSWISH] = infer_unary,
 };
 /* clang-format on */
 

@@ -1004,6 +1004,13 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     case IS_OP_SIGMOID:
         TRY(plan_eltwise(c, p, i, nd->in[0], nd->out, dnnl_eltwise_logistic, 0.0f, 0.0f, e));
         break;
+    case IS_OP_HARDSIGMOID: /* oneDNN 2.6 has no hardsigmoid: linear, then clip to [0, 1] */
+        TRY(plan_eltwise(c, p, i, nd->in[0], nd->out, dnnl_eltwise_linear, nd->alpha, nd->beta, e));
+        TRY(plan_eltwise(c, p, i, nd->out, nd->out, dnnl_eltwise_clip, 0.0f, 1.0f, e));
+        break;
+    case IS_OP_HARDSWISH: /* x * relu6(x + 3) / 6, ONNX's HardSwish exactly */
+        TRY(plan_eltwise(c, p, i, nd->in[0], nd->out, dnnl_eltwise_hardswish, 0.0f, 0.0f, e));
+        break;
     case IS_OP_ADD:
     case IS_OP_MUL:
         TRY(plan_binary(c, p, i, &fused_act, e));

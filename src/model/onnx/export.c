@@ -314,6 +314,10 @@ static const char *onnx_op(ims_op op) {
         return "Mul";
     case IS_OP_SIGMOID:
         return "Sigmoid";
+    case IS_OP_HARDSIGMOID:
+        return "HardSigmoid";
+    case IS_OP_HARDSWISH:
+        return "HardSwish";
     case IS_OP_MAXPOOL:
         return "MaxPool";
     case IS_OP_AVGPOOL:
@@ -396,6 +400,10 @@ static imgsim_status emit_node(ex *x, const ims_node *n, int idx) {
         node_attr(x, o, attr_float(x, "beta", n->beta));
         node_attr(x, o, attr_int(x, "transA", n->trans_a));
         node_attr(x, o, attr_int(x, "transB", n->trans_b));
+        break;
+    case IS_OP_HARDSIGMOID:
+        node_attr(x, o, attr_float(x, "alpha", n->alpha));
+        node_attr(x, o, attr_float(x, "beta", n->beta));
         break;
     default:
         break;

@@ -725,6 +725,7 @@ typedef struct node_params {
     int64_t axis; /* as written, maybe negative */
     int allowzero;
     int has_clip_attr;
+    int has_alpha, has_beta;
 } node_params;
 
 /* Context for attribute messages. */
@@ -835,8 +836,14 @@ static imgsim_status parse_attr(const actx *c, const ImsOnnx__AttributeProto *a,
         float v;
         return get_float(c, a, &v); /* training only */
     }
-    if (!strcmp(nm, "alpha")) return get_float(c, a, &n->alpha);
-    if (!strcmp(nm, "beta")) return get_float(c, a, &n->beta);
+    if (!strcmp(nm, "alpha")) {
+        p->has_alpha = 1;
+        return get_float(c, a, &n->alpha);
+    }
+    if (!strcmp(nm, "beta")) {
+        p->has_beta = 1;
+        return get_float(c, a, &n->beta);
+    }
     if (!strcmp(nm, "min")) {
         p->has_clip_attr = 1;
         return get_float(c, a, &n->clip_min);
@@ -1047,6 +1054,16 @@ static imgsim_status check_concat(node_ctx *c) {
     return resolve_axis(c, 0);
 }
 
+/* HardSigmoid: ONNX's defaults alpha 0.2, beta 0.5 (torch writes alpha 1/6); both finite. */
+static imgsim_status check_hardsigmoid(node_ctx *c) {
+    if (!c->p.has_alpha) c->p.n.alpha = 0.2f;
+    if (!c->p.has_beta) c->p.n.beta = 0.5f;
+    if (!isfinite(c->p.n.alpha) || !isfinite(c->p.n.beta))
+        return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': HardSigmoid alpha/beta must be finite",
+                        c->m->path, c->label);
+    return IMGSIM_OK;
+}
+
 /* ---- the operator table ----------------------------------------------------------------- */
 
 #define OPT_IN(i) (1u << (i))
@@ -1071,6 +1088,8 @@ static const op_desc op_table[] = {
     /* more inputs than IS_MAX_INPUTS: a chain, see add_concat_chain */
     {"Concat", IS_OP_CONCAT, 1, IS_MAX_INPUTS, 0, " axis ", check_concat},
     {"Identity", IS_OP_IDENTITY, 1, 1, 0, " ", NULL},
+    {"HardSigmoid", IS_OP_HARDSIGMOID, 1, 1, 0, " alpha beta ", check_hardsigmoid},
+    {"HardSwish", IS_OP_HARDSWISH, 1, 1, 0, " ", NULL}, /* opset 14 */
     /* pass 1 handles these three (add_constant_node, check_noop_pad, check_dropout) */
     {"Constant", OP_CONSTANT, 0, 0, 0, " value value_float value_floats value_int value_ints ", NULL},
     {"Pad", OP_PAD, 2, 4, 0, " mode ", NULL},

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""test_onnx_families.py: torchvision families beyond ResNet, engine-only against PyTorch.
+
+tools/export_torchvision.py exports --arch at --opset (random weights, seed 3, random BatchNorm
+statistics, dynamic batch, input --size x --size); the same module is rebuilt in Python with the
+same seed and statistics and run in float64 as the reference. `imgsim bench --input --dump
+--no-normalize --layer=output` runs the graph's output (the logits, so every layer including the
+head is checked) on the CPU engine for the same tensor, with a batch size below the image count
+so that partial batches are exercised: per-image relative L2 error must be <= 1e-5.
+
+Usage: test_onnx_families.py --arch=NAME [--opset=13] [--size=64] [--images=3] [--batch-size=2]
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--arch", required=True)
+ap.add_argument("--opset", type=int, default=13)
+ap.add_argument("--size", type=int, default=64)
+ap.add_argument("--images", type=int, default=3)
+ap.add_argument("--batch-size", type=int, default=2)
+args = ap.parse_args()
+
+try:
+    import numpy as np
+    import torch
+except ImportError as ex:  # pragma: no cover
+    testlib.skip("needs numpy and torch: %s" % ex)
+
+torch.set_num_threads(2)
+WORK = testlib.workdir()
+TOOLS = os.path.join(testlib.SRC, "tools")
+sys.path.insert(0, TOOLS)
+import export_torchvision  # noqa: E402
+
+SEED = 3
+path = os.path.join(WORK, "%s_op%d.onnx" % (args.arch, args.opset))
+subprocess.run([sys.executable, os.path.join(TOOLS, "export_torchvision.py"), "--arch", args.arch,
+                "--weights", "none", "--opset", str(args.opset), "--seed", str(SEED), "--randomize-bn",
+                "--image-size", str(args.size), "--out", path], check=True, stdout=subprocess.DEVNULL)
+
+model = export_torchvision.build_model(args.arch, "none", SEED)
+export_torchvision.randomize_bn(model, SEED)
+model = model.double().eval()
+
+rng = np.random.default_rng(11)
+x = rng.standard_normal((args.images, 3, args.size, args.size)).astype(np.float32)
+with torch.no_grad():
+    ref = model(torch.from_numpy(x).double()).numpy()
+
+inp, out = os.path.join(WORK, "x.npy"), os.path.join(WORK, "y.npy")
+np.save(inp, x.reshape(args.images, -1))
+p = testlib.run(["bench", "--model=" + path, "--input=" + inp, "--dump=" + out, "--no-normalize",
+                 "--layer=output", "--batch-size=%d" % args.batch_size, "--threads=2"], check=False)
+if p.returncode != 0:
+    print("FAIL %s opset %d: imgsim bench: %s" % (args.arch, args.opset, p.stderr.strip()[-800:]))
+    sys.exit(1)
+got = np.load(out).astype(np.float64)
+if got.shape != ref.shape:
+    print("FAIL %s opset %d: output %s, expected %s" % (args.arch, args.opset, got.shape, ref.shape))
+    sys.exit(1)
+err = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
+print("%s opset %d %dx%d engine-only fp32: relative L2 error per image: %s" % (
+    args.arch, args.opset, args.size, args.size, " ".join("%.2e" % e for e in err)))
+if not np.all(err <= 1e-5):
+    print("FAIL: relative error %.3e > 1e-5" % err.max())
+    sys.exit(1)
+print("OK")
