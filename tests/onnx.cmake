@@ -10,3 +10,11 @@ imgsim_c_test(test_onnx_import test_onnx_import.c ASAN)
 # against PyTorch float64 (relative L2 <= 1e-5), small inputs to keep CI fast.
 imgsim_py_test(onnx_family_mobilenet_v3_small_op13 test_onnx_families.py --arch=mobilenet_v3_small --opset=13 --size=64)
 imgsim_py_test(onnx_family_mobilenet_v3_large_op17 test_onnx_families.py --arch=mobilenet_v3_large --opset=17 --size=64)
+imgsim_py_test(onnx_family_mnasnet0_5_op13 test_onnx_families.py --arch=mnasnet0_5 --opset=13 --size=64)
+imgsim_py_test(onnx_family_mnasnet0_5_op17 test_onnx_families.py --arch=mnasnet0_5 --opset=17 --size=64)
+# Inception-v3 at its smallest size (75x75); at opset 17 on a non-square input with the whole
+# path (PNG files of other sizes -> imgsim extract), so preprocessing follows the model's H x W.
+imgsim_py_test(onnx_family_inception_v3_op13 test_onnx_families.py --arch=inception_v3 --opset=13 --size=75)
+imgsim_py_test(onnx_family_inception_v3_op17 test_onnx_families.py --arch=inception_v3 --opset=17 --size=80x96 --pipeline)
+# Pad folded into Conv/AveragePool and ReduceMean as a global average pool, against torch
+imgsim_py_test(onnx_padfold test_onnx_padfold.py)

@@ -2,13 +2,19 @@
 """test_onnx_families.py: torchvision families beyond ResNet, engine-only against PyTorch.
 
 tools/export_torchvision.py exports --arch at --opset (random weights, seed 3, random BatchNorm
-statistics, dynamic batch, input --size x --size); the same module is rebuilt in Python with the
+statistics, dynamic batch, input --size: N x N or H x W); the same module is rebuilt in Python with the
 same seed and statistics and run in float64 as the reference. `imgsim bench --input --dump
 --no-normalize --layer=output` runs the graph's output (the logits, so every layer including the
 head is checked) on the CPU engine for the same tensor, with a batch size below the image count
 so that partial batches are exercised: per-image relative L2 error must be <= 1e-5.
 
-Usage: test_onnx_families.py --arch=NAME [--opset=13] [--size=64] [--images=3] [--batch-size=2]
+With --pipeline the whole path is checked too: images of other sizes than the model's input
+(PNG, so that decoding is exact) go through `imgsim extract --layer=output`; the reference is
+PIL's bilinear resize to the H x W the model declares (torchvision's Resize((H, W))), ToTensor,
+Normalize and the float64 model: cosine >= 0.9999 per image.
+
+Usage: test_onnx_families.py --arch=NAME [--opset=13] [--size=64 | --size=HxW] [--images=3]
+                             [--batch-size=2] [--pipeline]
 """
 import argparse
 import os
@@ -21,10 +27,12 @@ import testlib  # noqa: E402
 ap = argparse.ArgumentParser()
 ap.add_argument("--arch", required=True)
 ap.add_argument("--opset", type=int, default=13)
-ap.add_argument("--size", type=int, default=64)
+ap.add_argument("--size", default="64", help="N or HxW")
 ap.add_argument("--images", type=int, default=3)
 ap.add_argument("--batch-size", type=int, default=2)
+ap.add_argument("--pipeline", action="store_true")
 args = ap.parse_args()
+H, W = ([int(t) for t in args.size.split("x")] * 2)[:2]
 
 try:
     import numpy as np
@@ -42,14 +50,14 @@ SEED = 3
 path = os.path.join(WORK, "%s_op%d.onnx" % (args.arch, args.opset))
 subprocess.run([sys.executable, os.path.join(TOOLS, "export_torchvision.py"), "--arch", args.arch,
                 "--weights", "none", "--opset", str(args.opset), "--seed", str(SEED), "--randomize-bn",
-                "--image-size", str(args.size), "--out", path], check=True, stdout=subprocess.DEVNULL)
+                "--image-size", args.size, "--out", path], check=True, stdout=subprocess.DEVNULL)
 
 model = export_torchvision.build_model(args.arch, "none", SEED)
 export_torchvision.randomize_bn(model, SEED)
 model = model.double().eval()
 
 rng = np.random.default_rng(11)
-x = rng.standard_normal((args.images, 3, args.size, args.size)).astype(np.float32)
+x = rng.standard_normal((args.images, 3, H, W)).astype(np.float32)
 with torch.no_grad():
     ref = model(torch.from_numpy(x).double()).numpy()
 
@@ -66,8 +74,42 @@ if got.shape != ref.shape:
     sys.exit(1)
 err = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
 print("%s opset %d %dx%d engine-only fp32: relative L2 error per image: %s" % (
-    args.arch, args.opset, args.size, args.size, " ".join("%.2e" % e for e in err)))
+    args.arch, args.opset, H, W, " ".join("%.2e" % e for e in err)))
 if not np.all(err <= 1e-5):
     print("FAIL: relative error %.3e > 1e-5" % err.max())
     sys.exit(1)
+
+if args.pipeline:
+    from PIL import Image
+    imgs = os.path.join(WORK, "imgs", "c")
+    os.makedirs(imgs, exist_ok=True)
+    sizes = [(W * 2 + 7, H + 13), (W - 5, H * 3 // 2), (W + 1, H + 1)]  # (width, height), none the model's
+    mean = np.array([0.485, 0.456, 0.406])[:, None, None]
+    std = np.array([0.229, 0.224, 0.225])[:, None, None]
+    xs = []
+    for i, (w, h) in enumerate(sizes):
+        im = testlib.photo_like(w, h, i, i)
+        im.save(os.path.join(imgs, "%d.png" % i))
+        r = np.asarray(im.resize((W, H), Image.BILINEAR), np.float64) / 255.0
+        xs.append((r.transpose(2, 0, 1) - mean) / std)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(np.stack(xs))).numpy()
+    store = os.path.join(WORK, "store")
+    p = testlib.run(["extract", "--model", path, "--out", store, "--quiet", "--no-normalize", "--layer=output",
+                     "--batch-size=2", os.path.dirname(imgs)], check=False)
+    if p.returncode != 0:
+        print("FAIL %s: imgsim extract: %s" % (args.arch, p.stderr.strip()[-800:]))
+        sys.exit(1)
+    feats = np.load(os.path.join(store, "features.npy")).astype(np.float64)
+    rows = [ln.split("\t") for ln in open(os.path.join(store, "manifest.tsv")).read().splitlines()[1:]]
+    cos = []
+    for r in rows:
+        i = int(os.path.basename(r[1]).split(".")[0])
+        a, b = feats[int(r[0])], ref[i]
+        cos.append(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
+    print("%s pipeline (images resized to the model's %dx%d): cosine per image: %s" % (
+        args.arch, H, W, " ".join("%.7f" % c for c in cos)))
+    if len(cos) != len(sizes) or min(cos) < 0.9999:
+        print("FAIL: %d of %d images, worst cosine %s" % (len(cos), len(sizes), min(cos) if cos else None))
+        sys.exit(1)
 print("OK")

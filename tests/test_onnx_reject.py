@@ -432,11 +432,52 @@ def main():
         p["nodes"].insert(3, helper.make_node("GlobalAveragePool", ["rp"], ["p"]))
     accept("pad_that_pads_nothing", pad_noop)
 
-    def pad_nonzero(p):
+    def pad_nonzero(p):  # zero padding folds only into a Conv or AveragePool
         p["inits"].append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"))
         p["nodes"][2] = helper.make_node("Pad", ["r", "pads"], ["rp"], name="pad")
-        p["nodes"].insert(3, helper.make_node("GlobalAveragePool", ["rp"], ["p"]))
-    case("pad_nonzero", ["node 'pad'", "Pad with non-zero pads is not supported"], pad_nonzero)
+        p["nodes"].insert(3, helper.make_node("GlobalAveragePool", ["rp"], ["p"], name="gap"))
+    case("pad_nonzero", ["node 'gap'", "output of Pad 'pad' with non-zero pads",
+                         "only before a Conv or AveragePool"], pad_nonzero)
+
+    def pad_edit(mode="constant", pp=(0, 0, 1, 1, 0, 0, 1, 1), value=None, then="AveragePool", **kw):
+        """Pad (pads pp) -> then (3x3, attributes kw) -> GlobalAveragePool."""
+        def edit(p):
+            p["inits"].append(numpy_helper.from_array(np.array(pp, np.int64), "pads"))
+            ins = ["r", "pads"]
+            if value is not None:
+                p["inits"].append(numpy_helper.from_array(np.array(value, np.float32), "cval"))
+                ins.append("cval")
+            p["nodes"][2] = helper.make_node("Pad", ins, ["rp"], name="pad", mode=mode)
+            if then == "Conv":
+                p["inits"].append(tensor("W2", np.ones((4, 4, 3, 3))))
+                p["nodes"].insert(3, helper.make_node("Conv", ["rp", "W2"], ["q"], name="then", **kw))
+            else:
+                p["nodes"].insert(3, helper.make_node(then, ["rp"], ["q"], name="then", kernel_shape=[3, 3], **kw))
+            p["nodes"].insert(4, helper.make_node("GlobalAveragePool", ["q"], ["p"]))
+        return edit
+    accept("pad_then_averagepool", pad_edit())
+    accept("pad_value_zero_then_avgpool", pad_edit(value=0.0, count_include_pad=0))
+    accept("pad_then_conv", pad_edit(then="Conv", pads=[1, 0, 1, 0]))
+    case("pad_reflect", ["node 'pad'", "Pad (opset 13) with a mode other than constant"], pad_edit(mode="reflect"))
+    case("pad_channel_axis", ["node 'pad'", "padding of the batch or channel axis"],
+         pad_edit(pp=(0, 1, 0, 0, 0, 0, 0, 0)))
+    case("pad_value_nonzero", ["node 'pad'", "a constant_value other than 0"], pad_edit(value=1.5))
+    case("pad_then_maxpool", ["node 'then'", "MaxPool reads 'rp'", "only before a Conv or AveragePool"],
+         pad_edit(then="MaxPool"))
+    case("pad_then_avgpool_own_pads", ["node 'then'", "its own uncounted pads"],
+         pad_edit(pads=[1, 1, 1, 1], count_include_pad=0))
+    case("pad_then_conv_auto_pad", ["node 'then'", "with auto_pad"], pad_edit(then="Conv", auto_pad="SAME_UPPER"))
+
+    def reducemean(axes, keepdims, name="rm"):
+        def edit(p):
+            p["nodes"][2] = helper.make_node("ReduceMean", ["r"], ["p"], name=name, axes=axes, keepdims=keepdims)
+            if not keepdims:
+                p["nodes"][3] = helper.make_node("Identity", ["p"], ["f"])
+        return edit
+    accept("reducemean_hw_keepdims", reducemean([2, 3], 1))
+    accept("reducemean_hw", reducemean([-1, -2], 0))
+    case("reducemean_channels", ["node 'rm'", "ReduceMean (opset 13) is supported only over axes [2, 3]"],
+         reducemean([1], 1))
 
     def dropout(p):  # other exporters keep inference Dropouts
         p["inits"].append(numpy_helper.from_array(np.array(False), "train"))

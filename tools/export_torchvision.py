@@ -59,7 +59,8 @@ def export(model, path, opset, size):
     import torch
 
     model.eval()
-    dummy = torch.randn(1, 3, size, size)
+    h, w = size
+    dummy = torch.randn(1, 3, h, w)
     kwargs = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the TorchScript exporter the pipeline used
@@ -81,14 +82,23 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     ap.add_argument("--randomize-bn", action="store_true",
                     help="random BatchNorm running statistics and affine parameters")
-    ap.add_argument("--image-size", type=int, default=224, help="input height and width (default 224)")
+    ap.add_argument("--image-size", default="224",
+                    help="input size: N (N x N) or HxW (default 224; the model declares it)")
     args = ap.parse_args()
 
+    try:
+        hw = [int(t) for t in args.image_size.lower().split("x")]
+        if len(hw) == 1:
+            hw *= 2
+        if len(hw) != 2 or min(hw) < 1:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"export_torchvision.py: --image-size '{args.image_size}': expected N or HxW")
     out = args.out or f"{args.arch}.onnx"
     model = build_model(args.arch, args.weights, args.seed)
     if args.randomize_bn:
         randomize_bn(model, args.seed)
-    export(model, out, args.opset, args.image_size)
+    export(model, out, args.opset, hw)
     n = sum(p.numel() for p in model.parameters())
     print(f"export_torchvision.py: wrote {out} ({args.arch}, weights {args.weights}, opset {args.opset}, "
           f"{n} parameters, {os.path.getsize(out) / 1e6:.1f} MB)")

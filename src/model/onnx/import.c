@@ -13,9 +13,10 @@
  *   5. the one image input ([N, C, H, W], N free) becomes the graph input;
  *   6. every node output is declared (pass 1, so nodes may be listed out of order; Constant
  *      nodes become constants; Identity nodes of constants, Pads that pad nothing and
- *      inference Dropouts other names of their input), then every
+ *      inference Dropouts other names of their input; a zero constant Pad of H and W is recorded
+ *      in m->pads and folded into the pads of the Conv or AveragePool reading it), then every
  *      node's inputs are resolved and its attributes checked against what imgsim executes
- *      (pass 2);
+ *      (pass 2; ReduceMean over H and W becomes GlobalAveragePool, + Flatten without keepdims);
  *   7. ims_graph_link checks the references as a graph: order, cycles, consumers.
  *
  * Conventions the rest of imgsim relies on (see graph.h):
@@ -132,7 +133,20 @@ typedef struct imp {
     size_t max_vals;        /* capacity of rank[] and inexact[] */
     char *dir_real;         /* realpath of the model's folder, for external data (lazy) */
     unsigned char *folded;  /* per node: a Constant, or an Identity of a constant (no node) */
+    struct pad_fold {       /* Pads with non-zero spatial pads, folded into their consumer */
+        const char *out;    /* the Pad's output name (borrowed from the unpacked model) */
+        const char *node;   /* the Pad's node name */
+        int pad[4];         /* top, left, bottom, right */
+    } *pads;
+    size_t n_pads;
 } imp;
+
+/* The Pad whose output is named name, or NULL. */
+static const struct pad_fold *find_pad(const imp *m, const char *name) {
+    for (size_t i = 0; i < m->n_pads; i++)
+        if (!strcmp(m->pads[i].out, name)) return &m->pads[i];
+    return NULL;
+}
 
 /* The node's name, or "<op_type>_<index>" when it has none (for messages and the graph). */
 static const char *node_label(const ImsOnnx__NodeProto *n, int idx, char buf[64]) {
@@ -693,8 +707,9 @@ typedef struct op_desc {
 } op_desc;
 
 #define OP_CONSTANT (-1)
-#define OP_PAD (-2)     /* only a Pad that pads nothing (torch writes them before AveragePool) */
+#define OP_PAD (-2)     /* a Pad that pads nothing, or zero padding folded into a Conv/AveragePool */
 #define OP_DROPOUT (-3) /* inference Dropout: the identity (other exporters keep them) */
+#define OP_REDUCEMEAN (-4) /* over H and W of a 4-D input: GlobalAveragePool (+ Flatten) */
 
 static int attr_allowed(const op_desc *d, const char *name) {
     size_t n = strlen(name);
@@ -875,6 +890,7 @@ struct node_ctx {
     node_params p;
     int r0;       /* rank of input 0, or -1 when not known */
     int out_rank; /* rank of the output, or -1 when not known */
+    const struct pad_fold *pre_pad; /* input 0 is a folded Pad's output (Conv, AveragePool) */
 };
 
 /* Conv: the kernel comes from a constant 4-D weight [OC, IC/group, KH, KW] (kernel_shape, when
@@ -1090,10 +1106,12 @@ static const op_desc op_table[] = {
     {"Identity", IS_OP_IDENTITY, 1, 1, 0, " ", NULL},
     {"HardSigmoid", IS_OP_HARDSIGMOID, 1, 1, 0, " alpha beta ", check_hardsigmoid},
     {"HardSwish", IS_OP_HARDSWISH, 1, 1, 0, " ", NULL}, /* opset 14 */
-    /* pass 1 handles these three (add_constant_node, check_noop_pad, check_dropout) */
+    /* pass 1 handles these three (add_constant_node, check_pad, check_dropout) */
     {"Constant", OP_CONSTANT, 0, 0, 0, " value value_float value_floats value_int value_ints ", NULL},
     {"Pad", OP_PAD, 2, 4, 0, " mode ", NULL},
     {"Dropout", OP_DROPOUT, 1, 3, 0, " ratio seed ", NULL},
+    /* pass 2 handles this one (add_reducemean) */
+    {"ReduceMean", OP_REDUCEMEAN, 1, 2, OPT_IN(1), " axes keepdims noop_with_empty_axes ", NULL},
 };
 
 static const op_desc *find_op(const char *name) {
@@ -1178,6 +1196,15 @@ static imgsim_status resolve_inputs(node_ctx *c, const ImsOnnx__NodeProto *np) {
                                 label, d->onnx, i);
             continue;
         }
+        const struct pad_fold *pf = find_pad(m, nm);
+        if (pf) {
+            if (i != 0 || (d->op != IS_OP_CONV && d->op != IS_OP_AVGPOOL))
+                return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                                "%s: node '%.200s': %s reads '%.200s', the output of Pad '%.200s' with non-zero "
+                                "pads, which imgsim supports only before a Conv or AveragePool",
+                                m->path, label, d->onnx, nm, pf->node);
+            c->pre_pad = pf;
+        }
         c->in[i] = map_get(&m->names, nm);
         if (c->in[i] < 0)
             return ims_fail(
@@ -1252,6 +1279,7 @@ static imgsim_status add_node(imp *m, const ImsOnnx__NodeProto *np, const op_des
     c.m = m;
     c.d = d;
     c.label = label;
+    c.pre_pad = NULL;
     imgsim_status s = resolve_inputs(&c, np);
     if (s == IMGSIM_OK) s = parse_attrs(&c, np);
     if (s != IMGSIM_OK) return s;
@@ -1263,35 +1291,83 @@ static imgsim_status add_node(imp *m, const ImsOnnx__NodeProto *np, const op_des
             if (c.p.n.pad[i] != 0)
                 return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': pads and auto_pad are both set",
                                 m->path, label);
+    if (c.pre_pad) { /* zero padding before: the node's own pads grow (exact for Conv, and for an
+                        AveragePool that counts its padding) */
+        int own = 0;
+        for (int i = 0; i < 4; i++)
+            own |= c.p.n.pad[i];
+        if (c.p.n.auto_pad != 0 || (d->op == IS_OP_AVGPOOL && own && !c.p.n.count_include_pad))
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': %s after Pad '%.200s' with auto_pad or its own uncounted pads "
+                            "is not supported",
+                            m->path, label, d->onnx, c.pre_pad->node);
+        for (int i = 0; i < 4; i++)
+            c.p.n.pad[i] += c.pre_pad->pad[i];
+        if (d->op == IS_OP_AVGPOOL) c.p.n.count_include_pad = 1;
+    }
     return emit_node(&c, np->output[0]);
 }
 
-/* Accepts a Pad whose pads are a constant of zeros (it changes nothing, whatever its mode); any
- * other Pad is refused. */
-static imgsim_status check_noop_pad(imp *m, const ImsOnnx__NodeProto *np, const char *label) {
+/* Accepts a Pad whose pads are a constant of zeros (it changes nothing, whatever its mode), and
+ * a constant-mode Pad by zeros of H and W only (torch writes one before an AveragePool with
+ * count_include_pad): that one is recorded in m->pads and folded into the pads of the Conv or
+ * AveragePool reading it (pass 2); any other Pad is refused. */
+static imgsim_status check_pad(imp *m, const ImsOnnx__NodeProto *np, const char *label) {
     const op_desc *d = find_op("Pad");
     if (np->n_input < 2 || np->n_input > 4)
         return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Pad has %zu inputs (expected 2 to 4)",
                        m->path, label, np->n_input);
-    for (size_t i = 0; i < np->n_attribute; i++)
-        if (!attr_allowed(d, S(np->attribute[i]->name)))
+    int constant_mode = 1;
+    for (size_t i = 0; i < np->n_attribute; i++) {
+        const ImsOnnx__AttributeProto *a = np->attribute[i];
+        if (!attr_allowed(d, S(a->name)))
             return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                            "%s: node '%.200s': attribute '%.100s' of Pad is not supported", m->path, label,
-                           S(np->attribute[i]->name));
+                           S(a->name));
+        if (!strcmp(S(a->name), "mode"))
+            constant_mode = a->s.len == 8 && !memcmp(a->s.data, "constant", 8);
+    }
+    if (map_get(&m->names, np->output[0]) >= 0 || find_pad(m, np->output[0]))
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
+                       np->output[0]);
     int v = map_get(&m->names, S(np->input[1]));
     if (v < 0 || !m->g->vals[v].data)
         return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': Pad pads must be a constant",
                        m->path, label);
-    int64_t n = ims_value_numel(&m->g->vals[v]);
+    const ims_value *pv = &m->g->vals[v];
+    int64_t n = ims_value_numel(pv);
+    int zero = 1;
     for (int64_t i = 0; i < n; i++)
-        if (m->g->vals[v].data[i] != 0)
-            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                           "%s: node '%.200s': Pad with non-zero pads is not supported (only a Pad that pads "
-                           "nothing)",
-                           m->path, label);
-    if (map_get(&m->names, np->output[0]) >= 0)
-        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path,
-                       np->output[0]);
+        if (pv->data[i] != 0) zero = 0;
+    if (zero) return IMGSIM_OK;
+    const char *why = NULL;
+    if (!constant_mode)
+        why = "a mode other than constant";
+    else if (np->n_input == 4 && S(np->input[3])[0])
+        why = "axes";
+    else if (n != 8 || pv->rank != 1)
+        why = "pads of other than a 4-D input";
+    else if (pv->data[0] != 0 || pv->data[1] != 0 || pv->data[4] != 0 || pv->data[5] != 0)
+        why = "padding of the batch or channel axis";
+    for (int k = 2; !why && k < 8; k++)
+        if (pv->data[k] < 0 || pv->data[k] > ONNX_MAX_SPATIAL || m->inexact[v]) why = "negative or huge pads";
+    if (!why && np->n_input >= 3 && S(np->input[2])[0]) {
+        int cv = map_get(&m->names, np->input[2]);
+        if (cv < 0 || !m->g->vals[cv].data || ims_value_numel(&m->g->vals[cv]) != 1 || m->g->vals[cv].data[0] != 0)
+            why = "a constant_value other than 0";
+    }
+    if (why)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': Pad (opset %d) with %s is not supported (imgsim folds zero padding of "
+                        "H and W into the Conv or AveragePool that follows)",
+                        m->path, label, m->opset, why);
+    struct pad_fold *pf = &m->pads[m->n_pads++];
+    pf->out = np->output[0];
+    pf->node = S(np->name);
+    pf->pad[0] = (int)pv->data[2];
+    pf->pad[1] = (int)pv->data[3];
+    pf->pad[2] = (int)pv->data[6];
+    pf->pad[3] = (int)pv->data[7];
     return IMGSIM_OK;
 }
 
@@ -1369,6 +1445,102 @@ static imgsim_status add_concat_chain(imp *m, const ImsOnnx__NodeProto *np, cons
     return IMGSIM_OK;
 }
 
+/* ReduceMean over axes {2, 3} of a 4-D input (torch's x.mean([2, 3]): MNASNet, ShuffleNetV2)
+ * becomes GlobalAveragePool, followed by Flatten when keepdims is 0 (the intermediate value is
+ * named "<output>__gap"). Axes come from the attribute (opset <= 17) or a constant input (18);
+ * any other reduction is refused. */
+static imgsim_status add_reducemean(imp *m, const ImsOnnx__NodeProto *np, const char *label) {
+    const op_desc *d = find_op("ReduceMean");
+    if (np->n_input < 1 || np->n_input > 2 || !S(np->input[0])[0])
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': ReduceMean has %zu inputs (expected 1 or 2)",
+                        m->path, label, np->n_input);
+    int64_t axes[IS_MAX_RANK + 1];
+    size_t n_axes = 0;
+    int keepdims = 1, have_axes = 0;
+    for (size_t i = 0; i < np->n_attribute; i++) {
+        const ImsOnnx__AttributeProto *a = np->attribute[i];
+        const char *an = S(a->name);
+        if (!attr_allowed(d, an))
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': attribute '%.100s' of ReduceMean is not supported", m->path,
+                            label, an);
+        if (!strcmp(an, "keepdims") || !strcmp(an, "noop_with_empty_axes")) {
+            if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT || a->i < 0 || a->i > 1)
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': ReduceMean %s must be 0 or 1",
+                                m->path, label, an);
+            if (!strcmp(an, "keepdims")) keepdims = (int)a->i;
+        } else { /* axes */
+            if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS || a->n_ints > IS_MAX_RANK)
+                return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': ReduceMean axes must be INTS",
+                                m->path, label);
+            for (size_t k = 0; k < a->n_ints; k++)
+                axes[n_axes++] = a->ints[k];
+            have_axes = 1;
+        }
+    }
+    if (np->n_input == 2 && S(np->input[1])[0]) {
+        int v = map_get(&m->names, np->input[1]);
+        if (have_axes || v < 0 || !m->g->vals[v].data || m->g->vals[v].rank != 1 ||
+            m->g->vals[v].dims[0] > IS_MAX_RANK)
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': ReduceMean axes must be a constant list of at most %d axes",
+                            m->path, label, IS_MAX_RANK);
+        for (int64_t k = 0; k < m->g->vals[v].dims[0]; k++)
+            axes[n_axes++] = (int64_t)m->g->vals[v].data[k];
+        have_axes = 1;
+    }
+    int x = map_get(&m->names, np->input[0]);
+    if (x < 0)
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': input '%.200s' is not defined", m->path,
+                        label, np->input[0]);
+    if (find_pad(m, np->input[0]))
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': ReduceMean reads '%.200s', the output of a Pad with non-zero pads, "
+                        "which imgsim supports only before a Conv or AveragePool",
+                        m->path, label, np->input[0]);
+    int r = m->rank[x], mask = 0;
+    for (size_t k = 0; k < n_axes; k++) {
+        int64_t ax = axes[k] < 0 && r >= 0 ? axes[k] + r : axes[k];
+        if (ax >= 0 && ax < 8) mask |= 1 << ax;
+        else mask |= 1 << 8;
+    }
+    if (r != 4 || !have_axes || n_axes != 2 || mask != 0xC)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': ReduceMean (opset %d) is supported only over axes [2, 3] of a 4-D "
+                        "input (a global average pool)",
+                        m->path, label, m->opset);
+    char *ins[1] = {np->input[0]}, *outs[1] = {np->output[0]};
+    ImsOnnx__NodeProto part = *np;
+    part.n_attribute = 0;
+    part.input = ins;
+    part.n_input = 1;
+    part.output = outs;
+    part.n_output = 1;
+    if (keepdims) return add_node(m, &part, find_op("GlobalAveragePool"), label);
+    size_t len = strlen(np->output[0]) + 8;
+    char *tmp = ims_malloc(len);
+    if (!tmp) return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
+    snprintf(tmp, len, "%s__gap", np->output[0]);
+    if (map_get(&m->names, tmp) >= 0) {
+        imgsim_status s = ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                                   "%s: node '%.200s': value name '%.200s' is taken", m->path, label, tmp);
+        free(tmp);
+        return s;
+    }
+    int v = add_value(m, tmp, 0, NULL, NULL, 0);
+    if (v >= 0) map_put(&m->names, m->g->vals[v].name, v); /* re-key with the graph's copy */
+    free(tmp);
+    if (v < 0) return IMGSIM_ERR_NOMEM;
+    outs[0] = m->g->vals[v].name;
+    imgsim_status s = add_node(m, &part, find_op("GlobalAveragePool"), label);
+    if (s != IMGSIM_OK) return s;
+    ins[0] = m->g->vals[v].name;
+    outs[0] = np->output[0];
+    char flabel[300];
+    snprintf(flabel, sizeof flabel, "%.250s/flatten", label);
+    return add_node(m, &part, find_op("Flatten"), flabel);
+}
+
 /* ---- the model -------------------------------------------------------------------------- */
 
 /* Checks IR version and the default-domain opset; returns the opset through m->opset. */
@@ -1415,7 +1587,8 @@ static imgsim_status alloc_tables(imp *m, const ImsOnnx__GraphProto *gp) {
     m->rank = ims_malloc_array(n_names, sizeof *m->rank);
     m->inexact = ims_calloc(n_names, 1);
     m->folded = ims_calloc(gp->n_node, 1);
-    if (!m->rank || !m->inexact || !m->folded)
+    m->pads = ims_calloc(gp->n_node, sizeof *m->pads);
+    if (!m->rank || !m->inexact || !m->folded || !m->pads)
         return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
     return IMGSIM_OK;
 }
@@ -1478,7 +1651,7 @@ static imgsim_status declare_outputs(imp *m, const ImsOnnx__GraphProto *gp) {
         char buf[64];
         int pad = !strcmp(S(np->op_type), "Pad"), dropout = !strcmp(S(np->op_type), "Dropout");
         if (m->folded[i] || !(pad || dropout)) continue;
-        s = pad ? check_noop_pad(m, np, node_label(np, (int)i, buf))
+        s = pad ? check_pad(m, np, node_label(np, (int)i, buf))
                 : check_dropout(m, np, node_label(np, (int)i, buf));
         if (s != IMGSIM_OK) return s;
         m->folded[i] = 2; /* aliased below */
@@ -1499,6 +1672,10 @@ static imgsim_status declare_outputs(imp *m, const ImsOnnx__GraphProto *gp) {
             if (m->folded[i] != 2) continue;
             int v = map_get(&m->names, S(np->input[0]));
             if (v < 0) continue;
+            if (find_pad(m, S(np->input[0])) && find_pad(m, np->output[0]))
+                return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                                "%s: node '%.200s': a Pad of a Pad's output is not supported", m->path,
+                                S(np->name));
             map_put(&m->names, np->output[0], v);
             m->folded[i] = 1;
             changed = 1;
@@ -1519,7 +1696,8 @@ static imgsim_status add_nodes(imp *m, const ImsOnnx__GraphProto *gp) {
         const char *label = node_label(np, (int)i, buf);
         if (m->folded[i]) continue;
         const op_desc *d = find_op(S(np->op_type));
-        imgsim_status s = d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS
+        imgsim_status s = d->op == OP_REDUCEMEAN ? add_reducemean(m, np, label)
+                          : d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS
                               ? add_concat_chain(m, np, d, label)
                               : add_node(m, np, d, label);
         if (s != IMGSIM_OK) return s;
@@ -1551,6 +1729,9 @@ static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
 
     if (gp->n_output < 1) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no output", m->path);
     const char *on = S(gp->output[0]->name);
+    if (find_pad(m, on))
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: graph output '%.200s' is a Pad with non-zero pads",
+                        m->path, on);
     int out = map_get(&m->names, on);
     if (out < 0)
         return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: graph output '%.200s' is not defined", m->path, on);
@@ -1593,6 +1774,7 @@ imgsim_status ims_onnx_load(ims_graph **out, const char *path, ims_err *e) {
     free(m.rank);
     free(m.inexact);
     free(m.folded);
+    free(m.pads);
     free(m.dir_real);
     if (s == IMGSIM_OK) {
         ims_err le;
