@@ -106,6 +106,24 @@ static int get_buffer(PyObject *o, Py_buffer *v, const char *what, const char *f
     return 0;
 }
 
+/* The element type of the float matrix o: float16 where its buffer's format is 'e', else float32
+ * (also when o has no buffer: get_buffer then says what is wrong); *fmt is the format for
+ * get_buffer to require. */
+static imgsim_dtype float_buffer_dtype(PyObject *o, const char **fmt) {
+    imgsim_dtype dt = IMGSIM_F32;
+    *fmt = "f";
+    Py_buffer probe;
+    if (PyObject_GetBuffer(o, &probe, PyBUF_FORMAT | PyBUF_ND) == 0) {
+        const char *f = probe.format ? probe.format : "B";
+        if (*f == '<' || *f == '=') f++;
+        if (!strcmp(f, "e")) *fmt = "e", dt = IMGSIM_F16;
+        PyBuffer_Release(&probe);
+    } else {
+        PyErr_Clear();
+    }
+    return dt;
+}
+
 /* ---- Engine ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -678,17 +696,8 @@ static PyObject *mod_search(PyObject *m, PyObject *args, PyObject *kw) {
     }
     PyObject *ret = NULL;
     int have_g = 0, have_q = 0;
-    const char *fmt = "f";
-    imgsim_dtype dt = IMGSIM_F32;
-    Py_buffer probe;
-    if (PyObject_GetBuffer(go, &probe, PyBUF_FORMAT | PyBUF_ND) == 0) {
-        const char *f = probe.format ? probe.format : "B";
-        if (*f == '<' || *f == '=') f++;
-        if (!strcmp(f, "e")) fmt = "e", dt = IMGSIM_F16;
-        PyBuffer_Release(&probe);
-    } else {
-        PyErr_Clear();
-    }
+    const char *fmt;
+    imgsim_dtype dt = float_buffer_dtype(go, &fmt); /* the queries must match the gallery */
     if (get_buffer(go, &g, "gallery", fmt, 2, 0)) goto done;
     have_g = 1;
     if (get_buffer(qo, &q, "queries", fmt, 2, 0)) goto done;
@@ -943,17 +952,9 @@ static PyObject *mod_dedup(PyObject *m, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "Of|iiiK", kwlist, &xo, &threshold, &threads, &device, &device_index,
                                      &gpu_memory))
         return NULL;
-    Py_buffer probe, x;
-    const char *fmt = "f";
-    imgsim_dtype dt = IMGSIM_F32;
-    if (PyObject_GetBuffer(xo, &probe, PyBUF_FORMAT | PyBUF_ND) == 0) {
-        const char *f = probe.format ? probe.format : "B";
-        if (*f == '<' || *f == '=') f++;
-        if (!strcmp(f, "e")) fmt = "e", dt = IMGSIM_F16;
-        PyBuffer_Release(&probe);
-    } else {
-        PyErr_Clear();
-    }
+    Py_buffer x;
+    const char *fmt;
+    imgsim_dtype dt = float_buffer_dtype(xo, &fmt);
     if (get_buffer(xo, &x, "x", fmt, 2, 0)) return NULL;
     imgsim_search_opts o;
     imgsim_search_opts_init(&o);
