@@ -5,3 +5,8 @@ imgsim_py_test(gpu_decode test_gpu_decode.py)
 imgsim_py_test(gpu_dedup test_gpu_dedup.py)
 imgsim_py_test(gpu_run test_gpu_run.py)
 imgsim_py_test(gpu_auto test_gpu_auto.py)
+# The Python package's DLPack output on a CUDA engine, through this build's extension module
+if(TARGET imgsim_python)
+  imgsim_py_test(gpu_dlpack test_gpu_dlpack.py)
+  set_property(TEST gpu_dlpack APPEND PROPERTY ENVIRONMENT "IMGSIM_PY_MODULE=$<TARGET_FILE:imgsim_python>")
+endif()
