@@ -16,5 +16,8 @@ imgsim_py_test(onnx_family_mnasnet0_5_op17 test_onnx_families.py --arch=mnasnet0
 # path (PNG files of other sizes -> imgsim extract), so preprocessing follows the model's H x W.
 imgsim_py_test(onnx_family_inception_v3_op13 test_onnx_families.py --arch=inception_v3 --opset=13 --size=75)
 imgsim_py_test(onnx_family_inception_v3_op17 test_onnx_families.py --arch=inception_v3 --opset=17 --size=80x96 --pipeline)
+# ShuffleNetV2: channel shuffle (shape subgraph -> Reshape, 5-D Transpose) and chunk (Slice)
+imgsim_py_test(onnx_family_shufflenet_v2_x0_5_op13 test_onnx_families.py --arch=shufflenet_v2_x0_5 --opset=13 --size=64)
+imgsim_py_test(onnx_family_shufflenet_v2_x0_5_op17 test_onnx_families.py --arch=shufflenet_v2_x0_5 --opset=17 --size=64)
 # Pad folded into Conv/AveragePool and ReduceMean as a global average pool, against torch
 imgsim_py_test(onnx_padfold test_onnx_padfold.py)

@@ -474,14 +474,65 @@ static void test_broadcasting(void **state) {
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
     ims_graph_free(g);
 
-    /* two constants: nothing to compute per image */
+    /* two constants: folded into a constant (1 + 1 = 2, the node dead), which as the graph's
+     * output is nothing to compute per image */
     g = new_graph(4, 5, 6);
     int k1 = cst(g, "k1", 1, DIMS(3), NULL, 1.0f), k2 = cst(g, "k2", 1, DIMS(3), NULL, 1.0f);
     y1 = act(g, "y1");
     node(g, IS_OP_ADD, "consts", 2, IN(k1, k2), y1);
     g->output = y1;
+    assert_int_equal(infer(g, &e), IMGSIM_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "not computed by the graph"));
+    assert_non_null(g->vals[y1].data);
+    assert_true(g->vals[y1].rank == 1 && g->vals[y1].dims[0] == 3 && g->vals[y1].data[2] == 2.0f);
+    assert_true(g->nodes[g->n_nodes - 1].dead);
+    ims_graph_free(g);
+}
+
+/* Shape arithmetic is evaluated (ONNX's integer Div truncates, float Div does not) and the batch
+ * survives as IS_BATCH_DIM into a Reshape, which keeps it; arithmetic on the batch is refused. */
+static void test_fold_shapes(void **state) {
+    (void)state;
+    ims_err e;
+    ims_graph *g = new_graph(5, 4, 6);
+    int i0 = cst(g, "i0", 0, NULL, NULL, 0.0f), i1 = cst(g, "i1", 0, NULL, NULL, 1.0f);
+    int two = cst(g, "two", 0, NULL, NULL, 2.0f), twof = cst(g, "twof", 0, NULL, NULL, 2.0f);
+    int m1 = cst(g, "m1", 1, DIMS(1), NULL, -1.0f);
+    g->vals[i0].is_int = g->vals[i1].is_int = g->vals[two].is_int = g->vals[m1].is_int = 1;
+    int sh = act(g, "sh"), ch = act(g, "c"), q = act(g, "q"), qf = act(g, "qf"), n = act(g, "n"),
+        nu = act(g, "nu"), shp = act(g, "shp"), y = act(g, "y");
+    node(g, IS_OP_SHAPE, "shape", 1, IN(g->input), sh);
+    node(g, IS_OP_GATHER, "gc", 2, IN(sh, i1), ch)->axis = 0;
+    node(g, IS_OP_DIV, "div", 2, IN(ch, two), q);
+    node(g, IS_OP_DIV, "divf", 2, IN(ch, twof), qf);
+    node(g, IS_OP_GATHER, "gn", 2, IN(sh, i0), n)->axis = 0;
+    ims_node *u = node(g, IS_OP_UNSQUEEZE, "unsq", 1, IN(n), nu);
+    u->perm[0] = 0;
+    u->n_perm = 1;
+    node(g, IS_OP_CONCAT, "cat", 2, IN(nu, m1), shp)->axis = 0;
+    node(g, IS_OP_RESHAPE, "reshape", 2, IN(g->input, shp), y);
+    g->output = y;
+    assert_int_equal(infer(g, &e), IMGSIM_OK);
+    assert_true(g->vals[q].data && g->vals[q].data[0] == 2.0f && g->vals[q].is_int);
+    assert_true(g->vals[qf].data && g->vals[qf].data[0] == 2.5f && !g->vals[qf].is_int);
+    assert_true(g->vals[shp].data && g->vals[shp].data[0] == IS_BATCH_DIM && g->vals[shp].data[1] == -1.0f);
+    expect_dims(g, y, 2, DIMS(-1, 120));
+    assert_true(g->nodes[0].dead && !g->nodes[g->n_nodes - 1].dead);
+    ims_graph_free(g);
+
+    g = new_graph(5, 4, 6);
+    i0 = cst(g, "i0", 0, NULL, NULL, 0.0f);
+    two = cst(g, "two", 0, NULL, NULL, 2.0f);
+    g->vals[i0].is_int = g->vals[two].is_int = 1;
+    sh = act(g, "sh"), n = act(g, "n"), q = act(g, "q"), y = act(g, "y");
+    node(g, IS_OP_SHAPE, "shape", 1, IN(g->input), sh);
+    node(g, IS_OP_GATHER, "gn", 2, IN(sh, i0), n)->axis = 0;
+    node(g, IS_OP_MUL, "twice", 2, IN(n, two), q);
+    node(g, IS_OP_RELU, "relu", 1, IN(g->input), y);
+    g->output = y;
     assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
-    assert_non_null(strstr(e.msg, "only on constants"));
+    assert_non_null(strstr(e.msg, "'twice'"));
+    assert_non_null(strstr(e.msg, "batch size"));
     ims_graph_free(g);
 }
 
@@ -552,6 +603,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_matmul),
         cmocka_unit_test(test_concat),
         cmocka_unit_test(test_broadcasting),
+        cmocka_unit_test(test_fold_shapes),
         cmocka_unit_test(test_bn_unary_clip),
         cmocka_unit_test(test_too_large),
     };

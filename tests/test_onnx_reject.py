@@ -479,6 +479,62 @@ def main():
     case("reducemean_channels", ["node 'rm'", "ReduceMean (opset 13) is supported only over axes [2, 3]"],
          reducemean([1], 1))
 
+    # shape subgraphs (a dynamic batch): folded by shape inference, the batch kept as it is
+    def shape_reshape(batch_op=None, perm=None, operand="two"):
+        """Flatten replaced by Reshape(p, Concat(Unsqueeze(Gather(Shape(p), 0)) [op], [-1]))."""
+        def edit(p):
+            p["inits"] += [numpy_helper.from_array(np.array(0, np.int64), "i0"),
+                           numpy_helper.from_array(np.array([0], np.int64), "ax0"),
+                           numpy_helper.from_array(np.array([-1], np.int64), "m1"),
+                           numpy_helper.from_array(np.array(2, np.int64), "two"),
+                           numpy_helper.from_array(np.array(1, np.int64), "one")]
+            nodes = [helper.make_node("Shape", ["p"], ["sh"], name="shape"),
+                     helper.make_node("Gather", ["sh", "i0"], ["n"], name="gather", axis=0)]
+            b = "n"
+            if batch_op:
+                nodes.append(helper.make_node(batch_op, ["n", operand], ["n2"], name="batch_arith"))
+                b = "n2"
+            nodes += [helper.make_node("Unsqueeze", [b, "ax0"], ["nu"], name="unsq"),
+                      helper.make_node("Concat", ["nu", "m1"], ["shp"], name="cat", axis=0),
+                      helper.make_node("Reshape", ["p", "shp"], ["f"], name="reshape")]
+            if perm:
+                p["nodes"].insert(2, helper.make_node("Transpose", ["r"], ["rt"], name="tr", perm=perm))
+                p["nodes"][3] = helper.make_node("GlobalAveragePool", ["rt"], ["p"], name="gap")
+            p["nodes"][-2:-1] = nodes
+        return edit
+    accept("shape_subgraph_reshape", shape_reshape())
+    accept("shape_subgraph_div_by_one", shape_reshape(batch_op="Div", operand="one"))
+    case("shape_batch_arithmetic", ["node 'batch_arith'", "shape arithmetic on the batch size"],
+         shape_reshape(batch_op="Mul"))
+    accept("transpose_hw", shape_reshape(perm=[0, 1, 3, 2]))
+    case("transpose_batch_axis", ["node 'tr'", "would move the batch axis"], shape_reshape(perm=[1, 0, 2, 3]))
+
+    def slice_edit(starts, ends, axes, steps=None, name="sl"):
+        def edit(p):
+            p["inits"] += [numpy_helper.from_array(np.array(v, np.int64), k)
+                           for k, v in (("st", starts), ("en", ends), ("axs", axes)) + ((("sp", steps),) if steps else ())]
+            ins = ["r", "st", "en", "axs"] + (["sp"] if steps else [])
+            p["nodes"].insert(2, helper.make_node("Slice", ins, ["rs"], name=name))
+            p["nodes"][3] = helper.make_node("GlobalAveragePool", ["rs"], ["p"], name="gap")
+        return edit
+    def chunk(p):  # torch's chunk(2, dim=1) with the halves swapped
+        p["inits"] += [numpy_helper.from_array(np.array(v, np.int64), k)
+                       for k, v in (("z", [0]), ("h", [2]), ("e", [4]), ("a1", [1]))]
+        p["nodes"][2:3] = [helper.make_node("Slice", ["r", "z", "h", "a1"], ["lo"], name="lo"),
+                           helper.make_node("Slice", ["r", "h", "e", "a1"], ["hi"], name="hi"),
+                           helper.make_node("Concat", ["hi", "lo"], ["rs"], axis=1),
+                           helper.make_node("GlobalAveragePool", ["rs"], ["p"], name="gap")]
+    accept("slice_channels", chunk)
+    accept("slice_hw_negative", slice_edit([-5, 1], [2**62, -1], [-1, 2]), dim=4)
+    case("slice_step_2", ["node 'sl'", "step 2 on an activation is not supported"], slice_edit([0], [8], [2], [2]))
+    case("slice_batch_axis", ["node 'sl'", "slicing the batch axis is not supported"], slice_edit([0], [1], [0]))
+
+    def gather_act(p):
+        p["inits"].append(numpy_helper.from_array(np.array([0, 2], np.int64), "idx"))
+        p["nodes"].insert(2, helper.make_node("Gather", ["r", "idx"], ["rg"], name="ga", axis=1))
+        p["nodes"][3] = helper.make_node("GlobalAveragePool", ["rg"], ["p"], name="gap")
+    case("gather_of_activation", ["node 'ga'", "Gather", "on an activation is not supported"], gather_act)
+
     def dropout(p):  # other exporters keep inference Dropouts
         p["inits"].append(numpy_helper.from_array(np.array(False), "train"))
         p["nodes"][1] = helper.make_node("Dropout", ["c", "", "train"], ["d"], seed=3)

@@ -23,6 +23,11 @@ extern "C" {
 
 #define IS_MAX_RANK 8
 #define IS_MAX_INPUTS 16 /* inputs per node; a longer ONNX Concat is imported as a chain of Concats */
+/* In a constant computed from shapes (IS_OP_SHAPE and the arithmetic after it), the batch size,
+ * which is known only at run time: -2^24, a float that shape arithmetic cannot produce from real
+ * sizes without being refused (an operation on it must give it back unchanged, as * 1 or / 1
+ * do). Reshape takes it as its first entry: keep the batch. */
+#define IS_BATCH_DIM (-16777216.0f)
 
 typedef enum ims_op {
     IS_OP_CONV = 0,
@@ -43,6 +48,18 @@ typedef enum ims_op {
     IS_OP_IDENTITY,
     IS_OP_HARDSIGMOID, /* max(0, min(1, alpha * x + beta)) (alpha, beta in the node's fields) */
     IS_OP_HARDSWISH,   /* x * max(0, min(1, x / 6 + 1 / 2)) */
+    IS_OP_SUB,         /* a - b, numpy broadcasting (like Add) */
+    IS_OP_DIV,         /* a / b; on integer constants (shapes) truncating, as ONNX's int64 Div */
+    IS_OP_TRANSPOSE,   /* output axis k is input axis perm[k]; perm[0] = 0 for activations */
+    IS_OP_SLICE,       /* inputs data, starts, ends[, axes[, steps]] (constants by shape inference);
+                          on an activation: step 1, the batch whole; offset[] holds the starts */
+    /* Shape arithmetic: evaluated by shape inference on constants (the node is then marked dead
+     * and its output becomes a constant, see ims_graph_infer_shapes); never given to a backend. */
+    IS_OP_SHAPE,       /* the input's dims as integers, the batch as IS_BATCH_DIM */
+    IS_OP_GATHER,      /* constant data, constant indices, on axis */
+    IS_OP_UNSQUEEZE,   /* axes in perm[0 .. n_perm - 1] (non-negative in the output) */
+    IS_OP_SQUEEZE,     /* axes in perm[0 .. n_perm - 1]; n_perm 0: every axis of size 1 */
+    IS_OP_CAST,        /* to: 1 float (float16/double too), 0 an integer type (truncates) */
     IS_OP_COUNT
 } ims_op;
 
@@ -60,6 +77,8 @@ typedef struct ims_value {
     int rank;
     int64_t dims[IS_MAX_RANK]; /* dims[0] == -1: the batch axis of an activation */
     float *data;               /* constants only: float32, row-major, owned; NULL for activations */
+    int is_int;                /* constants only: integers (an integer tensor in the file, or shape
+                                  arithmetic): Div truncates, Cast to float clears it */
     int producer;              /* node index, -1 for graph inputs and constants */
     int n_consumers;           /* computed by ims_graph_link: node inputs + residuals reading it */
 } ims_value;
@@ -91,8 +110,15 @@ typedef struct ims_node {
     /* Clip bounds (from attributes in opset < 11, constant inputs from 11 on) */
     float clip_min, clip_max;
 
-    /* Flatten / Concat axis (non-negative after import) */
+    /* Flatten / Concat / Gather axis (non-negative after import) */
     int axis;
+
+    /* Transpose perm, Unsqueeze/Squeeze axes (n_perm entries); Cast's target (cast_to) */
+    int perm[IS_MAX_RANK];
+    int n_perm;
+    int cast_to;
+    /* Slice of an activation: the start of each output axis in the input (shape inference) */
+    int64_t offset[IS_MAX_RANK];
 
     /* Fusion results, set by ims_graph_optimize (Conv and Gemm only):
      *   out = act(conv(x, w) + bias + residual)      */
@@ -135,8 +161,18 @@ int64_t ims_value_numel(const ims_value *v); /* product of dims, with a -1 batch
 /* Checks references, topological order (sorting if needed; refusing cycles), and fills producers
  * and consumer counts. */
 imgsim_status ims_graph_link(ims_graph *g, ims_err *e);
-/* Infers every value's dims from the input [-1, C, H, W]; checks every op's shape rules. */
+/* Infers every value's dims from the input [-1, C, H, W]; checks every op's shape rules. Nodes
+ * computing only on constants and Shape nodes are evaluated (ims_graph_fold_node). */
 imgsim_status ims_graph_infer_shapes(ims_graph *g, ims_err *e);
+/* Constant folding inside shape inference (fold.c): whether node n can be evaluated now (Shape,
+ * or a shape-arithmetic / Reshape / Concat / Add... node whose inputs are all constants), and the
+ * evaluation: the output becomes a constant and the node is marked dead. */
+int ims_graph_foldable(const ims_graph *g, const ims_node *n);
+imgsim_status ims_graph_fold_node(ims_graph *g, ims_node *n, ims_err *e);
+/* A Slice node's per-axis start, count and step over its input's dims (constant bounds, ONNX's
+ * clamping; the batch axis only whole). */
+imgsim_status ims_graph_slice_bounds(const ims_graph *g, const ims_node *n, int64_t *start, int64_t *count,
+                                     int64_t *step, ims_err *e);
 /* Picks the embedding: layer NULL = the input of the final classifier when the graph ends in a
  * linear layer (Gemm, MatMul [+ bias]: …→GlobalAveragePool→Flatten→Gemm gives the pooled features,
  * an MLP head its last hidden activation), else the graph's output. */

@@ -9,6 +9,9 @@
  * Pooling with ceil_mode follows PyTorch (a window that would start inside the right padding is
  * dropped), which is what PyTorch-exported models expect.
  *
+ * Shape nodes, and nodes whose inputs are all constants (the shape arithmetic exporters write for
+ * a dynamic batch), are evaluated when they are reached (fold.c) and become constants.
+ *
  * All arithmetic is 64-bit; a dim over INT32_MAX or a per-image tensor over 2^32 elements is
  * refused as TOO_LARGE. Errors name the node and the reason.
  */
@@ -313,8 +316,8 @@ static imgsim_status infer_bn(sh_ctx *c, ims_node *n) {
     return set_out(c, n, x->rank, x->dims);
 }
 
-/* Relu, Sigmoid, Identity, Clip, HardSigmoid, HardSwish: the output has the input's shape. Clip takes its bounds from
- * constant inputs when they are present (opset >= 11). */
+/* Relu, Sigmoid, Identity, Clip, HardSigmoid, HardSwish, Cast to float: the output has the input's
+ * shape. Clip takes its bounds from constant inputs when they are present (opset >= 11). */
 static imgsim_status infer_unary(sh_ctx *c, ims_node *n) {
     const ims_value *x;
     imgsim_status st;
@@ -338,7 +341,7 @@ static imgsim_status infer_unary(sh_ctx *c, ims_node *n) {
     return set_out(c, n, x->rank, x->dims);
 }
 
-/* Add / Mul: numpy broadcasting; -1 (batch) broadcasts only with 1 or itself. At least one input
+/* Add / Mul / Sub / Div: numpy broadcasting; -1 (batch) broadcasts only with 1 or itself. At least one input
  * is an activation, and the output keeps the batch as dims[0]. */
 static imgsim_status infer_binary(sh_ctx *c, ims_node *n) {
     const ims_value *a = &c->g->vals[n->in[0]], *b = &c->g->vals[n->in[1]];
@@ -400,7 +403,8 @@ static imgsim_status infer_flatten(sh_ctx *c, ims_node *n) {
 }
 
 /* Reshape with a constant shape (float32 holding integers): 0 copies the input dim, -1 is
- * inferred. The first entry is the batch and must be 0, -1 or 1 (a model exported with batch 1). */
+ * inferred. The first entry is the batch and must be 0, -1, 1 (a model exported with batch 1) or
+ * IS_BATCH_DIM (a shape computed from the input's, folded). */
 static imgsim_status infer_reshape(sh_ctx *c, ims_node *n) {
     const ims_value *x, *s;
     imgsim_status st;
@@ -419,6 +423,11 @@ static imgsim_status infer_reshape(sh_ctx *c, ims_node *n) {
     int64_t known = 1;
     for (int i = 0; i < r; i++) {
         float f = s->data[i];
+        if (f == IS_BATCH_DIM && i == 0) f = 0.0f; /* a shape computed from the batch: keep it */
+        if (f == IS_BATCH_DIM)
+            return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                           "node '%s' (Reshape): shape entry %d is the batch size; only the first may be",
+                           node_label(n), i);
         if (!(f == floorf(f)) || f < -1.0f || f > (float)SH_MAX_DIM)
             return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Reshape): shape entry %d (%g) is invalid",
                            node_label(n), i, (double)f);
@@ -565,6 +574,84 @@ static imgsim_status infer_concat(sh_ctx *c, ims_node *n) {
     return set_out(c, n, x0->rank, d);
 }
 
+/* Transpose of an activation: the batch stays axis 0. */
+static imgsim_status infer_transpose(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
+    imgsim_status st;
+    if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
+    if (n->n_perm != x->rank)
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Transpose): perm has %d entries for rank %d",
+                        node_label(n), n->n_perm, x->rank);
+    if (n->perm[0] != 0)
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Transpose): perm would move the batch axis",
+                        node_label(n));
+    int64_t d[IS_MAX_RANK];
+    for (int k = 0; k < x->rank; k++)
+        d[k] = x->dims[n->perm[k]];
+    return set_out(c, n, x->rank, d);
+}
+
+/* Slice of an activation: constant bounds, step 1, the batch whole; the starts go to offset[]. */
+static imgsim_status infer_slice(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
+    imgsim_status st;
+    if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
+    int64_t start[IS_MAX_RANK], count[IS_MAX_RANK], step[IS_MAX_RANK];
+    if ((st = ims_graph_slice_bounds(c->g, n, start, count, step, c->e)) != IMGSIM_OK) return st;
+    for (int k = 0; k < x->rank; k++) {
+        if (step[k] != 1)
+            return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                            "node '%s' (Slice): step %lld on an activation is not supported", node_label(n),
+                            (long long)step[k]);
+        n->offset[k] = start[k];
+    }
+    return set_out(c, n, x->rank, count);
+}
+
+/* Unsqueeze / Squeeze of an activation (a reshape): the batch stays axis 0. */
+static imgsim_status infer_squeeze(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
+    imgsim_status st;
+    if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
+    int64_t d[IS_MAX_RANK];
+    int r = 0;
+    unsigned mask = 0;
+    for (int i = 0; i < n->n_perm; i++)
+        mask |= 1u << n->perm[i];
+    if (n->op == IS_OP_UNSQUEEZE) {
+        r = x->rank + n->n_perm;
+        if (r > IS_MAX_RANK || (mask & 1) || mask >> r)
+            return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Unsqueeze): axes out of range or before the batch",
+                            node_label(n));
+        for (int k = 0, j = 0; k < r; k++)
+            d[k] = mask >> k & 1 ? 1 : x->dims[j++];
+    } else {
+        for (int k = 0; k < x->rank; k++) {
+            int sq = n->n_perm ? (int)(mask >> k & 1) : x->dims[k] == 1;
+            if (sq && (k == 0 || x->dims[k] != 1))
+                return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Squeeze): axis %d is not of size 1",
+                                node_label(n), k);
+            if (!sq) d[r++] = x->dims[k];
+        }
+    }
+    return set_out(c, n, r, d);
+}
+
+/* Cast of an activation: to float is the identity; to an integer type is not supported. */
+static imgsim_status infer_cast(sh_ctx *c, ims_node *n) {
+    if (!n->cast_to)
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                        "node '%s' (Cast): casting an activation to an integer type is not supported", node_label(n));
+    return infer_unary(c, n);
+}
+
+/* Shape arithmetic left unfolded: its input is an activation. */
+static imgsim_status infer_shape_only(sh_ctx *c, ims_node *n) {
+    return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                    "node '%s' (%s) on an activation is not supported (only on shapes and constants)", node_label(n),
+                    ims_op_name(n->op));
+}
+
 /* A fused residual (set by ims_graph_optimize) must match the node's output exactly. */
 static imgsim_status check_residual(sh_ctx *c, const ims_node *n) {
     if (n->residual < 0) return IMGSIM_OK;
@@ -609,6 +696,15 @@ static const infer_fn infer_table[IS_OP_COUNT] = {
     [IS_OP_IDENTITY] = infer_unary,
     [IS_OP_HARDSIGMOID] = infer_unary,
     [IS_OP_HARDSWISH] = infer_unary,
+    [IS_OP_SUB] = infer_binary,
+    [IS_OP_DIV] = infer_binary,
+    [IS_OP_TRANSPOSE] = infer_transpose,
+    [IS_OP_SLICE] = infer_slice,
+    [IS_OP_SHAPE] = infer_shape_only,
+    [IS_OP_GATHER] = infer_shape_only,
+    [IS_OP_UNSQUEEZE] = infer_squeeze,
+    [IS_OP_SQUEEZE] = infer_squeeze,
+    [IS_OP_CAST] = infer_cast,
 };
 /* clang-format on */
 
@@ -671,6 +767,12 @@ imgsim_status ims_graph_infer_shapes(ims_graph *g, ims_err *e) {
     for (int i = 0; i < g->n_nodes && st == IMGSIM_OK; i++) {
         ims_node *n = &g->nodes[i];
         if (n->dead) continue;
+        if (ims_graph_foldable(g, n) && (n->op != IS_OP_SHAPE || c.known[n->in[0]])) {
+            st = ims_graph_fold_node(g, n, e); /* a constant now; the node is dead */
+            if (st == IMGSIM_OK) st = check_constant(&c, n->out);
+            if (st == IMGSIM_OK) c.known[n->out] = 1;
+            continue;
+        }
         infer_fn fn = (int)n->op >= 0 && n->op < IS_OP_COUNT ? infer_table[n->op] : NULL;
         if (fn)
             st = fn(&c, n);

@@ -69,7 +69,7 @@ static int uf_find(int *par, int v) {
 }
 
 /* c->group_last[v]: the last live node that reads v or any value sharing its storage through
- * Identity/Flatten/Reshape views; INT_MAX for the chosen output. */
+ * Identity/Flatten/Reshape/Unsqueeze/Squeeze/Cast views; INT_MAX for the chosen output. */
 static imgsim_status compute_lifetimes(cpu_impl *c, ims_err *e) {
     const ims_graph *g = c->g;
     int *par = ims_malloc_array((size_t)g->n_vals, sizeof(int));
@@ -87,8 +87,9 @@ static imgsim_status compute_lifetimes(cpu_impl *c, ims_err *e) {
     for (int i = 0; i < g->n_nodes; i++) {
         const ims_node *nd = &g->nodes[i];
         if (nd->dead) continue;
-        if ((nd->op == IS_OP_IDENTITY || nd->op == IS_OP_FLATTEN || nd->op == IS_OP_RESHAPE) &&
-            nd->in[0] >= 0) {
+        int alias = nd->op == IS_OP_IDENTITY || nd->op == IS_OP_FLATTEN || nd->op == IS_OP_RESHAPE ||
+                    nd->op == IS_OP_UNSQUEEZE || nd->op == IS_OP_SQUEEZE || nd->op == IS_OP_CAST;
+        if (alias && nd->in[0] >= 0) {
             int a = uf_find(par, nd->in[0]), b = uf_find(par, nd->out);
             if (a != b) par[b] = a;
         }

@@ -564,9 +564,9 @@ static imgsim_status plan_bn(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     return s;
 }
 
-/* Add / Mul with numpy broadcasting of the second operand: y [dims of the first] =
- * x0 (op) x1, x1's dims equal to y's or 1. One operand may be a constant. Fuses the node's
- * activation as a post-op. */
+/* Add / Mul / Sub / Div with numpy broadcasting of the second operand: y [dims of the first] =
+ * x0 (op) x1, x1's dims equal to y's or 1. One operand may be a constant (for Sub and Div the
+ * second). Fuses the node's activation as a post-op. */
 static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act, ims_err *e) {
     const ims_graph *g = c->g;
     const ims_node *nd = &g->nodes[i];
@@ -576,10 +576,12 @@ static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act
     int64_t yd[IS_MAX_RANK];
     val_dims(yv, p->batch, yd);
     if (g->vals[a].data && g->vals[b].data) return unsupported(c, e, "both operands are constants");
+    int swapped = 0;
     if (g->vals[a].data) {
         int t = a;
         a = b;
         b = t;
+        swapped = !swapped;
     }
     /* a is an activation; it must have the output's dims (else try the other way around) */
     int64_t ad[IS_MAX_RANK], bd[IS_MAX_RANK];
@@ -592,6 +594,7 @@ static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act
         int t = a;
         a = b;
         b = t;
+        swapped = !swapped;
         same = g->vals[a].rank == r;
         if (same) {
             val_dims(&g->vals[a], p->batch, ad);
@@ -599,6 +602,8 @@ static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act
         }
     }
     if (!same) return unsupported(c, e, "broadcasting both operands is not supported");
+    if (swapped && (nd->op == IS_OP_SUB || nd->op == IS_OP_DIV))
+        return unsupported(c, e, "the first operand must be the activation of the output's shape");
     const ims_value *bv = &g->vals[b];
     if (bv->rank > r) return unsupported(c, e, "operand rank above the output's");
     for (int k = 0; k < r; k++) bd[k] = 1;
@@ -623,7 +628,10 @@ static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act
     } else {
         bt = p->val_tensor[b];
     }
-    dnnl_alg_kind_t alg = nd->op == IS_OP_ADD ? dnnl_binary_add : dnnl_binary_mul;
+    dnnl_alg_kind_t alg = nd->op == IS_OP_ADD   ? dnnl_binary_add
+                          : nd->op == IS_OP_SUB ? dnnl_binary_sub
+                          : nd->op == IS_OP_DIV ? dnnl_binary_div
+                                                : dnnl_binary_mul;
     dnnl_primitive_attr_t attr;
     TRY(make_attr(c, &attr, 0, nd->act, nd->act_min, nd->act_max, e));
     dnnl_primitive_desc_t pd = NULL;
@@ -767,6 +775,51 @@ static imgsim_status plan_reshape(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     DN(md_plain(&md, y->rank, yd, p->tens[xt].md.data_type), "memory_desc_init");
     int yt;
     TRY(new_tensor(c, p, &md, p->tens[xt].buf, NULL, &yt, e));
+    p->val_tensor[nd->out] = yt;
+    return IMGSIM_OK;
+}
+
+/* Transpose (batch axis kept) and Slice (step 1): a reorder from a view of the plain input (its
+ * strides permuted, or a sub-memory at the starts) into a plain output. */
+static imgsim_status plan_view_copy(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
+    int xv = nd->in[0];
+    const ims_value *x = &g->vals[xv], *y = &g->vals[nd->out];
+    if (p->val_tensor[xv] < 0) return unsupported(c, e, "input is not an activation");
+    int xt;
+    TRY(ensure_plain(c, p, xv, p->tens[p->val_tensor[xv]].md.data_type, &xt, e));
+    dnnl_data_type_t dt = p->tens[xt].md.data_type;
+    int64_t xd[IS_MAX_RANK], yd[IS_MAX_RANK];
+    val_dims(x, p->batch, xd);
+    val_dims(y, p->batch, yd);
+    dnnl_memory_desc_t view, ymd;
+    if (nd->op == IS_OP_TRANSPOSE) {
+        if (nd->n_perm != x->rank || x->rank != y->rank) return unsupported(c, e, "perm does not match the rank");
+        int64_t xs[IS_MAX_RANK], st = 1;
+        for (int k = x->rank - 1; k >= 0; k--) {
+            xs[k] = st;
+            st *= xd[k];
+        }
+        dnnl_dims_t vd, vs;
+        for (int k = 0; k < x->rank; k++) {
+            vd[k] = xd[nd->perm[k]];
+            vs[k] = xs[nd->perm[k]];
+        }
+        DN(dnnl_memory_desc_init_by_strides(&view, x->rank, vd, dt, vs), "memory_desc_init");
+    } else {
+        dnnl_dims_t vd, off;
+        for (int k = 0; k < x->rank; k++) {
+            vd[k] = yd[k];
+            off[k] = k == 0 ? 0 : nd->offset[k];
+        }
+        DN(dnnl_memory_desc_init_submemory(&view, &p->tens[xt].md, vd, off), "memory_desc_init_submemory");
+    }
+    DN(md_plain(&ymd, y->rank, yd, dt), "memory_desc_init");
+    int vt, yt;
+    TRY(new_tensor(c, p, &view, p->tens[xt].buf, NULL, &vt, e));
+    TRY(new_act(c, p, &ymd, &yt, e));
+    TRY(push_reorder(c, p, vt, yt, e));
     p->val_tensor[nd->out] = yt;
     return IMGSIM_OK;
 }
@@ -1013,7 +1066,13 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
         break;
     case IS_OP_ADD:
     case IS_OP_MUL:
+    case IS_OP_SUB:
+    case IS_OP_DIV:
         TRY(plan_binary(c, p, i, &fused_act, e));
+        break;
+    case IS_OP_TRANSPOSE:
+    case IS_OP_SLICE:
+        TRY(plan_view_copy(c, p, i, e));
         break;
     case IS_OP_MAXPOOL:
     case IS_OP_AVGPOOL:
@@ -1022,12 +1081,15 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
         break;
     case IS_OP_FLATTEN:
     case IS_OP_RESHAPE:
+    case IS_OP_UNSQUEEZE:
+    case IS_OP_SQUEEZE:
         TRY(plan_reshape(c, p, i, e));
         break;
     case IS_OP_CONCAT:
         TRY(plan_concat(c, p, i, e));
         break;
     case IS_OP_IDENTITY:
+    case IS_OP_CAST: /* to float (shape inference refused the others) */
         if (p->val_tensor[nd->in[0]] < 0) return unsupported(c, e, "input is not an activation");
         p->val_tensor[nd->out] = p->val_tensor[nd->in[0]];
         break;

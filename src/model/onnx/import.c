@@ -18,11 +18,18 @@
  *      node's inputs are resolved and its attributes checked against what imgsim executes
  *      (pass 2; ReduceMean over H and W becomes GlobalAveragePool, + Flatten without keepdims);
  *   7. ims_graph_link checks the references as a graph: order, cycles, consumers.
+ * Shape arithmetic (Shape, Gather, Unsqueeze, Squeeze, Cast and the Add/Sub/Mul/Div on its
+ * results, the subgraphs exporters write for a dynamic batch) is imported as nodes like any other;
+ * shape inference evaluates them into constants (fold.c), where the batch is IS_BATCH_DIM.
  *
  * Conventions the rest of imgsim relies on (see graph.h):
  *   - Clip's min/max (constant inputs from opset 11, attributes before) are stored in
  *     clip_min/clip_max (default -FLT_MAX/FLT_MAX, as in ONNX) and the Clip node keeps only its data input.
- *   - Reshape keeps its shape as input 1, a constant (int64 values converted to float, exactly).
+ *   - Reshape keeps its shape as input 1, a constant (int64 values converted to float, exactly) or
+ *     a value computed from shapes (then its output's rank is not known at import).
+ *   - Integer tensors are marked is_int (so that a folded Div truncates).
+ *   - Transpose's perm and Unsqueeze/Squeeze's axes (attribute or constant input) are in
+ *     perm/n_perm, non-negative; those nodes keep only their data input.
  *   - Flatten/Concat axes are made non-negative with the ranks known from the file's order.
  *   - Conv's kernel comes from its weight's dims [OC, IC/group, KH, KW].
  */
@@ -620,6 +627,7 @@ static imgsim_status add_tensor(imp *m, ImsOnnx__TensorProto *t, const char *vna
         return IMGSIM_ERR_NOMEM;
     }
     m->g->vals[v].data = data;
+    m->g->vals[v].is_int = td.dt == DT_INT32 || td.dt == DT_INT64 || td.dt == DT_BOOL;
     m->inexact[v] = inexact;
     *vout = v;
     return IMGSIM_OK;
@@ -741,6 +749,9 @@ typedef struct node_params {
     int allowzero;
     int has_clip_attr;
     int has_alpha, has_beta;
+    int has_perm;       /* perm or axes given as an attribute (in n.perm / n.n_perm, as written) */
+    int64_t perm_raw[IS_MAX_RANK];
+    int has_to;
 } node_params;
 
 /* Context for attribute messages. */
@@ -859,6 +870,33 @@ static imgsim_status parse_attr(const actx *c, const ImsOnnx__AttributeProto *a,
         p->has_beta = 1;
         return get_float(c, a, &n->beta);
     }
+    if (!strcmp(nm, "perm") || !strcmp(nm, "axes")) {
+        if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) return bad_type(c, "INTS");
+        if (a->n_ints > IS_MAX_RANK)
+            return ims_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': %s %s has %zu entries (at most %d)",
+                            c->m->path, c->node, c->op, nm, a->n_ints, IS_MAX_RANK);
+        for (size_t i = 0; i < a->n_ints; i++)
+            p->perm_raw[i] = a->ints[i];
+        n->n_perm = (int)a->n_ints;
+        p->has_perm = 1;
+        return IMGSIM_OK;
+    }
+    if (!strcmp(nm, "to")) {
+        if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) return bad_type(c, "an INT");
+        static const int is_float[17] = {[DT_FLOAT] = 1, [DT_FLOAT16] = 1, [DT_DOUBLE] = 1, [DT_BFLOAT16] = 1};
+        static const int is_intt[17] = {[2] = 1, [3] = 1, [4] = 1, [5] = 1, [DT_INT32] = 1, [DT_INT64] = 1,
+                                        [DT_BOOL] = 1, [12] = 1, [13] = 1};
+        if (a->i < 0 || a->i > 16 || !(is_float[a->i] || is_intt[a->i]))
+            return ims_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': Cast to %s is not supported",
+                            c->m->path, c->node, dtype_name((int32_t)a->i));
+        n->cast_to = is_float[a->i];
+        p->has_to = 1;
+        return IMGSIM_OK;
+    }
+    if (!strcmp(nm, "saturate")) {
+        int v;
+        return get_int(c, a, 0, 1, &v); /* float8 targets only */
+    }
     if (!strcmp(nm, "min")) {
         p->has_clip_attr = 1;
         return get_float(c, a, &n->clip_min);
@@ -917,6 +955,7 @@ static imgsim_status check_conv(node_ctx *c) {
                         (long long)w->dims[3]);
     p->n.kernel[0] = (int)w->dims[2];
     p->n.kernel[1] = (int)w->dims[3];
+    c->out_rank = 4; /* also when the input's rank is not known here (after a computed Reshape) */
     if (c->n_in == 3 && in[2] >= 0) {
         s = need_const(m, label, "Conv", in[2], "bias");
         if (s != IMGSIM_OK) return s;
@@ -927,11 +966,12 @@ static imgsim_status check_conv(node_ctx *c) {
     return IMGSIM_OK;
 }
 
-/* MaxPool, AveragePool: kernel_shape is required. */
+/* MaxPool, AveragePool: kernel_shape is required; the output is 4-D. */
 static imgsim_status check_pool(node_ctx *c) {
     if (!c->p.has_kernel)
         return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s needs kernel_shape", c->m->path,
                         c->label, c->d->onnx);
+    c->out_rank = 4;
     return IMGSIM_OK;
 }
 
@@ -979,10 +1019,16 @@ static imgsim_status check_clip(node_ctx *c) {
 }
 
 /* Reshape: the shape is a constant 1-D list of at most IS_MAX_RANK integers >= -1 (no 0 with
- * allowzero); its length is the output's rank. */
+ * allowzero); its length is the output's rank. A shape computed by the graph (Shape -> Gather
+ * -> Concat ...) is left to shape inference, which folds it to a constant; the rank is then not
+ * known here. */
 static imgsim_status check_reshape(node_ctx *c) {
     imp *m = c->m;
     const char *label = c->label;
+    if (c->in[1] >= 0 && !m->g->vals[c->in[1]].data) { /* computed from shapes: shape inference folds it */
+        c->out_rank = -1;
+        return IMGSIM_OK;
+    }
     imgsim_status s = need_const(m, label, "Reshape", c->in[1], "shape");
     if (s != IMGSIM_OK) return s;
     const ims_value *sh = &m->g->vals[c->in[1]];
@@ -1062,11 +1108,14 @@ static imgsim_status check_flatten(node_ctx *c) {
     return IMGSIM_OK;
 }
 
-/* Concat: axis is required, in [0, r - 1]. */
+/* Concat: axis is required, in [0, r - 1] (r: the rank of any input whose rank is known). */
 static imgsim_status check_concat(node_ctx *c) {
     if (!c->p.has_axis)
         return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Concat needs an axis", c->m->path,
                         c->label);
+    for (int k = 1; c->r0 < 0 && k < c->n_in; k++) /* inputs share a rank: any one known */
+        c->r0 = c->in[k] >= 0 ? c->m->rank[c->in[k]] : -1;
+    c->out_rank = c->r0;
     return resolve_axis(c, 0);
 }
 
@@ -1077,6 +1126,119 @@ static imgsim_status check_hardsigmoid(node_ctx *c) {
     if (!isfinite(c->p.n.alpha) || !isfinite(c->p.n.beta))
         return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': HardSigmoid alpha/beta must be finite",
                         c->m->path, c->label);
+    return IMGSIM_OK;
+}
+
+/* Axis list of Transpose (perm), Unsqueeze/Squeeze (axes): from the attribute (p.perm_raw) or,
+ * for Unsqueeze/Squeeze from opset 13, a constant input 1 (dropped: the node keeps its data
+ * input); each made non-negative against rank r (-1: unknown, then negatives are refused) into
+ * n.perm, duplicates refused. *given: whether any list was given. */
+static imgsim_status axes_list(node_ctx *c, int r, int *given) {
+    imp *m = c->m;
+    node_params *p = &c->p;
+    int64_t raw[IS_MAX_RANK];
+    int n = 0;
+    int has_input = c->n_in >= 2 && c->in[1] >= 0;
+    *given = has_input || p->has_perm;
+    if (has_input) {
+        const ims_value *v = &m->g->vals[c->in[1]];
+        if (!v->data || p->has_perm || v->rank > 1 || ims_value_numel(v) > IS_MAX_RANK || m->inexact[c->in[1]])
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': %s axes must be a constant list of at most %d axes", m->path,
+                            c->label, c->d->onnx, IS_MAX_RANK);
+        n = (int)ims_value_numel(v);
+        for (int i = 0; i < n; i++)
+            raw[i] = (int64_t)v->data[i];
+    } else if (p->has_perm) {
+        n = p->n.n_perm;
+        memcpy(raw, p->perm_raw, sizeof raw);
+    }
+    c->n_in = 1; /* the node keeps its data input */
+    unsigned seen = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t a = raw[i];
+        if (a < 0 && r < 0)
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': negative %s axis on an input of unknown rank", m->path, c->label,
+                            c->d->onnx);
+        if (a < 0) a += r;
+        if (a < 0 || a >= IS_MAX_RANK || (r >= 0 && a >= r) || (seen >> a & 1))
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s axis %lld is out of range or repeated",
+                            m->path, c->label, c->d->onnx, (long long)raw[i]);
+        seen |= 1u << a;
+        p->n.perm[i] = (int)a;
+    }
+    p->n.n_perm = n;
+    return IMGSIM_OK;
+}
+
+/* Transpose: perm (default: the axes reversed) is a permutation of the input's axes. */
+static imgsim_status check_transpose(node_ctx *c) {
+    int given;
+    if (!c->p.has_perm) {
+        if (c->r0 < 0)
+            return ims_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': Transpose without perm on an input of unknown rank", c->m->path,
+                            c->label);
+        c->p.n.n_perm = c->r0;
+        for (int i = 0; i < c->r0; i++)
+            c->p.perm_raw[i] = c->r0 - 1 - i;
+        c->p.has_perm = 1;
+    }
+    imgsim_status s = axes_list(c, c->p.n.n_perm, &given);
+    if (s != IMGSIM_OK) return s;
+    if (c->r0 >= 0 && c->p.n.n_perm != c->r0)
+        return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Transpose perm has %d entries for rank %d",
+                        c->m->path, c->label, c->p.n.n_perm, c->r0);
+    c->out_rank = c->p.n.n_perm;
+    return IMGSIM_OK;
+}
+
+/* Unsqueeze: axes (attribute, or input from opset 13) index the output (rank r0 + count). */
+static imgsim_status check_unsqueeze(node_ctx *c) {
+    int given, r0 = c->r0;
+    int nax = c->p.has_perm ? c->p.n.n_perm
+              : (c->n_in >= 2 && c->in[1] >= 0) ? (int)ims_value_numel(&c->m->g->vals[c->in[1]])
+                                                : 0;
+    int r = r0 < 0 ? -1 : r0 + nax;
+    imgsim_status s = axes_list(c, r, &given);
+    if (s != IMGSIM_OK) return s;
+    if (!given || c->p.n.n_perm == 0 || (r >= 0 && r > IS_MAX_RANK))
+        return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Unsqueeze needs 1 to %d axes",
+                        c->m->path, c->label, IS_MAX_RANK);
+    c->out_rank = r;
+    return IMGSIM_OK;
+}
+
+/* Squeeze: axes (attribute, or input from opset 13) of the input; none: every axis of size 1. */
+static imgsim_status check_squeeze(node_ctx *c) {
+    int given;
+    imgsim_status s = axes_list(c, c->r0, &given);
+    if (s != IMGSIM_OK) return s;
+    c->out_rank = !given || c->r0 < 0 ? -1 : c->r0 - c->p.n.n_perm;
+    return IMGSIM_OK;
+}
+
+/* Gather: axis (default 0) of the data; the output's rank is r0 - 1 + the indices' rank. */
+static imgsim_status check_gather(node_ctx *c) {
+    if (!c->p.has_axis) c->p.axis = 0;
+    imgsim_status s = resolve_axis(c, 0);
+    if (s != IMGSIM_OK) return s;
+    int ri = c->m->rank[c->in[1]];
+    c->out_rank = c->r0 < 0 || ri < 0 ? -1 : c->r0 - 1 + ri;
+    return IMGSIM_OK;
+}
+
+/* Shape: a 1-D list of the input's dims. */
+static imgsim_status check_shape(node_ctx *c) {
+    c->out_rank = 1;
+    return IMGSIM_OK;
+}
+
+/* Cast: to is required. */
+static imgsim_status check_cast(node_ctx *c) {
+    if (!c->p.has_to)
+        return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Cast needs 'to'", c->m->path, c->label);
     return IMGSIM_OK;
 }
 
@@ -1106,6 +1268,16 @@ static const op_desc op_table[] = {
     {"Identity", IS_OP_IDENTITY, 1, 1, 0, " ", NULL},
     {"HardSigmoid", IS_OP_HARDSIGMOID, 1, 1, 0, " alpha beta ", check_hardsigmoid},
     {"HardSwish", IS_OP_HARDSWISH, 1, 1, 0, " ", NULL}, /* opset 14 */
+    {"Sub", IS_OP_SUB, 2, 2, 0, " ", check_broadcast},
+    {"Div", IS_OP_DIV, 2, 2, 0, " ", check_broadcast},
+    {"Transpose", IS_OP_TRANSPOSE, 1, 1, 0, " perm ", check_transpose},
+    {"Slice", IS_OP_SLICE, 3, 5, OPT_IN(3) | OPT_IN(4), " ", NULL}, /* opset >= 10: inputs */
+    /* shape arithmetic, folded by shape inference */
+    {"Shape", IS_OP_SHAPE, 1, 1, 0, " ", check_shape},
+    {"Gather", IS_OP_GATHER, 2, 2, 0, " axis ", check_gather},
+    {"Unsqueeze", IS_OP_UNSQUEEZE, 1, 2, OPT_IN(1), " axes ", check_unsqueeze},
+    {"Squeeze", IS_OP_SQUEEZE, 1, 2, OPT_IN(1), " axes ", check_squeeze},
+    {"Cast", IS_OP_CAST, 1, 1, 0, " saturate to ", check_cast},
     /* pass 1 handles these three (add_constant_node, check_pad, check_dropout) */
     {"Constant", OP_CONSTANT, 0, 0, 0, " value value_float value_floats value_int value_ints ", NULL},
     {"Pad", OP_PAD, 2, 4, 0, " mode ", NULL},
@@ -1268,6 +1440,9 @@ static imgsim_status emit_node(node_ctx *c, const char *output) {
     n->clip_min = pn->clip_min;
     n->clip_max = pn->clip_max;
     n->axis = pn->axis;
+    memcpy(n->perm, pn->perm, sizeof n->perm);
+    n->n_perm = pn->n_perm;
+    n->cast_to = pn->cast_to;
     m->rank[out] = c->out_rank;
     return IMGSIM_OK;
 }
