@@ -287,7 +287,7 @@ static imgsim_status fold_concat(ims_graph *g, ims_node *n, ims_err *e) {
 static imgsim_status fold_binary(ims_graph *g, ims_node *n, ims_err *e) {
     const ims_value *a = &g->vals[n->in[0]], *b = &g->vals[n->in[1]];
     int r = a->rank > b->rank ? a->rank : b->rank;
-    int64_t od[IS_MAX_RANK], ad[IS_MAX_RANK], bd[IS_MAX_RANK], as[IS_MAX_RANK], bs[IS_MAX_RANK], cnt;
+    int64_t od[IS_MAX_RANK] = {0}, ad[IS_MAX_RANK] = {0}, bd[IS_MAX_RANK] = {0}, as[IS_MAX_RANK], bs[IS_MAX_RANK], cnt;
     for (int k = 0; k < r; k++) {
         ad[k] = k - (r - a->rank) >= 0 ? a->dims[k - (r - a->rank)] : 1;
         bd[k] = k - (r - b->rank) >= 0 ? b->dims[k - (r - b->rank)] : 1;
