@@ -323,6 +323,15 @@ void imgsim_store_close(imgsim_store *s);
  * For telling a query store from a folder of images. */
 int imgsim_store_exists(const char *path);
 
+/* The folder a store's relative manifest paths are found from: the input its meta.json names
+ * when that is a folder, else the folder holding it (a TSV list or a single image; "." for a bare
+ * name), as given when the store was made (so relative to the working folder of that time).
+ * Reads dir/meta.json alone: features.npy and manifest.tsv are neither opened nor checked. On
+ * success *root is allocated by the library (imgsim_free), or NULL when meta.json names no input;
+ * on failure it is NULL and the message names meta.json and the reason (IMGSIM_ERR_IO: missing
+ * or unreadable, IMGSIM_ERR_FORMAT: not a JSON object). */
+imgsim_status imgsim_store_dataset_root(char **root, const char *dir);
+
 typedef struct imgsim_store_info {
     const char *dir;           /* the folder, as given to imgsim_store_open */
     int64_t n;                 /* feature rows: inputs extracted */

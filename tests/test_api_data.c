@@ -15,6 +15,9 @@
  *  - imgsim_npy_read gives numpy's bytes for float32/float16 2-D, 1-D (as [1, n]) and format 2.0
  *    files, and refuses float64, big-endian, Fortran-order, 3-D, truncated and non-.npy files with
  *    the file named; imgsim_npy_write_f32 writes what np.load reads as the same shape and values;
+ *  - imgsim_store_dataset_root: the folder meta.json's input names, or the folder of a list (a bare
+ *    name: "."); NULL without an input; a missing or broken meta.json refused naming it; a name
+ *    that is not UTF-8 (written as \udcXX, Python's surrogateescape) comes back as its bytes;
  *  - imgsim_dir_lock_take: a second take from a child process fails at once (IMGSIM_ERR_IO) naming
  *    the folder and the holder's pid, succeeds once released; taking it removes the NAME.tmp.PID
  *    files left in the folder and nothing else.
@@ -122,6 +125,19 @@ static const char k_ref_py[] =
     "    b = open(os.path.join(d, 'f32.npy'), 'rb').read()\n"
     "    open(os.path.join(d, 'trunc.npy'), 'wb').write(b[:-5])\n"
     "    open(os.path.join(d, 'text.npy'), 'w').write('hello\\n')\n"
+    "elif cmd == 'metas':\n" /* store folders holding only a meta.json (or none, or not JSON) */
+    "    import json\n"
+    "    ds = os.path.abspath('ds')\n"
+    "    odd = os.path.abspath(os.fsdecode(b'ds-\\xff'))\n" /* a folder whose name is not UTF-8 */
+    "    os.makedirs(odd, exist_ok=True)\n"
+    "    cases = {'s1': {'input': ds}, 's2': {'input': ds + '/rev.tsv'}, 's3': {'input': 'list.tsv'},\n"
+    "             's4': {'input': '/x.tsv'}, 's5': {'dim': 3}, 's8': {'input': odd}}\n"
+    "    for name, m in cases.items():\n"
+    "        os.makedirs(os.path.join(d, name))\n"
+    "        json.dump(m, open(os.path.join(d, name, 'meta.json'), 'w'))\n" /* ensure_ascii: \\udcff */
+    "    os.makedirs(os.path.join(d, 's6'))\n"
+    "    os.makedirs(os.path.join(d, 's7'))\n"
+    "    open(os.path.join(d, 's7', 'meta.json'), 'w').write('{\"input\": ')\n"
     "elif cmd == 'npycheck':\n" /* what imgsim_npy_write_f32 wrote: [2, 3, 4], x = i / 4 - 2 */
     "    a = np.load(d)\n"
     "    assert a.dtype == np.dtype('<f4'), a.dtype\n"
@@ -432,6 +448,41 @@ static void test_npy(void **state) {
     assert_non_null(strstr(imgsim_last_error(), "/proc/no/such/dir/out.npy"));
 }
 
+/* ---- a store's dataset root ---------------------------------------------------------------- */
+
+static void root_is(const char *store, const char *want) {
+    char *root = (char *)1;
+    if (imgsim_store_dataset_root(&root, path_in(store)) != IMGSIM_OK) fail_msg("%s: %s", store, imgsim_last_error());
+    if (!want) {
+        assert_null(root);
+        return;
+    }
+    assert_non_null(root);
+    if (strcmp(root, want)) fail_msg("%s: root %s, want %s", store, root, want);
+    imgsim_free(root);
+}
+
+static void test_store_root(void **state) {
+    (void)state;
+    python("metas roots");
+    char ds[4700], odd[4700];
+    snprintf(ds, sizeof ds, "%s", path_in("ds"));
+    snprintf(odd, sizeof odd, "%s", path_in("ds-\xff"));
+    root_is("roots/s1", ds);  /* a folder */
+    root_is("roots/s2", ds);  /* a list: its folder */
+    root_is("roots/s3", "."); /* a bare list name */
+    root_is("roots/s4", "/");
+    root_is("roots/s5", NULL); /* no input recorded */
+    root_is("roots/s8", odd);  /* \udcff in meta.json is the byte 0xff of the name */
+    char *root = (char *)1;
+    assert_int_equal(imgsim_store_dataset_root(&root, path_in("roots/s6")), IMGSIM_ERR_IO);
+    assert_null(root);
+    assert_non_null(strstr(imgsim_last_error(), "roots/s6/meta.json"));
+    assert_int_equal(imgsim_store_dataset_root(&root, path_in("roots/s7")), IMGSIM_ERR_FORMAT);
+    assert_null(root);
+    assert_non_null(strstr(imgsim_last_error(), "roots/s7/meta.json"));
+}
+
 /* ---- folder locks ------------------------------------------------------------------------- */
 
 /* In a child process: takes the lock on dir; exits 0 when the outcome is the wanted one (want_ok:
@@ -525,7 +576,7 @@ int main(int argc, char **argv) {
     imgsim_set_log_level(IMGSIM_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listing),     cmocka_unit_test(test_fingerprint), cmocka_unit_test(test_split_and_tsv),
-        cmocka_unit_test(test_npy),         cmocka_unit_test(test_dir_lock),
+        cmocka_unit_test(test_npy),         cmocka_unit_test(test_store_root),  cmocka_unit_test(test_dir_lock),
     };
     return cmocka_run_group_tests(tests, setup_tree, NULL);
 }

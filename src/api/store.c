@@ -55,6 +55,34 @@ void imgsim_store_close(imgsim_store *s) {
     ims_store_free(s);
 }
 
+imgsim_status imgsim_store_dataset_root(char **root, const char *dir) {
+    if (!root || !dir) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_store_dataset_root: NULL argument");
+    *root = NULL;
+    char *path = ims_path_join(dir, "meta.json");
+    if (!path) return ims_fail(NULL, IMGSIM_ERR_NOMEM, "%s: out of memory", dir);
+    imgsim_store_meta m;
+    cJSON *doc = NULL;
+    imgsim_status st = ims_meta_read(&m, &doc, path, -1, 0, IMGSIM_F32, NULL);
+    free(path);
+    const char *in = st == IMGSIM_OK ? m.input : NULL;
+    if (in && *in) {
+        struct stat sb;
+        if (stat(in, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            *root = ims_strdup(in);
+        } else {
+            const char *sl = strrchr(in, '/'); /* the list's or image's folder */
+            size_t n = sl ? (sl == in ? 1 : (size_t)(sl - in)) : 1;
+            if ((*root = ims_malloc(n + 1))) {
+                memcpy(*root, sl ? in : ".", n);
+                (*root)[n] = 0;
+            }
+        }
+        if (!*root) st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "%s: out of memory", dir);
+    }
+    cJSON_Delete(doc);
+    return st;
+}
+
 int imgsim_store_exists(const char *path) {
     return ims_store_exists(path);
 }

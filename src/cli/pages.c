@@ -169,32 +169,8 @@ static char *dup_or_empty(const char *s) {
 }
 
 char *pages_store_root(const char *store_dir) {
-    size_t n = strlen(store_dir) + 16;
-    char *mp = malloc(n);
-    if (!mp) return NULL;
-    snprintf(mp, n, "%s/meta.json", store_dir);
-    FILE *f = fopen(mp, "rb");
-    free(mp);
-    if (!f) return NULL;
-    sbuf b = {0};
-    char tmp[16384];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) sb_put(&b, tmp, k);
-    fclose(f);
-    cJSON *j = b.p ? cJSON_Parse(b.p) : NULL;
-    sb_free(&b);
-    const char *in = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "input"));
     char *root = NULL;
-    if (in && *in) {
-        struct stat st;
-        if (stat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
-            root = strdup(in);
-        } else {
-            const char *sl = strrchr(in, '/');
-            root = sl ? strndup(in, sl == in ? 1 : (size_t)(sl - in)) : strdup(".");
-        }
-    }
-    cJSON_Delete(j);
+    if (imgsim_store_dataset_root(&root, store_dir) != IMGSIM_OK) return NULL; /* paths as they are */
     return root;
 }
 

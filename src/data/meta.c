@@ -169,7 +169,7 @@ imgsim_status ims_meta_read(imgsim_store_meta *m, cJSON **doc, const char *path,
     free(buf);
     *doc = root; /* the caller frees it, also on failure */
     if (!cJSON_IsObject(root)) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: expected a JSON object", path);
-    if ((st = check_shape(root, path, rows, dim, dtype, e))) return st;
+    if (rows >= 0 && (st = check_shape(root, path, rows, dim, dtype, e))) return st;
     parse(m, root);
     return IMGSIM_OK;
 }

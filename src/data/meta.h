@@ -18,7 +18,8 @@ void ims_meta_init(imgsim_store_meta *m);
 
 /* Reads meta.json at path into m (its strings point into *doc, which the caller frees with
  * cJSON_Delete) and checks the keys that describe features.npy against it: "dim" must equal dim,
- * "rows" (or "n") rows and "dtype" ("float32"/"float16") dtype, where present. Errors name path. */
+ * "rows" (or "n") rows and "dtype" ("float32"/"float16") dtype, where present; rows < 0: no such
+ * checks (the record alone, without its features). Errors name path. */
 imgsim_status ims_meta_read(imgsim_store_meta *m, cJSON **doc, const char *path, int64_t rows, int dim,
                             imgsim_dtype dtype, ims_err *e);
 
