@@ -76,10 +76,12 @@ typedef enum imgsim_precision {
     IMGSIM_PREC_FP32 = 0, /* strict float32 */
     IMGSIM_PREC_BF16 = 1, /* bfloat16 weights/activations, float32 accumulation (CPU with AVX-512 BF16/AMX) */
     IMGSIM_PREC_FP16 = 2, /* float16 tensor cores (CUDA) */
-    IMGSIM_PREC_TF32 = 3  /* float32 storage, TF32 tensor-core math (CUDA) */
+    IMGSIM_PREC_TF32 = 3, /* float32 storage, TF32 tensor-core math (CUDA) */
+    IMGSIM_PREC_INT8 = 4  /* int8 convolutions with int32 accumulation, scales from a calibration
+                             file (imgsim_engine_opts.calib_file); CPU only for now */
 } imgsim_precision;
 
-/* "fp32", "bf16", "fp16", "tf32" */
+/* "fp32", "bf16", "fp16", "tf32", "int8" */
 const char *imgsim_precision_str(imgsim_precision p);
 
 /* ---- preprocessing ---------------------------------------------------------------------- */
@@ -180,6 +182,9 @@ typedef struct imgsim_engine_opts {
                                     background thread while the engine is built or loaded (they
                                     take most of a second); default 0: the first extraction
                                     creates them. Either way the engine keeps them for the next. */
+    const char *calib_file;      /* IMGSIM_PREC_INT8: the calibration file (imgsim_calib_save) of
+                                    this model and layer; required for int8, refused with
+                                    IMGSIM_ERR_MISMATCH when it was made for another model */
 } imgsim_engine_opts;
 
 void imgsim_engine_opts_init(imgsim_engine_opts *opt);
@@ -218,6 +223,69 @@ typedef struct imgsim_engine_info {
 } imgsim_engine_info;
 
 imgsim_status imgsim_engine_get_info(const imgsim_engine *e, imgsim_engine_info *info);
+
+/* ---- int8 calibration ------------------------------------------------------------------- */
+
+/* How a tensor's int8 range is chosen from the histogram of |x| over the calibration images:
+ * ENTROPY the threshold of least KL divergence between the tensor's distribution and its 128-level
+ * quantisation (TensorRT's IInt8EntropyCalibrator2), PERCENTILE the percentile of |x|, MINMAX
+ * max |x|. */
+typedef enum imgsim_calib_method {
+    IMGSIM_CALIB_ENTROPY = 0,
+    IMGSIM_CALIB_PERCENTILE = 1,
+    IMGSIM_CALIB_MINMAX = 2
+} imgsim_calib_method;
+
+typedef struct imgsim_calib_opts {
+    imgsim_calib_method method; /* default ENTROPY */
+    double percentile;          /* PERCENTILE: in (0, 100]; default 99.99 */
+    int images;                 /* calibration images, spread evenly over the sorted listing (all
+                                   when the input holds fewer); default 512 */
+    imgsim_preprocess_opts pre; /* decoding and preprocessing, as imgsim_extract's (height and width
+                                   are the model's, whatever is set here) */
+    int batch_size;             /* images per engine run; default 32 */
+    int threads;                /* CPU inference threads; 0 = all cores */
+    int quiet;                  /* no progress lines */
+} imgsim_calib_opts;
+
+void imgsim_calib_opts_init(imgsim_calib_opts *opt);
+
+/* Per-tensor int8 scales of one model and layer. */
+typedef struct imgsim_calib imgsim_calib;
+
+/* Runs m's float32 CPU engine over the images of input (a folder, TSV list or image, as
+ * imgsim_extract; decoded and preprocessed as imgsim_extract does), collects a histogram of every
+ * tensor an int8 convolution reads or writes (each convolution's input, output and residual) and
+ * chooses each tensor's scale by opt->method (opt NULL: the defaults). Images that fail to decode
+ * are skipped with a warning; none decoding is an error. The result does not depend on the thread
+ * count. *out is released with imgsim_calib_destroy. */
+imgsim_status imgsim_calibrate(imgsim_calib **out, const imgsim_model *m, const char *input,
+                               const imgsim_calib_opts *opt);
+
+/* Writes c to path, atomically, as JSON ("format": "imgsim-calib-1"; the model's sha256 and
+ * layer, the preprocessing, the method, the images used and each tensor's name, scale, threshold,
+ * range and signedness). The same calibration gives the same bytes. */
+imgsim_status imgsim_calib_save(const imgsim_calib *c, const char *path);
+
+/* Reads a calibration file. With m (may be NULL) the file must be for m's model file (sha256) and
+ * layer: otherwise IMGSIM_ERR_MISMATCH, the message naming the file and both models. A file of
+ * another format version is IMGSIM_ERR_UNSUPPORTED; a malformed one IMGSIM_ERR_FORMAT. */
+imgsim_status imgsim_calib_load(imgsim_calib **out, const char *path, const imgsim_model *m);
+void imgsim_calib_destroy(imgsim_calib *c);
+
+typedef struct imgsim_calib_info {
+    const char *model_sha256;  /* lowercase hex */
+    const char *layer;         /* the embedding layer it was made for */
+    imgsim_calib_method method;
+    double percentile;         /* PERCENTILE only */
+    int images;                /* images that went into the histograms */
+    int n_tensors;
+} imgsim_calib_info;
+
+/* Strings belong to c. */
+imgsim_status imgsim_calib_get_info(const imgsim_calib *c, imgsim_calib_info *info);
+/* Tensor i (0..n_tensors-1): its name in the optimised graph and its scale (real = scale * q). */
+imgsim_status imgsim_calib_get_tensor(const imgsim_calib *c, int i, const char **name, float *scale);
 
 /* ---- feature stores --------------------------------------------------------------------- */
 

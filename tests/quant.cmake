@@ -3,3 +3,8 @@
 #    histograms, per-channel weight scales, half-to-even requantisation) against numpy versions
 #    of the same definitions.
 imgsim_c_test(test_quant_calib test_quant_calib.c ASAN)
+#  - int8_cpu_calib: imgsim calibrate and its file (determinism, content against hashlib/onnx/numpy,
+#    round trip, refusals); int8_cpu_parity: calibrated int8 against fp32 features (cosine, top-1).
+imgsim_py_test(int8_cpu_calib test_int8_cpu.py --arch=resnet18 --calib --images=16)
+imgsim_py_test(int8_cpu_parity test_int8_cpu.py --arch=resnet18 --int8 --images=40)
+set_tests_properties(int8_cpu_calib int8_cpu_parity PROPERTIES TIMEOUT 900)

@@ -7,7 +7,8 @@
  *  - percentile thresholds (99.99, 99.9, 50) of the same histograms: the same bin;
  *  - ims_hist_add over batches of Laplace samples whose range grows: numpy.histogram of all
  *    samples at the final width gives the same counts (within 2 samples for bin-edge rounding),
- *    the same max |x|, min and max;
+ *    the same max |x|, min, max and count of zeros; the entropy threshold is numpy's
+ *    search over the histogram without its exact zeros;
  *  - per-output-channel weight scales and s8 weights (ties at .5 included): exactly numpy's
  *    float32 max/127 and clip(rint(w / s), -127, 127);
  *  - requantisation of int32 accumulators to s8/u8 and quantisation of reals, ties and
@@ -93,7 +94,9 @@ static const char k_ref_py[] =
     "    w = np.abs(x[:sizes[0]]).max() / 2048\n"
     "    while a.max() > w * 2048: w *= 2\n"
     "    h, _ = np.histogram(a, bins=2048, range=(0, 2048 * w))\n"
-    "    vals = [w, a.max(), x.min(), x.max()] + list(h)\n"
+    "    z = int((x == 0).sum())\n"
+    "    hz = h.astype(np.float64); hz[0] -= z\n"
+    "    vals = [w, a.max(), x.min(), x.max(), z, entropy_bin(hz)] + list(h)\n"
     "    open('samples.ref', 'w').write('\\n'.join(repr(float(v)) for v in vals) + '\\n')\n"
     "elif cmd == 'weights':\n"
     "    w = np.fromfile('w.f32', dtype=np.float32).reshape(int(sys.argv[2]), -1)\n"
@@ -195,11 +198,16 @@ static void test_hist_add(void **state) {
     python("samples");
     f = fopen(path_in("samples.ref"), "r");
     assert_non_null(f);
-    double w, amax, mn, mx;
-    assert_int_equal(fscanf(f, "%lf %lf %lf %lf", &w, &amax, &mn, &mx), 4);
+    double w, amax, mn, mx, zeros, ebin;
+    assert_int_equal(fscanf(f, "%lf %lf %lf %lf %lf %lf", &w, &amax, &mn, &mx, &zeros, &ebin), 6);
     assert_true(w > h.width * 0.999999 && w < h.width * 1.000001);
     assert_true(h.amax == amax && h.min == mn && h.max == mx);
     assert_true(h.n == NB * BN);
+    assert_true(h.zeros == zeros);
+    /* the entropy search over the non-zero samples (bin 0 without the exact zeros), cut at max |x| */
+    double et = ims_calib_threshold(&h, IMS_CALIB_ENTROPY, 0), want = fmin(ebin * h.width, amax);
+    print_message("entropy threshold %g (numpy bin %g: %g)\n", et, ebin, want);
+    assert_true(fabs(et - want) <= 1e-9 * want);
     double diff = 0, total = 0;
     for (int k = 0; k < IMS_HIST_BINS; k++) {
         double r;

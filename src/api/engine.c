@@ -45,7 +45,20 @@ static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const
     e->b->in_c = id->in_c;
     e->b->in_h = id->in_h;
     e->b->in_w = id->in_w;
-    if ((st = e->b->ops->prepare(e->b, g, &cfg, &e->err))) goto fail;
+    if (cfg.precision == IMGSIM_PREC_INT8) {
+        float *q_scale = NULL;
+        uint8_t *q_uns = NULL;
+        st = ims_calib_resolve(&q_scale, &q_uns, opt->calib_file, g, id->sha256, id->layer, path, &e->err);
+        if (st) goto fail;
+        cfg.act_scale = q_scale;
+        cfg.act_unsigned = q_uns;
+        st = e->b->ops->prepare(e->b, g, &cfg, &e->err);
+        free(q_scale);
+        free(q_uns);
+        if (st) goto fail;
+    } else if ((st = e->b->ops->prepare(e->b, g, &cfg, &e->err))) {
+        goto fail;
+    }
     snprintf(e->sha256, sizeof e->sha256, "%s", id->sha256);
     snprintf(e->layer, sizeof e->layer, "%s", id->layer);
     e->model_path = path ? ims_strdup(path) : NULL;

@@ -30,13 +30,19 @@ imgsim_status ims_engine_config(ims_backend_cfg *cfg, const imgsim_engine_opts *
 
     /* precision: the device's default, or one the device supports */
     cfg->precision = opt->precision_set ? opt->precision : cuda ? IMGSIM_PREC_FP16 : IMGSIM_PREC_FP32;
-    if ((int)cfg->precision < (int)IMGSIM_PREC_FP32 || (int)cfg->precision > (int)IMGSIM_PREC_TF32)
+    if ((int)cfg->precision < (int)IMGSIM_PREC_FP32 || (int)cfg->precision > (int)IMGSIM_PREC_INT8)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "engine options: unknown precision %d",
                         (int)cfg->precision);
     if (!cuda && (cfg->precision == IMGSIM_PREC_FP16 || cfg->precision == IMGSIM_PREC_TF32))
         return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
-                        "precision %s is for --device=cuda; the CPU supports fp32 and bf16",
+                        "precision %s is for --device=cuda; the CPU supports fp32, bf16 and int8",
                         imgsim_precision_str(cfg->precision));
+    if (cuda && cfg->precision == IMGSIM_PREC_INT8)
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
+                        "cuda: precision int8 is not supported by the CUDA engine yet (int8 runs on --device=cpu)");
+    if (cfg->precision == IMGSIM_PREC_INT8 && !(opt->calib_file && *opt->calib_file))
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
+                        "precision int8 needs a calibration file (--calib=FILE, made by imgsim calibrate)");
     if (cuda && cfg->precision == IMGSIM_PREC_BF16)
         return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
                         "cuda: precision bf16 is not supported by the CUDA engine (use fp16, tf32 or fp32)");

@@ -32,7 +32,17 @@ typedef struct ims_backend_cfg {
     int batch_auto;       /* CUDA: lower max_batch to what fits in device memory (else fail) */
     int cached_only;      /* CUDA: fail with MISMATCH rather than plan when no engine file matches
                              (the graph may then be a stub: sha256, output name, input size only) */
+    /* int8 and calibration (CPU only; NULL elsewhere and otherwise), each indexed by graph value
+     * and borrowed during prepare only: */
+    const uint8_t *observe;      /* 1: run_observe hands the value's contents to its callback */
+    const float *act_scale;      /* IMGSIM_PREC_INT8: the value's scale (real = scale * q); 0 where
+                                    the value was not calibrated (it then stays float32) */
+    const uint8_t *act_unsigned; /* IMGSIM_PREC_INT8: 1 where the value is never negative (u8) */
 } ims_backend_cfg;
+
+/* run_observe's callback: value (a graph value index) holds count float32 elements in data,
+ * [n, ...] plain row-major for the n images of the batch; data is valid during the call only. */
+typedef void (*ims_observe_fn)(void *user, int value, const float *data, size_t count);
 
 typedef struct ims_backend ims_backend;
 
@@ -65,6 +75,11 @@ typedef struct ims_backend_ops {
      * and submit take), device_name, device_bytes, loaded_from_file. */
     void (*info)(const ims_backend *b, imgsim_engine_info *info);
     void (*destroy)(ims_backend *b);
+
+    /* Optional (CPU; NULL elsewhere): run, and after each value marked in cfg->observe is
+     * computed (and for the input, first), call fn with its contents. For calibration. */
+    imgsim_status (*run_observe)(ims_backend *b, const float *input, int n, ims_observe_fn fn, void *user,
+                                 ims_err *e);
 } ims_backend_ops;
 
 struct ims_backend {

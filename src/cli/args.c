@@ -212,12 +212,12 @@ int cli_engine_opts(cli_args *a, imgsim_engine_opts *o) {
     }
     const char *prec = cli_str(a, "precision", NULL);
     if (prec) {
-        static const char *names[] = {"fp32", "bf16", "fp16", "tf32"};
+        static const char *names[] = {"fp32", "bf16", "fp16", "tf32", "int8"};
         int found = -1;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 5; i++)
             if (!strcmp(prec, names[i])) found = i;
         if (found < 0) {
-            fprintf(stderr, "imgsim %s: --precision=%s: expected fp32, bf16, fp16 or tf32\n", a->cmd, prec);
+            fprintf(stderr, "imgsim %s: --precision=%s: expected fp32, bf16, fp16, tf32 or int8\n", a->cmd, prec);
             a->error = 1;
         } else {
             o->precision = (imgsim_precision)found;
@@ -228,6 +228,7 @@ int cli_engine_opts(cli_args *a, imgsim_engine_opts *o) {
     o->threads = (int)cli_int(a, "threads", 0, 0, 4096);
     o->engine_cache = cli_str(a, "engine-cache", NULL);
     o->engine_file = cli_str(a, "engine", NULL);
+    o->calib_file = cli_str(a, "calib", NULL);
     return a->error ? 2 : 0;
 }
 

@@ -26,6 +26,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_gpupre(int argc, char **argv); /* hidden helper for GPU decoding tests */
 int cmd_report(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 
 /* Options: "--name=value", "--name value" (for options declared as taking a value) and flags
  * "--name". Everything else is positional. argv[0] is the subcommand. */
@@ -46,7 +47,7 @@ int cli_start(cli_args *a, int argc, char **argv, const char *const *value_opts,
 /* The options that take a value in every command that builds an engine and extracts images. */
 #define CLI_EXTRACT_VALUE_OPTS                                                                                 \
     "device", "precision", "batch-size", "workers", "threads", "dtype", "max-pixels", "engine-cache", "engine", \
-        "decode"
+        "decode", "calib"
 void cli_free(cli_args *a);
 const char *cli_str(cli_args *a, const char *name, const char *def);
 int cli_flag(cli_args *a, const char *name); /* 1 if present */
@@ -61,8 +62,8 @@ int cli_npos(cli_args *a);
 int cli_finish(cli_args *a, const char *usage);
 
 /* Shared option groups (parsed the same way by every command that has them). */
-/* --device=cpu|cuda[:N], --precision=fp32|bf16|fp16|tf32, --batch-size=N|auto, --threads=N,
- * --engine-cache=DIR|off, --engine=FILE */
+/* --device=cpu|cuda[:N], --precision=fp32|bf16|fp16|tf32|int8, --batch-size=N|auto, --threads=N,
+ * --engine-cache=DIR|off, --engine=FILE, --calib=FILE */
 int cli_engine_opts(cli_args *a, imgsim_engine_opts *o);
 /* --batch-size=N|auto as imgsim_engine_opts.max_batch (auto: 0); def when absent. Every command
  * spells it so (engine build also takes --max-batch=N, its old spelling, for a release). */

@@ -2,7 +2,7 @@
  * cmd_bench.c: imgsim bench, in the spirit of TensorRT's trtexec: builds an engine for a model
  * and times imgsim_engine_run alone on random input after a warm-up.
  *
- *   imgsim bench --model=M.onnx [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32]
+ *   imgsim bench --model=M.onnx [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]]
  *                [--batch-size=N] [--iterations=K] [--warmup=W] [--threads=N] [--layer=NAME]
  *                [--json]
  *
@@ -22,11 +22,12 @@
 #include "cli.h"
 
 static const char usage[] =
-    "imgsim bench --model=M.onnx [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32]\n"
+    "imgsim bench --model=M.onnx [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]]\n"
     "             [--batch-size=N] [--iterations=K] [--warmup=W] [--threads=N] [--layer=NAME] [--json]\n"
     "  --model       the ONNX model\n"
     "  --device      cpu (default) or cuda[:N]\n"
     "  --precision   fp32 (CPU default), bf16 (CPU with AVX-512 BF16), fp16 (CUDA default), tf32\n"
+    "                int8 (CPU, with --calib=FILE from imgsim calibrate)\n"
     "  --batch-size  images per run (default 32)\n"
     "  --iterations  timed runs (default 50)\n"
     "  --warmup      untimed runs first (default 5)\n"
@@ -113,7 +114,8 @@ static int run_file(imgsim_engine *eng, const imgsim_engine_info *info, const ch
 
 int cmd_bench(int argc, char **argv) {
     static const char *const vopts[] = {"model", "device", "precision", "batch-size", "iterations", "warmup",
-                                        "threads", "layer", "input", "dump", "engine-cache", "engine", NULL};
+                                        "threads", "layer", "input", "dump", "engine-cache", "engine", "calib",
+                                        NULL};
     cli_args a;
     int started = cli_start(&a, argc, argv, vopts, usage);
     if (started >= 0) return started;

@@ -5,7 +5,7 @@
 #include "cli.h"
 
 static const char *usage =
-    "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32]\n"
+    "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]]\n"
     "       [--batch-size=N|auto] [--workers=N] [--threads=N] [--layer=NAME] [--dtype=float32|float16]\n"
     "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--fast-decode]\n"
     "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--quiet] INPUT";

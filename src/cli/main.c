@@ -16,7 +16,7 @@
  * (about 0.1 s of CPU: a second dynamic load). A wait policy or
  * spin count the user set is kept (OMP_WAIT_POLICY=active for libgomp's spinning default). */
 static void omp_wait_passive(char **argv) {
-    static const char *const inference[] = {"extract", "run", "search", "bench", "demo"};
+    static const char *const inference[] = {"extract", "run", "search", "bench", "demo", "calibrate"};
     int wanted = 0;
     for (size_t i = 0; i < sizeof inference / sizeof inference[0]; i++) wanted |= !strcmp(argv[1], inference[i]);
     for (int i = 2; argv[i]; i++) /* on the GPU oneDNN's threads stay idle: no second start-up */
@@ -38,6 +38,7 @@ static const command commands[] = {
     {"split", cmd_split, "stratified train/test split of a labelled image folder or list"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image into a .npy tensor"},
     {"extract", cmd_extract, "extract CNN features of images into a feature store"},
+    {"calibrate", cmd_calibrate, "int8 calibration: per-tensor scales of a model from sample images"},
     {"search", cmd_search, "exact cosine top-k of queries against a gallery store"},
     {"run", cmd_run, "the whole job: split, extract gallery and queries, search, report"},
     {"dedup", cmd_dedup, "near-duplicate pairs within a feature store"},

@@ -42,6 +42,7 @@ const char *imgsim_precision_str(imgsim_precision p) {
     case IMGSIM_PREC_BF16: return "bf16";
     case IMGSIM_PREC_FP16: return "fp16";
     case IMGSIM_PREC_TF32: return "tf32";
+    case IMGSIM_PREC_INT8: return "int8";
     }
     return "?";
 }

@@ -22,15 +22,17 @@ static void hist_double(ims_hist *h) {
 }
 
 void ims_hist_add(ims_hist *h, const float *x, size_t n) {
-    double amax = 0, lo = h->min, hi = h->max;
+    double amax = 0, lo = h->min, hi = h->max, zeros = 0;
     for (size_t i = 0; i < n; i++) {
         double v = x[i], a = fabs(v);
+        zeros += v == 0;
         if (!(a <= amax)) amax = a; /* NaN makes amax NaN, then sticks */
         if (v < lo) lo = v;
         if (v > hi) hi = v;
     }
     h->min = lo;
     h->max = hi;
+    h->zeros += zeros;
     h->n += n;
     if (!isfinite(amax)) {
         h->amax = INFINITY;
@@ -151,8 +153,14 @@ double ims_calib_percentile(const double *hist, int nbins, double width, double 
 double ims_calib_threshold(const ims_hist *h, ims_calib_method m, double pct) {
     double t;
     if (m == IMS_CALIB_MINMAX || h->width == 0) return h->amax;
-    if (m == IMS_CALIB_PERCENTILE) t = ims_calib_percentile(h->count, IMS_HIST_BINS, h->width, pct);
-    else t = ims_calib_entropy(h->count, IMS_HIST_BINS, h->width);
+    if (m == IMS_CALIB_PERCENTILE) {
+        t = ims_calib_percentile(h->count, IMS_HIST_BINS, h->width, pct);
+    } else {
+        double nz[IMS_HIST_BINS];
+        memcpy(nz, h->count, sizeof nz);
+        nz[0] -= h->zeros;
+        t = ims_calib_entropy(nz, IMS_HIST_BINS, h->width);
+    }
     return t < h->amax ? t : h->amax;
 }
 

@@ -33,6 +33,7 @@ typedef struct ims_hist {
     double width;                /* bin width; 0 while every sample so far was 0 (all in bin 0) */
     double amax;                 /* largest |x| seen */
     double min, max;             /* smallest and largest x seen (signed) */
+    double zeros;                /* samples exactly 0 (counted in bin 0 too) */
     uint64_t n;                  /* samples */
 } ims_hist;
 
@@ -67,7 +68,10 @@ double ims_calib_entropy(const double *hist, int nbins, double width);
 /* The upper edge (k + 1) * width of the first bin k at which the cumulative count reaches
  * pct / 100 of the total (pct in (0, 100]); 0 for an empty histogram. */
 double ims_calib_percentile(const double *hist, int nbins, double width, double pct);
-/* The threshold of h by method m (pct for PERCENTILE), never above h->amax. */
+/* The threshold of h by method m (pct for PERCENTILE), never above h->amax. The entropy search
+ * leaves out the exact zeros (a ReLU's output is half zeros; they are exact at any scale, and
+ * spread over the first level of a candidate they would push every threshold down to where the
+ * levels are single bins); the percentile counts them. */
 double ims_calib_threshold(const ims_hist *h, ims_calib_method m, double pct);
 
 /* The scale of a tensor with threshold amax: amax / 255 for an unsigned (never negative) tensor,

@@ -136,9 +136,11 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
     if (b->impl) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: already prepared");
     if (cfg->max_batch < 1 || cfg->max_batch > 65536)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: batch size %d out of range 1..65536", cfg->max_batch);
-    if (cfg->precision != IMGSIM_PREC_FP32 && cfg->precision != IMGSIM_PREC_BF16)
-        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: precision %s is not available on the CPU (use fp32 or bf16)",
+    if (cfg->precision != IMGSIM_PREC_FP32 && cfg->precision != IMGSIM_PREC_BF16 && cfg->precision != IMGSIM_PREC_INT8)
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: precision %s is not available on the CPU (use fp32, bf16 or int8)",
                        imgsim_precision_str(cfg->precision));
+    if (cfg->precision == IMGSIM_PREC_INT8 && (!cfg->act_scale || !cfg->act_unsigned))
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: int8 needs a calibration (--calib=FILE)");
     if (g->input < 0 || g->output < 0 || g->input >= g->n_vals || g->output >= g->n_vals)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: graph has no input or output");
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
@@ -154,6 +156,11 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
     c->precision = cfg->precision;
     c->act_dt = cfg->precision == IMGSIM_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
     c->normalize = cfg->normalize;
+    c->observe = cfg->observe;
+    if (cfg->precision == IMGSIM_PREC_INT8) {
+        c->act_scale = cfg->act_scale;
+        c->act_unsigned = cfg->act_unsigned;
+    }
     c->max_batch = cfg->max_batch;
     c->threads = cfg->threads > 0 ? ims_threads_cap(cfg->threads, "threads") : ims_num_cores();
     c->dim = g->dim;
@@ -168,6 +175,7 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
     if (st == dnnl_success) st = dnnl_stream_create(&c->stream, c->eng, dnnl_stream_default_flags);
     if (st != dnnl_success) s = ims_cpu_dnnl_fail(c, e, st, "engine/stream");
     if (!s) s = compute_lifetimes(c, e);
+    if (!s && c->precision == IMGSIM_PREC_INT8) s = ims_cpu_int8_prepare(c, e);
 
     /* plans: max_batch, then the powers of two below it */
     int batches[32], nb = 0;
@@ -180,10 +188,13 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
         c->plans = ims_calloc((size_t)nb, sizeof(cpu_plan));
         if (!c->plans) s = ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
     }
+    int int8_convs = 0;
     for (int k = 0; !s && k < nb; k++) {
         c->plans[k].batch = batches[k];
         c->n_plans = k + 1;
+        c->n_conv_int8 = 0;
         s = ims_cpu_plan_build(c, &c->plans[k], e);
+        if (k == 0) int8_convs = c->n_conv_int8;
         if (!s && c->plans[k].arena_size > c->arena_size) c->arena_size = c->plans[k].arena_size;
     }
     if (!s) {
@@ -196,6 +207,11 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
     for (int k = 0; !s && k < c->n_plans; k++) s = ims_cpu_plan_bind(c, &c->plans[k], e);
     free(c->group_last);
     c->group_last = NULL;
+    free(c->conv_int8);
+    free(c->out_int8);
+    c->conv_int8 = c->out_int8 = NULL;
+    c->observe = c->act_unsigned = NULL;
+    c->act_scale = NULL;
     c->g = NULL;
     if (s) {
         impl_free(c);
@@ -212,6 +228,8 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
                  "scratchpad %.1f MB, prepared in %.2f s",
                  c->isa, imgsim_precision_str(c->precision), c->threads, c->n_plans, steps,
                  c->const_bytes / 1e6, c->arena_size / 1e6, c->scratch_size / 1e6, ims_now() - t0);
+    if (c->precision == IMGSIM_PREC_INT8) ims_log_debug("cpu backend: int8: %d convolutions in int8", int8_convs);
+    c->int8_convs = int8_convs;
     return IMGSIM_OK;
 }
 
@@ -234,6 +252,60 @@ static imgsim_status run_plan(cpu_impl *c, cpu_plan *p, const float *input, floa
     dnnl_status_t st = dnnl_stream_wait(c->stream);
     if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "stream_wait");
     return IMGSIM_OK;
+}
+
+/* run_plan with the observed values handed to fn after their steps. */
+static imgsim_status run_plan_observe(cpu_impl *c, cpu_plan *p, const float *input, float *out, ims_observe_fn fn,
+                                      void *user, ims_err *e) {
+    for (int k = 0; k < p->n_tens; k++) {
+        cpu_tensor *t = &p->tens[k];
+        void *h;
+        if (t->buf == CPU_BUF_INPUT) h = (void *)input;
+        else if (t->buf == CPU_BUF_OUTPUT) h = out;
+        else continue;
+        dnnl_status_t st = dnnl_memory_set_data_handle(t->mem, h);
+        if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "memory_set_data_handle");
+    }
+    int o = 0;
+    for (int k = -1; k < p->n_steps; k++) {
+        if (k >= 0) {
+            const cpu_step *s = &p->steps[k];
+            dnnl_status_t st = dnnl_primitive_execute(s->prim, c->stream, s->nargs, s->args);
+            if (st == dnnl_success && o < p->n_obs && p->obs[o].step == k) st = dnnl_stream_wait(c->stream);
+            if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "execute");
+        }
+        for (; o < p->n_obs && p->obs[o].step == k; o++) {
+            void *h = NULL;
+            dnnl_status_t st = dnnl_memory_get_data_handle(p->tens[p->obs[o].tensor].mem, &h);
+            if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "memory_get_data_handle");
+            fn(user, p->obs[o].value, h, p->obs[o].count);
+        }
+    }
+    dnnl_status_t st = dnnl_stream_wait(c->stream);
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "stream_wait");
+    return IMGSIM_OK;
+}
+
+/* cpu_run, calling fn for the values the engine was planned to observe (cfg->observe). */
+static imgsim_status cpu_run_observe(ims_backend *b, const float *input, int n, ims_observe_fn fn, void *user,
+                                     ims_err *e) {
+    cpu_impl *c = b->impl;
+    if (!c) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: not prepared");
+    if (n < 1 || n > c->max_batch || !input || !fn)
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cpu backend: bad observed run (%d images)", n);
+    set_threads(c->threads);
+    size_t in_row = (size_t)c->in_c * (size_t)c->in_h * (size_t)c->in_w;
+    float *out = ims_malloc_array((size_t)c->max_batch * (size_t)c->dim, sizeof(float));
+    if (!out) return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    imgsim_status s = IMGSIM_OK;
+    for (int off = 0; !s && off < n;) {
+        int k = 0;
+        while (c->plans[k].batch > n - off) k++;
+        s = run_plan_observe(c, &c->plans[k], input + (size_t)off * in_row, out, fn, user, e);
+        off += c->plans[k].batch;
+    }
+    free(out);
+    return s;
 }
 
 /* input [n, C, H, W] float32 -> out [n, dim] float32 (L2-normalised rows when configured). */
@@ -274,8 +346,12 @@ static void cpu_info(const ims_backend *b, imgsim_engine_info *info) {
         snprintf(info->device_name, sizeof info->device_name, "cpu (oneDNN %d.%d.%d)", v->major, v->minor, v->patch);
         return;
     }
-    snprintf(info->device_name, sizeof info->device_name, "cpu (oneDNN %d.%d.%d, %s, %d threads)", v->major,
-             v->minor, v->patch, c->isa, c->threads);
+    if (c->precision == IMGSIM_PREC_INT8)
+        snprintf(info->device_name, sizeof info->device_name, "cpu (oneDNN %d.%d.%d, %s, %d threads, %d int8 convolutions)",
+                 v->major, v->minor, v->patch, c->isa, c->threads, c->int8_convs);
+    else
+        snprintf(info->device_name, sizeof info->device_name, "cpu (oneDNN %d.%d.%d, %s, %d threads)", v->major,
+                 v->minor, v->patch, c->isa, c->threads);
     info->device_bytes = c->const_bytes + c->arena_size + c->scratch_size;
     info->max_batch = c->max_batch;
     info->loaded_from_file = 0;
@@ -297,6 +373,7 @@ static const ims_backend_ops cpu_ops = {
     .collect = NULL,
     .info = cpu_info,
     .destroy = cpu_destroy,
+    .run_observe = cpu_run_observe,
 };
 
 imgsim_status ims_backend_cpu_new(ims_backend **out, ims_err *e) {

@@ -119,6 +119,7 @@ static imgsim_status new_tensor(cpu_impl *c, cpu_plan *p, const dnnl_memory_desc
     t->md = *md;
     t->buf = buf;
     t->mem = mem;
+    t->scale = 1.0f;
     if (!mem) DN(dnnl_memory_create(&t->mem, md, c->eng, DNNL_MEMORY_NONE), "memory_create");
     *out = p->n_tens++;
     return IMGSIM_OK;
@@ -209,13 +210,19 @@ static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum
     return IMGSIM_OK;
 }
 
-/* Appends a reorder step src tensor -> dst tensor. */
+/* Appends a reorder step src tensor -> dst tensor (requantising when their int8 scales differ:
+ * dst = src * src.scale / dst.scale, rounded half to even and saturated for s8/u8). */
 static imgsim_status push_reorder(cpu_impl *c, cpu_plan *p, int src, int dst, ims_err *e) {
     dnnl_primitive_attr_t attr;
     TRY(make_attr(c, &attr, 0, IS_ACT_NONE, 0, 0, e));
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, &p->tens[src].md, c->eng,
-                                                          &p->tens[dst].md, c->eng, attr);
+    dnnl_status_t st = dnnl_success;
+    if (p->tens[src].scale != p->tens[dst].scale) {
+        float r = p->tens[src].scale / p->tens[dst].scale;
+        st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &r);
+    }
+    if (st == dnnl_success)
+        st = dnnl_reorder_primitive_desc_create(&pd, &p->tens[src].md, c->eng, &p->tens[dst].md, c->eng, attr);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "reorder");
     sargs a = {0};
@@ -242,6 +249,8 @@ static imgsim_status ensure(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory_d
     }
     int d;
     TRY(new_act(c, p, md, &d, e));
+    /* an int8 copy keeps the scale; a float one is dequantised */
+    if (md->data_type == dnnl_s8 || md->data_type == dnnl_u8) p->tens[d].scale = p->tens[t].scale;
     TRY(push_reorder(c, p, t, d, e));
     if (grow((void **)&p->convs, &p->cap_convs, p->n_convs + 1, sizeof(cpu_conv)))
         return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
@@ -274,7 +283,7 @@ static int can_inplace(cpu_impl *c, cpu_plan *p, int v, int i) {
 
 /* Index of the constant (value, tag) converted to md, creating it from src (float32 data laid
  * out as src_md) when absent. Conversion runs once here, at prepare. */
-static imgsim_status get_const(cpu_impl *c, int value, int tag, const float *src,
+static imgsim_status get_const(cpu_impl *c, int value, int tag, const void *src,
                                const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *md,
                                int *out, ims_err *e) {
     for (int k = 0; k < c->n_consts; k++) {
@@ -394,6 +403,7 @@ static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     int bias_v = nd->n_in > 2 ? nd->in[2] : -1;
     if (bias_v >= 0 && (!g->vals[bias_v].data || ims_value_numel(&g->vals[bias_v]) != wv->dims[0]))
         return unsupported(c, e, "bias must be a constant of OC elements");
+    if (c->conv_int8 && c->conv_int8[i]) return ims_cpu_plan_conv_int8(c, p, i, e);
     int grp = nd->group > 0 ? nd->group : 1;
     int64_t xd[4], yd[4], wd[5];
     val_dims(xv, p->batch, xd);
@@ -1020,6 +1030,25 @@ static imgsim_status plan_residual_step(cpu_impl *c, cpu_plan *p, int i, int yva
     return s;
 }
 
+/* int8 precision: the s8/u8 inputs (and residual) of a node that is neither a convolution nor a
+ * max pooling are dequantised to float32 first, in their layout (the node's value is rebound to
+ * the float32 copy, which later readers share). */
+static imgsim_status int8_inputs_to_float(cpu_impl *c, cpu_plan *p, const ims_node *nd, ims_err *e) {
+    if (nd->op == IS_OP_CONV || nd->op == IS_OP_MAXPOOL || nd->op == IS_OP_IDENTITY) return IMGSIM_OK;
+    for (int k = 0; k <= nd->n_in; k++) {
+        int v = k < nd->n_in ? nd->in[k] : nd->residual;
+        if (v < 0 || p->val_tensor[v] < 0) continue;
+        const cpu_tensor *t = &p->tens[p->val_tensor[v]];
+        if (t->md.data_type != dnnl_s8 && t->md.data_type != dnnl_u8) continue;
+        dnnl_memory_desc_t md = t->md;
+        md.data_type = dnnl_f32;
+        int ft;
+        TRY(ensure(c, p, p->val_tensor[v], &md, &ft, e));
+        p->val_tensor[v] = ft;
+    }
+    return IMGSIM_OK;
+}
+
 /* Plans node i (not dead). */
 static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     const ims_node *nd = &c->g->nodes[i];
@@ -1029,6 +1058,7 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
         if (v >= 0 && !c->g->vals[v].data && p->val_tensor[v] < 0 && nd->op != IS_OP_CLIP)
             return unsupported(c, e, "an input has not been computed (graph not in topological order?)");
     }
+    if (c->precision == IMGSIM_PREC_INT8) TRY(int8_inputs_to_float(c, p, nd, e));
     switch (nd->op) {
     case IS_OP_CONV:
         TRY(plan_conv(c, p, i, e));
@@ -1078,6 +1108,8 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     case IS_OP_AVGPOOL:
     case IS_OP_GLOBALAVGPOOL:
         TRY(plan_pool(c, p, i, e));
+        /* int8 max pooling: the maximum of the quantised values, at the input's scale */
+        p->tens[p->val_tensor[nd->out]].scale = p->tens[p->val_tensor[nd->in[0]]].scale;
         break;
     case IS_OP_FLATTEN:
     case IS_OP_RESHAPE:
@@ -1102,6 +1134,23 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     return IMGSIM_OK;
 }
 
+/* Calibration: value v, just computed, is handed to run_observe's callback after the last step
+ * so far, as a plain float32 tensor (a copy when it is blocked). */
+static imgsim_status observe_value(cpu_impl *c, cpu_plan *p, int v, ims_err *e) {
+    int t;
+    TRY(ensure_plain(c, p, v, dnnl_f32, &t, e));
+    if (grow((void **)&p->obs, &p->cap_obs, p->n_obs + 1, sizeof(cpu_obs)))
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    cpu_obs *o = &p->obs[p->n_obs++];
+    o->step = p->n_steps - 1;
+    o->value = v;
+    o->tensor = t;
+    o->count = dnnl_memory_desc_get_size(&p->tens[t].md) / sizeof(float);
+    if (p->tens[t].buf >= 0 && p->bufs[p->tens[t].buf].last < p->n_steps - 1)
+        p->bufs[p->tens[t].buf].last = p->n_steps - 1;
+    return IMGSIM_OK;
+}
+
 /* Builds plan p (p->batch set by the caller) for c->g: input tensor, every live node, and the
  * final reorder of the chosen output into the caller's float32 [n, dim] rows. */
 imgsim_status ims_cpu_plan_build(cpu_impl *c, cpu_plan *p, ims_err *e) {
@@ -1119,11 +1168,13 @@ imgsim_status ims_cpu_plan_build(cpu_impl *c, cpu_plan *p, ims_err *e) {
     int it;
     TRY(new_tensor(c, p, &md, CPU_BUF_INPUT, NULL, &it, e));
     p->val_tensor[g->input] = it;
+    if (c->observe && c->observe[g->input]) TRY(observe_value(c, p, g->input, e));
 
     for (int i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].dead) continue;
         c->cur_node = i;
         TRY(plan_node(c, p, i, e));
+        if (c->observe && c->observe[g->nodes[i].out]) TRY(observe_value(c, p, g->nodes[i].out, e));
     }
     c->cur_node = -1;
 
@@ -1161,6 +1212,53 @@ void ims_cpu_plan_free(cpu_plan *p) {
     free(p->tens);
     free(p->bufs);
     free(p->convs);
+    free(p->obs);
     free(p->val_tensor);
     memset(p, 0, sizeof *p);
 }
+
+/* ---- what cpu_int8.c shares (cpu_priv.h) ---------------------------------------------------- */
+
+imgsim_status ims_cpu_new_act(cpu_impl *c, cpu_plan *p, const dnnl_memory_desc_t *md, int *out, ims_err *e) {
+    return new_act(c, p, md, out, e);
+}
+
+imgsim_status ims_cpu_new_tensor(cpu_impl *c, cpu_plan *p, const dnnl_memory_desc_t *md, int buf,
+                                 dnnl_memory_t mem, int *out, ims_err *e) {
+    return new_tensor(c, p, md, buf, mem, out, e);
+}
+
+imgsim_status ims_cpu_push_reorder(cpu_impl *c, cpu_plan *p, int src, int dst, ims_err *e) {
+    return push_reorder(c, p, src, dst, e);
+}
+
+imgsim_status ims_cpu_get_const(cpu_impl *c, int value, int tag, const void *src, const dnnl_memory_desc_t *src_md,
+                                const dnnl_memory_desc_t *md, int *out, ims_err *e) {
+    return get_const(c, value, tag, src, src_md, md, out, e);
+}
+
+const dnnl_memory_desc_t *ims_cpu_find_const_md(cpu_impl *c, int value, int tag) {
+    return find_const_md(c, value, tag);
+}
+
+imgsim_status ims_cpu_const_tensor(cpu_impl *c, cpu_plan *p, int k, int *out, ims_err *e) {
+    return const_tensor(c, p, k, out, e);
+}
+
+imgsim_status ims_cpu_make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum, ims_act act, float lo, float hi,
+                                ims_err *e) {
+    return make_attr(c, attr, sum, act, lo, hi, e);
+}
+
+imgsim_status ims_cpu_push_step(cpu_impl *c, cpu_plan *p, const_dnnl_primitive_desc_t pd, int nargs,
+                                const int *arg, const int *tensor, const int *rd, ims_err *e) {
+    sargs a = {0};
+    if (nargs < 0 || nargs > CPU_MAX_ARGS - 1) return ims_fail(e, IMGSIM_ERR_INTERNAL, "cpu backend: too many arguments");
+    for (int k = 0; k < nargs; k++) {
+        if (rd[k]) sa_in(&a, arg[k], tensor[k]);
+        else sa_out(&a, arg[k], tensor[k]);
+    }
+    return push_step(c, p, pd, &a, e);
+}
+
+int ims_cpu_can_inplace(cpu_impl *c, cpu_plan *p, int v, int i) { return can_inplace(c, p, v, i); }

@@ -41,6 +41,7 @@ typedef struct cpu_tensor {
     dnnl_memory_desc_t md;
     int buf;           /* buffer id (see CPU_BUF_*) */
     dnnl_memory_t mem; /* oneDNN memory object on that buffer (handle bound after planning) */
+    float scale;       /* s8/u8 data: real = scale * q (int8 precision); 1 for float data */
 } cpu_tensor;
 
 typedef struct cpu_step {
@@ -54,6 +55,14 @@ typedef struct cpu_conv {
     int src, dst; /* tensor ids */
 } cpu_conv;
 
+/* A value handed to run_observe's callback after step `step` (-1: before the first step). */
+typedef struct cpu_obs {
+    int step;
+    int value;    /* graph value */
+    int tensor;   /* a plain float32 tensor holding it */
+    size_t count; /* its elements for the plan's batch */
+} cpu_obs;
+
 typedef struct cpu_plan {
     int batch;
     cpu_buf *bufs;
@@ -64,6 +73,8 @@ typedef struct cpu_plan {
     int n_steps, cap_steps;
     cpu_conv *convs;
     int n_convs, cap_convs;
+    cpu_obs *obs;       /* observed values (calibration engines), in step order */
+    int n_obs, cap_obs;
     int *val_tensor;    /* per graph value: tensor holding it, -1 if none */
     size_t arena_size;  /* bytes of arena this plan needs */
 } cpu_plan;
@@ -82,7 +93,9 @@ enum {
     CPU_CT_PLAIN = 0,   /* as stored, converted to md */
     CPU_CT_GEMM_W,      /* Gemm B as [N, K], times alpha */
     CPU_CT_GEMM_BIAS,   /* Gemm C expanded to [N], times beta */
-    CPU_CT_BCAST        /* a binary operand reshaped to the output rank */
+    CPU_CT_BCAST,       /* a binary operand reshaped to the output rank */
+    CPU_CT_INT8_W,      /* int8 convolution weights: s8, per-output-channel scales */
+    CPU_CT_INT8_BIAS    /* int8 convolution bias, in the accumulator's units */
 };
 
 typedef struct cpu_impl {
@@ -109,10 +122,17 @@ typedef struct cpu_impl {
     size_t scratch_size;
 
     char isa[48];
+    int int8_convs;     /* convolutions the largest plan runs in int8 */
 
     /* during prepare only */
     const ims_graph *g;
     int *group_last;   /* per value: last node index reading it or any alias of it */
+    const uint8_t *observe;      /* cfg->observe */
+    const float *act_scale;      /* cfg->act_scale (int8) */
+    const uint8_t *act_unsigned; /* cfg->act_unsigned (int8) */
+    uint8_t *conv_int8;  /* per node: an int8 convolution (cpu_int8.c) */
+    uint8_t *out_int8;   /* per value: kept as s8/u8 (every reader takes int8) */
+    int n_conv_int8;     /* int8 convolutions planned (per plan) */
     int cur_node;      /* node being planned (for messages), -1 outside nodes */
 } cpu_impl;
 
@@ -122,6 +142,27 @@ void ims_cpu_plan_free(cpu_plan *p);
 /* Binds every tensor of p to the arena / scratchpad once they are allocated. */
 imgsim_status ims_cpu_plan_bind(cpu_impl *c, cpu_plan *p, ims_err *e);
 void ims_cpu_const_free_all(cpu_impl *c);
+
+/* cpu_int8.c: int8 planning. ims_cpu_int8_prepare decides (per node and value, from
+ * c->act_scale) which convolutions run in int8 and which outputs stay int8; ims_cpu_plan_conv_int8
+ * plans node i as an int8 convolution (IMGSIM_OK), or returns IMGSIM_ERR_UNSUPPORTED without side
+ * effects when node i is not one. */
+imgsim_status ims_cpu_int8_prepare(cpu_impl *c, ims_err *e);
+imgsim_status ims_cpu_plan_conv_int8(cpu_impl *c, cpu_plan *p, int i, ims_err *e);
+/* Helpers of cpu_plan.c that cpu_int8.c shares. */
+imgsim_status ims_cpu_new_act(cpu_impl *c, cpu_plan *p, const dnnl_memory_desc_t *md, int *out, ims_err *e);
+imgsim_status ims_cpu_new_tensor(cpu_impl *c, cpu_plan *p, const dnnl_memory_desc_t *md, int buf,
+                                 dnnl_memory_t mem, int *out, ims_err *e);
+imgsim_status ims_cpu_push_reorder(cpu_impl *c, cpu_plan *p, int src, int dst, ims_err *e);
+imgsim_status ims_cpu_get_const(cpu_impl *c, int value, int tag, const void *src, const dnnl_memory_desc_t *src_md,
+                                const dnnl_memory_desc_t *md, int *out, ims_err *e);
+const dnnl_memory_desc_t *ims_cpu_find_const_md(cpu_impl *c, int value, int tag);
+imgsim_status ims_cpu_const_tensor(cpu_impl *c, cpu_plan *p, int k, int *out, ims_err *e);
+imgsim_status ims_cpu_make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum, ims_act act, float lo, float hi,
+                                ims_err *e);
+imgsim_status ims_cpu_push_step(cpu_impl *c, cpu_plan *p, const_dnnl_primitive_desc_t pd, int nargs,
+                                const int *arg, const int *tensor, const int *rd, ims_err *e);
+int ims_cpu_can_inplace(cpu_impl *c, cpu_plan *p, int v, int i);
 
 /* cpu_arena.c: assigns arena offsets to p's buffers (greedy best fit over lifetimes); sets
  * p->arena_size. */
