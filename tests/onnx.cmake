@@ -19,5 +19,9 @@ imgsim_py_test(onnx_family_inception_v3_op17 test_onnx_families.py --arch=incept
 # ShuffleNetV2: channel shuffle (shape subgraph -> Reshape, 5-D Transpose) and chunk (Slice)
 imgsim_py_test(onnx_family_shufflenet_v2_x0_5_op13 test_onnx_families.py --arch=shufflenet_v2_x0_5 --opset=13 --size=64)
 imgsim_py_test(onnx_family_shufflenet_v2_x0_5_op17 test_onnx_families.py --arch=shufflenet_v2_x0_5 --opset=17 --size=64)
+# ConvNeXt-tiny: Transpose, LayerNorm written out (op13: ReduceMean, Sub, Pow, Sqrt, Div) and as
+# LayerNormalization (op17), GELU in erf form (fused), layer scale; random LayerNorm and scales
+imgsim_py_test(onnx_family_convnext_tiny_op13 test_onnx_families.py --arch=convnext_tiny --opset=13 --size=64)
+imgsim_py_test(onnx_family_convnext_tiny_op17 test_onnx_families.py --arch=convnext_tiny --opset=17 --size=64)
 # Pad folded into Conv/AveragePool and ReduceMean as a global average pool, against torch
 imgsim_py_test(onnx_padfold test_onnx_padfold.py)

@@ -476,8 +476,10 @@ def main():
         return edit
     accept("reducemean_hw_keepdims", reducemean([2, 3], 1))
     accept("reducemean_hw", reducemean([-1, -2], 0))
-    case("reducemean_channels", ["node 'rm'", "ReduceMean (opset 13) is supported only over axes [2, 3]"],
-         reducemean([1], 1))
+    def reducemean_all(p):  # no axes: every axis, the batch too
+        p["nodes"][2] = helper.make_node("ReduceMean", ["r"], ["p"], name="rm")
+    case("reducemean_all_axes", ["node 'rm'", "ReduceMean (opset 13) is supported only over listed axes"],
+         reducemean_all)
 
     # shape subgraphs (a dynamic batch): folded by shape inference, the batch kept as it is
     def shape_reshape(batch_op=None, perm=None, operand="two"):
@@ -534,6 +536,24 @@ def main():
         p["nodes"].insert(2, helper.make_node("Gather", ["r", "idx"], ["rg"], name="ga", axis=1))
         p["nodes"][3] = helper.make_node("GlobalAveragePool", ["rg"], ["p"], name="gap")
     case("gather_of_activation", ["node 'ga'", "Gather", "on an activation is not supported"], gather_act)
+
+    def layernorm(axis, name="ln"):
+        def edit(p):
+            p["inits"] += [tensor("g", np.ones(8)), tensor("bb", np.zeros(8))]
+            p["nodes"].insert(2, helper.make_node("LayerNormalization", ["r", "g", "bb"], ["rl"], name=name, axis=axis,
+                                                  epsilon=1e-5))
+            p["nodes"][3] = helper.make_node("GlobalAveragePool", ["rl"], ["p"], name="gap")
+            p["opset"] = 17
+        return edit
+    accept("layernorm_last_axis", layernorm(-1))
+    case("layernorm_axis_2", ["node 'ln'", "LayerNormalization (opset 17) is supported over the last axis only"],
+         layernorm(2))
+    case("reducemean_batch", ["node 'rm'", "other than the batch"], reducemean([0, 1], 1))
+
+    def reducemean_last(p):
+        p["nodes"].insert(2, helper.make_node("ReduceMean", ["r"], ["rm"], name="rm", axes=[-1]))
+        p["nodes"][3] = helper.make_node("GlobalAveragePool", ["rm"], ["p"], name="gap")
+    accept("reducemean_last_axis", reducemean_last)
 
     def dropout(p):  # other exporters keep inference Dropouts
         p["inits"].append(numpy_helper.from_array(np.array(False), "train"))

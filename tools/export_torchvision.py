@@ -16,7 +16,8 @@ of the final fully connected layer as the embedding by default).
 --weights DEFAULT downloads torchvision's best ImageNet weights (needs internet the first time);
 any other weights enum name of the model (IMAGENET1K_V1, ...) works too; `none` keeps the
 random initialisation (seeded by --seed). --randomize-bn gives every BatchNorm random running
-statistics and affine parameters so that BatchNorm folding is exercised by parity tests.
+statistics and affine parameters so that BatchNorm folding is exercised by parity tests (and
+LayerNorms and ConvNeXt's layer scales random values too).
 
 Works with torchvision 0.13+ (the weights= API; Debian's 0.14 included) and newer PyTorch,
 where the TorchScript exporter is asked for explicitly (dynamo=False).
@@ -40,7 +41,9 @@ def build_model(arch, weights, seed):
 
 
 def randomize_bn(model, seed):
-    """Random running stats and affine parameters for every BatchNorm (for folding tests)."""
+    """Random running stats and affine parameters for every BatchNorm (for folding tests), random
+    affine parameters for every LayerNorm and a random layer scale (ConvNeXt's 1e-6 would hide
+    each block behind its residual)."""
     import torch
 
     gen = torch.Generator().manual_seed(seed + 1)
@@ -53,6 +56,12 @@ def randomize_bn(model, seed):
                 if m.affine:
                     m.weight.copy_(torch.rand(c, generator=gen) * 0.5 + 0.75)
                     m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+            elif isinstance(m, torch.nn.LayerNorm) and m.elementwise_affine:
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) * 0.5 + 0.75)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+            ls = getattr(m, "layer_scale", None)
+            if isinstance(ls, torch.nn.Parameter):
+                ls.copy_(torch.rand(ls.shape, generator=gen) * 0.5 + 0.25)
 
 
 def export(model, path, opset, size):

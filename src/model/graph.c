@@ -8,7 +8,8 @@ const char *ims_op_name(ims_op op) {
     static const char *names[IS_OP_COUNT] = {
         "Conv",    "BatchNormalization", "Relu",    "Clip", "Add",    "Mul",      "Sigmoid",  "MaxPool",
         "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Identity",
-        "HardSigmoid", "HardSwish", "Sub", "Div", "Transpose", "Slice", "Shape", "Gather", "Unsqueeze",
+        "HardSigmoid", "HardSwish", "Sub", "Div", "Transpose", "Slice", "ReduceMean", "Pow", "Sqrt", "Erf", "Gelu",
+        "LayerNormalization", "Shape", "Gather", "Unsqueeze",
         "Squeeze", "Cast"};
     return (unsigned)op < IS_OP_COUNT ? names[op] : "?";
 }

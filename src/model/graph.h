@@ -53,6 +53,12 @@ typedef enum ims_op {
     IS_OP_TRANSPOSE,   /* output axis k is input axis perm[k]; perm[0] = 0 for activations */
     IS_OP_SLICE,       /* inputs data, starts, ends[, axes[, steps]] (constants by shape inference);
                           on an activation: step 1, the batch whole; offset[] holds the starts */
+    IS_OP_REDUCEMEAN,  /* mean over axes perm[0 .. n_perm - 1] (never the batch), keepdims */
+    IS_OP_POW,         /* a ^ b, b a constant scalar on activations */
+    IS_OP_SQRT,
+    IS_OP_ERF,         /* only inside GELU (ims_graph_optimize fuses x * 0.5 * (1 + erf(x / sqrt 2))) */
+    IS_OP_GELU,        /* x * Phi(x), the erf form */
+    IS_OP_LAYERNORM,   /* over the last axis: (x - mean) / sqrt(var + epsilon) * scale + bias */
     /* Shape arithmetic: evaluated by shape inference on constants (the node is then marked dead
      * and its output becomes a constant, see ims_graph_infer_shapes); never given to a backend. */
     IS_OP_SHAPE,       /* the input's dims as integers, the batch as IS_BATCH_DIM */
@@ -100,7 +106,7 @@ typedef struct ims_node {
     int ceil_mode;
     int count_include_pad;
 
-    /* BatchNormalization */
+    /* BatchNormalization, LayerNormalization */
     float epsilon;
 
     /* Gemm: Y = alpha * A' * B' + beta * C; HardSigmoid: max(0, min(1, alpha * x + beta)) */
@@ -117,6 +123,7 @@ typedef struct ims_node {
     int perm[IS_MAX_RANK];
     int n_perm;
     int cast_to;
+    int keepdims; /* ReduceMean */
     /* Slice of an activation: the start of each output axis in the input (shape inference) */
     int64_t offset[IS_MAX_RANK];
 

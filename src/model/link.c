@@ -47,11 +47,17 @@ static void op_arity(ims_op op, int *min_in, int *max_in, int *first_optional) {
     case IS_OP_MUL:
     case IS_OP_SUB:
     case IS_OP_DIV:
+    case IS_OP_POW:
     case IS_OP_GATHER:
     case IS_OP_MATMUL:
     case IS_OP_RESHAPE:
         *min_in = 2;
         *max_in = 2;
+        break;
+    case IS_OP_LAYERNORM: /* X, scale[, bias] */
+        *min_in = 2;
+        *max_in = 3;
+        *first_optional = 2;
         break;
     case IS_OP_SLICE: /* data, starts, ends[, axes[, steps]] */
         *min_in = 3;

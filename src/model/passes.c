@@ -4,6 +4,9 @@
  * In order, each followed by ims_graph_link (which drops dead nodes, re-sorts and recounts):
  *   1. Identity nodes are removed, their readers rewired to the Identity's input.
  *   2. Nodes the chosen output (g->output) does not need are removed (e.g. the classifier head).
+ *   2b. GELU written out in erf form, 0.5 * x * (1 + erf(x / sqrt(2))) (torch.onnx's export of
+ *      nn.GELU: Div or Mul by a constant, Erf, Add 1, Mul, Mul 0.5, in either order of the two
+ *      Muls), becomes one Gelu node when its intermediate values have no other reader.
  *   3. BatchNormalization is folded into the Conv before it when that Conv's output has no other
  *      reader:  s = gamma / sqrt(var + eps),  W'[oc] = W[oc] * s[oc],
  *      b'[oc] = (b[oc] - mean[oc]) * s[oc] + beta[oc]  (computed in double, stored as float).
@@ -199,6 +202,76 @@ static int same_dims(const ims_value *a, const ims_value *b) {
     return 1;
 }
 
+/* The only live node reading v (v read once), or NULL; v must not be the chosen output. */
+static ims_node *sole_reader(ims_graph *g, int v) {
+    if (v < 0 || g->vals[v].n_consumers != 1 || v == g->output) return NULL;
+    for (int i = 0; i < g->n_nodes; i++) {
+        ims_node *n = &g->nodes[i];
+        if (n->dead) continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] == v) return n->residual == v ? NULL : n;
+    }
+    return NULL;
+}
+
+/* Whether node n is op(act, c) or op(c, act) with c a constant scalar within tol of want (any
+ * order only when commutative); *act gets the activation input. */
+static int op_with_scalar(const ims_graph *g, const ims_node *n, ims_op op, double want, double tol, int *act) {
+    if (!n || n->op != op || n->n_in != 2 || n->residual >= 0 || n->act != IS_ACT_NONE) return 0;
+    for (int k = 0; k < 2; k++) {
+        const ims_value *c = &g->vals[n->in[1 - k]], *a = &g->vals[n->in[k]];
+        if (k == 1 && op == IS_OP_DIV) break;
+        if (a->data || !c->data || ims_value_numel(c) != 1) continue;
+        if (fabs((double)c->data[0] - want) <= tol) {
+            *act = n->in[k];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 2b. Fuses the erf form of GELU into one Gelu node. Returns the number fused. */
+static int fuse_gelu(ims_graph *g) {
+    int count = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        ims_node *erf = &g->nodes[i];
+        if (erf->dead || erf->op != IS_OP_ERF) continue;
+        ims_node *scale = live_producer(g, erf->in[0]);
+        int x = -1, t, o;
+        if (!scale || g->vals[erf->in[0]].n_consumers != 1 || erf->in[0] == g->output) continue;
+        if (!op_with_scalar(g, scale, IS_OP_DIV, 1.4142135623730951, 1e-6, &x) &&
+            !op_with_scalar(g, scale, IS_OP_MUL, 0.7071067811865476, 1e-6, &x))
+            continue;
+        ims_node *add = sole_reader(g, erf->out);
+        if (!op_with_scalar(g, add, IS_OP_ADD, 1.0, 0.0, &t) || t != erf->out) continue;
+        ims_node *m1 = sole_reader(g, add->out), *fin = NULL, *half = NULL;
+        if (!m1 || m1->op != IS_OP_MUL || m1->residual >= 0 || m1->act != IS_ACT_NONE) continue;
+        o = m1->in[0] == add->out ? m1->in[1] : m1->in[0];
+        if (o == x) { /* (x * (1 + erf)) * 0.5 */
+            ims_node *m2 = sole_reader(g, m1->out);
+            if (op_with_scalar(g, m2, IS_OP_MUL, 0.5, 0.0, &t) && t == m1->out) {
+                fin = m2;
+                half = m1;
+            }
+        } else { /* (x * 0.5) * (1 + erf) */
+            ims_node *h = live_producer(g, o);
+            if (h && g->vals[o].n_consumers == 1 && o != g->output && op_with_scalar(g, h, IS_OP_MUL, 0.5, 0.0, &t) &&
+                t == x) {
+                fin = m1;
+                half = h;
+            }
+        }
+        if (!fin) continue;
+        scale->dead = erf->dead = add->dead = half->dead = 1;
+        fin->op = IS_OP_GELU;
+        fin->n_in = 1;
+        fin->in[0] = x;
+        fin->in[1] = -1;
+        count++;
+    }
+    return count;
+}
+
 /* 4. Fuses Add(x, conv_out) into the Conv as its residual. Returns the number fused. */
 static int fuse_residuals(ims_graph *g) {
     int count = 0;
@@ -316,6 +389,7 @@ imgsim_status ims_graph_optimize(ims_graph *g, ims_err *e) {
     if (removed && (st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
     if ((st = remove_unneeded(g, e)) != IMGSIM_OK) return st;
     if ((st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
+    if (fuse_gelu(g) && (st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
     /* Each fusion points the rewritten value's producer at the Conv, so one pass handles chains
      * (Conv -> BN -> BN); link then recounts. */
     int changed = 0;

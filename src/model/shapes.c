@@ -645,6 +645,62 @@ static imgsim_status infer_cast(sh_ctx *c, ims_node *n) {
     return infer_unary(c, n);
 }
 
+/* ReduceMean over perm[] (not the batch): those axes become 1, or go with keepdims 0. */
+static imgsim_status infer_reducemean(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
+    imgsim_status st;
+    if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
+    unsigned mask = 0;
+    for (int i = 0; i < n->n_perm; i++) {
+        if (n->perm[i] < 1 || n->perm[i] >= x->rank)
+            return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (ReduceMean): axis %d is out of range or the batch",
+                            node_label(n), n->perm[i]);
+        mask |= 1u << n->perm[i];
+    }
+    int64_t d[IS_MAX_RANK];
+    int r = 0;
+    for (int k = 0; k < x->rank; k++) {
+        if (!(mask >> k & 1))
+            d[r++] = x->dims[k];
+        else if (n->keepdims)
+            d[r++] = 1;
+    }
+    return set_out(c, n, r, d);
+}
+
+/* LayerNormalization over the last axis: scale (and bias) constants of its size. */
+static imgsim_status infer_layernorm(sh_ctx *c, ims_node *n) {
+    const ims_value *x, *p;
+    imgsim_status st;
+    if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
+    if (n->axis != x->rank - 1 || x->rank < 2)
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                        "node '%s' (LayerNormalization): only the last axis is supported", node_label(n));
+    for (int k = 1; k < n->n_in && k < 3; k++) {
+        if (n->in[k] < 0) continue;
+        if ((st = need_const(c, n, k, &p)) != IMGSIM_OK) return st;
+        if (ims_value_numel(p) != x->dims[x->rank - 1])
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT,
+                            "node '%s' (LayerNormalization): %s '%s' must have %lld values", node_label(n),
+                            k == 1 ? "scale" : "bias", value_label(p), (long long)x->dims[x->rank - 1]);
+    }
+    if (!(n->epsilon >= 0.0f) || !isfinite(n->epsilon))
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (LayerNormalization): epsilon %g is invalid",
+                        node_label(n), (double)n->epsilon);
+    return set_out(c, n, x->rank, x->dims);
+}
+
+/* Pow: x ^ b with b a constant scalar. */
+static imgsim_status infer_pow(sh_ctx *c, ims_node *n) {
+    const ims_value *b;
+    imgsim_status st;
+    if ((st = need_const(c, n, 1, &b)) != IMGSIM_OK) return st;
+    if (ims_value_numel(b) != 1 || !isfinite(b->data[0]))
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                        "node '%s' (Pow): the exponent must be a finite constant scalar", node_label(n));
+    return infer_binary(c, n);
+}
+
 /* Shape arithmetic left unfolded: its input is an activation. */
 static imgsim_status infer_shape_only(sh_ctx *c, ims_node *n) {
     return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
@@ -705,6 +761,12 @@ static const infer_fn infer_table[IS_OP_COUNT] = {
     [IS_OP_UNSQUEEZE] = infer_squeeze,
     [IS_OP_SQUEEZE] = infer_squeeze,
     [IS_OP_CAST] = infer_cast,
+    [IS_OP_REDUCEMEAN] = infer_reducemean,
+    [IS_OP_POW] = infer_pow,
+    [IS_OP_SQRT] = infer_unary,
+    [IS_OP_ERF] = infer_unary,
+    [IS_OP_GELU] = infer_unary,
+    [IS_OP_LAYERNORM] = infer_layernorm,
 };
 /* clang-format on */
 

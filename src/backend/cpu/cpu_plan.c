@@ -834,6 +834,102 @@ static imgsim_status plan_view_copy(cpu_impl *c, cpu_plan *p, int i, ims_err *e)
     return IMGSIM_OK;
 }
 
+/* ReduceMean: a oneDNN mean reduction of the plain input into the kept-dims shape (1 on the
+ * reduced axes); without keepdims the output is a view of that buffer. */
+static imgsim_status plan_reducemean(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
+    int xv = nd->in[0];
+    const ims_value *x = &g->vals[xv], *y = &g->vals[nd->out];
+    if (p->val_tensor[xv] < 0) return unsupported(c, e, "input is not an activation");
+    int xt;
+    TRY(ensure_plain(c, p, xv, p->tens[p->val_tensor[xv]].md.data_type, &xt, e));
+    dnnl_data_type_t dt = p->tens[xt].md.data_type;
+    int64_t kd[IS_MAX_RANK], yd[IS_MAX_RANK];
+    val_dims(x, p->batch, kd);
+    for (int k = 0; k < nd->n_perm; k++) kd[nd->perm[k]] = 1;
+    val_dims(y, p->batch, yd);
+    dnnl_memory_desc_t kmd, ymd;
+    DN(md_plain(&kmd, x->rank, kd, dt), "memory_desc_init");
+    DN(md_plain(&ymd, y->rank, yd, dt), "memory_desc_init");
+    dnnl_primitive_attr_t attr;
+    TRY(make_attr(c, &attr, 0, IS_ACT_NONE, 0, 0, e));
+    dnnl_reduction_desc_t d;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_reduction_desc_init(&d, dnnl_reduction_mean, &p->tens[xt].md, &kmd, 0.0f, 0.0f);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &d, attr, c->eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "reduction");
+    int kt = -1, yt = -1;
+    imgsim_status s = new_act(c, p, &kmd, &kt, e);
+    if (!s) {
+        sargs a = {0};
+        sa_in(&a, DNNL_ARG_SRC, xt);
+        sa_out(&a, DNNL_ARG_DST, kt);
+        s = push_step(c, p, pd, &a, e);
+    }
+    dnnl_primitive_desc_destroy(pd);
+    if (!s && !nd->keepdims) s = new_tensor(c, p, &ymd, p->tens[kt].buf, NULL, &yt, e);
+    if (!s) p->val_tensor[nd->out] = nd->keepdims ? kt : yt;
+    return s;
+}
+
+/* LayerNormalization over the last axis of the plain input, scale and shift as [C] constants
+ * (shift 0 without a bias). */
+static imgsim_status plan_layernorm(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
+    const ims_graph *g = c->g;
+    const ims_node *nd = &g->nodes[i];
+    int xv = nd->in[0];
+    const ims_value *x = &g->vals[xv];
+    if (p->val_tensor[xv] < 0) return unsupported(c, e, "input is not an activation");
+    int64_t ch = x->dims[x->rank - 1];
+    int sv = nd->in[1], bv = nd->n_in > 2 ? nd->in[2] : -1;
+    if (sv < 0 || !g->vals[sv].data || ims_value_numel(&g->vals[sv]) != ch ||
+        (bv >= 0 && (!g->vals[bv].data || ims_value_numel(&g->vals[bv]) != ch)))
+        return unsupported(c, e, "scale and bias must be constants of the last axis' size");
+    int xt;
+    TRY(ensure_plain(c, p, xv, p->tens[p->val_tensor[xv]].md.data_type, &xt, e));
+    dnnl_memory_desc_t cmd;
+    DN(md_plain(&cmd, 1, &ch, dnnl_f32), "memory_desc_init");
+    dnnl_primitive_attr_t attr;
+    TRY(make_attr(c, &attr, 0, IS_ACT_NONE, 0, 0, e));
+    dnnl_layer_normalization_desc_t d;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_layer_normalization_forward_desc_init(&d, dnnl_forward_inference, &p->tens[xt].md, NULL,
+                                                                  nd->epsilon, dnnl_use_scale | dnnl_use_shift);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &d, attr, c->eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "layer_normalization");
+    int ct[2], yt = -1;
+    imgsim_status s = IMGSIM_OK;
+    float *zero = NULL;
+    for (int k = 0; k < 2 && !s; k++) {
+        int v = k == 0 ? sv : bv, ck;
+        const float *src = v >= 0 ? g->vals[v].data : NULL;
+        if (!src) {
+            zero = ims_calloc((size_t)ch, sizeof(float));
+            if (!zero) s = ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+            src = zero;
+            v = sv; /* keyed apart from the scale by its tag */
+        }
+        if (!s) s = get_const(c, v, src == zero ? CPU_CT_ZEROS : CPU_CT_PLAIN, src, &cmd, &cmd, &ck, e);
+        if (!s) s = const_tensor(c, p, ck, &ct[k], e);
+    }
+    free(zero);
+    if (!s) s = new_act(c, p, &p->tens[xt].md, &yt, e);
+    if (!s) {
+        sargs a = {0};
+        sa_in(&a, DNNL_ARG_SRC, xt);
+        sa_in(&a, DNNL_ARG_SCALE, ct[0]);
+        sa_in(&a, DNNL_ARG_SHIFT, ct[1]);
+        sa_out(&a, DNNL_ARG_DST, yt);
+        s = push_step(c, p, pd, &a, e);
+    }
+    dnnl_primitive_desc_destroy(pd);
+    if (!s) p->val_tensor[nd->out] = yt;
+    return s;
+}
+
 /* Gemm: y [N, M] = act(alpha * a [N, K] * B' + beta * C + residual) as an inner product;
  * B' = B ([K, M]) or B^T (B [M, K] with transB), C a constant of 1 or M elements. alpha and
  * beta are folded into the weights and bias once. */
@@ -1104,6 +1200,26 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     case IS_OP_SLICE:
         TRY(plan_view_copy(c, p, i, e));
         break;
+    case IS_OP_REDUCEMEAN:
+        TRY(plan_reducemean(c, p, i, e));
+        break;
+    case IS_OP_LAYERNORM:
+        TRY(plan_layernorm(c, p, i, e));
+        break;
+    case IS_OP_POW: {
+        const ims_value *b = &c->g->vals[nd->in[1]];
+        if (!b->data || ims_value_numel(b) != 1) return unsupported(c, e, "the exponent must be a constant scalar");
+        TRY(plan_eltwise(c, p, i, nd->in[0], nd->out, dnnl_eltwise_pow, 1.0f, b->data[0], e));
+        break;
+    }
+    case IS_OP_SQRT:
+        TRY(plan_eltwise(c, p, i, nd->in[0], nd->out, dnnl_eltwise_sqrt, 0.0f, 0.0f, e));
+        break;
+    case IS_OP_GELU:
+        TRY(plan_eltwise(c, p, i, nd->in[0], nd->out, dnnl_eltwise_gelu_erf, 0.0f, 0.0f, e));
+        break;
+    case IS_OP_ERF:
+        return unsupported(c, e, "Erf is supported only as part of GELU (0.5 * x * (1 + erf(x / sqrt(2))))");
     case IS_OP_MAXPOOL:
     case IS_OP_AVGPOOL:
     case IS_OP_GLOBALAVGPOOL:

@@ -95,7 +95,8 @@ enum {
     CPU_CT_GEMM_BIAS,   /* Gemm C expanded to [N], times beta */
     CPU_CT_BCAST,       /* a binary operand reshaped to the output rank */
     CPU_CT_INT8_W,      /* int8 convolution weights: s8, per-output-channel scales */
-    CPU_CT_INT8_BIAS    /* int8 convolution bias, in the accumulator's units */
+    CPU_CT_INT8_BIAS,   /* int8 convolution bias, in the accumulator's units */
+    CPU_CT_ZEROS        /* zeros of the value's size (the shift of a LayerNorm without a bias) */
 };
 
 typedef struct cpu_impl {

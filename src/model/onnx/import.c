@@ -893,6 +893,20 @@ static imgsim_status parse_attr(const actx *c, const ImsOnnx__AttributeProto *a,
         p->has_to = 1;
         return IMGSIM_OK;
     }
+    if (!strcmp(nm, "approximate")) { /* Gelu: "none" or "tanh" (in cast_to: 1 = tanh, refused) */
+        if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING) return bad_type(c, "a STRING");
+        int none = a->s.len == 4 && !memcmp(a->s.data, "none", 4);
+        int tanh_ = a->s.len == 4 && !memcmp(a->s.data, "tanh", 4);
+        if (!none && !tanh_)
+            return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': unknown Gelu approximation", c->m->path,
+                            c->node);
+        n->cast_to = tanh_;
+        return IMGSIM_OK;
+    }
+    if (!strcmp(nm, "stash_type")) {
+        int v;
+        return get_int(c, a, 1, 1, &v); /* float32 statistics */
+    }
     if (!strcmp(nm, "saturate")) {
         int v;
         return get_int(c, a, 0, 1, &v); /* float8 targets only */
@@ -1235,6 +1249,31 @@ static imgsim_status check_shape(node_ctx *c) {
     return IMGSIM_OK;
 }
 
+/* LayerNormalization: over the last axis only; scale and the optional bias constants. */
+static imgsim_status check_layernorm(node_ctx *c) {
+    imp *m = c->m;
+    if (!c->p.has_axis) c->p.axis = -1;
+    imgsim_status s = resolve_axis(c, 0);
+    if (s != IMGSIM_OK) return s;
+    if (c->r0 < 0 || c->p.n.axis != c->r0 - 1)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': LayerNormalization (opset %d) is supported over the last axis only",
+                        m->path, c->label, m->opset);
+    if ((s = need_const(m, c->label, "LayerNormalization", c->in[1], "scale")) != IMGSIM_OK) return s;
+    if (c->n_in > 2 && c->in[2] >= 0 &&
+        (s = need_const(m, c->label, "LayerNormalization", c->in[2], "bias")) != IMGSIM_OK)
+        return s;
+    return IMGSIM_OK;
+}
+
+/* Gelu (opset 20): the erf form (approximate "none"). */
+static imgsim_status check_gelu(node_ctx *c) {
+    if (c->p.n.cast_to)
+        return ims_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': Gelu with approximate='tanh' is not supported", c->m->path, c->label);
+    return IMGSIM_OK;
+}
+
 /* Cast: to is required. */
 static imgsim_status check_cast(node_ctx *c) {
     if (!c->p.has_to)
@@ -1272,6 +1311,11 @@ static const op_desc op_table[] = {
     {"Div", IS_OP_DIV, 2, 2, 0, " ", check_broadcast},
     {"Transpose", IS_OP_TRANSPOSE, 1, 1, 0, " perm ", check_transpose},
     {"Slice", IS_OP_SLICE, 3, 5, OPT_IN(3) | OPT_IN(4), " ", NULL}, /* opset >= 10: inputs */
+    {"Pow", IS_OP_POW, 2, 2, 0, " ", check_broadcast},
+    {"Sqrt", IS_OP_SQRT, 1, 1, 0, " ", NULL},
+    {"Erf", IS_OP_ERF, 1, 1, 0, " ", NULL},
+    {"Gelu", IS_OP_GELU, 1, 1, 0, " approximate ", check_gelu},
+    {"LayerNormalization", IS_OP_LAYERNORM, 2, 3, OPT_IN(2), " axis epsilon stash_type ", check_layernorm},
     /* shape arithmetic, folded by shape inference */
     {"Shape", IS_OP_SHAPE, 1, 1, 0, " ", check_shape},
     {"Gather", IS_OP_GATHER, 2, 2, 0, " axis ", check_gather},
@@ -1442,7 +1486,7 @@ static imgsim_status emit_node(node_ctx *c, const char *output) {
     n->axis = pn->axis;
     memcpy(n->perm, pn->perm, sizeof n->perm);
     n->n_perm = pn->n_perm;
-    n->cast_to = pn->cast_to;
+    n->cast_to = c->d->op == IS_OP_GELU ? 0 : pn->cast_to;
     m->rank[out] = c->out_rank;
     return IMGSIM_OK;
 }
@@ -1622,8 +1666,8 @@ static imgsim_status add_concat_chain(imp *m, const ImsOnnx__NodeProto *np, cons
 
 /* ReduceMean over axes {2, 3} of a 4-D input (torch's x.mean([2, 3]): MNASNet, ShuffleNetV2)
  * becomes GlobalAveragePool, followed by Flatten when keepdims is 0 (the intermediate value is
- * named "<output>__gap"). Axes come from the attribute (opset <= 17) or a constant input (18);
- * any other reduction is refused. */
+ * named "<output>__gap"); over other axes (not the batch) an IS_OP_REDUCEMEAN node. Axes come from
+ * the attribute (opset <= 17) or a constant input (18); no axes (all of them) is refused. */
 static imgsim_status add_reducemean(imp *m, const ImsOnnx__NodeProto *np, const char *label) {
     const op_desc *d = find_op("ReduceMean");
     if (np->n_input < 1 || np->n_input > 2 || !S(np->input[0])[0])
@@ -1679,10 +1723,13 @@ static imgsim_status add_reducemean(imp *m, const ImsOnnx__NodeProto *np, const 
         if (ax >= 0 && ax < 8) mask |= 1 << ax;
         else mask |= 1 << 8;
     }
-    if (r != 4 || !have_axes || n_axes != 2 || mask != 0xC)
+    int distinct = 0;
+    for (int k = 0; k < 8; k++)
+        distinct += mask >> k & 1;
+    if (r < 1 || !have_axes || (mask & 0x101) || distinct != (int)n_axes)
         return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                        "%s: node '%.200s': ReduceMean (opset %d) is supported only over axes [2, 3] of a 4-D "
-                        "input (a global average pool)",
+                        "%s: node '%.200s': ReduceMean (opset %d) is supported only over listed axes other than "
+                        "the batch, of an input whose rank is known",
                         m->path, label, m->opset);
     char *ins[1] = {np->input[0]}, *outs[1] = {np->output[0]};
     ImsOnnx__NodeProto part = *np;
@@ -1691,6 +1738,18 @@ static imgsim_status add_reducemean(imp *m, const ImsOnnx__NodeProto *np, const 
     part.n_input = 1;
     part.output = outs;
     part.n_output = 1;
+    if (r != 4 || mask != 0xC) { /* a general mean (LayerNorm written out: the last axis) */
+        static const op_desc rm = {"ReduceMean", IS_OP_REDUCEMEAN, 1, 1, 0, " ", NULL};
+        imgsim_status s = add_node(m, &part, &rm, label);
+        if (s != IMGSIM_OK) return s;
+        ims_node *nn = &m->g->nodes[m->g->n_nodes - 1];
+        nn->n_perm = 0;
+        for (int k = 0; k < r; k++)
+            if (mask >> k & 1) nn->perm[nn->n_perm++] = k;
+        nn->keepdims = keepdims;
+        m->rank[nn->out] = keepdims ? r : r - nn->n_perm;
+        return IMGSIM_OK;
+    }
     if (keepdims) return add_node(m, &part, find_op("GlobalAveragePool"), label);
     size_t len = strlen(np->output[0]) + 8;
     char *tmp = ims_malloc(len);
