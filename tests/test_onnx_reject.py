@@ -113,7 +113,14 @@ def main():
     # --- operators, opsets, attributes -----------------------------------------------------
     def unknown_op(p):
         p["nodes"][1] = helper.make_node("Foo", ["c"], ["r"], name="my_node")
-    case("unknown_operator", ["node 'my_node'", "unsupported operator 'Foo'"], unknown_op)
+    case("unknown_operator", ["node 'my_node'", "unsupported operator 'Foo' (opset 13)"], unknown_op)
+
+    def unknown_ops(p):  # every unsupported node is named, not just the first
+        p["nodes"][1] = helper.make_node("Foo", ["c"], ["r"], name="my_node")
+        p["nodes"][3] = helper.make_node("Bar", ["p"], ["f"], name="other_node")
+        p["nodes"].insert(3, helper.make_node("Baz", ["p"], ["unused"]))
+    case("unknown_operators", ["node 'my_node'", "unsupported operator 'Foo' (opset 13)",
+                               "3 unsupported nodes in all", "'Baz_3' (Baz)", "'other_node' (Bar)"], unknown_ops)
 
     def other_domain(p):
         p["nodes"][1] = helper.make_node("FusedRelu", ["c"], ["r"], name="fr", domain="com.microsoft")
@@ -572,6 +579,27 @@ def main():
         p["nodes"][3] = helper.make_node("GlobalAveragePool", ["cc"], ["p"])
         p["inits"][2] = tensor("FW", np.ones((2, 80)))
     accept("concat_of_20_inputs", concat_many, dim=80)
+
+    # a model that imports but that the engine cannot run: refused when the engine is built,
+    # naming the file, the node, its operator and the opset
+    def lone_erf(p):
+        p["nodes"].insert(2, helper.make_node("Erf", ["r"], ["re"], name="lone_erf"))
+        p["nodes"][3] = helper.make_node("GlobalAveragePool", ["re"], ["p"], name="gap")
+    q = base_parts()
+    lone_erf(q)
+    path = write("engine_lone_erf", make(q))
+    inp = os.path.join(WORK, "x.npy")
+    np.save(inp, np.zeros((1, 3 * 8 * 8), np.float32))
+    r = testlib.run(["bench", "--model=" + path, "--input=" + inp, "--dump=" + os.path.join(WORK, "y.npy"),
+                     "--threads=1"], cli=CLI, check=False)
+    want = [path, "node 'lone_erf'", "(Erf, opset 13)", "only as part of GELU"]
+    missing = [w for w in want if w not in r.stderr]
+    if r.returncode == 0 or missing or any(mk in r.stderr for mk in SANITIZER_MARKS):
+        failures.append("engine_lone_erf")
+        print("FAIL %-28s exit %d, message lacks %s: %s" % ("engine_lone_erf", r.returncode, missing,
+                                                           r.stderr.strip()[-600:]))
+    else:
+        print("ok   %-28s %s" % ("engine_lone_erf", r.stderr.strip().splitlines()[-1]))
 
     if failures:
         print("%d case(s) failed: %s" % (len(failures), ", ".join(failures)))

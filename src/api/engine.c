@@ -80,6 +80,7 @@ static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const
     *out = e;
     return IMGSIM_OK;
 fail:
+    if (path && strncmp(e->err.msg, path, strlen(path)) != 0) ims_fail_prefix(&e->err, st, path); /* name the model */
     ims_fail_copy(NULL, &e->err, st);
     imgsim_engine_destroy(e);
     return st;

@@ -62,8 +62,8 @@ imgsim_status ims_cpu_dnnl_fail(cpu_impl *c, ims_err *e, dnnl_status_t st, const
 /* Fails with UNSUPPORTED naming the current node. */
 static imgsim_status unsupported(cpu_impl *c, ims_err *e, const char *why) {
     const ims_node *nd = &c->g->nodes[c->cur_node];
-    return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: node '%s' (%s): %s",
-                   nd->name ? nd->name : "?", ims_op_name(nd->op), why);
+    return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: node '%s' (%s, opset %d): %s",
+                   nd->name ? nd->name : "?", ims_op_name(nd->op), c->g->opset, why);
 }
 
 /* A plain (row-major) memory descriptor: dims[rank], element type dt. */

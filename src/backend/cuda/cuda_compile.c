@@ -110,8 +110,8 @@ static int add_bias(cc *c, ims_cuda_step *s, const float *bias, int64_t n, float
 static imgsim_status nomem(cc *c) { return ims_fail(c->e, IMGSIM_ERR_NOMEM, "cuda: out of memory planning the engine"); }
 
 static imgsim_status unsupported(cc *c, const ims_node *n, const char *why) {
-    return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "cuda: node '%s' (%s): %s", n->name ? n->name : "?",
-                   ims_op_name(n->op), why);
+    return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "cuda: node '%s' (%s, opset %d): %s", n->name ? n->name : "?",
+                   ims_op_name(n->op), c->g->opset, why);
 }
 
 /* Tensor of an activation value, or -1 (constants and unknown values). */

@@ -1827,19 +1827,52 @@ static imgsim_status alloc_tables(imp *m, const ImsOnnx__GraphProto *gp) {
     return IMGSIM_OK;
 }
 
+/* The operator row of a node, or NULL when imgsim does not import it. */
+static const op_desc *node_op(const ImsOnnx__NodeProto *np) {
+    const char *dom = S(np->domain);
+    return !strcmp(dom, "") || !strcmp(dom, "ai.onnx") ? find_op(S(np->op_type)) : NULL;
+}
+
+/* Refuses a model with operators imgsim does not import, naming every such node (the first in
+ * full: file, node, operator and opset; then the others, up to what the message holds). */
+static imgsim_status check_known_ops(imp *m, const ImsOnnx__GraphProto *gp) {
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < gp->n_node; i++)
+        if (!node_op(gp->node[i]) && !bad++) first = i;
+    if (!bad) return IMGSIM_OK;
+    char list[IS_ERRMSG_MAX / 2], buf[64];
+    size_t at = 0, shown = 0;
+    list[0] = 0;
+    for (size_t i = first + 1; i < gp->n_node && bad > 1; i++) {
+        const ImsOnnx__NodeProto *np = gp->node[i];
+        if (node_op(np)) continue;
+        int w = snprintf(list + at, sizeof list - at, "%s'%.80s' (%.60s)", shown ? ", " : "",
+                         node_label(np, (int)i, buf), S(np->op_type));
+        if (w < 0 || (size_t)w >= sizeof list - at - 16) {
+            snprintf(list + at, sizeof list - at, "%s...", shown ? ", " : "");
+            break;
+        }
+        at += (size_t)w;
+        shown++;
+    }
+    char tail[sizeof list + 64] = "";
+    if (bad > 1) snprintf(tail, sizeof tail, "; %zu unsupported nodes in all, the others: %s", bad, list);
+    const ImsOnnx__NodeProto *np = gp->node[first];
+    const char *dom = S(np->domain);
+    return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': unsupported operator '%s%s%.100s' (opset %d)%s",
+                    m->path, node_label(np, (int)first, buf), dom, *dom ? "." : "", S(np->op_type), m->opset, tail);
+}
+
 /* Pass 1, first part: every operator known, one output, Constant nodes made constants. */
 static imgsim_status check_ops(imp *m, const ImsOnnx__GraphProto *gp) {
+    imgsim_status st = check_known_ops(m, gp);
+    if (st != IMGSIM_OK) return st;
     for (size_t i = 0; i < gp->n_node; i++) {
         ImsOnnx__NodeProto *np = gp->node[i];
         char buf[64];
         const char *label = node_label(np, (int)i, buf);
-        const char *dom = S(np->domain), *op = S(np->op_type);
-        const op_desc *d = NULL;
-        if (!strcmp(dom, "") || !strcmp(dom, "ai.onnx")) d = find_op(op);
-        if (!d)
-            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                            "%s: node '%.200s': unsupported operator '%s%s%.100s'", m->path, label, dom,
-                            *dom ? "." : "", op);
+        const char *op = S(np->op_type);
+        const op_desc *d = node_op(np); /* known: check_known_ops */
         if (np->n_output < 1 || !S(np->output[0])[0])
             return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': no output", m->path, label);
         for (size_t k = 1; k < np->n_output; k++)
