@@ -316,6 +316,9 @@ typedef struct imgsim_extract_opts {
     imgsim_decode decode; /* where JPEGs are decoded with a CUDA engine; default AUTO */
     imgsim_progress_fn progress; /* called as batches are written (see imgsim_progress_fn); default NULL */
     void *progress_user;         /* passed to progress */
+    int64_t shard_size;   /* images per shard of the store being written (rounded up to a multiple of
+                             the batch size); 0 (default): 1024. A killed extraction run again with
+                             the same settings keeps its complete shards (README "Stores") */
 } imgsim_extract_opts;
 
 void imgsim_extract_opts_init(imgsim_extract_opts *opt);
@@ -335,7 +338,11 @@ typedef struct imgsim_extract_stats {
 /* Extracts features for every image of input (an ImageFolder-layout folder, a TSV list
  * "path<TAB>label" with a header line, or a single image file) into the store folder store_dir.
  * Files are written under temporary names and renamed when complete. A bad image is recorded in
- * the manifest and never fails the job. stats may be NULL. */
+ * the manifest and never fails the job. The rows are written in shards (store_dir/shards/, removed
+ * when the store is complete): a call killed or failed midway and made again with the same
+ * settings keeps the complete shards that still match the images, and gives the store an
+ * uninterrupted call gives (README "Stores"). stats may be NULL; its counts cover every shard, its
+ * timings this call. */
 imgsim_status imgsim_extract(imgsim_engine *e, const char *model_path, const char *input,
                              const char *store_dir, const imgsim_extract_opts *opt,
                              imgsim_extract_stats *stats);

@@ -6,8 +6,9 @@
    all come from one of them (equal to that model's reference store);
  - a store whose features.npy or manifest.tsv is not the one its meta.json was written with (files
    of two extractions mixed, or edited) is refused;
- - an extract killed with SIGKILL leaves an incomplete store (refused) and its temporary files;
-   the next extract into that folder removes them (also `run` for its own folder) and succeeds."""
+ - an extract killed with SIGKILL leaves an incomplete store (refused) and temporary files (in the
+   store and in its shards/); the next extract into that folder removes them (also `run` for its
+   own folder) and succeeds."""
 import fcntl
 import glob
 import json
@@ -108,20 +109,21 @@ T.check(p.returncode == 1 and "manifest.tsv" in p.stderr, "an edited manifest: %
 
 # ---- SIGKILL mid-extract: incomplete store refused, leftovers removed by the next writer ---------
 killed = os.path.join(w, "killed")
-a = extract(mA, killed, SLOW)
-tmp = []
-t0 = time.time()
-while time.time() - t0 < 120 and a.poll() is None and not tmp:
-    tmp = glob.glob(os.path.join(killed, "*.tmp.%d" % a.pid))
+a = extract(mA, killed, SLOW + ["--shard-size=2"])
+t0 = time.time()  # (the rows go to shards first: killed/shards/, test_resume.py; kill once one is written)
+while time.time() - t0 < 120 and a.poll() is None and not glob.glob(os.path.join(killed, "shards", "0*.json")):
     time.sleep(0.05)
 os.kill(a.pid, signal.SIGKILL)
 a.wait()
-T.check(tmp and all(os.path.exists(f) for f in tmp), "no temporary files seen before the kill: %s" % tmp)
+# what a writer killed while renaming leaves (a shard's temporary files live a moment only)
+tmp = [os.path.join(killed, "features.npy.tmp.%d" % a.pid), os.path.join(killed, "shards", "000001.npy.tmp.%d" % a.pid)]
+for f in tmp:
+    open(f, "w").write("partial")
 T.check(not os.path.exists(os.path.join(killed, "meta.json")), "a killed extract left meta.json")
 p = opens(killed)
 T.check(p.returncode == 1 and "incomplete" in p.stderr, "the killed store: %s" % p.stderr)
 T.run(["extract", "--model=" + mA, "--out=" + killed, "--quiet", data])
-T.check(not glob.glob(os.path.join(killed, "*.tmp.*")), "leftovers remain: %s" % glob.glob(os.path.join(killed, "*.tmp.*")))
+T.check(not any(os.path.exists(f) for f in tmp), "leftovers remain: %s" % [f for f in tmp if os.path.exists(f)])
 T.check(same_store(killed, refA), "the store re-extracted after the kill differs from the reference")
 job = os.path.join(w, "job")
 os.makedirs(job)

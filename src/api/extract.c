@@ -23,6 +23,7 @@
 #include "api/extract.h"
 #include "data/dataset.h"
 #include "data/meta.h"
+#include "data/shards.h"
 #include "image/gpu_decode.h"
 #include "image/image.h"
 
@@ -42,7 +43,8 @@ typedef struct item_result {
 
 typedef struct pipeline {
     imgsim_engine *eng;
-    const ims_dataset *ds;
+    const ims_dataset *ds; /* the items to extract: the store's shards not yet complete */
+    ims_shards *sh;        /* where their features and manifest lines go */
     const imgsim_extract_opts *opt;
     int B, S;
     int64_t n_items, n_batches;
@@ -142,24 +144,18 @@ static void tsv_clean(char *s) {
         if (*s == '\t' || *s == '\n' || *s == '\r') *s = ' ';
 }
 
-/* Writes the features of batch b (out: [count, dim]) for its successful items, and its
- * manifest lines. */
-static imgsim_status write_batch(pipeline *p, int64_t b, const float *out, ims_npy_writer *npy, FILE *man,
-                                 int64_t *row, ims_err *e) {
+/* Hands batch b's results to its shard (out: [count, dim]): the features of its successful items
+ * and every item's manifest line; a shard's last batch commits it. */
+static imgsim_status write_batch(pipeline *p, int64_t b, const float *out, ims_err *e) {
     int count = batch_count(p, b);
     int64_t dim = p->eng->info.dim;
     for (int j = 0; j < count; j++) {
         int64_t i = b * p->B + j;
-        const ims_item *it = &p->ds->items[i];
-        if (p->res[i].st == IMGSIM_OK) {
-            imgsim_status st = ims_npy_append_f32(npy, out + (size_t)j * (size_t)dim, 1, e);
-            if (st) return st;
-            fprintf(man, "%lld\t%s\t%s\tok\t\n", (long long)*row, it->rel, it->label);
-            (*row)++;
-        } else {
-            tsv_clean(p->res[i].error);
-            fprintf(man, "-1\t%s\t%s\tfailed\t%s\n", it->rel, it->label, p->res[i].error);
-        }
+        item_result *r = &p->res[i];
+        if (r->st != IMGSIM_OK && r->error) tsv_clean(r->error);
+        imgsim_status st = ims_shards_add(p->sh, i, r->st == IMGSIM_OK ? out + (size_t)j * (size_t)dim : NULL,
+                                          r->error, e);
+        if (st) return st;
     }
     return IMGSIM_OK;
 }
@@ -386,8 +382,6 @@ static imgsim_status gpu_feed_batch(pipeline *p, int64_t b, ims_err *e) {
  * b - n_bslots has been collected. */
 typedef struct collector {
     pipeline *p;
-    ims_npy_writer *npy;
-    FILE *man;
     int64_t submitted, collected; /* batches so far (under p->mu) */
     int feeder_stopped;           /* the feeder failed: submitted will not grow */
     imgsim_status st;             /* the collector's failure */
@@ -400,7 +394,6 @@ static void *collector_main(void *arg) {
     collector *c = arg;
     pipeline *p = c->p;
     ims_backend *be = p->eng->b;
-    int64_t row = 0;
     float *out = ims_malloc_array((size_t)p->B * (size_t)p->eng->info.dim, sizeof(float));
     imgsim_status st = out ? IMGSIM_OK : ims_fail(&c->err, IMGSIM_ERR_NOMEM, "out of memory");
     for (int64_t b = 0; b < p->n_batches && !st; b++) {
@@ -412,7 +405,7 @@ static void *collector_main(void *arg) {
         double t0 = ims_now();
         st = be->ops->collect(be, (int)(b % p->n_bslots), out, &c->err);
         double t1 = ims_now();
-        if (!st) st = write_batch(p, b, out, c->npy, c->man, &row, &c->err);
+        if (!st) st = write_batch(p, b, out, &c->err);
         c->infer_s += t1 - t0;
         c->write_s += ims_now() - t1;
         if (!st) st = count_batch(p, b, &c->err);
@@ -436,12 +429,11 @@ static void *collector_main(void *arg) {
 }
 
 /* The consumer: runs every batch in order and writes the results. */
-static imgsim_status consume(pipeline *p, ims_npy_writer *npy, FILE *man, double *infer_s, double *write_s,
-                             ims_err *e) {
+static imgsim_status consume(pipeline *p, double *infer_s, double *write_s, ims_err *e) {
     ims_backend *be = p->eng->b;
     imgsim_status st = IMGSIM_OK;
     if (p->async) {
-        collector c = {.p = p, .npy = npy, .man = man};
+        collector c = {.p = p};
         pthread_cond_init(&c.cv, NULL);
         pthread_t th;
         if (pthread_create(&th, NULL, collector_main, &c) != 0) {
@@ -475,7 +467,7 @@ static imgsim_status consume(pipeline *p, ims_npy_writer *npy, FILE *man, double
         if (!st && c.st) st = ims_fail_copy(e, &c.err, c.st);
         return st;
     }
-    int64_t dim = p->eng->info.dim, row = 0;
+    int64_t dim = p->eng->info.dim;
     float *out = ims_malloc_array((size_t)p->B * (size_t)dim, sizeof(float));
     if (!out) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     for (int64_t b = 0; b < p->n_batches && !st; b++) {
@@ -484,7 +476,7 @@ static imgsim_status consume(pipeline *p, ims_npy_writer *npy, FILE *man, double
         st = be->ops->run(be, p->slot_buf[b % p->S], batch_count(p, b), out, e);
         *infer_s += ims_now() - t0;
         double t1 = ims_now();
-        if (!st) st = write_batch(p, b, out, npy, man, &row, e);
+        if (!st) st = write_batch(p, b, out, e);
         *write_s += ims_now() - t1;
         if (!st) st = count_batch(p, b, e);
         release_slot(p, b);
@@ -495,15 +487,22 @@ static imgsim_status consume(pipeline *p, ims_npy_writer *npy, FILE *man, double
 
 /* ---- set-up, run, finish ---------------------------------------------------------------------- */
 
-/* Set-up: the pipeline for ds on eng (batch size, workers, per-item results, the GPU decoding
- * job where the engine runs on CUDA, the batch ring). On failure everything is freed. */
-static imgsim_status pipeline_setup(pipeline *p, imgsim_engine *eng, const ims_dataset *ds,
+/* The images per batch of a job on eng. */
+static int batch_of(const imgsim_engine *eng, const imgsim_extract_opts *opt) {
+    return opt->batch_size > 0 && opt->batch_size <= eng->info.max_batch ? opt->batch_size : eng->info.max_batch;
+}
+
+/* Set-up: the pipeline for ds on eng into the shards sh (batch size, workers, per-item results,
+ * the GPU decoding job where the engine runs on CUDA, the batch ring). On failure everything is
+ * freed. */
+static imgsim_status pipeline_setup(pipeline *p, imgsim_engine *eng, const ims_dataset *ds, ims_shards *sh,
                                     const imgsim_extract_opts *opt, ims_err *e) {
     memset(p, 0, sizeof *p);
     p->eng = eng;
     p->ds = ds;
+    p->sh = sh;
     p->opt = opt;
-    p->B = opt->batch_size > 0 && opt->batch_size <= eng->info.max_batch ? opt->batch_size : eng->info.max_batch;
+    p->B = batch_of(eng, opt);
     p->n_items = (int64_t)ds->n;
     p->n_batches = (p->n_items + p->B - 1) / p->B;
     p->img_floats = (size_t)eng->info.in_channels * (size_t)eng->info.in_height * (size_t)eng->info.in_width;
@@ -550,34 +549,50 @@ static imgsim_status pipeline_setup(pipeline *p, imgsim_engine *eng, const ims_d
     return IMGSIM_OK;
 }
 
-/* The store's files while they are written (temporary names until committed). */
+/* The store's files while they are written: its shards, then the final files (temporary names
+ * until committed). */
 typedef struct store_out {
     char *meta_path, *feat_path, *man_path;
+    ims_shards *sh;
     ims_npy_writer npy;
     ims_atomic_file man;
 } store_out;
 
 /* Set-up of the store: a store without meta.json is incomplete, so the old marker goes before
- * anything else; then features.npy and manifest.tsv (its header) are opened. */
-static imgsim_status store_begin(store_out *o, const char *store_dir, imgsim_dtype dtype, int64_t dim, ims_err *e) {
+ * anything else; then the shards of ds (those a killed job of the same settings completed are
+ * kept: data/shards.h). */
+static imgsim_status store_begin(store_out *o, const char *store_dir, const imgsim_engine *eng, const ims_dataset *ds,
+                                 const imgsim_extract_opts *opt, ims_err *e) {
     memset(o, 0, sizeof *o);
     o->meta_path = ims_path_join(store_dir, "meta.json");
     o->feat_path = ims_path_join(store_dir, "features.npy");
     o->man_path = ims_path_join(store_dir, "manifest.tsv");
     if (!o->meta_path || !o->feat_path || !o->man_path) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     remove(o->meta_path);
-    imgsim_status st = ims_npy_begin(&o->npy, o->feat_path, dtype, dim, e);
-    if (!st) st = ims_atomic_open(&o->man, o->man_path, e);
-    if (!st) fprintf(o->man.f, "row\tpath\tlabel\tstatus\terror\n");
-    return st;
+    ims_shard_job job = {
+        .model_sha256 = eng->sha256,
+        .layer = eng->layer,
+        .precision = imgsim_precision_str(eng->info.precision),
+        .device = eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu",
+        .dim = eng->info.dim,
+        .dtype = opt->dtype,
+        .normalized = eng->normalize,
+        .batch_size = batch_of(eng, opt),
+        .pre = &opt->pre,
+    };
+    return ims_shards_open(&o->sh, store_dir, &job, opt->shard_size, ds, e);
 }
 
-/* Removes what a failed job wrote (failed: 1) and frees the paths. */
+/* Removes what a failed job wrote of the final files (failed: 1; the complete shards stay for the
+ * next run), or the shards of a complete store, and frees the rest. */
 static void store_end(store_out *o, int failed) {
     if (failed) {
         ims_npy_abort(&o->npy);
         if (o->man.f) ims_atomic_abort(&o->man);
+    } else if (o->sh) {
+        ims_shards_remove(o->sh);
     }
+    ims_shards_free(o->sh);
     free(o->meta_path);
     free(o->feat_path);
     free(o->man_path);
@@ -585,7 +600,7 @@ static void store_end(store_out *o, int failed) {
 
 /* Run: starts the workers, consumes every batch into the store, stops the workers. Fills the
  * set-up time (from t_setup, when set-up began) and the consumer's inference and write time. */
-static imgsim_status pipeline_run(pipeline *p, store_out *o, double t_setup, imgsim_extract_stats *s,
+static imgsim_status pipeline_run(pipeline *p, double t_setup, imgsim_extract_stats *s,
                                   double *infer_s, double *write_s, ims_err *e) {
     imgsim_status st;
     pthread_mutex_init(&p->mu, NULL);
@@ -607,7 +622,7 @@ static imgsim_status pipeline_run(pipeline *p, store_out *o, double t_setup, img
         st = ims_fail(e, IMGSIM_ERR_INTERNAL, "cannot start worker threads");
     } else {
         s->seconds_setup = ims_now() - t_setup;
-        st = consume(p, &o->npy, o->man.f, infer_s, write_s, e);
+        st = consume(p, infer_s, write_s, e);
     }
     pthread_mutex_lock(&p->mu);
     p->abort = 1; /* wakes workers still waiting for a slot after a failure */
@@ -623,18 +638,12 @@ static imgsim_status pipeline_run(pipeline *p, store_out *o, double t_setup, img
     return st;
 }
 
-/* Finish: the counts and stage times, the manifest's lines for listed non-images, features.npy
- * and manifest.tsv committed, then meta.json (last: it marks the store complete). t_start is when
- * the job began (listing included). */
-static imgsim_status extract_finish(pipeline *p, store_out *o, const char *input_desc, double t_start,
-                                    double infer_s, double write_s, imgsim_extract_stats *s, ims_err *e) {
-    const ims_dataset *ds = p->ds;
-    for (int64_t i = 0; i < p->n_items; i++) {
-        if (p->res[i].st == IMGSIM_OK)
-            s->ok++;
-        else
-            s->failed++;
-    }
+/* Finish: the stage times; features.npy and manifest.tsv from every shard in order, with the
+ * manifest's lines for listed non-images, committed; then meta.json (last: it marks the store
+ * complete), with the counts of all of ds. t_start is when the job began (listing included). */
+static imgsim_status extract_finish(pipeline *p, store_out *o, const ims_dataset *ds, const char *input_desc,
+                                    double t_start, double infer_s, double write_s, imgsim_extract_stats *s,
+                                    ims_err *e) {
     for (int w = 0; w < p->n_workers; w++) s->seconds_decode_busy += p->busy[w];
     s->seconds_infer_busy = infer_s;
     s->gpu_decoded = p->gpu_decoded;
@@ -645,14 +654,19 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const char *input
                      p->t_feed[0], p->t_feed[1], p->t_feed[2], p->t_feed[3],
                      p->gpu_s - p->t_feed[0] - p->t_feed[1] - p->t_feed[2] - p->t_feed[3]);
     if (p->gpu_mode) s->seconds_gpu_init = ims_gpu_decode_join(p->gpu);
+    double tw = ims_now();
+    imgsim_status st = ims_npy_begin(&o->npy, o->feat_path, p->opt->dtype, p->eng->info.dim, e);
+    if (!st) st = ims_atomic_open(&o->man, o->man_path, e);
+    if (st) return st;
+    fprintf(o->man.f, "row\tpath\tlabel\tstatus\terror\n");
+    if ((st = ims_shards_assemble(o->sh, &o->npy, o->man.f, &s->ok, &s->failed, e))) return st;
     for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
         char *why = ims_strdup(ds->skipped[i].reason);
         if (why) tsv_clean(why);
         fprintf(o->man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].rel, why ? why : "not an image");
         free(why);
     }
-    double tw = ims_now();
-    imgsim_status st = ims_npy_finish(&o->npy, e);
+    st = ims_npy_finish(&o->npy, e);
     if (!st) st = ims_atomic_commit(&o->man, e);
     if (st) return st;
     s->seconds_write = write_s + (ims_now() - tw);
@@ -678,16 +692,17 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
     ims_dir_lock *lock = NULL;
     imgsim_status st = ims_dir_lock_take(&lock, store_dir, e);
     if (st) return st;
+    store_out o;
     pipeline p;
-    if ((st = pipeline_setup(&p, eng, ds, opt, e))) {
+    if ((st = store_begin(&o, store_dir, eng, ds, opt, e)) ||
+        (st = pipeline_setup(&p, eng, ims_shards_todo(o.sh), o.sh, opt, e))) {
+        store_end(&o, 1);
         ims_dir_lock_release(lock);
         return st;
     }
-    store_out o;
     double infer_s = 0, write_s = 0;
-    st = store_begin(&o, store_dir, opt->dtype, eng->info.dim, e);
-    if (!st) st = pipeline_run(&p, &o, t_start + list_seconds, &s, &infer_s, &write_s, e);
-    if (!st) st = extract_finish(&p, &o, input_desc, t_start, infer_s, write_s, &s, e);
+    st = pipeline_run(&p, t_start + list_seconds, &s, &infer_s, &write_s, e);
+    if (!st) st = extract_finish(&p, &o, ds, input_desc, t_start, infer_s, write_s, &s, e);
     if (p.gpu_mode) ims_gpu_decode_join(p.gpu);
     store_end(&o, st != IMGSIM_OK);
     pipeline_free(&p); /* (the engine's decoder set keeps the decoders for its next job) */

@@ -47,7 +47,7 @@ int cli_start(cli_args *a, int argc, char **argv, const char *const *value_opts,
 /* The options that take a value in every command that builds an engine and extracts images. */
 #define CLI_EXTRACT_VALUE_OPTS                                                                                 \
     "device", "precision", "batch-size", "workers", "threads", "dtype", "max-pixels", "engine-cache", "engine", \
-        "decode", "calib"
+        "decode", "calib", "shard-size"
 void cli_free(cli_args *a);
 const char *cli_str(cli_args *a, const char *name, const char *def);
 int cli_flag(cli_args *a, const char *name); /* 1 if present */

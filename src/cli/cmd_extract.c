@@ -8,7 +8,9 @@ static const char *usage =
     "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]]\n"
     "       [--batch-size=N|auto] [--workers=N] [--threads=N] [--layer=NAME] [--dtype=float32|float16]\n"
     "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--fast-decode]\n"
-    "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--quiet] INPUT";
+    "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--shard-size=N] [--quiet] INPUT\n"
+    "  --shard-size: images per shard of the store being written (default 1024): an extract killed and\n"
+    "  run again with the same command keeps the complete shards";
 
 int cmd_extract(int argc, char **argv) {
     static const char *const vals[] = {"model", "out", "layer", CLI_EXTRACT_VALUE_OPTS, NULL};

@@ -14,7 +14,7 @@ static const char *usage =
     "imgsim run DATASET --model=M.onnx --out=DIR [--test-size=0.2] [--seed=42] [--k=5] [--layer=NAME]\n"
     "       [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]] [--batch-size=N|auto] [--workers=N]\n"
     "       [--threads=N] [--dtype=float32|float16] [--engine-cache=DIR|off] [--decode=auto|cpu|gpu]\n"
-    "       [--gpu-memory=BYTES] [--fast-decode] [--force] [--report] [--quiet]\n"
+    "       [--gpu-memory=BYTES] [--fast-decode] [--shard-size=N] [--force] [--report] [--quiet]\n"
     "  --report: also write DIR/report.html (summary, confusion matrix, queries with their matches)";
 
 typedef struct stage {

@@ -186,6 +186,8 @@ typedef struct ims_npy_writer {
 imgsim_status ims_npy_begin(ims_npy_writer *w, const char *path, imgsim_dtype dtype, int64_t cols, ims_err *e);
 /* Appends n rows of float32 data (converted to the file's dtype). */
 imgsim_status ims_npy_append_f32(ims_npy_writer *w, const float *rows, int64_t n, ims_err *e);
+/* Appends n rows already in the file's dtype (cols elements of 4 or 2 bytes each). */
+imgsim_status ims_npy_append_raw(ims_npy_writer *w, const void *rows, int64_t n, ims_err *e);
 imgsim_status ims_npy_finish(ims_npy_writer *w, ims_err *e);
 void ims_npy_abort(ims_npy_writer *w);
 
@@ -224,6 +226,9 @@ imgsim_status ims_sha256_file(const char *path, char out[65], ims_err *e);
 typedef struct ims_dir_lock ims_dir_lock;
 imgsim_status ims_dir_lock_take(ims_dir_lock **out, const char *dir, ims_err *e);
 void ims_dir_lock_release(ims_dir_lock *l);
+/* Removes the "NAME.tmp.PID" files in dir (regular files only): for a folder whose writer holds
+ * the lock of the folder it belongs to. */
+void ims_remove_tmp_leftovers(const char *dir);
 #define IMS_DIR_LOCK_NAME ".imgsim.lock"
 #ifdef __cplusplus
 }

@@ -36,8 +36,7 @@ static int is_tmp_name(const char *name) {
     return 0;
 }
 
-/* Removes the leftover temporary files in dir (regular files only). */
-static void remove_leftovers(const char *dir) {
+void ims_remove_tmp_leftovers(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *de;
@@ -94,7 +93,7 @@ imgsim_status ims_dir_lock_take(ims_dir_lock **out, const char *dir, ims_err *e)
     int np = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
     if (ftruncate(l->fd, 0) != 0 || pwrite(l->fd, pid, (size_t)np, 0) != np)
         ims_log_debug("%s: cannot record the pid: %s", path, strerror(errno));
-    remove_leftovers(dir);
+    ims_remove_tmp_leftovers(dir);
     free(path);
     *out = l;
     return IMGSIM_OK;

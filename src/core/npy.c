@@ -113,6 +113,15 @@ imgsim_status ims_npy_append_f32(ims_npy_writer *w, const float *rows, int64_t n
     return IMGSIM_OK;
 }
 
+imgsim_status ims_npy_append_raw(ims_npy_writer *w, const void *rows, int64_t n, ims_err *e) {
+    size_t bytes = (size_t)(n * w->cols) * (w->dtype == IMGSIM_F16 ? 2 : 4);
+    if (bytes && fwrite(rows, 1, bytes, w->af.f) != bytes)
+        return ims_fail(e, IMGSIM_ERR_IO, "%s: write failed: %s", w->af.final_path, strerror(errno));
+    ims_ck64_update(&w->ck, rows, bytes);
+    w->rows += n;
+    return IMGSIM_OK;
+}
+
 imgsim_status ims_npy_finish(ims_npy_writer *w, ims_err *e) {
     int64_t shape[2] = {w->rows, w->cols};
     if (fflush(w->af.f) != 0 || fseek(w->af.f, 0, SEEK_SET) != 0 ||
