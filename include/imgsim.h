@@ -290,7 +290,8 @@ imgsim_status imgsim_calib_get_tensor(const imgsim_calib *c, int i, const char *
 /* ---- feature stores --------------------------------------------------------------------- */
 
 /* A store is a folder: features.npy ([N, D] float32 or float16, C order), manifest.tsv (one line
- * per input: row, path, label, status, error) and meta.json. */
+ * per input: row, path, label, status, error), inputs.tsv (path, size, mtime_ns of each listed
+ * image when it was extracted: for updates) and meta.json. */
 
 /* Where JPEG decoding happens when the engine runs on CUDA and imgsim has nvJPEG: AUTO splits
  * JPEGs between the GPU (nvJPEG) and the CPU workers, adapting the share so neither idles; GPU
@@ -319,6 +320,12 @@ typedef struct imgsim_extract_opts {
     int64_t shard_size;   /* images per shard of the store being written (rounded up to a multiple of
                              the batch size); 0 (default): 1024. A killed extraction run again with
                              the same settings keeps its complete shards (README "Stores") */
+    int update;           /* 1: bring the complete store already in store_dir up to date with the
+                             input: rows of inputs whose path, size and modification time are those
+                             of its inputs.tsv (and that were ok) are kept, the others extracted,
+                             removed inputs dropped; the result equals a fresh extraction. A store
+                             that cannot be updated (missing, incomplete, other model or settings)
+                             is extracted in full, with a warning saying why. Default 0 */
 } imgsim_extract_opts;
 
 void imgsim_extract_opts_init(imgsim_extract_opts *opt);

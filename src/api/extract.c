@@ -22,6 +22,7 @@
 #include "api/api.h"
 #include "api/extract.h"
 #include "data/dataset.h"
+#include "data/inputs.h"
 #include "data/meta.h"
 #include "data/shards.h"
 #include "image/gpu_decode.h"
@@ -160,9 +161,9 @@ static imgsim_status write_batch(pipeline *p, int64_t b, const float *out, ims_e
     return IMGSIM_OK;
 }
 
-static imgsim_status write_meta(const char *path, const pipeline *p, const char *input, const char *fingerprint,
-                                const imgsim_extract_stats *s, const ims_store_files *files, ims_err *e) {
-    const imgsim_engine *eng = p->eng;
+imgsim_status ims_extract_write_meta(const char *path, const imgsim_engine *eng, const imgsim_extract_opts *opt,
+                                    int batch_size, double cpu_share, const char *input, const char *fingerprint,
+                                    const imgsim_extract_stats *s, const ims_store_files *files, ims_err *e) {
     imgsim_store_meta m;
     ims_meta_init(&m);
     m.model_path = eng->model_path ? eng->model_path : "";
@@ -173,18 +174,18 @@ static imgsim_status write_meta(const char *path, const pipeline *p, const char 
     m.in_height = eng->info.in_height;
     m.in_width = eng->info.in_width;
     m.has_preprocessing = 1;
-    m.pre = p->opt->pre;
+    m.pre = opt->pre;
     m.precision = imgsim_precision_str(eng->info.precision);
     m.device = eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu";
     m.device_name = eng->info.device_name;
-    m.dtype = p->opt->dtype == IMGSIM_F16 ? "float16" : "float32";
+    m.dtype = opt->dtype == IMGSIM_F16 ? "float16" : "float32";
     m.normalized = eng->normalize;
-    m.batch_size = p->B;
+    m.batch_size = batch_size;
     m.input = input;
     m.inputs_fingerprint = fingerprint;
     m.stats = *s;
     m.engine_build_seconds = eng->info.build_seconds;
-    if (p->gpu_mode) m.cpu_decode_share_final = p->cpu_share;
+    if (cpu_share >= 0) m.cpu_decode_share_final = cpu_share;
     m.features_bytes = files->features_bytes;
     m.features_checksum = files->features_checksum;
     m.manifest_bytes = files->manifest_bytes;
@@ -552,10 +553,10 @@ static imgsim_status pipeline_setup(pipeline *p, imgsim_engine *eng, const ims_d
 /* The store's files while they are written: its shards, then the final files (temporary names
  * until committed). */
 typedef struct store_out {
-    char *meta_path, *feat_path, *man_path;
+    char *meta_path, *feat_path, *man_path, *inputs_path;
     ims_shards *sh;
     ims_npy_writer npy;
-    ims_atomic_file man;
+    ims_atomic_file man, inputs;
 } store_out;
 
 /* Set-up of the store: a store without meta.json is incomplete, so the old marker goes before
@@ -567,7 +568,9 @@ static imgsim_status store_begin(store_out *o, const char *store_dir, const imgs
     o->meta_path = ims_path_join(store_dir, "meta.json");
     o->feat_path = ims_path_join(store_dir, "features.npy");
     o->man_path = ims_path_join(store_dir, "manifest.tsv");
-    if (!o->meta_path || !o->feat_path || !o->man_path) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    o->inputs_path = ims_path_join(store_dir, "inputs.tsv");
+    if (!o->meta_path || !o->feat_path || !o->man_path || !o->inputs_path)
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     remove(o->meta_path);
     ims_shard_job job = {
         .model_sha256 = eng->sha256,
@@ -589,6 +592,7 @@ static void store_end(store_out *o, int failed) {
     if (failed) {
         ims_npy_abort(&o->npy);
         if (o->man.f) ims_atomic_abort(&o->man);
+        if (o->inputs.f) ims_atomic_abort(&o->inputs);
     } else if (o->sh) {
         ims_shards_remove(o->sh);
     }
@@ -596,6 +600,7 @@ static void store_end(store_out *o, int failed) {
     free(o->meta_path);
     free(o->feat_path);
     free(o->man_path);
+    free(o->inputs_path);
 }
 
 /* Run: starts the workers, consumes every batch into the store, stops the workers. Fills the
@@ -666,8 +671,11 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const ims_dataset
         fprintf(o->man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].rel, why ? why : "not an image");
         free(why);
     }
-    st = ims_npy_finish(&o->npy, e);
+    if (!(st = ims_atomic_open(&o->inputs, o->inputs_path, e)))
+        st = ims_inputs_write(o->inputs.f, ds, ims_shards_stamps(o->sh), e);
+    if (!st) st = ims_npy_finish(&o->npy, e);
     if (!st) st = ims_atomic_commit(&o->man, e);
+    if (!st) st = ims_atomic_commit(&o->inputs, e);
     if (st) return st;
     s->seconds_write = write_s + (ims_now() - tw);
     s->seconds_total = ims_now() - t_start;
@@ -677,12 +685,14 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const ims_dataset
     ims_store_files files; /* what meta.json vouches for: checked when the store is opened */
     st = ims_store_files_measure(&files, o->feat_path, ims_ck64_final(&o->npy.ck), o->man_path, e);
     if (st) return st;
-    return write_meta(o->meta_path, p, input_desc, fp, s, &files, e);
+    return ims_extract_write_meta(o->meta_path, p->eng, p->opt, p->B, p->gpu_mode ? p->cpu_share : -1, input_desc,
+                                  fp, s, &files, e);
 }
 
 imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, const char *input_desc,
                                  const char *store_dir, const imgsim_extract_opts *opt, double list_seconds,
                                  imgsim_extract_stats *stats, ims_err *e) {
+    if (opt->update) return ims_extract_update(eng, ds, input_desc, store_dir, opt, list_seconds, stats, e);
     double t_start = ims_now() - list_seconds;
     imgsim_extract_stats s = {0};
     s.seconds_list = list_seconds;

@@ -8,7 +8,10 @@ static const char *usage =
     "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]]\n"
     "       [--batch-size=N|auto] [--workers=N] [--threads=N] [--layer=NAME] [--dtype=float32|float16]\n"
     "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--fast-decode]\n"
-    "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--shard-size=N] [--quiet] INPUT\n"
+    "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--shard-size=N] [--update] [--quiet]\n"
+    "       INPUT\n"
+    "  --update: STORE is complete and from the same model and settings: extract only the images of INPUT\n"
+    "  that are new or changed (path, size, modification time), drop removed ones, keep the other rows\n"
     "  --shard-size: images per shard of the store being written (default 1024): an extract killed and\n"
     "  run again with the same command keeps the complete shards";
 
@@ -25,6 +28,7 @@ int cmd_extract(int argc, char **argv) {
     cli_extract_opts(&a, &xo);
     eo.prepare_gpu_decode = xo.decode != IMGSIM_DECODE_CPU; /* CUDA: nvJPEG made while the engine loads */
     if (cli_flag(&a, "no-normalize")) eo.normalize = 0;
+    xo.update = cli_flag(&a, "update");
     const char *input = cli_pos(&a, 0);
     int rc = cli_finish(&a, usage);
     if (!rc && (!model || !out || !input)) {
