@@ -373,6 +373,18 @@ imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int
                             const void *queries, int64_t q, int dim, imgsim_dtype dtype, int k,
                             const imgsim_search_opts *opt);
 
+/* Merges candidate lists into the exact top-k. cand[q * m] holds, for each query, m gallery rows
+ * (-1 for none; a row may repeat), typically the top-k of each part of a gallery split into row
+ * ranges (imgsim_search on each part, its rows made global), as an MPI job has them. Every
+ * candidate is scored in float64 exactly as imgsim_search scores, and the best k by (score desc,
+ * row asc) go to idx/score [q * k] (-1 / -inf where fewer than k distinct candidates). When cand
+ * holds the exact top-k of every part of a partition of the gallery, the result equals
+ * imgsim_search over the whole gallery, bit for bit. gallery [n, dim] and queries [q, dim] are of
+ * element type dtype; only the candidate rows are read. */
+imgsim_status imgsim_search_merge(int64_t *idx, float *score, const int64_t *cand, int m,
+                                  const void *gallery, int64_t n, const void *queries, int64_t q,
+                                  int dim, imgsim_dtype dtype, int k);
+
 /* ---- output folders: one writer at a time ------------------------------------------------ */
 
 /* imgsim_dir_lock_take creates dir when missing and takes an exclusive lock on it (flock of

@@ -7,6 +7,7 @@ pkgs=(build-essential cmake pkg-config
       libdnnl-dev libprotobuf-c-dev protobuf-c-compiler
       libturbojpeg0-dev libspng-dev libwebp-dev libexif-dev libcjson-dev
       libcmocka-dev
+      libopenmpi-dev openmpi-bin  # the CLI under mpirun (optional at build time)
       libmicrohttpd-dev  # imgsim serve (optional at build time: without it serve is left out)
       chromium           # the report and serve page tests drive a real headless browser
       python3-numpy python3-pil python3-torch python3-torchvision python3-onnx python3-faiss

@@ -2,3 +2,9 @@
 imgsim_c_test(test_search_unit test_search_unit.c ASAN)
 imgsim_py_test(test_search_topk test_search_topk.py)
 imgsim_py_test(test_search_dedup test_search_dedup.py)
+# imgsim search across MPI ranks (mpirun on the CPU) against the one-process search
+imgsim_py_test(mpi_search test_mpi_search.py)
+if(IMGSIM_HAVE_MPI)
+  set_property(TEST mpi_search APPEND PROPERTY ENVIRONMENT "IMGSIM_HAVE_MPI=1")
+endif()
+set_tests_properties(mpi_search PROPERTIES TIMEOUT 300)

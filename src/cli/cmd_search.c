@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/job.h"
+#include "cli/mpi.h"
 #include "cli/report.h"
 
 static const char *usage =
@@ -67,21 +68,31 @@ int cmd_search(int argc, char **argv) {
     char *tmp = NULL, *mp = NULL;
     cJSON *metrics = NULL;
     rc = 1;
-    if (imgsim_store_open(&g, gdir)) {
-        fprintf(stderr, "imgsim search: %s\n", imgsim_last_error());
+    /* under mpirun every rank opens the gallery and searches its share of the rows; rank 0 makes
+     * the queries, merges and writes (job_search, cli_search_ranks) */
+    int bad = imgsim_store_open(&g, gdir) != IMGSIM_OK;
+    if (bad) fprintf(stderr, "imgsim search: %s\n", imgsim_last_error());
+    if (cli_mpi_agree("search", bad, bad ? imgsim_last_error() : NULL)) goto done;
+    if (cli_mpi_size() > 1 && !eo.threads) /* the cores of this host shared by its ranks */
+        so.threads = cli_mpi_threads_per_rank();
+    if (cli_mpi_rank() != 0) {
+        rc = job_search_worker(g, &so);
         goto done;
     }
     /* a folder holding any of a store's files is a store (an incomplete one is refused as such
      * when opened, not read as a folder of images) */
     int query_is_store = imgsim_store_exists(query);
-    if (!query_is_store) {
-        if (job_extract_queries(g, query, model, &eo, &xo, &tmp)) goto done;
-    }
-    if (imgsim_store_open(&q, tmp ? tmp : query)) {
+    bad = !query_is_store && job_extract_queries(g, query, model, &eo, &xo, &tmp);
+    if (!bad && imgsim_store_open(&q, tmp ? tmp : query)) {
         fprintf(stderr, "imgsim search: %s\n", imgsim_last_error());
+        bad = 1;
+    }
+    bad = bad || (query_is_store && job_check_compatible(g, q));
+    if (bad) { /* the other ranks wait in job_search_worker for the queries: tell them to stop */
+        int64_t hdr[2] = {1, 0};
+        cli_mpi_bcast(hdr, sizeof hdr, 0);
         goto done;
     }
-    if (query_is_store && job_check_compatible(g, q)) goto done;
     if (job_search(g, q, k, dot, &so, out, &metrics)) goto done;
     mp = mpath ? cli_strdup(mpath) : metrics_path(out);
     if (!mp || job_write_json(mp, metrics)) goto done;

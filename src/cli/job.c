@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/job.h"
+#include "cli/mpi.h"
 
 /* The JSON object at key (or NULL). */
 static const cJSON *jget(const cJSON *o, const char *key) {
@@ -92,6 +93,26 @@ static float *features_f32(const imgsim_store *s, const imgsim_store_info *i, in
     return f;
 }
 
+/* the gallery as job_search hands it to the search (told to the other ranks of an MPI job) */
+enum { GAL_STORED, GAL_F32_NORM, GAL_F32 };
+
+int job_search_worker(const imgsim_store *gs, const imgsim_search_opts *so) {
+    imgsim_store_info g;
+    imgsim_store_get_info(gs, &g);
+    int64_t hdr[2];
+    if (cli_mpi_bcast(hdr, sizeof hdr, 0) || hdr[0]) return 1; /* rank 0 stopped (and said why) */
+    const void *gal = g.features;
+    float *g32 = NULL;
+    imgsim_dtype dt = g.dtype;
+    if (hdr[1] != GAL_STORED) {
+        dt = IMGSIM_F32;
+        gal = g32 = features_f32(gs, &g, hdr[1] == GAL_F32_NORM);
+    }
+    int rc = cli_search_ranks("search", NULL, NULL, gal, g.n, NULL, 0, g.dim, dt, 0, so);
+    free(g32);
+    return rc;
+}
+
 int job_search(const imgsim_store *gs, const imgsim_store *qs, int k, int dot, const imgsim_search_opts *so,
                const char *out_tsv, cJSON **metrics) {
     *metrics = NULL;
@@ -101,6 +122,8 @@ int job_search(const imgsim_store *gs, const imgsim_store *qs, int k, int dot, c
     const imgsim_store_info *g = &gi, *q = &qi;
     if (g->dim != q->dim) {
         fprintf(stderr, "imgsim: gallery has %d-d features, queries %d-d\n", g->dim, q->dim);
+        int64_t stop[2] = {1, 0}; /* the other ranks of an MPI job wait for this header */
+        if (cli_mpi_size() > 1) cli_mpi_bcast(stop, sizeof stop, 0);
         return 1;
     }
     int64_t nq = q->n;
@@ -125,19 +148,24 @@ int job_search(const imgsim_store *gs, const imgsim_store *qs, int k, int dot, c
         if (g->dtype == IMGSIM_F16) gal = g32 = features_f32(gs, g, 0);
         if (q->dtype == IMGSIM_F16) qry = q32 = features_f32(qs, q, 0);
     }
-    if (!idx || !score || !gal || !qry) {
+    int oom = !idx || !score || !gal || !qry;
+    if (cli_mpi_size() > 1) { /* the other ranks: whether to go on, and the gallery as searched */
+        int64_t hdr[2] = {oom, norm_g || norm_q ? GAL_F32_NORM : dt != g->dtype ? GAL_F32 : GAL_STORED};
+        if (cli_mpi_bcast(hdr, sizeof hdr, 0)) oom = 1;
+    }
+    if (oom) {
         fprintf(stderr, "imgsim search: out of memory\n");
         free(idx), free(score), free(g32), free(q32);
         return 1;
     }
     double t0 = cli_now();
-    imgsim_status st = imgsim_search(idx, score, gal, g->n, qry, nq, g->dim, dt, k, so);
+    int failed = cli_search_ranks("search", idx, score, gal, g->n, qry, nq, g->dim, dt, k, so);
     double secs = cli_now() - t0;
     free(g32);
     free(q32);
-    if (st) {
+    if (failed) {
         free(idx), free(score);
-        return cli_fail("search", st);
+        return 1;
     }
 
     cli_atomic af;

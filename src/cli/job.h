@@ -22,6 +22,10 @@ int job_check_compatible(const imgsim_store *gallery, const imgsim_store *query)
 int job_search(const imgsim_store *gallery, const imgsim_store *query, int k, int dot, const imgsim_search_opts *so,
                const char *out_tsv, cJSON **metrics);
 
+/* The part of job_search that the other ranks of an MPI job run (rank 0 runs job_search): each
+ * searches its share of the gallery's rows (cli_search_ranks). Returns 0 or 1 on every rank. */
+int job_search_worker(const imgsim_store *gallery, const imgsim_search_opts *so);
+
 /* Prints the accuracy part of metrics as a short table to stderr. */
 void job_print_metrics(const cJSON *metrics);
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli/mpi.h"
 
 /* OpenMP threads (oneDNN's, through libgomp) should wait passively: an idle inference thread then
  * sleeps at once instead of spinning for milliseconds, leaving the cores to the decode workers and
@@ -33,6 +34,11 @@ typedef struct command {
     int (*fn)(int argc, char **argv);
     const char *help;
 } command;
+
+/* the commands that run across the ranks of an MPI job (mpirun) */
+static int distributed(const char *name) {
+    return !strcmp(name, "search");
+}
 
 static const command commands[] = {
     {"split", cmd_split, "stratified train/test split of a labelled image folder or list"},
@@ -72,8 +78,21 @@ int main(int argc, char **argv) {
         return 0;
     }
     omp_wait_passive(argv);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name)) continue;
+        cli_mpi_init(&argc, &argv); /* under mpirun only */
+        int rc;
+        if (cli_mpi_size() > 1 && !distributed(commands[i].name)) {
+            if (cli_mpi_rank() == 0)
+                fprintf(stderr, "imgsim %s: does not run across MPI ranks yet (search does); run it as one "
+                                "process, without mpirun\n", argv[1]);
+            rc = 2;
+        } else {
+            rc = commands[i].fn(argc - 1, argv + 1);
+        }
+        cli_mpi_finalize();
+        return rc;
+    }
     fprintf(stderr, "imgsim: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

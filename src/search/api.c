@@ -4,10 +4,12 @@
  * (search/cuda/).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "imgsim.h"
 #include "search/search.h"
+#include "search/topk.h"
 
 void imgsim_search_opts_init(imgsim_search_opts *opt) {
     if (!opt) return;
@@ -80,3 +82,64 @@ imgsim_status ims_dedup_cuda(const void *x, int64_t n, int dim, imgsim_dtype dty
     return ims_fail(e, IMGSIM_ERR_NO_DEVICE, "imgsim was built without CUDA");
 }
 #endif
+
+/* (score desc, row asc), the order imgsim_search ranks by */
+typedef struct merge_cand {
+    double s;
+    int64_t row;
+} merge_cand;
+
+static int merge_cmp(const void *a, const void *b) {
+    const merge_cand *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+imgsim_status imgsim_search_merge(int64_t *idx, float *score, const int64_t *cand, int m, const void *gallery,
+                                  int64_t n, const void *queries, int64_t q, int dim, imgsim_dtype dtype, int k) {
+    if (k < 1 || m < 0 || dim < 1 || n < 0 || q < 0)
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search merge: k %d, m %d, dim %d, n %lld, q %lld out of range",
+                        k, m, dim, (long long)n, (long long)q);
+    if (dtype != IMGSIM_F32 && dtype != IMGSIM_F16)
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search merge: unknown element type %d", (int)dtype);
+    if (q == 0) return IMGSIM_OK;
+    if (!idx || !score || !queries || (m > 0 && (!cand || (n > 0 && !gallery))))
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search merge: NULL buffer");
+    size_t esz = dtype == IMGSIM_F16 ? 2 : 4;
+    merge_cand *c = ims_malloc_array((size_t)(m ? m : 1), sizeof *c);
+    float *qrow = ims_malloc_array((size_t)dim, sizeof *qrow);
+    if (!c || !qrow) {
+        free(c), free(qrow);
+        return ims_fail(NULL, IMGSIM_ERR_NOMEM, "search merge: out of memory");
+    }
+    for (int64_t i = 0; i < q; i++) {
+        const void *qr = (const char *)queries + (size_t)i * (size_t)dim * esz;
+        if (dtype == IMGSIM_F16)
+            for (int j = 0; j < dim; j++) qrow[j] = ims_f16_to_f32(((const uint16_t *)qr)[j]);
+        else
+            memcpy(qrow, qr, (size_t)dim * sizeof *qrow);
+        int nc = 0;
+        for (int j = 0; j < m; j++) {
+            int64_t r = cand[i * m + j];
+            if (r < 0) continue;
+            if (r >= n) {
+                free(c), free(qrow);
+                return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search merge: candidate row %lld of query %lld is "
+                                "outside the gallery's %lld rows", (long long)r, (long long)i, (long long)n);
+            }
+            c[nc].row = r;
+            c[nc++].s = ims_dot64(qrow, (const char *)gallery + (size_t)r * (size_t)dim * esz, dim, dtype);
+        }
+        qsort(c, (size_t)nc, sizeof *c, merge_cmp);
+        int out = 0;
+        for (int j = 0; j < nc && out < k; j++) {
+            if (out > 0 && c[j].row == idx[i * k + out - 1]) continue; /* a repeated candidate */
+            idx[i * k + out] = c[j].row;
+            score[i * k + out++] = (float)c[j].s;
+        }
+        for (; out < k; out++) idx[i * k + out] = -1, score[i * k + out] = -INFINITY;
+    }
+    free(c);
+    free(qrow);
+    return IMGSIM_OK;
+}
