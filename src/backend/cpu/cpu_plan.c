@@ -336,6 +336,44 @@ static const dnnl_memory_desc_t *find_const_md(cpu_impl *c, int value, int tag) 
     return NULL;
 }
 
+/* Makes a weighted operator's primitive descriptor with weights descriptor w (ctx: the rest). */
+typedef dnnl_status_t (*pd_maker)(dnnl_primitive_desc_t *pd, const dnnl_memory_desc_t *w, void *ctx);
+
+static const char *impl_name(const_dnnl_primitive_desc_t pd) {
+    const char *s = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s) != dnnl_success || !s) return "";
+    return s;
+}
+
+/* A weighted operator's primitive descriptor for this plan: with the weights layout oneDNN prefers
+ * for this batch (w_any), or with prev, the layout an earlier, larger-batch plan chose, when
+ * oneDNN runs it with the same implementation. Sharing saves a copy of the weights, but a layout
+ * chosen for batch 32 can force batch 1 onto a far slower kernel (with AMX: ResNet-50 at batch 1
+ * took 7 s instead of 9 ms), so it is shared only where the implementation does not change. */
+static dnnl_status_t make_pd_sharing(dnnl_primitive_desc_t *out, const dnnl_memory_desc_t *prev,
+                                     const dnnl_memory_desc_t *w_any, pd_maker make, void *ctx) {
+    dnnl_primitive_desc_t own = NULL, shared = NULL;
+    *out = NULL;
+    dnnl_status_t st = make(&own, w_any, ctx);
+    if (!prev) {
+        *out = own;
+        return st;
+    }
+    dnnl_status_t st_shared = make(&shared, prev, ctx);
+    if (st != dnnl_success) { /* only the shared layout is implemented */
+        *out = shared;
+        return st_shared;
+    }
+    if (st_shared == dnnl_success && !strcmp(impl_name(own), impl_name(shared))) {
+        dnnl_primitive_desc_destroy(own);
+        *out = shared;
+    } else {
+        if (shared) dnnl_primitive_desc_destroy(shared);
+        *out = own;
+    }
+    return dnnl_success;
+}
+
 /* A plan tensor referring to constant k. */
 static imgsim_status const_tensor(cpu_impl *c, cpu_plan *p, int k, int *out, ims_err *e) {
     return new_tensor(c, p, &c->consts[k].md, CPU_BUF_CONST, c->consts[k].mem, out, e);
@@ -393,6 +431,23 @@ static imgsim_status push_weighted(cpu_impl *c, cpu_plan *p, const ims_node *nd,
 
 /* Conv: y = act(conv(x, w) + b + residual). x [N, C, H, W], w [OC, C/group, KH, KW],
  * b [OC], y [N, OC, OH, OW]. */
+/* The convolution's descriptors but its weights (make_pd_sharing's ctx). */
+typedef struct conv_ctx {
+    cpu_impl *c;
+    const_dnnl_primitive_attr_t attr;
+    const dnnl_memory_desc_t *src, *bias, *dst;
+    const int64_t *strides, *dil, *pl, *pr;
+} conv_ctx;
+
+static dnnl_status_t make_conv_pd(dnnl_primitive_desc_t *pd, const dnnl_memory_desc_t *w, void *ctx) {
+    const conv_ctx *x = ctx;
+    dnnl_convolution_desc_t cd;
+    dnnl_status_t st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                                  x->src, w, x->bias, x->dst, x->strides, x->dil,
+                                                                  x->pl, x->pr);
+    return st == dnnl_success ? dnnl_primitive_desc_create(pd, &cd, x->attr, x->c->eng, NULL) : st;
+}
+
 static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     const ims_graph *g = c->g;
     const ims_node *nd = &g->nodes[i];
@@ -435,16 +490,9 @@ static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     dnnl_primitive_attr_t attr;
     TRY(make_attr(c, &attr, nd->residual >= 0, nd->act, nd->act_min, nd->act_max, e));
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_unimplemented;
-    /* Smaller-batch plans first try the weights layout the first plan chose, to share them. */
-    const dnnl_memory_desc_t *prev = find_const_md(c, nd->in[1], CPU_CT_PLAIN);
-    for (int attempt = prev ? 0 : 1; attempt < 2 && st != dnnl_success; attempt++) {
-        dnnl_convolution_desc_t cd;
-        st = dnnl_dilated_convolution_forward_desc_init(
-            &cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, attempt == 0 ? prev : &w_md,
-            bias_v >= 0 ? &b_md : NULL, &dst_md, strides, dil, pl, pr);
-        if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &cd, attr, c->eng, NULL);
-    }
+    conv_ctx cx = {c, attr, &src_md, bias_v >= 0 ? &b_md : NULL, &dst_md, strides, dil, pl, pr};
+    /* smaller-batch plans share the weights layout the first plan chose where that costs nothing */
+    dnnl_status_t st = make_pd_sharing(&pd, find_const_md(c, nd->in[1], CPU_CT_PLAIN), &w_md, make_conv_pd, &cx);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "convolution");
 
@@ -933,6 +981,20 @@ static imgsim_status plan_layernorm(cpu_impl *c, cpu_plan *p, int i, ims_err *e)
 /* Gemm: y [N, M] = act(alpha * a [N, K] * B' + beta * C + residual) as an inner product;
  * B' = B ([K, M]) or B^T (B [M, K] with transB), C a constant of 1 or M elements. alpha and
  * beta are folded into the weights and bias once. */
+/* The inner product's descriptors but its weights (make_pd_sharing's ctx). */
+typedef struct ip_ctx {
+    cpu_impl *c;
+    const_dnnl_primitive_attr_t attr;
+    const dnnl_memory_desc_t *src, *bias, *dst;
+} ip_ctx;
+
+static dnnl_status_t make_ip_pd(dnnl_primitive_desc_t *pd, const dnnl_memory_desc_t *w, void *ctx) {
+    const ip_ctx *x = ctx;
+    dnnl_inner_product_desc_t d;
+    dnnl_status_t st = dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, x->src, w, x->bias, x->dst);
+    return st == dnnl_success ? dnnl_primitive_desc_create(pd, &d, x->attr, x->c->eng, NULL) : st;
+}
+
 static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     const ims_graph *g = c->g;
     const ims_node *nd = &g->nodes[i];
@@ -959,15 +1021,8 @@ static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     dnnl_primitive_attr_t attr;
     TRY(make_attr(c, &attr, nd->residual >= 0, nd->act, nd->act_min, nd->act_max, e));
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_unimplemented;
-    const dnnl_memory_desc_t *prev = find_const_md(c, bv, CPU_CT_GEMM_W);
-    for (int attempt = prev ? 0 : 1; attempt < 2 && st != dnnl_success; attempt++) {
-        dnnl_inner_product_desc_t d;
-        st = dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, &src_md,
-                                                  attempt == 0 ? prev : &w_any, cv >= 0 ? &b_md : NULL,
-                                                  &dst_any);
-        if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &d, attr, c->eng, NULL);
-    }
+    ip_ctx ix = {c, attr, &src_md, cv >= 0 ? &b_md : NULL, &dst_any};
+    dnnl_status_t st = make_pd_sharing(&pd, find_const_md(c, bv, CPU_CT_GEMM_W), &w_any, make_ip_pd, &ix);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "inner_product");
 
