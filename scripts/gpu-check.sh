@@ -8,7 +8,7 @@
 # ../shared/device/make-sysroot.sh. Locally (any CUDA machine with those libraries installed):
 #   OUT=/tmp/gpu-out bash scripts/gpu-check.sh
 # Environment: GPU_CHECK_SECTIONS="cuda gpusearch" (default: all) picks sections; BUILD (default
-# build-gpu) is the build folder.
+# build-gpu) is the build folder; GPU_CHECK_BENCH=0 runs the tests only (no benchmarks).
 #
 # Layout: a setup section (environment, configure, build), then one section per area, each
 # clearly separated, each appending "area | check | result" lines to $SUMMARY (printed by an EXIT
@@ -24,6 +24,7 @@ SUMMARY="$OUT/summary.txt"
 BUILD="${BUILD:-build-gpu}"
 SECTIONS="${GPU_CHECK_SECTIONS:-all}"
 want() { [ "$SECTIONS" = all ] || [[ " $SECTIONS " == *" $1 "* ]]; }
+bench() { [ "${GPU_CHECK_BENCH:-1}" != 0 ]; }
 note() { echo "$1 | $2 | $3" >> "$SUMMARY"; }
 # the summary prints when the script ends, after every section (sections may be appended below)
 summary() {
@@ -73,7 +74,8 @@ if want cuda && [ "$BUILD_OK" = 1 ]; then
     note cuda "$t" "${r:-not run}"
   done
   grep -E 'rel_l2|fresh vs cached|memcheck' "$OUT/cuda_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
-  if BENCH_DIR="$OUT/bench_work" IMGSIM_PYTHON="$PY" bash bench/gpu_vs_torch.sh "$BUILD" > "$OUT/cuda_bench.log" 2>&1; then
+  if ! bench; then note bench skipped "GPU_CHECK_BENCH=0"
+  elif BENCH_DIR="$OUT/bench_work" IMGSIM_PYTHON="$PY" bash bench/gpu_vs_torch.sh "$BUILD" > "$OUT/cuda_bench.log" 2>&1; then
     note cuda gpu_vs_torch ok
     sed -n '/^GPU:/,$p' "$OUT/cuda_bench.log" | sed 's/^/  /' >> "$SUMMARY"
   else
@@ -93,7 +95,8 @@ if want gpusearch && [ "$BUILD_OK" = 1 ]; then
     r=$(grep -E "Test +#[0-9]+: $t " "$OUT/gpusearch_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
     note gpusearch "$t" "${r:-not run}"
   done
-  if OUT="$OUT" bash bench/search_gpu.sh "$BUILD" > "$OUT/gpusearch_bench.log" 2>&1; then
+  if ! bench; then note bench skipped "GPU_CHECK_BENCH=0"
+  elif OUT="$OUT" bash bench/search_gpu.sh "$BUILD" > "$OUT/gpusearch_bench.log" 2>&1; then
     note gpusearch search_gpu ok
   else
     note gpusearch search_gpu FAILED
@@ -113,11 +116,34 @@ if want e2e && [ "$BUILD_OK" = 1 ]; then
     note e2e "$t" "${r:-not run}"
   done
   grep -E 'GPU vs CPU preprocessing|features GPU pipeline|mixed batch|auto vs cpu pipeline|cuda vs cpu|pairs [0-9]+ \(cuda|cached engine:' "$OUT/e2e_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
-  if N="${E2E_N:-20000}" BENCH_DIR=/tmp/imgsim-e2e IMGSIM_PYTHON="$PY" bash bench/e2e_gpu.sh "$BUILD" > "$OUT/e2e_bench.log" 2>&1; then
+  if ! bench; then note bench skipped "GPU_CHECK_BENCH=0"
+  elif N="${E2E_N:-20000}" BENCH_DIR=/tmp/imgsim-e2e IMGSIM_PYTHON="$PY" bash bench/e2e_gpu.sh "$BUILD" > "$OUT/e2e_bench.log" 2>&1; then
     note e2e e2e_gpu ok
   else
     note e2e e2e_gpu FAILED
     tail -30 "$OUT/e2e_bench.log"
   fi
   sed -n '/^GPU:/,$p' "$OUT/e2e_bench.log" | sed 's/^/  /' >> "$SUMMARY"
+fi
+
+# ==================================================================================================
+# section: serve (imgsim serve on the GPU: the HTTP API test; load benchmark at 1/8/32 clients,
+# CUDA against CPU extraction in the same call)
+# ==================================================================================================
+if want serve && [ "$BUILD_OK" = 1 ]; then
+  (cd "$BUILD" && ctest -R 'serve_api' --output-on-failure) > "$OUT/serve_tests.log" 2>&1
+  r=$(grep -E "Test +#[0-9]+: serve_api " "$OUT/serve_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
+  note serve serve_api "${r:-not run}"
+  if bench; then
+    for dev in cuda cpu; do
+      if bash bench/serve_load.sh --cli="$BUILD/imgsim" --device=$dev --arch=resnet50 --seconds="${SERVE_SECONDS:-15}" \
+           > "$OUT/serve_bench_$dev.log" 2>&1; then
+        note serve "serve_load $dev" ok
+        sed -n '/^batch:/,$p' "$OUT/serve_bench_$dev.log" | sed 's/^/  /' >> "$SUMMARY"
+      else
+        note serve "serve_load $dev" FAILED
+        tail -20 "$OUT/serve_bench_$dev.log"
+      fi
+    done
+  fi
 fi
