@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages imgsim needs to build and test (idempotent; quiet when all
 # are present). Run as root, or with sudo available.
 #   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --fuzz   also clang and libFuzzer (make fuzz)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libdnnl-dev libprotobuf-c-dev protobuf-c-compiler
@@ -13,6 +14,7 @@ pkgs=(build-essential cmake pkg-config
       python3-numpy python3-pil python3-torch python3-torchvision python3-onnx python3-faiss
       python3-dev python3-venv python3-pip  # the Python package: its build and its venv test
       libopenblas0-pthread)  # the BLAS numpy/FAISS use in tests and benchmarks (reference BLAS is ~50x slower)
+if [ "${1:-}" = --fuzz ]; then pkgs+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
