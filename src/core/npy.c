@@ -182,8 +182,9 @@ imgsim_status ims_npy_read(void **data, imgsim_dtype *dtype, int64_t *rows, int6
         hlen = (size_t)buf[8] | ((size_t)buf[9] << 8) | ((size_t)buf[10] << 16) | ((size_t)buf[11] << 24);
         hoff = 12;
     } else {
+        int version = buf[6]; /* read before buf is freed */
         free(buf);
-        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: unsupported .npy version %d", path, buf[6]);
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: unsupported .npy version %d", path, version);
     }
     if (hlen > len - hoff || hlen > 65536) {
         free(buf);
