@@ -10,9 +10,9 @@ fixed seeds; nothing is downloaded. The outputs are committed, so a rerun is onl
 seeds (a different PIL or libjpeg may write slightly different bytes, which does no harm).
 
   image/  JPEG (baseline 4:4:4, 4:2:0, 4:2:2, progressive, optimised Huffman, grayscale, CMYK, EXIF
-          orientation 6), PNG (RGB, RGBA, gray, gray+alpha, palette with tRNS, 1-bit, 16-bit
-          gray and RGB, Adam7 interlaced, eXIf orientation 3), WebP (lossy, lossless, alpha,
-          EXIF, animated: refused). Each file ends with the harness's option byte (fuzz_image.c).
+          orientations 2, 4, 5, 6, 7), PNG (RGB, RGBA, gray, gray+alpha, palette with tRNS, 1-bit,
+          16-bit gray and RGB, Adam7 interlaced, eXIf orientation 3, a 1300x3 row for the widest
+          resize kernels), WebP (lossy, lossless, alpha, EXIF, animated: refused). Each file ends with the harness's option byte (fuzz_image.c).
   onnx/   tiny models (a few KB): a classifier head, a residual block with BatchNormalization, an
           MLP head, most other operators imgsim imports (grouped/dilated Conv, Clip, Sigmoid, Mul,
           MaxPool/AveragePool, Concat of three, Constant, no-op Pad, Dropout, Identity, MatMul,
@@ -146,6 +146,10 @@ def image_seeds():
     s["jpeg_cmyk.jpg"] = (pil_bytes(rgb.convert("CMYK"), "JPEG", quality=85), OPT_ODD)
     s["jpeg_exif6.jpg"] = (pil_bytes(odd, "JPEG", quality=70, exif=exif_orientation(6)), OPT_224)
     s["jpeg_smallmax.jpg"] = (pil_bytes(big, "JPEG", quality=70), OPT_SMALLMAX)
+    s["jpeg_exif5.jpg"] = (pil_bytes(odd, "JPEG", quality=70, exif=exif_orientation(5)), OPT_ODD)
+    s["jpeg_exif7.jpg"] = (pil_bytes(rgb, "JPEG", quality=70, exif=exif_orientation(7)), OPT_224)
+    s["jpeg_exif2.jpg"] = (pil_bytes(rgb, "JPEG", quality=70, exif=exif_orientation(2)), OPT_TINY)
+    s["jpeg_exif4.jpg"] = (pil_bytes(odd, "JPEG", quality=70, exif=exif_orientation(4)), OPT_224)
 
     a = photo(20, 13, 4)
     s["png_rgb8.png"] = (pil_bytes(Image.fromarray(a), "PNG"), OPT_224)
@@ -162,6 +166,9 @@ def image_seeds():
     tiff = exif_orientation(3)
     tiff = tiff[6:] if tiff.startswith(b"Exif\0\0") else tiff  # eXIf holds the TIFF block itself
     s["png_rgb8_interlaced_exif3.png"] = (png(a, 2, 8, interlace=True, exif=tiff), OPT_224)
+    # over 1024 horizontal taps (a 1300-pixel row to one pixel): the resize's 32-bit kernel path
+    wide = np.tile(photo(13, 3, 8), (1, 100, 1))
+    s["png_wide_1300x3.png"] = (png(wide, 2, 8), OPT_TINY)
 
     w = Image.fromarray(photo(18, 14, 5))
     s["webp_lossy.webp"] = (pil_bytes(w, "WEBP", quality=70), OPT_224)
