@@ -32,11 +32,7 @@ for t in "${targets[@]}"; do
   llvm-profdata merge -sparse "$cov/$t.profraw" -o "$cov/$t.profdata"
   echo "== $t: $(find "${dirs[@]}" -type f ! -name '.*' | wc -l) inputs"
   sel=()
-  for f in ${files[$t]}; do [ -f "$root/$f" ] && sel+=("$root/$f");   if [ "${FUZZ_COV_FUNCTIONS:-0}" = 1 ]; then
-    llvm-cov report --show-functions "$cov/fuzz/fuzz_$t" -instr-profile="$cov/$t.profdata" "${sel[@]}" |
-      awk 'NF > 8 && !/^-/ && $1 != "Name" && $1 != "TOTAL" && !/^File/ { printf "    %-34s lines %8s  branches %8s\n", $1, $(NF-3), $NF }' | awk '!seen[$0]++'
-  fi
-done
+  for f in ${files[$t]}; do [ -f "$root/$f" ] && sel+=("$root/$f"); done
   llvm-cov report "$cov/fuzz/fuzz_$t" -instr-profile="$cov/$t.profdata" "${sel[@]}" |
     sed "s#$root/##" | awk 'NR > 2 && !/^-/ && NF >= 13 { printf "  %-22s lines %5s of %5s (%7s)  branches %5s of %5s (%7s)\n", $1, $8 - $9, $8, $10, $11 - $12, $11, $13 }'
   if [ "${FUZZ_COV_FUNCTIONS:-0}" = 1 ]; then
