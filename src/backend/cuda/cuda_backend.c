@@ -380,8 +380,108 @@ static size_t conv_ws(cuda_impl *c, int si) {
     return best;
 }
 
-/* Chooses each convolution's algorithm at max_batch: the fastest plain algorithm from
- * cudnnFindConvolutionForwardAlgorithmEx (+ the epilogue pass) against the fused call. */
+/* Chooses convolution step si's algorithm at max_batch: the fastest plain algorithm from
+ * cudnnFindConvolutionForwardAlgorithmEx (+ the epilogue pass) against the fused call; sets the
+ * step's algo, math, fused, tuned_ms and ws_bytes and its descriptors to match. */
+static imgsim_status tune_conv(cuda_impl *c, int si, ims_err *e) {
+    ims_cuda_plan *p = &c->plan;
+    ims_cuda_step *s = &p->steps[si];
+    step_desc *d = &c->sd[si];
+    imgsim_status st = conv_desc_batch(c, si, c->max_batch, e);
+    if (st) return st;
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int got = 0;
+    DNN(cudnnSetConvolutionMathType(d->conv, default_math(c)), "math type");
+    DNN(cudnnSetStream(c->dnn, c->s_comp), "set stream");
+    cudnnStatus_t fr = cudnnFindConvolutionForwardAlgorithmEx(
+        c->dnn, d->x, tptr(c, s->in[0]), d->w, c->d_weights + s->w_off, d->conv, d->y, tptr(c, s->out),
+        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, c->d_ws, c->ws_bytes);
+    if (fr != CUDNN_STATUS_SUCCESS) {
+        ims_log_debug("cuDNN: find algorithm for step %d: %s", si, cudnnGetErrorString(fr));
+        (void)cudaGetLastError();
+        got = 0;
+    }
+    int best_algo = -1, best_math = default_math(c);
+    float best = -1.f;
+    for (int k = 0; k < got; k++) {
+        if (perf[k].status != CUDNN_STATUS_SUCCESS || perf[k].memory > c->ws_bytes || !math_ok(c, perf[k].mathType))
+            continue;
+        best_algo = perf[k].algo;
+        best_math = perf[k].mathType;
+        best = perf[k].time;
+        break;
+    }
+    /* the plain candidate pays one epilogue pass; time it */
+    int fused_best = 0;
+    float t_find = best, t_plain = -1.f, t_fused[2] = {-1.f, -1.f};
+    int plain_algo = best_algo;
+    if (best_algo >= 0) {
+        s->algo = best_algo, s->math = best_math, s->fused = 0;
+        DNN(cudnnSetConvolutionMathType(d->conv, (cudnnMathType_t)best_math), "math type");
+        float t = time_conv(c, si, 10, e);
+        t_plain = t;
+        if (t >= 0) best = t;
+        else best_algo = -1;
+    }
+    /* fused candidates: ReLU needs IMPLICIT_PRECOMP_GEMM; identity may use any algorithm. (Trying
+     * every algorithm for the fused call was measured on an H200: only IMPLICIT_PRECOMP_GEMM
+     * ever won, and the build took 2.5 s instead of 1.1 s.) */
+    int cands[2], ncand = 0;
+    cands[ncand++] = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+    if (s->act == IS_ACT_NONE && best_algo >= 0 && best_algo != cands[0]) cands[ncand++] = best_algo;
+    if (s->act != IS_ACT_CLIP) {
+        for (int k = 0; k < ncand; k++) {
+            for (int bias_f32 = 0; bias_f32 < (p->elt == 2 ? 2 : 1); bias_f32++) {
+                int fused = bias_f32 ? 2 : 1;
+                DNN(cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW,
+                                               fused == 2 ? CUDNN_DATA_FLOAT : data_type(c), 1,
+                                               p->tensors[s->out].c, 1, 1),
+                    "bias descriptor");
+                DNN(cudnnSetConvolutionMathType(d->conv, default_math(c)), "math type");
+                size_t ws = 0;
+                if (cudnnGetConvolutionForwardWorkspaceSize(c->dnn, d->x, d->w, d->conv, d->y,
+                                                            (cudnnConvolutionFwdAlgo_t)cands[k],
+                                                            &ws) != CUDNN_STATUS_SUCCESS ||
+                    ws > c->ws_bytes)
+                    continue;
+                int save_algo = s->algo, save_math = s->math, save_fused = s->fused;
+                s->algo = cands[k], s->math = default_math(c), s->fused = fused;
+                ims_err tmp;
+                float t = time_conv(c, si, 10, &tmp);
+                if (t >= 0 && (t_fused[0] < 0 || t < t_fused[0])) t_fused[0] = t, t_fused[1] = (float)cands[k];
+                if (t >= 0 && (best < 0 || t < best)) {
+                    best = t;
+                    fused_best = fused;
+                    best_algo = cands[k];
+                    best_math = default_math(c);
+                    break; /* this bias type works; no need to try the other */
+                }
+                s->algo = save_algo, s->math = save_math, s->fused = save_fused;
+                if (t >= 0) break;
+            }
+        }
+    }
+    if (best_algo < 0)
+        return ims_fail(e, IMGSIM_ERR_BACKEND, "cuDNN: no usable algorithm for convolution step %d", si);
+    s->algo = best_algo, s->math = best_math, s->fused = fused_best;
+    s->tuned_ms = best;
+    {
+        const ims_cuda_tensor *tx = &p->tensors[s->in[0]], *ty = &p->tensors[s->out];
+        ims_log_debug("cuda: conv %2d %dx%d/%d %4d->%4d %3dx%3d act %d res %d: find algo %d %.3f ms, +epilogue "
+                     "%.3f ms; best fused %.3f ms (algo %d) -> %s algo %d (%.3f ms)",
+                     si, s->kh, s->kw, s->sh, tx->c, ty->c, ty->h, ty->w, s->act, s->in[1] >= 0, plain_algo,
+                     t_find, t_plain, t_fused[0], (int)t_fused[1], s->fused ? "fused" : "plain", s->algo, best);
+    }
+    DNN(cudnnSetConvolutionMathType(d->conv, (cudnnMathType_t)s->math), "math type");
+    DNN(cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW, s->fused == 2 ? CUDNN_DATA_FLOAT : data_type(c), 1,
+                                   p->tensors[s->out].c, 1, 1),
+        "bias descriptor");
+    s->ws_bytes = (int64_t)conv_ws(c, si);
+    return IMGSIM_OK;
+}
+
+/* Chooses each convolution's algorithm at max_batch (tune_conv) in a workspace of up to a quarter
+ * of the free memory, and sets the plan's workspace to the largest any step needs. */
 static imgsim_status autotune(cuda_impl *c, ims_err *e) {
     ims_cuda_plan *p = &c->plan;
     size_t free_b = 0, total_b = 0;
@@ -392,109 +492,18 @@ static imgsim_status autotune(cuda_impl *c, ims_err *e) {
     CU(cudaMalloc((void **)&c->d_ws, cap ? cap : 1), "workspace for autotuning");
     c->ws_bytes = cap;
     KER(ims_k_fill(c->d_arena, p->elt, p->arena_per_image * c->max_batch / p->elt, 12345u, c->s_comp), "fill");
-    int64_t ws_need = 0;
     float total_ms = 0;
     int n_fused = 0, n_conv = 0;
+    p->ws_bytes = 0;
     for (int si = 0; si < p->n_steps; si++) {
         ims_cuda_step *s = &p->steps[si];
         if (s->kind != IS_CS_CONV) continue;
-        n_conv++;
-        step_desc *d = &c->sd[si];
-        imgsim_status st = conv_desc_batch(c, si, c->max_batch, e);
+        imgsim_status st = tune_conv(c, si, e);
         if (st) return st;
-        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        int got = 0;
-        DNN(cudnnSetConvolutionMathType(d->conv, default_math(c)), "math type");
-        DNN(cudnnSetStream(c->dnn, c->s_comp), "set stream");
-        cudnnStatus_t fr = cudnnFindConvolutionForwardAlgorithmEx(
-            c->dnn, d->x, tptr(c, s->in[0]), d->w, c->d_weights + s->w_off, d->conv, d->y, tptr(c, s->out),
-            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, c->d_ws, c->ws_bytes);
-        if (fr != CUDNN_STATUS_SUCCESS) {
-            ims_log_debug("cuDNN: find algorithm for step %d: %s", si, cudnnGetErrorString(fr));
-            (void)cudaGetLastError();
-            got = 0;
-        }
-        int best_algo = -1, best_math = default_math(c);
-        float best = -1.f;
-        for (int k = 0; k < got; k++) {
-            if (perf[k].status != CUDNN_STATUS_SUCCESS || perf[k].memory > c->ws_bytes || !math_ok(c, perf[k].mathType))
-                continue;
-            best_algo = perf[k].algo;
-            best_math = perf[k].mathType;
-            best = perf[k].time;
-            break;
-        }
-        /* the plain candidate pays one epilogue pass; time it */
-        int fused_best = 0;
-        float t_find = best, t_plain = -1.f, t_fused[2] = {-1.f, -1.f};
-        int plain_algo = best_algo;
-        if (best_algo >= 0) {
-            s->algo = best_algo, s->math = best_math, s->fused = 0;
-            DNN(cudnnSetConvolutionMathType(d->conv, (cudnnMathType_t)best_math), "math type");
-            float t = time_conv(c, si, 10, e);
-            t_plain = t;
-            if (t >= 0) best = t;
-            else best_algo = -1;
-        }
-        /* fused candidates: ReLU needs IMPLICIT_PRECOMP_GEMM; identity may use any algorithm. (Trying
-         * every algorithm for the fused call was measured on an H200: only IMPLICIT_PRECOMP_GEMM
-         * ever won, and the build took 2.5 s instead of 1.1 s.) */
-        int cands[2], ncand = 0;
-        cands[ncand++] = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
-        if (s->act == IS_ACT_NONE && best_algo >= 0 && best_algo != cands[0]) cands[ncand++] = best_algo;
-        if (s->act != IS_ACT_CLIP) {
-            for (int k = 0; k < ncand; k++) {
-                for (int bias_f32 = 0; bias_f32 < (p->elt == 2 ? 2 : 1); bias_f32++) {
-                    int fused = bias_f32 ? 2 : 1;
-                    DNN(cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW,
-                                                   fused == 2 ? CUDNN_DATA_FLOAT : data_type(c), 1,
-                                                   p->tensors[s->out].c, 1, 1),
-                        "bias descriptor");
-                    DNN(cudnnSetConvolutionMathType(d->conv, default_math(c)), "math type");
-                    size_t ws = 0;
-                    if (cudnnGetConvolutionForwardWorkspaceSize(c->dnn, d->x, d->w, d->conv, d->y,
-                                                                (cudnnConvolutionFwdAlgo_t)cands[k],
-                                                                &ws) != CUDNN_STATUS_SUCCESS ||
-                        ws > c->ws_bytes)
-                        continue;
-                    int save_algo = s->algo, save_math = s->math, save_fused = s->fused;
-                    s->algo = cands[k], s->math = default_math(c), s->fused = fused;
-                    ims_err tmp;
-                    float t = time_conv(c, si, 10, &tmp);
-                    if (t >= 0 && (t_fused[0] < 0 || t < t_fused[0])) t_fused[0] = t, t_fused[1] = (float)cands[k];
-                    if (t >= 0 && (best < 0 || t < best)) {
-                        best = t;
-                        fused_best = fused;
-                        best_algo = cands[k];
-                        best_math = default_math(c);
-                        break; /* this bias type works; no need to try the other */
-                    }
-                    s->algo = save_algo, s->math = save_math, s->fused = save_fused;
-                    if (t >= 0) break;
-                }
-            }
-        }
-        if (best_algo < 0)
-            return ims_fail(e, IMGSIM_ERR_BACKEND, "cuDNN: no usable algorithm for convolution step %d", si);
-        s->algo = best_algo, s->math = best_math, s->fused = fused_best;
-        s->tuned_ms = best;
-        {
-            const ims_cuda_tensor *tx = &p->tensors[s->in[0]], *ty = &p->tensors[s->out];
-            ims_log_debug("cuda: conv %2d %dx%d/%d %4d->%4d %3dx%3d act %d res %d: find algo %d %.3f ms, +epilogue "
-                         "%.3f ms; best fused %.3f ms (algo %d) -> %s algo %d (%.3f ms)",
-                         si, s->kh, s->kw, s->sh, tx->c, ty->c, ty->h, ty->w, s->act, s->in[1] >= 0, plain_algo,
-                         t_find, t_plain, t_fused[0], (int)t_fused[1], s->fused ? "fused" : "plain", s->algo, best);
-        }
-        DNN(cudnnSetConvolutionMathType(d->conv, (cudnnMathType_t)s->math), "math type");
-        DNN(cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW, s->fused == 2 ? CUDNN_DATA_FLOAT : data_type(c), 1,
-                                       p->tensors[s->out].c, 1, 1),
-            "bias descriptor");
-        s->ws_bytes = (int64_t)conv_ws(c, si);
-        if (s->ws_bytes > ws_need) ws_need = s->ws_bytes;
-        total_ms += best;
+        n_conv++;
+        total_ms += s->tuned_ms;
         n_fused += s->fused != 0;
     }
-    p->ws_bytes = ws_need;
     for (int si = 0; si < p->n_steps; si++)
         if (p->steps[si].ws_bytes > p->ws_bytes) p->ws_bytes = p->steps[si].ws_bytes;
     ims_log_info("cuda: tuned %d convolutions at batch %d (%d fused in cuDNN): %.3f ms of convolution per batch", n_conv,

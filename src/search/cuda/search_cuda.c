@@ -358,21 +358,23 @@ done:
     return st;
 }
 
-/*
- * One pass over queries Q [nq, dim] with candidate lists of kp: writes idx/score [nq, k] for the
- * queries it proves and sets failed[i] = 1 for the others.
- */
-static imgsim_status run_pass(ims_gsearch *g, const void *Q, int64_t nq, int k, int kp, int64_t *idx, float *score,
-                              unsigned char *failed, ims_err *e) {
+/* A pass's tile shape, super-batch size and workspace (plan_pass). */
+typedef struct pass_plan {
+    int64_t qb_all; /* queries per GEMM */
+    int64_t nc;     /* gallery rows per tile (ld of the tile, multiple of 256) */
+    int64_t qs_max; /* queries per super-batch */
+    int splits;     /* column splits per query block */
+    int mmax;       /* candidates per query: splits * kp */
+    int cap;        /* list capacity per (query, split) */
+    pass_ws w;
+} pass_plan;
+
+/* Chooses the tile shape and the super-batch size of a pass over nq queries with candidate lists
+ * of kp, grows g->ws to fit and carves the workspace from it. */
+static imgsim_status plan_pass(ims_gsearch *g, int64_t nq, int k, int kp, pass_plan *pp, ims_err *e) {
     imgsim_status st = IMGSIM_OK;
     const int f16 = g->dt == IMGSIM_F16;
     const int dim = g->dim;
-    int *h_candn = NULL;
-    uint32_t *h_cand = NULL;
-    ims_pool *pool = NULL;
-    host_rescore hr;
-    memset(&hr, 0, sizeof hr);
-
     /* tile shape: queries per GEMM qb, gallery rows per tile nc (ld of the tile, multiple of 256) */
     const int64_t qb_all = nq < g->qb_max ? nq : g->qb_max;
     int64_t nc = (g->tile_elems / qb_all) & ~(int64_t)255;
@@ -408,36 +410,158 @@ static imgsim_status run_pass(ims_gsearch *g, const void *Q, int64_t nq, int k, 
         CU(cudaMalloc(&g->ws, need), "cudaMalloc(query workspace)");
         g->ws_bytes = need;
     }
-    pass_ws w;
-    {
-        char *p = g->ws;
-        w.q = p, p += align256(Q_ * g->rowbytes);
-        if (f16) {
-            w.qf = (float *)p;
-            p += align256(Q_ * (size_t)dim * 4);
-        } else {
-            w.qf = (float *)w.q;
-        }
-        w.keys = (uint64_t *)p, p += align256(Q_ * (size_t)splits * (size_t)cap * 8);
-        w.meta = (int *)p, p += align256(Q_ * (size_t)splits * 8);
-        w.cand = (uint32_t *)p, p += align256(Q_ * (size_t)mmax * 4);
-        w.candn = (int *)p, p += align256(Q_ * 4);
-        w.oidx = (int64_t *)p, p += align256(Q_ * (size_t)k * 8);
-        w.osc = (float *)p;
+    pass_ws *w = &pp->w;
+    char *p = g->ws;
+    w->q = p, p += align256(Q_ * g->rowbytes);
+    if (f16) {
+        w->qf = (float *)p;
+        p += align256(Q_ * (size_t)dim * 4);
+    } else {
+        w->qf = (float *)w->q;
     }
-    h_candn = ims_malloc_array(Q_, sizeof *h_candn);
-    if (!h_candn) {
+    w->keys = (uint64_t *)p, p += align256(Q_ * (size_t)splits * (size_t)cap * 8);
+    w->meta = (int *)p, p += align256(Q_ * (size_t)splits * 8);
+    w->cand = (uint32_t *)p, p += align256(Q_ * (size_t)mmax * 4);
+    w->candn = (int *)p, p += align256(Q_ * 4);
+    w->oidx = (int64_t *)p, p += align256(Q_ * (size_t)k * 8);
+    w->osc = (float *)p;
+    pp->qb_all = qb_all, pp->nc = nc, pp->qs_max = qs_max;
+    pp->splits = (int)splits, pp->mmax = mmax, pp->cap = cap;
+done:
+    return st;
+}
+
+/* A resident gallery's tiles for one super-batch, block-major: block b's query upload overlaps
+ * the tiles of the blocks before it. */
+static imgsim_status tiles_resident(const tile_args *ta, int64_t nb, ims_err *e) {
+    const ims_gsearch *g = ta->g;
+    const int64_t nc = ta->nc;
+    for (int64_t b = 0; b < nb; b++) {
+        imgsim_status st = prep_block(ta, b, e);
+        for (int64_t t0 = 0; st == IMGSIM_OK && t0 < g->n; t0 += nc)
+            st = launch_tile(ta, b, g->d_g, 0, t0, g->n - t0 < nc ? g->n - t0 : nc, t0 + nc >= g->n, e);
+        if (st != IMGSIM_OK) return st;
+    }
+    return IMGSIM_OK;
+}
+
+/* A streamed gallery's tiles for one super-batch, segment-major: each segment crosses the bus
+ * once per super-batch, double-buffered against the tiles of the one before. */
+static imgsim_status tiles_streamed(const tile_args *ta, int64_t nb, ims_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    ims_gsearch *g = ta->g;
+    const int64_t nc = ta->nc;
+    for (int64_t b = 0; b < nb; b++) {
+        st = prep_block(ta, b, e);
+        if (st != IMGSIM_OK) goto done;
+    }
+    const int64_t nseg = (g->n + g->seg_rows - 1) / g->seg_rows;
+    int used[2] = {0, 0};
+    st = stage_segment(g, 0, used, e);
+    if (st != IMGSIM_OK) goto done;
+    for (int64_t j = 0; j < nseg; j++) {
+        const int slot = (int)(j & 1);
+        const int64_t seg0 = j * g->seg_rows;
+        const int64_t seglen = g->n - seg0 < g->seg_rows ? g->n - seg0 : g->seg_rows;
+        for (int s = 0; s < 2; s++) CU(cudaStreamWaitEvent(g->cs[s], g->ev_h2d[slot], 0), "cudaStreamWaitEvent");
+        CU(ims_gs_launch_rownorm_max(g->cs[0], g->d_seg[slot], seglen, g->dim, ta->f16, g->d_gmax), "norm kernel");
+        for (int64_t t0 = 0; t0 < seglen; t0 += nc)
+            for (int64_t b = 0; b < nb; b++) {
+                st = launch_tile(ta, b, g->d_seg[slot], seg0, t0, seglen - t0 < nc ? seglen - t0 : nc,
+                                 j + 1 == nseg && t0 + nc >= seglen, e);
+                if (st != IMGSIM_OK) goto done;
+            }
+        for (int s = 0; s < 2; s++) CU(cudaEventRecord(g->ev_use[slot][s], g->cs[s]), "cudaEventRecord");
+        if (j + 1 < nseg) {
+            st = stage_segment(g, j + 1, used, e);
+            if (st != IMGSIM_OK) goto done;
+        }
+    }
+done:
+    return st;
+}
+
+/* Host buffers of a streamed pass: candidate lists and the re-scoring workers. */
+typedef struct pass_host {
+    int *candn;      /* [qs_max] */
+    uint32_t *cand;  /* [qs_max, mmax], streamed only */
+    ims_pool *pool;  /* streamed only */
+    host_rescore hr; /* streamed only */
+} pass_host;
+
+/* After a super-batch's tiles (ta): its candidate lists, then the exact re-scoring of them on the
+ * device (resident gallery) or on the host (streamed); writes idx/score [qs, k] and failed[qs]. */
+static imgsim_status finish_superbatch(const tile_args *ta, const pass_plan *pp, int k, pass_host *h, int64_t *idx,
+                                       float *score, unsigned char *failed, ims_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    ims_gsearch *g = ta->g;
+    const pass_ws *w = ta->w;
+    const int64_t qs = ta->qs;
+    const int dim = g->dim, f16 = ta->f16, mmax = pp->mmax;
+    const double rel = (double)dim * 0x1p-21 + (f16 ? 0x1p-11 : 0x1p-8) + 0x1p-18;
+    const double abs_err = 0x1p-24;
+    const double amax = f16 ? 32768.0 : 1e30;
+    CU(cudaEventRecord(g->ev_join, g->cs[1]), "cudaEventRecord");
+    CU(cudaStreamWaitEvent(g->cs[0], g->ev_join, 0), "cudaStreamWaitEvent");
+    CU(ims_gs_launch_candidates(g->cs[0], (int)qs, w->keys, w->meta, pp->splits, ta->kp, pp->cap, k, w->q, dim, f16,
+                               g->d_gmax, rel, abs_err, amax, w->cand, w->candn, mmax),
+       "candidate kernel");
+    CU(cudaMemcpyAsync(h->candn, w->candn, (size_t)qs * 4, cudaMemcpyDeviceToHost, g->cs[0]), "copy counts");
+    if (g->resident) {
+        CU(ims_gs_launch_rescore(g->cs[0], (int)qs, w->cand, w->candn, mmax, g->d_g, f16, w->qf, dim, k, w->oidx, w->osc),
+           "rescore kernel");
+        CU(cudaMemcpyAsync(idx, w->oidx, (size_t)qs * (size_t)k * 8, cudaMemcpyDeviceToHost, g->cs[0]), "copy results");
+        CU(cudaMemcpyAsync(score, w->osc, (size_t)qs * (size_t)k * 4, cudaMemcpyDeviceToHost, g->cs[0]), "copy results");
+        CU(cudaStreamSynchronize(g->cs[0]), "search");
+    } else {
+        CU(cudaMemcpyAsync(h->cand, w->cand, (size_t)qs * (size_t)mmax * 4, cudaMemcpyDeviceToHost, g->cs[0]),
+           "copy candidates");
+        CU(cudaStreamSynchronize(g->cs[0]), "search");
+        host_rescore *hr = &h->hr;
+        hr->g = g;
+        hr->Q = ta->Qsb;
+        hr->cand = h->cand;
+        hr->candn = h->candn;
+        hr->mmax = mmax;
+        hr->k = k;
+        hr->idx = idx;
+        hr->score = score;
+        ims_pool_for(h->pool, qs, host_rescore_one, hr);
+    }
+    for (int64_t i = 0; i < qs; i++) failed[i] = h->candn[i] < 0;
+done:
+    return st;
+}
+
+/*
+ * One pass over queries Q [nq, dim] with candidate lists of kp: writes idx/score [nq, k] for the
+ * queries it proves and sets failed[i] = 1 for the others. Queries go in super-batches that fit
+ * the workspace (plan_pass); each runs its tiles over the gallery (tiles_resident or
+ * tiles_streamed) and then selects and re-scores its candidates (finish_superbatch).
+ */
+static imgsim_status run_pass(ims_gsearch *g, const void *Q, int64_t nq, int k, int kp, int64_t *idx, float *score,
+                              unsigned char *failed, ims_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    const int f16 = g->dt == IMGSIM_F16;
+    pass_plan pp;
+    pass_host h;
+    memset(&h, 0, sizeof h);
+    st = plan_pass(g, nq, k, kp, &pp, e);
+    if (st != IMGSIM_OK) return st;
+    const size_t Q_ = (size_t)pp.qs_max;
+    h.candn = ims_malloc_array(Q_, sizeof *h.candn);
+    if (!h.candn) {
         st = ims_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
         goto done;
     }
     if (!g->resident) {
-        h_cand = ims_malloc_array(Q_ * (size_t)mmax, sizeof *h_cand);
-        st = ims_pool_create(&pool, 0, e);
+        h.cand = ims_malloc_array(Q_ * (size_t)pp.mmax, sizeof *h.cand);
+        st = ims_pool_create(&h.pool, 0, e);
         if (st != IMGSIM_OK) goto done;
-        int nw = ims_pool_size(pool);
-        hr.qbuf = ims_malloc_array((size_t)nw * (size_t)dim, sizeof(float));
-        hr.cbuf = ims_malloc_array((size_t)nw * (size_t)mmax, sizeof(ims_cand64));
-        if (!h_cand || !hr.qbuf || !hr.cbuf) {
+        int nw = ims_pool_size(h.pool);
+        h.hr.qbuf = ims_malloc_array((size_t)nw * (size_t)g->dim, sizeof(float));
+        h.hr.cbuf = ims_malloc_array((size_t)nw * (size_t)pp.mmax, sizeof(ims_cand64));
+        if (!h.cand || !h.hr.qbuf || !h.hr.cbuf) {
             st = ims_fail(e, IMGSIM_ERR_NOMEM, "cuda search: out of memory");
             goto done;
         }
@@ -445,84 +569,18 @@ static imgsim_status run_pass(ims_gsearch *g, const void *Q, int64_t nq, int k, 
     }
     const cudaDataType_t ab_t = f16 ? CUDA_R_16F : CUDA_R_32F;
     const cublasComputeType_t ct = f16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
-    const double rel = (double)dim * 0x1p-21 + (f16 ? 0x1p-11 : 0x1p-8) + 0x1p-18;
-    const double abs_err = 0x1p-24;
-    const double amax = f16 ? 32768.0 : 1e30;
-    ims_log_debug("cuda search pass: %lld queries, k %d, kp %d, tile %lld x %lld, splits %lld, super-batch %lld",
-                 (long long)nq, k, kp, (long long)qb_all, (long long)nc, (long long)splits, (long long)qs_max);
+    ims_log_debug("cuda search pass: %lld queries, k %d, kp %d, tile %lld x %lld, splits %d, super-batch %lld",
+                 (long long)nq, k, kp, (long long)pp.qb_all, (long long)pp.nc, pp.splits, (long long)pp.qs_max);
 
-    for (int64_t sb0 = 0; sb0 < nq; sb0 += qs_max) {
-        const int64_t qs = nq - sb0 < qs_max ? nq - sb0 : qs_max;
+    for (int64_t sb0 = 0; sb0 < nq; sb0 += pp.qs_max) {
+        const int64_t qs = nq - sb0 < pp.qs_max ? nq - sb0 : pp.qs_max;
         const void *Qsb = (const char *)Q + (size_t)sb0 * g->rowbytes;
-        const int64_t qb = qs < qb_all ? qs : qb_all;
+        const int64_t qb = qs < pp.qb_all ? qs : pp.qb_all;
         const int64_t nb = (qs + qb - 1) / qb;
-        tile_args ta = {g, &w, Qsb, qs, qb, nc, (int)splits, kp, cap, f16, ab_t, ct};
-        if (g->resident) {
-            /* block-major: block b's query upload overlaps the tiles of the blocks before it */
-            for (int64_t b = 0; b < nb; b++) {
-                st = prep_block(&ta, b, e);
-                for (int64_t t0 = 0; st == IMGSIM_OK && t0 < g->n; t0 += nc)
-                    st = launch_tile(&ta, b, g->d_g, 0, t0, g->n - t0 < nc ? g->n - t0 : nc, t0 + nc >= g->n, e);
-                if (st != IMGSIM_OK) goto done;
-            }
-        } else {
-            /* segment-major: each segment crosses the bus once per super-batch */
-            for (int64_t b = 0; b < nb; b++) {
-                st = prep_block(&ta, b, e);
-                if (st != IMGSIM_OK) goto done;
-            }
-            const int64_t nseg = (g->n + g->seg_rows - 1) / g->seg_rows;
-            int used[2] = {0, 0};
-            st = stage_segment(g, 0, used, e);
-            if (st != IMGSIM_OK) goto done;
-            for (int64_t j = 0; j < nseg; j++) {
-                const int slot = (int)(j & 1);
-                const int64_t seg0 = j * g->seg_rows;
-                const int64_t seglen = g->n - seg0 < g->seg_rows ? g->n - seg0 : g->seg_rows;
-                for (int s = 0; s < 2; s++) CU(cudaStreamWaitEvent(g->cs[s], g->ev_h2d[slot], 0), "cudaStreamWaitEvent");
-                CU(ims_gs_launch_rownorm_max(g->cs[0], g->d_seg[slot], seglen, dim, f16, g->d_gmax), "norm kernel");
-                for (int64_t t0 = 0; t0 < seglen; t0 += nc)
-                    for (int64_t b = 0; b < nb; b++) {
-                        st = launch_tile(&ta, b, g->d_seg[slot], seg0, t0, seglen - t0 < nc ? seglen - t0 : nc,
-                                         j + 1 == nseg && t0 + nc >= seglen, e);
-                        if (st != IMGSIM_OK) goto done;
-                    }
-                for (int s = 0; s < 2; s++) CU(cudaEventRecord(g->ev_use[slot][s], g->cs[s]), "cudaEventRecord");
-                if (j + 1 < nseg) {
-                    st = stage_segment(g, j + 1, used, e);
-                    if (st != IMGSIM_OK) goto done;
-                }
-            }
-        }
-        CU(cudaEventRecord(g->ev_join, g->cs[1]), "cudaEventRecord");
-        CU(cudaStreamWaitEvent(g->cs[0], g->ev_join, 0), "cudaStreamWaitEvent");
-        CU(ims_gs_launch_candidates(g->cs[0], (int)qs, w.keys, w.meta, (int)splits, kp, cap, k, w.q, dim, f16, g->d_gmax, rel,
-                                   abs_err, amax, w.cand, w.candn, mmax),
-           "candidate kernel");
-        CU(cudaMemcpyAsync(h_candn, w.candn, (size_t)qs * 4, cudaMemcpyDeviceToHost, g->cs[0]), "copy counts");
-        if (g->resident) {
-            CU(ims_gs_launch_rescore(g->cs[0], (int)qs, w.cand, w.candn, mmax, g->d_g, f16, w.qf, dim, k, w.oidx, w.osc),
-               "rescore kernel");
-            CU(cudaMemcpyAsync(idx + sb0 * k, w.oidx, (size_t)qs * (size_t)k * 8, cudaMemcpyDeviceToHost, g->cs[0]),
-               "copy results");
-            CU(cudaMemcpyAsync(score + sb0 * k, w.osc, (size_t)qs * (size_t)k * 4, cudaMemcpyDeviceToHost, g->cs[0]),
-               "copy results");
-            CU(cudaStreamSynchronize(g->cs[0]), "search");
-        } else {
-            CU(cudaMemcpyAsync(h_cand, w.cand, (size_t)qs * (size_t)mmax * 4, cudaMemcpyDeviceToHost, g->cs[0]),
-               "copy candidates");
-            CU(cudaStreamSynchronize(g->cs[0]), "search");
-            hr.g = g;
-            hr.Q = Qsb;
-            hr.cand = h_cand;
-            hr.candn = h_candn;
-            hr.mmax = mmax;
-            hr.k = k;
-            hr.idx = idx + sb0 * k;
-            hr.score = score + sb0 * k;
-            ims_pool_for(pool, qs, host_rescore_one, &hr);
-        }
-        for (int64_t i = 0; i < qs; i++) failed[sb0 + i] = h_candn[i] < 0;
+        tile_args ta = {g, &pp.w, Qsb, qs, qb, pp.nc, pp.splits, kp, pp.cap, f16, ab_t, ct};
+        st = g->resident ? tiles_resident(&ta, nb, e) : tiles_streamed(&ta, nb, e);
+        if (st == IMGSIM_OK) st = finish_superbatch(&ta, &pp, k, &h, idx + sb0 * k, score + sb0 * k, failed + sb0, e);
+        if (st != IMGSIM_OK) goto done;
     }
 done:
     if (st != IMGSIM_OK) {
@@ -530,11 +588,11 @@ done:
         cudaStreamSynchronize(g->cs[1]);
         cudaStreamSynchronize(g->copy);
     }
-    ims_pool_destroy(pool);
-    free(hr.qbuf);
-    free(hr.cbuf);
-    free(h_cand);
-    free(h_candn);
+    ims_pool_destroy(h.pool);
+    free(h.hr.qbuf);
+    free(h.hr.cbuf);
+    free(h.cand);
+    free(h.candn);
     return st;
 }
 
