@@ -153,10 +153,6 @@ typedef struct imgsim_model_info {
 
 imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *info);
 
-/* Writes a torchvision-layout ResNet ("resnet18", "resnet50") with Kaiming-normal random
- * weights as an ONNX file (opset 13, dynamic batch axis), for demos and tests. */
-imgsim_status imgsim_model_init(const char *path, const char *arch, uint64_t seed);
-
 /* ---- engine ----------------------------------------------------------------------------- */
 
 typedef struct imgsim_engine imgsim_engine;

@@ -1,7 +1,8 @@
 /*
  * imgsim_synth.h: the public C API of libimgsim_synth, a generator of labelled, photo-like JPEG
- * datasets for demos, tests and benchmarks (`imgsim synth`, `imgsim demo`). It is not part of the
- * engine: programs that want it link build/libimgsim_synth.a before build/libimgsim.a.
+ * datasets and of random-weight ResNet models for demos, tests and benchmarks (`imgsim synth`,
+ * `imgsim demo`, `imgsim model init`). It is not part of the engine: programs that want it link
+ * build/libimgsim_synth.a before build/libimgsim.a.
  *
  * Each class has its own look (a scene family, a palette, an orientation and a scale), and every
  * image varies it (position, scale, rotation, brightness, noise, a few unrelated shapes), so that
@@ -57,6 +58,14 @@ imgsim_status imgsim_synth_image(uint8_t *rgb, int width, int height, int cls, u
  * (1 <= min_side <= max_side), aspect ratio between 1:1 and about 1.6:1, landscape more often
  * than portrait. */
 imgsim_status imgsim_synth_size(int *width, int *height, int min_side, int max_side, uint64_t seed);
+
+/* ---- models ------------------------------------------------------------------------------ */
+
+/* Writes a torchvision-layout ResNet ("resnet18", "resnet34", "resnet50") with Kaiming-normal
+ * random weights as an ONNX file at path (opset 13, dynamic batch axis; written under a temporary
+ * name and renamed), deterministic for a seed: the models of `imgsim model init`, demos and tests
+ * that have no PyTorch. IMGSIM_ERR_INVALID_ARG names an unknown arch; IMGSIM_ERR_IO the file. */
+imgsim_status imgsim_model_init(const char *path, const char *arch, uint64_t seed);
 
 #ifdef __cplusplus
 }

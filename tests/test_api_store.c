@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "imgsim.h"
+#include "imgsim_synth.h"
 
 static char g_dir[4096];
 static const char *g_python;

@@ -19,7 +19,7 @@
 
 #include "backend/cuda/cuda_plan.h"
 #include "core/core.h"
-#include "model/graph.h"
+#include "synth/model.h"
 
 static void fill_key(ims_cuda_key *k) {
     memset(k, 0, sizeof *k);

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "model/graph.h"
+#include "synth/model.h"
 
 #define DIMS(...) ((const int64_t[]){__VA_ARGS__})
 #define IN(...) ((const int[]){__VA_ARGS__})

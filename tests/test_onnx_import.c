@@ -23,7 +23,7 @@
 
 #include <cmocka.h>
 
-#include "model/graph.h"
+#include "synth/model.h"
 #include "model/onnx/onnx.pb-c.h"
 
 static char g_dir[512];

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "imgsim_synth.h"
+
 #include "cli.h"
 
 static const char usage_top[] =

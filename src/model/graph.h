@@ -195,12 +195,6 @@ imgsim_status ims_graph_optimize(ims_graph *g, ims_err *e);
 /* Loads, validates and links an ONNX model (does not select or optimise). */
 imgsim_status ims_onnx_load(ims_graph **out, const char *path, ims_err *e);
 
-/* Builds a torchvision-layout ResNet ("resnet18", "resnet34", "resnet50") with Kaiming-normal
- * weights, zero biases and BN (gamma 1, beta 0, mean 0, var 1) including the fc head. */
-imgsim_status ims_graph_build_resnet(ims_graph **out, const char *arch, uint64_t seed, ims_err *e);
-/* Writes a graph as an ONNX model (opset 13, dynamic batch axis named "batch_size", input
- * "input", output "output"). */
-imgsim_status ims_onnx_save(const ims_graph *g, const char *path, ims_err *e);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
- * export.c: writes an ims_graph as an ONNX model (opset 13, IR version 7) through protobuf-c.
+ * onnx_save.c: writes an ims_graph as an ONNX model (opset 13, IR version 7) through protobuf-c.
  *
  * The file looks like what torch.onnx.export writes for a torchvision model: one input "input"
  * [batch_size, C, H, W] and one output "output" [batch_size, ...] with the batch axis named
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/graph.h"
+#include "synth/model.h"
 #include "model/onnx/onnx.pb-c.h"
 
 #define EXPORT_OPSET 13

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/graph.h"
+#include "synth/model.h"
 
 #define RN_TWO_PI 6.283185307179586476925286766559
 
