@@ -46,12 +46,20 @@ int ims_graph_foldable(const ims_graph *g, const ims_node *n) {
     case IS_OP_TRANSPOSE:
     case IS_OP_IDENTITY:
     case IS_OP_RESHAPE:
+    case IS_OP_CONSTANTOFSHAPE:
+    case IS_OP_EQUAL:
+    case IS_OP_WHERE:
         break;
     default:
         return 0;
     }
     for (int k = 0; k < n->n_in; k++)
         if (n->in[k] >= 0 && !g->vals[n->in[k]].data) return 0;
+    if (n->op == IS_OP_CONSTANTOFSHAPE) { /* one as large as the batch is an activation (shapes.c) */
+        const ims_value *s = &g->vals[n->in[0]];
+        for (int64_t k = 0; k < ims_value_numel(s); k++)
+            if (s->data[k] == IS_BATCH_DIM) return 0;
+    }
     return n->n_in > 0;
 }
 
@@ -324,6 +332,72 @@ static imgsim_status fold_binary(ims_graph *g, ims_node *n, ims_err *e) {
     return set_const(g, n, r, od, o, ints, e);
 }
 
+/* ConstantOfShape: dims from the (integer) input, every element alpha. */
+static imgsim_status fold_constantofshape(ims_graph *g, ims_node *n, ims_err *e) {
+    const ims_value *s = &g->vals[n->in[0]];
+    int64_t r = ims_value_numel(s), od[IS_MAX_RANK], cnt;
+    if (s->rank != 1 || r > IS_MAX_RANK) return fail(e, n, "shape must be 1-D with at most 8 entries");
+    for (int k = 0; k < r; k++) {
+        if (is_batch(s->data[k])) return fail(e, n, "a constant as large as the batch is not supported");
+        if (s->data[k] != floorf(s->data[k]) || s->data[k] < 1) return fail(e, n, "invalid shape entry");
+        od[k] = (int64_t)s->data[k];
+    }
+    float *o = alloc_elems((int)r, od, &cnt);
+    if (!o) return nomem(e, n);
+    for (int64_t i = 0; i < cnt; i++) o[i] = n->alpha;
+    return set_const(g, n, (int)r, od, o, !n->cast_to, e);
+}
+
+/* Equal (1 where a == b, else 0) and Where (cond ? a : b), numpy broadcasting. The batch size
+ * compared with a positive size is refused (the answer would depend on it). */
+static imgsim_status fold_select(ims_graph *g, ims_node *n, ims_err *e) {
+    int k_in = n->op == IS_OP_WHERE ? 3 : 2, r = 0;
+    const ims_value *x[3];
+    int64_t od[IS_MAX_RANK], xs[3][IS_MAX_RANK], cnt;
+    for (int j = 0; j < k_in; j++) {
+        x[j] = &g->vals[n->in[j]];
+        if (x[j]->rank > r) r = x[j]->rank;
+    }
+    for (int k = 0; k < r; k++) od[k] = 1;
+    for (int j = 0; j < k_in; j++) {
+        int64_t d[IS_MAX_RANK];
+        for (int k = 0; k < r; k++) {
+            d[k] = k - (r - x[j]->rank) >= 0 ? x[j]->dims[k - (r - x[j]->rank)] : 1;
+            if (d[k] != od[k] && d[k] != 1 && od[k] != 1) return fail(e, n, "shapes do not broadcast");
+            if (d[k] > od[k]) od[k] = d[k];
+        }
+        strides_of(r, d, xs[j]);
+        for (int k = 0; k < r; k++)
+            if (d[k] == 1) xs[j][k] = 0;
+    }
+    float *o = alloc_elems(r, od, &cnt);
+    if (!o) return nomem(e, n);
+    int64_t idx[IS_MAX_RANK] = {0};
+    for (int64_t i = 0; i < cnt; i++) {
+        float v[3];
+        for (int j = 0; j < k_in; j++) {
+            int64_t at = 0;
+            for (int k = 0; k < r; k++) at += idx[k] * xs[j][k];
+            v[j] = x[j]->data[at];
+        }
+        if (n->op == IS_OP_WHERE) {
+            o[i] = v[0] != 0 ? v[1] : v[2];
+        } else {
+            if (is_batch(v[0]) != is_batch(v[1]) && (is_batch(v[0]) ? v[1] : v[0]) > 0) {
+                free(o);
+                return fail(e, n, "compares the batch size with a size");
+            }
+            o[i] = v[0] == v[1] ? 1.0f : 0.0f;
+        }
+        for (int k = r - 1; k >= 0; k--) {
+            if (++idx[k] < od[k]) break;
+            idx[k] = 0;
+        }
+    }
+    int is_int = n->op == IS_OP_EQUAL || (x[1]->is_int && x[2]->is_int);
+    return set_const(g, n, r, od, o, is_int, e);
+}
+
 /* Slice bounds of one axis (ONNX: negative from the end, clamped; step != 0). */
 static void slice_axis(int64_t dim, double st, double en, int64_t step, int64_t *start, int64_t *count) {
     if (st < 0) st += (double)dim;
@@ -424,6 +498,9 @@ imgsim_status ims_graph_fold_node(ims_graph *g, ims_node *n, ims_err *e) {
     case IS_OP_DIV: return fold_binary(g, n, e);
     case IS_OP_SLICE: return fold_slice(g, n, e);
     case IS_OP_TRANSPOSE: return fold_transpose(g, n, e);
+    case IS_OP_CONSTANTOFSHAPE: return fold_constantofshape(g, n, e);
+    case IS_OP_EQUAL:
+    case IS_OP_WHERE: return fold_select(g, n, e);
     default: return fail(e, n, "cannot be evaluated on constants");
     }
 }

@@ -66,6 +66,16 @@ typedef enum ims_op {
     IS_OP_UNSQUEEZE,   /* axes in perm[0 .. n_perm - 1] (non-negative in the output) */
     IS_OP_SQUEEZE,     /* axes in perm[0 .. n_perm - 1]; n_perm 0: every axis of size 1 */
     IS_OP_CAST,        /* to: 1 float (float16/double too), 0 an integer type (truncates) */
+    /* Transformers (attention.c, passes.c). */
+    IS_OP_SOFTMAX,     /* softmax over the last axis (axis) */
+    IS_OP_ATTENTION,   /* packed qkv [N, L, 3E] -> [N, L, E]: per head h (heads of E / heads channels,
+                          q, k, v at channel offsets 0, E, 2E), softmax(alpha * q k^T) v, the heads
+                          side by side in the output's channels (nn.MultiheadAttention's layout) */
+    IS_OP_SWISH,       /* x * sigmoid(alpha * x) (alpha 1.702: CLIP's quick GELU) */
+    IS_OP_EXPAND,      /* a constant [1, ...] repeated over the batch: [N, ...] (class tokens) */
+    IS_OP_CONSTANTOFSHAPE, /* shape arithmetic: a constant of shape in[0] filled with alpha */
+    IS_OP_EQUAL,       /* shape arithmetic: a == b (1 or 0) */
+    IS_OP_WHERE,       /* shape arithmetic: cond ? a : b */
     IS_OP_COUNT
 } ims_op;
 
@@ -116,7 +126,8 @@ typedef struct ims_node {
     /* Clip bounds (from attributes in opset < 11, constant inputs from 11 on) */
     float clip_min, clip_max;
 
-    /* Flatten / Concat / Gather axis (non-negative after import) */
+    /* Flatten / Concat / Gather / Softmax axis (non-negative after import); a Gather of an
+     * activation takes index offset[axis] (shape inference) */
     int axis;
 
     /* Transpose perm, Unsqueeze/Squeeze axes (n_perm entries); Cast's target (cast_to) */
@@ -124,6 +135,7 @@ typedef struct ims_node {
     int n_perm;
     int cast_to;
     int keepdims; /* ReduceMean */
+    int heads;    /* Attention: number of heads */
     /* Slice of an activation: the start of each output axis in the input (shape inference) */
     int64_t offset[IS_MAX_RANK];
 
@@ -189,6 +201,11 @@ imgsim_status ims_graph_select_output(ims_graph *g, const char *layer, ims_err *
  * indices change (g->input/g->output are updated; names are kept). Every Conv that had a BN
  * folded into it ends with a bias input; fusion is applied to Conv nodes only. */
 imgsim_status ims_graph_optimize(ims_graph *g, ims_err *e);
+
+/* Recognises nn.MultiheadAttention's export (attention.c) in a linked graph before shape
+ * inference and rewrites each block into MatMul + Add, Attention, MatMul + Add; refuses masked
+ * attention and attention in other forms, naming the node. */
+imgsim_status ims_graph_fuse_mha(ims_graph *g, ims_err *e);
 
 /* ---- ONNX ---- */
 

@@ -49,10 +49,20 @@ static void op_arity(ims_op op, int *min_in, int *max_in, int *first_optional) {
     case IS_OP_DIV:
     case IS_OP_POW:
     case IS_OP_GATHER:
-    case IS_OP_MATMUL:
     case IS_OP_RESHAPE:
+    case IS_OP_EXPAND:
+    case IS_OP_EQUAL:
         *min_in = 2;
         *max_in = 2;
+        break;
+    case IS_OP_MATMUL: /* A, B[, bias: a fused Add of a constant [M]] */
+        *min_in = 2;
+        *max_in = 3;
+        *first_optional = 2;
+        break;
+    case IS_OP_WHERE:
+        *min_in = 3;
+        *max_in = 3;
         break;
     case IS_OP_LAYERNORM: /* X, scale[, bias] */
         *min_in = 2;

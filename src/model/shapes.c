@@ -535,6 +535,13 @@ static imgsim_status infer_matmul(sh_ctx *c, ims_node *n) {
         return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (MatMul): %s x %s do not agree on K",
                        node_label(n), dims_str(b1, sizeof b1, a->rank, a->dims),
                        dims_str(b2, sizeof b2, b->rank, b->dims));
+    if (n->n_in > 2 && n->in[2] >= 0) { /* a fused bias */
+        const ims_value *bb;
+        if ((st = need_const(c, n, 2, &bb)) != IMGSIM_OK) return st;
+        if (ims_value_numel(bb) != b->dims[1])
+            return ims_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s' (MatMul): bias '%s' is not of %lld values",
+                            node_label(n), value_label(bb), (long long)b->dims[1]);
+    }
     int64_t d[IS_MAX_RANK];
     memcpy(d, a->dims, sizeof d);
     d[a->rank - 1] = b->dims[1];
@@ -701,6 +708,118 @@ static imgsim_status infer_pow(sh_ctx *c, ims_node *n) {
     return infer_binary(c, n);
 }
 
+static imgsim_status infer_shape_only(sh_ctx *c, ims_node *n);
+
+/* Softmax over the last axis (a negative axis counts from the end). */
+static imgsim_status infer_softmax(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
+    imgsim_status st;
+    if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
+    int ax = n->axis < 0 ? n->axis + x->rank : n->axis;
+    if (ax != x->rank - 1 || ax < 1)
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                        "node '%s' (Softmax): only the last axis of an activation is supported (axis %d of rank %d)",
+                        node_label(n), n->axis, x->rank);
+    n->axis = ax;
+    return set_out(c, n, x->rank, x->dims);
+}
+
+/* Attention: packed qkv [N, L, 3E] -> [N, L, E], E a multiple of heads. */
+static imgsim_status infer_attention(sh_ctx *c, ims_node *n) {
+    const ims_value *x;
+    imgsim_status st;
+    char b1[128];
+    if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
+    if (x->rank != 3 || x->dims[2] % 3 || n->heads < 1 || (x->dims[2] / 3) % n->heads)
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                        "node '%s' (Attention): input %s is not [N, L, 3E] with E a multiple of %d heads",
+                        node_label(n), dims_str(b1, sizeof b1, x->rank, x->dims), n->heads);
+    int64_t d[3] = {-1, x->dims[1], x->dims[2] / 3};
+    return set_out(c, n, 3, d);
+}
+
+/* Expand of a constant [1, ...] by a shape whose first entry is the batch: [N, ...] (numpy
+ * broadcasting of the rest). */
+static imgsim_status infer_expand(sh_ctx *c, ims_node *n) {
+    const ims_value *x, *s;
+    imgsim_status st;
+    char b1[128];
+    if ((st = need_const(c, n, 0, &x)) != IMGSIM_OK) return st;
+    if ((st = need_const(c, n, 1, &s)) != IMGSIM_OK) return st;
+    int64_t r = ims_value_numel(s);
+    if (s->rank != 1 || r < 1 || r > IS_MAX_RANK || s->data[0] != IS_BATCH_DIM)
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                        "node '%s' (Expand): only a constant repeated over the batch is supported", node_label(n));
+    int rr = (int)(r > x->rank ? r : x->rank);
+    int64_t d[IS_MAX_RANK];
+    for (int i = 0; i < rr; i++) {
+        int is = i - (rr - (int)r), ix = i - (rr - x->rank);
+        int64_t ds = is >= 0 ? (is == 0 ? -1 : (int64_t)s->data[is]) : 1, dx = ix >= 0 ? x->dims[ix] : 1;
+        if (is > 0 && (s->data[is] != floorf(s->data[is]) || s->data[is] < 1))
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Expand): invalid shape entry", node_label(n));
+        if (ds == -1 && dx != 1)
+            return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED, "node '%s' (Expand): constant %s spans the batch axis",
+                            node_label(n), dims_str(b1, sizeof b1, x->rank, x->dims));
+        d[i] = ds == -1 ? -1 : ds == 1 ? dx : dx == 1 || dx == ds ? ds : 0;
+        if (d[i] == 0)
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Expand): shapes do not broadcast", node_label(n));
+    }
+    if (rr != x->rank || d[0] != -1)
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                        "node '%s' (Expand): the constant must have the output's rank, the batch first",
+                        node_label(n));
+    return set_out(c, n, rr, d);
+}
+
+/* ConstantOfShape whose shape starts with the batch (CLIP's torch.zeros(N, 1, width)): an
+ * activation [N, ...] of alpha. */
+static imgsim_status infer_constantofshape(sh_ctx *c, ims_node *n) {
+    const ims_value *s;
+    imgsim_status st;
+    if ((st = need_const(c, n, 0, &s)) != IMGSIM_OK) return st;
+    int64_t r = ims_value_numel(s), d[IS_MAX_RANK];
+    if (s->rank != 1 || r < 1 || r > IS_MAX_RANK || s->data[0] != IS_BATCH_DIM)
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                        "node '%s' (ConstantOfShape): only the batch as its first dim is supported", node_label(n));
+    d[0] = -1;
+    for (int k = 1; k < r; k++) {
+        if (s->data[k] != floorf(s->data[k]) || s->data[k] < 1)
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (ConstantOfShape): invalid shape entry", node_label(n));
+        d[k] = (int64_t)s->data[k];
+    }
+    return set_out(c, n, (int)r, d);
+}
+
+/* Gather of an activation: one constant index on an axis after the batch (the class token); a
+ * scalar index drops the axis, a one-element index keeps it. */
+static imgsim_status infer_gather(sh_ctx *c, ims_node *n) {
+    const ims_value *x, *ix;
+    imgsim_status st;
+    if (c->g->vals[n->in[0]].data) return infer_shape_only(c, n);
+    if ((st = need_act(c, n, 0, &x)) != IMGSIM_OK) return st;
+    if ((st = need_const(c, n, 1, &ix)) != IMGSIM_OK) return st;
+    if (ims_value_numel(ix) != 1 || ix->rank > 1 || n->axis < 1 || n->axis >= x->rank)
+        return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
+                        "node '%s' (Gather): on an activation only one index on an axis after the batch is supported",
+                        node_label(n));
+    int64_t A = x->dims[n->axis];
+    float f = ix->data[0];
+    if (f != floorf(f) || f < -(float)A || f >= (float)A)
+        return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (Gather): index %g is out of range for %lld",
+                        node_label(n), (double)f, (long long)A);
+    memset(n->offset, 0, sizeof n->offset);
+    n->offset[n->axis] = f < 0 ? (int64_t)f + A : (int64_t)f;
+    int64_t d[IS_MAX_RANK];
+    int r = 0;
+    for (int k = 0; k < x->rank; k++) {
+        if (k != n->axis)
+            d[r++] = x->dims[k];
+        else if (ix->rank == 1)
+            d[r++] = 1;
+    }
+    return set_out(c, n, r, d);
+}
+
 /* Shape arithmetic left unfolded: its input is an activation. */
 static imgsim_status infer_shape_only(sh_ctx *c, ims_node *n) {
     return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
@@ -713,7 +832,7 @@ static imgsim_status check_residual(sh_ctx *c, const ims_node *n) {
     if (n->residual < 0) return IMGSIM_OK;
     const ims_value *r = &c->g->vals[n->residual], *o = &c->g->vals[n->out];
     char b1[128], b2[128];
-    if (n->op != IS_OP_CONV && n->op != IS_OP_GEMM)
+    if (n->op != IS_OP_CONV && n->op != IS_OP_GEMM && n->op != IS_OP_MATMUL)
         return ims_fail(c->e, IMGSIM_ERR_INTERNAL, "node '%s' (%s) has a residual", node_label(n),
                        ims_op_name(n->op));
     if (r->data || !c->known[n->residual])
@@ -757,7 +876,7 @@ static const infer_fn infer_table[IS_OP_COUNT] = {
     [IS_OP_TRANSPOSE] = infer_transpose,
     [IS_OP_SLICE] = infer_slice,
     [IS_OP_SHAPE] = infer_shape_only,
-    [IS_OP_GATHER] = infer_shape_only,
+    [IS_OP_GATHER] = infer_gather,
     [IS_OP_UNSQUEEZE] = infer_squeeze,
     [IS_OP_SQUEEZE] = infer_squeeze,
     [IS_OP_CAST] = infer_cast,
@@ -767,6 +886,13 @@ static const infer_fn infer_table[IS_OP_COUNT] = {
     [IS_OP_ERF] = infer_unary,
     [IS_OP_GELU] = infer_unary,
     [IS_OP_LAYERNORM] = infer_layernorm,
+    [IS_OP_SOFTMAX] = infer_softmax,
+    [IS_OP_ATTENTION] = infer_attention,
+    [IS_OP_SWISH] = infer_unary,
+    [IS_OP_EXPAND] = infer_expand,
+    [IS_OP_CONSTANTOFSHAPE] = infer_constantofshape,
+    [IS_OP_EQUAL] = infer_shape_only,
+    [IS_OP_WHERE] = infer_shape_only,
 };
 /* clang-format on */
 

@@ -1087,9 +1087,20 @@ static imgsim_status plan_matmul(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     DN(md_plain(&y_md, r, yd, dt), "memory_desc_init");
     dnnl_primitive_attr_t attr;
     TRY(make_attr(c, &attr, nd->residual >= 0, nd->act, nd->act_min, nd->act_max, e));
+    int bias_v = nd->n_in > 2 ? nd->in[2] : -1;
+    int64_t bias_d[IS_MAX_RANK];
+    dnnl_memory_desc_t bias_md;
+    if (bias_v >= 0) {
+        if (!g->vals[bias_v].data || ims_value_numel(&g->vals[bias_v]) != yd[r - 1]) {
+            dnnl_primitive_attr_destroy(attr);
+            return unsupported(c, e, "bias must be a constant of the output's last dim");
+        }
+        for (int k = 0; k < r; k++) bias_d[k] = k == r - 1 ? yd[r - 1] : 1;
+        DN(md_plain(&bias_md, r, bias_d, dnnl_f32), "memory_desc_init");
+    }
     dnnl_primitive_desc_t pd = NULL;
     dnnl_matmul_desc_t d;
-    dnnl_status_t st = dnnl_matmul_desc_init(&d, &a_md, &b_md, NULL, &y_md);
+    dnnl_status_t st = dnnl_matmul_desc_init(&d, &a_md, &b_md, bias_v >= 0 ? &bias_md : NULL, &y_md);
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &d, attr, c->eng, NULL);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success) return ims_cpu_dnnl_fail(c, e, st, "matmul");
@@ -1103,11 +1114,17 @@ static imgsim_status plan_matmul(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     } else if (!s) {
         s = ensure(c, p, p->val_tensor[bv], &b_md, &bt, e);
     }
+    int biast = -1;
+    if (!s && bias_v >= 0) {
+        int bk;
+        s = get_const(c, bias_v, CPU_CT_MATMUL_BIAS, g->vals[bias_v].data, &bias_md, &bias_md, &bk, e);
+        if (!s) s = const_tensor(c, p, bk, &biast, e);
+    }
     if (!s) {
         int sb[2] = {p->tens[at].buf, p->tens[bt].buf};
         s = make_dst(c, p, i, nd->residual, &y_md, sb, 2, &yt, e);
     }
-    return push_weighted(c, p, nd, pd, s, at, bt, -1, yt, e);
+    return push_weighted(c, p, nd, pd, s, at, bt, biast, yt, e);
 }
 
 /* Concat along axis: inputs in their layouts (converted to one element type), output in the
@@ -1291,6 +1308,22 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     case IS_OP_CONCAT:
         TRY(plan_concat(c, p, i, e));
         break;
+    case IS_OP_SOFTMAX:
+        TRY(ims_cpu_plan_softmax(c, p, i, e));
+        break;
+    case IS_OP_ATTENTION:
+        TRY(ims_cpu_plan_attention(c, p, i, e));
+        break;
+    case IS_OP_SWISH:
+        TRY(plan_eltwise(c, p, i, nd->in[0], nd->out, dnnl_eltwise_swish, nd->alpha, 0.0f, e));
+        break;
+    case IS_OP_EXPAND:
+    case IS_OP_CONSTANTOFSHAPE:
+        TRY(ims_cpu_plan_expand(c, p, i, e));
+        break;
+    case IS_OP_GATHER:
+        TRY(ims_cpu_plan_gather(c, p, i, e));
+        break;
     case IS_OP_IDENTITY:
     case IS_OP_CAST: /* to float (shape inference refused the others) */
         if (p->val_tensor[nd->in[0]] < 0) return unsupported(c, e, "input is not an activation");
@@ -1433,3 +1466,13 @@ imgsim_status ims_cpu_push_step(cpu_impl *c, cpu_plan *p, const_dnnl_primitive_d
 }
 
 int ims_cpu_can_inplace(cpu_impl *c, cpu_plan *p, int v, int i) { return can_inplace(c, p, v, i); }
+
+imgsim_status ims_cpu_ensure_plain(cpu_impl *c, cpu_plan *p, int v, dnnl_data_type_t dt, int *out, ims_err *e) {
+    return ensure_plain(c, p, v, dt, out, e);
+}
+
+imgsim_status ims_cpu_ensure(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory_desc_t *md, int *out, ims_err *e) {
+    return ensure(c, p, t, md, out, e);
+}
+
+imgsim_status ims_cpu_unsupported(cpu_impl *c, ims_err *e, const char *why) { return unsupported(c, e, why); }

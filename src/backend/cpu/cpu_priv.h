@@ -96,7 +96,9 @@ enum {
     CPU_CT_BCAST,       /* a binary operand reshaped to the output rank */
     CPU_CT_INT8_W,      /* int8 convolution weights: s8, per-output-channel scales */
     CPU_CT_INT8_BIAS,   /* int8 convolution bias, in the accumulator's units */
-    CPU_CT_ZEROS        /* zeros of the value's size (the shift of a LayerNorm without a bias) */
+    CPU_CT_ZEROS,       /* zeros of the value's size (the shift of a LayerNorm without a bias) */
+    CPU_CT_EXPAND,      /* a constant repeated over the plan's batch (Expand) */
+    CPU_CT_MATMUL_BIAS  /* a MatMul's fused bias as [1, ..., 1, M] */
 };
 
 typedef struct cpu_impl {
@@ -164,6 +166,18 @@ imgsim_status ims_cpu_make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int su
 imgsim_status ims_cpu_push_step(cpu_impl *c, cpu_plan *p, const_dnnl_primitive_desc_t pd, int nargs,
                                 const int *arg, const int *tensor, const int *rd, ims_err *e);
 int ims_cpu_can_inplace(cpu_impl *c, cpu_plan *p, int v, int i);
+
+imgsim_status ims_cpu_ensure_plain(cpu_impl *c, cpu_plan *p, int v, dnnl_data_type_t dt, int *out, ims_err *e);
+imgsim_status ims_cpu_ensure(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory_desc_t *md, int *out, ims_err *e);
+imgsim_status ims_cpu_unsupported(cpu_impl *c, ims_err *e, const char *why);
+
+/* cpu_transformer.c: Softmax, Attention (matmul, softmax, matmul on strided views of the packed
+ * qkv), Expand (a constant tiled for the plan's batch) and Gather of an activation (a view
+ * copy), each planning node i. */
+imgsim_status ims_cpu_plan_softmax(cpu_impl *c, cpu_plan *p, int i, ims_err *e);
+imgsim_status ims_cpu_plan_attention(cpu_impl *c, cpu_plan *p, int i, ims_err *e);
+imgsim_status ims_cpu_plan_expand(cpu_impl *c, cpu_plan *p, int i, ims_err *e);
+imgsim_status ims_cpu_plan_gather(cpu_impl *c, cpu_plan *p, int i, ims_err *e);
 
 /* cpu_arena.c: assigns arena offsets to p's buffers (greedy best fit over lifetimes); sets
  * p->arena_size. */

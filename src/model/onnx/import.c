@@ -752,6 +752,7 @@ typedef struct node_params {
     int has_perm;       /* perm or axes given as an attribute (in n.perm / n.n_perm, as written) */
     int64_t perm_raw[IS_MAX_RANK];
     int has_to;
+    int has_value; /* ConstantOfShape's value given */
 } node_params;
 
 /* Context for attribute messages. */
@@ -802,6 +803,48 @@ static imgsim_status get_ints2d(const actx *c, const ImsOnnx__AttributeProto *a,
                            ONNX_MAX_SPATIAL);
     for (size_t i = 0; i < n; i++)
         out[i] = (int)a->ints[i];
+    return IMGSIM_OK;
+}
+
+/* ConstantOfShape's value: a one-element tensor, float or integer, into n->alpha (n->cast_to 1 for
+ * a float fill, 0 for an integer one). */
+static imgsim_status parse_fill_value(const actx *c, const ImsOnnx__AttributeProto *a, node_params *p) {
+    const ImsOnnx__TensorProto *t = a->t;
+    ims_node *n = &p->n;
+    p->has_value = 1;
+    if (attr_type(a) != IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR || !t) return bad_type(c, "a TENSOR");
+    int dt = t->has_data_type ? t->data_type : 0;
+    double v;
+    size_t len = t->has_raw_data ? t->raw_data.len : 0;
+    const uint8_t *raw = t->has_raw_data ? t->raw_data.data : NULL;
+    if (dt == DT_FLOAT && len == 4) {
+        float f;
+        memcpy(&f, raw, 4);
+        v = f;
+    } else if (dt == DT_FLOAT && t->n_float_data == 1) {
+        v = t->float_data[0];
+    } else if (dt == DT_INT64 && len == 8) {
+        int64_t i;
+        memcpy(&i, raw, 8);
+        v = (double)i;
+    } else if (dt == DT_INT64 && t->n_int64_data == 1) {
+        v = (double)t->int64_data[0];
+    } else if (dt == DT_INT32 && len == 4) {
+        int32_t i;
+        memcpy(&i, raw, 4);
+        v = i;
+    } else if (dt == DT_INT32 && t->n_int32_data == 1) {
+        v = t->int32_data[0];
+    } else {
+        return ims_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': %s value must be one float32, int32 or int64 element", c->m->path,
+                        c->node, c->op);
+    }
+    if (!isfinite(v) || fabs(v) > 16777216.0)
+        return ims_fail(c->m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': %s value %g is out of range",
+                        c->m->path, c->node, c->op, v);
+    n->alpha = (float)v;
+    n->cast_to = dt == DT_FLOAT;
     return IMGSIM_OK;
 }
 
@@ -903,6 +946,7 @@ static imgsim_status parse_attr(const actx *c, const ImsOnnx__AttributeProto *a,
         n->cast_to = tanh_;
         return IMGSIM_OK;
     }
+    if (!strcmp(nm, "value")) return parse_fill_value(c, a, p); /* ConstantOfShape */
     if (!strcmp(nm, "stash_type")) {
         int v;
         return get_int(c, a, 1, 1, &v); /* float32 statistics */
@@ -1281,6 +1325,28 @@ static imgsim_status check_cast(node_ctx *c) {
     return IMGSIM_OK;
 }
 
+/* Softmax: the axis as written (default -1 from opset 13, 1 before, where it flattens the
+ * axes from it on); shape inference resolves it and accepts only the last axis, where both
+ * definitions agree. */
+static imgsim_status check_softmax(node_ctx *c) {
+    int64_t ax = c->p.has_axis ? c->p.axis : c->m->opset >= 13 ? -1 : 1;
+    if (ax < -IS_MAX_RANK || ax >= IS_MAX_RANK)
+        return ims_fail(c->m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': Softmax axis %lld is out of range",
+                        c->m->path, c->label, (long long)ax);
+    c->p.n.axis = (int)ax;
+    return IMGSIM_OK;
+}
+
+/* ConstantOfShape: fills with 0.0 (float) unless value says otherwise. */
+static imgsim_status check_constantofshape(node_ctx *c) {
+    if (!c->p.has_value) {
+        c->p.n.alpha = 0.0f;
+        c->p.n.cast_to = 1;
+    }
+    c->out_rank = -1;
+    return IMGSIM_OK;
+}
+
 /* ---- the operator table ----------------------------------------------------------------- */
 
 #define OPT_IN(i) (1u << (i))
@@ -1322,6 +1388,13 @@ static const op_desc op_table[] = {
     {"Unsqueeze", IS_OP_UNSQUEEZE, 1, 2, OPT_IN(1), " axes ", check_unsqueeze},
     {"Squeeze", IS_OP_SQUEEZE, 1, 2, OPT_IN(1), " axes ", check_squeeze},
     {"Cast", IS_OP_CAST, 1, 1, 0, " saturate to ", check_cast},
+    /* transformers: Softmax (the attention core, fused by attention.c, or on its own), the class
+     * token's Expand and the shape arithmetic before it */
+    {"Softmax", IS_OP_SOFTMAX, 1, 1, 0, " axis ", check_softmax},
+    {"Expand", IS_OP_EXPAND, 2, 2, 0, " ", NULL},
+    {"ConstantOfShape", IS_OP_CONSTANTOFSHAPE, 1, 1, 0, " value ", check_constantofshape},
+    {"Equal", IS_OP_EQUAL, 2, 2, 0, " ", NULL},
+    {"Where", IS_OP_WHERE, 3, 3, 0, " ", NULL},
     /* pass 1 handles these three (add_constant_node, check_pad, check_dropout) */
     {"Constant", OP_CONSTANT, 0, 0, 0, " value value_float value_floats value_int value_ints ", NULL},
     {"Pad", OP_PAD, 2, 4, 0, " mode ", NULL},
@@ -2047,6 +2120,7 @@ imgsim_status ims_onnx_load(ims_graph **out, const char *path, ims_err *e) {
         ims_err le;
         le.msg[0] = 0;
         s = ims_graph_link(m.g, &le);
+        if (s == IMGSIM_OK) s = ims_graph_fuse_mha(m.g, &le); /* attention.c */
         if (s != IMGSIM_OK) s = ims_fail(err, s, "%s: %s", path, le.msg);
     }
     if (s != IMGSIM_OK) {

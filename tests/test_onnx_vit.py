@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""test_onnx_vit.py: transformer image embedders on the CPU engine against PyTorch float64.
+
+tests/vit_models.py builds --arch (torchvision's VisionTransformer, a DINOv2-like or a CLIP-like
+tower, random weights, seed 3) and exports it at --opset; the same module run in float64 is the
+reference. `imgsim bench --input --dump --no-normalize --layer=output` runs the graph's output
+(the logits for torchvision's ViT, so that the head runs too; the normed class token for the
+DINOv2-like model; the projected class token for the CLIP-like one) on the CPU engine, with a
+batch size below the image count so that partial batches run: per-image relative L2 error must
+be <= 1e-5.
+
+--check-graph asserts what the passes made of the graph (`imgsim model info --verbose`): one
+Attention per block and no Softmax, Erf, ReduceMean or Sigmoid left (GELU, LayerNorm and quick
+GELU fused), and the default embedding (the class token after the final LayerNorm).
+
+Usage: test_onnx_vit.py --arch=NAME [--opset=17] [--depth=N] [--width=W] [--images=3]
+                        [--batch-size=2] [--check-graph]
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--arch", required=True)
+ap.add_argument("--opset", type=int, default=17)
+ap.add_argument("--depth", type=int, default=None)
+ap.add_argument("--width", type=int, default=None)
+ap.add_argument("--images", type=int, default=3)
+ap.add_argument("--batch-size", type=int, default=2)
+ap.add_argument("--check-graph", action="store_true")
+args = ap.parse_args()
+
+try:
+    import numpy as np
+    import torch
+except ImportError as ex:  # pragma: no cover
+    testlib.skip("needs numpy and torch: %s" % ex)
+
+torch.set_num_threads(2)
+WORK = testlib.workdir()
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import vit_models  # noqa: E402
+
+SEED = 3
+S = vit_models.SIZES[args.arch]
+path = os.path.join(WORK, "%s_op%d.onnx" % (args.arch, args.opset))
+cmd = [sys.executable, os.path.join(HERE, "vit_models.py"), "--arch", args.arch, "--opset", str(args.opset),
+       "--seed", str(SEED), "--out", path]
+if args.depth:
+    cmd += ["--depth", str(args.depth)]
+if args.width:
+    cmd += ["--width", str(args.width)]
+subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+model = vit_models.build(args.arch, SEED, args.depth, args.width).double().eval()
+rng = np.random.default_rng(11)
+x = rng.standard_normal((args.images, 3, S, S)).astype(np.float32)
+with torch.no_grad():
+    ref = model(torch.from_numpy(x).double()).numpy()
+
+inp, out = os.path.join(WORK, "x.npy"), os.path.join(WORK, "y.npy")
+np.save(inp, x.reshape(args.images, -1))
+p = testlib.run(["bench", "--model=" + path, "--input=" + inp, "--dump=" + out, "--no-normalize",
+                 "--layer=output", "--batch-size=%d" % args.batch_size, "--threads=2"], check=False)
+if p.returncode != 0:
+    print("FAIL %s opset %d: imgsim bench: %s" % (args.arch, args.opset, p.stderr.strip()[-800:]))
+    sys.exit(1)
+got = np.load(out).astype(np.float64)
+if got.shape != ref.shape:
+    print("FAIL %s opset %d: output %s, expected %s" % (args.arch, args.opset, got.shape, ref.shape))
+    sys.exit(1)
+err = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
+print("%s opset %d engine-only fp32: relative L2 error per image: %s" % (
+    args.arch, args.opset, " ".join("%.2e" % e for e in err)))
+if not np.all(err <= 1e-5):
+    print("FAIL: relative error %.3e > 1e-5" % err.max())
+    sys.exit(1)
+
+if args.check_graph:
+    p = testlib.run(["model", "info", "--verbose", path])
+    info = p.stdout
+    depth = args.depth or {"vit_small": 2}.get(args.arch, 12)
+    ops = {}
+    for line in info.splitlines():
+        t = line.split()
+        if len(t) >= 2 and t[0] == "op":
+            ops[t[1]] = int(t[2])
+    testlib.check(ops.get("Attention") == depth, "one Attention per block: %s" % ops)
+    for gone in ("Softmax", "Erf", "ReduceMean", "Sigmoid", "Transpose", "Pow"):
+        testlib.check(gone not in ops, "%s left after the passes: %s" % (gone, ops))
+    testlib.finish()
