@@ -149,6 +149,11 @@ typedef struct imgsim_model_info {
     int n_nodes;             /* after optimisation */
     int n_nodes_file;        /* operators as the file has them, before optimisation */
     int64_t n_params;        /* elements of the file's weights (initializers) */
+    char embedding[96];      /* how the layer was chosen, in words ("class token after the final
+                                LayerNorm, the classifier's input", "mean of the patch tokens
+                                (pool:mean)", "the final linear layer's input", ...) */
+    char operators[512];     /* the optimised graph's operators with their counts, most frequent
+                                first ("MatMul 24, Attention 12, LayerNormalization 25, ...") */
 } imgsim_model_info;
 
 imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *info);

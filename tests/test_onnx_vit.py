@@ -9,12 +9,16 @@ DINOv2-like model; the projected class token for the CLIP-like one) on the CPU e
 batch size below the image count so that partial batches run: per-image relative L2 error must
 be <= 1e-5.
 
+--pool checks --layer=pool:cls (the class token as the classifier or projection reads it) and
+--layer=pool:mean (the mean of the patch tokens of the tensor the class token is taken from)
+against the same tensors taken from the PyTorch module.
+
 --check-graph asserts what the passes made of the graph (`imgsim model info --verbose`): one
 Attention per block and no Softmax, Erf, ReduceMean or Sigmoid left (GELU, LayerNorm and quick
 GELU fused), and the default embedding (the class token after the final LayerNorm).
 
 Usage: test_onnx_vit.py --arch=NAME [--opset=17] [--depth=N] [--width=W] [--images=3]
-                        [--batch-size=2] [--check-graph]
+                        [--batch-size=2] [--check-graph] [--pool]
 """
 import argparse
 import os
@@ -32,6 +36,7 @@ ap.add_argument("--width", type=int, default=None)
 ap.add_argument("--images", type=int, default=3)
 ap.add_argument("--batch-size", type=int, default=2)
 ap.add_argument("--check-graph", action="store_true")
+ap.add_argument("--pool", action="store_true", help="also --layer=pool:cls and pool:mean")
 args = ap.parse_args()
 
 try:
@@ -57,11 +62,30 @@ if args.width:
     cmd += ["--width", str(args.width)]
 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+REFUSED = {"masked": "attention with a mask (the Add", "manual": "attention in a form imgsim does not recognise"}
+if args.arch in REFUSED:  # refused when loaded, naming the Softmax node and the reason
+    p = testlib.run(["model", "info", path], check=False)
+    print(p.stderr.strip())
+    testlib.check(p.returncode != 0, "%s: loaded, expected a refusal" % args.arch)
+    testlib.check(REFUSED[args.arch] in p.stderr and "Softmax" in p.stderr and path in p.stderr,
+                  "%s: message %r" % (args.arch, p.stderr))
+    testlib.finish()
+    sys.exit(0)
+
 model = vit_models.build(args.arch, SEED, args.depth, args.width).double().eval()
 rng = np.random.default_rng(11)
 x = rng.standard_normal((args.images, 3, S, S)).astype(np.float32)
+TOKENS = {"vit_small": "encoder", "vit_b_16": "encoder", "dinov2_s14": "norm", "clip_b32": "blocks"}
+CLS = {"vit_small": "encoder", "vit_b_16": "encoder", "dinov2_s14": "norm", "clip_b32": "ln_post"}
+acts = {}
+getattr(model, TOKENS[args.arch]).register_forward_hook(lambda m, i, o: acts.__setitem__("tokens", o))
+getattr(model, CLS[args.arch]).register_forward_hook(lambda m, i, o: acts.__setitem__("cls", o))
 with torch.no_grad():
     ref = model(torch.from_numpy(x).double()).numpy()
+# pool:mean: the patch tokens (all but the class token) averaged, of the tensor the class token
+# is taken from; pool:cls: the class token as the classifier (or projection) reads it
+ref_pool = {"pool:mean": acts["tokens"][:, 1:].mean(1).numpy(),
+            "pool:cls": (acts["cls"] if acts["cls"].dim() == 2 else acts["cls"][:, 0]).numpy()}
 
 inp, out = os.path.join(WORK, "x.npy"), os.path.join(WORK, "y.npy")
 np.save(inp, x.reshape(args.images, -1))
@@ -81,16 +105,36 @@ if not np.all(err <= 1e-5):
     print("FAIL: relative error %.3e > 1e-5" % err.max())
     sys.exit(1)
 
+for layer in ("pool:cls", "pool:mean") if args.pool else ():
+    p = testlib.run(["bench", "--model=" + path, "--input=" + inp, "--dump=" + out, "--no-normalize",
+                     "--layer=" + layer, "--batch-size=%d" % args.batch_size, "--threads=2"], check=False)
+    testlib.check(p.returncode == 0, "--layer=%s: %s" % (layer, p.stderr.strip()[-800:]))
+    if p.returncode:
+        continue
+    got, want = np.load(out).astype(np.float64), ref_pool[layer]
+    testlib.check(got.shape == want.shape, "%s: %s, expected %s" % (layer, got.shape, want.shape))
+    if got.shape == want.shape:
+        err = np.linalg.norm(got - want, axis=1) / np.linalg.norm(want, axis=1)
+        print("--layer=%s: relative L2 error per image: %s" % (layer, " ".join("%.2e" % e for e in err)))
+        testlib.check(np.all(err <= 1e-5), "%s: relative error %.3e > 1e-5" % (layer, err.max()))
+
 if args.check_graph:
-    p = testlib.run(["model", "info", "--verbose", path])
-    info = p.stdout
+    import json
+
+    info = json.loads(testlib.run(["model", "info", "--json", path]).stdout)
+    ops = dict((t.rsplit(" ", 1)[0], int(t.rsplit(" ", 1)[1])) for t in info["operators"].split(", "))
     depth = args.depth or {"vit_small": 2}.get(args.arch, 12)
-    ops = {}
-    for line in info.splitlines():
-        t = line.split()
-        if len(t) >= 2 and t[0] == "op":
-            ops[t[1]] = int(t[2])
+    print("graph after the passes: %s; embedding: %s (%s, dim %d)" % (info["operators"], info["layer"],
+                                                                     info["embedding"], info["dim"]))
     testlib.check(ops.get("Attention") == depth, "one Attention per block: %s" % ops)
-    for gone in ("Softmax", "Erf", "ReduceMean", "Sigmoid", "Transpose", "Pow"):
+    for gone in ("Softmax", "Erf", "ReduceMean", "Sigmoid", "Pow", "Sqrt", "Sub", "Div"):
         testlib.check(gone not in ops, "%s left after the passes: %s" % (gone, ops))
-    testlib.finish()
+    # every MatMul but the attention core's carries its bias: no Add left but the position
+    # embedding's (and CLIP's class embedding plus zeros)
+    testlib.check(ops.get("Add", 0) <= 2, "bias/residual Adds left: %s" % ops)
+    want = {"vit_small": "class token after the final LayerNorm, the classifier's input",
+            "vit_b_16": "class token after the final LayerNorm, the classifier's input",
+            "dinov2_s14": "class token after the final LayerNorm, the graph's output",
+            "clip_b32": "projected class token (the graph's output)"}[args.arch]
+    testlib.check(info["embedding"] == want, "default embedding %r, expected %r" % (info["embedding"], want))
+testlib.finish()

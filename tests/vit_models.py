@@ -9,6 +9,8 @@ Built from torchvision and torch.nn modules with seeded random weights (nothing 
               384, 6 heads, LayerScale, pre-LayerNorm blocks, exact GELU; its output is the class
               token after the final LayerNorm (DINOv2's x_norm_clstoken). --depth sets the blocks
               (12 in DINOv2-S; 2 in CI).
+  masked, manual  attention with a mask, and attention written out batch-first (timm style):
+              what imgsim refuses, for the refusal tests
   clip_b32    a CLIP-like image tower: patch 32, 224, class embedding added to zeros, ln_pre,
               pre-LayerNorm blocks with quick GELU (x * sigmoid(1.702 x)), ln_post on the class
               token and the final projection (width 768 -> 512; --width/--depth smaller in CI).
@@ -96,7 +98,45 @@ class ClipLike(nn.Module):
         return self.ln_post(x[:, 0, :]) @ self.proj
 
 
-SIZES = {"vit_small": 64, "vit_b_16": 224, "dinov2_s14": 224, "clip_b32": 224}
+class MaskedBlock(Block):
+    """A block whose attention takes a mask (refused by imgsim)."""
+
+    def __init__(self, dim, heads, tokens):
+        super().__init__(dim, heads)
+        self.register_buffer("mask", torch.triu(torch.full((tokens, tokens), -1e4), diagonal=1))
+
+    def forward(self, x):
+        h = self.norm1(x)
+        return x + self.attn(h, h, h, attn_mask=self.mask, need_weights=False)[0]
+
+
+class ManualAttention(nn.Module):
+    """timm/DINOv2-style attention written out (qkv Linear, permute with the batch moved): a form
+    imgsim does not recognise."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, nn.Linear(dim, dim * 3), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        a = ((q * (c // self.heads) ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj((a @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class Refused(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 64, 16, 16)
+        self.block = MaskedBlock(64, 4, 16) if kind == "masked" else ManualAttention(64, 4)
+
+    def forward(self, x):
+        return self.block(self.conv(x).flatten(2).transpose(1, 2))[:, 0]
+
+
+SIZES = {"vit_small": 64, "vit_b_16": 224, "dinov2_s14": 224, "clip_b32": 224, "masked": 64, "manual": 64}
 
 
 def build(arch, seed, depth=None, width=None):
@@ -116,6 +156,8 @@ def build(arch, seed, depth=None, width=None):
     elif arch == "clip_b32":
         w = width or 768
         m = ClipLike(width=w, heads=max(1, w // 64), depth=depth or 12)
+    elif arch in ("masked", "manual"):
+        m = Refused(arch)
     else:
         raise SystemExit("vit_models.py: unknown arch %s" % arch)
     randomize(m, seed)

@@ -59,6 +59,22 @@ imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *in
     int live = 0;
     for (int i = 0; i < g->n_nodes; i++) live += !g->nodes[i].dead;
     info->n_nodes = live;
+    snprintf(info->embedding, sizeof info->embedding, "%s", g->embedding);
+    int count[IS_OP_COUNT] = {0};
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!g->nodes[i].dead && (unsigned)g->nodes[i].op < IS_OP_COUNT) count[g->nodes[i].op]++;
+    size_t at = 0;
+    for (;;) { /* most frequent first, ties in operator order */
+        int best = -1;
+        for (int k = 0; k < IS_OP_COUNT; k++)
+            if (count[k] > 0 && (best < 0 || count[k] > count[best])) best = k;
+        if (best < 0) break;
+        int w = snprintf(info->operators + at, sizeof info->operators - at, "%s%s %d", at ? ", " : "",
+                         ims_op_name((ims_op)best), count[best]);
+        if (w < 0 || (size_t)w >= sizeof info->operators - at) break;
+        at += (size_t)w;
+        count[best] = 0;
+    }
     info->n_nodes_file = m->n_nodes_file;
     info->n_params = m->n_params;
     return IMGSIM_OK;

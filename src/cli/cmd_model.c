@@ -32,7 +32,9 @@ static const char usage_init[] =
 static const char usage_info[] =
     "imgsim model info FILE.onnx [--layer=NAME] [--json]\n"
     "  --layer  the value whose features are extracted (default: the input of the final linear\n"
-    "           classifier when the graph ends in one, else the graph output)\n"
+    "           classifier when the graph ends in one, else the graph output; for a ViT the class\n"
+    "           token after the final LayerNorm, a CLIP tower's projection kept); pool:cls the\n"
+    "           class token, pool:mean the mean of the patch tokens\n"
     "  --json   print one JSON object";
 
 /* Prints s as a JSON string. */
@@ -109,6 +111,10 @@ static int model_info(int argc, char **argv) {
                "\"nodes_optimized\": %d, \"params\": %" PRId64 ", \"layer\": ",
                mi.sha256, mi.opset, mi.in_channels, mi.in_height, mi.in_width, n_ops, mi.n_nodes, n_params);
         json_str(stdout, mi.layer);
+        printf(", \"embedding\": ");
+        json_str(stdout, mi.embedding);
+        printf(", \"operators\": ");
+        json_str(stdout, mi.operators);
         printf(", \"dim\": %d}\n", mi.dim);
     } else if (!rc) {
         printf("model:      %s\n", path);
@@ -118,6 +124,8 @@ static int model_info(int argc, char **argv) {
         printf("nodes:      %d operators (%d after optimisation)\n", n_ops, mi.n_nodes);
         printf("params:     %" PRId64 " (%.1f MB as float32)\n", n_params, (double)n_params * 4 / 1e6);
         printf("layer:      %s\n", mi.layer);
+        printf("embedding:  %s\n", mi.embedding);
+        printf("operators:  %s\n", mi.operators);
         printf("dim:        %d\n", mi.dim);
     }
     imgsim_model_destroy(m);

@@ -85,7 +85,8 @@ const char *ims_op_name(ims_op op);
 typedef enum ims_act {
     IS_ACT_NONE = 0,
     IS_ACT_RELU,
-    IS_ACT_CLIP /* min(max(x, clip_min), clip_max); ReLU6 = CLIP(0, 6) */
+    IS_ACT_CLIP, /* min(max(x, clip_min), clip_max); ReLU6 = CLIP(0, 6) */
+    IS_ACT_GELU  /* x * Phi(x) (token MatMuls only, fuse_tokens.c) */
 } ims_act;
 
 typedef struct ims_value {
@@ -160,6 +161,7 @@ typedef struct ims_graph {
     int64_t dim; /* product of the output's non-batch dims */
     int opset;
     char sha256[65]; /* of the model file ("" for graphs built in memory) */
+    char embedding[96]; /* how ims_graph_select_output chose the output, in words */
 } ims_graph;
 
 /* ---- building (used by the importer, model init and tests) ---- */
@@ -194,7 +196,11 @@ imgsim_status ims_graph_slice_bounds(const ims_graph *g, const ims_node *n, int6
                                      int64_t *step, ims_err *e);
 /* Picks the embedding: layer NULL = the input of the final classifier when the graph ends in a
  * linear layer (Gemm, MatMul [+ bias]: …→GlobalAveragePool→Flatten→Gemm gives the pooled features,
- * an MLP head its last hidden activation), else the graph's output. */
+ * an MLP head its last hidden activation), else the graph's output; in a transformer (a graph
+ * with Attention) a final bias-free MatMul is a projection (CLIP's) and stays. "pool:cls": the
+ * class token (the classifier's input, the projection's too); "pool:mean": the mean of the patch
+ * tokens (every token but the class token) of the tensor the class token is taken from (nodes
+ * added: Slice, ReduceMean, output named "pool:mean"). g->embedding says which, in words. */
 imgsim_status ims_graph_select_output(ims_graph *g, const char *layer, ims_err *e);
 /* Folds BN into Conv, fuses bias/ReLU/Clip and the residual Add(+ReLU) into Conv, removes
  * Identity and nodes the chosen output does not need. Unused values are dropped, so value
@@ -206,6 +212,10 @@ imgsim_status ims_graph_optimize(ims_graph *g, ims_err *e);
  * inference and rewrites each block into MatMul + Add, Attention, MatMul + Add; refuses masked
  * attention and attention in other forms, naming the node. */
 imgsim_status ims_graph_fuse_mha(ims_graph *g, ims_err *e);
+
+/* The transformer rewrites of ims_graph_optimize (fuse_tokens.c): written-out LayerNorm, quick
+ * GELU, MatMul bias, LayerScale, GELU and residual into token MatMuls. */
+imgsim_status ims_graph_fuse_tokens(ims_graph *g, ims_err *e);
 
 /* ---- ONNX ---- */
 

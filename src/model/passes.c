@@ -7,6 +7,7 @@
  *   2b. GELU written out in erf form, 0.5 * x * (1 + erf(x / sqrt(2))) (torch.onnx's export of
  *      nn.GELU: Div or Mul by a constant, Erf, Add 1, Mul, Mul 0.5, in either order of the two
  *      Muls), becomes one Gelu node when its intermediate values have no other reader.
+ *   2c. Transformer token rewrites (fuse_tokens.c): LayerNorm, quick GELU, MatMul epilogues.
  *   3. BatchNormalization is folded into the Conv before it when that Conv's output has no other
  *      reader:  s = gamma / sqrt(var + eps),  W'[oc] = W[oc] * s[oc],
  *      b'[oc] = (b[oc] - mean[oc]) * s[oc] + beta[oc]  (computed in double, stored as float).
@@ -390,6 +391,7 @@ imgsim_status ims_graph_optimize(ims_graph *g, ims_err *e) {
     if ((st = remove_unneeded(g, e)) != IMGSIM_OK) return st;
     if ((st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
     if (fuse_gelu(g) && (st = ims_graph_link(g, e)) != IMGSIM_OK) return st;
+    if ((st = ims_graph_fuse_tokens(g, e)) != IMGSIM_OK) return st; /* fuse_tokens.c */
     /* Each fusion points the rewritten value's producer at the Conv, so one pass handles chains
      * (Conv -> BN -> BN); link then recounts. */
     int changed = 0;

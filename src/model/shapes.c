@@ -800,7 +800,8 @@ static imgsim_status infer_gather(sh_ctx *c, ims_node *n) {
     if ((st = need_const(c, n, 1, &ix)) != IMGSIM_OK) return st;
     if (ims_value_numel(ix) != 1 || ix->rank > 1 || n->axis < 1 || n->axis >= x->rank)
         return ims_fail(c->e, IMGSIM_ERR_UNSUPPORTED,
-                        "node '%s' (Gather): on an activation only one index on an axis after the batch is supported",
+                        "node '%s' (Gather): more than one index, or the batch axis, on an activation is not supported "
+                        "(one index of an axis after the batch is)",
                         node_label(n));
     int64_t A = x->dims[n->axis];
     float f = ix->data[0];

@@ -192,6 +192,8 @@ static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum
         dnnl_post_ops_t po = NULL;
         st = dnnl_post_ops_create(&po);
         if (st == dnnl_success && sum) st = dnnl_post_ops_append_sum(po, 1.0f);
+        if (st == dnnl_success && act == IS_ACT_GELU)
+            st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f);
         if (st == dnnl_success && act == IS_ACT_RELU)
             st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
         if (st == dnnl_success && act == IS_ACT_CLIP) {
@@ -1149,7 +1151,10 @@ static imgsim_status plan_concat(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     for (int k = 0; k < n; k++) mds[k] = p->tens[ts[k]].md;
     int64_t yd[IS_MAX_RANK];
     val_dims(Y, p->batch, yd);
-    DN(md_any(&dst_any, Y->rank, yd, mds[0].data_type), "memory_desc_init");
+    /* images (rank 4): the layout oneDNN picks; tokens and rows plain (oneDNN may pick a
+     * transposed one, which the binary ops after it run only in their reference code) */
+    if (Y->rank == 4) DN(md_any(&dst_any, Y->rank, yd, mds[0].data_type), "memory_desc_init");
+    else DN(md_plain(&dst_any, Y->rank, yd, mds[0].data_type), "memory_desc_init");
     dnnl_primitive_attr_t attr;
     TRY(make_attr(c, &attr, 0, IS_ACT_NONE, 0, 0, e));
     dnnl_primitive_desc_t pd = NULL;
