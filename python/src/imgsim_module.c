@@ -808,8 +808,9 @@ static PyObject *mod_model_info(PyObject *m, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     if (st) return raise_status(st, msg);
-    return Py_BuildValue("{s:i,s:(iii),s:i,s:s,s:s,s:i}", "dim", i.dim, "input", i.in_channels, i.in_height,
-                         i.in_width, "opset", i.opset, "layer", i.layer, "sha256", i.sha256, "n_nodes", i.n_nodes);
+    return Py_BuildValue("{s:i,s:(iii),s:i,s:s,s:s,s:i,s:s,s:s}", "dim", i.dim, "input", i.in_channels, i.in_height,
+                         i.in_width, "opset", i.opset, "layer", i.layer, "sha256", i.sha256, "n_nodes", i.n_nodes,
+                         "embedding", i.embedding, "operators", i.operators);
 }
 
 /* _split(dataset, test_size, seed, out_dir) -> {"train", "test", "skipped"} (imgsim_split). */
