@@ -327,6 +327,15 @@ typedef struct imgsim_extract_opts {
                              removed inputs dropped; the result equals a fresh extraction. A store
                              that cannot be updated (missing, incomplete, other model or settings)
                              is extracted in full, with a warning saying why. Default 0 */
+    /* One extraction shared by several processes (an MPI job; see imgsim_extract_plan): */
+    const uint8_t *part;  /* non-NULL: [part_shards] flags of the plan's shards: this call writes
+                             the shards k with part[k] != 0 (and no others) into store_dir/shards,
+                             as one process of the job: it takes no lock (the coordinator holds
+                             it), touches no other file and does not join the store; stats count
+                             its own images. Default NULL */
+    int64_t part_shards;  /* the plan's n_shards (checked against the listing) */
+    int locked;           /* 1: the caller holds store_dir's lock (imgsim_dir_lock_take), so the
+                             call takes none. Default 0 */
 } imgsim_extract_opts;
 
 void imgsim_extract_opts_init(imgsim_extract_opts *opt);
@@ -575,6 +584,41 @@ imgsim_status imgsim_dataset_write_tsv(const imgsim_dataset *ds, const size_t *i
  * listing time is the caller's, so stats->seconds_list is 0. stats may be NULL. */
 imgsim_status imgsim_extract_dataset(imgsim_engine *e, const imgsim_dataset *ds, const char *store_dir,
                                      const imgsim_extract_opts *opt, imgsim_extract_stats *stats);
+
+/* ---- one extraction shared by several processes (an MPI job) ------------------------------- */
+
+/* The shards of a store being extracted (README "Resuming a killed extraction"), as the job's
+ * coordinator found them: shard k holds the listing's images [k * shard_size, (k + 1) * shard_size). */
+typedef struct imgsim_shard_plan {
+    int64_t n_shards;   /* of the listing */
+    int64_t shard_size; /* images per shard (rounded up to a multiple of the batch size) */
+    int64_t n_done;     /* complete shards, kept from an earlier run */
+    uint8_t *done;      /* [n_shards]: 1 for a complete, verified shard */
+    int64_t *bytes;     /* [n_shards]: the total file size of its images */
+} imgsim_shard_plan;
+
+/* The shared extraction, on a file system every process sees: the coordinator takes store_dir's
+ * lock (imgsim_dir_lock_take) and calls imgsim_extract_plan, which opens the store's shards as
+ * imgsim_extract would (settings recorded, complete shards kept, others and a killed writer's
+ * temporary files removed) and describes them; it hands each process its shards (e.g.
+ * imgsim_shard_assign); every process lists the same dataset and calls imgsim_extract_dataset
+ * with opt->part set to its own; once every part has returned IMGSIM_OK the coordinator calls
+ * imgsim_extract_dataset with opt->locked = 1 (part NULL), which finds every shard complete and
+ * joins them: the store is byte for byte a single process's (but for meta.json's timings). Every
+ * process uses the same model, layer, precision, batch and shard size and preprocessing (a part
+ * whose settings are not the job's is refused, IMGSIM_ERR_MISMATCH). A failed or killed part
+ * leaves the shards it completed; the same job run again extracts only the others. The caller
+ * frees plan with imgsim_shard_plan_free. */
+imgsim_status imgsim_extract_plan(imgsim_shard_plan *plan, imgsim_engine *e, const imgsim_dataset *ds,
+                                  const char *store_dir, const imgsim_extract_opts *opt);
+void imgsim_shard_plan_free(imgsim_shard_plan *plan);
+
+/* Deals the plan's shards that are not done to parts 0..parts-1, balanced by their files' bytes:
+ * largest first, each to the part with the fewest bytes so far (ties: fewer shards, then the
+ * lower part). owner[n_shards] gets each shard's part, -1 for done shards. A function of the plan
+ * alone, and the listing is sorted: the same files give the same owners whatever order the file
+ * system lists them in. */
+imgsim_status imgsim_shard_assign(int *owner, const imgsim_shard_plan *plan, int parts);
 
 /* IMGSIM_OK when the store in dir is complete and would come out the same from extracting ds now
  * with model m, engine options eo and extraction options xo: same model file (sha256) and layer,

@@ -571,7 +571,7 @@ static imgsim_status store_begin(store_out *o, const char *store_dir, const imgs
     o->inputs_path = ims_path_join(store_dir, "inputs.tsv");
     if (!o->meta_path || !o->feat_path || !o->man_path || !o->inputs_path)
         return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
-    remove(o->meta_path);
+    if (!opt->part) remove(o->meta_path); /* (a part: the coordinator removed it) */
     ims_shard_job job = {
         .model_sha256 = eng->sha256,
         .layer = eng->layer,
@@ -583,7 +583,7 @@ static imgsim_status store_begin(store_out *o, const char *store_dir, const imgs
         .batch_size = batch_of(eng, opt),
         .pre = &opt->pre,
     };
-    return ims_shards_open(&o->sh, store_dir, &job, opt->shard_size, ds, e);
+    return ims_shards_open(&o->sh, store_dir, &job, opt->shard_size, ds, opt->part, opt->part_shards, e);
 }
 
 /* Removes what a failed job wrote of the final files (failed: 1; the complete shards stay for the
@@ -689,18 +689,39 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const ims_dataset
                                   fp, s, &files, e);
 }
 
+/* A part's stats: its own items (ok and failed from their results), this call's times. */
+static void part_stats(const pipeline *p, double t_start, double infer_s, double write_s, imgsim_extract_stats *s) {
+    s->inputs = p->n_items;
+    s->skipped = 0;
+    for (int64_t i = 0; i < p->n_items; i++) {
+        if (p->res[i].st == IMGSIM_OK) s->ok++;
+        else s->failed++;
+    }
+    for (int w = 0; w < p->n_workers; w++) s->seconds_decode_busy += p->busy[w];
+    s->seconds_infer_busy = infer_s;
+    s->seconds_write = write_s;
+    s->gpu_decoded = p->gpu_decoded;
+    s->seconds_gpu_decode = p->gpu_s;
+    s->seconds_wait_workers = p->wait_s;
+    s->seconds_total = ims_now() - t_start;
+    s->images_per_s = s->seconds_total > 0 ? (double)s->ok / s->seconds_total : 0;
+}
+
 imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, const char *input_desc,
                                  const char *store_dir, const imgsim_extract_opts *opt, double list_seconds,
                                  imgsim_extract_stats *stats, ims_err *e) {
+    if (opt->update && (opt->part || opt->locked))
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: an update is not shared between processes", store_dir);
     if (opt->update) return ims_extract_update(eng, ds, input_desc, store_dir, opt, list_seconds, stats, e);
     double t_start = ims_now() - list_seconds;
     imgsim_extract_stats s = {0};
     s.seconds_list = list_seconds;
     s.inputs = (int64_t)ds->n;
     s.skipped = (int64_t)ds->n_skipped;
-    /* one writer at a time (a second fails at once, naming the first); leftovers of a killed one go */
+    /* one writer at a time (a second fails at once, naming the first); leftovers of a killed one
+     * go. A part of a shared extraction, or a caller holding the lock, takes none. */
     ims_dir_lock *lock = NULL;
-    imgsim_status st = ims_dir_lock_take(&lock, store_dir, e);
+    imgsim_status st = opt->part || opt->locked ? IMGSIM_OK : ims_dir_lock_take(&lock, store_dir, e);
     if (st) return st;
     store_out o;
     pipeline p;
@@ -712,8 +733,13 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
     }
     double infer_s = 0, write_s = 0;
     st = pipeline_run(&p, t_start + list_seconds, &s, &infer_s, &write_s, e);
-    if (!st) st = extract_finish(&p, &o, ds, input_desc, t_start, infer_s, write_s, &s, e);
+    if (!st && !opt->part) st = extract_finish(&p, &o, ds, input_desc, t_start, infer_s, write_s, &s, e);
+    if (!st && opt->part) part_stats(&p, t_start, infer_s, write_s, &s);
     if (p.gpu_mode) ims_gpu_decode_join(p.gpu);
+    if (opt->part) { /* the shards stay for the coordinator to join */
+        ims_shards_free(o.sh);
+        o.sh = NULL;
+    }
     store_end(&o, st != IMGSIM_OK);
     pipeline_free(&p); /* (the engine's decoder set keeps the decoders for its next job) */
     ims_dir_lock_release(lock);
@@ -744,4 +770,90 @@ imgsim_status imgsim_extract(imgsim_engine *eng, const char *model_path, const c
     if (stats) *stats = s;
     if (st) ims_fail_copy(NULL, &eng->err, st);
     return st;
+}
+
+/* ---- one extraction shared by several processes ------------------------------------------------ */
+
+imgsim_status imgsim_extract_plan(imgsim_shard_plan *plan, imgsim_engine *eng, const imgsim_dataset *dataset,
+                                  const char *store_dir, const imgsim_extract_opts *opt) {
+    if (!plan || !eng || !dataset || !store_dir)
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_extract_plan: NULL argument");
+    memset(plan, 0, sizeof *plan);
+    imgsim_extract_opts def;
+    if (!opt) {
+        imgsim_extract_opts_init(&def);
+        opt = &def;
+    }
+    const ims_dataset *ds = dataset->d;
+    ims_err *e = &eng->err;
+    imgsim_status st = IMGSIM_OK;
+    if (opt->part || opt->update)
+        st = ims_fail(e, IMGSIM_ERR_INVALID_ARG, "imgsim_extract_plan: opt->part and opt->update must be unset");
+    store_out o;
+    memset(&o, 0, sizeof o);
+    imgsim_extract_opts whole = *opt;
+    if (!st) st = store_begin(&o, store_dir, eng, ds, &whole, e);
+    if (!st) {
+        plan->n_shards = ims_shards_total(o.sh);
+        plan->shard_size = ims_shards_size(o.sh);
+        plan->n_done = ims_shards_done(o.sh);
+        plan->done = ims_calloc((size_t)plan->n_shards + 1, 1);
+        plan->bytes = ims_calloc((size_t)plan->n_shards + 1, sizeof(int64_t));
+        if (!plan->done || !plan->bytes) st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        for (int64_t k = 0; !st && k < plan->n_shards; k++) {
+            plan->done[k] = (uint8_t)ims_shards_is_done(o.sh, k);
+            plan->bytes[k] = ims_shards_bytes(o.sh, k);
+        }
+    }
+    ims_shards_free(o.sh); /* the shards stay: the parts write into them */
+    o.sh = NULL;
+    store_end(&o, 0);
+    if (st) {
+        imgsim_shard_plan_free(plan);
+        ims_fail_copy(NULL, e, st);
+    }
+    return st;
+}
+
+void imgsim_shard_plan_free(imgsim_shard_plan *plan) {
+    if (!plan) return;
+    free(plan->done);
+    free(plan->bytes);
+    memset(plan, 0, sizeof *plan);
+}
+
+/* the shards to assign, largest first (ties: lower shard first) */
+static int cmp_bytes_desc(const void *a, const void *b, void *ctx) {
+    const int64_t *bytes = ctx, x = *(const int64_t *)a, y = *(const int64_t *)b;
+    if (bytes[x] != bytes[y]) return bytes[x] > bytes[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+imgsim_status imgsim_shard_assign(int *owner, const imgsim_shard_plan *plan, int parts) {
+    if (!owner || !plan || parts < 1 || (plan->n_shards > 0 && (!plan->done || !plan->bytes)))
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_shard_assign: bad argument");
+    int64_t n = plan->n_shards, m = 0;
+    int64_t *order = ims_malloc_array((size_t)n + 1, sizeof(int64_t));
+    int64_t *load = ims_calloc((size_t)parts, sizeof(int64_t)), *cnt = ims_calloc((size_t)parts, sizeof(int64_t));
+    if (!order || !load || !cnt) {
+        free(order), free(load), free(cnt);
+        return ims_fail(NULL, IMGSIM_ERR_NOMEM, "out of memory for %lld shards", (long long)n);
+    }
+    for (int64_t k = 0; k < n; k++) {
+        owner[k] = -1;
+        if (!plan->done[k]) order[m++] = k;
+    }
+    qsort_r(order, (size_t)m, sizeof *order, cmp_bytes_desc, plan->bytes);
+    /* longest processing time first: each shard to the part with the fewest bytes so far (ties:
+     * fewer shards, then the lower part), so every part gets about the same bytes to decode */
+    for (int64_t i = 0; i < m; i++) {
+        int best = 0;
+        for (int r = 1; r < parts; r++)
+            if (load[r] < load[best] || (load[r] == load[best] && cnt[r] < cnt[best])) best = r;
+        owner[order[i]] = best;
+        load[best] += plan->bytes[order[i]];
+        cnt[best]++;
+    }
+    free(order), free(load), free(cnt);
+    return IMGSIM_OK;
 }

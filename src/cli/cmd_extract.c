@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli/mpi.h"
 
 static const char *usage =
     "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]]\n"
@@ -39,24 +40,57 @@ int cmd_extract(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
+    int ranks = cli_mpi_size();
+    if (ranks > 1) { /* under mpirun: the cores of this host shared by its ranks */
+        if (!eo.threads) eo.threads = cli_mpi_threads_per_rank();
+        if (!xo.workers) xo.workers = cli_mpi_threads_per_rank();
+    }
     /* the engine straight from the model file: a cached CUDA engine skips the ONNX import */
     imgsim_engine *e = NULL;
     double t0 = cli_now();
     imgsim_status st = imgsim_engine_load(&e, model, layer, &eo);
-    if (st) {
+    if (st) cli_fail("extract", st);
+    if (cli_mpi_agree("extract", st != IMGSIM_OK, imgsim_last_error())) {
+        imgsim_engine_destroy(e);
         cli_free(&a);
-        return cli_fail("extract", st);
+        return 1;
     }
     imgsim_engine_info ei;
     imgsim_engine_get_info(e, &ei);
     xo.pre.height = ei.in_height;
     xo.pre.width = ei.in_width;
-    cli_info("imgsim: model %s: layer '%s', %d-d features, input %dx%dx%d\n", model, ei.layer, ei.dim,
+    if (cli_mpi_rank() == 0) /* (once for the job) */
+        cli_info("imgsim: model %s: layer '%s', %d-d features, input %dx%dx%d\n", model, ei.layer, ei.dim,
             ei.in_channels, ei.in_height, ei.in_width);
-    cli_info("imgsim: engine %s, %s, batch %d, ready in %.2f s%s\n", ei.device_name,
+    if (cli_mpi_rank() == 0)
+        cli_info("imgsim: engine %s, %s, batch %d, ready in %.2f s%s\n", ei.device_name,
             imgsim_precision_str(ei.precision), ei.max_batch, cli_now() - t0,
             ei.model_imported ? "" : " (cached engine, model not imported)");
     imgsim_extract_stats s;
+    if (ranks > 1) { /* every rank lists the input (a shared file system) and extracts its shards */
+        imgsim_dataset *ds = NULL;
+        st = imgsim_dataset_open(&ds, input);
+        if (st) fprintf(stderr, "imgsim extract: rank %d of %d on %s: %s\n", cli_mpi_rank(), ranks, cli_mpi_host(),
+                        imgsim_last_error());
+        int bad = cli_mpi_agree("extract", st != IMGSIM_OK, imgsim_last_error());
+        imgsim_dataset_info di;
+        if (!bad && cli_mpi_rank() == 0 && !imgsim_dataset_get_info(ds, &di))
+            for (size_t i = 0; i < di.n_skipped; i++) {
+                imgsim_dataset_skip sk;
+                imgsim_dataset_get_skipped(ds, i, &sk);
+                if (cli_log_enabled(IMGSIM_LOG_WARN))
+                    fprintf(stderr, "imgsim: warning: skipped %s: %s\n", sk.path, sk.reason);
+            }
+        bad = bad || cli_extract_ranks("extract", e, ds, out, &xo, &s);
+        imgsim_dataset_destroy(ds);
+        imgsim_engine_destroy(e);
+        cli_free(&a);
+        if (bad || cli_mpi_rank() != 0) return bad;
+        cli_info("imgsim: %s: %lld images ok, %lld failed, %lld skipped in %.2f s: %.1f images/s end to end, "
+                 "%d ranks\n", out, (long long)s.ok, (long long)s.failed, (long long)s.skipped, s.seconds_total,
+                 s.images_per_s, ranks);
+        return 0;
+    }
     st = imgsim_extract(e, model, input, out, &xo, &s);
     imgsim_engine_destroy(e);
     cli_free(&a);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/job.h"
+#include "cli/mpi.h"
 #include "cli/report.h"
 #include "cli/util.h"
 
@@ -71,6 +72,12 @@ static int parse_options(run_job *j, cli_args *a, int argc, char **argv) {
         rc = 2;
     }
     if (rc) return rc;
+    if (cli_mpi_size() > 1) { /* under mpirun: the cores of this host shared by its ranks */
+        if (!j->eo.threads) j->eo.threads = cli_mpi_threads_per_rank();
+        if (!j->xo.workers) j->xo.workers = cli_mpi_threads_per_rank();
+        if (cli_mpi_rank() != 0 && cli_log_enabled(IMGSIM_LOG_INFO)) /* rank 0 reports for the job */
+            cli_set_log_level(IMGSIM_LOG_WARN);
+    }
     static const char *names[N_STAGES] = {"split", "model load", "engine build", "gallery (train)",
                                           "queries (test)", "search"};
     for (int i = 0; i < N_STAGES; i++) j->st[i].name = names[i];
@@ -87,8 +94,8 @@ static int make_paths(run_job *j) {
         return 1;
     }
     /* one job per output folder (a second fails at once, naming the first); a killed job's
-     * temporary files go */
-    if (imgsim_dir_lock_take(&j->lock, j->out)) {
+     * temporary files go. Under mpirun rank 0 holds it for the job. */
+    if (cli_mpi_rank() == 0 && imgsim_dir_lock_take(&j->lock, j->out)) {
         fprintf(stderr, "imgsim run: %s\n", imgsim_last_error());
         return 1;
     }
@@ -146,6 +153,32 @@ done:
     return rc;
 }
 
+/* Under mpirun: rank 0 split the dataset (train.tsv, test.tsv in the output folder); the other
+ * ranks list those two files and check they see what rank 0 wrote (the same fingerprints). */
+static int share_split(run_job *j) {
+    if (cli_mpi_size() == 1) return 0;
+    char fp[2][65] = {"", ""}, want[2][65];
+    int bad = 0;
+    if (cli_mpi_rank() != 0)
+        bad = imgsim_dataset_open(&j->train, j->p_train) || imgsim_dataset_open(&j->test, j->p_test);
+    bad = bad || imgsim_dataset_fingerprint(fp[0], j->train) || imgsim_dataset_fingerprint(fp[1], j->test);
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", bad ? imgsim_last_error() : "");
+    memcpy(want, fp, sizeof want);
+    if (!bad && cli_mpi_bcast(want, sizeof want, 0)) bad = 1;
+    if (!bad && memcmp(want, fp, sizeof want) != 0)
+        bad = 1, snprintf(msg, sizeof msg, "%s and %s list other images than on rank 0 (is %s on a file system "
+                          "every rank shares?)", j->p_train, j->p_test, j->out);
+    if (bad) fprintf(stderr, "imgsim run: rank %d of %d on %s: %s\n", cli_mpi_rank(), cli_mpi_size(), cli_mpi_host(), msg);
+    if (cli_mpi_agree("run", bad, msg)) return 1;
+    if (cli_mpi_rank() != 0) { /* the counts, for the stage table (rank 0's alone is printed) */
+        imgsim_dataset_info a, b;
+        imgsim_dataset_get_info(j->train, &a), imgsim_dataset_get_info(j->test, &b);
+        j->ntr = a.n, j->nte = b.n;
+    }
+    return 0;
+}
+
 /* model: load and optimise it once (the engine is built only if something must be extracted). */
 static int stage_model(run_job *j) {
     double t0 = cli_now();
@@ -161,7 +194,11 @@ static int stage_model(run_job *j) {
 
 /* gallery or queries: extract ds into dir unless a reusable store is there. */
 static int stage_extract(run_job *j, const imgsim_dataset *ds, const char *dir, stage *stg) {
-    if (!j->force && imgsim_store_check_reusable(dir, ds, j->m, &j->eo, &j->xo) == IMGSIM_OK) {
+    /* under mpirun rank 0 decides and tells the others */
+    int64_t reuse = cli_mpi_rank() == 0 && !j->force &&
+                    imgsim_store_check_reusable(dir, ds, j->m, &j->eo, &j->xo) == IMGSIM_OK;
+    if (cli_mpi_bcast(&reuse, sizeof reuse, 0)) return 1;
+    if (reuse) {
         imgsim_dataset_info di;
         imgsim_dataset_get_info(ds, &di);
         stg->reused = 1;
@@ -173,7 +210,8 @@ static int stage_extract(run_job *j, const imgsim_dataset *ds, const char *dir, 
     if (!j->eng) { /* build the engine only when something must be extracted */
         double t0 = cli_now();
         imgsim_status st = imgsim_engine_create(&j->eng, j->m, &j->eo);
-        if (st) return cli_fail("run", st);
+        if (st) cli_fail("run", st);
+        if (cli_mpi_agree("run", st != IMGSIM_OK, "the engine could not be built")) return 1;
         double secs = j->st[ST_ENGINE].seconds = cli_now() - t0;
         imgsim_engine_info ei;
         imgsim_engine_get_info(j->eng, &ei);
@@ -181,7 +219,7 @@ static int stage_extract(run_job *j, const imgsim_dataset *ds, const char *dir, 
                  imgsim_precision_str(ei.precision), ei.max_batch, secs);
     }
     imgsim_extract_stats s;
-    if (imgsim_extract_dataset(j->eng, ds, dir, &j->xo, &s)) return fail_run();
+    if (cli_extract_ranks("run", j->eng, ds, dir, &j->xo, &s)) return 1; /* (every rank of an MPI job) */
     stg->seconds = s.seconds_total;
     stg->images = s.ok;
     if (s.failed)
@@ -191,13 +229,25 @@ static int stage_extract(run_job *j, const imgsim_dataset *ds, const char *dir, 
 
 /* search: the query store against the gallery store, results.tsv and the metrics. */
 static int stage_search(run_job *j) {
-    if (imgsim_store_open(&j->gs, j->p_gal) || imgsim_store_open(&j->qs, j->p_q)) return fail_run();
     imgsim_search_opts so;
     imgsim_search_opts_init(&so);
     so.threads = j->eo.threads;
     so.device = j->eo.device;
     so.device_index = j->eo.device_index;
     so.gpu_memory = j->gpu_memory;
+    if (cli_mpi_size() > 1) { /* every rank searches its share of the gallery's rows, rank 0 merges */
+        int bad = imgsim_store_open(&j->gs, j->p_gal) != IMGSIM_OK;
+        if (bad) fail_run();
+        if (cli_mpi_agree("run", bad, "the gallery store could not be opened")) return 1;
+        if (cli_mpi_rank() != 0) return job_search_worker(j->gs, &so);
+        if (imgsim_store_open(&j->qs, j->p_q)) { /* the others wait for the queries: tell them to stop */
+            int64_t stop[2] = {1, 0};
+            cli_mpi_bcast(stop, sizeof stop, 0);
+            return fail_run();
+        }
+    } else if (imgsim_store_open(&j->gs, j->p_gal) || imgsim_store_open(&j->qs, j->p_q)) {
+        return fail_run();
+    }
     double t0 = cli_now();
     if (job_search(j->gs, j->qs, j->k, 0, &so, j->p_res, &j->metrics)) return 1;
     imgsim_store_info qi;
@@ -293,12 +343,25 @@ int cmd_run(int argc, char **argv) {
         return rc;
     }
     double t_all = cli_now();
-    rc = make_paths(&j) || stage_split(&j) || stage_model(&j) ||
-         stage_extract(&j, j.train, j.p_gal, &j.st[ST_GALLERY]) || stage_extract(&j, j.test, j.p_q, &j.st[ST_QUERIES]);
+    /* under mpirun every step is entered by every rank (rank 0 alone splits and writes the
+     * summary); a failure on one stops them all at the next step, cli_mpi_agree */
+    int root = cli_mpi_rank() == 0;
+    rc = make_paths(&j);
+    rc = cli_mpi_agree("run", rc, "the output folder could not be taken");
+    if (!rc) rc = cli_mpi_agree("run", root && stage_split(&j), "the split failed");
+    rc = rc || share_split(&j);
+    if (!rc) rc = cli_mpi_agree("run", stage_model(&j), "the model could not be loaded");
+    rc = rc || stage_extract(&j, j.train, j.p_gal, &j.st[ST_GALLERY]) ||
+         stage_extract(&j, j.test, j.p_q, &j.st[ST_QUERIES]);
     imgsim_engine_destroy(j.eng); /* before the search: its device memory back */
     j.eng = NULL;
     if (!rc) rc = stage_search(&j);
     double total = cli_now() - t_all;
+    if (!rc && !root) { /* the rest is rank 0's */
+        run_job_free(&j);
+        cli_free(&a);
+        return 0;
+    }
     if (!rc) rc = write_summary(&j, total);
     if (!rc) print_table(&j, total);
     if (!rc && j.want_report) { /* report.html of the job folder */

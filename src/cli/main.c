@@ -37,7 +37,7 @@ typedef struct command {
 
 /* the commands that run across the ranks of an MPI job (mpirun) */
 static int distributed(const char *name) {
-    return !strcmp(name, "search");
+    return !strcmp(name, "search") || !strcmp(name, "extract") || !strcmp(name, "run");
 }
 
 static const command commands[] = {
@@ -84,8 +84,8 @@ int main(int argc, char **argv) {
         int rc;
         if (cli_mpi_size() > 1 && !distributed(commands[i].name)) {
             if (cli_mpi_rank() == 0)
-                fprintf(stderr, "imgsim %s: does not run across MPI ranks yet (search does); run it as one "
-                                "process, without mpirun\n", argv[1]);
+                fprintf(stderr, "imgsim %s: does not run across MPI ranks yet (extract, run and search do); run it "
+                                "as one process, without mpirun\n", argv[1]);
             rc = 2;
         } else {
             rc = commands[i].fn(argc - 1, argv + 1);

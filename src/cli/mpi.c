@@ -142,7 +142,16 @@ int cli_mpi_gather(const void *send, size_t bytes, void *recv, int root) {
     return 0;
 }
 
+void cli_mpi_abort(int code) {
+    fflush(stderr);
+    if (g_on && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
 #else /* no MPI in this build: one process */
+
+void cli_mpi_abort(int code) {
+    (void)code;
+}
 
 void cli_mpi_init(int *argc, char ***argv) {
     (void)argc, (void)argv;
@@ -215,4 +224,111 @@ int cli_search_ranks(const char *cmd, int64_t *idx, float *score, const void *ga
 fail:
     free(qbuf), free(li), free(ls), free(all), free(cand);
     return 1;
+}
+
+/* what each rank tells rank 0 about its part of an extraction */
+typedef struct part_report {
+    double shards, images, bytes, ok, seconds;
+    char host[64];
+} part_report;
+
+int cli_extract_ranks(const char *cmd, imgsim_engine *e, const imgsim_dataset *ds, const char *store_dir,
+                      const imgsim_extract_opts *opt, imgsim_extract_stats *stats) {
+    imgsim_extract_stats s0;
+    if (!stats) stats = &s0;
+    memset(stats, 0, sizeof *stats);
+    if (g_size == 1) return imgsim_extract_dataset(e, ds, store_dir, opt, stats) ? cli_fail(cmd, IMGSIM_ERR_IO) : 0;
+    double t0 = cli_now();
+    char msg[MSG - 8] = "";
+    imgsim_dir_lock *lock = NULL;
+    imgsim_shard_plan plan;
+    memset(&plan, 0, sizeof plan);
+    int bad = 0;
+    if (opt->update) {
+        snprintf(msg, sizeof msg, "--update does not run across MPI ranks yet: run it as one process");
+        bad = 1;
+    } else if (g_rank == 0 && (imgsim_dir_lock_take(&lock, store_dir) || imgsim_extract_plan(&plan, e, ds, store_dir, opt))) {
+        snprintf(msg, sizeof msg, "%s", imgsim_last_error());
+        bad = 1;
+    }
+    if (bad && g_rank == 0) fprintf(stderr, "imgsim %s: rank 0 of %d on %s: %s\n", cmd, g_size, cli_mpi_host(), msg);
+    int *owner = NULL;
+    uint8_t *mine = NULL;
+    part_report *all = NULL;
+    int rc = 1;
+    if (cli_mpi_agree(cmd, bad, msg)) goto done;
+    /* the plan's shape, then who extracts which shard (rank 0 deals; every rank gets its deal) */
+    int64_t hdr[3] = {plan.n_shards, plan.shard_size, plan.n_done};
+    if (cli_mpi_bcast(hdr, sizeof hdr, 0)) goto done;
+    int64_t n = hdr[0];
+    owner = cli_malloc_array((size_t)n + 1, sizeof *owner);
+    mine = calloc((size_t)n + 1, 1);
+    bad = !owner || !mine || (g_rank == 0 && imgsim_shard_assign(owner, &plan, g_size));
+    if (bad) snprintf(msg, sizeof msg, "out of memory for %lld shards", (long long)n);
+    if (cli_mpi_agree(cmd, bad, msg) || cli_mpi_bcast(owner, (size_t)n * sizeof *owner, 0)) goto done;
+    part_report me;
+    memset(&me, 0, sizeof me);
+    snprintf(me.host, sizeof me.host, "%s", cli_mpi_host());
+    imgsim_dataset_info di;
+    imgsim_dataset_get_info(ds, &di);
+    for (int64_t k = 0; k < n; k++) {
+        if (owner[k] != g_rank) continue;
+        mine[k] = 1;
+        int64_t first = k * hdr[1], cnt = (int64_t)di.n - first < hdr[1] ? (int64_t)di.n - first : hdr[1];
+        me.shards++;
+        me.images += (double)cnt;
+    }
+    if (g_rank == 0) {
+        for (int64_t k = 0; k < n; k++) me.bytes += owner[k] == 0 ? (double)plan.bytes[k] : 0;
+        if (n - hdr[2] < g_size && n > hdr[2])
+            fprintf(stderr, "imgsim %s: warning: %lld shards to extract for %d ranks: some ranks have nothing to do "
+                            "(--shard-size=N sets the images per shard)\n", cmd, (long long)(n - hdr[2]), g_size);
+    }
+    if (me.shards > 0) { /* this rank's part */
+        imgsim_extract_opts po = *opt;
+        po.part = mine;
+        po.part_shards = n;
+        po.quiet = opt->quiet || g_rank != 0; /* one progress line: rank 0's */
+        imgsim_extract_stats ps;
+        double tp = cli_now();
+        if (imgsim_extract_dataset(e, ds, store_dir, &po, &ps)) {
+            fprintf(stderr, "imgsim %s: rank %d of %d on %s failed: %s\n", cmd, g_rank, g_size, cli_mpi_host(),
+                    imgsim_last_error());
+            cli_mpi_abort(1); /* the others are busy with their parts: end the job now */
+            goto done;
+        }
+        me.ok = (double)ps.ok;
+        me.seconds = cli_now() - tp;
+    }
+    /* every part done (a rank that is still working is waited for without spinning) */
+    if (cli_mpi_agree(cmd, 0, NULL)) goto done;
+    all = g_rank == 0 ? calloc((size_t)g_size, sizeof *all) : NULL;
+    if (cli_mpi_gather(&me, sizeof me, g_rank == 0 ? (void *)all : (void *)&me, 0)) goto done;
+    bad = 0;
+    if (g_rank == 0) {
+        for (int64_t k = 0; all && k < n; k++)
+            if (owner[k] > 0) all[owner[k]].bytes += (double)plan.bytes[k];
+        for (int r = 0; all && r < g_size; r++)
+            cli_info("imgsim: %s: rank %d on %s: %.0f shards, %.0f images (%.1f MB) in %.2f s\n", store_dir, r,
+                     all[r].host, all[r].shards, all[r].images, all[r].bytes / 1e6, all[r].seconds);
+        imgsim_extract_opts jo = *opt; /* the join: every shard is there (no progress, no "resuming") */
+        jo.locked = 1;
+        jo.quiet = 1;
+        if (cli_log_enabled(IMGSIM_LOG_INFO)) imgsim_set_log_level(IMGSIM_LOG_WARN);
+        bad = imgsim_extract_dataset(e, ds, store_dir, &jo, stats) != IMGSIM_OK;
+        if (cli_log_enabled(IMGSIM_LOG_INFO)) imgsim_set_log_level(cli_log_enabled(IMGSIM_LOG_DEBUG) ? IMGSIM_LOG_DEBUG : IMGSIM_LOG_INFO);
+        if (bad) {
+            snprintf(msg, sizeof msg, "joining the shards of %s: %s", store_dir, imgsim_last_error());
+            fprintf(stderr, "imgsim %s: rank 0 of %d on %s: %s\n", cmd, g_size, cli_mpi_host(), msg);
+        }
+        stats->seconds_total = cli_now() - t0;
+        stats->images_per_s = stats->seconds_total > 0 ? (double)stats->ok / stats->seconds_total : 0;
+    }
+    if (cli_mpi_agree(cmd, bad, msg)) goto done;
+    rc = 0;
+done:
+    imgsim_dir_lock_release(lock);
+    imgsim_shard_plan_free(&plan);
+    free(owner), free(mine), free(all);
+    return rc;
 }

@@ -38,4 +38,20 @@ int cli_search_ranks(const char *cmd, int64_t *idx, float *score, const void *ga
                      const void *queries, int64_t q, int dim, imgsim_dtype dtype, int k,
                      const imgsim_search_opts *so);
 
+/* Ends the whole job now (MPI_Abort: mpirun stops every rank) after the caller printed why, for a
+ * failure in the middle of work the other ranks are busy with; returns only without MPI. */
+void cli_mpi_abort(int code);
+
+/* imgsim_extract_dataset over every rank of the job (all ranks pass the same dataset, listed
+ * each on its own from a shared file system, the same store folder and options): rank 0 takes the
+ * store's lock and plans its shards (imgsim_extract_plan: complete shards of an earlier run kept),
+ * deals the others to the ranks balanced by file size (imgsim_shard_assign) and broadcasts who
+ * does which; each rank extracts its shards (opt->part); rank 0 waits for every rank and joins
+ * the store (byte-identical to one process's). A rank whose part fails prints
+ * "imgsim CMD: rank R of N on HOST: why" and ends the job on every rank (cli_mpi_abort); a
+ * killed rank ends it too (mpirun). stats (rank 0: the store's counts, the job's wall time) may be
+ * NULL. With one process: imgsim_extract_dataset. Returns 0, or 1 on every rank. */
+int cli_extract_ranks(const char *cmd, imgsim_engine *e, const imgsim_dataset *ds, const char *store_dir,
+                      const imgsim_extract_opts *opt, imgsim_extract_stats *stats);
+
 #endif

@@ -303,8 +303,24 @@ static imgsim_status open_job(ims_shards *sh, const cJSON *want, ims_err *e) {
     return st;
 }
 
+/* A part (ims_shards_open with part): job.json must be there and be want (the coordinator wrote it). */
+static imgsim_status check_job(const ims_shards *sh, const cJSON *want, ims_err *e) {
+    char *jp = ims_path_join(sh->dir, "job.json");
+    if (!jp) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    char why[1200];
+    imgsim_status st = IMGSIM_OK;
+    if (!ims_path_exists(jp))
+        st = ims_fail(e, IMGSIM_ERR_IO, "%s: missing: the job's coordinator has not opened the store (or the "
+                      "folder is not on a file system every process shares)", jp);
+    else if (job_differs(jp, want, why, sizeof why))
+        st = ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: this process's settings are not the job's (%s)", jp, why);
+    free(jp);
+    return st;
+}
+
 imgsim_status ims_shards_open(ims_shards **out, const char *store_dir, const ims_shard_job *job,
-                              int64_t shard_size, const ims_dataset *ds, ims_err *e) {
+                              int64_t shard_size, const ims_dataset *ds, const uint8_t *part, int64_t part_n,
+                              ims_err *e) {
     *out = NULL;
     ims_shards *sh = ims_calloc(1, sizeof *sh);
     if (!sh || !(sh->dir = ims_path_join(store_dir, "shards"))) {
@@ -316,7 +332,7 @@ imgsim_status ims_shards_open(ims_shards **out, const char *store_dir, const ims
         ims_shards_free(sh);
         return st;
     }
-    ims_remove_tmp_leftovers(sh->dir); /* a killed writer's (the caller holds the lock) */
+    if (!part) ims_remove_tmp_leftovers(sh->dir); /* a killed writer's (the caller holds the lock) */
     int64_t B = job->batch_size > 0 ? job->batch_size : 1;
     if (shard_size <= 0) shard_size = IMS_SHARD_SIZE_DEFAULT;
     sh->S = (shard_size + B - 1) / B * B;
@@ -333,8 +349,19 @@ imgsim_status ims_shards_open(ims_shards **out, const char *store_dir, const ims
         ims_shards_free(sh);
         return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory for %zu items", ds->n);
     }
+    if (part && part_n != sh->n_shards) {
+        int64_t n = sh->n_shards;
+        ims_shards_free(sh);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: the part names %lld shards, the listing has %lld (%zu "
+                        "images in shards of %lld)", store_dir, (long long)part_n, (long long)n, ds->n,
+                        (long long)(shard_size + B - 1) / B * B);
+    }
     for (size_t i = 0; i < ds->n; i++) {
         struct stat fst;
+        if (part && !part[(int64_t)i / sh->S]) { /* a part stats only its own items */
+            sh->stamps[i].size = -1;
+            continue;
+        }
         sh->stamps[i].size = -1;
         if (stat(ds->items[i].path, &fst) == 0) {
             sh->stamps[i].size = (int64_t)fst.st_size;
@@ -342,14 +369,20 @@ imgsim_status ims_shards_open(ims_shards **out, const char *store_dir, const ims
         }
     }
     cJSON *want = job_json(job, sh->S);
-    st = want ? open_job(sh, want, e) : ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    st = !want ? ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory") : part ? check_job(sh, want, e) : open_job(sh, want, e);
     cJSON_Delete(want);
     if (st) {
         ims_shards_free(sh);
         return st;
     }
     int64_t n_todo_items = 0, n_todo = 0;
-    for (int64_t k = 0; k < sh->n_shards; k++) {
+    for (int64_t k = 0; k < sh->n_shards && part; k++) { /* a part: its own shards, written anew */
+        if (!part[k]) continue;
+        sh->todo_shards[n_todo++] = k;
+        for (int64_t i = shard_first(sh, k); i < shard_first(sh, k) + shard_count(sh, k); i++)
+            sh->todo.items[n_todo_items++] = ds->items[i];
+    }
+    for (int64_t k = 0; k < sh->n_shards && !part; k++) {
         shard_data d;
         char why[1200];
         if (load_shard(sh, k, &d, why, sizeof why) == 0) {
@@ -363,7 +396,7 @@ imgsim_status ims_shards_open(ims_shards **out, const char *store_dir, const ims
         for (int64_t i = shard_first(sh, k); i < shard_first(sh, k) + shard_count(sh, k); i++)
             sh->todo.items[n_todo_items++] = ds->items[i];
     }
-    remove_stale(sh, 0);
+    if (!part) remove_stale(sh, 0); /* (a part leaves the other processes' shards alone) */
     sh->todo.root = ds->root;
     sh->todo.n = (size_t)n_todo_items;
     if (sh->n_done_open)
@@ -388,6 +421,21 @@ int64_t ims_shards_done(const ims_shards *sh) {
 
 const ims_stamp *ims_shards_stamps(const ims_shards *sh) {
     return sh->stamps;
+}
+
+int64_t ims_shards_size(const ims_shards *sh) {
+    return sh->S;
+}
+
+int ims_shards_is_done(const ims_shards *sh, int64_t k) {
+    return k >= 0 && k < sh->n_shards && sh->done[k];
+}
+
+int64_t ims_shards_bytes(const ims_shards *sh, int64_t k) {
+    int64_t b = 0;
+    for (int64_t i = shard_first(sh, k); i < shard_first(sh, k) + shard_count(sh, k); i++)
+        b += sh->stamps[i].size > 0 ? sh->stamps[i].size : 0;
+    return b;
 }
 
 /* ---- writing ---------------------------------------------------------------------------------- */

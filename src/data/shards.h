@@ -45,9 +45,16 @@ typedef struct ims_shards ims_shards;
  * up to a multiple of job->batch_size). A job.json from other settings, or shards that do not
  * verify (record missing or unreadable, files that do not match it, items that changed), are
  * removed with a warning naming the reason; the shards that verify are kept. The caller holds the
- * store's write lock. */
+ * store's write lock.
+ *
+ * With part ([part_n] flags, part_n the listing's shard count), the shards are one part of an
+ * extraction shared by several processes (an MPI job): the process that holds the lock opened them
+ * without part first (job.json written, complete shards verified, stale ones removed); this one
+ * checks that job.json is its own settings, stats only its own items, and writes the shards k with
+ * part[k] set (the todo view: theirs alone, whatever is there), touching nothing else in the folder. */
 imgsim_status ims_shards_open(ims_shards **out, const char *store_dir, const ims_shard_job *job,
-                              int64_t shard_size, const ims_dataset *ds, ims_err *e);
+                              int64_t shard_size, const ims_dataset *ds, const uint8_t *part, int64_t part_n,
+                              ims_err *e);
 void ims_shards_free(ims_shards *sh);
 
 /* The items still to extract (the complete shards' items left out), in listing order: a view of
@@ -56,8 +63,12 @@ const ims_dataset *ims_shards_todo(const ims_shards *sh);
 /* Shards in all, and already complete when opened. */
 int64_t ims_shards_total(const ims_shards *sh);
 int64_t ims_shards_done(const ims_shards *sh);
-/* The stamps of ds's items, taken when opened ([ds->n]). */
+/* The stamps of ds's items, taken when opened ([ds->n]; a part's: its own items only). */
 const ims_stamp *ims_shards_stamps(const ims_shards *sh);
+/* Images per shard (the rounded size); whether shard k is complete; the bytes of its images' files. */
+int64_t ims_shards_size(const ims_shards *sh);
+int ims_shards_is_done(const ims_shards *sh, int64_t k);
+int64_t ims_shards_bytes(const ims_shards *sh, int64_t k);
 
 /* Records item t of the todo view: its features row (dim floats) when ok, or NULL and error (one
  * TSV field: no tabs or newlines) when it failed. Items come in order; the last item of a shard
