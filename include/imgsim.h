@@ -336,6 +336,9 @@ typedef struct imgsim_extract_opts {
     int64_t part_shards;  /* the plan's n_shards (checked against the listing) */
     int locked;           /* 1: the caller holds store_dir's lock (imgsim_dir_lock_take), so the
                              call takes none. Default 0 */
+    int join;             /* 1: only join the shards into the store: every shard must be complete,
+                             else IMGSIM_ERR_IO naming how many are not and the first one's first
+                             image (nothing is extracted). Default 0 */
 } imgsim_extract_opts;
 
 void imgsim_extract_opts_init(imgsim_extract_opts *opt);
@@ -603,8 +606,8 @@ typedef struct imgsim_shard_plan {
  * temporary files removed) and describes them; it hands each process its shards (e.g.
  * imgsim_shard_assign); every process lists the same dataset and calls imgsim_extract_dataset
  * with opt->part set to its own; once every part has returned IMGSIM_OK the coordinator calls
- * imgsim_extract_dataset with opt->locked = 1 (part NULL), which finds every shard complete and
- * joins them: the store is byte for byte a single process's (but for meta.json's timings). Every
+ * imgsim_extract_dataset with opt->locked = 1 and opt->join = 1 (part NULL), which checks that
+ * every shard is complete (a shard it does not see is an error, not extracted again) and joins them: the store is byte for byte a single process's (but for meta.json's timings). Every
  * process uses the same model, layer, precision, batch and shard size and preprocessing (a part
  * whose settings are not the job's is refused, IMGSIM_ERR_MISMATCH). A failed or killed part
  * leaves the shards it completed; the same job run again extracts only the others. The caller

@@ -725,8 +725,15 @@ imgsim_status ims_extract_dataset(imgsim_engine *eng, const ims_dataset *ds, con
     if (st) return st;
     store_out o;
     pipeline p;
-    if ((st = store_begin(&o, store_dir, eng, ds, opt, e)) ||
-        (st = pipeline_setup(&p, eng, ims_shards_todo(o.sh), o.sh, opt, e))) {
+    if (!(st = store_begin(&o, store_dir, eng, ds, opt, e)) && opt->join && ims_shards_todo(o.sh)->n > 0) {
+        const ims_dataset *left = ims_shards_todo(o.sh);
+        st = ims_fail(e, IMGSIM_ERR_IO, "%s/shards: %lld of %lld shards are missing or incomplete (%zu images, the "
+                      "first %s): a part of the job did not write them, or wrote them where this process does not "
+                      "see them (not a shared file system?)", store_dir,
+                      (long long)(ims_shards_total(o.sh) - ims_shards_done(o.sh)), (long long)ims_shards_total(o.sh),
+                      left->n, left->items[0].rel);
+    }
+    if (st || (st = pipeline_setup(&p, eng, ims_shards_todo(o.sh), o.sh, opt, e))) {
         store_end(&o, 1);
         ims_dir_lock_release(lock);
         return st;

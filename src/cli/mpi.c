@@ -278,6 +278,18 @@ int cli_extract_ranks(const char *cmd, imgsim_engine *e, const imgsim_dataset *d
         me.shards++;
         me.images += (double)cnt;
     }
+    if (cli_log_enabled(IMGSIM_LOG_DEBUG)) { /* --verbose: this rank's deal, as one write */
+        size_t cap = 200 + (size_t)me.shards * 21, len = 0;
+        char *line = malloc(cap);
+        if (line) {
+            len += (size_t)snprintf(line, cap, "imgsim %s: rank %d of %d on %s: %.0f shards (%.0f images):", cmd,
+                                    g_rank, g_size, cli_mpi_host(), me.shards, me.images);
+            for (int64_t k = 0; k < n && len < cap; k++)
+                if (mine[k]) len += (size_t)snprintf(line + len, cap - len, " %lld", (long long)k);
+            fprintf(stderr, "%s\n", line);
+            free(line);
+        }
+    }
     if (g_rank == 0) {
         for (int64_t k = 0; k < n; k++) me.bytes += owner[k] == 0 ? (double)plan.bytes[k] : 0;
         if (n - hdr[2] < g_size && n > hdr[2])
@@ -309,10 +321,11 @@ int cli_extract_ranks(const char *cmd, imgsim_engine *e, const imgsim_dataset *d
         for (int64_t k = 0; all && k < n; k++)
             if (owner[k] > 0) all[owner[k]].bytes += (double)plan.bytes[k];
         for (int r = 0; all && r < g_size; r++)
-            cli_info("imgsim: %s: rank %d on %s: %.0f shards, %.0f images (%.1f MB) in %.2f s\n", store_dir, r,
-                     all[r].host, all[r].shards, all[r].images, all[r].bytes / 1e6, all[r].seconds);
+            cli_info("imgsim: %s: rank %d on %s: %.0f shards, %.0f images (%.0f bytes) in %.2f s\n", store_dir, r,
+                     all[r].host, all[r].shards, all[r].images, all[r].bytes, all[r].seconds);
         imgsim_extract_opts jo = *opt; /* the join: every shard is there (no progress, no "resuming") */
         jo.locked = 1;
+        jo.join = 1; /* a shard rank 0 does not see is an error (no shared file system?), not redone here */
         jo.quiet = 1;
         if (cli_log_enabled(IMGSIM_LOG_INFO)) imgsim_set_log_level(IMGSIM_LOG_WARN);
         bad = imgsim_extract_dataset(e, ds, store_dir, &jo, stats) != IMGSIM_OK;
