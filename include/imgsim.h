@@ -374,6 +374,10 @@ typedef struct imgsim_search_opts {
     imgsim_device device; /* default CPU */
     int device_index;
     size_t gpu_memory;    /* CUDA: cap on device memory for the gallery (0 = no cap) */
+    int part, parts;      /* imgsim_dedup on the CPU only: with parts > 1, this call finds the pairs
+                             of share part (0..parts-1) of the blockwise work (one process's share of
+                             an MPI job); the shares' pairs together are the whole pair set, each
+                             pair in one share, with the same scores. Default 0, 0: everything */
 } imgsim_search_opts;
 
 void imgsim_search_opts_init(imgsim_search_opts *opt);

@@ -198,7 +198,7 @@ static void test_alloc_failures(void **st) {
         ims_alloc_fail_after(fail);
         ims_err e;
         int64_t cnt = 0;
-        imgsim_status s = ims_dedup_cpu(g, 700, 8, IMGSIM_F32, 0.5f, 2, count_pair, &cnt, &e);
+        imgsim_status s = ims_dedup_cpu(g, 700, 8, IMGSIM_F32, 0.5f, 2, 0, 1, count_pair, &cnt, &e);
         ims_alloc_fail_after(-1);
         assert_true(s == IMGSIM_OK || s == IMGSIM_ERR_NOMEM);
         if (s == IMGSIM_OK) break;
@@ -229,7 +229,7 @@ static void check_dedup(int64_t n, int dim, float thr, imgsim_dtype dt) {
     uint16_t *xh = dt == IMGSIM_F16 ? to_f16(x, (size_t)(n * dim)) : NULL;
     pairs p = {0};
     ims_err e;
-    assert_int_equal(ims_dedup_cpu(xh ? (const void *)xh : x, n, dim, dt, thr, 2, add_pair, &p, &e),
+    assert_int_equal(ims_dedup_cpu(xh ? (const void *)xh : x, n, dim, dt, thr, 2, 0, 1, add_pair, &p, &e),
                      IMGSIM_OK);
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++)
@@ -264,9 +264,9 @@ static void test_dedup(void **st) {
     int64_t cnt = 0;
     ims_err e;
     float one[4] = {1, 0, 0, 0};
-    assert_int_equal(ims_dedup_cpu(one, 1, 4, IMGSIM_F32, 0.5f, 2, count_pair, &cnt, &e), IMGSIM_OK);
+    assert_int_equal(ims_dedup_cpu(one, 1, 4, IMGSIM_F32, 0.5f, 2, 0, 1, count_pair, &cnt, &e), IMGSIM_OK);
     assert_int_equal(cnt, 0);
-    assert_int_equal(ims_dedup_cpu(one, 1, 4, IMGSIM_F32, NAN, 2, count_pair, &cnt, &e),
+    assert_int_equal(ims_dedup_cpu(one, 1, 4, IMGSIM_F32, NAN, 2, 0, 1, count_pair, &cnt, &e),
                      IMGSIM_ERR_INVALID_ARG);
 }
 

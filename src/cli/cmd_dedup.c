@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "cli/mpi.h"
 #include "cli/report.h"
 
 static const char usage[] =
@@ -62,6 +63,51 @@ static int found_cmp(const void *pa, const void *pb) {
     if (a->i != b->i) return a->i < b->i ? -1 : 1;
     if (a->s != b->s) return a->s > b->s ? -1 : 1;
     if (a->j != b->j) return a->j < b->j ? -1 : 1;
+    return 0;
+}
+
+/* Under mpirun: every rank says whether its share failed (printing why), then rank 0 gets every
+ * rank's pairs into c (in rank order; sorted afterwards). Returns 0, or 1 on every rank. */
+static int gather_pairs(collect *c, imgsim_status st, const char *why) {
+    char msg[400] = "";
+    if (st != IMGSIM_OK) {
+        snprintf(msg, sizeof msg, "%s", why && *why ? why : imgsim_last_error());
+        fprintf(stderr, "imgsim dedup: rank %d of %d on %s: %s\n", cli_mpi_rank(), cli_mpi_size(), cli_mpi_host(), msg);
+    }
+    if (cli_mpi_agree("dedup", st != IMGSIM_OK, msg)) return 1;
+    int ranks = cli_mpi_size(), root = cli_mpi_rank() == 0;
+    int64_t mine = (int64_t)c->n, most = 0;
+    int64_t *counts = root ? calloc((size_t)ranks, sizeof *counts) : NULL;
+    if (cli_mpi_gather(&mine, sizeof mine, root ? (void *)counts : (void *)&mine, 0)) return 1;
+    for (int r = 0; root && counts && r < ranks; r++)
+        if (counts[r] > most) most = counts[r];
+    int bad = root && !counts;
+    if (cli_mpi_bcast(&most, sizeof most, 0)) bad = 1;
+    /* every rank sends `most` pairs (its own, then padding) */
+    found *send = NULL, *all = NULL;
+    if (!bad) {
+        send = calloc((size_t)(most ? most : 1), sizeof *send);
+        all = root ? cli_malloc_array((size_t)ranks * (size_t)(most ? most : 1), sizeof *all) : NULL;
+        bad = !send || (root && !all);
+        if (send && c->n) memcpy(send, c->p, c->n * sizeof *send);
+    }
+    snprintf(msg, sizeof msg, "out of memory gathering %lld pairs per rank", (long long)most);
+    if (bad) fprintf(stderr, "imgsim dedup: rank %d: %s\n", cli_mpi_rank(), msg);
+    if (cli_mpi_agree("dedup", bad, msg) ||
+        cli_mpi_gather(send, (size_t)most * sizeof *send, root ? (void *)all : (void *)send, 0)) {
+        free(send), free(all), free(counts);
+        return 1;
+    }
+    if (root) {
+        free(c->p);
+        c->p = all;
+        c->n = 0;
+        c->cap = (size_t)ranks * (size_t)(most ? most : 1);
+        for (int r = 0; r < ranks; r++) /* close the padding gaps */
+            for (int64_t k = 0; k < counts[r]; k++) c->p[c->n++] = all[(size_t)r * (size_t)most + (size_t)k];
+        all = NULL;
+    }
+    free(send), free(all), free(counts);
     return 0;
 }
 
@@ -166,8 +212,27 @@ int cmd_dedup(int argc, char **argv) {
         if (!unit) st = IMGSIM_ERR_NOMEM, why = "out of memory normalising the store";
         else st = imgsim_store_features_f32(unit, s, 1);
     }
+    if (cli_mpi_size() > 1) { /* under mpirun: each rank its share of the tile pairs, rank 0 writes */
+        so.part = cli_mpi_rank();
+        so.parts = cli_mpi_size();
+        if (!threads) so.threads = cli_mpi_threads_per_rank();
+    }
     if (st == IMGSIM_OK) st = imgsim_dedup(x, si.n, si.dim, dt, (float)thr, &so, on_pair, &c);
     if (st == IMGSIM_OK && c.oom) st = IMGSIM_ERR_NOMEM, why = "out of memory holding the pairs";
+    if (cli_mpi_size() > 1 && gather_pairs(&c, st, why)) {
+        cli_free(&a);
+        free(unit);
+        free(c.p);
+        imgsim_store_close(s);
+        return 1;
+    }
+    if (cli_mpi_rank() != 0) { /* its pairs are rank 0's now */
+        cli_free(&a);
+        free(unit);
+        free(c.p);
+        imgsim_store_close(s);
+        return 0;
+    }
     if (st == IMGSIM_OK) {
         if (c.n) qsort(c.p, c.n, sizeof *c.p, found_cmp);
         txt = pairs_json(&si, c.p, c.n);

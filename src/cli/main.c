@@ -37,7 +37,7 @@ typedef struct command {
 
 /* the commands that run across the ranks of an MPI job (mpirun) */
 static int distributed(const char *name) {
-    return !strcmp(name, "search") || !strcmp(name, "extract") || !strcmp(name, "run");
+    return !strcmp(name, "search") || !strcmp(name, "extract") || !strcmp(name, "run") || !strcmp(name, "dedup");
 }
 
 static const command commands[] = {
@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
         int rc;
         if (cli_mpi_size() > 1 && !distributed(commands[i].name)) {
             if (cli_mpi_rank() == 0)
-                fprintf(stderr, "imgsim %s: does not run across MPI ranks yet (extract, run and search do); run it "
+                fprintf(stderr, "imgsim %s: does not run across MPI ranks yet (extract, run, search and dedup do); run it "
                                 "as one process, without mpirun\n", argv[1]);
             rc = 2;
         } else {

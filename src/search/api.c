@@ -56,9 +56,15 @@ imgsim_status imgsim_dedup(const void *x, int64_t n, int dim, imgsim_dtype dtype
     if (!fn) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "dedup: no pair callback");
     if (opt->threads < 0)
         return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "dedup: threads must be >= 0 (got %d)", opt->threads);
+    int parts = opt->parts > 1 ? opt->parts : 1;
+    if (opt->part < 0 || (opt->parts > 1 && opt->part >= opt->parts))
+        return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "dedup: part %d of %d", opt->part, opt->parts);
+    if (parts > 1 && opt->device != IMGSIM_DEVICE_CPU)
+        return ims_fail(NULL, IMGSIM_ERR_UNSUPPORTED, "dedup: a share of the work (parts > 1) runs on the CPU only");
     switch (opt->device) {
     case IMGSIM_DEVICE_CPU:
-        return ims_dedup_cpu(x, n, dim, dtype, threshold, opt->threads, fn, user, NULL);
+        return ims_dedup_cpu(x, n, dim, dtype, threshold, opt->threads, parts > 1 ? opt->part : 0, parts, fn, user,
+                             NULL);
     case IMGSIM_DEVICE_CUDA:
         return ims_dedup_cuda(x, n, dim, dtype, threshold, opt->device_index, opt->gpu_memory, fn, user, NULL);
     }

@@ -42,6 +42,7 @@ typedef struct dworker {
 typedef struct dedup_ctx {
     const void *x;
     int64_t n, nb;
+    int part, parts; /* this call's share of the tile pairs */
     int dim;
     imgsim_dtype dt;
     float threshold;
@@ -96,6 +97,7 @@ static void pair_item(void *vctx, int64_t item, int wi) {
     if (atomic_load_explicit(&x->failed, memory_order_relaxed)) return;
     int64_t bi = item / x->nb, bj = item % x->nb;
     if (bi > bj) return;
+    if (x->parts > 1 && (bi * x->nb - bi * (bi - 1) / 2 + (bj - bi)) % x->parts != x->part) return; /* not ours */
     dworker *w = &x->w[wi];
     const int dim = x->dim;
     int64_t ra, rb;
@@ -165,7 +167,7 @@ static int pair_cmp(const void *pa, const void *pb) {
 }
 
 imgsim_status ims_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype dtype, float threshold,
-                           int threads, ims_pair_fn fn, void *ctx, ims_err *e) {
+                           int threads, int part, int parts, ims_pair_fn fn, void *ctx, ims_err *e) {
     if (dim < 1) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: dim must be >= 1 (got %d)", dim);
     if (n < 0) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: negative row count");
     if (threshold != threshold) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "dedup: threshold is NaN");
@@ -185,6 +187,8 @@ imgsim_status ims_dedup_cpu(const void *xdata, int64_t n, int dim, imgsim_dtype 
     memset(&x, 0, sizeof x);
     x.x = xdata;
     x.n = n;
+    x.part = part;
+    x.parts = parts;
     x.dim = dim;
     x.dt = dtype;
     x.threshold = threshold;

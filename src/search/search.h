@@ -23,10 +23,11 @@ imgsim_status ims_search_cuda(int64_t *idx, float *score, const void *gallery, i
                              size_t gpu_memory, ims_err *e);
 
 /* Near-duplicate pairs within one set: calls fn(ctx, i, j, score) for every i < j with
- * score >= threshold, blockwise (no n x n matrix). */
+ * score >= threshold, blockwise (no n x n matrix). With parts > 1 only the tile pairs u of the
+ * upper triangle (row-major) with u % parts == part are done: one share of the work. */
 typedef imgsim_pair_fn ims_pair_fn; /* fn(ctx, i, j, score) */
 imgsim_status ims_dedup_cpu(const void *x, int64_t n, int dim, imgsim_dtype dtype, float threshold, int threads,
-                           ims_pair_fn fn, void *ctx, ims_err *e);
+                           int part, int parts, ims_pair_fn fn, void *ctx, ims_err *e);
 
 /* The same on a CUDA device, from the exact GPU top-k (search/cuda/dedup_cuda.c); NO_DEVICE
  * where not built or no GPU. gpu_memory caps the device memory for the set (0 = no cap). */
