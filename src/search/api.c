@@ -17,6 +17,8 @@ void imgsim_search_opts_init(imgsim_search_opts *opt) {
     opt->device = IMGSIM_DEVICE_CPU;
     opt->device_index = 0;
     opt->gpu_memory = 0;
+    opt->part = 0;
+    opt->parts = 0;
 }
 
 imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
