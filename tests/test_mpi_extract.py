@@ -9,6 +9,8 @@ ranks by file size, each rank writes its own shards of the one store and rank 0 
    deal is balanced (the largest rank's bytes exceed the smallest's by at most one shard's);
  - a rank killed with SIGKILL mid-extract ends the job on every rank within 30 s, mpirun naming the
    rank; the same command run again keeps the completed shards and gives the clean store;
+ - a rank whose part fails (another model: its settings are not the job's) names its rank and
+   host and ends the job on every rank (MPI_Abort); the rerun completes;
  - a store folder another writer holds: every rank stops within seconds, the message naming it.
 Skipped (77) without MPI in this build or without mpirun."""
 import fcntl
@@ -185,6 +187,24 @@ if 1 in ranks:
 else:
     p.kill()
     p.wait()
+
+# a rank whose part fails (MPMD: rank 1 runs another model, so its settings are not the job's):
+# it names itself and its host, and MPI_Abort ends the job on every rank at once
+other = os.path.join(w, "other.onnx")
+T.run(["model", "init", "--arch=resnet18", "--seed=5", "--out=" + other])
+bad = os.path.join(w, "badrank")
+t0 = time.time()
+p = subprocess.run([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", T.CLI] + extract_args(bad) +
+                   [":", "-np", "1", T.CLI, "extract", "--model=" + other, "--out=" + bad] + OPTS + [data],
+                   capture_output=True, text=True, timeout=120)
+dt = time.time() - t0
+T.check(p.returncode != 0 and dt < 60, "a failing part: exit %d after %.1f s" % (p.returncode, dt))
+T.check(re.search(r"rank 2 of 3 on \S+ failed: .*model_sha256 differs", p.stderr) is not None,
+        "the failed rank names itself, its host and why: %s" % p.stderr[-1500:])
+p = mpi(3, extract_args(bad))
+T.check(p.returncode == 0, "rerun after the failed part: exit %d\n%s" % (p.returncode, p.stderr[-1500:]))
+if p.returncode == 0:
+    same_store(bad, ref, "rerun after the failed part")
 
 # a store folder another writer holds: every rank stops at once, naming it
 held = os.path.join(w, "held")
