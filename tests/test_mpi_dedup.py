@@ -7,7 +7,6 @@ equals numpy's float64 one. A rank's failure (a missing store) stops every rank 
 Skipped (77) without MPI in this build or without mpirun."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,11 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import servelib as S  # noqa: E402
 import testlib as T  # noqa: E402
 
-if os.environ.get("IMGSIM_HAVE_MPI", "0") != "1":
-    T.skip("imgsim was built without MPI")
-mpirun = shutil.which("mpirun")
-if not mpirun:
-    T.skip("no mpirun")
+mpirun = T.mpirun_or_skip()
 w = T.workdir()
 data = os.path.join(w, "data")
 items = T.make_dataset(data, 5, 130, seed=31, sizes=((40, 32), (32, 40)))

@@ -27,11 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testlib as T  # noqa: E402
 
-if os.environ.get("IMGSIM_HAVE_MPI", "0") != "1":
-    T.skip("imgsim was built without MPI")
-mpirun = shutil.which("mpirun")
-if not mpirun:
-    T.skip("no mpirun")
+mpirun = T.mpirun_or_skip()
 w = T.workdir()
 data, model = os.path.join(w, "data"), os.path.join(w, "m.onnx")
 T.run(["synth", "--out=" + data, "--classes=3", "--per-class=6", "--min-side=48", "--max-side=200", "--seed=7",

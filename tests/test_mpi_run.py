@@ -6,7 +6,6 @@ equal in numpy, manifests byte for byte). Run again, the complete stores are reu
 Skipped (77) without MPI in this build or without mpirun."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -15,11 +14,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testlib as T  # noqa: E402
 
-if os.environ.get("IMGSIM_HAVE_MPI", "0") != "1":
-    T.skip("imgsim was built without MPI")
-mpirun = shutil.which("mpirun")
-if not mpirun:
-    T.skip("no mpirun")
+mpirun = T.mpirun_or_skip()
 w = T.workdir()
 data, model = os.path.join(w, "data"), os.path.join(w, "m.onnx")
 T.run(["synth", "--out=" + data, "--classes=4", "--per-class=8", "--min-side=48", "--max-side=160", "--seed=11",

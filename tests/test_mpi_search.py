@@ -14,11 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import servelib as S  # noqa: E402
 import testlib as T  # noqa: E402
 
-if os.environ.get("IMGSIM_HAVE_MPI", "0") != "1":
-    T.skip("imgsim was built without MPI")
-mpirun = shutil.which("mpirun")
-if not mpirun:
-    T.skip("no mpirun")
+mpirun = T.mpirun_or_skip()
 w = T.workdir()
 data, qdir = os.path.join(w, "data"), os.path.join(w, "queries")
 items = T.make_dataset(data, 3, 5, seed=21, sizes=((96, 72), (72, 96)))

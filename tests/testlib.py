@@ -36,6 +36,17 @@ def skip(reason):
     sys.exit(77)
 
 
+def mpirun_or_skip():
+    """The mpirun to run the MPI tests with; skips (77) when this build has no MPI
+    (IMGSIM_HAVE_MPI from CTest) or no mpirun is on PATH."""
+    if os.environ.get("IMGSIM_HAVE_MPI", "0") != "1":
+        skip("imgsim was built without MPI")
+    m = shutil.which("mpirun")
+    if not m:
+        skip("no mpirun")
+    return m
+
+
 def photo_like(w, h, cls, seed):
     """A deterministic photo-like RGB PIL image of class cls (gradient sky/ground + shapes + noise)."""
     import numpy as np
