@@ -147,3 +147,16 @@ if want serve && [ "$BUILD_OK" = 1 ]; then
     done
   fi
 fi
+
+# ==================================================================================================
+# section: ctest (the whole CTest suite on the CUDA build: every CPU test must still pass with CUDA
+# compiled in, and the GPU tests that have no section above run here: gpu_dlpack, MPI on a GPU
+# machine, the CUDA refusals of the ONNX and ViT tests). Not part of "all": name it.
+# ==================================================================================================
+if [[ " $SECTIONS " == *" ctest "* ]] && [ "$BUILD_OK" = 1 ]; then
+  (cd "$BUILD" && ctest -j"${CTEST_JOBS:-12}" --timeout 400 --output-on-failure ${CTEST_EXCLUDE:+-E "$CTEST_EXCLUDE"}) \
+    > "$OUT/ctest.log" 2>&1
+  note ctest all "$(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
+  grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess|Not Run|Exception)' "$OUT/ctest.log" | sed 's/^/  FAILED /' >> "$SUMMARY"
+  grep -E '\*\*\*Skipped|Skipped$' "$OUT/ctest.log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //; s/ \.+.*//; s/^/  skipped /' | sort -u >> "$SUMMARY"
+fi
