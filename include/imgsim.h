@@ -378,6 +378,12 @@ typedef struct imgsim_search_opts {
                              of share part (0..parts-1) of the blockwise work (one process's share of
                              an MPI job); the shares' pairs together are the whole pair set, each
                              pair in one share, with the same scores. Default 0, 0: everything */
+    const int *devices;   /* imgsim_search on CUDA: with n_devices > 1, the gallery's rows are split
+                             in n_devices ranges, each searched on its GPU devices[i] (a device may
+                             repeat) with gpu_memory each, and the per-GPU top-k merged exactly
+                             (imgsim_search_merge): the result is the one-GPU result, bit for bit.
+                             device_index is then ignored. Default NULL, 0: device_index alone */
+    int n_devices;
 } imgsim_search_opts;
 
 void imgsim_search_opts_init(imgsim_search_opts *opt);
@@ -626,6 +632,27 @@ void imgsim_shard_plan_free(imgsim_shard_plan *plan);
  * alone, and the listing is sorted: the same files give the same owners whatever order the file
  * system lists them in. */
 imgsim_status imgsim_shard_assign(int *owner, const imgsim_shard_plan *plan, int parts);
+
+/* ---- one extraction on several engines of this process (every GPU of a machine) ---------- */
+
+/* Extracts ds into store_dir as imgsim_extract_dataset does, with the work shared by n_engines
+ * engines made alike (same model, layer, precision, batch size, normalisation; else
+ * IMGSIM_ERR_MISMATCH naming the engine): one per GPU, or several on one GPU, or CPU engines. The
+ * store's shards not yet complete are dealt to the engines balanced by their files' bytes
+ * (imgsim_shard_assign), each engine extracts its shards on a thread of its own with its share of
+ * opt->workers (0: all cores), and the shards are joined: the store is the one a single engine
+ * writes, bit for bit where the engines compute alike (meta.json's timings aside). One progress
+ * line and one opt->progress callback cover the job. A failed engine stops the others within a
+ * batch and the call fails naming it (engine i of n, its device); the shards completed stay, and
+ * the same call again extracts only the others. opt->part, opt->join and opt->update must be
+ * unset. n_engines 1 is imgsim_extract_dataset. */
+imgsim_status imgsim_extract_engines(imgsim_engine *const *engines, int n_engines, const imgsim_dataset *ds,
+                                     const char *store_dir, const imgsim_extract_opts *opt,
+                                     imgsim_extract_stats *stats);
+
+/* The CUDA devices this process sees (cudaGetDeviceCount); 0 without any, or without CUDA in the
+ * build. */
+int imgsim_cuda_device_count(void);
 
 /* IMGSIM_OK when the store in dir is complete and would come out the same from extracting ds now
  * with model m, engine options eo and extraction options xo: same model file (sha256) and layer,

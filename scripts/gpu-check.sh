@@ -160,3 +160,24 @@ if [[ " $SECTIONS " == *" ctest "* ]] && [ "$BUILD_OK" = 1 ]; then
   grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess|Not Run|Exception)' "$OUT/ctest.log" | sed 's/^/  FAILED /' >> "$SUMMARY"
   grep -E '\*\*\*Skipped|Skipped$' "$OUT/ctest.log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //; s/ \.+.*//; s/^/  skipped /' | sort -u >> "$SUMMARY"
 fi
+
+# ==================================================================================================
+# section: multi (several CUDA engines in one job: --device=cuda:0,0 and cuda:all against cuda:0,
+# mpirun -np 2 on one GPU; benchmark: the multi-engine path's overhead, end to end)
+# ==================================================================================================
+if want multi && [ "$BUILD_OK" = 1 ]; then
+  (cd "$BUILD" && ctest -R 'gpu_multi|test_extract_engines$' -V) > "$OUT/multi_tests.log" 2>&1
+  for t in gpu_multi test_extract_engines; do
+    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/multi_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
+    note multi "$t" "${r:-not run}"
+  done
+  grep -E 'max \|diff\||queries|top-1 as|not run' "$OUT/multi_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
+  if ! bench; then note bench skipped "GPU_CHECK_BENCH=0"
+  elif N="${MULTI_N:-10000}" bash bench/multi_gpu.sh "$BUILD" > "$OUT/multi_bench.log" 2>&1; then
+    note multi multi_gpu ok
+    sed -n '/^GPU:/,$p' "$OUT/multi_bench.log" | sed 's/^/  /' >> "$SUMMARY"
+  else
+    note multi multi_gpu FAILED
+    tail -20 "$OUT/multi_bench.log"
+  fi
+fi

@@ -10,3 +10,6 @@ if(IMGSIM_ASAN)
   list(APPEND api_libs $<TARGET_FILE:imgsim_asan> $<TARGET_FILE:imgsim_synth_asan>)
 endif()
 imgsim_py_test(api_public_only test_api_public_only.py ${api_libs})
+# imgsim_extract_engines (issue 15, --device=cuda:0,1): 2-4 CPU engines write the store one engine
+# writes, byte for byte (numpy reads the same matrix); cancel + resume; refusals
+imgsim_c_test(test_extract_engines test_extract_engines.c ASAN)

@@ -10,3 +10,9 @@ if(TARGET imgsim_python)
   imgsim_py_test(gpu_dlpack test_gpu_dlpack.py)
   set_property(TEST gpu_dlpack APPEND PROPERTY ENVIRONMENT "IMGSIM_PY_MODULE=$<TARGET_FILE:imgsim_python>")
 endif()
+# Several CUDA engines in one job (issue 15): --device=cuda:0,0 / cuda:all extract, search and run
+# against cuda:0 and numpy; mpirun -np 2 on one GPU. Skipped (77) without a GPU.
+imgsim_py_test(gpu_multi test_gpu_multi.py)
+if(IMGSIM_HAVE_MPI)
+  set_property(TEST gpu_multi APPEND PROPERTY ENVIRONMENT "IMGSIM_HAVE_MPI=1")
+endif()

@@ -336,3 +336,7 @@ imgsim_status imgsim_engine_get_info(const imgsim_engine *e, imgsim_engine_info 
     *info = e->info;
     return IMGSIM_OK;
 }
+
+int imgsim_cuda_device_count(void) {
+    return ims_cuda_available();
+}

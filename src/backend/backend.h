@@ -94,7 +94,8 @@ struct ims_backend {
 imgsim_status ims_backend_cpu_new(ims_backend **out, ims_err *e);
 imgsim_status ims_backend_cuda_new(ims_backend **out, ims_err *e);
 
-/* Whether CUDA support was compiled in and a device is present (for skipping tests). */
+/* The CUDA devices present (0 when none, or CUDA support was not compiled in): a truth value for
+ * "can CUDA run here" (skipping tests). */
 int ims_cuda_available(void);
 
 #ifdef __cplusplus

@@ -193,21 +193,42 @@ void cli_log_opts(cli_args *a) {
 int cli_engine_opts(cli_args *a, imgsim_engine_opts *o) {
     imgsim_engine_opts_init(o);
     const char *dev = cli_str(a, "device", "cpu");
+    a->n_devices = 1;
+    a->devices[0] = 0;
     if (!strcmp(dev, "cpu")) {
         o->device = IMGSIM_DEVICE_CPU;
     } else if (!strncmp(dev, "cuda", 4) && (dev[4] == '\0' || dev[4] == ':')) {
         o->device = IMGSIM_DEVICE_CUDA;
-        if (dev[4] == ':') {
-            char *end;
-            long n = strtol(dev + 5, &end, 10);
-            if (end == dev + 5 || *end || n < 0 || n > 1024) {
-                fprintf(stderr, "imgsim %s: --device=%s: expected cpu, cuda or cuda:N\n", a->cmd, dev);
+        if (!strcmp(dev, "cuda:all")) { /* every GPU this process sees */
+            int n = imgsim_cuda_device_count();
+            if (n < 1) {
+                fprintf(stderr, "imgsim %s: --device=cuda:all: no CUDA device found (or imgsim was built without "
+                        "CUDA support)\n", a->cmd);
                 a->error = 1;
             }
-            o->device_index = (int)n;
+            a->n_devices = n < 1 ? 1 : n > CLI_MAX_DEVICES ? CLI_MAX_DEVICES : n;
+            for (int i = 0; i < a->n_devices; i++) a->devices[i] = i;
+        } else if (dev[4] == ':') { /* cuda:N or a list cuda:0,2,... */
+            const char *p = dev + 5;
+            a->n_devices = 0;
+            for (;;) {
+                char *end;
+                long n = strtol(p, &end, 10);
+                if (end == p || (*end && *end != ',') || n < 0 || n > 1024 || a->n_devices == CLI_MAX_DEVICES) {
+                    fprintf(stderr, "imgsim %s: --device=%s: expected cpu, cuda, cuda:N, cuda:N,M,... (at most %d) "
+                            "or cuda:all\n", a->cmd, dev, CLI_MAX_DEVICES);
+                    a->error = 1;
+                    a->n_devices = 1;
+                    break;
+                }
+                a->devices[a->n_devices++] = (int)n;
+                if (!*end) break;
+                p = end + 1;
+            }
         }
+        o->device_index = a->devices[0];
     } else {
-        fprintf(stderr, "imgsim %s: --device=%s: expected cpu, cuda or cuda:N\n", a->cmd, dev);
+        fprintf(stderr, "imgsim %s: --device=%s: expected cpu, cuda, cuda:N, cuda:N,M,... or cuda:all\n", a->cmd, dev);
         a->error = 1;
     }
     const char *prec = cli_str(a, "precision", NULL);
@@ -230,6 +251,32 @@ int cli_engine_opts(cli_args *a, imgsim_engine_opts *o) {
     o->engine_file = cli_str(a, "engine", NULL);
     o->calib_file = cli_str(a, "calib", NULL);
     return a->error ? 2 : 0;
+}
+
+int cli_engines_make(const char *cmd, const cli_args *a, imgsim_model *m, const char *model_path, const char *layer,
+                     const imgsim_engine_opts *eo, imgsim_engine **engs) {
+    int n = a->n_devices > 0 ? a->n_devices : 1;
+    for (int i = 0; i < n; i++) engs[i] = NULL;
+    for (int i = 0; i < n; i++) {
+        imgsim_engine_opts o = *eo;
+        if (o.device == IMGSIM_DEVICE_CUDA) o.device_index = a->devices[i];
+        imgsim_status st = m ? imgsim_engine_create(&engs[i], m, &o) : imgsim_engine_load(&engs[i], model_path, layer, &o);
+        if (st) {
+            if (n > 1) fprintf(stderr, "imgsim %s: engine %d of %d (cuda:%d): %s\n", cmd, i, n, o.device_index,
+                               imgsim_last_error());
+            else cli_fail(cmd, st);
+            cli_engines_destroy(engs, i);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void cli_engines_destroy(imgsim_engine **engs, int n) {
+    for (int i = 0; i < n; i++) {
+        imgsim_engine_destroy(engs[i]);
+        engs[i] = NULL;
+    }
 }
 
 int cli_batch_size(cli_args *a, int def) {

@@ -30,12 +30,17 @@ int cmd_calibrate(int argc, char **argv);
 
 /* Options: "--name=value", "--name value" (for options declared as taking a value) and flags
  * "--name". Everything else is positional. argv[0] is the subcommand. */
+#define CLI_MAX_DEVICES 64
+
 typedef struct cli_args {
     int argc;
     char **argv;
     unsigned char *used; /* per argv entry */
     const char *cmd;     /* for messages */
     int error;           /* set when a value is malformed or an option is unknown */
+    int n_devices;       /* cli_engine_opts: the GPUs of --device=cuda:all or cuda:0,2,... (a GPU may
+                            repeat: two engines on it); 1 for cpu, cuda and cuda:N */
+    int devices[CLI_MAX_DEVICES];
 } cli_args;
 
 /* Parses; value_opts lists the options (without "--") that take a value, NULL-terminated. */
@@ -65,6 +70,13 @@ int cli_finish(cli_args *a, const char *usage);
 /* --device=cpu|cuda[:N], --precision=fp32|bf16|fp16|tf32|int8, --batch-size=N|auto, --threads=N,
  * --engine-cache=DIR|off, --engine=FILE, --calib=FILE */
 int cli_engine_opts(cli_args *a, imgsim_engine_opts *o);
+/* The engines of --device: one per GPU of a->devices (cli_engine_opts; one engine for cpu, cuda,
+ * cuda:N), made one after the other so that the first builds and caches the engine file and the
+ * others load it; from the loaded model m, or when m is NULL from model_path and layer. Fills
+ * engs[a->n_devices]; returns 0, or 1 after printing the error (none left made). */
+int cli_engines_make(const char *cmd, const cli_args *a, imgsim_model *m, const char *model_path, const char *layer,
+                     const imgsim_engine_opts *eo, imgsim_engine **engs);
+void cli_engines_destroy(imgsim_engine **engs, int n);
 /* --batch-size=N|auto as imgsim_engine_opts.max_batch (auto: 0); def when absent. Every command
  * spells it so (engine build also takes --max-batch=N, its old spelling, for a release). */
 int cli_batch_size(cli_args *a, int def);

@@ -162,7 +162,14 @@ int cmd_dedup(int argc, char **argv) {
     so.threads = threads;
     if (!strcmp(dev, "cuda") || !strncmp(dev, "cuda:", 5)) {
         so.device = IMGSIM_DEVICE_CUDA;
-        so.device_index = dev[4] == ':' ? atoi(dev + 5) : 0;
+        char *end = (char *)dev + 4;
+        long n = dev[4] == ':' ? strtol(dev + 5, &end, 10) : 0;
+        so.device_index = (int)n;
+        if (dev[4] == ':' && (end == dev + 5 || *end || n < 0 || n > 1024)) {
+            fprintf(stderr, "imgsim dedup: --device=%s: expected cpu, cuda or cuda:N (dedup runs on one GPU; "
+                            "a list of GPUs is for extract, run and search)\n", dev);
+            a.error = 1;
+        }
     } else if (strcmp(dev, "cpu") != 0) {
         fprintf(stderr, "imgsim dedup: --device=%s: expected cpu, cuda or cuda:N\n", dev);
         a.error = 1;

@@ -6,7 +6,7 @@
 #include "cli/mpi.h"
 
 static const char *usage =
-    "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]]\n"
+    "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]|cuda:N,M,...|cuda:all] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]]\n"
     "       [--batch-size=N|auto] [--workers=N] [--threads=N] [--layer=NAME] [--dtype=float32|float16]\n"
     "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--fast-decode]\n"
     "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--shard-size=N] [--update] [--quiet]\n"
@@ -14,7 +14,19 @@ static const char *usage =
     "  --update: STORE is complete and from the same model and settings: extract only the images of INPUT\n"
     "  that are new or changed (path, size, modification time), drop removed ones, keep the other rows\n"
     "  --shard-size: images per shard of the store being written (default 1024): an extract killed and\n"
-    "  run again with the same command keeps the complete shards";
+    "  run again with the same command keeps the complete shards\n"
+    "  --device=cuda:0,1 (or cuda:all): one engine per listed GPU (cuda:0,0: two on GPU 0), the store's\n"
+    "  shards dealt to them; the store equals a one-GPU extraction's";
+
+/* the listed files that are not images (imgsim_extract warns of them itself) */
+static void warn_skipped(const imgsim_dataset *ds) {
+    imgsim_dataset_info di;
+    if (!cli_log_enabled(IMGSIM_LOG_WARN) || imgsim_dataset_get_info(ds, &di)) return;
+    for (size_t i = 0; i < di.n_skipped; i++) {
+        imgsim_dataset_skip sk;
+        if (!imgsim_dataset_get_skipped(ds, i, &sk)) fprintf(stderr, "imgsim: warning: skipped %s: %s\n", sk.path, sk.reason);
+    }
+}
 
 int cmd_extract(int argc, char **argv) {
     static const char *const vals[] = {"model", "out", "layer", CLI_EXTRACT_VALUE_OPTS, NULL};
@@ -40,18 +52,29 @@ int cmd_extract(int argc, char **argv) {
         cli_free(&a);
         return rc;
     }
-    int ranks = cli_mpi_size();
+    int ranks = cli_mpi_size(), n_eng = a.n_devices;
+    if (ranks > 1 && n_eng > 1) {
+        fprintf(stderr, "imgsim extract: under mpirun each rank drives one GPU: give --device=cuda:N (a rank per "
+                        "GPU), not a list\n");
+        cli_free(&a);
+        return 2;
+    }
+    if (n_eng > 1 && xo.update) {
+        fprintf(stderr, "imgsim extract: --update runs on one engine: give one device\n");
+        cli_free(&a);
+        return 2;
+    }
     if (ranks > 1) { /* under mpirun: the cores of this host shared by its ranks */
         if (!eo.threads) eo.threads = cli_mpi_threads_per_rank();
         if (!xo.workers) xo.workers = cli_mpi_threads_per_rank();
     }
     /* the engine straight from the model file: a cached CUDA engine skips the ONNX import */
-    imgsim_engine *e = NULL;
+    imgsim_engine *engs[CLI_MAX_DEVICES];
     double t0 = cli_now();
-    imgsim_status st = imgsim_engine_load(&e, model, layer, &eo);
-    if (st) cli_fail("extract", st);
-    if (cli_mpi_agree("extract", st != IMGSIM_OK, imgsim_last_error())) {
-        imgsim_engine_destroy(e);
+    int bad = cli_engines_make("extract", &a, NULL, model, layer, &eo, engs);
+    imgsim_engine *e = engs[0];
+    if (cli_mpi_agree("extract", bad, imgsim_last_error())) {
+        cli_engines_destroy(engs, n_eng);
         cli_free(&a);
         return 1;
     }
@@ -63,24 +86,35 @@ int cmd_extract(int argc, char **argv) {
         cli_info("imgsim: model %s: layer '%s', %d-d features, input %dx%dx%d\n", model, ei.layer, ei.dim,
             ei.in_channels, ei.in_height, ei.in_width);
     if (cli_mpi_rank() == 0)
-        cli_info("imgsim: engine %s, %s, batch %d, ready in %.2f s%s\n", ei.device_name,
+        cli_info("imgsim: engine%s %s, %s, batch %d, ready in %.2f s%s\n", n_eng > 1 ? "s" : "", ei.device_name,
             imgsim_precision_str(ei.precision), ei.max_batch, cli_now() - t0,
             ei.model_imported ? "" : " (cached engine, model not imported)");
+    imgsim_status st;
     imgsim_extract_stats s;
+    if (n_eng > 1) { /* one engine per listed GPU, the shards dealt to them */
+        cli_info("imgsim: %d engines on cuda:%d", n_eng, a.devices[0]);
+        for (int i = 1; i < n_eng; i++) cli_info(",%d", a.devices[i]);
+        cli_info("\n");
+        imgsim_dataset *ds = NULL;
+        st = imgsim_dataset_open(&ds, input);
+        if (!st) warn_skipped(ds);
+        if (!st) st = imgsim_extract_engines(engs, n_eng, ds, out, &xo, &s);
+        imgsim_dataset_destroy(ds);
+        cli_engines_destroy(engs, n_eng);
+        cli_free(&a);
+        if (st) return cli_fail("extract", st);
+        cli_info("imgsim: %s: %lld images ok, %lld failed, %lld skipped in %.2f s: %.1f images/s end to end, "
+                 "%d engines (inference busy %.2f s in all)\n", out, (long long)s.ok, (long long)s.failed,
+                 (long long)s.skipped, s.seconds_total, s.images_per_s, n_eng, s.seconds_infer_busy);
+        return 0;
+    }
     if (ranks > 1) { /* every rank lists the input (a shared file system) and extracts its shards */
         imgsim_dataset *ds = NULL;
         st = imgsim_dataset_open(&ds, input);
         if (st) fprintf(stderr, "imgsim extract: rank %d of %d on %s: %s\n", cli_mpi_rank(), ranks, cli_mpi_host(),
                         imgsim_last_error());
-        int bad = cli_mpi_agree("extract", st != IMGSIM_OK, imgsim_last_error());
-        imgsim_dataset_info di;
-        if (!bad && cli_mpi_rank() == 0 && !imgsim_dataset_get_info(ds, &di))
-            for (size_t i = 0; i < di.n_skipped; i++) {
-                imgsim_dataset_skip sk;
-                imgsim_dataset_get_skipped(ds, i, &sk);
-                if (cli_log_enabled(IMGSIM_LOG_WARN))
-                    fprintf(stderr, "imgsim: warning: skipped %s: %s\n", sk.path, sk.reason);
-            }
+        bad = cli_mpi_agree("extract", st != IMGSIM_OK, imgsim_last_error());
+        if (!bad && cli_mpi_rank() == 0) warn_skipped(ds);
         bad = bad || cli_extract_ranks("extract", e, ds, out, &xo, &s);
         imgsim_dataset_destroy(ds);
         imgsim_engine_destroy(e);

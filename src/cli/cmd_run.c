@@ -13,7 +13,7 @@
 
 static const char *usage =
     "imgsim run DATASET --model=M.onnx --out=DIR [--test-size=0.2] [--seed=42] [--k=5] [--layer=NAME]\n"
-    "       [--device=cpu|cuda[:N]] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]] [--batch-size=N|auto] [--workers=N]\n"
+    "       [--device=cpu|cuda[:N]|cuda:N,M,...|cuda:all] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]] [--batch-size=N|auto] [--workers=N]\n"
     "       [--threads=N] [--dtype=float32|float16] [--engine-cache=DIR|off] [--decode=auto|cpu|gpu]\n"
     "       [--gpu-memory=BYTES] [--fast-decode] [--shard-size=N] [--force] [--report] [--quiet]\n"
     "  --report: also write DIR/report.html (summary, confusion matrix, queries with their matches)";
@@ -41,7 +41,8 @@ typedef struct run_job {
     size_t ntr, nte, n_skipped;
     imgsim_model *m;
     imgsim_model_info mi;
-    imgsim_engine *eng;
+    imgsim_engine *eng[CLI_MAX_DEVICES]; /* one per GPU of --device=cuda:N,M,... (else eng[0]) */
+    int n_eng, devices[CLI_MAX_DEVICES];
     imgsim_store *gs, *qs;
     cJSON *metrics;
     stage st[N_STAGES];
@@ -64,11 +65,18 @@ static int parse_options(run_job *j, cli_args *a, int argc, char **argv) {
     j->gpu_memory = (size_t)cli_u64(a, "gpu-memory", 0);
     cli_engine_opts(a, &j->eo);
     cli_extract_opts(a, &j->xo);
+    j->n_eng = a->n_devices;
+    memcpy(j->devices, a->devices, sizeof j->devices);
     j->eo.prepare_gpu_decode = j->xo.decode != IMGSIM_DECODE_CPU; /* CUDA: nvJPEG made while the engine loads */
     j->dataset = cli_pos(a, 0);
     int rc = cli_finish(a, usage);
     if (!rc && (!j->model || !j->out || !j->dataset)) {
         fprintf(stderr, "imgsim run: DATASET, --model and --out are required\nusage: %s\n", usage);
+        rc = 2;
+    }
+    if (!rc && j->n_eng > 1 && cli_mpi_size() > 1) {
+        fprintf(stderr, "imgsim run: under mpirun each rank drives one GPU: give --device=cuda:N (a rank per GPU), "
+                        "not a list\n");
         rc = 2;
     }
     if (rc) return rc;
@@ -207,19 +215,24 @@ static int stage_extract(run_job *j, const imgsim_dataset *ds, const char *dir, 
                  dir);
         return 0;
     }
-    if (!j->eng) { /* build the engine only when something must be extracted */
+    if (!j->eng[0]) { /* build the engines only when something must be extracted */
         double t0 = cli_now();
-        imgsim_status st = imgsim_engine_create(&j->eng, j->m, &j->eo);
-        if (st) cli_fail("run", st);
-        if (cli_mpi_agree("run", st != IMGSIM_OK, "the engine could not be built")) return 1;
+        cli_args da = {.cmd = "run", .n_devices = j->n_eng};
+        memcpy(da.devices, j->devices, sizeof da.devices);
+        int bad = cli_engines_make("run", &da, j->m, NULL, NULL, &j->eo, j->eng);
+        if (cli_mpi_agree("run", bad, "the engine could not be built")) return 1;
         double secs = j->st[ST_ENGINE].seconds = cli_now() - t0;
         imgsim_engine_info ei;
-        imgsim_engine_get_info(j->eng, &ei);
-        cli_info("imgsim: engine %s, %s, batch %d, ready in %.2f s\n", ei.device_name,
-                 imgsim_precision_str(ei.precision), ei.max_batch, secs);
+        imgsim_engine_get_info(j->eng[0], &ei);
+        cli_info("imgsim: engine%s %s, %s, batch %d, ready in %.2f s%s\n", j->n_eng > 1 ? "s" : "", ei.device_name,
+                 imgsim_precision_str(ei.precision), ei.max_batch, secs, j->n_eng > 1 ? " (one per listed GPU)" : "");
     }
     imgsim_extract_stats s;
-    if (cli_extract_ranks("run", j->eng, ds, dir, &j->xo, &s)) return 1; /* (every rank of an MPI job) */
+    if (j->n_eng > 1) { /* the shards dealt to the engines */
+        if (imgsim_extract_engines(j->eng, j->n_eng, ds, dir, &j->xo, &s)) return cli_fail("run", IMGSIM_ERR_IO);
+    } else if (cli_extract_ranks("run", j->eng[0], ds, dir, &j->xo, &s)) {
+        return 1; /* (every rank of an MPI job) */
+    }
     stg->seconds = s.seconds_total;
     stg->images = s.ok;
     if (s.failed)
@@ -235,6 +248,10 @@ static int stage_search(run_job *j) {
     so.device = j->eo.device;
     so.device_index = j->eo.device_index;
     so.gpu_memory = j->gpu_memory;
+    if (j->n_eng > 1) { /* the gallery's rows spread over the GPUs, top-k merged */
+        so.devices = j->devices;
+        so.n_devices = j->n_eng;
+    }
     if (cli_mpi_size() > 1) { /* every rank searches its share of the gallery's rows, rank 0 merges */
         int bad = imgsim_store_open(&j->gs, j->p_gal) != IMGSIM_OK;
         if (bad) fail_run();
@@ -325,7 +342,7 @@ static void run_job_free(run_job *j) {
     imgsim_dir_lock_release(j->lock);
     imgsim_store_close(j->gs);
     imgsim_store_close(j->qs);
-    imgsim_engine_destroy(j->eng);
+    cli_engines_destroy(j->eng, j->n_eng);
     imgsim_model_destroy(j->m);
     imgsim_dataset_destroy(j->all);
     imgsim_dataset_destroy(j->train);
@@ -353,8 +370,7 @@ int cmd_run(int argc, char **argv) {
     if (!rc) rc = cli_mpi_agree("run", stage_model(&j), "the model could not be loaded");
     rc = rc || stage_extract(&j, j.train, j.p_gal, &j.st[ST_GALLERY]) ||
          stage_extract(&j, j.test, j.p_q, &j.st[ST_QUERIES]);
-    imgsim_engine_destroy(j.eng); /* before the search: its device memory back */
-    j.eng = NULL;
+    cli_engines_destroy(j.eng, j.n_eng); /* before the search: their device memory back */
     if (!rc) rc = stage_search(&j);
     double total = cli_now() - t_all;
     if (!rc && !root) { /* the rest is rank 0's */

@@ -11,7 +11,7 @@
 static const char *usage =
     "imgsim search --gallery=STORE --query=STORE|FOLDER|LIST.tsv|IMAGE --out=results.tsv [--k=5]\n"
     "       [--metric=cosine|dot] (cosine: rows that are not unit length are normalised first)\n"
-    "       [--model=M.onnx] [--metrics=FILE.json] [--threads=N] [--device=cpu|cuda[:N]] [--gpu-memory=BYTES]\n"
+    "       [--model=M.onnx] [--metrics=FILE.json] [--threads=N] [--device=cpu|cuda[:N]|cuda:N,M,...|cuda:all] [--gpu-memory=BYTES]\n"
     "       [--precision] [--batch-size] [--workers] [--report] [--quiet]\n"
     "  --report: also write report.html (+ report-N.html, thumbs/) in the folder of --out";
 
@@ -54,6 +54,10 @@ int cmd_search(int argc, char **argv) {
     so.threads = eo.threads;
     so.device = eo.device;
     so.device_index = eo.device_index;
+    if (a.n_devices > 1) { /* the gallery's rows spread over the GPUs, top-k merged exactly */
+        so.devices = a.devices;
+        so.n_devices = a.n_devices;
+    }
     so.gpu_memory = (size_t)cli_u64(&a, "gpu-memory", 0);
     int rc = cli_finish(&a, usage);
     if (!rc && (!gdir || !query || !out)) {

@@ -399,7 +399,7 @@ imgsim_status ims_shards_open(ims_shards **out, const char *store_dir, const ims
     if (!part) remove_stale(sh, 0); /* (a part leaves the other processes' shards alone) */
     sh->todo.root = ds->root;
     sh->todo.n = (size_t)n_todo_items;
-    if (sh->n_done_open)
+    if (sh->n_done_open && n_todo_items > 0) /* (nothing to go: the join of a shared extraction) */
         ims_log_info("%s: resuming: %lld of %lld shards (%lld images) already extracted, %lld images to go",
                      sh->dir, (long long)sh->n_done_open, (long long)sh->n_shards,
                      (long long)((int64_t)ds->n - n_todo_items), (long long)n_todo_items);

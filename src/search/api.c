@@ -4,6 +4,7 @@
  * (search/cuda/).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,76 @@ void imgsim_search_opts_init(imgsim_search_opts *opt) {
     opt->gpu_memory = 0;
     opt->part = 0;
     opt->parts = 0;
+    opt->devices = NULL;
+    opt->n_devices = 0;
+}
+
+/* ---- one search over several GPUs: a row range of the gallery each, top-k merged ---- */
+
+typedef struct dev_part {
+    const void *gallery;
+    int64_t lo, n;
+    const void *queries;
+    int64_t q;
+    int dim, k, device;
+    imgsim_dtype dtype;
+    size_t gpu_memory;
+    int64_t *idx;
+    float *score;
+    imgsim_status st;
+    ims_err err;
+} dev_part;
+
+static void *dev_part_main(void *arg) {
+    dev_part *d = arg;
+    size_t esz = d->dtype == IMGSIM_F16 ? 2 : 4;
+    ims_err_clear(&d->err);
+    d->st = ims_search_cuda(d->idx, d->score, (const char *)d->gallery + (size_t)d->lo * (size_t)d->dim * esz, d->n,
+                            d->queries, d->q, d->dim, d->dtype, d->k, d->device, d->gpu_memory, &d->err);
+    return NULL;
+}
+
+static imgsim_status search_devices(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
+                                    int64_t q, int dim, imgsim_dtype dtype, int k, const imgsim_search_opts *opt) {
+    int nd = opt->n_devices;
+    size_t lk = (size_t)q * (size_t)k;
+    dev_part *parts = ims_calloc((size_t)nd, sizeof *parts);
+    pthread_t *th = ims_calloc((size_t)nd, sizeof *th);
+    int64_t *cand = ims_malloc_array(lk * (size_t)nd + 1, sizeof *cand);
+    imgsim_status st = parts && th && cand ? IMGSIM_OK : ims_fail(NULL, IMGSIM_ERR_NOMEM, "search: out of memory");
+    int started = 0;
+    for (int i = 0; !st && i < nd; i++) {
+        dev_part *d = &parts[i];
+        *d = (dev_part){.gallery = gallery, .lo = n * i / nd, .queries = queries, .q = q, .dim = dim, .dtype = dtype,
+                        .device = opt->devices[i], .gpu_memory = opt->gpu_memory};
+        d->n = n * (i + 1) / nd - d->lo;
+        d->k = d->n < k ? (int)d->n : k; /* (a part with fewer rows than k: all of them) */
+        d->idx = ims_malloc_array(lk + 1, sizeof *d->idx);
+        d->score = ims_malloc_array(lk + 1, sizeof *d->score);
+        if (!d->idx || !d->score) st = ims_fail(NULL, IMGSIM_ERR_NOMEM, "search: out of memory");
+    }
+    for (; !st && started < nd; started++)
+        if (parts[started].n > 0 && pthread_create(&th[started], NULL, dev_part_main, &parts[started]) != 0)
+            st = ims_fail(NULL, IMGSIM_ERR_INTERNAL, "search: cannot start a thread for GPU %d", started);
+    for (int i = 0; i < started; i++)
+        if (parts[i].n > 0) pthread_join(th[i], NULL);
+    for (int i = 0; !st && i < nd; i++)
+        if (parts[i].n > 0 && parts[i].st)
+            st = ims_fail(NULL, parts[i].st, "search of rows %lld..%lld on GPU %d: %s", (long long)parts[i].lo,
+                          (long long)(parts[i].lo + parts[i].n), parts[i].device, parts[i].err.msg);
+    if (!st) { /* [query][part * k] candidates, rows made global */
+        for (int64_t i = 0; i < q; i++)
+            for (int p = 0; p < nd; p++)
+                for (int j = 0; j < k; j++) {
+                    const dev_part *d = &parts[p];
+                    int64_t r = j < d->k && d->n > 0 ? d->idx[i * d->k + j] : -1;
+                    cand[((size_t)i * (size_t)nd + (size_t)p) * (size_t)k + (size_t)j] = r >= 0 ? r + d->lo : -1;
+                }
+        st = imgsim_search_merge(idx, score, cand, nd * k, gallery, n, queries, q, dim, dtype, k);
+    }
+    for (int i = 0; parts && i < nd; i++) free(parts[i].idx), free(parts[i].score);
+    free(parts), free(th), free(cand);
+    return st;
 }
 
 imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int64_t n, const void *queries,
@@ -34,6 +105,11 @@ imgsim_status imgsim_search(int64_t *idx, float *score, const void *gallery, int
         return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: unknown device %d", (int)opt->device);
     /* k past the gallery: search for the n that exist (the working memory grows with k), then
      * spread the [q, n] results out to [q, k] in place, -1 / -inf past n */
+    if (opt->device == IMGSIM_DEVICE_CUDA && opt->n_devices > 1) {
+        if (!opt->devices) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: n_devices %d but no devices", opt->n_devices);
+        if (k < 1) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "search: k must be >= 1 (got %d)", k);
+        return search_devices(idx, score, gallery, n, queries, q, dim, dtype, k, opt);
+    }
     int kk = n > 0 && k > n ? (int)n : k;
     imgsim_status st = opt->device == IMGSIM_DEVICE_CPU
                            ? ims_search_cpu(idx, score, gallery, n, queries, q, dim, dtype, kk, opt->threads, NULL)

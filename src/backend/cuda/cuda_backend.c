@@ -93,7 +93,7 @@ int ims_cuda_available(void) {
         (void)cudaGetLastError();
         return 0;
     }
-    return n > 0;
+    return n > 0 ? n : 0;
 }
 
 /* ---- descriptors ---------------------------------------------------------------------------- */
@@ -760,6 +760,9 @@ static imgsim_status check_slot(const cuda_impl *c, int slot, int n, ims_err *e)
 static imgsim_status run_slot(cuda_impl *c, int slot, int n, cudaEvent_t ready, ims_err *e) {
     imgsim_status st = check_slot(c, slot, n, e);
     if (st) return st;
+    /* the engine's GPU on whatever thread drives it (several engines on several GPUs in one
+     * process: imgsim_extract_engines); a no-op when it is already current */
+    CU(cudaSetDevice(c->dev), "cudaSetDevice");
     if (ready) CU(cudaStreamWaitEvent(c->s_comp, ready, 0), "event wait");
     if ((st = launch(c, slot, n, e))) return st;
     CU(cudaEventRecord(c->ev_comp[slot], c->s_comp), "event");
@@ -778,6 +781,7 @@ static imgsim_status cuda_submit(ims_backend *b, int slot, int n, ims_err *e) {
     if (st) return st;
     const ims_cuda_plan *p = &c->plan;
     size_t in_bytes = (size_t)n * p->in_c * p->in_h * p->in_w * 4;
+    CU(cudaSetDevice(c->dev), "cudaSetDevice");
     CU(cudaMemcpyAsync(c->d_in[slot], c->h_in[slot], in_bytes, cudaMemcpyHostToDevice, c->s_in), "input copy");
     CU(cudaEventRecord(c->ev_h2d[slot], c->s_in), "event");
     return run_slot(c, slot, n, c->ev_h2d[slot], e);
@@ -787,6 +791,7 @@ static imgsim_status cuda_collect(ims_backend *b, int slot, float *out, ims_err 
     cuda_impl *c = b->impl;
     if (slot < 0 || slot >= MAX_SLOTS || c->slot_n[slot] <= 0)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "cuda: collect of slot %d that was not submitted", slot);
+    CU(cudaSetDevice(c->dev), "cudaSetDevice");
     CU(cudaEventSynchronize(c->ev_d2h[slot]), "inference");
     CU(cudaGetLastError(), "inference");
     memcpy(out, c->h_out[slot], (size_t)c->slot_n[slot] * (size_t)c->plan.dim * 4);
