@@ -47,7 +47,12 @@ T.check(tuple(t.shape) == ref.shape and t.dtype == torch.float32, "shape %s dtyp
 del d, eng
 gc.collect()
 got = t.cpu().numpy()
-T.check(np.array_equal(got, ref), "DLPack features == numpy features (max diff %g)" % np.abs(got - ref).max())
+# the two calls ran the same 12 images, but a CUDA engine runs a batch size's first batch in its
+# full-size graph and captures one of that size the next time (cuda_backend.c, launch): the rows
+# agree to float rounding, not bit for bit
+diff = float(np.abs(got - ref).max())
+print("DLPack features vs numpy features of the same images: max |diff| %.3g" % diff)
+T.check(diff <= 1e-6, "DLPack features == numpy features within 1e-6 (max diff %g)" % diff)
 cpu = imgsim.Engine(model, device="cpu")
 c = cpu.embed(files)
 cos = (c.astype(np.float64) * ref).sum(1) / np.linalg.norm(c, axis=1) / np.linalg.norm(ref, axis=1)
