@@ -221,6 +221,8 @@ typedef struct imgsim_engine_info {
     int model_imported;      /* 0 when imgsim_engine_load skipped the ONNX import */
     char layer[256];         /* the embedding layer */
     char model_sha256[65];   /* of the model file */
+    char calib_sha256[65];   /* int8: sha256 of the calibration file's bytes (lowercase hex), as
+                                meta.json's "calib_sha256" records it; "" for other precisions */
 } imgsim_engine_info;
 
 imgsim_status imgsim_engine_get_info(const imgsim_engine *e, imgsim_engine_info *info);
@@ -264,8 +266,9 @@ imgsim_status imgsim_calibrate(imgsim_calib **out, const imgsim_model *m, const 
                                const imgsim_calib_opts *opt);
 
 /* Writes c to path, atomically, as JSON ("format": "imgsim-calib-1"; the model's sha256 and
- * layer, the preprocessing, the method, the images used and each tensor's name, scale, threshold,
- * range and signedness). The same calibration gives the same bytes. */
+ * layer, the preprocessing, the method, the images used and asked for, the input and its
+ * fingerprint, and each tensor's name, scale, threshold, range and signedness). The same
+ * calibration gives the same bytes. */
 imgsim_status imgsim_calib_save(const imgsim_calib *c, const char *path);
 
 /* Reads a calibration file. With m (may be NULL) the file must be for m's model file (sha256) and
@@ -281,6 +284,11 @@ typedef struct imgsim_calib_info {
     double percentile;         /* PERCENTILE only */
     int images;                /* images that went into the histograms */
     int n_tensors;
+    int images_requested;      /* imgsim_calib_opts.images when it was made (0: not recorded) */
+    const char *input;         /* the input it was made from, as given */
+    const char *input_fingerprint; /* imgsim_dataset_fingerprint of that input then ("" if not recorded) */
+    imgsim_preprocess_opts pre; /* the preprocessing (height, width, mean, std, exif_rotate,
+                                   dct_scaling; max_pixels is not recorded: the default) */
 } imgsim_calib_info;
 
 /* Strings belong to c. */
@@ -481,7 +489,8 @@ typedef struct imgsim_store_meta {
     imgsim_preprocess_opts pre;   /* height, width, mean, std, exif_rotate, dct_scaling (max_pixels is
                                      not recorded: the default) */
     const char *interpolation;    /* "bilinear-antialias (PIL)" */
-    const char *precision;        /* "fp32", "bf16", "fp16" or "tf32" */
+    const char *precision;        /* "fp32", "bf16", "fp16", "tf32" or "int8" */
+    const char *calib_sha256;     /* int8: sha256 of the calibration file the engine ran with */
     const char *device;           /* "cpu" or "cuda" */
     const char *device_name;
     const char *dtype;            /* "float32" or "float16" */
@@ -511,7 +520,8 @@ imgsim_status imgsim_store_features_f32(float *out, const imgsim_store *s, int u
 
 /* Whether query and engine (either may be NULL) belong with gallery: a query store must come
  * from the same model (sha256), layer, preprocessing and feature dimension; an engine must run
- * the same model and layer with the same dimension. IMGSIM_ERR_MISMATCH otherwise, with a
+ * the same model and layer with the same dimension. Where either side is int8, both must be int8
+ * ("precision") with the same calibration file ("calib_sha256"). IMGSIM_ERR_MISMATCH otherwise, with a
  * message naming both sides and what differs ("... were extracted with different models"). */
 imgsim_status imgsim_store_check_compatible(const imgsim_store *gallery, const imgsim_store *query,
                                             const imgsim_engine *engine);

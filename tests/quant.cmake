@@ -8,3 +8,7 @@ imgsim_c_test(test_quant_calib test_quant_calib.c ASAN)
 imgsim_py_test(int8_cpu_calib test_int8_cpu.py --arch=resnet18 --calib --images=16)
 imgsim_py_test(int8_cpu_parity test_int8_cpu.py --arch=resnet18 --int8 --images=40)
 set_tests_properties(int8_cpu_calib int8_cpu_parity PROPERTIES TIMEOUT 900)
+#  - int8_run: imgsim run --precision=int8 without --calib (DIR/int8.calib made, reused, made again
+#    when it no longer matches), calib_sha256 in meta.json / job.json, refusals of mixed stores.
+imgsim_py_test(int8_run test_int8_run.py)
+set_tests_properties(int8_run PROPERTIES TIMEOUT 900)

@@ -36,9 +36,10 @@ imgsim_status ims_engine_config(ims_backend_cfg *cfg, const imgsim_engine_opts *
 
 /* int8 (api/calib.c): the calibration file at path, checked to be for the model (sha256) and layer
  * and resolved against g's values: scale[v] (0 where not calibrated) and is_unsigned[v], both
- * g->n_vals long and malloc'ed (free()). */
-imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, const char *path, const ims_graph *g,
-                                const char *sha256, const char *layer, const char *model_path, ims_err *e);
+ * g->n_vals long and malloc'ed (free()); calib_sha256 gets the sha256 of the file's bytes. */
+imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, char calib_sha256[65], const char *path,
+                                const ims_graph *g, const char *sha256, const char *layer, const char *model_path,
+                                ims_err *e);
 
 /* A listed dataset (api/dataset.c). */
 struct imgsim_dataset {

@@ -13,7 +13,8 @@
  * calibration gives the same bytes:
  *   {"format": "imgsim-calib-1", "imgsim_version", "model": {"path", "sha256", "layer"},
  *    "preprocessing": {"resize", "mean", "std", "exif_rotate", "dct_scaling", "interpolation"},
- *    "method", "percentile" (percentile only), "images", "input",
+ *    "method", "percentile" (percentile only), "images", "images_requested", "input",
+ *    "input_fingerprint" (imgsim_dataset_fingerprint of the input when it was calibrated),
  *    "tensors": [{"name", "scale", "threshold", "min", "max", "unsigned"}, ...]}
  */
 #include <math.h>
@@ -40,6 +41,9 @@ struct imgsim_calib {
     char *layer;
     char *model_path;
     char *input;
+    char fingerprint[65]; /* of the input ("" when the file does not record it) */
+    char file_sha256[65]; /* of the file's bytes, when read from one */
+    int images_requested;
     imgsim_calib_method method;
     double percentile;
     int images;
@@ -149,6 +153,7 @@ imgsim_status imgsim_calibrate(imgsim_calib **out, const imgsim_model *m, const 
     if ((st = ims_backend_cpu_new(&b, &err))) goto done;
     if ((st = b->ops->prepare(b, g, &cfg, &err))) goto done;
     if ((st = ims_dataset_open(&ds, input, &err))) goto done;
+    if ((st = ims_dataset_fingerprint(ds, c->fingerprint, &err))) goto done;
     if (ds->n == 0) {
         st = ims_fail(&err, IMGSIM_ERR_INVALID_ARG, "%s: calibrate: no images", input);
         goto done;
@@ -216,6 +221,7 @@ imgsim_status imgsim_calibrate(imgsim_calib **out, const imgsim_model *m, const 
     c->method = opt->method;
     c->percentile = opt->method == IMGSIM_CALIB_PERCENTILE ? opt->percentile : 0;
     c->images = used;
+    c->images_requested = opt->images;
     c->pre = pre;
     if (!c->layer || !c->model_path || !c->input) st = ims_fail(&err, IMGSIM_ERR_NOMEM, "calibrate: out of memory");
     if (!st && !opt->quiet)
@@ -266,7 +272,9 @@ imgsim_status imgsim_calib_save(const imgsim_calib *c, const char *path) {
     cJSON_AddStringToObject(root, "method", ims_calib_method_name((ims_calib_method)c->method));
     if (c->method == IMGSIM_CALIB_PERCENTILE) cJSON_AddNumberToObject(root, "percentile", c->percentile);
     cJSON_AddNumberToObject(root, "images", c->images);
+    if (c->images_requested > 0) cJSON_AddNumberToObject(root, "images_requested", c->images_requested);
     cJSON_AddStringToObject(root, "input", c->input);
+    if (c->fingerprint[0]) cJSON_AddStringToObject(root, "input_fingerprint", c->fingerprint);
     cJSON *ts = cJSON_AddArrayToObject(root, "tensors");
     for (int k = 0; k < c->n; k++) {
         const calib_tensor *t = &c->t[k];
@@ -317,6 +325,8 @@ static imgsim_status calib_read(imgsim_calib **out, const char *path, const char
     size_t len = 0;
     imgsim_status st = ims_read_file(&buf, &len, path, CALIB_MAX_BYTES, e);
     if (st) return st;
+    char file_sha[65];
+    ims_sha256_hex(buf, len, file_sha);
     long at = -1;
     cJSON *root = ims_json_parse((const char *)buf, len, &at);
     free(buf);
@@ -356,6 +366,11 @@ static imgsim_status calib_read(imgsim_calib **out, const char *path, const char
         c->method = (imgsim_calib_method)ims_calib_method_parse(method);
         if (jnum(root, "percentile", &c->percentile)) c->percentile = 0;
         c->images = (int)images;
+        double req = 0;
+        if (!jnum(root, "images_requested", &req) && req > 0 && req < 1e9) c->images_requested = (int)req;
+        const char *fp = jstr(root, "input_fingerprint");
+        snprintf(c->fingerprint, sizeof c->fingerprint, "%s", fp && strlen(fp) == 64 ? fp : "");
+        snprintf(c->file_sha256, sizeof c->file_sha256, "%s", file_sha);
         imgsim_preprocess_opts_init(&c->pre);
         const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "preprocessing");
         const cJSON *size = cJSON_GetObjectItemCaseSensitive(pre, "resize");
@@ -363,6 +378,17 @@ static imgsim_status calib_read(imgsim_calib **out, const char *path, const char
             c->pre.height = (int)cJSON_GetArrayItem(size, 0)->valuedouble;
             c->pre.width = (int)cJSON_GetArrayItem(size, 1)->valuedouble;
         }
+        const char *key3[2] = {"mean", "std"};
+        float *dst3[2] = {c->pre.mean, c->pre.std};
+        for (int a = 0; a < 2; a++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(pre, key3[a]);
+            for (int k = 0; k < 3 && cJSON_GetArraySize(v) == 3; k++)
+                dst3[a][k] = (float)cJSON_GetNumberValue(cJSON_GetArrayItem(v, k));
+        }
+        const cJSON *ex = cJSON_GetObjectItemCaseSensitive(pre, "exif_rotate");
+        const cJSON *dc = cJSON_GetObjectItemCaseSensitive(pre, "dct_scaling");
+        if (cJSON_IsBool(ex)) c->pre.exif_rotate = cJSON_IsTrue(ex);
+        if (cJSON_IsBool(dc)) c->pre.dct_scaling = cJSON_IsTrue(dc);
         int n = cJSON_GetArraySize(ts);
         c->t = ims_calloc((size_t)n + 1, sizeof(calib_tensor));
         if (!c->layer || !c->model_path || !c->input || !c->t) st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
@@ -416,6 +442,10 @@ imgsim_status imgsim_calib_get_info(const imgsim_calib *c, imgsim_calib_info *in
     info->percentile = c->percentile;
     info->images = c->images;
     info->n_tensors = c->n;
+    info->images_requested = c->images_requested;
+    info->input = c->input ? c->input : "";
+    info->input_fingerprint = c->fingerprint;
+    info->pre = c->pre;
     return IMGSIM_OK;
 }
 
@@ -427,10 +457,12 @@ imgsim_status imgsim_calib_get_tensor(const imgsim_calib *c, int i, const char *
     return IMGSIM_OK;
 }
 
-imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, const char *path, const ims_graph *g,
-                                const char *sha256, const char *layer, const char *model_path, ims_err *e) {
+imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, char calib_sha256[65], const char *path,
+                                const ims_graph *g, const char *sha256, const char *layer, const char *model_path,
+                                ims_err *e) {
     *scale = NULL;
     *is_unsigned = NULL;
+    calib_sha256[0] = 0;
     if (!path || !*path)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "int8 needs a calibration file (--calib=FILE, made by imgsim calibrate)");
     imgsim_calib *c;
@@ -449,6 +481,7 @@ imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, const char
         s[v] = c->t[k].scale;
         u[v] = (uint8_t)c->t[k].is_unsigned;
     }
+    if (!st) snprintf(calib_sha256, 65, "%s", c->file_sha256);
     imgsim_calib_destroy(c);
     if (st) {
         free(s);

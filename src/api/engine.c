@@ -35,6 +35,7 @@ static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const
     double t0 = ims_now();
     imgsim_status st;
     ims_backend_cfg cfg = *resolved;
+    char calib_sha[65] = "";
     cfg.cached_only = cached_only;
     if (opt->device == IMGSIM_DEVICE_CUDA)
         st = ims_backend_cuda_new(&e->b, &e->err);
@@ -48,7 +49,8 @@ static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const
     if (cfg.precision == IMGSIM_PREC_INT8) {
         float *q_scale = NULL;
         uint8_t *q_uns = NULL;
-        st = ims_calib_resolve(&q_scale, &q_uns, opt->calib_file, g, id->sha256, id->layer, path, &e->err);
+        st = ims_calib_resolve(&q_scale, &q_uns, calib_sha, opt->calib_file, g, id->sha256, id->layer, path,
+                               &e->err);
         if (st) goto fail;
         cfg.act_scale = q_scale;
         cfg.act_unsigned = q_uns;
@@ -73,6 +75,7 @@ static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const
     in->model_imported = !cached_only;
     snprintf(in->layer, sizeof in->layer, "%s", id->layer);
     snprintf(in->model_sha256, sizeof in->model_sha256, "%s", id->sha256);
+    snprintf(in->calib_sha256, sizeof in->calib_sha256, "%s", calib_sha);
     snprintf(in->device_name, sizeof in->device_name, "%s", e->b->ops->name);
     in->max_batch = cfg.max_batch; /* what was asked for; the backend reports what it chose */
     e->b->ops->info(e->b, in);

@@ -176,6 +176,7 @@ imgsim_status ims_extract_write_meta(const char *path, const imgsim_engine *eng,
     m.has_preprocessing = 1;
     m.pre = opt->pre;
     m.precision = imgsim_precision_str(eng->info.precision);
+    m.calib_sha256 = eng->info.calib_sha256;
     m.device = eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu";
     m.device_name = eng->info.device_name;
     m.dtype = opt->dtype == IMGSIM_F16 ? "float16" : "float32";
@@ -576,6 +577,7 @@ static imgsim_status store_begin(store_out *o, const char *store_dir, const imgs
         .model_sha256 = eng->sha256,
         .layer = eng->layer,
         .precision = imgsim_precision_str(eng->info.precision),
+        .calib_sha256 = eng->info.calib_sha256,
         .device = eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu",
         .dim = eng->info.dim,
         .dtype = opt->dtype,

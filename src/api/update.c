@@ -33,6 +33,8 @@ static const char *settings_differ(const ims_store *old, const imgsim_engine *en
     if (strcmp(m->model_sha256, eng->sha256) != 0) return "it was extracted with another model (sha256 differs)";
     if (strcmp(m->layer, eng->layer) != 0 || old->dim != eng->info.dim) return "it holds another layer";
     if (strcmp(m->precision, imgsim_precision_str(eng->info.precision)) != 0) return "another precision";
+    if (strcmp(m->calib_sha256, eng->info.calib_sha256) != 0)
+        return "another calibration file (calib_sha256 differs)";
     if (strcmp(m->device, eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu") != 0) return "another device";
     if (old->dtype != opt->dtype) return "it holds another element type";
     if (!m->normalized != !eng->normalize) return "its rows are normalised otherwise";

@@ -13,10 +13,13 @@
 
 static const char *usage =
     "imgsim run DATASET --model=M.onnx --out=DIR [--test-size=0.2] [--seed=42] [--k=5] [--layer=NAME]\n"
-    "       [--device=cpu|cuda[:N]|cuda:N,M,...|cuda:all] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]] [--batch-size=N|auto] [--workers=N]\n"
+    "       [--device=cpu|cuda[:N]|cuda:N,M,...|cuda:all] [--precision=fp32|bf16|fp16|tf32|int8\n"
+    "       [--calib=FILE|--calib-images=512]] [--batch-size=N|auto] [--workers=N]\n"
     "       [--threads=N] [--dtype=float32|float16] [--engine-cache=DIR|off] [--decode=auto|cpu|gpu]\n"
     "       [--gpu-memory=BYTES] [--fast-decode] [--shard-size=N] [--force] [--report] [--quiet]\n"
-    "  --report: also write DIR/report.html (summary, confusion matrix, queries with their matches)";
+    "  --report: also write DIR/report.html (summary, confusion matrix, queries with their matches)\n"
+    "  int8 without --calib: calibrates on --calib-images training images into DIR/int8.calib, reused\n"
+    "  by the next run while it matches (model, layer, preprocessing, method, sample), else made again";
 
 typedef struct stage {
     const char *name;
@@ -25,7 +28,7 @@ typedef struct stage {
     int reused;
 } stage;
 
-enum { ST_SPLIT, ST_MODEL, ST_ENGINE, ST_GALLERY, ST_QUERIES, ST_SEARCH, N_STAGES };
+enum { ST_SPLIT, ST_MODEL, ST_CALIB, ST_ENGINE, ST_GALLERY, ST_QUERIES, ST_SEARCH, N_STAGES };
 
 /* The job: its options, the files it writes, what each stage hands to the next. */
 typedef struct run_job {
@@ -33,6 +36,9 @@ typedef struct run_job {
     double test_size;
     uint64_t seed;
     int k, force, want_report;
+    int calib_images;    /* int8 without --calib: training images to calibrate on */
+    const char *calib_source; /* int8: "calibrated", "reused" or "given" (--calib); NULL otherwise */
+    char *p_calib;       /* DIR/int8.calib */
     size_t gpu_memory;
     imgsim_engine_opts eo;
     imgsim_extract_opts xo;
@@ -52,7 +58,7 @@ typedef struct run_job {
 /* Reads the options into j. Returns -1 to go on, else the exit status. */
 static int parse_options(run_job *j, cli_args *a, int argc, char **argv) {
     static const char *const vals[] = {"model", "out",        "test-size", "seed", "k", "layer",
-                                       "gpu-memory", CLI_EXTRACT_VALUE_OPTS, NULL};
+                                       "gpu-memory", "calib-images", CLI_EXTRACT_VALUE_OPTS, NULL};
     int started = cli_start(a, argc, argv, vals, usage);
     if (started >= 0) return started;
     j->model = cli_str(a, "model", NULL), j->out = cli_str(a, "out", NULL);
@@ -63,6 +69,7 @@ static int parse_options(run_job *j, cli_args *a, int argc, char **argv) {
     j->force = cli_flag(a, "force");
     j->want_report = cli_flag(a, "report");
     j->gpu_memory = (size_t)cli_u64(a, "gpu-memory", 0);
+    j->calib_images = (int)cli_int(a, "calib-images", 512, 1, 100000000);
     cli_engine_opts(a, &j->eo);
     cli_extract_opts(a, &j->xo);
     j->n_eng = a->n_devices;
@@ -86,8 +93,8 @@ static int parse_options(run_job *j, cli_args *a, int argc, char **argv) {
         if (cli_mpi_rank() != 0 && cli_log_enabled(IMGSIM_LOG_INFO)) /* rank 0 reports for the job */
             cli_set_log_level(IMGSIM_LOG_WARN);
     }
-    static const char *names[N_STAGES] = {"split", "model load", "engine build", "gallery (train)",
-                                          "queries (test)", "search"};
+    static const char *names[N_STAGES] = {"split",           "model load",     "calibration", "engine build",
+                                          "gallery (train)", "queries (test)", "search"};
     for (int i = 0; i < N_STAGES; i++) j->st[i].name = names[i];
     return -1;
 }
@@ -97,7 +104,8 @@ static int make_paths(run_job *j) {
     j->p_train = cli_path_join(j->out, "train.tsv"), j->p_test = cli_path_join(j->out, "test.tsv");
     j->p_gal = cli_path_join(j->out, "gallery"), j->p_q = cli_path_join(j->out, "queries");
     j->p_res = cli_path_join(j->out, "results.tsv"), j->p_sum = cli_path_join(j->out, "summary.json");
-    if (!j->p_train || !j->p_test || !j->p_gal || !j->p_q || !j->p_res || !j->p_sum) {
+    j->p_calib = cli_path_join(j->out, "int8.calib");
+    if (!j->p_train || !j->p_test || !j->p_gal || !j->p_q || !j->p_res || !j->p_sum || !j->p_calib) {
         fprintf(stderr, "imgsim run: out of memory\n");
         return 1;
     }
@@ -200,6 +208,91 @@ static int stage_model(run_job *j) {
     return 0;
 }
 
+/* Why the calibration file at path is not the one this job would make now (NULL: it is; the
+ * reason in why otherwise): another model or layer (imgsim_calib_load's message), another
+ * preprocessing, method, --calib-images or training sample (the fingerprint of train.tsv). */
+static const char *calib_differs(run_job *j, const char *path, char *why, size_t n) {
+    imgsim_calib *c = NULL;
+    if (imgsim_calib_load(&c, path, j->m) != IMGSIM_OK) return snprintf(why, n, "%s", imgsim_last_error()), why;
+    imgsim_calib_info ci;
+    imgsim_calib_get_info(c, &ci);
+    char fp[65] = "";
+    imgsim_dataset_fingerprint(fp, j->train);
+    const imgsim_preprocess_opts *a = &ci.pre, *b = &j->xo.pre;
+    int same_pre = a->height == b->height && a->width == b->width && !memcmp(a->mean, b->mean, sizeof a->mean) &&
+                   !memcmp(a->std, b->std, sizeof a->std) && !a->exif_rotate == !b->exif_rotate &&
+                   !a->dct_scaling == !b->dct_scaling;
+    const char *r = NULL;
+    char what[200];
+    if (!same_pre)
+        r = "was made with other preprocessing";
+    else if (ci.method != IMGSIM_CALIB_ENTROPY)
+        r = "was made by another method than run's (entropy)";
+    else if (ci.images_requested != j->calib_images)
+        r = what, snprintf(what, sizeof what, "was made from --calib-images=%d, not %d", ci.images_requested,
+                           j->calib_images);
+    else if (strcmp(ci.input_fingerprint, fp) != 0)
+        r = "was made from other training images (the split or its files changed)";
+    if (r) snprintf(why, n, "%s %s", path, r);
+    imgsim_calib_destroy(c);
+    return r ? why : NULL;
+}
+
+/* calibration (int8 without --calib): DIR/int8.calib, reused when it is what this job would make
+ * (calib_differs), else made from --calib-images images spread evenly over train.tsv (sorted by
+ * class and path: every class in proportion) and written under a temporary name, then renamed. */
+static int stage_calibrate(run_job *j) {
+    if (!j->eo.precision_set || j->eo.precision != IMGSIM_PREC_INT8) return 0;
+    if (j->eo.calib_file && *j->eo.calib_file) {
+        j->calib_source = "given";
+        cli_info("imgsim: calibration: %s (--calib)\n", j->eo.calib_file);
+        return 0;
+    }
+    double t0 = cli_now();
+    char why[1200];
+    if (cli_path_exists(j->p_calib)) {
+        const char *d = j->force ? (snprintf(why, sizeof why, "%s: --force", j->p_calib), why)
+                                 : calib_differs(j, j->p_calib, why, sizeof why);
+        if (!d) {
+            imgsim_calib *c = NULL;
+            imgsim_calib_info ci = {0};
+            if (imgsim_calib_load(&c, j->p_calib, NULL) == IMGSIM_OK) imgsim_calib_get_info(c, &ci);
+            j->st[ST_CALIB].images = ci.images;
+            imgsim_calib_destroy(c);
+            j->st[ST_CALIB].reused = 1;
+            j->calib_source = "reused";
+            j->eo.calib_file = j->p_calib;
+            cli_info("imgsim: calibration: reusing %s (same model, layer, preprocessing, method and sample)\n",
+                     j->p_calib);
+            return 0;
+        }
+        cli_info("imgsim: calibration: %s: calibrating again\n", d);
+    }
+    imgsim_calib_opts co;
+    imgsim_calib_opts_init(&co);
+    co.images = j->calib_images;
+    co.pre = j->xo.pre;
+    co.threads = j->eo.threads;
+    co.batch_size = j->eo.max_batch > 0 ? j->eo.max_batch : 32;
+    co.quiet = !cli_log_enabled(IMGSIM_LOG_INFO);
+    imgsim_calib *c = NULL;
+    imgsim_status st = imgsim_calibrate(&c, j->m, j->p_train, &co);
+    if (!st) st = imgsim_calib_save(c, j->p_calib); /* atomically: a temporary name, renamed */
+    if (!st) {
+        imgsim_calib_info ci;
+        imgsim_calib_get_info(c, &ci);
+        j->st[ST_CALIB].images = ci.images;
+    }
+    imgsim_calib_destroy(c);
+    if (st) return cli_fail("run", st);
+    j->st[ST_CALIB].seconds = cli_now() - t0;
+    j->calib_source = "calibrated";
+    j->eo.calib_file = j->p_calib;
+    cli_info("imgsim: calibration: %lld training images -> %s in %.2f s\n", (long long)j->st[ST_CALIB].images,
+             j->p_calib, j->st[ST_CALIB].seconds);
+    return 0;
+}
+
 /* gallery or queries: extract ds into dir unless a reusable store is there. */
 static int stage_extract(run_job *j, const imgsim_dataset *ds, const char *dir, stage *stg) {
     /* under mpirun rank 0 decides and tells the others */
@@ -295,6 +388,14 @@ static int write_summary(const run_job *j, double total) {
     cJSON_AddStringToObject(sum, "layer", j->mi.layer);
     cJSON_AddNumberToObject(sum, "dim", j->mi.dim);
     cJSON_AddStringToObject(sum, "device", j->eo.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu");
+    if (j->calib_source) { /* int8: the calibration the stores were extracted with */
+        imgsim_store_meta gm;
+        imgsim_store_get_meta(j->gs, &gm);
+        cJSON *cb = cJSON_AddObjectToObject(sum, "calibration");
+        cJSON_AddStringToObject(cb, "file", j->eo.calib_file);
+        cJSON_AddStringToObject(cb, "sha256", gm.calib_sha256);
+        cJSON_AddStringToObject(cb, "source", j->calib_source);
+    }
     cJSON *sp = cJSON_AddObjectToObject(sum, "split");
     cJSON_AddNumberToObject(sp, "test_size", j->test_size);
     cJSON_AddNumberToObject(sp, "seed", (double)j->seed);
@@ -324,7 +425,10 @@ static void print_table(const run_job *j, double total) {
     cli_info("\n  %-18s %10s %10s %12s\n", "stage", "seconds", "images", "images/s");
     for (int i = 0; i < N_STAGES; i++) {
         const stage *x = &j->st[i];
-        if (x->reused)
+        if (i == ST_CALIB && !j->calib_source) continue; /* not an int8 job */
+        if (i == ST_CALIB && !strcmp(j->calib_source, "given"))
+            cli_info("  %-18s %10s %10s %12s\n", x->name, "--calib", "-", "-");
+        else if (x->reused)
             cli_info("  %-18s %10s %10lld %12s\n", x->name, "reused", (long long)x->images, "-");
         else if (x->images)
             cli_info("  %-18s %10.3f %10lld %12.1f\n", x->name, x->seconds, (long long)x->images,
@@ -348,6 +452,7 @@ static void run_job_free(run_job *j) {
     imgsim_dataset_destroy(j->train);
     imgsim_dataset_destroy(j->test);
     free(j->p_train), free(j->p_test), free(j->p_gal), free(j->p_q), free(j->p_res), free(j->p_sum);
+    free(j->p_calib);
 }
 
 int cmd_run(int argc, char **argv) {
@@ -368,6 +473,9 @@ int cmd_run(int argc, char **argv) {
     if (!rc) rc = cli_mpi_agree("run", root && stage_split(&j), "the split failed");
     rc = rc || share_split(&j);
     if (!rc) rc = cli_mpi_agree("run", stage_model(&j), "the model could not be loaded");
+    if (!rc) rc = cli_mpi_agree("run", root && stage_calibrate(&j), "the calibration failed");
+    if (!rc && j.eo.precision_set && j.eo.precision == IMGSIM_PREC_INT8 && !j.eo.calib_file)
+        j.eo.calib_file = j.p_calib; /* the other ranks of an MPI job: rank 0's calibration */
     rc = rc || stage_extract(&j, j.train, j.p_gal, &j.st[ST_GALLERY]) ||
          stage_extract(&j, j.test, j.p_q, &j.st[ST_QUERIES]);
     cli_engines_destroy(j.eng, j.n_eng); /* before the search: their device memory back */

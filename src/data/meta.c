@@ -5,7 +5,8 @@
  *   model {path, sha256, layer, dim, input_chw} the model file and what the engine ran
  *   layer, dim                                 the embedding layer and feature dimension
  *   preprocessing {resize [h, w], interpolation, mean [3], std [3], exif_rotate, dct_scaling}
- *   precision, device, device_name, dtype, normalized, batch_size
+ *   precision, calib_sha256 (int8 only: the calibration file's sha256), device, device_name,
+ *   dtype, normalized, batch_size
  *   input, inputs_fingerprint                  what was extracted, and its fingerprint then
  *   counts {inputs, ok, failed, skipped, gpu_decoded}
  *   timings {total_s, list_s, setup_s, decode_busy_s, infer_busy_s, write_s, images_per_s,
@@ -35,7 +36,7 @@ void ims_meta_init(imgsim_store_meta *m) {
     memset(m, 0, sizeof *m);
     m->format = m->imgsim_version = m->created = m->model_path = m->model_sha256 = m->layer = "";
     m->interpolation = m->precision = m->device = m->device_name = m->dtype = m->input = "";
-    m->inputs_fingerprint = "";
+    m->inputs_fingerprint = m->calib_sha256 = "";
     imgsim_preprocess_opts_init(&m->pre);
     m->normalized = -1;
     m->cpu_decode_share_final = -1;
@@ -96,6 +97,7 @@ static void parse(imgsim_store_meta *m, const cJSON *root) {
     m->dim = (int)jnum(root, "dim", 0);
     parse_preprocessing(m, jget(root, "preprocessing"));
     m->precision = jstr(root, "precision");
+    m->calib_sha256 = jstr(root, "calib_sha256");
     m->device = jstr(root, "device");
     m->device_name = jstr(root, "device_name");
     m->dtype = jstr(root, "dtype");
@@ -255,6 +257,7 @@ imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_e
     cJSON_AddNumberToObject(root, "dim", m->dim);
     cJSON_AddItemToObject(root, "preprocessing", preprocessing_json(m));
     cJSON_AddStringToObject(root, "precision", str(m->precision));
+    if (m->calib_sha256 && *m->calib_sha256) cJSON_AddStringToObject(root, "calib_sha256", m->calib_sha256);
     cJSON_AddStringToObject(root, "device", str(m->device));
     cJSON_AddStringToObject(root, "device_name", str(m->device_name));
     cJSON_AddStringToObject(root, "dtype", str(m->dtype));

@@ -1,7 +1,8 @@
 /*
  * shards.c: the shards of a store being written (shards.h), in STORE/shards/:
  *
- *   job.json      {"format": "imgsim-shards-1", "model_sha256", "layer", "precision", "device",
+ *   job.json      {"format": "imgsim-shards-1", "model_sha256", "layer", "precision",
+ *                  "calib_sha256" (int8 only), "device",
  *                  "dim", "dtype", "normalized", "preprocessing" {...}, "batch_size", "shard_size"}
  *   K.npy         [ok, dim] features of shard K's ok items (K: the shard number, 6 digits or more)
  *   K.tsv         its manifest lines, "row<TAB>path<TAB>label<TAB>status<TAB>error", row counted
@@ -122,6 +123,7 @@ static cJSON *job_json(const ims_shard_job *j, int64_t S) {
     cJSON_AddStringToObject(r, "model_sha256", j->model_sha256);
     cJSON_AddStringToObject(r, "layer", j->layer);
     cJSON_AddStringToObject(r, "precision", j->precision);
+    if (j->calib_sha256 && *j->calib_sha256) cJSON_AddStringToObject(r, "calib_sha256", j->calib_sha256);
     cJSON_AddStringToObject(r, "device", j->device);
     cJSON_AddNumberToObject(r, "dim", j->dim);
     cJSON_AddStringToObject(r, "dtype", j->dtype == IMGSIM_F16 ? "float16" : "float32");

@@ -27,6 +27,7 @@
 /* What the features of every shard are made with (job.json). Strings are the caller's. */
 typedef struct ims_shard_job {
     const char *model_sha256, *layer, *precision, *device;
+    const char *calib_sha256; /* int8: the calibration file's sha256 ("" or NULL otherwise) */
     int dim;
     imgsim_dtype dtype;
     int normalized;
