@@ -666,7 +666,8 @@ int imgsim_cuda_device_count(void);
 
 /* IMGSIM_OK when the store in dir is complete and would come out the same from extracting ds now
  * with model m, engine options eo and extraction options xo: same model file (sha256) and layer,
- * precision (eo's, or the device's default) and device, dtype, preprocessing, and images
+ * precision (eo's, or the device's default; for int8 the same calibration file bytes, sha256 of
+ * eo->calib_file against meta.json's calib_sha256) and device, dtype, preprocessing, and images
  * (imgsim_dataset_fingerprint). Otherwise IMGSIM_ERR_MISMATCH saying what differs, or the error
  * opening the store (IMGSIM_ERR_IO for a folder that is not there or is incomplete). Lets a job
  * skip an extraction it has done before without building an engine. */

@@ -18,6 +18,11 @@ venv's python, from outside the source tree; argv[1] is the venv).
 9. imgsim.dedup equals `imgsim dedup`'s JSON on a Store and numpy's float64 pairs on an array.
 8. imgsim.split writes and returns the CLI's train/test lists; imgsim.run gives the CLI's summary
    (split, counts, accuracies, per class) and results.tsv.
+10. int8: imgsim.calibrate writes the CLI's calibration file byte for byte (entropy, percentile);
+   Engine(precision="int8", calib=) embeds the CLI's int8 extract bit for bit, and info() names
+   the file's sha256 (the store's calib_sha256); a file for another model raises MismatchError (an
+   imgsim.Error) saying so; run(precision="int8", calib_images=N) calibrates as `imgsim run` does
+   (the same file but for its input path) and gives the CLI's summary keys and results.
 """
 import json
 import os
@@ -325,6 +330,63 @@ got = imgsim.dedup(D, 0.9)
 check({(i, j) for i, lst in got.items() for j, _ in lst} == want and len(want) >= 30,
       "dedup of an array == numpy float64 pairs (%d)" % len(want))
 check(all(np.float32(s) == np.float32(S[i, j]) for i, lst in got.items() for j, s in lst), "dedup scores")
+
+# 10. int8: calibrate, Engine(precision="int8", calib=) and run(precision="int8") against the CLI
+import hashlib  # noqa: E402
+ccli, cpy = os.path.join(w, "cli.calib"), os.path.join(w, "py.calib")
+T.run(["calibrate", "--model=" + model, data, "--images=8", "--out=" + ccli, "--quiet"])
+ci = imgsim.calibrate(model, data, cpy, images=8)
+check(open(cpy, "rb").read() == open(ccli, "rb").read(), "calibrate writes the CLI's file byte for byte")
+check(ci["images"] == 8 and ci["images_requested"] == 8 and ci["n_tensors"] >= 10 and ci["layer"] == store.meta["layer"],
+      "calibrate returns %r" % ci)
+pc, pm = os.path.join(w, "p.calib"), os.path.join(w, "m.calib")
+T.run(["calibrate", "--model=" + model, data, "--images=6", "--method=percentile", "--percentile=99.5",
+       "--out=" + pc, "--quiet"])
+imgsim.calibrate(model, data, pm, images=6, method="percentile", percentile=99.5)
+check(open(pc, "rb").read() == open(pm, "rb").read(), "calibrate(method='percentile') == the CLI's")
+s8 = os.path.join(w, "store_int8")
+T.run(["extract", "--model=" + model, "--out=" + s8, "--batch-size=4", "--precision=int8", "--calib=" + ccli,
+       "--quiet", data])
+with imgsim.Engine(model, precision="int8", calib=cpy, batch_size=4) as e8:
+    f8 = e8.embed(paths)
+    i8 = e8.info()
+cli8 = np.load(os.path.join(s8, "features.npy"))
+check(f8.shape == cli8.shape and np.array_equal(f8, cli8), "int8 embed == CLI int8 extract bit for bit")
+check(not np.array_equal(f8, cli_feats), "int8 features are not the fp32 ones")
+check(i8["precision"] == "int8" and i8["calib_sha256"] == hashlib.sha256(open(cpy, "rb").read()).hexdigest() and
+      i8["calib_sha256"] == json.load(open(os.path.join(s8, "meta.json")))["calib_sha256"],
+      "info()['calib_sha256'] is the file's sha256 and the CLI store's: %r" % i8.get("calib_sha256"))
+other = os.path.join(w, "other.onnx")
+T.run(["model", "init", "--arch=resnet18", "--seed=4", "--out=" + other])
+try:
+    imgsim.Engine(other, precision="int8", calib=cpy)
+    check(False, "a calibration file for another model raised nothing")
+except imgsim.MismatchError as ex:
+    check(isinstance(ex, imgsim.Error) and "calibration file is for another model" in str(ex) and cpy in str(ex),
+          "another model's calibration: %s" % ex)
+try:
+    imgsim.Engine(model, precision="int8")
+    check(False, "int8 without calib raised nothing")
+except imgsim.Error as ex:
+    check("calib" in str(ex), "int8 without calib: %s" % ex)
+try:
+    imgsim.calibrate(model, data, cpy, method="median")
+    check(False, "calibrate(method='median') raised nothing")
+except imgsim.InvalidArgumentError as ex:
+    check("median" in str(ex), "bad method: %s" % ex)
+rc8, rp8 = os.path.join(w, "run_cli8"), os.path.join(w, "run_py8")
+T.run(["run", data, "--model=" + model, "--out=" + rc8, "--k=3", "--batch-size=4", "--precision=int8",
+       "--calib-images=6", "--quiet"])
+s8 = imgsim.run(data, model, rp8, k=3, batch_size=4, precision="int8", calib_images=6)
+c8 = json.load(open(os.path.join(rc8, "summary.json")))
+jc, jp = json.load(open(os.path.join(rc8, "int8.calib"))), json.load(open(os.path.join(rp8, "int8.calib")))
+check(jc.pop("input") == os.path.join(rc8, "train.tsv") and jp.pop("input") == os.path.join(rp8, "train.tsv") and jc == jp,
+      "run(precision='int8') calibrates as the CLI's run does (the same file but for its input)")
+check(set(s8) == set(c8) and set(s8["stages"]) == set(c8["stages"]) and s8["stages"]["calibration"]["images"] == 6 and
+      s8["calibration"]["source"] == "calibrated" and s8.get("accuracy") == c8.get("accuracy"),
+      "run(precision='int8'): the CLI's summary keys and accuracies")
+check(open(os.path.join(rc8, "results.tsv")).read() == open(os.path.join(rp8, "results.tsv")).read(),
+      "run(precision='int8'): results.tsv == the CLI's")
 
 gpu = None
 if imgsim.has_cuda():

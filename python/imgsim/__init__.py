@@ -12,11 +12,11 @@ as :class:`imgsim.Error` subclasses carrying the library's message (file and rea
     scores, idx = imgsim.search(store, q, k=5)            # exact top-k, ties by lower row
     print([store.paths[i] for i in idx[0]])
 
-Public names: Engine, Store, search, dedup, split, run, preprocess, model_info, the exception
+Public names: Engine, Store, search, dedup, split, run, calibrate, preprocess, model_info, the exception
 classes (Error and one subclass per library status) and set_log_level.
 """
 from . import _imgsim
-from ._engine import Engine, preprocess
+from ._engine import Engine, calibrate, preprocess
 from ._imgsim import (BackendError, Error, FileError, FormatError, InternalError, InvalidArgumentError,
                       MismatchError, NoDeviceError, OutOfMemoryError, TooLargeError, UnsupportedError)
 from ._job import run, split
@@ -50,6 +50,7 @@ def has_cuda():
 # a notebook gets warnings, not the CLI's info lines (set_log_level(3) brings them back)
 _imgsim.set_log_level(2)
 
-__all__ = ["Engine", "Store", "search", "dedup", "split", "run", "preprocess", "model_info", "set_log_level",
+__all__ = ["Engine", "Store", "search", "dedup", "split", "run", "calibrate", "preprocess", "model_info",
+           "set_log_level",
            "has_cuda", "Error", "InvalidArgumentError", "OutOfMemoryError", "FileError", "FormatError",
            "UnsupportedError", "TooLargeError", "MismatchError", "NoDeviceError", "BackendError", "InternalError"]

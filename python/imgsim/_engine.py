@@ -9,7 +9,8 @@ import numpy as np
 from . import _imgsim
 from ._store import Store
 
-_PRECISIONS = {"fp32": 0, "bf16": 1, "fp16": 2, "tf32": 3}
+_PRECISIONS = {"fp32": 0, "bf16": 1, "fp16": 2, "tf32": 3, "int8": 4}
+_CALIB_METHODS = {"entropy": 0, "percentile": 1, "minmax": 2}
 _DECODE = {"auto": 0, "cpu": 1, "gpu": 2}
 _INVALID_ARG = 1  # IMGSIM_ERR_INVALID_ARG
 
@@ -142,10 +143,12 @@ class Engine:
     """A model loaded once and planned for one device and precision; embeds images many times.
 
     Engine(model, device="cpu", precision=None, batch_size=32, layer=None, engine_cache=None,
-           threads=0, normalize=True, engine_file=None)
+           threads=0, normalize=True, engine_file=None, calib=None)
 
     model: an ONNX file. device: "cpu", "cuda" or "cuda:N". precision: "fp32" | "bf16" (CPU) |
-    "fp16" | "tf32" (CUDA); None is the device's default (fp32 on the CPU, fp16 on CUDA).
+    "fp16" | "tf32" (CUDA) | "int8" (CPU, with calib); None is the device's default (fp32 on the
+    CPU, fp16 on CUDA). calib: precision="int8"'s calibration file (imgsim.calibrate or
+    `imgsim calibrate`), made for this model and layer: one for another raises MismatchError.
     batch_size: the largest batch (the CLI's --batch-size; "auto" on CUDA). layer: the embedding
     layer (None: the input of the final classifier). engine_cache: CUDA engine-file folder (None:
     $XDG_CACHE_HOME/imgsim, "off": none). threads: CPU inference threads (0: all cores).
@@ -161,7 +164,7 @@ class Engine:
     """
 
     def __init__(self, model, device="cpu", precision=None, batch_size=32, layer=None, engine_cache=None,
-                 threads=0, normalize=True, engine_file=None):
+                 threads=0, normalize=True, engine_file=None, calib=None):
         dev, idx = _parse_device(device)
         if precision is None:
             prec = -1
@@ -177,9 +180,10 @@ class Engine:
                 raise _bad("batch_size %r: expected a positive number or 'auto'" % (batch_size,))
         self.model = os.fspath(model)
         self._device = (dev, idx)
+        extra = {} if calib is None else {"calib": os.fspath(calib)}
         self._e = _imgsim.Engine(self.model, layer, dev, idx, prec, bs, int(threads), bool(normalize),
                                  None if engine_cache is None else os.fspath(engine_cache),
-                                 None if engine_file is None else os.fspath(engine_file), dev == 1)
+                                 None if engine_file is None else os.fspath(engine_file), dev == 1, **extra)
         self._info = self._e.info()
 
     # -- what it is --
@@ -206,7 +210,7 @@ class Engine:
     def info(self):
         """A dict: dim, in_channels, in_height, in_width, max_batch, device, precision,
         device_bytes, device_name, build_seconds, loaded_from_file, model_imported, layer,
-        model_sha256, model."""
+        model_sha256, calib_sha256 (int8: the calibration file's sha256, else ""), model."""
         d = self._e.info()
         d["device"] = self.device
         d.pop("device_index", None)
@@ -340,3 +344,27 @@ class Engine:
         store = Store(out)
         store.stats = stats
         return store
+
+
+def calibrate(model, input, out, images=512, method="entropy", percentile=99.99, layer=None, *, batch_size=32,
+              threads=0, exif_rotate=True, dct_scaling=False, max_pixels=None):
+    """int8 calibration, as `imgsim calibrate`: runs model's float32 CPU engine over up to images
+    images of input (a folder, TSV list or image; spread evenly over the sorted listing), decoded
+    and preprocessed as extraction does, and writes each convolution tensor's int8 scale to the
+    calibration file out (JSON, atomically; the same inputs give the CLI's bytes). method:
+    "entropy" (TensorRT's KL-divergence calibration), "percentile" (of |x|, percentile in
+    (0, 100]) or "minmax". layer: the embedding layer (None: the classifier's input). Returns a
+    dict: model_sha256, layer, images (used), images_requested, n_tensors, percentile. Use the file
+    with Engine(model, precision="int8", calib=out). Raises FileError / FormatError naming the
+    model or input, InvalidArgumentError for a bad method or count."""
+    if str(method).lower() not in _CALIB_METHODS:
+        raise _bad("method %r: expected one of %s" % (method, ", ".join(_CALIB_METHODS)))
+    images = int(images)
+    if images < 1:
+        raise _bad("images=%d: expected 1 or more" % images)
+    kw = {}
+    if max_pixels is not None:
+        kw["max_pixels"] = int(max_pixels)
+    return _imgsim._calibrate(os.fspath(model), os.fspath(input), os.fspath(out), images,
+                              _CALIB_METHODS[str(method).lower()], float(percentile), layer, int(batch_size),
+                              int(threads), bool(exif_rotate), bool(dct_scaling), **kw)

@@ -1,4 +1,5 @@
 """imgsim.split and imgsim.run: the stratified split and the whole job of `imgsim run`."""
+import hashlib
 import json
 import os
 import shutil
@@ -6,7 +7,7 @@ import tempfile
 import time
 
 from . import _imgsim
-from ._engine import Engine, _bad
+from ._engine import Engine, _bad, calibrate
 from ._search import search
 from ._store import Store
 
@@ -109,7 +110,8 @@ def _stage(seconds, images, reused=False):
 
 
 def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device="cpu", precision=None,
-        batch_size=32, workers=0, threads=0, dtype="float32", engine_cache=None, progress=None):
+        batch_size=32, workers=0, threads=0, dtype="float32", engine_cache=None, progress=None, calib=None,
+        calib_images=512):
     """The whole job of `imgsim run`, returning its summary (summary.json) as a dict.
 
     Splits dataset (see split) into out/train.tsv and out/test.tsv, extracts the gallery (train)
@@ -119,8 +121,13 @@ def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device=
     model_sha256, layer, dim, device, split (test_size, seed, train, test, skipped), counts
     (gallery, gallery_failed, queries, queries_failed), k, accuracy (top1, topk, knn_vote, where
     both sides are labelled), per_class, stages (seconds, images, images_per_s per stage) and
-    total_seconds ("engine build" includes the model's import, "model load" is 0). The same keys and the same accuracies as the CLI's; the stores are always
-    extracted afresh (the CLI's reuse of complete stores is `imgsim run` without --force).
+    total_seconds ("engine build" includes the model's import, "model load" is 0). The same keys
+    and the same accuracies as the CLI's; the stores are always extracted afresh (the CLI's reuse
+    of complete stores is `imgsim run` without --force).
+    precision="int8": with calib=None, calibrates on calib_images training images (calibrate of
+    out/train.tsv, the CLI's sample and file) into out/int8.calib first (stage "calibration",
+    always made afresh), else uses the calibration file calib; the summary then has
+    "calibration": {file, sha256, source ("calibrated" or "given")}.
     progress as in Engine.extract, for each of the two extractions. The other options as in
     Engine and Engine.extract."""
     t_all = time.perf_counter()
@@ -132,9 +139,23 @@ def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device=
     t0 = time.perf_counter()
     info = _imgsim._split(os.fspath(dataset), float(test_size), int(seed), out)
     t_split = time.perf_counter() - t0
+    int8 = precision is not None and str(precision).lower() == "int8"
+    calib_stage, calib_info = _stage(0.0, 0), None
+    if int8:
+        if calib is None:
+            t0 = time.perf_counter()
+            calib = os.path.join(out, "int8.calib")
+            ci = calibrate(model, os.path.join(out, "train.tsv"), calib, images=calib_images, layer=layer,
+                           batch_size=batch_size if isinstance(batch_size, int) else 32, threads=threads)
+            calib_stage = _stage(time.perf_counter() - t0, ci["images"])
+            source = "calibrated"
+        else:
+            source = "given"
+        with open(calib, "rb") as f:
+            calib_info = {"file": os.fspath(calib), "sha256": hashlib.sha256(f.read()).hexdigest(), "source": source}
     t0 = time.perf_counter()
     with Engine(model, device=device, precision=precision, batch_size=batch_size, layer=layer,
-                engine_cache=engine_cache, threads=threads) as eng:
+                engine_cache=engine_cache, threads=threads, calib=calib if int8 else None) as eng:
         t_engine = time.perf_counter() - t0  # the model's import and the engine's planning
         mi = eng.info()
         stages = {}
@@ -151,6 +172,7 @@ def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device=
     dev = "cpu" if str(device).lower() == "cpu" else "cuda"
     summary = {"dataset": os.fspath(dataset), "model": os.fspath(model), "model_sha256": mi["model_sha256"],
                "layer": mi["layer"], "dim": mi["dim"], "device": dev,
+               **({"calibration": calib_info} if calib_info else {}),
                "split": {"test_size": float(test_size), "seed": int(seed), "train": info["train"],
                          "test": info["test"], "skipped": info["skipped"]},
                "counts": {"gallery": len(g), "gallery_failed": len(g.failed), "queries": len(q),
@@ -160,7 +182,7 @@ def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device=
         if key in metrics:
             summary[key] = metrics[key]
     summary["stages"] = {"split": _stage(t_split, info["train"] + info["test"]), "model load": _stage(0.0, 0),
-                         "engine build": _stage(t_engine, 0), **stages, "search": _stage(t_search, len(q))}
+                         "calibration": calib_stage, "engine build": _stage(t_engine, 0), **stages, "search": _stage(t_search, len(q))}
     summary["total_seconds"] = time.perf_counter() - t_all
     tmp = os.path.join(out, "summary.json.tmp.%d" % os.getpid())
     with open(tmp, "w", encoding="utf-8") as f:

@@ -159,16 +159,19 @@ static void Engine_dealloc(EngineObject *self) {
 
 static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"model",          "layer",       "device",  "device_index", "precision", "batch_size",
-                             "threads",        "normalize",   "engine_cache", "engine_file", "prepare_gpu_decode", NULL};
-    PyObject *model = NULL;
+                             "threads",        "normalize",   "engine_cache", "engine_file", "prepare_gpu_decode",
+                             "calib",          NULL};
+    PyObject *model = NULL, *calib = NULL;
     const char *layer = NULL, *cache = NULL, *efile = NULL;
     int device = 0, device_index = 0, precision = -1, batch = 32, threads = 0, normalize = 1, prep = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|ziiiiipzzp", kwlist, PyUnicode_FSConverter, &model, &layer, &device,
-                                     &device_index, &precision, &batch, &threads, &normalize, &cache, &efile, &prep))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|ziiiiipzzpO&", kwlist, PyUnicode_FSConverter, &model, &layer,
+                                     &device, &device_index, &precision, &batch, &threads, &normalize, &cache, &efile,
+                                     &prep, PyUnicode_FSConverter, &calib))
         return -1;
     if (self->e) {
         PyErr_SetString(PyExc_RuntimeError, "Engine is already initialised");
         Py_DECREF(model);
+        Py_XDECREF(calib);
         return -1;
     }
     imgsim_engine_opts o;
@@ -185,6 +188,7 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
     o.engine_cache = cache;
     o.engine_file = efile;
     o.prepare_gpu_decode = prep;
+    o.calib_file = calib ? PyBytes_AS_STRING(calib) : NULL; /* int8: read while the engine is planned */
     imgsim_engine *e = NULL;
     imgsim_status st;
     char msg[1024] = "";
@@ -193,6 +197,7 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
     st = imgsim_engine_load(&e, path, layer, &o);
     if (st) snprintf(msg, sizeof msg, "%s", imgsim_last_error());
     Py_END_ALLOW_THREADS
+    Py_XDECREF(calib);
     if (st) {
         Py_DECREF(model);
         raise_status(st, msg);
@@ -224,14 +229,15 @@ static PyObject *Engine_close(EngineObject *self, PyObject *unused) {
 static PyObject *Engine_info(EngineObject *self, PyObject *unused) {
     if (!engine_open(self)) return NULL;
     const imgsim_engine_info *i = &self->info;
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:s,s:i,s:s,s:n,s:s,s:d,s:O,s:O,s:s,s:s,s:O&}", "dim", i->dim,
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:s,s:i,s:s,s:n,s:s,s:d,s:O,s:O,s:s,s:s,s:s,s:O&}", "dim", i->dim,
                          "in_channels", i->in_channels, "in_height", i->in_height, "in_width", i->in_width,
                          "max_batch", i->max_batch, "device", i->device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu",
                          "device_index", 0, "precision", imgsim_precision_str(i->precision), "device_bytes",
                          (Py_ssize_t)i->device_bytes, "device_name", i->device_name, "build_seconds",
                          i->build_seconds, "loaded_from_file", i->loaded_from_file ? Py_True : Py_False,
                          "model_imported", i->model_imported ? Py_True : Py_False, "layer", i->layer,
-                         "model_sha256", i->model_sha256, "model", PyUnicode_DecodeFSDefault,
+                         "model_sha256", i->model_sha256, "calib_sha256", i->calib_sha256, "model",
+                         PyUnicode_DecodeFSDefault,
                          PyBytes_AS_STRING(self->model_path));
 }
 
@@ -665,7 +671,7 @@ static PyTypeObject EngineType = {
     .tp_basicsize = sizeof(EngineObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Engine(model, layer=None, device=0, device_index=0, precision=-1, batch_size=32, threads=0,\n"
-              "       normalize=True, engine_cache=None, engine_file=None, prepare_gpu_decode=False)\n--\n\n"
+              "       normalize=True, engine_cache=None, engine_file=None, prepare_gpu_decode=False, calib=path)\n--\n\n"
               "The low-level engine handle (imgsim_engine_load). Use imgsim.Engine.",
     .tp_new = Engine_new,
     .tp_init = (initproc)Engine_init,
@@ -811,6 +817,53 @@ static PyObject *mod_model_info(PyObject *m, PyObject *args, PyObject *kw) {
     return Py_BuildValue("{s:i,s:(iii),s:i,s:s,s:s,s:i,s:s,s:s}", "dim", i.dim, "input", i.in_channels, i.in_height,
                          i.in_width, "opset", i.opset, "layer", i.layer, "sha256", i.sha256, "n_nodes", i.n_nodes,
                          "embedding", i.embedding, "operators", i.operators);
+}
+
+/* _calibrate(model, input, out, images, method, percentile, layer, batch_size, threads, exif_rotate,
+ * dct_scaling, max_pixels) -> dict: imgsim_model_load + imgsim_calibrate + imgsim_calib_save, the
+ * CLI's `imgsim calibrate` (method 0 entropy, 1 percentile, 2 minmax). */
+static PyObject *mod_calibrate(PyObject *m, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"model", "input", "out", "images", "method", "percentile", "layer", "batch_size",
+                             "threads", "exif_rotate", "dct_scaling", "max_pixels", NULL};
+    PyObject *model = NULL, *input = NULL, *out = NULL;
+    const char *layer = NULL;
+    imgsim_calib_opts co;
+    imgsim_calib_opts_init(&co);
+    int method = 0, exif = co.pre.exif_rotate, dct = co.pre.dct_scaling;
+    unsigned long long max_pixels = co.pre.max_pixels;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&O&|iidziippK", kwlist, PyUnicode_FSConverter, &model,
+                                     PyUnicode_FSConverter, &input, PyUnicode_FSConverter, &out, &co.images, &method,
+                                     &co.percentile, &layer, &co.batch_size, &co.threads, &exif, &dct, &max_pixels))
+        return NULL; /* (the converters release what they made) */
+    co.method = (imgsim_calib_method)method;
+    co.pre.exif_rotate = exif;
+    co.pre.dct_scaling = dct;
+    co.pre.max_pixels = max_pixels;
+    co.quiet = 1;
+    imgsim_model *mo = NULL;
+    imgsim_calib *c = NULL;
+    imgsim_calib_info ci;
+    imgsim_status st;
+    char msg[1024] = "";
+    const char *mp = PyBytes_AS_STRING(model), *ip = PyBytes_AS_STRING(input), *op = PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    st = imgsim_model_load(&mo, mp, layer);
+    if (!st) st = imgsim_calibrate(&c, mo, ip, &co);
+    if (!st) st = imgsim_calib_save(c, op);
+    if (!st) st = imgsim_calib_get_info(c, &ci);
+    if (st) snprintf(msg, sizeof msg, "%s", imgsim_last_error());
+    imgsim_model_destroy(mo);
+    Py_END_ALLOW_THREADS
+    PyObject *ret = NULL;
+    if (st)
+        raise_status(st, msg);
+    else
+        ret = Py_BuildValue("{s:s,s:s,s:i,s:i,s:i,s:d}", "model_sha256", ci.model_sha256, "layer", ci.layer, "images",
+                            ci.images, "images_requested", ci.images_requested, "n_tensors", ci.n_tensors,
+                            "percentile", ci.percentile);
+    imgsim_calib_destroy(c);
+    Py_DECREF(model), Py_DECREF(input), Py_DECREF(out);
+    return ret;
 }
 
 /* _split(dataset, test_size, seed, out_dir) -> {"train", "test", "skipped"} (imgsim_split). */
@@ -1197,6 +1250,8 @@ static PyMethodDef mod_methods[] = {
     {"model_info", (PyCFunction)(void (*)(void))mod_model_info, METH_VARARGS | METH_KEYWORDS,
      "model_info(path, layer=None)\n--\n\nWhat an ONNX model holds: dim, input, opset, layer, sha256, n_nodes."},
     {"_split", mod_split, METH_VARARGS, "_split(dataset, test_size, seed, out_dir): imgsim_split (see imgsim.split)."},
+    {"_calibrate", (PyCFunction)(void (*)(void))mod_calibrate, METH_VARARGS | METH_KEYWORDS,
+     "_calibrate(model, input, out, ...): imgsim_calibrate + imgsim_calib_save (see imgsim.calibrate)."},
     {"_store_open", mod_store_open, METH_VARARGS, "_store_open(dir): the store as imgsim_store_open checks it."},
     {"_store_features_f32", mod_store_features_f32, METH_VARARGS,
      "_store_features_f32(dir, out, unit): imgsim_store_features_f32 into out."},
