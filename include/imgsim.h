@@ -284,11 +284,11 @@ typedef struct imgsim_calib_info {
     double percentile;         /* PERCENTILE only */
     int images;                /* images that went into the histograms */
     int n_tensors;
-    int images_requested;      /* imgsim_calib_opts.images when it was made (0: not recorded) */
-    const char *input;         /* the input it was made from, as given */
+    int images_requested;          /* imgsim_calib_opts.images when it was made (0: not recorded) */
+    const char *input;             /* the input it was made from, as given */
     const char *input_fingerprint; /* imgsim_dataset_fingerprint of that input then ("" if not recorded) */
-    imgsim_preprocess_opts pre; /* the preprocessing (height, width, mean, std, exif_rotate,
-                                   dct_scaling; max_pixels is not recorded: the default) */
+    imgsim_preprocess_opts pre;    /* the preprocessing (height, width, mean, std, exif_rotate,
+                                      dct_scaling; max_pixels is not recorded: the default) */
 } imgsim_calib_info;
 
 /* Strings belong to c. */

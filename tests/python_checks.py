@@ -337,7 +337,8 @@ ccli, cpy = os.path.join(w, "cli.calib"), os.path.join(w, "py.calib")
 T.run(["calibrate", "--model=" + model, data, "--images=8", "--out=" + ccli, "--quiet"])
 ci = imgsim.calibrate(model, data, cpy, images=8)
 check(open(cpy, "rb").read() == open(ccli, "rb").read(), "calibrate writes the CLI's file byte for byte")
-check(ci["images"] == 8 and ci["images_requested"] == 8 and ci["n_tensors"] >= 10 and ci["layer"] == store.meta["layer"],
+check(ci["images"] == 8 and ci["images_requested"] == 8 and ci["n_tensors"] >= 10 and
+      ci["layer"] == store.meta["layer"],
       "calibrate returns %r" % ci)
 pc, pm = os.path.join(w, "p.calib"), os.path.join(w, "m.calib")
 T.run(["calibrate", "--model=" + model, data, "--images=6", "--method=percentile", "--percentile=99.5",
@@ -380,7 +381,8 @@ T.run(["run", data, "--model=" + model, "--out=" + rc8, "--k=3", "--batch-size=4
 s8 = imgsim.run(data, model, rp8, k=3, batch_size=4, precision="int8", calib_images=6)
 c8 = json.load(open(os.path.join(rc8, "summary.json")))
 jc, jp = json.load(open(os.path.join(rc8, "int8.calib"))), json.load(open(os.path.join(rp8, "int8.calib")))
-check(jc.pop("input") == os.path.join(rc8, "train.tsv") and jp.pop("input") == os.path.join(rp8, "train.tsv") and jc == jp,
+check(jc.pop("input") == os.path.join(rc8, "train.tsv") and jp.pop("input") == os.path.join(rp8, "train.tsv") and
+      jc == jp,
       "run(precision='int8') calibrates as the CLI's run does (the same file but for its input)")
 check(set(s8) == set(c8) and set(s8["stages"]) == set(c8["stages"]) and s8["stages"]["calibration"]["images"] == 6 and
       s8["calibration"]["source"] == "calibrated" and s8.get("accuracy") == c8.get("accuracy"),

@@ -136,11 +136,13 @@ T.check("--calib-images=12, not 8" in p.stderr and "calibrating again" in p.stde
 cj = json.load(open(calib))
 s = summary(ji)
 T.check(cj["images_requested"] == 8 and not s["stages"]["calibration"]["reused"], "calib-images 8: %r" % cj["images"])
-T.check(not s["stages"]["gallery (train)"]["reused"] and meta(os.path.join(ji, "gallery"))["calib_sha256"] == sha(calib),
+T.check(not s["stages"]["gallery (train)"]["reused"] and
+        meta(os.path.join(ji, "gallery"))["calib_sha256"] == sha(calib),
         "calib-images 8: the gallery was not extracted with the new file")
 # another model: calibrated again for it
 p = run(ji, "--precision=int8", "--calib-images=8", model=mB)
-T.check("calibration file is for another model" in p.stderr and "calibrating again" in p.stderr, "model B:\n" + p.stderr)
+T.check("calibration file is for another model" in p.stderr and "calibrating again" in p.stderr,
+        "model B:\n" + p.stderr)
 T.check(json.load(open(calib))["model"]["sha256"] == sha(mB), "model B: int8.calib not remade for it")
 calib_b = os.path.join(w, "b.calib")
 shutil.copy(calib, calib_b)
@@ -171,7 +173,8 @@ img = os.path.join(data, sorted(os.listdir(data))[0])
 for extra, field in (([], "precision"), (["--precision=int8", "--calib=" + ref2], "calib_sha256")):
     p = T.run(["search", "--gallery=" + os.path.join(jg, "gallery"), "--query=" + img, "--out=" + res, "--quiet",
                "--threads=2"] + extra, check=False)
-    T.check(p.returncode == 1 and field in p.stderr, "search images %s: rc %d %s" % (field, p.returncode, p.stderr.strip()))
+    T.check(p.returncode == 1 and field in p.stderr,
+            "search images %s: rc %d %s" % (field, p.returncode, p.stderr.strip()))
 p = T.run(["search", "--gallery=" + os.path.join(jg, "gallery"), "--query=" + os.path.join(jg, "queries"),
            "--out=" + res, "--quiet"], check=False)
 T.check(p.returncode == 0, "search of the same calibration: %s" % p.stderr.strip())

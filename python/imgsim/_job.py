@@ -182,7 +182,8 @@ def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device=
         if key in metrics:
             summary[key] = metrics[key]
     summary["stages"] = {"split": _stage(t_split, info["train"] + info["test"]), "model load": _stage(0.0, 0),
-                         "calibration": calib_stage, "engine build": _stage(t_engine, 0), **stages, "search": _stage(t_search, len(q))}
+                         "calibration": calib_stage, "engine build": _stage(t_engine, 0), **stages,
+                         "search": _stage(t_search, len(q))}
     summary["total_seconds"] = time.perf_counter() - t_all
     tmp = os.path.join(out, "summary.json.tmp.%d" % os.getpid())
     with open(tmp, "w", encoding="utf-8") as f:

@@ -158,15 +158,15 @@ static void Engine_dealloc(EngineObject *self) {
 }
 
 static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"model",          "layer",       "device",  "device_index", "precision", "batch_size",
-                             "threads",        "normalize",   "engine_cache", "engine_file", "prepare_gpu_decode",
-                             "calib",          NULL};
+    static char *kwlist[] = {"model",       "layer",        "device",      "device_index",
+                             "precision",   "batch_size",   "threads",     "normalize",
+                             "engine_cache", "engine_file", "prepare_gpu_decode", "calib", NULL};
     PyObject *model = NULL, *calib = NULL;
     const char *layer = NULL, *cache = NULL, *efile = NULL;
     int device = 0, device_index = 0, precision = -1, batch = 32, threads = 0, normalize = 1, prep = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|ziiiiipzzpO&", kwlist, PyUnicode_FSConverter, &model, &layer,
-                                     &device, &device_index, &precision, &batch, &threads, &normalize, &cache, &efile,
-                                     &prep, PyUnicode_FSConverter, &calib))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|ziiiiipzzpO&", kwlist, PyUnicode_FSConverter, &model,
+                                     &layer, &device, &device_index, &precision, &batch, &threads, &normalize,
+                                     &cache, &efile, &prep, PyUnicode_FSConverter, &calib))
         return -1;
     if (self->e) {
         PyErr_SetString(PyExc_RuntimeError, "Engine is already initialised");
@@ -671,7 +671,8 @@ static PyTypeObject EngineType = {
     .tp_basicsize = sizeof(EngineObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Engine(model, layer=None, device=0, device_index=0, precision=-1, batch_size=32, threads=0,\n"
-              "       normalize=True, engine_cache=None, engine_file=None, prepare_gpu_decode=False, calib=path)\n--\n\n"
+              "       normalize=True, engine_cache=None, engine_file=None, prepare_gpu_decode=False,\n"
+              "       calib=None)\n--\n\n"
               "The low-level engine handle (imgsim_engine_load). Use imgsim.Engine.",
     .tp_new = Engine_new,
     .tp_init = (initproc)Engine_init,
@@ -823,8 +824,9 @@ static PyObject *mod_model_info(PyObject *m, PyObject *args, PyObject *kw) {
  * dct_scaling, max_pixels) -> dict: imgsim_model_load + imgsim_calibrate + imgsim_calib_save, the
  * CLI's `imgsim calibrate` (method 0 entropy, 1 percentile, 2 minmax). */
 static PyObject *mod_calibrate(PyObject *m, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"model", "input", "out", "images", "method", "percentile", "layer", "batch_size",
-                             "threads", "exif_rotate", "dct_scaling", "max_pixels", NULL};
+    static char *kwlist[] = {"model",   "input",       "out",         "images",     "method",
+                             "percentile", "layer",    "batch_size",  "threads",    "exif_rotate",
+                             "dct_scaling", "max_pixels", NULL};
     PyObject *model = NULL, *input = NULL, *out = NULL;
     const char *layer = NULL;
     imgsim_calib_opts co;
@@ -832,8 +834,9 @@ static PyObject *mod_calibrate(PyObject *m, PyObject *args, PyObject *kw) {
     int method = 0, exif = co.pre.exif_rotate, dct = co.pre.dct_scaling;
     unsigned long long max_pixels = co.pre.max_pixels;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&O&|iidziippK", kwlist, PyUnicode_FSConverter, &model,
-                                     PyUnicode_FSConverter, &input, PyUnicode_FSConverter, &out, &co.images, &method,
-                                     &co.percentile, &layer, &co.batch_size, &co.threads, &exif, &dct, &max_pixels))
+                                     PyUnicode_FSConverter, &input, PyUnicode_FSConverter, &out, &co.images,
+                                     &method, &co.percentile, &layer, &co.batch_size, &co.threads, &exif,
+                                     &dct, &max_pixels))
         return NULL; /* (the converters release what they made) */
     co.method = (imgsim_calib_method)method;
     co.pre.exif_rotate = exif;
@@ -858,9 +861,9 @@ static PyObject *mod_calibrate(PyObject *m, PyObject *args, PyObject *kw) {
     if (st)
         raise_status(st, msg);
     else
-        ret = Py_BuildValue("{s:s,s:s,s:i,s:i,s:i,s:d}", "model_sha256", ci.model_sha256, "layer", ci.layer, "images",
-                            ci.images, "images_requested", ci.images_requested, "n_tensors", ci.n_tensors,
-                            "percentile", ci.percentile);
+        ret = Py_BuildValue("{s:s,s:s,s:i,s:i,s:i,s:d}", "model_sha256", ci.model_sha256, "layer", ci.layer,
+                            "images", ci.images, "images_requested", ci.images_requested, "n_tensors",
+                            ci.n_tensors, "percentile", ci.percentile);
     imgsim_calib_destroy(c);
     Py_DECREF(model), Py_DECREF(input), Py_DECREF(out);
     return ret;

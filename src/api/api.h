@@ -38,8 +38,8 @@ imgsim_status ims_engine_config(ims_backend_cfg *cfg, const imgsim_engine_opts *
  * and resolved against g's values: scale[v] (0 where not calibrated) and is_unsigned[v], both
  * g->n_vals long and malloc'ed (free()); calib_sha256 gets the sha256 of the file's bytes. */
 imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, char calib_sha256[65], const char *path,
-                                const ims_graph *g, const char *sha256, const char *layer, const char *model_path,
-                                ims_err *e);
+                                const ims_graph *g, const char *sha256, const char *layer,
+                                const char *model_path, ims_err *e);
 
 /* A listed dataset (api/dataset.c). */
 struct imgsim_dataset {

@@ -458,8 +458,8 @@ imgsim_status imgsim_calib_get_tensor(const imgsim_calib *c, int i, const char *
 }
 
 imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, char calib_sha256[65], const char *path,
-                                const ims_graph *g, const char *sha256, const char *layer, const char *model_path,
-                                ims_err *e) {
+                                const ims_graph *g, const char *sha256, const char *layer,
+                                const char *model_path, ims_err *e) {
     *scale = NULL;
     *is_unsigned = NULL;
     calib_sha256[0] = 0;

@@ -148,14 +148,16 @@ imgsim_status imgsim_store_check_compatible(const imgsim_store *g, const imgsim_
                        model, e->info.dim, g->dir, g->dim);
     int g8 = !strcmp(g->m.precision, "int8"), e8 = e->info.precision == IMGSIM_PREC_INT8;
     if (g8 != e8)
-        return ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: the engine runs at precision %s, the gallery %s was extracted "
-                        "at %s (precision differs); give the gallery's --precision%s", model,
-                        imgsim_precision_str(e->info.precision), g->dir, *g->m.precision ? g->m.precision : "?",
-                        g8 ? " and --calib" : "");
+        return ims_fail(NULL, IMGSIM_ERR_MISMATCH,
+                        "%s: the engine runs at precision %s, the gallery %s was extracted "
+                        "at %s (precision differs); give the gallery's --precision%s",
+                        model, imgsim_precision_str(e->info.precision), g->dir,
+                        *g->m.precision ? g->m.precision : "?", g8 ? " and --calib" : "");
     if (strcmp(e->info.calib_sha256, g->m.calib_sha256) != 0)
-        return ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: the engine's int8 calibration file is not the one the gallery "
-                        "%s was extracted with (calib_sha256 %.16s... against %.16s...)", model, g->dir,
-                        e->info.calib_sha256, g->m.calib_sha256);
+        return ims_fail(NULL, IMGSIM_ERR_MISMATCH,
+                        "%s: the engine's int8 calibration file is not the one the gallery "
+                        "%s was extracted with (calib_sha256 %.16s... against %.16s...)",
+                        model, g->dir, e->info.calib_sha256, g->m.calib_sha256);
     return IMGSIM_OK;
 }
 
@@ -189,7 +191,8 @@ imgsim_status imgsim_store_check_reusable(const char *dir, const imgsim_dataset 
     if (strcmp(s->m.model_sha256, mi.sha256) != 0) why = "was extracted with another model (sha256 differs)";
     else if (strcmp(s->m.layer, mi.layer) != 0) why = "holds another layer";
     else if (strcmp(s->m.precision, imgsim_precision_str(cfg.precision)) != 0) why = "was extracted at another precision";
-    else if (strcmp(s->m.calib_sha256, calib_sha) != 0) why = "was extracted with another int8 calibration file (calib_sha256 differs)";
+    else if (strcmp(s->m.calib_sha256, calib_sha) != 0)
+        why = "was extracted with another int8 calibration file (calib_sha256 differs)";
     else if (strcmp(s->m.device, eo->device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu") != 0) why = "was extracted on another device";
     else if (strcmp(s->m.dtype, xo->dtype == IMGSIM_F16 ? "float16" : "float32") != 0) why = "holds another element type";
     else if (!ims_meta_same_preprocessing(&s->m, &want)) why = "was extracted with other preprocessing";

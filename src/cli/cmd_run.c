@@ -36,9 +36,9 @@ typedef struct run_job {
     double test_size;
     uint64_t seed;
     int k, force, want_report;
-    int calib_images;    /* int8 without --calib: training images to calibrate on */
+    int calib_images;         /* int8 without --calib: training images to calibrate on */
     const char *calib_source; /* int8: "calibrated", "reused" or "given" (--calib); NULL otherwise */
-    char *p_calib;       /* DIR/int8.calib */
+    char *p_calib;            /* DIR/int8.calib */
     size_t gpu_memory;
     imgsim_engine_opts eo;
     imgsim_extract_opts xo;
@@ -57,8 +57,8 @@ typedef struct run_job {
 
 /* Reads the options into j. Returns -1 to go on, else the exit status. */
 static int parse_options(run_job *j, cli_args *a, int argc, char **argv) {
-    static const char *const vals[] = {"model", "out",        "test-size", "seed", "k", "layer",
-                                       "gpu-memory", "calib-images", CLI_EXTRACT_VALUE_OPTS, NULL};
+    static const char *const vals[] = {"model", "out", "test-size", "seed", "k", "layer", "gpu-memory",
+                                       "calib-images", CLI_EXTRACT_VALUE_OPTS, NULL};
     int started = cli_start(a, argc, argv, vals, usage);
     if (started >= 0) return started;
     j->model = cli_str(a, "model", NULL), j->out = cli_str(a, "out", NULL);
@@ -213,15 +213,16 @@ static int stage_model(run_job *j) {
  * preprocessing, method, --calib-images or training sample (the fingerprint of train.tsv). */
 static const char *calib_differs(run_job *j, const char *path, char *why, size_t n) {
     imgsim_calib *c = NULL;
-    if (imgsim_calib_load(&c, path, j->m) != IMGSIM_OK) return snprintf(why, n, "%s", imgsim_last_error()), why;
+    if (imgsim_calib_load(&c, path, j->m) != IMGSIM_OK)
+        return snprintf(why, n, "%s", imgsim_last_error()), why;
     imgsim_calib_info ci;
     imgsim_calib_get_info(c, &ci);
     char fp[65] = "";
     imgsim_dataset_fingerprint(fp, j->train);
     const imgsim_preprocess_opts *a = &ci.pre, *b = &j->xo.pre;
-    int same_pre = a->height == b->height && a->width == b->width && !memcmp(a->mean, b->mean, sizeof a->mean) &&
-                   !memcmp(a->std, b->std, sizeof a->std) && !a->exif_rotate == !b->exif_rotate &&
-                   !a->dct_scaling == !b->dct_scaling;
+    int same_pre = a->height == b->height && a->width == b->width &&
+                   !memcmp(a->mean, b->mean, sizeof a->mean) && !memcmp(a->std, b->std, sizeof a->std) &&
+                   !a->exif_rotate == !b->exif_rotate && !a->dct_scaling == !b->dct_scaling;
     const char *r = NULL;
     char what[200];
     if (!same_pre)
@@ -262,8 +263,9 @@ static int stage_calibrate(run_job *j) {
             j->st[ST_CALIB].reused = 1;
             j->calib_source = "reused";
             j->eo.calib_file = j->p_calib;
-            cli_info("imgsim: calibration: reusing %s (same model, layer, preprocessing, method and sample)\n",
-                     j->p_calib);
+            cli_info(
+                "imgsim: calibration: reusing %s (same model, layer, preprocessing, method and sample)\n",
+                j->p_calib);
             return 0;
         }
         cli_info("imgsim: calibration: %s: calibrating again\n", d);
