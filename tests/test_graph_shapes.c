@@ -536,6 +536,47 @@ static void test_fold_shapes(void **state) {
     ims_graph_free(g);
 }
 
+/* Mod on constants (torch 2.x's unflatten computes Mod(dim, rank)): integers take the divisor's
+ * sign (numpy.mod: -7 % 3 = 2, 7 % -3 = -2), fmod = 1 the dividend's (math.fmod(-7, 3) = -1);
+ * the batch size and a zero divisor are refused, naming the node. */
+static void test_fold_mod(void **state) {
+    (void)state;
+    ims_err e;
+    ims_graph *g = new_graph(5, 4, 6);
+    int a = cst(g, "a", 1, DIMS(4), (const float[]){-7, 7, -1, 2}, 0),
+        b = cst(g, "b", 1, DIMS(4), (const float[]){3, -3, 3, 3}, 0);
+    g->vals[a].is_int = g->vals[b].is_int = 1;
+    int af = cst(g, "af", 1, DIMS(2), (const float[]){-7, 7}, 0),
+        bf = cst(g, "bf", 1, DIMS(2), (const float[]){3, -3}, 0);
+    int r = act(g, "r"), rf = act(g, "rf"), y = act(g, "y");
+    node(g, IS_OP_MOD, "mod", 2, IN(a, b), r);
+    node(g, IS_OP_MOD, "fmod", 2, IN(af, bf), rf)->fmod = 1;
+    node(g, IS_OP_RELU, "relu", 1, IN(g->input), y);
+    g->output = y;
+    assert_int_equal(infer(g, &e), IMGSIM_OK);
+    const float *o = g->vals[r].data, *of = g->vals[rf].data;
+    assert_true(o && g->vals[r].is_int && o[0] == 2.0f && o[1] == -2.0f && o[2] == 2.0f && o[3] == 2.0f);
+    assert_true(of && of[0] == -1.0f && of[1] == 1.0f);
+    ims_graph_free(g);
+
+    for (int bad = 0; bad < 2; bad++) {
+        g = new_graph(5, 4, 6);
+        int i0 = cst(g, "i0", 0, NULL, NULL, 0.0f), k = cst(g, "k", 0, NULL, NULL, bad ? 0.0f : 3.0f);
+        g->vals[i0].is_int = g->vals[k].is_int = 1;
+        int sh = act(g, "sh"), n = act(g, "n"), q = act(g, "q");
+        y = act(g, "y");
+        node(g, IS_OP_SHAPE, "shape", 1, IN(g->input), sh);
+        node(g, IS_OP_GATHER, "gn", 2, IN(sh, i0), n)->axis = 0;
+        node(g, IS_OP_MOD, "modn", 2, IN(bad ? k : n, k), q); /* batch mod 3; 0 mod 0 */
+        node(g, IS_OP_RELU, "relu", 1, IN(g->input), y);
+        g->output = y;
+        assert_int_equal(infer(g, &e), IMGSIM_ERR_UNSUPPORTED);
+        assert_non_null(strstr(e.msg, "'modn'"));
+        assert_non_null(strstr(e.msg, bad ? "by zero" : "batch size"));
+        ims_graph_free(g);
+    }
+}
+
 static void test_bn_unary_clip(void **state) {
     (void)state;
     ims_graph *g = new_graph(3, 4, 4);
@@ -604,6 +645,7 @@ int main(void) {
         cmocka_unit_test(test_concat),
         cmocka_unit_test(test_broadcasting),
         cmocka_unit_test(test_fold_shapes),
+        cmocka_unit_test(test_fold_mod),
         cmocka_unit_test(test_bn_unary_clip),
         cmocka_unit_test(test_too_large),
     };

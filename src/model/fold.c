@@ -49,6 +49,7 @@ int ims_graph_foldable(const ims_graph *g, const ims_node *n) {
     case IS_OP_CONSTANTOFSHAPE:
     case IS_OP_EQUAL:
     case IS_OP_WHERE:
+    case IS_OP_MOD:
         break;
     default:
         return 0;
@@ -94,13 +95,23 @@ static int is_batch(float v) {
     return v == IS_BATCH_DIM;
 }
 
-/* a (op) b for Add/Sub/Mul/Div; *bad set when the batch sentinel would change or b is 0. */
-static float arith(ims_op op, float a, float b, int ints, int *bad) {
+/* a (op) b for Add/Sub/Mul/Div/Mod (fmod: Mod's attribute); *bad set when the batch sentinel
+ * would change (Mod never keeps it) or an integer b is 0. */
+static float arith(ims_op op, float a, float b, int ints, int fmod_, int *bad) {
     double r;
     switch (op) {
     case IS_OP_ADD: r = (double)a + b; break;
     case IS_OP_SUB: r = (double)a - b; break;
     case IS_OP_MUL: r = (double)a * b; break;
+    case IS_OP_MOD:
+        if (b == 0) {
+            *bad = 2;
+            return 0;
+        }
+        r = fmod((double)a, b);
+        if (!fmod_ && r != 0 && (r < 0) != (b < 0)) r += b; /* ONNX's integer Mod: the divisor's sign */
+        if (is_batch(a) || is_batch(b)) *bad = 1;
+        break;
     default:
         if (b == 0 && ints) {
             *bad = 2;
@@ -318,7 +329,7 @@ static imgsim_status fold_binary(ims_graph *g, ims_node *n, ims_err *e) {
             ia += idx[k] * as[k];
             ib += idx[k] * bs[k];
         }
-        o[i] = arith(n->op, a->data[ia], b->data[ib], ints, &bad);
+        o[i] = arith(n->op, a->data[ia], b->data[ib], ints, n->fmod, &bad);
         for (int k = r - 1; k >= 0; k--) {
             if (++idx[k] < od[k]) break;
             idx[k] = 0;
@@ -326,7 +337,7 @@ static imgsim_status fold_binary(ims_graph *g, ims_node *n, ims_err *e) {
     }
     if (bad) {
         free(o);
-        return fail(e, n, bad == 2 ? "integer division by zero"
+        return fail(e, n, bad == 2 ? "integer division (or Mod) by zero"
                                    : "shape arithmetic on the batch size (only keeping it as it is is supported)");
     }
     return set_const(g, n, r, od, o, ints, e);
@@ -495,7 +506,8 @@ imgsim_status ims_graph_fold_node(ims_graph *g, ims_node *n, ims_err *e) {
     case IS_OP_ADD:
     case IS_OP_SUB:
     case IS_OP_MUL:
-    case IS_OP_DIV: return fold_binary(g, n, e);
+    case IS_OP_DIV:
+    case IS_OP_MOD: return fold_binary(g, n, e);
     case IS_OP_SLICE: return fold_slice(g, n, e);
     case IS_OP_TRANSPOSE: return fold_transpose(g, n, e);
     case IS_OP_CONSTANTOFSHAPE: return fold_constantofshape(g, n, e);

@@ -10,7 +10,7 @@ const char *ims_op_name(ims_op op) {
         "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Identity",
         "HardSigmoid", "HardSwish", "Sub", "Div", "Transpose", "Slice", "ReduceMean", "Pow", "Sqrt", "Erf", "Gelu",
         "LayerNormalization", "Shape", "Gather", "Unsqueeze",
-        "Squeeze", "Cast", "Softmax", "Attention", "Swish", "Expand", "ConstantOfShape", "Equal", "Where"};
+        "Squeeze", "Cast", "Softmax", "Attention", "Swish", "Expand", "ConstantOfShape", "Equal", "Where", "Mod"};
     return (unsigned)op < IS_OP_COUNT ? names[op] : "?";
 }
 

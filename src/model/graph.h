@@ -76,6 +76,7 @@ typedef enum ims_op {
     IS_OP_CONSTANTOFSHAPE, /* shape arithmetic: a constant of shape in[0] filled with alpha */
     IS_OP_EQUAL,       /* shape arithmetic: a == b (1 or 0) */
     IS_OP_WHERE,       /* shape arithmetic: cond ? a : b */
+    IS_OP_MOD,         /* shape arithmetic: a mod b (fmod: C's fmod; else the divisor's sign, integers) */
     IS_OP_COUNT
 } ims_op;
 
@@ -137,6 +138,7 @@ typedef struct ims_node {
     int cast_to;
     int keepdims; /* ReduceMean */
     int heads;    /* Attention: number of heads */
+    int fmod;     /* Mod: 1 the result takes the dividend's sign (C's fmod), 0 the divisor's */
     /* Slice of an activation: the start of each output axis in the input (shape inference) */
     int64_t offset[IS_MAX_RANK];
 

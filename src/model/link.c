@@ -52,6 +52,7 @@ static void op_arity(ims_op op, int *min_in, int *max_in, int *first_optional) {
     case IS_OP_RESHAPE:
     case IS_OP_EXPAND:
     case IS_OP_EQUAL:
+    case IS_OP_MOD:
         *min_in = 2;
         *max_in = 2;
         break;

@@ -894,6 +894,7 @@ static const infer_fn infer_table[IS_OP_COUNT] = {
     [IS_OP_CONSTANTOFSHAPE] = infer_constantofshape,
     [IS_OP_EQUAL] = infer_shape_only,
     [IS_OP_WHERE] = infer_shape_only,
+    [IS_OP_MOD] = infer_shape_only,
 };
 /* clang-format on */
 

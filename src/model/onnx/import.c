@@ -868,6 +868,7 @@ static imgsim_status parse_attr(const actx *c, const ImsOnnx__AttributeProto *a,
     if (!strcmp(nm, "transA")) return get_int(c, a, 0, 1, &n->trans_a);
     if (!strcmp(nm, "transB")) return get_int(c, a, 0, 1, &n->trans_b);
     if (!strcmp(nm, "allowzero")) return get_int(c, a, 0, 1, &p->allowzero);
+    if (!strcmp(nm, "fmod")) return get_int(c, a, 0, 1, &n->fmod);
     if (!strcmp(nm, "storage_order")) {
         int v;
         return get_int(c, a, 0, 0, &v); /* column-major indices output: not supported */
@@ -1395,6 +1396,8 @@ static const op_desc op_table[] = {
     {"ConstantOfShape", IS_OP_CONSTANTOFSHAPE, 1, 1, 0, " value ", check_constantofshape},
     {"Equal", IS_OP_EQUAL, 2, 2, 0, " ", NULL},
     {"Where", IS_OP_WHERE, 3, 3, 0, " ", NULL},
+    /* torch 2.x's unflatten of the packed q/k/v projection: Mod(dim, rank) on constants */
+    {"Mod", IS_OP_MOD, 2, 2, 0, " fmod ", NULL},
     /* pass 1 handles these three (add_constant_node, check_pad, check_dropout) */
     {"Constant", OP_CONSTANT, 0, 0, 0, " value value_float value_floats value_int value_ints ", NULL},
     {"Pad", OP_PAD, 2, 4, 0, " mode ", NULL},
