@@ -24,7 +24,11 @@
  *   y   = Add(MatMul(a, Wo^T), bo)            [N, L, E]    (the Gemm and the last Transpose)
  *
  * and every node only the old block needed (the shape subgraphs of its Reshapes included) is
- * dropped. The head count comes from the Reshape's shape subgraph (Div(E, H)), else from the
+ * dropped. torch 2.x's TorchScript exporter writes the same module differently (match_v2): the
+ * packed projection split by unflatten (Reshape to [L, N, 3, E], Unsqueeze, Transpose, Squeeze,
+ * Gather 0/1/2), the heads as [N, H, L, D], and the core as its scaled_dot_product_attention
+ * (q and k^T each multiplied by Sqrt(scale), the scale 1 / sqrt(D) computed from q's shape); it
+ * becomes the same three nodes. The head count comes from the Reshape's shape subgraph (Div(E, H)), else from the
  * scale (c = 1 / sqrt(E / H)). A Softmax that reads an attention MatMul through an Add or a Where
  * (an attention mask) is refused, as is a Softmax of a product of two activations in another
  * form, naming the node.
@@ -162,10 +166,20 @@ static int from_act_matmul(ims_graph *g, int v) {
     return p && p->op == IS_OP_MATMUL && !is_const(g, p->in[0]) && !is_const(g, p->in[1]);
 }
 
-/* Tries to rewrite the attention block around Softmax node si. Returns 1 when rewritten, 0 when
- * it is not one, -1 on error (*st and e set). */
-static int fuse_one(ims_graph *g, int si, imgsim_status *st, ims_err *e) {
-    ims_node *S = &g->nodes[si];
+/* What a matcher found of one attention block: the pieces the rewrite needs. */
+typedef struct mha_match {
+    int qkv;      /* the packed projection Add(bias, MatMul(xT, W)) [L, N, 3E] */
+    ims_node *o2; /* the Reshape to [L*N, E] that the output projection's Gemm reads */
+    ims_node *qr; /* the q head Reshape to [L, N*H, E/H] (its shape subgraph holds H) */
+    int heads;    /* the head count written elsewhere (torch 2.x's [N, H, L, D] Reshape), or -1 */
+    double scale; /* the factor of q k^T, or 0 when only written as Div(c)/Mul(c) (c below) */
+    double c;     /* torch 1.13: the constant of the Div or Mul */
+    int scale_op; /* torch 1.13: IS_OP_DIV or IS_OP_MUL */
+} mha_match;
+
+/* torch 1.13's block: q, k, v Slices of qkv, heads through Reshape/Transpose of rank 3, the scale
+ * a constant Div or Mul before or after the first product. */
+static int match_v1(ims_graph *g, ims_node *S, mha_match *mt) {
     double c = 0;
     int scale_op = -1; /* IS_OP_MUL or IS_OP_DIV */
     ims_node *mm1 = prod(g, S->in[0], -1);
@@ -182,8 +196,8 @@ static int fuse_one(ims_graph *g, int si, imgsim_status *st, ims_err *e) {
     /* q side: the scale before the product, or none */
     int qv = mm1->in[0];
     ims_node *qs = prod(g, qv, -1);
-    if (scale_op < 0 && qs && (qs->op == IS_OP_DIV || qs->op == IS_OP_MUL) && const_scalar(g, qs->in[1], &c) &&
-        nreaders(g, qv) == 1) {
+    if (scale_op < 0 && qs && (qs->op == IS_OP_DIV || qs->op == IS_OP_MUL) &&
+        const_scalar(g, qs->in[1], &c) && nreaders(g, qv) == 1) {
         scale_op = qs->op;
         qv = qs->in[0];
     }
@@ -201,6 +215,168 @@ static int fuse_one(ims_graph *g, int si, imgsim_status *st, ims_err *e) {
     double z;
     if (!const_scalar(g, qsl->in[1], &z) || z != 0 || qsl->in[2] != ksl->in[1] || ksl->in[2] != vsl->in[1])
         return 0;
+    ims_node *oT = only_reader(g, mm2->out, IS_OP_TRANSPOSE, 0);
+    if (!is_transpose(oT, 1, 0, 2)) return 0;
+    mt->o2 = only_reader(g, oT->out, IS_OP_RESHAPE, 0);
+    if (!mt->o2) return 0;
+    mt->qkv = qkv;
+    mt->qr = qr;
+    mt->heads = -1;
+    mt->scale = 0;
+    mt->c = c;
+    mt->scale_op = scale_op;
+    return 1;
+}
+
+/* Whether node n is a Transpose of rank r with perm p. */
+static int has_perm(const ims_node *n, int r, const int *p) {
+    if (!n || n->op != IS_OP_TRANSPOSE || n->n_perm != r) return 0;
+    for (int k = 0; k < r; k++)
+        if (n->perm[k] != p[k]) return 0;
+    return 1;
+}
+
+/* torch 2.x's heads of q, k or v: Reshape(Transpose(Reshape(Gather(sq, idx, axis 0), [L, N*H, D]),
+ * 1,0,2), [N, H, L, D]) = v, each read once. Returns the outer Reshape; *sq and *inner set. */
+static ims_node *head4(ims_graph *g, int v, int idx, int *sq, ims_node **inner) {
+    ims_node *r4 = prod(g, v, IS_OP_RESHAPE);
+    if (!r4 || nreaders(g, v) != 1) return NULL;
+    ims_node *t = transpose_of(g, r4->in[0], 1, 0, 2);
+    if (!t || nreaders(g, r4->in[0]) != 1) return NULL;
+    ims_node *r3 = prod(g, t->in[0], IS_OP_RESHAPE);
+    if (!r3 || nreaders(g, t->in[0]) != 1) return NULL;
+    ims_node *ga = prod(g, r3->in[0], IS_OP_GATHER);
+    double i;
+    if (!ga || nreaders(g, r3->in[0]) != 1 || ga->axis != 0 || !const_scalar(g, ga->in[1], &i) || i != idx)
+        return NULL;
+    *sq = ga->in[0];
+    *inner = r3;
+    return r4;
+}
+
+/* The head count H of a [N, H, L, D] Reshape's shape subgraph: Concat(N, const H, L, D), or -1. */
+static int heads_from_shape4(ims_graph *g, const ims_node *reshape) {
+    ims_node *c = prod(g, reshape->in[1], IS_OP_CONCAT);
+    double h;
+    if (!c || c->n_in != 4 || !const_scalar(g, c->in[1], &h) || h < 1 || h > 65536 || h != floor(h))
+        return -1;
+    return (int)h;
+}
+
+/* The value of a scale computed in the graph into *out: constants, Cast, Sqrt, Mul and Div of such,
+ * and Slice(Shape(q), -1:), the head size d (torch 2.x's default scale of scaled_dot_product_attention,
+ * Sqrt(Cast(Div(1, Sqrt(Cast(Slice(Shape(q), -1)))))), read from q's shape). Returns 0 for
+ * anything else. */
+static int eval_scale(ims_graph *g, int v, int q, double d, int depth, double *out) {
+    double a, b;
+    if (const_scalar(g, v, out)) return 1;
+    ims_node *n = prod(g, v, -1);
+    if (!n || depth > 8) return 0;
+    switch (n->op) {
+    case IS_OP_CAST:
+        return n->cast_to && eval_scale(g, n->in[0], q, d, depth + 1, out);
+    case IS_OP_SQRT:
+        if (!eval_scale(g, n->in[0], q, d, depth + 1, &a) || !(a >= 0)) return 0;
+        *out = sqrt(a);
+        return 1;
+    case IS_OP_MUL:
+    case IS_OP_DIV:
+        if (!eval_scale(g, n->in[0], q, d, depth + 1, &a) || !eval_scale(g, n->in[1], q, d, depth + 1, &b))
+            return 0;
+        if (n->op == IS_OP_DIV && b == 0) return 0;
+        *out = n->op == IS_OP_MUL ? a * b : a / b;
+        return 1;
+    case IS_OP_SLICE: {
+        ims_node *sh = prod(g, n->in[0], IS_OP_SHAPE);
+        double st, en, ax = 0;
+        if (!sh || sh->in[0] != q || !const_scalar(g, n->in[1], &st) || st != -1 ||
+            !const_scalar(g, n->in[2], &en) || en < 2147483647.0 ||
+            (n->n_in > 3 && n->in[3] >= 0 && (!const_scalar(g, n->in[3], &ax) || ax != 0)) ||
+            (n->n_in > 4 && n->in[4] >= 0))
+            return 0;
+        *out = d;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* Mul(a, b) with the operand head4() recognises as input 0 or 1: sets *head to it and returns the
+ * other operand, or -1. */
+static int mul_operand(ims_graph *g, int v, int *head, int want_head) {
+    ims_node *m = prod(g, v, IS_OP_MUL);
+    if (!m || nreaders(g, v) != 1) return -1;
+    for (int k = 0; k < 2; k++) {
+        ims_node *p = prod(g, m->in[k], -1);
+        if (p && (int)p->op == want_head) {
+            *head = m->in[k];
+            return m->in[1 - k];
+        }
+    }
+    return -1;
+}
+
+/* torch 2.x's block (its TorchScript exporter, nn.MultiheadAttention through
+ * scaled_dot_product_attention):
+ *   p   = Squeeze(Transpose(Unsqueeze(Reshape(qkv, [L, N, 3, E]), 0), 3,1,2,0,4), 3)    [3, L, N, E]
+ *   q4, k4, v4 = head4(Gather(p, 0 | 1 | 2))                                          [N, H, L, D]
+ *   o   = MatMul(Softmax(MatMul(Mul(q4, Sqrt(s)), Mul(Transpose(k4, 0,1,3,2), Sqrt(s)))), v4)
+ *   Reshape(Transpose(o, 2,0,1,3), [L*N, E]) -> the output projection as in torch 1.13
+ * with s the scale (1 / sqrt(D) computed from q4's shape unless given). */
+static int match_v2(ims_graph *g, ims_node *S, mha_match *mt) {
+    static const int pk[4] = {0, 1, 3, 2}, po[4] = {2, 0, 1, 3}, pp[5] = {3, 1, 2, 0, 4};
+    ims_node *mm1 = prod(g, S->in[0], IS_OP_MATMUL);
+    ims_node *mm2 = only_reader(g, S->out, IS_OP_MATMUL, 0);
+    if (!mm1 || nreaders(g, S->in[0]) != 1 || !mm2) return 0;
+    int q4, kT;
+    int sqv = mul_operand(g, mm1->in[0], &q4, IS_OP_RESHAPE);
+    int skv = mul_operand(g, mm1->in[1], &kT, IS_OP_TRANSPOSE);
+    if (sqv < 0 || skv < 0) return 0;
+    ims_node *kt = prod(g, kT, IS_OP_TRANSPOSE);
+    if (!has_perm(kt, 4, pk) || nreaders(g, kT) != 1) return 0;
+    int sq[3];
+    ims_node *r3[3], *r4[3];
+    r4[0] = head4(g, q4, 0, &sq[0], &r3[0]);
+    r4[1] = head4(g, kt->in[0], 1, &sq[1], &r3[1]);
+    r4[2] = head4(g, mm2->in[1], 2, &sq[2], &r3[2]);
+    if (!r4[0] || !r4[1] || !r4[2] || sq[1] != sq[0] || sq[2] != sq[0] || nreaders(g, sq[0]) != 3) return 0;
+    ims_node *s = prod(g, sq[0], IS_OP_SQUEEZE);
+    if (!s || s->n_perm != 1 || s->perm[0] != 3) return 0;
+    ims_node *t = prod(g, s->in[0], IS_OP_TRANSPOSE);
+    if (!has_perm(t, 5, pp) || nreaders(g, s->in[0]) != 1) return 0;
+    ims_node *u = prod(g, t->in[0], IS_OP_UNSQUEEZE);
+    if (!u || u->n_perm != 1 || u->perm[0] != 0 || nreaders(g, t->in[0]) != 1) return 0;
+    ims_node *r = prod(g, u->in[0], IS_OP_RESHAPE);
+    if (!r || nreaders(g, u->in[0]) != 1 || nreaders(g, r->in[0]) != 1) return 0;
+    ims_node *oT = only_reader(g, mm2->out, IS_OP_TRANSPOSE, 0);
+    if (!has_perm(oT, 4, po)) return 0;
+    mt->o2 = only_reader(g, oT->out, IS_OP_RESHAPE, 0);
+    if (!mt->o2) return 0;
+    mt->qkv = r->in[0];
+    mt->qr = r3[0];
+    mt->heads = heads_from_shape4(g, r4[0]);
+    /* the scale: needs the head size, hence the heads (checked against the projection later) */
+    int h = mt->heads > 0 ? mt->heads : heads_from_shape(g, r3[0]);
+    ims_node *add = prod(g, mt->qkv, IS_OP_ADD);
+    ims_node *mm0 = add ? prod(g, is_const(g, add->in[0]) ? add->in[1] : add->in[0], IS_OP_MATMUL) : NULL;
+    if (h < 1 || !mm0 || !is_const(g, mm0->in[1]) || g->vals[mm0->in[1]].rank != 2) return 0;
+    double d = (double)g->vals[mm0->in[1]].dims[0] / h, a, b;
+    if (!eval_scale(g, sqv, q4, d, 0, &a) || !eval_scale(g, skv, q4, d, 0, &b)) return 0;
+    mt->scale = a * b;
+    if (!(mt->scale > 0) || !isfinite(mt->scale)) return 0;
+    mt->c = 0;
+    mt->scale_op = -1;
+    return 1;
+}
+
+/* Tries to rewrite the attention block around Softmax node si. Returns 1 when rewritten, 0 when
+ * it is not one, -1 on error (*st and e set). */
+static int fuse_one(ims_graph *g, int si, imgsim_status *st, ims_err *e) {
+    ims_node *S = &g->nodes[si];
+    mha_match mt;
+    if (!match_v1(g, S, &mt) && !match_v2(g, S, &mt)) return 0;
+    int qkv = mt.qkv;
     /* the packed projection */
     ims_node *add = prod(g, qkv, IS_OP_ADD);
     if (!add) return 0;
@@ -216,10 +392,7 @@ static int fuse_one(ims_graph *g, int si, imgsim_status *st, ims_err *e) {
     if (!xT) return 0;
     int x = xT->in[0];
     /* the output side */
-    ims_node *oT = only_reader(g, mm2->out, IS_OP_TRANSPOSE, 0);
-    if (!is_transpose(oT, 1, 0, 2)) return 0;
-    ims_node *o2 = only_reader(g, oT->out, IS_OP_RESHAPE, 0);
-    ims_node *gm = o2 ? only_reader(g, o2->out, IS_OP_GEMM, 0) : NULL;
+    ims_node *gm = only_reader(g, mt.o2->out, IS_OP_GEMM, 0);
     if (!gm || gm->trans_a || !gm->trans_b || gm->alpha != 1.0f || gm->beta != 1.0f || gm->n_in < 3 ||
         !is_const(g, gm->in[1]) || !is_const(g, gm->in[2]))
         return 0;
@@ -229,8 +402,10 @@ static int fuse_one(ims_graph *g, int si, imgsim_status *st, ims_err *e) {
     ims_node *yT = y3 ? only_reader(g, y3->out, IS_OP_TRANSPOSE, 0) : NULL;
     if (!is_transpose(yT, 1, 0, 2)) return 0;
     /* heads and scale */
-    double scale = scale_op == IS_OP_DIV ? 1.0 / c : c;
-    int heads = heads_from_shape(g, qr);
+    double scale = mt.scale > 0 ? mt.scale : mt.scale_op == IS_OP_DIV ? 1.0 / mt.c : mt.c;
+    int heads = heads_from_shape(g, mt.qr);
+    if (heads > 0 && mt.heads > 0 && heads != mt.heads) return 0;
+    if (heads < 1) heads = mt.heads;
     if (heads < 1) {
         double hd = 1.0 / (scale * scale);
         heads = hd >= 1 ? (int)((double)E / floor(hd + 0.5) + 0.5) : -1;
