@@ -17,8 +17,12 @@ against the same tensors taken from the PyTorch module.
 Attention per block and no Softmax, Erf, ReduceMean or Sigmoid left (GELU, LayerNorm and quick
 GELU fused), and the default embedding (the class token after the final LayerNorm).
 
+--torch2 runs all of it with the Python in IMGSIM_PYTHON_TORCH2 (a current torch 2.x, e.g. a venv:
+its TorchScript exporter writes nn.MultiheadAttention through scaled_dot_product_attention, unlike
+torch 1.13); skipped (77) when that variable is unset or its torch is older than 2.
+
 Usage: test_onnx_vit.py --arch=NAME [--opset=17] [--depth=N] [--width=W] [--images=3]
-                        [--batch-size=2] [--check-graph] [--pool]
+                        [--batch-size=2] [--check-graph] [--pool] [--torch2]
 """
 import argparse
 import os
@@ -37,7 +41,21 @@ ap.add_argument("--images", type=int, default=3)
 ap.add_argument("--batch-size", type=int, default=2)
 ap.add_argument("--check-graph", action="store_true")
 ap.add_argument("--pool", action="store_true", help="also --layer=pool:cls and pool:mean")
+ap.add_argument("--torch2", action="store_true", help="run under IMGSIM_PYTHON_TORCH2 (torch >= 2)")
 args = ap.parse_args()
+
+if args.torch2:  # the same checks under another Python, with a current torch
+    py = os.environ.get("IMGSIM_PYTHON_TORCH2", "")
+    if not py or not os.access(py, os.X_OK):
+        testlib.skip("IMGSIM_PYTHON_TORCH2 is not set to a Python with torch >= 2 (%r)" % py)
+    v = subprocess.run([py, "-c", "import torch, torchvision, onnx, numpy; print(torch.__version__)"],
+                       capture_output=True, text=True)
+    if v.returncode != 0 or int(v.stdout.strip().split(".")[0] or 0) < 2:
+        testlib.skip("%s: no torch >= 2 with torchvision, onnx and numpy: %s" % (py, (v.stdout + v.stderr).strip()[-300:]))
+    print("torch %s (%s)" % (v.stdout.strip(), py))
+    sys.stdout.flush()
+    argv = [a for a in sys.argv[1:] if a != "--torch2"]
+    os.execv(py, [py, os.path.abspath(__file__)] + argv)
 
 try:
     import numpy as np
@@ -60,7 +78,11 @@ if args.depth:
     cmd += ["--depth", str(args.depth)]
 if args.width:
     cmd += ["--width", str(args.width)]
-subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+if p.returncode != 0:  # the exporter's own error, so that a failure under another torch says why
+    print("FAIL %s opset %d: vit_models.py (torch %s, %s) exited %d:\n%s" % (
+        args.arch, args.opset, torch.__version__, sys.executable, p.returncode, (p.stdout + p.stderr).strip()[-4000:]))
+    sys.exit(1)
 
 REFUSED = {"masked": "attention with a mask (the Add", "manual": "attention in a form imgsim does not recognise"}
 if args.arch in REFUSED:  # refused when loaded, naming the Softmax node and the reason
