@@ -8,6 +8,7 @@ pkgs=(build-essential cmake pkg-config
       libdnnl-dev libprotobuf-c-dev protobuf-c-compiler
       libturbojpeg0-dev libspng-dev libwebp-dev libexif-dev libcjson-dev
       libcmocka-dev
+      libssl-dev         # SHA-256 of model files through libcrypto (optional at build time)
       libopenmpi-dev openmpi-bin  # the CLI under mpirun (optional at build time)
       libmicrohttpd-dev  # imgsim serve (optional at build time: without it serve is left out)
       chromium           # the report and serve page tests drive a real headless browser
