@@ -86,11 +86,19 @@ const char *imgsim_precision_str(imgsim_precision p);
 
 /* ---- preprocessing ---------------------------------------------------------------------- */
 
+/* The resampling filter of the resize: PIL's antialiased BILINEAR or BICUBIC (a = -0.5), as
+ * torchvision's Resize applies them to PIL images (CLIP's preprocessing is BICUBIC). */
+typedef enum imgsim_interp { IMGSIM_INTERP_BILINEAR = 0, IMGSIM_INTERP_BICUBIC = 1 } imgsim_interp;
+
 /* How an image file becomes a network input: decode (JPEG/PNG/WebP, detected by content), apply
- * EXIF orientation, drop alpha like PIL's convert('RGB'), resize to height x width with PIL's
- * antialiased bilinear filter, scale to [0,1], normalise per channel: (x - mean) / std. */
+ * EXIF orientation, drop alpha like PIL's convert('RGB'), resize with PIL's antialiased filter,
+ * centre-crop to height x width, scale to [0,1], normalise per channel: (x - mean) / std.
+ * The default resizes straight to height x width (torchvision's Resize((H, W)), no crop);
+ * resize_shorter = 256 with height = width = 224 is torchvision's Resize(256) + CenterCrop(224),
+ * the classification presets' and (with BICUBIC and CLIP's mean/std) CLIP's. The resized image
+ * must hold the crop: a crop larger than it is refused (IMGSIM_ERR_INVALID_ARG), not padded. */
 typedef struct imgsim_preprocess_opts {
-    int height, width;     /* network input size; default 224 x 224 */
+    int height, width;     /* network input size, the output of the centre crop; default 224 x 224 */
     float mean[3], std[3]; /* default ImageNet mean/std */
     uint64_t max_pixels;   /* refuse larger images before allocating; default 89,478,485 (PIL's) */
     int exif_rotate;       /* apply EXIF orientation; default 1 */
@@ -98,9 +106,45 @@ typedef struct imgsim_preprocess_opts {
                               least 3x the target size: faster, but not PIL's full decode (up to
                               0.12 after normalisation measured on high-contrast images, 0.51 on a
                               photograph); default 0 (the CLI's --fast-decode sets it) */
+    int resize_height, resize_width; /* resize to this size, then centre-crop height x width out of
+                                        it (torchvision's Resize((h, w)) + CenterCrop); 0, 0
+                                        (default): resize straight to height x width */
+    int resize_shorter;    /* > 0 (instead of resize_height/width): resize so that the shorter side
+                              is this, keeping the aspect ratio, the longer side int(S * long /
+                              short) as torchvision's Resize(S) rounds it, then centre-crop;
+                              default 0. The crop's offsets are torchvision CenterCrop's:
+                              round((size - crop) / 2), half to even */
+    imgsim_interp interp;  /* resize filter; default IMGSIM_INTERP_BILINEAR */
 } imgsim_preprocess_opts;
 
 void imgsim_preprocess_opts_init(imgsim_preprocess_opts *opt);
+
+/* Sets one field of opt from text, as the CLI's options and the Python binding spell it:
+ *   "resize"  "HxW" (resize_height/width) or "shorter:S" (resize_shorter); a bare number is
+ *             refused, as it would mean HxW to some readers and torchvision's shorter side to others
+ *   "crop"    "HxW" or "N" (N x N): height and width, the network input
+ *   "mean", "std"  "r,g,b": three finite numbers, std's all > 0
+ *   "interpolation"  "bilinear" or "bicubic"
+ * IMGSIM_ERR_INVALID_ARG, with a message naming the option and what it expects, for an unknown
+ * name or a malformed or out-of-range value (sizes are 1..16384); opt is then unchanged. */
+imgsim_status imgsim_preprocess_opts_set(imgsim_preprocess_opts *opt, const char *name, const char *value);
+
+/* IMGSIM_OK when opt describes a preprocessing imgsim can do: sizes in range, the crop (height x
+ * width) no larger than the resized image (for resize_shorter: than S, the shorter side), std
+ * positive. Otherwise IMGSIM_ERR_INVALID_ARG saying what is wrong ("crop 300x300 is larger than
+ * the resized image 256x256"). Every call that preprocesses checks this itself. */
+imgsim_status imgsim_preprocess_opts_check(const imgsim_preprocess_opts *opt);
+
+/* NULL when a and b preprocess every image the same way (max_pixels aside; a resize equal to the
+ * crop is no crop), else the name of the first field that differs: "crop" (height x width),
+ * "resize", "interpolation", "mean", "std", "exif_rotate" or "dct_scaling". The name is a
+ * constant string. */
+const char *imgsim_preprocess_opts_differ(const imgsim_preprocess_opts *a, const imgsim_preprocess_opts *b);
+
+/* The preprocessing of opt in words, as meta.json and messages give it: "resize 256x256 bilinear,
+ * crop 224x224" or "resize shorter:256 bicubic, crop 224x224" or "resize 224x224 bilinear".
+ * Written into buf (size bytes, always NUL-terminated). */
+void imgsim_preprocess_opts_describe(char *buf, size_t size, const imgsim_preprocess_opts *opt);
 
 /* Decode and preprocess one image into out (float32, CHW, 3 * height * width elements, owned by
  * the caller). opt may be NULL for the defaults. */
@@ -323,7 +367,10 @@ typedef struct imgsim_extract_opts {
                              --batch-size is the engine's max_batch */
     imgsim_dtype dtype;   /* features.npy element type; default F32 */
     int quiet;            /* no progress output */
-    imgsim_decode decode; /* where JPEGs are decoded with a CUDA engine; default AUTO */
+    imgsim_decode decode; /* where JPEGs are decoded with a CUDA engine; default AUTO. With
+                             preprocessing the GPU kernel does not do (a resize other than straight
+                             to the input size, or BICUBIC) AUTO decodes on the CPU and GPU is
+                             refused (IMGSIM_ERR_UNSUPPORTED) */
     imgsim_progress_fn progress; /* called as batches are written (see imgsim_progress_fn); default NULL */
     void *progress_user;         /* passed to progress */
     int64_t shard_size;   /* images per shard of the store being written (rounded up to a multiple of
@@ -486,9 +533,9 @@ typedef struct imgsim_store_meta {
     int dim;                      /* feature dimension */
     int in_channels, in_height, in_width; /* the network input */
     int has_preprocessing;        /* 1 when meta.json holds the preprocessing below */
-    imgsim_preprocess_opts pre;   /* height, width, mean, std, exif_rotate, dct_scaling (max_pixels is
-                                     not recorded: the default) */
-    const char *interpolation;    /* "bilinear-antialias (PIL)" */
+    imgsim_preprocess_opts pre;   /* height, width, resize_*, interp, mean, std, exif_rotate,
+                                     dct_scaling (max_pixels is not recorded: the default) */
+    const char *interpolation;    /* "bilinear-antialias (PIL)" or "bicubic-antialias (PIL)" */
     const char *precision;        /* "fp32", "bf16", "fp16", "tf32" or "int8" */
     const char *calib_sha256;     /* int8: sha256 of the calibration file the engine ran with */
     const char *device;           /* "cpu" or "cuda" */
@@ -678,8 +725,8 @@ imgsim_status imgsim_store_check_reusable(const char *dir, const imgsim_dataset 
 
 /* The second half of imgsim_preprocess_file for an image already decoded: rgb is 8-bit RGB,
  * interleaved, width x height x 3 bytes, row-major (alpha dropped, EXIF orientation applied, as
- * the decoder gives it); it is resized to opt's height x width with PIL's antialiased bilinear
- * filter, scaled to [0,1] and normalised with opt's mean/std into out (float32 CHW,
+ * the decoder gives it); it is resized and centre-cropped to opt's height x width as
+ * imgsim_preprocess_opts says, scaled to [0,1] and normalised with opt's mean/std into out (float32 CHW,
  * 3 * height * width, the caller's). opt's decoding fields are not used; NULL: the defaults. */
 imgsim_status imgsim_preprocess_rgb(float *out, const uint8_t *rgb, int width, int height,
                                     const imgsim_preprocess_opts *opt);
@@ -695,7 +742,10 @@ typedef struct imgsim_file_result {
  * the JPEGs it takes, the CPU decoders for the rest, the fused resize + normalise kernel) on CUDA
  * device device_index, into out ([n, 3, height, width] float32, the caller's); res[n] says how
  * each file went (a failed file leaves zeros and does not fail the call). For tests and
- * inspection. IMGSIM_ERR_NO_DEVICE where imgsim was built without CUDA or no GPU is present. */
+ * inspection. IMGSIM_ERR_NO_DEVICE where imgsim was built without CUDA or no GPU is present.
+ * The GPU kernel resizes straight to height x width with the bilinear filter: opt with
+ * resize_height/width, resize_shorter or BICUBIC is refused (IMGSIM_ERR_UNSUPPORTED); a CUDA
+ * extraction with such preprocessing decodes and preprocesses every image on the CPU. */
 imgsim_status imgsim_preprocess_files_gpu(float *out, imgsim_file_result *res, const char *const *paths, int n,
                                           int device_index, const imgsim_preprocess_opts *opt);
 

@@ -12,7 +12,8 @@
  * The file is JSON, written with keys in a fixed order and no time stamp, so the same
  * calibration gives the same bytes:
  *   {"format": "imgsim-calib-1", "imgsim_version", "model": {"path", "sha256", "layer"},
- *    "preprocessing": {"resize", "mean", "std", "exif_rotate", "dct_scaling", "interpolation"},
+ *    "preprocessing": {"resize" | "resize_shorter", ["crop"], "mean", "std", "exif_rotate",
+ *                      "dct_scaling", "interpolation"},
  *    "method", "percentile" (percentile only), "images", "images_requested", "input",
  *    "input_fingerprint" (imgsim_dataset_fingerprint of the input when it was calibrated),
  *    "tensors": [{"name", "scale", "threshold", "min", "max", "unsigned"}, ...]}
@@ -24,6 +25,8 @@
 
 #include "api/api.h"
 #include "core/json.h"
+#include "data/meta.h"
+#include "image/image.h"
 #include "quant/quant.h"
 
 #define CALIB_FORMAT "imgsim-calib-1"
@@ -162,6 +165,7 @@ imgsim_status imgsim_calibrate(imgsim_calib **out, const imgsim_model *m, const 
     imgsim_preprocess_opts pre = opt->pre;
     pre.height = g->in_h;
     pre.width = g->in_w;
+    if ((st = ims_preprocess_check(&pre, &err))) goto done;
     size_t row = (size_t)g->in_c * (size_t)g->in_h * (size_t)g->in_w;
     x = ims_malloc_array((size_t)batch * row, sizeof(float));
     if (!x) {
@@ -261,10 +265,21 @@ imgsim_status imgsim_calib_save(const imgsim_calib *c, const char *path) {
     cJSON_AddStringToObject(model, "sha256", c->sha256);
     cJSON_AddStringToObject(model, "layer", c->layer);
     cJSON *pre = cJSON_AddObjectToObject(root, "preprocessing");
-    cJSON *size = cJSON_AddArrayToObject(pre, "resize");
-    cJSON_AddItemToArray(size, cJSON_CreateNumber(c->pre.height));
-    cJSON_AddItemToArray(size, cJSON_CreateNumber(c->pre.width));
-    cJSON_AddStringToObject(pre, "interpolation", "bilinear-antialias (PIL)");
+    int shorter, rh, rw; /* the geometry as meta.json has it (crop only where there is one) */
+    ims_pre_resize_of(&c->pre, &shorter, &rh, &rw);
+    if (shorter) {
+        cJSON_AddNumberToObject(pre, "resize_shorter", shorter);
+    } else {
+        cJSON *size = cJSON_AddArrayToObject(pre, "resize");
+        cJSON_AddItemToArray(size, cJSON_CreateNumber(rh));
+        cJSON_AddItemToArray(size, cJSON_CreateNumber(rw));
+    }
+    if (shorter || rh != c->pre.height || rw != c->pre.width) {
+        cJSON *crop = cJSON_AddArrayToObject(pre, "crop");
+        cJSON_AddItemToArray(crop, cJSON_CreateNumber(c->pre.height));
+        cJSON_AddItemToArray(crop, cJSON_CreateNumber(c->pre.width));
+    }
+    cJSON_AddStringToObject(pre, "interpolation", ims_meta_interpolation(c->pre.interp));
     cJSON_AddItemToObject(pre, "mean", floats3(c->pre.mean));
     cJSON_AddItemToObject(pre, "std", floats3(c->pre.std));
     cJSON_AddBoolToObject(pre, "exif_rotate", c->pre.exif_rotate != 0);

@@ -509,8 +509,20 @@ static imgsim_status pipeline_setup(pipeline *p, imgsim_engine *eng, const ims_d
     p->n_batches = (p->n_items + p->B - 1) / p->B;
     p->img_floats = (size_t)eng->info.in_channels * (size_t)eng->info.in_height * (size_t)eng->info.in_width;
     if (opt->pre.height != eng->info.in_height || opt->pre.width != eng->info.in_width)
-        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocessing size %dx%d differs from the model's input %dx%d",
-                       opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
+                        "preprocessing output (the crop) %dx%d differs from the model's input %dx%d",
+                        opt->pre.height, opt->pre.width, eng->info.in_height, eng->info.in_width);
+    imgsim_status cst = ims_preprocess_check(&opt->pre, e);
+    if (cst) return cst;
+    /* the GPU kernel resizes straight to the input size, bilinear: other geometry is the CPU's */
+    const int gpu_pre_ok = ims_pre_is_plain(&opt->pre);
+    if (!gpu_pre_ok && eng->info.device == IMGSIM_DEVICE_CUDA && opt->decode == IMGSIM_DECODE_GPU) {
+        char d[128];
+        imgsim_preprocess_opts_describe(d, sizeof d, &opt->pre);
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
+                        "decode=gpu: the GPU preprocessing resizes straight to the input size with the bilinear "
+                        "filter, not '%s'; use decode=auto or cpu (images then decoded and preprocessed on the CPU)", d);
+    }
     /* with a CUDA engine the consumer thread drives the GPU (and its decoder): leave it a core */
     int workers = opt->workers > 0 ? ims_threads_cap(opt->workers, "workers")
                   : eng->info.device == IMGSIM_DEVICE_CUDA && ims_num_cores() > 4 ? ims_num_cores() - 1
@@ -529,12 +541,14 @@ static imgsim_status pipeline_setup(pipeline *p, imgsim_engine *eng, const ims_d
         /* a GPU decoding job on the engine's decoder set; CPU mode: the same path with every
          * image decoded by the workers (its deeper pinned ring uploads straight into the
          * engine's device input) */
-        ims_gpu_decode_cfg gc = {.max_batch = p->B, .pre = &opt->pre, .mode = opt->decode, .cpu_threads = workers};
+        const imgsim_decode mode = gpu_pre_ok ? opt->decode : IMGSIM_DECODE_CPU;
+        if (!gpu_pre_ok) ims_log_info("preprocessing with a resize + crop or bicubic filter: every image on the CPU");
+        ims_gpu_decode_cfg gc = {.max_batch = p->B, .pre = &opt->pre, .mode = mode, .cpu_threads = workers};
         ims_err fe;
         if (ims_gpu_decode_open(&p->gpu, eng->gpu_dec, &gc, &fe) == IMGSIM_OK) {
             p->gpu_mode = 1;
-            p->adapt = opt->decode == IMGSIM_DECODE_AUTO;
-            p->cpu_share = opt->decode == IMGSIM_DECODE_CPU ? 1.0 : p->adapt ? 0.4 : 0.0;
+            p->adapt = mode == IMGSIM_DECODE_AUTO;
+            p->cpu_share = mode == IMGSIM_DECODE_CPU ? 1.0 : p->adapt ? 0.4 : 0.0;
             ims_gpu_decode_set_cpu_share(p->gpu, p->cpu_share);
         } else {
             ims_log_info("GPU decoding unavailable (%s): decoding on the CPU", fe.msg);

@@ -115,11 +115,18 @@ imgsim_status imgsim_store_features_f32(float *out, const imgsim_store *s, int u
     return IMGSIM_OK;
 }
 
-/* Why the query store q does not belong with the gallery g, or NULL. */
-static const char *store_mismatch(const ims_store *g, const ims_store *q) {
+/* Why the query store q does not belong with the gallery g (into buf), or NULL. */
+static const char *store_mismatch(const ims_store *g, const ims_store *q, char *buf, size_t n) {
     if (strcmp(g->m.model_sha256, q->m.model_sha256) != 0) return "were extracted with different models (sha256 differs)";
     if (strcmp(g->m.layer, q->m.layer) != 0) return "use different layers";
-    if (!ims_meta_same_preprocessing(&g->m, &q->m)) return "use different preprocessing";
+    const char *f = ims_meta_preprocessing_differs(&g->m, &q->m);
+    if (f) {
+        char a[128], b[128];
+        imgsim_preprocess_opts_describe(a, sizeof a, &g->m.pre);
+        imgsim_preprocess_opts_describe(b, sizeof b, &q->m.pre);
+        snprintf(buf, n, "use different preprocessing (%s differs: gallery %s, query %s)", f, a, b);
+        return buf;
+    }
     if (g->dim != q->dim) return "have different feature dimensions";
     int g8 = !strcmp(g->m.precision, "int8"), q8 = !strcmp(q->m.precision, "int8");
     if (g8 != q8) return "were extracted at different precisions (precision differs: one is int8)";
@@ -130,7 +137,8 @@ static const char *store_mismatch(const ims_store *g, const ims_store *q) {
 
 imgsim_status imgsim_store_check_compatible(const imgsim_store *g, const imgsim_store *q, const imgsim_engine *e) {
     if (!g) return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "imgsim_store_check_compatible: no gallery");
-    const char *why = q ? store_mismatch(g, q) : NULL;
+    char buf[512];
+    const char *why = q ? store_mismatch(g, q, buf, sizeof buf) : NULL;
     if (why)
         return ims_fail(NULL, IMGSIM_ERR_MISMATCH,
                        "gallery %s and query store %s %s; re-extract the queries with the gallery's settings", g->dir,
@@ -186,8 +194,9 @@ imgsim_status imgsim_store_check_reusable(const char *dir, const imgsim_dataset 
     ims_meta_init(&want);
     want.has_preprocessing = 1;
     want.pre = xo->pre;
-    want.interpolation = IMS_META_INTERPOLATION;
-    const char *why = NULL;
+    want.interpolation = ims_meta_interpolation(xo->pre.interp);
+    const char *why = NULL, *pf;
+    char pbuf[128];
     if (strcmp(s->m.model_sha256, mi.sha256) != 0) why = "was extracted with another model (sha256 differs)";
     else if (strcmp(s->m.layer, mi.layer) != 0) why = "holds another layer";
     else if (strcmp(s->m.precision, imgsim_precision_str(cfg.precision)) != 0) why = "was extracted at another precision";
@@ -195,7 +204,8 @@ imgsim_status imgsim_store_check_reusable(const char *dir, const imgsim_dataset 
         why = "was extracted with another int8 calibration file (calib_sha256 differs)";
     else if (strcmp(s->m.device, eo->device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu") != 0) why = "was extracted on another device";
     else if (strcmp(s->m.dtype, xo->dtype == IMGSIM_F16 ? "float16" : "float32") != 0) why = "holds another element type";
-    else if (!ims_meta_same_preprocessing(&s->m, &want)) why = "was extracted with other preprocessing";
+    else if ((pf = ims_meta_preprocessing_differs(&s->m, &want)))
+        why = (snprintf(pbuf, sizeof pbuf, "was extracted with other preprocessing (%s differs)", pf), pbuf);
     else if (strcmp(s->m.inputs_fingerprint, fp) != 0) why = "was extracted from other images (or they changed since)";
     st = why ? ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: the store %s", dir, why) : IMGSIM_OK;
     ims_store_free(s);

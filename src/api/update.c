@@ -24,12 +24,13 @@
 
 /* Why the store old cannot take rows extracted with eng and opt now (NULL: it can). */
 static const char *settings_differ(const ims_store *old, const imgsim_engine *eng, const imgsim_extract_opts *opt) {
+    static _Thread_local char why[128];
     const imgsim_store_meta *m = &old->m;
     imgsim_store_meta want;
     ims_meta_init(&want);
     want.has_preprocessing = 1;
     want.pre = opt->pre;
-    want.interpolation = IMS_META_INTERPOLATION;
+    want.interpolation = ims_meta_interpolation(opt->pre.interp);
     if (strcmp(m->model_sha256, eng->sha256) != 0) return "it was extracted with another model (sha256 differs)";
     if (strcmp(m->layer, eng->layer) != 0 || old->dim != eng->info.dim) return "it holds another layer";
     if (strcmp(m->precision, imgsim_precision_str(eng->info.precision)) != 0) return "another precision";
@@ -38,7 +39,8 @@ static const char *settings_differ(const ims_store *old, const imgsim_engine *en
     if (strcmp(m->device, eng->info.device == IMGSIM_DEVICE_CUDA ? "cuda" : "cpu") != 0) return "another device";
     if (old->dtype != opt->dtype) return "it holds another element type";
     if (!m->normalized != !eng->normalize) return "its rows are normalised otherwise";
-    if (!ims_meta_same_preprocessing(m, &want)) return "it was extracted with other preprocessing";
+    const char *f = ims_meta_preprocessing_differs(m, &want);
+    if (f) return snprintf(why, sizeof why, "it was extracted with other preprocessing (%s differs)", f), why;
     return NULL;
 }
 

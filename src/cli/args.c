@@ -293,8 +293,64 @@ int cli_batch_size(cli_args *a, int def) {
     return (int)n;
 }
 
+int cli_preprocess_opts(cli_args *a, imgsim_preprocess_opts *pre) {
+    static const char *const names[] = {"resize", "crop", "mean", "std", "interp"};
+    int given = 0;
+    for (int i = 0; i < 5; i++) {
+        const char *v = cli_str(a, names[i], NULL);
+        if (!v) continue;
+        given |= 1 << i;
+        if (imgsim_preprocess_opts_set(pre, names[i], v) != IMGSIM_OK) {
+            fprintf(stderr, "imgsim %s: --%s\n", a->cmd, imgsim_last_error());
+            a->error = 1;
+        }
+    }
+    return given;
+}
+
+void cli_preprocess_fit(imgsim_preprocess_opts *pre, int given, int in_h, int in_w) {
+    if (given & CLI_PRE_CROP) return;
+    pre->height = in_h;
+    pre->width = in_w;
+}
+
+int cli_preprocess_match(const char *cmd, const imgsim_preprocess_opts *pre, int given,
+                         const imgsim_preprocess_opts *gallery_pre, const char *gallery) {
+    if (!given) return 0;
+    imgsim_preprocess_opts p = *pre;
+    cli_preprocess_fit(&p, given, gallery_pre->height, gallery_pre->width);
+    p.exif_rotate = gallery_pre->exif_rotate; /* only the options given are compared */
+    p.dct_scaling = gallery_pre->dct_scaling;
+    if (!(given & CLI_PRE_MEAN)) memcpy(p.mean, gallery_pre->mean, sizeof p.mean);
+    if (!(given & CLI_PRE_STD)) memcpy(p.std, gallery_pre->std, sizeof p.std);
+    if (!(given & CLI_PRE_INTERP)) p.interp = gallery_pre->interp;
+    if (!(given & CLI_PRE_RESIZE)) {
+        p.resize_height = gallery_pre->resize_height, p.resize_width = gallery_pre->resize_width;
+        p.resize_shorter = gallery_pre->resize_shorter;
+    }
+    const char *f = imgsim_preprocess_opts_differ(&p, gallery_pre);
+    if (!f) return 0;
+    char a[128], b[128];
+    imgsim_preprocess_opts_describe(a, sizeof a, &p);
+    imgsim_preprocess_opts_describe(b, sizeof b, gallery_pre);
+    fprintf(stderr,
+            "imgsim %s: the preprocessing asked for (%s) is not the gallery %s's (%s): %s differs; the queries "
+            "are embedded the gallery's way, so leave the preprocessing options out or re-extract the gallery\n",
+            cmd, a, gallery, b, f);
+    return 1;
+}
+
+int cli_preprocess_given(cli_args *a) {
+    static const char *const names[] = {"resize", "crop", "mean", "std", "interp"};
+    int given = 0;
+    for (int i = 0; i < 5; i++)
+        if (cli_str(a, names[i], NULL)) given |= 1 << i;
+    return given;
+}
+
 int cli_extract_opts(cli_args *a, imgsim_extract_opts *o) {
     imgsim_extract_opts_init(o);
+    (void)cli_preprocess_opts(a, &o->pre);
     o->workers = (int)cli_int(a, "workers", 0, 0, 4096);
     o->quiet = cli_flag(a, "quiet");
     o->shard_size = cli_int(a, "shard-size", 0, 1, 1L << 40);

@@ -49,10 +49,12 @@ int cli_init(cli_args *a, int argc, char **argv, const char *const *value_opts);
  * on, or the exit status to return at once (0 after --help, 1 when parsing failed). */
 int cli_start(cli_args *a, int argc, char **argv, const char *const *value_opts, const char *usage);
 
+/* The preprocessing options (cli_preprocess_opts). */
+#define CLI_PREPROCESS_VALUE_OPTS "resize", "crop", "mean", "std", "interp"
 /* The options that take a value in every command that builds an engine and extracts images. */
 #define CLI_EXTRACT_VALUE_OPTS                                                                                 \
     "device", "precision", "batch-size", "workers", "threads", "dtype", "max-pixels", "engine-cache", "engine", \
-        "decode", "calib", "shard-size"
+        "decode", "calib", "shard-size", CLI_PREPROCESS_VALUE_OPTS
 void cli_free(cli_args *a);
 const char *cli_str(cli_args *a, const char *name, const char *def);
 int cli_flag(cli_args *a, const char *name); /* 1 if present */
@@ -81,9 +83,25 @@ void cli_engines_destroy(imgsim_engine **engs, int n);
  * spells it so (engine build also takes --max-batch=N, its old spelling, for a release). */
 int cli_batch_size(cli_args *a, int def);
 /* --workers=N, --max-pixels=N, --no-exif-rotate, --fast-decode (--no-dct-scaling: a no-op),
- * --dtype=float32|float16,
+ * --dtype=float32|float16, the preprocessing options (cli_preprocess_opts),
  * --decode=auto|cpu|gpu, --quiet */
 int cli_extract_opts(cli_args *a, imgsim_extract_opts *o);
+/* The CLI_PRE_* bits of the preprocessing options present on the command line. */
+int cli_preprocess_given(cli_args *a);
+/* --resize=HxW|shorter:S, --crop=HxW|N, --mean=r,g,b, --std=r,g,b, --interp=bilinear|bicubic into
+ * pre (imgsim_preprocess_opts_set; a bad value is reported and sets a->error). Returns which were
+ * given (CLI_PRE_* bits). Without --crop, pre's height and width are left alone: the caller sets
+ * them to the model's input (cli_preprocess_fit). */
+enum { CLI_PRE_RESIZE = 1, CLI_PRE_CROP = 2, CLI_PRE_MEAN = 4, CLI_PRE_STD = 8, CLI_PRE_INTERP = 16 };
+int cli_preprocess_opts(cli_args *a, imgsim_preprocess_opts *pre);
+/* The crop (network input) is the model's in_h x in_w unless --crop was given (given: the bits
+ * cli_preprocess_opts returned). */
+void cli_preprocess_fit(imgsim_preprocess_opts *pre, int given, int in_h, int in_w);
+/* With preprocessing options given on the command line, checks them against the gallery's
+ * (gallery_pre, from its meta.json; the crop defaults to the gallery's): prints which field
+ * differs and returns 1, else 0. For commands that embed images the gallery's way. */
+int cli_preprocess_match(const char *cmd, const imgsim_preprocess_opts *pre, int given,
+                         const imgsim_preprocess_opts *gallery_pre, const char *gallery);
 /* -q/--quiet, -v/--verbose: set the log level */
 void cli_log_opts(cli_args *a);
 

@@ -8,14 +8,15 @@
 static const char *usage =
     "imgsim calibrate --model=M.onnx --out=M.calib [--images=512] [--method=entropy|percentile|minmax]\n"
     "       [--percentile=99.99] [--layer=NAME] [--batch-size=N] [--threads=N] [--max-pixels=N]\n"
-    "       [--no-exif-rotate] [--no-dct-scaling] [--quiet] INPUT\n"
+    "       [--no-exif-rotate] [--no-dct-scaling] [--resize=HxW|shorter:S] [--crop=HxW|N]\n"
+    "       [--interp=bilinear|bicubic] [--mean=R,G,B] [--std=R,G,B] [--quiet] INPUT\n"
     "  runs the float32 CPU engine over up to --images images of INPUT (spread evenly over the sorted\n"
     "  listing), decoded and preprocessed as extract does, and writes each convolution tensor's int8\n"
     "  scale (entropy: TensorRT's KL-divergence calibration; percentile of |x|; minmax: max |x|)";
 
 int cmd_calibrate(int argc, char **argv) {
     static const char *const vals[] = {"model", "out", "layer", "images", "method", "percentile", "batch-size",
-                                       "threads", "max-pixels", NULL};
+                                       "threads", "max-pixels", CLI_PREPROCESS_VALUE_OPTS, NULL};
     cli_args a;
     int started = cli_start(&a, argc, argv, vals, usage);
     if (started >= 0) return started;
@@ -32,6 +33,7 @@ int cmd_calibrate(int argc, char **argv) {
     if (cli_flag(&a, "no-exif-rotate")) co.pre.exif_rotate = 0;
     if (cli_flag(&a, "no-dct-scaling")) co.pre.dct_scaling = 0;
     co.quiet = cli_flag(&a, "quiet");
+    const int pre_given = cli_preprocess_opts(&a, &co.pre);
     const char *method = cli_str(&a, "method", "entropy");
     int rc = 0;
     if (!strcmp(method, "entropy")) co.method = IMGSIM_CALIB_ENTROPY;
@@ -55,6 +57,16 @@ int cmd_calibrate(int argc, char **argv) {
     imgsim_calib *c = NULL;
     double t0 = cli_now();
     imgsim_status st = imgsim_model_load(&m, model, layer);
+    imgsim_model_info mi;
+    if (!st && !(st = imgsim_model_get_info(m, &mi)) && (pre_given & CLI_PRE_CROP) &&
+        (co.pre.height != mi.in_height || co.pre.width != mi.in_width)) {
+        fprintf(stderr, "imgsim calibrate: --crop=%dx%d is not the model's input %dx%d\n", co.pre.height, co.pre.width,
+                mi.in_height, mi.in_width);
+        imgsim_model_destroy(m);
+        cli_free(&a);
+        return 1;
+    }
+    if (!st) cli_preprocess_fit(&co.pre, pre_given, mi.in_height, mi.in_width);
     if (!st) st = imgsim_calibrate(&c, m, input, &co);
     if (!st) st = imgsim_calib_save(c, out);
     if (!st) {

@@ -9,6 +9,7 @@ static const char *usage =
     "imgsim extract --model=M.onnx --out=STORE [--device=cpu|cuda[:N]|cuda:N,M,...|cuda:all] [--precision=fp32|bf16|fp16|tf32|int8 [--calib=FILE]]\n"
     "       [--batch-size=N|auto] [--workers=N] [--threads=N] [--layer=NAME] [--dtype=float32|float16]\n"
     "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--fast-decode]\n"
+    "       [--resize=HxW|shorter:S] [--crop=HxW|N] [--interp=bilinear|bicubic] [--mean=R,G,B] [--std=R,G,B]\n"
     "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--shard-size=N] [--update] [--quiet]\n"
     "       INPUT\n"
     "  --update: STORE is complete and from the same model and settings: extract only the images of INPUT\n"
@@ -16,7 +17,9 @@ static const char *usage =
     "  --shard-size: images per shard of the store being written (default 1024): an extract killed and\n"
     "  run again with the same command keeps the complete shards\n"
     "  --device=cuda:0,1 (or cuda:all): one engine per listed GPU (cuda:0,0: two on GPU 0), the store's\n"
-    "  shards dealt to them; the store equals a one-GPU extraction's";
+    "  shards dealt to them; the store equals a one-GPU extraction's\n"
+    "  --resize, --crop: resize (to HxW, or the shorter side to S) then centre-crop to the model's input\n"
+    "  (--crop, when given, must be it); default: resize straight to the input. --mean/--std: ImageNet's";
 
 /* the listed files that are not images (imgsim_extract warns of them itself) */
 static void warn_skipped(const imgsim_dataset *ds) {
@@ -39,6 +42,7 @@ int cmd_extract(int argc, char **argv) {
     imgsim_extract_opts xo;
     cli_engine_opts(&a, &eo);
     cli_extract_opts(&a, &xo);
+    const int pre_given = cli_preprocess_given(&a);
     eo.prepare_gpu_decode = xo.decode != IMGSIM_DECODE_CPU; /* CUDA: nvJPEG made while the engine loads */
     if (cli_flag(&a, "no-normalize")) eo.normalize = 0;
     xo.update = cli_flag(&a, "update");
@@ -80,8 +84,7 @@ int cmd_extract(int argc, char **argv) {
     }
     imgsim_engine_info ei;
     imgsim_engine_get_info(e, &ei);
-    xo.pre.height = ei.in_height;
-    xo.pre.width = ei.in_width;
+    cli_preprocess_fit(&xo.pre, pre_given, ei.in_height, ei.in_width);
     if (cli_mpi_rank() == 0) /* (once for the job) */
         cli_info("imgsim: model %s: layer '%s', %d-d features, input %dx%dx%d\n", model, ei.layer, ei.dim,
             ei.in_channels, ei.in_height, ei.in_width);

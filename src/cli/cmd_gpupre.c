@@ -7,7 +7,7 @@
 #include "cli.h"
 
 int cmd_gpupre(int argc, char **argv) {
-    static const char *const vals[] = {"out", "height", "width", "device", NULL};
+    static const char *const vals[] = {"out", "height", "width", "device", CLI_PREPROCESS_VALUE_OPTS, NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, vals)) return 1;
     const char *out = cli_str(&a, "out", NULL);
@@ -15,6 +15,7 @@ int cmd_gpupre(int argc, char **argv) {
     imgsim_preprocess_opts_init(&pre);
     pre.height = (int)cli_int(&a, "height", 224, 1, 65535);
     pre.width = (int)cli_int(&a, "width", 224, 1, 65535);
+    (void)cli_preprocess_opts(&a, &pre); /* --crop sets height and width */
     int dev = (int)cli_int(&a, "device", 0, 0, 1024);
     if (cli_flag(&a, "no-exif-rotate")) pre.exif_rotate = 0;
     int n = cli_npos(&a);

@@ -20,7 +20,8 @@
 
 static const char *const USAGE =
     "imgsim preprocess IMAGE --out=x.npy [--size=HxW | --height=N --width=N] [--no-exif-rotate]\n"
-    "       [--fast-decode] [--max-pixels=N]";
+    "       [--fast-decode] [--max-pixels=N] [--resize=HxW|shorter:S] [--crop=HxW|N] [--interp=bilinear|bicubic]\n"
+    "       [--mean=R,G,B] [--std=R,G,B]";
 
 static void help(void) {
     printf("usage: %s\n\n"
@@ -28,6 +29,11 @@ static void help(void) {
            "resizes it to HxW with PIL's antialiased bilinear filter, scales to [0,1] and normalises\n"
            "with the ImageNet mean/std, and writes the [1, 3, H, W] float32 tensor to --out.\n\n"
            "  --size=HxW         target size (or --height/--width; default 224x224)\n"
+           "  --resize=HxW|shorter:S  resize to HxW, or the shorter side to S (torchvision's Resize(S)),\n"
+           "                     then centre-crop to the target size (--crop, or --size)\n"
+           "  --crop=HxW|N       the centre crop: the output size (torchvision's CenterCrop)\n"
+           "  --interp=bilinear|bicubic  PIL's antialiased filter (default bilinear; CLIP: bicubic)\n"
+           "  --mean=R,G,B --std=R,G,B   Normalize's (default ImageNet's)\n"
            "  --no-exif-rotate   ignore the EXIF orientation tag\n"
            "  --fast-decode      decode large JPEGs at a DCT-domain reduced size (faster; differs\n"
            "                     from PIL's full decode, see README); --no-dct-scaling: no-op\n"
@@ -190,7 +196,8 @@ static int write_decoded(const char *image, const char *out, const imgsim_prepro
 /* ---- main --------------------------------------------------------------------------------- */
 
 int cmd_preprocess(int argc, char **argv) {
-    static const char *const value_opts[] = {"out", "size", "height", "width", "max-pixels", "bench", "workers", "repeat", NULL};
+    static const char *const value_opts[] = {"out", "size", "height", "width", "max-pixels", "bench", "workers", "repeat",
+                                             CLI_PREPROCESS_VALUE_OPTS, NULL};
     cli_args a;
     if (cli_init(&a, argc, argv, value_opts) != 0) {
         fprintf(stderr, "imgsim preprocess: out of memory\n");
@@ -212,6 +219,17 @@ int cmd_preprocess(int argc, char **argv) {
     }
     o.height = (int)cli_int(&a, "height", o.height, 1, 16384);
     o.width = (int)cli_int(&a, "width", o.width, 1, 16384);
+    /* --crop is the output size too (the network input); --resize without it: no crop */
+    int given = cli_preprocess_opts(&a, &o);
+    if ((given & CLI_PRE_RESIZE) && !(given & CLI_PRE_CROP) && !size && !cli_str(&a, "height", NULL) &&
+        !cli_str(&a, "width", NULL)) {
+        if (o.resize_shorter) {
+            fprintf(stderr, "imgsim preprocess: --resize=shorter:S needs --crop (the output size)\n");
+            a.error = 1;
+        } else {
+            o.height = o.resize_height, o.width = o.resize_width;
+        }
+    }
     if (cli_flag(&a, "no-exif-rotate")) o.exif_rotate = 0;
     if (cli_flag(&a, "fast-decode")) o.dct_scaling = 1;
     (void)cli_flag(&a, "no-dct-scaling"); /* the old default's off switch: accepted, a no-op */

@@ -17,6 +17,7 @@ static const char *usage =
     "       [--calib=FILE|--calib-images=512]] [--batch-size=N|auto] [--workers=N]\n"
     "       [--threads=N] [--dtype=float32|float16] [--engine-cache=DIR|off] [--decode=auto|cpu|gpu]\n"
     "       [--gpu-memory=BYTES] [--fast-decode] [--shard-size=N] [--force] [--report] [--quiet]\n"
+    "       [--resize=HxW|shorter:S] [--crop=HxW|N] [--interp=bilinear|bicubic] [--mean=R,G,B] [--std=R,G,B]\n"
     "  --report: also write DIR/report.html (summary, confusion matrix, queries with their matches)\n"
     "  int8 without --calib: calibrates on --calib-images training images into DIR/int8.calib, reused\n"
     "  by the next run while it matches (model, layer, preprocessing, method, sample), else made again";
@@ -39,6 +40,7 @@ typedef struct run_job {
     int calib_images;         /* int8 without --calib: training images to calibrate on */
     const char *calib_source; /* int8: "calibrated", "reused" or "given" (--calib); NULL otherwise */
     char *p_calib;            /* DIR/int8.calib */
+    int pre_given; /* CLI_PRE_* bits */
     size_t gpu_memory;
     imgsim_engine_opts eo;
     imgsim_extract_opts xo;
@@ -74,6 +76,7 @@ static int parse_options(run_job *j, cli_args *a, int argc, char **argv) {
     cli_extract_opts(a, &j->xo);
     j->n_eng = a->n_devices;
     memcpy(j->devices, a->devices, sizeof j->devices);
+    j->pre_given = cli_preprocess_given(a);
     j->eo.prepare_gpu_decode = j->xo.decode != IMGSIM_DECODE_CPU; /* CUDA: nvJPEG made while the engine loads */
     j->dataset = cli_pos(a, 0);
     int rc = cli_finish(a, usage);
@@ -201,8 +204,7 @@ static int stage_model(run_job *j) {
     imgsim_status s = imgsim_model_load(&j->m, j->model, j->layer);
     if (s) return cli_fail("run", s);
     imgsim_model_get_info(j->m, &j->mi);
-    j->xo.pre.height = j->mi.in_height;
-    j->xo.pre.width = j->mi.in_width;
+    cli_preprocess_fit(&j->xo.pre, j->pre_given, j->mi.in_height, j->mi.in_width);
     j->st[ST_MODEL].seconds = cli_now() - t0;
     cli_info("imgsim: model %s: layer '%s', %d-d features\n", j->model, j->mi.layer, j->mi.dim);
     return 0;

@@ -13,6 +13,8 @@ static const char *usage =
     "       [--metric=cosine|dot] (cosine: rows that are not unit length are normalised first)\n"
     "       [--model=M.onnx] [--metrics=FILE.json] [--threads=N] [--device=cpu|cuda[:N]|cuda:N,M,...|cuda:all] [--gpu-memory=BYTES]\n"
     "       [--precision] [--batch-size] [--workers] [--report] [--quiet]\n"
+    "       [--resize --crop --interp --mean --std]: image queries are embedded with the gallery's preprocessing;\n"
+    "       these, when given, must be the gallery's (a difference is refused, naming the field)\n"
     "  --report: also write report.html (+ report-N.html, thumbs/) in the folder of --out";
 
 /* out.tsv -> out.metrics.json */
@@ -86,7 +88,7 @@ int cmd_search(int argc, char **argv) {
     /* a folder holding any of a store's files is a store (an incomplete one is refused as such
      * when opened, not read as a folder of images) */
     int query_is_store = imgsim_store_exists(query);
-    bad = !query_is_store && job_extract_queries(g, query, model, &eo, &xo, &tmp);
+    bad = !query_is_store && job_extract_queries(g, query, model, &eo, &xo, cli_preprocess_given(&a), &tmp);
     if (!bad && imgsim_store_open(&q, tmp ? tmp : query)) {
         fprintf(stderr, "imgsim search: %s\n", imgsim_last_error());
         bad = 1;

@@ -763,6 +763,7 @@ int cmd_serve(int argc, char **argv) {
     imgsim_extract_opts xo;
     cli_engine_opts(&a, &eo);
     cli_extract_opts(&a, &xo); /* --max-pixels, --no-exif-rotate, --fast-decode */
+    const int pre_given = cli_preprocess_given(&a); /* checked against the gallery's */
     imgsim_search_opts_init(&s->so);
     /* each batch is searched on the CPU against the resident gallery: imgsim_search on CUDA would
      * upload the gallery again for every batch */
@@ -803,6 +804,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "imgsim serve: the gallery %s does not name its model; give --model\n", gdir);
         goto done;
     }
+    if (cli_preprocess_match("serve", &xo.pre, pre_given, &s->g.pre, gdir)) goto done;
     s->pre = s->g.pre;
     s->pre.max_pixels = xo.pre.max_pixels;
     double t0 = now_s();

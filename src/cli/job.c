@@ -270,10 +270,14 @@ static void preprocess_from_meta(const imgsim_store_meta *m, imgsim_extract_opts
 }
 
 int job_extract_queries(const imgsim_store *g, const char *input, const char *model_override,
-                        const imgsim_engine_opts *eo, const imgsim_extract_opts *xo_in, char **tmp_dir) {
+                        const imgsim_engine_opts *eo, const imgsim_extract_opts *xo_in, int pre_given,
+                        char **tmp_dir) {
     *tmp_dir = NULL;
     imgsim_store_meta gm;
     imgsim_store_get_meta(g, &gm);
+    imgsim_store_info gi;
+    imgsim_store_get_info(g, &gi);
+    if (gm.has_preprocessing && cli_preprocess_match("search", &xo_in->pre, pre_given, &gm.pre, gi.dir)) return 1;
     const char *model = model_override ? model_override : gm.model_path;
     if (!*model) {
         fprintf(stderr, "imgsim search: the gallery does not name its model; give --model\n");

@@ -33,10 +33,12 @@ void job_print_metrics(const cJSON *metrics);
 int job_write_json(const char *path, const cJSON *v);
 
 /* Extracts images (folder, TSV list or file) into a temporary store with the gallery's model
- * and preprocessing (or model_override); *tmp_dir receives the store folder (caller removes it
+ * and preprocessing (or model_override; preprocessing options given on the command line,
+ * pre_given of them in xo, must be the gallery's: cli_preprocess_match); *tmp_dir receives the store folder (caller removes it
  * with job_remove_store). Returns 0 or 1. */
 int job_extract_queries(const imgsim_store *gallery, const char *input, const char *model_override,
-                        const imgsim_engine_opts *eo, const imgsim_extract_opts *xo, char **tmp_dir);
+                        const imgsim_engine_opts *eo, const imgsim_extract_opts *xo, int pre_given,
+                        char **tmp_dir);
 void job_remove_store(const char *dir);
 
 #endif

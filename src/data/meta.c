@@ -4,7 +4,12 @@
  *   format, imgsim_version                     "imgsim-store-1", the writer's version
  *   model {path, sha256, layer, dim, input_chw} the model file and what the engine ran
  *   layer, dim                                 the embedding layer and feature dimension
- *   preprocessing {resize [h, w], interpolation, mean [3], std [3], exif_rotate, dct_scaling}
+ *   preprocessing {resize [h, w] | resize_shorter S, crop [h, w], interpolation, mean [3], std [3],
+ *                  exif_rotate, dct_scaling}
+ *                                              resize: the fixed size images are resized to, or
+ *                                              resize_shorter: the shorter side's; crop: the centre
+ *                                              crop, the network input (absent in stores written
+ *                                              before it: no crop, the input is "resize")
  *   precision, calib_sha256 (int8 only: the calibration file's sha256), device, device_name,
  *   dtype, normalized, batch_size
  *   input, inputs_fingerprint                  what was extracted, and its fingerprint then
@@ -22,6 +27,7 @@
 #include "data/meta.h"
 
 #include "core/json.h"
+#include "image/image.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -68,16 +74,27 @@ static void jfloats(const cJSON *a, float *out, int n) {
 static void parse_preprocessing(imgsim_store_meta *m, const cJSON *pre) {
     if (!cJSON_IsObject(pre)) return;
     m->has_preprocessing = 1;
-    const cJSON *sz = jget(pre, "resize");
+    const cJSON *sz = jget(pre, "resize"), *crop = jget(pre, "crop");
+    int rh = 0, rw = 0;
     if (cJSON_IsArray(sz) && cJSON_GetArraySize(sz) == 2) {
-        m->pre.height = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 0));
-        m->pre.width = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 1));
+        rh = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 0));
+        rw = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(sz, 1));
+        m->pre.height = rh, m->pre.width = rw; /* no crop (the only form before crops) */
+    }
+    m->pre.resize_shorter = (int)jnum(pre, "resize_shorter", 0);
+    if (cJSON_IsArray(crop) && cJSON_GetArraySize(crop) == 2) {
+        m->pre.height = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(crop, 0));
+        m->pre.width = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(crop, 1));
+        if (!m->pre.resize_shorter && (rh != m->pre.height || rw != m->pre.width))
+            m->pre.resize_height = rh, m->pre.resize_width = rw;
     }
     jfloats(jget(pre, "mean"), m->pre.mean, 3);
     jfloats(jget(pre, "std"), m->pre.std, 3);
     m->pre.exif_rotate = cJSON_IsTrue(jget(pre, "exif_rotate"));
     m->pre.dct_scaling = cJSON_IsTrue(jget(pre, "dct_scaling"));
     m->interpolation = jstr(pre, "interpolation");
+    m->pre.interp = !strcmp(m->interpolation, IMS_META_INTERPOLATION_BICUBIC) ? IMGSIM_INTERP_BICUBIC
+                                                                             : IMGSIM_INTERP_BILINEAR;
 }
 
 static void parse(imgsim_store_meta *m, const cJSON *root) {
@@ -176,15 +193,18 @@ imgsim_status ims_meta_read(imgsim_store_meta *m, cJSON **doc, const char *path,
     return IMGSIM_OK;
 }
 
-int ims_meta_same_preprocessing(const imgsim_store_meta *a, const imgsim_store_meta *b) {
-    if (!a->has_preprocessing || !b->has_preprocessing) return 0;
-    const imgsim_preprocess_opts *p = &a->pre, *q = &b->pre;
-    if (p->height != q->height || p->width != q->width || !p->exif_rotate != !q->exif_rotate ||
-        !p->dct_scaling != !q->dct_scaling || strcmp(a->interpolation, b->interpolation) != 0)
-        return 0;
-    for (int c = 0; c < 3; c++)
-        if (p->mean[c] != q->mean[c] || p->std[c] != q->std[c]) return 0;
-    return 1;
+const char *ims_meta_interpolation(int interp) {
+    return interp == IMGSIM_INTERP_BICUBIC ? IMS_META_INTERPOLATION_BICUBIC : IMS_META_INTERPOLATION;
+}
+
+const char *ims_meta_preprocessing_differs(const imgsim_store_meta *a, const imgsim_store_meta *b) {
+    if (!a->has_preprocessing || !b->has_preprocessing) return "preprocessing (not recorded)";
+    const char *f = imgsim_preprocess_opts_differ(&a->pre, &b->pre);
+    if (f) return f;
+    /* a name this version does not know (a newer writer's filter) is another preprocessing */
+    const char *ia = *a->interpolation ? a->interpolation : ims_meta_interpolation(a->pre.interp);
+    const char *ib = *b->interpolation ? b->interpolation : ims_meta_interpolation(b->pre.interp);
+    return strcmp(ia, ib) != 0 ? "interpolation" : NULL;
 }
 
 /* ---- writing -------------------------------------------------------------------------------- */
@@ -207,10 +227,14 @@ static const char *str(const char *s) {
 
 static cJSON *preprocessing_json(const imgsim_store_meta *m) {
     cJSON *p = cJSON_CreateObject();
-    int size[2] = {m->pre.height, m->pre.width};
-    cJSON_AddItemToObject(p, "resize", json_ints(size, 2));
-    cJSON_AddStringToObject(p, "interpolation", m->interpolation && *m->interpolation ? m->interpolation
-                                                                                      : IMS_META_INTERPOLATION);
+    int shorter, size[2], crop[2] = {m->pre.height, m->pre.width};
+    ims_pre_resize_of(&m->pre, &shorter, &size[0], &size[1]);
+    if (shorter)
+        cJSON_AddNumberToObject(p, "resize_shorter", shorter);
+    else
+        cJSON_AddItemToObject(p, "resize", json_ints(size, 2));
+    cJSON_AddItemToObject(p, "crop", json_ints(crop, 2));
+    cJSON_AddStringToObject(p, "interpolation", ims_meta_interpolation(m->pre.interp));
     cJSON_AddItemToObject(p, "mean", json_floats(m->pre.mean, 3));
     cJSON_AddItemToObject(p, "std", json_floats(m->pre.std, 3));
     cJSON_AddBoolToObject(p, "exif_rotate", m->pre.exif_rotate != 0);

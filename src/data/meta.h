@@ -27,9 +27,12 @@ imgsim_status ims_meta_read(imgsim_store_meta *m, cJSON **doc, const char *path,
  * m->cpu_decode_share_final < 0: not written. */
 imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_err *e);
 
-/* 1 when both record preprocessing and it is the same (size, mean, std, EXIF rotation, DCT
- * scaling, interpolation). */
-int ims_meta_same_preprocessing(const imgsim_store_meta *a, const imgsim_store_meta *b);
+/* NULL when both record preprocessing and it is the same (crop, resize, interpolation, mean, std,
+ * EXIF rotation, DCT scaling), else the first field that differs (imgsim_preprocess_opts_differ's
+ * names, or "preprocessing (not recorded)"). */
+const char *ims_meta_preprocessing_differs(const imgsim_store_meta *a, const imgsim_store_meta *b);
+/* meta.json's name of a filter (imgsim_interp): IMS_META_INTERPOLATION or ..._BICUBIC. */
+const char *ims_meta_interpolation(int interp);
 
 /* What meta.json records of the files it goes with (its "files" object). */
 typedef struct ims_store_files {
@@ -44,6 +47,7 @@ imgsim_status ims_store_files_measure(ims_store_files *f, const char *features_p
 
 /* The interpolation imgsim's preprocessing uses, as meta.json names it. */
 #define IMS_META_INTERPOLATION "bilinear-antialias (PIL)"
+#define IMS_META_INTERPOLATION_BICUBIC "bicubic-antialias (PIL)"
 #define IMS_META_FORMAT "imgsim-store-1"
 
 #endif /* IMGSIM_META_H */

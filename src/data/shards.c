@@ -3,7 +3,9 @@
  *
  *   job.json      {"format": "imgsim-shards-1", "model_sha256", "layer", "precision",
  *                  "calib_sha256" (int8 only), "device",
- *                  "dim", "dtype", "normalized", "preprocessing" {...}, "batch_size", "shard_size"}
+ *                  "dim", "dtype", "normalized", "preprocessing" {resize [h, w] | resize_shorter,
+ *                  crop [h, w], interpolation, mean, std, exif_rotate, dct_scaling, max_pixels},
+ *                  "batch_size", "shard_size"}
  *   K.npy         [ok, dim] features of shard K's ok items (K: the shard number, 6 digits or more)
  *   K.tsv         its manifest lines, "row<TAB>path<TAB>label<TAB>status<TAB>error", row counted
  *                 from 0 within the shard (-1 for a failed item), no header
@@ -20,6 +22,7 @@
 #include "data/shards.h"
 
 #include "core/json.h"
+#include "image/image.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -129,9 +132,21 @@ static cJSON *job_json(const ims_shard_job *j, int64_t S) {
     cJSON_AddStringToObject(r, "dtype", j->dtype == IMGSIM_F16 ? "float16" : "float32");
     cJSON_AddBoolToObject(r, "normalized", j->normalized != 0);
     cJSON *p = cJSON_AddObjectToObject(r, "preprocessing");
-    cJSON *sz = cJSON_AddArrayToObject(p, "resize");
-    cJSON_AddItemToArray(sz, cJSON_CreateNumber(j->pre->height));
-    cJSON_AddItemToArray(sz, cJSON_CreateNumber(j->pre->width));
+    /* the geometry as meta.json records it: the resize (fixed size or shorter side), the crop
+     * (the network input) and the filter */
+    int shorter, rh, rw;
+    ims_pre_resize_of(j->pre, &shorter, &rh, &rw);
+    if (shorter) {
+        cJSON_AddNumberToObject(p, "resize_shorter", shorter);
+    } else {
+        cJSON *sz = cJSON_AddArrayToObject(p, "resize");
+        cJSON_AddItemToArray(sz, cJSON_CreateNumber(rh));
+        cJSON_AddItemToArray(sz, cJSON_CreateNumber(rw));
+    }
+    cJSON *crop = cJSON_AddArrayToObject(p, "crop");
+    cJSON_AddItemToArray(crop, cJSON_CreateNumber(j->pre->height));
+    cJSON_AddItemToArray(crop, cJSON_CreateNumber(j->pre->width));
+    cJSON_AddStringToObject(p, "interpolation", ims_interp_name(j->pre->interp));
     cJSON *mean = cJSON_AddArrayToObject(p, "mean"), *std = cJSON_AddArrayToObject(p, "std");
     for (int c = 0; c < 3; c++) {
         cJSON_AddItemToArray(mean, cJSON_CreateNumber(j->pre->mean[c]));
@@ -160,7 +175,18 @@ static const char *job_differs(const char *path, const cJSON *want, char *why, s
     const char *r = NULL;
     for (const cJSON *w = want->child; w && !r; w = w->next) {
         const cJSON *h = cJSON_GetObjectItemCaseSensitive(have, w->string);
-        if (!h || !cJSON_Compare(w, h, 1)) r = (snprintf(why, n, "%s differs", w->string), why);
+        if (h && cJSON_Compare(w, h, 1)) continue;
+        /* an object (the preprocessing): name the key inside it that differs */
+        const char *sub = NULL;
+        if (cJSON_IsObject(w) && cJSON_IsObject(h)) {
+            for (const cJSON *x = w->child; x && !sub; x = x->next) {
+                const cJSON *y = cJSON_GetObjectItemCaseSensitive(h, x->string);
+                if (!y || !cJSON_Compare(x, y, 1)) sub = x->string;
+            }
+            for (const cJSON *y = h->child; y && !sub; y = y->next)
+                if (!cJSON_GetObjectItemCaseSensitive(w, y->string)) sub = y->string;
+        }
+        r = sub ? (snprintf(why, n, "%s.%s differs", w->string, sub), why) : (snprintf(why, n, "%s differs", w->string), why);
     }
     cJSON_Delete(have);
     return r;

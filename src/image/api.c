@@ -46,5 +46,8 @@ imgsim_status imgsim_preprocess_rgb(float *out, const uint8_t *rgb, int width, i
         opt = &def;
     }
     ims_image img = {width, height, (uint8_t *)rgb}; /* read only */
-    return ims_preprocess_rgb(out, &img, opt->height, opt->width, opt->mean, opt->std, NULL, NULL);
+    ims_pre_geom g;
+    imgsim_status st = ims_pre_geometry(&g, opt, width, height, NULL);
+    if (st) return st;
+    return ims_preprocess_rgb_geom(out, &img, &g, opt->mean, opt->std, NULL, NULL);
 }

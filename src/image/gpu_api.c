@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "image/image.h"
 #ifdef IMGSIM_HAVE_CUDA
 #include "image/cuda/gpu_image.h"
 #endif
@@ -16,6 +17,16 @@ imgsim_status imgsim_preprocess_files_gpu(float *out, imgsim_file_result *res, c
     if (!opt) {
         imgsim_preprocess_opts_init(&def);
         opt = &def;
+    }
+    imgsim_status cs = ims_preprocess_check(opt, NULL);
+    if (cs) return cs;
+    if (!ims_pre_is_plain(opt)) { /* the kernel resizes straight to the output size, bilinear */
+        char d[128];
+        imgsim_preprocess_opts_describe(d, sizeof d, opt);
+        return ims_fail(NULL, IMGSIM_ERR_UNSUPPORTED,
+                        "imgsim_preprocess_files_gpu: the GPU preprocessing resizes straight to %dx%d with the "
+                        "bilinear filter, not '%s' (a CUDA extraction preprocesses such images on the CPU)",
+                        opt->height, opt->width, d);
     }
 #ifdef IMGSIM_HAVE_CUDA
     imgsim_status *st = ims_calloc((size_t)n, sizeof *st);

@@ -42,6 +42,8 @@ imgsim_status ims_gpu_decode_open(ims_gpu_decode **out, ims_gpu_decoders *set, c
                                   ims_err *e) {
     *out = NULL;
     if (!set) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "GPU decoding: no decoder set");
+    if (cfg->mode != IMGSIM_DECODE_CPU && !ims_pre_is_plain(cfg->pre)) /* the kernel's resize is plain bilinear */
+        return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "GPU decoding: the GPU preprocessing does not crop or resize bicubic");
     ims_gpu_decode *d = ims_calloc(1, sizeof *d);
     if (!d) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     d->ops = set->ops;

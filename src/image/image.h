@@ -1,6 +1,6 @@
 /*
  * image.h: decoding (libjpeg-turbo, libspng, libwebp), EXIF orientation and the preprocessing
- * that matches torchvision's Resize((H, W)) + ToTensor + Normalize.
+ * that matches torchvision's Resize((H, W)) or Resize(S) [+ CenterCrop] + ToTensor + Normalize.
  */
 #ifndef IMGSIM_IMAGE_H
 #define IMGSIM_IMAGE_H
@@ -57,6 +57,37 @@ imgsim_status ims_image_decode(ims_image *out, const uint8_t *buf, size_t len, c
 size_t ims_preprocess_scratch_size(int iw, int ih, int ow, int oh);
 imgsim_status ims_preprocess_rgb(float *out, const ims_image *img, int oh, int ow, const float mean[3],
                                  const float std[3], void *scratch, ims_err *e);
+
+/* The geometry of one image's preprocessing (geometry.c): the image is resized to rw x rh and
+ * the crop ow x oh at (x0, y0) of the resized image is the output, with filter interp
+ * (imgsim_interp). */
+typedef struct ims_pre_geom {
+    int rw, rh; /* the resized image */
+    int x0, y0; /* the crop's top-left corner in it */
+    int ow, oh; /* the crop: the output */
+    int interp;
+} ims_pre_geom;
+
+/* The geometry of an iw x ih image under o (resize as torchvision's Resize rounds it, crop
+ * offsets as its CenterCrop's). Fails (INVALID_ARG, naming the sizes) where the crop does not fit
+ * the resized image or o is out of range (ims_preprocess_check). */
+imgsim_status ims_pre_geometry(ims_pre_geom *g, const imgsim_preprocess_opts *o, int iw, int ih, ims_err *e);
+/* imgsim_preprocess_opts_check into e. */
+imgsim_status ims_preprocess_check(const imgsim_preprocess_opts *o, ims_err *e);
+/* 1 when o resizes straight to height x width with the bilinear filter (no crop): what the GPU
+ * preprocessing kernel does. */
+int ims_pre_is_plain(const imgsim_preprocess_opts *o);
+/* The resize of o as meta.json and job.json record it: resize_shorter's S, or 0 and the fixed
+ * size (height x width when o sets none). */
+void ims_pre_resize_of(const imgsim_preprocess_opts *o, int *shorter, int *rh, int *rw);
+/* "bilinear" / "bicubic" */
+const char *ims_interp_name(int interp);
+
+/* ims_preprocess_rgb with a geometry (the crop, the filter); scratch of
+ * ims_preprocess_scratch_size_geom bytes or NULL. */
+size_t ims_preprocess_scratch_size_geom(int iw, int ih, const ims_pre_geom *g);
+imgsim_status ims_preprocess_rgb_geom(float *out, const ims_image *img, const ims_pre_geom *g, const float mean[3],
+                                      const float std[3], void *scratch, ims_err *e);
 
 /* File or memory -> normalised tensor, with imgsim_preprocess_opts. */
 imgsim_status ims_preprocess_mem(float *out, const uint8_t *buf, size_t len, const imgsim_preprocess_opts *o,

@@ -1,6 +1,6 @@
 /*
  * preprocess.c: file or memory -> normalised CHW float tensor (decode, EXIF orientation,
- * PIL-exact antialiased bilinear resize, ToTensor + Normalize). Uses the calling thread's
+ * PIL-exact antialiased resize and centre crop, ToTensor + Normalize). Uses the calling thread's
  * workspace (image_priv.h), so after the first few images nothing on this path allocates:
  * the file buffer, the decoded pixels and the resize scratch are all reused.
  */
@@ -19,22 +19,26 @@
 /* Decodes buf with o's options and target size, and preprocesses into out using ws. */
 static imgsim_status run(float *out, const uint8_t *buf, size_t len, const imgsim_preprocess_opts *o,
                          const char *name, ims_img_ws *ws, ims_err *e) {
-    if (o->height <= 0 || o->width <= 0 || o->height > 16384 || o->width > 16384)
-        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "%s: bad target size %dx%d", name, o->height, o->width);
+    imgsim_status st = ims_preprocess_check(o, e);
+    if (st != IMGSIM_OK) return ims_fail_prefix(e, st, name);
+    int s, rh, rw;
+    ims_pre_resize_of(o, &s, &rh, &rw);
     ims_decode_opts d;
     memset(&d, 0, sizeof d);
     d.max_pixels = o->max_pixels;
     d.exif_rotate = o->exif_rotate;
     d.dct_scaling = o->dct_scaling;
-    d.target_w = o->width;
-    d.target_h = o->height;
+    d.target_w = s ? s : rw; /* the resized image (shorter:S: its shorter side S bounds the scale) */
+    d.target_h = s ? s : rh;
     ims_image img;
-    imgsim_status st = ims_image_decode_ws(&img, buf, len, &d, name, ws, e);
+    st = ims_image_decode_ws(&img, buf, len, &d, name, ws, e);
     if (st != IMGSIM_OK) return st;
-    size_t ss = ims_preprocess_scratch_size(img.w, img.h, o->width, o->height);
+    ims_pre_geom g;
+    if ((st = ims_pre_geometry(&g, o, img.w, img.h, e)) != IMGSIM_OK) return ims_fail_prefix(e, st, name);
+    size_t ss = ims_preprocess_scratch_size_geom(img.w, img.h, &g);
     void *scratch = (ss && ss != SIZE_MAX) ? ims_wsbuf_get(&ws->rs, ss) : NULL;
     if (!scratch) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for resize scratch", name);
-    st = ims_preprocess_rgb(out, &img, o->height, o->width, o->mean, o->std, scratch, e);
+    st = ims_preprocess_rgb_geom(out, &img, &g, o->mean, o->std, scratch, e);
     if (st != IMGSIM_OK) ims_fail_prefix(e, st, name);
     return st;
 }

@@ -1,18 +1,24 @@
 /*
- * resize.c: the preprocessing of torchvision's Resize((H, W)) on a PIL image + ToTensor +
- * Normalize, reproduced exactly.
+ * resize.c: the preprocessing of torchvision's Resize((H, W)) or Resize(S) on a PIL image +
+ * CenterCrop + ToTensor + Normalize, reproduced exactly.
  *
- * torchvision resizes PIL images with Image.resize((W, H), BILINEAR), i.e. PIL's
- * ImagingResample (libImaging/Resample.c): a separable triangle filter whose support is
- * scaled by the downscale factor (antialiasing), coefficients computed in double, normalised
+ * torchvision resizes PIL images with Image.resize((W, H), BILINEAR or BICUBIC), i.e. PIL's
+ * ImagingResample (libImaging/Resample.c): a separable filter (triangle, or PIL's cubic with
+ * a = -0.5) whose support is scaled by the downscale factor (antialiasing), coefficients computed in double, normalised
  * to sum 1 and converted to 22-bit fixed point; a horizontal pass over only the source rows
  * the vertical pass needs, rounded to uint8, then a vertical pass rounded to uint8. Each step
  * here is the same integer arithmetic (scalar, or AVX2 where the CPU has it: the same sums in
  * another order, exact in int32), so the resized pixels are bit-identical to PIL's. ToTensor +
  * Normalize is (v / 255 - mean) / std in float32, as torchvision computes it.
  *
- * Shapes: input RGB8 interleaved (ih, iw, 3); temp uint8 planar (3, rows, ow) where rows is
- * the span of source rows the vertical filter touches; output float32 CHW (3, oh, ow).
+ * The centre crop: every resized pixel depends only on its own row's and column's coefficients,
+ * so the crop is made by computing the coefficients of the whole resized image (rh, rw) and
+ * running the passes over the cropped rows and columns only: the same pixels as resizing in
+ * full and cropping, without the pixels the crop drops.
+ *
+ * Shapes: input RGB8 interleaved (ih, iw, 3); resized (rh, rw), of which the crop (oh, ow) at
+ * (y0, x0) is computed; temp uint8 planar (3, rows, ow) where rows is the span of source rows
+ * the vertical filter touches for the cropped rows; output float32 CHW (3, oh, ow).
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -28,11 +34,36 @@
 
 #define PREC_BITS 22 /* PIL's PRECISION_BITS: 32 - 8 - 2 */
 
+/* PIL's filters (libImaging/Resample.c): support 1 (bilinear) and 2 (bicubic, a = -0.5). */
+static double tri(double x) {
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+static double cubic(double x) {
+    const double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+typedef struct rs_filter {
+    double (*fn)(double);
+    double support;
+} rs_filter;
+
+static rs_filter filter_of(int interp) {
+    rs_filter f = {tri, 1.0};
+    if (interp == IMGSIM_INTERP_BICUBIC) f.fn = cubic, f.support = 2.0;
+    return f;
+}
+
 /* Filter taps per output sample for a 1-D resize of in -> out (PIL's ksize). */
-static int ksize_of(int in, int out) {
+static int ksize_of(int in, int out, double support) {
     double fs = (double)in / out;
     if (fs < 1.0) fs = 1.0;
-    return (int)ceil(fs) * 2 + 1;
+    return (int)ceil(support * fs) * 2 + 1;
 }
 
 
@@ -47,12 +78,14 @@ typedef struct rs_layout {
  * (255 * 4095 * 1024 < 2^31). */
 #define K16_MAX_TAPS 1024
 
-static rs_layout layout(int iw, int ih, int ow, int oh) {
+/* For a resize of (ih, iw) to (rh, rw) with a filter of support, of which the crop (oh, ow) is
+ * computed (the tables hold the crop's rows and columns only). */
+static rs_layout layout(int iw, int ih, int rw, int rh, int ow, int oh, double support) {
     rs_layout L;
     memset(&L, 0, sizeof L);
-    L.ksh = (ksize_of(iw, ow) + 3) & ~3; /* multiple of 4: the AVX2 passes read taps in groups */
+    L.ksh = (ksize_of(iw, rw, support) + 3) & ~3; /* multiple of 4: the AVX2 passes read taps in groups */
     L.use16 = L.ksh <= K16_MAX_TAPS;
-    L.ksv = ksize_of(ih, oh);
+    L.ksv = ksize_of(ih, rh, support);
     uint64_t kh = (uint64_t)ow * L.ksh * 4, kv = (uint64_t)oh * L.ksv * 4;
     uint64_t bh = (uint64_t)ow * 2 * 4, bv = (uint64_t)oh * 2 * 4;
     uint64_t tmp = (uint64_t)ow * ih * 3;
@@ -75,23 +108,26 @@ static rs_layout layout(int iw, int ih, int ow, int oh) {
 
 size_t ims_preprocess_scratch_size(int iw, int ih, int ow, int oh) {
     if (iw <= 0 || ih <= 0 || ow <= 0 || oh <= 0) return 0;
-    return layout(iw, ih, ow, oh).total;
+    return layout(iw, ih, ow, oh, ow, oh, 1.0).total;
 }
 
-static double tri(double x) {
-    if (x < 0.0) x = -x;
-    return x < 1.0 ? 1.0 - x : 0.0;
+size_t ims_preprocess_scratch_size_geom(int iw, int ih, const ims_pre_geom *g) {
+    if (iw <= 0 || ih <= 0 || !g || g->rw <= 0 || g->rh <= 0) return 0;
+    return layout(iw, ih, g->rw, g->rh, g->ow, g->oh, filter_of(g->interp).support).total;
 }
 
-/* PIL's precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter: for each output
- * index, bounds[2i] = first source index, bounds[2i+1] = tap count, k[i*stride ..] = taps,
- * zero past the tap count. k must hold out * stride ints, stride >= PIL's ksize. */
-static void coeffs(int32_t *k, int32_t *bounds, int in, int out, int stride) {
+/* PIL's precompute_coeffs + normalize_coeffs_8bpc for filter f and a resize of in -> out, for
+ * the output indices first .. first + count - 1 (a crop; PIL computes all, each independently):
+ * for output index first + i, bounds[2i] = first source index, bounds[2i+1] = tap count,
+ * k[i*stride ..] = taps, zero past the tap count. k must hold count * stride ints, stride >=
+ * PIL's ksize. */
+static void coeffs(int32_t *k, int32_t *bounds, int in, int out, int first, int count, int stride, rs_filter f) {
     double scale = (double)((float)in - 0.0f) / out;
     double filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = 1.0 * filterscale;
+    double support = f.support * filterscale;
     double ss = 1.0 / filterscale;
-    for (int xx = 0; xx < out; xx++) {
+    for (int i = 0; i < count; i++) {
+        const int xx = first + i;
         double center = 0.0 + (xx + 0.5) * scale;
         double ww = 0.0;
         int xmin = (int)(center - support + 0.5);
@@ -100,18 +136,18 @@ static void coeffs(int32_t *k, int32_t *bounds, int in, int out, int stride) {
         if (xmax > in) xmax = in;
         xmax -= xmin;
         /* two sweeps (sum, then normalise) instead of a ksize-long temporary */
-        for (int x = 0; x < xmax; x++) ww += tri((x + xmin - center + 0.5) * ss);
-        int32_t *kk = k + (size_t)xx * stride;
+        for (int x = 0; x < xmax; x++) ww += f.fn((x + xmin - center + 0.5) * ss);
+        int32_t *kk = k + (size_t)i * stride;
         for (int x = 0; x < stride; x++) {
             double v = 0.0;
             if (x < xmax) {
-                v = tri((x + xmin - center + 0.5) * ss);
+                v = f.fn((x + xmin - center + 0.5) * ss);
                 if (ww != 0.0) v /= ww;
             }
             kk[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PREC_BITS)) : (int32_t)(0.5 + v * (1 << PREC_BITS));
         }
-        bounds[2 * xx] = xmin;
-        bounds[2 * xx + 1] = xmax;
+        bounds[2 * i] = xmin;
+        bounds[2 * i + 1] = xmax;
     }
 }
 
@@ -382,13 +418,22 @@ static void pass_v(float *out, const uint8_t *src, int w, int oh, const int32_t 
 
 imgsim_status ims_preprocess_rgb(float *out, const ims_image *img, int oh, int ow, const float mean[3],
                                  const float std[3], void *scratch, ims_err *e) {
-    if (!out || !img || !img->px || img->w <= 0 || img->h <= 0 || oh <= 0 || ow <= 0)
+    ims_pre_geom g = {ow, oh, 0, 0, ow, oh, IMGSIM_INTERP_BILINEAR};
+    return ims_preprocess_rgb_geom(out, img, &g, mean, std, scratch, e);
+}
+
+imgsim_status ims_preprocess_rgb_geom(float *out, const ims_image *img, const ims_pre_geom *g, const float mean[3],
+                                      const float std[3], void *scratch, ims_err *e) {
+    if (!out || !img || !img->px || img->w <= 0 || img->h <= 0 || !g || g->oh <= 0 || g->ow <= 0 ||
+        g->x0 < 0 || g->y0 < 0 || g->x0 + g->ow > g->rw || g->y0 + g->oh > g->rh)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocess: bad image or output size");
     for (int c = 0; c < 3; c++)
         if (!(std[c] != 0.0f)) return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "preprocess: std[%d] is zero", c);
-    const int iw = img->w, ih = img->h;
-    rs_layout L = layout(iw, ih, ow, oh);
-    if (L.total == SIZE_MAX) return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "preprocess: %dx%d -> %dx%d is too large", iw, ih, ow, oh);
+    const int iw = img->w, ih = img->h, oh = g->oh, ow = g->ow;
+    const rs_filter f = filter_of(g->interp);
+    rs_layout L = layout(iw, ih, g->rw, g->rh, ow, oh, f.support);
+    if (L.total == SIZE_MAX)
+        return ims_fail(e, IMGSIM_ERR_TOO_LARGE, "preprocess: %dx%d -> %dx%d is too large", iw, ih, g->rw, g->rh);
     uint8_t *mem = scratch;
     void *owned = NULL;
     if (!mem) {
@@ -401,12 +446,13 @@ imgsim_status ims_preprocess_rgb(float *out, const ims_image *img, int oh, int o
     uint8_t *tmp = mem + L.tmp;
 
     /* The horizontal pass always runs: when the width does not change PIL skips it, but its
-     * coefficients are then exactly [1.0, 0] (identity), so running it changes nothing and
-     * gives the vertical pass its planar input. */
-    coeffs(kv, bv, ih, oh, L.ksv);
+     * coefficients are then exactly [1.0, 0] (identity, for both filters), so running it changes
+     * nothing and gives the vertical pass its planar input. The coefficients are those of the
+     * cropped rows (from y0) and columns (from x0) of the resized image. */
+    coeffs(kv, bv, ih, g->rh, g->y0, oh, L.ksv, f);
+    coeffs(kh, bh, iw, g->rw, g->x0, ow, L.ksh, f);
     const int y_first = bv[0], y_last = bv[2 * (oh - 1)] + bv[2 * (oh - 1) + 1];
     const int rows = y_last - y_first;
-    coeffs(kh, bh, iw, ow, L.ksh);
     for (int i = 0; i < oh; i++) bv[2 * i] -= y_first;
     int16_t *k16 = NULL;
 #ifdef IS_HAVE_AVX2_PATH
@@ -422,9 +468,9 @@ imgsim_status ims_preprocess_rgb(float *out, const ims_image *img, int oh, int o
         norm1 nm = {mean[c], std[c]};
         const uint8_t *src = tmp + c * plane;
         float *o = out + c * oplane;
-        if (oh != ih) {
+        if (g->rh != ih) {
             pass_v(o, src, ow, oh, kv, bv, L.ksv, nm);
-        } else { /* no vertical change (rows == oh): normalise the rows as they are */
+        } else { /* no vertical change (rows == oh, from row y0): normalise the rows as they are */
             for (size_t i = 0; i < oplane; i++) o[i] = normalise(src[i], nm);
         }
     }
