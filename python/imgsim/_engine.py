@@ -126,16 +126,67 @@ def _progress_callback(bar):
     return feed
 
 
-def preprocess(item, size=(224, 224), *, exif_rotate=True, dct_scaling=False, max_pixels=None):
+_PRE_KEYS = ("resize", "crop", "mean", "std", "interpolation")
+
+
+def _size_text(name, v, shorter_int):
+    """resize/crop as the library spells them: an int is torchvision's (Resize(S): the shorter
+    side; CenterCrop(N): N x N), a pair (h, w), a str as the CLI's option."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return ("shorter:%d" if shorter_int else "%d") % int(v)
+    try:
+        h, w = v
+        return "%dx%d" % (int(h), int(w))
+    except (TypeError, ValueError):
+        raise _bad("%s=%r: expected an int, an (h, w) pair or a str" % (name, v)) from None
+
+
+def _pre_tuple(resize=None, crop=None, mean=None, std=None, interpolation=None):
+    """The preprocessing keyword arguments as the C layer takes them (None: all defaults)."""
+    vals = [_size_text("resize", resize, True), _size_text("crop", crop, False)]
+    for name, v in (("mean", mean), ("std", std)):
+        if v is not None and not isinstance(v, str):
+            try:
+                v = ",".join(repr(float(x)) for x in v)
+            except (TypeError, ValueError):
+                raise _bad("%s=%r: expected three numbers" % (name, v)) from None
+        vals.append(v)
+    if interpolation is not None:
+        interpolation = str(getattr(interpolation, "value", interpolation)).lower()  # torchvision's enum too
+    vals.append(interpolation)
+    return None if all(v is None for v in vals) else tuple(vals)
+
+
+def _crop_hw(crop, default):
+    """The output (h, w) of a crop argument (None: default)."""
+    t = _size_text("crop", crop, False)
+    if t is None:
+        return tuple(int(x) for x in default)
+    h, _, w = t.partition("x")
+    try:
+        return int(h), int(w or h)
+    except ValueError:
+        raise _bad("crop=%r: expected HxW or N" % (crop,)) from None
+
+
+def preprocess(item, size=(224, 224), *, resize=None, crop=None, mean=None, std=None, interpolation=None,
+               exif_rotate=True, dct_scaling=False, max_pixels=None):
     """The network input of one image, float32 [3, H, W] (what Engine.embed feeds the engine):
-    decoded, EXIF-rotated (files and bytes), resized to size = (H, W) with PIL's antialiased
-    bilinear filter, scaled to [0, 1] and normalised with the ImageNet mean/std, as torchvision's
-    Resize + ToTensor + Normalize. item: a path, bytes, a uint8 HxWx3 array or a PIL image."""
-    h, w = size
-    out = np.empty((3, int(h), int(w)), np.float32)
+    decoded, EXIF-rotated (files and bytes), resized with PIL's antialiased filter, centre-cropped,
+    scaled to [0, 1] and normalised, as torchvision's Resize + CenterCrop + ToTensor + Normalize.
+    item: a path, bytes, a uint8 HxWx3 array or a PIL image.
+
+    Default: resized straight to size = (H, W), ImageNet mean/std. resize: an int S (torchvision's
+    Resize(S): the shorter side becomes S), an (h, w) pair, or "shorter:S" / "HxW"; crop: the
+    centre crop (an int N for N x N, or (h, w)), the output size (default: size); mean, std: three
+    numbers each; interpolation: "bilinear" (default) or "bicubic" (CLIP's)."""
+    h, w = _crop_hw(crop, size)
+    out = np.empty((3, h, w), np.float32)
     kind, obj = _item(item, 0)
     _imgsim._preprocess(out, kind, obj, exif_rotate=exif_rotate, dct_scaling=dct_scaling,
-                        max_pixels=int(max_pixels or 0))
+                        max_pixels=int(max_pixels or 0), pre=_pre_tuple(resize, crop, mean, std, interpolation))
     return out
 
 
@@ -154,6 +205,12 @@ class Engine:
     $XDG_CACHE_HOME/imgsim, "off": none). threads: CPU inference threads (0: all cores).
     normalize: L2-normalise rows.
 
+    resize, crop, mean, std, interpolation: the preprocessing embed() and extract() use unless
+    they are given theirs (as imgsim.preprocess takes them: resize=256, crop=224 is torchvision's
+    Resize(256) + CenterCrop(224); CLIP: resize=224, crop=224, interpolation="bicubic" and its
+    mean/std). The crop must be the model's input size (the default). Default: resize straight to
+    the input size, ImageNet mean/std.
+
     A context manager (``with imgsim.Engine(...) as eng:``) that frees the engine on exit; close()
     does the same. Thread safety: one engine may be shared by several Python threads. The engine
     runs one batch at a time (a lock inside the binding), while the threads' decoding and
@@ -164,7 +221,8 @@ class Engine:
     """
 
     def __init__(self, model, device="cpu", precision=None, batch_size=32, layer=None, engine_cache=None,
-                 threads=0, normalize=True, engine_file=None, calib=None):
+                 threads=0, normalize=True, engine_file=None, calib=None, resize=None, crop=None, mean=None,
+                 std=None, interpolation=None):
         dev, idx = _parse_device(device)
         if precision is None:
             prec = -1
@@ -181,6 +239,8 @@ class Engine:
         self.model = os.fspath(model)
         self._device = (dev, idx)
         extra = {} if calib is None else {"calib": os.fspath(calib)}
+        self._pre = dict(resize=resize, crop=crop, mean=mean, std=std, interpolation=interpolation)
+        _pre_tuple(**self._pre)  # malformed values fail here, before the engine is built
         self._e = _imgsim.Engine(self.model, layer, dev, idx, prec, bs, int(threads), bool(normalize),
                                  None if engine_cache is None else os.fspath(engine_cache),
                                  None if engine_file is None else os.fspath(engine_file), dev == 1, **extra)
@@ -239,9 +299,14 @@ class Engine:
         return "<imgsim.Engine %s on %s, %s, %d-d, input %dx%d>" % (
             self.model, self.device, self._info["precision"], self.dim, self.input_size[1], self.input_size[0])
 
+    def _pre_for(self, **given):
+        """The preprocessing tuple for a call: its own arguments, else the engine's."""
+        return _pre_tuple(**{k: given[k] if given.get(k) is not None else self._pre[k] for k in _PRE_KEYS})
+
     # -- embedding --
     def embed(self, items, *, errors="raise", dtype="float32", out="numpy", batch_size=None, workers=0,
-              exif_rotate=True, dct_scaling=False, max_pixels=None):
+              exif_rotate=True, dct_scaling=False, max_pixels=None, resize=None, crop=None, mean=None, std=None,
+              interpolation=None):
         """Features of images, one row per item, in order: numpy [n, dim] float32 (or float16).
 
         items: a list (or any iterable) of paths (str or os.PathLike), bytes objects (encoded
@@ -267,6 +332,9 @@ class Engine:
 
         workers: decoding threads (0: all cores). The GIL is released while images are decoded and
         the engine runs, so other Python threads go on.
+
+        resize, crop, mean, std, interpolation: the preprocessing (see Engine; default the
+        engine's).
         """
         if errors not in ("raise", "collect"):
             raise _bad("errors=%r: expected 'raise' or 'collect'" % (errors,))
@@ -278,7 +346,9 @@ class Engine:
         feats = np.empty((len(pairs), self.dim), np.float32)
         failed = self._e._embed(pairs, feats, batch_size=int(batch_size or 0), workers=int(workers),
                                 stop_on_error=errors == "raise", exif_rotate=bool(exif_rotate),
-                                dct_scaling=bool(dct_scaling), max_pixels=int(max_pixels or 0))
+                                dct_scaling=bool(dct_scaling), max_pixels=int(max_pixels or 0),
+                                pre=self._pre_for(resize=resize, crop=crop, mean=mean, std=std,
+                                                  interpolation=interpolation))
         # a file's message names the file; an in-memory item's names its position
         failed = [(i, st, m if pairs[i][0] == 0 else "item %d (%s): %s" % (
             i, _describe(items[i]), m[len("<memory>: "):] if m.startswith("<memory>: ") else m))
@@ -307,7 +377,8 @@ class Engine:
 
     # -- stores --
     def extract(self, input, out, *, progress=None, dtype="float32", batch_size=None, workers=0, decode="auto",
-                exif_rotate=True, dct_scaling=False, max_pixels=None):
+                exif_rotate=True, dct_scaling=False, max_pixels=None, resize=None, crop=None, mean=None, std=None,
+                interpolation=None):
         """Features of every image of input into the store folder out, as `imgsim extract` does;
         returns the Store (memory-mapped).
 
@@ -318,6 +389,8 @@ class Engine:
         progress(done, total), or a tqdm-compatible bar (anything with update(n); its total is
         set). dtype: "float32" or "float16" (features.npy). decode: "auto" | "cpu" | "gpu"
         (JPEG decoding with a CUDA engine and nvJPEG). The store's stats are in Store.stats.
+        resize, crop, mean, std, interpolation: the preprocessing (see Engine; default the
+        engine's), recorded in the store's meta.json.
         """
         if str(decode) not in _DECODE:
             raise _bad("decode=%r: expected 'auto', 'cpu' or 'gpu'" % (decode,))
@@ -337,7 +410,9 @@ class Engine:
                                      workers=int(workers), dtype=1 if dt == np.float16 else 0,
                                      decode=_DECODE[decode], quiet=quiet, exif_rotate=bool(exif_rotate),
                                      dct_scaling=bool(dct_scaling), max_pixels=int(max_pixels or 0),
-                                     progress=callback)
+                                     progress=callback,
+                                     pre=self._pre_for(resize=resize, crop=crop, mean=mean, std=std,
+                                                       interpolation=interpolation))
         finally:
             if own_bar:
                 bar.close()

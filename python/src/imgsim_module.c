@@ -432,6 +432,51 @@ static imgsim_status emb_consume(emb_job *j, float *out, int stop_on_error, char
     return IMGSIM_OK;
 }
 
+/* pre: None or a 5-tuple (resize, crop, mean, std, interpolation), each a str in the CLI's
+ * spelling or None (not given), applied to o with imgsim_preprocess_opts_set; with check, the
+ * result is checked (imgsim_preprocess_opts_check). 0, or -1 with the exception set. */
+static int pre_apply(imgsim_preprocess_opts *o, PyObject *pre, int check) {
+    static const char *const names[5] = {"resize", "crop", "mean", "std", "interpolation"};
+    if (pre && pre != Py_None) {
+        if (!PyTuple_Check(pre) || PyTuple_GET_SIZE(pre) != 5) {
+            PyErr_SetString(PyExc_TypeError, "pre must be a 5-tuple");
+            return -1;
+        }
+        for (int i = 0; i < 5; i++) {
+            PyObject *v = PyTuple_GET_ITEM(pre, i);
+            if (v == Py_None) continue;
+            const char *t = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : NULL;
+            if (!t) {
+                if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "%s must be a str", names[i]);
+                return -1;
+            }
+            imgsim_status st = imgsim_preprocess_opts_set(o, names[i], t);
+            if (st) {
+                raise_status(st, imgsim_last_error());
+                return -1;
+            }
+        }
+    }
+    if (check) {
+        imgsim_status st = imgsim_preprocess_opts_check(o);
+        if (st) {
+            raise_status(st, imgsim_last_error());
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The crop pre sets must be the engine's input. 0, or -1 with the exception set. */
+static int pre_fits(const imgsim_preprocess_opts *o, const imgsim_engine_info *info) {
+    if (o->height == info->in_height && o->width == info->in_width) return 0;
+    char msg[160];
+    snprintf(msg, sizeof msg, "crop %dx%d is not the model's input %dx%d", o->height, o->width, info->in_height,
+             info->in_width);
+    raise_status(IMGSIM_ERR_INVALID_ARG, msg);
+    return -1;
+}
+
 /* Engine._embed(items, out, batch_size=0, workers=0, stop_on_error=True, exif_rotate=True,
  * dct_scaling=False, max_pixels=0) -> [(index, status, message), ...] for the failed items (with
  * stop_on_error, those of the first batch holding one). items: a sequence of (kind, object):
@@ -439,14 +484,19 @@ static imgsim_status emb_consume(emb_job *j, float *out, int stop_on_error, char
  * NaN. */
 static PyObject *Engine_embed(EngineObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"items", "out", "batch_size", "workers", "stop_on_error", "exif_rotate", "dct_scaling",
-                             "max_pixels", NULL};
-    PyObject *items_o, *out_o;
+                             "max_pixels", "pre", NULL};
+    PyObject *items_o, *out_o, *pre_o = Py_None;
     int batch = 0, workers = 0, stop = 1, exif = 1, dct = 0;
     unsigned long long max_pixels = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|iippiK", kwlist, &items_o, &out_o, &batch, &workers, &stop, &exif,
-                                     &dct, &max_pixels) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|iippiKO", kwlist, &items_o, &out_o, &batch, &workers, &stop, &exif,
+                                     &dct, &max_pixels, &pre_o) ||
         !engine_open(self))
         return NULL;
+    imgsim_preprocess_opts pre;
+    imgsim_preprocess_opts_init(&pre);
+    pre.height = self->info.in_height;
+    pre.width = self->info.in_width;
+    if (pre_apply(&pre, pre_o, 1) || pre_fits(&pre, &self->info)) return NULL;
     PyObject *seq = PySequence_Fast(items_o, "items must be a sequence");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -508,9 +558,7 @@ static PyObject *Engine_embed(EngineObject *self, PyObject *args, PyObject *kw) 
     if (j.n < j.B) j.B = (int)n; /* the same single batch; a smaller ring */
     j.S = j.n_batches < 2 ? 1 : 2;
     j.img_floats = (size_t)info->in_channels * (size_t)info->in_height * (size_t)info->in_width;
-    imgsim_preprocess_opts_init(&j.pre);
-    j.pre.height = info->in_height;
-    j.pre.width = info->in_width;
+    j.pre = pre;
     j.pre.exif_rotate = exif;
     j.pre.dct_scaling = dct;
     if (max_pixels) j.pre.max_pixels = max_pixels;
@@ -589,13 +637,13 @@ done:
  * exif_rotate=True, dct_scaling=False, max_pixels=0) -> stats dict. */
 static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"input", "store_dir", "batch_size", "workers", "dtype", "decode", "quiet",
-                             "exif_rotate", "dct_scaling", "max_pixels", "progress", NULL};
-    PyObject *input = NULL, *store = NULL, *progress = Py_None;
+                             "exif_rotate", "dct_scaling", "max_pixels", "progress", "pre", NULL};
+    PyObject *input = NULL, *store = NULL, *progress = Py_None, *pre_o = Py_None;
     int batch = 0, workers = 0, dtype = 0, decode = 0, quiet = 1, exif = 1, dct = 0;
     unsigned long long max_pixels = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|iiiipppKO", kwlist, PyUnicode_FSConverter, &input,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|iiiipppKOO", kwlist, PyUnicode_FSConverter, &input,
                                      PyUnicode_FSConverter, &store, &batch, &workers, &dtype, &decode, &quiet, &exif,
-                                     &dct, &max_pixels, &progress))
+                                     &dct, &max_pixels, &progress, &pre_o))
         return NULL;
     py_progress pc = {progress == Py_None ? NULL : progress, NULL, NULL, NULL};
     PyObject *ret = NULL;
@@ -604,6 +652,7 @@ static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw
     imgsim_extract_opts_init(&xo);
     xo.pre.height = self->info.in_height;
     xo.pre.width = self->info.in_width;
+    if (pre_apply(&xo.pre, pre_o, 1) || pre_fits(&xo.pre, &self->info)) goto done;
     xo.pre.exif_rotate = exif;
     xo.pre.dct_scaling = dct;
     if (max_pixels) xo.pre.max_pixels = max_pixels;
@@ -743,14 +792,15 @@ done:
     return ret;
 }
 
-/* _preprocess(out, kind, obj, exif_rotate=True, dct_scaling=True, max_pixels=0): one item into
- * out, float32 [3, H, W] (H, W from out's shape). kind as in Engine._embed. */
+/* _preprocess(out, kind, obj, exif_rotate=True, dct_scaling=True, max_pixels=0, pre=None): one
+ * item into out, float32 [3, H, W] (H, W from out's shape: the crop). kind as in Engine._embed;
+ * pre as in pre_apply. */
 static PyObject *mod_preprocess(PyObject *m, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"out", "kind", "obj", "exif_rotate", "dct_scaling", "max_pixels", NULL};
-    PyObject *oo, *obj;
+    static char *kwlist[] = {"out", "kind", "obj", "exif_rotate", "dct_scaling", "max_pixels", "pre", NULL};
+    PyObject *oo, *obj, *pre_o = Py_None;
     int kind, exif = 1, dct = 1;
     unsigned long long max_pixels = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiO|ppK", kwlist, &oo, &kind, &obj, &exif, &dct, &max_pixels))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiO|ppKO", kwlist, &oo, &kind, &obj, &exif, &dct, &max_pixels, &pre_o))
         return NULL;
     Py_buffer out, in;
     if (get_buffer(oo, &out, "out", "f", 3, 1)) return NULL;
@@ -762,7 +812,8 @@ static PyObject *mod_preprocess(PyObject *m, PyObject *args, PyObject *kw) {
     }
     imgsim_preprocess_opts o;
     imgsim_preprocess_opts_init(&o);
-    o.height = (int)out.shape[1];
+    if (pre_apply(&o, pre_o, 0)) goto done;
+    o.height = (int)out.shape[1]; /* out's shape is the crop (the caller's from pre) */
     o.width = (int)out.shape[2];
     o.exif_rotate = exif;
     o.dct_scaling = dct;

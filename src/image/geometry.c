@@ -208,7 +208,7 @@ imgsim_status imgsim_preprocess_opts_set(imgsim_preprocess_opts *opt, const char
         if (!strcmp(value, "bilinear")) opt->interp = IMGSIM_INTERP_BILINEAR;
         else if (!strcmp(value, "bicubic")) opt->interp = IMGSIM_INTERP_BICUBIC;
         else
-            return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "interpolation=%s: expected bilinear or bicubic", value);
+            return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG, "%s=%s: expected bilinear or bicubic", name, value);
         return IMGSIM_OK;
     }
     return ims_fail(NULL, IMGSIM_ERR_INVALID_ARG,
