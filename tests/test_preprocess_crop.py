@@ -54,8 +54,9 @@ def ours(path, resize, crop, interp, mean, std):
 CASES = [("shorter:256", 224, "bilinear", IMAGENET),   # torchvision's classification presets
          ("shorter:224", 224, "bicubic", CLIP),        # CLIP's
          ("256x256", 224, "bilinear", IMAGENET),
-         ("240x300", (199, 250), "bicubic", CLIP),     # odd crop offsets: ties rounded to even
-         ("shorter:160", (151, 160), "bilinear", IMAGENET)]
+         ("240x300", (199, 250), "bicubic", CLIP),     # a tie at 20.5: rounded down (to even)
+         ("240x300", (197, 245), "bilinear", IMAGENET),  # ties at 21.5 and 27.5: rounded up (to even)
+         ("shorter:160", (153, 160), "bilinear", IMAGENET)]
 sizes = [(317, 211), (211, 317), (224, 224), (1000, 3), (3, 1000), (500, 375), (255, 256)]
 for i, (w, h) in enumerate(sizes):
     img = photo_like(w, h, seed=400 + i)
