@@ -181,3 +181,16 @@ if want multi && [ "$BUILD_OK" = 1 ]; then
     tail -20 "$OUT/multi_bench.log"
   fi
 fi
+
+# ==================================================================================================
+# section: crop (issue 14 item 5: --resize/--crop/--interp/--mean/--std on a CUDA engine: mean/std
+# in the GPU kernel, a resize + crop preprocessed on the CPU, --decode=gpu with a crop refused)
+# ==================================================================================================
+if want crop && [ "$BUILD_OK" = 1 ]; then
+  (cd "$BUILD" && ctest -R '^(gpu_crop|preprocess_crop)$' -V) > "$OUT/crop_tests.log" 2>&1
+  for t in gpu_crop preprocess_crop; do
+    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/crop_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
+    note crop "$t" "${r:-not run}"
+  done
+  grep -E 'crop on CUDA|FAIL' "$OUT/crop_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
+fi

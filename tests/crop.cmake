@@ -10,3 +10,6 @@ imgsim_py_test(pipeline_crop test_pipeline_crop.py)
 if(TARGET imgsim_python)
   set_property(TEST pipeline_crop APPEND PROPERTY ENVIRONMENT "IMGSIM_PY_MODULE=$<TARGET_FILE:imgsim_python>")
 endif()
+# on a CUDA engine: mean/std in the GPU kernel, resize + crop preprocessed on the CPU, --decode=gpu
+# refused with a crop (skipped, 77, without a GPU)
+imgsim_py_test(gpu_crop test_gpu_crop.py)
