@@ -232,6 +232,11 @@ if mod and os.path.exists(mod):
         st = eng.extract(data, os.path.join(w, "py_store"))
         T.check(meta(os.path.join(w, "py_store"))["preprocessing"] == meta(G)["preprocessing"],
                 "Engine.extract records the engine's preprocessing in meta.json")
+        # imgsim.run: both stores with the engine's preprocessing
+        imgsim.run(data, clip_path, os.path.join(w, "py_run"), threads=2, resize=224, crop=224,
+                   interpolation="bicubic", mean=CLIP[0], std=CLIP[1])
+        T.check(all(meta(os.path.join(w, "py_run", d))["preprocessing"] == meta(G)["preprocessing"]
+                    for d in ("gallery", "queries")), "imgsim.run(resize=..., ...) records it in both stores")
         try:
             eng.embed([os.path.join(data, names[0])], crop=200)
             T.check(False, "embed(crop=200) on a 224 model raises")

@@ -111,7 +111,7 @@ def _stage(seconds, images, reused=False):
 
 def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device="cpu", precision=None,
         batch_size=32, workers=0, threads=0, dtype="float32", engine_cache=None, progress=None, calib=None,
-        calib_images=512):
+        calib_images=512, resize=None, crop=None, mean=None, std=None, interpolation=None):
     """The whole job of `imgsim run`, returning its summary (summary.json) as a dict.
 
     Splits dataset (see split) into out/train.tsv and out/test.tsv, extracts the gallery (train)
@@ -128,8 +128,9 @@ def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device=
     out/train.tsv, the CLI's sample and file) into out/int8.calib first (stage "calibration",
     always made afresh), else uses the calibration file calib; the summary then has
     "calibration": {file, sha256, source ("calibrated" or "given")}.
-    progress as in Engine.extract, for each of the two extractions. The other options as in
-    Engine and Engine.extract."""
+    progress as in Engine.extract, for each of the two extractions. The other options (the
+    preprocessing: resize, crop, mean, std, interpolation, for both stores)
+    as in Engine and Engine.extract."""
     t_all = time.perf_counter()
     k = int(k)
     if k < 1:
@@ -155,7 +156,8 @@ def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device=
             calib_info = {"file": os.fspath(calib), "sha256": hashlib.sha256(f.read()).hexdigest(), "source": source}
     t0 = time.perf_counter()
     with Engine(model, device=device, precision=precision, batch_size=batch_size, layer=layer,
-                engine_cache=engine_cache, threads=threads, calib=calib if int8 else None) as eng:
+                engine_cache=engine_cache, threads=threads, calib=calib if int8 else None, resize=resize,
+                crop=crop, mean=mean, std=std, interpolation=interpolation) as eng:
         t_engine = time.perf_counter() - t0  # the model's import and the engine's planning
         mi = eng.info()
         stages = {}
