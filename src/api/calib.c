@@ -393,6 +393,17 @@ static imgsim_status calib_read(imgsim_calib **out, const char *path, const char
             c->pre.height = (int)cJSON_GetArrayItem(size, 0)->valuedouble;
             c->pre.width = (int)cJSON_GetArrayItem(size, 1)->valuedouble;
         }
+        /* the geometry as calib_save writes it: resize_shorter or resize, then the crop */
+        const cJSON *rs = cJSON_GetObjectItemCaseSensitive(pre, "resize_shorter");
+        const cJSON *crop = cJSON_GetObjectItemCaseSensitive(pre, "crop");
+        if (cJSON_IsNumber(rs)) c->pre.resize_shorter = (int)rs->valuedouble;
+        if (cJSON_GetArraySize(crop) == 2) {
+            if (!c->pre.resize_shorter) c->pre.resize_height = c->pre.height, c->pre.resize_width = c->pre.width;
+            c->pre.height = (int)cJSON_GetArrayItem(crop, 0)->valuedouble;
+            c->pre.width = (int)cJSON_GetArrayItem(crop, 1)->valuedouble;
+        }
+        const char *ip = jstr(pre, "interpolation");
+        if (ip && !strcmp(ip, IMS_META_INTERPOLATION_BICUBIC)) c->pre.interp = IMGSIM_INTERP_BICUBIC;
         const char *key3[2] = {"mean", "std"};
         float *dst3[2] = {c->pre.mean, c->pre.std};
         for (int a = 0; a < 2; a++) {

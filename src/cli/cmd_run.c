@@ -222,9 +222,7 @@ static const char *calib_differs(run_job *j, const char *path, char *why, size_t
     char fp[65] = "";
     imgsim_dataset_fingerprint(fp, j->train);
     const imgsim_preprocess_opts *a = &ci.pre, *b = &j->xo.pre;
-    int same_pre = a->height == b->height && a->width == b->width &&
-                   !memcmp(a->mean, b->mean, sizeof a->mean) && !memcmp(a->std, b->std, sizeof a->std) &&
-                   !a->exif_rotate == !b->exif_rotate && !a->dct_scaling == !b->dct_scaling;
+    int same_pre = imgsim_preprocess_opts_differ(a, b) == NULL;
     const char *r = NULL;
     char what[200];
     if (!same_pre)
