@@ -194,3 +194,23 @@ if want crop && [ "$BUILD_OK" = 1 ]; then
   done
   grep -E 'crop on CUDA|FAIL' "$OUT/crop_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
 fi
+
+# ==================================================================================================
+# section: families (issue 19: every torchvision family of the issue on the CPU engine and the
+# CUDA engine against PyTorch float64, through tests/test_onnx_families.py; a table of results).
+# Not part of "all": name it.
+# ==================================================================================================
+if [[ " $SECTIONS " == *" families "* ]] && [ "$BUILD_OK" = 1 ]; then
+  (cd "$BUILD" && ctest -L family -j"${CTEST_JOBS:-8}" --timeout 300 --output-on-failure) > "$OUT/families_cuda.log" 2>&1
+  note families cuda "$(grep -E 'tests passed|tests failed' "$OUT/families_cuda.log" | tail -1)"
+  grep -E ' cuda: |FAIL' "$OUT/families_cuda.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
+  : > "$OUT/families_cpu.log"
+  for a in resnext50_32x4d wide_resnet50_2 efficientnet_b0 efficientnet_b3 efficientnet_v2_s regnet_x_1_6gf \
+           regnet_y_400mf densenet121 googlenet shufflenet_v2_x1_0 squeezenet1_1 mnasnet1_0 vgg16_bn:224 alexnet:224; do
+    sz=64; [[ "$a" == *:* ]] && sz=${a#*:} && a=${a%%:*}
+    IMGSIM_CLI="$BUILD/imgsim" IMGSIM_TEST_DIR="$OUT/fam_cpu_$a" timeout 300 "$PY" tests/test_onnx_families.py \
+      --arch="$a" --opset=17 --size="$sz" >> "$OUT/families_cpu.log" 2>&1 || echo "FAIL $a (cpu, exit $?)" >> "$OUT/families_cpu.log"
+    rm -rf "$OUT/fam_cpu_$a"
+  done
+  grep -E 'engine-only fp32|FAIL' "$OUT/families_cpu.log" | sed 's/^/  cpu: /' >> "$SUMMARY"
+fi

@@ -25,3 +25,18 @@ imgsim_py_test(onnx_family_convnext_tiny_op13 test_onnx_families.py --arch=convn
 imgsim_py_test(onnx_family_convnext_tiny_op17 test_onnx_families.py --arch=convnext_tiny --opset=17 --size=64)
 # Pad folded into Conv/AveragePool and ReduceMean as a global average pool, against torch
 imgsim_py_test(onnx_padfold test_onnx_padfold.py)
+# The same families on the CUDA engine (issue 19, the GPU machine; skipped without a GPU): fp32
+# relative L2 <= 1e-4, tf32 cosine >= 0.9999, fp16 cosine >= 0.999 against PyTorch float64, every
+# family of the issue at a small input (labels gpu, family)
+foreach(arch resnet50 resnext50_32x4d wide_resnet50_2 mobilenet_v2 mobilenet_v3_small mobilenet_v3_large
+        efficientnet_b0 efficientnet_b3 efficientnet_v2_s convnext_tiny regnet_x_1_6gf regnet_y_400mf densenet121
+        googlenet shufflenet_v2_x1_0 squeezenet1_1 mnasnet1_0)
+  imgsim_py_test(onnx_family_cuda_${arch} test_onnx_families.py --arch=${arch} --opset=17 --size=64 --device=cuda)
+  set_tests_properties(onnx_family_cuda_${arch} PROPERTIES LABELS "gpu;family")
+endforeach()
+foreach(arch vgg16_bn alexnet) # (their adaptive pooling wants a 224 input)
+  imgsim_py_test(onnx_family_cuda_${arch} test_onnx_families.py --arch=${arch} --opset=17 --size=224 --device=cuda)
+  set_tests_properties(onnx_family_cuda_${arch} PROPERTIES LABELS "gpu;family")
+endforeach()
+imgsim_py_test(onnx_family_cuda_inception_v3 test_onnx_families.py --arch=inception_v3 --opset=13 --size=80x96 --device=cuda)
+set_tests_properties(onnx_family_cuda_inception_v3 PROPERTIES LABELS "gpu;family")

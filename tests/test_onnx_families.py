@@ -13,8 +13,12 @@ With --pipeline the whole path is checked too: images of other sizes than the mo
 PIL's bilinear resize to the H x W the model declares (torchvision's Resize((H, W))), ToTensor,
 Normalize and the float64 model: cosine >= 0.9999 per image.
 
+With --device=cuda (the GPU machine; skipped, 77, where there is no GPU) the same tensor runs on
+the CUDA engine instead: fp32 relative L2 <= 1e-4, tf32 cosine >= 0.9999 and fp16 cosine >= 0.999
+per image (issue 19), each precision its own engine.
+
 Usage: test_onnx_families.py --arch=NAME [--opset=13] [--size=64 | --size=HxW] [--images=3]
-                             [--batch-size=2] [--pipeline]
+                             [--batch-size=2] [--pipeline] [--device=cpu|cuda]
 """
 import argparse
 import os
@@ -31,7 +35,12 @@ ap.add_argument("--size", default="64", help="N or HxW")
 ap.add_argument("--images", type=int, default=3)
 ap.add_argument("--batch-size", type=int, default=2)
 ap.add_argument("--pipeline", action="store_true")
+ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
 args = ap.parse_args()
+if args.device == "cuda":
+    import shutil
+    if not shutil.which("nvidia-smi") or subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode:
+        testlib.skip("no GPU here")
 H, W = ([int(t) for t in args.size.split("x")] * 2)[:2]
 
 try:
@@ -63,6 +72,44 @@ with torch.no_grad():
 
 inp, out = os.path.join(WORK, "x.npy"), os.path.join(WORK, "y.npy")
 np.save(inp, x.reshape(args.images, -1))
+
+
+def cuda_checks():
+    """The CUDA engine at fp32, tf32 and fp16 on the same tensor; exits."""
+    worst = {}
+    bad = []
+    for prec, metric, lim in (("fp32", "l2", 1e-4), ("tf32", "cos", 0.9999), ("fp16", "cos", 0.999)):
+        o = os.path.join(WORK, "y_%s.npy" % prec)
+        p = testlib.run(["bench", "--model=" + path, "--input=" + inp, "--dump=" + o, "--no-normalize",
+                         "--layer=output", "--batch-size=%d" % args.batch_size, "--device=cuda",
+                         "--precision=" + prec, "--engine-cache=off"], check=False)
+        if p.returncode != 0:
+            print("FAIL %s opset %d cuda %s: imgsim bench: %s" % (args.arch, args.opset, prec, p.stderr.strip()[-800:]))
+            bad.append(prec)
+            continue
+        g = np.load(o).astype(np.float64)
+        if g.shape != ref.shape:
+            print("FAIL %s cuda %s: output %s, expected %s" % (args.arch, prec, g.shape, ref.shape))
+            bad.append(prec)
+            continue
+        if metric == "l2":
+            v = np.linalg.norm(g - ref, axis=1) / np.linalg.norm(ref, axis=1)
+            ok = bool(np.all(v <= lim))
+            worst[prec] = "max rel L2 %.2e" % v.max()
+        else:
+            v = np.sum(g * ref, axis=1) / np.linalg.norm(g, axis=1) / np.linalg.norm(ref, axis=1)
+            ok = bool(np.all(v >= lim))
+            worst[prec] = "min cosine %.6f" % v.min()
+        if not ok:
+            print("FAIL %s cuda %s: %s (limit %g)" % (args.arch, prec, worst[prec], lim))
+            bad.append(prec)
+    print("%s opset %d %dx%d cuda: %s" % (args.arch, args.opset, H, W,
+                                          ", ".join("%s %s" % kv for kv in worst.items())))
+    sys.exit(1 if bad else 0)
+
+
+if args.device == "cuda":
+    cuda_checks()
 p = testlib.run(["bench", "--model=" + path, "--input=" + inp, "--dump=" + out, "--no-normalize",
                  "--layer=output", "--batch-size=%d" % args.batch_size, "--threads=2"], check=False)
 if p.returncode != 0:
