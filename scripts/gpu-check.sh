@@ -205,7 +205,7 @@ if [[ " $SECTIONS " == *" families "* ]] && [ "$BUILD_OK" = 1 ]; then
   note families cuda "$(grep -E 'tests passed|tests failed' "$OUT/families_cuda.log" | tail -1)"
   grep -E ' cuda: |FAIL' "$OUT/families_cuda.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
   : > "$OUT/families_cpu.log"
-  for a in resnext50_32x4d wide_resnet50_2 efficientnet_b0 efficientnet_b3 efficientnet_v2_s regnet_x_1_6gf \
+  [ "${FAMILIES_CPU:-1}" = 1 ] && for a in resnext50_32x4d wide_resnet50_2 efficientnet_b0 efficientnet_b3 efficientnet_v2_s regnet_x_1_6gf \
            regnet_y_400mf densenet121 googlenet shufflenet_v2_x1_0 squeezenet1_1 mnasnet1_0 vgg16_bn:224 alexnet:224; do
     sz=64; [[ "$a" == *:* ]] && sz=${a#*:} && a=${a%%:*}
     IMGSIM_CLI="$BUILD/imgsim" IMGSIM_TEST_DIR="$OUT/fam_cpu_$a" timeout 300 "$PY" tests/test_onnx_families.py \
