@@ -224,13 +224,22 @@ static imgsim_status forward(cuda_impl *c, int slot, int n, ims_err *e) {
         case IS_CS_ADD:
         case IS_CS_MUL:
         case IS_CS_SIGMOID:
+        case IS_CS_HARDSIGMOID:
+        case IS_CS_HARDSWISH:
         case IS_CS_ACT: {
-            int op = s->kind == IS_CS_ADD ? 0 : s->kind == IS_CS_MUL ? 1 : s->kind == IS_CS_SIGMOID ? 2 : 3;
+            int op = s->kind == IS_CS_ADD ? 0 : s->kind == IS_CS_MUL ? 1 : s->kind == IS_CS_SIGMOID ? 2
+                     : s->kind == IS_CS_HARDSIGMOID ? 4 : s->kind == IS_CS_HARDSWISH ? 5 : 3;
             int bc = x1 && p->tensors[s->in[1]].h * p->tensors[s->in[1]].w == 1 && tx->h * tx->w > 1;
-            KER(ims_k_binary(y, x, x1, elt, op, n, tx->h * tx->w, tx->c, bc, s->act, s->act_min, s->act_max, c->s_comp),
+            KER(ims_k_binary(y, x, x1, elt, op, n, tx->h * tx->w, tx->c, bc, s->act, s->act_min, s->act_max, s->alpha,
+                             s->beta, c->s_comp),
                 "element-wise kernel");
             break;
         }
+        case IS_CS_AFFINE:
+            KER(ims_k_affine(y, x, (const float *)(c->d_weights + s->w_off), (const float *)(c->d_weights + s->b_off),
+                             elt, (int64_t)n * tx->h * tx->w, tx->c, s->act, s->act_min, s->act_max, c->s_comp),
+                "batch-norm kernel");
+            break;
         case IS_CS_CONCAT:
             KER(ims_k_concat(y, x, elt, n, tx->h * tx->w, tx->c, ty->c, s->coff, c->s_comp), "concat kernel");
             break;

@@ -5,6 +5,7 @@
  * lifetimes. Plain C, no CUDA calls: the result is what the engine file stores, and the backend
  * adds the autotuned algorithms.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,6 +258,44 @@ static imgsim_status compile_gemm(cc *c, const ims_node *n) {
     return r ? nomem(c) : IMGSIM_OK;
 }
 
+/* A BatchNormalization no Conv folded: per-channel scale and shift (gamma / sqrt(var + eps),
+ * beta - mean * scale) as float32 in the blob. */
+static imgsim_status compile_bn(cc *c, const ims_node *n) {
+    const ims_graph *g = c->g;
+    int x = tensor_of(c, n->in[0]);
+    if (x < 0) return unsupported(c, n, "input is not an activation");
+    for (int k = 1; k < 5; k++)
+        if (n->n_in <= k || n->in[k] < 0 || !g->vals[n->in[k]].data) return unsupported(c, n, "parameters are not constant");
+    const ims_value *gv = &g->vals[n->in[1]];
+    int64_t ch = gv->rank == 1 ? gv->dims[0] : -1;
+    const ims_value *o = &g->vals[n->out];
+    if (o->rank != 4 || o->dims[1] != ch) return unsupported(c, n, "not over the channels of a 4-D tensor");
+    for (int k = 2; k < 5; k++)
+        if (g->vals[n->in[k]].rank != 1 || g->vals[n->in[k]].dims[0] != ch) return unsupported(c, n, "parameter sizes differ");
+    int y = new_value_tensor(c, n->out);
+    if (y == -1) return nomem(c);
+    if (y < 0) return unsupported(c, n, "unexpected output shape");
+    int tc = c->p->tensors[y].c; /* (>= ch where the tensor's channels are padded) */
+    int64_t off = add_weights(c, (size_t)tc * 8);
+    if (off < 0) return nomem(c);
+    float *scale = (float *)(c->p->weights + off), *shift = scale + tc;
+    for (int64_t k = 0; k < ch && k < tc; k++) {
+        double den = (double)g->vals[n->in[4]].data[k] + (double)n->epsilon;
+        if (!(den > 0.0) || !isfinite(den))
+            return ims_fail(c->e, IMGSIM_ERR_FORMAT, "node '%s' (BatchNormalization): variance + epsilon is %g at "
+                            "channel %lld", n->name ? n->name : "?", den, (long long)k);
+        double sc = (double)g->vals[n->in[1]].data[k] / sqrt(den);
+        scale[k] = (float)sc;
+        shift[k] = (float)((double)g->vals[n->in[2]].data[k] - (double)g->vals[n->in[3]].data[k] * sc);
+    }
+    ims_cuda_step *s = add_step(c, IS_CS_AFFINE);
+    if (!s) return nomem(c);
+    s->in[0] = x, s->out = y;
+    s->w_off = off, s->w_bytes = (int64_t)tc * 4, s->b_off = off + (int64_t)tc * 4;
+    set_act(s, n);
+    return IMGSIM_OK;
+}
+
 /* One node -> zero or more steps. */
 static imgsim_status compile_node(cc *c, const ims_node *n) {
     const ims_graph *g = c->g;
@@ -268,6 +307,8 @@ static imgsim_status compile_node(cc *c, const ims_node *n) {
     case IS_OP_GEMM:
     case IS_OP_MATMUL:
         return compile_gemm(c, n);
+    case IS_OP_BATCHNORM:
+        return compile_bn(c, n);
     case IS_OP_IDENTITY:
     case IS_OP_FLATTEN:
     case IS_OP_RESHAPE: {
@@ -299,6 +340,8 @@ static imgsim_status compile_node(cc *c, const ims_node *n) {
     case IS_OP_ADD: kind = IS_CS_ADD; break;
     case IS_OP_MUL: kind = IS_CS_MUL; break;
     case IS_OP_SIGMOID: kind = IS_CS_SIGMOID; break;
+    case IS_OP_HARDSIGMOID: kind = IS_CS_HARDSIGMOID; break;
+    case IS_OP_HARDSWISH: kind = IS_CS_HARDSWISH; break;
     case IS_OP_RELU:
     case IS_OP_CLIP: kind = IS_CS_ACT; break;
     case IS_OP_CONCAT: kind = IS_CS_CONCAT; break;
@@ -342,6 +385,7 @@ static imgsim_status compile_node(cc *c, const ims_node *n) {
     }
     if (!(s = add_step(c, kind))) return nomem(c);
     s->in[0] = x, s->in[1] = x1, s->out = y;
+    if (kind == IS_CS_HARDSIGMOID) s->alpha = n->alpha, s->beta = n->beta;
     if (kind == IS_CS_MAXPOOL || kind == IS_CS_AVGPOOL) {
         s->kh = n->kernel[0], s->kw = n->kernel[1], s->sh = n->stride[0], s->sw = n->stride[1];
         s->pt = n->pad[0], s->pl = n->pad[1], s->pb = n->pad[2], s->pr = n->pad[3];

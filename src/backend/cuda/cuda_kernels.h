@@ -32,7 +32,10 @@ int ims_k_gap(void *y, const void *x, int elt, int n, int hw, int c, cudaStream_
 /* y [n, hw, c] = act(op(a, b)), b [n, hw, c] or [n, 1, c] (b_bcast = 1). op: 0 add, 1 mul, 2 sigmoid(a)
  * (b unused), 3 act(a) only. */
 int ims_k_binary(void *y, const void *a, const void *b, int elt, int op, int n, int hw, int c, int b_bcast,
-                int act, float lo, float hi, cudaStream_t s);
+                int act, float lo, float hi, float alpha, float beta, cudaStream_t s);
+/* y [rows, c] = act(x * scale[c] + shift[c]) (a standalone BatchNormalization). */
+int ims_k_affine(void *y, const void *x, const float *scale, const float *shift, int elt, int64_t rows, int c, int act,
+                 float lo, float hi, cudaStream_t s);
 /* dst [n, hw, ctot] channels [coff, coff + c) <- src [n, hw, c]. */
 int ims_k_concat(void *dst, const void *src, int elt, int n, int hw, int c, int ctot, int coff, cudaStream_t s);
 /* dst [n, c*hw] (NCHW flatten order) <- src [n, hw, c]. */

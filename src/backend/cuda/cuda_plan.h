@@ -22,7 +22,7 @@
 #include "core/core.h"
 
 #define IS_CUDA_ENGINE_MAGIC "IMGSIMCE"
-#define IS_CUDA_ENGINE_VERSION 3
+#define IS_CUDA_ENGINE_VERSION 4
 #define IS_CUDA_ALIGN 256
 
 /* What an engine file was built for; every field must match for the file to be used. */
@@ -55,6 +55,11 @@ typedef enum ims_cuda_step_kind {
     IS_CS_FLATTEN,   /* NHWC [n,h,w,c] -> [n, c*h*w] in NCHW order */
     IS_CS_GEMM,      /* out[n, N] = act(alpha * in0[n, K] . W^T + bias) ; W stored [N, K] */
     IS_CS_OUTPUT,    /* float32 [n, dim] (NCHW flatten order), optional fused GAP, L2 norm */
+    IS_CS_HARDSIGMOID, /* out = max(0, min(1, alpha * in0 + beta)), then act */
+    IS_CS_HARDSWISH,   /* out = in0 * max(0, min(1, in0 / 6 + 1 / 2)), then act */
+    IS_CS_AFFINE,      /* out = act(in0 * scale[c] + shift[c]): a BatchNormalization no Conv
+                          takes (DenseNet's BN before ReLU and Conv); scale float32 at w_off,
+                          shift float32 at b_off */
     IS_CS_COUNT
 } ims_cuda_step_kind;
 
@@ -78,6 +83,7 @@ typedef struct ims_cuda_step {
     float act_min, act_max;
     /* gemm */
     float alpha;
+    float beta;     /* HardSigmoid's (alpha above) */
     /* weights: byte offsets into the weight blob (-1 absent) */
     int64_t w_off, w_bytes;
     int64_t b_off;  /* float32 bias [oc] */

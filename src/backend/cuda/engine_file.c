@@ -36,7 +36,8 @@ void ims_cuda_plan_free(ims_cuda_plan *p) {
 
 const char *ims_cuda_step_name(int kind) {
     static const char *names[IS_CS_COUNT] = {"input", "conv", "maxpool", "avgpool", "gap", "add", "mul",
-                                             "sigmoid", "act", "concat", "flatten", "gemm", "output"};
+                                             "sigmoid", "act", "concat", "flatten", "gemm", "output",
+                                             "hardsigmoid", "hardswish", "affine"};
     return kind >= 0 && kind < IS_CS_COUNT ? names[kind] : "?";
 }
 
@@ -252,6 +253,7 @@ static void put_step(wbuf *w, const ims_cuda_step *s) {
     put_f32(w, s->act_min);
     put_f32(w, s->act_max);
     put_f32(w, s->alpha);
+    put_f32(w, s->beta);
     put_i64(w, s->w_off);
     put_i64(w, s->w_bytes);
     put_i64(w, s->b_off);
@@ -278,6 +280,7 @@ static void get_step(rbuf *r, ims_cuda_step *s) {
     s->act_min = get_f32(r);
     s->act_max = get_f32(r);
     s->alpha = get_f32(r);
+    s->beta = get_f32(r);
     s->w_off = get_i64(r);
     s->w_bytes = get_i64(r);
     s->b_off = get_i64(r);

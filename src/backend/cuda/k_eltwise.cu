@@ -1,7 +1,8 @@
 /*
  * k_eltwise.cu: element-wise kernels of the CUDA engine: the convolution/GEMM epilogue
  * (bias + residual + activation, used when the unfused cuDNN path measured faster) and the
- * binary/unary ops (Add, Mul with per-channel broadcast, Sigmoid, standalone ReLU/Clip).
+ * binary/unary ops (Add, Mul with per-channel broadcast, Sigmoid, HardSigmoid, HardSwish,
+ * standalone ReLU/Clip).
  */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_kernels.h"
@@ -55,10 +56,31 @@ extern "C" int ims_k_epilogue(void *y, const float *bias, const void *z, int elt
     return (int)cudaGetLastError();
 }
 
-/* y [n, hw, c] = act(op(a, b)); b [n, hw, c] or [n, 1, c] */
+/* y [rows, c] = act(x * scale[c] + shift[c]) */
+template <typename T>
+__global__ void k_affine(T *y, const T *x, const float *scale, const float *shift, int64_t rows, int c, int act,
+                         float lo, float hi) {
+    IS_GRID_LOOP(i, rows * c) {
+        int ch = (int)(i % c);
+        ims_st(y, i, ims_act(ims_ld(x, i) * scale[ch] + shift[ch], act, lo, hi));
+    }
+}
+template <typename T>
+static void launch_affine(void *y, const void *x, const float *scale, const float *shift, int64_t rows, int c, int act,
+                          float lo, float hi, cudaStream_t s) {
+    k_affine<T><<<ims_blocks(rows * c), 256, 0, s>>>((T *)y, (const T *)x, scale, shift, rows, c, act, lo, hi);
+}
+extern "C" int ims_k_affine(void *y, const void *x, const float *scale, const float *shift, int elt, int64_t rows,
+                           int c, int act, float lo, float hi, cudaStream_t s) {
+    IS_DISPATCH(elt, launch_affine, y, x, scale, shift, rows, c, act, lo, hi, s);
+    return (int)cudaGetLastError();
+}
+
+/* y [n, hw, c] = act(op(a, b)); b [n, hw, c] or [n, 1, c]. op: 0 add, 1 mul, 2 sigmoid, 3 none,
+ * 4 hardsigmoid (alpha, beta), 5 hardswish */
 template <typename T>
 __global__ void k_binary(T *y, const T *a, const T *b, int op, int n, int hw, int c, int b_bcast, int act, float lo,
-                         float hi) {
+                         float hi, float alpha, float beta) {
     int64_t per = (int64_t)hw * c, count = (int64_t)n * per;
     IS_GRID_LOOP(i, count) {
         float v = ims_ld(a, i);
@@ -68,18 +90,22 @@ __global__ void k_binary(T *y, const T *a, const T *b, int op, int n, int hw, in
             v = op == 0 ? v + u : v * u;
         } else if (op == 2) {
             v = 1.f / (1.f + __expf(-v));
+        } else if (op == 4) {
+            v = fminf(fmaxf(alpha * v + beta, 0.f), 1.f);
+        } else if (op == 5) {
+            v = v * fminf(fmaxf(v * (1.f / 6.f) + 0.5f, 0.f), 1.f);
         }
         ims_st(y, i, ims_act(v, act, lo, hi));
     }
 }
 template <typename T>
 static void launch_binary(void *y, const void *a, const void *b, int op, int n, int hw, int c, int b_bcast, int act,
-                          float lo, float hi, cudaStream_t s) {
+                          float lo, float hi, float alpha, float beta, cudaStream_t s) {
     k_binary<T><<<ims_blocks((int64_t)n * hw * c), 256, 0, s>>>((T *)y, (const T *)a, (const T *)b, op, n, hw, c,
-                                                               b_bcast, act, lo, hi);
+                                                               b_bcast, act, lo, hi, alpha, beta);
 }
 extern "C" int ims_k_binary(void *y, const void *a, const void *b, int elt, int op, int n, int hw, int c,
-                           int b_bcast, int act, float lo, float hi, cudaStream_t s) {
-    IS_DISPATCH(elt, launch_binary, y, a, b, op, n, hw, c, b_bcast, act, lo, hi, s);
+                           int b_bcast, int act, float lo, float hi, float alpha, float beta, cudaStream_t s) {
+    IS_DISPATCH(elt, launch_binary, y, a, b, op, n, hw, c, b_bcast, act, lo, hi, alpha, beta, s);
     return (int)cudaGetLastError();
 }
