@@ -240,6 +240,12 @@ static imgsim_status forward(cuda_impl *c, int slot, int n, ims_err *e) {
                              elt, (int64_t)n * tx->h * tx->w, tx->c, s->act, s->act_min, s->act_max, c->s_comp),
                 "batch-norm kernel");
             break;
+        case IS_CS_SHUFFLE:
+            KER(ims_k_shuffle(y, x, elt, n, tx->h * tx->w, tx->c, s->group, c->s_comp), "channel shuffle kernel");
+            break;
+        case IS_CS_CSLICE:
+            KER(ims_k_cslice(y, x, elt, n, tx->h * tx->w, tx->c, ty->c, s->coff, c->s_comp), "channel slice kernel");
+            break;
         case IS_CS_CONCAT:
             KER(ims_k_concat(y, x, elt, n, tx->h * tx->w, tx->c, ty->c, s->coff, c->s_comp), "concat kernel");
             break;

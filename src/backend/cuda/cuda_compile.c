@@ -19,6 +19,7 @@ typedef struct cc {
     const ims_graph *g;
     int elt;
     int *val2t; /* value -> tensor, -1 */
+    int *vgroup; /* a 5-D value [N, G, C / G, H, W] viewing a tensor of C channels: G (else 0) */
     int s2d_node; /* node index of the stem conv rewritten on a space-to-depth input, or -1 */
     int cap_t, cap_s;
     size_t cap_w;
@@ -296,11 +297,68 @@ static imgsim_status compile_bn(cc *c, const ims_node *n) {
     return IMGSIM_OK;
 }
 
+/* ShuffleNet's channel shuffle, x.view(N, G, C / G, H, W).transpose(1, 2).view(N, C, H, W), and
+ * its chunk (Slice on the channels). The 5-D values are views of NHWC tensors: [.., G, C / G] is
+ * the channel index g * (C / G) + j, so the Reshapes are aliases and the Transpose is one channel
+ * permutation. *done: 1 when n was one of these. */
+static imgsim_status compile_shuffle(cc *c, const ims_node *n, int *done) {
+    const ims_graph *g = c->g;
+    const ims_value *o = &g->vals[n->out];
+    int x = n->n_in > 0 ? tensor_of(c, n->in[0]) : -1;
+    *done = 0;
+    if (x < 0) return IMGSIM_OK;
+    const ims_cuda_tensor *t = &c->p->tensors[x];
+    const ims_value *iv = &g->vals[n->in[0]];
+    if (n->op == IS_OP_RESHAPE && o->rank == 5 && iv->rank == 4 && o->dims[1] > 0 && o->dims[2] > 0 &&
+        o->dims[1] * o->dims[2] == t->c && o->dims[3] == t->h && o->dims[4] == t->w && iv->dims[1] == t->c) {
+        c->val2t[n->out] = x, c->vgroup[n->out] = (int)o->dims[1];
+        *done = 1;
+        return IMGSIM_OK;
+    }
+    if (n->op == IS_OP_RESHAPE && iv->rank == 5 && c->vgroup[n->in[0]] && o->rank == 4 && o->dims[1] == t->c &&
+        o->dims[2] == t->h && o->dims[3] == t->w) {
+        c->val2t[n->out] = x;
+        *done = 1;
+        return IMGSIM_OK;
+    }
+    if (n->op == IS_OP_TRANSPOSE && c->vgroup[n->in[0]]) {
+        static const int perm[5] = {0, 2, 1, 3, 4};
+        if (n->n_perm != 5 || memcmp(n->perm, perm, sizeof perm) != 0)
+            return unsupported(c, n, "a transpose of a channel-group view other than the shuffle (0, 2, 1, 3, 4)");
+        int groups = c->vgroup[n->in[0]], ch = t->c, h = t->h, w = t->w;
+        int y = add_tensor(c, ch, h, w);
+        if (y < 0) return nomem(c);
+        c->val2t[n->out] = y, c->vgroup[n->out] = ch / groups;
+        ims_cuda_step *s = add_step(c, IS_CS_SHUFFLE);
+        if (!s) return nomem(c);
+        s->in[0] = x, s->out = y, s->group = groups;
+        *done = 1;
+        return IMGSIM_OK;
+    }
+    if (n->op == IS_OP_SLICE && iv->rank == 4 && o->rank == 4 && iv->dims[1] == t->c && o->dims[2] == t->h &&
+        o->dims[3] == t->w && n->offset[2] == 0 && n->offset[3] == 0 && n->offset[1] >= 0 && o->dims[1] > 0 &&
+        n->offset[1] + o->dims[1] <= t->c) {
+        int y = new_value_tensor(c, n->out);
+        if (y == -1) return nomem(c);
+        if (y < 0) return unsupported(c, n, "unexpected output shape");
+        ims_cuda_step *s = add_step(c, IS_CS_CSLICE);
+        if (!s) return nomem(c);
+        s->in[0] = x, s->out = y, s->coff = (int32_t)n->offset[1];
+        *done = 1;
+    }
+    return IMGSIM_OK;
+}
+
 /* One node -> zero or more steps. */
 static imgsim_status compile_node(cc *c, const ims_node *n) {
     const ims_graph *g = c->g;
     ims_cuda_step *s;
     int x = n->n_in > 0 ? tensor_of(c, n->in[0]) : -1;
+    if (n->op == IS_OP_RESHAPE || n->op == IS_OP_TRANSPOSE || n->op == IS_OP_SLICE) {
+        int done;
+        imgsim_status st = compile_shuffle(c, n, &done);
+        if (st || done) return st;
+    }
     switch (n->op) {
     case IS_OP_CONV:
         return compile_conv(c, n);
@@ -468,9 +526,13 @@ static imgsim_status plan_arena(cc *c) {
 
 imgsim_status ims_cuda_compile(ims_cuda_plan *p, const ims_graph *g, int elt, ims_err *e) {
     memset(p, 0, sizeof *p);
-    cc c = {p, g, elt, NULL, -1, 0, 0, 0, e};
+    cc c = {.p = p, .g = g, .elt = elt, .s2d_node = -1, .e = e};
     c.val2t = ims_malloc_array((size_t)g->n_vals + 1, sizeof *c.val2t);
-    if (!c.val2t) return nomem(&c);
+    c.vgroup = ims_calloc((size_t)g->n_vals + 1, sizeof *c.vgroup);
+    if (!c.val2t || !c.vgroup) {
+        free(c.val2t), free(c.vgroup);
+        return nomem(&c);
+    }
     for (int i = 0; i < g->n_vals; i++) c.val2t[i] = -1;
     imgsim_status st = IMGSIM_OK;
     p->elt = elt;
@@ -560,6 +622,7 @@ imgsim_status ims_cuda_compile(ims_cuda_plan *p, const ims_graph *g, int elt, im
     st = plan_arena(&c);
 done:
     free(c.val2t);
+    free(c.vgroup);
     if (st) ims_cuda_plan_free(p);
     return st;
 }

@@ -36,6 +36,10 @@ int ims_k_binary(void *y, const void *a, const void *b, int elt, int op, int n, 
 /* y [rows, c] = act(x * scale[c] + shift[c]) (a standalone BatchNormalization). */
 int ims_k_affine(void *y, const void *x, const float *scale, const float *shift, int elt, int64_t rows, int c, int act,
                  float lo, float hi, cudaStream_t s);
+/* y [n, hw, c]: channel j * g + i <- x's channel i * (c / g) + j (channel shuffle, g groups). */
+int ims_k_shuffle(void *y, const void *x, int elt, int n, int hw, int c, int g, cudaStream_t s);
+/* y [n, hw, cy] <- channels [coff, coff + cy) of x [n, hw, cx]. */
+int ims_k_cslice(void *y, const void *x, int elt, int n, int hw, int cx, int cy, int coff, cudaStream_t s);
 /* dst [n, hw, ctot] channels [coff, coff + c) <- src [n, hw, c]. */
 int ims_k_concat(void *dst, const void *src, int elt, int n, int hw, int c, int ctot, int coff, cudaStream_t s);
 /* dst [n, c*hw] (NCHW flatten order) <- src [n, hw, c]. */

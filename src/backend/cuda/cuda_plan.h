@@ -60,6 +60,9 @@ typedef enum ims_cuda_step_kind {
     IS_CS_AFFINE,      /* out = act(in0 * scale[c] + shift[c]): a BatchNormalization no Conv
                           takes (DenseNet's BN before ReLU and Conv); scale float32 at w_off,
                           shift float32 at b_off */
+    IS_CS_SHUFFLE,     /* channel shuffle: in0's channels seen as [group][c / group] -> out's as
+                          [c / group][group] (ShuffleNet's Reshape 5-D, Transpose, Reshape) */
+    IS_CS_CSLICE,      /* out = channels [coff, coff + out.c) of in0 (Slice on the channel axis) */
     IS_CS_COUNT
 } ims_cuda_step_kind;
 

@@ -37,7 +37,8 @@ void ims_cuda_plan_free(ims_cuda_plan *p) {
 const char *ims_cuda_step_name(int kind) {
     static const char *names[IS_CS_COUNT] = {"input", "conv", "maxpool", "avgpool", "gap", "add", "mul",
                                              "sigmoid", "act", "concat", "flatten", "gemm", "output",
-                                             "hardsigmoid", "hardswish", "affine"};
+                                             "hardsigmoid", "hardswish", "affine", "shuffle",
+                                             "channel slice"};
     return kind >= 0 && kind < IS_CS_COUNT ? names[kind] : "?";
 }
 

@@ -56,6 +56,43 @@ extern "C" int ims_k_epilogue(void *y, const float *bias, const void *z, int elt
     return (int)cudaGetLastError();
 }
 
+/* channel shuffle: y[r, j * g + i] = x[r, i * (c / g) + j] */
+template <typename T>
+__global__ void k_shuffle(T *y, const T *x, int64_t rows, int c, int g) {
+    int cg = c / g;
+    IS_GRID_LOOP(k, rows * c) {
+        int64_t r = k / c;
+        int co = (int)(k % c), i = co % g, j = co / g;
+        y[k] = x[r * c + (int64_t)i * cg + j];
+    }
+}
+template <typename T>
+static void launch_shuffle(void *y, const void *x, int64_t rows, int c, int g, cudaStream_t s) {
+    k_shuffle<T><<<ims_blocks(rows * c), 256, 0, s>>>((T *)y, (const T *)x, rows, c, g);
+}
+extern "C" int ims_k_shuffle(void *y, const void *x, int elt, int n, int hw, int c, int g, cudaStream_t s) {
+    if (g < 1 || c % g) return (int)cudaErrorInvalidValue;
+    IS_DISPATCH(elt, launch_shuffle, y, x, (int64_t)n * hw, c, g, s);
+    return (int)cudaGetLastError();
+}
+
+/* y[r, k] = x[r, coff + k] */
+template <typename T>
+__global__ void k_cslice(T *y, const T *x, int64_t rows, int cx, int cy, int coff) {
+    IS_GRID_LOOP(k, rows * cy) {
+        int64_t r = k / cy;
+        y[k] = x[r * cx + coff + k % cy];
+    }
+}
+template <typename T>
+static void launch_cslice(void *y, const void *x, int64_t rows, int cx, int cy, int coff, cudaStream_t s) {
+    k_cslice<T><<<ims_blocks(rows * cy), 256, 0, s>>>((T *)y, (const T *)x, rows, cx, cy, coff);
+}
+extern "C" int ims_k_cslice(void *y, const void *x, int elt, int n, int hw, int cx, int cy, int coff, cudaStream_t s) {
+    IS_DISPATCH(elt, launch_cslice, y, x, (int64_t)n * hw, cx, cy, coff, s);
+    return (int)cudaGetLastError();
+}
+
 /* y [rows, c] = act(x * scale[c] + shift[c]) */
 template <typename T>
 __global__ void k_affine(T *y, const T *x, const float *scale, const float *shift, int64_t rows, int c, int act,
