@@ -391,6 +391,10 @@ typedef struct imgsim_extract_opts {
     int64_t part_shards;  /* the plan's n_shards (checked against the listing) */
     int locked;           /* 1: the caller holds store_dir's lock (imgsim_dir_lock_take), so the
                              call takes none. Default 0 */
+    int durable;          /* 1: every file of the store (each shard's features, manifest and record,
+                             then features.npy, manifest.tsv, inputs.tsv, meta.json) is fsynced before
+                             it is renamed into place, and its folder after: a power cut or a kernel
+                             crash keeps every shard completed before it. Default 0 (imgsim run: 1) */
     int join;             /* 1: only join the shards into the store: every shard must be complete,
                              else IMGSIM_ERR_IO naming how many are not and the first one's first
                              image (nothing is extracted). Default 0 */

@@ -12,6 +12,7 @@ pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin  # the CLI under mpirun (optional at build time)
       libmicrohttpd-dev  # imgsim serve (optional at build time: without it serve is left out)
       chromium           # the report and serve page tests drive a real headless browser
+      strace             # the --durable test watches the fsync and rename calls
       python3-numpy python3-pil python3-torch python3-torchvision python3-onnx python3-faiss
       python3-dev python3-venv python3-pip  # the Python package: its build and its venv test
       libopenblas0-pthread)  # the BLAS numpy/FAISS use in tests and benchmarks (reference BLAS is ~50x slower)

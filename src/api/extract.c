@@ -191,7 +191,7 @@ imgsim_status ims_extract_write_meta(const char *path, const imgsim_engine *eng,
     m.features_checksum = files->features_checksum;
     m.manifest_bytes = files->manifest_bytes;
     m.manifest_checksum = files->manifest_checksum;
-    return ims_meta_write(path, &m, e);
+    return ims_meta_write(path, &m, opt->durable, e);
 }
 
 /* Creates the ring buffers. An asynchronous backend (CUDA) lends its pinned input buffers, one
@@ -598,6 +598,7 @@ static imgsim_status store_begin(store_out *o, const char *store_dir, const imgs
         .normalized = eng->normalize,
         .batch_size = batch_of(eng, opt),
         .pre = &opt->pre,
+        .durable = opt->durable,
     };
     return ims_shards_open(&o->sh, store_dir, &job, opt->shard_size, ds, opt->part, opt->part_shards, e);
 }
@@ -679,6 +680,7 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const ims_dataset
     imgsim_status st = ims_npy_begin(&o->npy, o->feat_path, p->opt->dtype, p->eng->info.dim, e);
     if (!st) st = ims_atomic_open(&o->man, o->man_path, e);
     if (st) return st;
+    o->npy.af.durable = o->man.durable = p->opt->durable;
     fprintf(o->man.f, "row\tpath\tlabel\tstatus\terror\n");
     if ((st = ims_shards_assemble(o->sh, &o->npy, o->man.f, &s->ok, &s->failed, e))) return st;
     for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
@@ -687,8 +689,10 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const ims_dataset
         fprintf(o->man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].rel, why ? why : "not an image");
         free(why);
     }
-    if (!(st = ims_atomic_open(&o->inputs, o->inputs_path, e)))
+    if (!(st = ims_atomic_open(&o->inputs, o->inputs_path, e))) {
+        o->inputs.durable = p->opt->durable;
         st = ims_inputs_write(o->inputs.f, ds, ims_shards_stamps(o->sh), e);
+    }
     if (!st) st = ims_npy_finish(&o->npy, e);
     if (!st) st = ims_atomic_commit(&o->man, e);
     if (!st) st = ims_atomic_commit(&o->inputs, e);

@@ -138,6 +138,7 @@ static imgsim_status write_updated(const char *store_dir, const imgsim_engine *e
     if (!st) st = ims_npy_begin(&npy, fp, opt->dtype, eng->info.dim, e);
     if (!st) st = ims_atomic_open(&man, tp, e);
     if (!st) st = ims_atomic_open(&inp, ip, e);
+    if (!st) npy.af.durable = man.durable = inp.durable = opt->durable;
     size_t rowb = (size_t)eng->info.dim * (opt->dtype == IMGSIM_F16 ? 2 : 4);
     int64_t row = 0, j = 0;
     if (!st) fprintf(man.f, "row\tpath\tlabel\tstatus\terror\n");

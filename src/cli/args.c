@@ -354,6 +354,7 @@ int cli_extract_opts(cli_args *a, imgsim_extract_opts *o) {
     o->workers = (int)cli_int(a, "workers", 0, 0, 4096);
     o->quiet = cli_flag(a, "quiet");
     o->shard_size = cli_int(a, "shard-size", 0, 1, 1L << 40);
+    o->durable = cli_flag(a, "durable"); /* (imgsim run: on unless --no-durable) */
     o->pre.max_pixels = cli_u64(a, "max-pixels", o->pre.max_pixels);
     if (cli_flag(a, "no-exif-rotate")) o->pre.exif_rotate = 0;
     /* --fast-decode: DCT-domain downscaling of large JPEGs (off by default); --no-dct-scaling,

@@ -16,7 +16,7 @@ static const char *usage =
     "       [--device=cpu|cuda[:N]|cuda:N,M,...|cuda:all] [--precision=fp32|bf16|fp16|tf32|int8\n"
     "       [--calib=FILE|--calib-images=512]] [--batch-size=N|auto] [--workers=N]\n"
     "       [--threads=N] [--dtype=float32|float16] [--engine-cache=DIR|off] [--decode=auto|cpu|gpu]\n"
-    "       [--gpu-memory=BYTES] [--fast-decode] [--shard-size=N] [--force] [--report] [--quiet]\n"
+    "       [--gpu-memory=BYTES] [--fast-decode] [--shard-size=N] [--no-durable] [--force] [--report] [--quiet]\n"
     "       [--resize=HxW|shorter:S] [--crop=HxW|N] [--interp=bilinear|bicubic] [--mean=R,G,B] [--std=R,G,B]\n"
     "  --report: also write DIR/report.html (summary, confusion matrix, queries with their matches)\n"
     "  int8 without --calib: calibrates on --calib-images training images into DIR/int8.calib, reused\n"
@@ -74,6 +74,7 @@ static int parse_options(run_job *j, cli_args *a, int argc, char **argv) {
     j->calib_images = (int)cli_int(a, "calib-images", 512, 1, 100000000);
     cli_engine_opts(a, &j->eo);
     cli_extract_opts(a, &j->xo);
+    j->xo.durable = !cli_flag(a, "no-durable"); /* a job's stores survive a crash by default */
     j->n_eng = a->n_devices;
     memcpy(j->devices, a->devices, sizeof j->devices);
     j->pre_given = cli_preprocess_given(a);

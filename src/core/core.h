@@ -91,12 +91,15 @@ typedef struct ims_atomic_file {
     FILE *f;
     char *final_path;
     char *tmp_path;
+    int durable; /* set after open: commit fsyncs the file before the rename and its folder after */
 } ims_atomic_file;
 imgsim_status ims_atomic_open(ims_atomic_file *af, const char *path, ims_err *e);
 imgsim_status ims_atomic_commit(ims_atomic_file *af, ims_err *e);
 void ims_atomic_abort(ims_atomic_file *af);
 /* Writes a whole buffer atomically. */
 imgsim_status ims_write_file_atomic(const char *path, const void *data, size_t len, ims_err *e);
+/* The same, fsynced (file, then its folder) when durable. */
+imgsim_status ims_write_file_atomic_ex(const char *path, const void *data, size_t len, int durable, ims_err *e);
 /* Splits text in place into lines: returns the next line (NUL-terminated, a trailing '\r'
  * removed) and advances *p past it, or NULL at the end of the text. */
 char *ims_next_line(char **p);

@@ -144,10 +144,25 @@ static void atomic_release(ims_atomic_file *af) {
     memset(af, 0, sizeof *af);
 }
 
+/* fsync of the folder holding path (so that a rename into it survives a crash) */
+static int fsync_parent(const char *path) {
+    char *d = ims_strdup(path);
+    if (!d) return -1;
+    char *slash = strrchr(d, '/');
+    if (slash) *(slash == d ? slash + 1 : slash) = 0;
+    int fd = open(slash ? d : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(d);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+
 imgsim_status ims_atomic_commit(ims_atomic_file *af, ims_err *e) {
     imgsim_status st = IMGSIM_OK;
     int bad = ferror(af->f);
     if (fflush(af->f) != 0) bad = 1;
+    if (!bad && af->durable && fsync(fileno(af->f)) != 0) bad = 1;
     int er = errno;
     if (fclose(af->f) != 0) bad = 1;
     af->f = NULL;
@@ -157,6 +172,8 @@ imgsim_status ims_atomic_commit(ims_atomic_file *af, ims_err *e) {
     } else if (rename(af->tmp_path, af->final_path) != 0) {
         st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot rename into place: %s", af->final_path, strerror(errno));
         unlink(af->tmp_path);
+    } else if (af->durable && fsync_parent(af->final_path) != 0) {
+        st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot sync its folder: %s", af->final_path, strerror(errno));
     }
     atomic_release(af);
     return st;
@@ -169,9 +186,14 @@ void ims_atomic_abort(ims_atomic_file *af) {
 }
 
 imgsim_status ims_write_file_atomic(const char *path, const void *data, size_t len, ims_err *e) {
+    return ims_write_file_atomic_ex(path, data, len, 0, e);
+}
+
+imgsim_status ims_write_file_atomic_ex(const char *path, const void *data, size_t len, int durable, ims_err *e) {
     ims_atomic_file af;
     imgsim_status st = ims_atomic_open(&af, path, e);
     if (st) return st;
+    af.durable = durable;
     if (len && fwrite(data, 1, len, af.f) != len) {
         int er = errno;
         ims_atomic_abort(&af);

@@ -264,7 +264,7 @@ static void add_counts_timings(cJSON *root, const imgsim_store_meta *m) {
     cJSON_AddNumberToObject(t, "gpu_init_s", s->seconds_gpu_init);
 }
 
-imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_err *e) {
+imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, int durable, ims_err *e) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
     cJSON_AddStringToObject(root, "format", m->format && *m->format ? m->format : IMS_META_FORMAT);
@@ -313,7 +313,7 @@ imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_e
     if (!txt) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
     size_t n = strlen(txt);
     txt[n] = '\n'; /* replace the terminator: written with its length */
-    imgsim_status st = ims_write_file_atomic(path, txt, n + 1, e);
+    imgsim_status st = ims_write_file_atomic_ex(path, txt, n + 1, durable, e);
     free(txt);
     return st;
 }

@@ -25,7 +25,7 @@ imgsim_status ims_meta_read(imgsim_store_meta *m, cJSON **doc, const char *path,
 
 /* Writes m as meta.json at path, atomically. m->created "" (or NULL): stamped with the time now;
  * m->cpu_decode_share_final < 0: not written. */
-imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, ims_err *e);
+imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, int durable, ims_err *e);
 
 /* NULL when both record preprocessing and it is the same (crop, resize, interpolation, mean, std,
  * EXIF rotation, DCT scaling), else the first field that differs (imgsim_preprocess_opts_differ's

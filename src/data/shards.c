@@ -41,6 +41,7 @@ struct ims_shards {
     int64_t S, n_shards;
     int dim;
     imgsim_dtype dtype;
+    int durable;          /* fsync each file written (ims_shard_job.durable) */
     ims_stamp *stamps;    /* [ds->n] */
     uint8_t *done;        /* [n_shards]: complete (verified when opened, or written since) */
     int64_t n_done_open;  /* complete when opened */
@@ -323,7 +324,7 @@ static imgsim_status open_job(ims_shards *sh, const cJSON *want, ims_err *e) {
                          differs);
         remove_stale(sh, 1);
         char *txt = ims_json_print(want, 1);
-        st = txt ? ims_write_file_atomic(jp, txt, strlen(txt), e)
+        st = txt ? ims_write_file_atomic_ex(jp, txt, strlen(txt), sh->durable, e)
                  : ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
         free(txt);
     }
@@ -367,6 +368,7 @@ imgsim_status ims_shards_open(ims_shards **out, const char *store_dir, const ims
     sh->ds = ds;
     sh->dim = job->dim;
     sh->dtype = job->dtype;
+    sh->durable = job->durable;
     sh->cur = -1;
     sh->n_shards = ((int64_t)ds->n + sh->S - 1) / sh->S;
     sh->stamps = ims_calloc(ds->n ? ds->n : 1, sizeof(ims_stamp));
@@ -491,10 +493,10 @@ static imgsim_status commit_shard(ims_shards *sh, ims_err *e) {
     char *jp = shard_path(sh, k, "json"), *fp = shard_path(sh, k, "npy"), *tp = shard_path(sh, k, "tsv");
     imgsim_status st = jp && fp && tp ? IMGSIM_OK : ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     ims_npy_writer w;
-    if (!st) st = ims_npy_begin(&w, fp, sh->dtype, sh->dim, e);
+    if (!st && !(st = ims_npy_begin(&w, fp, sh->dtype, sh->dim, e))) w.af.durable = sh->durable;
     if (!st && (st = ims_npy_append_f32(&w, sh->rows, sh->nrows, e))) ims_npy_abort(&w);
     if (!st) st = ims_npy_finish(&w, e);
-    if (!st) st = ims_write_file_atomic(tp, sh->tsv ? sh->tsv : "", sh->tsv_len, e);
+    if (!st) st = ims_write_file_atomic_ex(tp, sh->tsv ? sh->tsv : "", sh->tsv_len, sh->durable, e);
     struct stat fst;
     if (!st && stat(fp, &fst) != 0) st = ims_fail(e, IMGSIM_ERR_IO, "%s: %s", fp, strerror(errno));
     if (!st) {
@@ -518,7 +520,7 @@ static imgsim_status commit_shard(ims_shards *sh, ims_err *e) {
         cJSON_AddStringToObject(m, "checksum64", tck);
         char *txt = ims_json_print(r, 1);
         cJSON_Delete(r);
-        st = txt ? ims_write_file_atomic(jp, txt, strlen(txt), e)
+        st = txt ? ims_write_file_atomic_ex(jp, txt, strlen(txt), sh->durable, e)
                  : ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
         free(txt);
     }

@@ -33,6 +33,7 @@ typedef struct ims_shard_job {
     int normalized;
     int batch_size;
     const imgsim_preprocess_opts *pre;
+    int durable; /* fsync each shard's files (imgsim_extract_opts.durable): not part of the settings */
 } ims_shard_job;
 
 /* Size and modification time (ns) of an item when the job began (-1, 0 when it cannot be read). */
