@@ -1,6 +1,7 @@
 /*
  * calib.c: int8 calibration (imgsim_calibrate), the calibration file (imgsim_calib_save/load) and
- * its use by an int8 engine (ims_calib_resolve).
+ * its use by an int8 engine (ims_calib_resolve); a QDQ model's own scales in the same form
+ * (ims_qdq_resolve).
  *
  * Calibration plans the model's float32 CPU engine with an observation list: every value a
  * convolution reads (input, residual) or writes. Each batch of calibration images (decoded and
@@ -490,7 +491,9 @@ imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, char calib
     *is_unsigned = NULL;
     calib_sha256[0] = 0;
     if (!path || !*path)
-        return ims_fail(e, IMGSIM_ERR_INVALID_ARG, "int8 needs a calibration file (--calib=FILE, made by imgsim calibrate)");
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
+                        "int8 needs a calibration file (--calib=FILE, made by imgsim calibrate) or a QDQ model "
+                        "(QuantizeLinear/DequantizeLinear pairs)");
     imgsim_calib *c;
     imgsim_status st = calib_read(&c, path, sha256, layer, model_path, e);
     if (st) return st;
@@ -513,6 +516,32 @@ imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, char calib
         free(s);
         free(u);
         return st;
+    }
+    *scale = s;
+    *is_unsigned = u;
+    return IMGSIM_OK;
+}
+
+imgsim_status ims_qdq_resolve(float **scale, uint8_t **is_unsigned, const char *calib_file, const ims_graph *g,
+                              const char *model_path, ims_err *e) {
+    *scale = NULL;
+    *is_unsigned = NULL;
+    if (calib_file && *calib_file)
+        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
+                        "%s: the model carries its own int8 scales (QuantizeLinear/DequantizeLinear): run it with "
+                        "--precision=int8 and no --calib (%s is not used)",
+                        model_path ? model_path : "model", calib_file);
+    float *s = ims_calloc((size_t)g->n_vals + 1, sizeof(float));
+    uint8_t *u = ims_calloc((size_t)g->n_vals + 1, 1);
+    if (!s || !u) {
+        free(s);
+        free(u);
+        return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    }
+    for (int v = 0; v < g->n_vals; v++) {
+        if (g->vals[v].data || !(g->vals[v].q_scale > 0)) continue;
+        s[v] = g->vals[v].q_scale;
+        u[v] = (uint8_t)(g->vals[v].q_unsigned != 0);
     }
     *scale = s;
     *is_unsigned = u;

@@ -49,8 +49,11 @@ static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const
     if (cfg.precision == IMGSIM_PREC_INT8) {
         float *q_scale = NULL;
         uint8_t *q_uns = NULL;
-        st = ims_calib_resolve(&q_scale, &q_uns, calib_sha, opt->calib_file, g, id->sha256, id->layer, path,
-                               &e->err);
+        if (g->qdq) /* a QDQ model: the scales it carries (onnx/import.c folded them onto the values) */
+            st = ims_qdq_resolve(&q_scale, &q_uns, opt->calib_file, g, path, &e->err);
+        else
+            st = ims_calib_resolve(&q_scale, &q_uns, calib_sha, opt->calib_file, g, id->sha256, id->layer, path,
+                                   &e->err);
         if (st) goto fail;
         cfg.act_scale = q_scale;
         cfg.act_unsigned = q_uns;

@@ -40,9 +40,7 @@ imgsim_status ims_engine_config(ims_backend_cfg *cfg, const imgsim_engine_opts *
     if (cuda && cfg->precision == IMGSIM_PREC_INT8)
         return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
                         "cuda: precision int8 is not supported by the CUDA engine yet (int8 runs on --device=cpu)");
-    if (cfg->precision == IMGSIM_PREC_INT8 && !(opt->calib_file && *opt->calib_file))
-        return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
-                        "precision int8 needs a calibration file (--calib=FILE, made by imgsim calibrate)");
+    /* int8 needs a calibration file or a QDQ model: checked when the model is there (engine.c) */
     if (cuda && cfg->precision == IMGSIM_PREC_BF16)
         return ims_fail(e, IMGSIM_ERR_UNSUPPORTED,
                         "cuda: precision bf16 is not supported by the CUDA engine (use fp16, tf32 or fp32)");

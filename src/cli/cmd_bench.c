@@ -27,7 +27,7 @@ static const char usage[] =
     "  --model       the ONNX model\n"
     "  --device      cpu (default) or cuda[:N]\n"
     "  --precision   fp32 (CPU default), bf16 (CPU with AVX-512 BF16), fp16 (CUDA default), tf32\n"
-    "                int8 (CPU, with --calib=FILE from imgsim calibrate)\n"
+    "                int8 (CPU, with --calib=FILE from imgsim calibrate, or a QDQ model)\n"
     "  --batch-size  images per run (default 32)\n"
     "  --iterations  timed runs (default 50)\n"
     "  --warmup      untimed runs first (default 5)\n"

@@ -27,6 +27,7 @@ void ims_graph_free(ims_graph *g) {
     for (int i = 0; i < g->n_vals; i++) {
         free(g->vals[i].name);
         free(g->vals[i].data);
+        free(g->vals[i].w_scale);
     }
     for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i].name);
     free(g->vals);

@@ -97,6 +97,14 @@ typedef struct ims_value {
     float *data;               /* constants only: float32, row-major, owned; NULL for activations */
     int is_int;                /* constants only: integers (an integer tensor in the file, or shape
                                   arithmetic): Div truncates, Cast to float clears it */
+    /* Explicit quantisation (a QDQ model, onnx/qdq.c): */
+    float q_scale;             /* activations: the int8 scale its QuantizeLinear/DequantizeLinear pair
+                                  gives it (real = q_scale * q), 0 where none */
+    int q_unsigned;            /* with q_scale: the pair's range is [0, 255] q_scale (uint8, or int8
+                                  with zero point -128) rather than [-128, 127] q_scale */
+    float *w_scale;            /* constants: dims[0] per-output-channel scales of int8 weights, the
+                                  data being exactly q * w_scale[o] (q integer in [-128, 127]); owned;
+                                  NULL for other constants */
     int producer;              /* node index, -1 for graph inputs and constants */
     int n_consumers;           /* computed by ims_graph_link: node inputs + residuals reading it */
 } ims_value;
@@ -164,6 +172,8 @@ typedef struct ims_graph {
     int opset;
     char sha256[65]; /* of the model file ("" for graphs built in memory) */
     char embedding[96]; /* how ims_graph_select_output chose the output, in words */
+    int qdq;            /* QuantizeLinear/DequantizeLinear nodes folded at import (onnx/qdq.c):
+                           the scales are on the values (q_scale, w_scale) */
 } ims_graph;
 
 /* ---- building (used by the importer, model init and tests) ---- */

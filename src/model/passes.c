@@ -180,6 +180,8 @@ static imgsim_status fold_batchnorms(ims_graph *g, int *changed, ims_err *e) {
         for (int64_t c = 0; c < oc; c++)
             for (int64_t k = 0; k < per; k++)
                 wv->data[c * per + k] = (float)((double)wv->data[c * per + k] * s[c]);
+        free(wv->w_scale); /* no longer q * scale: the int8 engine chooses the weights' scales */
+        wv->w_scale = NULL;
         float *bias = g->vals[b].data;
         const float *beta = g->vals[bn->in[2]].data, *mean = g->vals[bn->in[3]].data;
         for (int64_t c = 0; c < oc; c++)
@@ -357,6 +359,7 @@ static imgsim_status compact_values(ims_graph *g, ims_err *e) {
         if (map[v] < 0) {
             free(g->vals[v].name);
             free(g->vals[v].data);
+            free(g->vals[v].w_scale);
             continue;
         }
         if (kept != v) g->vals[kept] = g->vals[v];

@@ -1,5 +1,6 @@
 /*
- * cpu_int8.c: int8 convolutions on oneDNN (imgsim_precision INT8, scales from a calibration file).
+ * cpu_int8.c: int8 convolutions on oneDNN (imgsim_precision INT8, scales from a calibration file or
+ * a QDQ model's QuantizeLinear/DequantizeLinear pairs, both as per-value activation scales).
  *
  * Which nodes: a convolution runs in int8 when its input, its output and its residual (if any)
  * were calibrated (cfg->act_scale > 0). Its output stays s8/u8 (u8 where the calibration saw no
@@ -80,7 +81,8 @@ imgsim_status ims_cpu_int8_prepare(cpu_impl *c, ims_err *e) {
     }
     if (n == 0)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
-                        "cpu backend: int8: the calibration names none of the model's convolution tensors");
+                        "cpu backend: int8: the calibration (or the QDQ model's scales) names none of the "
+                        "model's convolution tensors");
     return IMGSIM_OK;
 }
 
@@ -198,9 +200,15 @@ imgsim_status ims_cpu_plan_conv_int8(cpu_impl *c, cpu_plan *p, int i, ims_err *e
     float *bq = ims_malloc_array((size_t)oc, sizeof(float));
     int8_t *wq = ims_malloc_array((size_t)(oc * kk), 1);
     imgsim_status s = ws && osc && bq && wq ? IMGSIM_OK : ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
-    if (!s) {
+    if (!s && wv->w_scale) { /* a QDQ model's weights: its own scales, its integers back exactly */
+        memcpy(ws, wv->w_scale, (size_t)oc * sizeof(float));
+        for (int64_t o = 0; o < oc; o++)
+            for (int64_t j = 0; j < kk; j++) wq[o * kk + j] = ims_quant_s8(wv->data[o * kk + j], ws[o]);
+    } else if (!s) {
         ims_quant_weight_scales(ws, wv->data, oc, kk);
         ims_quant_weights(wq, wv->data, ws, oc, kk);
+    }
+    if (!s) {
         for (int64_t o = 0; o < oc; o++) {
             osc[o] = sx * ws[o] / sy;
             bq[o] = bias_v >= 0 ? g->vals[bias_v].data[o] / (sx * ws[o]) : 0.0f;

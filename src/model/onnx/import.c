@@ -63,6 +63,8 @@
 /* ONNX TensorProto.DataType values */
 enum {
     DT_FLOAT = 1,
+    DT_UINT8 = 2,
+    DT_INT8 = 3,
     DT_INT32 = 6,
     DT_INT64 = 7,
     DT_BOOL = 9,
@@ -137,7 +139,9 @@ typedef struct imp {
                                are propagated in file order, for negative axes) */
     unsigned char *inexact; /* per value: a constant converted from integers that float32
                                does not hold exactly */
-    size_t max_vals;        /* capacity of rank[] and inexact[] */
+    signed char *dtype;     /* per value: a constant's ONNX data type (DT_FLOAT for computed
+                               ones), 0 for activations */
+    size_t max_vals;        /* capacity of rank[], inexact[] and dtype[] */
     char *dir_real;         /* realpath of the model's folder, for external data (lazy) */
     unsigned char *folded;  /* per node: a Constant, or an Identity of a constant (no node) */
     struct pad_fold {       /* Pads with non-zero spatial pads, folded into their consumer */
@@ -146,6 +150,14 @@ typedef struct imp {
         int pad[4];         /* top, left, bottom, right */
     } *pads;
     size_t n_pads;
+    /* Explicit quantisation (QDQ, see "QuantizeLinear and DequantizeLinear" below), per node: */
+    const char **alias_src; /* a folded node (folded 2) whose output is another name of this one */
+    const char **qdq_in;    /* a DequantizeLinear of an activation: its QuantizeLinear's input */
+    unsigned char *qdq_relu;  /* that DequantizeLinear becomes a Relu (the pair's range starts at 0) */
+    float *qdq_scale;         /* that DequantizeLinear's pair: its scale */
+    unsigned char *qdq_uns;   /* its range is [0, 255] scale */
+    int *qdq_q;               /* its QuantizeLinear's node index */
+    int *q_node;              /* per value: 1 + the QuantizeLinear that gave it its scale, 0 */
 } imp;
 
 /* The Pad whose output is named name, or NULL. */
@@ -182,6 +194,8 @@ static size_t dtype_size(int32_t t) {
     case DT_BFLOAT16:
         return 2;
     case DT_BOOL: /* flags such as Dropout's training_mode */
+    case DT_UINT8: /* quantised tensors (QuantizeLinear/DequantizeLinear) */
+    case DT_INT8:
         return 1;
     default:
         return 0;
@@ -203,6 +217,7 @@ static int add_value(imp *m, const char *name, int rank, const int64_t *dims, co
     }
     m->rank[v] = known_rank ? rank : -1;
     m->inexact[v] = 0;
+    m->dtype[v] = data ? DT_FLOAT : 0;
     map_put(&m->names, name, v);
     return v;
 }
@@ -276,6 +291,14 @@ static void decode_le(float *out, const uint8_t *p, uint64_t n, int32_t dt, unsi
     case DT_BOOL:
         for (uint64_t i = 0; i < n; i++)
             out[i] = p[i] != 0;
+        break;
+    case DT_UINT8:
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = p[i];
+        break;
+    case DT_INT8:
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = (int8_t)p[i];
         break;
     }
 }
@@ -585,6 +608,12 @@ static void decode_typed(float *out, const ImsOnnx__TensorProto *t, uint64_t num
         case DT_BOOL:
             out[i] = t->int32_data[i] != 0;
             break;
+        case DT_UINT8:
+            out[i] = (uint8_t)t->int32_data[i];
+            break;
+        case DT_INT8:
+            out[i] = (int8_t)t->int32_data[i];
+            break;
         }
     }
 }
@@ -627,8 +656,10 @@ static imgsim_status add_tensor(imp *m, ImsOnnx__TensorProto *t, const char *vna
         return IMGSIM_ERR_NOMEM;
     }
     m->g->vals[v].data = data;
-    m->g->vals[v].is_int = td.dt == DT_INT32 || td.dt == DT_INT64 || td.dt == DT_BOOL;
+    m->g->vals[v].is_int = td.dt == DT_INT32 || td.dt == DT_INT64 || td.dt == DT_BOOL || td.dt == DT_UINT8 ||
+                           td.dt == DT_INT8;
     m->inexact[v] = inexact;
+    m->dtype[v] = (signed char)td.dt;
     *vout = v;
     return IMGSIM_OK;
 }
@@ -718,6 +749,8 @@ typedef struct op_desc {
 #define OP_PAD (-2)     /* a Pad that pads nothing, or zero padding folded into a Conv/AveragePool */
 #define OP_DROPOUT (-3) /* inference Dropout: the identity (other exporters keep them) */
 #define OP_REDUCEMEAN (-4) /* over H and W of a 4-D input: GlobalAveragePool (+ Flatten) */
+#define OP_QUANTIZE (-5)   /* QuantizeLinear / DequantizeLinear: folded by qdq_fold (pass 1) */
+#define OP_DEQUANTIZE (-6)
 
 static int attr_allowed(const op_desc *d, const char *name) {
     size_t n = strlen(name);
@@ -1402,6 +1435,9 @@ static const op_desc op_table[] = {
     {"Constant", OP_CONSTANT, 0, 0, 0, " value value_float value_floats value_int value_ints ", NULL},
     {"Pad", OP_PAD, 2, 4, 0, " mode ", NULL},
     {"Dropout", OP_DROPOUT, 1, 3, 0, " ratio seed ", NULL},
+    /* explicit quantisation: folded in pass 1 (qdq_fold), never graph nodes */
+    {"QuantizeLinear", OP_QUANTIZE, 2, 3, OPT_IN(2), " axis saturate ", NULL},
+    {"DequantizeLinear", OP_DEQUANTIZE, 2, 3, OPT_IN(2), " axis ", NULL},
     /* pass 2 handles this one (add_reducemean) */
     {"ReduceMean", OP_REDUCEMEAN, 1, 2, OPT_IN(1), " axes keepdims noop_with_empty_axes ", NULL},
 };
@@ -1498,6 +1534,11 @@ static imgsim_status resolve_inputs(node_ctx *c, const ImsOnnx__NodeProto *np) {
             c->pre_pad = pf;
         }
         c->in[i] = map_get(&m->names, nm);
+        if (c->in[i] >= 0 && (m->dtype[c->in[i]] == DT_INT8 || m->dtype[c->in[i]] == DT_UINT8))
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': tensor '%.200s': data type %s is supported only as the input or zero "
+                            "point of a QuantizeLinear/DequantizeLinear, not as an input of %s",
+                            m->path, label, nm, dtype_name(m->dtype[c->in[i]]), d->onnx);
         if (c->in[i] < 0)
             return ims_fail(
                 m->e, IMGSIM_ERR_FORMAT,
@@ -1898,7 +1939,16 @@ static imgsim_status alloc_tables(imp *m, const ImsOnnx__GraphProto *gp) {
     m->inexact = ims_calloc(n_names, 1);
     m->folded = ims_calloc(gp->n_node, 1);
     m->pads = ims_calloc(gp->n_node, sizeof *m->pads);
-    if (!m->rank || !m->inexact || !m->folded || !m->pads)
+    m->dtype = ims_calloc(n_names, 1);
+    m->q_node = ims_calloc(n_names, sizeof *m->q_node);
+    m->qdq_q = ims_calloc(gp->n_node + 1, sizeof *m->qdq_q);
+    m->alias_src = ims_calloc(gp->n_node + 1, sizeof *m->alias_src);
+    m->qdq_in = ims_calloc(gp->n_node + 1, sizeof *m->qdq_in);
+    m->qdq_relu = ims_calloc(gp->n_node + 1, 1);
+    m->qdq_scale = ims_calloc(gp->n_node + 1, sizeof *m->qdq_scale);
+    m->qdq_uns = ims_calloc(gp->n_node + 1, 1);
+    if (!m->rank || !m->inexact || !m->folded || !m->pads || !m->dtype || !m->q_node || !m->alias_src ||
+        !m->qdq_in || !m->qdq_relu || !m->qdq_scale || !m->qdq_uns || !m->qdq_q)
         return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
     return IMGSIM_OK;
 }
@@ -1984,6 +2034,380 @@ static void fold_const_identities(imp *m, const ImsOnnx__GraphProto *gp) {
     }
 }
 
+/* ---- QuantizeLinear and DequantizeLinear (explicit quantisation) ------------------------ */
+
+/*
+ * A QDQ model (onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ) and
+ * others) marks the tensors an int8 engine may quantise with QuantizeLinear -> DequantizeLinear
+ * pairs, and keeps weights as int8 initializers read through a DequantizeLinear. Pass 1 folds them
+ * all (qdq_fold), so the graph holds float32 operators only, and qdq_annotate puts the scales on
+ * the values (graph.h: q_scale, q_unsigned, w_scale):
+ *   - DequantizeLinear of a constant x (int8/uint8 weights, int32 biases, or a QuantizeLinear of a
+ *     float constant, folded first): the float32 constant (x - zp) * scale. 8-bit weights whose
+ *     zero point is 0 (int8) or 128 (uint8) keep their scales per output channel (w_scale; a
+ *     per-tensor scale repeated), which the int8 engine uses as they are. A Conv's weights must be
+ *     8-bit, symmetric and per-tensor or per-channel on axis 0 (the output channels).
+ *   - QuantizeLinear(x) -> DequantizeLinear of an activation: the DequantizeLinear's output is
+ *     another name of x, and x gets the pair's scale. The pair's integer range less its zero point
+ *     must be [-128, 127] (int8 zp 0, uint8 zp 128) or [0, 255] (uint8 zp 0, int8 zp -128:
+ *     q_unsigned): imgsim's int8 kernels are symmetric. A [0, 255] pair clamps at 0: where x is
+ *     not known to be >= 0 (a Relu's output, or a pooling, Flatten, Reshape or [0, 255] pair of
+ *     one) the DequantizeLinear becomes a Relu, so float32 keeps the clamp too (onnxruntime
+ *     removes the Relu before such a pair). The clamp at the top of the range and the rounding
+ *     are the int8 engine's only: float32 runs the dequantised model.
+ * Refused, naming the node: other zero points, a per-channel activation scale, a QuantizeLinear
+ * read by anything but DequantizeLinears, a pair whose two nodes disagree, a DequantizeLinear of
+ * an activation that is not a QuantizeLinear's output, one value given two different scales, and
+ * Conv weights as above.
+ */
+
+typedef struct qparams {
+    const float *scale;  /* [n] */
+    int64_t n;           /* 1: per tensor */
+    const float *zp;     /* [n or 1], NULL when absent (0) */
+    int64_t n_zp;
+    int qtype;           /* the integer type: the zero point's (DT_INT8, DT_UINT8, DT_INT32) */
+    int axis;            /* as written (default 1) */
+} qparams;
+
+static int is_op_named(const ImsOnnx__NodeProto *np, const char *op) {
+    const op_desc *d = node_op(np);
+    return d && !strcmp(d->onnx, op);
+}
+
+/* A Q/DQ node's scale, zero point and axis; deflt_type: the integer type when there is no zero
+ * point (QuantizeLinear: uint8; DequantizeLinear: its input's). */
+static imgsim_status qdq_params(imp *m, const ImsOnnx__NodeProto *np, const char *label, int deflt_type,
+                                qparams *q) {
+    const char *op = S(np->op_type);
+    memset(q, 0, sizeof *q);
+    q->axis = 1;
+    q->qtype = deflt_type;
+    if (np->n_input < 2 || np->n_input > 3 || !S(np->input[0])[0] || !S(np->input[1])[0])
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s needs an input and a scale", m->path, label,
+                        op);
+    for (size_t i = 0; i < np->n_attribute; i++) {
+        const ImsOnnx__AttributeProto *a = np->attribute[i];
+        if (!strcmp(S(a->name), "axis") && attr_type(a) == IMS_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT &&
+            a->i >= -IS_MAX_RANK && a->i < IS_MAX_RANK)
+            q->axis = (int)a->i;
+        else if (strcmp(S(a->name), "saturate") != 0) /* saturate: float8 targets only */
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': attribute '%.100s' of %s is not supported",
+                            m->path, label, S(a->name), op);
+    }
+    int sv = map_get(&m->names, S(np->input[1]));
+    if (sv < 0 || !m->g->vals[sv].data)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': %s scale '%.200s' must be a constant",
+                        m->path, label, op, S(np->input[1]));
+    const ims_value *s = &m->g->vals[sv];
+    q->scale = s->data;
+    q->n = ims_value_numel(s);
+    if (s->rank > 1 || q->n < 1)
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s scale must be a scalar or 1-D", m->path, label,
+                        op);
+    for (int64_t k = 0; k < q->n; k++)
+        if (!(q->scale[k] > 0) || !isfinite(q->scale[k]))
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': %s scale %g is not a positive number",
+                            m->path, label, op, (double)q->scale[k]);
+    if (np->n_input == 3 && S(np->input[2])[0]) {
+        int zv = map_get(&m->names, S(np->input[2]));
+        if (zv < 0 || !m->g->vals[zv].data)
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': %s zero point must be a constant",
+                            m->path, label, op);
+        int dt = m->dtype[zv];
+        if (dt != DT_INT8 && dt != DT_UINT8 && dt != DT_INT32)
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': %s zero point of type %s is not supported (int8, uint8 or int32)",
+                            m->path, label, op, dtype_name(dt));
+        q->qtype = dt;
+        q->zp = m->g->vals[zv].data;
+        q->n_zp = ims_value_numel(&m->g->vals[zv]);
+        if (m->g->vals[zv].rank > 1 || (q->n_zp != 1 && q->n_zp != q->n))
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': %s zero point does not match its scale",
+                            m->path, label, op);
+    }
+    return IMGSIM_OK;
+}
+
+static float qp_zp(const qparams *q, int64_t c) { return q->zp ? q->zp[q->n_zp == 1 ? 0 : c] : 0.0f; }
+
+/* The channel layout of per-channel parameters over a constant of value v: *inner elements per
+ * step along the axis (the axis made non-negative in *ax). */
+static imgsim_status qdq_axis(imp *m, const char *label, const qparams *q, const ims_value *x, int *ax,
+                              int64_t *inner) {
+    *ax = 0;
+    *inner = 1;
+    if (q->n == 1) return IMGSIM_OK;
+    int a = q->axis < 0 ? q->axis + x->rank : q->axis;
+    if (a < 0 || a >= x->rank || x->dims[a] != q->n)
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT,
+                        "%s: node '%.200s': %lld scales do not match axis %d of '%.200s'", m->path, label,
+                        (long long)q->n, q->axis, x->name);
+    *ax = a;
+    for (int k = a + 1; k < x->rank; k++) *inner *= x->dims[k];
+    return IMGSIM_OK;
+}
+
+/* Adds the constant output of a folded Q/DQ node (data taken over). */
+static imgsim_status qdq_add_const(imp *m, const ImsOnnx__NodeProto *np, const ims_value *x, float *data, int dt,
+                                   float *w_scale) {
+    if (map_get(&m->names, np->output[0]) >= 0) {
+        free(data);
+        free(w_scale);
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is defined twice", m->path, np->output[0]);
+    }
+    int64_t dims[IS_MAX_RANK];
+    int rank = x->rank;
+    memcpy(dims, x->dims, sizeof dims);
+    int v = add_value(m, np->output[0], rank, dims, NULL, 1);
+    if (v < 0) {
+        free(data);
+        free(w_scale);
+        return IMGSIM_ERR_NOMEM;
+    }
+    m->g->vals[v].data = data;
+    m->g->vals[v].w_scale = w_scale;
+    m->g->vals[v].is_int = dt != DT_FLOAT;
+    m->dtype[v] = (signed char)dt;
+    return IMGSIM_OK;
+}
+
+static imgsim_status qdq_refuse_conv(imp *m, const ImsOnnx__GraphProto *gp, const ImsOnnx__NodeProto *dq,
+                                     const char *label, const char *why) {
+    for (size_t j = 0; j < gp->n_node; j++) {
+        const ImsOnnx__NodeProto *c = gp->node[j];
+        char buf[64];
+        if (is_op_named(c, "Conv") && c->n_input > 1 && !strcmp(S(c->input[1]), dq->output[0]))
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': DequantizeLinear of the weights of Conv '%.200s': %s", m->path, label,
+                            node_label(c, (int)j, buf), why);
+    }
+    return IMGSIM_OK;
+}
+
+/* Folds one Q/DQ node of a constant into a constant (see above). */
+static imgsim_status qdq_fold_const(imp *m, const ImsOnnx__GraphProto *gp, const ImsOnnx__NodeProto *np,
+                                    const char *label, int xv) {
+    const ims_value *x = &m->g->vals[xv];
+    int xdt = m->dtype[xv], dq = is_op_named(np, "DequantizeLinear");
+    int xint = xdt == DT_INT8 || xdt == DT_UINT8 || xdt == DT_INT32;
+    if (dq && !xint)
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': DequantizeLinear of '%.200s', of type %s",
+                        m->path, label, x->name, dtype_name(xdt));
+    if (!dq && xint)
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': QuantizeLinear of '%.200s', of type %s",
+                        m->path, label, x->name, dtype_name(xdt));
+    qparams q;
+    imgsim_status s = qdq_params(m, np, label, dq ? xdt : DT_UINT8, &q);
+    if (s != IMGSIM_OK) return s;
+    if (dq && q.zp && q.qtype != xdt)
+        return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': zero point of type %s for '%.200s' of type %s",
+                        m->path, label, dtype_name(q.qtype), x->name, dtype_name(xdt));
+    int ax;
+    int64_t inner, numel = ims_value_numel(x);
+    if ((s = qdq_axis(m, label, &q, x, &ax, &inner)) != IMGSIM_OK) return s;
+    float *out = ims_malloc_array((size_t)numel, sizeof(float));
+    if (!out) return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory folding '%.200s'", m->path, label);
+    double lo = q.qtype == DT_INT8 ? -128 : q.qtype == DT_UINT8 ? 0 : -2147483648.0;
+    double hi = q.qtype == DT_INT8 ? 127 : q.qtype == DT_UINT8 ? 255 : 2147483647.0;
+    for (int64_t i = 0; i < numel; i++) {
+        int64_t c = q.n == 1 ? 0 : (i / inner) % q.n;
+        float sc = q.scale[c], zp = qp_zp(&q, c);
+        if (dq) {
+            out[i] = (float)((double)x->data[i] - zp) * sc; /* x - zp exact: integers below 2^31 */
+        } else {
+            double v = nearbyint((double)(x->data[i] / sc)) + zp; /* half to even, as ONNX */
+            out[i] = (float)(v < lo ? lo : v > hi ? hi : v);
+        }
+    }
+    if (!dq) return qdq_add_const(m, np, x, out, q.qtype, NULL);
+
+    /* 8-bit weights: symmetric ones keep their scales per output channel */
+    float *ws = NULL;
+    const char *why = NULL;
+    int sym = 1;
+    for (int64_t c = 0; c < q.n; c++) {
+        float zp = qp_zp(&q, c);
+        sym &= xdt == DT_INT8 ? zp == 0 : xdt == DT_UINT8 ? zp == 128 : 0;
+    }
+    if (xdt == DT_INT32)
+        why = "32-bit weights (expected int8)";
+    else if (!sym)
+        why = "asymmetric weights (a non-zero zero point): imgsim's int8 convolutions take symmetric weights only";
+    else if (q.n > 1 && ax != 0)
+        why = "scales per channel of an axis other than 0, the output channels";
+    else if (x->rank < 1)
+        why = "a scalar";
+    if (!why) {
+        ws = ims_malloc_array((size_t)x->dims[0], sizeof(float));
+        if (!ws) {
+            free(out);
+            return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory folding '%.200s'", m->path, label);
+        }
+        for (int64_t o = 0; o < x->dims[0]; o++) ws[o] = q.scale[q.n == 1 ? 0 : o];
+    } else if ((s = qdq_refuse_conv(m, gp, np, label, why)) != IMGSIM_OK) {
+        free(out);
+        return s;
+    }
+    return qdq_add_const(m, np, x, out, DT_FLOAT, ws);
+}
+
+/* Whether the value named name is known to be >= 0 (see above). */
+static int qdq_nonneg(const imp *m, const ImsOnnx__GraphProto *gp, const char *name, int depth) {
+    if (depth > 64) return 0;
+    for (size_t i = 0; i < gp->n_node; i++) {
+        const ImsOnnx__NodeProto *np = gp->node[i];
+        if (np->n_output < 1 || strcmp(S(np->output[0]), name) != 0) continue;
+        const op_desc *d = node_op(np);
+        if (!d || np->n_input < 1) return 0;
+        if (d->op == IS_OP_RELU) return 1;
+        if (d->op == OP_DEQUANTIZE) return m->qdq_in[i] && m->qdq_uns[i];
+        if (d->op == IS_OP_MAXPOOL || d->op == IS_OP_AVGPOOL || d->op == IS_OP_GLOBALAVGPOOL ||
+            d->op == IS_OP_FLATTEN || d->op == IS_OP_RESHAPE || d->op == IS_OP_IDENTITY || d->op == OP_DROPOUT)
+            return qdq_nonneg(m, gp, S(np->input[0]), depth + 1);
+        return 0;
+    }
+    return 0;
+}
+
+/* One QuantizeLinear of an activation and the DequantizeLinears reading it (see above). */
+static imgsim_status qdq_fold_pair(imp *m, const ImsOnnx__GraphProto *gp, size_t i, const char *label) {
+    const ImsOnnx__NodeProto *np = gp->node[i];
+    qparams q;
+    imgsim_status s = qdq_params(m, np, label, DT_UINT8, &q);
+    if (s != IMGSIM_OK) return s;
+    if (q.n != 1)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': QuantizeLinear of activation '%.200s' with %lld scales: per-channel "
+                        "activation scales are not supported (one per tensor)",
+                        m->path, label, S(np->input[0]), (long long)q.n);
+    if (q.qtype != DT_INT8 && q.qtype != DT_UINT8)
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': QuantizeLinear to %s is not supported (int8 "
+                        "or uint8)", m->path, label, dtype_name(q.qtype));
+    float zp = qp_zp(&q, 0);
+    int qmin = q.qtype == DT_INT8 ? -128 : 0, uns;
+    if (qmin - zp == -128)
+        uns = 0;
+    else if (qmin - zp == 0)
+        uns = 1;
+    else
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                        "%s: node '%.200s': QuantizeLinear of '%.200s' with zero point %g (%s): imgsim's int8 "
+                        "kernels take symmetric activations only (zero point 0; or -128 for int8, 128 for uint8); "
+                        "quantise with onnxruntime's extra_options={'ActivationSymmetric': True}",
+                        m->path, label, S(np->input[0]), (double)zp, dtype_name(q.qtype));
+    const char *qin = S(np->input[0]), *qout = np->output[0];
+    int relu = uns && !qdq_nonneg(m, gp, qin, 0), readers = 0;
+    for (size_t j = 0; j < gp->n_node; j++) {
+        const ImsOnnx__NodeProto *r = gp->node[j];
+        char buf[64];
+        const char *rl = node_label(r, (int)j, buf);
+        int reads = 0;
+        for (size_t k = 0; k < r->n_input; k++) reads |= !strcmp(S(r->input[k]), qout);
+        if (!reads) continue;
+        if (!is_op_named(r, "DequantizeLinear") || strcmp(S(r->input[0]), qout) != 0)
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': the output of QuantizeLinear '%.200s' is read by %s '%.200s', not by "
+                            "a DequantizeLinear: int8 tensors between other operators are not supported",
+                            m->path, rl, label, S(r->op_type), rl);
+        qparams d;
+        if ((s = qdq_params(m, r, rl, q.qtype, &d)) != IMGSIM_OK) return s;
+        if (d.n != 1 || d.scale[0] != q.scale[0] || qp_zp(&d, 0) != zp || (d.zp && d.qtype != q.qtype))
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': DequantizeLinear's scale or zero point (%g, %g) differ from those of "
+                            "its QuantizeLinear '%.200s' (%g, %g)",
+                            m->path, rl, (double)d.scale[0], (double)qp_zp(&d, 0), label, (double)q.scale[0],
+                            (double)zp);
+        m->qdq_in[j] = qin;
+        m->qdq_scale[j] = q.scale[0];
+        m->qdq_uns[j] = (unsigned char)uns;
+        m->qdq_q[j] = (int)i;
+        m->qdq_relu[j] = (unsigned char)relu;
+        if (!relu) {
+            m->folded[j] = 2; /* another name of qin (declare_outputs) */
+            m->alias_src[j] = qin;
+        }
+        readers++;
+    }
+    if (!readers && !strcmp(S(gp->output[0]->name), qout))
+        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': an int8 graph output is not supported",
+                        m->path, label);
+    m->folded[i] = 1;
+    return IMGSIM_OK;
+}
+
+/* Pass 1: every QuantizeLinear/DequantizeLinear folded (see above). */
+static imgsim_status qdq_fold(imp *m, const ImsOnnx__GraphProto *gp) {
+    imgsim_status s;
+    int any = 0;
+    for (size_t i = 0; i < gp->n_node; i++) {
+        const op_desc *d = node_op(gp->node[i]);
+        any |= d->op == OP_QUANTIZE || d->op == OP_DEQUANTIZE;
+    }
+    if (!any) return IMGSIM_OK;
+    m->g->qdq = 1;
+    if (gp->n_output < 1) return IMGSIM_OK; /* build() refuses it */
+    /* constants first, repeated for a DequantizeLinear of a QuantizeLinear of a constant */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 0; i < gp->n_node; i++) {
+            ImsOnnx__NodeProto *np = gp->node[i];
+            const op_desc *d = node_op(np);
+            if (m->folded[i] || (d->op != OP_QUANTIZE && d->op != OP_DEQUANTIZE) || np->n_input < 1) continue;
+            int xv = map_get(&m->names, S(np->input[0]));
+            if (xv < 0 || !m->g->vals[xv].data) continue;
+            char buf[64];
+            if ((s = qdq_fold_const(m, gp, np, node_label(np, (int)i, buf), xv)) != IMGSIM_OK) return s;
+            m->folded[i] = 1;
+            changed = 1;
+        }
+    }
+    for (size_t i = 0; i < gp->n_node; i++) {
+        ImsOnnx__NodeProto *np = gp->node[i];
+        char buf[64];
+        if (!m->folded[i] && node_op(np)->op == OP_QUANTIZE &&
+            (s = qdq_fold_pair(m, gp, i, node_label(np, (int)i, buf))) != IMGSIM_OK)
+            return s;
+    }
+    for (size_t i = 0; i < gp->n_node; i++) {
+        ImsOnnx__NodeProto *np = gp->node[i];
+        char buf[64];
+        if (node_op(np)->op == OP_DEQUANTIZE && !m->folded[i] && !m->qdq_in[i])
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': DequantizeLinear of '%.200s', which is neither a constant nor a "
+                            "QuantizeLinear's output: int8 inputs are not supported",
+                            m->path, node_label(np, (int)i, buf), np->n_input ? S(np->input[0]) : "");
+    }
+    return IMGSIM_OK;
+}
+
+/* After pass 2: each pair's scale on its value (the QuantizeLinear's input, or the Relu a
+ * DequantizeLinear became); one value, one scale. */
+static imgsim_status qdq_annotate(imp *m, const ImsOnnx__GraphProto *gp) {
+    for (size_t j = 0; j < gp->n_node; j++) {
+        if (!m->qdq_in[j]) continue;
+        const char *target = m->qdq_relu[j] ? gp->node[j]->output[0] : m->qdq_in[j];
+        int v = map_get(&m->names, target);
+        if (v < 0)
+            return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: value '%.200s' is not defined", m->path, target);
+        ims_value *val = &m->g->vals[v];
+        int q = m->qdq_q[j];
+        char b1[64], b2[64];
+        if (m->q_node[v] && m->q_node[v] != q + 1 &&
+            (val->q_scale != m->qdq_scale[j] || val->q_unsigned != m->qdq_uns[j]))
+            return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
+                            "%s: node '%.200s': QuantizeLinear gives '%.200s' scale %g%s, QuantizeLinear '%.200s' "
+                            "scale %g%s: one tensor with two int8 scales is not supported",
+                            m->path, node_label(gp->node[q], q, b1), val->name, (double)m->qdq_scale[j],
+                            m->qdq_uns[j] ? " (uint8)" : "", node_label(gp->node[m->q_node[v] - 1], m->q_node[v] - 1, b2),
+                            (double)val->q_scale, val->q_unsigned ? " (uint8)" : "");
+        val->q_scale = m->qdq_scale[j];
+        val->q_unsigned = m->qdq_uns[j];
+        m->q_node[v] = q + 1;
+    }
+    return IMGSIM_OK;
+}
+
 /* Pass 1, last part: the other nodes' outputs declared; a Pad that pads nothing and a Dropout
  * (checked first) are marked 2 in m->folded, and their output becomes another name of their
  * input after all outputs are declared (repeated for chains of them). */
@@ -2013,7 +2437,8 @@ static imgsim_status declare_outputs(imp *m, const ImsOnnx__GraphProto *gp) {
         for (size_t i = 0; i < gp->n_node; i++) {
             ImsOnnx__NodeProto *np = gp->node[i];
             if (m->folded[i] != 2) continue;
-            int v = map_get(&m->names, S(np->input[0]));
+            const char *src = m->alias_src[i] ? m->alias_src[i] : S(np->input[0]);
+            int v = map_get(&m->names, src);
             if (v < 0) continue;
             if (find_pad(m, S(np->input[0])) && find_pad(m, np->output[0]))
                 return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
@@ -2027,7 +2452,8 @@ static imgsim_status declare_outputs(imp *m, const ImsOnnx__GraphProto *gp) {
     for (size_t i = 0; i < gp->n_node; i++)
         if (m->folded[i] == 2)
             return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: node '%.200s': input '%.200s' is not defined",
-                            m->path, S(gp->node[i]->name), S(gp->node[i]->input[0]));
+                            m->path, S(gp->node[i]->name),
+                            m->alias_src[i] ? m->alias_src[i] : S(gp->node[i]->input[0]));
     return IMGSIM_OK;
 }
 
@@ -2039,6 +2465,17 @@ static imgsim_status add_nodes(imp *m, const ImsOnnx__GraphProto *gp) {
         const char *label = node_label(np, (int)i, buf);
         if (m->folded[i]) continue;
         const op_desc *d = find_op(S(np->op_type));
+        if (d->op == OP_DEQUANTIZE && m->qdq_relu[i]) { /* the clamp at 0 of a [0, 255] pair */
+            ImsOnnx__NodeProto relu = *np;
+            char *in0[1] = {(char *)m->qdq_in[i]};
+            relu.input = in0;
+            relu.n_input = 1;
+            relu.attribute = NULL;
+            relu.n_attribute = 0;
+            imgsim_status s = add_node(m, &relu, find_op("Relu"), label);
+            if (s != IMGSIM_OK) return s;
+            continue;
+        }
         imgsim_status s = d->op == OP_REDUCEMEAN ? add_reducemean(m, np, label)
                           : d->op == IS_OP_CONCAT && np->n_input > IS_MAX_INPUTS
                               ? add_concat_chain(m, np, d, label)
@@ -2067,8 +2504,10 @@ static imgsim_status build(imp *m, ImsOnnx__ModelProto *mp) {
     /* pass 1: operators known, outputs declared (so nodes may refer forward), constants made */
     if ((s = check_ops(m, gp)) != IMGSIM_OK) return s;
     fold_const_identities(m, gp);
+    if ((s = qdq_fold(m, gp)) != IMGSIM_OK) return s;
     if ((s = declare_outputs(m, gp)) != IMGSIM_OK) return s;
     if ((s = add_nodes(m, gp)) != IMGSIM_OK) return s;
+    if ((s = qdq_annotate(m, gp)) != IMGSIM_OK) return s;
 
     if (gp->n_output < 1) return ims_fail(m->e, IMGSIM_ERR_FORMAT, "%s: the graph has no output", m->path);
     const char *on = S(gp->output[0]->name);
@@ -2117,6 +2556,14 @@ imgsim_status ims_onnx_load(ims_graph **out, const char *path, ims_err *e) {
     free(m.rank);
     free(m.inexact);
     free(m.folded);
+    free(m.dtype);
+    free(m.q_node);
+    free(m.alias_src);
+    free(m.qdq_in);
+    free(m.qdq_relu);
+    free(m.qdq_scale);
+    free(m.qdq_uns);
+    free(m.qdq_q);
     free(m.pads);
     free(m.dir_real);
     if (s == IMGSIM_OK) {
