@@ -12,3 +12,8 @@ set_tests_properties(int8_cpu_calib int8_cpu_parity PROPERTIES TIMEOUT 900)
 #    when it no longer matches), calib_sha256 in meta.json / job.json, refusals of mixed stores.
 imgsim_py_test(int8_run test_int8_run.py)
 set_tests_properties(int8_run PROPERTIES TIMEOUT 900)
+#  - int8_qdq_cpu: a QDQ ResNet-18 (QuantizeLinear/DequantizeLinear written by tests/qdq_models.py as
+#    onnxruntime's quantize_static writes them) at --precision=int8 without --calib against torch's
+#    float64 simulation of the QDQ graph, fp32 against the dequantised model, and the refusals.
+imgsim_py_test(int8_qdq_cpu test_int8_qdq.py --images=12 --size=128)
+set_tests_properties(int8_qdq_cpu PROPERTIES TIMEOUT 900)
