@@ -280,8 +280,9 @@ def insert_qdq(model, ranges, seed=0, per_tensor_conv=3, float_weight_conv=5, ke
 def unrounded_pairs(model):
     """The QuantizeLinear nodes whose rounding imgsim's int8 engine leaves out, by the rules
     README's "QDQ models" states: the pair on a Conv's output that imgsim fuses into the Conv with
-    the residual Add it feeds (of an Add of two Conv outputs, the later Conv's), and a pair on a
-    tensor read only by operators that run in float32 (not Conv, MaxPool or Add: here the final
+    the residual Add it feeds (of an Add of two Conv outputs, the later Conv's), the pair between
+    a Conv or such an Add and the Relu fused after it, and a pair on a tensor read only by
+    operators that run in float32 (not Conv, MaxPool, Add or Relu: here the final
     GlobalAveragePool), whose producer writes float32."""
     g = model.graph
     readers, producer, index = {}, {}, {}
@@ -307,6 +308,9 @@ def unrounded_pairs(model):
                 skip.add(q_of[max(cand, key=lambda t: index[producer[t].name])].name)
     for t, q in q_of.items():
         rd = [r for d in readers[q.output[0]] for r in readers.get(d.output[0], [])]
-        if rd and all(r.op_type not in ("Conv", "MaxPool", "Add") for r in rd):
+        if rd and all(r.op_type not in ("Conv", "MaxPool", "Add", "Relu") for r in rd):
+            skip.add(q.name)
+        # a pair between a Conv (or an Add fused into one) and the Relu fused after it
+        if len(rd) == 1 and rd[0].op_type == "Relu" and producer[t].op_type in ("Conv", "Add"):
             skip.add(q.name)
     return skip

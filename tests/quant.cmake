@@ -17,3 +17,8 @@ set_tests_properties(int8_run PROPERTIES TIMEOUT 900)
 #    float64 simulation of the QDQ graph, fp32 against the dequantised model, and the refusals.
 imgsim_py_test(int8_qdq_cpu test_int8_qdq.py --images=12 --size=128)
 set_tests_properties(int8_qdq_cpu PROPERTIES TIMEOUT 900)
+#  - int8_qdq_ort (optional: skipped without a Python with onnxruntime, IMGSIM_ORT_PYTHON or
+#    .venv-ort/bin/python): a ResNet-18 quantised by onnxruntime's quantize_static (QDQ), imgsim int8
+#    against ONNX Runtime's output and the simulation by imgsim's rules; the asymmetric default refused.
+imgsim_py_test(int8_qdq_ort test_int8_qdq_ort.py --images=16 --size=224)
+set_tests_properties(int8_qdq_ort PROPERTIES TIMEOUT 1200)

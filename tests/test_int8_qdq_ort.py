@@ -1,0 +1,138 @@
+"""int8 on the CPU from a QDQ model made by onnxruntime itself, against ONNX Runtime (optional).
+
+Needs a Python with onnxruntime (not in Debian): IMGSIM_ORT_PYTHON, else .venv-ort/bin/python in
+the source tree (`python3 -m venv --system-site-packages .venv-ort && .venv-ort/bin/pip install
+onnxruntime onnx`); skipped (77) without one.
+
+A torchvision ResNet-18 (seeded random weights and BatchNorm statistics) exported by torch, quantised
+by onnxruntime.quantization.quantize_static (QuantFormat.QDQ, per-channel int8 weights, int8
+activations with ActivationSymmetric=True, MinMax calibration on the images), run by ONNX Runtime
+and by imgsim --precision=int8 (no --calib) on the same preprocessed images (`imgsim preprocess`):
+  - per-image cosine of the features (the input of the final Gemm) to ONNX Runtime's >= 0.999;
+    the same centred on ONNX Runtime's mean (a random-weight network's features share one large
+    component) is printed, not checked: imgsim rounds fewer tensors than the graph names (README,
+    "QDQ models") and ONNX Runtime's fused int8 kernels round in their own way (torch's exact
+    float64 simulation of the QDQ graph is as far from ONNX Runtime's output), so the two int8
+    results differ by about int8's own noise;
+  - onnxruntime's QDQ model through tests/qdq_models.py's float64 simulation by imgsim's rules
+    (every pair rounded except those README names): raw cosine >= 0.9999, centred min >= 0.99 and
+    mean >= 0.998 (imgsim runs the scales onnxruntime chose, as it says it does);
+  - quantize_static's default (asymmetric activations) is refused, naming a QuantizeLinear and
+    saying why.
+
+Usage: test_int8_qdq_ort.py [--images=N] [--size=S]
+"""
+import argparse
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import testlib as T
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--images", type=int, default=16)
+ap.add_argument("--size", type=int, default=224)
+args = ap.parse_args()
+
+here = os.path.dirname(os.path.abspath(__file__))
+ort_py = os.environ.get("IMGSIM_ORT_PYTHON") or os.path.join(T.SRC, ".venv-ort", "bin", "python")
+if not os.path.exists(ort_py):
+    T.skip("no Python with onnxruntime (IMGSIM_ORT_PYTHON, or .venv-ort/bin/python)")
+if subprocess.run([ort_py, "-c", "import onnxruntime.quantization"], capture_output=True).returncode != 0:
+    T.skip(ort_py + " cannot import onnxruntime.quantization")
+try:
+    import torch
+except ImportError:
+    T.skip("torch not available")
+sys.path.insert(0, here)
+import qdq_models as Q
+
+torch.set_num_threads(2)
+w = T.workdir()
+fm = os.path.join(w, "resnet18.onnx")
+Q.export_resnet(fm, "resnet18", seed=5, size=args.size)
+img_dir = os.path.join(w, "img")
+T.run(["synth", "--out=" + img_dir, "--classes=4", "--per-class=%d" % max(1, args.images // 4), "--min-side=160",
+       "--max-side=360", "--seed=9", "--quiet"])
+paths = sorted(os.path.relpath(p, img_dir) for p in glob.glob(os.path.join(img_dir, "*", "*.jpg")))
+xs = []
+for p in paths:
+    T.run(["preprocess", os.path.join(img_dir, p), "--out=" + os.path.join(w, "x1.npy"),
+           "--size=%dx%d" % (args.size, args.size)])
+    xs.append(np.load(os.path.join(w, "x1.npy")))
+x_path = os.path.join(w, "x.npy")
+np.save(x_path, np.concatenate(xs))
+
+
+def ort(*a):
+    p = subprocess.run([ort_py, os.path.join(here, "ort_qdq.py")] + list(a), capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout + p.stderr)
+        raise SystemExit(1)
+    return p
+
+
+qm = os.path.join(w, "resnet18_qdq.onnx")
+ort("quantize", fm, x_path, qm)
+ops = {}
+import onnx
+for n in onnx.load(qm).graph.node:
+    ops[n.op_type] = ops.get(n.op_type, 0) + 1
+print("onnxruntime's QDQ model:", ops)
+ort("run", qm, x_path, os.path.join(w, "ort_int8.npy"), "--threads=2")
+ort("run", fm, x_path, os.path.join(w, "ort_fp32.npy"), "--threads=2")
+ref = np.load(os.path.join(w, "ort_int8.npy")).astype(np.float64)
+ref32 = np.load(os.path.join(w, "ort_fp32.npy")).astype(np.float64)
+
+
+def extract(model, out, precision):
+    T.run(["extract", "--model=" + model, img_dir, "--out=" + out, "--precision=" + precision, "--threads=2",
+           "--no-normalize", "--quiet"])
+    rows = T.read_tsv(os.path.join(out, "manifest.tsv"))
+    f = np.load(os.path.join(out, "features.npy")).astype(np.float64)
+    d = {r["path"]: f[int(r["row"])] for r in rows if r["status"] == "ok"}
+    return np.stack([d[p] for p in paths])
+
+
+def cos(a, b):
+    return np.array([u @ v / (np.linalg.norm(u) * np.linalg.norm(v)) for u, v in zip(a, b)])
+
+
+i8 = extract(qm, os.path.join(w, "s_int8"), "int8")
+f32 = extract(fm, os.path.join(w, "s_fp32"), "fp32")
+mu = ref.mean(axis=0)
+raw, cen = cos(i8, ref), cos(i8 - mu, ref - mu)
+print("imgsim int8 vs ONNX Runtime int8 (same QDQ model): raw cosine min %.6f mean %.6f; centred min %.6f "
+      "mean %.6f" % (raw.min(), raw.mean(), cen.min(), cen.mean()))
+print("for scale: imgsim fp32 vs ONNX Runtime fp32 (float model): raw min %.8f; ONNX Runtime int8 vs fp32: "
+      "centred mean %.6f; imgsim int8 vs ONNX Runtime fp32: centred mean %.6f" % (
+          cos(f32, ref32).min(), cos(ref - mu, ref32 - mu).mean(), cos(i8 - mu, ref32 - mu).mean()))
+T.check(raw.min() >= 0.999, "raw cosine to ONNX Runtime %.6f < 0.999" % raw.min())
+# onnxruntime's model through torch's float64 simulation: every pair rounded, and by imgsim's rules
+qmp = onnx.load(qm)
+x = np.load(x_path)
+full = Q.features(qmp, x, "fq")
+rules = Q.features(qmp, x, "fq", Q.unrounded_pairs(qmp))
+deq = Q.features(qmp, x, "dq")
+rc, rr = cos(i8 - mu, rules - mu), cos(i8, rules)
+print("the exact QDQ simulation vs ONNX Runtime: centred min %.6f mean %.6f (ONNX Runtime's own int8 "
+      "arithmetic)" % (cos(full - mu, ref - mu).min(), cos(full - mu, ref - mu).mean()))
+print("imgsim int8 vs the simulation by imgsim's rules: raw min %.6f; centred min %.6f mean %.6f; that "
+      "simulation vs the dequantised model: centred mean %.6f" % (rr.min(), rc.min(), rc.mean(),
+                                                                  cos(rules - mu, deq - mu).mean()))
+T.check(rr.min() >= 0.9999 and rc.min() >= 0.99 and rc.mean() >= 0.998,
+        "against the simulation by imgsim's rules: raw min %.6f (>= 0.9999), centred min %.6f (>= 0.99) mean %.6f "
+        "(>= 0.998)" % (rr.min(), rc.min(), rc.mean()))
+
+# quantize_static's default: asymmetric activations, refused naming the node
+qa = os.path.join(w, "resnet18_qdq_asym.onnx")
+ort("quantize", fm, x_path, qa, "--asymmetric")
+p = T.run(["bench", "--model=" + qa, "--precision=int8", "--threads=2", "--batch-size=1", "--iterations=1",
+           "--warmup=0"], check=False)
+T.check(p.returncode != 0 and "QuantizeLinear" in p.stderr and "symmetric activations only" in p.stderr
+        and "node '" in p.stderr, "asymmetric QDQ model: rc %d, %s" % (p.returncode, p.stderr.strip()[-300:]))
+print("asymmetric:", p.stderr.strip().splitlines()[-1][:300])
+T.finish()
