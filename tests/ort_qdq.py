@@ -80,8 +80,9 @@ def main():
             s.run(None, {i.name: x})
             t.append(time.perf_counter() - t0)
         t.sort()
-        print(json.dumps({"ort_version": ort.__version__, "batch": b, "threads": threads, "iterations": k,
-                          "median_s": t[len(t) // 2], "images_per_s": b / t[len(t) // 2]}))
+        print(json.dumps({"ort_version": ort.__version__, "batch_size": b, "threads": threads, "iterations": k,
+                          "latency_ms_median": 1000 * t[len(t) // 2], "latency_ms_min": 1000 * t[0],
+                          "images_per_s": b * k / sum(t)}))
     else:
         raise SystemExit("ort_qdq.py: quantize, run or bench")
 

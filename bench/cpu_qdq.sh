@@ -1,0 +1,217 @@
+#!/bin/sh
+# cpu_qdq.sh: a QDQ model on the CPU: imgsim's int8 engine running the scales the model carries
+# (no --calib) against imgsim fp32 on the float model and ONNX Runtime on the same QDQ model (and
+# on the float model), same machine, same threads, one run. The model: a torchvision ResNet
+# (seeded random weights and BatchNorm statistics, tests/qdq_models.py) quantised by onnxruntime's
+# quantize_static (QuantFormat.QDQ, per-channel int8 weights, symmetric int8 activations, MinMax
+# on synthetic photo-like images); without a Python with onnxruntime (IMGSIM_ORT_PYTHON or
+# .venv-ort/bin/python) the QDQ model comes from tests/qdq_models.py instead and ONNX Runtime is
+# left out. Engine-only throughput (`imgsim bench`, ort_qdq.py bench: random inputs), batch 1 and
+# 16, configurations alternating over --rounds rounds, each in its own process, the round with the
+# lowest median latency kept (the machine may be shared). Also: each int8's feature cosine to its
+# fp32 on other images.
+#
+# First the floor: the CPU's int8-relevant flags and the peak of a 4096^3 oneDNN matmul in f32 and
+# u8 x s8 -> s32.
+#
+# usage: bench/cpu_qdq.sh [--cli=build/imgsim] [--arch=resnet50] [--threads=2] [--iterations=8]
+#                         [--rounds=2] [--batches="1 16"] [--calib-images=32] [--work=DIR]
+set -eu
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+CLI="$SRC/build/imgsim"
+ARCH=resnet50
+THREADS=2
+ITERS=8
+ROUNDS=2
+BATCHES="1 16"
+CALIB_IMAGES=32
+WORK=${TMPDIR:-/tmp}/imgsim-qdq-bench
+PY=${IMGSIM_PYTHON:-/usr/bin/python3}
+ORT_PY=${IMGSIM_ORT_PYTHON:-$SRC/.venv-ort/bin/python}
+for a in "$@"; do
+  case "$a" in
+    --cli=*) CLI=${a#--cli=} ;;
+    --arch=*) ARCH=${a#--arch=} ;;
+    --threads=*) THREADS=${a#--threads=} ;;
+    --iterations=*) ITERS=${a#--iterations=} ;;
+    --rounds=*) ROUNDS=${a#--rounds=} ;;
+    --batches=*) BATCHES=${a#--batches=} ;;
+    --calib-images=*) CALIB_IMAGES=${a#--calib-images=} ;;
+    --work=*) WORK=${a#--work=} ;;
+    *) echo "usage: $0 [--cli=PATH] [--arch=resnet50] [--threads=N] [--iterations=K] [--rounds=R] [--batches=\"1 16\"] [--calib-images=N] [--work=DIR]" >&2; exit 2 ;;
+  esac
+done
+[ -x "$CLI" ] || { echo "no imgsim CLI at $CLI (build first or pass --cli=)" >&2; exit 1; }
+mkdir -p "$WORK"
+export OMP_NUM_THREADS=$THREADS
+HAVE_ORT=0
+[ -x "$ORT_PY" ] && "$ORT_PY" -c "import onnxruntime.quantization" 2>/dev/null && HAVE_ORT=1
+
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(getconf _NPROCESSORS_ONLN) cores online, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+FLAGS=$(grep -o -E ' (avx2|fma|avx512f|avx512_vnni|avx_vnni|amx_int8)( |$)' /proc/cpuinfo | sort -u | tr -d ' ' | tr '\n' ' ')
+echo "int8-relevant CPU flags: $FLAGS"
+echo "model: $ARCH, threads: $THREADS, iterations: $ITERS per process, rounds: $ROUNDS (best kept)"
+[ "$HAVE_ORT" = 1 ] && echo "onnxruntime: $("$ORT_PY" -c 'import onnxruntime; print(onnxruntime.__version__)') ($ORT_PY)" \
+  || echo "onnxruntime: not available (no $ORT_PY): QDQ model from tests/qdq_models.py, no ONNX Runtime timings"
+
+# ---- floor: f32 and int8 matmul peaks ----
+cat > "$WORK/peak8.c" <<'CEOF'
+/* peak8.c: GOP/s of a 4096^3 oneDNN matmul in f32 and in u8 x s8 -> s32, best of 8. */
+#include <stdio.h>
+#include <time.h>
+#include <oneapi/dnnl/dnnl.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+static double run(dnnl_engine_t eng, dnnl_stream_t s, dnnl_data_type_t a_dt, dnnl_data_type_t b_dt, dnnl_data_type_t c_dt) {
+    const dnnl_dim_t n = 4096;
+    dnnl_dims_t d = {n, n};
+    dnnl_memory_desc_t a, b, b_any, c;
+    dnnl_memory_desc_init_by_tag(&a, 2, d, a_dt, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&b_any, 2, d, b_dt, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&c, 2, d, c_dt, dnnl_ab);
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_desc_t pd;
+    if (dnnl_matmul_desc_init(&md, &a, &b_any, NULL, &c) || dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL)) return 0;
+    b = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_t p;
+    dnnl_primitive_create(&p, pd);
+    dnnl_memory_t ma, mb, mc;
+    dnnl_memory_create(&ma, &a, eng, DNNL_MEMORY_ALLOCATE);
+    dnnl_memory_create(&mb, &b, eng, DNNL_MEMORY_ALLOCATE);
+    dnnl_memory_create(&mc, &c, eng, DNNL_MEMORY_ALLOCATE);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+    double best = 1e30;
+    for (int i = 0; i < 9; i++) {
+        double t0 = now();
+        dnnl_primitive_execute(p, s, 3, args);
+        dnnl_stream_wait(s);
+        double t = now() - t0;
+        if (i > 0 && t < best) best = t;
+    }
+    dnnl_memory_destroy(ma); dnnl_memory_destroy(mb); dnnl_memory_destroy(mc);
+    dnnl_primitive_destroy(p); dnnl_primitive_desc_destroy(pd);
+    return 2.0 * n * n * n / best / 1e9;
+}
+int main(void) {
+    dnnl_engine_t eng; dnnl_stream_t s;
+    dnnl_engine_create(&eng, dnnl_cpu, 0);
+    dnnl_stream_create(&s, eng, dnnl_stream_default_flags);
+    printf("%.1f %.1f\n", run(eng, s, dnnl_f32, dnnl_f32, dnnl_f32), run(eng, s, dnnl_u8, dnnl_s8, dnnl_s32));
+    return 0;
+}
+CEOF
+cc -O2 -o "$WORK/peak8" "$WORK/peak8.c" -ldnnl
+set -- $("$WORK/peak8")
+PEAK_F32=$1
+PEAK_I8=$2
+GOP=$(case "$ARCH" in resnet18) echo 3.6 ;; resnet34) echo 7.3 ;; *) echo 8.2 ;; esac)
+echo "peak (oneDNN matmul 4096^3, $THREADS threads): f32 $PEAK_F32 GFLOP/s, u8s8s32 $PEAK_I8 GOP/s -> int8 / fp32 ceiling $(awk -v a="$PEAK_I8" -v b="$PEAK_F32" 'BEGIN { printf "%.2f", a / b }')x"
+awk -v f="$PEAK_F32" -v i="$PEAK_I8" -v g="$GOP" -v a="$ARCH" 'BEGIN {
+  printf "floor: %s = %.1f GOP/image -> at most %.1f images/s fp32, %.1f images/s int8\n", a, g, f / g, i / g }'
+
+# ---- models and images ----
+FLOAT="$WORK/$ARCH.onnx"
+QDQ="$WORK/${ARCH}_qdq.onnx"
+[ -d "$WORK/cal" ] || "$CLI" synth --out="$WORK/cal" --classes=8 --per-class=$(( (CALIB_IMAGES + 7) / 8 )) --seed=7 --quiet
+[ -d "$WORK/eval" ] || "$CLI" synth --out="$WORK/eval" --classes=8 --per-class=4 --seed=11 --quiet
+PYTHONPATH="$SRC/tests" "$PY" - "$FLOAT" "$QDQ" "$WORK" "$CLI" "$ARCH" "$CALIB_IMAGES" "$HAVE_ORT" <<'PEOF'
+import glob, os, subprocess, sys
+import numpy as np
+import onnx
+import qdq_models as Q
+flt, qdq, work, cli, arch, n, have_ort = sys.argv[1:8]
+if not os.path.exists(flt):
+    Q.export_resnet(flt, arch, seed=0, size=224)
+for d in ("cal", "eval"):
+    out = os.path.join(work, d + ".npy")
+    if os.path.exists(out):
+        continue
+    xs = []
+    for p in sorted(glob.glob(os.path.join(work, d, "*", "*.jpg")))[:int(n) if d == "cal" else None]:
+        subprocess.run([cli, "preprocess", p, "--out=" + os.path.join(work, "x1.npy")], check=True)
+        xs.append(np.load(os.path.join(work, "x1.npy")))
+    np.save(out, np.concatenate(xs))
+    np.save(os.path.join(work, d + "_rows.npy"), np.concatenate(xs).reshape(len(xs), -1))
+if have_ort != "1" and not os.path.exists(qdq):
+    fm = Q.unshare_identities(onnx.load(flt))
+    onnx.save(Q.insert_qdq(fm, Q.tensor_ranges(fm, [np.load(os.path.join(work, "cal.npy"))]), seed=0), qdq)
+PEOF
+if [ "$HAVE_ORT" = 1 ] && [ ! -f "$QDQ" ]; then
+  t0=$(date +%s.%N)
+  "$ORT_PY" "$SRC/tests/ort_qdq.py" quantize "$FLOAT" "$WORK/cal.npy" "$QDQ"
+  echo "quantize_static (QDQ, MinMax, $CALIB_IMAGES images): $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+fi
+
+measure() { # name round command...
+  name=$1; round=$2; shift 2
+  "$@" > "$WORK/$name.$round.json" 2> "$WORK/$name.$round.err" || { echo "$name failed:"; cat "$WORK/$name.$round.err"; exit 1; }
+}
+for bs in $BATCHES; do
+  r=1
+  while [ "$r" -le "$ROUNDS" ]; do
+    measure "imgsim_fp32_b$bs" "$r" "$CLI" bench --model="$FLOAT" --batch-size="$bs" --threads="$THREADS" --iterations="$ITERS" --warmup=3 --json
+    measure "imgsim_int8_b$bs" "$r" "$CLI" bench --model="$QDQ" --precision=int8 --batch-size="$bs" --threads="$THREADS" --iterations="$ITERS" --warmup=3 --json
+    if [ "$HAVE_ORT" = 1 ]; then
+      measure "ort_int8_b$bs" "$r" "$ORT_PY" "$SRC/tests/ort_qdq.py" bench "$QDQ" --batch="$bs" --threads="$THREADS" --iterations="$ITERS" --warmup=3
+      measure "ort_fp32_b$bs" "$r" "$ORT_PY" "$SRC/tests/ort_qdq.py" bench "$FLOAT" --batch="$bs" --threads="$THREADS" --iterations="$ITERS" --warmup=3
+    fi
+    r=$((r + 1))
+  done
+done
+
+# ---- quality: int8 against fp32 features on other images ----
+"$CLI" bench --model="$FLOAT" --input="$WORK/eval_rows.npy" --dump="$WORK/imgsim_fp32.npy" --threads="$THREADS" --no-normalize > /dev/null
+"$CLI" bench --model="$QDQ" --precision=int8 --input="$WORK/eval_rows.npy" --dump="$WORK/imgsim_int8.npy" --threads="$THREADS" --no-normalize > /dev/null
+if [ "$HAVE_ORT" = 1 ]; then
+  "$ORT_PY" "$SRC/tests/ort_qdq.py" run "$QDQ" "$WORK/eval.npy" "$WORK/ort_int8.npy" --threads="$THREADS"
+  "$ORT_PY" "$SRC/tests/ort_qdq.py" run "$FLOAT" "$WORK/eval.npy" "$WORK/ort_fp32.npy" --threads="$THREADS"
+fi
+
+"$PY" - "$WORK" "$BATCHES" "$ROUNDS" "$PEAK_F32" "$PEAK_I8" "$GOP" <<'PEOF'
+import json, os, sys
+import numpy as np
+work, batches, rounds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
+peak = {"fp32": float(sys.argv[4]), "int8": float(sys.argv[5])}
+gop = float(sys.argv[6])
+def best(name):
+    runs = []
+    for r in range(1, rounds + 1):
+        try:
+            runs.append(json.load(open("%s/%s.%d.json" % (work, name, r))))
+        except (OSError, ValueError):
+            pass
+    if not runs:
+        return None
+    j = min(runs, key=lambda j: j["latency_ms_median"])
+    j["ips_median"] = j["batch_size"] * 1000.0 / j["latency_ms_median"]
+    return j
+print()
+print("%-6s %-22s %12s %10s %11s %9s %9s" % ("batch", "engine", "images/s(*)", "mean i/s", "median ms", "min ms",
+                                              "% of peak"))
+for bs in batches:
+    r = {}
+    for name, label, prec in (("imgsim_fp32", "imgsim fp32 (float)", "fp32"), ("imgsim_int8", "imgsim int8 (QDQ)", "int8"),
+                              ("ort_fp32", "ONNX Runtime fp32", "fp32"), ("ort_int8", "ONNX Runtime QDQ", "int8")):
+        j = best(name + "_b" + bs)
+        if not j:
+            continue
+        r[name] = j["ips_median"]
+        print("%-6s %-22s %12.2f %10.2f %11.1f %9.1f %8.0f%%" % (bs, label, j["ips_median"], j["images_per_s"],
+              j["latency_ms_median"], j["latency_ms_min"], 100 * j["ips_median"] * gop / peak[prec]))
+    line = "batch %s: imgsim int8 / imgsim fp32 = %.2fx (target 2.5x)" % (bs, r["imgsim_int8"] / r["imgsim_fp32"])
+    if "ort_int8" in r:
+        line += "; imgsim int8 / ONNX Runtime QDQ = %.2fx (target 1.2x); ONNX Runtime QDQ / its fp32 = %.2fx" % (
+            r["imgsim_int8"] / r["ort_int8"], r["ort_int8"] / r["ort_fp32"])
+    print(line)
+def cos(a, b):
+    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+f = {k: np.load("%s/%s.npy" % (work, k)).astype(np.float64)
+     for k in ("imgsim_fp32", "imgsim_int8", "ort_fp32", "ort_int8") if os.path.exists("%s/%s.npy" % (work, k))}
+c = cos(f["imgsim_int8"], f["imgsim_fp32"])
+print("imgsim int8 (QDQ) vs imgsim fp32 on %d other images: cosine mean %.5f, min %.5f" % (len(c), c.mean(), c.min()))
+if "ort_int8" in f:
+    for a, b in (("ort_int8", "ort_fp32"), ("imgsim_int8", "ort_int8")):
+        c = cos(f[a], f[b])
+        print("%s vs %s: cosine mean %.5f, min %.5f" % (a, b, c.mean(), c.min()))
+print("(*) images/s = batch / median latency of the least disturbed round")
+PEOF
