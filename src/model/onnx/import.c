@@ -18,6 +18,8 @@
  *      node's inputs are resolved and its attributes checked against what imgsim executes
  *      (pass 2; ReduceMean over H and W becomes GlobalAveragePool, + Flatten without keepdims);
  *   7. ims_graph_link checks the references as a graph: order, cycles, consumers.
+ * QuantizeLinear/DequantizeLinear (QDQ models) are folded between steps 6's two passes (qdq_fold,
+ * see "QuantizeLinear and DequantizeLinear" below); their scales go onto the values after pass 2.
  * Shape arithmetic (Shape, Gather, Unsqueeze, Squeeze, Cast and the Add/Sub/Mul/Div on its
  * results, the subgraphs exporters write for a dynamic batch) is imported as nodes like any other;
  * shape inference evaluates them into constants (fold.c), where the batch is IS_BATCH_DIM.
