@@ -16,7 +16,8 @@ the float model's ranges on the images. The reference is that QDQ graph run by t
     dequantised model, keeping the clamp at 0 of [0, 255] pairs);
   - refused, the message naming the node: an activation zero point the kernels cannot take, Conv
     weights per channel on axis 1, asymmetric Conv weights, a QuantizeLinear read by a Conv,
-    two scales for one tensor; --calib with a QDQ model.
+    two scales for one tensor; --calib with a QDQ model; the same refusals and an int8 run of two
+    images by the sanitizer build (IMGSIM_CLI_ASAN) when there is one.
 
 Usage: test_int8_qdq.py [--images=N] [--size=S]
 """
@@ -219,4 +220,22 @@ for name, fn, want in cases:
                 "%s (%s): expected a refusal naming '%s' with '%s', got rc %d: %s" % (
                     name, prec, node, want, p.returncode, p.stderr.strip()[-400:]))
     print("refused %s: %s" % (name, p.stderr.strip().splitlines()[-1][:300]))
+    if T.CLI_ASAN:  # the sanitizer build refuses it too, cleanly (no leak, no UB)
+        p = T.run(["model", "info", path], cli=T.CLI_ASAN, check=False)
+        T.check(p.returncode == 1 and want in p.stderr and "Sanitizer" not in p.stderr,
+                "%s (ASan): rc %d, %s" % (name, p.returncode, p.stderr.strip()[-400:]))
+
+# the sanitizer build imports the QDQ model and runs two images in int8
+if T.CLI_ASAN:
+    np.save(os.path.join(w, "x2.npy"), x[:2].reshape(2, -1).astype(np.float32))
+    p = T.run(["bench", "--model=" + qdq_model, "--precision=int8", "--input=" + os.path.join(w, "x2.npy"),
+               "--dump=" + os.path.join(w, "f2.npy"), "--threads=2", "--no-normalize"], cli=T.CLI_ASAN, check=False)
+    T.check(p.returncode == 0 and "Sanitizer" not in p.stderr, "ASan int8 run: rc %d, %s" % (
+        p.returncode, p.stderr.strip()[-400:]))
+    if p.returncode == 0:
+        f2 = np.load(os.path.join(w, "f2.npy")).astype(np.float64)
+        c2 = min(cos(f2[k], i8[paths[k]]) for k in range(2))
+        T.check(c2 >= 0.99999, "ASan int8 features differ from the normal build's: cosine %.7f" % c2)
+else:
+    print("note: IMGSIM_CLI_ASAN not set; sanitizer runs skipped")
 T.finish()
