@@ -136,11 +136,16 @@ if have_ort != "1" and not os.path.exists(qdq):
     fm = Q.unshare_identities(onnx.load(flt))
     onnx.save(Q.insert_qdq(fm, Q.tensor_ranges(fm, [np.load(os.path.join(work, "cal.npy"))]), seed=0), qdq)
 PEOF
-if [ "$HAVE_ORT" = 1 ] && [ ! -f "$QDQ" ]; then
-  t0=$(date +%s.%N)
-  "$ORT_PY" "$SRC/tests/ort_qdq.py" quantize "$FLOAT" "$WORK/cal.npy" "$QDQ"
-  echo "quantize_static (QDQ, MinMax, $CALIB_IMAGES images): $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
-fi
+# with onnxruntime: the int8-activation model both run, its uint8 twin (ONNX Runtime's U8S8 kernels,
+# which x86 prefers; imgsim runs it too), and quantize_static's recommended x86 form, uint8
+# asymmetric activations, which only ONNX Runtime runs (imgsim refuses its zero points)
+QDQ_U8="$WORK/${ARCH}_qdq_u8.onnx"
+QDQ_ASYM="$WORK/${ARCH}_qdq_u8_asym.onnx"
+if [ "$HAVE_ORT" = 1 ]; then
+  [ -f "$QDQ" ] || "$ORT_PY" "$SRC/tests/ort_qdq.py" quantize "$FLOAT" "$WORK/cal.npy" "$QDQ"
+  [ -f "$QDQ_U8" ] || "$ORT_PY" "$SRC/tests/ort_qdq.py" quantize "$FLOAT" "$WORK/cal.npy" "$QDQ_U8" --activations=uint8
+  [ -f "$QDQ_ASYM" ] || "$ORT_PY" "$SRC/tests/ort_qdq.py" quantize "$FLOAT" "$WORK/cal.npy" "$QDQ_ASYM" --activations=uint8 --asymmetric
+fi 2> "$WORK/quantize.err"
 
 measure() { # name round command...
   name=$1; round=$2; shift 2
@@ -154,6 +159,9 @@ for bs in $BATCHES; do
     if [ "$HAVE_ORT" = 1 ]; then
       measure "ort_int8_b$bs" "$r" "$ORT_PY" "$SRC/tests/ort_qdq.py" bench "$QDQ" --batch="$bs" --threads="$THREADS" --iterations="$ITERS" --warmup=3
       measure "ort_fp32_b$bs" "$r" "$ORT_PY" "$SRC/tests/ort_qdq.py" bench "$FLOAT" --batch="$bs" --threads="$THREADS" --iterations="$ITERS" --warmup=3
+      measure "imgsim_int8u8_b$bs" "$r" "$CLI" bench --model="$QDQ_U8" --precision=int8 --batch-size="$bs" --threads="$THREADS" --iterations="$ITERS" --warmup=3 --json
+      measure "ort_int8u8_b$bs" "$r" "$ORT_PY" "$SRC/tests/ort_qdq.py" bench "$QDQ_U8" --batch="$bs" --threads="$THREADS" --iterations="$ITERS" --warmup=3
+      measure "ort_int8asym_b$bs" "$r" "$ORT_PY" "$SRC/tests/ort_qdq.py" bench "$QDQ_ASYM" --batch="$bs" --threads="$THREADS" --iterations="$ITERS" --warmup=3
     fi
     r=$((r + 1))
   done
@@ -186,23 +194,29 @@ def best(name):
     j["ips_median"] = j["batch_size"] * 1000.0 / j["latency_ms_median"]
     return j
 print()
-print("%-6s %-22s %12s %10s %11s %9s %9s" % ("batch", "engine", "images/s(*)", "mean i/s", "median ms", "min ms",
+print("%-6s %-24s %12s %10s %11s %9s %9s" % ("batch", "engine", "images/s(*)", "mean i/s", "median ms", "min ms",
                                               "% of peak"))
 for bs in batches:
     r = {}
     for name, label, prec in (("imgsim_fp32", "imgsim fp32 (float)", "fp32"), ("imgsim_int8", "imgsim int8 (QDQ)", "int8"),
-                              ("ort_fp32", "ONNX Runtime fp32", "fp32"), ("ort_int8", "ONNX Runtime QDQ", "int8")):
+                              ("ort_fp32", "ONNX Runtime fp32", "fp32"), ("ort_int8", "ONNX Runtime QDQ", "int8"),
+                              ("imgsim_int8u8", "imgsim int8 (QDQ u8)", "int8"), ("ort_int8u8", "ONNX Runtime QDQ u8", "int8"),
+                              ("ort_int8asym", "ONNX Runtime QDQ u8 asym", "int8")):
         j = best(name + "_b" + bs)
         if not j:
             continue
         r[name] = j["ips_median"]
-        print("%-6s %-22s %12.2f %10.2f %11.1f %9.1f %8.0f%%" % (bs, label, j["ips_median"], j["images_per_s"],
+        print("%-6s %-24s %12.2f %10.2f %11.1f %9.1f %8.0f%%" % (bs, label, j["ips_median"], j["images_per_s"],
               j["latency_ms_median"], j["latency_ms_min"], 100 * j["ips_median"] * gop / peak[prec]))
     line = "batch %s: imgsim int8 / imgsim fp32 = %.2fx (target 2.5x)" % (bs, r["imgsim_int8"] / r["imgsim_fp32"])
     if "ort_int8" in r:
         line += "; imgsim int8 / ONNX Runtime QDQ = %.2fx (target 1.2x); ONNX Runtime QDQ / its fp32 = %.2fx" % (
             r["imgsim_int8"] / r["ort_int8"], r["ort_int8"] / r["ort_fp32"])
     print(line)
+    if "ort_int8u8" in r:
+        print("batch %s, uint8 twin: imgsim int8 / ONNX Runtime = %.2fx; against ONNX Runtime on its asymmetric "
+              "uint8 model (which imgsim refuses): %.2fx" % (bs, r["imgsim_int8u8"] / r["ort_int8u8"],
+                                                             r["imgsim_int8u8"] / r["ort_int8asym"]))
 def cos(a, b):
     return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 f = {k: np.load("%s/%s.npy" % (work, k)).astype(np.float64)

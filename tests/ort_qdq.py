@@ -1,10 +1,11 @@
 """Run by onnxruntime's Python (a venv with onnxruntime; see test_int8_qdq_ort.py and bench/cpu_qdq.sh).
 
-  ort_qdq.py quantize FLOAT.onnx CALIB.npy OUT.onnx [--asymmetric]
+  ort_qdq.py quantize FLOAT.onnx CALIB.npy OUT.onnx [--asymmetric] [--activations=uint8]
       onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ, per_channel=True,
-      activation_type=weight_type=QInt8, MinMax calibration on the rows of CALIB.npy [n, 3, H, W]),
-      with extra_options ActivationSymmetric=True (what imgsim's symmetric kernels take) unless
-      --asymmetric (quantize_static's default).
+      weight_type=QInt8, activation_type=QInt8 (QUInt8 with --activations=uint8), MinMax
+      calibration on the rows of CALIB.npy [n, 3, H, W]), with extra_options
+      ActivationSymmetric=True (what imgsim's symmetric kernels take) unless --asymmetric
+      (quantize_static's default).
   ort_qdq.py run MODEL.onnx X.npy OUT.npy [--threads=2]
       ONNX Runtime (CPU) on the rows of X.npy; OUT.npy gets the input of the model's final Gemm
       (imgsim's default embedding), made a graph output.
@@ -57,7 +58,8 @@ def main():
 
         extra = {} if opts.get("asymmetric") else {"ActivationSymmetric": True}
         quantize_static(a[1], a[3], Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, extra_options=extra)
+                        activation_type=QuantType.QUInt8 if opts.get("activations") == "uint8" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8, extra_options=extra)
     elif a[0] == "run":
         m, name = with_embedding_output(a[1])
         s = session(m.SerializeToString(), threads)
