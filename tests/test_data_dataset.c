@@ -5,7 +5,8 @@
  *  - the sampler is unbiased: over many seeds each item of a class is drawn about equally often;
  *  - out-of-range test sizes are refused;
  *  - a written TSV reads back to the same files, with paths relative to the TSV's folder when it
- *    lies inside the dataset and absolute otherwise;
+ *    lies inside the dataset and absolute otherwise, and writing back what was read gives the same
+ *    file (a fixed point, also for paths through a regular file);
  *  - every allocation failure in listing (folder and TSV), writing and splitting fails cleanly
  *    (no crash, no leak under ASan).
  */
@@ -239,6 +240,51 @@ static void test_write_tsv_roundtrip(void **state) {
     ims_dataset_free(d);
 }
 
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *b = calloc(1, 1 << 16);
+    assert_non_null(b);
+    *n = fread(b, 1, (1 << 16) - 1, f);
+    fclose(f);
+    return b;
+}
+
+/* Writing back a list that was read is a fixed point, also for paths that run through a regular
+ * file (never openable, but a list may name them): spelled with ".." and repeated slashes, such a
+ * path was first written lexically, then resolved through the file on the second write (found by
+ * fuzz_tsv). */
+static void test_write_tsv_fixed_point(void **state) {
+    (void)state;
+    char list[4400], w1[4400], w2[4400], sub[4400];
+    snprintf(list, sizeof list, "%s/fp.tsv", g_dir);
+    snprintf(sub, sizeof sub, "%s/fpsub", g_dir);
+    assert_int_equal(ims_mkdir_p(sub, NULL), IMGSIM_OK);
+    snprintf(w1, sizeof w1, "%s/w1.tsv", sub);
+    snprintf(w2, sizeof w2, "%s/w2.tsv", sub);
+    char text[9000];
+    snprintf(text, sizeof text, "path\tlabel\n/..%s///x.jpg\ta\nfp.tsv//y.jpg\tb\nfp.tsv/../z.jpg\tc\n", list);
+    write_bytes(list, text, strlen(text));
+    ims_dataset *d = NULL, *d1 = NULL;
+    assert_int_equal(ims_dataset_open(&d, list, NULL), IMGSIM_OK);
+    assert_int_equal(d->n, 3);
+    size_t idx[3] = {0, 1, 2};
+    assert_int_equal(ims_dataset_write_tsv(d, idx, 3, w1, NULL), IMGSIM_OK);
+    assert_int_equal(ims_dataset_open(&d1, w1, NULL), IMGSIM_OK);
+    assert_int_equal(d1->n, 3);
+    assert_int_equal(ims_dataset_write_tsv(d1, idx, 3, w2, NULL), IMGSIM_OK);
+    size_t n1 = 0, n2 = 0;
+    char *b1 = slurp(w1, &n1), *b2 = slurp(w2, &n2);
+    assert_string_equal(b1, b2);
+    free(b1);
+    free(b2);
+    ims_dataset_free(d1);
+    ims_dataset_free(d);
+    unlink(w1);
+    unlink(w2);
+    unlink(list);
+}
+
 static void test_tsv_errors(void **state) {
     (void)state;
     char p[4400];
@@ -321,7 +367,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_folder_listing),      cmocka_unit_test(test_split_order_independent),
         cmocka_unit_test(test_split_unbiased),      cmocka_unit_test(test_split_bad_sizes),
-        cmocka_unit_test(test_write_tsv_roundtrip), cmocka_unit_test(test_tsv_errors),
+        cmocka_unit_test(test_write_tsv_roundtrip), cmocka_unit_test(test_write_tsv_fixed_point),
+        cmocka_unit_test(test_tsv_errors),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -595,7 +595,15 @@ static char *canonical_file_path(const char *path, char **cache_dir, char **cach
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     if (!*cache_dir || strcmp(*cache_dir, dir) != 0) {
+        /* only a folder resolves: realpath also resolves a regular file, which "dir" may name when
+         * the path runs through a file (never openable); such a path stays lexical whatever its
+         * spelling, so that writing what was read back gives the same line */
         char *real = realpath(dir, NULL);
+        struct stat sb;
+        if (real && (stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+            free(real);
+            real = NULL;
+        }
         char *r = real ? ims_strdup(real) : abs_lexical(dir);
         free(real);
         if (!r) {
