@@ -4,7 +4,9 @@
 #  - the same extract SIGKILLed once half of its shards are written, then run again with the same
 #    command: (time to the kill + time of the rerun) / clean time (issue 12's target: <= 1.1), and
 #    the rerun alone / clean time;
-#  - `extract --update` after 1% new images, against the clean extraction (target: <= 5%).
+#  - `extract --update` after 1% new images, against the clean extraction (target: <= 5%);
+#  - the same by content: `--hash` on a full extraction against none, and `--update --hash` after
+#    1% more new images against a full `--hash` extraction.
 # Every store is checked against the clean one (numpy: features and manifest).
 #   bench/resume.sh [--images=1000] [--shard-size=64] [--arch=resnet18] [--threads=0] [--cli=build/imgsim]
 #                   [--keep=DIR]
@@ -75,4 +77,16 @@ t_full = timed(cmd(full))
 eq = same(clean, full)
 print("--update with %d new images: %7.2f s, full extraction %.2f s: update / full = %.3f; store %s"
       % (new, t_upd, t_full, t_upd / t_full, "byte-identical" if eq[1] else "equal to 1e-6" if eq[0] else "DIFFERS"))
+# the same by content (--hash): what hashing adds to a full extraction, and an update hashing every file
+hashed = os.path.join(w, "hashed")
+t_hfull = timed(cmd(hashed, ["--hash"]))
+for i in range(new):
+    T.photo_like(320, 240, i % 10, 95000 + i).save(os.path.join(data, "class_%02d" % (i % 10), "newh_%03d.jpg" % i), quality=90)
+t_hupd = timed(cmd(hashed, ["--update", "--hash"]))
+hfull = os.path.join(w, "hfull")
+t_hfull2 = timed(cmd(hfull, ["--hash"]))
+eq = same(hashed, hfull)
+print("--hash on a full extraction: %7.2f s against %.2f s without (x %.3f)" % (t_hfull, t_full, t_hfull / t_full))
+print("--update --hash with %d new images: %7.2f s, full --hash extraction %.2f s: update / full = %.3f; store %s"
+      % (new, t_hupd, t_hfull2, t_hupd / t_hfull2, "byte-identical" if eq[1] else "equal to 1e-6" if eq[0] else "DIFFERS"))
 PY

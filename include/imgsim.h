@@ -344,7 +344,7 @@ imgsim_status imgsim_calib_get_tensor(const imgsim_calib *c, int i, const char *
 
 /* A store is a folder: features.npy ([N, D] float32 or float16, C order), manifest.tsv (one line
  * per input: row, path, label, status, error), inputs.tsv (path, size, mtime_ns of each listed
- * image when it was extracted: for updates) and meta.json. */
+ * image when it was extracted, and its sha256 with opt.hash: for updates) and meta.json. */
 
 /* Where JPEG decoding happens when the engine runs on CUDA and imgsim has nvJPEG: AUTO splits
  * JPEGs between the GPU (nvJPEG) and the CPU workers, adapting the share so neither idles; GPU
@@ -395,6 +395,12 @@ typedef struct imgsim_extract_opts {
                              then features.npy, manifest.tsv, inputs.tsv, meta.json) is fsynced before
                              it is renamed into place, and its folder after: a power cut or a kernel
                              crash keeps every shard completed before it. Default 0 (imgsim run: 1) */
+    int hash;             /* 1: inputs.tsv also records each input's SHA-256 (read with `workers`
+                             threads when the store is finished), and an update compares content:
+                             an input whose size and hash are those recorded keeps its row whatever
+                             its modification time, one rewritten with the same size and time is
+                             extracted again. Inputs recorded without a hash (a store made without
+                             it) are compared by size and time, with a warning. Default 0 */
     int join;             /* 1: only join the shards into the store: every shard must be complete,
                              else IMGSIM_ERR_IO naming how many are not and the first one's first
                              image (nothing is extracted). Default 0 */

@@ -691,7 +691,12 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const ims_dataset
     }
     if (!(st = ims_atomic_open(&o->inputs, o->inputs_path, e))) {
         o->inputs.durable = p->opt->durable;
-        st = ims_inputs_write(o->inputs.f, ds, ims_shards_stamps(o->sh), e);
+        char(*hex)[65] = NULL;
+        if (p->opt->hash && !(hex = ims_calloc(ds->n ? ds->n : 1, sizeof *hex)))
+            st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory for %zu content hashes", ds->n);
+        if (hex) ims_inputs_hash(hex, ds, ims_shards_stamps(o->sh), p->opt->workers);
+        if (!st) st = ims_inputs_write(o->inputs.f, ds, ims_shards_stamps(o->sh), (const char(*)[65])hex, e);
+        free(hex);
     }
     if (!st) st = ims_npy_finish(&o->npy, e);
     if (!st) st = ims_atomic_commit(&o->man, e);

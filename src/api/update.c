@@ -1,7 +1,8 @@
 /*
  * update.c: `imgsim extract --update` (imgsim_extract_opts.update): a complete store brought up to
  * date with its folder. An input whose path, size and modification time are those inputs.tsv
- * recorded, and whose row was ok, keeps its row; the others (new, changed, or failed last time)
+ * recorded (with opt->hash: path, size and content hash, where one is recorded), and whose row
+ * was ok, keeps its row; the others (new, changed, or failed last time)
  * are extracted into STORE/update/ (an ordinary sharded store of just them, so a killed update
  * resumes too); then the store is written again in the listing's order from both, removed inputs
  * left out, and STORE/update/ removed. The result has the rows, manifest and inputs.tsv a fresh
@@ -127,8 +128,9 @@ static void remove_sub_store(const char *dir) {
  * committed after meta.json is removed, meta.json written last. */
 static imgsim_status write_updated(const char *store_dir, const imgsim_engine *eng, const ims_dataset *ds,
                                    const char *input_desc, const imgsim_extract_opts *opt, const ims_stamp *stamps,
-                                   const ims_store *old, const int64_t *reuse, const ims_store *sub,
-                                   const sub_line *lines, imgsim_extract_stats *s, double t_start, ims_err *e) {
+                                   const char (*hex)[65], const ims_store *old, const int64_t *reuse,
+                                   const ims_store *sub, const sub_line *lines, imgsim_extract_stats *s,
+                                   double t_start, ims_err *e) {
     char *mp = ims_path_join(store_dir, "meta.json"), *fp = ims_path_join(store_dir, "features.npy");
     char *tp = ims_path_join(store_dir, "manifest.tsv"), *ip = ims_path_join(store_dir, "inputs.tsv");
     ims_npy_writer npy;
@@ -167,7 +169,7 @@ static imgsim_status write_updated(const char *store_dir, const imgsim_engine *e
         fprintf(man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].rel, why ? why : "not an image");
         free(why);
     }
-    if (!st) st = ims_inputs_write(inp.f, ds, stamps, e);
+    if (!st) st = ims_inputs_write(inp.f, ds, stamps, hex, e);
     if (!st) {
         remove(mp); /* from here the store is incomplete until meta.json is there again */
         st = ims_npy_finish(&npy, e);
@@ -218,6 +220,7 @@ imgsim_status ims_extract_update(imgsim_engine *eng, const ims_dataset *ds, cons
     char *ipath = ims_path_join(store_dir, "inputs.tsv"), *sub_dir = ims_path_join(store_dir, "update");
     char *text = NULL;
     sub_line *lines = NULL;
+    char(*hex)[65] = NULL;
     ims_err oe;
     const char *why = NULL;
     if (!ipath || !sub_dir) {
@@ -243,19 +246,39 @@ imgsim_status ims_extract_update(imgsim_engine *eng, const ims_dataset *ds, cons
     }
     for (int64_t r = 0; r < old->n; r++) by[r] = r;
     qsort_r(by, (size_t)old->n, sizeof *by, cmp_rows, old->paths);
-    int64_t kept = 0;
+    /* with --hash, by content: hashed now, before the changed ones are extracted (a file rewritten
+     * after this is recorded by its hash now, so the next update sees it) */
+    if (opt->hash && !(hex = ims_calloc(ds->n ? ds->n : 1, sizeof *hex))) {
+        st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory for %zu content hashes", ds->n);
+        goto done;
+    }
+    if (hex) ims_inputs_hash(hex, ds, stamps, opt->workers);
+    int64_t kept = 0, unhashed = 0;
     for (size_t g = 0; g < ds->n; g++) {
-        const ims_stamp *was = ims_inputs_find(&in, ds->items[g].rel);
-        int same = was && stamps[g].size >= 0 && was->size == stamps[g].size && was->mtime_ns == stamps[g].mtime_ns;
+        const char *was_sha = NULL;
+        const ims_stamp *was = ims_inputs_find(&in, ds->items[g].rel, &was_sha);
+        int same = was && stamps[g].size >= 0 && was->size == stamps[g].size;
+        if (same && hex && was_sha && *was_sha) {
+            same = hex[g][0] && strcmp(hex[g], was_sha) == 0;
+        } else {
+            same = same && was->mtime_ns == stamps[g].mtime_ns;
+            if (was && hex && (!was_sha || !*was_sha)) unhashed++;
+        }
         reuse[g] = same ? find_row(old, by, ds->items[g].rel) : -1;
         if (reuse[g] >= 0) kept++;
         else view.items[view.n++] = ds->items[g];
     }
+    if (unhashed)
+        ims_log_warn("%s: %lld inputs have no content hash recorded (%s): compared by size and modification time",
+                    store_dir, (long long)unhashed,
+                    in.sha256 ? "unreadable or changing when it was made" : "the store was made without --hash");
     ims_log_info("%s: update: %lld of %zu images kept, %zu new or changed to extract, %lld rows dropped", store_dir,
                 (long long)kept, ds->n, view.n, (long long)(old->n - kept));
     /* the new and changed inputs: a store of their own (sharded, so a killed update resumes) */
     imgsim_extract_stats sub_s = {0};
-    if ((st = ims_extract_dataset(eng, &view, input_desc, sub_dir, &full, 0, &sub_s, e))) goto done;
+    imgsim_extract_opts sub_opt = full;
+    sub_opt.hash = 0; /* hashed above */
+    if ((st = ims_extract_dataset(eng, &view, input_desc, sub_dir, &sub_opt, 0, &sub_s, e))) goto done;
     if ((st = ims_store_open(&sub, sub_dir, e))) goto done;
     char *sub_man = ims_path_join(sub_dir, "manifest.tsv");
     lines = ims_calloc(view.n ? view.n : 1, sizeof(sub_line));
@@ -268,7 +291,8 @@ imgsim_status ims_extract_update(imgsim_engine *eng, const ims_dataset *ds, cons
     s.inputs = (int64_t)ds->n;
     s.skipped = (int64_t)ds->n_skipped;
     s.seconds_list = list_seconds;
-    st = write_updated(store_dir, eng, ds, input_desc, &full, stamps, old, reuse, sub, lines, &s, t_start, e);
+    st = write_updated(store_dir, eng, ds, input_desc, &full, stamps, (const char(*)[65])hex, old, reuse, sub, lines,
+                       &s, t_start, e);
     if (!st) {
         remove_sub_store(sub_dir);
         if (stats) *stats = s;
@@ -282,6 +306,7 @@ done:
     free(sub_dir);
     free(text);
     free(lines);
+    free(hex);
 out:
     free(stamps);
     free(reuse);

@@ -10,10 +10,12 @@ static const char *usage =
     "       [--batch-size=N|auto] [--workers=N] [--threads=N] [--layer=NAME] [--dtype=float32|float16]\n"
     "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--fast-decode]\n"
     "       [--resize=HxW|shorter:S] [--crop=HxW|N] [--interp=bilinear|bicubic] [--mean=R,G,B] [--std=R,G,B]\n"
-    "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--shard-size=N] [--durable] [--update] [--quiet]\n"
+    "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--shard-size=N] [--durable] [--update] [--hash] [--quiet]\n"
     "       INPUT\n"
     "  --update: STORE is complete and from the same model and settings: extract only the images of INPUT\n"
     "  that are new or changed (path, size, modification time), drop removed ones, keep the other rows\n"
+    "  --hash: record each input's SHA-256 in inputs.tsv; with --update, compare content (path, size,\n"
+    "  hash) instead of modification time, so a touched file is kept and one rewritten in place is not\n"
     "  --shard-size: images per shard of the store being written (default 1024): an extract killed and\n"
     "  run again with the same command keeps the complete shards; --durable: each file fsynced (and its\n"
     "  folder) before it counts as written, so a power cut keeps them too (imgsim run: on by default)\n"
@@ -47,6 +49,7 @@ int cmd_extract(int argc, char **argv) {
     eo.prepare_gpu_decode = xo.decode != IMGSIM_DECODE_CPU; /* CUDA: nvJPEG made while the engine loads */
     if (cli_flag(&a, "no-normalize")) eo.normalize = 0;
     xo.update = cli_flag(&a, "update");
+    xo.hash = cli_flag(&a, "hash");
     const char *input = cli_pos(&a, 0);
     int rc = cli_finish(&a, usage);
     if (!rc && (!model || !out || !input)) {

@@ -222,6 +222,9 @@ void ims_sha256_update(ims_sha256 *s, const void *data, size_t n);
 void ims_sha256_final(ims_sha256 *s, uint8_t out[32]);
 void ims_sha256_hex(const void *data, size_t n, char out[65]);
 imgsim_status ims_sha256_file(const char *path, char out[65], ims_err *e);
+/* The same, with the stat of the descriptor read (st may be NULL), so that a caller can tell
+ * whether what was hashed is the file it stamped. */
+imgsim_status ims_sha256_file_stat(const char *path, char out[65], struct stat *st, ims_err *e);
 
 /* ---- the write lock of an output folder (lock.c) ------------------------------------------ */
 

@@ -146,7 +146,11 @@ void ims_sha256_hex(const void *data, size_t n, char out[65]) {
 }
 
 imgsim_status ims_sha256_file(const char *path, char out[65], ims_err *e) {
-    int fd = ims_open_regular(path, NULL, e);
+    return ims_sha256_file_stat(path, out, NULL, e);
+}
+
+imgsim_status ims_sha256_file_stat(const char *path, char out[65], struct stat *st, ims_err *e) {
+    int fd = ims_open_regular(path, st, e);
     if (fd < 0) return IMGSIM_ERR_IO;
     FILE *f = fdopen(fd, "rb");
     if (!f) {
