@@ -418,6 +418,8 @@ typedef struct imgsim_extract_stats {
     double seconds_wait_workers; /* consumer time waiting for the CPU workers */
     double seconds_setup;        /* buffers and threads before the first batch */
     double seconds_gpu_init;     /* creating the nvJPEG decoders, while the CPU decodes */
+    int64_t kept;                /* opt.update: rows kept from the store (0 when it was extracted
+                                    in full); the others of ok were extracted */
 } imgsim_extract_stats;
 
 /* Extracts features for every image of input (an ImageFolder-layout folder, a TSV list

@@ -2,7 +2,8 @@
 store against the gallery store (numpy float64); summary.json's accuracies equal those
 recomputed here from results.tsv and the splits; a re-run reuses the gallery (files unchanged,
 shown as reused); another model invalidates it; searching with images gives the same results as
-searching with the query store."""
+searching with the query store; after images are added and removed, a rerun brings the stores up
+to date (rows of unchanged images kept) and equals a fresh run."""
 import collections
 import hashlib
 import json
@@ -103,4 +104,25 @@ T.run(["extract", "--model=" + m1, "--out=" + other, "--quiet", os.path.join(job
 p = T.run(["search", "--gallery=" + os.path.join(job, "gallery"), "--query=" + other, "--out=" + r_store],
           check=False)
 assert p.returncode == 1 and "different models" in p.stderr, p.stderr
+
+# the dataset grows and loses an image: the rerun brings both stores up to date (rows of unchanged
+# images kept, only the others extracted) and equals a fresh run of the changed dataset
+args2 = args[:2] + ["--model=" + m2] + args[3:]
+T.photo_like(320, 240, 1, 777).save(os.path.join(data, "class_01", "new_a.jpg"), quality=90)
+T.photo_like(240, 320, 3, 778).save(os.path.join(data, "class_03", "new_b.jpg"), quality=90)
+os.remove(os.path.join(data, "class_00", sorted(os.listdir(os.path.join(data, "class_00")))[0]))
+T.run(args2)
+s4 = json.load(open(os.path.join(job, "summary.json")))
+g4, q4 = s4["stages"]["gallery (train)"], s4["stages"]["queries (test)"]
+assert not g4["reused"] and g4["kept"] > 0 and q4["kept"] > 0 and g4["kept"] + q4["kept"] <= len(items) - 1, (g4, q4)
+fresh = os.path.join(w, "fresh")
+T.run([args2[0], args2[1], args2[2], "--out=" + fresh] + args2[4:])
+for sub in ("gallery", "queries"):
+    fa, ff = (np.load(os.path.join(d, sub, "features.npy")) for d in (job, fresh))
+    assert fa.shape == ff.shape and np.allclose(fa, ff, rtol=0, atol=1e-6), (sub, fa.shape, ff.shape)
+    assert open(os.path.join(job, sub, "manifest.tsv")).read() == open(os.path.join(fresh, sub, "manifest.tsv")).read()
+ra, rf = T.read_tsv(os.path.join(job, "results.tsv")), T.read_tsv(os.path.join(fresh, "results.tsv"))
+assert [(x["query_path"], x["match_path"]) for x in ra] == [(x["query_path"], x["match_path"]) for x in rf]
+assert np.allclose([float(x["score"]) for x in ra], [float(x["score"]) for x in rf], atol=1e-5)
+assert json.load(open(os.path.join(fresh, "summary.json")))["accuracy"] == s4["accuracy"]
 print("ok")

@@ -291,6 +291,7 @@ imgsim_status ims_extract_update(imgsim_engine *eng, const ims_dataset *ds, cons
     s.inputs = (int64_t)ds->n;
     s.skipped = (int64_t)ds->n_skipped;
     s.seconds_list = list_seconds;
+    s.kept = kept;
     st = write_updated(store_dir, eng, ds, input_desc, &full, stamps, (const char(*)[65])hex, old, reuse, sub, lines,
                        &s, t_start, e);
     if (!st) {

@@ -1,6 +1,7 @@
 /* cmd_run.c: imgsim run: the whole job of the old Python pipeline: stratified split, gallery
  * features (train), query features (test), exact top-k search, accuracies and per-stage timings.
- * A complete store from the same model, preprocessing, precision and images is reused. Each
+ * A complete store from the same model, preprocessing, precision and images is reused, and one of
+ * other images brought up to date (extract --update). Each
  * stage is a function of the job below, run in order by cmd_run. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ typedef struct stage {
     double seconds;
     int64_t images;
     int reused;
+    int64_t kept; /* an earlier store brought up to date: its rows kept (the rest extracted) */
 } stage;
 
 enum { ST_SPLIT, ST_MODEL, ST_CALIB, ST_ENGINE, ST_GALLERY, ST_QUERIES, ST_SEARCH, N_STAGES };
@@ -324,13 +326,24 @@ static int stage_extract(run_job *j, const imgsim_dataset *ds, const char *dir, 
                  imgsim_precision_str(ei.precision), ei.max_batch, secs, j->n_eng > 1 ? " (one per listed GPU)" : "");
     }
     imgsim_extract_stats s;
+    imgsim_extract_opts xo = j->xo;
+    /* a complete store of an earlier run whose images changed (added, removed, rewritten; or
+     * another split of a grown dataset): brought up to date, only what is new extracted, when one
+     * process on one engine writes it (extract --update; other settings: extracted in full) */
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s/meta.json", dir);
+    xo.update = !j->force && j->n_eng == 1 && cli_mpi_size() == 1 && cli_path_exists(mp);
     if (j->n_eng > 1) { /* the shards dealt to the engines */
-        if (imgsim_extract_engines(j->eng, j->n_eng, ds, dir, &j->xo, &s)) return cli_fail("run", IMGSIM_ERR_IO);
-    } else if (cli_extract_ranks("run", j->eng[0], ds, dir, &j->xo, &s)) {
+        if (imgsim_extract_engines(j->eng, j->n_eng, ds, dir, &xo, &s)) return cli_fail("run", IMGSIM_ERR_IO);
+    } else if (cli_extract_ranks("run", j->eng[0], ds, dir, &xo, &s)) {
         return 1; /* (every rank of an MPI job) */
     }
     stg->seconds = s.seconds_total;
     stg->images = s.ok;
+    stg->kept = xo.update ? s.kept : 0;
+    if (stg->kept)
+        cli_info("imgsim: %s: %s brought up to date: %lld rows kept, %lld images extracted\n", stg->name, dir,
+                 (long long)stg->kept, (long long)(s.ok + s.failed - stg->kept));
     if (s.failed)
         fprintf(stderr, "imgsim: %s: %lld images failed (see %s/manifest.tsv)\n", stg->name, (long long)s.failed, dir);
     return 0;
@@ -376,6 +389,7 @@ static cJSON *stage_json(const stage *s) {
     cJSON_AddNumberToObject(o, "images", (double)s->images);
     cJSON_AddNumberToObject(o, "images_per_s", s->seconds > 0 ? (double)s->images / s->seconds : 0);
     cJSON_AddBoolToObject(o, "reused", s->reused);
+    cJSON_AddNumberToObject(o, "kept", (double)s->kept);
     return o;
 }
 
