@@ -26,6 +26,19 @@ SECTIONS="${GPU_CHECK_SECTIONS:-all}"
 want() { [ "$SECTIONS" = all ] || [[ " $SECTIONS " == *" $1 "* ]]; }
 bench() { [ "${GPU_CHECK_BENCH:-1}" != 0 ]; }
 note() { echo "$1 | $2 | $3" >> "$SUMMARY"; }
+# section_tests AREA LOG REGEX "TEST..." [PATTERN]: runs the CTest tests matching REGEX (verbose)
+# into $OUT/LOG, notes each named TEST's result ("not run" when absent), and copies the lines of
+# the log matching PATTERN (extended regex) into the summary
+section_tests() {
+  local area=$1 log=$OUT/$2 re=$3 tests=$4 pat=${5:-} t r
+  (cd "$BUILD" && ctest -R "$re" -V) > "$log" 2>&1
+  for t in $tests; do
+    r=$(grep -E "Test +#[0-9]+: $t " "$log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
+    note "$area" "$t" "${r:-not run}"
+  done
+  if [ -n "$pat" ]; then grep -E "$pat" "$log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"; fi
+  return 0
+}
 # the summary prints when the script ends, after every section (sections may be appended below)
 summary() {
   echo
@@ -68,12 +81,7 @@ fi
 # section: cuda (CUDA engine: engine-file unit test, PyTorch parity, cache, sanitizer; benchmark)
 # ==================================================================================================
 if want cuda && [ "$BUILD_OK" = 1 ]; then
-  (cd "$BUILD" && ctest -R 'test_cuda' -V) > "$OUT/cuda_tests.log" 2>&1
-  for t in test_cuda_engine_file test_cuda_parity; do
-    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/cuda_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
-    note cuda "$t" "${r:-not run}"
-  done
-  grep -E 'rel_l2|fresh vs cached|memcheck' "$OUT/cuda_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
+  section_tests cuda cuda_tests.log 'test_cuda' "test_cuda_engine_file test_cuda_parity" 'rel_l2|fresh vs cached|memcheck'
   if ! bench; then note bench skipped "GPU_CHECK_BENCH=0"
   elif BENCH_DIR="$OUT/bench_work" IMGSIM_PYTHON="$PY" bash bench/gpu_vs_torch.sh "$BUILD" > "$OUT/cuda_bench.log" 2>&1; then
     note cuda gpu_vs_torch ok
@@ -90,11 +98,7 @@ fi
 # benchmark against PyTorch fp16 GEMM + topk, resident and streamed)
 # ==================================================================================================
 if want gpusearch && [ "$BUILD_OK" = 1 ]; then
-  (cd "$BUILD" && ctest -R 'test_gpusearch' --output-on-failure) > "$OUT/gpusearch_tests.log" 2>&1
-  for t in test_gpusearch_api test_gpusearch_parity; do
-    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/gpusearch_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
-    note gpusearch "$t" "${r:-not run}"
-  done
+  section_tests gpusearch gpusearch_tests.log 'test_gpusearch' "test_gpusearch_api test_gpusearch_parity"
   if ! bench; then note bench skipped "GPU_CHECK_BENCH=0"
   elif OUT="$OUT" bash bench/search_gpu.sh "$BUILD" > "$OUT/gpusearch_bench.log" 2>&1; then
     note gpusearch search_gpu ok
@@ -110,12 +114,9 @@ fi
 # benchmark of imgsim extract on CUDA against the PIL + ThreadPoolExecutor + PyTorch pipeline)
 # ==================================================================================================
 if want e2e && [ "$BUILD_OK" = 1 ]; then
-  (cd "$BUILD" && ctest -R 'gpu_decode|gpu_dedup|gpu_run|gpu_auto|pipeline' -V) > "$OUT/e2e_tests.log" 2>&1
-  for t in gpu_decode gpu_dedup gpu_run gpu_auto pipeline_extract pipeline_run; do
-    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/e2e_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
-    note e2e "$t" "${r:-not run}"
-  done
-  grep -E 'GPU vs CPU preprocessing|features GPU pipeline|mixed batch|auto vs cpu pipeline|cuda vs cpu|pairs [0-9]+ \(cuda|cached engine:' "$OUT/e2e_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
+  section_tests e2e e2e_tests.log 'gpu_decode|gpu_dedup|gpu_run|gpu_auto|pipeline' \
+    "gpu_decode gpu_dedup gpu_run gpu_auto pipeline_extract pipeline_run" \
+    'GPU vs CPU preprocessing|features GPU pipeline|mixed batch|auto vs cpu pipeline|cuda vs cpu|pairs [0-9]+ \(cuda|cached engine:'
   if ! bench; then note bench skipped "GPU_CHECK_BENCH=0"
   elif N="${E2E_N:-20000}" BENCH_DIR=/tmp/imgsim-e2e IMGSIM_PYTHON="$PY" bash bench/e2e_gpu.sh "$BUILD" > "$OUT/e2e_bench.log" 2>&1; then
     note e2e e2e_gpu ok
@@ -131,9 +132,7 @@ fi
 # CUDA against CPU extraction in the same call)
 # ==================================================================================================
 if want serve && [ "$BUILD_OK" = 1 ]; then
-  (cd "$BUILD" && ctest -R 'serve_api' --output-on-failure) > "$OUT/serve_tests.log" 2>&1
-  r=$(grep -E "Test +#[0-9]+: serve_api " "$OUT/serve_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
-  note serve serve_api "${r:-not run}"
+  section_tests serve serve_tests.log 'serve_api' "serve_api"
   if bench; then
     for dev in cuda cpu; do
       if bash bench/serve_load.sh --cli="$BUILD/imgsim" --device=$dev --arch=resnet50 --seconds="${SERVE_SECONDS:-15}" \
@@ -166,12 +165,8 @@ fi
 # mpirun -np 2 on one GPU; benchmark: the multi-engine path's overhead, end to end)
 # ==================================================================================================
 if want multi && [ "$BUILD_OK" = 1 ]; then
-  (cd "$BUILD" && ctest -R 'gpu_multi|test_extract_engines$' -V) > "$OUT/multi_tests.log" 2>&1
-  for t in gpu_multi test_extract_engines; do
-    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/multi_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
-    note multi "$t" "${r:-not run}"
-  done
-  grep -E 'max \|diff\||queries|top-1 as|not run' "$OUT/multi_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
+  section_tests multi multi_tests.log 'gpu_multi|test_extract_engines$' "gpu_multi test_extract_engines" \
+    'max \|diff\||queries|top-1 as|not run'
   if ! bench; then note bench skipped "GPU_CHECK_BENCH=0"
   elif N="${MULTI_N:-10000}" bash bench/multi_gpu.sh "$BUILD" > "$OUT/multi_bench.log" 2>&1; then
     note multi multi_gpu ok
@@ -187,12 +182,7 @@ fi
 # in the GPU kernel, a resize + crop preprocessed on the CPU, --decode=gpu with a crop refused)
 # ==================================================================================================
 if want crop && [ "$BUILD_OK" = 1 ]; then
-  (cd "$BUILD" && ctest -R '^(gpu_crop|preprocess_crop)$' -V) > "$OUT/crop_tests.log" 2>&1
-  for t in gpu_crop preprocess_crop; do
-    r=$(grep -E "Test +#[0-9]+: $t " "$OUT/crop_tests.log" | sed -E 's/.*\.\.\.+ *//; s/ +[0-9.]+ sec//' | head -1)
-    note crop "$t" "${r:-not run}"
-  done
-  grep -E 'crop on CUDA|FAIL' "$OUT/crop_tests.log" | sed -E 's/^[0-9]+: //; s/^/  /' >> "$SUMMARY"
+  section_tests crop crop_tests.log '^(gpu_crop|preprocess_crop)$' "gpu_crop preprocess_crop" 'crop on CUDA|FAIL'
 fi
 
 # ==================================================================================================
