@@ -1,7 +1,7 @@
 """QDQ test models and their reference, for test_int8_qdq.py (onnx + numpy + torch, no onnxruntime).
 
-  export_resnet(path, arch, seed, size): a torchvision ResNet with seeded random weights and random
-    BatchNorm statistics (so the folded biases are not zero), exported to ONNX (opset 13);
+  export_resnet(path, arch, seed, size): testlib's (a torchvision ResNet with seeded random weights
+    and random BatchNorm statistics, so the folded biases are not zero, exported to ONNX, opset 13);
   insert_qdq(src, dst, ranges, seed): the same model with QuantizeLinear/DequantizeLinear written
     the way onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ) writes
     them: every Conv's input and output, the Add inputs and outputs, MaxPool's input and output
@@ -26,23 +26,7 @@ import torch
 import torch.nn.functional as F
 from onnx import helper, numpy_helper, TensorProto
 
-
-def export_resnet(path, arch="resnet18", seed=3, size=224, opset=13):
-    import torchvision
-    torch.manual_seed(seed)
-    m = getattr(torchvision.models, arch)(weights=None)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                c = mod.num_features
-                mod.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                mod.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.25)
-                mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                mod.bias.copy_(torch.randn(c, generator=g) * 0.2)
-    m.eval()
-    torch.onnx.export(m, torch.randn(1, 3, size, size), path, input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "batch_size"}, "output": {0: "batch_size"}}, opset_version=opset)
+from testlib import export_resnet  # noqa: F401 (qdq_models.export_resnet, as the tests and bench call it)
 
 
 def _attrs(n):

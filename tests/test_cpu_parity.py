@@ -56,23 +56,7 @@ def cpu_has_bf16():
 
 def build_model(arch, seed):
     """A torchvision model with random weights and random BN statistics, in eval mode."""
-    torch.manual_seed(seed)
-    if arch == "resnext_small":
-        # a ResNeXt bottleneck network (grouped 3x3 convs), small enough for CI
-        from torchvision.models.resnet import Bottleneck, ResNet
-        m = ResNet(Bottleneck, [1, 1, 1, 1], groups=8, width_per_group=8)
-    else:
-        m = getattr(torchvision.models, arch)(weights=None)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                c = mod.num_features
-                mod.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                mod.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.25)
-                mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                mod.bias.copy_(torch.randn(c, generator=g) * 0.2)
-    return m.eval()
+    return T.random_model(arch, seed)
 
 
 def penultimate(m, arch):
@@ -87,10 +71,7 @@ def penultimate(m, arch):
 
 
 def export(m, path, size, opset):
-    dummy = torch.randn(1, 3, size, size)
-    torch.onnx.export(m, dummy, path, input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "batch_size"}, "output": {0: "batch_size"}},
-                      opset_version=opset)
+    T.export_onnx(m, path, size, opset)
 
 
 def rel_l2(a, b):

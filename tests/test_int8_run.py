@@ -45,20 +45,7 @@ w = T.workdir()
 
 
 def export_model(path, seed):
-    torch.manual_seed(seed)
-    m = torchvision.models.resnet18(weights=None)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                c = mod.num_features
-                mod.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                mod.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.25)
-                mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                mod.bias.copy_(torch.randn(c, generator=g) * 0.2)
-    m.eval()
-    torch.onnx.export(m, torch.randn(1, 3, 224, 224), path, input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "batch_size"}, "output": {0: "batch_size"}}, opset_version=13)
+    T.export_resnet(path, "resnet18", seed)
 
 
 def sha(path):

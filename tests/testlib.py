@@ -87,6 +87,43 @@ def make_dataset(root, classes, per_class, seed=0, sizes=((320, 240), (500, 375)
     return out
 
 
+def random_model(arch="resnet18", seed=3):
+    """A torchvision model (getattr(torchvision.models, arch); "resnext_small": a ResNeXt of
+    Bottleneck blocks [1, 1, 1, 1], groups 8, width 8, small enough for CI) with weights seeded by
+    torch.manual_seed(seed) and random BatchNorm statistics and affine parameters from a generator
+    seeded seed + 1 (so the folded biases are not zero), in eval mode."""
+    import torch
+    import torchvision
+    torch.manual_seed(seed)
+    if arch == "resnext_small":
+        from torchvision.models.resnet import Bottleneck, ResNet
+        m = ResNet(Bottleneck, [1, 1, 1, 1], groups=8, width_per_group=8)
+    else:
+        m = getattr(torchvision.models, arch)(weights=None)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                c = mod.num_features
+                mod.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                mod.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.25)
+                mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                mod.bias.copy_(torch.randn(c, generator=g) * 0.2)
+    return m.eval()
+
+
+def export_onnx(m, path, size=224, opset=13):
+    """m exported by torch.onnx to path: input "input" [N, 3, size, size] (N dynamic), output "output"."""
+    import torch
+    torch.onnx.export(m, torch.randn(1, 3, size, size), path, input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {0: "batch_size"}, "output": {0: "batch_size"}}, opset_version=opset)
+
+
+def export_resnet(path, arch="resnet18", seed=3, size=224, opset=13):
+    """random_model(arch, seed) exported to path (export_onnx)."""
+    export_onnx(random_model(arch, seed), path, size, opset)
+
+
 def read_tsv(path):
     with open(path) as f:
         lines = f.read().splitlines()
