@@ -198,6 +198,10 @@ typedef struct imgsim_model_info {
                                 (pool:mean)", "the final linear layer's input", ...) */
     char operators[512];     /* the optimised graph's operators with their counts, most frequent
                                 first ("MatMul 24, Attention 12, LayerNormalization 25, ...") */
+    int quantized;           /* 1: the model carries its own int8 scales (QuantizeLinear/
+                                DequantizeLinear pairs, a QDQ model): an int8 engine uses them and
+                                takes no calibration file (imgsim_engine_opts.calib_file must be
+                                NULL); 0 otherwise */
 } imgsim_model_info;
 
 imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *info);

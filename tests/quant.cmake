@@ -22,3 +22,11 @@ set_tests_properties(int8_qdq_cpu PROPERTIES TIMEOUT 900)
 #    against ONNX Runtime's output and the simulation by imgsim's rules; the asymmetric default refused.
 imgsim_py_test(int8_qdq_ort test_int8_qdq_ort.py --images=16 --size=224)
 set_tests_properties(int8_qdq_ort PROPERTIES TIMEOUT 1200)
+#  - int8_qdq_run: imgsim run --precision=int8 and imgsim.run(precision="int8") of a small QDQ
+#    ResNet-18: no calibration (no DIR/int8.calib), the features of extract --precision=int8 of the
+#    same model bit for bit, --calib with a QDQ model refused, model_info's "quantized".
+imgsim_py_test(int8_qdq_run test_int8_qdq_run.py)
+set_tests_properties(int8_qdq_run PROPERTIES TIMEOUT 900)
+if(TARGET imgsim_python)
+  set_property(TEST int8_qdq_run APPEND PROPERTY ENVIRONMENT "IMGSIM_PY_MODULE=$<TARGET_FILE:imgsim_python>")
+endif()

@@ -29,7 +29,9 @@ __version__ = _imgsim.version()
 def model_info(path, layer=None):
     """What an ONNX model holds, as a dict: dim (of the embedding layer), input (C, H, W), opset,
     layer (the chosen value), sha256 (of the file), n_nodes (after optimisation), embedding (how the
-    layer was chosen, in words) and operators (the optimised graph's operator counts).
+    layer was chosen, in words), operators (the optimised graph's operator counts) and quantized
+    (True: a QDQ model, its QuantizeLinear/DequantizeLinear scales are what precision="int8" runs
+    with, no calibration file).
 
     layer=None picks the input of the final classifier, as the CLI does. Raises FileError or
     FormatError naming the file."""

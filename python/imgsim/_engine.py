@@ -200,6 +200,8 @@ class Engine:
     "fp16" | "tf32" (CUDA) | "int8" (CPU, with calib); None is the device's default (fp32 on the
     CPU, fp16 on CUDA). calib: precision="int8"'s calibration file (imgsim.calibrate or
     `imgsim calibrate`), made for this model and layer: one for another raises MismatchError.
+    A QDQ model (model_info's "quantized") runs int8 with its own scales: calib=None (a calib
+    given with one raises InvalidArgumentError).
     batch_size: the largest batch (the CLI's --batch-size; "auto" on CUDA). layer: the embedding
     layer (None: the input of the final classifier). engine_cache: CUDA engine-file folder (None:
     $XDG_CACHE_HOME/imgsim, "off": none). threads: CPU inference threads (0: all cores).

@@ -127,7 +127,9 @@ def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device=
     precision="int8": with calib=None, calibrates on calib_images training images (calibrate of
     out/train.tsv, the CLI's sample and file) into out/int8.calib first (stage "calibration",
     always made afresh), else uses the calibration file calib; the summary then has
-    "calibration": {file, sha256, source ("calibrated" or "given")}.
+    "calibration": {file, sha256, source ("calibrated" or "given")}. A QDQ model (model_info's
+    "quantized") runs with its own scales: no calibration, "calibration": {file None, sha256 "",
+    source "model"}; a calib given with one raises InvalidArgumentError, as Engine does.
     progress as in Engine.extract, for each of the two extractions. The other options (the
     preprocessing: resize, crop, mean, std, interpolation, for both stores)
     as in Engine and Engine.extract."""
@@ -142,7 +144,10 @@ def run(dataset, model, out, *, test_size=0.2, seed=42, k=5, layer=None, device=
     t_split = time.perf_counter() - t0
     int8 = precision is not None and str(precision).lower() == "int8"
     calib_stage, calib_info = _stage(0.0, 0), None
-    if int8:
+    qdq = int8 and calib is None and _imgsim.model_info(os.fspath(model), layer)["quantized"]
+    if qdq:  # a QDQ model: its own scales, nothing to calibrate (a calib given with one: Engine refuses it)
+        calib_info = {"file": None, "sha256": "", "source": "model"}
+    elif int8:
         if calib is None:
             t0 = time.perf_counter()
             calib = os.path.join(out, "int8.calib")

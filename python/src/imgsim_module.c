@@ -866,9 +866,10 @@ static PyObject *mod_model_info(PyObject *m, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     if (st) return raise_status(st, msg);
-    return Py_BuildValue("{s:i,s:(iii),s:i,s:s,s:s,s:i,s:s,s:s}", "dim", i.dim, "input", i.in_channels, i.in_height,
-                         i.in_width, "opset", i.opset, "layer", i.layer, "sha256", i.sha256, "n_nodes", i.n_nodes,
-                         "embedding", i.embedding, "operators", i.operators);
+    return Py_BuildValue("{s:i,s:(iii),s:i,s:s,s:s,s:i,s:s,s:s,s:O}", "dim", i.dim, "input", i.in_channels,
+                         i.in_height, i.in_width, "opset", i.opset, "layer", i.layer, "sha256", i.sha256, "n_nodes",
+                         i.n_nodes, "embedding", i.embedding, "operators", i.operators, "quantized",
+                         i.quantized ? Py_True : Py_False);
 }
 
 /* _calibrate(model, input, out, images, method, percentile, layer, batch_size, threads, exif_rotate,

@@ -60,6 +60,7 @@ imgsim_status imgsim_model_get_info(const imgsim_model *m, imgsim_model_info *in
     for (int i = 0; i < g->n_nodes; i++) live += !g->nodes[i].dead;
     info->n_nodes = live;
     snprintf(info->embedding, sizeof info->embedding, "%s", g->embedding);
+    info->quantized = g->qdq != 0;
     int count[IS_OP_COUNT] = {0};
     for (int i = 0; i < g->n_nodes; i++)
         if (!g->nodes[i].dead && (unsigned)g->nodes[i].op < IS_OP_COUNT) count[g->nodes[i].op]++;

@@ -21,7 +21,8 @@ static const char *usage =
     "       [--resize=HxW|shorter:S] [--crop=HxW|N] [--interp=bilinear|bicubic] [--mean=R,G,B] [--std=R,G,B]\n"
     "  --report: also write DIR/report.html (summary, confusion matrix, queries with their matches)\n"
     "  int8 without --calib: calibrates on --calib-images training images into DIR/int8.calib, reused\n"
-    "  by the next run while it matches (model, layer, preprocessing, method, sample), else made again";
+    "  by the next run while it matches (model, layer, preprocessing, method, sample), else made again;\n"
+    "  a QDQ model (QuantizeLinear/DequantizeLinear) runs int8 with its own scales: no calibration, no --calib";
 
 typedef struct stage {
     const char *name;
@@ -40,7 +41,8 @@ typedef struct run_job {
     uint64_t seed;
     int k, force, want_report;
     int calib_images;         /* int8 without --calib: training images to calibrate on */
-    const char *calib_source; /* int8: "calibrated", "reused" or "given" (--calib); NULL otherwise */
+    const char *calib_source; /* int8: "calibrated", "reused", "given" (--calib) or "model"
+                                 (a QDQ model's own scales); NULL otherwise */
     char *p_calib;            /* DIR/int8.calib */
     int pre_given; /* CLI_PRE_* bits */
     size_t gpu_memory;
@@ -247,6 +249,18 @@ static const char *calib_differs(run_job *j, const char *path, char *why, size_t
  * class and path: every class in proportion) and written under a temporary name, then renamed. */
 static int stage_calibrate(run_job *j) {
     if (!j->eo.precision_set || j->eo.precision != IMGSIM_PREC_INT8) return 0;
+    if (j->mi.quantized) { /* a QDQ model: its own scales, nothing to calibrate; a --calib is refused */
+        if (j->eo.calib_file && *j->eo.calib_file) {
+            fprintf(stderr,
+                    "imgsim run: %s carries its own int8 scales (QuantizeLinear/DequantizeLinear): run it with "
+                    "--precision=int8 and no --calib (%s is not used)\n",
+                    j->model, j->eo.calib_file);
+            return 1;
+        }
+        j->calib_source = "model";
+        cli_info("imgsim: calibration: none, %s carries its own int8 scales (QDQ)\n", j->model);
+        return 0;
+    }
     if (j->eo.calib_file && *j->eo.calib_file) {
         j->calib_source = "given";
         cli_info("imgsim: calibration: %s (--calib)\n", j->eo.calib_file);
@@ -409,7 +423,10 @@ static int write_summary(const run_job *j, double total) {
         imgsim_store_meta gm;
         imgsim_store_get_meta(j->gs, &gm);
         cJSON *cb = cJSON_AddObjectToObject(sum, "calibration");
-        cJSON_AddStringToObject(cb, "file", j->eo.calib_file);
+        if (j->eo.calib_file)
+            cJSON_AddStringToObject(cb, "file", j->eo.calib_file);
+        else /* "model": the QDQ model's own scales, no file */
+            cJSON_AddNullToObject(cb, "file");
         cJSON_AddStringToObject(cb, "sha256", gm.calib_sha256);
         cJSON_AddStringToObject(cb, "source", j->calib_source);
     }
@@ -443,8 +460,9 @@ static void print_table(const run_job *j, double total) {
     for (int i = 0; i < N_STAGES; i++) {
         const stage *x = &j->st[i];
         if (i == ST_CALIB && !j->calib_source) continue; /* not an int8 job */
-        if (i == ST_CALIB && !strcmp(j->calib_source, "given"))
-            cli_info("  %-18s %10s %10s %12s\n", x->name, "--calib", "-", "-");
+        if (i == ST_CALIB && (!strcmp(j->calib_source, "given") || !strcmp(j->calib_source, "model")))
+            cli_info("  %-18s %10s %10s %12s\n", x->name, strcmp(j->calib_source, "given") ? "model" : "--calib",
+                     "-", "-");
         else if (x->reused)
             cli_info("  %-18s %10s %10lld %12s\n", x->name, "reused", (long long)x->images, "-");
         else if (x->images)
@@ -491,7 +509,7 @@ int cmd_run(int argc, char **argv) {
     rc = rc || share_split(&j);
     if (!rc) rc = cli_mpi_agree("run", stage_model(&j), "the model could not be loaded");
     if (!rc) rc = cli_mpi_agree("run", root && stage_calibrate(&j), "the calibration failed");
-    if (!rc && j.eo.precision_set && j.eo.precision == IMGSIM_PREC_INT8 && !j.eo.calib_file)
+    if (!rc && j.eo.precision_set && j.eo.precision == IMGSIM_PREC_INT8 && !j.eo.calib_file && !j.mi.quantized)
         j.eo.calib_file = j.p_calib; /* the other ranks of an MPI job: rank 0's calibration */
     rc = rc || stage_extract(&j, j.train, j.p_gal, &j.st[ST_GALLERY]) ||
          stage_extract(&j, j.test, j.p_q, &j.st[ST_QUERIES]);
