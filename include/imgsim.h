@@ -70,6 +70,15 @@ void imgsim_set_log_level(imgsim_log_level level);
 
 typedef enum imgsim_dtype { IMGSIM_F32 = 0, IMGSIM_F16 = 1 } imgsim_dtype;
 
+/* How a store's features and manifest are laid out (README "Sharded stores"). Every reader takes
+ * both. */
+typedef enum imgsim_store_layout {
+    IMGSIM_LAYOUT_SINGLE = 0, /* features.npy + manifest.tsv */
+    IMGSIM_LAYOUT_SHARDED = 1 /* features-00000.npy + manifest-00000.tsv, ... one pair per shard of
+                                 the extraction (imgsim_extract_opts.shard_size images), listed in
+                                 meta.json's "shards": the shards are not joined */
+} imgsim_store_layout;
+
 typedef enum imgsim_device { IMGSIM_DEVICE_CPU = 0, IMGSIM_DEVICE_CUDA = 1 } imgsim_device;
 
 typedef enum imgsim_precision {
@@ -408,6 +417,10 @@ typedef struct imgsim_extract_opts {
     int join;             /* 1: only join the shards into the store: every shard must be complete,
                              else IMGSIM_ERR_IO naming how many are not and the first one's first
                              image (nothing is extracted). Default 0 */
+    imgsim_store_layout layout; /* the store's final files: SINGLE (default) joins the shards into
+                             features.npy and manifest.tsv; SHARDED keeps one features-K.npy and
+                             manifest-K.tsv per shard (an update rewrites the store in this layout,
+                             in shards of shard_size inputs) */
 } imgsim_extract_opts;
 
 void imgsim_extract_opts_init(imgsim_extract_opts *opt);
@@ -571,6 +584,9 @@ typedef struct imgsim_store_meta {
     const char *features_checksum; /* checksum64 of its array data (16 hex digits; README) */
     int64_t manifest_bytes;        /* size of manifest.tsv */
     const char *manifest_checksum; /* checksum64 of the whole file */
+    int64_t n_shards;              /* a sharded store (IMGSIM_LAYOUT_SHARDED): its shards
+                                      (features-00000.npy, ...; meta.json's "shards" list, README
+                                      "Sharded stores"); 0: the single layout (features.npy) */
 } imgsim_store_meta;
 
 /* Fills meta from the store's meta.json; its strings belong to the store. */

@@ -1,4 +1,5 @@
-"""imgsim.Store: a feature store folder (features.npy, manifest.tsv, meta.json), memory-mapped."""
+"""imgsim.Store: a feature store folder (features.npy, manifest.tsv, meta.json, or a sharded
+store's features-K.npy, manifest-K.tsv), memory-mapped."""
 import json
 import os
 
@@ -16,7 +17,12 @@ class Store:
     features.npy ([n, dim], float32 or float16, C order), so a gallery larger than memory costs
     nothing until rows are touched, and search() reads it in place.
 
-    Attributes: features, paths (the manifest path of each row, list of str), labels (list of
+    A sharded store (extract --layout=sharded: features-00000.npy, ... listed in meta.json's
+    "shards") has .shards, one read-only memmap per features-K.npy in order, and .features their
+    concatenation (an in-memory copy, read-only; use .shards to stay out of memory). A single-file
+    store's .shards is [features].
+
+    Attributes: features, shards, paths (the manifest path of each row, list of str), labels (list of
     str, "" where none), meta (meta.json as a dict), failed and skipped (lists of (path, reason)
     for inputs without a row), unit_norm (rows L2-normalised), dim, dtype, path (the folder).
     len(store) is the row count.
@@ -34,20 +40,31 @@ class Store:
         self.unit_norm = info["unit_norm"]
         with open(os.path.join(self.path, "meta.json"), encoding="utf-8") as f:
             self.meta = json.load(f)
-        feat_p = os.path.join(self.path, "features.npy")
-        try:
-            self.features = np.load(feat_p, mmap_mode="r")
-        except (ValueError, OSError) as ex:  # changed since the library read it
-            raise _imgsim.error(_FORMAT, "%s: not a readable .npy file (%s)" % (feat_p, ex)) from None
+        sharded = self.meta.get("layout") == "sharded"
+        names = [(sh["features"], sh["manifest"]) for sh in self.meta["shards"]] if sharded else \
+            [("features.npy", "manifest.tsv")]
+        self.shards = []
+        for feat_name, _ in names:
+            feat_p = os.path.join(self.path, feat_name)
+            try:
+                self.shards.append(np.load(feat_p, mmap_mode="r"))
+            except (ValueError, OSError) as ex:  # changed since the library read it
+                raise _imgsim.error(_FORMAT, "%s: not a readable .npy file (%s)" % (feat_p, ex)) from None
+        if len(self.shards) == 1:
+            self.features = self.shards[0]
+        else:
+            self.features = np.concatenate(self.shards)
+            self.features.flags.writeable = False
         if self.features.shape != (info["n"], info["dim"]):
-            raise _imgsim.error(_MISMATCH, "%s changed while it was opened" % feat_p)
+            raise _imgsim.error(_MISMATCH, "%s changed while it was opened" % os.path.join(self.path, names[0][0]))
         self.failed, self.skipped = [], []
-        with open(os.path.join(self.path, "manifest.tsv"), encoding="utf-8", errors="surrogateescape",
-                  newline="\n") as f:
-            for line in f.read().split("\n")[1:]:
-                col = line.split("\t")
-                if len(col) == 5 and col[0] == "-1":
-                    (self.skipped if col[3] == "skipped" else self.failed).append((col[1], col[4]))
+        for _, man_name in names:
+            with open(os.path.join(self.path, man_name), encoding="utf-8", errors="surrogateescape",
+                      newline="\n") as f:
+                for line in f.read().split("\n")[1:]:
+                    col = line.split("\t")
+                    if len(col) == 5 and col[0] == "-1":
+                        (self.skipped if col[3] == "skipped" else self.failed).append((col[1], col[4]))
         self.stats = None
 
     @property

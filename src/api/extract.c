@@ -191,7 +191,7 @@ imgsim_status ims_extract_write_meta(const char *path, const imgsim_engine *eng,
     m.features_checksum = files->features_checksum;
     m.manifest_bytes = files->manifest_bytes;
     m.manifest_checksum = files->manifest_checksum;
-    return ims_meta_write(path, &m, opt->durable, e);
+    return ims_meta_write(path, &m, files, opt->durable, e);
 }
 
 /* Creates the ring buffers. An asynchronous backend (CUDA) lends its pinned input buffers, one
@@ -568,10 +568,10 @@ static imgsim_status pipeline_setup(pipeline *p, imgsim_engine *eng, const ims_d
 /* The store's files while they are written: its shards, then the final files (temporary names
  * until committed). */
 typedef struct store_out {
-    char *meta_path, *feat_path, *man_path, *inputs_path;
+    char *meta_path, *inputs_path;
     ims_shards *sh;
-    ims_npy_writer npy;
-    ims_atomic_file man, inputs;
+    ims_store_writer w; /* features and manifest, in the layout asked for (data/store_write.h) */
+    ims_atomic_file inputs;
 } store_out;
 
 /* Set-up of the store: a store without meta.json is incomplete, so the old marker goes before
@@ -581,11 +581,11 @@ static imgsim_status store_begin(store_out *o, const char *store_dir, const imgs
                                  const imgsim_extract_opts *opt, ims_err *e) {
     memset(o, 0, sizeof *o);
     o->meta_path = ims_path_join(store_dir, "meta.json");
-    o->feat_path = ims_path_join(store_dir, "features.npy");
-    o->man_path = ims_path_join(store_dir, "manifest.tsv");
     o->inputs_path = ims_path_join(store_dir, "inputs.tsv");
-    if (!o->meta_path || !o->feat_path || !o->man_path || !o->inputs_path)
-        return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    if (!o->meta_path || !o->inputs_path) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    imgsim_status st = ims_store_writer_begin(&o->w, store_dir, opt->layout == IMGSIM_LAYOUT_SHARDED, opt->dtype,
+                                              eng->info.dim, opt->durable, e);
+    if (st) return st;
     if (!opt->part) remove(o->meta_path); /* (a part: the coordinator removed it) */
     ims_shard_job job = {
         .model_sha256 = eng->sha256,
@@ -607,16 +607,13 @@ static imgsim_status store_begin(store_out *o, const char *store_dir, const imgs
  * next run), or the shards of a complete store, and frees the rest. */
 static void store_end(store_out *o, int failed) {
     if (failed) {
-        ims_npy_abort(&o->npy);
-        if (o->man.f) ims_atomic_abort(&o->man);
         if (o->inputs.f) ims_atomic_abort(&o->inputs);
     } else if (o->sh) {
         ims_shards_remove(o->sh);
     }
+    ims_store_writer_end(&o->w); /* (what it did not commit goes) */
     ims_shards_free(o->sh);
     free(o->meta_path);
-    free(o->feat_path);
-    free(o->man_path);
     free(o->inputs_path);
 }
 
@@ -677,19 +674,14 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const ims_dataset
                      p->gpu_s - p->t_feed[0] - p->t_feed[1] - p->t_feed[2] - p->t_feed[3]);
     if (p->gpu_mode) s->seconds_gpu_init = ims_gpu_decode_join(p->gpu);
     double tw = ims_now();
-    imgsim_status st = ims_npy_begin(&o->npy, o->feat_path, p->opt->dtype, p->eng->info.dim, e);
-    if (!st) st = ims_atomic_open(&o->man, o->man_path, e);
-    if (st) return st;
-    o->npy.af.durable = o->man.durable = p->opt->durable;
-    fprintf(o->man.f, "row\tpath\tlabel\tstatus\terror\n");
-    if ((st = ims_shards_assemble(o->sh, &o->npy, o->man.f, &s->ok, &s->failed, e))) return st;
-    for (size_t i = 0; i < ds->n_skipped; i++) { /* listed files that are not images */
+    imgsim_status st = ims_shards_assemble(o->sh, &o->w, &s->ok, &s->failed, e);
+    for (size_t i = 0; i < ds->n_skipped && !st; i++) { /* listed files that are not images */
         char *why = ims_strdup(ds->skipped[i].reason);
         if (why) tsv_clean(why);
-        fprintf(o->man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].rel, why ? why : "not an image");
+        st = ims_store_writer_linef(&o->w, e, "-1\t%s\t\tskipped\t%s", ds->skipped[i].rel, why ? why : "not an image");
         free(why);
     }
-    if (!(st = ims_atomic_open(&o->inputs, o->inputs_path, e))) {
+    if (!st && !(st = ims_atomic_open(&o->inputs, o->inputs_path, e))) {
         o->inputs.durable = p->opt->durable;
         char(*hex)[65] = NULL;
         if (p->opt->hash && !(hex = ims_calloc(ds->n ? ds->n : 1, sizeof *hex)))
@@ -698,20 +690,19 @@ static imgsim_status extract_finish(pipeline *p, store_out *o, const ims_dataset
         if (!st) st = ims_inputs_write(o->inputs.f, ds, ims_shards_stamps(o->sh), (const char(*)[65])hex, e);
         free(hex);
     }
-    if (!st) st = ims_npy_finish(&o->npy, e);
-    if (!st) st = ims_atomic_commit(&o->man, e);
-    if (!st) st = ims_atomic_commit(&o->inputs, e);
+    ims_store_files files; /* what meta.json vouches for: checked when the store is opened */
+    if (!st) st = ims_store_writer_commit(&o->w, &files, e);
+    if (!st && (st = ims_atomic_commit(&o->inputs, e))) free(files.shards);
     if (st) return st;
     s->seconds_write = write_s + (ims_now() - tw);
     s->seconds_total = ims_now() - t_start;
     s->images_per_s = s->seconds_total > 0 ? (double)s->ok / s->seconds_total : 0;
     char fp[65];
     ims_dataset_fingerprint(ds, fp, e);
-    ims_store_files files; /* what meta.json vouches for: checked when the store is opened */
-    st = ims_store_files_measure(&files, o->feat_path, ims_ck64_final(&o->npy.ck), o->man_path, e);
-    if (st) return st;
-    return ims_extract_write_meta(o->meta_path, p->eng, p->opt, p->B, p->gpu_mode ? p->cpu_share : -1, input_desc,
-                                  fp, s, &files, e);
+    st = ims_extract_write_meta(o->meta_path, p->eng, p->opt, p->B, p->gpu_mode ? p->cpu_share : -1, input_desc,
+                                fp, s, &files, e);
+    free(files.shards);
+    return st;
 }
 
 /* A part's stats: its own items (ok and failed from their results), this call's times. */

@@ -21,7 +21,9 @@
 #include "api/extract.h"
 #include "data/inputs.h"
 #include "data/meta.h"
+#include "data/shards.h"
 #include "data/store.h"
+#include "data/store_write.h"
 
 /* Why the store old cannot take rows extracted with eng and opt now (NULL: it can). */
 static const char *settings_differ(const ims_store *old, const imgsim_engine *eng, const imgsim_extract_opts *opt) {
@@ -131,34 +133,40 @@ static imgsim_status write_updated(const char *store_dir, const imgsim_engine *e
                                    const char (*hex)[65], const ims_store *old, const int64_t *reuse,
                                    const ims_store *sub, const sub_line *lines, imgsim_extract_stats *s,
                                    double t_start, ims_err *e) {
-    char *mp = ims_path_join(store_dir, "meta.json"), *fp = ims_path_join(store_dir, "features.npy");
-    char *tp = ims_path_join(store_dir, "manifest.tsv"), *ip = ims_path_join(store_dir, "inputs.tsv");
-    ims_npy_writer npy;
-    ims_atomic_file man = {0}, inp = {0};
-    memset(&npy, 0, sizeof npy);
-    imgsim_status st = mp && fp && tp && ip ? IMGSIM_OK : ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
-    if (!st) st = ims_npy_begin(&npy, fp, opt->dtype, eng->info.dim, e);
-    if (!st) st = ims_atomic_open(&man, tp, e);
+    char *mp = ims_path_join(store_dir, "meta.json"), *ip = ims_path_join(store_dir, "inputs.tsv");
+    ims_store_writer w;
+    ims_atomic_file inp = {0};
+    imgsim_status st = mp && ip ? IMGSIM_OK : ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    int batch = opt->batch_size > 0 && opt->batch_size <= eng->info.max_batch ? opt->batch_size : eng->info.max_batch;
+    int64_t S = opt->shard_size > 0 ? opt->shard_size : IMS_SHARD_SIZE_DEFAULT; /* a fresh extraction's shards */
+    S = (S + batch - 1) / batch * batch;
+    /* from the removal of meta.json the store is incomplete until it is there again: the single
+     * layout's files are committed at the end, the sharded layout's one by one as they are written */
+    if (!st && opt->layout == IMGSIM_LAYOUT_SHARDED) remove(mp);
+    if (!st) st = ims_store_writer_begin(&w, store_dir, opt->layout == IMGSIM_LAYOUT_SHARDED, opt->dtype,
+                                         eng->info.dim, opt->durable, e);
+    else memset(&w, 0, sizeof w);
     if (!st) st = ims_atomic_open(&inp, ip, e);
-    if (!st) npy.af.durable = man.durable = inp.durable = opt->durable;
+    if (!st) inp.durable = opt->durable;
     size_t rowb = (size_t)eng->info.dim * (opt->dtype == IMGSIM_F16 ? 2 : 4);
-    int64_t row = 0, j = 0;
-    if (!st) fprintf(man.f, "row\tpath\tlabel\tstatus\terror\n");
+    int64_t j = 0;
     for (size_t g = 0; g < ds->n && !st; g++) {
         const ims_item *it = &ds->items[g];
         const void *src = NULL;
+        if (g % (size_t)S == 0 && (st = ims_store_writer_next(&w, e))) break;
         if (reuse[g] >= 0) {
             src = (const char *)old->features + (size_t)reuse[g] * rowb;
         } else {
             const sub_line *l = &lines[j++];
             if (!strcmp(l->status, "ok")) src = (const char *)sub->features + (size_t)strtoll(l->row, NULL, 10) * rowb;
-            else fprintf(man.f, "-1\t%s\t%s\t%s\t%s\n", it->rel, it->label, l->status, l->error);
+            else st = ims_store_writer_linef(&w, e, "-1\t%s\t%s\t%s\t%s", it->rel, it->label, l->status, l->error);
         }
-        if (src) {
-            st = ims_npy_append_raw(&npy, src, 1, e);
-            fprintf(man.f, "%lld\t%s\t%s\tok\t\n", (long long)row++, it->rel, it->label);
+        if (src && !st) {
+            int64_t row = w.rows;
+            st = ims_store_writer_rows(&w, src, 1, e);
+            if (!st) st = ims_store_writer_linef(&w, e, "%lld\t%s\t%s\tok\t", (long long)row, it->rel, it->label);
             s->ok++;
-        } else {
+        } else if (!src) {
             s->failed++;
         }
     }
@@ -166,34 +174,25 @@ static imgsim_status write_updated(const char *store_dir, const imgsim_engine *e
         char *why = ims_strdup(ds->skipped[i].reason);
         for (char *c = why; c && *c; c++)
             if (*c == '\t' || *c == '\n' || *c == '\r') *c = ' ';
-        fprintf(man.f, "-1\t%s\t\tskipped\t%s\n", ds->skipped[i].rel, why ? why : "not an image");
+        st = ims_store_writer_linef(&w, e, "-1\t%s\t\tskipped\t%s", ds->skipped[i].rel, why ? why : "not an image");
         free(why);
     }
     if (!st) st = ims_inputs_write(inp.f, ds, stamps, hex, e);
-    if (!st) {
-        remove(mp); /* from here the store is incomplete until meta.json is there again */
-        st = ims_npy_finish(&npy, e);
-        if (!st) st = ims_atomic_commit(&man, e);
-        if (!st) st = ims_atomic_commit(&inp, e);
-    }
-    ims_store_files files;
+    ims_store_files files = {0};
+    if (!st) remove(mp);
+    if (!st) st = ims_store_writer_commit(&w, &files, e);
+    if (!st) st = ims_atomic_commit(&inp, e);
     char fpr[65];
-    if (!st) st = ims_store_files_measure(&files, fp, ims_ck64_final(&npy.ck), tp, e);
     if (!st) st = ims_dataset_fingerprint(ds, fpr, e);
     if (!st) {
         s->seconds_total = ims_now() - t_start;
         s->images_per_s = s->seconds_total > 0 ? (double)s->ok / s->seconds_total : 0;
-        st = ims_extract_write_meta(mp, eng, opt, opt->batch_size > 0 && opt->batch_size <= eng->info.max_batch
-                                                      ? opt->batch_size
-                                                      : eng->info.max_batch,
-                                    -1, input_desc, fpr, s, &files, e);
+        st = ims_extract_write_meta(mp, eng, opt, batch, -1, input_desc, fpr, s, &files, e);
     }
-    if (st) {
-        ims_npy_abort(&npy);
-        if (man.f) ims_atomic_abort(&man);
-        if (inp.f) ims_atomic_abort(&inp);
-    }
-    free(mp), free(fp), free(tp), free(ip);
+    if (st && inp.f) ims_atomic_abort(&inp);
+    ims_store_writer_end(&w);
+    free(files.shards);
+    free(mp), free(ip);
     return st;
 }
 
@@ -276,8 +275,9 @@ imgsim_status ims_extract_update(imgsim_engine *eng, const ims_dataset *ds, cons
                 (long long)kept, ds->n, view.n, (long long)(old->n - kept));
     /* the new and changed inputs: a store of their own (sharded, so a killed update resumes) */
     imgsim_extract_stats sub_s = {0};
-    imgsim_extract_opts sub_opt = full;
+    imgsim_extract_opts sub_opt = full; /* (read back below as one features.npy and manifest.tsv) */
     sub_opt.hash = 0; /* hashed above */
+    sub_opt.layout = IMGSIM_LAYOUT_SINGLE;
     if ((st = ims_extract_dataset(eng, &view, input_desc, sub_dir, &sub_opt, 0, &sub_s, e))) goto done;
     if ((st = ims_store_open(&sub, sub_dir, e))) goto done;
     char *sub_man = ims_path_join(sub_dir, "manifest.tsv");

@@ -372,6 +372,15 @@ int cli_extract_opts(cli_args *a, imgsim_extract_opts *o) {
         fprintf(stderr, "imgsim %s: --decode=%s: expected auto, cpu or gpu\n", a->cmd, dec);
         a->error = 1;
     }
+    const char *lay = cli_str(a, "layout", "single"); /* (extract and run take --layout) */
+    if (!strcmp(lay, "single"))
+        o->layout = IMGSIM_LAYOUT_SINGLE;
+    else if (!strcmp(lay, "sharded"))
+        o->layout = IMGSIM_LAYOUT_SHARDED;
+    else {
+        fprintf(stderr, "imgsim %s: --layout=%s: expected single or sharded\n", a->cmd, lay);
+        a->error = 1;
+    }
     const char *dt = cli_str(a, "dtype", "float32");
     if (!strcmp(dt, "float32"))
         o->dtype = IMGSIM_F32;

@@ -10,8 +10,8 @@ static const char *usage =
     "       [--batch-size=N|auto] [--workers=N] [--threads=N] [--layer=NAME] [--dtype=float32|float16]\n"
     "       [--no-normalize] [--max-pixels=N] [--no-exif-rotate] [--fast-decode]\n"
     "       [--resize=HxW|shorter:S] [--crop=HxW|N] [--interp=bilinear|bicubic] [--mean=R,G,B] [--std=R,G,B]\n"
-    "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--shard-size=N] [--durable] [--update] [--hash] [--quiet]\n"
-    "       INPUT\n"
+    "       [--engine-cache=DIR|off] [--engine=FILE] [--decode=auto|cpu|gpu] [--shard-size=N] [--layout=single|sharded]\n"
+    "       [--durable] [--update] [--hash] [--quiet] INPUT\n"
     "  --update: STORE is complete and from the same model and settings: extract only the images of INPUT\n"
     "  that are new or changed (path, size, modification time), drop removed ones, keep the other rows\n"
     "  --hash: record each input's SHA-256 in inputs.tsv; with --update, compare content (path, size,\n"
@@ -19,6 +19,8 @@ static const char *usage =
     "  --shard-size: images per shard of the store being written (default 1024): an extract killed and\n"
     "  run again with the same command keeps the complete shards; --durable: each file fsynced (and its\n"
     "  folder) before it counts as written, so a power cut keeps them too (imgsim run: on by default)\n"
+    "  --layout=sharded: the store keeps one features-K.npy + manifest-K.tsv per shard, listed in\n"
+    "  meta.json, instead of joining them into features.npy + manifest.tsv (default single)\n"
     "  --device=cuda:0,1 (or cuda:all): one engine per listed GPU (cuda:0,0: two on GPU 0), the store's\n"
     "  shards dealt to them; the store equals a one-GPU extraction's\n"
     "  --resize, --crop: resize (to HxW, or the shorter side to S) then centre-crop to the model's input\n"
@@ -35,7 +37,7 @@ static void warn_skipped(const imgsim_dataset *ds) {
 }
 
 int cmd_extract(int argc, char **argv) {
-    static const char *const vals[] = {"model", "out", "layer", CLI_EXTRACT_VALUE_OPTS, NULL};
+    static const char *const vals[] = {"model", "out", "layer", "layout", CLI_EXTRACT_VALUE_OPTS, NULL};
     cli_args a;
     int started = cli_start(&a, argc, argv, vals, usage);
     if (started >= 0) return started;

@@ -17,7 +17,7 @@ static const char *usage =
     "       [--device=cpu|cuda[:N]|cuda:N,M,...|cuda:all] [--precision=fp32|bf16|fp16|tf32|int8\n"
     "       [--calib=FILE|--calib-images=512]] [--batch-size=N|auto] [--workers=N]\n"
     "       [--threads=N] [--dtype=float32|float16] [--engine-cache=DIR|off] [--decode=auto|cpu|gpu]\n"
-    "       [--gpu-memory=BYTES] [--fast-decode] [--shard-size=N] [--no-durable] [--force] [--report] [--quiet]\n"
+    "       [--gpu-memory=BYTES] [--fast-decode] [--shard-size=N] [--layout=single|sharded] [--no-durable] [--force] [--report] [--quiet]\n"
     "       [--resize=HxW|shorter:S] [--crop=HxW|N] [--interp=bilinear|bicubic] [--mean=R,G,B] [--std=R,G,B]\n"
     "  --report: also write DIR/report.html (summary, confusion matrix, queries with their matches)\n"
     "  int8 without --calib: calibrates on --calib-images training images into DIR/int8.calib, reused\n"
@@ -64,7 +64,7 @@ typedef struct run_job {
 /* Reads the options into j. Returns -1 to go on, else the exit status. */
 static int parse_options(run_job *j, cli_args *a, int argc, char **argv) {
     static const char *const vals[] = {"model", "out", "test-size", "seed", "k", "layer", "gpu-memory",
-                                       "calib-images", CLI_EXTRACT_VALUE_OPTS, NULL};
+                                       "calib-images", "layout", CLI_EXTRACT_VALUE_OPTS, NULL};
     int started = cli_start(a, argc, argv, vals, usage);
     if (started >= 0) return started;
     j->model = cli_str(a, "model", NULL), j->out = cli_str(a, "out", NULL);

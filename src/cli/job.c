@@ -327,5 +327,17 @@ void job_remove_store(const char *dir) {
         if (p) unlink(p);
         free(p);
     }
+    for (int k = 0;; k++) { /* a sharded store's (--layout=sharded) */
+        char name[2][40];
+        snprintf(name[0], sizeof name[0], "features-%05d.npy", k);
+        snprintf(name[1], sizeof name[1], "manifest-%05d.tsv", k);
+        int gone = 0;
+        for (int i = 0; i < 2; i++) {
+            char *p = cli_path_join(dir, name[i]);
+            gone += p && unlink(p) == 0;
+            free(p);
+        }
+        if (!gone) break;
+    }
     rmdir(dir);
 }

@@ -257,49 +257,57 @@ int gview_failures(gfail **out, size_t *n, const char *dir) {
     *out = NULL;
     *n = 0;
     size_t dl = strlen(dir);
-    char *path = malloc(dl + 16);
+    char *path = malloc(dl + 32);
     if (!path) return -1;
-    snprintf(path, dl + 16, "%s/manifest.tsv", dir);
-    FILE *f = fopen(path, "r");
-    free(path);
-    if (!f) return 0;
     char *line = NULL;
     size_t cap = 0, nf = 0, capf = 0;
     gfail *fl = NULL;
-    int first = 1, rc = 0;
-    while (getline(&line, &cap, f) > 0) {
-        if (first) { /* header */
-            first = 0;
-            continue;
+    int rc = 0;
+    /* manifest.tsv, or a sharded store's manifest-00000.tsv, manifest-00001.tsv, ... */
+    snprintf(path, dl + 32, "%s/manifest.tsv", dir);
+    FILE *f = fopen(path, "r");
+    int shard = f ? -1 : 0;
+    for (; rc == 0; shard++) {
+        if (shard >= 0) {
+            snprintf(path, dl + 32, "%s/manifest-%05d.tsv", dir, shard);
+            f = fopen(path, "r");
         }
-        line[strcspn(line, "\r\n")] = 0;
-        char *fields[5] = {0};
-        char *p = line;
-        for (int i = 0; i < 5 && p; i++) {
-            fields[i] = p;
-            p = strchr(p, '\t');
-            if (p) *p++ = 0;
-        }
-        if (!fields[0] || strcmp(fields[0], "-1") != 0) continue;
-        if (nf == capf) {
-            capf = capf ? capf * 2 : 16;
-            gfail *nfl = realloc(fl, capf * sizeof *fl);
-            if (!nfl) {
-                rc = -1;
-                break;
+        if (!f) break;
+        int first = 1;
+        while (rc == 0 && getline(&line, &cap, f) > 0) {
+            if (first) { /* header */
+                first = 0;
+                continue;
             }
-            fl = nfl;
+            line[strcspn(line, "\r\n")] = 0;
+            char *fields[5] = {0};
+            char *p = line;
+            for (int i = 0; i < 5 && p; i++) {
+                fields[i] = p;
+                p = strchr(p, '\t');
+                if (p) *p++ = 0;
+            }
+            if (!fields[0] || strcmp(fields[0], "-1") != 0) continue;
+            if (nf == capf) {
+                capf = capf ? capf * 2 : 16;
+                gfail *nfl = realloc(fl, capf * sizeof *fl);
+                if (!nfl) {
+                    rc = -1;
+                    break;
+                }
+                fl = nfl;
+            }
+            fl[nf].path = strdup(fields[1] ? fields[1] : "");
+            fl[nf].reason = strdup(fields[4] ? fields[4] : (fields[3] ? fields[3] : ""));
+            nf++;
+            if (!fl[nf - 1].path || !fl[nf - 1].reason) rc = -1;
         }
-        fl[nf].path = strdup(fields[1] ? fields[1] : "");
-        fl[nf].reason = strdup(fields[4] ? fields[4] : (fields[3] ? fields[3] : ""));
-        nf++;
-        if (!fl[nf - 1].path || !fl[nf - 1].reason) {
-            rc = -1;
-            break;
-        }
+        fclose(f);
+        f = NULL;
+        if (shard < 0) break;
     }
     free(line);
-    fclose(f);
+    free(path);
     if (rc) {
         gview_failures_free(fl, nf);
         return -1;

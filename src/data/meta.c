@@ -19,12 +19,21 @@
  *   cpu_decode_share_final                     GPU decoding only
  *   files {features.npy {bytes, checksum64}, manifest.tsv {bytes, checksum64}}
  *                                              the files it goes with (checked on open)
+ *   layout, rows, shards                       a sharded store (data/store_write.h) instead of
+ *                                              files: "layout": "sharded", "rows" in all and
+ *                                              "shards" [{features "features-00000.npy", manifest
+ *                                              "manifest-00000.tsv", rows, first_row,
+ *                                              features_bytes, features_checksum64,
+ *                                              manifest_bytes, manifest_checksum64}, ...];
+ *                                              absent or "layout": "single": features.npy
  *   created                                    UTC time of writing
  *
  * Readers ignore keys they do not know; a store written by hand may hold only some keys ("dim",
  * "rows"/"n" and "dtype", when present, must agree with features.npy).
  */
 #include "data/meta.h"
+
+#include "data/store_write.h"
 
 #include "core/json.h"
 #include "image/image.h"
@@ -147,6 +156,8 @@ static void parse(imgsim_store_meta *m, const cJSON *root) {
     m->features_checksum = jstr(ff, "checksum64");
     m->manifest_bytes = (int64_t)jnum(mf, "bytes", 0);
     m->manifest_checksum = jstr(mf, "checksum64");
+    const cJSON *sl = jget(root, "shards");
+    m->n_shards = !strcmp(jstr(root, "layout"), "sharded") && cJSON_IsArray(sl) ? cJSON_GetArraySize(sl) : 0;
 }
 
 /* The keys that describe features.npy must agree with it. */
@@ -190,6 +201,44 @@ imgsim_status ims_meta_read(imgsim_store_meta *m, cJSON **doc, const char *path,
     if (!cJSON_IsObject(root)) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: expected a JSON object", path);
     if (rows >= 0 && (st = check_shape(root, path, rows, dim, dtype, e))) return st;
     parse(m, root);
+    return IMGSIM_OK;
+}
+
+imgsim_status ims_meta_shards(ims_store_shard **shards, int64_t *n, const cJSON *doc, const char *path, ims_err *e) {
+    *shards = NULL;
+    *n = 0;
+    const cJSON *lay = jget(doc, "layout");
+    if (!lay || (cJSON_IsString(lay) && !strcmp(lay->valuestring, "single"))) return IMGSIM_OK;
+    if (!cJSON_IsString(lay) || strcmp(lay->valuestring, "sharded") != 0)
+        return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: \"layout\" is not \"single\" or \"sharded\"", path);
+    const cJSON *list = jget(doc, "shards");
+    int count = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : 0;
+    if (count < 1) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: a sharded store without a \"shards\" list", path);
+    ims_store_shard *s = ims_calloc((size_t)count, sizeof *s);
+    if (!s) return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", path);
+    int64_t k = 0, next_row = 0;
+    for (const cJSON *o = list->child; o; o = o->next, k++) {
+        char fname[64], mname[64];
+        ims_store_shard_name(fname, sizeof fname, "features", k, "npy");
+        ims_store_shard_name(mname, sizeof mname, "manifest", k, "tsv");
+        ims_store_shard *x = &s[k];
+        x->rows = (int64_t)jnum(o, "rows", -1);
+        x->first_row = (int64_t)jnum(o, "first_row", -1);
+        x->features_bytes = (int64_t)jnum(o, "features_bytes", 0);
+        x->manifest_bytes = (int64_t)jnum(o, "manifest_bytes", 0);
+        snprintf(x->features_checksum, sizeof x->features_checksum, "%s", jstr(o, "features_checksum64"));
+        snprintf(x->manifest_checksum, sizeof x->manifest_checksum, "%s", jstr(o, "manifest_checksum64"));
+        if (!cJSON_IsObject(o) || strcmp(jstr(o, "features"), fname) || strcmp(jstr(o, "manifest"), mname) ||
+            x->rows < 0 || x->first_row != next_row) {
+            free(s);
+            return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: shard %lld of \"shards\" is not {\"features\": \"%s\", "
+                            "\"manifest\": \"%s\", \"rows\", \"first_row\": %lld, ...}", path, (long long)k, fname, mname,
+                            (long long)next_row);
+        }
+        next_row += x->rows;
+    }
+    *shards = s;
+    *n = count;
     return IMGSIM_OK;
 }
 
@@ -264,7 +313,8 @@ static void add_counts_timings(cJSON *root, const imgsim_store_meta *m) {
     cJSON_AddNumberToObject(t, "gpu_init_s", s->seconds_gpu_init);
 }
 
-imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, int durable, ims_err *e) {
+imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, const ims_store_files *sharded,
+                             int durable, ims_err *e) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory writing %s", path);
     cJSON_AddStringToObject(root, "format", m->format && *m->format ? m->format : IMS_META_FORMAT);
@@ -292,7 +342,29 @@ imgsim_status ims_meta_write(const char *path, const imgsim_store_meta *m, int d
     add_counts_timings(root, m);
     if (m->cpu_decode_share_final >= 0)
         cJSON_AddNumberToObject(root, "cpu_decode_share_final", m->cpu_decode_share_final);
-    if (m->features_bytes > 0 || m->manifest_bytes > 0) {
+    if (sharded && sharded->n_shards > 0) {
+        int64_t rows = 0;
+        cJSON_AddStringToObject(root, "layout", "sharded");
+        cJSON *list = cJSON_AddArrayToObject(root, "shards");
+        for (int64_t k = 0; k < sharded->n_shards; k++) {
+            const ims_store_shard *sh = &sharded->shards[k];
+            char name[64];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddItemToArray(list, o);
+            ims_store_shard_name(name, sizeof name, "features", k, "npy");
+            cJSON_AddStringToObject(o, "features", name);
+            ims_store_shard_name(name, sizeof name, "manifest", k, "tsv");
+            cJSON_AddStringToObject(o, "manifest", name);
+            cJSON_AddNumberToObject(o, "rows", (double)sh->rows);
+            cJSON_AddNumberToObject(o, "first_row", (double)sh->first_row);
+            cJSON_AddNumberToObject(o, "features_bytes", (double)sh->features_bytes);
+            cJSON_AddStringToObject(o, "features_checksum64", sh->features_checksum);
+            cJSON_AddNumberToObject(o, "manifest_bytes", (double)sh->manifest_bytes);
+            cJSON_AddStringToObject(o, "manifest_checksum64", sh->manifest_checksum);
+            rows += sh->rows;
+        }
+        cJSON_AddNumberToObject(root, "rows", (double)rows);
+    } else if (m->features_bytes > 0 || m->manifest_bytes > 0) {
         cJSON *files = cJSON_AddObjectToObject(root, "files");
         cJSON *ff = cJSON_AddObjectToObject(files, "features.npy"), *mf = cJSON_AddObjectToObject(files, "manifest.tsv");
         cJSON_AddNumberToObject(ff, "bytes", (double)m->features_bytes);

@@ -567,25 +567,42 @@ imgsim_status ims_shards_add(ims_shards *sh, int64_t t, const float *row, const 
 /* ---- assembling ------------------------------------------------------------------------------- */
 
 /* Writes shard d's manifest lines with rows moved on by base. */
-static imgsim_status write_lines(FILE *man, const shard_data *d, int64_t base, const char *path, ims_err *e) {
+static imgsim_status write_lines(ims_store_writer *w, const shard_data *d, int64_t base, const char *path,
+                                 ims_err *e) {
     const char *p = d->tsv, *end = d->tsv + d->tsv_len;
-    while (p < end) {
+    char *buf = NULL;
+    size_t cap = 0;
+    imgsim_status st = IMGSIM_OK;
+    while (p < end && !st) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *tab = memchr(p, '\t', (size_t)((nl ? nl : end) - p));
-        if (!nl || !tab) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: a line is not a manifest line", path);
-        if (tab - p == 2 && p[0] == '-' && p[1] == '1')
-            fwrite(p, 1, (size_t)(nl + 1 - p), man);
-        else
-            fprintf(man, "%lld", (long long)(base + strtoll(p, NULL, 10))),
-                fwrite(tab, 1, (size_t)(nl + 1 - tab), man);
+        if (!nl || !tab) {
+            st = ims_fail(e, IMGSIM_ERR_FORMAT, "%s: a line is not a manifest line", path);
+            break;
+        }
+        if (tab - p == 2 && p[0] == '-' && p[1] == '1') {
+            st = ims_store_writer_line(w, p, (size_t)(nl - p), e);
+        } else {
+            size_t need = (size_t)(nl - tab) + 24;
+            if (need > cap) {
+                char *b = realloc(buf, need);
+                if (!b) {
+                    st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                buf = b, cap = need;
+            }
+            int n = snprintf(buf, cap, "%lld", (long long)(base + strtoll(p, NULL, 10)));
+            memcpy(buf + n, tab, (size_t)(nl - tab));
+            st = ims_store_writer_line(w, buf, (size_t)n + (size_t)(nl - tab), e);
+        }
         p = nl + 1;
     }
-    return ferror(man) ? ims_fail(e, IMGSIM_ERR_IO, "manifest: write failed: %s", strerror(errno))
-                       : IMGSIM_OK;
+    free(buf);
+    return st;
 }
 
-imgsim_status ims_shards_assemble(ims_shards *sh, ims_npy_writer *npy, FILE *man, int64_t *ok,
-                                  int64_t *failed, ims_err *e) {
+imgsim_status ims_shards_assemble(ims_shards *sh, ims_store_writer *w, int64_t *ok, int64_t *failed, ims_err *e) {
     *ok = *failed = 0;
     for (int64_t k = 0; k < sh->n_shards; k++) {
         shard_data d;
@@ -594,8 +611,9 @@ imgsim_status ims_shards_assemble(ims_shards *sh, ims_npy_writer *npy, FILE *man
             return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: shard %lld is %s; run the extraction again", sh->dir,
                             (long long)k, why[0] ? why : "missing");
         char *tp = shard_path(sh, k, "tsv");
-        imgsim_status st = ims_npy_append_raw(npy, d.features, d.rows, e);
-        if (!st) st = write_lines(man, &d, *ok, tp ? tp : sh->dir, e);
+        imgsim_status st = ims_store_writer_next(w, e); /* (the single layout: one for all) */
+        if (!st) st = ims_store_writer_rows(w, d.features, d.rows, e);
+        if (!st) st = write_lines(w, &d, *ok, tp ? tp : sh->dir, e);
         free(tp);
         *ok += d.rows;
         *failed += shard_count(sh, k) - d.rows;

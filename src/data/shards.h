@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "core/core.h"
+#include "data/store_write.h"
 #include "data/dataset.h"
 
 /* Images per shard when the caller sets none (rounded up to a multiple of the batch size). */
@@ -77,10 +78,10 @@ int64_t ims_shards_bytes(const ims_shards *sh, int64_t k);
  * commits it (features, manifest lines, then its record). */
 imgsim_status ims_shards_add(ims_shards *sh, int64_t t, const float *row, const char *error, ims_err *e);
 
-/* Writes every shard, in order, into the store's features (npy) and manifest lines (man, rows
- * numbered from 0), verifying each again; *ok and *failed count their items. */
-imgsim_status ims_shards_assemble(ims_shards *sh, ims_npy_writer *npy, FILE *man, int64_t *ok,
-                                  int64_t *failed, ims_err *e);
+/* Writes every shard, in order, into the store's files through w: each shard of the sharded
+ * layout into a pair of its own, the single layout's all into one (rows counted in the whole
+ * store); *ok and *failed count the items. */
+imgsim_status ims_shards_assemble(ims_shards *sh, ims_store_writer *w, int64_t *ok, int64_t *failed, ims_err *e);
 
 /* Removes the shard folder (after the store is complete). */
 void ims_shards_remove(ims_shards *sh);

@@ -10,11 +10,15 @@
  *                 element type. It is written last: a folder with the other files but without
  *                 it is an incomplete store, refused as such.
  * A row holding a NaN or an infinity is refused with its row number and path.
+ * A sharded store (meta.json "layout": "sharded", data/store_write.h) holds features-K.npy and
+ * manifest-K.tsv per shard instead of the first two, each checked against meta.json's "shards"
+ * record; its features are read into one array, shard after shard.
  * Every error names the file at fault and, for the manifest, the line.
  */
 #include "data/store.h"
 
 #include "data/meta.h"
+#include "data/store_write.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,6 +26,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Manifests and meta files larger than this are refused (a 10M-image manifest is ~1 GB). */
 #define IS_MANIFEST_MAX_BYTES ((uint64_t)8 << 30)
@@ -69,8 +74,11 @@ static int split_tabs(char *line, char **fields, int max) {
     return n;
 }
 
-/* Reads manifest.tsv into s->paths/labels (rows 0..n-1, each exactly once) and s->n_failed. */
-static imgsim_status read_manifest(ims_store *s, const char *path, ims_err *e) {
+/* Reads a manifest (manifest.tsv, or one shard's manifest-K.tsv whose rows are [lo, hi) of
+ * features) into s->paths/labels (allocated for s->n rows at the first) and s->n_failed, counting
+ * its rows into *seen. */
+static imgsim_status read_manifest(ims_store *s, const char *path, int64_t lo, int64_t hi, const char *features,
+                                   int64_t *seen_out, ims_err *e) {
     uint8_t *buf = NULL;
     size_t len = 0;
     imgsim_status st = ims_read_file(&buf, &len, path, IS_MANIFEST_MAX_BYTES, e);
@@ -93,8 +101,8 @@ static imgsim_status read_manifest(ims_store *s, const char *path, ims_err *e) {
         return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: not a text file (contains NUL bytes)", path);
     }
 
-    s->paths = ims_calloc(s->n ? (size_t)s->n : 1, sizeof(char *));
-    s->labels = ims_calloc(s->n ? (size_t)s->n : 1, sizeof(char *));
+    if (!s->paths) s->paths = ims_calloc(s->n ? (size_t)s->n : 1, sizeof(char *));
+    if (!s->labels) s->labels = ims_calloc(s->n ? (size_t)s->n : 1, sizeof(char *));
     if (!s->paths || !s->labels) {
         free(text);
         return ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for %" PRId64 " rows", path, s->n);
@@ -136,10 +144,13 @@ static imgsim_status read_manifest(ims_store *s, const char *path, ims_err *e) {
             s->n_failed++;
             continue;
         }
-        if (row >= s->n) {
-            st = ims_fail(e, IMGSIM_ERR_MISMATCH,
-                         "%s:%zu: row %" PRId64 " is beyond features.npy, which has %" PRId64 " rows", path,
-                         lineno, row, s->n);
+        if (row < lo || row >= hi) {
+            st = lo ? ims_fail(e, IMGSIM_ERR_MISMATCH,
+                               "%s:%zu: row %" PRId64 " is not one of %s's rows %" PRId64 "..%" PRId64, path,
+                               lineno, row, features, lo, hi - 1)
+                    : ims_fail(e, IMGSIM_ERR_MISMATCH,
+                               "%s:%zu: row %" PRId64 " is beyond %s, which has %" PRId64 " rows", path,
+                               lineno, row, features, hi);
             break;
         }
         if (s->paths[row]) {
@@ -155,16 +166,22 @@ static imgsim_status read_manifest(ims_store *s, const char *path, ims_err *e) {
         seen++;
     }
     free(text);
+    *seen_out += seen;
     if (st != IMGSIM_OK) return st;
     if (!header_ok) return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: empty (no header line)", path);
+    return IMGSIM_OK;
+}
+
+/* Every row 0..n-1 must have had its manifest line (seen of them did). */
+static imgsim_status check_seen(const ims_store *s, int64_t seen, const char *path, const char *features,
+                                ims_err *e) {
     if (seen != s->n) {
         int64_t missing = -1;
         for (int64_t i = 0; i < s->n && missing < 0; i++)
             if (!s->paths[i]) missing = i;
         return ims_fail(e, IMGSIM_ERR_MISMATCH,
-                       "%s: lists %" PRId64 " rows but features.npy has %" PRId64 " (row %" PRId64
-                       " is missing)",
-                       path, seen, s->n, missing);
+                       "%s: lists %" PRId64 " rows but %s has %" PRId64 " (row %" PRId64 " is missing)", path, seen,
+                       features, s->n, missing);
     }
     return IMGSIM_OK;
 }
@@ -172,9 +189,8 @@ static imgsim_status read_manifest(ims_store *s, const char *path, ims_err *e) {
 /* Refuses a row holding a NaN or an infinity (a corrupt or hand-edited store: such a row would
  * never match anything), naming the row and its path, and measures how far the row norms are
  * from 1 (search normalises a store whose rows are not unit length). */
-static imgsim_status scan_rows(ims_store *s, const char *fpath, ims_err *e) {
-    s->max_norm_dev = 0;
-    for (int64_t r = 0; r < s->n; r++) {
+static imgsim_status scan_rows(ims_store *s, const char *fpath, int64_t r0, int64_t r1, ims_err *e) {
+    for (int64_t r = r0; r < r1; r++) {
         double ss = 0;
         int bad = 0;
         if (s->dtype == IMGSIM_F16) {
@@ -232,6 +248,91 @@ static imgsim_status verify_files(const ims_store *s, const char *fpath, const c
     return IMGSIM_OK;
 }
 
+/* A sharded store (meta.json's "shards", n of them): each features-K.npy read, checked against
+ * its record (shape, size, checksum64) and copied into s->features, then each manifest-K.tsv
+ * (its header, its rows those of its features). Errors name the shard's file. */
+static imgsim_status open_shards(ims_store *s, const ims_store_shard *sh, int64_t n, const char *jpath, ims_err *e) {
+    imgsim_status st = IMGSIM_OK;
+    s->n = sh[n - 1].first_row + sh[n - 1].rows;
+    size_t esz = 0, done = 0;
+    char name[64];
+    for (int64_t k = 0; k < n && !st; k++) {
+        ims_store_shard_name(name, sizeof name, "features", k, "npy");
+        char *fp = ims_path_join(s->dir, name);
+        void *data = NULL;
+        imgsim_dtype dt;
+        int64_t rows = 0, cols = 0;
+        if (!fp) st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        else if (!ims_path_exists(fp))
+            st = ims_fail(e, IMGSIM_ERR_IO, "%s: missing: %s lists it as shard %lld of the store; extract it again",
+                          fp, jpath, (long long)k);
+        else st = ims_npy_read(&data, &dt, &rows, &cols, fp, e);
+        if (!st && k == 0) {
+            if (cols <= 0 || cols > INT_MAX)
+                st = ims_fail(e, IMGSIM_ERR_FORMAT, "%s: unusable shape [%" PRId64 ", %" PRId64 "]", fp, rows, cols);
+            s->dim = (int)cols;
+            s->dtype = dt;
+            esz = (size_t)cols * (dt == IMGSIM_F16 ? 2 : 4);
+            uint64_t bytes;
+            if (!st && (ims_mul_overflow_u64((uint64_t)s->n, esz, &bytes) || bytes > SIZE_MAX ||
+                        !(s->features = ims_malloc(bytes ? (size_t)bytes : 1))))
+                st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory for %" PRId64 " rows", s->dir, s->n);
+        }
+        if (!st && (cols != s->dim || dt != s->dtype || rows != sh[k].rows))
+            st = ims_fail(e, IMGSIM_ERR_MISMATCH, "%s: [%" PRId64 ", %" PRId64 "] %s, but %s lists it as %" PRId64
+                          " rows of %d %s (the store mixes files of different extractions); extract it again",
+                          fp, rows, cols, dt == IMGSIM_F16 ? "float16" : "float32", jpath, sh[k].rows, s->dim,
+                          s->dtype == IMGSIM_F16 ? "float16" : "float32");
+        if (!st && sh[k].features_bytes > 0) {
+            struct stat fst;
+            ims_ck64 ck;
+            ims_ck64_init(&ck);
+            ims_ck64_update(&ck, data, (size_t)rows * esz);
+            char hex[17];
+            ims_ck64_hex(ims_ck64_final(&ck), hex);
+            if (stat(fp, &fst) != 0 || (int64_t)fst.st_size != sh[k].features_bytes ||
+                strcmp(hex, sh[k].features_checksum))
+                st = ims_fail(e, IMGSIM_ERR_MISMATCH,
+                              "%s: not the file %s was written with (size or checksum differ): the store mixes "
+                              "files of different extractions, or changed while it was read; extract it again",
+                              fp, jpath);
+        }
+        if (!st) {
+            if (rows) memcpy((char *)s->features + done, data, (size_t)rows * esz);
+            done += (size_t)rows * esz;
+        }
+        free(data);
+        free(fp);
+    }
+    int64_t seen = 0;
+    for (int64_t k = 0; k < n && !st; k++) {
+        char fname[64];
+        ims_store_shard_name(fname, sizeof fname, "features", k, "npy");
+        ims_store_shard_name(name, sizeof name, "manifest", k, "tsv");
+        char *mp = ims_path_join(s->dir, name), *fp = ims_path_join(s->dir, fname);
+        if (!mp || !fp) st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        else if (!ims_path_exists(mp))
+            st = ims_fail(e, IMGSIM_ERR_IO, "%s: missing: %s lists it as shard %lld of the store; extract it again",
+                          mp, jpath, (long long)k);
+        else st = read_manifest(s, mp, sh[k].first_row, sh[k].first_row + sh[k].rows, fname, &seen, e);
+        if (!st && sh[k].manifest_bytes > 0) {
+            char hex[17];
+            ims_ck64_hex(s->manifest_ck, hex);
+            if (s->manifest_bytes != sh[k].manifest_bytes || strcmp(hex, sh[k].manifest_checksum))
+                st = ims_fail(e, IMGSIM_ERR_MISMATCH,
+                              "%s: not the file %s was written with (size or checksum differ): the store mixes "
+                              "files of different extractions, or changed while it was read; extract it again",
+                              mp, jpath);
+        }
+        if (!st) st = scan_rows(s, fp, sh[k].first_row, sh[k].first_row + sh[k].rows, e);
+        free(mp);
+        free(fp);
+    }
+    s->manifest_bytes = 0; /* (the single layout's) */
+    if (!st) st = check_seen(s, seen, s->dir, "the store's shards", e);
+    return st;
+}
+
 imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     *out = NULL;
     if (!ims_is_dir(dir))
@@ -241,6 +342,8 @@ imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     char *fpath = ims_path_join(dir, "features.npy");
     char *mpath = ims_path_join(dir, "manifest.tsv");
     char *jpath = ims_path_join(dir, "meta.json");
+    ims_store_shard *shards = NULL;
+    int64_t n_shards = 0;
     imgsim_status st = IMGSIM_OK;
     if (!s || !fpath || !mpath || !jpath || !(s->dir = ims_strdup(dir))) {
         st = ims_fail(e, IMGSIM_ERR_NOMEM, "%s: out of memory", dir);
@@ -253,6 +356,18 @@ imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
                      dir);
         goto done;
     }
+    /* the layout first: meta.json alone (its keys are checked against the features below) */
+    st = ims_meta_read(&s->m, &s->meta, jpath, -1, 0, IMGSIM_F32, e);
+    if (!st) st = ims_meta_shards(&shards, &n_shards, s->meta, jpath, e);
+    cJSON_Delete(s->meta);
+    s->meta = NULL;
+    if (st != IMGSIM_OK) goto done;
+    s->max_norm_dev = 0;
+    if (n_shards > 0) {
+        st = open_shards(s, shards, n_shards, jpath, e);
+        if (st == IMGSIM_OK) st = ims_meta_read(&s->m, &s->meta, jpath, s->n, s->dim, s->dtype, e);
+        goto done;
+    }
     int64_t rows = 0, cols = 0;
     st = ims_npy_read(&s->features, &s->dtype, &rows, &cols, fpath, e);
     if (st != IMGSIM_OK) goto done;
@@ -263,14 +378,17 @@ imgsim_status ims_store_open(ims_store **out, const char *dir, ims_err *e) {
     }
     s->n = rows;
     s->dim = (int)cols;
-    st = read_manifest(s, mpath, e);
+    int64_t seen = 0;
+    st = read_manifest(s, mpath, 0, s->n, "features.npy", &seen, e);
+    if (st == IMGSIM_OK) st = check_seen(s, seen, mpath, "features.npy", e);
     if (st != IMGSIM_OK) goto done;
-    st = scan_rows(s, fpath, e);
+    st = scan_rows(s, fpath, 0, s->n, e);
     if (st != IMGSIM_OK) goto done;
     st = ims_meta_read(&s->m, &s->meta, jpath, s->n, s->dim, s->dtype, e);
     if (st == IMGSIM_OK) st = verify_files(s, fpath, mpath, jpath, e);
 
 done:
+    free(shards);
     free(fpath);
     free(mpath);
     free(jpath);
