@@ -207,6 +207,9 @@ imgsim_status imgsim_store_check_reusable(const char *dir, const imgsim_dataset 
     else if ((pf = ims_meta_preprocessing_differs(&s->m, &want)))
         why = (snprintf(pbuf, sizeof pbuf, "was extracted with other preprocessing (%s differs)", pf), pbuf);
     else if (strcmp(s->m.inputs_fingerprint, fp) != 0) why = "was extracted from other images (or they changed since)";
+    else if ((s->m.n_shards > 0) != (xo->layout == IMGSIM_LAYOUT_SHARDED))
+        why = s->m.n_shards > 0 ? "is sharded, the single layout was asked for (--layout)"
+                                : "is a single-file store, the sharded layout was asked for (--layout)";
     st = why ? ims_fail(NULL, IMGSIM_ERR_MISMATCH, "%s: the store %s", dir, why) : IMGSIM_OK;
     ims_store_free(s);
     return st;

@@ -359,7 +359,8 @@ static int stage_extract(run_job *j, const imgsim_dataset *ds, const char *dir, 
         cli_info("imgsim: %s: %s brought up to date: %lld rows kept, %lld images extracted\n", stg->name, dir,
                  (long long)stg->kept, (long long)(s.ok + s.failed - stg->kept));
     if (s.failed)
-        fprintf(stderr, "imgsim: %s: %lld images failed (see %s/manifest.tsv)\n", stg->name, (long long)s.failed, dir);
+        fprintf(stderr, "imgsim: %s: %lld images failed (see %s/%s)\n", stg->name, (long long)s.failed, dir,
+                j->xo.layout == IMGSIM_LAYOUT_SHARDED ? "manifest-*.tsv" : "manifest.tsv");
     return 0;
 }
 
