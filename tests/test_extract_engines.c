@@ -98,6 +98,8 @@ static imgsim_engine *engine(const char *model, int batch) {
     return e;
 }
 
+static imgsim_store_layout g_layout = IMGSIM_LAYOUT_SINGLE; /* of the stores extract_n writes */
+
 static void xopts(imgsim_extract_opts *o) {
     imgsim_extract_opts_init(o);
     o->quiet = 1;
@@ -177,6 +179,7 @@ static imgsim_status extract_n(int n, const char *out, progress_log *pl, imgsim_
     assert_int_equal(imgsim_dataset_open(&ds, g_data), IMGSIM_OK);
     imgsim_extract_opts o;
     xopts(&o);
+    o.layout = g_layout;
     if (pl) {
         o.progress = on_progress;
         o.progress_user = pl;
@@ -214,6 +217,45 @@ static void test_engines_equal_one(void **state) {
     assert_int_equal(s.failed, 1);
     if ((st = extract_n(3, three, NULL, NULL))) fail_msg("three engines: %s", imgsim_last_error());
     assert_same_store(one, three);
+}
+
+/* --layout=sharded through the multi-engine finish: 40 images in shards of 8, one features-K.npy
+ * and manifest-K.tsv each, the store (as imgsim_store_open reads it) the one engine's */
+static void test_engines_sharded(void **state) {
+    (void)state;
+    char one[4200], dir[4200], f[4400];
+    path(one, sizeof one, "one");
+    path(dir, sizeof dir, "sharded");
+    g_layout = IMGSIM_LAYOUT_SHARDED;
+    imgsim_status st = extract_n(2, dir, NULL, NULL);
+    g_layout = IMGSIM_LAYOUT_SINGLE;
+    if (st) fail_msg("two engines, sharded: %s", imgsim_last_error());
+    snprintf(f, sizeof f, "%s/features.npy", dir);
+    assert_int_equal(access(f, F_OK), -1);
+    for (int k = 0; k < 5; k++) {
+        snprintf(f, sizeof f, "%s/features-%05d.npy", dir, k);
+        assert_int_equal(access(f, R_OK), 0);
+        snprintf(f, sizeof f, "%s/manifest-%05d.tsv", dir, k);
+        assert_int_equal(access(f, R_OK), 0);
+    }
+    snprintf(f, sizeof f, "%s/features-00005.npy", dir);
+    assert_int_equal(access(f, F_OK), -1);
+    imgsim_store *a = NULL, *b = NULL;
+    assert_int_equal(imgsim_store_open(&a, one), IMGSIM_OK);
+    if (imgsim_store_open(&b, dir)) fail_msg("sharded store: %s", imgsim_last_error());
+    imgsim_store_info ia, ib;
+    imgsim_store_meta mb;
+    assert_int_equal(imgsim_store_get_info(a, &ia), IMGSIM_OK);
+    assert_int_equal(imgsim_store_get_info(b, &ib), IMGSIM_OK);
+    assert_int_equal(imgsim_store_get_meta(b, &mb), IMGSIM_OK);
+    assert_int_equal(mb.n_shards, 5);
+    assert_int_equal(ia.n, ib.n);
+    assert_int_equal(ia.dim, ib.dim);
+    assert_int_equal(ia.n_failed, ib.n_failed);
+    assert_memory_equal(ia.features, ib.features, (size_t)ia.n * (size_t)ia.dim * sizeof(float));
+    for (int64_t r = 0; r < ia.n; r++) assert_string_equal(ia.paths[r], ib.paths[r]);
+    imgsim_store_close(a);
+    imgsim_store_close(b);
 }
 
 static void test_cancel_and_resume(void **state) {
@@ -287,6 +329,7 @@ int main(void) {
     imgsim_set_log_level(IMGSIM_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engines_equal_one),
+        cmocka_unit_test(test_engines_sharded),
         cmocka_unit_test(test_cancel_and_resume),
         cmocka_unit_test(test_more_engines_than_shards),
         cmocka_unit_test(test_refusals),

@@ -11,7 +11,9 @@ per shard, listed in meta.json, instead of joining them; every reader takes both
    stores;
  - a shard whose features file is damaged, or a shard file missing, is refused naming the file;
  - imgsim.Store on a sharded store (this build's extension module, when there is one): .shards
-   memmaps, .features their concatenation, the failed and skipped lists of the single store."""
+   memmaps, .features their concatenation, the failed and skipped lists of the single store;
+   Engine.extract(layout="sharded");
+ - (test_extract_engines.c: the multi-engine finish writes the sharded layout too.)"""
 import glob
 import json
 import os
@@ -213,7 +215,17 @@ if mod and os.path.exists(mod):
         fail("Store took a store with a missing shard")
     except imgsim.Error as ex:
         check("features-00004.npy" in str(ex), "Store: the message does not name the file: %s" % ex)
-    print("python: Store on a sharded store")
+    eng = imgsim.Engine(model, batch_size=2)
+    pe = eng.extract(data, p("py_sharded"), layout="sharded")
+    check(pe.meta.get("layout") == "sharded" and len(pe.shards) == 1 and
+          os.path.exists(p("py_sharded", "features-00000.npy")), "Engine.extract(layout='sharded'): %r" % pe.meta.get("layout"))
+    check(np.allclose(pe.features, imgsim.Store(fresh).features, atol=1e-5), "Engine.extract(layout='sharded') features")
+    try:
+        eng.extract(data, p("py_x"), layout="joined")
+        fail("Engine.extract took layout='joined'")
+    except imgsim.Error:
+        pass
+    print("python: Store on a sharded store, Engine.extract(layout='sharded')")
 else:
     print("python: no extension module in this build (Store not checked)")
 print("ok")

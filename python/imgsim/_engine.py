@@ -380,7 +380,7 @@ class Engine:
     # -- stores --
     def extract(self, input, out, *, progress=None, dtype="float32", batch_size=None, workers=0, decode="auto",
                 exif_rotate=True, dct_scaling=False, max_pixels=None, resize=None, crop=None, mean=None, std=None,
-                interpolation=None):
+                interpolation=None, layout="single"):
         """Features of every image of input into the store folder out, as `imgsim extract` does;
         returns the Store (memory-mapped).
 
@@ -392,8 +392,11 @@ class Engine:
         set). dtype: "float32" or "float16" (features.npy). decode: "auto" | "cpu" | "gpu"
         (JPEG decoding with a CUDA engine and nvJPEG). The store's stats are in Store.stats.
         resize, crop, mean, std, interpolation: the preprocessing (see Engine; default the
-        engine's), recorded in the store's meta.json.
+        engine's), recorded in the store's meta.json. layout: "single" (features.npy) or "sharded"
+        (one features-K.npy + manifest-K.tsv per shard, `extract --layout=sharded`; Store.shards).
         """
+        if layout not in ("single", "sharded"):
+            raise _bad("layout=%r: expected 'single' or 'sharded'" % (layout,))
         if str(decode) not in _DECODE:
             raise _bad("decode=%r: expected 'auto', 'cpu' or 'gpu'" % (decode,))
         dt = _dtype(dtype)
@@ -412,7 +415,7 @@ class Engine:
                                      workers=int(workers), dtype=1 if dt == np.float16 else 0,
                                      decode=_DECODE[decode], quiet=quiet, exif_rotate=bool(exif_rotate),
                                      dct_scaling=bool(dct_scaling), max_pixels=int(max_pixels or 0),
-                                     progress=callback,
+                                     progress=callback, sharded=layout == "sharded",
                                      pre=self._pre_for(resize=resize, crop=crop, mean=mean, std=std,
                                                        interpolation=interpolation))
         finally:

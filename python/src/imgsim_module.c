@@ -634,16 +634,17 @@ done:
 /* ---- extraction into a store ------------------------------------------------------------- */
 
 /* Engine._extract(input, store_dir, batch_size=0, workers=0, dtype=0, decode=0, quiet=True,
- * exif_rotate=True, dct_scaling=False, max_pixels=0) -> stats dict. */
+ * exif_rotate=True, dct_scaling=False, max_pixels=0, progress=None, pre=None, sharded=False)
+ * -> stats dict. */
 static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"input", "store_dir", "batch_size", "workers", "dtype", "decode", "quiet",
-                             "exif_rotate", "dct_scaling", "max_pixels", "progress", "pre", NULL};
+                             "exif_rotate", "dct_scaling", "max_pixels", "progress", "pre", "sharded", NULL};
     PyObject *input = NULL, *store = NULL, *progress = Py_None, *pre_o = Py_None;
-    int batch = 0, workers = 0, dtype = 0, decode = 0, quiet = 1, exif = 1, dct = 0;
+    int batch = 0, workers = 0, dtype = 0, decode = 0, quiet = 1, exif = 1, dct = 0, sharded = 0;
     unsigned long long max_pixels = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|iiiipppKOO", kwlist, PyUnicode_FSConverter, &input,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|iiiipppKOOp", kwlist, PyUnicode_FSConverter, &input,
                                      PyUnicode_FSConverter, &store, &batch, &workers, &dtype, &decode, &quiet, &exif,
-                                     &dct, &max_pixels, &progress, &pre_o))
+                                     &dct, &max_pixels, &progress, &pre_o, &sharded))
         return NULL;
     py_progress pc = {progress == Py_None ? NULL : progress, NULL, NULL, NULL};
     PyObject *ret = NULL;
@@ -659,6 +660,7 @@ static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw
     xo.workers = workers;
     xo.batch_size = batch;
     xo.dtype = dtype ? IMGSIM_F16 : IMGSIM_F32;
+    xo.layout = sharded ? IMGSIM_LAYOUT_SHARDED : IMGSIM_LAYOUT_SINGLE;
     xo.quiet = quiet;
     xo.decode = (imgsim_decode)decode;
     xo.progress = progress_cb;
