@@ -7,8 +7,8 @@ per shard, listed in meta.json, instead of joining them; every reader takes both
    float64 exact top-k (ties by lower row); dedup the same pairs;
  - extract --update on a sharded store: the same store as a fresh sharded extraction; run again
    with the other layout, the store is rewritten in it;
- - run --layout=sharded: results.tsv equal the single-layout run's, and a second run reuses both
-   stores;
+ - run --layout=sharded: results.tsv equal the single-layout run's, a second run reuses both
+   stores, a run without it rewrites them in the single layout;
  - a shard whose features file is damaged, or a shard file missing, is refused naming the file;
  - imgsim.Store on a sharded store (this build's extension module, when there is one): .shards
    memmaps, .features their concatenation, the failed and skipped lists of the single store;
@@ -169,7 +169,11 @@ check(open(os.path.join(ra, "results.tsv")).read() == open(os.path.join(rb, "res
 r2 = T.run(["run", data, "--model=" + model, "--out=" + rb, "--k=3", "--layout=sharded"] + OPTS)
 check(r2.stderr.count("reusing the complete store") == 2, "run again: the sharded stores were not reused:\n" + r2.stderr)
 check(open(os.path.join(ra, "results.tsv")).read() == open(os.path.join(rb, "results.tsv")).read(), "run again: results")
-print("run: sharded == single, reused")
+T.run(["run", data, "--model=" + model, "--out=" + rb, "--quiet", "--k=3"] + OPTS)  # the single layout now
+check(os.path.exists(os.path.join(rb, "gallery", "features.npy")) and not shard_files(os.path.join(rb, "gallery"), "features"),
+      "run in the other layout: the gallery was not rewritten in it")
+check(open(os.path.join(ra, "results.tsv")).read() == open(os.path.join(rb, "results.tsv")).read(), "run, relaid: results")
+print("run: sharded == single, reused; rewritten in the layout asked for")
 
 # ---- damaged and missing shard files are refused naming the file ----------------------------------
 def refused(store, name, what):
