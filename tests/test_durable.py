@@ -3,6 +3,7 @@ its folder after, as strace sees the system calls (the independent observer here
  - extract --durable: for every file renamed into the store (each shard's .npy/.tsv/.json, then
    features.npy, manifest.tsv, inputs.tsv, meta.json) an fsync of the temporary file's descriptor
    comes before its rename and an fsync of a descriptor on its folder after;
+ - extract --durable --layout=sharded: the same for each features-K.npy and manifest-K.tsv;
  - extract without it: no fsync at all; the two stores are byte for byte the same;
  - run: durable by default (its stores' files fsynced), --no-durable turns it off.
 Skipped (77) without strace."""
@@ -73,6 +74,15 @@ print("extract --durable: %d files renamed into the store, each fsynced before a
 for f in ("features.npy", "manifest.tsv", "inputs.tsv", "meta.json"):
     assert f in names, (f, names)
 assert any(n.endswith(".npy") and n != "features.npy" for n in names), names  # the shards
+
+s = os.path.join(w, "sharded")  # --layout=sharded: each features-K.npy and manifest-K.tsv too
+lines = traced(["extract", "--model=" + model, "--out=" + s, "--durable", "--shard-size=4", "--batch-size=2", "--layout=sharded", "--quiet",
+                data], "s")
+ours, _ = check_durable(lines, s)
+names = sorted(set(os.path.basename(d) for _, _, d in ours))
+for f in ("features-00000.npy", "manifest-00000.tsv", "features-00002.npy", "manifest-00002.tsv", "meta.json"):
+    assert f in names, (f, names)
+print("extract --durable --layout=sharded: %d files renamed into the store, each fsynced (%s)" % (len(ours), ", ".join(names)))
 
 b = os.path.join(w, "plain")
 lines = traced(["extract", "--model=" + model, "--out=" + b, "--shard-size=4", "--quiet", data], "b")

@@ -5,6 +5,8 @@ per shard, listed in meta.json, instead of joining them; every reader takes both
    meta.json lists each shard's files, rows and first row;
  - search on the sharded gallery: the same results.tsv as on the single store, and the numpy
    float64 exact top-k (ties by lower row); dedup the same pairs;
+ - a sharded extraction killed with SIGKILL after two shards and run again: the files of an
+   uninterrupted one;
  - extract --update on a sharded store: the same store as a fresh sharded extraction; run again
    with the other layout, the store is rewritten in it;
  - run --layout=sharded: results.tsv equal the single-layout run's, a second run reuses both
@@ -18,7 +20,9 @@ import glob
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -158,6 +162,26 @@ check(os.path.exists(os.path.join(upd, "features.npy")) and not shard_files(upd,
       and not shard_files(upd, "manifest"), "update to the single layout left shard files")
 check(np.load(os.path.join(upd, "features.npy")).tobytes() == joined(fresh)[0].tobytes(), "update: single != sharded")
 print("update: sharded store updated == fresh sharded extraction; rewritten in the single layout")
+
+# ---- a sharded extraction killed and run again: the uninterrupted one's files -------------------
+ks = p("killed")
+cmd = [T.CLI, "extract", "--model=" + model, "--out=" + ks, "--quiet", "--workers=1", "--layout=sharded"] + OPTS + [data]
+proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+t0 = time.time()
+while proc.poll() is None and len(glob.glob(os.path.join(ks, "shards", "[0-9]*.json"))) < 2 and time.time() - t0 < 120:
+    time.sleep(0.005)
+killed = proc.poll() is None
+if killed:
+    proc.kill()
+proc.wait()
+check(not killed or not os.path.exists(os.path.join(ks, "meta.json")), "a killed extraction left meta.json")
+r = T.run([a for a in cmd[1:] if a != "--quiet"])
+check(not killed or "resuming" in r.stderr, "the rerun did not resume:\n" + r.stderr)
+for a, b in zip(shard_files(ks, "features") + shard_files(ks, "manifest"),
+                shard_files(fresh, "features") + shard_files(fresh, "manifest")):
+    check(open(a, "rb").read() == open(b, "rb").read(), "killed and resumed: %s is not %s" % (a, b))
+check(len(shard_files(ks, "features")) == len(shard_files(fresh, "features")), "killed and resumed: shard count")
+print("resume: killed (%s) and run again == uninterrupted" % ("after 2 shards" if killed else "finished first"))
 
 # ---- run --layout=sharded -------------------------------------------------------------------------
 ra, rb = p("run_single"), p("run_sharded")
