@@ -142,9 +142,12 @@ def tensor_ranges(model, xs):
     return r
 
 
-def insert_qdq(model, ranges, seed=0, per_tensor_conv=3, float_weight_conv=5, keep_first_relu=True):
+def insert_qdq(model, ranges, seed=0, per_tensor_conv=3, float_weight_conv=5, keep_first_relu=True, asym=False):
     """The QDQ form of a float ResNet (see the file comment). model: an onnx.ModelProto with
-    unshared initializers; ranges: tensor_ranges of it. Returns a new onnx.ModelProto."""
+    unshared initializers; ranges: tensor_ranges of it. asym: tensors that take negative values
+    quantised as quantize_static's default does (asymmetric: scale (max - min) / 255 of the range
+    widened to hold 0, uint8 zero point round(-min / scale), or the same as int8 less 128, chosen
+    by the seed) rather than symmetric. Returns a new onnx.ModelProto."""
     rng = np.random.default_rng(seed)
     g = model.graph
     init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
@@ -169,6 +172,11 @@ def insert_qdq(model, ranges, seed=0, per_tensor_conv=3, float_weight_conv=5, ke
         if lo >= 0:
             s = np.float32(max(hi, 1e-8) / 255.0)
             enc = [(np.uint8(0),), (np.int8(-128),)][rng.integers(2)]
+        elif asym:
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            s = np.float32((hi - lo) / 255.0)
+            z = int(np.clip(np.round(-lo / s), 0, 255))
+            enc = [(np.uint8(z),), (np.int8(z - 128),)][rng.integers(2)]
         else:
             s = np.float32(max(abs(lo), abs(hi)) / 127.0)
             enc = [(np.int8(0),), (np.uint8(128),)][rng.integers(2)]

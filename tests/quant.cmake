@@ -17,9 +17,15 @@ set_tests_properties(int8_run PROPERTIES TIMEOUT 900)
 #    float64 simulation of the QDQ graph, fp32 against the dequantised model, and the refusals.
 imgsim_py_test(int8_qdq_cpu test_int8_qdq.py --images=12 --size=128)
 set_tests_properties(int8_qdq_cpu PROPERTIES TIMEOUT 900)
+#  - int8_qdq_asym: the same QDQ ResNet-18 with asymmetric activations (quantize_static's default:
+#    uint8 and int8 zero points), int8 against torch's float64 simulation by imgsim's rounding rules,
+#    fp32 against the dequantised model, and an int8 run by the sanitizer build.
+imgsim_py_test(int8_qdq_asym test_int8_qdq_asym.py --images=12 --size=128)
+set_tests_properties(int8_qdq_asym PROPERTIES TIMEOUT 900)
 #  - int8_qdq_ort (optional: skipped without a Python with onnxruntime, IMGSIM_ORT_PYTHON or
 #    .venv-ort/bin/python): a ResNet-18 quantised by onnxruntime's quantize_static (QDQ), imgsim int8
-#    against ONNX Runtime's output and the simulation by imgsim's rules; the asymmetric default refused.
+#    against ONNX Runtime's output and the simulation by imgsim's rules; the same for quantize_static's
+#    default, asymmetric activations (uint8, and int8, with zero points).
 imgsim_py_test(int8_qdq_ort test_int8_qdq_ort.py --images=16 --size=224)
 set_tests_properties(int8_qdq_ort PROPERTIES TIMEOUT 1200)
 #  - int8_qdq_run: imgsim run --precision=int8 and imgsim.run(precision="int8") of a small QDQ

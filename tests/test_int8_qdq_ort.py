@@ -17,8 +17,12 @@ and by imgsim --precision=int8 (no --calib) on the same preprocessed images (`im
   - onnxruntime's QDQ model through tests/qdq_models.py's float64 simulation by imgsim's rules
     (every pair rounded except those README names): raw cosine >= 0.9999, centred min >= 0.99 and
     mean >= 0.998 (imgsim runs the scales onnxruntime chose, as it says it does);
-  - quantize_static's default (asymmetric activations) is refused, naming a QuantizeLinear and
-    saying why.
+  - quantize_static's default, asymmetric activations (--asymmetric --activations=uint8, and the
+    same with int8 activations), weights symmetric int8 per channel: the model has asymmetric zero
+    points; imgsim int8 against ONNX Runtime on it: raw cosine >= 0.999; against the simulation by
+    imgsim's rules: raw >= 0.9995, centred min >= 0.96 and mean >= 0.995 (test_int8_qdq_asym's
+    limits; measured on the dev machine, AVX2 without VNNI, 16 images at 224: vs ONNX Runtime raw
+    min 0.99985, centred mean 0.993; vs the rules 0.99995, 0.987, 0.998, both types alike).
 
 Usage: test_int8_qdq_ort.py [--images=N] [--size=S]
 """
@@ -79,6 +83,7 @@ qm = os.path.join(w, "resnet18_qdq.onnx")
 ort("quantize", fm, x_path, qm)
 ops = {}
 import onnx
+from onnx import numpy_helper
 for n in onnx.load(qm).graph.node:
     ops[n.op_type] = ops.get(n.op_type, 0) + 1
 print("onnxruntime's QDQ model:", ops)
@@ -127,12 +132,29 @@ T.check(rr.min() >= 0.9999 and rc.min() >= 0.99 and rc.mean() >= 0.998,
         "against the simulation by imgsim's rules: raw min %.6f (>= 0.9999), centred min %.6f (>= 0.99) mean %.6f "
         "(>= 0.998)" % (rr.min(), rc.min(), rc.mean()))
 
-# quantize_static's default: asymmetric activations, refused naming the node
-qa = os.path.join(w, "resnet18_qdq_asym.onnx")
-ort("quantize", fm, x_path, qa, "--asymmetric")
-p = T.run(["bench", "--model=" + qa, "--precision=int8", "--threads=2", "--batch-size=1", "--iterations=1",
-           "--warmup=0"], check=False)
-T.check(p.returncode != 0 and "QuantizeLinear" in p.stderr and "symmetric activations only" in p.stderr
-        and "node '" in p.stderr, "asymmetric QDQ model: rc %d, %s" % (p.returncode, p.stderr.strip()[-300:]))
-print("asymmetric:", p.stderr.strip().splitlines()[-1][:300])
+# quantize_static's default: asymmetric activations (uint8 with zero points; and int8 with zero
+# points), weights symmetric int8 per channel: the same checks
+for extra, name in ((["--asymmetric", "--activations=uint8"], "asym_uint8"), (["--asymmetric"], "asym_int8")):
+    qa = os.path.join(w, "resnet18_qdq_%s.onnx" % name)
+    ort("quantize", fm, x_path, qa, *extra)
+    qap = onnx.load(qa)
+    zps = [int(numpy_helper.to_array(t)) for t in qap.graph.initializer if t.name.endswith("_zero_point") and
+           numpy_helper.to_array(t).size == 1 and t.data_type in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8)]
+    asym = sum(1 for z in zps if z not in (0, 128, -128))
+    T.check(asym > 0, "%s: no asymmetric zero point in onnxruntime's model (%r)" % (name, zps))
+    ort("run", qa, x_path, os.path.join(w, "ort_%s.npy" % name), "--threads=2")
+    ra = np.load(os.path.join(w, "ort_%s.npy" % name)).astype(np.float64)
+    ia = extract(qa, os.path.join(w, "s_" + name), "int8")
+    rules_a = Q.features(qap, x, "fq", Q.unrounded_pairs(qap))
+    mu_a = ra.mean(axis=0)
+    raw_a, cen_a = cos(ia, ra), cos(ia - mu_a, ra - mu_a)
+    rr_a, rc_a = cos(ia, rules_a), cos(ia - mu_a, rules_a - mu_a)
+    print("%s (%d of %d activation zero points asymmetric): imgsim int8 vs ONNX Runtime: raw min %.6f mean %.6f, "
+          "centred min %.6f mean %.6f; vs the simulation by imgsim's rules: raw min %.6f, centred min %.6f mean %.6f"
+          % (name, asym, len(zps), raw_a.min(), raw_a.mean(), cen_a.min(), cen_a.mean(), rr_a.min(), rc_a.min(),
+             rc_a.mean()))
+    T.check(raw_a.min() >= 0.999, "%s: raw cosine to ONNX Runtime %.6f < 0.999" % (name, raw_a.min()))
+    T.check(rr_a.min() >= 0.9995 and rc_a.min() >= 0.96 and rc_a.mean() >= 0.995,
+            "%s: against the simulation by imgsim's rules: raw min %.6f (>= 0.9995), centred min %.6f (>= 0.96) "
+            "mean %.6f (>= 0.995, test_int8_qdq_asym's limits)" % (name, rr_a.min(), rc_a.min(), rc_a.mean()))
 T.finish()

@@ -41,9 +41,10 @@ imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, char calib
                                 const ims_graph *g, const char *sha256, const char *layer,
                                 const char *model_path, ims_err *e);
 /* int8 of a QDQ model (g->qdq): the same two arrays from the scales its values carry (q_scale,
- * q_unsigned); calib_file must be NULL or empty (the model has its own scales). */
-imgsim_status ims_qdq_resolve(float **scale, uint8_t **is_unsigned, const char *calib_file, const ims_graph *g,
-                              const char *model_path, ims_err *e);
+ * q_unsigned), and *zero the uint8 zero points of asymmetric ones (q_zero); calib_file must be NULL
+ * or empty (the model has its own scales). */
+imgsim_status ims_qdq_resolve(float **scale, uint8_t **is_unsigned, int32_t **zero, const char *calib_file,
+                              const ims_graph *g, const char *model_path, ims_err *e);
 
 /* A listed dataset (api/dataset.c). */
 struct imgsim_dataset {

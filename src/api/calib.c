@@ -522,10 +522,11 @@ imgsim_status ims_calib_resolve(float **scale, uint8_t **is_unsigned, char calib
     return IMGSIM_OK;
 }
 
-imgsim_status ims_qdq_resolve(float **scale, uint8_t **is_unsigned, const char *calib_file, const ims_graph *g,
-                              const char *model_path, ims_err *e) {
+imgsim_status ims_qdq_resolve(float **scale, uint8_t **is_unsigned, int32_t **zero, const char *calib_file,
+                              const ims_graph *g, const char *model_path, ims_err *e) {
     *scale = NULL;
     *is_unsigned = NULL;
+    *zero = NULL;
     if (calib_file && *calib_file)
         return ims_fail(e, IMGSIM_ERR_INVALID_ARG,
                         "%s: the model carries its own int8 scales (QuantizeLinear/DequantizeLinear): run it with "
@@ -533,17 +534,21 @@ imgsim_status ims_qdq_resolve(float **scale, uint8_t **is_unsigned, const char *
                         model_path ? model_path : "model", calib_file);
     float *s = ims_calloc((size_t)g->n_vals + 1, sizeof(float));
     uint8_t *u = ims_calloc((size_t)g->n_vals + 1, 1);
-    if (!s || !u) {
+    int32_t *z = ims_calloc((size_t)g->n_vals + 1, sizeof(int32_t));
+    if (!s || !u || !z) {
         free(s);
         free(u);
+        free(z);
         return ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
     }
     for (int v = 0; v < g->n_vals; v++) {
         if (g->vals[v].data || !(g->vals[v].q_scale > 0)) continue;
         s[v] = g->vals[v].q_scale;
         u[v] = (uint8_t)(g->vals[v].q_unsigned != 0);
+        z[v] = g->vals[v].q_unsigned ? g->vals[v].q_zero : 0;
     }
     *scale = s;
     *is_unsigned = u;
+    *zero = z;
     return IMGSIM_OK;
 }

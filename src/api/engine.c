@@ -49,17 +49,20 @@ static imgsim_status engine_build(imgsim_engine **out, const ims_graph *g, const
     if (cfg.precision == IMGSIM_PREC_INT8) {
         float *q_scale = NULL;
         uint8_t *q_uns = NULL;
+        int32_t *q_zero = NULL;
         if (g->qdq) /* a QDQ model: the scales it carries (onnx/import.c folded them onto the values) */
-            st = ims_qdq_resolve(&q_scale, &q_uns, opt->calib_file, g, path, &e->err);
+            st = ims_qdq_resolve(&q_scale, &q_uns, &q_zero, opt->calib_file, g, path, &e->err);
         else
             st = ims_calib_resolve(&q_scale, &q_uns, calib_sha, opt->calib_file, g, id->sha256, id->layer, path,
                                    &e->err);
         if (st) goto fail;
         cfg.act_scale = q_scale;
         cfg.act_unsigned = q_uns;
+        cfg.act_zero = q_zero;
         st = e->b->ops->prepare(e->b, g, &cfg, &e->err);
         free(q_scale);
         free(q_uns);
+        free(q_zero);
         if (st) goto fail;
     } else if ((st = e->b->ops->prepare(e->b, g, &cfg, &e->err))) {
         goto fail;

@@ -38,6 +38,8 @@ typedef struct ims_backend_cfg {
     const float *act_scale;      /* IMGSIM_PREC_INT8: the value's scale (real = scale * q); 0 where
                                     the value was not calibrated (it then stays float32) */
     const uint8_t *act_unsigned; /* IMGSIM_PREC_INT8: 1 where the value is never negative (u8) */
+    const int32_t *act_zero;     /* IMGSIM_PREC_INT8, may be NULL (all 0): with act_unsigned, the
+                                    u8 zero point of an asymmetric value (real = scale * (q - zero)) */
 } ims_backend_cfg;
 
 /* run_observe's callback: value (a graph value index) holds count float32 elements in data,

@@ -102,6 +102,9 @@ typedef struct ims_value {
                                   gives it (real = q_scale * q), 0 where none */
     int q_unsigned;            /* with q_scale: the pair's range is [0, 255] q_scale (uint8, or int8
                                   with zero point -128) rather than [-128, 127] q_scale */
+    int q_zero;                /* with q_unsigned: the uint8 zero point of an asymmetric pair (real =
+                                  q_scale * (q - q_zero), q in [0, 255]; an int8 pair's zero point
+                                  plus 128); 0 for the symmetric forms */
     float *w_scale;            /* constants: dims[0] per-output-channel scales of int8 weights, the
                                   data being exactly q * w_scale[o] (q integer in [-128, 127]); owned;
                                   NULL for other constants */

@@ -160,6 +160,7 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
     if (cfg->precision == IMGSIM_PREC_INT8) {
         c->act_scale = cfg->act_scale;
         c->act_unsigned = cfg->act_unsigned;
+        c->act_zero = cfg->act_zero;
     }
     c->max_batch = cfg->max_batch;
     c->threads = cfg->threads > 0 ? ims_threads_cap(cfg->threads, "threads") : ims_num_cores();
@@ -212,6 +213,7 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
     c->conv_int8 = c->out_int8 = NULL;
     c->observe = c->act_unsigned = NULL;
     c->act_scale = NULL;
+    c->act_zero = NULL;
     c->g = NULL;
     if (s) {
         impl_free(c);

@@ -10,14 +10,17 @@
  * conversion between an int8 tensor and another scale or float32 is a reorder with output scales
  * (cpu_tensor.scale says what an int8 tensor's units are).
  *
- * The arithmetic (symmetric, no zero points), for x at scale sx, weights at sw[oc], y at sy:
- *   acc[oc] = sum q_x * q_w                              (s32; u8 or s8 x, s8 w)
- *   y_q = sat(round(sx sw[oc] / sy * (acc + b[oc] / (sx sw[oc])) + sr / sy * r_q)), then the
- *   activation (ReLU, or clip at lo / sy, hi / sy), in oneDNN's order: output scales, sum post-op
- *   (the residual r_q at its scale sr, read in place from dst, reinterpreted as its own 8-bit type
- *   when that differs from y's), eltwise post-op; rounding half to even, saturating. The bias is
- *   given in the accumulator's units, as oneDNN 2.x adds it before the output scales. A float32
- *   output uses sy = 1. Weights are quantised by src/quant (per output channel, max |w| / 127).
+ * The arithmetic, for x at scale sx and zero point zx, weights at sw[oc] (symmetric), y at sy, zy:
+ *   acc[oc] = sum (q_x - zx) * q_w                       (s32; u8 or s8 x, s8 w; padding is real 0)
+ *   y_q = sat(round(act(sx sw[oc] / sy * (acc + b[oc] / (sx sw[oc])) + sr / sy * (r_q - zr))) + zy),
+ *   the activation being ReLU or clip at lo / sy, hi / sy, in oneDNN's order: output scales, sum
+ *   post-op (the residual r_q at its scale sr and zero point zr, read in place from dst,
+ *   reinterpreted as its own 8-bit type when that differs from y's), eltwise post-op, dst zero
+ *   point; rounding half to even, saturating. Zero points are u8 only, non-zero for a QDQ model's
+ *   asymmetric pairs (cfg->act_zero; a calibration's scales are symmetric) and set as oneDNN
+ *   attributes only where non-zero. The bias is given in the accumulator's units, as oneDNN 2.x
+ *   adds it before the output scales. A float32 output uses sy = 1, zy = 0. Weights are quantised
+ *   by src/quant (per output channel, max |w| / 127).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -86,17 +89,21 @@ imgsim_status ims_cpu_int8_prepare(cpu_impl *c, ims_err *e) {
     return IMGSIM_OK;
 }
 
-/* *out = a tensor holding tensor t's data in descriptor md at int8 scale scale: t itself, an
- * earlier conversion, or a new (requantising) reorder. */
+/* value v's zero point (0 for s8 and for a calibration's scales) */
+static int32_t act_zp(const cpu_impl *c, int v) { return c->act_zero && c->act_unsigned[v] ? c->act_zero[v] : 0; }
+
+/* *out = a tensor holding tensor t's data in descriptor md at int8 scale scale and zero point zp:
+ * t itself, an earlier conversion, or a new (requantising) reorder. */
 static imgsim_status ensure_q(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory_desc_t *md, float scale,
-                              int *out, ims_err *e) {
-    if (dnnl_memory_desc_equal(&p->tens[t].md, md) && p->tens[t].scale == scale) {
+                              int32_t zp, int *out, ims_err *e) {
+    if (dnnl_memory_desc_equal(&p->tens[t].md, md) && p->tens[t].scale == scale && p->tens[t].zp == zp) {
         *out = t;
         return IMGSIM_OK;
     }
     for (int k = 0; k < p->n_convs; k++) {
         int d = p->convs[k].dst;
-        if (p->convs[k].src == t && dnnl_memory_desc_equal(&p->tens[d].md, md) && p->tens[d].scale == scale) {
+        if (p->convs[k].src == t && dnnl_memory_desc_equal(&p->tens[d].md, md) && p->tens[d].scale == scale &&
+            p->tens[d].zp == zp) {
             *out = d;
             return IMGSIM_OK;
         }
@@ -104,6 +111,7 @@ static imgsim_status ensure_q(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory
     int d;
     TRY(ims_cpu_new_act(c, p, md, &d, e));
     p->tens[d].scale = scale;
+    p->tens[d].zp = zp;
     TRY(ims_cpu_push_reorder(c, p, t, d, e));
     if (p->n_convs == p->cap_convs) {
         int nc = p->cap_convs ? p->cap_convs * 2 : 16;
@@ -120,15 +128,21 @@ static imgsim_status ensure_q(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory
 }
 
 /* The primitive attribute of an int8 convolution: user scratchpad, per-channel output scales,
- * sum post-op (scale, type; dnnl_data_type_undef = dst's) and the activation. */
-static imgsim_status int8_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, const float *oscale, int64_t oc, int sum,
-                               float sum_scale, dnnl_data_type_t sum_dt, const ims_node *nd, float sy, ims_err *e) {
+ * src and dst zero points (where non-zero), sum post-op (scale, zero point, type;
+ * dnnl_data_type_undef = dst's) and the activation. */
+static imgsim_status int8_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, const float *oscale, int64_t oc,
+                               int32_t zx, int32_t zy, int sum, float sum_scale, int32_t sum_zp,
+                               dnnl_data_type_t sum_dt, const ims_node *nd, float sy, ims_err *e) {
     TRY(ims_cpu_make_attr(c, attr, 0, IS_ACT_NONE, 0, 0, e));
     dnnl_status_t st = dnnl_primitive_attr_set_output_scales(*attr, oc, 1 << 1, oscale);
+    if (st == dnnl_success && zx) st = dnnl_primitive_attr_set_zero_points(*attr, DNNL_ARG_SRC, 1, 0, &zx);
+    if (st == dnnl_success && zy) st = dnnl_primitive_attr_set_zero_points(*attr, DNNL_ARG_DST, 1, 0, &zy);
     dnnl_post_ops_t po = NULL;
     if (st == dnnl_success && (sum || nd->act != IS_ACT_NONE)) {
         st = dnnl_post_ops_create(&po);
-        if (st == dnnl_success && sum) st = dnnl_post_ops_append_sum_v2(po, sum_scale, sum_dt);
+        if (st == dnnl_success && sum)
+            st = sum_zp ? dnnl_post_ops_append_sum_v3(po, sum_scale, sum_zp, sum_dt)
+                        : dnnl_post_ops_append_sum_v2(po, sum_scale, sum_dt);
         if (st == dnnl_success && nd->act == IS_ACT_RELU)
             st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
         if (st == dnnl_success && nd->act == IS_ACT_CLIP) {
@@ -179,19 +193,23 @@ imgsim_status ims_cpu_plan_conv_int8(cpu_impl *c, cpu_plan *p, int i, ims_err *e
     float sx = is8(xsrc->md.data_type) ? xsrc->scale : c->act_scale[nd->in[0]];
     dnnl_data_type_t dtx = is8(xsrc->md.data_type) ? xsrc->md.data_type
                            : c->act_unsigned[nd->in[0]] ? dnnl_u8 : dnnl_s8;
+    int32_t zx = is8(xsrc->md.data_type) ? xsrc->zp : act_zp(c, nd->in[0]);
     int y8 = c->out_int8[nd->out];
     dnnl_data_type_t dty = !y8 ? dnnl_f32 : c->act_unsigned[nd->out] ? dnnl_u8 : dnnl_s8;
     float sy = y8 ? c->act_scale[nd->out] : 1.0f;
+    int32_t zy = y8 ? act_zp(c, nd->out) : 0;
     int rt = nd->residual >= 0 ? p->val_tensor[nd->residual] : -1;
     if (nd->residual >= 0 && rt < 0)
         return ims_fail(e, IMGSIM_ERR_UNSUPPORTED, "cpu backend: node '%s': residual input is not an activation",
                         nd->name ? nd->name : "?");
     dnnl_data_type_t dtr = dnnl_f32;
     float sr = 1.0f;
+    int32_t zr = 0;
     if (rt >= 0 && y8) {
         int r8 = is8(p->tens[rt].md.data_type);
         dtr = r8 ? p->tens[rt].md.data_type : c->act_unsigned[nd->residual] ? dnnl_u8 : dnnl_s8;
         sr = r8 ? p->tens[rt].scale : c->act_scale[nd->residual];
+        zr = r8 ? p->tens[rt].zp : act_zp(c, nd->residual);
     }
 
     /* weights and bias, quantised once (the first plan) */
@@ -233,7 +251,9 @@ imgsim_status ims_cpu_plan_conv_int8(cpu_impl *c, cpu_plan *p, int i, ims_err *e
         if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&b_md, 1, d, dnnl_f32, dnnl_x);
         if (st != dnnl_success) s = ims_cpu_dnnl_fail(c, e, st, "memory_desc_init");
     }
-    if (!s) s = int8_attr(c, &attr, osc, oc, rt >= 0, sr / sy, dtr == dty ? dnnl_data_type_undef : dtr, nd, sy, e);
+    if (!s)
+        s = int8_attr(c, &attr, osc, oc, zx, zy, rt >= 0, sr / sy, zr, dtr == dty ? dnnl_data_type_undef : dtr, nd, sy,
+                      e);
     if (!s) {
         dnnl_dims_t strides = {nd->stride[0], nd->stride[1]};
         dnnl_dims_t dil = {nd->dilation[0] - 1, nd->dilation[1] - 1};
@@ -252,7 +272,7 @@ imgsim_status ims_cpu_plan_conv_int8(cpu_impl *c, cpu_plan *p, int i, ims_err *e
     if (attr) dnnl_primitive_attr_destroy(attr);
 
     int xs = -1, wt = -1, bt = -1, yt = -1, wk, bk;
-    if (!s) s = ensure_q(c, p, xt, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), sx, &xs, e);
+    if (!s) s = ensure_q(c, p, xt, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), sx, zx, &xs, e);
     if (!s) s = ims_cpu_get_const(c, nd->in[1], CPU_CT_INT8_W, wq, &w_plain,
                                   dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &wk, e);
     if (!s) s = ims_cpu_const_tensor(c, p, wk, &wt, e);
@@ -272,12 +292,14 @@ imgsim_status ims_cpu_plan_conv_int8(cpu_impl *c, cpu_plan *p, int i, ims_err *e
             rmd.data_type = dtr;
             int in_place = ims_cpu_can_inplace(c, p, nd->residual, i) &&
                            dnnl_memory_desc_equal(&p->tens[rt].md, &rmd) && p->tens[rt].scale == sr &&
+                           p->tens[rt].zp == zr &&
                            p->tens[rt].buf != p->tens[xs].buf;
             int ct = rt;
             if (!in_place) {
                 s = ims_cpu_new_act(c, p, &rmd, &ct, e);
                 if (!s) {
                     p->tens[ct].scale = sr;
+                    p->tens[ct].zp = zr;
                     s = ims_cpu_push_reorder(c, p, rt, ct, e);
                 }
             }
@@ -286,6 +308,7 @@ imgsim_status ims_cpu_plan_conv_int8(cpu_impl *c, cpu_plan *p, int i, ims_err *e
     }
     if (!s) {
         p->tens[yt].scale = sy;
+        p->tens[yt].zp = zy;
         int arg[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
         int ten[4] = {xs, wt, bt, yt};
         int rd[4] = {1, 1, 1, rt >= 0}; /* dst is read by the sum post-op */

@@ -120,6 +120,7 @@ static imgsim_status new_tensor(cpu_impl *c, cpu_plan *p, const dnnl_memory_desc
     t->buf = buf;
     t->mem = mem;
     t->scale = 1.0f;
+    t->zp = 0;
     if (!mem) DN(dnnl_memory_create(&t->mem, md, c->eng, DNNL_MEMORY_NONE), "memory_create");
     *out = p->n_tens++;
     return IMGSIM_OK;
@@ -212,8 +213,9 @@ static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum
     return IMGSIM_OK;
 }
 
-/* Appends a reorder step src tensor -> dst tensor (requantising when their int8 scales differ:
- * dst = src * src.scale / dst.scale, rounded half to even and saturated for s8/u8). */
+/* Appends a reorder step src tensor -> dst tensor (requantising when their int8 scales or zero
+ * points differ: dst = (src - src.zp) * src.scale / dst.scale + dst.zp, rounded half to even and
+ * saturated for s8/u8). */
 static imgsim_status push_reorder(cpu_impl *c, cpu_plan *p, int src, int dst, ims_err *e) {
     dnnl_primitive_attr_t attr;
     TRY(make_attr(c, &attr, 0, IS_ACT_NONE, 0, 0, e));
@@ -223,6 +225,10 @@ static imgsim_status push_reorder(cpu_impl *c, cpu_plan *p, int src, int dst, im
         float r = p->tens[src].scale / p->tens[dst].scale;
         st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &r);
     }
+    if (st == dnnl_success && p->tens[src].zp)
+        st = dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &p->tens[src].zp);
+    if (st == dnnl_success && p->tens[dst].zp)
+        st = dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &p->tens[dst].zp);
     if (st == dnnl_success)
         st = dnnl_reorder_primitive_desc_create(&pd, &p->tens[src].md, c->eng, &p->tens[dst].md, c->eng, attr);
     dnnl_primitive_attr_destroy(attr);
@@ -252,7 +258,10 @@ static imgsim_status ensure(cpu_impl *c, cpu_plan *p, int t, const dnnl_memory_d
     int d;
     TRY(new_act(c, p, md, &d, e));
     /* an int8 copy keeps the scale; a float one is dequantised */
-    if (md->data_type == dnnl_s8 || md->data_type == dnnl_u8) p->tens[d].scale = p->tens[t].scale;
+    if (md->data_type == dnnl_s8 || md->data_type == dnnl_u8) {
+        p->tens[d].scale = p->tens[t].scale;
+        p->tens[d].zp = p->tens[t].zp;
+    }
     TRY(push_reorder(c, p, t, d, e));
     if (grow((void **)&p->convs, &p->cap_convs, p->n_convs + 1, sizeof(cpu_conv)))
         return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
@@ -1301,8 +1310,9 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     case IS_OP_AVGPOOL:
     case IS_OP_GLOBALAVGPOOL:
         TRY(plan_pool(c, p, i, e));
-        /* int8 max pooling: the maximum of the quantised values, at the input's scale */
+        /* int8 max pooling: the maximum of the quantised values, at the input's scale and zero point */
         p->tens[p->val_tensor[nd->out]].scale = p->tens[p->val_tensor[nd->in[0]]].scale;
+        p->tens[p->val_tensor[nd->out]].zp = p->tens[p->val_tensor[nd->in[0]]].zp;
         break;
     case IS_OP_FLATTEN:
     case IS_OP_RESHAPE:

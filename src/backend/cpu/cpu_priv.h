@@ -41,7 +41,8 @@ typedef struct cpu_tensor {
     dnnl_memory_desc_t md;
     int buf;           /* buffer id (see CPU_BUF_*) */
     dnnl_memory_t mem; /* oneDNN memory object on that buffer (handle bound after planning) */
-    float scale;       /* s8/u8 data: real = scale * q (int8 precision); 1 for float data */
+    float scale;       /* s8/u8 data: real = scale * (q - zp) (int8 precision); 1 for float data */
+    int32_t zp;        /* u8 data of an asymmetric value: its zero point; 0 otherwise */
 } cpu_tensor;
 
 typedef struct cpu_step {
@@ -133,6 +134,7 @@ typedef struct cpu_impl {
     const uint8_t *observe;      /* cfg->observe */
     const float *act_scale;      /* cfg->act_scale (int8) */
     const uint8_t *act_unsigned; /* cfg->act_unsigned (int8) */
+    const int32_t *act_zero;     /* cfg->act_zero (int8; NULL: all 0) */
     uint8_t *conv_int8;  /* per node: an int8 convolution (cpu_int8.c) */
     uint8_t *out_int8;   /* per value: kept as s8/u8 (every reader takes int8) */
     int n_conv_int8;     /* int8 convolutions planned (per plan) */

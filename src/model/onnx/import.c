@@ -158,6 +158,7 @@ typedef struct imp {
     unsigned char *qdq_relu;  /* that DequantizeLinear becomes a Relu (the pair's range starts at 0) */
     float *qdq_scale;         /* that DequantizeLinear's pair: its scale */
     unsigned char *qdq_uns;   /* its range is [0, 255] scale */
+    int *qdq_zero;            /* asymmetric: its uint8 zero point (graph.h q_zero) */
     int *qdq_q;               /* its QuantizeLinear's node index */
     int *q_node;              /* per value: 1 + the QuantizeLinear that gave it its scale, 0 */
 } imp;
@@ -1949,8 +1950,9 @@ static imgsim_status alloc_tables(imp *m, const ImsOnnx__GraphProto *gp) {
     m->qdq_relu = ims_calloc(gp->n_node + 1, 1);
     m->qdq_scale = ims_calloc(gp->n_node + 1, sizeof *m->qdq_scale);
     m->qdq_uns = ims_calloc(gp->n_node + 1, 1);
+    m->qdq_zero = ims_calloc(gp->n_node + 1, sizeof *m->qdq_zero);
     if (!m->rank || !m->inexact || !m->folded || !m->pads || !m->dtype || !m->q_node || !m->alias_src ||
-        !m->qdq_in || !m->qdq_relu || !m->qdq_scale || !m->qdq_uns || !m->qdq_q)
+        !m->qdq_in || !m->qdq_relu || !m->qdq_scale || !m->qdq_uns || !m->qdq_q || !m->qdq_zero)
         return ims_fail(m->e, IMGSIM_ERR_NOMEM, "%s: out of memory", m->path);
     return IMGSIM_OK;
 }
@@ -2051,13 +2053,15 @@ static void fold_const_identities(imp *m, const ImsOnnx__GraphProto *gp) {
  *     8-bit, symmetric and per-tensor or per-channel on axis 0 (the output channels).
  *   - QuantizeLinear(x) -> DequantizeLinear of an activation: the DequantizeLinear's output is
  *     another name of x, and x gets the pair's scale. The pair's integer range less its zero point
- *     must be [-128, 127] (int8 zp 0, uint8 zp 128) or [0, 255] (uint8 zp 0, int8 zp -128:
- *     q_unsigned): imgsim's int8 kernels are symmetric. A [0, 255] pair clamps at 0: where x is
+ *     is [-128, 127] (int8 zp 0, uint8 zp 128: s8), [0, 255] (uint8 zp 0, int8 zp -128: u8,
+ *     q_unsigned), or else asymmetric (quantize_static's default): u8 with q_zero = the zero point
+ *     (int8's plus 128), which the int8 engine gives oneDNN as a zero point. A [0, 255] pair clamps
+ *     at 0 (an asymmetric one at -q_zero * scale, which float32 does not keep): where x is
  *     not known to be >= 0 (a Relu's output, or a pooling, Flatten, Reshape or [0, 255] pair of
  *     one) the DequantizeLinear becomes a Relu, so float32 keeps the clamp too (onnxruntime
  *     removes the Relu before such a pair). The clamp at the top of the range and the rounding
  *     are the int8 engine's only: float32 runs the dequantised model.
- * Refused, naming the node: other zero points, a per-channel activation scale, a QuantizeLinear
+ * Refused, naming the node: a per-channel activation scale, a QuantizeLinear
  * read by anything but DequantizeLinears, a pair whose two nodes disagree, a DequantizeLinear of
  * an activation that is not a QuantizeLinear's output, one value given two different scales, and
  * Conv weights as above.
@@ -2287,19 +2291,17 @@ static imgsim_status qdq_fold_pair(imp *m, const ImsOnnx__GraphProto *gp, size_t
         return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED, "%s: node '%.200s': QuantizeLinear to %s is not supported (int8 "
                         "or uint8)", m->path, label, dtype_name(q.qtype));
     float zp = qp_zp(&q, 0);
-    int qmin = q.qtype == DT_INT8 ? -128 : 0, uns;
-    if (qmin - zp == -128)
+    int qmin = q.qtype == DT_INT8 ? -128 : 0, uns, zero = 0;
+    if (qmin - zp == -128) {
         uns = 0;
-    else if (qmin - zp == 0)
+    } else if (qmin - zp == 0) {
         uns = 1;
-    else
-        return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
-                        "%s: node '%.200s': QuantizeLinear of '%.200s' with zero point %g (%s): imgsim's int8 "
-                        "kernels take symmetric activations only (zero point 0; or -128 for int8, 128 for uint8); "
-                        "quantise with onnxruntime's extra_options={'ActivationSymmetric': True}",
-                        m->path, label, S(np->input[0]), (double)zp, dtype_name(q.qtype));
+    } else { /* asymmetric: the int8 engine's uint8 with a zero point (int8's less -128) */
+        uns = 1;
+        zero = (int)zp - qmin;
+    }
     const char *qin = S(np->input[0]), *qout = np->output[0];
-    int relu = uns && !qdq_nonneg(m, gp, qin, 0), readers = 0;
+    int relu = uns && !zero && !qdq_nonneg(m, gp, qin, 0), readers = 0;
     for (size_t j = 0; j < gp->n_node; j++) {
         const ImsOnnx__NodeProto *r = gp->node[j];
         char buf[64];
@@ -2323,6 +2325,7 @@ static imgsim_status qdq_fold_pair(imp *m, const ImsOnnx__GraphProto *gp, size_t
         m->qdq_in[j] = qin;
         m->qdq_scale[j] = q.scale[0];
         m->qdq_uns[j] = (unsigned char)uns;
+        m->qdq_zero[j] = zero;
         m->qdq_q[j] = (int)i;
         m->qdq_relu[j] = (unsigned char)relu;
         if (!relu) {
@@ -2396,7 +2399,7 @@ static imgsim_status qdq_annotate(imp *m, const ImsOnnx__GraphProto *gp) {
         int q = m->qdq_q[j];
         char b1[64], b2[64];
         if (m->q_node[v] && m->q_node[v] != q + 1 &&
-            (val->q_scale != m->qdq_scale[j] || val->q_unsigned != m->qdq_uns[j]))
+            (val->q_scale != m->qdq_scale[j] || val->q_unsigned != m->qdq_uns[j] || val->q_zero != m->qdq_zero[j]))
             return ims_fail(m->e, IMGSIM_ERR_UNSUPPORTED,
                             "%s: node '%.200s': QuantizeLinear gives '%.200s' scale %g%s, QuantizeLinear '%.200s' "
                             "scale %g%s: one tensor with two int8 scales is not supported",
@@ -2405,6 +2408,7 @@ static imgsim_status qdq_annotate(imp *m, const ImsOnnx__GraphProto *gp) {
                             (double)val->q_scale, val->q_unsigned ? " (uint8)" : "");
         val->q_scale = m->qdq_scale[j];
         val->q_unsigned = m->qdq_uns[j];
+        val->q_zero = m->qdq_zero[j];
         m->q_node[v] = q + 1;
     }
     return IMGSIM_OK;
@@ -2565,6 +2569,7 @@ imgsim_status ims_onnx_load(ims_graph **out, const char *path, ims_err *e) {
     free(m.qdq_relu);
     free(m.qdq_scale);
     free(m.qdq_uns);
+    free(m.qdq_zero);
     free(m.qdq_q);
     free(m.pads);
     free(m.dir_real);
