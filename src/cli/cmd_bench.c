@@ -6,8 +6,9 @@
  *                [--batch-size=N] [--iterations=K] [--warmup=W] [--threads=N] [--layer=NAME]
  *                [--json]
  *
- * Prints images/s, the latency of one batch (median, p90, p99, min, mean), the engine's build
- * time and memory, and the process's peak resident set. --json prints one JSON object instead.
+ * Prints images/s, the latency of one batch (median, p90, p99, min, mean), the model's load time
+ * (imgsim_model_load: read, hash, import, graph passes), the engine's build time and memory, and
+ * the process's peak resident set. --json prints one JSON object instead.
  *
  * For engine-only parity tests: --input=X.npy (float32 [n, C*H*W], rows are NCHW images) runs
  * those images through the engine (in batches of --batch-size) and --dump=OUT.npy writes the
@@ -146,7 +147,9 @@ int cmd_bench(int argc, char **argv) {
 
     imgsim_model *m = NULL;
     imgsim_engine *eng = NULL;
+    double t_load = cli_now();
     imgsim_status s = imgsim_model_load(&m, model, layer);
+    t_load = cli_now() - t_load;
     if (s) rc = cli_fail("bench", s);
     imgsim_model_info mi;
     if (!rc && (s = imgsim_model_get_info(m, &mi))) rc = cli_fail("bench", s);
@@ -204,14 +207,15 @@ int cmd_bench(int argc, char **argv) {
             printf(", \"precision\": \"%s\", \"batch_size\": %d, \"threads\": %d, \"iterations\": %d, "
                    "\"warmup\": %d, \"images_per_s\": %.3f, \"latency_ms_median\": %.4f, \"latency_ms_p90\": %.4f, "
                    "\"latency_ms_p99\": %.4f, \"latency_ms_min\": %.4f, \"latency_ms_mean\": %.4f, "
-                   "\"peak_rss_mb\": %.1f, \"build_seconds\": %.3f, \"device_bytes\": %zu}\n",
+                   "\"peak_rss_mb\": %.1f, \"load_seconds\": %.3f, \"build_seconds\": %.3f, \"device_bytes\": %zu}\n",
                    imgsim_precision_str(info.precision), batch, threads, iters, warmup, ips, med * 1e3, p90 * 1e3,
-                   p99 * 1e3, lat[0] * 1e3, mean * 1e3, rss_mb, info.build_seconds, info.device_bytes);
+                   p99 * 1e3, lat[0] * 1e3, mean * 1e3, rss_mb, t_load, info.build_seconds, info.device_bytes);
         } else {
             printf("model:       %s (layer %s, dim %d, input %dx%dx%d)\n", model, mi.layer, info.dim,
                    info.in_channels, info.in_height, info.in_width);
-            printf("engine:      %s, %s, batch %d, built in %.2f s, %.1f MB\n", info.device_name,
-                   imgsim_precision_str(info.precision), batch, info.build_seconds, info.device_bytes / 1e6);
+            printf("engine:      %s, %s, batch %d, model loaded in %.2f s, engine built in %.2f s, %.1f MB\n",
+                   info.device_name, imgsim_precision_str(info.precision), batch, t_load, info.build_seconds,
+                   info.device_bytes / 1e6);
             printf("throughput:  %.2f images/s (%d iterations after %d warm-up)\n", ips, iters, warmup);
             printf("latency:     median %.2f ms, p90 %.2f ms, p99 %.2f ms, min %.2f ms, mean %.2f ms per batch\n",
                    med * 1e3, p90 * 1e3, p99 * 1e3, lat[0] * 1e3, mean * 1e3);
