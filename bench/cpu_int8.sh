@@ -12,86 +12,26 @@
 # usage: bench/cpu_int8.sh [--cli=build/imgsim] [--threads=2] [--iterations=10] [--rounds=2]
 #                          [--batches="1 16"] [--calib-images=64] [--work=DIR]
 set -eu
-
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-CLI="$SRC/build/imgsim"
-THREADS=2
+. "$(dirname "$0")/lib.sh"
 ITERS=10
-ROUNDS=2
-BATCHES="1 16"
 CALIB_IMAGES=64
 WORK=${TMPDIR:-/tmp}/imgsim-int8-bench
-PY=${IMGSIM_PYTHON:-/usr/bin/python3}
 for a in "$@"; do
+  bench_opt "$a" && continue
   case "$a" in
-    --cli=*) CLI=${a#--cli=} ;;
-    --threads=*) THREADS=${a#--threads=} ;;
-    --iterations=*) ITERS=${a#--iterations=} ;;
-    --rounds=*) ROUNDS=${a#--rounds=} ;;
-    --batches=*) BATCHES=${a#--batches=} ;;
     --calib-images=*) CALIB_IMAGES=${a#--calib-images=} ;;
-    --work=*) WORK=${a#--work=} ;;
     *) echo "usage: $0 [--cli=PATH] [--threads=N] [--iterations=K] [--rounds=R] [--batches=\"1 16\"] [--calib-images=N] [--work=DIR]" >&2; exit 2 ;;
   esac
 done
-[ -x "$CLI" ] || { echo "no imgsim CLI at $CLI (build first or pass --cli=)" >&2; exit 1; }
-mkdir -p "$WORK"
-export OMP_NUM_THREADS=$THREADS
-
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(getconf _NPROCESSORS_ONLN) cores online, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-FLAGS=$(grep -o -E ' (avx2|fma|avx512f|avx512_vnni|avx_vnni|amx_int8)( |$)' /proc/cpuinfo | sort -u | tr -d ' ' | tr '\n' ' ')
+bench_start
+FLAGS=$(bench_cpu_flags)
 echo "int8-relevant CPU flags: $FLAGS(VNNI: $(echo "$FLAGS" | grep -q vnni && echo yes || echo no))"
-echo "threads: $THREADS, iterations: $ITERS per process, rounds: $ROUNDS (best kept)"
+echo "(best round kept)"
 
 # ---- floor: f32 and int8 matmul peaks ----
-cat > "$WORK/peak8.c" <<'EOF'
-/* peak8.c: GOP/s of a 4096^3 oneDNN matmul in f32 and in u8 x s8 -> s32, best of 8. */
-#include <stdio.h>
-#include <time.h>
-#include <oneapi/dnnl/dnnl.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
-static double run(dnnl_engine_t eng, dnnl_stream_t s, dnnl_data_type_t a_dt, dnnl_data_type_t b_dt, dnnl_data_type_t c_dt) {
-    const dnnl_dim_t n = 4096;
-    dnnl_dims_t d = {n, n};
-    dnnl_memory_desc_t a, b, b_any, c;
-    dnnl_memory_desc_init_by_tag(&a, 2, d, a_dt, dnnl_ab);
-    dnnl_memory_desc_init_by_tag(&b_any, 2, d, b_dt, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&c, 2, d, c_dt, dnnl_ab);
-    dnnl_matmul_desc_t md;
-    dnnl_primitive_desc_t pd;
-    if (dnnl_matmul_desc_init(&md, &a, &b_any, NULL, &c) || dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL)) return 0;
-    b = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    dnnl_primitive_t p;
-    dnnl_primitive_create(&p, pd);
-    dnnl_memory_t ma, mb, mc;
-    dnnl_memory_create(&ma, &a, eng, DNNL_MEMORY_ALLOCATE);
-    dnnl_memory_create(&mb, &b, eng, DNNL_MEMORY_ALLOCATE);
-    dnnl_memory_create(&mc, &c, eng, DNNL_MEMORY_ALLOCATE);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-    double best = 1e30;
-    for (int i = 0; i < 9; i++) {
-        double t0 = now();
-        dnnl_primitive_execute(p, s, 3, args);
-        dnnl_stream_wait(s);
-        double t = now() - t0;
-        if (i > 0 && t < best) best = t;
-    }
-    dnnl_memory_destroy(ma); dnnl_memory_destroy(mb); dnnl_memory_destroy(mc);
-    dnnl_primitive_destroy(p); dnnl_primitive_desc_destroy(pd);
-    return 2.0 * n * n * n / best / 1e9;
-}
-int main(void) {
-    dnnl_engine_t eng; dnnl_stream_t s;
-    dnnl_engine_create(&eng, dnnl_cpu, 0);
-    dnnl_stream_create(&s, eng, dnnl_stream_default_flags);
-    printf("%.1f %.1f\n", run(eng, s, dnnl_f32, dnnl_f32, dnnl_f32), run(eng, s, dnnl_u8, dnnl_s8, dnnl_s32));
-    return 0;
-}
-EOF
-cc -O2 -o "$WORK/peak8" "$WORK/peak8.c" -ldnnl
-set -- $("$WORK/peak8") $("$WORK/peak8")
-PEAK_F32=$(printf '%s\n' "$1" "$3" | sort -g | tail -1)
-PEAK_I8=$(printf '%s\n' "$2" "$4" | sort -g | tail -1)
+set -- $(bench_peak 2 f32 u8s8)
+PEAK_F32=$1
+PEAK_I8=$2
 echo "peak (oneDNN matmul 4096^3, $THREADS threads): f32 $PEAK_F32 GFLOP/s, u8s8s32 $PEAK_I8 GOP/s -> int8 / fp32 ceiling $(awk -v a="$PEAK_I8" -v b="$PEAK_F32" 'BEGIN { printf "%.2f", a / b }')x"
 awk -v f="$PEAK_F32" -v i="$PEAK_I8" 'BEGIN {
   printf "floor: ResNet-50 = 8.2 GOP/image -> at most %.1f images/s fp32, %.1f images/s int8\n", f / 8.2, i / 8.2 }'
@@ -124,11 +64,6 @@ t0=$(date +%s.%N)
 "$CLI" calibrate --model="$MODEL" "$WORK/cal" --images="$CALIB_IMAGES" --threads="$THREADS" --out="$CALIB" --quiet
 echo "calibrate: $CALIB_IMAGES images, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 
-measure() { # name round command...
-  name=$1; round=$2; shift 2
-  "$@" > "$WORK/$name.$round.json" 2> "$WORK/$name.$round.err" || { echo "$name failed:"; cat "$WORK/$name.$round.err"; exit 1; }
-}
-
 for bs in $BATCHES; do
   r=1
   while [ "$r" -le "$ROUNDS" ]; do
@@ -142,23 +77,14 @@ done
 "$CLI" extract --model="$MODEL" "$WORK/eval" --out="$WORK/s_fp32" --threads="$THREADS" --quiet
 "$CLI" extract --model="$MODEL" "$WORK/eval" --out="$WORK/s_int8" --precision=int8 --calib="$CALIB" --threads="$THREADS" --quiet
 
-"$PY" - "$WORK" "$BATCHES" "$ROUNDS" "$PEAK_F32" "$PEAK_I8" <<'EOF'
-import json, sys
+bench_py - "$WORK" "$BATCHES" "$ROUNDS" "$PEAK_F32" "$PEAK_I8" <<'EOF'
+import sys
 import numpy as np
+import benchlib as B
 work, batches, rounds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
 peak = {"fp32": float(sys.argv[4]), "int8": float(sys.argv[5])}
 def best(name):
-    runs = []
-    for r in range(1, rounds + 1):
-        try:
-            runs.append(json.load(open("%s/%s.%d.json" % (work, name, r))))
-        except (OSError, ValueError):
-            pass
-    if not runs:
-        return None
-    j = min(runs, key=lambda j: j["latency_ms_median"])
-    j["ips_median"] = j["batch_size"] * 1000.0 / j["latency_ms_median"]
-    return j
+    return B.pick(work, name, rounds, "best")
 print()
 print("%-6s %-8s %12s %10s %11s %9s %9s %10s %10s" % ("batch", "engine", "images/s(*)", "mean i/s", "median ms",
       "p99 ms", "min ms", "peak RSS", "% of peak"))

@@ -4,9 +4,9 @@
 # on the float model), same machine, same threads, one run. The model: a torchvision ResNet
 # (seeded random weights and BatchNorm statistics, tests/qdq_models.py) quantised by onnxruntime's
 # quantize_static (QuantFormat.QDQ, per-channel int8 weights, symmetric int8 activations, MinMax
-# on synthetic photo-like images); without a Python with onnxruntime (IMGSIM_ORT_PYTHON or
-# .venv-ort/bin/python) the QDQ model comes from tests/qdq_models.py instead and ONNX Runtime is
-# left out. Engine-only throughput (`imgsim bench`, ort_qdq.py bench: random inputs), batch 1 and
+# on synthetic photo-like images); without a Python with onnxruntime (IMGSIM_ORT_PYTHON,
+# .venv-ort/bin/python or /tmp/ortvenv/bin/python: bench/lib.sh) the QDQ model comes from
+# tests/qdq_models.py instead and ONNX Runtime is left out. Engine-only throughput (`imgsim bench`, ort_qdq.py bench: random inputs), batch 1 and
 # 16, configurations alternating over --rounds rounds, each in its own process, the round with the
 # lowest median latency kept (the machine may be shared). Also: each int8's feature cosine to its
 # fp32 on other images.
@@ -17,91 +17,31 @@
 # usage: bench/cpu_qdq.sh [--cli=build/imgsim] [--arch=resnet50] [--threads=2] [--iterations=8]
 #                         [--rounds=2] [--batches="1 16"] [--calib-images=32] [--work=DIR]
 set -eu
-
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-CLI="$SRC/build/imgsim"
+. "$(dirname "$0")/lib.sh"
 ARCH=resnet50
-THREADS=2
 ITERS=8
-ROUNDS=2
-BATCHES="1 16"
 CALIB_IMAGES=32
 WORK=${TMPDIR:-/tmp}/imgsim-qdq-bench
-PY=${IMGSIM_PYTHON:-/usr/bin/python3}
-ORT_PY=${IMGSIM_ORT_PYTHON:-$SRC/.venv-ort/bin/python}
 for a in "$@"; do
+  bench_opt "$a" && continue
   case "$a" in
-    --cli=*) CLI=${a#--cli=} ;;
     --arch=*) ARCH=${a#--arch=} ;;
-    --threads=*) THREADS=${a#--threads=} ;;
-    --iterations=*) ITERS=${a#--iterations=} ;;
-    --rounds=*) ROUNDS=${a#--rounds=} ;;
-    --batches=*) BATCHES=${a#--batches=} ;;
     --calib-images=*) CALIB_IMAGES=${a#--calib-images=} ;;
-    --work=*) WORK=${a#--work=} ;;
     *) echo "usage: $0 [--cli=PATH] [--arch=resnet50] [--threads=N] [--iterations=K] [--rounds=R] [--batches=\"1 16\"] [--calib-images=N] [--work=DIR]" >&2; exit 2 ;;
   esac
 done
-[ -x "$CLI" ] || { echo "no imgsim CLI at $CLI (build first or pass --cli=)" >&2; exit 1; }
-mkdir -p "$WORK"
-export OMP_NUM_THREADS=$THREADS
+ORT_PY=$(bench_ort_python)
 HAVE_ORT=0
-[ -x "$ORT_PY" ] && "$ORT_PY" -c "import onnxruntime.quantization" 2>/dev/null && HAVE_ORT=1
+[ -n "$ORT_PY" ] && "$ORT_PY" -c "import onnxruntime.quantization" 2>/dev/null && HAVE_ORT=1
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(getconf _NPROCESSORS_ONLN) cores online, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-FLAGS=$(grep -o -E ' (avx2|fma|avx512f|avx512_vnni|avx_vnni|amx_int8)( |$)' /proc/cpuinfo | sort -u | tr -d ' ' | tr '\n' ' ')
-echo "int8-relevant CPU flags: $FLAGS"
-echo "model: $ARCH, threads: $THREADS, iterations: $ITERS per process, rounds: $ROUNDS (best kept)"
+bench_start
+echo "int8-relevant CPU flags: $(bench_cpu_flags)"
+echo "model: $ARCH (best round kept)"
 [ "$HAVE_ORT" = 1 ] && echo "onnxruntime: $("$ORT_PY" -c 'import onnxruntime; print(onnxruntime.__version__)') ($ORT_PY)" \
-  || echo "onnxruntime: not available (no $ORT_PY): QDQ model from tests/qdq_models.py, no ONNX Runtime timings"
+  || echo "onnxruntime: not available (no Python with onnxruntime.quantization): QDQ model from tests/qdq_models.py, no ONNX Runtime timings"
 
 # ---- floor: f32 and int8 matmul peaks ----
-cat > "$WORK/peak8.c" <<'CEOF'
-/* peak8.c: GOP/s of a 4096^3 oneDNN matmul in f32 and in u8 x s8 -> s32, best of 8. */
-#include <stdio.h>
-#include <time.h>
-#include <oneapi/dnnl/dnnl.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
-static double run(dnnl_engine_t eng, dnnl_stream_t s, dnnl_data_type_t a_dt, dnnl_data_type_t b_dt, dnnl_data_type_t c_dt) {
-    const dnnl_dim_t n = 4096;
-    dnnl_dims_t d = {n, n};
-    dnnl_memory_desc_t a, b, b_any, c;
-    dnnl_memory_desc_init_by_tag(&a, 2, d, a_dt, dnnl_ab);
-    dnnl_memory_desc_init_by_tag(&b_any, 2, d, b_dt, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&c, 2, d, c_dt, dnnl_ab);
-    dnnl_matmul_desc_t md;
-    dnnl_primitive_desc_t pd;
-    if (dnnl_matmul_desc_init(&md, &a, &b_any, NULL, &c) || dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL)) return 0;
-    b = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    dnnl_primitive_t p;
-    dnnl_primitive_create(&p, pd);
-    dnnl_memory_t ma, mb, mc;
-    dnnl_memory_create(&ma, &a, eng, DNNL_MEMORY_ALLOCATE);
-    dnnl_memory_create(&mb, &b, eng, DNNL_MEMORY_ALLOCATE);
-    dnnl_memory_create(&mc, &c, eng, DNNL_MEMORY_ALLOCATE);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-    double best = 1e30;
-    for (int i = 0; i < 9; i++) {
-        double t0 = now();
-        dnnl_primitive_execute(p, s, 3, args);
-        dnnl_stream_wait(s);
-        double t = now() - t0;
-        if (i > 0 && t < best) best = t;
-    }
-    dnnl_memory_destroy(ma); dnnl_memory_destroy(mb); dnnl_memory_destroy(mc);
-    dnnl_primitive_destroy(p); dnnl_primitive_desc_destroy(pd);
-    return 2.0 * n * n * n / best / 1e9;
-}
-int main(void) {
-    dnnl_engine_t eng; dnnl_stream_t s;
-    dnnl_engine_create(&eng, dnnl_cpu, 0);
-    dnnl_stream_create(&s, eng, dnnl_stream_default_flags);
-    printf("%.1f %.1f\n", run(eng, s, dnnl_f32, dnnl_f32, dnnl_f32), run(eng, s, dnnl_u8, dnnl_s8, dnnl_s32));
-    return 0;
-}
-CEOF
-cc -O2 -o "$WORK/peak8" "$WORK/peak8.c" -ldnnl
-set -- $("$WORK/peak8")
+set -- $(bench_peak 1 f32 u8s8)
 PEAK_F32=$1
 PEAK_I8=$2
 GOP=$(case "$ARCH" in resnet18) echo 3.6 ;; resnet34) echo 7.3 ;; *) echo 8.2 ;; esac)
@@ -147,10 +87,6 @@ if [ "$HAVE_ORT" = 1 ]; then
   [ -f "$QDQ_ASYM" ] || "$ORT_PY" "$SRC/tests/ort_qdq.py" quantize "$FLOAT" "$WORK/cal.npy" "$QDQ_ASYM" --activations=uint8 --asymmetric
 fi 2> "$WORK/quantize.err"
 
-measure() { # name round command...
-  name=$1; round=$2; shift 2
-  "$@" > "$WORK/$name.$round.json" 2> "$WORK/$name.$round.err" || { echo "$name failed:"; cat "$WORK/$name.$round.err"; exit 1; }
-}
 for bs in $BATCHES; do
   r=1
   while [ "$r" -le "$ROUNDS" ]; do
@@ -175,24 +111,15 @@ if [ "$HAVE_ORT" = 1 ]; then
   "$ORT_PY" "$SRC/tests/ort_qdq.py" run "$FLOAT" "$WORK/eval.npy" "$WORK/ort_fp32.npy" --threads="$THREADS"
 fi
 
-"$PY" - "$WORK" "$BATCHES" "$ROUNDS" "$PEAK_F32" "$PEAK_I8" "$GOP" <<'PEOF'
-import json, os, sys
+bench_py - "$WORK" "$BATCHES" "$ROUNDS" "$PEAK_F32" "$PEAK_I8" "$GOP" <<'PEOF'
+import os, sys
 import numpy as np
+import benchlib as B
 work, batches, rounds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
 peak = {"fp32": float(sys.argv[4]), "int8": float(sys.argv[5])}
 gop = float(sys.argv[6])
 def best(name):
-    runs = []
-    for r in range(1, rounds + 1):
-        try:
-            runs.append(json.load(open("%s/%s.%d.json" % (work, name, r))))
-        except (OSError, ValueError):
-            pass
-    if not runs:
-        return None
-    j = min(runs, key=lambda j: j["latency_ms_median"])
-    j["ips_median"] = j["batch_size"] * 1000.0 / j["latency_ms_median"]
-    return j
+    return B.pick(work, name, rounds, "best")
 print()
 print("%-6s %-24s %12s %10s %11s %9s %9s" % ("batch", "engine", "images/s(*)", "mean i/s", "median ms", "min ms",
                                               "% of peak"))
