@@ -7,7 +7,8 @@ timed runs of one batch each; one JSON object with the same fields).
       --profile: also runs ONNX Runtime's profiler over the timed runs and writes the per-op-type
       and per-node times (ms per run) to OUT.json (not timed: the profiler costs a little).
   torch-bench --arch=NAME --batch-size=N --threads=T [...]
-      torchvision's model, eval(), torch.inference_mode, eager (NCHW, as users run it).
+      torchvision's model with the weights of the exported file (tools/export_torchvision.py's
+      seed 0 and --randomize-bn), eval(), torch.inference_mode, eager (NCHW, as users run it).
   ort-load MODEL.onnx --threads=T [--repeat=R]
       seconds of ort.InferenceSession creation (file read, graph optimisation, kernel creation
       and weight pre-packing), R times in this process: {"load_seconds": [..]}.
@@ -110,10 +111,12 @@ def ort_bench(a):
 
 def torch_bench(a):
     import torch
-    import torchvision
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+    import export_torchvision as E
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, a.arch)(weights=None).eval()
+    model = E.build_model(a.arch, "none", 0)  # the weights cpu_models.sh exported (seed 0, --randomize-bn)
+    E.randomize_bn(model, 0)
+    model.eval()
     x = torch.from_numpy(rand_input(a.batch_size, [3, a.image_size, a.image_size]))
     with torch.inference_mode():
         lat = timed(lambda: model(x), a.warmup, a.iterations)
