@@ -110,6 +110,27 @@ bar = Bar()
 eng.extract(data, os.path.join(w, "pystore3"), progress=bar)
 check(bar.total == len(paths) and bar.n == len(paths), "tqdm-like bar: total %r, n %r" % (bar.total, bar.n))
 
+# extract(update=True, hash=True): only the new image extracted, a removed one dropped, the store a
+# fresh extraction gives (and inputs.tsv with the files' sha256, checked against hashlib)
+import hashlib  # noqa: E402
+import shutil  # noqa: E402
+data2, upd, fresh2 = (os.path.join(w, n) for n in ("data2", "pyupd", "pyfresh2"))
+shutil.copytree(data, data2)
+eng.extract(data2, upd, hash=True, shard_size=4)
+cls = sorted(d for d in os.listdir(data2) if os.path.isdir(os.path.join(data2, d)))[0]
+first = sorted(os.listdir(os.path.join(data2, cls)))[0]
+shutil.copy(os.path.join(data2, cls, first), os.path.join(data2, cls, "zz_copy.jpg"))
+os.remove(os.path.join(data2, cls, first))
+u = eng.extract(data2, upd, update=True, hash=True)
+f = eng.extract(data2, fresh2, hash=True)
+check(u.stats["kept"] == len(f.paths) - 1 and u.paths == f.paths and
+      np.allclose(np.asarray(u.features), np.asarray(f.features), rtol=0, atol=1e-6),
+      "extract(update=True): kept %r of %d rows, the fresh store's rows" % (u.stats["kept"], len(f.paths)))
+ins = [l.split("\t") for l in open(os.path.join(upd, "inputs.tsv")).read().splitlines()]
+check(ins[0] == ["path", "size", "mtime_ns", "sha256"] and all(
+    r[3] == hashlib.sha256(open(os.path.join(data2, r[0]), "rb").read()).hexdigest() for r in ins[1:]),
+    "extract(hash=True): inputs.tsv holds each file's sha256")
+
 # 3. search == numpy float64 exact top-k and the CLI
 
 

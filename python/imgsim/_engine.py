@@ -380,7 +380,7 @@ class Engine:
     # -- stores --
     def extract(self, input, out, *, progress=None, dtype="float32", batch_size=None, workers=0, decode="auto",
                 exif_rotate=True, dct_scaling=False, max_pixels=None, resize=None, crop=None, mean=None, std=None,
-                interpolation=None, layout="single"):
+                interpolation=None, layout="single", update=False, hash=False, durable=False, shard_size=None):
         """Features of every image of input into the store folder out, as `imgsim extract` does;
         returns the Store (memory-mapped).
 
@@ -394,7 +394,15 @@ class Engine:
         resize, crop, mean, std, interpolation: the preprocessing (see Engine; default the
         engine's), recorded in the store's meta.json. layout: "single" (features.npy) or "sharded"
         (one features-K.npy + manifest-K.tsv per shard, `extract --layout=sharded`; Store.shards).
+        update: out is a complete store of the same model and settings: only the new and changed
+        images of input are extracted, removed ones dropped (`extract --update`; a store that
+        cannot be updated is extracted in full, with a warning). hash: record each input's SHA-256
+        and, with update, compare content rather than modification time (`--hash`). durable:
+        fsync every file before it counts as written (`--durable`). shard_size: images per shard
+        (default 1024; a killed extraction called again keeps its complete shards).
         """
+        if shard_size is not None and int(shard_size) < 1:
+            raise _bad("shard_size=%r: expected a positive number of images" % (shard_size,))
         if layout not in ("single", "sharded"):
             raise _bad("layout=%r: expected 'single' or 'sharded'" % (layout,))
         if str(decode) not in _DECODE:
@@ -415,7 +423,8 @@ class Engine:
                                      workers=int(workers), dtype=1 if dt == np.float16 else 0,
                                      decode=_DECODE[decode], quiet=quiet, exif_rotate=bool(exif_rotate),
                                      dct_scaling=bool(dct_scaling), max_pixels=int(max_pixels or 0),
-                                     progress=callback, sharded=layout == "sharded",
+                                     progress=callback, sharded=layout == "sharded", update=bool(update),
+                                     hash=bool(hash), durable=bool(durable), shard_size=int(shard_size or 0),
                                      pre=self._pre_for(resize=resize, crop=crop, mean=mean, std=std,
                                                        interpolation=interpolation))
         finally:

@@ -634,17 +634,21 @@ done:
 /* ---- extraction into a store ------------------------------------------------------------- */
 
 /* Engine._extract(input, store_dir, batch_size=0, workers=0, dtype=0, decode=0, quiet=True,
- * exif_rotate=True, dct_scaling=False, max_pixels=0, progress=None, pre=None, sharded=False)
- * -> stats dict. */
+ * exif_rotate=True, dct_scaling=False, max_pixels=0, progress=None, pre=None, sharded=False,
+ * update=False, hash=False, durable=False, shard_size=0) -> stats dict. */
 static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"input", "store_dir", "batch_size", "workers", "dtype", "decode", "quiet",
-                             "exif_rotate", "dct_scaling", "max_pixels", "progress", "pre", "sharded", NULL};
+    static char *kwlist[] = {"input",    "store_dir", "batch_size", "workers", "dtype",   "decode",
+                             "quiet",    "exif_rotate", "dct_scaling", "max_pixels", "progress", "pre",
+                             "sharded",  "update",    "hash",       "durable", "shard_size", NULL};
     PyObject *input = NULL, *store = NULL, *progress = Py_None, *pre_o = Py_None;
     int batch = 0, workers = 0, dtype = 0, decode = 0, quiet = 1, exif = 1, dct = 0, sharded = 0;
+    int update = 0, hash = 0, durable = 0;
     unsigned long long max_pixels = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|iiiipppKOOp", kwlist, PyUnicode_FSConverter, &input,
+    long long shard_size = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|iiiipppKOOppppL", kwlist, PyUnicode_FSConverter, &input,
                                      PyUnicode_FSConverter, &store, &batch, &workers, &dtype, &decode, &quiet, &exif,
-                                     &dct, &max_pixels, &progress, &pre_o, &sharded))
+                                     &dct, &max_pixels, &progress, &pre_o, &sharded, &update, &hash, &durable,
+                                     &shard_size))
         return NULL;
     py_progress pc = {progress == Py_None ? NULL : progress, NULL, NULL, NULL};
     PyObject *ret = NULL;
@@ -661,6 +665,10 @@ static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw
     xo.batch_size = batch;
     xo.dtype = dtype ? IMGSIM_F16 : IMGSIM_F32;
     xo.layout = sharded ? IMGSIM_LAYOUT_SHARDED : IMGSIM_LAYOUT_SINGLE;
+    xo.update = update;
+    xo.hash = hash;
+    xo.durable = durable;
+    xo.shard_size = shard_size;
     xo.quiet = quiet;
     xo.decode = (imgsim_decode)decode;
     xo.progress = progress_cb;
@@ -690,8 +698,8 @@ static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw
         raise_status(st, msg);
         goto done;
     }
-    ret = Py_BuildValue("{s:L,s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:L}", "inputs", (long long)s.inputs, "ok",
-                        (long long)s.ok, "failed", (long long)s.failed, "skipped", (long long)s.skipped,
+    ret = Py_BuildValue("{s:L,s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:L,s:L}", "kept", (long long)s.kept, "inputs",
+                        (long long)s.inputs, "ok", (long long)s.ok, "failed", (long long)s.failed, "skipped", (long long)s.skipped,
                         "seconds_total", s.seconds_total, "seconds_list", s.seconds_list, "seconds_decode_busy",
                         s.seconds_decode_busy, "seconds_infer_busy", s.seconds_infer_busy, "seconds_write",
                         s.seconds_write, "images_per_s", s.images_per_s, "gpu_decoded", (long long)s.gpu_decoded);
