@@ -126,6 +126,13 @@ f = eng.extract(data2, fresh2, hash=True)
 check(u.stats["kept"] == len(f.paths) - 1 and u.paths == f.paths and
       np.allclose(np.asarray(u.features), np.asarray(f.features), rtol=0, atol=1e-6),
       "extract(update=True): kept %r of %d rows, the fresh store's rows" % (u.stats["kept"], len(f.paths)))
+st = f.stats
+check(st["ok"] == len(f.paths) and st["inputs"] == len(f.paths) + len(f.failed) + len(f.skipped) and
+      st["failed"] == len(f.failed) and st["skipped"] == len(f.skipped) and st["kept"] == 0 and
+      st["gpu_decoded"] == 0 and all(isinstance(st[k], int) for k in ("inputs", "ok", "failed", "skipped", "kept")) and
+      all(isinstance(st[k], float) and 0 <= st[k] < 1e6 for k in ("seconds_total", "seconds_list", "seconds_write",
+                                                                 "seconds_decode_busy", "seconds_infer_busy")) and
+      0 < st["seconds_total"] and st["images_per_s"] > 0, "extract: stats %r" % st)
 ins = [l.split("\t") for l in open(os.path.join(upd, "inputs.tsv")).read().splitlines()]
 check(ins[0] == ["path", "size", "mtime_ns", "sha256"] and all(
     r[3] == hashlib.sha256(open(os.path.join(data2, r[0]), "rb").read()).hexdigest() for r in ins[1:]),

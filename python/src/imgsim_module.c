@@ -698,7 +698,7 @@ static PyObject *Engine_extract(EngineObject *self, PyObject *args, PyObject *kw
         raise_status(st, msg);
         goto done;
     }
-    ret = Py_BuildValue("{s:L,s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:L,s:L}", "kept", (long long)s.kept, "inputs",
+    ret = Py_BuildValue("{s:L,s:L,s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:L}", "kept", (long long)s.kept, "inputs",
                         (long long)s.inputs, "ok", (long long)s.ok, "failed", (long long)s.failed, "skipped", (long long)s.skipped,
                         "seconds_total", s.seconds_total, "seconds_list", s.seconds_list, "seconds_decode_busy",
                         s.seconds_decode_busy, "seconds_infer_busy", s.seconds_infer_busy, "seconds_write",
