@@ -1041,14 +1041,27 @@ static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     int xs = -1, wt = -1, bt = -1, yt = -1;
     s = ensure(c, p, p->val_tensor[av], dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), &xs, e);
     if (!s) {
-        /* W [M, K] = alpha * B' in float32, then converted to the chosen layout */
-        float *w = ims_malloc_array((size_t)(M * K), sizeof(float));
-        if (!w) s = ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
-        for (int64_t m = 0; !s && m < M; m++)
-            for (int64_t k = 0; k < K; k++)
-                w[m * K + k] = nd->alpha * (nd->trans_b ? B->data[m * K + k] : B->data[k * M + m]);
+        /* W [M, K] = alpha * B' in float32, converted to the chosen layout. With alpha 1 the
+         * reorder reads B where it is (transB: [M, K] row-major; else [K, M], the same matrix
+         * with the strides of the "ba" tag), so no temporary copy of the weights exists (VGG-16's
+         * first classifier layer is 411 MB); otherwise a scaled float32 copy is made first. */
+        float *w = NULL;
+        const float *wsrc = B->data;
+        dnnl_memory_desc_t w_src = w_plain;
+        if (nd->alpha != 1.0f) {
+            w = ims_malloc_array((size_t)(M * K), sizeof(float));
+            if (!w) s = ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+            for (int64_t m = 0; !s && m < M; m++)
+                for (int64_t k = 0; k < K; k++)
+                    w[m * K + k] = nd->alpha * (nd->trans_b ? B->data[m * K + k] : B->data[k * M + m]);
+            wsrc = w;
+        } else if (!nd->trans_b) {
+            dnnl_dims_t d2 = {M, K}, s2 = {1, M}; /* element (m, k) at k * M + m */
+            if (dnnl_memory_desc_init_by_strides(&w_src, 2, d2, dnnl_f32, s2) != dnnl_success)
+                s = ims_fail(e, IMGSIM_ERR_INTERNAL, "cpu backend: memory_desc_init failed");
+        }
         int wk;
-        if (!s) s = get_const(c, bv, CPU_CT_GEMM_W, w, &w_plain,
+        if (!s) s = get_const(c, bv, CPU_CT_GEMM_W, wsrc, &w_src,
                               dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &wk, e);
         free(w);
         if (!s) s = const_tensor(c, p, wk, &wt, e);
