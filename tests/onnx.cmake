@@ -47,3 +47,6 @@ foreach(arch vgg16_bn alexnet) # (their adaptive pooling wants a 224 input)
 endforeach()
 imgsim_py_test(onnx_family_cuda_inception_v3 test_onnx_families.py --arch=inception_v3 --opset=13 --size=80x96 --device=cuda)
 set_tests_properties(onnx_family_cuda_inception_v3 PROPERTIES LABELS "gpu;family")
+# Peak memory of model load + CPU engine build (issue 19 item 7): at most 1.85x the weights' bytes
+# above the process's baseline; the Gemm layouts (transB 0/1, alpha) against numpy
+imgsim_py_test(load_memory test_load_memory.py)
