@@ -32,6 +32,14 @@ imgsim_py_test(onnx_padfold test_onnx_padfold.py)
 foreach(arch efficientnet_b0 regnet_y_400mf densenet121 squeezenet1_1)
   imgsim_py_test(onnx_family_${arch}_op13 test_onnx_families.py --arch=${arch} --opset=13 --size=64)
 endforeach()
+# The CPU engine's plan-time epilogue fusion (helper silufuse): SiLU (Sigmoid + Mul) a swish
+# post-op of its Conv (EfficientNet-B0: 49), the SE gate's Sigmoid a logistic post-op (16),
+# MobileNetV3's HardSwish a post-op; no standalone eltwise step and no reference kernel left;
+# results against PyTorch as above
+imgsim_py_test(onnx_family_epilogue_efficientnet_b0 test_onnx_families.py --arch=efficientnet_b0 --opset=17 --size=64
+               --expect-fused=swish>=49,logistic>=16,eltwise==0,ref==0)
+imgsim_py_test(onnx_family_epilogue_mobilenet_v3_large test_onnx_families.py --arch=mobilenet_v3_large --opset=17
+               --size=64 --expect-fused=hardswish>=10,ref==0)
 # The same families on the CUDA engine (issue 19, the GPU machine; skipped without a GPU): fp32
 # relative L2 <= 1e-4, tf32 cosine >= 0.9999, fp16 cosine >= 0.999 against PyTorch float64, every
 # family of the issue at a small input (labels gpu, family)

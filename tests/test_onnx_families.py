@@ -18,7 +18,13 @@ the CUDA engine instead: fp32 relative L2 <= 1e-4, tf32 cosine >= 0.9999 and fp1
 per image (issue 19), each precision its own engine.
 
 Usage: test_onnx_families.py --arch=NAME [--opset=13] [--size=64 | --size=HxW] [--images=3]
-                             [--batch-size=2] [--pipeline] [--device=cpu|cuda]
+                             [--batch-size=2] [--pipeline] [--device=cpu|cuda] [--expect-fused=SPEC]
+
+With --expect-fused (CPU) the same run is repeated under ONEDNN_VERBOSE=1 and oneDNN's exec lines
+are counted per planned batch size (the first plan's lines): SPEC is comma-separated KEY>=N or
+KEY==N, KEY one of swish / logistic / hardswish (that eltwise as a post-op of a convolution or
+inner product: the CPU engine's plan-time epilogue fusion), eltwise (standalone eltwise steps)
+and ref (steps on oneDNN's reference kernels), e.g. swish>=49,eltwise==0,ref==0.
 """
 import argparse
 import os
@@ -36,6 +42,7 @@ ap.add_argument("--images", type=int, default=3)
 ap.add_argument("--batch-size", type=int, default=2)
 ap.add_argument("--pipeline", action="store_true")
 ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+ap.add_argument("--expect-fused", default="")
 args = ap.parse_args()
 if args.device == "cuda":
     import shutil
@@ -131,6 +138,31 @@ print("%s opset %d %dx%d engine-only fp32: relative L2 error per image: %s" % (
 if not np.all(err <= 1e-5):
     print("FAIL: relative error %.3e > 1e-5" % err.max())
     sys.exit(1)
+
+if args.expect_fused:
+    # one plan (batch 1 over one image): its exec lines only, weights conversions aside
+    np.save(inp, x[:1].reshape(1, -1))
+    p = testlib.run(["bench", "--model=" + path, "--input=" + inp, "--dump=" + out, "--no-normalize",
+                     "--layer=output", "--batch-size=1", "--threads=2"], check=False,
+                    env={"ONEDNN_VERBOSE": "1", "DNNL_VERBOSE": "1"})
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ",exec,cpu," in ln]
+    post = [ln for ln in lines if ",convolution," in ln or ",inner_product," in ln]
+    count = {
+        "swish": sum("eltwise_swish" in ln for ln in post),
+        "logistic": sum("eltwise_logistic" in ln for ln in post),
+        "hardswish": sum("eltwise_hardswish" in ln for ln in post),
+        "eltwise": sum(",eltwise," in ln for ln in lines),
+        "ref": sum(",ref:" in ln for ln in lines),
+    }
+    print("%s opset %d, oneDNN exec lines of one batch-1 run: %s" % (
+        args.arch, args.opset, ", ".join("%s %d" % kv for kv in count.items())))
+    for spec in args.expect_fused.split(","):
+        op = ">=" if ">=" in spec else "=="
+        key, n = spec.split(op)
+        ok = count[key] >= int(n) if op == ">=" else count[key] == int(n)
+        if p.returncode != 0 or not ok:
+            print("FAIL: %s (rc %d): %s is %d" % (spec, p.returncode, key, count[key]))
+            sys.exit(1)
 
 if args.pipeline:
     from PIL import Image

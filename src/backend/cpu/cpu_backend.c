@@ -68,6 +68,71 @@ static int uf_find(int *par, int v) {
     return v;
 }
 
+/* The live nodes reading value v (once per input slot or residual that names it): up to cap of
+ * them in out[]; returns the count. */
+static int readers_of(const ims_graph *g, int v, int *out, int cap) {
+    int n = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ims_node *nd = &g->nodes[i];
+        if (nd->dead) continue;
+        for (int k = 0; k <= nd->n_in; k++) {
+            int u = k < nd->n_in ? nd->in[k] : nd->residual;
+            if (u != v) continue;
+            if (n < cap) out[n] = i;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Plan-time epilogue fusion (fp32/bf16): the element-wise op that alone reads a Conv's or Gemm's
+ * output (no activation fused into it yet) becomes an eltwise post-op of it, after its sum:
+ * SiLU written as Sigmoid(y) and Mul(y, Sigmoid(y)) (EfficientNet, RegNetY: eltwise_swish,
+ * alpha 1), a lone Sigmoid (the SE gate: eltwise_logistic), HardSwish (MobileNetV3), Gelu. A
+ * post-op runs in the primitive's own dst layout, so nothing is converted for it. The graph
+ * stays as it is (the CUDA engine plans the same graph). Fills c->epi_alg, epi_out, absorbed;
+ * counts the fusions in c->n_epi. */
+static imgsim_status find_epilogues(cpu_impl *c, ims_err *e) {
+    const ims_graph *g = c->g;
+    c->epi_alg = ims_malloc_array((size_t)g->n_nodes + 1, sizeof(int));
+    c->epi_out = ims_malloc_array((size_t)g->n_nodes + 1, sizeof(int));
+    c->absorbed = ims_calloc((size_t)g->n_nodes + 1, 1);
+    if (!c->epi_alg || !c->epi_out || !c->absorbed) return ims_fail(e, IMGSIM_ERR_NOMEM, "cpu backend: out of memory");
+    for (int i = 0; i < g->n_nodes; i++) {
+        c->epi_alg[i] = 0;
+        c->epi_out[i] = -1;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ims_node *p = &g->nodes[i];
+        if (p->dead || (p->op != IS_OP_CONV && p->op != IS_OP_GEMM) || p->act != IS_ACT_NONE) continue;
+        int y = p->out, r[3];
+        if (y == g->output) continue;
+        int nr = readers_of(g, y, r, 3);
+        const ims_node *a = nr >= 1 ? &g->nodes[r[0]] : NULL;
+        if (!a || a->residual >= 0 || a->act != IS_ACT_NONE || a->in[0] != y) continue;
+        if (nr == 1 && (a->op == IS_OP_SIGMOID || a->op == IS_OP_HARDSWISH || a->op == IS_OP_GELU)) {
+            c->epi_alg[i] = a->op == IS_OP_SIGMOID     ? (int)dnnl_eltwise_logistic
+                            : a->op == IS_OP_HARDSWISH ? (int)dnnl_eltwise_hardswish
+                                                       : (int)dnnl_eltwise_gelu_erf;
+            c->epi_out[i] = a->out;
+            c->absorbed[r[0]] = 1;
+            c->n_epi++;
+            continue;
+        }
+        if (nr != 2 || a->op != IS_OP_SIGMOID || a->out == g->output) continue;
+        const ims_node *m = &g->nodes[r[1]];
+        int sr[2];
+        if (m->op != IS_OP_MUL || m->n_in != 2 || m->residual >= 0 || m->act != IS_ACT_NONE) continue;
+        if (!((m->in[0] == y && m->in[1] == a->out) || (m->in[1] == y && m->in[0] == a->out))) continue;
+        if (readers_of(g, a->out, sr, 2) != 1) continue;
+        c->epi_alg[i] = (int)dnnl_eltwise_swish;
+        c->epi_out[i] = m->out;
+        c->absorbed[r[0]] = c->absorbed[r[1]] = 1;
+        c->n_epi++;
+    }
+    return IMGSIM_OK;
+}
+
 /* c->group_last[v]: the last live node that reads v or any value sharing its storage through
  * Identity/Flatten/Reshape/Unsqueeze/Squeeze/Cast views; INT_MAX for the chosen output. */
 static imgsim_status compute_lifetimes(cpu_impl *c, ims_err *e) {
@@ -93,10 +158,14 @@ static imgsim_status compute_lifetimes(cpu_impl *c, ims_err *e) {
             int a = uf_find(par, nd->in[0]), b = uf_find(par, nd->out);
             if (a != b) par[b] = a;
         }
+        if (c->epi_out && c->epi_out[i] >= 0) { /* a fused epilogue's output is the producer's tensor */
+            int a = uf_find(par, nd->out), b = uf_find(par, c->epi_out[i]);
+            if (a != b) par[b] = a;
+        }
     }
     for (int i = 0; i < g->n_nodes; i++) {
         const ims_node *nd = &g->nodes[i];
-        if (nd->dead) continue;
+        if (nd->dead || (c->absorbed && c->absorbed[i])) continue;
         for (int k = 0; k <= nd->n_in; k++) {
             int v = k < nd->n_in ? nd->in[k] : nd->residual;
             if (v < 0 || v >= g->n_vals) continue;
@@ -125,6 +194,9 @@ static void impl_free(cpu_impl *c) {
     free(c->arena_raw);
     free(c->scratch_raw);
     free(c->group_last);
+    free(c->epi_alg);
+    free(c->epi_out);
+    free(c->absorbed);
     if (c->stream) dnnl_stream_destroy(c->stream);
     if (c->eng) dnnl_engine_destroy(c->eng);
     free(c);
@@ -175,6 +247,7 @@ static imgsim_status cpu_prepare(ims_backend *b, const ims_graph *g, const ims_b
     dnnl_status_t st = dnnl_engine_create(&c->eng, dnnl_cpu, 0);
     if (st == dnnl_success) st = dnnl_stream_create(&c->stream, c->eng, dnnl_stream_default_flags);
     if (st != dnnl_success) s = ims_cpu_dnnl_fail(c, e, st, "engine/stream");
+    if (!s && c->precision != IMGSIM_PREC_INT8 && !c->observe) s = find_epilogues(c, e);
     if (!s) s = compute_lifetimes(c, e);
     if (!s && c->precision == IMGSIM_PREC_INT8) s = ims_cpu_int8_prepare(c, e);
 

@@ -184,12 +184,12 @@ static imgsim_status push_step(cpu_impl *c, cpu_plan *p, const_dnnl_primitive_de
 
 /* A primitive attribute with the user scratchpad and the post-ops: sum (when sum is set) then
  * the activation act (relu, or clip to [lo, hi]). */
-static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum, ims_act act,
-                               float lo, float hi, ims_err *e) {
+static imgsim_status make_attr_epi(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum, ims_act act, float lo,
+                                   float hi, int epi, ims_err *e) {
     *attr = NULL;
     DN(dnnl_primitive_attr_create(attr), "primitive_attr_create");
     dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
-    if (st == dnnl_success && (sum || act != IS_ACT_NONE)) {
+    if (st == dnnl_success && (sum || act != IS_ACT_NONE || epi)) {
         dnnl_post_ops_t po = NULL;
         st = dnnl_post_ops_create(&po);
         if (st == dnnl_success && sum) st = dnnl_post_ops_append_sum(po, 1.0f);
@@ -202,6 +202,10 @@ static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum
             float b = isfinite(hi) ? hi : (hi < 0 ? -FLT_MAX : FLT_MAX);
             st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, a, b);
         }
+        /* then a plan-time epilogue (find_epilogues, an eltwise alg): swish with alpha 1 is SiLU */
+        if (st == dnnl_success && epi)
+            st = dnnl_post_ops_append_eltwise(po, 1.0f, (dnnl_alg_kind_t)epi,
+                                              epi == (int)dnnl_eltwise_swish ? 1.0f : 0.0f, 0.0f);
         if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(*attr, po);
         if (po) dnnl_post_ops_destroy(po);
     }
@@ -212,6 +216,14 @@ static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum
     }
     return IMGSIM_OK;
 }
+
+static imgsim_status make_attr(cpu_impl *c, dnnl_primitive_attr_t *attr, int sum, ims_act act, float lo, float hi,
+                               ims_err *e) {
+    return make_attr_epi(c, attr, sum, act, lo, hi, 0, e);
+}
+
+/* The plan-time epilogue of node i (an eltwise alg kind), 0 for none. */
+static int node_epi(const cpu_impl *c, int i) { return c->epi_alg ? c->epi_alg[i] : 0; }
 
 /* Appends a reorder step src tensor -> dst tensor (requantising when their int8 scales or zero
  * points differ: dst = (src - src.zp) * src.scale / dst.scale + dst.zp, rounded half to even and
@@ -499,7 +511,7 @@ static imgsim_status plan_conv(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     dnnl_dims_t pl = {nd->pad[0], nd->pad[1]}, pr = {nd->pad[2], nd->pad[3]};
 
     dnnl_primitive_attr_t attr;
-    TRY(make_attr(c, &attr, nd->residual >= 0, nd->act, nd->act_min, nd->act_max, e));
+    TRY(make_attr_epi(c, &attr, nd->residual >= 0, nd->act, nd->act_min, nd->act_max, node_epi(c, i), e));
     dnnl_primitive_desc_t pd = NULL;
     conv_ctx cx = {c, attr, &src_md, bias_v >= 0 ? &b_md : NULL, &dst_md, strides, dil, pl, pr};
     /* smaller-batch plans share the weights layout the first plan chose where that costs nothing */
@@ -701,6 +713,12 @@ static imgsim_status plan_binary(cpu_impl *c, cpu_plan *p, int i, int *fused_act
                           : nd->op == IS_OP_SUB ? dnnl_binary_sub
                           : nd->op == IS_OP_DIV ? dnnl_binary_div
                                                 : dnnl_binary_mul;
+    /* two activations of the same dims in different layouts (a block's plain output and a blocked
+     * residual: ConvNeXt's first block of each stage) run only on oneDNN's reference binary kernel,
+     * many times slower than one jit reorder of the second into the first's layout */
+    int full = !bv->data;
+    for (int k = 0; k < r; k++) full &= bd[k] == yd[k];
+    if (full && !md_eq(&p->tens[at].md, &p->tens[bt].md)) TRY(ensure(c, p, bt, &p->tens[at].md, &bt, e));
     dnnl_primitive_attr_t attr;
     TRY(make_attr(c, &attr, 0, nd->act, nd->act_min, nd->act_max, e));
     dnnl_primitive_desc_t pd = NULL;
@@ -1030,7 +1048,7 @@ static imgsim_status plan_gemm(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     DN(md_plain(&b_md, 1, &M, dnnl_f32), "memory_desc_init");
     DN(md_any(&dst_any, 2, dd, dt), "memory_desc_init");
     dnnl_primitive_attr_t attr;
-    TRY(make_attr(c, &attr, nd->residual >= 0, nd->act, nd->act_min, nd->act_max, e));
+    TRY(make_attr_epi(c, &attr, nd->residual >= 0, nd->act, nd->act_min, nd->act_max, node_epi(c, i), e));
     dnnl_primitive_desc_t pd = NULL;
     ip_ctx ix = {c, attr, &src_md, cv >= 0 ? &b_md : NULL, &dst_any};
     dnnl_status_t st = make_pd_sharing(&pd, find_const_md(c, bv, CPU_CT_GEMM_W), &w_any, make_ip_pd, &ix);
@@ -1248,6 +1266,7 @@ static imgsim_status int8_inputs_to_float(cpu_impl *c, cpu_plan *p, const ims_no
 static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     const ims_node *nd = &c->g->nodes[i];
     int fused_res = 0, fused_act = 0;
+    if (c->absorbed && c->absorbed[i]) return IMGSIM_OK; /* computed by its producer's post-op */
     for (int k = 0; k < nd->n_in; k++) {
         int v = nd->in[k];
         if (v >= 0 && !c->g->vals[v].data && p->val_tensor[v] < 0 && nd->op != IS_OP_CLIP)
@@ -1360,6 +1379,7 @@ static imgsim_status plan_node(cpu_impl *c, cpu_plan *p, int i, ims_err *e) {
     default:
         return unsupported(c, e, "operator not supported by the CPU backend");
     }
+    if (c->epi_out && c->epi_out[i] >= 0) p->val_tensor[c->epi_out[i]] = p->val_tensor[nd->out];
     if (!fused_res && nd->residual >= 0) TRY(plan_residual_step(c, p, i, nd->out, nd->residual, e));
     if (!fused_act && nd->act != IS_ACT_NONE)
         TRY(plan_act_step(c, p, i, nd->out, nd->act, nd->act_min, nd->act_max, e));

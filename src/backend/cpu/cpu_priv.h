@@ -131,6 +131,13 @@ typedef struct cpu_impl {
     /* during prepare only */
     const ims_graph *g;
     int *group_last;   /* per value: last node index reading it or any alias of it */
+    /* Epilogues fused at plan time (cpu_backend.c, find_epilogues; fp32/bf16 only), per node:
+     * epi_alg: an eltwise post-op appended to a Conv/Gemm (after its sum and act), 0 for none;
+     * epi_out: the value the fused step then produces (-1: none); absorbed: the node is not
+     * planned (its work is in the producer's post-op, its output the producer's tensor). The
+     * graph is left as it is (the CUDA engine reads the same graph). NULL when none. */
+    int *epi_alg, *epi_out;
+    char *absorbed;
     const uint8_t *observe;      /* cfg->observe */
     const float *act_scale;      /* cfg->act_scale (int8) */
     const uint8_t *act_unsigned; /* cfg->act_unsigned (int8) */
@@ -138,6 +145,7 @@ typedef struct cpu_impl {
     uint8_t *conv_int8;  /* per node: an int8 convolution (cpu_int8.c) */
     uint8_t *out_int8;   /* per value: kept as s8/u8 (every reader takes int8) */
     int n_conv_int8;     /* int8 convolutions planned (per plan) */
+    int n_epi;           /* epilogues fused at plan time (find_epilogues) */
     int cur_node;      /* node being planned (for messages), -1 outside nodes */
 } cpu_impl;
 
