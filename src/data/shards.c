@@ -200,6 +200,7 @@ typedef struct shard_data {
     int64_t rows;
     char *tsv;
     size_t tsv_len;
+    char features_ck[17]; /* checksum64 of the features' data (the record's) */
 } shard_data;
 
 static void shard_data_free(shard_data *d) {
@@ -218,12 +219,31 @@ static const char *jstr(const cJSON *o, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
+/* Shard k's features: STORE/shards/K.npy, or, once a sharded store's finish renamed it into place
+ * (a finish killed before meta.json), STORE/features-K.npy. */
+static char *features_path(const ims_shards *sh, int64_t k) {
+    char *fp = shard_path(sh, k, "npy");
+    if (!fp || ims_path_exists(fp)) return fp;
+    char name[64], *top = ims_path_join(sh->dir, ".."), *alt = NULL;
+    ims_store_shard_name(name, sizeof name, "features", k, "npy");
+    if (top) alt = ims_path_join(top, name);
+    free(top);
+    if (alt && ims_path_exists(alt)) {
+        free(fp);
+        return alt;
+    }
+    free(alt);
+    return fp;
+}
+
 /* Reads shard k and checks it: 0 and d filled, or -1 with why (d empty). A record that is not
- * there at all gives -1 with why "". */
-static int load_shard(const ims_shards *sh, int64_t k, shard_data *d, char *why, size_t n) {
+ * there at all gives -1 with why "". features 0: the features file is checked by its size only
+ * (d->features stays NULL, d->rows is the record's), for a finish that renames it into place
+ * (ims_shards_open verified it in full). */
+static int load_shard(const ims_shards *sh, int64_t k, shard_data *d, int features, char *why, size_t n) {
     memset(d, 0, sizeof *d);
     why[0] = 0;
-    char *jp = shard_path(sh, k, "json"), *fp = shard_path(sh, k, "npy"), *tp = shard_path(sh, k, "tsv");
+    char *jp = shard_path(sh, k, "json"), *fp = features_path(sh, k), *tp = shard_path(sh, k, "tsv");
     cJSON *rec = NULL;
     int rc = -1;
     uint8_t *buf = NULL;
@@ -254,20 +274,29 @@ static int load_shard(const ims_shards *sh, int64_t k, shard_data *d, char *why,
         snprintf(why, n, "%s: its images are not the listing's (added, removed or changed since)", jp);
         goto done;
     }
-    imgsim_dtype dt;
+    imgsim_dtype dt = sh->dtype;
     int64_t cols = 0;
     struct stat fst;
-    if (ims_npy_read(&d->features, &dt, &d->rows, &cols, fp, &e)) {
+    snprintf(d->features_ck, sizeof d->features_ck, "%s", jstr(fr, "checksum64"));
+    if (!features) {
+        d->rows = jint(rec, "ok");
+        if (d->rows < 0 || stat(fp, &fst) != 0 || (int64_t)fst.st_size != jint(fr, "bytes")) {
+            snprintf(why, n, "%s: not the file its record %s was written with (size differs)", fp, jp);
+            goto done;
+        }
+    } else if (ims_npy_read(&d->features, &dt, &d->rows, &cols, fp, &e)) {
         snprintf(why, n, "%s", e.msg);
         goto done;
     }
     ims_ck64 ck;
-    ims_ck64_init(&ck);
-    ims_ck64_update(&ck, d->features, (size_t)d->rows * (size_t)cols * (dt == IMGSIM_F16 ? 2 : 4));
     char hex[17];
-    ims_ck64_hex(ims_ck64_final(&ck), hex);
-    if (dt != sh->dtype || cols != sh->dim || d->rows != jint(rec, "ok") || stat(fp, &fst) != 0 ||
-        (int64_t)fst.st_size != jint(fr, "bytes") || strcmp(hex, jstr(fr, "checksum64")) != 0) {
+    ims_ck64_init(&ck);
+    if (features) {
+        ims_ck64_update(&ck, d->features, (size_t)d->rows * (size_t)cols * (dt == IMGSIM_F16 ? 2 : 4));
+        ims_ck64_hex(ims_ck64_final(&ck), hex);
+    }
+    if (features && (dt != sh->dtype || cols != sh->dim || d->rows != jint(rec, "ok") || stat(fp, &fst) != 0 ||
+        (int64_t)fst.st_size != jint(fr, "bytes") || strcmp(hex, jstr(fr, "checksum64")) != 0)) {
         snprintf(why, n, "%s: not the file its record %s was written with (size, shape or checksum differ)",
                  fp, jp);
         goto done;
@@ -415,7 +444,7 @@ imgsim_status ims_shards_open(ims_shards **out, const char *store_dir, const ims
     for (int64_t k = 0; k < sh->n_shards && !part; k++) {
         shard_data d;
         char why[1200];
-        if (load_shard(sh, k, &d, why, sizeof why) == 0) {
+        if (load_shard(sh, k, &d, 1, why, sizeof why) == 0) {
             sh->done[k] = 1;
             sh->n_done_open++;
             shard_data_free(&d);
@@ -607,12 +636,17 @@ imgsim_status ims_shards_assemble(ims_shards *sh, ims_store_writer *w, int64_t *
     for (int64_t k = 0; k < sh->n_shards; k++) {
         shard_data d;
         char why[1200] = "";
-        if (!sh->done[k] || load_shard(sh, k, &d, why, sizeof why) != 0)
+        if (!sh->done[k] || load_shard(sh, k, &d, !w->sharded, why, sizeof why) != 0)
             return ims_fail(e, IMGSIM_ERR_FORMAT, "%s: shard %lld is %s; run the extraction again", sh->dir,
                             (long long)k, why[0] ? why : "missing");
-        char *tp = shard_path(sh, k, "tsv");
-        imgsim_status st = ims_store_writer_next(w, e); /* (the single layout: one for all) */
-        if (!st) st = ims_store_writer_rows(w, d.features, d.rows, e);
+        char *tp = shard_path(sh, k, "tsv"), *fp = w->sharded ? features_path(sh, k) : NULL;
+        imgsim_status st;
+        if (w->sharded) /* the shard's features file becomes the store's: renamed, not copied */
+            st = fp ? ims_store_writer_next_adopt(w, fp, d.rows, d.features_ck, e)
+                    : ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+        else if (!(st = ims_store_writer_next(w, e))) /* (the single layout: one for all) */
+            st = ims_store_writer_rows(w, d.features, d.rows, e);
+        free(fp);
         if (!st) st = write_lines(w, &d, *ok, tp ? tp : sh->dir, e);
         free(tp);
         *ok += d.rows;

@@ -64,14 +64,19 @@ imgsim_status ims_store_writer_begin(ims_store_writer *w, const char *dir, int s
 
 /* Commits the current shard's two files and records them. */
 static imgsim_status commit_current(ims_store_writer *w, ims_err *e) {
-    uint64_t fck = ims_ck64_final(&w->npy.ck);
-    int64_t rows = w->npy.rows;
+    uint64_t fck = w->adopted ? 0 : ims_ck64_final(&w->npy.ck);
+    int64_t rows = w->adopted ? w->adopted_rows : w->npy.rows;
     char *fpath = ims_strdup(w->npy.af.final_path);
-    imgsim_status st = fpath ? ims_npy_finish(&w->npy, e) : ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    imgsim_status st = !fpath ? ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory")
+                       : w->adopted ? IMGSIM_OK : ims_npy_finish(&w->npy, e);
     if (!st) st = ims_atomic_commit(&w->man, e);
     struct stat fst;
     if (!st && stat(fpath, &fst) != 0) st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot stat: %s", fpath, strerror(errno));
     free(fpath);
+    if (w->adopted) free(w->npy.af.final_path);
+    int adopted = w->adopted;
+    w->adopted = 0;
+    memset(&w->npy, 0, sizeof w->npy);
     if (st) return st;
     ims_store_files *f = &w->files;
     char mck[17];
@@ -95,7 +100,8 @@ static imgsim_status commit_current(ims_store_writer *w, ims_err *e) {
     s->rows = rows;
     s->first_row = w->first_row;
     s->features_bytes = (int64_t)fst.st_size;
-    ims_ck64_hex(fck, s->features_checksum);
+    if (adopted) memcpy(s->features_checksum, w->adopted_ck, sizeof w->adopted_ck);
+    else ims_ck64_hex(fck, s->features_checksum);
     s->manifest_bytes = (int64_t)w->man_bytes;
     memcpy(s->manifest_checksum, mck, sizeof mck);
     return IMGSIM_OK;
@@ -126,6 +132,40 @@ imgsim_status ims_store_writer_next(ims_store_writer *w, ims_err *e) {
     }
     w->npy.af.durable = w->man.durable = w->durable;
     w->first_row = w->rows;
+    w->man_bytes = 0;
+    ims_ck64_init(&w->man_ck);
+    return ims_store_writer_line(w, MANIFEST_HEADER, sizeof MANIFEST_HEADER - 2, e);
+}
+
+imgsim_status ims_store_writer_next_adopt(ims_store_writer *w, const char *src, int64_t rows, const char *ck_hex,
+                                          ims_err *e) {
+    if (!w->sharded) return ims_fail(e, IMGSIM_ERR_INTERNAL, "store writer: a shard's file in the single layout");
+    imgsim_status st = w->k >= 0 ? commit_current(w, e) : IMGSIM_OK;
+    if (st) return st;
+    w->k++;
+    char fname[64], mname[64];
+    ims_store_shard_name(fname, sizeof fname, "features", w->k, "npy");
+    ims_store_shard_name(mname, sizeof mname, "manifest", w->k, "tsv");
+    char *fp = ims_path_join(w->dir, fname), *mp = ims_path_join(w->dir, mname);
+    if (!fp || !mp) st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    else if (rename(src, fp) != 0)
+        st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot rename to %s: %s", src, fp, strerror(errno));
+    if (!st) st = ims_atomic_open(&w->man, mp, e);
+    free(mp);
+    if (st) {
+        free(fp);
+        memset(&w->man, 0, sizeof w->man);
+        w->k = -3; /* (nothing of this shard's to abort: the renamed file is the shard's) */
+        return st;
+    }
+    memset(&w->npy, 0, sizeof w->npy);
+    w->npy.af.final_path = fp; /* (commit_current stats it) */
+    w->adopted = 1;
+    w->adopted_rows = rows;
+    snprintf(w->adopted_ck, sizeof w->adopted_ck, "%s", ck_hex);
+    w->man.durable = w->durable;
+    w->rows += rows;
+    w->first_row = w->rows - rows;
     w->man_bytes = 0;
     ims_ck64_init(&w->man_ck);
     return ims_store_writer_line(w, MANIFEST_HEADER, sizeof MANIFEST_HEADER - 2, e);
@@ -182,7 +222,10 @@ imgsim_status ims_store_writer_commit(ims_store_writer *w, ims_store_files *file
 }
 
 void ims_store_writer_end(ims_store_writer *w) {
-    if (w->k >= 0) {
+    if (w->k >= 0 && w->adopted) { /* (the renamed features stay: the shard's, found there again) */
+        free(w->npy.af.final_path);
+        if (w->man.f) ims_atomic_abort(&w->man);
+    } else if (w->k >= 0) {
         ims_npy_abort(&w->npy);
         if (w->man.f) ims_atomic_abort(&w->man);
     }

@@ -27,6 +27,9 @@ typedef struct ims_store_writer {
     int64_t k;               /* the shard being written, -1 none */
     ims_npy_writer npy;      /* its features (the single layout: features.npy) */
     ims_atomic_file man;     /* its manifest */
+    int adopted;             /* its features are a complete file renamed into place (next_adopt) */
+    int64_t adopted_rows;    /* its rows, and its data's checksum64 (hex) */
+    char adopted_ck[17];
     int64_t first_row;       /* its first row */
     uint64_t man_bytes;      /* its manifest's bytes, and checksum64 so far */
     ims_ck64 man_ck;
@@ -43,6 +46,13 @@ imgsim_status ims_store_writer_begin(ims_store_writer *w, const char *dir, int s
 /* Starts the next shard (the one before it committed). The single layout has one: the first call
  * opens features.npy and manifest.tsv, later calls do nothing. */
 imgsim_status ims_store_writer_next(ims_store_writer *w, ims_err *e);
+/* The sharded layout's next shard with features already complete: the npy file src (rows rows of
+ * the writer's dtype and dim, its data's checksum64 ck_hex, as ims_npy_writer writes it) is renamed
+ * to the shard's features file (same file system: no copy); its manifest is written as by
+ * ims_store_writer_next. (A durable writer's manifest commit fsyncs the folder, which holds both
+ * renames.) */
+imgsim_status ims_store_writer_next_adopt(ims_store_writer *w, const char *src, int64_t rows, const char *ck_hex,
+                                          ims_err *e);
 /* Appends n feature rows already in the writer's dtype to the current shard. */
 imgsim_status ims_store_writer_rows(ims_store_writer *w, const void *rows, int64_t n, ims_err *e);
 /* Appends one manifest line (without its newline) to the current shard's manifest (opening the
