@@ -138,51 +138,63 @@ def children(pid):
     return out
 
 
-kill = os.path.join(w, "killed")
-cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "3", T.CLI] + \
-      extract_args(kill, extra=["--threads=1", "--workers=1"])
-p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-t0 = time.time()
-while p.poll() is None and time.time() - t0 < 120 and \
-        len([f for f in os.listdir(os.path.join(kill, "shards")) if f.endswith(".json") and f[0].isdigit()]
-            if os.path.isdir(os.path.join(kill, "shards")) else []) < 3:
-    time.sleep(0.01)
-ranks = children(p.pid)
-T.check(p.poll() is None and 1 in ranks, "the job runs with its ranks when a rank is killed: %s" % ranks)
-if 1 in ranks:
-    os.kill(ranks[1], 9)
-    tk = time.time()
-    try:
-        out, _ = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, _ = p.communicate()
-    dt = time.time() - tk
-    T.check(p.returncode != 0, "killed rank: mpirun exit %d" % p.returncode)
-    T.check(dt < 30, "the job ended %.1f s after the kill" % dt)
-    T.check(re.search(r"rank 1\b", out) is not None, "the message names the killed rank: %s" % out[-1500:])
-
-    def running(pid):
+def kill_and_rerun(kill, extra, same, label, before_rerun=None):
+    """mpirun -np 3 extract into kill, rank 1 killed once 3 shards are complete, then (after
+    before_rerun(kill)) the same command again: it keeps every shard completed (the resuming line
+    counts them) and same(kill, label) checks the store."""
+    cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "3", T.CLI] + \
+          extract_args(kill, extra=["--threads=1", "--workers=1"] + list(extra))
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < 120 and \
+            len([f for f in os.listdir(os.path.join(kill, "shards")) if f.endswith(".json") and f[0].isdigit()]
+                if os.path.isdir(os.path.join(kill, "shards")) else []) < 3:
+        time.sleep(0.01)
+    ranks = children(p.pid)
+    T.check(p.poll() is None and 1 in ranks, "the job runs with its ranks when a rank is killed: %s" % ranks)
+    if 1 in ranks:
+        os.kill(ranks[1], 9)
+        tk = time.time()
         try:
-            return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
+            out, _ = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        dt = time.time() - tk
+        T.check(p.returncode != 0, "killed rank: mpirun exit %d" % p.returncode)
+        T.check(dt < 30, "the job ended %.1f s after the kill" % dt)
+        T.check(re.search(r"rank 1\b", out) is not None, "the message names the killed rank: %s" % out[-1500:])
 
-    while time.time() - tk < 30 and any(running(pid) for pid in ranks.values()):  # (mpirun's SIGTERM lands)
-        time.sleep(0.05)
-    left = [r for r, pid in ranks.items() if running(pid)]
-    T.check(not left, "every rank ended within 30 s of the kill: %s still running" % left)
-    T.check(not os.path.exists(os.path.join(kill, "meta.json")), "the killed job left no complete store")
-    p = mpi(3, extract_args(kill))
-    T.check(p.returncode == 0, "rerun after the kill: exit %d\n%s" % (p.returncode, p.stderr[-2000:]))
-    redone = sum(int(r) for r in re.findall(r"rank \d+ on \S+: \d+ shards, (\d+) images", p.stderr))
-    T.check("resuming" in p.stderr and 0 < redone <= 19 - 6,
-            "the rerun kept the completed shards (3 or more) and extracted %d images: %s" % (redone, p.stderr[-1500:]))
-    if p.returncode == 0:
-        same_store(kill, ref, "rerun after the kill")
-else:
-    p.kill()
-    p.wait()
+        def running(pid):
+            try:
+                return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] != "Z"
+            except OSError:
+                return False
+
+        while time.time() - tk < 30 and any(running(pid) for pid in ranks.values()):  # (mpirun's SIGTERM lands)
+            time.sleep(0.05)
+        left = [r for r, pid in ranks.items() if running(pid)]
+        T.check(not left, "every rank ended within 30 s of the kill: %s still running" % left)
+        T.check(not os.path.exists(os.path.join(kill, "meta.json")), "the killed job left no complete store")
+        if before_rerun:
+            before_rerun(kill)
+        complete = len([f for f in os.listdir(os.path.join(kill, "shards")) if re.match(r"\d+\.json$", f)])
+        p = mpi(3, extract_args(kill, extra=extra))
+        kept = re.search(r"resuming: (\d+) of 10 shards", p.stderr)
+        T.check(kept is not None and int(kept.group(1)) == complete,
+                "%sthe rerun kept the %d complete shards: %s" % (label, complete, p.stderr[-1500:]))
+        T.check(p.returncode == 0, "rerun after the kill: exit %d\n%s" % (p.returncode, p.stderr[-2000:]))
+        redone = sum(int(r) for r in re.findall(r"rank \d+ on \S+: \d+ shards, (\d+) images", p.stderr))
+        T.check("resuming" in p.stderr and 0 < redone <= 19 - 6,
+                "the rerun kept the completed shards (3 or more) and extracted %d images: %s" % (redone, p.stderr[-1500:]))
+        if p.returncode == 0:
+            same(kill, label + "rerun after the kill")
+    else:
+        p.kill()
+        p.wait()
+
+
+kill_and_rerun(os.path.join(w, "killed"), [], lambda s, l: same_store(s, ref, l), "")
 
 # a rank whose part fails (MPMD: rank 1 runs another model, so its settings are not the job's):
 # it names itself and its host, and MPI_Abort ends the job on every rank at once
@@ -213,4 +225,72 @@ dt = time.time() - t0
 os.close(fd)
 T.check(p.returncode != 0 and dt < 30, "held store: exit %d after %.1f s" % (p.returncode, dt))
 T.check("rank 0 of 3" in p.stderr and held in p.stderr, "the message names rank 0 and the store: %s" % p.stderr[-1500:])
+
+# --layout=sharded: every rank's shards become the store's features-K.npy and manifest-K.tsv
+# (renamed into place, the features not copied through rank 0), rank 0 writes the manifests' row
+# numbers, inputs.tsv and meta.json last: one process's sharded store, byte for byte
+SH = ["--layout=sharded"]
+sref = os.path.join(w, "sref")
+T.run(extract_args(sref, extra=SH + ["--quiet"]))
+
+
+def shard_files(store):
+    return sorted(f for f in os.listdir(store) if re.match(r"(features|manifest)-\d{5}\.(npy|tsv)$", f))
+
+
+names = shard_files(sref)
+T.check(len(names) == 20 and not os.path.exists(os.path.join(sref, "features.npy")),
+        "one process's sharded store: 10 shards, no features.npy: %s" % names)
+feats = [np.load(os.path.join(sref, f)) for f in names if f.startswith("features")]
+T.check(np.array_equal(np.concatenate(feats), np.load(os.path.join(ref, "features.npy"))),
+        "the sharded store's features end to end are the single store's (numpy)")
+lines = [l for f in names if f.startswith("manifest") for l in open(os.path.join(sref, f)).read().splitlines()[1:]]
+T.check(lines == open(os.path.join(ref, "manifest.tsv")).read().splitlines()[1:],
+        "the sharded store's manifests end to end are the single store's manifest")
+
+
+def same_sharded(store, label):
+    ok = os.path.exists(os.path.join(store, "meta.json")) and not os.path.exists(os.path.join(store, "shards"))
+    T.check(ok, "%s: a complete store without its shards folder" % label)
+    if not ok:
+        return
+    T.check(shard_files(store) == names and not os.path.exists(os.path.join(store, "features.npy")),
+            "%s: the shard files are one process's: %s" % (label, shard_files(store)))
+    for name in names + ["inputs.tsv"]:
+        a, b = os.path.join(store, name), os.path.join(sref, name)
+        T.check(os.path.exists(a) and open(a, "rb").read() == open(b, "rb").read(),
+                "%s: %s differs from one process's" % (label, name))
+    T.check(meta_core(store) == meta_core(sref), "%s: meta.json differs beyond timings" % label)
+
+
+for np_ in (2, 3):
+    out = os.path.join(w, "sharded_np%d" % np_)
+    p = mpi(np_, extract_args(out, extra=SH))
+    T.check(p.returncode == 0, "sharded, %d ranks: exit %d\n%s" % (np_, p.returncode, p.stderr[-2000:]))
+    if p.returncode == 0:
+        same_sharded(out, "sharded, %d ranks" % np_)
+
+
+def killed_finish(store):
+    """As if rank 0's finish was killed after renaming one complete shard's features into place."""
+    done = sorted(f for f in os.listdir(os.path.join(store, "shards")) if re.match(r"\d+\.json$", f))
+    T.check(len(done) >= 3, "sharded kill: complete shards: %s" % done)
+    if done:
+        k = int(done[0].split(".")[0])
+        os.rename(os.path.join(store, "shards", "%06d.npy" % k), os.path.join(store, "features-%05d.npy" % k))
+
+
+kill_and_rerun(os.path.join(w, "sharded_killed"), SH, same_sharded, "sharded: ", killed_finish)
+
+# search and dedup under mpirun over the sharded store: one process's results
+s3 = os.path.join(w, "sharded_np3")
+for args, name in ((["search", "--gallery=" + s3, "--query=" + s3, "--k=4"], "results.tsv"),
+                   (["dedup", s3, "--threshold=0.5"], "pairs.json")):
+    one, many = os.path.join(w, "one_" + name), os.path.join(w, "three_" + name)
+    T.run(args + ["--out=" + one, "--quiet"])
+    p = mpi(3, args + ["--out=" + many, "--quiet"])
+    T.check(p.returncode == 0 and open(one, "rb").read() == open(many, "rb").read(),
+            "%s over the sharded store: 3 ranks give one process's output (exit %d)\n%s" %
+            (args[0], p.returncode, p.stderr[-1000:]))
+    T.check(os.path.getsize(one) > 2, "%s: some output" % args[0])
 T.finish()

@@ -3,6 +3,9 @@ of the gallery and the queries, the search is spread over the ranks and merged o
 (and 2) the job gives one process's results: results.tsv byte for byte (rows, scores), the
 accuracies and per-class table of summary.json, train.tsv/test.tsv, and both stores (features
 equal in numpy, manifests byte for byte). Run again, the complete stores are reused on every rank.
+With --layout=sharded, -np 3 gives one process's sharded stores (every features-K.npy and
+manifest-K.tsv byte for byte, the features end to end numpy-equal to the single store's) and the
+same results.tsv.
 Skipped (77) without MPI in this build or without mpirun."""
 import json
 import os
@@ -65,4 +68,26 @@ T.check(p.returncode == 0 and p.stderr.count("reusing the complete store") == 2,
         "rerun: exit %d, stores reused\n%s" % (p.returncode, p.stderr[-2000:]))
 if p.returncode == 0:
     same_job(out, "rerun, 3 ranks")
+
+# --layout=sharded: one process's sharded stores and results, at -np 3
+sref, s3 = os.path.join(w, "sref"), os.path.join(w, "sharded_np3")
+T.run(run_args(sref) + ["--layout=sharded", "--quiet"])
+p = subprocess.run([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "3", T.CLI] + run_args(s3) +
+                   ["--layout=sharded"], capture_output=True, text=True, timeout=200)
+T.check(p.returncode == 0, "sharded, 3 ranks: exit %d\n%s" % (p.returncode, p.stderr[-2500:]))
+if p.returncode == 0:
+    for name in ("results.tsv", "train.tsv", "test.tsv"):
+        T.check(open(os.path.join(s3, name), "rb").read() == open(os.path.join(ref, name), "rb").read(),
+                "sharded, 3 ranks: %s differs from one process's single-layout job" % name)
+    for s in ("gallery", "queries"):
+        files = sorted(f for f in os.listdir(os.path.join(sref, s)) if f.startswith(("features-", "manifest-")))
+        T.check(len(files) >= 4 and files == sorted(f for f in os.listdir(os.path.join(s3, s))
+                                                  if f.startswith(("features-", "manifest-"))),
+                "sharded %s: the same shard files: %s" % (s, files))
+        for f in files + ["inputs.tsv"]:
+            T.check(open(os.path.join(s3, s, f), "rb").read() == open(os.path.join(sref, s, f), "rb").read(),
+                    "sharded %s: %s differs from one process's" % (s, f))
+        x = np.concatenate([np.load(os.path.join(s3, s, f)) for f in files if f.endswith(".npy")])
+        T.check(np.array_equal(x, np.load(os.path.join(ref, s, "features.npy"))),
+                "sharded %s: the features end to end are the single store's (numpy)" % s)
 T.finish()
