@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,16 @@ imgsim_status ims_store_writer_next(ims_store_writer *w, ims_err *e) {
     return ims_store_writer_line(w, MANIFEST_HEADER, sizeof MANIFEST_HEADER - 2, e);
 }
 
+/* fsync of the file at path: 0, or -1 (errno set) */
+static int fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    int r = fsync(fd), er = errno;
+    close(fd);
+    errno = er;
+    return r;
+}
+
 imgsim_status ims_store_writer_next_adopt(ims_store_writer *w, const char *src, int64_t rows, const char *ck_hex,
                                           ims_err *e) {
     if (!w->sharded) return ims_fail(e, IMGSIM_ERR_INTERNAL, "store writer: a shard's file in the single layout");
@@ -148,6 +159,8 @@ imgsim_status ims_store_writer_next_adopt(ims_store_writer *w, const char *src, 
     ims_store_shard_name(mname, sizeof mname, "manifest", w->k, "tsv");
     char *fp = ims_path_join(w->dir, fname), *mp = ims_path_join(w->dir, mname);
     if (!fp || !mp) st = ims_fail(e, IMGSIM_ERR_NOMEM, "out of memory");
+    else if (w->durable && fsync_path(src) != 0) /* (a part's writer fsynced it; this process vouches) */
+        st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot fsync: %s", src, strerror(errno));
     else if (rename(src, fp) != 0)
         st = ims_fail(e, IMGSIM_ERR_IO, "%s: cannot rename to %s: %s", src, fp, strerror(errno));
     if (!st) st = ims_atomic_open(&w->man, mp, e);
