@@ -306,3 +306,13 @@ def unrounded_pairs(model):
         if len(rd) == 1 and rd[0].op_type == "Relu" and producer[t].op_type in ("Conv", "Add"):
             skip.add(q.name)
     return skip
+
+
+def write_qdq(float_model, x, out, **kw):
+    """float_model's QDQ twin (insert_qdq with the ranges of inputs x; kw as insert_qdq's), checked
+    by onnx.checker and saved to out; returns the ModelProto."""
+    fm = unshare_identities(onnx.load(float_model))
+    qm = insert_qdq(fm, tensor_ranges(fm, [x]), **kw)
+    onnx.checker.check_model(qm)
+    onnx.save(qm, out)
+    return qm

@@ -57,25 +57,15 @@ def extract(model, out, precision, extra=(), check=True):
                "--no-normalize", "--quiet"] + list(extra), check=check)
     if not check:
         return p
-    rows = T.read_tsv(os.path.join(out, "manifest.tsv"))
-    f = np.load(os.path.join(out, "features.npy")).astype(np.float64)
-    return {r["path"]: f[int(r["row"])] for r in rows if r["status"] == "ok"}
+    return T.store_rows(out)
 
 
 # the network inputs, as imgsim preprocesses them
 paths = sorted(os.path.relpath(p, img_dir) for p in glob.glob(os.path.join(img_dir, "*", "*.jpg")))
-xs = []
-for p in paths:
-    T.run(["preprocess", os.path.join(img_dir, p), "--out=" + os.path.join(w, "x.npy"), "--size=%dx%d" % (args.size, args.size)])
-    xs.append(np.load(os.path.join(w, "x.npy")).reshape(1, 3, args.size, args.size))
-x = np.concatenate(xs)
+x = T.preprocess([os.path.join(img_dir, p) for p in paths], args.size, w)
 
-fm = Q.unshare_identities(onnx.load(float_model))
-ranges = Q.tensor_ranges(fm, [x])
-qm = Q.insert_qdq(fm, ranges, seed=1)
-onnx.checker.check_model(qm)
 qdq_model = os.path.join(w, "resnet18_qdq.onnx")
-onnx.save(qm, qdq_model)
+qm = Q.write_qdq(float_model, x, qdq_model, seed=1)
 ops = {}
 for n in qm.graph.node:
     ops[n.op_type] = ops.get(n.op_type, 0) + 1

@@ -37,7 +37,6 @@ args = ap.parse_args()
 
 try:
     import torch
-    import onnx
     from onnx import numpy_helper, TensorProto
 except ImportError:
     T.skip("torch/onnx not available")
@@ -52,18 +51,9 @@ img_dir = os.path.join(w, "img")
 T.run(["synth", "--out=" + img_dir, "--classes=4", "--per-class=%d" % max(1, args.images // 4), "--min-side=120",
        "--max-side=300", "--seed=7", "--quiet"])
 paths = sorted(os.path.relpath(p, img_dir) for p in glob.glob(os.path.join(img_dir, "*", "*.jpg")))
-xs = []
-for p in paths:
-    T.run(["preprocess", os.path.join(img_dir, p), "--out=" + os.path.join(w, "x.npy"),
-           "--size=%dx%d" % (args.size, args.size)])
-    xs.append(np.load(os.path.join(w, "x.npy")).reshape(1, 3, args.size, args.size))
-x = np.concatenate(xs)
-
-fm = Q.unshare_identities(onnx.load(float_model))
-qm = Q.insert_qdq(fm, Q.tensor_ranges(fm, [x]), seed=1, asym=True)
-onnx.checker.check_model(qm)
+x = T.preprocess([os.path.join(img_dir, p) for p in paths], args.size, w)
 qdq_model = os.path.join(w, "resnet18_qdq_asym.onnx")
-onnx.save(qm, qdq_model)
+qm = Q.write_qdq(float_model, x, qdq_model, seed=1, asym=True)
 init = {t.name: t for t in qm.graph.initializer}
 zps = []
 for n in qm.graph.node:
@@ -80,14 +70,11 @@ T.check({d for d, _ in asym} == {TensorProto.UINT8, TensorProto.INT8},
 def extract(model, out, precision):
     T.run(["extract", "--model=" + model, img_dir, "--out=" + out, "--precision=" + precision, "--threads=2",
            "--no-normalize", "--quiet"])
-    rows = T.read_tsv(os.path.join(out, "manifest.tsv"))
-    f = np.load(os.path.join(out, "features.npy")).astype(np.float64)
-    d = {r["path"]: f[int(r["row"])] for r in rows if r["status"] == "ok"}
+    d = T.store_rows(out)
     return np.stack([d[p] for p in paths])
 
 
-def cos(a, b):
-    return np.array([u @ v / (np.linalg.norm(u) * np.linalg.norm(v)) for u, v in zip(a, b)])
+cos = T.cosines
 
 
 i8 = extract(qdq_model, os.path.join(w, "s_int8"), "int8")

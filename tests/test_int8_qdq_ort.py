@@ -62,13 +62,8 @@ img_dir = os.path.join(w, "img")
 T.run(["synth", "--out=" + img_dir, "--classes=4", "--per-class=%d" % max(1, args.images // 4), "--min-side=160",
        "--max-side=360", "--seed=9", "--quiet"])
 paths = sorted(os.path.relpath(p, img_dir) for p in glob.glob(os.path.join(img_dir, "*", "*.jpg")))
-xs = []
-for p in paths:
-    T.run(["preprocess", os.path.join(img_dir, p), "--out=" + os.path.join(w, "x1.npy"),
-           "--size=%dx%d" % (args.size, args.size)])
-    xs.append(np.load(os.path.join(w, "x1.npy")))
 x_path = os.path.join(w, "x.npy")
-np.save(x_path, np.concatenate(xs))
+np.save(x_path, T.preprocess([os.path.join(img_dir, p) for p in paths], args.size, w))
 
 
 def ort(*a):
@@ -96,14 +91,11 @@ ref32 = np.load(os.path.join(w, "ort_fp32.npy")).astype(np.float64)
 def extract(model, out, precision):
     T.run(["extract", "--model=" + model, img_dir, "--out=" + out, "--precision=" + precision, "--threads=2",
            "--no-normalize", "--quiet"])
-    rows = T.read_tsv(os.path.join(out, "manifest.tsv"))
-    f = np.load(os.path.join(out, "features.npy")).astype(np.float64)
-    d = {r["path"]: f[int(r["row"])] for r in rows if r["status"] == "ok"}
+    d = T.store_rows(out)
     return np.stack([d[p] for p in paths])
 
 
-def cos(a, b):
-    return np.array([u @ v / (np.linalg.norm(u) * np.linalg.norm(v)) for u, v in zip(a, b)])
+cos = T.cosines
 
 
 i8 = extract(qm, os.path.join(w, "s_int8"), "int8")

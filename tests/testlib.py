@@ -124,6 +124,30 @@ def export_resnet(path, arch="resnet18", seed=3, size=224, opset=13):
     export_onnx(random_model(arch, seed), path, size, opset)
 
 
+def preprocess(paths, size, w):
+    """The network inputs of image files as `imgsim preprocess --size=SxS` makes them: float32
+    [len(paths), 3, size, size] (each file preprocessed through w/x1.npy)."""
+    import numpy as np
+    xs = []
+    for p in paths:
+        run(["preprocess", p, "--out=" + os.path.join(w, "x1.npy"), "--size=%dx%d" % (size, size)])
+        xs.append(np.load(os.path.join(w, "x1.npy")).reshape(1, 3, size, size))
+    return np.concatenate(xs)
+
+
+def store_rows(store):
+    """A (single-layout) store's features by path, float64: {path: row} of its "ok" manifest rows."""
+    import numpy as np
+    f = np.load(os.path.join(store, "features.npy")).astype(np.float64)
+    return {r["path"]: f[int(r["row"])] for r in read_tsv(os.path.join(store, "manifest.tsv")) if r["status"] == "ok"}
+
+
+def cosines(a, b):
+    """Per-row cosine of two [n, d] arrays."""
+    import numpy as np
+    return np.array([u @ v / (np.linalg.norm(u) * np.linalg.norm(v)) for u, v in zip(a, b)])
+
+
 def read_tsv(path):
     with open(path) as f:
         lines = f.read().splitlines()
