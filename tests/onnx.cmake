@@ -40,6 +40,9 @@ imgsim_py_test(onnx_family_epilogue_efficientnet_b0 test_onnx_families.py --arch
                --expect-fused=swish>=49,logistic>=16,eltwise==0,ref==0)
 imgsim_py_test(onnx_family_epilogue_mobilenet_v3_large test_onnx_families.py --arch=mobilenet_v3_large --opset=17
                --size=64 --expect-fused=hardswish>=10,ref==0)
+# opset 13 writes HardSwish as HardSigmoid(alpha 1/6, beta 1/2) and Mul: the same post-op
+imgsim_py_test(onnx_family_epilogue_mobilenet_v3_large_op13 test_onnx_families.py --arch=mobilenet_v3_large
+               --opset=13 --size=64 --expect-fused=hardswish>=10,ref==0)
 # The same families on the CUDA engine (issue 19, the GPU machine; skipped without a GPU): fp32
 # relative L2 <= 1e-4, tf32 cosine >= 0.9999, fp16 cosine >= 0.999 against PyTorch float64, every
 # family of the issue at a small input (labels gpu, family)

@@ -88,7 +88,8 @@ static int readers_of(const ims_graph *g, int v, int *out, int cap) {
 /* Plan-time epilogue fusion (fp32/bf16): the element-wise op that alone reads a Conv's or Gemm's
  * output (no activation fused into it yet) becomes an eltwise post-op of it, after its sum:
  * SiLU written as Sigmoid(y) and Mul(y, Sigmoid(y)) (EfficientNet, RegNetY: eltwise_swish,
- * alpha 1), a lone Sigmoid (the SE gate: eltwise_logistic), HardSwish (MobileNetV3), Gelu. A
+ * alpha 1), a lone Sigmoid (the SE gate: eltwise_logistic), HardSwish (MobileNetV3; also
+ * written as Mul(y, HardSigmoid(y)) with alpha 1/6, beta 1/2, as opset 13 exports it), Gelu. A
  * post-op runs in the primitive's own dst layout, so nothing is converted for it. The graph
  * stays as it is (the CUDA engine plans the same graph). Fills c->epi_alg, epi_out, absorbed;
  * counts the fusions in c->n_epi. */
@@ -119,13 +120,15 @@ static imgsim_status find_epilogues(cpu_impl *c, ims_err *e) {
             c->n_epi++;
             continue;
         }
-        if (nr != 2 || a->op != IS_OP_SIGMOID || a->out == g->output) continue;
+        /* x * HardSigmoid(x) with alpha 1/6, beta 1/2 is HardSwish (opset 13's export of it) */
+        int hsig = a->op == IS_OP_HARDSIGMOID && fabsf(a->alpha - 1.0f / 6.0f) < 1e-6f && a->beta == 0.5f;
+        if (nr != 2 || (a->op != IS_OP_SIGMOID && !hsig) || a->out == g->output) continue;
         const ims_node *m = &g->nodes[r[1]];
         int sr[2];
         if (m->op != IS_OP_MUL || m->n_in != 2 || m->residual >= 0 || m->act != IS_ACT_NONE) continue;
         if (!((m->in[0] == y && m->in[1] == a->out) || (m->in[1] == y && m->in[0] == a->out))) continue;
         if (readers_of(g, a->out, sr, 2) != 1) continue;
-        c->epi_alg[i] = (int)dnnl_eltwise_swish;
+        c->epi_alg[i] = hsig ? (int)dnnl_eltwise_hardswish : (int)dnnl_eltwise_swish;
         c->epi_out[i] = m->out;
         c->absorbed[r[0]] = c->absorbed[r[1]] = 1;
         c->n_epi++;
